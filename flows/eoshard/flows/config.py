@@ -1,0 +1,153 @@
+"""The build config: typed and validated at the edge (pydantic v2), frozen inside, round-trips to YAML."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+
+class ConfigError(ValueError):
+    """A config file that cannot be used; the message lists every problem, one per line."""
+
+
+def _resolve_existing(value: Path, info: ValidationInfo) -> Path:
+    """Resolve a path relative to the config file's folder and require that it exists."""
+    path = _resolve(value, info)
+    if not path.exists():
+        raise ValueError(f"file not found: {path} (relative paths are relative to the config file)")
+    return path
+
+
+def _resolve(value: Path, info: ValidationInfo) -> Path:
+    base = (info.context or {}).get("base_dir")
+    return (value if value.is_absolute() or base is None else Path(base) / value).resolve()
+
+
+ExistingPath = Annotated[Path, AfterValidator(_resolve_existing)]
+RelativePath = Annotated[Path, AfterValidator(_resolve)]
+Bbox = tuple[float, float, float, float]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class CatalogConfig(_Model):
+    """Where products come from and which ones qualify."""
+
+    source: ExistingPath = Field(description="static STAC catalog.json, ItemCollection or FeatureCollection file")
+    collection: str | None = None
+    max_cloud: float = Field(100.0, ge=0, le=100, description="highest eo:cloud_cover kept, in percent")
+
+
+class PeriodConfig(_Model):
+    start: date
+    end: date
+
+    @model_validator(mode="after")
+    def _ordered(self) -> PeriodConfig:
+        if self.end < self.start:
+            raise ValueError(f"end {self.end} is before start {self.start}")
+        return self
+
+
+class GridConfig(_Model):
+    resolution: float = Field(10.0, gt=0, description="metres; must divide 60")
+    crs: str | None = Field(None, description="target CRS; default: the UTM zone of the AOI's centroid")
+    chunksize: int = Field(512, ge=64, le=8192, description="dask chunk size of the cube, in pixels")
+
+
+class LabelsConfig(_Model):
+    path: ExistingPath
+    layer: str | None = None
+    class_column: str
+    class_name_column: str | None = None
+
+
+class PatchConfig(_Model):
+    size: int = Field(64, ge=8, le=4096)
+    stride: int | None = Field(None, ge=1)
+
+
+class OutputConfig(_Model):
+    path: RelativePath
+    formats: tuple[Literal["zarr", "lmdb"], ...] = ("zarr", "lmdb")
+    shard_size: int = Field(16, ge=1, le=4096, description="samples per Zarr shard")
+
+    @field_validator("formats")
+    @classmethod
+    def _some(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value:
+            raise ValueError("name at least one output format: zarr, lmdb")
+        return value
+
+
+class BuildConfig(_Model):
+    """Everything ``eoshard build`` needs."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    catalog: CatalogConfig
+    aoi: ExistingPath | Bbox = Field(description="vector file, or minx,miny,maxx,maxy in EPSG:4326")
+    period: PeriodConfig
+    bands: tuple[str, ...] = Field(min_length=1)
+    grid: GridConfig = GridConfig()
+    labels: LabelsConfig | None = None
+    patches: PatchConfig = PatchConfig()
+    output: OutputConfig
+
+    @field_validator("aoi", mode="after")
+    @classmethod
+    def _valid_bbox(cls, value: Path | Bbox) -> Path | Bbox:
+        if isinstance(value, tuple):
+            minx, miny, maxx, maxy = value
+            if not (-180 <= minx < maxx <= 180 and -90 <= miny < maxy <= 90):
+                raise ValueError(f"bbox {value} is not minx,miny,maxx,maxy in degrees with min < max")
+        return value
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+def _format_errors(source: str, err: ValidationError) -> str:
+    lines = [f"{source}: {err.error_count()} problem(s) in the config"]
+    for problem in err.errors():
+        where = ".".join(str(p) for p in problem["loc"]) or "(top level)"
+        message = problem["msg"].removeprefix("Value error, ")
+        got = problem.get("input")
+        shown = "" if problem["type"] in ("missing",) or isinstance(got, dict) else f" (got {got!r})"
+        lines.append(f"  - {where}: {message}{shown}")
+    return "\n".join(lines)
+
+
+def parse_config(data: Any, base_dir: Path, source: str = "config") -> BuildConfig:
+    """Validate a config mapping; relative paths resolve against ``base_dir``."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a YAML mapping of settings, got {type(data).__name__}")
+    try:
+        return BuildConfig.model_validate(data, context={"base_dir": base_dir})
+    except ValidationError as err:
+        raise ConfigError(_format_errors(source, err)) from err
+
+
+def load_config(path: Path) -> BuildConfig:
+    """Read and validate a YAML config file."""
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from err
+    return parse_config(data, path.parent, str(path))

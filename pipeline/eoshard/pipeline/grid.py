@@ -1,0 +1,70 @@
+"""Target grids: an odc-geo ``GeoBox`` over an area of interest, aligned so Sentinel-2 grids nest."""
+
+from __future__ import annotations
+
+import math
+
+import geopandas as gpd
+import shapely
+from odc.geo import CRS
+from odc.geo.geobox import GeoBox
+from odc.geo.geom import BoundingBox
+
+from eoshard.pipeline.errors import GridError
+
+# Sentinel-2 tile origins are multiples of 60 m, so snapping to 60 m keeps the 10, 20 and 60 m grids nested
+# and pixel-aligned with the products (no resampling where the CRS matches).
+S2_ALIGNMENT_M = 60.0
+
+
+def utm_crs_for(area: shapely.Geometry, area_crs: CRS | str = "EPSG:4326") -> CRS:
+    """The UTM zone (WGS 84) that holds the centroid of ``area``."""
+    centroid = gpd.GeoSeries([area], crs=str(area_crs)).to_crs(4326).iloc[0].centroid
+    lon, lat = centroid.x, centroid.y
+    zone = min(int((lon + 180.0) // 6.0) + 1, 60)
+    return CRS(f"EPSG:{(32600 if lat >= 0 else 32700) + zone}")
+
+
+def reproject_area(area: shapely.Geometry, area_crs: CRS | str, crs: CRS | str) -> shapely.Geometry:
+    """``area`` in ``crs``, densified first so that curved edges keep their extent."""
+    densified = shapely.segmentize(area, max_segment_length=_segment_length(area))
+    return gpd.GeoSeries([densified], crs=str(area_crs)).to_crs(str(crs)).iloc[0]
+
+
+def _segment_length(area: shapely.Geometry) -> float:
+    x0, y0, x1, y1 = area.bounds
+    return max(x1 - x0, y1 - y0, 1e-9) / 64.0
+
+
+def grid_for_area(
+    area: shapely.Geometry,
+    area_crs: CRS | str = "EPSG:4326",
+    *,
+    resolution: float = 10.0,
+    crs: CRS | str | None = None,
+    alignment: float = S2_ALIGNMENT_M,
+) -> GeoBox:
+    """A north-up grid covering ``area`` whose edges are multiples of ``alignment`` metres.
+
+    ``resolution`` must divide ``alignment`` so every coarser Sentinel-2 pixel holds whole fine pixels.
+    """
+    if area.is_empty or area.area == 0:
+        raise GridError(
+            f"the area of interest is empty (got {area.wkt[:80]}): give a polygon or a bbox with an extent"
+        )
+    ratio = alignment / resolution if resolution > 0 else 0.0
+    if resolution <= 0 or abs(ratio - round(ratio)) > 1e-9:
+        raise GridError(
+            f"resolution {resolution} m does not divide the {alignment:g} m alignment: "
+            "use 60, 20, 10, 5, 2.5 m or another divisor of 60"
+        )
+    target = CRS(crs) if crs is not None else utm_crs_for(area, area_crs)
+    x0, y0, x1, y1 = reproject_area(area, area_crs, target).bounds
+    snapped = BoundingBox(
+        math.floor(x0 / alignment) * alignment,
+        math.floor(y0 / alignment) * alignment,
+        math.ceil(x1 / alignment) * alignment,
+        math.ceil(y1 / alignment) * alignment,
+        target,
+    )
+    return GeoBox.from_bbox(snapped, target, resolution=resolution)

@@ -1,0 +1,42 @@
+"""Fixed-size patches over a grid: each patch is ``grid[roi]``, its key derived from its own geobox."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from odc.geo.geobox import GeoBox
+
+from eoshard.pipeline.errors import GridError
+
+
+@dataclass(frozen=True)
+class Patch:
+    """One window of the grid: its pixel offset and its own geobox."""
+
+    row: int
+    col: int
+    geobox: GeoBox
+
+    @property
+    def key(self) -> str:
+        """``<epsg>_<resolution>_<x0>_<y0>``: the patch's CRS and top-left corner, stable across reruns."""
+        t = self.geobox.transform
+        assert self.geobox.crs is not None
+        return f"{self.geobox.crs.epsg}_{t.a:g}_{t.c:.0f}_{t.f:.0f}"
+
+
+def patch_grid(grid: GeoBox, size: int, stride: int | None = None) -> list[Patch]:
+    """Every whole ``size`` x ``size`` window of ``grid``, moving by ``stride`` pixels (default: ``size``)."""
+    step = stride or size
+    if size <= 0 or step <= 0:
+        raise GridError(f"patch size and stride must be positive, got size={size}, stride={step}")
+    ny, nx = grid.shape
+    if size > ny or size > nx:
+        raise GridError(
+            f"a {size} px patch does not fit the {ny} x {nx} px grid: use a smaller patch size or a larger AOI"
+        )
+    return [
+        Patch(row, col, grid[row : row + size, col : col + size])
+        for row in range(0, ny - size + 1, step)
+        for col in range(0, nx - size + 1, step)
+    ]

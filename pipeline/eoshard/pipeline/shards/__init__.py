@@ -1,0 +1,1 @@
+"""Shard writers: Zarr v3 (sharded) and LMDB + safetensors, described by ``docs/format.md``."""

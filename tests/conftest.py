@@ -1,0 +1,34 @@
+"""Fixtures shared by every portion's tests: the real data in ../shared/data and the demo world."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+
+def shared_path(*parts: str) -> Path:
+    """A folder or file of ../shared/data; a failure under CI=true, a skip elsewhere when it is absent."""
+    path = SHARED_DATA.joinpath(*parts)
+    if not path.exists():
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"shared data {path} is missing: CI must run with ../shared beside the repository")
+        pytest.skip(f"shared data {path} is absent (it lives beside the repository as ../shared/data)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    return shared_path()
+
+
+@pytest.fixture(scope="session")
+def demo_data(tmp_path_factory: pytest.TempPathFactory):
+    """The demo world (static catalog, COGs, parcels, AOI), written once per test session."""
+    from eoshard.flows.demo.products import write_demo_data
+
+    return write_demo_data(tmp_path_factory.mktemp("demo"))

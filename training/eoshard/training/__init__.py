@@ -1,0 +1,1 @@
+"""Read eoshard shards with torch, train, evaluate, package and apply models."""
