@@ -1,0 +1,36 @@
+"""The ``eoshard`` Typer app, its consoles and the error handling every command shares."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import typer
+from rich.console import Console
+
+from eoshard.catalog import CatalogError
+from eoshard.flows.config import ConfigError
+from eoshard.pipeline.errors import PipelineError
+
+app = typer.Typer(
+    name="eoshard",
+    help="Turn Sentinel-1/2 archives into deep-learning-ready shards (Zarr v3, LMDB + safetensors).",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+console = Console()
+errors = Console(stderr=True)
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Print eoshard's errors as one readable message and exit non-zero, without a traceback."""
+    try:
+        yield
+    except ConfigError as err:
+        errors.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    except (CatalogError, PipelineError) as err:
+        errors.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None

@@ -1,0 +1,1 @@
+"""One module per ``eoshard`` command; each registers itself on ``eoshard.flows.app.app``."""

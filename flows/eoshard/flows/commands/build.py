@@ -1,0 +1,71 @@
+"""``eoshard build``: the main job."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from eoshard.flows.app import app, console, user_errors
+from eoshard.flows.config import load_config
+
+
+def progress_callback(progress: Progress, label: str) -> Callable[[int, int], None]:
+    """A ``(done, total)`` callback that drives one rich progress bar."""
+    task = progress.add_task(label, total=None)
+
+    def update(done: int, total: int) -> None:
+        progress.update(task, completed=done, total=total)
+
+    return update
+
+
+def progress_bar() -> Progress:
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    return Progress(*columns, console=console)
+
+
+@app.command()
+def build(
+    config: Annotated[Path, typer.Argument(help="YAML build config")],
+    scheduler: Annotated[
+        str | None, typer.Option(help="address of an existing Dask scheduler (default: a LocalCluster)")
+    ] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="workers of the LocalCluster (default: one per core)")
+    ] = None,
+) -> None:
+    """Build a dataset: select products, cube them lazily, rasterize labels, cut patches, write shards."""
+    from eoshard.flows.build import plan_build, run_build
+    from eoshard.flows.cluster import dask_client
+
+    with user_errors():
+        cfg = load_config(config)
+        with console.status("searching products and planning the build"):
+            plan = plan_build(cfg)
+        console.print(
+            f"{len(plan.items)} products, {len(plan.dates)} dates, grid {plan.grid.shape.y} x {plan.grid.shape.x}"
+            f" px in {plan.grid.crs}, {len(plan.patches)} patches in {len(plan.shards())} shards"
+        )
+        with dask_client(scheduler, workers) as client:
+            console.print(f"dask dashboard: {client.dashboard_link}")
+            with progress_bar() as progress:
+                result = run_build(plan, client, progress_callback(progress, "writing shards"))
+        print_summary(result.path, result.manifest)
+
+
+def print_summary(path: Path, manifest: dict[str, object]) -> None:
+    """A table of what a dataset holds."""
+    table = Table(title=f"dataset {manifest['name']} at {path}", show_header=False)
+    for key in ("n_samples", "patch_size", "bands", "dates", "crs", "resolution"):
+        value = manifest[key]
+        shown = ", ".join(map(str, value)) if isinstance(value, list) else str(value)
+        table.add_row(key, shown)
+    formats = manifest["formats"]
+    assert isinstance(formats, dict)
+    table.add_row("files", ", ".join(str(path / f["path"]) for f in formats.values() if f))
+    console.print(table)
