@@ -20,7 +20,14 @@ from typer.testing import CliRunner
 
 from eoshard.flows.cli import app
 
-BANDS = ["B02", "B03", "B04", "B08"]
+BANDS = ["B02", "B03", "B04", "B08", "B11"]
+GROUP_OF = {
+    "B02": ("s2_10m", 0),
+    "B03": ("s2_10m", 1),
+    "B04": ("s2_10m", 2),
+    "B08": ("s2_10m", 3),
+    "B11": ("s2_20m", 0),
+}
 
 
 @pytest.fixture(scope="module")
@@ -37,6 +44,7 @@ def built(demo_data, tmp_path_factory: pytest.TempPathFactory) -> Path:
             "path": str(demo_data.parcels),
             "class_column": "class_code",
             "class_name_column": "class_name",
+            "id_column": "parcel_id",
         },
         "patches": {"size": 48},
         "output": {"path": str(out), "formats": ["zarr", "lmdb"], "shard_size": 5},
@@ -75,9 +83,9 @@ def test_lmdb_and_zarr_equal_the_cog_pixels(built: Path, demo_data) -> None:
 
     by_date = _items_by_date(demo_data.catalog)
     group = zarr.open_group(str(built / "data.zarr"), mode="r")
-    images = group["s2_10m"]
-    assert images.shape == (108, 7, 4, 48, 48)
-    assert images.dtype == np.uint16
+    assert group["s2_10m"].shape == (108, 7, 4, 48, 48)
+    assert group["s2_20m"].shape == (108, 7, 1, 24, 24)
+    assert group["s2_10m"].dtype == np.uint16
     env = lmdb.open(str(built / "data.lmdb"), readonly=True, lock=False)
     with env.begin() as txn:
         assert txn.stat()["entries"] == 108
@@ -85,29 +93,31 @@ def test_lmdb_and_zarr_equal_the_cog_pixels(built: Path, demo_data) -> None:
         for n in (0, 13, 40, 57, 100):
             key = manifest["keys"][n]
             sample = load(txn.get(key.encode()))
-            assert sorted(sample) == [*BANDS, "class"]
+            assert sorted(sample) == sorted([*BANDS, "class", "parcel_id"])
             epsg, res, x0, y0 = (float(v) for v in key.split("_"))
-            bounds = (x0, y0 - 48 * res, x0 + 48 * res, y0)
+            bounds = (x0, y0 - 48 * res, x0 + 48 * res, y0)  # the same ground at every resolution
             for t, date in enumerate(manifest["dates"]):
                 item = _native_item(by_date[date], int(epsg))
-                for b, band in enumerate(BANDS):
+                for band in BANDS:
                     with rasterio.open(item.assets[band].get_absolute_href()) as src:
                         window = from_bounds(*bounds, transform=src.transform)
                         expected = src.read(1, window=window, boundless=True, fill_value=0)
                     got_lmdb = sample[band][t]
-                    got_zarr = images[n, t, b]
+                    name, index = GROUP_OF[band]
+                    got_zarr = group[name][n, t, index]
                     valid = expected != 0  # where the native tile has no data the other zone's tile fills in
                     np.testing.assert_array_equal(got_lmdb[valid], expected[valid])
                     np.testing.assert_array_equal(got_zarr, got_lmdb)
                     checked += int(valid.sum())
-    assert checked > 5 * 7 * 4 * 48 * 48 * 0.4
+    assert checked > 5 * 7 * (4 * 48 * 48 + 24 * 24) * 0.4
 
 
 def test_label_patches_match_an_independent_rasterization(built: Path, demo_data) -> None:
     manifest = json.loads((built / "dataset.json").read_text())
     parcels = gpd.read_file(demo_data.parcels).to_crs(manifest["crs"])
     parcels["geometry"] = parcels.geometry.make_valid()
-    labels = zarr.open_group(str(built / "data.zarr"), mode="r")["class"]
+    group = zarr.open_group(str(built / "data.zarr"), mode="r")
+    labels, ids = group["class"], group["parcel_id"]
     for n in (0, 21, 77, 107):
         _, res, x0, y0 = (float(v) for v in manifest["keys"][n].split("_"))
         transform = rasterio.transform.from_origin(x0, y0, res, res)
@@ -118,6 +128,10 @@ def test_label_patches_match_an_independent_rasterization(built: Path, demo_data
             dtype="int32",
         )
         np.testing.assert_array_equal(labels[n], expected)
+        expected_ids = rasterize(
+            zip(parcels.geometry, parcels["parcel_id"], strict=True), (48, 48), transform=transform, dtype="int64"
+        )
+        np.testing.assert_array_equal(ids[n], expected_ids)
     assert manifest["labels"]["classes"] == {
         "1": "winter_wheat", "2": "maize", "3": "rapeseed", "4": "grassland", "5": "sugar_beet", "6": "potato",
     }  # fmt: skip

@@ -75,6 +75,7 @@ class LabelsConfig(_Model):
     layer: str | None = None
     class_column: str
     class_name_column: str | None = None
+    id_column: str | None = Field(None, description="parcel id column, rasterized as the parcel_id layer")
 
 
 class PatchConfig(_Model):

@@ -15,6 +15,11 @@ from rasterio.enums import Resampling
 from eoshard.pipeline.errors import BandError, PipelineError
 
 NODATA = 0
+# Native resolution (m) of Sentinel-2 bands, used when an asset does not say its own.
+S2_RESOLUTIONS: dict[str, int] = {
+    "B01": 60, "B02": 10, "B03": 10, "B04": 10, "B05": 20, "B06": 20, "B07": 20, "B08": 10, "B8A": 20,
+    "B09": 60, "B10": 60, "B11": 20, "B12": 20, "SCL": 20, "AOT": 20, "WVP": 10, "TCI": 10,
+}  # fmt: skip
 
 
 def _epsg_of(properties: Mapping[str, Any]) -> int | None:
@@ -53,7 +58,68 @@ def acquisition_key(item: Mapping[str, Any]) -> str:
     return f"{props.get('platform', '')}_{day}_R{props.get('sat:relative_orbit', '')}"
 
 
+def asset_resolution(item: Mapping[str, Any], band: str) -> float:
+    """The native pixel size of ``band`` in ``item``: from ``proj:transform``, ``gsd`` or the Sentinel-2 table."""
+    asset = item["assets"].get(band, {})
+    transform = asset.get("proj:transform")
+    if transform:
+        return abs(float(transform[0]))
+    if asset.get("gsd"):
+        return float(asset["gsd"])
+    if band in S2_RESOLUTIONS:
+        return float(S2_RESOLUTIONS[band])
+    raise BandError(f"cannot tell the resolution of band {band} in {item.get('id')}: give proj:transform or gsd")
+
+
+def group_name(resolution: float, sensor: str = "s2") -> str:
+    """``s2_10m``, ``s2_20m``, ``s2_60m``, ``s2_2.5m``: the name of a resolution group."""
+    return f"{sensor}_{resolution:g}m"
+
+
+def band_groups(
+    items: Sequence[pystac.Item | Mapping[str, Any]], bands: Sequence[str], grid: GeoBox
+) -> dict[str, tuple[float, list[str]]]:
+    """Bands grouped by native resolution (never finer than the grid), in order of resolution then band order."""
+    first = stackstac_ready(items[0]) if items else {"assets": {}}
+    base = abs(grid.resolution.x)
+    groups: dict[float, list[str]] = {}
+    for band in bands:
+        res = max(asset_resolution(first, band), base)
+        groups.setdefault(res, []).append(band)
+    return {group_name(res): (res, groups[res]) for res in sorted(groups)}
+
+
 def open_cube(
+    items: Sequence[pystac.Item | Mapping[str, Any]],
+    grid: GeoBox,
+    bands: Sequence[str],
+    *,
+    chunksize: int = 512,
+    resampling: Resampling = Resampling.nearest,
+    dtype: str = "uint16",
+    single_resolution: bool = False,
+) -> dict[str, xr.DataArray]:
+    """Lazy ``(time, band, y, x)`` cubes, one per resolution group (``s2_10m``, ``s2_20m``, ``s2_60m``).
+
+    Each group lies on ``grid`` zoomed out to its native resolution, so the grids nest exactly and every band
+    keeps its source pixels; with ``single_resolution`` every band is resampled onto ``grid`` itself.
+    All groups share the same time steps.
+    """
+    if single_resolution:
+        name = group_name(abs(grid.resolution.x))
+        return {name: open_band_group(items, grid, bands, chunksize=chunksize, resampling=resampling, dtype=dtype)}
+    base = abs(grid.resolution.x)
+    cubes = {}
+    for name, (res, group) in band_groups(items, bands, grid).items():
+        factor = res / base
+        sub = grid if factor == 1 else grid.zoom_out(factor)
+        cubes[name] = open_band_group(
+            items, sub, group, chunksize=max(64, int(chunksize / factor)), resampling=resampling, dtype=dtype
+        )
+    return cubes
+
+
+def open_band_group(
     items: Sequence[pystac.Item | Mapping[str, Any]],
     grid: GeoBox,
     bands: Sequence[str],

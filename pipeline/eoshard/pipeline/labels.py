@@ -41,39 +41,60 @@ def prepare_parcels(parcels: gpd.GeoDataFrame, grid: GeoBox, class_column: str) 
 
 
 def _rasterize_block(
-    parcels: gpd.GeoDataFrame, grid: GeoBox, class_column: str, block_info: dict[Any, Any] | None = None
+    parcels: gpd.GeoDataFrame,
+    grid: GeoBox,
+    column: str,
+    dtype: type,
+    background: int,
+    block_info: dict[Any, Any] | None = None,
 ) -> np.ndarray:
     assert block_info is not None
     (r0, r1), (c0, c1) = block_info[None]["array-location"]
     sub = grid[r0:r1, c0:c1]
     hits = parcels.iloc[parcels.sindex.query(sub.extent.geom, predicate="intersects")]
     if hits.empty:
-        return np.zeros((r1 - r0, c1 - c0), dtype=np.int32)
-    shapes = zip(hits.geometry, hits[class_column].astype("int32"), strict=True)
-    return rasterize(shapes, out_shape=(r1 - r0, c1 - c0), transform=sub.transform, fill=0, dtype="int32")
-
-
-def rasterize_classes(
-    parcels: gpd.GeoDataFrame, grid: GeoBox, *, class_column: str, chunksize: int = 512
-) -> xr.DataArray:
-    """A lazy ``(y, x)`` int32 raster of ``class_column`` (pixel centres inside a parcel; 0 elsewhere)."""
-    prepared = prepare_parcels(parcels, grid, class_column)
-    ny, nx = grid.shape
-    template = da.empty((ny, nx), chunks=(chunksize, chunksize), dtype=np.int32)
-    data = da.map_blocks(
-        _rasterize_block,
-        prepared,
-        grid,
-        class_column,
-        dtype=np.int32,
-        chunks=template.chunks,
-        meta=np.array(()),
+        return np.full((r1 - r0, c1 - c0), background, dtype=dtype)
+    shapes = zip(hits.geometry, hits[column].astype(dtype), strict=True)
+    return rasterize(
+        shapes, out_shape=(r1 - r0, c1 - c0), transform=sub.transform, fill=background, dtype=np.dtype(dtype).name
     )
+
+
+def _lazy_layer(
+    parcels: gpd.GeoDataFrame, grid: GeoBox, column: str, dtype: type, chunksize: int, background: int
+) -> da.Array:
+    ny, nx = grid.shape
+    chunks = da.empty((ny, nx), chunks=(chunksize, chunksize), dtype=dtype).chunks
+    return da.map_blocks(
+        _rasterize_block, parcels, grid, column, dtype, background, dtype=dtype, chunks=chunks, meta=np.array(())
+    )
+
+
+def rasterize_labels(
+    parcels: gpd.GeoDataFrame,
+    grid: GeoBox,
+    *,
+    class_column: str,
+    id_column: str | None = None,
+    background: int = 0,
+    chunksize: int = 512,
+) -> xr.Dataset:
+    """Lazy label layers on ``grid``: ``class`` (int32) and, with ``id_column``, ``parcel_id`` (int64).
+
+    A pixel takes the value of the parcel that holds its centre; ``background`` where none does.
+    """
+    prepared = prepare_parcels(parcels, grid, class_column)
+    layers = {"class": _lazy_layer(prepared, grid, class_column, np.int32, chunksize, background)}
+    if id_column is not None:
+        if id_column not in prepared.columns:
+            raise PipelineError(
+                f"the labels have no column {id_column!r}; they have {sorted(map(str, parcels.columns))}: "
+                "set labels.id_column to one of them"
+            )
+        layers["parcel_id"] = _lazy_layer(prepared, grid, id_column, np.int64, chunksize, 0)
     coords = grid.coordinates
-    return xr.DataArray(
-        data,
-        dims=("y", "x"),
+    return xr.Dataset(
+        {name: (("y", "x"), data) for name, data in layers.items()},
         coords={"y": coords["y"].values, "x": coords["x"].values},
-        name="class",
-        attrs={"crs": str(grid.crs), "transform": tuple(grid.transform)[:6], "background": 0},
+        attrs={"crs": str(grid.crs), "transform": tuple(grid.transform)[:6], "background": background},
     )
