@@ -123,14 +123,17 @@ class BuildConfig(_Model):
 
 
 def _format_errors(source: str, err: ValidationError) -> str:
-    lines = [f"{source}: {err.error_count()} problem(s) in the config"]
+    """One line for one problem; a heading and one line per problem otherwise."""
+    problems = []
     for problem in err.errors():
         where = ".".join(str(p) for p in problem["loc"]) or "(top level)"
         message = problem["msg"].removeprefix("Value error, ")
         got = problem.get("input")
-        shown = "" if problem["type"] in ("missing",) or isinstance(got, dict) else f" (got {got!r})"
-        lines.append(f"  - {where}: {message}{shown}")
-    return "\n".join(lines)
+        shown = "" if problem["type"] == "missing" or isinstance(got, dict | Path) else f" (got {got!r})"
+        problems.append(f"{where}: {message}{shown}")
+    if len(problems) == 1:
+        return f"{source}: {problems[0]}"
+    return "\n".join([f"{source}: {len(problems)} problems in the config", *(f"  - {p}" for p in problems)])
 
 
 def parse_config(data: Any, base_dir: Path, source: str = "config") -> BuildConfig:

@@ -1,0 +1,78 @@
+"""Bad input through the real ``eoshard`` entry point: one actionable message, non-zero exit, no traceback."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+
+def _run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", "from eoshard.flows.cli import main; main()", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+@pytest.fixture
+def config_for(demo_data, tmp_path: Path):
+    def write(**changes: object) -> Path:
+        data = {
+            "name": "errors",
+            "catalog": {"source": str(demo_data.catalog), "max_cloud": 60},
+            "aoi": str(demo_data.aoi),
+            "period": {"start": "2024-04-01", "end": "2024-09-30"},
+            "bands": ["B02"],
+            "output": {"path": str(tmp_path / "out")},
+        }
+        data.update(changes)
+        path = tmp_path / "build.yaml"
+        path.write_text(yaml.safe_dump(data))
+        return path
+
+    return write
+
+
+def _assert_clean_failure(result: subprocess.CompletedProcess[str], code: int, *fragments: str) -> None:
+    assert result.returncode == code, result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    message = " ".join(result.stderr.split())  # rich may wrap long lines
+    assert message.startswith("error: ")
+    for fragment in fragments:
+        assert fragment in message
+
+
+def test_unknown_key(config_for) -> None:
+    path = config_for(colour="blue")
+    _assert_clean_failure(_run("build", str(path)), 2, "colour: Extra inputs are not permitted")
+
+
+def test_wrong_type(config_for) -> None:
+    path = config_for(patches={"size": "large"})
+    _assert_clean_failure(_run("build", str(path)), 2, "patches.size: Input should be a valid integer", "'large'")
+
+
+def test_missing_file(config_for, tmp_path: Path) -> None:
+    path = config_for(aoi=str(tmp_path / "nowhere.geojson"))
+    _assert_clean_failure(_run("build", str(path)), 2, "aoi", "file not found", "nowhere.geojson")
+
+
+def test_missing_config_file(tmp_path: Path) -> None:
+    _assert_clean_failure(_run("build", str(tmp_path / "absent.yaml")), 2, "config file not found")
+
+
+def test_aoi_that_overlaps_no_product(config_for) -> None:
+    path = config_for(aoi=[-106.1, 35.5, -105.9, 35.7])
+    _assert_clean_failure(
+        _run("build", str(path)),
+        1,
+        "no product",
+        "intersects the AOI",
+        "check the AOI and its CRS, widen the period or raise max_cloud",
+    )

@@ -1,0 +1,96 @@
+"""Build configs: validated with readable messages, paths resolved, round trip through YAML."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from eoshard.flows.config import ConfigError, load_config, parse_config
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _valid(tmp_path: Path) -> dict:
+    (tmp_path / "catalog.json").write_text("{}")
+    (tmp_path / "parcels.gpkg").write_bytes(b"")
+    return {
+        "name": "t",
+        "catalog": {"source": "catalog.json", "max_cloud": 30},
+        "aoi": [11.9, 48.0, 12.0, 48.1],
+        "period": {"start": "2024-04-01", "end": "2024-05-01"},
+        "bands": ["B02"],
+        "labels": {"path": "parcels.gpkg", "class_column": "code"},
+        "output": {"path": "out"},
+    }
+
+
+def test_relative_paths_resolve_against_the_config_folder(tmp_path: Path) -> None:
+    config = parse_config(_valid(tmp_path), tmp_path)
+    assert config.catalog.source == (tmp_path / "catalog.json").resolve()
+    assert config.output.path == (tmp_path / "out").resolve()
+    assert config.aoi == (11.9, 48.0, 12.0, 48.1)
+    assert config.patches.size == 64 and config.output.formats == ("zarr", "lmdb")
+
+
+def test_round_trip_through_yaml(tmp_path: Path) -> None:
+    config = parse_config(_valid(tmp_path), tmp_path)
+    again = parse_config(yaml.safe_load(config.to_yaml()), Path("/nonexistent"))
+    assert again == config
+
+
+def test_the_example_config_is_valid() -> None:
+    demo = yaml.safe_load((ROOT / "examples" / "demo.yaml").read_text())
+    assert demo["catalog"]["source"] == "../data/demo/catalog/catalog.json"
+    assert demo["bands"] == ["B02", "B03", "B04", "B08", "B05", "B06", "B07", "B8A", "B11", "B12"]
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda d: d["catalog"].update(colection="x"), "catalog.colection: Extra inputs are not permitted"),
+        (lambda d: d.update(patches={"size": "big"}), "patches.size: Input should be a valid integer"),
+        (
+            lambda d: d["catalog"].update(max_cloud=150),
+            "catalog.max_cloud: Input should be less than or equal to 100",
+        ),
+        (lambda d: d["labels"].update(path="missing.gpkg"), "labels.path: file not found:"),
+        (lambda d: d.pop("bands"), "bands: Field required"),
+        (lambda d: d["period"].update(end="2024-01-01"), "period: end 2024-01-01 is before start 2024-04-01"),
+        (lambda d: d.update(aoi=[12, 48, 11, 49]), "is not minx,miny,maxx,maxy in degrees"),
+    ],
+)
+def test_each_problem_is_one_readable_line(tmp_path: Path, change, message: str) -> None:
+    data = _valid(tmp_path)
+    change(data)
+    with pytest.raises(ConfigError) as info:
+        parse_config(data, tmp_path, "build.yaml")
+    text = str(info.value)
+    assert text.startswith("build.yaml: ")
+    assert message in text
+    assert "\n" not in text
+
+
+def test_several_problems_are_listed(tmp_path: Path) -> None:
+    data = _valid(tmp_path)
+    data["catalog"]["max_cloud"] = -1
+    data["patches"] = {"size": 3}
+    with pytest.raises(ConfigError) as info:
+        parse_config(data, tmp_path, "build.yaml")
+    lines = str(info.value).splitlines()
+    assert lines[0] == "build.yaml: 2 problems in the config"
+    assert lines[1].startswith("  - catalog.max_cloud: Input should be greater than or equal to 0")
+    assert lines[2].startswith("  - patches.size: Input should be greater than or equal to 8")
+
+
+def test_missing_and_malformed_files(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: [unclosed")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)
+    bad.write_text("- a list\n- not a mapping\n")
+    with pytest.raises(ConfigError, match="expected a YAML mapping of settings, got list"):
+        load_config(bad)
