@@ -10,12 +10,12 @@ from eoshard.flows.build import plan_build
 from eoshard.flows.config import parse_config
 
 
-class ComputeCalled(RuntimeError):
+class ComputeCalledError(RuntimeError):
     pass
 
 
 def _forbid(*args: object, **kwargs: object) -> None:
-    raise ComputeCalled("something computed while the build was being planned")
+    raise ComputeCalledError("something computed while the build was being planned")
 
 
 @pytest.fixture
@@ -45,7 +45,7 @@ def test_planning_computes_nothing(demo_config) -> None:
     assert plan.labels is not None
     assert sorted(plan.labels.data_vars) == ["class", "parcel_id"]
     # the guard is real: computing anything under it raises
-    with dask.config.set(scheduler=_forbid), pytest.raises(ComputeCalled):
+    with dask.config.set(scheduler=_forbid), pytest.raises(ComputeCalledError):
         plan.cubes["s2_60m"].isel(time=0).max().compute()
 
 
