@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from pathlib import Path
 
 import geopandas as gpd
 import lmdb
+import matplotlib.pyplot as plt
 import numpy as np
 import pystac
 import pytest
@@ -236,3 +238,48 @@ def test_label_patches_match_an_independent_rasterization(built: Path, demo_data
     assert manifest["labels"]["classes"] == {
         "1": "winter_wheat", "2": "maize", "3": "rapeseed", "4": "grassland", "5": "sugar_beet", "6": "potato",
     }  # fmt: skip
+
+
+def test_verify_passes_then_catches_a_flipped_byte(built: Path, tmp_path: Path) -> None:
+    with pytest.warns(UserWarning, match="label geometries were invalid"):  # verify re-plans the build
+        result = CliRunner().invoke(app, ["verify", str(built), "--sources", "2"])
+    assert result.exit_code == 0, result.output
+    assert "no difference" in result.output
+    copy = tmp_path / "copy"
+    shutil.copytree(built, copy)
+    manifest = json.loads((copy / "dataset.json").read_text())
+    name = next(n for n in manifest["checksums"] if n.startswith("data.zarr/s2_10m/"))
+    data = bytearray((copy / name).read_bytes())
+    data[len(data) // 2] ^= 0x01
+    (copy / name).write_bytes(bytes(data))
+    result = CliRunner().invoke(app, ["verify", str(copy), "--sources", "0"])
+    assert result.exit_code == 1
+    assert f"checksum mismatch in {name}" in result.output
+
+
+def test_verify_compares_shards_with_the_source_pixels(built: Path, tmp_path: Path) -> None:
+    """A changed pixel with a matching checksum is still found: the shard is compared with the products."""
+    from eoshard.flows.verify import compare_with_sources
+
+    copy = tmp_path / "copy"
+    shutil.copytree(built, copy)
+    index = gpd.read_parquet(copy / "index.parquet")
+    group = zarr.open_group(str(copy / "data.zarr"), mode="r+")
+    row = index.iloc[3]
+    values = group["s2_20m"][row.zarr_index]
+    t = int(np.flatnonzero(group["time_mask"][row.zarr_index])[0])
+    values[t, 0, 5, 5] ^= 1
+    group["s2_20m"][row.zarr_index] = values
+    manifest = json.loads((copy / "dataset.json").read_text())
+    with pytest.warns(UserWarning, match="label geometries were invalid"):
+        problems = compare_with_sources(copy, manifest, index.iloc[[2, 3]])
+    assert problems == [f"sample {row.key}: group s2_20m differs from the source pixels"]
+
+
+def test_inspect_prints_a_summary_and_draws_quicklooks(built: Path, tmp_path: Path) -> None:
+    out = tmp_path / "looks.png"
+    result = CliRunner().invoke(app, ["inspect", str(built), "--out", str(out), "--samples", "3"])
+    assert result.exit_code == 0, result.output
+    assert "winter_wheat" in result.output and "n_samples" in result.output
+    image = plt.imread(out)
+    assert image.shape[0] > image.shape[1] > 100  # 3 rows of image + labels
