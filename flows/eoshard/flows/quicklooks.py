@@ -11,8 +11,10 @@ import matplotlib as mpl
 import numpy as np
 from safetensors.numpy import load
 
+from eoshard.flows.verify import DatasetError
+
 mpl.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
 
 def _rgb(sample: dict[str, np.ndarray], bands: list[str]) -> np.ndarray:
@@ -35,7 +37,12 @@ def draw_quicklooks(dataset: Path, manifest: dict[str, Any], out: Path, count: i
         if row.lmdb_part not in envs:
             envs[row.lmdb_part] = lmdb.open(str(dataset / "data.lmdb" / row.lmdb_part), readonly=True, lock=False)
         with envs[row.lmdb_part].begin() as txn:
-            sample = load(txn.get(row.key.encode()))
+            value = txn.get(row.key.encode())
+        if value is None:
+            raise DatasetError(
+                f"sample {row.key} is in the index but not in LMDB {row.lmdb_part}: run eoshard verify"
+            )
+        sample = load(value)
         ax_row[0].imshow(_rgb(sample, manifest["bands"]))
         ax_row[0].set_title(f"{row.key}\n{row.split}, {row.n_dates} dates", fontsize=7)
         if with_labels:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import dask
 import geopandas as gpd
@@ -21,6 +21,11 @@ from eoshard.pipeline.errors import PipelineError
 
 class DatasetError(PipelineError, FileNotFoundError):
     """The folder is not a finished eoshard dataset."""
+
+
+def read_slot(group: zarr.Group, name: str, n: int) -> np.ndarray:
+    """Slot ``n`` of array ``name``."""
+    return np.asarray(cast(zarr.Array, group[name])[n])
 
 
 def read_manifest(path: Path) -> dict[str, Any]:
@@ -73,14 +78,14 @@ def compare_zarr_with_lmdb(
         if row.key not in values:
             continue
         sample = load(values[row.key])
-        kept = group["time_mask"][row.zarr_index]
+        kept = read_slot(group, "time_mask", row.zarr_index)
         for name, spec in manifest["groups"].items():
-            arr = group[name][row.zarr_index][kept]
+            arr = read_slot(group, name, row.zarr_index)[kept]
             for i, band in enumerate(spec["bands"]):
                 if not np.array_equal(arr[:, i], sample[band]):
                     problems.append(f"sample {row.key}: band {band} differs between Zarr and LMDB")
         for layer in (manifest["labels"] or {}).get("layers", {}):
-            if not np.array_equal(group[layer][row.zarr_index], sample[layer]):
+            if not np.array_equal(read_slot(group, layer, row.zarr_index), sample[layer]):
                 problems.append(f"sample {row.key}: label layer {layer} differs between Zarr and LMDB")
     return problems
 
@@ -99,11 +104,11 @@ def compare_with_sources(path: Path, manifest: dict[str, Any], rows: gpd.GeoData
     problems = []
     for row in rows.itertuples():
         patch = by_key[row.key]
-        kept = group["time_mask"][row.zarr_index]
+        kept = read_slot(group, "time_mask", row.zarr_index)
         for name, cube in plan.cubes.items():
             rs, cs = patch.window(plan.factors[name])
             (source,) = dask.compute(cube.data[..., rs, cs], scheduler="synchronous")
-            if not np.array_equal(source[kept], group[name][row.zarr_index][kept]):
+            if not np.array_equal(source[kept], read_slot(group, name, row.zarr_index)[kept]):
                 problems.append(f"sample {row.key}: group {name} differs from the source pixels")
     return problems
 
