@@ -13,7 +13,7 @@ from distributed import Client, as_completed
 
 from eoshard.pipeline.cube import stackstac_ready
 from eoshard.pipeline.errors import AssetReadError, PipelineError
-from eoshard.pipeline.shards.commits import CommitLog, atomic_write
+from eoshard.pipeline.shards.commits import CommitLog, atomic_write, remove_leftovers
 from eoshard.pipeline.shards.lmdb_store import LmdbWriter, part_name
 from eoshard.pipeline.shards.manifest import index_frame, summarise_records, write_collection, write_index
 from eoshard.pipeline.shards.samples import FORMAT_VERSION
@@ -33,7 +33,9 @@ def run_shards(
     out = config.output.path
     log = CommitLog(out)
     fingerprint = plan.fingerprint()
-    if not log.start(fingerprint):
+    if log.start(fingerprint):
+        remove_leftovers(out)
+    else:
         if "zarr" in config.output.formats:
             create_store(
                 out / "data.zarr",

@@ -29,6 +29,14 @@ def atomic_write(path: Path, data: bytes) -> None:
         raise ShardWriteError(f"could not write {path}: {err}") from err
 
 
+def remove_leftovers(root: Path) -> list[Path]:
+    """Delete the temporary files a killed build left (ours ``.NAME.tmp``, zarr's ``NAME.<uuid>.partial``)."""
+    leftovers = [*root.rglob(".*.tmp"), *root.rglob("*.partial")]
+    for path in leftovers:
+        path.unlink(missing_ok=True)
+    return leftovers
+
+
 class CommitLog:
     """``_build/plan.json`` (what is being built) and ``_build/commits/shard-NNNNNN.json`` (what is done)."""
 

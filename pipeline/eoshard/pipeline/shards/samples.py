@@ -62,7 +62,7 @@ class Sample:
             "groups": json.dumps({g: list(b) for g, b in self.groups.items()}),
             "split": self.split,
         }
-        return save(self.tensors(), metadata=metadata)
+        return canonical_safetensors(save(self.tensors(), metadata=metadata))
 
     def slot(self) -> dict[str, np.ndarray]:
         """The Zarr arrays of this sample's slot: padded time axis, dropped dates zeroed."""
@@ -100,6 +100,20 @@ class Sample:
             "labelled_fraction": labelled,
             "class_histogram": json.dumps(histogram, sort_keys=True),
         }
+
+
+def canonical_safetensors(data: bytes) -> bytes:
+    """The same safetensors file with its metadata keys sorted.
+
+    safetensors serialises ``__metadata__`` from a hash map whose order changes from process to process; a rerun
+    must give the same bytes, so the header is rewritten in a fixed order (tensor entries and data unchanged).
+    """
+    n = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8 : 8 + n])
+    header["__metadata__"] = dict(sorted(header.get("__metadata__", {}).items()))
+    text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode()
+    text += b" " * (-len(text) % 8)
+    return len(text).to_bytes(8, "little") + text + data[8 + n :]
 
 
 def empty_slot(layouts: Mapping[str, tuple[tuple[int, ...], str]]) -> dict[str, np.ndarray]:
