@@ -18,7 +18,7 @@ from eoshard.catalog import search
 from eoshard.flows.aoi import read_aoi
 from eoshard.flows.config import BuildConfig
 from eoshard.flows.shard_runner import run_shards
-from eoshard.pipeline.cube import open_cube
+from eoshard.pipeline.cube import open_cube, stackstac_ready
 from eoshard.pipeline.grid import grid_for_area
 from eoshard.pipeline.labels import prepare_parcels, rasterize_labels
 from eoshard.pipeline.patches import Patch, parcel_centred, patch_grid, select_labelled
@@ -132,7 +132,7 @@ def plan_build(config: BuildConfig) -> BuildPlan:
     base = abs(grid.resolution.x)
     align = max(round(abs(float(c.x[1] - c.x[0])) / base) for c in cubes.values())
     patches = _select_patches(config, grid, align, parcels)
-    return BuildPlan(config, [i.to_dict() for i in items], grid, cubes, labels, patches)
+    return BuildPlan(config, [stackstac_ready(i) for i in items], grid, cubes, labels, patches)
 
 
 def _select_patches(
