@@ -22,7 +22,7 @@ from rasterio.windows import from_bounds
 from safetensors.numpy import save
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _demo import BANDS, demo_world, write_config  # noqa: E402
+from _demo import BANDS, demo_world, write_config
 
 SMALL_AOI = [11.96, 48.005, 11.985, 48.02]
 

@@ -23,7 +23,7 @@ from rasterio.windows import from_bounds
 from safetensors.numpy import load
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _demo import BANDS, demo_world, write_config  # noqa: E402
+from _demo import BANDS, demo_world, write_config
 
 N_READS = 200
 
