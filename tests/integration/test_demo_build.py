@@ -1,12 +1,15 @@
-"""The walking skeleton end to end on freshly generated demo data, checked against the COGs themselves."""
+"""The build end to end on freshly generated demo data, checked against the COGs and an independent reader."""
 
 from __future__ import annotations
 
 import json
+import math
+import shutil
 from pathlib import Path
 
 import geopandas as gpd
 import lmdb
+import matplotlib.pyplot as plt
 import numpy as np
 import pystac
 import pytest
@@ -28,6 +31,7 @@ GROUP_OF = {
     "B08": ("s2_10m", 3),
     "B11": ("s2_20m", 0),
 }
+BLOCK = 960.0
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +51,9 @@ def built(demo_data, tmp_path_factory: pytest.TempPathFactory) -> Path:
             "id_column": "parcel_id",
         },
         "patches": {"size": 48},
-        "output": {"path": str(out), "formats": ["zarr", "lmdb"], "shard_size": 5},
+        "timeseries": {"min_valid_fraction": 0.5, "min_dates": 1},
+        "splits": {"block_size": BLOCK, "fractions": [0.6, 0.2, 0.2], "seed": 7},
+        "output": {"path": str(out), "formats": ["zarr", "lmdb"], "shard_size": 5, "lmdb_parts": 3},
     }
     path = out.parent / "build.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -70,8 +76,21 @@ def _native_item(items: list[pystac.Item], epsg: int) -> pystac.Item:
     return sorted(native, key=lambda i: i.id)[-1]
 
 
+def _read_all_lmdb(root: Path) -> dict[str, dict[str, np.ndarray]]:
+    """The rico-hdl access code: plain lmdb + safetensors.numpy.load, every part, every key."""
+    samples = {}
+    for part in sorted((root / "data.lmdb").iterdir()):
+        env = lmdb.open(str(part), readonly=True, lock=False)
+        with env.begin() as txn:
+            for key, value in txn.cursor():
+                samples[key.decode()] = load(value)
+        env.close()
+    return samples
+
+
 def test_lmdb_and_zarr_equal_the_cog_pixels(built: Path, demo_data) -> None:
     manifest = json.loads((built / "dataset.json").read_text())
+    index = gpd.read_parquet(built / "index.parquet").set_index("key")
     assert manifest["bands"] == BANDS
     assert manifest["crs"] == "EPSG:32632"
     # 15 products under 60 % cloud (incl. one reprocessed duplicate) form 7 acquisitions
@@ -79,37 +98,121 @@ def test_lmdb_and_zarr_equal_the_cog_pixels(built: Path, demo_data) -> None:
     assert len(manifest["dates"]) == 7
     # the AOI's grid is 474 x 618 px: 9 x 12 whole 48 px patches
     assert manifest["shape"] == [474, 618]
-    assert manifest["n_samples"] == 9 * 12
+    assert manifest["n_candidates"] == 9 * 12
 
     by_date = _items_by_date(demo_data.catalog)
     group = zarr.open_group(str(built / "data.zarr"), mode="r")
     assert group["s2_10m"].shape == (108, 7, 4, 48, 48)
     assert group["s2_20m"].shape == (108, 7, 1, 24, 24)
     assert group["s2_10m"].dtype == np.uint16
-    env = lmdb.open(str(built / "data.lmdb"), readonly=True, lock=False)
-    with env.begin() as txn:
-        assert txn.stat()["entries"] == 108
-        checked = 0
-        for n in (0, 13, 40, 57, 100):
-            key = manifest["keys"][n]
-            sample = load(txn.get(key.encode()))
-            assert sorted(sample) == sorted([*BANDS, "class", "parcel_id"])
-            epsg, res, x0, y0 = (float(v) for v in key.split("_"))
-            bounds = (x0, y0 - 48 * res, x0 + 48 * res, y0)  # the same ground at every resolution
-            for t, date in enumerate(manifest["dates"]):
-                item = _native_item(by_date[date], int(epsg))
-                for band in BANDS:
-                    with rasterio.open(item.assets[band].get_absolute_href()) as src:
-                        window = from_bounds(*bounds, transform=src.transform)
-                        expected = src.read(1, window=window, boundless=True, fill_value=0)
-                    got_lmdb = sample[band][t]
-                    name, index = GROUP_OF[band]
-                    got_zarr = group[name][n, t, index]
-                    valid = expected != 0  # where the native tile has no data the other zone's tile fills in
-                    np.testing.assert_array_equal(got_lmdb[valid], expected[valid])
-                    np.testing.assert_array_equal(got_zarr, got_lmdb)
-                    checked += int(valid.sum())
-    assert checked > 5 * 7 * (4 * 48 * 48 + 24 * 24) * 0.4
+    samples = _read_all_lmdb(built)
+    checked = 0
+    for n in (0, 13, 40, 57, 100):
+        key = manifest["keys"][n]
+        sample, row = samples[key], index.loc[key]
+        assert row["zarr_index"] == n
+        epsg, res, x0, y0 = (float(v) for v in key.split("_"))
+        bounds = (x0, y0 - 48 * res, x0 + 48 * res, y0)  # the same ground at every resolution
+        assert list(row["dates"]) == [manifest["dates"][t] for t in sample["time_index"]]
+        for i, t in enumerate(sample["time_index"]):
+            item = _native_item(by_date[manifest["dates"][t]], int(epsg))
+            for band in BANDS:
+                with rasterio.open(item.assets[band].get_absolute_href()) as src:
+                    window = from_bounds(*bounds, transform=src.transform)
+                    expected = src.read(1, window=window, boundless=True, fill_value=0)
+                got_lmdb = sample[band][i]
+                name, index_in_group = GROUP_OF[band]
+                got_zarr = group[name][n, t, index_in_group]
+                valid = expected != 0  # where the native tile has no data the other zone's tile fills in
+                np.testing.assert_array_equal(got_lmdb[valid], expected[valid])
+                np.testing.assert_array_equal(got_zarr, got_lmdb)
+                checked += int(valid.sum())
+    assert checked > 5 * 4 * (4 * 48 * 48 + 24 * 24) * 0.4
+
+
+def test_zarr_lmdb_and_index_hold_the_same_samples(built: Path) -> None:
+    manifest = json.loads((built / "dataset.json").read_text())
+    index = gpd.read_parquet(built / "index.parquet")
+    samples = _read_all_lmdb(built)
+    group = zarr.open_group(str(built / "data.zarr"), mode="r")
+    sample_mask, time_mask = group["sample_mask"][:], group["time_mask"][:]
+    assert sorted(samples) == sorted(index["key"]) == sorted(np.array(manifest["keys"])[sample_mask])
+    assert len(index) == manifest["n_samples"] == int(sample_mask.sum())
+    assert manifest["n_samples"] + manifest["dropped"]["too_few_dates"] == manifest["n_candidates"]
+    assert index["zarr_index"].is_monotonic_increasing
+    fractions = group["valid_fraction"][:]
+    for row in index.itertuples():
+        n, sample = row.zarr_index, samples[row.key]
+        assert row.shard == n // 5
+        assert row.lmdb_part == f"part-{row.shard % 3:02d}"
+        kept = time_mask[n]
+        # the kept dates are exactly those with at least half the patch valid
+        np.testing.assert_array_equal(kept, fractions[n] >= 0.5)
+        assert row.n_dates == int(kept.sum()) == len(sample["date"])
+        np.testing.assert_array_equal(sample["time_index"], np.flatnonzero(kept))
+        np.testing.assert_array_equal(group["s2_10m"][n][kept][:, 0], sample["B02"])
+        np.testing.assert_array_equal(group["s2_20m"][n][kept][:, 0], sample["B11"])
+        assert not group["s2_10m"][n][~kept].any()  # padded dates hold zeros
+        for layer in ("class", "parcel_id", "valid_mask"):
+            zarr_values = group[layer][n]
+            np.testing.assert_array_equal(
+                zarr_values[kept] if layer == "valid_mask" else zarr_values, sample[layer]
+            )
+        # the valid mask is "any band holds data", recomputed from the pixels themselves
+        pixels = group["s2_10m"][n][kept]
+        coarse = group["s2_20m"][n][kept].repeat(2, axis=2).repeat(2, axis=3)
+        expected_mask = (pixels != 0).any(axis=1) | (coarse != 0).any(axis=1)
+        np.testing.assert_array_equal(sample["valid_mask"], expected_mask)
+        np.testing.assert_allclose(sample["valid_fraction"], expected_mask.mean(axis=(1, 2)), rtol=1e-6)
+        assert row.masked_pixels == int((~expected_mask).sum())
+        histogram = json.loads(row.class_histogram)
+        values, counts = np.unique(sample["class"], return_counts=True)
+        assert histogram == {str(v): int(c) for v, c in zip(values, counts, strict=True)}
+        x0, y0 = row.transform[2], row.transform[5]
+        assert row.geometry.bounds == (x0, y0 - 480, x0 + 480, y0)
+        assert row.key == f"32632_10_{x0:.0f}_{y0:.0f}"
+        doy = [int(np.datetime64(d[:10], "D").astype(object).strftime("%j")) for d in row.dates]
+        assert sample["doy"].tolist() == doy
+
+
+def test_statistics_and_class_counts_match_an_independent_computation(built: Path) -> None:
+    manifest = json.loads((built / "dataset.json").read_text())
+    group = zarr.open_group(str(built / "data.zarr"), mode="r")
+    time_mask = group["time_mask"][:]
+    values = group["s2_20m"][:][:, :, 0][time_mask]  # B11 on the kept dates of kept samples
+    values = values[values != 0].astype(np.float64)
+    stats = manifest["statistics"]["B11"]
+    assert stats["count"] == values.size
+    assert stats["mean"] == pytest.approx(values.mean(), rel=1e-12)
+    assert stats["std"] == pytest.approx(values.std(), rel=1e-9)
+    for p in (1, 50, 99):
+        assert stats["percentiles"][str(p)] == np.percentile(values, p, method="inverted_cdf")
+    classes = group["class"][:][group["sample_mask"][:]]
+    codes, counts = np.unique(classes, return_counts=True)
+    assert manifest["labels"]["class_counts"] == {str(c): int(n) for c, n in zip(codes, counts, strict=True)}
+
+
+def test_splits_are_spatially_blocked_and_all_present(built: Path) -> None:
+    index = gpd.read_parquet(built / "index.parquet")
+    blocks = {}
+    for row in index.itertuples():
+        block = (math.floor(row.transform[2] / BLOCK), math.floor(row.transform[5] / BLOCK))
+        assert blocks.setdefault(block, row.split) == row.split
+    assert set(index["split"]) == {"train", "val", "test"}
+    manifest = json.loads((built / "dataset.json").read_text())
+    assert manifest["splits"]["counts"] == index["split"].value_counts().to_dict()
+
+
+def test_stac_collection_describes_the_dataset(built: Path) -> None:
+    collection = pystac.Collection.from_file(str(built / "collection.json"))
+    assert collection.id == "demo-test"
+    assert set(collection.assets) == {"manifest", "index", "zarr", "lmdb"}
+    assert (
+        collection.extra_fields["eoshard:n_samples"]
+        == json.loads((built / "dataset.json").read_text())["n_samples"]
+    )
+    west, south, east, north = collection.extent.spatial.bboxes[0]
+    assert 11.9 < west < east < 12.1 and 47.9 < south < north < 48.1
 
 
 def test_label_patches_match_an_independent_rasterization(built: Path, demo_data) -> None:
@@ -135,3 +238,48 @@ def test_label_patches_match_an_independent_rasterization(built: Path, demo_data
     assert manifest["labels"]["classes"] == {
         "1": "winter_wheat", "2": "maize", "3": "rapeseed", "4": "grassland", "5": "sugar_beet", "6": "potato",
     }  # fmt: skip
+
+
+def test_verify_passes_then_catches_a_flipped_byte(built: Path, tmp_path: Path) -> None:
+    with pytest.warns(UserWarning, match="label geometries were invalid"):  # verify re-plans the build
+        result = CliRunner().invoke(app, ["verify", str(built), "--sources", "2"])
+    assert result.exit_code == 0, result.output
+    assert "no difference" in result.output
+    copy = tmp_path / "copy"
+    shutil.copytree(built, copy)
+    manifest = json.loads((copy / "dataset.json").read_text())
+    name = next(n for n in manifest["checksums"] if n.startswith("data.zarr/s2_10m/"))
+    data = bytearray((copy / name).read_bytes())
+    data[len(data) // 2] ^= 0x01
+    (copy / name).write_bytes(bytes(data))
+    result = CliRunner().invoke(app, ["verify", str(copy), "--sources", "0"])
+    assert result.exit_code == 1
+    assert f"checksum mismatch in {name}" in result.output
+
+
+def test_verify_compares_shards_with_the_source_pixels(built: Path, tmp_path: Path) -> None:
+    """A changed pixel with a matching checksum is still found: the shard is compared with the products."""
+    from eoshard.flows.verify import compare_with_sources
+
+    copy = tmp_path / "copy"
+    shutil.copytree(built, copy)
+    index = gpd.read_parquet(copy / "index.parquet")
+    group = zarr.open_group(str(copy / "data.zarr"), mode="r+")
+    row = index.iloc[3]
+    values = group["s2_20m"][row.zarr_index]
+    t = int(np.flatnonzero(group["time_mask"][row.zarr_index])[0])
+    values[t, 0, 5, 5] ^= 1
+    group["s2_20m"][row.zarr_index] = values
+    manifest = json.loads((copy / "dataset.json").read_text())
+    with pytest.warns(UserWarning, match="label geometries were invalid"):
+        problems = compare_with_sources(copy, manifest, index.iloc[[2, 3]])
+    assert problems == [f"sample {row.key}: group s2_20m differs from the source pixels"]
+
+
+def test_inspect_prints_a_summary_and_draws_quicklooks(built: Path, tmp_path: Path) -> None:
+    out = tmp_path / "looks.png"
+    result = CliRunner().invoke(app, ["inspect", str(built), "--out", str(out), "--samples", "3"])
+    assert result.exit_code == 0, result.output
+    assert "winter_wheat" in result.output and "n_samples" in result.output
+    image = plt.imread(out)
+    assert image.shape[0] > image.shape[1] > 100  # 3 rows of image + labels

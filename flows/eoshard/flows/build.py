@@ -2,31 +2,29 @@
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Mapping, Sequence
+import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import dask
 import geopandas as gpd
-import numpy as np
 import xarray as xr
-from distributed import Client, as_completed
+from distributed import Client
 from odc.geo.geobox import GeoBox
 
 from eoshard.catalog import search
 from eoshard.flows.aoi import read_aoi
 from eoshard.flows.config import BuildConfig
-from eoshard.pipeline.cube import open_cube
+from eoshard.flows.shard_runner import run_shards
+from eoshard.pipeline.cube import open_cube, stackstac_ready
 from eoshard.pipeline.grid import grid_for_area
-from eoshard.pipeline.labels import rasterize_labels
-from eoshard.pipeline.patches import Patch, patch_grid
-from eoshard.pipeline.shards.lmdb_store import LmdbWriter
-from eoshard.pipeline.shards.samples import Sample
-from eoshard.pipeline.shards.zarr_store import create_store, stack_samples, write_shard
-
-FORMAT_VERSION = "0.2"
+from eoshard.pipeline.labels import prepare_parcels, rasterize_labels
+from eoshard.pipeline.patches import Patch, parcel_centred, patch_grid, select_labelled
+from eoshard.pipeline.shards.lmdb_store import part_name
+from eoshard.pipeline.shards.samples import FORMAT_VERSION
+from eoshard.pipeline.shards.task import ShardSpec, materialize_shard
 
 
 @dataclass(frozen=True)
@@ -51,9 +49,51 @@ class BuildPlan:
         base = abs(self.grid.resolution.x)
         return {name: round(abs(float(c.x[1] - c.x[0])) / base) for name, c in self.cubes.items()}
 
+    @property
+    def groups(self) -> dict[str, list[str]]:
+        return {name: [str(b) for b in cube.band.values] for name, cube in self.cubes.items()}
+
+    def label_factor(self, layer: str) -> int:
+        assert self.labels is not None
+        return self.grid.shape[0] // self.labels[layer].sizes["y"]
+
     def shards(self) -> list[list[Patch]]:
         size = self.config.output.shard_size
         return [self.patches[i : i + size] for i in range(0, len(self.patches), size)]
+
+    def lmdb_part(self, shard: int) -> str | None:
+        if "lmdb" not in self.config.output.formats:
+            return None
+        return part_name(shard % self.config.output.lmdb_parts)
+
+    def layouts(self) -> dict[str, tuple[tuple[int, ...], str]]:
+        """Per-slot shape and dtype of every Zarr array (see docs/format.md)."""
+        size, n_time = self.config.patches.size, len(self.dates)
+        layouts: dict[str, tuple[tuple[int, ...], str]] = {}
+        for name, cube in self.cubes.items():
+            px = size // self.factors[name]
+            layouts[name] = ((n_time, cube.sizes["band"], px, px), str(cube.dtype))
+        if self.labels is not None:
+            for layer, values in self.labels.data_vars.items():
+                px = size // self.label_factor(str(layer))
+                layouts[str(layer)] = ((px, px), str(values.dtype))
+        layouts["valid_mask"] = ((n_time, size, size), "bool")
+        layouts["valid_fraction"] = ((n_time,), "float32")
+        layouts["time_mask"] = ((n_time,), "bool")
+        layouts["sample_mask"] = ((), "bool")
+        return layouts
+
+    def fingerprint(self) -> dict[str, Any]:
+        """What identifies the output: a rerun with the same fingerprint resumes, another one is refused."""
+        keys = "\n".join(p.key for p in self.patches).encode()
+        return {
+            "format_version": FORMAT_VERSION,
+            "config": self.config.model_dump(mode="json", exclude={"output": {"path"}}),
+            "dates": self.dates,
+            "products": sorted(i["id"] for i in self.items),
+            "keys_sha256": hashlib.sha256(keys).hexdigest(),
+            "layouts": {k: [list(s), d] for k, (s, d) in self.layouts().items()},
+        }
 
 
 @dataclass(frozen=True)
@@ -79,7 +119,7 @@ def plan_build(config: BuildConfig) -> BuildPlan:
     )
     grid = grid_for_area(area, area_crs, resolution=config.grid.resolution, crs=config.grid.crs)
     cubes = open_cube(list(items), grid, config.bands, chunksize=config.grid.chunksize)
-    labels = None
+    labels = parcels = None
     if config.labels is not None:
         parcels = gpd.read_file(config.labels.path, layer=config.labels.layer)
         labels = rasterize_labels(
@@ -91,173 +131,72 @@ def plan_build(config: BuildConfig) -> BuildPlan:
         )
     base = abs(grid.resolution.x)
     align = max(round(abs(float(c.x[1] - c.x[0])) / base) for c in cubes.values())
+    patches = _select_patches(config, grid, align, parcels)
+    return BuildPlan(config, [stackstac_ready(i) for i in items], grid, cubes, labels, patches)
+
+
+def _select_patches(
+    config: BuildConfig, grid: GeoBox, align: int, parcels: gpd.GeoDataFrame | None
+) -> list[Patch]:
+    mode = config.patches.mode
+    if mode != "grid" and (parcels is None or config.labels is None):
+        raise ValueError(f"patches.mode {mode!r} needs labels: add a labels section or use mode 'grid'")
+    if mode == "parcels":
+        assert parcels is not None and config.labels is not None
+        prepared = prepare_parcels(parcels, grid, config.labels.class_column)
+        return parcel_centred(grid, prepared, config.patches.size, align=align)
     patches = patch_grid(grid, config.patches.size, config.patches.stride, align=align)
-    return BuildPlan(config, [i.to_dict() for i in items], grid, cubes, labels, patches)
+    if mode == "labelled":
+        assert parcels is not None and config.labels is not None
+        prepared = prepare_parcels(parcels, grid, config.labels.class_column)
+        patches = select_labelled(patches, prepared, config.patches.min_labelled_fraction)
+    return patches
 
 
-def _materialize_shard(
-    out: str,
-    shard_index: int,
-    shard_size: int,
-    patches: Sequence[tuple[str, tuple[float, ...]]],
-    crs: str,
-    group_bands: Mapping[str, Sequence[str]],
-    dates: Sequence[str],
-    images: Mapping[str, Sequence[np.ndarray]],
-    labels: Mapping[str, Sequence[np.ndarray]],
-    write_zarr: bool,
-) -> list[tuple[str, bytes]]:
-    """Runs on a worker: write one whole Zarr shard, return the samples' safetensors bytes for LMDB."""
-    samples = [
-        Sample(
-            key=key,
-            bands={
-                band: images[group][n][:, i]
-                for group, bands in group_bands.items()
-                for i, band in enumerate(bands)
-            },
-            labels={layer: values[n] for layer, values in labels.items()},
-            dates=dates,
-            crs=crs,
-            transform=transform,
-        )
-        for n, (key, transform) in enumerate(patches)
-    ]
-    if write_zarr:
-        per_sample = [
-            {**{g: images[g][n] for g in images}, **{layer: labels[layer][n] for layer in labels}}
-            for n in range(len(patches))
-        ]
-        write_shard(Path(out) / "data.zarr", shard_index, shard_size, stack_samples(per_sample))
-    return [(s.key, s.to_safetensors()) for s in samples]
-
-
-def _layouts(plan: BuildPlan) -> dict[str, tuple[tuple[int, ...], str]]:
-    size = plan.config.patches.size
-    n_time = len(plan.dates)
-    layouts: dict[str, tuple[tuple[int, ...], str]] = {}
-    for name, cube in plan.cubes.items():
-        px = size // plan.factors[name]
-        layouts[name] = ((n_time, cube.sizes["band"], px, px), str(cube.dtype))
-    if plan.labels is not None:
-        for layer, values in plan.labels.data_vars.items():
-            layouts[str(layer)] = ((size, size), str(values.dtype))
-    return layouts
+def shard_task(plan: BuildPlan, index: int, shard: list[Patch]) -> Any:
+    """The lazy task that makes and writes shard ``index`` (its arguments are windows of the lazy cubes)."""
+    config = plan.config
+    images = {
+        name: [cube.data[..., p.window(plan.factors[name])[0], p.window(plan.factors[name])[1]] for p in shard]
+        for name, cube in plan.cubes.items()
+    }
+    labels = (
+        {}
+        if plan.labels is None
+        else {
+            str(layer): [values.data[p.window(plan.label_factor(str(layer)))] for p in shard]
+            for layer, values in plan.labels.data_vars.items()
+        }
+    )
+    spec = ShardSpec(
+        out=str(config.output.path),
+        index=index,
+        shard_size=config.output.shard_size,
+        keys=tuple(p.key for p in shard),
+        origins=tuple((p.row, p.col) for p in shard),
+        transforms=tuple(tuple(p.geobox.transform)[:6] for p in shard),
+        crs=str(plan.grid.crs),
+        groups=plan.groups,
+        factors=plan.factors,
+        dates=tuple(plan.dates),
+        layouts=plan.layouts(),
+        lmdb_part=plan.lmdb_part(index),
+        write_zarr="zarr" in config.output.formats,
+        mask=config.timeseries.mask,
+        min_valid_fraction=config.timeseries.min_valid_fraction,
+        min_dates=config.timeseries.min_dates,
+        block_size=config.splits.block_size,
+        fractions=config.splits.fractions,
+        seed=config.splits.seed,
+    )
+    return dask.delayed(materialize_shard, pure=True)(spec, images, labels)
 
 
 def run_build(
     plan: BuildPlan, client: Client, on_progress: Callable[[int, int], None] | None = None
 ) -> BuildResult:
-    """Compute and write every shard on the cluster; LMDB is written here, its one writer."""
-    config = plan.config
-    out = config.output.path
-    out.mkdir(parents=True, exist_ok=True)
-    write_zarr = "zarr" in config.output.formats
-    group_bands = {name: [str(b) for b in cube.band.values] for name, cube in plan.cubes.items()}
-    if write_zarr:
-        create_store(
-            out / "data.zarr",
-            len(plan.patches),
-            _layouts(plan),
-            shard_size=config.output.shard_size,
-            attrs={"groups": group_bands, "dates": plan.dates, "keys": [p.key for p in plan.patches]},
-        )
-    tasks = []
-    for k, shard in enumerate(plan.shards()):
-        images = {
-            name: [cube.data[..., p.window(plan.factors[name])[0], p.window(plan.factors[name])[1]] for p in shard]
-            for name, cube in plan.cubes.items()
-        }
-        labels = (
-            {}
-            if plan.labels is None
-            else {
-                str(layer): [values.data[p.window()] for p in shard]
-                for layer, values in plan.labels.data_vars.items()
-            }
-        )
-        patches = [(p.key, tuple(p.geobox.transform)[:6]) for p in shard]
-        tasks.append(
-            dask.delayed(_materialize_shard, pure=True)(
-                str(out),
-                k,
-                config.output.shard_size,
-                patches,
-                str(plan.grid.crs),
-                group_bands,
-                plan.dates,
-                images,
-                labels,
-                write_zarr,
-            )
-        )
-    futures = client.compute(tasks)
-    writer = LmdbWriter(out / "data.lmdb") if "lmdb" in config.output.formats else None
-    try:
-        for done, future in enumerate(as_completed(futures), start=1):
-            records = future.result()
-            if writer is not None:
-                writer.put_many(records)
-            if on_progress is not None:
-                on_progress(done, len(futures))
-    finally:
-        if writer is not None:
-            writer.close()
-    manifest = _manifest(plan, group_bands)
-    (out / "dataset.json").write_text(json.dumps(manifest, indent=2))
-    return BuildResult(out, len(plan.patches), len(plan.dates), tuple(config.bands), manifest)
-
-
-def _class_names(config: BuildConfig) -> dict[str, str]:
-    if config.labels is None or not config.labels.class_name_column:
-        return {}
-    parcels = gpd.read_file(config.labels.path, layer=config.labels.layer, ignore_geometry=True)
-    pairs = parcels[[config.labels.class_column, config.labels.class_name_column]].drop_duplicates()
-    return {str(int(c)): str(n) for c, n in sorted(pairs.itertuples(index=False, name=None))}
-
-
-def _manifest(plan: BuildPlan, group_bands: Mapping[str, Sequence[str]]) -> dict[str, Any]:
-    config = plan.config
-    size = config.patches.size
-    groups = {
-        name: {
-            "bands": list(group_bands[name]),
-            "resolution": abs(plan.grid.resolution.x) * plan.factors[name],
-            "shape": [
-                len(plan.dates),
-                len(group_bands[name]),
-                size // plan.factors[name],
-                size // plan.factors[name],
-            ],
-            "dtype": str(cube.dtype),
-            "nodata": 0,
-        }
-        for name, cube in plan.cubes.items()
-    }
-    layers = {} if plan.labels is None else {str(k): str(v.dtype) for k, v in plan.labels.data_vars.items()}
-    return {
-        "format_version": FORMAT_VERSION,
-        "name": config.name,
-        "crs": str(plan.grid.crs),
-        "transform": list(plan.grid.transform)[:6],
-        "shape": list(plan.grid.shape),
-        "patch_size": size,
-        "bands": list(config.bands),
-        "groups": groups,
-        "dtype": "uint16",
-        "nodata": 0,
-        "resolution": abs(plan.grid.resolution.x),
-        "dates": plan.dates,
-        "products": [i["id"] for i in plan.items],
-        "keys": [p.key for p in plan.patches],
-        "n_samples": len(plan.patches),
-        "formats": {
-            "zarr": {"path": "data.zarr", "shard_size": config.output.shard_size}
-            if "zarr" in config.output.formats
-            else None,
-            "lmdb": {"path": "data.lmdb"} if "lmdb" in config.output.formats else None,
-        },
-        "labels": None
-        if plan.labels is None
-        else {"layers": layers, "background": 0, "classes": _class_names(config)},
-    }
+    """Compute and write every shard not yet committed, then the index, manifest and STAC Collection."""
+    manifest = run_shards(plan, client, shard_task, on_progress)
+    return BuildResult(
+        plan.config.output.path, manifest["n_samples"], len(plan.dates), tuple(plan.config.bands), manifest
+    )

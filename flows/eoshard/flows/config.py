@@ -81,12 +81,29 @@ class LabelsConfig(_Model):
 class PatchConfig(_Model):
     size: int = Field(64, ge=8, le=4096)
     stride: int | None = Field(None, ge=1)
+    mode: Literal["grid", "labelled", "parcels"] = Field(
+        "grid", description="every window, windows with labels, or windows centred on parcels"
+    )
+    min_labelled_fraction: float = Field(0.0, ge=0, le=1, description="labelled mode: least share of parcels")
+
+
+class TimeseriesConfig(_Model):
+    mask: Literal["nodata"] = Field("nodata", description="source of the per-date valid mask")
+    min_valid_fraction: float = Field(0.5, ge=0, le=1, description="dates below this valid share are dropped")
+    min_dates: int = Field(1, ge=1, description="samples with fewer kept dates are dropped (and counted)")
+
+
+class SplitConfig(_Model):
+    block_size: float = Field(5120.0, gt=0, description="metres; patches of one block share a split")
+    fractions: tuple[float, float, float] = Field((0.8, 0.1, 0.1), description="train, val, test")
+    seed: int = 0
 
 
 class OutputConfig(_Model):
     path: RelativePath
     formats: tuple[Literal["zarr", "lmdb"], ...] = ("zarr", "lmdb")
     shard_size: int = Field(16, ge=1, le=4096, description="samples per Zarr shard")
+    lmdb_parts: int = Field(2, ge=1, le=64, description="LMDB environments written in parallel, one writer each")
 
     @field_validator("formats")
     @classmethod
@@ -107,6 +124,8 @@ class BuildConfig(_Model):
     grid: GridConfig = GridConfig()
     labels: LabelsConfig | None = None
     patches: PatchConfig = PatchConfig()
+    timeseries: TimeseriesConfig = TimeseriesConfig()
+    splits: SplitConfig = SplitConfig()
     output: OutputConfig
 
     @field_validator("aoi", mode="after")

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import geopandas as gpd
+import numpy as np
+import shapely
 from odc.geo.geobox import GeoBox
 
 from eoshard.pipeline.errors import GridError
@@ -32,14 +35,13 @@ class Patch:
         assert self.geobox.crs is not None
         return f"{self.geobox.crs.epsg}_{t.a:g}_{t.c:.0f}_{t.f:.0f}"
 
+    @property
+    def footprint(self) -> shapely.Polygon:
+        x0, y0, x1, y1 = self.geobox.extent.boundingbox
+        return shapely.box(x0, y0, x1, y1)
 
-def patch_grid(grid: GeoBox, size: int, stride: int | None = None, *, align: int = 1) -> list[Patch]:
-    """Every whole ``size`` x ``size`` window of ``grid``, moving by ``stride`` pixels (default: ``size``).
 
-    ``align`` is the zoom factor of the coarsest band group (6 for 60 m bands on a 10 m grid): size and stride
-    must be multiples of it so every group is cut at its native resolution without resampling.
-    """
-    step = stride or size
+def _check(grid: GeoBox, size: int, step: int, align: int) -> None:
     if size <= 0 or step <= 0:
         raise GridError(f"patch size and stride must be positive, got size={size}, stride={step}")
     if size % align or step % align:
@@ -52,8 +54,60 @@ def patch_grid(grid: GeoBox, size: int, stride: int | None = None, *, align: int
         raise GridError(
             f"a {size} px patch does not fit the {ny} x {nx} px grid: use a smaller patch size or a larger AOI"
         )
+
+
+def patch_grid(grid: GeoBox, size: int, stride: int | None = None, *, align: int = 1) -> list[Patch]:
+    """Every whole ``size`` x ``size`` window of ``grid``, moving by ``stride`` pixels (default: ``size``).
+
+    ``align`` is the zoom factor of the coarsest band group (6 for 60 m bands on a 10 m grid): size and stride
+    must be multiples of it so every group is cut at its native resolution without resampling.
+    """
+    step = stride or size
+    _check(grid, size, step, align)
+    ny, nx = grid.shape
     return [
         Patch(row, col, grid[row : row + size, col : col + size])
         for row in range(0, ny - size + 1, step)
         for col in range(0, nx - size + 1, step)
     ]
+
+
+def labelled_fractions(patches: list[Patch], parcels: gpd.GeoDataFrame) -> np.ndarray:
+    """The share of each patch's area covered by ``parcels`` (already in the grid's CRS, overlaps merged)."""
+    if not patches:
+        return np.zeros(0)
+    union = shapely.union_all(parcels.geometry.values)
+    boxes = np.array([p.footprint for p in patches])
+    covered = shapely.area(shapely.intersection(boxes, union))
+    return np.asarray(covered / shapely.area(boxes), dtype=float)
+
+
+def select_labelled(patches: list[Patch], parcels: gpd.GeoDataFrame, min_fraction: float) -> list[Patch]:
+    """The patches whose area is at least ``min_fraction`` covered by parcels (and, for 0, touched by one)."""
+    fractions = labelled_fractions(patches, parcels)
+    return [p for p, f in zip(patches, fractions, strict=True) if f > 0 and f >= min_fraction]
+
+
+def parcel_centred(grid: GeoBox, parcels: gpd.GeoDataFrame, size: int, *, align: int = 1) -> list[Patch]:
+    """One patch per parcel, centred on its representative point, snapped to the coarsest group's grid.
+
+    Patches that would leave the grid are moved inside it; parcels that fall on the same window share it.
+    The result is in row-major order, without duplicates.
+    """
+    _check(grid, size, size, align)
+    ny, nx = grid.shape
+    points = shapely.point_on_surface(parcels.geometry.values)
+    inv = ~grid.transform
+    starts: set[tuple[int, int]] = set()
+    for point in points:
+        if point is None or point.is_empty:
+            continue
+        col_f, row_f = inv * (point.x, point.y)
+        row = round((row_f - size / 2) / align) * align
+        col = round((col_f - size / 2) / align) * align
+        if row_f < 0 or col_f < 0 or row_f >= ny or col_f >= nx:
+            continue  # the parcel lies outside the grid
+        row = min(max(row, 0), (ny - size) // align * align)
+        col = min(max(col, 0), (nx - size) // align * align)
+        starts.add((row, col))
+    return [Patch(r, c, grid[r : r + size, c : c + size]) for r, c in sorted(starts)]

@@ -61,11 +61,17 @@ def build(
 def print_summary(path: Path, manifest: dict[str, object]) -> None:
     """A table of what a dataset holds."""
     table = Table(title=f"dataset {manifest['name']} at {path}", show_header=False)
-    for key in ("n_samples", "patch_size", "bands", "dates", "crs", "resolution"):
+    patch = manifest["patch"]
+    assert isinstance(patch, dict)
+    table.add_row("patch", f"{patch['size']} px, mode {patch['mode']}")
+    for key in ("n_samples", "n_candidates", "dropped", "bands", "dates", "crs", "resolution"):
         value = manifest[key]
         shown = ", ".join(map(str, value)) if isinstance(value, list) else str(value)
         table.add_row(key, shown)
     formats = manifest["formats"]
     assert isinstance(formats, dict)
     table.add_row("files", ", ".join(str(path / f["path"]) for f in formats.values() if f))
+    splits = manifest["splits"]
+    assert isinstance(splits, dict)
+    table.add_row("splits", ", ".join(f"{k} {v}" for k, v in splits["counts"].items()))
     console.print(table)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,8 @@ import zarr
 from zarr.codecs import ZstdCodec
 
 from eoshard.pipeline.errors import ShardWriteError
+
+_DIMS = {0: [], 1: ["time"], 2: ["y", "x"], 3: ["time", "y", "x"], 4: ["time", "band", "y", "x"]}
 
 
 def create_store(
@@ -22,36 +25,68 @@ def create_store(
     attrs: Mapping[str, Any],
 ) -> None:
     """Create the group with one array per layout name: shape ``(n_samples, *sample_shape)``, dtype as given."""
-    root = zarr.open_group(str(path), mode="w", zarr_format=3)
-    root.attrs.update(dict(attrs))
-    for name, (sample_shape, dtype) in layouts.items():
-        root.create_array(
-            name,
-            shape=(n_samples, *sample_shape),
-            chunks=(1, *sample_shape),
-            shards=(shard_size, *sample_shape),
-            dtype=dtype,
-            fill_value=0,
-            compressors=ZstdCodec(level=3),
-            dimension_names=["sample", *_dims(len(sample_shape))],
-        )
-
-
-def _dims(ndim: int) -> list[str]:
-    return {2: ["y", "x"], 3: ["time", "y", "x"], 4: ["time", "band", "y", "x"]}[ndim]
-
-
-def write_shard(path: Path, shard_index: int, shard_size: int, arrays: Mapping[str, np.ndarray]) -> None:
-    """Write shard ``shard_index`` of every array in one go (a whole shard, so no other task touches it)."""
-    root = zarr.open_group(str(path), mode="r+", zarr_format=3)
-    start = shard_index * shard_size
     try:
+        root = zarr.open_group(str(path), mode="w", zarr_format=3)
+        root.attrs.update(dict(attrs))
+        for name, (sample_shape, dtype) in layouts.items():
+            root.create_array(
+                name,
+                shape=(n_samples, *sample_shape),
+                chunks=(1, *sample_shape),
+                shards=(shard_size, *sample_shape),
+                dtype=dtype,
+                fill_value=0,
+                compressors=ZstdCodec(level=3),
+                dimension_names=["sample", *_dims(name, len(sample_shape))],
+            )
+    except OSError as err:
+        raise ShardWriteError(f"could not create the Zarr store {path}: {err}") from err
+
+
+def _dims(name: str, ndim: int) -> list[str]:
+    if name in ("valid_fraction", "time_mask"):
+        return ["time"]
+    return _DIMS[ndim]
+
+
+def shard_files(path: Path, shard_index: int) -> list[Path]:
+    """The files of shard ``shard_index`` in every array (arrays whose shard holds only fill have none)."""
+    files = []
+    for array_dir in sorted(p for p in path.iterdir() if p.is_dir()):
+        shard_dir = array_dir / "c" / str(shard_index)
+        if shard_dir.is_file():
+            files.append(shard_dir)
+        elif shard_dir.is_dir():
+            files.extend(sorted(f for f in shard_dir.rglob("*") if f.is_file()))
+    return files
+
+
+def checksums(path: Path, shard_index: int) -> dict[str, str]:
+    """SHA-256 of each file of one shard, keyed by its path relative to the store's parent."""
+    return {
+        str(f.relative_to(path.parent)): hashlib.sha256(f.read_bytes()).hexdigest()
+        for f in shard_files(path, shard_index)
+    }
+
+
+def write_shard(path: Path, shard_index: int, shard_size: int, arrays: Mapping[str, np.ndarray]) -> dict[str, str]:
+    """Write shard ``shard_index`` of every array in one go (a whole shard, so no other task touches it).
+
+    Returns the SHA-256 of the shard's files.
+    """
+    try:
+        root = zarr.open_group(str(path), mode="r+", zarr_format=3)
+        start = shard_index * shard_size
         for name, values in arrays.items():
             target = root[name]
             assert isinstance(target, zarr.Array)
             target[start : start + values.shape[0]] = values
+        return checksums(path, shard_index)
     except OSError as err:
-        raise ShardWriteError(f"could not write shard {shard_index} of {path}: {err}") from err
+        raise ShardWriteError(
+            f"could not write shard {shard_index} of {path}: {err}; the shards committed before it stay valid, "
+            "free space (or fix the error) and rerun the same build to finish"
+        ) from err
 
 
 def stack_samples(per_sample: Sequence[Mapping[str, np.ndarray]]) -> dict[str, np.ndarray]:

@@ -1,0 +1,30 @@
+"""``eoshard verify``: checksums, Zarr against LMDB, and shard pixels against the source products."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from eoshard.flows.app import app, console, errors, user_errors
+
+
+@app.command()
+def verify(
+    dataset: Annotated[Path, typer.Argument(help="dataset folder (holds dataset.json)")],
+    sources: Annotated[int, typer.Option(help="samples whose pixels are re-read from the source products")] = 4,
+    seed: Annotated[int, typer.Option(help="seed of the choice of those samples")] = 0,
+) -> None:
+    """Check a dataset bit for bit; exits 1 on any difference."""
+    from eoshard.flows.verify import verify_dataset
+
+    with user_errors():
+        with console.status("verifying"):
+            problems = verify_dataset(dataset, n_source=sources, seed=seed)
+        if problems:
+            for problem in problems[:50]:
+                errors.print(f"[bold red]difference:[/] {problem}", highlight=False, soft_wrap=True)
+            errors.print(f"[bold red]error:[/] {len(problems)} difference(s) in {dataset}", highlight=False)
+            raise typer.Exit(1)
+        console.print(f"{dataset}: checksums, LMDB, Zarr and {sources} source samples verified, no difference")

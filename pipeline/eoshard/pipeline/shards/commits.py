@@ -1,0 +1,83 @@
+"""The commit log that makes builds resumable: a plan fingerprint and one atomic record per finished shard."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from eoshard.pipeline.errors import PipelineError, ShardWriteError
+
+
+class PlanMismatchError(PipelineError, ValueError):
+    """The output folder holds an unfinished build of another plan."""
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file and a rename, so readers see all or nothing."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tmp.open("wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        tmp.replace(path)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        raise ShardWriteError(f"could not write {path}: {err}") from err
+
+
+def remove_leftovers(root: Path) -> list[Path]:
+    """Delete the temporary files a killed build left (ours ``.NAME.tmp``, zarr's ``NAME.<uuid>.partial``)."""
+    leftovers = [*root.rglob(".*.tmp"), *root.rglob("*.partial")]
+    for path in leftovers:
+        path.unlink(missing_ok=True)
+    return leftovers
+
+
+class CommitLog:
+    """``_build/plan.json`` (what is being built) and ``_build/commits/shard-NNNNNN.json`` (what is done)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root / "_build"
+
+    @property
+    def plan_path(self) -> Path:
+        return self.root / "plan.json"
+
+    def start(self, plan: dict[str, Any]) -> bool:
+        """True when a build of this same plan was started before (resume); raises for another plan."""
+        if not self.plan_path.exists():
+            return False
+        previous = json.loads(self.plan_path.read_text())
+        if previous != plan:
+            changed = sorted(k for k in {*plan, *previous} if plan.get(k) != previous.get(k))
+            raise PlanMismatchError(
+                f"{self.root.parent} holds an unfinished build of a different plan (differs in {changed}): "
+                "use a new output path, or delete the folder to start over"
+            )
+        return True
+
+    def record_plan(self, plan: dict[str, Any]) -> None:
+        atomic_write(self.plan_path, _dump(plan))
+
+    def _path(self, shard: int) -> Path:
+        return self.root / "commits" / f"shard-{shard:06d}.json"
+
+    def commit(self, shard: int, record: dict[str, Any]) -> None:
+        atomic_write(self._path(shard), _dump(record))
+
+    def done(self) -> set[int]:
+        folder = self.root / "commits"
+        if not folder.is_dir():
+            return set()
+        return {int(p.stem.split("-")[1]) for p in folder.glob("shard-*.json")}
+
+    def records(self) -> list[dict[str, Any]]:
+        return [json.loads(self._path(k).read_text()) for k in sorted(self.done())]
+
+
+def _dump(data: dict[str, Any]) -> bytes:
+    return json.dumps(data, sort_keys=True, separators=(",", ":")).encode()

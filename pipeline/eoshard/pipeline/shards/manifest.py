@@ -1,0 +1,90 @@
+"""The dataset's index (GeoParquet), STAC Collection and manifest helpers, written once all shards are done."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import geopandas as gpd
+import pandas as pd
+import pystac
+import shapely
+
+from eoshard.pipeline.shards import stats
+from eoshard.pipeline.shards.commits import atomic_write
+from eoshard.pipeline.shards.splits import SPLITS
+
+
+def footprint(transform: Sequence[float], size: int) -> shapely.Polygon:
+    a, _, c, _, e, f = transform[:6]
+    return shapely.box(c, f + e * size, c + a * size, f)
+
+
+def index_frame(rows: Sequence[Mapping[str, Any]], crs: str, size: int) -> gpd.GeoDataFrame:
+    """One row per sample, sorted by Zarr slot, footprints as geometry."""
+    frame = pd.DataFrame(list(rows))
+    frame = frame.sort_values("zarr_index", kind="stable").reset_index(drop=True)
+    geometry = [footprint(t, size) for t in frame["transform"]]
+    return gpd.GeoDataFrame(frame, geometry=geometry, crs=crs)
+
+
+def write_index(frame: gpd.GeoDataFrame, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    frame.to_parquet(tmp, index=False)
+    tmp.replace(path)
+
+
+def summarise_records(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Merge the commit records' statistics: per-band summaries, class counts, dropped and split counts."""
+    bands = list(records[0]["histograms"]) if records else []
+    band_stats = {
+        band: stats.summarise(stats.merge(stats.from_json(r["histograms"][band]) for r in records))
+        for band in bands
+    }
+    class_counts = stats.merge(stats.from_json(r["class_counts"]) for r in records)
+    splits = {name: 0 for name in SPLITS}
+    for r in records:
+        for row in r["rows"]:
+            splits[row["split"]] += 1
+    checksums: dict[str, str] = {}
+    for r in records:
+        checksums.update(r["checksums"])
+    return {
+        "statistics": band_stats,
+        "class_counts": {str(k): v for k, v in sorted(class_counts.items())},
+        "dropped": sum(int(r["dropped"]) for r in records),
+        "split_counts": splits,
+        "checksums": dict(sorted(checksums.items())),
+    }
+
+
+def write_collection(manifest: Mapping[str, Any], bbox_4326: Sequence[float], path: Path) -> None:
+    """A STAC Collection describing the dataset, with its files as assets."""
+    dates = manifest["dates"]
+    start, end = (pd.Timestamp(dates[0]).to_pydatetime(), pd.Timestamp(dates[-1]).to_pydatetime())
+    collection = pystac.Collection(
+        id=manifest["name"],
+        description=(
+            f"eoshard dataset {manifest['name']}: {manifest['n_samples']} samples of "
+            f"{manifest['patch']['size']} px, bands {', '.join(manifest['bands'])}, format {manifest['format_version']}"
+        ),
+        extent=pystac.Extent(
+            pystac.SpatialExtent([list(bbox_4326)]),
+            pystac.TemporalExtent([[start.replace(tzinfo=None), end.replace(tzinfo=None)]]),
+        ),
+        license="other",
+        summaries=pystac.Summaries({"eo:bands": [{"name": b} for b in manifest["bands"]]}),
+    )
+    collection.extra_fields["eoshard:format_version"] = manifest["format_version"]
+    collection.extra_fields["eoshard:n_samples"] = manifest["n_samples"]
+    for name, href, media in (
+        ("manifest", "./dataset.json", "application/json"),
+        ("index", "./index.parquet", "application/vnd.apache.parquet"),
+        ("zarr", "./data.zarr", "application/vnd+zarr"),
+        ("lmdb", "./data.lmdb", "application/x-lmdb"),
+    ):
+        collection.add_asset(name, pystac.Asset(href, media_type=media, roles=["data"]))
+    data = collection.to_dict(include_self_link=False, transform_hrefs=False)
+    atomic_write(path, json.dumps(data, indent=2, sort_keys=True).encode())

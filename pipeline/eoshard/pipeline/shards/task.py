@@ -1,0 +1,116 @@
+"""One shard task (runs on a Dask worker): numpy patches in -> samples -> one whole Zarr shard + LMDB values."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from eoshard.pipeline.shards import stats
+from eoshard.pipeline.shards.samples import Sample, empty_slot, sha256
+from eoshard.pipeline.shards.splits import block_split
+from eoshard.pipeline.shards.zarr_store import stack_samples, write_shard
+from eoshard.pipeline.timeseries import MASK_SOURCES, select_dates
+
+Layouts = Mapping[str, tuple[tuple[int, ...], str]]
+
+
+@dataclass(frozen=True)
+class ShardSpec:
+    """Everything a shard task needs besides the pixels: where, which samples, and the build's rules."""
+
+    out: str
+    index: int
+    shard_size: int
+    keys: tuple[str, ...]
+    origins: tuple[tuple[int, int], ...]  # (row, col) of each patch on the base grid
+    transforms: tuple[tuple[float, ...], ...]
+    crs: str
+    groups: Mapping[str, Sequence[str]]
+    factors: Mapping[str, int]
+    dates: tuple[str, ...]
+    layouts: Layouts
+    lmdb_part: str | None
+    write_zarr: bool
+    mask: str = "nodata"
+    min_valid_fraction: float = 0.5
+    min_dates: int = 1
+    block_size: float = 5120.0
+    fractions: tuple[float, ...] = (0.8, 0.1, 0.1)
+    seed: int = 0
+
+
+def materialize_shard(
+    spec: ShardSpec,
+    images: Mapping[str, Sequence[np.ndarray]],
+    labels: Mapping[str, Sequence[np.ndarray]],
+) -> dict[str, Any]:
+    """Make the shard's samples, write its Zarr shard whole, and return what the driver commits.
+
+    Returns ``records`` (LMDB key, value), index ``rows``, band ``histograms``, ``class_counts``, the number of
+    ``dropped`` candidates and the Zarr shard's ``checksums``.
+    """
+    slots: list[dict[str, np.ndarray]] = []
+    records: list[tuple[str, bytes]] = []
+    rows: list[dict[str, Any]] = []
+    histograms: dict[str, list[stats.Histogram]] = {b: [] for bs in spec.groups.values() for b in bs}
+    class_counts: list[stats.Histogram] = []
+    dropped = 0
+    for n, key in enumerate(spec.keys):
+        patch_images = {g: np.asarray(values[n]) for g, values in images.items()}
+        mask = MASK_SOURCES[spec.mask](patch_images, spec.factors)
+        selection = select_dates(mask, spec.min_valid_fraction)
+        if selection.n_kept < spec.min_dates:
+            dropped += 1
+            slots.append(empty_slot(spec.layouts))
+            continue
+        transform = spec.transforms[n]
+        sample = Sample(
+            key=key,
+            groups=spec.groups,
+            images=patch_images,
+            labels={name: np.asarray(values[n]) for name, values in labels.items()},
+            selection=selection,
+            dates=spec.dates,
+            crs=spec.crs,
+            transform=transform,
+            split=block_split(
+                transform[2], transform[5], block_size=spec.block_size, fractions=spec.fractions, seed=spec.seed
+            ),
+        )
+        slots.append(sample.slot())
+        value = sample.to_safetensors()
+        records.append((key, value))
+        row, col = spec.origins[n]
+        zarr_index = spec.index * spec.shard_size + n
+        rows.append(
+            {
+                **sample.row(),
+                "zarr_index": zarr_index,
+                "shard": spec.index,
+                "lmdb_part": spec.lmdb_part,
+                "row": row,
+                "col": col,
+                "lmdb_sha256": sha256(value),
+            }
+        )
+        for group, bands in spec.groups.items():
+            kept = patch_images[group][selection.kept]
+            for i, band in enumerate(bands):
+                histograms[band].append(stats.histogram(kept[:, i]))
+        if "class" in sample.labels:
+            class_counts.append(stats.histogram(sample.labels["class"], nodata=-(2**31)))
+    checksums = {}
+    if spec.write_zarr:
+        checksums = write_shard(Path(spec.out) / "data.zarr", spec.index, spec.shard_size, stack_samples(slots))
+    return {
+        "records": records,
+        "rows": rows,
+        "histograms": {band: stats.to_json(stats.merge(hs)) for band, hs in histograms.items()},
+        "class_counts": stats.to_json(stats.merge(class_counts)),
+        "dropped": dropped,
+        "checksums": checksums,
+    }

@@ -1,0 +1,117 @@
+"""Kill the build with SIGKILL at three stages, rerun it, and get a dataset identical to an uninterrupted build."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import lmdb
+import pytest
+import yaml
+
+pytestmark = pytest.mark.slow
+
+# A small corner of the demo AOI: 56 patches of 24 px in 19 shards of 3.
+BBOX = [11.96, 48.005, 11.985, 48.02]
+N_SHARDS = 19
+
+
+def _config(demo_data, out: Path) -> Path:
+    config = {
+        "name": "resume",
+        "catalog": {"source": str(demo_data.catalog), "collection": "sentinel-2-l2a", "max_cloud": 60},
+        "aoi": BBOX,
+        "period": {"start": "2024-04-01", "end": "2024-09-30"},
+        "bands": ["B02", "B11"],
+        "grid": {"resolution": 10, "chunksize": 128},
+        "labels": {"path": str(demo_data.parcels), "class_column": "class_code", "id_column": "parcel_id"},
+        "patches": {"size": 24},
+        "splits": {"block_size": 480},
+        "output": {"path": str(out), "shard_size": 3, "lmdb_parts": 2},
+    }
+    path = out.parent / f"{out.name}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def _build(config: Path) -> subprocess.Popen[bytes]:
+    """The build as a process of its own session (so that its Dask workers can be killed with it)."""
+    command = [sys.executable, "-c", "from eoshard.flows.cli import main; main()", "build", str(config)]
+    with config.with_suffix(".log").open("ab") as log:
+        return subprocess.Popen(
+            [*command, "--workers", "1"], stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+
+def _run(config: Path) -> None:
+    process = _build(config)
+    process.wait(timeout=300)
+    assert process.returncode == 0, config.with_suffix(".log").read_text()
+
+
+def _commits(out: Path) -> int:
+    folder = out / "_build" / "commits"
+    return len(list(folder.glob("shard-*.json"))) if folder.is_dir() else 0
+
+
+def _kill_when(config: Path, out: Path, condition: Callable[[Path], bool]) -> None:
+    process = _build(config)
+    deadline = time.monotonic() + 300
+    while not condition(out):
+        assert process.poll() is None, f"the build ended early: {config.with_suffix('.log').read_text()}"
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+    os.killpg(process.pid, signal.SIGKILL)  # the driver, its scheduler and its workers
+    process.wait()
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(root)): p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and "data.lmdb" not in p.parts
+    }
+
+
+def _lmdb(root: Path) -> dict[str, dict[bytes, bytes]]:
+    parts = {}
+    for part in sorted((root / "data.lmdb").iterdir()):
+        env = lmdb.open(str(part), readonly=True, lock=False)
+        with env.begin() as txn:
+            parts[part.name] = {bytes(k): bytes(v) for k, v in txn.cursor()}
+        env.close()
+    return parts
+
+
+STAGES: dict[str, Callable[[Path], bool]] = {
+    # while the Zarr store is being created (before the plan is recorded)
+    "store": lambda out: (out / "data.zarr" / "zarr.json").exists(),
+    # in the middle of the shards
+    "shards": lambda out: _commits(out) >= 4,
+    # every shard committed: while the index, STAC Collection and manifest are written (or just after)
+    "finalize": lambda out: _commits(out) == N_SHARDS,
+}
+
+
+def test_killed_builds_resume_to_an_identical_dataset(demo_data, tmp_path: Path) -> None:
+    reference = tmp_path / "reference"
+    _run(_config(demo_data, reference))
+    assert _commits(reference) == N_SHARDS
+    expected_files, expected_lmdb = _files(reference), _lmdb(reference)
+    assert sum(len(v) for v in expected_lmdb.values()) > 30
+    for stage, condition in STAGES.items():
+        out = tmp_path / stage
+        config = _config(demo_data, out)
+        _kill_when(config, out, condition)
+        if stage != "finalize":
+            assert not (out / "dataset.json").exists(), f"killed at {stage}, yet the build finished"
+        _run(config)
+        assert _files(out).keys() == expected_files.keys(), stage
+        for name, data in expected_files.items():
+            assert _files(out)[name] == data, f"{name} differs after a kill at {stage}"
+        assert _lmdb(out) == expected_lmdb, stage

@@ -1,0 +1,114 @@
+"""Statistics, splits, LMDB growth, commit log and the shard task's sample dropping."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import lmdb
+import numpy as np
+import pytest
+import zarr
+from safetensors.numpy import load
+
+from eoshard.pipeline.shards import stats
+from eoshard.pipeline.shards.commits import CommitLog, PlanMismatchError
+from eoshard.pipeline.shards.lmdb_store import LmdbWriter
+from eoshard.pipeline.shards.splits import block_split
+from eoshard.pipeline.shards.task import ShardSpec, materialize_shard
+from eoshard.pipeline.shards.zarr_store import create_store
+
+
+def test_statistics_from_merged_histograms_equal_numpy() -> None:
+    rng = np.random.default_rng(1)
+    parts = [rng.integers(0, 3000, size=n).astype(np.uint16) for n in (1000, 77, 5000)]
+    merged = stats.merge(stats.from_json(stats.to_json(stats.histogram(p))) for p in parts)
+    values = np.concatenate(parts)
+    values = values[values != 0].astype(np.float64)
+    summary = stats.summarise(merged)
+    assert summary["count"] == values.size
+    assert summary["mean"] == pytest.approx(values.mean(), rel=1e-12)
+    assert summary["std"] == pytest.approx(values.std(), rel=1e-9)
+    assert summary["min"] == values.min() and summary["max"] == values.max()
+    for p in stats.PERCENTILES:
+        assert summary["percentiles"][str(p)] == np.percentile(values, p, method="inverted_cdf")
+
+
+def test_splits_are_blocked_deterministic_and_follow_the_fractions() -> None:
+    splits = [
+        block_split(x * 100.0, y * 100.0, block_size=1000, fractions=(0.6, 0.2, 0.2), seed=3)
+        for x in range(200)
+        for y in range(200)
+    ]
+    by_block: dict[tuple[int, int], set[str]] = {}
+    for i, split in enumerate(splits):
+        x, y = divmod(i, 200)
+        by_block.setdefault((math.floor(x / 10), math.floor(y / 10)), set()).add(split)
+    assert all(len(s) == 1 for s in by_block.values())
+    shares = {
+        name: sum(s == {name} for s in by_block.values()) / len(by_block) for name in ("train", "val", "test")
+    }
+    assert shares["train"] == pytest.approx(0.6, abs=0.1) and shares["test"] == pytest.approx(0.2, abs=0.1)
+    again = block_split(1234.0, 5678.0, block_size=1000, fractions=(0.6, 0.2, 0.2), seed=3)
+    assert again == splits[12 * 200 + 56]
+
+
+def test_lmdb_map_grows_when_full_and_keeps_existing_keys(tmp_path: Path) -> None:
+    writer = LmdbWriter(tmp_path / "part-00", map_size=64 * 1024)
+    values = [(f"k{i}", bytes([i]) * 50_000) for i in range(20)]
+    assert writer.put_many(values) == 20
+    assert writer.put_many([("k0", b"other")]) == 0  # never overwritten
+    size = writer.env.info()["map_size"]
+    writer.close()
+    assert 1_000_000 <= size <= 4_000_000
+    env = lmdb.open(str(tmp_path / "part-00"), readonly=True, lock=False)
+    with env.begin() as txn:
+        assert txn.get(b"k0") == bytes([0]) * 50_000 and txn.stat()["entries"] == 20
+    env.close()
+
+
+def test_commit_log_resumes_only_the_same_plan(tmp_path: Path) -> None:
+    log = CommitLog(tmp_path)
+    assert not log.start({"a": 1})
+    log.record_plan({"a": 1})
+    log.commit(3, {"shard": 3})
+    assert log.start({"a": 1}) and log.done() == {3}
+    with pytest.raises(PlanMismatchError, match=r"differs in \['a'\]"):
+        log.start({"a": 2})
+
+
+def test_shard_task_drops_samples_with_too_few_dates_and_counts_them(tmp_path: Path) -> None:
+    dates = ("2024-01-01T00:00:00", "2024-02-01T00:00:00", "2024-03-01T00:00:00")
+    images = np.ones((2, 3, 1, 4, 4), np.uint16) * 7
+    images[0, 1:] = 0  # sample 0: only one date with data
+    images[1, 1, 0, :3] = 0  # sample 1: date 1 is 25 % valid
+    layouts = {
+        "s2_10m": ((3, 1, 4, 4), "uint16"),
+        "valid_mask": ((3, 4, 4), "bool"),
+        "valid_fraction": ((3,), "float32"),
+        "time_mask": ((3,), "bool"),
+        "sample_mask": ((), "bool"),
+    }
+    create_store(tmp_path / "data.zarr", 2, layouts, shard_size=2, attrs={})
+    spec = ShardSpec(
+        out=str(tmp_path), index=0, shard_size=2, keys=("a", "b"), origins=((0, 0), (0, 4)),
+        transforms=((10, 0, 0, 0, -10, 0), (10, 0, 40, 0, -10, 0)), crs="EPSG:32633",
+        groups={"s2_10m": ["B02"]}, factors={"s2_10m": 1}, dates=dates, layouts=layouts,
+        lmdb_part="part-00", write_zarr=True, min_valid_fraction=0.5, min_dates=2,
+    )  # fmt: skip
+    result = materialize_shard(spec, {"s2_10m": list(images)}, {})
+    assert result["dropped"] == 1
+    assert [key for key, _ in result["records"]] == ["b"]
+    sample = load(result["records"][0][1])
+    assert sample["time_index"].tolist() == [0, 2]
+    assert sample["B02"].shape == (2, 4, 4) and (sample["B02"] == 7).all()
+    group = zarr.open_group(str(tmp_path / "data.zarr"), mode="r")
+    assert group["sample_mask"][:].tolist() == [False, True]
+    assert group["time_mask"][1].tolist() == [True, False, True]
+    assert group["valid_fraction"][1].tolist() == [1.0, 0.25, 1.0]
+    assert not group["s2_10m"][0].any() and not group["s2_10m"][1, 1].any()
+    row = result["rows"][0]
+    assert (row["zarr_index"], row["n_dates"], row["masked_pixels"]) == (1, 2, 0)
+    assert json.loads(row["class_histogram"]) == {}
+    assert stats.from_json(result["histograms"]["B02"]) == {7: 32}
