@@ -55,6 +55,8 @@ def publish(local: Path, url: str) -> list[str]:
     try:
         if fs.exists(f"{root}/{MANIFEST}"):  # an older version stops counting as complete first
             fs.rm(f"{root}/{MANIFEST}")
+        for parent in sorted({f"{root}/{rel}".rsplit("/", 1)[0] for rel in ordered}):
+            fs.makedirs(parent, exist_ok=True)  # local and some remote filesystems need folders first
         for rel in ordered:
             fs.put_file(str(local / rel), f"{root}/{rel}")
     except OSError as err:
