@@ -32,3 +32,6 @@ def demo_data(tmp_path_factory: pytest.TempPathFactory):
     from eoshard.flows.demo.products import write_demo_data
 
     return write_demo_data(tmp_path_factory.mktemp("demo"))
+
+
+pytest_plugins = ["tests.services.dask_cluster"]  # real Dask scheduler and workers on 127.0.0.1

@@ -10,6 +10,7 @@ from rich.console import Console
 
 from eoshard.catalog import CatalogError
 from eoshard.flows.config import ConfigError
+from eoshard.flows.errors import FlowsError
 from eoshard.pipeline.errors import PipelineError
 
 app = typer.Typer(
@@ -31,6 +32,6 @@ def user_errors() -> Iterator[None]:
     except ConfigError as err:
         errors.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
-    except (CatalogError, PipelineError) as err:
+    except (CatalogError, PipelineError, FlowsError) as err:
         errors.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None

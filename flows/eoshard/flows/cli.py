@@ -5,6 +5,8 @@ from __future__ import annotations
 import sys
 import warnings
 
+import eoshard.flows.commands.jobs
+import eoshard.flows.commands.submit  # noqa: F401
 from eoshard.flows.app import app, errors
 from eoshard.flows.commands import build, demo, inspect, verify  # noqa: F401  (each registers its commands on the app)
 

@@ -2,23 +2,30 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from dask.system import CPU_COUNT
 from distributed import Client, LocalCluster
 
 
 @contextmanager
 def dask_client(scheduler: str | None = None, n_workers: int | None = None) -> Iterator[Client]:
-    """A client of the scheduler at ``scheduler``, or of a new LocalCluster (one single-threaded worker a core)."""
+    """A client of the scheduler at ``scheduler``, or of a new LocalCluster sized to the machine.
+
+    The LocalCluster has one single-threaded worker per usable core (``CPU_COUNT`` honours cgroup quotas and CPU
+    affinity) and shares the machine's memory among them.
+    """
     if scheduler:
         with Client(scheduler) as client:
             yield client
         return
-    workers = n_workers or max(1, min(os.cpu_count() or 1, 8))
+    workers = n_workers or max(1, CPU_COUNT)
+    local = LocalCluster(
+        n_workers=workers, threads_per_worker=1, processes=True, memory_limit="auto", dashboard_address=":0"
+    )
     with (
-        LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster,
+        local as cluster,
         Client(cluster) as client,
     ):
         yield client

@@ -104,12 +104,25 @@ class OutputConfig(_Model):
     formats: tuple[Literal["zarr", "lmdb"], ...] = ("zarr", "lmdb")
     shard_size: int = Field(16, ge=1, le=4096, description="samples per Zarr shard")
     lmdb_parts: int = Field(2, ge=1, le=64, description="LMDB environments written in parallel, one writer each")
+    url: str | None = Field(
+        None, description="fsspec URL (s3://, gs://, file://) the finished dataset is published to from path"
+    )
 
     @field_validator("formats")
     @classmethod
     def _some(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         if not value:
             raise ValueError("name at least one output format: zarr, lmdb")
+        return value
+
+    @field_validator("url")
+    @classmethod
+    def _plain_url(cls, value: str | None) -> str | None:
+        if value is not None and ("://" not in value or "@" in value.split("://", 1)[1].split("/", 1)[0]):
+            raise ValueError(
+                "expected an fsspec URL such as s3://bucket/prefix without credentials "
+                "(they come from the storage library's environment or config)"
+            )
         return value
 
 

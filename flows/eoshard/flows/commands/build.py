@@ -42,6 +42,7 @@ def build(
     """Build a dataset: select products, cube them lazily, rasterize labels, cut patches, write shards."""
     from eoshard.flows.build import plan_build, run_build
     from eoshard.flows.cluster import dask_client
+    from eoshard.flows.storage import publish, redact_url
 
     with user_errors():
         cfg = load_config(config)
@@ -55,6 +56,9 @@ def build(
             console.print(f"dask dashboard: {client.dashboard_link}")
             with progress_bar() as progress:
                 result = run_build(plan, client, progress_callback(progress, "writing shards"))
+        if cfg.output.url is not None:  # object-store output: publish the staged dataset (storage.py)
+            with console.status(f"publishing to {redact_url(cfg.output.url)}"):
+                publish(result.path, cfg.output.url)
         print_summary(result.path, result.manifest)
 
 

@@ -1,0 +1,52 @@
+"""``eoshard jobs``: list the jobs on a scheduler, show a job's log, cancel a job."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from eoshard.flows.app import app, console, user_errors
+from eoshard.flows.commands.submit import Scheduler
+
+jobs_app = typer.Typer(help="Jobs on a Dask scheduler: list (default), logs ID, cancel ID.", no_args_is_help=False)
+app.add_typer(jobs_app, name="jobs")
+
+
+@jobs_app.callback(invoke_without_command=True)
+def jobs(ctx: typer.Context, scheduler: Scheduler) -> None:
+    """List the jobs on the scheduler with their state and progress."""
+    ctx.obj = scheduler
+    if ctx.invoked_subcommand is not None:
+        return
+    from eoshard.flows.jobs import connect, list_jobs
+
+    with user_errors(), connect(scheduler) as client:
+        table = Table("job", "state", "progress", "submitted", "output", title=f"jobs on {scheduler}")
+        for job in list_jobs(client):
+            progress = f"{job.done}/{job.total} shards" if job.total else "-"
+            table.add_row(job.id, job.state, progress, job.submitted, job.output)
+        console.print(table)
+
+
+@jobs_app.command()
+def logs(ctx: typer.Context, job_id: Annotated[str, typer.Argument(help="job id printed by submit")]) -> None:
+    """Print the driver's log of a job."""
+    from eoshard.flows.jobs import connect, job_logs
+
+    with user_errors(), connect(ctx.obj) as client:
+        for when, message in job_logs(client, job_id):
+            stamp = datetime.fromtimestamp(when, UTC).isoformat(timespec="seconds")
+            console.print(f"{stamp} {message}", highlight=False, markup=False, soft_wrap=True)
+
+
+@jobs_app.command()
+def cancel(ctx: typer.Context, job_id: Annotated[str, typer.Argument(help="job id printed by submit")]) -> None:
+    """Stop a job cleanly: its driver cancels the remaining shards and closes its writers."""
+    from eoshard.flows.jobs import cancel_job, connect
+
+    with user_errors(), connect(ctx.obj) as client:
+        job = cancel_job(client, job_id)
+        console.print(f"job {job_id}: {job.state}")

@@ -1,0 +1,30 @@
+"""``eoshard submit``: send a whole build to an existing Dask cluster as a job."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from eoshard.flows.app import app, console, user_errors
+from eoshard.flows.config import load_config
+
+Scheduler = Annotated[
+    str, typer.Option(envvar="DASK_SCHEDULER_ADDRESS", help="address of the Dask scheduler, tcp://HOST:PORT")
+]
+
+
+@app.command()
+def submit(config: Annotated[Path, typer.Argument(help="YAML build config")], scheduler: Scheduler) -> None:
+    """Run a build as a job on the cluster; the driver runs there, so this command may exit at once."""
+    from eoshard.flows.jobs import connect, submit_job
+
+    with user_errors():
+        cfg = load_config(config)
+        with connect(scheduler) as client:
+            job_id = submit_job(client, cfg)
+            console.print(f"job {job_id} submitted to {scheduler}")
+            console.print(f"dask dashboard: {client.dashboard_link}")
+            console.print(f"follow it with: eoshard jobs --scheduler {scheduler} logs {job_id}")
+        print(job_id)

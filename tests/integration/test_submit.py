@@ -1,0 +1,179 @@
+"""``eoshard submit`` on real ``dask scheduler``/``dask worker`` processes: the job outlives its client, survives a
+worker killed with SIGKILL, can be cancelled, and writes the same dataset as a local build."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import lmdb
+import numpy as np
+import pytest
+import yaml
+import zarr
+from typer.testing import CliRunner
+
+from eoshard.flows.cli import app
+from eoshard.flows.config import load_config
+from eoshard.flows.jobs import cancel_job, connect, list_jobs, submit_job
+from eoshard.flows.jobs.registry import get_job, wait_for_state
+
+EOSHARD = str(Path(sys.executable).parent / "eoshard")
+BANDS = ["B02", "B03", "B04", "B08", "B11"]
+N_SHARDS = 36  # 108 samples, 3 a shard
+JOB_TIMEOUT = 600.0
+
+pytestmark = pytest.mark.slow
+
+
+def write_config(demo_data: Any, out: Path) -> Path:
+    config = {
+        "name": "demo-submit",
+        "catalog": {"source": str(demo_data.catalog), "collection": "sentinel-2-l2a", "max_cloud": 60},
+        "aoi": str(demo_data.aoi),
+        "period": {"start": "2024-04-01", "end": "2024-09-30"},
+        "bands": BANDS,
+        "grid": {"resolution": 10, "chunksize": 256},
+        "labels": {"path": str(demo_data.parcels), "class_column": "class_code", "id_column": "parcel_id"},
+        "patches": {"size": 48},
+        "output": {"path": str(out), "formats": ["zarr", "lmdb"], "shard_size": 3},
+    }
+    path = out.parent / f"{out.name}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@pytest.fixture(scope="module")
+def local_build(demo_data: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The reference: the same config built by ``eoshard build`` on a LocalCluster in this process."""
+    out = tmp_path_factory.mktemp("local") / "demo"
+    with pytest.warns(UserWarning, match="1 of 480 label geometries were invalid"):
+        result = CliRunner().invoke(app, ["build", str(write_config(demo_data, out)), "--workers", "1"])
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def zarr_files(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def lmdb_items(path: Path) -> dict[bytes, bytes]:
+    env = lmdb.open(str(path), readonly=True, lock=False)
+    try:
+        with env.begin() as txn:
+            return dict(txn.cursor())
+    finally:
+        env.close()
+
+
+def safetensors_parts(blob: bytes) -> tuple[dict[str, Any], bytes]:
+    """A safetensors record as (parsed JSON header, tensor bytes)."""
+    size = int.from_bytes(blob[:8], "little")
+    return json.loads(blob[8 : 8 + size]), blob[8 + size :]
+
+
+def assert_same_dataset(got: Path, expected: Path) -> None:
+    """Equal manifest, byte-identical Zarr store (every file), the same LMDB keys with byte-identical tensor data.
+
+    The safetensors header of an LMDB record is compared parsed: its key order depends on the writing process's
+    hash seed (safetensors serializes its metadata from a Rust HashMap), so the header bytes are not reproducible.
+    """
+    assert json.loads((got / "dataset.json").read_text()) == json.loads((expected / "dataset.json").read_text())
+    got_zarr, expected_zarr = zarr_files(got / "data.zarr"), zarr_files(expected / "data.zarr")
+    assert sorted(got_zarr) == sorted(expected_zarr)
+    assert len([f for f in got_zarr if "/c/" in f]) == 2 * N_SHARDS + 2 * N_SHARDS  # 2 groups + 2 label layers
+    assert got_zarr == expected_zarr
+    group = zarr.open_group(str(got / "data.zarr"), mode="r")
+    reference = zarr.open_group(str(expected / "data.zarr"), mode="r")
+    for name in ("s2_10m", "s2_20m", "class", "parcel_id"):
+        np.testing.assert_array_equal(group[name][:], reference[name][:])
+    got_lmdb, expected_lmdb = lmdb_items(got / "data.lmdb"), lmdb_items(expected / "data.lmdb")
+    assert len(got_lmdb) == 108
+    assert sorted(got_lmdb) == sorted(expected_lmdb)
+    for key, value in got_lmdb.items():
+        assert safetensors_parts(value) == safetensors_parts(expected_lmdb[key]), key
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([EOSHARD, *args], capture_output=True, text=True, timeout=120, check=False)
+
+
+def test_submitted_job_outlives_its_client_and_equals_a_local_build(
+    dask_cluster: Any, demo_data: Any, local_build: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "demo"
+    submitted = run_cli("submit", str(write_config(demo_data, out)), "--scheduler", dask_cluster.address)
+    assert submitted.returncode == 0, submitted.stderr
+    job_id = submitted.stdout.strip().splitlines()[-1]
+    assert job_id.startswith("demo-submit-")
+    assert "dask dashboard: http://127.0.0.1:" in submitted.stdout
+    # the submitting process has exited: the driver now runs for nobody but the scheduler
+    with connect(dask_cluster.address) as client:
+        job = wait_for_state(client, job_id, ("finished", "failed", "cancelled"), JOB_TIMEOUT)
+    assert (job.state, job.done, job.total) == ("finished", N_SHARDS, N_SHARDS), job
+    assert_same_dataset(out, local_build)
+
+    listed = run_cli("jobs", "--scheduler", dask_cluster.address)
+    assert listed.returncode == 0, listed.stderr
+    line = next(row for row in listed.stdout.splitlines() if job_id[:12] in row)
+    assert "finished" in line
+    logs = run_cli("jobs", "--scheduler", dask_cluster.address, "logs", job_id)
+    assert "driver started on tcp://127.0.0.1:" in logs.stdout
+    assert f"wrote 108 samples x 7 dates to {out}" in logs.stdout
+
+
+def wait_for_progress(client: Any, job_id: str, at_least: int) -> Any:
+    deadline = time.monotonic() + JOB_TIMEOUT
+    while (job := get_job(client, job_id)).done < at_least:
+        assert job.state in ("queued", "running"), job
+        assert time.monotonic() < deadline, job
+        time.sleep(0.05)
+    return job
+
+
+def test_a_worker_killed_mid_job_loses_and_duplicates_nothing(
+    dask_cluster: Any, demo_data: Any, local_build: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "demo"
+    config = load_config(write_config(demo_data, out))
+    with connect(dask_cluster.address) as client:
+        job_id = submit_job(client, config)
+        job = wait_for_progress(client, job_id, 2)
+        assert job.done < N_SHARDS
+        victim = next(addr for addr in dask_cluster.worker_pids() if addr != job.worker)
+        killed = dask_cluster.kill_worker(victim)
+        job = wait_for_state(client, job_id, ("finished", "failed", "cancelled"), JOB_TIMEOUT)
+    assert (job.state, job.done) == ("finished", N_SHARDS), job
+    assert killed not in dask_cluster.worker_pids().values()
+    assert_same_dataset(out, local_build)
+    dask_cluster.wait_for_workers()  # the nanny brought a fresh worker for the next test
+
+
+def test_cancel_stops_a_job_cleanly(dask_cluster: Any, demo_data: Any, tmp_path: Path) -> None:
+    out = tmp_path / "demo"
+    config = load_config(write_config(demo_data, out))
+    with connect(dask_cluster.address) as client:
+        job_id = submit_job(client, config)
+        assert cancel_job(client, job_id).state == "cancelling"  # the driver is starting or planning now
+        job = wait_for_state(client, job_id, ("finished", "failed", "cancelled"), JOB_TIMEOUT)
+        assert job.state == "cancelled"
+        assert job.done < N_SHARDS
+        assert job_id in [j.id for j in list_jobs(client)]
+    assert not (out / "dataset.json").exists()  # no manifest: the dataset does not claim to be complete
+    again = run_cli("jobs", "--scheduler", dask_cluster.address, "cancel", job_id)
+    assert again.returncode == 1
+    assert f"job {job_id} has already ended (cancelled)" in again.stderr
+    logs = run_cli("jobs", "--scheduler", dask_cluster.address, "logs", job_id)
+    assert "cancel requested" in logs.stdout
+    assert "cancelled: no further shards are written" in logs.stdout
+
+
+def test_no_scheduler_is_a_clear_error() -> None:
+    result = run_cli("jobs", "--scheduler", "tcp://127.0.0.1:9")
+    assert result.returncode == 1
+    assert "no Dask scheduler answered at 'tcp://127.0.0.1:9'" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -1,0 +1,98 @@
+"""A real Dask cluster on 127.0.0.1: one ``dask scheduler`` and two ``dask worker`` processes (with nannies)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+BIN = Path(sys.executable).parent
+N_WORKERS = 2
+START_TIMEOUT = 60.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class DaskCluster:
+    """Addresses of the running cluster and its processes (scheduler first)."""
+
+    address: str
+    dashboard: str
+    processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    def worker_pids(self) -> dict[str, int]:
+        """Worker address -> pid of the worker process itself (the nanny's child)."""
+        from distributed import Client
+
+        with Client(self.address, timeout="10s", set_as_default=False) as client:
+            return {addr: int(pid) for addr, pid in client.run(os.getpid).items()}
+
+    def wait_for_workers(self, n: int = N_WORKERS, timeout: float = START_TIMEOUT) -> None:
+        from distributed import Client
+
+        with Client(self.address, timeout="30s", set_as_default=False) as client:
+            client.wait_for_workers(n, timeout=timeout)
+
+    def kill_worker(self, address: str) -> int:
+        """SIGKILL the worker process at ``address`` (its nanny starts a fresh one); returns the pid killed."""
+        pid = self.worker_pids()[address]
+        os.kill(pid, signal.SIGKILL)
+        return pid
+
+
+def _stop(processes: list[subprocess.Popen[bytes]]) -> None:
+    for proc in reversed(processes):
+        if proc.poll() is None:
+            proc.terminate()
+    for proc in reversed(processes):
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _start(cluster: DaskCluster, args: list[str], log: Path) -> None:
+    with log.open("wb") as err:  # the child keeps its own copy of the descriptor
+        cluster.processes.append(
+            subprocess.Popen([str(BIN / "dask"), *args], stdout=subprocess.DEVNULL, stderr=err)
+        )
+
+
+@pytest.fixture(scope="session")
+def dask_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaskCluster]:
+    """``dask scheduler`` and two single-threaded ``dask worker`` processes on free ports, stopped at the end."""
+    logs = tmp_path_factory.mktemp("dask-logs")
+    port, dash = free_port(), free_port()
+    cluster = DaskCluster(f"tcp://127.0.0.1:{port}", f"http://127.0.0.1:{dash}/status")
+    try:
+        _start(cluster, ["scheduler", "--host", "127.0.0.1", "--port", str(port), "--dashboard-address",
+                         f"127.0.0.1:{dash}", "--no-show"], logs / "scheduler.log")  # fmt: skip
+        for n in range(N_WORKERS):
+            _start(cluster, ["worker", cluster.address, "--host", "127.0.0.1", "--nthreads", "1", "--name",
+                             f"worker-{n}", "--no-dashboard", "--memory-limit", "3GiB"], logs / f"worker-{n}.log")  # fmt: skip
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            try:
+                cluster.wait_for_workers()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+        yield cluster
+    finally:
+        _stop(cluster.processes)
