@@ -6,7 +6,7 @@ import sys
 import warnings
 
 from eoshard.flows.app import app, errors
-from eoshard.flows.commands import build, demo  # noqa: F401  (each registers its commands on the app)
+from eoshard.flows.commands import build, convert, demo  # noqa: F401  (each registers its commands on the app)
 
 __all__ = ["app", "main"]
 
