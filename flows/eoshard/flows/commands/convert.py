@@ -15,7 +15,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from eoshard.flows.app import app, console, user_errors
 from eoshard.pipeline.converters import DATASETS, SourceGroup, discover, write_lmdb, write_zarr
 from eoshard.pipeline.converters.errors import ConversionError, DatasetLayoutError
-from eoshard.pipeline.converters.reading import encode_or_report, read_or_report
+from eoshard.pipeline.converters.lmdb_writer import PUTS_PER_TRANSACTION
+from eoshard.pipeline.converters.reading import encode_batch, read_batch
 
 convert_app = typer.Typer(help="Convert a public EO benchmark dataset into LMDB (rico-hdl layout) or Zarr v3.")
 app.add_typer(convert_app, name="convert")
@@ -42,18 +43,22 @@ def run_conversion(dataset: str, roots: dict[str, Path | None], target: Path, fm
     found = [(group, discover(group, root)) for group, root in given]
     total = sum(len(patches) for _, patches in found)
 
+    batch = max(1, -(-PUTS_PER_TRANSACTION // (4 * max(1, len(client.scheduler_info()["workers"])))))
+
     def run(func: Any, group: SourceGroup, chunk: Sequence[Path]) -> list[Any]:
-        results = client.gather(client.map(func, [group] * len(chunk), list(chunk), pure=False))
+        batches = [list(chunk[i : i + batch]) for i in range(0, len(chunk), batch)]
+        futures = client.map(func, [group] * len(batches), batches, pure=False)
+        results = [r for part in client.gather(futures) for r in part]
         for result in results:
             if isinstance(result, str):
                 raise ConversionError(result)
         return list(results)
 
     def encode(group: SourceGroup, chunk: Sequence[Path]) -> Iterator[tuple[str, bytes]]:
-        yield from run(encode_or_report, group, chunk)
+        yield from run(encode_batch, group, chunk)
 
     def read(group: SourceGroup, chunk: Sequence[Path]) -> list[dict[str, np.ndarray]]:
-        return run(read_or_report, group, chunk)
+        return run(read_batch, group, chunk)
 
     columns = (TextColumn("converting {task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console) as progress:

@@ -65,3 +65,12 @@ def read_or_report(group: SourceGroup, patch: Path) -> dict[str, np.ndarray] | s
         return read_patch(group, patch)
     except ConversionError as err:
         return str(err)
+
+
+def encode_batch(group: SourceGroup, patches: list[Path]) -> list[tuple[str, bytes] | str]:
+    """``encode_or_report`` over several patches: one task per batch keeps the scheduler's overhead small."""
+    return [encode_or_report(group, p) for p in patches]
+
+
+def read_batch(group: SourceGroup, patches: list[Path]) -> list[dict[str, np.ndarray] | str]:
+    return [read_or_report(group, p) for p in patches]
