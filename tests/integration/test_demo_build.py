@@ -14,6 +14,7 @@ import numpy as np
 import pystac
 import pytest
 import rasterio
+import xarray as xr
 import yaml
 import zarr
 from rasterio.features import rasterize
@@ -105,6 +106,9 @@ def test_lmdb_and_zarr_equal_the_cog_pixels(built: Path, demo_data) -> None:
     assert group["s2_10m"].shape == (108, 7, 4, 48, 48)
     assert group["s2_20m"].shape == (108, 7, 1, 24, 24)
     assert group["s2_10m"].dtype == np.uint16
+    dataset = xr.open_zarr(built / "data.zarr", consolidated=False)  # plain xarray reads the group
+    assert dataset["s2_20m"].dims == ("sample", "time", "band_s2_20m", "y_s2_20m", "x_s2_20m")
+    assert dataset["class"].dims == ("sample", "y", "x")
     samples = _read_all_lmdb(built)
     checked = 0
     for n in (0, 13, 40, 57, 100):

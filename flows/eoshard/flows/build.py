@@ -118,7 +118,13 @@ def plan_build(config: BuildConfig) -> BuildPlan:
         max_cloud=config.catalog.max_cloud,
     )
     grid = grid_for_area(area, area_crs, resolution=config.grid.resolution, crs=config.grid.crs)
-    cubes = open_cube(list(items), grid, config.bands, chunksize=config.grid.chunksize)
+    cubes = open_cube(
+        list(items),
+        grid,
+        config.bands,
+        chunksize=config.grid.chunksize,
+        single_resolution=config.grid.single_resolution,
+    )
     labels = parcels = None
     if config.labels is not None:
         parcels = gpd.read_file(config.labels.path, layer=config.labels.layer)

@@ -68,6 +68,7 @@ class GridConfig(_Model):
     resolution: float = Field(10.0, gt=0, description="metres; must divide 60")
     crs: str | None = Field(None, description="target CRS; default: the UTM zone of the AOI's centroid")
     chunksize: int = Field(512, ge=64, le=8192, description="dask chunk size of the cube, in pixels")
+    single_resolution: bool = Field(False, description="resample every band to `resolution` (one group)")
 
 
 class LabelsConfig(_Model):

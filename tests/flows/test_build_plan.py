@@ -1,0 +1,59 @@
+"""Build plans on the demo world: patch modes and the single-resolution option (lazy, no pixels read)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import geopandas as gpd
+import numpy as np
+import pytest
+import shapely
+
+from eoshard.flows.build import plan_build
+from eoshard.flows.config import parse_config
+
+
+def _plan(demo_data, tmp_path: Path, **changes: Any):
+    data: dict[str, Any] = {
+        "name": "plan",
+        "catalog": {"source": str(demo_data.catalog), "max_cloud": 60},
+        "aoi": str(demo_data.aoi),
+        "period": {"start": "2024-04-01", "end": "2024-09-30"},
+        "bands": ["B02", "B11"],
+        "labels": {"path": str(demo_data.parcels), "class_column": "class_code"},
+        "patches": {"size": 48},
+        "output": {"path": str(tmp_path / "out")},
+    }
+    data.update(changes)
+    with pytest.warns(UserWarning, match="were repaired"):
+        return plan_build(parse_config(data, tmp_path))
+
+
+def test_labelled_mode_keeps_windows_covered_enough(demo_data, tmp_path: Path) -> None:
+    every = _plan(demo_data, tmp_path)
+    labelled = _plan(demo_data, tmp_path, patches={"size": 48, "mode": "labelled", "min_labelled_fraction": 0.9})
+    parcels = gpd.read_file(demo_data.parcels).to_crs(str(every.grid.crs))
+    union = shapely.union_all(parcels.geometry.make_valid().values)
+    covered = {p.key for p in every.patches if p.footprint.intersection(union).area >= 0.9 * p.footprint.area}
+    assert {p.key for p in labelled.patches} == covered
+    assert 0 < len(covered) < len(every.patches) == 108
+
+
+def test_parcel_mode_centres_a_window_on_every_parcel(demo_data, tmp_path: Path) -> None:
+    plan = _plan(demo_data, tmp_path, patches={"size": 48, "mode": "parcels"})
+    parcels = gpd.read_file(demo_data.parcels).to_crs(str(plan.grid.crs))
+    points = shapely.point_on_surface(parcels.geometry.make_valid().values)
+    inside = [pt for pt in points if shapely.contains(plan.grid.extent.geom, pt)]
+    boxes = shapely.union_all([p.footprint for p in plan.patches])
+    assert all(boxes.covers(pt) for pt in inside)
+    assert len({p.key for p in plan.patches}) == len(plan.patches) <= len(inside)
+    assert all(p.row % 2 == 0 and p.col % 2 == 0 for p in plan.patches)  # snapped to the 20 m grid
+
+
+def test_single_resolution_puts_every_band_in_one_group(demo_data, tmp_path: Path) -> None:
+    plan = _plan(demo_data, tmp_path, grid={"resolution": 10, "single_resolution": True})
+    assert plan.groups == {"s2_10m": ["B02", "B11"]} and plan.factors == {"s2_10m": 1}
+    layouts = plan.layouts()
+    assert layouts["s2_10m"] == ((7, 2, 48, 48), "uint16")
+    assert np.all([p.geobox.shape == (48, 48) for p in plan.patches])
