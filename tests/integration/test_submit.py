@@ -203,3 +203,19 @@ def test_a_failing_job_records_its_error(dask_cluster: Any, demo_data: Any, tmp_
     assert job.error is not None and "B99" in job.error
     logs = run_cli("jobs", "--scheduler", dask_cluster.address, "logs", job_id)
     assert "failed:\nTraceback" in logs.stdout
+
+
+def test_cancel_mid_build_keeps_what_was_written_and_closes_the_writer(
+    dask_cluster: Any, demo_data: Any, tmp_path: Path
+) -> None:
+    out = tmp_path / "demo"
+    with connect(dask_cluster.address) as client:
+        job_id = submit_job(client, load_config(write_config(demo_data, out)))
+        wait_for_progress(client, job_id, 1)
+        cancel_job(client, job_id)
+        job = wait_for_state(client, job_id, ("finished", "failed", "cancelled"), JOB_TIMEOUT)
+    assert job.state == "cancelled"
+    assert 1 <= job.done < N_SHARDS
+    assert not (out / "dataset.json").exists()
+    # the driver stopped at a progress tick: LMDB holds exactly the records of the shards it had counted
+    assert len(lmdb_items(out / "data.lmdb")) == 3 * job.done
