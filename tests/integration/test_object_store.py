@@ -19,6 +19,7 @@ import zarr
 from typer.testing import CliRunner
 
 from eoshard.flows.cli import app
+from eoshard.flows.config import ConfigError, parse_config
 from eoshard.flows.storage import StorageError, fetch, publish, redact_url
 from tests.integration.test_submit import lmdb_items, write_config
 from tests.services.dask_cluster import free_port
@@ -34,7 +35,7 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     log = tmp_path_factory.mktemp("moto") / "moto.log"
     with log.open("wb") as err:
         proc = subprocess.Popen(
-            [str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
             stdout=subprocess.DEVNULL,
             stderr=err,
         )
@@ -131,3 +132,13 @@ def test_an_unknown_protocol_is_a_clear_error(tmp_path: Path) -> None:
     (tmp_path / "dataset.json").write_text("{}")
     with pytest.raises(StorageError, match="cannot open output nosuchfs://bucket/x"):
         publish(tmp_path, "nosuchfs://bucket/x")
+
+
+def test_an_output_url_with_credentials_is_refused(demo_data: Any, tmp_path: Path) -> None:
+    config = yaml.safe_load(write_config(demo_data, tmp_path / "demo").read_text())
+    config["output"]["url"] = "s3://key:secret@bucket/x"
+    with pytest.raises(ConfigError, match="without credentials"):
+        parse_config(config, tmp_path)
+    config["output"]["url"] = "bucket/x"
+    with pytest.raises(ConfigError, match="expected an fsspec URL such as s3://bucket/prefix"):
+        parse_config(config, tmp_path)

@@ -177,3 +177,45 @@ def test_no_scheduler_is_a_clear_error() -> None:
     assert result.returncode == 1
     assert "no Dask scheduler answered at 'tcp://127.0.0.1:9'" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_build_with_scheduler_drives_the_remote_cluster_from_here(
+    dask_cluster: Any, demo_data: Any, local_build: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "demo"
+    with pytest.warns(UserWarning, match="1 of 480 label geometries were invalid"):
+        result = CliRunner().invoke(
+            app, ["build", str(write_config(demo_data, out)), "--scheduler", dask_cluster.address]
+        )
+    assert result.exit_code == 0, result.output
+    assert_same_dataset(out, local_build)
+
+
+def test_a_failing_job_records_its_error(dask_cluster: Any, demo_data: Any, tmp_path: Path) -> None:
+    path = write_config(demo_data, tmp_path / "demo")
+    config = yaml.safe_load(path.read_text())
+    config["bands"] = ["B99"]
+    path.write_text(yaml.safe_dump(config))
+    with connect(dask_cluster.address) as client:
+        job_id = submit_job(client, load_config(path))
+        job = wait_for_state(client, job_id, ("finished", "failed", "cancelled"), JOB_TIMEOUT)
+    assert job.state == "failed"
+    assert job.error is not None and "B99" in job.error
+    logs = run_cli("jobs", "--scheduler", dask_cluster.address, "logs", job_id)
+    assert "failed:\nTraceback" in logs.stdout
+
+
+def test_cancel_mid_build_keeps_what_was_written_and_closes_the_writer(
+    dask_cluster: Any, demo_data: Any, tmp_path: Path
+) -> None:
+    out = tmp_path / "demo"
+    with connect(dask_cluster.address) as client:
+        job_id = submit_job(client, load_config(write_config(demo_data, out)))
+        wait_for_progress(client, job_id, 1)
+        cancel_job(client, job_id)
+        job = wait_for_state(client, job_id, ("finished", "failed", "cancelled"), JOB_TIMEOUT)
+    assert job.state == "cancelled"
+    assert 1 <= job.done < N_SHARDS
+    assert not (out / "dataset.json").exists()
+    # the driver stopped at a progress tick: LMDB holds exactly the records of the shards it had counted
+    assert len(lmdb_items(out / "data.lmdb")) == 3 * job.done

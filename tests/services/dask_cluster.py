@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 
-BIN = Path(sys.executable).parent
 N_WORKERS = 2
 START_TIMEOUT = 60.0
 
@@ -66,9 +65,10 @@ def _stop(processes: list[subprocess.Popen[bytes]]) -> None:
 
 
 def _start(cluster: DaskCluster, args: list[str], log: Path) -> None:
+    # `python -m dask` rather than the `dask` script: a copied venv may keep another venv's shebang
     with log.open("wb") as err:  # the child keeps its own copy of the descriptor
         cluster.processes.append(
-            subprocess.Popen([str(BIN / "dask"), *args], stdout=subprocess.DEVNULL, stderr=err)
+            subprocess.Popen([sys.executable, "-m", "dask", *args], stdout=subprocess.DEVNULL, stderr=err)
         )
 
 
