@@ -62,30 +62,29 @@ def zarr_files(root: Path) -> dict[str, bytes]:
 
 
 def lmdb_items(path: Path) -> dict[bytes, bytes]:
-    env = lmdb.open(str(path), readonly=True, lock=False)
-    try:
-        with env.begin() as txn:
-            return dict(txn.cursor())
-    finally:
-        env.close()
-
-
-def safetensors_parts(blob: bytes) -> tuple[dict[str, Any], bytes]:
-    """A safetensors record as (parsed JSON header, tensor bytes)."""
-    size = int.from_bytes(blob[:8], "little")
-    return json.loads(blob[8 : 8 + size]), blob[8 + size :]
+    """Every record of a dataset's LMDB: all its environments (``data.lmdb/part-NN``, see docs/format.md)."""
+    parts = sorted(path.glob("part-*")) or [path]
+    items: dict[bytes, bytes] = {}
+    for part in parts:
+        env = lmdb.open(str(part), readonly=True, lock=False)
+        try:
+            with env.begin() as txn:
+                items.update(txn.cursor())
+        finally:
+            env.close()
+    return items
 
 
 def assert_same_dataset(got: Path, expected: Path) -> None:
     """Equal manifest, byte-identical Zarr store (every file), the same LMDB keys with byte-identical tensor data.
 
-    The safetensors header of an LMDB record is compared parsed: its key order depends on the writing process's
-    hash seed (safetensors serializes its metadata from a Rust HashMap), so the header bytes are not reproducible.
+    LMDB values are compared byte for byte: the shard writer canonicalises safetensors headers (sorted metadata).
     """
     assert json.loads((got / "dataset.json").read_text()) == json.loads((expected / "dataset.json").read_text())
     got_zarr, expected_zarr = zarr_files(got / "data.zarr"), zarr_files(expected / "data.zarr")
     assert sorted(got_zarr) == sorted(expected_zarr)
-    assert len([f for f in got_zarr if "/c/" in f]) == 2 * N_SHARDS + 2 * N_SHARDS  # 2 groups + 2 label layers
+    # 2 groups, 2 label layers and 4 per-sample masks (valid_mask, valid_fraction, time_mask, sample_mask)
+    assert len([f for f in got_zarr if "/c/" in f]) == 8 * N_SHARDS
     assert got_zarr == expected_zarr
     group = zarr.open_group(str(got / "data.zarr"), mode="r")
     reference = zarr.open_group(str(expected / "data.zarr"), mode="r")
@@ -95,7 +94,7 @@ def assert_same_dataset(got: Path, expected: Path) -> None:
     assert len(got_lmdb) == 108
     assert sorted(got_lmdb) == sorted(expected_lmdb)
     for key, value in got_lmdb.items():
-        assert safetensors_parts(value) == safetensors_parts(expected_lmdb[key]), key
+        assert value == expected_lmdb[key], key  # headers are canonical (sorted metadata): bytes are reproducible
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
