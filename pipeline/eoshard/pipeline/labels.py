@@ -1,17 +1,23 @@
-"""Vector ground truth on the target grid, computed lazily chunk by chunk with dask."""
+"""Vector ground truth on the target grid, computed lazily chunk by chunk with dask.
+
+Each chunk sees only the parcels that touch it (spatial index) and computes exact polygon shares per pixel
+(``eoshard.pipeline.coverage``); every value depends on the pixel and its parcels alone, so the result is the same
+whatever the chunking and the number of workers.
+"""
 
 from __future__ import annotations
 
 import warnings
-from typing import Any
+from typing import Any, Literal
 
 import dask.array as da
 import geopandas as gpd
 import numpy as np
+import shapely
 import xarray as xr
 from odc.geo.geobox import GeoBox
-from rasterio.features import rasterize
 
+from eoshard.pipeline.coverage import window_layers
 from eoshard.pipeline.errors import PipelineError
 
 
@@ -40,34 +46,37 @@ def prepare_parcels(parcels: gpd.GeoDataFrame, grid: GeoBox, class_column: str) 
     return out[~out.geometry.is_empty & out.geometry.notna()]
 
 
-def _rasterize_block(
-    parcels: gpd.GeoDataFrame,
+LAYERS = ("class", "parcel_id", "coverage", "double_partial", "double_full")
+_DTYPES = {"class": np.int32, "parcel_id": np.int64, "coverage": np.float32, "double_partial": bool,
+           "double_full": bool}  # fmt: skip
+
+
+def _label_block(
+    geoms: np.ndarray,
+    codes: np.ndarray,
+    ids: np.ndarray,
+    compare: np.ndarray,
     grid: GeoBox,
-    column: str,
-    dtype: type,
     background: int,
     block_info: dict[Any, Any] | None = None,
 ) -> np.ndarray:
+    """The five layers of one chunk, stacked as float64 (exact for int32 codes and ids below 2**53)."""
     assert block_info is not None
-    (r0, r1), (c0, c1) = block_info[None]["array-location"]
+    _, (r0, r1), (c0, c1) = block_info[None]["array-location"]
     sub = grid[r0:r1, c0:c1]
-    hits = parcels.iloc[parcels.sindex.query(sub.extent.geom, predicate="intersects")]
-    if hits.empty:
-        return np.full((r1 - r0, c1 - c0), background, dtype=dtype)
-    shapes = zip(hits.geometry, hits[column].astype(dtype), strict=True)
-    return rasterize(
-        shapes, out_shape=(r1 - r0, c1 - c0), transform=sub.transform, fill=background, dtype=np.dtype(dtype).name
-    )
-
-
-def _lazy_layer(
-    parcels: gpd.GeoDataFrame, grid: GeoBox, column: str, dtype: type, chunksize: int, background: int
-) -> da.Array:
-    ny, nx = grid.shape
-    chunks = da.empty((ny, nx), chunks=(chunksize, chunksize), dtype=dtype).chunks
-    return da.map_blocks(
-        _rasterize_block, parcels, grid, column, dtype, background, dtype=dtype, chunks=chunks, meta=np.array(())
-    )
+    out = np.zeros((len(LAYERS), r1 - r0, c1 - c0))
+    out[0] = background
+    hits = np.sort(shapely.STRtree(geoms).query(sub.extent.geom, predicate="intersects"))
+    if hits.size == 0:
+        return out
+    layers = window_layers(geoms[hits], compare[hits], sub.transform, (r1 - r0, c1 - c0))
+    some = layers.best >= 0
+    out[0][some] = codes[hits][layers.best[some]]
+    out[1][some] = ids[hits][layers.best[some]]
+    out[2] = layers.coverage
+    out[3] = layers.mixed
+    out[4] = layers.full_and_claimed
+    return out
 
 
 def rasterize_labels(
@@ -78,23 +87,42 @@ def rasterize_labels(
     id_column: str | None = None,
     background: int = 0,
     chunksize: int = 512,
+    double_by: Literal["class", "id"] = "class",
 ) -> xr.Dataset:
-    """Lazy label layers on ``grid``: ``class`` (int32) and, with ``id_column``, ``parcel_id`` (int64).
+    """Lazy label layers on ``grid`` from exact polygon areas.
 
-    A pixel takes the value of the parcel that holds its centre; ``background`` where none does.
+    - ``class`` (int32): the class of the parcel covering most of the pixel (ties: the parcel first in
+      ``id_column`` order, else in file order); ``background`` where no parcel covers any of it;
+    - ``parcel_id`` (int64, with ``id_column``): that parcel's id, 0 where none;
+    - ``coverage`` (float32): the share of the pixel covered by the union of the parcels, 0..1;
+    - ``double_partial`` (bool): claimed by two or more parcels of different classes (``double_by="class"``)
+      or different ids (``double_by="id"``);
+    - ``double_full`` (bool): fully inside one parcel and also claimed by another (a geocoding error).
     """
     prepared = prepare_parcels(parcels, grid, class_column)
-    layers = {"class": _lazy_layer(prepared, grid, class_column, np.int32, chunksize, background)}
+    if id_column is not None and id_column not in prepared.columns:
+        raise PipelineError(
+            f"the labels have no column {id_column!r}; they have {sorted(map(str, parcels.columns))}: "
+            "set labels.id_column to one of them"
+        )
+    if double_by == "id" and id_column is None:
+        raise PipelineError("double_by='id' needs an id_column: name the parcel id column")
     if id_column is not None:
-        if id_column not in prepared.columns:
-            raise PipelineError(
-                f"the labels have no column {id_column!r}; they have {sorted(map(str, parcels.columns))}: "
-                "set labels.id_column to one of them"
-            )
-        layers["parcel_id"] = _lazy_layer(prepared, grid, id_column, np.int64, chunksize, 0)
+        prepared = prepared.sort_values(id_column, kind="stable")
+    geoms = prepared.geometry.to_numpy()
+    codes = prepared[class_column].to_numpy().astype(np.int64)
+    ids = prepared[id_column].to_numpy().astype(np.int64) if id_column else np.zeros(len(prepared), np.int64)
+    compare = ids if double_by == "id" else codes
+    ny, nx = grid.shape
+    chunks = ((len(LAYERS),), *da.empty((ny, nx), chunks=(chunksize, chunksize)).chunks)
+    stacked = da.map_blocks(
+        _label_block, geoms, codes, ids, compare, grid, background, dtype=np.float64, chunks=chunks,
+        meta=np.array((), dtype=np.float64),
+    )  # fmt: skip
+    names = [n for n in LAYERS if n != "parcel_id" or id_column is not None]
     coords = grid.coordinates
     return xr.Dataset(
-        {name: (("y", "x"), data) for name, data in layers.items()},
+        {name: (("y", "x"), stacked[LAYERS.index(name)].astype(_DTYPES[name])) for name in names},
         coords={"y": coords["y"].values, "x": coords["x"].values},
         attrs={"crs": str(grid.crs), "transform": tuple(grid.transform)[:6], "background": background},
     )
