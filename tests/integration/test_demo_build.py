@@ -17,12 +17,14 @@ import rasterio
 import xarray as xr
 import yaml
 import zarr
-from rasterio.features import rasterize
+from odc.geo.geobox import GeoBox
+from odc.geo.geom import BoundingBox
 from rasterio.windows import from_bounds
 from safetensors.numpy import load
 from typer.testing import CliRunner
 
 from eoshard.flows.cli import app
+from tests.pipeline.test_labels_exact import reference
 
 BANDS = ["B02", "B03", "B04", "B08", "B11"]
 GROUP_OF = {
@@ -220,25 +222,23 @@ def test_stac_collection_describes_the_dataset(built: Path) -> None:
 
 
 def test_label_patches_match_an_independent_rasterization(built: Path, demo_data) -> None:
+    """Every label layer of sampled patches equals a per-pixel shapely reference (exact areas, majority class)."""
     manifest = json.loads((built / "dataset.json").read_text())
-    parcels = gpd.read_file(demo_data.parcels).to_crs(manifest["crs"])
-    parcels["geometry"] = parcels.geometry.make_valid()
+    parcels = gpd.read_file(demo_data.parcels)
     group = zarr.open_group(str(built / "data.zarr"), mode="r")
-    labels, ids = group["class"], group["parcel_id"]
-    for n in (0, 21, 77, 107):
-        _, res, x0, y0 = (float(v) for v in manifest["keys"][n].split("_"))
-        transform = rasterio.transform.from_origin(x0, y0, res, res)
-        expected = rasterize(
-            zip(parcels.geometry, parcels["class_code"], strict=True),
-            (48, 48),
-            transform=transform,
-            dtype="int32",
+    layers = manifest["labels"]["layers"]
+    assert sorted(layers) == ["class", "coverage", "double_full", "double_partial", "parcel_id"]
+    for n in (21, 77):
+        epsg, res, x0, y0 = (float(v) for v in manifest["keys"][n].split("_"))
+        window = GeoBox.from_bbox(
+            BoundingBox(x0, y0 - 48 * res, x0 + 48 * res, y0, f"EPSG:{int(epsg)}"),
+            f"EPSG:{int(epsg)}",
+            resolution=res,
         )
-        np.testing.assert_array_equal(labels[n], expected)
-        expected_ids = rasterize(
-            zip(parcels.geometry, parcels["parcel_id"], strict=True), (48, 48), transform=transform, dtype="int64"
-        )
-        np.testing.assert_array_equal(ids[n], expected_ids)
+        expected = reference(parcels, window, "class_code", "parcel_id")
+        np.testing.assert_allclose(group["coverage"][n], expected["coverage"], atol=1e-6, rtol=0)
+        for name in ("class", "parcel_id", "double_partial", "double_full"):
+            np.testing.assert_array_equal(group[name][n], expected[name], err_msg=name)
     assert manifest["labels"]["classes"] == {
         "1": "winter_wheat", "2": "maize", "3": "rapeseed", "4": "grassland", "5": "sugar_beet", "6": "potato",
     }  # fmt: skip
