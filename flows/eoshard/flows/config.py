@@ -155,11 +155,18 @@ class BuildConfig(_Model):
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
 
 
+_TYPE_TAGS = {"tuple", "list", "str", "int", "float", "bool", "dict", "path"}
+
+
 def _format_errors(source: str, err: ValidationError) -> str:
     """One line for one problem; a heading and one line per problem otherwise."""
     problems = []
     for problem in err.errors():
-        where = ".".join(str(p) for p in problem["loc"]) or "(top level)"
+        # union members (e.g. "a file or a bbox") add type tags to the location: keep the field path only
+        parts = [str(p) for p in problem["loc"] if "[" not in str(p) and str(p) not in _TYPE_TAGS]
+        where = ".".join(parts) or "(top level)"
+        if any(p.startswith(f"{where}:") for p in problems):
+            continue  # one line per field: the first union member's complaint says what is expected
         message = problem["msg"].removeprefix("Value error, ")
         got = problem.get("input")
         shown = "" if problem["type"] == "missing" or isinstance(got, dict | Path) else f" (got {got!r})"

@@ -1,0 +1,93 @@
+"""One normalised product record from STAC items of any convention (Earth Search, Planetary Computer, ...)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import pystac
+import shapely
+from shapely.geometry import shape
+
+
+@dataclass(frozen=True)
+class ProductRecord:
+    """What selection needs of a product, whatever the source's property names."""
+
+    id: str
+    platform: str
+    product_type: str | None
+    datetime: datetime
+    tile: str | None  # MGRS tile for Sentinel-2
+    relative_orbit: int | None
+    processing_baseline: str | None
+    datatake: str
+    cloud_cover: float | None
+    nodata_percentage: float | None
+    footprint: shapely.Geometry  # EPSG:4326
+    epsg: int | None
+    item: pystac.Item
+
+    @property
+    def acquisition(self) -> str:
+        """Products of one platform, day and relative orbit: one overpass, mosaicked together."""
+        return f"{self.platform}_{self.datetime:%Y-%m-%d}_R{self.relative_orbit if self.relative_orbit is not None else ''}"
+
+
+def _tile(props: dict[str, Any]) -> str | None:
+    if props.get("s2:mgrs_tile"):
+        return str(props["s2:mgrs_tile"])
+    if props.get("mgrs:utm_zone") is not None:
+        return f"{int(props['mgrs:utm_zone']):02d}{props.get('mgrs:latitude_band', '')}{props.get('mgrs:grid_square', '')}"
+    code = props.get("grid:code")
+    return str(code).removeprefix("MGRS-") if isinstance(code, str) and code.startswith("MGRS-") else None
+
+
+def _epsg(props: dict[str, Any]) -> int | None:
+    if props.get("proj:epsg") is not None:
+        return int(props["proj:epsg"])
+    code = props.get("proj:code")
+    return int(code.split(":")[1]) if isinstance(code, str) and code.upper().startswith("EPSG:") else None
+
+
+def _baseline(props: dict[str, Any]) -> str | None:
+    value = props.get("s2:processing_baseline") or props.get("processing:version")
+    return None if value is None else str(value)
+
+
+def record_of(item: pystac.Item) -> ProductRecord:
+    """The item as a product record; missing properties stay ``None``."""
+    props = item.properties
+    when = item.datetime or item.common_metadata.start_datetime
+    assert when is not None, f"item {item.id} has no datetime"
+    cloud = props.get("eo:cloud_cover")
+    nodata = props.get("s2:nodata_pixel_percentage")
+    orbit = props.get("sat:relative_orbit")
+    datatake = (
+        props.get("s2:datatake_id")
+        or props.get("s1:datatake_id")
+        or f"{props.get('platform')}_{when:%Y%m%dT%H%M%S}"
+    )
+    datatake = re.sub(r"_N\d{2}\.\d{2}$", "", str(datatake))  # ESA's datatake ids carry the baseline: drop it
+    tile = _tile(props)
+    return ProductRecord(
+        id=item.id,
+        platform=str(props.get("platform", "")).lower(),
+        product_type=props.get("s2:product_type") or props.get("sar:product_type"),
+        datetime=when,
+        tile=tile,
+        relative_orbit=None if orbit is None else int(orbit),
+        processing_baseline=_baseline(props),
+        datatake=f"{datatake}_{tile}" if tile else str(datatake),
+        cloud_cover=None if cloud is None else float(cloud),
+        nodata_percentage=None if nodata is None else float(nodata),
+        footprint=shape(item.geometry)
+        if item.geometry
+        else shapely.box(*item.bbox)
+        if item.bbox
+        else shapely.Point(),
+        epsg=_epsg(props),
+        item=item,
+    )

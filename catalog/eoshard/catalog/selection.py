@@ -1,0 +1,189 @@
+"""Select the best products for an area and period: duplicates, clouds, AOI cover, dates spread in time.
+
+Deterministic: the same items give the same selection, and every product left out carries its reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+
+import geopandas as gpd
+import pandas as pd
+import pystac
+import shapely
+
+from eoshard.catalog.errors import EmptySelectionError
+from eoshard.catalog.records import ProductRecord, record_of
+
+_EPS = 1e-9
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The chosen items, a table of every product's scores and reason, and the AOI part nothing covers."""
+
+    items: pystac.ItemCollection
+    table: pd.DataFrame
+    uncovered: shapely.Geometry  # EPSG:4326
+
+
+def _keep_newest(records: list[ProductRecord], reasons: dict[str, str]) -> list[ProductRecord]:
+    """Reprocessed copies of one datatake and tile collapse to the newest processing baseline."""
+    groups: dict[str, list[ProductRecord]] = {}
+    for r in records:
+        groups.setdefault(r.datatake, []).append(r)
+    kept = []
+    for group in groups.values():
+        group.sort(
+            key=lambda r: (r.processing_baseline or "", str(r.item.properties.get("s2:generation_time", "")), r.id)
+        )
+        newest = group[-1]
+        kept.append(newest)
+        for older in group[:-1]:
+            reasons[older.id] = (
+                f"reprocessed copy: {newest.id} has the newer processing baseline {newest.processing_baseline}"
+            )
+    return kept
+
+
+def spread_dates(days: Sequence[date], k: int, start: date, end: date, min_gap: int = 0,
+                 costs: Sequence[float] | None = None) -> list[int]:  # fmt: skip
+    """Indices of up to ``k`` of the sorted ``days`` minimising the largest gap (period edges included).
+
+    Ties in the largest gap go to the lowest total cost (e.g. cloud cover). Exact dynamic programme, O(n² k).
+    """
+    n = len(days)
+    k = min(k, n)
+    if k <= 0:
+        return []
+    cost = list(costs) if costs is not None else [0.0] * n
+    ordinal = [d.toordinal() for d in days]
+    inf = (float("inf"), float("inf"))
+    # best[m][j]: (largest gap so far, cost) choosing m+1 dates ending at j
+    best = [[inf] * n for _ in range(k)]
+    back = [[-1] * n for _ in range(k)]
+    for j in range(n):
+        best[0][j] = (float(ordinal[j] - start.toordinal()), cost[j])
+    for m in range(1, k):
+        for j in range(n):
+            for i in range(j):
+                gap = ordinal[j] - ordinal[i]
+                if gap < max(min_gap, 1) or best[m - 1][i] == inf:
+                    continue
+                cand = (max(best[m - 1][i][0], float(gap)), best[m - 1][i][1] + cost[j])
+                if cand < best[m][j]:
+                    best[m][j], back[m][j] = cand, i
+    for m in range(k - 1, -1, -1):  # the most dates the gap rule allows
+        finals = [(max(best[m][j][0], float(end.toordinal() - ordinal[j])), best[m][j][1], j) for j in range(n)
+                  if best[m][j] != inf]  # fmt: skip
+        if finals:
+            _, _, j = min(finals)
+            chosen = [j]
+            for level in range(m, 0, -1):
+                j = back[level][j]
+                chosen.append(j)
+            return sorted(chosen)
+    return []
+
+
+def _equal_area(
+    geoms: Iterable[shapely.Geometry], aoi: shapely.Geometry
+) -> tuple[list[shapely.Geometry], shapely.Geometry]:
+    series = gpd.GeoSeries([aoi, *geoms], crs=4326)
+    projected = series.to_crs(series.estimate_utm_crs())
+    return list(projected.iloc[1:]), projected.iloc[0]
+
+
+def select(
+    items: Iterable[pystac.Item],
+    area: shapely.Geometry,
+    start: date | datetime,
+    end: date | datetime,
+    *,
+    max_cloud: float | None = None,
+    dates: int | None = None,
+    min_gap_days: int = 0,
+    cloud_weight: float = 1.0,
+) -> Selection:
+    """Choose products covering ``area`` (EPSG:4326) over the period; see the module docstring."""
+    records = sorted((record_of(i) for i in items), key=lambda r: (r.datetime, r.id))
+    reasons: dict[str, str] = {}
+    first, last = (d.date() if isinstance(d, datetime) else d for d in (start, end))
+    in_period = []
+    for r in records:
+        if not first <= r.datetime.date() <= last:
+            reasons[r.id] = f"acquired {r.datetime:%Y-%m-%d}, outside {first}..{last}"
+        elif max_cloud is not None and (r.cloud_cover is None or r.cloud_cover > max_cloud):
+            reasons[r.id] = f"cloud cover {r.cloud_cover}% above {max_cloud:g}%"
+        else:
+            in_period.append(r)
+    kept = _keep_newest(in_period, reasons)
+    footprints, aoi = _equal_area([r.footprint for r in kept], area)
+    overlap = {r.id: fp.intersection(aoi).area / aoi.area for r, fp in zip(kept, footprints, strict=True)}
+    inside = {r.id: fp.intersection(aoi).area / max(fp.area, _EPS) for r, fp in zip(kept, footprints, strict=True)}
+    geom_of = {r.id: fp for r, fp in zip(kept, footprints, strict=True)}
+    acquisitions: dict[str, list[ProductRecord]] = {}
+    for r in kept:
+        if overlap[r.id] <= _EPS:
+            reasons[r.id] = "does not overlap the AOI"
+        else:
+            acquisitions.setdefault(r.acquisition, []).append(r)
+    cover: dict[str, float] = {}
+    chosen_of: dict[str, list[ProductRecord]] = {}
+    for key, group in acquisitions.items():  # greedy set cover: largest new contribution first
+        remaining, chosen = aoi, []
+        candidates = list(group)
+        while candidates:
+            gains = [(remaining.intersection(geom_of[r.id]).area, -i, r) for i, r in enumerate(candidates)]
+            gain, _, best = max(gains, key=lambda g: (g[0], g[1]))
+            if gain / aoi.area <= 1e-6:
+                break
+            chosen.append(best)
+            candidates.remove(best)
+            remaining = remaining.difference(geom_of[best.id])
+        for r in candidates:
+            reasons[r.id] = "the AOI is already covered by other tiles of this acquisition"
+        cover[key] = 1.0 - remaining.area / aoi.area
+        chosen_of[key] = chosen
+    keys = sorted(acquisitions, key=lambda k: (min(r.datetime for r in acquisitions[k]), k))
+    if dates is not None and keys:
+        days = [min(r.datetime for r in acquisitions[k]).date() for k in keys]
+        clouds = [sum(r.cloud_cover or 0.0 for r in chosen_of[k]) / max(len(chosen_of[k]), 1) for k in keys]
+        # coverage first: an acquisition that misses part of the AOI costs as much as a fully cloudy one
+        costs = [cloud_weight * c + 100.0 * (1.0 - cover[k]) for c, k in zip(clouds, keys, strict=True)]
+        picked = set(spread_dates(days, dates, first, last, min_gap_days, costs))
+        for n, key in enumerate(keys):
+            if n not in picked:
+                for r in chosen_of[key]:
+                    reasons[r.id] = f"not among the {dates} dates spread over the period"
+        keys = [k for n, k in enumerate(keys) if n in picked]
+    selected = [r for k in keys for r in chosen_of[k]]
+    if not selected:
+        raise EmptySelectionError(
+            f"none of {len(records)} products qualifies for the AOI {tuple(round(v, 5) for v in area.bounds)} "
+            f"between {first} and {last}: {_summary(reasons)}; widen the period, raise max_cloud or check the AOI"
+        )
+    rows = [
+        {"id": r.id, "datetime": r.datetime, "acquisition": r.acquisition, "tile": r.tile,
+         "cloud_cover": r.cloud_cover, "aoi_overlap": overlap.get(r.id, 0.0), "product_in_aoi": inside.get(r.id, 0.0),
+         "valid_fraction": overlap.get(r.id, 0.0) * (1.0 - (r.nodata_percentage or 0.0) / 100.0)
+         if r.nodata_percentage is not None and inside.get(r.id, 0.0) >= 0.999 else overlap.get(r.id, 0.0),
+         "selected": r.id not in reasons, "reason": reasons.get(r.id, "")}
+        for r in records
+    ]  # fmt: skip
+    table = pd.DataFrame(rows)
+    uncovered_4326 = _uncovered(area, [r.footprint for r in selected])
+    return Selection(pystac.ItemCollection([r.item for r in selected], clone_items=False), table, uncovered_4326)
+
+
+def _uncovered(area: shapely.Geometry, footprints: list[shapely.Geometry]) -> shapely.Geometry:
+    return area.difference(shapely.union_all(footprints)) if footprints else area
+
+
+def _summary(reasons: dict[str, str]) -> str:
+    kinds = {"cloud cover": "too cloudy", "acquired": "outside the period", "reprocessed": "reprocessed copies",
+             "does not overlap": "off the AOI"}  # fmt: skip
+    counts = {label: sum(r.startswith(prefix) for r in reasons.values()) for prefix, label in kinds.items()}
+    return ", ".join(f"{n} {label}" for label, n in counts.items() if n) or "no products"

@@ -1,0 +1,105 @@
+"""``eoshard select``: choose the best products for an area and period, and show why."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from pathlib import Path
+from typing import Annotated, Any
+
+import geopandas as gpd
+import pandas as pd
+import typer
+from rich.table import Table
+
+from eoshard.catalog import Selection, read_static_items, select
+from eoshard.flows.aoi import read_aoi
+from eoshard.flows.app import app, console, user_errors
+from eoshard.flows.config import ConfigError, load_config
+
+
+def parse_aoi(text: str) -> Path | tuple[float, float, float, float]:
+    """A vector file path, or ``minx,miny,maxx,maxy`` in degrees."""
+    parts = text.split(",")
+    if len(parts) == 4:
+        try:
+            minx, miny, maxx, maxy = (float(p) for p in parts)
+        except ValueError:
+            pass
+        else:
+            return (minx, miny, maxx, maxy)
+    path = Path(text)
+    if not path.exists():
+        raise ConfigError(f"--aoi {text!r} is neither minx,miny,maxx,maxy (degrees) nor an existing vector file")
+    return path
+
+
+@app.command("select")
+def select_command(
+    config: Annotated[Path | None, typer.Argument(help="YAML build config (its catalog, aoi and period)")] = None,
+    source: Annotated[
+        str | None, typer.Option(help="static catalog.json, ItemCollection or FeatureCollection")
+    ] = None,
+    collection: Annotated[str | None, typer.Option(help="only items of this collection")] = None,
+    aoi: Annotated[str | None, typer.Option(help="vector file, or minx,miny,maxx,maxy (use --aoi=-1,...)")] = None,
+    start: Annotated[str | None, typer.Option(help="first day, YYYY-MM-DD")] = None,
+    end: Annotated[str | None, typer.Option(help="last day, YYYY-MM-DD")] = None,
+    max_cloud: Annotated[float | None, typer.Option(help="highest cloud cover kept, percent")] = None,
+    dates: Annotated[int | None, typer.Option(help="choose up to this many dates spread over the period")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the selected products as JSON")] = False,
+    out: Annotated[Path | None, typer.Option(help="save the selection as an ItemCollection JSON")] = None,
+    plot: Annotated[
+        Path | None, typer.Option(help="draw the cloud-cover timeline and the AOI map into a PNG")
+    ] = None,
+) -> None:
+    """Select products: newest baselines, under the cloud limit, covering the AOI, dates spread in time."""
+    with user_errors():
+        if config is not None:
+            cfg = load_config(config)
+            source_path: str = str(cfg.catalog.source)
+            collection = collection or cfg.catalog.collection
+            area, area_crs = read_aoi(cfg.aoi)
+            first, last = cfg.period.start, cfg.period.end
+            max_cloud = cfg.catalog.max_cloud if max_cloud is None else max_cloud
+        else:
+            if not (source and aoi and start and end):
+                raise ConfigError("give a CONFIG, or --source, --aoi, --start and --end")
+            source_path = source
+            area, area_crs = read_aoi(parse_aoi(aoi))
+            try:
+                first, last = date.fromisoformat(start), date.fromisoformat(end)
+            except ValueError as err:
+                raise ConfigError(f"--start/--end must be dates like 2024-04-01: {err}") from err
+        area_4326 = gpd.GeoSeries([area], crs=area_crs).to_crs(4326).iloc[0]
+        items = list(read_static_items(source_path, collection))
+        selection = select(items, area_4326, first, last, max_cloud=max_cloud, dates=dates)
+        if out is not None:
+            out.write_text(json.dumps(selection.items.to_dict(), indent=1))
+        if plot is not None:
+            from eoshard.flows.selection_plot import plot_selection
+
+            plot_selection(selection, area_4326, plot)
+        if as_json:
+            chosen = selection.table[selection.table.selected]
+            keep = ["id", "datetime", "cloud_cover", "aoi_overlap", "valid_fraction", "tile"]
+            rows: list[dict[str, Any]] = [
+                {**{k: r[k] for k in keep}, "datetime": r["datetime"].isoformat()} for r in _records(chosen)
+            ]
+            typer.echo(json.dumps(rows, indent=1))
+        else:
+            _print_table(selection)
+
+
+def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    return [{str(k): v for k, v in row.items()} for row in frame.to_dict("records")]
+
+
+def _print_table(selection: Selection) -> None:
+    table = Table(title=f"{int(selection.table.selected.sum())} of {len(selection.table)} products selected")
+    for column in ("date", "tile", "cloud %", "AOI overlap", "selected / reason"):
+        table.add_column(column)
+    for r in _records(selection.table):
+        cloud = "" if r["cloud_cover"] is None else f"{r['cloud_cover']:.1f}"
+        status = "[green]selected[/]" if r["selected"] else str(r["reason"])
+        table.add_row(f"{r['datetime']:%Y-%m-%d}", str(r["tile"]), cloud, f"{r['aoi_overlap']:.1%}", status)
+    console.print(table)

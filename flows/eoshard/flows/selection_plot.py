@@ -1,0 +1,42 @@
+"""The selection as pictures: cloud cover over time with the chosen dates, and the AOI with chosen footprints."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import geopandas as gpd
+import matplotlib.pyplot as plt
+import shapely
+from shapely.geometry import shape
+
+from eoshard.catalog import Selection
+
+
+def plot_selection(selection: Selection, area: shapely.Geometry, path: Path) -> None:
+    """Write a two-panel PNG: timeline (left) and map (right)."""
+    table = selection.table
+    fig, (timeline, layout) = plt.subplots(1, 2, figsize=(13, 4.5), gridspec_kw={"width_ratios": [3, 2]})
+    left = table[~table.selected]
+    chosen = table[table.selected]
+    timeline.scatter(left.datetime, left.cloud_cover.fillna(0), c="0.6", s=14, label="not selected")
+    timeline.scatter(chosen.datetime, chosen.cloud_cover.fillna(0), c="tab:blue", s=30, label="selected")
+    for when in sorted(set(chosen.datetime.dt.normalize())):
+        timeline.axvline(when, color="tab:blue", alpha=0.25, lw=1)
+    timeline.set_ylabel("cloud cover (%)")
+    timeline.set_title("products over the period")
+    timeline.legend(loc="upper right")
+    footprints = gpd.GeoSeries([shape(i.geometry) for i in selection.items], crs=4326)
+    footprints.boundary.plot(ax=layout, color="tab:blue", linewidth=0.8)
+    gpd.GeoSeries([area], crs=4326).boundary.plot(ax=layout, color="black", linewidth=2)
+    if not selection.uncovered.is_empty:
+        gpd.GeoSeries([selection.uncovered], crs=4326).plot(ax=layout, color="tab:red", alpha=0.5)
+    x0, y0, x1, y1 = area.buffer(max(area.bounds[2] - area.bounds[0], 0.01) * 0.6).bounds
+    layout.set_xlim(x0, x1)
+    layout.set_ylim(y0, y1)
+    layout.set_title("AOI (black), selected footprints (blue), uncovered (red)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)

@@ -1,0 +1,100 @@
+"""Selection on the real recorded items and on the demo catalog."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from datetime import date, timedelta
+
+import pystac
+import pytest
+import shapely
+from shapely.geometry import box, shape
+
+from eoshard.catalog import EmptySelectionError, read_static_items, select, spread_dates
+from eoshard.catalog.records import record_of
+from tests.conftest import shared_path
+
+
+def _items(name: str) -> list[pystac.Item]:
+    data = json.loads(shared_path("stac", name).read_text())
+    return list(pystac.ItemCollection.from_dict(data).items)
+
+
+def test_records_normalise_both_conventions() -> None:
+    pc = record_of(_items("planetarycomputer__sentinel-2-l2a.json")[0])
+    es = record_of(_items("earth-search__sentinel-2-l2a.json")[0])
+    for r in (pc, es):
+        assert r.tile is not None and len(r.tile) == 5
+        assert r.epsg is not None and 32601 <= r.epsg <= 32760
+        assert r.cloud_cover is not None and r.processing_baseline is not None
+        assert "_N" not in r.datatake.rsplit("_", 1)[0][-7:]
+    assert es.tile == es.item.properties["grid:code"].removeprefix("MGRS-")
+
+
+def test_planetary_computer_selection_meets_thresholds_and_covers_the_aoi() -> None:
+    items = _items("planetarycomputer__sentinel-2-l2a.json")
+    records = [record_of(i) for i in items]
+    # the AOI: the middle of the tile with the most products
+    tile = max(
+        sorted({r.tile for r in records}),
+        key=lambda t: sum(r.tile == t and (r.cloud_cover or 100) <= 40 for r in records),
+    )
+    footprints = [r.footprint for r in records if r.tile == tile]
+    aoi = shapely.intersection_all(footprints).centroid.buffer(0.05)
+    dates = sorted({r.datetime.date() for r in records})
+    selection = select(items, aoi, dates[0], dates[-1], max_cloud=40)
+    table = selection.table
+    chosen = table[table.selected]
+    assert len(chosen) > 0
+    assert (chosen.cloud_cover <= 40).all()
+    assert set(selection.items.items[i].id for i in range(len(selection.items))) == set(chosen.id)
+    assert (table[~table.selected].reason != "").all()  # every product left out says why
+    assert selection.uncovered.area < 1e-9 * aoi.area + 1e-12  # this AOI lies inside the tile
+
+
+def test_same_inputs_same_selection() -> None:
+    items = _items("earth-search__sentinel-2-l2a.json")
+    aoi = shape(items[0].geometry).centroid.buffer(0.02)
+    a = select(items, aoi, date(2000, 1, 1), date(2030, 1, 1))
+    b = select(list(reversed(items)), aoi, date(2000, 1, 1), date(2030, 1, 1))
+    assert a.table.equals(b.table)
+
+
+def test_the_demo_duplicate_collapses_to_the_newest_baseline(demo_data) -> None:
+    items = list(read_static_items(demo_data.catalog))
+    aoi = shape(json.loads(demo_data.aoi.read_text())["features"][0]["geometry"])
+    selection = select(items, aoi, date(2024, 4, 1), date(2024, 9, 30), max_cloud=60)
+    table = selection.table.set_index("id")
+    old = "S2A_MSIL2A_20240518T102021_N0510_R065_T32UQU_20240518T133202"
+    new = "S2A_MSIL2A_20240518T102021_N0511_R065_T32UQU_20241002T080513"
+    assert table.loc[new, "selected"]
+    assert not table.loc[old, "selected"]
+    assert table.loc[old, "reason"].startswith(f"reprocessed copy: {new}")
+    # both UTM tiles are needed: the AOI straddles them
+    assert sorted(table[table.selected].tile.unique()) == ["32UQU", "33UUP"]
+    assert selection.uncovered.area / aoi.area < 0.01
+    with pytest.raises(
+        EmptySelectionError, match=r"none of 19 products qualifies .*: 1 reprocessed copies, 18 off the AOI"
+    ):
+        select(items, box(-106.1, 35.5, -105.9, 35.7), date(2024, 4, 1), date(2024, 9, 30))
+
+
+def _largest_gap(days: list[date], start: date, end: date) -> int:
+    points = [start.toordinal(), *(d.toordinal() for d in days), end.toordinal()]
+    return max(b - a for a, b in itertools.pairwise(points))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_spread_dates_is_as_good_as_exhaustive_search(seed: int) -> None:
+    import random
+
+    rng = random.Random(seed)
+    start = date(2024, 1, 1)
+    end = start + timedelta(days=180)
+    days = sorted({start + timedelta(days=rng.randrange(181)) for _ in range(10)})
+    for k in (1, 2, 3, 4):
+        got = spread_dates(days, k, start, end)
+        assert len(got) == min(k, len(days))
+        best = min(_largest_gap(list(c), start, end) for c in itertools.combinations(days, min(k, len(days))))
+        assert _largest_gap([days[i] for i in got], start, end) == best

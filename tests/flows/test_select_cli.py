@@ -1,0 +1,50 @@
+"""``eoshard select`` through the real entry point."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pystac
+
+
+def _run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", "from eoshard.flows.cli import main; main()", "select", *args],
+        capture_output=True, text=True, timeout=180, check=False,
+    )  # fmt: skip
+
+
+def test_json_plot_and_saved_selection(demo_data, tmp_path: Path) -> None:
+    out, plot = tmp_path / "selection.json", tmp_path / "selection.png"
+    result = _run("--source", str(demo_data.catalog), "--aoi", "11.955,48.0,12.035,48.04", "--start", "2024-04-01",
+                  "--end", "2024-09-30", "--max-cloud", "60", "--dates", "3", "--json", "--out", str(out),
+                  "--plot", str(plot))  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(result.stdout)
+    assert {tuple(sorted(r)) for r in rows} == {
+        ("aoi_overlap", "cloud_cover", "datetime", "id", "tile", "valid_fraction")
+    }
+    days = sorted({r["datetime"][:10] for r in rows})
+    assert len(days) == 3  # three acquisitions, each over both tiles
+    assert all(r["cloud_cover"] <= 60 for r in rows)
+    assert sorted({r["tile"] for r in rows}) == ["32UQU", "33UUP"]
+    saved = pystac.ItemCollection.from_file(str(out))
+    assert sorted(i.id for i in saved) == sorted(r["id"] for r in rows)
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_negative_bbox_and_empty_result(demo_data) -> None:
+    result = _run("--source", str(demo_data.catalog), "--aoi=-106.1,35.5,-105.9,35.7", "--start", "2024-04-01",
+                  "--end", "2024-09-30")  # fmt: skip
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert "none of 19 products qualifies" in " ".join(result.stderr.split())
+
+
+def test_missing_arguments_are_a_clear_error() -> None:
+    result = _run("--aoi", "1,2,3,4")
+    assert result.returncode == 2
+    assert "give a CONFIG, or --source, --aoi, --start and --end" in result.stderr
