@@ -155,7 +155,7 @@ class BuildConfig(_Model):
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
 
 
-_TYPE_TAGS = {"tuple", "list", "str", "int", "float", "bool", "dict", "path"}
+_TYPE_TAGS = {"tuple", "list", "str", "int", "float", "bool", "dict"}
 
 
 def _format_errors(source: str, err: ValidationError) -> str:
