@@ -133,6 +133,7 @@ def finalize(plan: BuildPlan, log: CommitLog) -> dict[str, Any]:
     """Index, STAC Collection, then ``dataset.json`` (written last: its presence marks a finished build)."""
     config = plan.config
     out = config.output.path
+    remove_leftovers(out)  # every shard is committed: temporary files of killed writers are garbage now
     records = log.records()
     rows = [row for r in records for row in r["rows"]]
     summary = summarise_records(records)

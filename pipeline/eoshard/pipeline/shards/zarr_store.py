@@ -60,7 +60,10 @@ def shard_files(path: Path, shard_index: int) -> list[Path]:
         if shard_dir.is_file():
             files.append(shard_dir)
         elif shard_dir.is_dir():
-            files.extend(sorted(f for f in shard_dir.rglob("*") if f.is_file()))
+            # a worker killed mid-write may leave zarr's temporary ".partial" file: never part of the shard
+            files.extend(
+                sorted(f for f in shard_dir.rglob("*") if f.is_file() and not f.name.endswith(".partial"))
+            )
     return files
 
 
