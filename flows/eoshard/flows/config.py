@@ -160,7 +160,7 @@ _TYPE_TAGS = {"tuple", "list", "str", "int", "float", "bool", "dict"}
 
 def _format_errors(source: str, err: ValidationError) -> str:
     """One line for one problem; a heading and one line per problem otherwise."""
-    problems = []
+    problems: list[str] = []
     for problem in err.errors():
         # union members (e.g. "a file or a bbox") add type tags to the location: keep the field path only
         parts = [str(p) for p in problem["loc"] if "[" not in str(p) and str(p) not in _TYPE_TAGS]
