@@ -85,3 +85,12 @@ def test_resume_continues_to_the_same_result(shards: Path, tmp_path: Path) -> No
         load_file(str(tmp_path / "part" / "last.safetensors")),
     )
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_lmdb_workers_reopen_after_fork(shards: Path) -> None:
+    from torch.utils.data import DataLoader
+
+    data = make_dataset(Manifest.read(shards), "lmdb", normalise=False, indices=list(range(8)))
+    first = data[0]["image"]  # the parent opens the environment before the workers fork
+    batches = list(DataLoader(data, batch_size=4, num_workers=2))
+    assert torch.equal(batches[0]["image"][0], first) and sum(len(b["image"]) for b in batches) == 8

@@ -89,3 +89,29 @@ def test_peak_memory_is_flat_when_the_scene_grows_4x(tmp_path: Path) -> None:
         tracemalloc.stop()
     # a whole-scene float32 probability array alone would be 7*256*256*4 = 1.8 MB more for the big scene
     assert peaks[1] < peaks[0] * 1.25 + 300_000, peaks
+
+
+@pytest.mark.needs_build  # needs rasterio (the geotiff extra), absent from the bare training venv
+def test_geotiff_to_cog_keeps_georeferencing(tmp_path: Path) -> None:
+    import rasterio
+    from rasterio.transform import Affine
+
+    image = _scene(70, 90).astype("uint16")
+    profile = {"driver": "GTiff", "count": 4, "height": 70, "width": 90, "dtype": "uint16", "crs": "EPSG:32632",
+               "transform": Affine(*TRANSFORM)}  # fmt: skip
+    with rasterio.open(tmp_path / "in.tif", "w", **profile) as dst:
+        dst.write(image)
+        dst.descriptions = ("B02", "B03", "B04", "B08")
+    package = random_package(tmp_path)
+    out = predict(package, tmp_path / "in.tif", tmp_path / "out.tif", Tiling(48, 16, 4))
+    with rasterio.open(out) as src:
+        assert src.crs.to_epsg() == 32632 and src.transform == Affine(*TRANSFORM)
+        assert (src.count, src.height, src.width, src.dtypes[0]) == (1, 70, 90, "uint8")
+        assert src.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG"
+        expected = _whole(model_fn(package), image.astype("f4"), 4).argmax(0)
+        np.testing.assert_array_equal(src.read(1), expected)
+    sr = random_package(tmp_path / "sr", "sr4", model={"width": 8, "blocks": 1})
+    with rasterio.open(predict(sr, tmp_path / "in.tif", tmp_path / "sr.tif", Tiling(32, 16, 8))) as src:
+        assert (src.height, src.width) == (280, 360)
+        assert src.transform == Affine(2.5, 0.0, 720240.0, 0.0, -2.5, 5325240.0)
+        assert src.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG"

@@ -176,6 +176,9 @@ def _lmdb_env(path: str, pid: int) -> Any:
     import lmdb
 
     if (path, pid) not in _ENVS:
+        # an environment inherited through fork must not be used; closing it in the child only unmaps it here
+        for key in [k for k in _ENVS if k[0] == path]:
+            _ENVS.pop(key).close()
         _ENVS[(path, pid)] = lmdb.open(path, readonly=True, lock=False, readahead=False, subdir=True)
     return _ENVS[(path, pid)]
 
