@@ -113,17 +113,25 @@ def predict(
     dtype = "float32" if (probabilities or sr) else "uint8"
     shape = (bands_out, scene.height * s, scene.width * s)
     writer = _cog_writer if Path(output).suffix.lower() in (".tif", ".tiff") else _zarr_writer
-    with writer(Path(output), shape, dtype, scene.crs, transform) as write:
+    with writer(Path(output), shape, dtype, scene.crs, transform, (tiling.block * s, tiling.block * s)) as write:
         for row, col, values in blend(run, scene.read, scene.height, scene.width, n_out, tiling, s):
             write(row, col, values if (probabilities or sr) else values.argmax(0)[None].astype("uint8"))
     return Path(output)
 
 
 class _zarr_writer:  # noqa: N801 - used like a function
-    def __init__(self, path: Path, shape: tuple[int, ...], dtype: str, crs: str | None, transform: Any) -> None:
+    def __init__(
+        self,
+        path: Path,
+        shape: tuple[int, ...],
+        dtype: str,
+        crs: str | None,
+        transform: Any,
+        chunk: tuple[int, int],
+    ) -> None:
         import zarr
 
-        self.arr = zarr.create_array(str(path), shape=shape, dtype=dtype, chunks=(1, 256, 256), overwrite=True)
+        self.arr = zarr.create_array(str(path), shape=shape, dtype=dtype, chunks=(1, *chunk), overwrite=True)
         self.arr.attrs.update({"crs": crs, "transform": transform})
 
     def __enter__(self) -> Any:
@@ -136,9 +144,17 @@ class _zarr_writer:  # noqa: N801 - used like a function
 
 
 class _cog_writer:  # noqa: N801 - used like a function
-    """Write strips into a tiled temporary GeoTIFF, then copy it to a COG (GDAL's COG driver) on exit."""
+    """Write blocks into a tiled temporary GeoTIFF, then copy it to a COG (GDAL's COG driver) on exit."""
 
-    def __init__(self, path: Path, shape: tuple[int, ...], dtype: str, crs: str | None, transform: Any) -> None:
+    def __init__(
+        self,
+        path: Path,
+        shape: tuple[int, ...],
+        dtype: str,
+        crs: str | None,
+        transform: Any,
+        chunk: tuple[int, int],
+    ) -> None:
         self.rasterio = _need_rasterio()
         from affine import Affine
 
