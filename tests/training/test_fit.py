@@ -94,3 +94,10 @@ def test_lmdb_workers_reopen_after_fork(shards: Path) -> None:
     first = data[0]["image"]  # the parent opens the environment before the workers fork
     batches = list(DataLoader(data, batch_size=4, num_workers=2))
     assert torch.equal(batches[0]["image"][0], first) and sum(len(b["image"]) for b in batches) == 8
+
+
+def test_early_stopping_when_validation_stops_improving(shards: Path, tmp_path: Path) -> None:
+    # lr 0: validation loss stays exactly the same, so with patience 1 the run stops after its second epoch
+    result = fit(_config(shards, tmp_path / "es", epochs=5, lr=0.0, patience=1, checkpoint_every=1000))
+    assert result.stopped_early and len(result.val_loss) == 2
+    assert result.val_loss[0] == result.val_loss[1]
