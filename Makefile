@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test venv system-deps lint typecheck contracts pytest wheel-check docs clean
+.PHONY: demo test venv system-deps lint typecheck contracts pytest wheel-check docs clean training-venv-check
 
 $(STAMP): pyproject.toml training/pyproject.toml constraints.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -51,3 +51,13 @@ docs: venv
 
 clean:
 	rm -rf $(VENV) dist build site out data
+
+# The training package alone: a throwaway venv with torch first, then ./training; no geo stack may come along.
+TRAIN_VENV := /tmp/eoshard-training-venv
+training-venv-check:
+	rm -rf $(TRAIN_VENV)
+	$(PYTHON) -m venv $(TRAIN_VENV)
+	$(TRAIN_VENV)/bin/pip install -q torch==2.13.0
+	$(TRAIN_VENV)/bin/pip install -q -c constraints.txt ./training pytest pytest-timeout
+	! $(TRAIN_VENV)/bin/pip list 2>/dev/null | grep -iE '^(dask|distributed|rasterio|geopandas|stackstac|xarray|pystac) '
+	$(TRAIN_VENV)/bin/python -m pytest -p no:cacheprovider -m "not needs_build" tests/training

@@ -1,0 +1,76 @@
+"""DataLoader samples/s from LMDB and Zarr shards vs reading the same samples from the source GeoTIFFs.
+
+Baseline: the usual approach, rasterio opening each source COG and reading the patch window, per band and date.
+Usage: python benchmarks/bench_dataloader.py DATASET_DIR CATALOG_JSON [--baseline-samples 20]
+(DATASET_DIR written by `eoshard build` from the demo catalog CATALOG_JSON, e.g. `make demo`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import pystac
+import rasterio
+from rasterio.windows import from_bounds
+from torch.utils.data import DataLoader
+
+from eoshard.training.data import make_dataset
+from eoshard.training.manifest import Manifest
+
+
+def _items_by_date(catalog: Path) -> dict[str, list[pystac.Item]]:
+    items: dict[str, list[pystac.Item]] = {}
+    for item in pystac.Catalog.from_file(str(catalog)).get_items(recursive=True):
+        items.setdefault(item.datetime.strftime("%Y-%m-%dT%H:%M:%S"), []).append(item)
+    return items
+
+
+def geotiff_rate(manifest: Manifest, catalog: Path, n: int) -> float:
+    by_date = _items_by_date(catalog)
+    size = int(manifest.raw["patch_size"])
+    start = time.perf_counter()
+    for key in manifest.keys[:n]:
+        epsg, res, x0, y0 = (float(v) for v in key.split("_"))
+        bounds = (x0, y0 - size * res, x0 + size * res, y0)
+        for date in manifest.dates:
+            native = [i for i in by_date[date] if i.properties.get("proj:code") == f"EPSG:{int(epsg)}"]
+            item = sorted(native, key=lambda i: i.id)[-1]
+            for band in manifest.bands:
+                with rasterio.open(item.assets[band].get_absolute_href()) as src:
+                    src.read(1, window=from_bounds(*bounds, transform=src.transform), boundless=True, fill_value=0)
+    return n / (time.perf_counter() - start)
+
+
+def loader_rate(manifest: Manifest, fmt: str, workers: int, batch_size: int = 16) -> float:
+    data = make_dataset(manifest, fmt, normalise=False)
+    loader = DataLoader(data, batch_size=batch_size, num_workers=workers)
+    start = time.perf_counter()
+    seen = sum(len(batch["image"]) for batch in loader)
+    return seen / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("dataset", type=Path)
+    parser.add_argument("catalog", type=Path)
+    parser.add_argument("--baseline-samples", type=int, default=20)
+    args = parser.parse_args()
+    manifest = Manifest.read(args.dataset)
+    base = geotiff_rate(manifest, args.catalog, args.baseline_samples)
+    print(f"{len(manifest.keys)} samples of {len(manifest.dates)} dates x {len(manifest.bands)} bands x "
+          f"{manifest.raw['patch_size']} px")  # fmt: skip
+    print(f"baseline GeoTIFF (rasterio per band): {base:8.1f} samples/s")
+    results = {"geotiff": base}
+    for fmt in ("lmdb", "zarr"):
+        for workers in (0, 1, 2):
+            rate = loader_rate(manifest, fmt, workers)
+            results[f"{fmt}-{workers}"] = rate
+            print(f"{fmt:5s} DataLoader workers={workers}: {rate:8.1f} samples/s  ratio {rate / base:6.1f}x")
+    print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()

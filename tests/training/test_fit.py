@@ -1,0 +1,103 @@
+"""Reading real shards, training, exact resume, export and evaluation on the demo dataset built by `eoshard build`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from eoshard.training.cli import main
+from eoshard.training.config import TrainConfig
+from eoshard.training.data import make_dataset, split_indices
+from eoshard.training.fit import fit, majority_accuracy
+from eoshard.training.manifest import Manifest
+
+pytestmark = pytest.mark.needs_build
+
+
+def _config(shards: Path, out: Path, **kw) -> TrainConfig:
+    raw = {
+        "dataset": str(shards), "output": str(out), "architecture": "fcn", "model": {"width": 16, "layers": 2},
+        "epochs": 3, "batch_size": 16, "lr": 3e-3, "checkpoint_every": 5, "seed": 7,
+    }  # fmt: skip
+    return TrainConfig.from_dict(raw | kw)
+
+
+def test_lmdb_and_zarr_give_identical_samples_with_shared_augmentation(shards: Path) -> None:
+    import zarr
+
+    m = Manifest.read(shards)
+    lm = make_dataset(m, "lmdb", normalise=False, bands=["B08", "B04"])
+    zr = make_dataset(m, "zarr", normalise=False, bands=["B08", "B04"])
+    raw = zarr.open_group(str(shards / "data.zarr"), mode="r")
+    for i in (0, 17, len(lm) - 1):
+        a, b = lm[i], zr[i]
+        for k in a:
+            assert torch.equal(a[k], b[k]), k
+        np.testing.assert_array_equal(a["image"].numpy(), raw["s2_10m"][i][:, [3, 2]].astype("f4"))
+        np.testing.assert_array_equal(a["label"].numpy(), raw["class"][i])
+    aug = make_dataset(m, "lmdb", normalise=False, augment=True, seed=1)
+    plain = make_dataset(m, "lmdb", normalise=False)
+    s, p = aug[5], plain[5]
+    # the same spatial transform was applied to image and label: find it from the image, check the label
+    found = [
+        (k, f) for k in range(4) for f in (False, True)
+        if torch.equal(s["image"], _tf(p["image"], k, f))
+    ]  # fmt: skip
+    assert found and all(torch.equal(s["label"], _tf(p["label"], k, f)) for k, f in found)
+
+
+def _tf(x: torch.Tensor, k: int, transpose: bool) -> torch.Tensor:
+    x = torch.rot90(x, k, (-2, -1))
+    return x.transpose(-2, -1) if transpose else x
+
+
+def test_fit_lowers_loss_and_beats_majority_then_package_evaluates(shards: Path, tmp_path: Path) -> None:
+    config = _config(shards, tmp_path / "run")
+    result = fit(config)
+    assert result.train_loss[-1] < result.train_loss[0]
+    assert (tmp_path / "run" / "tensorboard").is_dir()
+    assert main(["export", str(tmp_path / "run"), str(tmp_path / "pkg")]) == 0
+    assert main(["evaluate", str(tmp_path / "pkg"), str(shards), str(tmp_path / "eval")]) == 0
+    report = json.loads((tmp_path / "eval" / "report.json").read_text())
+    m = Manifest.read(shards)
+    val = make_dataset(m, "lmdb", normalise=False, indices=split_indices(m, "val"))
+    labels = np.stack([val[i]["label"].numpy() for i in range(len(val))])
+    baseline = majority_accuracy(labels, np.zeros_like(labels, dtype=bool))
+    assert report["overall_accuracy"] > baseline + 0.05, (report["overall_accuracy"], baseline)
+    assert np.array(report["confusion_matrix"]).sum() == labels.size
+    assert {p.name for p in (tmp_path / "eval").glob("*.png")} == {"confusion_matrix.png", "roc.png", "pr.png"}
+
+
+def test_resume_continues_to_the_same_result(shards: Path, tmp_path: Path) -> None:
+    full = fit(_config(shards, tmp_path / "full", epochs=2))
+    part = _config(shards, tmp_path / "part", epochs=2)
+    fit(part, stop_after_steps=13)  # mid-epoch
+    resumed = fit(part, resume=tmp_path / "part" / "checkpoints" / "last.pt")
+    assert resumed.train_loss == full.train_loss and resumed.val_loss == full.val_loss
+    from safetensors.torch import load_file
+
+    a, b = (
+        load_file(str(tmp_path / "full" / "last.safetensors")),
+        load_file(str(tmp_path / "part" / "last.safetensors")),
+    )
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_lmdb_workers_reopen_after_fork(shards: Path) -> None:
+    from torch.utils.data import DataLoader
+
+    data = make_dataset(Manifest.read(shards), "lmdb", normalise=False, indices=list(range(8)))
+    first = data[0]["image"]  # the parent opens the environment before the workers fork
+    batches = list(DataLoader(data, batch_size=4, num_workers=2))
+    assert torch.equal(batches[0]["image"][0], first) and sum(len(b["image"]) for b in batches) == 8
+
+
+def test_early_stopping_when_validation_stops_improving(shards: Path, tmp_path: Path) -> None:
+    # lr 0: validation loss stays exactly the same, so with patience 1 the run stops after its second epoch
+    result = fit(_config(shards, tmp_path / "es", epochs=5, lr=0.0, patience=1, checkpoint_every=1000))
+    assert result.stopped_early and len(result.val_loss) == 2
+    assert result.val_loss[0] == result.val_loss[1]

@@ -1,0 +1,117 @@
+"""Block-wise prediction with Hann blending equals a whole-scene forward pass; georeferencing is exact."""
+
+from __future__ import annotations
+
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zarr
+
+from eoshard.training.errors import ConfigError
+from eoshard.training.predict import Tiling, blend, model_fn, padded_read
+from eoshard.training.scene import predict
+
+from .helpers import random_package
+
+TRANSFORM = [10.0, 0.0, 720240.0, 0.0, -10.0, 5325240.0]
+
+
+def _scene(h: int, w: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(200, 4000, (4, h, w)).astype(np.float32)
+
+
+def _whole(run, image: np.ndarray, margin: int) -> np.ndarray:
+    """Reference: one forward pass over the edge-padded whole scene, padding cropped off again."""
+    padded = np.pad(image, ((0, 0), (margin, margin), (margin, margin)), mode="edge")
+    return run(padded)[:, margin:-margin, margin:-margin]
+
+
+def _blended(run, image: np.ndarray, tiling: Tiling, n_out: int) -> np.ndarray:
+    _, h, w = image.shape
+    reader = padded_read(lambda r, c, hh, ww: image[:, r : r + hh, c : c + ww], h, w)
+    out = np.full((n_out, h, w), np.nan, dtype=np.float32)
+    for r, c, v in blend(run, reader, h, w, n_out, tiling, strip=40):
+        out[:, r : r + v.shape[1], c : c + v.shape[2]] = v
+    return out
+
+
+@pytest.mark.parametrize(("h", "w"), [(37, 29), (150, 203)])  # smaller than a block; several blocks, partial edges
+def test_blend_equals_whole_forward(tmp_path: Path, h: int, w: int) -> None:
+    package = random_package(tmp_path)  # FCN, 2 conv layers: receptive radius 2 px <= margin
+    run = model_fn(package)
+    tiling = Tiling(block=64, overlap=24, margin=6)
+    image = _scene(h, w)
+    got = _blended(run, image, tiling, 7)
+    assert got.shape == (7, h, w)
+    np.testing.assert_allclose(got, _whole(run, image, 6), atol=1e-5, rtol=0)
+    if h > 64:
+        assert len(tiling.origins(h)) > 2 and len(tiling.origins(w)) > 3
+
+
+def test_tiling_is_validated() -> None:
+    with pytest.raises(ConfigError, match="2\\*margin <= overlap < block"):
+        Tiling(block=32, overlap=8, margin=6)
+
+
+def _zarr_input(path: Path, image: np.ndarray) -> Path:
+    arr = zarr.create_array(str(path), shape=image.shape, dtype="uint16", chunks=(4, 64, 64))
+    arr[:] = image.astype("uint16")
+    arr.attrs.update({"bands": ["B08", "B02", "B03", "B04"], "crs": "EPSG:32632", "transform": TRANSFORM})
+    return path
+
+
+def test_zarr_scene_class_map_and_x4_georeferencing(tmp_path: Path) -> None:
+    image = _scene(70, 90)
+    reordered = image[[3, 0, 1, 2]]  # the store lists B08 first: bands must be picked by name
+    src = _zarr_input(tmp_path / "in.zarr", reordered)
+    package = random_package(tmp_path)
+    out = zarr.open_array(str(predict(package, src, tmp_path / "out.zarr", Tiling(48, 16, 4))), mode="r")
+    expected = _whole(model_fn(package), image.astype("uint16").astype("f4"), 4).argmax(0)
+    np.testing.assert_array_equal(out[0], expected)
+    assert out.attrs["crs"] == "EPSG:32632" and out.attrs["transform"] == TRANSFORM
+
+    sr = random_package(tmp_path / "sr", "sr4", model={"width": 8, "blocks": 1})
+    out = zarr.open_array(str(predict(sr, src, tmp_path / "sr.zarr", Tiling(32, 16, 8))), mode="r")
+    assert out.shape == (4, 280, 360)
+    assert out.attrs["transform"] == [2.5, 0.0, 720240.0, 0.0, -2.5, 5325240.0]
+
+
+def test_peak_memory_is_flat_when_the_scene_grows_4x(tmp_path: Path) -> None:
+    package = random_package(tmp_path)
+    peaks = []
+    for size in (128, 256):  # 4x the pixels
+        src = _zarr_input(tmp_path / f"in{size}.zarr", _scene(size, size))
+        tracemalloc.start()
+        predict(package, src, tmp_path / f"out{size}.zarr", Tiling(64, 16, 4), probabilities=True)
+        peaks.append(tracemalloc.get_traced_memory()[1])
+        tracemalloc.stop()
+    # a whole-scene float32 probability array alone would be 7*256*256*4 = 1.8 MB more for the big scene
+    assert peaks[1] < peaks[0] * 1.25 + 300_000, peaks
+
+
+@pytest.mark.needs_build  # needs rasterio (the geotiff extra), absent from the bare training venv
+def test_geotiff_to_cog_keeps_georeferencing(tmp_path: Path) -> None:
+    import rasterio
+    from rasterio.transform import Affine
+
+    image = _scene(70, 90).astype("uint16")
+    profile = {"driver": "GTiff", "count": 4, "height": 70, "width": 90, "dtype": "uint16", "crs": "EPSG:32632",
+               "transform": Affine(*TRANSFORM)}  # fmt: skip
+    with rasterio.open(tmp_path / "in.tif", "w", **profile) as dst:
+        dst.write(image)
+        dst.descriptions = ("B02", "B03", "B04", "B08")
+    package = random_package(tmp_path)
+    out = predict(package, tmp_path / "in.tif", tmp_path / "out.tif", Tiling(48, 16, 4))
+    with rasterio.open(out) as src:
+        assert src.crs.to_epsg() == 32632 and src.transform == Affine(*TRANSFORM)
+        assert (src.count, src.height, src.width, src.dtypes[0]) == (1, 70, 90, "uint8")
+        assert src.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG"
+        expected = _whole(model_fn(package), image.astype("f4"), 4).argmax(0)
+        np.testing.assert_array_equal(src.read(1), expected)
+    sr = random_package(tmp_path / "sr", "sr4", model={"width": 8, "blocks": 1})
+    with rasterio.open(predict(sr, tmp_path / "in.tif", tmp_path / "sr.tif", Tiling(32, 16, 8))) as src:
+        assert (src.height, src.width) == (280, 360)
+        assert src.transform == Affine(2.5, 0.0, 720240.0, 0.0, -2.5, 5325240.0)
+        assert src.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG"

@@ -1,0 +1,127 @@
+"""``eoshard-train``: fit, evaluate, export and predict."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from eoshard.training.errors import TrainingError
+
+
+def _fit(args: argparse.Namespace) -> None:
+    from eoshard.training.config import TrainConfig
+    from eoshard.training.fit import fit
+
+    result = fit(TrainConfig.load(args.config), resume=args.resume)
+    print(
+        json.dumps({"train_loss": result.train_loss, "val_loss": result.val_loss, "weights": str(result.weights)})
+    )
+
+
+def _run_dir(run: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    try:
+        return json.loads((run / "config.json").read_text()), json.loads((run / "stats.json").read_text())
+    except FileNotFoundError as err:
+        raise TrainingError(f"{run} is not a fit output folder: {err.filename} is missing") from err
+
+
+def _export(args: argparse.Namespace) -> None:
+    from eoshard.training.manifest import Manifest
+    from eoshard.training.package import export
+
+    config, stats = _run_dir(args.run)
+    manifest = Manifest.read(config["dataset"])
+    weights = args.weights or args.run / "best.safetensors"
+    export(
+        weights,
+        config,
+        stats,
+        manifest.classes,
+        len(manifest.dates),
+        int(manifest.raw["patch_size"]),
+        args.output,
+        args.name,
+    )
+    print(args.output)
+
+
+def _evaluate(args: argparse.Namespace) -> None:
+    from eoshard.training.data import Stats, make_dataset, split_indices
+    from eoshard.training.evaluate import evaluate
+    from eoshard.training.manifest import Manifest
+    from eoshard.training.package import load
+
+    package = load(args.package)
+    manifest = Manifest.read(args.dataset)
+    import numpy as np
+
+    stats = Stats(np.array(package.mean, "f4"), np.array(package.std, "f4"))
+    data = make_dataset(
+        manifest, args.format, bands=package.bands, normalise=stats, indices=split_indices(manifest, args.split)
+    )
+    n_classes = int(package.item["properties"]["mlm:output"][0]["result"]["shape"][1])
+    report = evaluate(package.model, package.architecture, data, n_classes, args.output, manifest.classes)
+    print(json.dumps({"overall_accuracy": report["overall_accuracy"], "output": str(args.output)}))
+
+
+def _predict(args: argparse.Namespace) -> None:
+    from eoshard.training.package import load
+    from eoshard.training.predict import Tiling
+    from eoshard.training.scene import predict
+
+    tiling = Tiling(args.block, args.overlap, args.margin)
+    predict(load(args.package), args.input, args.output, tiling, args.probabilities, args.band_index, args.pad)
+    print(args.output)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="eoshard-train", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+    f = sub.add_parser("fit", help="train a model from a YAML/JSON config")
+    f.add_argument("config", type=Path)
+    f.add_argument("--resume", type=Path, help="checkpoint to continue from (checkpoints/last.pt)")
+    f.set_defaults(func=_fit)
+    e = sub.add_parser("export", help="package a fit output folder: safetensors + STAC MLM item + config")
+    e.add_argument("run", type=Path)
+    e.add_argument("output", type=Path)
+    e.add_argument("--weights", type=Path)
+    e.add_argument("--name", default="eoshard-model")
+    e.set_defaults(func=_export)
+    v = sub.add_parser("evaluate", help="metrics report (JSON) and plots (PNG) of a package on a dataset split")
+    v.add_argument("package", type=Path)
+    v.add_argument("dataset", type=Path)
+    v.add_argument("output", type=Path)
+    v.add_argument("--split", default="val")
+    v.add_argument("--format", default="lmdb", choices=["lmdb", "zarr"])
+    v.set_defaults(func=_evaluate)
+    r = sub.add_parser("predict", help="apply a package to a GeoTIFF/COG or Zarr scene")
+    r.add_argument("package", type=Path)
+    r.add_argument("input", type=Path)
+    r.add_argument("output", type=Path, help=".tif for a COG, .zarr for Zarr")
+    r.add_argument("--block", type=int, default=256)
+    r.add_argument("--overlap", type=int, default=64)
+    r.add_argument("--margin", type=int, default=16, help="tile border given zero weight (>= receptive radius)")
+    r.add_argument(
+        "--probabilities", action="store_true", help="write class probabilities instead of the class map"
+    )
+    r.add_argument("--band-index", type=int, nargs="+", help="1-based input bands instead of names")
+    r.add_argument("--pad", default="edge", help="numpy.pad mode beyond the scene edges")
+    r.set_defaults(func=_predict)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        args.func(args)
+    except TrainingError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

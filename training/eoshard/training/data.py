@@ -1,0 +1,261 @@
+"""torch Datasets over the LMDB and Zarr shards, opened lazily once per worker process (after fork)."""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from eoshard.training.errors import DatasetFormatError
+from eoshard.training.manifest import Manifest
+
+Sample = dict[str, torch.Tensor]
+
+
+@dataclass(frozen=True)
+class Stats:
+    """Per-band mean and standard deviation used to normalise (band order = selected bands)."""
+
+    mean: np.ndarray
+    std: np.ndarray
+
+
+def band_stats(manifest: Manifest, bands: Sequence[str], n_samples: int = 16) -> Stats:
+    """``stats`` from ``dataset.json`` when present, else computed from an evenly spaced sample of the Zarr shards."""
+    stats = manifest.raw.get("stats")
+    if stats and all(b in stats for b in bands):
+        return Stats(
+            np.array([stats[b]["mean"] for b in bands], "f4"), np.array([stats[b]["std"] for b in bands], "f4")
+        )
+    fmt = "zarr" if "zarr" in (manifest.raw.get("formats") or {}) else "lmdb"
+    reader = make_dataset(manifest, fmt, bands=bands, normalise=False)
+    picks = np.linspace(0, len(reader) - 1, min(n_samples, len(reader))).astype(int)
+    stack = np.stack([reader[int(i)]["image"].numpy() for i in picks])  # (S, T, C, H, W)
+    valid = stack != 0
+    mean = np.array(
+        [stack[:, :, c][valid[:, :, c]].mean() if valid[:, :, c].any() else 0.0 for c in range(len(bands))]
+    )
+    std = np.array(
+        [stack[:, :, c][valid[:, :, c]].std() if valid[:, :, c].any() else 1.0 for c in range(len(bands))]
+    )
+    return Stats(mean.astype("f4"), np.maximum(std, 1e-6).astype("f4"))
+
+
+def split_indices(manifest: Manifest, split: str | None, val_fraction: float = 0.2) -> list[int]:
+    """Sample indices of a split: the index's ``split`` column, else a stable hash of the key (train/val)."""
+    n = len(manifest.keys)
+    if split is None:
+        return list(range(n))
+    column = manifest.splits()
+    if column is not None:
+        return [i for i in range(n) if column[i] == split]
+    is_val = [(zlib.crc32(k.encode()) % 1000) < val_fraction * 1000 for k in manifest.keys]
+    if split not in ("train", "val"):
+        raise DatasetFormatError(f"split {split!r} unknown: without index.parquet only 'train' and 'val' exist")
+    return [i for i in range(n) if is_val[i] == (split == "val")]
+
+
+def _day_of_year(dates: Sequence[str]) -> torch.Tensor:
+    return torch.tensor([datetime.fromisoformat(d).timetuple().tm_yday for d in dates], dtype=torch.long)
+
+
+class ShardDataset(Dataset[Sample]):
+    """Common part: band selection, normalisation, label/ignore masks and augmentation.
+
+    A sample is ``image`` (T, C, H, W) float32, ``dates`` (T,) day of year, ``pad`` (T,) bool (True = padding),
+    ``label`` (H, W) int64 and ``ignore`` (H, W) bool (True = excluded from the loss).
+    """
+
+    def __init__(
+        self,
+        manifest: Manifest,
+        bands: Sequence[str] | None = None,
+        indices: Sequence[int] | None = None,
+        normalise: bool | Stats = True,
+        ignore_layers: Sequence[str] = ("double_partial", "double_full"),
+        ignore_background: bool = False,
+        augment: bool = False,
+        seed: int = 0,
+        max_dates: int | None = None,
+    ) -> None:
+        self.manifest = manifest
+        self.bands = list(bands or manifest.bands)
+        for band in self.bands:
+            manifest.group_of(band)
+        self.indices = list(range(len(manifest.keys)) if indices is None else indices)
+        if isinstance(normalise, Stats):
+            self.stats: Stats | None = normalise
+        else:
+            self.stats = band_stats(manifest, self.bands) if normalise else None
+        self.ignore_layers = list(ignore_layers)
+        self.ignore_background = ignore_background
+        self.augment = augment
+        self.seed = seed
+        self.epoch = 0
+        self.max_dates = max_dates or len(manifest.dates)
+        self._dates = _day_of_year(manifest.dates)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def _read(self, n: int) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """Image arrays per group (T, C, H, W) for the selected bands, and label layers by name."""
+        raise NotImplementedError
+
+    def __getitem__(self, i: int) -> Sample:
+        n = self.indices[i]
+        groups, layers = self._read(n)
+        size = max(a.shape[-1] for a in groups.values())
+        parts = []
+        for band in self.bands:
+            group = self.manifest.group_of(band)
+            chans = [b for b in self.manifest.groups[group] if b in self.bands]
+            arr = torch.from_numpy(groups[group][:, chans.index(band)].astype(np.float32))
+            if arr.shape[-1] != size:  # a coarser group: upsampled on the fly (nearest keeps values)
+                arr = arr.repeat_interleave(size // arr.shape[-1], -1).repeat_interleave(size // arr.shape[-2], -2)
+            parts.append(arr)
+        image = torch.stack(parts, 1)
+        if self.stats is not None:
+            image = (image - torch.from_numpy(self.stats.mean)[:, None, None]) / torch.from_numpy(self.stats.std)[
+                :, None, None
+            ]
+        t = image.shape[0]
+        pad = torch.zeros(self.max_dates, dtype=torch.bool)
+        dates = torch.zeros(self.max_dates, dtype=torch.long)
+        dates[:t] = self._dates[:t]
+        if t < self.max_dates:
+            pad[t:] = True
+            image = torch.cat([image, image.new_zeros((self.max_dates - t, *image.shape[1:]))])
+        label_name = self.manifest.label_layer
+        label = (
+            torch.from_numpy(layers[label_name].astype(np.int64))
+            if label_name
+            else torch.zeros(image.shape[-2:], dtype=torch.long)
+        )
+        ignore = torch.zeros(label.shape, dtype=torch.bool)
+        for name in self.ignore_layers:
+            if name in layers:
+                ignore |= torch.from_numpy(layers[name] != 0)
+        if self.ignore_background:
+            ignore |= label == self.manifest.background
+        sample = {"image": image, "dates": dates, "pad": pad, "label": label, "ignore": ignore}
+        if self.augment:
+            sample = augment(sample, self.seed * 1_000_003 + self.epoch * 10_007 + n)
+        return sample
+
+
+def augment(sample: Sample, seed: int) -> Sample:
+    """rot90, flips and transpose drawn from ``seed``, applied identically to image, label and ignore mask."""
+    rng = np.random.default_rng(seed)
+    k, flip_v, flip_h, trans = int(rng.integers(4)), rng.random() < 0.5, rng.random() < 0.5, rng.random() < 0.5
+    out = dict(sample)
+    for name in ("image", "label", "ignore"):
+        x = out[name]
+        x = torch.rot90(x, k, (-2, -1))
+        if flip_v:
+            x = torch.flip(x, (-2,))
+        if flip_h:
+            x = torch.flip(x, (-1,))
+        if trans:
+            x = x.transpose(-2, -1)
+        out[name] = x.contiguous()
+    return out
+
+
+_ENVS: dict[tuple[str, int], Any] = {}
+
+
+def _lmdb_env(path: str, pid: int) -> Any:
+    """One environment per path and process (py-lmdb refuses a second open of the same path in a process)."""
+    import lmdb
+
+    if (path, pid) not in _ENVS:
+        # an environment inherited through fork must not be used; closing it in the child only unmaps it here
+        for key in [k for k in _ENVS if k[0] == path]:
+            _ENVS.pop(key).close()
+        _ENVS[(path, pid)] = lmdb.open(path, readonly=True, lock=False, readahead=False, subdir=True)
+    return _ENVS[(path, pid)]
+
+
+class LmdbDataset(ShardDataset):
+    """Samples from ``data.lmdb``: one read-only, lock-free environment per process, opened on first use."""
+
+    def __init__(self, manifest: Manifest, **kwargs: Any) -> None:
+        self.path = manifest.format_path("lmdb")
+        self._env: Any = None
+        self._pid = -1
+        super().__init__(manifest, **kwargs)
+
+    def _txn(self) -> Any:
+        import os
+
+        if self._env is None or self._pid != os.getpid():
+            self._env = _lmdb_env(str(self.path), os.getpid())
+            self._pid = os.getpid()
+        return self._env.begin(buffers=True)
+
+    def _read(self, n: int) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        from safetensors.numpy import load
+
+        key = self.manifest.keys[n]
+        with self._txn() as txn:
+            value = txn.get(key.encode())
+            if value is None:
+                raise DatasetFormatError(f"key {key!r} of dataset.json is missing from {self.path}")
+            arrays = load(bytes(value))
+        groups = {}
+        for group, bands in self.manifest.groups.items():
+            chosen = [b for b in bands if b in self.bands]
+            if chosen:
+                groups[group] = np.stack([arrays[b] for b in chosen], 1)
+        layers = {k: v for k, v in arrays.items() if k not in self.manifest.bands}
+        return groups, layers
+
+
+class ZarrDataset(ShardDataset):
+    """Samples from ``data.zarr``: the group is opened once per process, on first use."""
+
+    def __init__(self, manifest: Manifest, **kwargs: Any) -> None:
+        self.path = manifest.format_path("zarr")
+        self._group: Any = None
+        self._layers: list[str] = []
+        self._pid = -1
+        super().__init__(manifest, **kwargs)
+
+    def _open(self) -> Any:
+        import os
+
+        import zarr
+
+        if self._group is None or self._pid != os.getpid():
+            self._group = zarr.open_group(str(self.path), mode="r")
+            self._pid = os.getpid()
+            self._layers = [n for n, a in self._group.arrays() if n not in self.manifest.groups and a.ndim == 3]
+        return self._group
+
+    def _read(self, n: int) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        group = self._open()
+        groups = {}
+        for name, bands in self.manifest.groups.items():
+            chans = [i for i, b in enumerate(bands) if b in self.bands]
+            if chans:
+                groups[name] = np.asarray(group[name][n])[:, chans]
+        layers = {}
+        for name in self._layers:
+            layers[name] = np.asarray(group[name][n])
+        return groups, layers
+
+
+def make_dataset(manifest: Manifest, fmt: str, **kwargs: Any) -> ShardDataset:
+    """An LMDB or Zarr dataset by format name."""
+    if fmt == "lmdb":
+        return LmdbDataset(manifest, **kwargs)
+    if fmt == "zarr":
+        return ZarrDataset(manifest, **kwargs)
+    raise DatasetFormatError(f"format {fmt!r} unknown: expected 'lmdb' or 'zarr'")

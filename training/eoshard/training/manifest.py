@@ -1,0 +1,94 @@
+"""Read ``dataset.json``: the only place the training package learns the shard layout.
+
+Fields relied on are listed in docs/training.md. New image groups and label layers are picked up by name.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from eoshard.training.errors import DatasetFormatError
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """The parts of ``dataset.json`` the readers use."""
+
+    root: Path
+    raw: dict[str, Any]
+    groups: dict[str, list[str]]
+    keys: list[str]
+    dates: list[str]
+    label_layer: str | None
+    background: int
+    classes: dict[int, str] = field(default_factory=dict)
+
+    @classmethod
+    def read(cls, root: str | Path) -> Manifest:
+        root = Path(root)
+        path = root / "dataset.json"
+        try:
+            raw = json.loads(path.read_text())
+        except FileNotFoundError as err:
+            raise DatasetFormatError(f"{path} is missing: pass a folder written by `eoshard build`") from err
+        except json.JSONDecodeError as err:
+            raise DatasetFormatError(f"{path} is not valid JSON ({err}); rebuild the dataset") from err
+        try:
+            groups = _groups(raw)
+            keys = list(raw["keys"])
+            dates = list(raw.get("dates", []))
+        except KeyError as err:
+            raise DatasetFormatError(
+                f"{path} lacks the field {err}; expected the format in docs/format.md"
+            ) from err
+        labels = raw.get("labels") or {}
+        layer = labels.get("layer") or ("class" if "class" in (labels.get("layers") or {}) else None)
+        classes = {int(k): str(v) for k, v in (labels.get("classes") or {}).items()}
+        return cls(root, raw, groups, keys, dates, layer, int(labels.get("background", 0)), classes)
+
+    @property
+    def bands(self) -> list[str]:
+        return [b for bands in self.groups.values() for b in bands]
+
+    def group_of(self, band: str) -> str:
+        for group, bands in self.groups.items():
+            if band in bands:
+                return group
+        raise DatasetFormatError(f"band {band!r} is not in the dataset; it has {self.bands}")
+
+    def format_path(self, fmt: str) -> Path:
+        formats = self.raw.get("formats") or {}
+        if fmt not in formats:
+            raise DatasetFormatError(
+                f"the dataset has no {fmt!r} shards (it has {sorted(formats)}); rebuild with it"
+            )
+        return self.root / formats[fmt].get("path", f"data.{fmt}")
+
+    @property
+    def n_classes(self) -> int:
+        """Class codes are used as indices: background 0 plus the highest code."""
+        return max([self.background, *self.classes]) + 1
+
+    def splits(self) -> np.ndarray | None:
+        """The split column of ``index.parquet`` when present (read with pyarrow if installed)."""
+        index = self.root / "index.parquet"
+        if not index.exists():
+            return None
+        import pyarrow.parquet as pq  # optional: only datasets with an index need it
+
+        table = pq.read_table(index)
+        if "split" not in table.column_names:
+            return None
+        return np.asarray(table.column("split").to_pylist())
+
+
+def _groups(raw: dict[str, Any]) -> dict[str, list[str]]:
+    if raw.get("groups"):
+        return {name: list(g["bands"]) for name, g in raw["groups"].items()}
+    image = raw["formats"].get("zarr", {}).get("image", "s2_10m")
+    return {image: list(raw["bands"])}

@@ -1,0 +1,118 @@
+"""Predict on whole scenes block by block: overlapping tiles, Hann-window blend, memory bounded by the block size.
+
+Each tile is ``block`` pixels wide and read with edge padding beyond the scene. Its outer ``margin`` pixels get
+weight zero (their receptive field reaches outside the tile); the inner part is weighted by a sin² (Hann) window
+so neighbouring tiles blend without seams. Accumulators live in disk-backed memory maps, the output is written
+strip by strip.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from eoshard.training.errors import ConfigError
+from eoshard.training.models import forward
+from eoshard.training.package import ModelPackage
+
+Reader = Callable[[int, int, int, int], np.ndarray]  # (row, col, height, width) -> (C, h, w), padded
+
+
+@dataclass(frozen=True)
+class Tiling:
+    block: int = 256
+    overlap: int = 64
+    margin: int = 16
+
+    def __post_init__(self) -> None:
+        if not 0 <= 2 * self.margin <= self.overlap < self.block:
+            raise ConfigError(
+                f"tiling needs 0 <= 2*margin <= overlap < block, got block={self.block} overlap={self.overlap} "
+                f"margin={self.margin}"
+            )
+
+    def origins(self, size: int) -> list[int]:
+        """Tile origins (in scene pixels, may be negative) whose inner parts cover ``0..size``."""
+        stride = self.block - self.overlap
+        starts = list(range(-self.margin, size - self.block + self.margin, stride)) or [-self.margin]
+        if starts[-1] + self.block - self.margin < size:
+            starts.append(max(size + self.margin - self.block, -self.margin))
+        return starts
+
+    def window(self, scale: int = 1) -> np.ndarray:
+        """2D weights: zero over the margin, sin² inside (strictly positive), at output resolution."""
+        n, m = self.block * scale, self.margin * scale
+        inner = n - 2 * m
+        w1 = np.zeros(n, dtype=np.float64)
+        w1[m : n - m] = np.sin(np.pi * (np.arange(inner) + 0.5) / inner) ** 2
+        return np.outer(w1, w1)
+
+
+def padded_read(
+    read: Callable[[int, int, int, int], np.ndarray], height: int, width: int, mode: str = "edge"
+) -> Reader:
+    """Wrap an in-bounds reader so windows reaching past the scene are padded (``numpy.pad`` mode)."""
+
+    def reader(row: int, col: int, h: int, w: int) -> np.ndarray:
+        r0, c0 = max(row, 0), max(col, 0)
+        r1, c1 = min(row + h, height), min(col + w, width)
+        data = read(r0, c0, r1 - r0, c1 - c0)
+        pads = ((0, 0), (r0 - row, row + h - r1), (c0 - col, col + w - c1))
+        if not any(p for pair in pads for p in pair):
+            return data
+        return np.pad(data, pads, mode=mode)  # type: ignore[call-overload]
+
+    return reader
+
+
+def model_fn(package: ModelPackage, probabilities: bool = True) -> Callable[[np.ndarray], np.ndarray]:
+    """(C_total, h, w) raw values -> (K, h*s, w*s): normalised, run, softmax (segmentation) or de-normalised (SR)."""
+    t, c = package.n_dates, len(package.bands)
+    mean = torch.tensor(package.mean, dtype=torch.float32)[:, None, None]
+    std = torch.tensor(package.std, dtype=torch.float32)[:, None, None]
+
+    def run(tile: np.ndarray) -> np.ndarray:
+        x = torch.from_numpy(np.ascontiguousarray(tile, dtype=np.float32)).reshape(t, c, *tile.shape[-2:])
+        x = (x - mean) / std
+        with torch.no_grad():
+            if package.scale > 1:
+                return (package.model(x[:1]) * std + mean)[0].numpy()
+            y = forward(package.model, package.architecture, x[None], torch.zeros(1, t, dtype=torch.bool))[0]
+            return (y.softmax(0) if probabilities else y).numpy()
+
+    return run
+
+
+def blend(
+    run: Callable[[np.ndarray], np.ndarray], read: Reader, height: int, width: int, n_out: int, tiling: Tiling,
+    scale: int = 1, workdir: Path | None = None, strip: int | None = None,
+) -> Iterator[tuple[int, int, np.ndarray]]:  # fmt: skip
+    """Yield ``(row, col, values)`` of the blended output, (K, rows, cols) in squares of ``strip`` pixels.
+
+    The sums live in disk-backed memory maps (file pages the kernel can drop), so process memory holds one tile
+    and one output square whatever the scene size.
+    """
+    weight = tiling.window(scale).astype(np.float32)
+    strip = strip or tiling.block
+    b, s = tiling.block * scale, scale
+    with tempfile.TemporaryDirectory(dir=workdir) as tmp:
+        shape = (n_out, (height + 2 * tiling.block) * s, (width + 2 * tiling.block) * s)
+        acc = np.memmap(Path(tmp) / "acc", np.float32, "w+", shape=shape)
+        den = np.memmap(Path(tmp) / "den", np.float32, "w+", shape=shape[1:])
+        off = tiling.block * s  # offset so tiles starting at a negative origin fit
+        for r in tiling.origins(height):
+            for c in tiling.origins(width):
+                out = run(read(r, c, tiling.block, tiling.block))
+                rs, cs = slice(off + r * s, off + r * s + b), slice(off + c * s, off + c * s + b)
+                acc[:, rs, cs] += out * weight
+                den[rs, cs] += weight
+        for top in range(0, height * s, strip * s):
+            for left in range(0, width * s, strip * s):
+                rows = slice(off + top, off + min(top + strip * s, height * s))
+                cols = slice(off + left, off + min(left + strip * s, width * s))
+                yield top, left, np.asarray(acc[:, rows, cols]) / np.asarray(den[rows, cols])
