@@ -44,7 +44,7 @@ wheel-check: venv
 	/tmp/eoshard-wheel-venv/bin/pip install -q -c constraints.txt dist/eoshard-*.whl
 	cd /tmp && /tmp/eoshard-wheel-venv/bin/eoshard --help >/dev/null && echo "wheel OK: eoshard --help runs from a clean venv"
 
-test: system-deps venv lint typecheck contracts docs wheel-check pytest
+test: system-deps venv lint typecheck contracts docs wheel-check training-venv-check pytest
 
 docs: venv
 	$(VENV)/bin/mkdocs build --strict

@@ -43,7 +43,7 @@ def test_planning_computes_nothing(demo_config) -> None:
         "s2_60m": (1, 79, 103),
     }
     assert plan.labels is not None
-    assert sorted(plan.labels.data_vars) == ["class", "parcel_id"]
+    assert sorted(plan.labels.data_vars) == ["class", "coverage", "double_full", "double_partial", "parcel_id"]
     # the guard is real: computing anything under it raises
     with dask.config.set(scheduler=_forbid), pytest.raises(ComputeCalledError):
         plan.cubes["s2_60m"].isel(time=0).max().compute()

@@ -31,6 +31,8 @@ def shards(demo_data, tmp_path_factory: pytest.TempPathFactory) -> Path:
             "class_name_column": "class_name",
         },
         "patches": {"size": 32},
+        # blocks of 640 m: the demo AOI spans enough of them for non-empty train and validation splits
+        "splits": {"block_size": 640, "fractions": [0.7, 0.3, 0.0], "seed": 0},
         "output": {"path": str(out), "formats": ["zarr", "lmdb"], "shard_size": 16},
     }
     path = out.parent / "build.yaml"

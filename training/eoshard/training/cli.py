@@ -41,7 +41,7 @@ def _export(args: argparse.Namespace) -> None:
         stats,
         manifest.classes,
         len(manifest.dates),
-        int(manifest.raw["patch_size"]),
+        manifest.patch_size,
         args.output,
         args.name,
     )

@@ -28,7 +28,7 @@ class Stats:
 
 def band_stats(manifest: Manifest, bands: Sequence[str], n_samples: int = 16) -> Stats:
     """``stats`` from ``dataset.json`` when present, else computed from an evenly spaced sample of the Zarr shards."""
-    stats = manifest.raw.get("stats")
+    stats = manifest.raw.get("statistics") or manifest.raw.get("stats")
     if stats and all(b in stats for b in bands):
         return Stats(
             np.array([stats[b]["mean"] for b in bands], "f4"), np.array([stats[b]["std"] for b in bands], "f4")
@@ -104,13 +104,14 @@ class ShardDataset(Dataset[Sample]):
     def __len__(self) -> int:
         return len(self.indices)
 
-    def _read(self, n: int) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-        """Image arrays per group (T, C, H, W) for the selected bands, and label layers by name."""
+    def _read(self, n: int) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], np.ndarray]:
+        """Image arrays per group (T, C, H, W) for the selected bands, label layers by name, and the positions of
+        the sample's dates in ``dataset.json`` ``dates``."""
         raise NotImplementedError
 
     def __getitem__(self, i: int) -> Sample:
         n = self.indices[i]
-        groups, layers = self._read(n)
+        groups, layers, time_index = self._read(n)
         size = max(a.shape[-1] for a in groups.values())
         parts = []
         for band in self.bands:
@@ -128,7 +129,7 @@ class ShardDataset(Dataset[Sample]):
         t = image.shape[0]
         pad = torch.zeros(self.max_dates, dtype=torch.bool)
         dates = torch.zeros(self.max_dates, dtype=torch.long)
-        dates[:t] = self._dates[:t]
+        dates[:t] = self._dates[torch.from_numpy(time_index.astype(np.int64))]
         if t < self.max_dates:
             pad[t:] = True
             image = torch.cat([image, image.new_zeros((self.max_dates - t, *image.shape[1:]))])
@@ -169,6 +170,8 @@ def augment(sample: Sample, seed: int) -> Sample:
 
 
 _ENVS: dict[tuple[str, int], Any] = {}
+# per-date tensors of format 1.0 samples: not label layers
+_PER_DATE = {"valid_mask", "valid_fraction", "date", "doy", "time_index"}
 
 
 def _lmdb_env(path: str, pid: int) -> Any:
@@ -188,23 +191,19 @@ class LmdbDataset(ShardDataset):
 
     def __init__(self, manifest: Manifest, **kwargs: Any) -> None:
         self.path = manifest.format_path("lmdb")
-        self._env: Any = None
-        self._pid = -1
         super().__init__(manifest, **kwargs)
 
-    def _txn(self) -> Any:
+    def _txn(self, part: str | None) -> Any:
         import os
 
-        if self._env is None or self._pid != os.getpid():
-            self._env = _lmdb_env(str(self.path), os.getpid())
-            self._pid = os.getpid()
-        return self._env.begin(buffers=True)
+        path = self.path if part is None else self.path / part
+        return _lmdb_env(str(path), os.getpid()).begin(buffers=True)
 
-    def _read(self, n: int) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    def _read(self, n: int) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], np.ndarray]:
         from safetensors.numpy import load
 
         key = self.manifest.keys[n]
-        with self._txn() as txn:
+        with self._txn(self.manifest.parts[n]) as txn:
             value = txn.get(key.encode())
             if value is None:
                 raise DatasetFormatError(f"key {key!r} of dataset.json is missing from {self.path}")
@@ -214,8 +213,9 @@ class LmdbDataset(ShardDataset):
             chosen = [b for b in bands if b in self.bands]
             if chosen:
                 groups[group] = np.stack([arrays[b] for b in chosen], 1)
-        layers = {k: v for k, v in arrays.items() if k not in self.manifest.bands}
-        return groups, layers
+        time_index = arrays.get("time_index", np.arange(next(iter(groups.values())).shape[0]))
+        layers = {k: v for k, v in arrays.items() if k not in self.manifest.bands and k not in _PER_DATE}
+        return groups, layers, time_index
 
 
 class ZarrDataset(ShardDataset):
@@ -239,17 +239,22 @@ class ZarrDataset(ShardDataset):
             self._layers = [n for n, a in self._group.arrays() if n not in self.manifest.groups and a.ndim == 3]
         return self._group
 
-    def _read(self, n: int) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    def _read(self, n: int) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], np.ndarray]:
         group = self._open()
+        slot = self.manifest.slots[n]
+        # format 1.0 pads the time axis to all dataset dates: keep the sample's own dates, as LMDB stores them
+        kept = np.flatnonzero(np.asarray(group["time_mask"][slot])) if "time_mask" in group else None
         groups = {}
         for name, bands in self.manifest.groups.items():
             chans = [i for i, b in enumerate(bands) if b in self.bands]
             if chans:
-                groups[name] = np.asarray(group[name][n])[:, chans]
+                values = np.asarray(group[name][slot])
+                groups[name] = (values if kept is None else values[kept])[:, chans]
         layers = {}
         for name in self._layers:
-            layers[name] = np.asarray(group[name][n])
-        return groups, layers
+            layers[name] = np.asarray(group[name][slot])
+        time_index = kept if kept is not None else np.arange(next(iter(groups.values())).shape[0])
+        return groups, layers, time_index
 
 
 def make_dataset(manifest: Manifest, fmt: str, **kwargs: Any) -> ShardDataset:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -190,7 +191,11 @@ def fit(config: TrainConfig, resume: str | Path | None = None, stop_after_steps:
                 "loss", {"train": state["train_loss"][-1], "val": state["val_loss"][-1]}, state["epoch"]
             )
             _preview(writer, config, model, val, state["epoch"])
-            sched.step()
+            with warnings.catch_warnings():
+                # a run resumed right at an epoch's end steps the schedule before any optimizer step in this
+                # process; the restored schedule state is exact, so PyTorch's order warning does not apply
+                warnings.filterwarnings("ignore", "Detected call of `lr_scheduler.step\\(\\)` before")
+                sched.step()
             state |= {"epoch": state["epoch"] + 1, "batch": 0, "epoch_sum": 0.0}
             if state["val_loss"][-1] < state["best"]:
                 state |= {"best": state["val_loss"][-1], "bad_epochs": 0}

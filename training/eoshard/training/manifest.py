@@ -27,6 +27,8 @@ class Manifest:
     label_layer: str | None
     background: int
     classes: dict[int, str] = field(default_factory=dict)
+    slots: list[int] = field(default_factory=list)  # Zarr slot of each sample (format 1.0: kept samples only)
+    parts: list[str | None] = field(default_factory=list)  # LMDB environment of each sample, None: the root
 
     @classmethod
     def read(cls, root: str | Path) -> Manifest:
@@ -49,7 +51,14 @@ class Manifest:
         labels = raw.get("labels") or {}
         layer = labels.get("layer") or ("class" if "class" in (labels.get("layers") or {}) else None)
         classes = {int(k): str(v) for k, v in (labels.get("classes") or {}).items()}
-        return cls(root, raw, groups, keys, dates, layer, int(labels.get("background", 0)), classes)
+        keys, slots, parts = _samples(root, raw, keys)
+        return cls(root, raw, groups, keys, dates, layer, int(labels.get("background", 0)), classes, slots, parts)
+
+    @property
+    def patch_size(self) -> int:
+        """Patch side in base-grid pixels (format 1.0: ``patch.size``; 0.x: ``patch_size``)."""
+        patch = self.raw.get("patch")
+        return int(patch["size"]) if isinstance(patch, dict) else int(self.raw["patch_size"])
 
     @property
     def bands(self) -> list[str]:
@@ -81,10 +90,29 @@ class Manifest:
             return None
         import pyarrow.parquet as pq  # optional: only datasets with an index need it
 
-        table = pq.read_table(index)
+        table = pq.read_table(index)  # rows in sample order (sorted by zarr_index), as self.keys
         if "split" not in table.column_names:
             return None
         return np.asarray(table.column("split").to_pylist())
+
+
+def _samples(root: Path, raw: dict[str, Any], keys: list[str]) -> tuple[list[str], list[int], list[str | None]]:
+    """The kept samples: from ``index.parquet`` (format 1.0), else every key of ``dataset.json`` (format 0.x).
+
+    In format 1.0 ``keys`` lists every Zarr slot, dropped candidates included; the index says which samples were
+    kept, their slot and their LMDB environment.
+    """
+    index = root / "index.parquet"
+    if str(raw.get("format_version", "0")).split(".")[0] == "0" or not index.exists():
+        return keys, list(range(len(keys))), [None] * len(keys)
+    try:
+        import pyarrow.parquet as pq
+    except ImportError as err:  # pragma: no cover - depends on the environment
+        raise DatasetFormatError(
+            f"{index} lists the samples of this format {raw['format_version']} dataset: install pyarrow to read it"
+        ) from err
+    table = pq.read_table(index, columns=["key", "zarr_index", "lmdb_part"]).to_pydict()
+    return list(table["key"]), [int(v) for v in table["zarr_index"]], list(table["lmdb_part"])
 
 
 def _groups(raw: dict[str, Any]) -> dict[str, list[str]]:

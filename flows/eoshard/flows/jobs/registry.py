@@ -70,8 +70,9 @@ def connect(address: str) -> Client:
 
 
 def update(client: Client, job_id: str, **fields: Any) -> None:
-    """Set fields of a job's record on the scheduler."""
-    for name, value in fields.items():
+    """Set fields of a job's record on the scheduler; ``state`` last, so a reader that sees the new state also sees
+    the fields that go with it (the error of a failed job, say)."""
+    for name, value in sorted(fields.items(), key=lambda kv: kv[0] == "state"):
         client.set_metadata([JOBS, job_id, name], value)
 
 
