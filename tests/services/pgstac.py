@@ -197,3 +197,16 @@ def pgstac() -> Iterator[PgStac]:
             capture_output=True,
         )
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def with_file_uris(items: Iterable[Any]) -> list[dict[str, Any]]:
+    """pystac Items as dicts whose asset hrefs are absolute ``file://`` URIs, as a STAC API must serve local files."""
+    out = []
+    for item in items:
+        data = item.to_dict(transform_hrefs=False)
+        data["links"] = []
+        for key, asset in item.assets.items():
+            href = asset.get_absolute_href() or asset.href
+            data["assets"][key]["href"] = href if "://" in href else Path(href).resolve().as_uri()
+        out.append(data)
+    return out

@@ -14,9 +14,9 @@ import xarray as xr
 from distributed import Client
 from odc.geo.geobox import GeoBox
 
-from eoshard.catalog import search
 from eoshard.flows.aoi import read_aoi
 from eoshard.flows.config import BuildConfig
+from eoshard.flows.products import find_products
 from eoshard.flows.shard_runner import run_shards
 from eoshard.pipeline.cube import open_cube, stackstac_ready
 from eoshard.pipeline.grid import grid_for_area
@@ -109,14 +109,7 @@ def plan_build(config: BuildConfig) -> BuildPlan:
     """Search, then set up the lazy cubes, labels and patches; reads no pixels."""
     area, area_crs = read_aoi(config.aoi)
     area_4326 = gpd.GeoSeries([area], crs=area_crs).to_crs(4326).iloc[0]
-    items = search(
-        config.catalog.source,
-        area=area_4326,
-        start=config.period.start,
-        end=config.period.end,
-        collection=config.catalog.collection,
-        max_cloud=config.catalog.max_cloud,
-    )
+    items = find_products(config, area_4326)
     grid = grid_for_area(area, area_crs, resolution=config.grid.resolution, crs=config.grid.crs)
     cubes = open_cube(
         list(items),
