@@ -177,6 +177,24 @@ def _class_names(plan: BuildPlan) -> dict[str, str]:
     return {str(int(c)): str(n) for c, n in sorted(pairs.itertuples(index=False, name=None))}
 
 
+def _hr_manifest(plan: BuildPlan) -> dict[str, Any] | None:
+    """The paired HR source (``hr`` in Zarr, ``hr_<band>`` in LMDB), or None."""
+    if plan.hr is None or plan.config.hr is None:
+        return None
+    bands = list(plan.config.hr.bands)
+    return {
+        "bands": bands,
+        "tensors": [f"hr_{b}" for b in bands],
+        "resolution": plan.config.hr.resolution,
+        "factor": plan.hr_factor,
+        "shape": list(plan.layouts()["hr"][0]),
+        "dtype": str(plan.hr.dtype),
+        "nodata": 0,
+        "products": [i["id"] for i in plan.hr_items],
+        "dates": [str(i["properties"].get("datetime")) for i in plan.hr_items],
+    }
+
+
 def _manifest(plan: BuildPlan, summary: dict[str, Any], n_samples: int) -> dict[str, Any]:
     config = plan.config
     size = config.patches.size
@@ -242,6 +260,7 @@ def _manifest(plan: BuildPlan, summary: dict[str, Any], n_samples: int) -> dict[
         "splits": {**config.splits.model_dump(mode="json"), "counts": summary["split_counts"]},
         "statistics": summary["statistics"],
         "labels": labels,
+        "hr": _hr_manifest(plan),
         "formats": {"zarr": zarr_format, "lmdb": lmdb_format},
         "checksums": summary["checksums"],
     }
