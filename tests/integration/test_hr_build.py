@@ -87,11 +87,14 @@ def test_hr_layers_equal_the_source_pixels_in_zarr_and_lmdb(demo_data, tmp_path:
         env.close()
         slot = np.asarray(group["hr"][row.zarr_index])  # type: ignore[index]
         assert slot.shape == (3, 96, 96)
+        covered = np.zeros((96, 96), dtype=bool)
         for i, band in enumerate(BANDS):
             top = _source(Path(newer[band]["href"]), bounds)
             expected = np.where(top != 0, top, _source(Path(older[band]["href"]), bounds))
             np.testing.assert_array_equal(tensors[f"hr_{band}"], expected, err_msg=f"{row.key} {band}")
             np.testing.assert_array_equal(slot[i], expected, err_msg=f"{row.key} {band}")
+            covered |= expected != 0
+        assert row.hr_coverage == covered.mean()
         both += bool((top != 0).any() and (top == 0).any())
     assert len(index) > 30
     assert both > 0  # some patches take pixels from both products: the newer one lies on top

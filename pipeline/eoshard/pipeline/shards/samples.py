@@ -96,7 +96,11 @@ class Sample:
             values, counts = np.unique(classes, return_counts=True)
             histogram = {str(int(v)): int(c) for v, c in zip(values, counts, strict=True)}
             labelled = float((classes != 0).mean())
+        paired = {
+            f"{name}_coverage": float((values != 0).any(axis=0).mean()) for name, values in self.paired.items()
+        }
         return {
+            **paired,
             "key": self.key,
             "split": self.split,
             "crs": self.crs,
