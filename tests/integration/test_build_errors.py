@@ -5,16 +5,23 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import struct
 import subprocess
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import lmdb
+import numpy as np
 import pystac
 import pytest
+import rasterio
+import zarr
+from safetensors.numpy import load
 from typer.testing import CliRunner
 
 from eoshard.flows.cli import app
-from tests.integration.test_resume import _config
+from tests.integration.test_resume import N_SHARDS, _config, _files, _lmdb
 
 pytestmark = pytest.mark.slow
 
@@ -97,3 +104,100 @@ def test_a_full_disk_stops_cleanly_and_a_rerun_with_space_finishes(demo_data, tm
         _verify(out)
     finally:
         subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+def _tiled_copy(path: Path, block: int) -> None:
+    """Rewrite a COG as a DEFLATE GeoTIFF with small tiles (same pixels, same georeferencing)."""
+    with rasterio.open(path) as src:
+        profile, pixels = src.profile, src.read()
+    profile.update(driver="GTiff", tiled=True, blockxsize=block, blockysize=block, compress="deflate")
+    path.unlink()
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(pixels)
+
+
+def _garble_tile(path: Path, tile_row: int, tile_col: int) -> None:
+    """Overwrite one tile's compressed bytes, read from the classic little-endian TIFF's first IFD."""
+    data = bytearray(path.read_bytes())
+    assert data[:4] == b"II*\x00"
+    (ifd,) = struct.unpack_from("<I", data, 4)
+    (n_entries,) = struct.unpack_from("<H", data, ifd)
+    tags: dict[int, list[int]] = {}
+    for i in range(n_entries):
+        tag, kind, count, value = struct.unpack_from("<HHII", data, ifd + 2 + 12 * i)
+        if tag in (256, 322, 324, 325):  # ImageWidth, TileWidth, TileOffsets, TileByteCounts
+            size = {3: 2, 4: 4}[kind]
+            at = ifd + 2 + 12 * i + 8 if count * size <= 4 else value
+            tags[tag] = list(struct.unpack_from(f"<{count}{'H' if size == 2 else 'I'}", data, at))
+    per_row = -(-tags[256][0] // tags[322][0])
+    n = tile_row * per_row + tile_col
+    offset, length = tags[324][n], tags[325][n]
+    data[offset : offset + length] = bytes(range(256)) * (length // 256) + b"\xff" * (length % 256)
+    path.write_bytes(bytes(data))
+
+
+def test_a_corrupt_tile_fails_only_the_shards_that_read_it(demo_data, tmp_path: Path) -> None:
+    """A product's file is corrupt where only the last shards read: the others commit, and stay valid.
+
+    The resume config's grid is 180 x 198 px (EPSG:32632, origin 720660 E 5322840 N); its 56 patches of 24 px go
+    row by row into shards of 3. One 16 px tile of B02 of the 2024-09-15 32UQU product is garbled: source rows
+    448-463, cols 240-255, i.e. grid rows 148-163, cols 150-165. stackstac reads each chunk through a GDAL warped
+    VRT of the asset on the grid, whose blocks are 128 rows by the full width, so every read of grid rows >= 128
+    fails: the shards with a patch there fail, every other shard is committed.
+    """
+    world = tmp_path / "world"
+    shutil.copytree(demo_data.root, world)
+    demo = type(demo_data)(world, world / "catalog" / "catalog.json", demo_data.aoi, demo_data.parcels, 0)
+    reference = tmp_path / "reference"
+    code, output = _build(_config(demo, reference))
+    assert code == 0, output
+    catalog = pystac.Catalog.from_file(str(demo.catalog))
+    (item,) = (i for i in catalog.get_items(recursive=True) if "20240915T102021_N0510_R065_T32UQU" in i.id)
+    path = Path(item.assets["B02"].get_absolute_href())
+    original = path.read_bytes()
+    _tiled_copy(path, 16)
+    _garble_tile(path, 448 // 16, 240 // 16)
+
+    out = tmp_path / "out"
+    config = _config(demo, out)
+    code, output = _build(config)
+    assert code == 1, output
+    assert "Traceback" not in output
+    assert f"could not read asset B02 of product {item.id} ({path})" in output, output
+    touching = {n // 3 for n in range(56) if 24 * (n // 8) + 24 > 128}
+    assert touching == {13, 14, 15, 16, 17, 18}
+    assert f"(6 of {N_SHARDS} shards failed, {N_SHARDS - 6} are committed)" in output
+    assert not (out / "dataset.json").exists()
+    records = {
+        int(p.stem.split("-")[1]): json.loads(p.read_text()) for p in (out / "_build" / "commits").glob("shard-*")
+    }
+    assert set(records) == set(range(N_SHARDS)) - touching
+    _check_committed(out, records.values())
+
+    path.write_bytes(original)
+    code, output = _build(config)
+    assert code == 0, output
+    assert _files(out) == _files(reference)
+    assert _lmdb(out) == _lmdb(reference)
+
+
+def _check_committed(out: Path, records: Iterable[dict[str, Any]]) -> None:
+    """Committed shards read with plain zarr, lmdb and safetensors: checksums hold and both formats agree."""
+    group = zarr.open_group(str(out / "data.zarr"), mode="r")
+    n_samples = 0
+    for record in records:
+        for name, digest in record["checksums"].items():
+            assert hashlib.sha256((out / name).read_bytes()).hexdigest() == digest, name
+        for row in record["rows"]:
+            env = lmdb.open(str(out / "data.lmdb" / row["lmdb_part"]), readonly=True, lock=False)
+            with env.begin() as txn:
+                value = txn.get(row["key"].encode())
+            env.close()
+            assert hashlib.sha256(value).hexdigest() == row["lmdb_sha256"]
+            tensors = load(value)
+            kept = tensors["time_index"]
+            slot = np.asarray(group["s2_10m"][row["zarr_index"]])  # type: ignore[index]
+            np.testing.assert_array_equal(slot[kept, 0], tensors["B02"])
+            assert slot[kept].any()
+            n_samples += 1
+    assert n_samples > 30

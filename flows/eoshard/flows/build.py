@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from eoshard.flows.shard_runner import run_shards
 from eoshard.pipeline.cube import open_cube, stackstac_ready
 from eoshard.pipeline.grid import grid_for_area
 from eoshard.pipeline.labels import prepare_parcels, rasterize_labels
+from eoshard.pipeline.paired import nested_grid, open_paired
 from eoshard.pipeline.patches import Patch, parcel_centred, patch_grid, select_labelled
 from eoshard.pipeline.shards.lmdb_store import part_name
 from eoshard.pipeline.shards.samples import FORMAT_VERSION
@@ -37,6 +39,8 @@ class BuildPlan:
     cubes: dict[str, xr.DataArray]
     labels: xr.Dataset | None
     patches: list[Patch]
+    hr: xr.DataArray | None = None  # the paired finer source, (band, y, x) on the nested grid
+    hr_items: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def dates(self) -> list[str]:
@@ -52,6 +56,12 @@ class BuildPlan:
     @property
     def groups(self) -> dict[str, list[str]]:
         return {name: [str(b) for b in cube.band.values] for name, cube in self.cubes.items()}
+
+    @property
+    def hr_factor(self) -> int:
+        """How many HR pixels one base pixel holds along each axis."""
+        assert self.config.hr is not None
+        return round(self.config.grid.resolution / self.config.hr.resolution)
 
     def label_factor(self, layer: str) -> int:
         assert self.labels is not None
@@ -77,6 +87,9 @@ class BuildPlan:
             for layer, values in self.labels.data_vars.items():
                 px = size // self.label_factor(str(layer))
                 layouts[str(layer)] = ((px, px), str(values.dtype))
+        if self.hr is not None:
+            px = size * self.hr_factor
+            layouts["hr"] = ((self.hr.sizes["band"], px, px), str(self.hr.dtype))
         layouts["valid_mask"] = ((n_time, size, size), "bool")
         layouts["valid_fraction"] = ((n_time,), "float32")
         layouts["time_mask"] = ((n_time,), "bool")
@@ -86,7 +99,9 @@ class BuildPlan:
     def fingerprint(self) -> dict[str, Any]:
         """What identifies the output: a rerun with the same fingerprint resumes, another one is refused."""
         keys = "\n".join(p.key for p in self.patches).encode()
+        hr = {"hr_products": sorted(i["id"] for i in self.hr_items)} if self.hr is not None else {}
         return {
+            **hr,
             "format_version": FORMAT_VERSION,
             "config": self.config.model_dump(mode="json", exclude={"output": {"path"}}),
             "dates": self.dates,
@@ -131,7 +146,35 @@ def plan_build(config: BuildConfig) -> BuildPlan:
     base = abs(grid.resolution.x)
     align = max(round(abs(float(c.x[1] - c.x[0])) / base) for c in cubes.values())
     patches = _select_patches(config, grid, align, parcels)
-    return BuildPlan(config, [stackstac_ready(i) for i in items], grid, cubes, labels, patches)
+    hr, hr_items = _open_hr(config, grid, area_4326)
+    return BuildPlan(config, [stackstac_ready(i) for i in items], grid, cubes, labels, patches, hr, hr_items)
+
+
+def _open_hr(
+    config: BuildConfig, grid: GeoBox, area_4326: Any
+) -> tuple[xr.DataArray | None, list[dict[str, Any]]]:
+    """The paired HR mosaic (every HR product up to the period's end, the newest on top) on the nested grid."""
+    if config.hr is None:
+        return None, []
+    items = search(
+        config.hr.source,
+        area=area_4326,
+        start=date(1900, 1, 1),
+        end=config.period.end,
+        collection=config.hr.collection,
+    )
+    factor = round(config.grid.resolution / config.hr.resolution)
+    mosaic = open_paired(list(items), nested_grid(grid, factor), config.hr.bands, chunksize=config.grid.chunksize)
+    return mosaic, [stackstac_ready(i) for i in items]
+
+
+def nested_window(patch: Patch, factor: int) -> tuple[slice, slice]:
+    """The patch's rows and columns on the base grid zoomed in by ``factor``."""
+    ny, nx = patch.geobox.shape
+    return (
+        slice(patch.row * factor, (patch.row + ny) * factor),
+        slice(patch.col * factor, (patch.col + nx) * factor),
+    )
 
 
 def _select_patches(
@@ -167,6 +210,9 @@ def shard_task(plan: BuildPlan, index: int, shard: list[Patch]) -> Any:
             for layer, values in plan.labels.data_vars.items()
         }
     )
+    paired = {}
+    if plan.hr is not None:
+        paired = {"hr": [plan.hr.data[(slice(None), *nested_window(p, plan.hr_factor))] for p in shard]}
     spec = ShardSpec(
         out=str(config.output.path),
         index=index,
@@ -187,8 +233,9 @@ def shard_task(plan: BuildPlan, index: int, shard: list[Patch]) -> Any:
         block_size=config.splits.block_size,
         fractions=config.splits.fractions,
         seed=config.splits.seed,
+        paired={"hr": tuple(config.hr.bands)} if config.hr is not None else {},
     )
-    return dask.delayed(materialize_shard, pure=True)(spec, images, labels)
+    return dask.delayed(materialize_shard, pure=True)(spec, images, labels, paired)
 
 
 def run_build(

@@ -124,6 +124,15 @@ class SplitConfig(_Model):
     seed: int = 0
 
 
+class HrConfig(_Model):
+    """A finer image source paired with every sample (super-resolution): one mosaic, on the grid nested in it."""
+
+    source: ExistingPath = Field(description="static STAC catalog.json, ItemCollection or FeatureCollection file")
+    collection: str | None = None
+    bands: tuple[str, ...] = Field(min_length=1, description="asset keys of the HR products")
+    resolution: float = Field(gt=0, description="metres; must divide the grid resolution (e.g. 2.5 for 10)")
+
+
 class OutputConfig(_Model):
     path: RelativePath
     formats: tuple[Literal["zarr", "lmdb"], ...] = ("zarr", "lmdb")
@@ -165,6 +174,18 @@ class BuildConfig(_Model):
     timeseries: TimeseriesConfig = TimeseriesConfig()
     splits: SplitConfig = SplitConfig()
     output: OutputConfig
+    hr: HrConfig | None = None
+
+    @model_validator(mode="after")
+    def _hr_nests(self) -> BuildConfig:
+        if self.hr is not None:
+            factor = self.grid.resolution / self.hr.resolution
+            if factor < 1 or abs(factor - round(factor)) > 1e-9:
+                raise ValueError(
+                    f"hr.resolution {self.hr.resolution:g} m must divide grid.resolution {self.grid.resolution:g} m "
+                    "(e.g. 2.5 or 5 for 10), so that each patch nests in the finer grid"
+                )
+        return self
 
     @field_validator("aoi", mode="after")
     @classmethod

@@ -12,7 +12,7 @@ import geopandas as gpd
 from distributed import Client, as_completed
 
 from eoshard.pipeline.cube import stackstac_ready
-from eoshard.pipeline.errors import AssetReadError, PipelineError
+from eoshard.pipeline.errors import AssetReadError, PipelineError, ShardWriteError
 from eoshard.pipeline.shards.commits import CommitLog, atomic_write, remove_leftovers
 from eoshard.pipeline.shards.lmdb_store import LmdbWriter, part_name
 from eoshard.pipeline.shards.manifest import index_frame, summarise_records, write_collection, write_index
@@ -61,15 +61,22 @@ def run_shards(
     # one thread per LMDB environment: each is its environment's only writer; environments go in parallel
     executors = {part: ThreadPoolExecutor(max_workers=1, thread_name_prefix=part) for part in writers}
     pending: list[Future[None]] = []
+    failures: list[PipelineError] = []
     try:
         for count, future in enumerate(as_completed(futures), start=len(done) + 1):
             shard = index_of[future.key]
             try:
                 result = future.result()
-            except PipelineError:
-                raise
+            except ShardWriteError:
+                raise  # a full disk fails every other shard too: stop now
+            except PipelineError as err:
+                failures.append(err)  # the other shards go on and are committed as they complete
+                continue
             except Exception as err:
-                raise _asset_error(plan, shard, err) from err
+                error = _asset_error(plan, shard, err)
+                error.__cause__ = err
+                failures.append(error)
+                continue
             part = plan.lmdb_part(shard)
             if part is None:
                 _commit(log, shard, result, None)
@@ -80,6 +87,8 @@ def run_shards(
                 on_progress(count, len(shards))
         for p in pending:
             p.result()
+        if failures:
+            raise _first_failure(failures, len(shards), len(log.done()))
     except BaseException:
         client.cancel(futures)
         raise
@@ -111,6 +120,15 @@ def _commit(log: CommitLog, shard: int, result: dict[str, Any], writer: LmdbWrit
         writer.put_many(result["records"])
     record = {k: v for k, v in result.items() if k != "records"}
     log.commit(shard, {"shard": shard, **record})
+
+
+def _first_failure(failures: list[PipelineError], n_shards: int, n_committed: int) -> PipelineError:
+    """The first shard's error, saying how many failed and how many are committed (and stay valid)."""
+    first = failures[0]
+    note = f" ({len(failures)} of {n_shards} shards failed, {n_committed} are committed)"
+    error = type(first)(f"{first}{note}")
+    error.__cause__ = first.__cause__ or first
+    return error
 
 
 def _asset_error(plan: BuildPlan, shard: int, err: Exception) -> PipelineError:
@@ -157,6 +175,24 @@ def _class_names(plan: BuildPlan) -> dict[str, str]:
     parcels = gpd.read_file(labels.path, layer=labels.layer, ignore_geometry=True)
     pairs = parcels[[labels.class_column, labels.class_name_column]].drop_duplicates()
     return {str(int(c)): str(n) for c, n in sorted(pairs.itertuples(index=False, name=None))}
+
+
+def _hr_manifest(plan: BuildPlan) -> dict[str, Any] | None:
+    """The paired HR source (``hr`` in Zarr, ``hr_<band>`` in LMDB), or None."""
+    if plan.hr is None or plan.config.hr is None:
+        return None
+    bands = list(plan.config.hr.bands)
+    return {
+        "bands": bands,
+        "tensors": [f"hr_{b}" for b in bands],
+        "resolution": plan.config.hr.resolution,
+        "factor": plan.hr_factor,
+        "shape": list(plan.layouts()["hr"][0]),
+        "dtype": str(plan.hr.dtype),
+        "nodata": 0,
+        "products": [i["id"] for i in plan.hr_items],
+        "dates": [str(i["properties"].get("datetime")) for i in plan.hr_items],
+    }
 
 
 def _manifest(plan: BuildPlan, summary: dict[str, Any], n_samples: int) -> dict[str, Any]:
@@ -224,6 +260,7 @@ def _manifest(plan: BuildPlan, summary: dict[str, Any], n_samples: int) -> dict[
         "splits": {**config.splits.model_dump(mode="json"), "counts": summary["split_counts"]},
         "statistics": summary["statistics"],
         "labels": labels,
+        "hr": _hr_manifest(plan),
         "formats": {"zarr": zarr_format, "lmdb": lmdb_format},
         "checksums": summary["checksums"],
     }

@@ -84,6 +84,12 @@ def compare_zarr_with_lmdb(
             for i, band in enumerate(spec["bands"]):
                 if not np.array_equal(arr[:, i], sample[band]):
                     problems.append(f"sample {row.key}: band {band} differs between Zarr and LMDB")
+        hr = manifest.get("hr")
+        if hr is not None:
+            values_hr = read_slot(group, "hr", row.zarr_index)
+            for i, tensor in enumerate(hr["tensors"]):
+                if not np.array_equal(values_hr[i], sample[tensor]):
+                    problems.append(f"sample {row.key}: HR band {tensor} differs between Zarr and LMDB")
         for layer in (manifest["labels"] or {}).get("layers", {}):
             if not np.array_equal(read_slot(group, layer, row.zarr_index), sample[layer]):
                 problems.append(f"sample {row.key}: label layer {layer} differs between Zarr and LMDB")
@@ -92,7 +98,7 @@ def compare_zarr_with_lmdb(
 
 def compare_with_sources(path: Path, manifest: dict[str, Any], rows: gpd.GeoDataFrame) -> list[str]:
     """Re-read the source pixels of ``rows`` through the build's grid and cube, and compare bit for bit."""
-    from eoshard.flows.build import plan_build
+    from eoshard.flows.build import nested_window, plan_build
 
     plan_data = json.loads((path / "_build" / "plan.json").read_text())
     config_data = plan_data["config"]
@@ -110,6 +116,11 @@ def compare_with_sources(path: Path, manifest: dict[str, Any], rows: gpd.GeoData
             (source,) = dask.compute(cube.data[..., rs, cs], scheduler="synchronous")
             if not np.array_equal(source[kept], read_slot(group, name, row.zarr_index)[kept]):
                 problems.append(f"sample {row.key}: group {name} differs from the source pixels")
+        if plan.hr is not None:
+            rs, cs = nested_window(patch, plan.hr_factor)
+            (source,) = dask.compute(plan.hr.data[:, rs, cs], scheduler="synchronous")
+            if not np.array_equal(source, read_slot(group, "hr", row.zarr_index)):
+                problems.append(f"sample {row.key}: hr differs from the source pixels")
     return problems
 
 

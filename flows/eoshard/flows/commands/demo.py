@@ -17,4 +17,7 @@ def demo_data(directory: Annotated[Path, typer.Argument(help="folder to write th
 
     with console.status("rendering the demo products"):
         made = write_demo_data(directory)
-    console.print(f"wrote {made.n_items} products to {made.catalog}, parcels to {made.parcels}, AOI {made.aoi}")
+    console.print(
+        f"wrote {made.n_items} products to {made.catalog}, parcels to {made.parcels}, AOI {made.aoi}, "
+        f"HR products to {made.hr}"
+    )

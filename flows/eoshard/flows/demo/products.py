@@ -14,10 +14,10 @@ import pystac
 import rasterio
 import shapely
 from rasterio.features import shapes
-from rasterio.io import MemoryFile
-from rasterio.shutil import copy as rio_copy
 from shapely.geometry import box, mapping, shape
 
+from eoshard.flows.demo.cog import write_cog
+from eoshard.flows.demo.hr import write_hr
 from eoshard.flows.demo.scene import (
     BAND_RESOLUTIONS,
     BOA_ADD_OFFSET,
@@ -53,6 +53,7 @@ class DemoData:
     aoi: Path
     parcels: Path
     n_items: int
+    hr: Path | None = None  # ItemCollection of the 2.5 m products (see demo/hr.py)
 
 
 def acquisitions() -> list[Acquisition]:
@@ -66,18 +67,7 @@ def acquisitions() -> list[Acquisition]:
 
 
 def _write_cog(path: Path, array: np.ndarray, tile: Tile, resolution: int) -> None:
-    profile = {
-        "driver": "GTiff", "dtype": array.dtype.name, "count": 1, "width": array.shape[1],
-        "height": array.shape[0], "crs": f"EPSG:{tile.epsg}", "transform": tile.transform(resolution),
-        "nodata": 0,
-    }  # fmt: skip
-    with MemoryFile() as mem:
-        with mem.open(**profile) as ds:
-            ds.write(array, 1)
-        with mem.open() as src:
-            rio_copy(
-                src, str(path), driver="COG", compress="DEFLATE", blocksize=256, overview_resampling="nearest"
-            )
+    write_cog(path, array, tile.epsg, tile.transform(resolution))
 
 
 def _footprint(scene: Scene, tile: Tile) -> shapely.Geometry:
@@ -172,7 +162,8 @@ def write_demo_data(root: Path) -> DemoData:
     aoi = {"type": "FeatureCollection", "features": [
         {"type": "Feature", "properties": {"name": "demo AOI"}, "geometry": mapping(box(*AOI_BOUNDS_LONLAT))}]}  # fmt: skip
     aoi_path.write_text(json.dumps(aoi, indent=1))
-    return DemoData(root, root / "catalog" / "catalog.json", aoi_path, parcels_path, n_items)
+    hr = write_hr(root / "hr", world)
+    return DemoData(root, root / "catalog" / "catalog.json", aoi_path, parcels_path, n_items, hr)
 
 
 def read_pixels(path: Path) -> np.ndarray:

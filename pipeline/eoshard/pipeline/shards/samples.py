@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -29,6 +29,8 @@ class Sample:
     crs: str
     transform: tuple[float, ...]
     split: str
+    paired: Mapping[str, np.ndarray] = field(default_factory=dict)  # e.g. "hr": (C, H * f, W * f), one date
+    paired_bands: Mapping[str, Sequence[str]] = field(default_factory=dict)
 
     @property
     def kept_dates(self) -> list[str]:
@@ -42,6 +44,9 @@ class Sample:
             values = self.images[group][kept]
             for i, band in enumerate(bands):
                 out[band] = np.ascontiguousarray(values[:, i])
+        for name, values in self.paired.items():
+            for i, band in enumerate(self.paired_bands[name]):
+                out[f"{name}_{band}"] = np.ascontiguousarray(values[i])
         out.update({name: np.ascontiguousarray(layer) for name, layer in self.labels.items()})
         kept_dates = self.kept_dates
         out["valid_mask"] = np.ascontiguousarray(self.selection.mask[kept])
@@ -62,6 +67,8 @@ class Sample:
             "groups": json.dumps({g: list(b) for g, b in self.groups.items()}),
             "split": self.split,
         }
+        if self.paired:
+            metadata["paired"] = json.dumps({name: list(self.paired_bands[name]) for name in self.paired})
         return canonical_safetensors(save(self.tensors(), metadata=metadata))
 
     def slot(self) -> dict[str, np.ndarray]:
@@ -71,6 +78,7 @@ class Sample:
         for group, values in self.images.items():
             out[group] = np.where(kept[:, None, None, None], values, np.zeros_like(values))
         out.update(self.labels)
+        out.update(self.paired)
         out["valid_mask"] = self.selection.mask & kept[:, None, None]
         out["valid_fraction"] = self.selection.fraction
         out["time_mask"] = kept
@@ -88,7 +96,11 @@ class Sample:
             values, counts = np.unique(classes, return_counts=True)
             histogram = {str(int(v)): int(c) for v, c in zip(values, counts, strict=True)}
             labelled = float((classes != 0).mean())
+        paired = {
+            f"{name}_coverage": float((values != 0).any(axis=0).mean()) for name, values in self.paired.items()
+        }
         return {
+            **paired,
             "key": self.key,
             "split": self.split,
             "crs": self.crs,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -41,12 +41,14 @@ class ShardSpec:
     block_size: float = 5120.0
     fractions: tuple[float, ...] = (0.8, 0.1, 0.1)
     seed: int = 0
+    paired: Mapping[str, Sequence[str]] = field(default_factory=dict)  # e.g. {"hr": ("red", "green", "blue")}
 
 
 def materialize_shard(
     spec: ShardSpec,
     images: Mapping[str, Sequence[np.ndarray]],
     labels: Mapping[str, Sequence[np.ndarray]],
+    paired: Mapping[str, Sequence[np.ndarray]] | None = None,
 ) -> dict[str, Any]:
     """Make the shard's samples, write its Zarr shard whole, and return what the driver commits.
 
@@ -57,6 +59,8 @@ def materialize_shard(
     records: list[tuple[str, bytes]] = []
     rows: list[dict[str, Any]] = []
     histograms: dict[str, list[stats.Histogram]] = {b: [] for bs in spec.groups.values() for b in bs}
+    histograms.update({f"{name}_{b}": [] for name, bs in spec.paired.items() for b in bs})
+    paired = paired or {}
     class_counts: list[stats.Histogram] = []
     dropped = 0
     for n, key in enumerate(spec.keys):
@@ -80,6 +84,8 @@ def materialize_shard(
             split=block_split(
                 transform[2], transform[5], block_size=spec.block_size, fractions=spec.fractions, seed=spec.seed
             ),
+            paired={name: np.asarray(values[n]) for name, values in paired.items()},
+            paired_bands=spec.paired,
         )
         slots.append(sample.slot())
         value = sample.to_safetensors()
@@ -101,6 +107,9 @@ def materialize_shard(
             kept = patch_images[group][selection.kept]
             for i, band in enumerate(bands):
                 histograms[band].append(stats.histogram(kept[:, i]))
+        for name, bands in spec.paired.items():
+            for i, band in enumerate(bands):
+                histograms[f"{name}_{band}"].append(stats.histogram(sample.paired[name][i]))
         if "class" in sample.labels:
             class_counts.append(stats.histogram(sample.labels["class"], nodata=-(2**31)))
     checksums = {}

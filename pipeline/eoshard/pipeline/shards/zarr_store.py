@@ -47,6 +47,8 @@ def _dims(name: str, ndim: int) -> list[str]:
     """Dimension names; a group's band and pixel axes carry its name, so xarray sees no conflicting sizes."""
     if name in ("valid_fraction", "time_mask"):
         return ["time"]
+    if name == "hr":  # the paired finer source: one date, bands first
+        return ["band_hr", "y_hr", "x_hr"]
     if ndim == 4:
         return ["time", f"band_{name}", f"y_{name}", f"x_{name}"]
     return _DIMS[ndim]
