@@ -15,6 +15,7 @@ import xarray as xr
 from distributed import Client
 from odc.geo.geobox import GeoBox
 
+from eoshard.catalog import search
 from eoshard.flows.aoi import read_aoi
 from eoshard.flows.config import BuildConfig
 from eoshard.flows.products import find_products
