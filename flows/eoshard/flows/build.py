@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import dask
 import geopandas as gpd
+import pystac
 import xarray as xr
 from distributed import Client
 from odc.geo.geobox import GeoBox
@@ -88,7 +89,7 @@ class BuildPlan:
         keys = "\n".join(p.key for p in self.patches).encode()
         return {
             "format_version": FORMAT_VERSION,
-            "config": self.config.model_dump(mode="json", exclude={"output": {"path"}}),
+            "config": self.config.model_dump(mode="json", exclude={"output": {"path"}, "refresh": True}),
             "dates": self.dates,
             "products": sorted(i["id"] for i in self.items),
             "keys_sha256": hashlib.sha256(keys).hexdigest(),
@@ -105,11 +106,11 @@ class BuildResult:
     manifest: dict[str, Any]
 
 
-def plan_build(config: BuildConfig) -> BuildPlan:
-    """Search, then set up the lazy cubes, labels and patches; reads no pixels."""
+def search_products(config: BuildConfig) -> pystac.ItemCollection:
+    """The products of the config's catalog, AOI, period and cloud limit (sorted by datetime, id)."""
     area, area_crs = read_aoi(config.aoi)
     area_4326 = gpd.GeoSeries([area], crs=area_crs).to_crs(4326).iloc[0]
-    items = search(
+    return search(
         config.catalog.source,
         area=area_4326,
         start=config.period.start,
@@ -117,9 +118,15 @@ def plan_build(config: BuildConfig) -> BuildPlan:
         collection=config.catalog.collection,
         max_cloud=config.catalog.max_cloud,
     )
+
+
+def plan_build(config: BuildConfig, items: Sequence[pystac.Item] | None = None) -> BuildPlan:
+    """Search (unless ``items`` are given), then set up the lazy cubes, labels and patches; reads no pixels."""
+    area, area_crs = read_aoi(config.aoi)
+    products = list(search_products(config) if items is None else items)
     grid = grid_for_area(area, area_crs, resolution=config.grid.resolution, crs=config.grid.crs)
     cubes = open_cube(
-        list(items),
+        products,
         grid,
         config.bands,
         chunksize=config.grid.chunksize,
@@ -138,7 +145,7 @@ def plan_build(config: BuildConfig) -> BuildPlan:
     base = abs(grid.resolution.x)
     align = max(round(abs(float(c.x[1] - c.x[0])) / base) for c in cubes.values())
     patches = _select_patches(config, grid, align, parcels)
-    return BuildPlan(config, [stackstac_ready(i) for i in items], grid, cubes, labels, patches)
+    return BuildPlan(config, [stackstac_ready(i) for i in products], grid, cubes, labels, patches)
 
 
 def _select_patches(
@@ -161,20 +168,28 @@ def _select_patches(
 
 def shard_task(plan: BuildPlan, index: int, shard: list[Patch]) -> Any:
     """The lazy task that makes and writes shard ``index`` (its arguments are windows of the lazy cubes)."""
-    config = plan.config
     images = {
         name: [cube.data[..., p.window(plan.factors[name])[0], p.window(plan.factors[name])[1]] for p in shard]
         for name, cube in plan.cubes.items()
     }
-    labels = (
-        {}
-        if plan.labels is None
-        else {
-            str(layer): [values.data[p.window(plan.label_factor(str(layer)))] for p in shard]
-            for layer, values in plan.labels.data_vars.items()
-        }
-    )
-    spec = ShardSpec(
+    spec = shard_spec(plan, index, shard)
+    return dask.delayed(materialize_shard, pure=True)(spec, images, label_windows(plan, shard))
+
+
+def label_windows(plan: BuildPlan, shard: list[Patch]) -> dict[str, list[Any]]:
+    """The lazy label windows of a shard's patches, by layer."""
+    if plan.labels is None:
+        return {}
+    return {
+        str(layer): [values.data[p.window(plan.label_factor(str(layer)))] for p in shard]
+        for layer, values in plan.labels.data_vars.items()
+    }
+
+
+def shard_spec(plan: BuildPlan, index: int, shard: list[Patch]) -> ShardSpec:
+    """What the task of shard ``index`` needs besides the pixels."""
+    config = plan.config
+    return ShardSpec(
         out=str(config.output.path),
         index=index,
         shard_size=config.output.shard_size,
@@ -195,7 +210,6 @@ def shard_task(plan: BuildPlan, index: int, shard: list[Patch]) -> Any:
         fractions=config.splits.fractions,
         seed=config.splits.seed,
     )
-    return dask.delayed(materialize_shard, pure=True)(spec, images, labels)
 
 
 def run_build(

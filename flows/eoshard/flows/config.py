@@ -127,6 +127,14 @@ class OutputConfig(_Model):
         return value
 
 
+class RefreshConfig(_Model):
+    """What ``eoshard refresh`` looks for besides acquisitions newer than the dataset's newest date."""
+
+    reprocessed: bool = Field(
+        False, description="also rebuild held dates that gained products (e.g. a newer processing baseline)"
+    )
+
+
 class BuildConfig(_Model):
     """Everything ``eoshard build`` needs."""
 
@@ -141,6 +149,7 @@ class BuildConfig(_Model):
     timeseries: TimeseriesConfig = TimeseriesConfig()
     splits: SplitConfig = SplitConfig()
     output: OutputConfig
+    refresh: RefreshConfig = RefreshConfig()
 
     @field_validator("aoi", mode="after")
     @classmethod

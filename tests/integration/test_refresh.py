@@ -1,0 +1,191 @@
+"""``eoshard refresh`` on the demo world: a build of the first half of the season, refreshed with the second half,
+equals a single build over the whole season file for file; a second refresh changes nothing; a held lock fails."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import warnings
+from pathlib import Path
+from typing import Any
+
+import lmdb
+import pystac
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from eoshard.flows.cli import app
+from eoshard.flows.refresh.lock import dataset_lock
+
+pytestmark = pytest.mark.slow
+
+# A small corner of the demo AOI (56 patches of 24 px in 19 shards of 3), as in test_resume.
+BBOX = [11.96, 48.005, 11.985, 48.02]
+N_HALF = 4  # dates of the first half; the demo selection has 7
+
+
+def season_items(catalog: Path) -> list[pystac.Item]:
+    """The catalog's items with absolute asset hrefs, sorted by (datetime, id)."""
+    items = []
+    for item in pystac.Catalog.from_file(str(catalog)).get_items(recursive=True):
+        item.make_asset_hrefs_absolute()
+        items.append(item)
+    return sorted(items, key=lambda i: (i.datetime, i.id))
+
+
+def write_items(items: list[pystac.Item], path: Path) -> None:
+    """An ItemCollection file: what the catalog holds at one moment."""
+    collection = pystac.ItemCollection(items)
+    path.write_text(json.dumps(collection.to_dict(transform_hrefs=False)))
+
+
+def acquired(item: pystac.Item) -> str:
+    assert item.datetime is not None
+    return item.datetime.strftime("%Y-%m-%dT%H:%M:%S")
+
+
+def write_config(path: Path, items: Path, out: Path, **extra: Any) -> Path:
+    config = {
+        "name": "refresh",
+        "catalog": {"source": str(items), "collection": "sentinel-2-l2a", "max_cloud": 60},
+        "aoi": BBOX,
+        "period": {"start": "2024-04-01", "end": "2024-09-30"},
+        "bands": ["B02", "B11"],
+        "grid": {"resolution": 10, "chunksize": 128},
+        "labels": {"path": str(extra.pop("parcels")), "class_column": "class_code", "id_column": "parcel_id"},
+        "patches": {"size": 24},
+        "splits": {"block_size": 480},
+        "output": {"path": str(out), "shard_size": 3, "lmdb_parts": 2, **extra.pop("output", {})},
+        **extra,
+    }
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def invoke(*args: str) -> Any:
+    """The CLI in process; the demo parcels' one invalid geometry (repaired, see test_demo_build) is expected."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="1 of 480 label geometries were invalid", category=UserWarning)
+        return CliRunner().invoke(app, [*args, "--workers", "1"])
+
+
+def files(root: Path) -> dict[str, bytes]:
+    """Every file but the LMDB environments (compared by content: their pages depend on commit order)."""
+    return {
+        str(p.relative_to(root)): p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and "data.lmdb" not in p.parts
+    }
+
+
+def lmdb_contents(root: Path) -> dict[str, dict[bytes, bytes]]:
+    parts = {}
+    for part in sorted((root / "data.lmdb").iterdir()):
+        env = lmdb.open(str(part), readonly=True, lock=False)
+        with env.begin() as txn:
+            parts[part.name] = {bytes(k): bytes(v) for k, v in txn.cursor()}
+        env.close()
+    return parts
+
+
+def snapshot(root: Path) -> dict[str, tuple[str, int]]:
+    """SHA-256 and modification time (ns) of every file under ``root``."""
+    return {
+        str(p.relative_to(root)): (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime_ns)
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+def build_half(root: Path, demo_data: Any, keep: Any, **extra: Any) -> dict[str, Any]:
+    """Build ``root/refreshed`` from the items ``keep`` accepts, then grow the catalog file to the whole season.
+
+    The demo catalog is copied into ``root`` first, so a test may move its files without touching other tests.
+    """
+    shutil.copytree(demo_data.catalog.parent, root / "catalog")
+    items = season_items(root / "catalog" / "catalog.json")
+    first = [i for i in items if keep(i)]
+    catalog = root / "items.json"
+    write_items(first, catalog)
+    out = root / "refreshed"
+    config = write_config(root / "refreshed.yaml", catalog, out, parcels=demo_data.parcels, **extra)
+    result = invoke("build", str(config))
+    assert result.exit_code == 0, result.output
+    half = json.loads((out / "dataset.json").read_text())
+    write_items(items, catalog)  # the rest of the season arrives
+    reference = root / "reference"
+    config_ref = write_config(root / "reference.yaml", catalog, reference, parcels=demo_data.parcels, **extra)
+    return {"root": root, "config": config, "out": out, "half": half, "items": items, "first": first,
+            "reference": reference, "reference_config": config_ref}  # fmt: skip
+
+
+def assert_same_as_a_single_build(case: dict[str, Any]) -> None:
+    """Every file of the refreshed dataset equals the single build's, byte for byte (LMDB: key for key)."""
+    built = invoke("build", str(case["reference_config"]))
+    assert built.exit_code == 0, built.output
+    expected, got = files(case["reference"]), files(case["out"])
+    assert sorted(got) == sorted(expected)
+    for name, data in expected.items():
+        assert got[name] == data, f"{name} differs from a single build over the whole season"
+    assert lmdb_contents(case["out"]) == lmdb_contents(case["reference"])
+
+
+CUT = "2024-06-20"  # the first half: 2024-04-08, 05-18 and 06-07 pass the cloud limit; the season has 7 dates
+SECOND_HALF = ["2024-07-17T10:20:21", "2024-08-06T10:20:21", "2024-08-26T10:20:21", "2024-09-15T10:20:21"]
+
+
+@pytest.fixture(scope="module")
+def season(demo_data: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The first half of the season built; the catalog file then holds the whole season."""
+    return build_half(tmp_path_factory.mktemp("season"), demo_data, lambda i: acquired(i) < CUT)
+
+
+def test_refresh_appends_the_new_dates_reading_only_new_products(season: dict[str, Any]) -> None:
+    half, out = season["half"], season["out"]
+    assert half["dates"] == ["2024-04-08T10:20:21", "2024-05-18T10:20:21", "2024-06-07T10:20:21"]
+    assert (half["n_samples"], half["dropped"]) == (56, {"too_few_dates": 0})
+    # The old products' files go away during the refresh: what the dataset holds must come from its own shards.
+    hidden = season["root"] / "hidden"
+    moved = []
+    for item in season["first"]:
+        for asset in item.assets.values():
+            source = Path(asset.href)
+            target = hidden / source.relative_to(season["root"])
+            target.parent.mkdir(parents=True, exist_ok=True)
+            source.rename(target)
+            moved.append((target, source))
+    try:
+        result = invoke("refresh", str(season["config"]))
+    finally:
+        for target, source in moved:
+            target.rename(source)
+    assert result.exit_code == 0, result.output
+    assert "8 new product(s), 0 reprocessed" in result.output
+    refreshed = json.loads((out / "dataset.json").read_text())
+    assert refreshed["dates"] == half["dates"] + SECOND_HALF
+    assert refreshed["products"] == [i.id for i in season["items"] if i.properties["eo:cloud_cover"] <= 60]
+    assert refreshed["keys"] == half["keys"]
+    assert not list(out.parent.glob(".refreshed.refresh*")), "the staging folder and journal are cleaned up"
+    collection = json.loads((out / "collection.json").read_text())
+    assert collection["extent"]["temporal"]["interval"] == [["2024-04-08T10:20:21Z", "2024-09-15T10:20:21Z"]]
+    assert_same_as_a_single_build(season)
+
+
+def test_a_second_refresh_changes_nothing(season: dict[str, Any]) -> None:
+    before = snapshot(season["out"])
+    result = invoke("refresh", str(season["config"]))
+    assert result.exit_code == 0, result.output
+    assert "up to date" in result.output
+    assert snapshot(season["out"]) == before
+
+
+def test_a_refresh_while_the_lock_is_held_fails_clearly(season: dict[str, Any]) -> None:
+    before = snapshot(season["out"])
+    with dataset_lock(season["out"], "eoshard refresh (another one)"):
+        result = invoke("refresh", str(season["config"]))
+        assert result.exit_code == 1
+        assert "is locked by pid" in result.output and "another refresh is running" in result.output
+        assert "Traceback" not in result.output
+    assert snapshot(season["out"]) == before
