@@ -11,9 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import lmdb
+import numpy as np
 import pystac
 import pytest
 import yaml
+import zarr
 from typer.testing import CliRunner
 
 from eoshard.flows.cli import app
@@ -132,6 +134,9 @@ def assert_same_as_a_single_build(case: dict[str, Any]) -> None:
     assert lmdb_contents(case["out"]) == lmdb_contents(case["reference"])
 
 
+# Further east, where the swath edge cuts 2024-05-18 (and 07-17 further west): 70 patches of
+# 24 px, some of which lose 05-18 (some keep it with a part masked).
+EAST = [11.99, 48.005, 12.02, 48.02]
 CUT = "2024-06-20"  # the first half: 2024-04-08, 05-18 and 06-07 pass the cloud limit; the season has 7 dates
 SECOND_HALF = ["2024-07-17T10:20:21", "2024-08-06T10:20:21", "2024-08-26T10:20:21", "2024-09-15T10:20:21"]
 
@@ -139,13 +144,18 @@ SECOND_HALF = ["2024-07-17T10:20:21", "2024-08-06T10:20:21", "2024-08-26T10:20:2
 @pytest.fixture(scope="module")
 def season(demo_data: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """The first half of the season built; the catalog file then holds the whole season."""
-    return build_half(tmp_path_factory.mktemp("season"), demo_data, lambda i: acquired(i) < CUT)
+    return build_half(tmp_path_factory.mktemp("season"), demo_data, lambda i: acquired(i) < CUT, aoi=EAST)
 
 
 def test_refresh_appends_the_new_dates_reading_only_new_products(season: dict[str, Any]) -> None:
     half, out = season["half"], season["out"]
     assert half["dates"] == ["2024-04-08T10:20:21", "2024-05-18T10:20:21", "2024-06-07T10:20:21"]
-    assert (half["n_samples"], half["dropped"]) == (56, {"too_few_dates": 0})
+    assert (half["n_samples"], half["dropped"]) == (70, {"too_few_dates": 0})
+    # samples that dropped a date cut by the swath edge (valid, but below min_valid_fraction): the refresh cannot
+    # read those pixels back, yet must write that date's valid fraction into the Zarr store as a build does
+    store = zarr.open_group(str(out / "data.zarr"), mode="r")
+    fraction, kept = np.asarray(store["valid_fraction"][:]), np.asarray(store["time_mask"][:])
+    assert (((fraction > 0) & ~kept).sum(axis=0) > 0).tolist() == [False, True, False]
     # The old products' files go away during the refresh: what the dataset holds must come from its own shards.
     hidden = season["root"] / "hidden"
     moved = []
@@ -189,3 +199,34 @@ def test_a_refresh_while_the_lock_is_held_fails_clearly(season: dict[str, Any]) 
         assert "is locked by pid" in result.output and "another refresh is running" in result.output
         assert "Traceback" not in result.output
     assert snapshot(season["out"]) == before
+
+
+REPROCESSED = "S2A_MSIL2A_20240518T102021_N0511_R065_T32UQU_20241002T080513"  # baseline 05.11, made in October
+
+
+@pytest.fixture(scope="module")
+def reprocessed(demo_data: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The first half without a later reprocessing of one of its products, and samples that need three dates."""
+    return build_half(
+        tmp_path_factory.mktemp("reprocessed"),
+        demo_data,
+        lambda i: acquired(i) < CUT and i.id != REPROCESSED,
+        aoi=EAST,
+        timeseries={"min_dates": 3},
+        refresh={"reprocessed": True},
+    )
+
+
+def test_reprocessed_dates_and_newly_qualifying_samples_come_from_the_sources(reprocessed: dict[str, Any]) -> None:
+    half = reprocessed["half"]
+    # east of the 05-18 swath edge, patches keep two of the first half's three dates: too few for min_dates 3
+    assert (half["n_samples"], half["dropped"]) == (39, {"too_few_dates": 31})
+    assert REPROCESSED not in half["products"]
+    result = invoke("refresh", str(reprocessed["config"]))
+    assert result.exit_code == 0, result.output
+    assert "8 new product(s), 1 reprocessed" in result.output
+    assert result.output.split("dates read again:")[1].split() == ["2024-05-18T10:20:21"]
+    refreshed = json.loads((reprocessed["out"] / "dataset.json").read_text())
+    assert (refreshed["n_samples"], refreshed["dropped"]) == (70, {"too_few_dates": 0})
+    assert REPROCESSED in refreshed["products"]
+    assert_same_as_a_single_build(reprocessed)
