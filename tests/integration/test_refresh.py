@@ -5,7 +5,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import re
 import shutil
+import signal
+import subprocess
+import sys
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -19,7 +25,7 @@ import zarr
 from typer.testing import CliRunner
 
 from eoshard.flows.cli import app
-from eoshard.flows.refresh.lock import dataset_lock
+from eoshard.flows.refresh.lock import LOCK_NAME, dataset_lock
 
 pytestmark = pytest.mark.slow
 
@@ -225,8 +231,53 @@ def test_reprocessed_dates_and_newly_qualifying_samples_come_from_the_sources(re
     result = invoke("refresh", str(reprocessed["config"]))
     assert result.exit_code == 0, result.output
     assert "8 new product(s), 1 reprocessed" in result.output
-    assert result.output.split("dates read again:")[1].split() == ["2024-05-18T10:20:21"]
+    assert re.search(r"dates read again:\s+(\S+)", result.output)[1] == "2024-05-18T10:20:21"  # type: ignore[index]
     refreshed = json.loads((reprocessed["out"] / "dataset.json").read_text())
     assert (refreshed["n_samples"], refreshed["dropped"]) == (70, {"too_few_dates": 0})
     assert REPROCESSED in refreshed["products"]
     assert_same_as_a_single_build(reprocessed)
+
+
+@pytest.fixture(scope="module")
+def crashed(demo_data: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    return build_half(tmp_path_factory.mktemp("crashed"), demo_data, lambda i: acquired(i) < CUT, aoi=EAST)
+
+
+def test_a_refresh_killed_midway_leaves_the_old_dataset_and_a_rerun_finishes_it(crashed: dict[str, Any]) -> None:
+    out = crashed["out"]
+    before = snapshot(out)
+    commits = out.with_name(".refreshed.refresh") / "_build" / "commits"
+    command = [
+        sys.executable,
+        "-c",
+        "from eoshard.flows.cli import main; main()",
+        "refresh",
+        str(crashed["config"]),
+    ]
+    log = crashed["root"] / "killed.log"
+    with log.open("wb") as sink:
+        process = subprocess.Popen(
+            [*command, "--workers", "1"], stdout=sink, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    deadline = time.monotonic() + 300
+    while len(list(commits.glob("shard-*.json"))) < 3:
+        assert process.poll() is None, f"the refresh ended early: {log.read_text()}"
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+    os.killpg(process.pid, signal.SIGKILL)  # the driver, its scheduler and its workers
+    process.wait()
+    # the dataset is the old one, untouched, and its lock tells what happened
+    after = snapshot(out)
+    assert after.pop(LOCK_NAME)
+    assert after == before
+    assert json.loads((out / "dataset.json").read_text())["dates"] == crashed["half"]["dates"]
+    stale = invoke("refresh", str(crashed["config"]))
+    assert stale.exit_code == 1
+    assert "has a stale lock" in stale.output and "Traceback" not in stale.output
+    done = {p.name: p.stat().st_mtime_ns for p in commits.glob("shard-*.json")}
+    (out / LOCK_NAME).unlink()  # what the message asks for, once the dataset was looked at
+    result = invoke("refresh", str(crashed["config"]))
+    assert result.exit_code == 0, result.output
+    resumed = {name: (out / "_build" / "commits" / name).stat().st_mtime_ns for name in done}
+    assert resumed == done, "the shards written before the kill were kept, not written again"
+    assert_same_as_a_single_build(crashed)
