@@ -34,4 +34,10 @@ def demo_data(tmp_path_factory: pytest.TempPathFactory):
     return write_demo_data(tmp_path_factory.mktemp("demo"))
 
 
-pytest_plugins = ["tests.services.dask_cluster"]  # real Dask scheduler and workers on 127.0.0.1
+# real Dask scheduler and workers, and a real STAC API (pgSTAC), on 127.0.0.1
+pytest_plugins = [
+    "tests.services.dask_cluster",
+    "tests.services.pgstac",
+    "tests.services.fault_proxy",
+    "tests.services.dhus_replay",
+]

@@ -28,7 +28,7 @@ def _valid(tmp_path: Path) -> dict:
 
 def test_relative_paths_resolve_against_the_config_folder(tmp_path: Path) -> None:
     config = parse_config(_valid(tmp_path), tmp_path)
-    assert config.catalog.source == (tmp_path / "catalog.json").resolve()
+    assert config.catalog.source == str((tmp_path / "catalog.json").resolve())
     assert config.output.path == (tmp_path / "out").resolve()
     assert config.aoi == (11.9, 48.0, 12.0, 48.1)
     assert config.patches.size == 64 and config.output.formats == ("zarr", "lmdb")

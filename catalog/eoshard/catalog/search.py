@@ -1,15 +1,29 @@
-"""One entry point to find products: ``search`` over a static source (the API sources join it later)."""
+"""One entry point to find products: ``search`` over a STAC API, a static catalog or file, or a DHuS mirror."""
 
 from __future__ import annotations
 
 from datetime import date, datetime
 from pathlib import Path
+from typing import Literal
 
 import pystac
 import shapely
 
 from eoshard.catalog.errors import EmptySelectionError
+from eoshard.catalog.stac_api import ApiOptions, public_url, search_api
 from eoshard.catalog.static import matches, read_static_items
+
+SourceKind = Literal["auto", "stac-api", "static", "dhus"]
+
+
+def source_kind(source: Path | str, kind: SourceKind = "auto") -> SourceKind:
+    """``auto``: an http(s) URL ending in ``.json`` is a static file, any other URL a STAC API, a path static."""
+    if kind != "auto":
+        return kind
+    text = str(source)
+    if text.startswith(("http://", "https://")):
+        return "static" if text.split("?")[0].endswith((".json", ".geojson")) else "stac-api"
+    return "static"
 
 
 def search(
@@ -20,17 +34,37 @@ def search(
     end: date | datetime | str,
     collection: str | None = None,
     max_cloud: float | None = None,
+    kind: SourceKind = "auto",
+    options: ApiOptions | None = None,
 ) -> pystac.ItemCollection:
     """Products of ``source`` that intersect ``area`` (EPSG:4326), lie in ``[start, end]`` and are clear enough.
 
-    Items come sorted by (datetime, id), so the same inputs always give the same order.
+    Every kind of source applies the same filters (a STAC API on the server, the others in process), and items
+    come sorted by (datetime, id), so the same inputs always give the same order.
     Raises ``EmptySelectionError`` when nothing matches.
     """
-    found = [item for item in read_static_items(source, collection) if matches(item, area, start, end, max_cloud)]
+    options = options or ApiOptions()
+    match source_kind(source, kind):
+        case "stac-api":
+            found = list(
+                search_api(
+                    str(source), area=area, start=start, end=end, collection=collection, max_cloud=max_cloud,
+                    options=options,
+                ).items
+            )  # fmt: skip
+        case "dhus":
+            from eoshard.catalog.dhus import search_dhus
+
+            found = search_dhus(str(source), area=area, start=start, end=end, collection=collection,
+                                max_cloud=max_cloud, options=options)  # fmt: skip
+        case _:
+            items = read_static_items(source, collection)
+            found = [item for item in items if matches(item, area, start, end, max_cloud)]
     if not found:
         cloud = "" if max_cloud is None else f" with eo:cloud_cover <= {max_cloud:g}%"
+        where = public_url(str(source)) if str(source).startswith("http") else str(source)
         raise EmptySelectionError(
-            f"no product{' of collection ' + repr(collection) if collection else ''} in {source} intersects the "
+            f"no product{' of collection ' + repr(collection) if collection else ''} in {where} intersects the "
             f"AOI (bounds {tuple(round(v, 5) for v in area.bounds)}, EPSG:4326) between {start} and {end}{cloud}: "
             "check the AOI and its CRS, widen the period or raise max_cloud"
         )

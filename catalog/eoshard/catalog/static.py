@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, date, datetime, time
 from pathlib import Path
 from typing import Any
@@ -30,6 +30,12 @@ def _load_json(path: Path) -> dict[str, Any]:
     return data
 
 
+def item_from_dict(data: dict[str, Any]) -> pystac.Item:
+    """An item as the source wrote it: pystac's extension migrations are skipped, so ``proj:epsg`` and older
+    extension fields stay where records and stackstac look for them."""
+    return pystac.Item.from_dict(data, preserve_dict=False, migrate=False)
+
+
 def read_static_items(source: Path | str, collection: str | None = None) -> Iterator[pystac.Item]:
     """All items of a static source, optionally only those of one collection.
 
@@ -40,8 +46,7 @@ def read_static_items(source: Path | str, collection: str | None = None) -> Iter
     data = _load_json(path)
     kind = data.get("type")
     if kind == "FeatureCollection":
-        items: Iterable[pystac.Item] = pystac.ItemCollection.from_dict(data, preserve_dict=False).items
-        for item in items:
+        for item in map(item_from_dict, data.get("features", [])):
             if collection is None or item.collection_id == collection:
                 yield item
         return
@@ -56,7 +61,7 @@ def read_static_items(source: Path | str, collection: str | None = None) -> Iter
             yield item
 
 
-def _as_datetime(value: date | datetime | str, end: bool) -> datetime:
+def as_utc(value: date | datetime | str, end: bool) -> datetime:
     """A naive UTC datetime; a bare date covers the whole day."""
     if isinstance(value, str):
         value = datetime.fromisoformat(value) if "T" in value else date.fromisoformat(value)
@@ -78,7 +83,7 @@ def matches(
     when = item.datetime or item.common_metadata.start_datetime
     if when is None:
         return False
-    if not _as_datetime(start, end=False) <= _as_datetime(when, end=False) <= _as_datetime(end, end=True):
+    if not as_utc(start, end=False) <= as_utc(when, end=False) <= as_utc(end, end=True):
         return False
     if max_cloud is not None:
         cloud = item.properties.get("eo:cloud_cover")

@@ -15,9 +15,9 @@ import xarray as xr
 from distributed import Client
 from odc.geo.geobox import GeoBox
 
-from eoshard.catalog import search
 from eoshard.flows.aoi import read_aoi
 from eoshard.flows.config import BuildConfig
+from eoshard.flows.products import find_products
 from eoshard.flows.shard_runner import run_shards
 from eoshard.pipeline.cube import open_cube, stackstac_ready
 from eoshard.pipeline.grid import grid_for_area
@@ -110,14 +110,7 @@ def search_products(config: BuildConfig) -> pystac.ItemCollection:
     """The products of the config's catalog, AOI, period and cloud limit (sorted by datetime, id)."""
     area, area_crs = read_aoi(config.aoi)
     area_4326 = gpd.GeoSeries([area], crs=area_crs).to_crs(4326).iloc[0]
-    return search(
-        config.catalog.source,
-        area=area_4326,
-        start=config.period.start,
-        end=config.period.end,
-        collection=config.catalog.collection,
-        max_cloud=config.catalog.max_cloud,
-    )
+    return find_products(config, area_4326)
 
 
 def plan_build(config: BuildConfig, items: Sequence[pystac.Item] | None = None) -> BuildPlan:

@@ -45,12 +45,36 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _source(value: str, info: ValidationInfo) -> str:
+    """A URL stays as it is; a path is resolved relative to the config file and must exist."""
+    if value.startswith(("http://", "https://")):
+        return value
+    return str(_resolve_existing(Path(value), info))
+
+
 class CatalogConfig(_Model):
     """Where products come from and which ones qualify."""
 
-    source: ExistingPath = Field(description="static STAC catalog.json, ItemCollection or FeatureCollection file")
+    source: Annotated[str, AfterValidator(_source)] = Field(
+        description="STAC API root URL, DHuS mirror URL (with kind: dhus), or a static catalog.json, "
+        "ItemCollection or FeatureCollection file"
+    )
+    kind: Literal["auto", "stac-api", "static", "dhus"] = Field(
+        "auto", description="auto: an http(s) URL is a STAC API (a .json URL a static file), a path is static"
+    )
     collection: str | None = None
     max_cloud: float = Field(100.0, ge=0, le=100, description="highest eo:cloud_cover kept, in percent")
+    page_size: int = Field(100, ge=1, le=10000, description="items per page asked of an API")
+    modifier: str | None = Field(
+        None, description="package.module:function that signs items, e.g. planetary_computer:sign_inplace"
+    )
+    headers_from_env: dict[str, str] = Field(
+        default_factory=dict,
+        description="HTTP header -> name of the environment variable holding its value (tokens stay out of files)",
+    )
+    selection: ExistingPath | None = Field(
+        None, description="a selection saved by `eoshard select --out`: the build uses it instead of searching"
+    )
 
 
 class PeriodConfig(_Model):

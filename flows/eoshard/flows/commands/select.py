@@ -5,17 +5,21 @@ from __future__ import annotations
 import json
 from datetime import date
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 import geopandas as gpd
 import pandas as pd
 import typer
 from rich.table import Table
 
-from eoshard.catalog import Selection, read_static_items, select
+from eoshard.catalog import Selection, read_static_items, search, select
+from eoshard.catalog.search import SourceKind
+from eoshard.catalog.search import source_kind as resolve_kind
+from eoshard.catalog.stac_api import ApiOptions
 from eoshard.flows.aoi import read_aoi
 from eoshard.flows.app import app, console, user_errors
 from eoshard.flows.config import ConfigError, load_config
+from eoshard.flows.products import api_options
 
 
 def parse_aoi(text: str) -> Path | tuple[float, float, float, float]:
@@ -38,8 +42,10 @@ def parse_aoi(text: str) -> Path | tuple[float, float, float, float]:
 def select_command(
     config: Annotated[Path | None, typer.Argument(help="YAML build config (its catalog, aoi and period)")] = None,
     source: Annotated[
-        str | None, typer.Option(help="static catalog.json, ItemCollection or FeatureCollection")
+        str | None,
+        typer.Option(help="STAC API root URL, DHuS URL (--kind dhus), or a static catalog / ItemCollection file"),
     ] = None,
+    kind: Annotated[str, typer.Option(help="auto, stac-api, static or dhus")] = "auto",
     collection: Annotated[str | None, typer.Option(help="only items of this collection")] = None,
     aoi: Annotated[str | None, typer.Option(help="vector file, or minx,miny,maxx,maxy (use --aoi=-1,...)")] = None,
     start: Annotated[str | None, typer.Option(help="first day, YYYY-MM-DD")] = None,
@@ -57,6 +63,8 @@ def select_command(
         if config is not None:
             cfg = load_config(config)
             source_path: str = str(cfg.catalog.source)
+            source_kind = cfg.catalog.kind
+            options = api_options(cfg.catalog)
             collection = collection or cfg.catalog.collection
             area, area_crs = read_aoi(cfg.aoi)
             first, last = cfg.period.start, cfg.period.end
@@ -65,13 +73,21 @@ def select_command(
             if not (source and aoi and start and end):
                 raise ConfigError("give a CONFIG, or --source, --aoi, --start and --end")
             source_path = source
+            if kind not in ("auto", "stac-api", "static", "dhus"):
+                raise ConfigError(f"--kind must be auto, stac-api, static or dhus, not {kind!r}")
+            source_kind = cast(SourceKind, kind)
+            options = ApiOptions()
             area, area_crs = read_aoi(parse_aoi(aoi))
             try:
                 first, last = date.fromisoformat(start), date.fromisoformat(end)
             except ValueError as err:
                 raise ConfigError(f"--start/--end must be dates like 2024-04-01: {err}") from err
         area_4326 = gpd.GeoSeries([area], crs=area_crs).to_crs(4326).iloc[0]
-        items = list(read_static_items(source_path, collection))
+        if resolve_kind(source_path, source_kind) == "static":
+            items = list(read_static_items(source_path, collection))  # every item, so every drop has a reason
+        else:  # the server filters area, period and collection; cloudy items still come, to be shown as dropped
+            items = list(search(source_path, area=area_4326, start=first, end=last, collection=collection,
+                                kind=source_kind, options=options))  # fmt: skip
         selection = select(items, area_4326, first, last, max_cloud=max_cloud, dates=dates)
         if out is not None:
             out.write_text(json.dumps(selection.items.to_dict(), indent=1))

@@ -41,9 +41,16 @@ class RefreshResult:
     manifest: Mapping[str, Any] | None = None
 
 
-# Config fields that may differ from the build's: where the products come from, how far the period reaches, and
+# Config fields that may differ from the build's: where and how the products are found, how far the period reaches, and
 # the refresh settings themselves. Any other change makes a different dataset: build it anew.
-_MAY_CHANGE = {("catalog", "source"), ("period", "end"), ("refresh",)}
+_MAY_CHANGE = {
+    *(
+        ("catalog", field)
+        for field in ("source", "kind", "page_size", "modifier", "headers_from_env", "selection")
+    ),
+    ("period", "end"),
+    ("refresh",),
+}
 
 
 def check_config(config: BuildConfig, dataset: Path) -> None:
@@ -62,7 +69,7 @@ def check_config(config: BuildConfig, dataset: Path) -> None:
     if changed:
         raise RefreshError(
             f"the config differs from the one {dataset} was built with in {', '.join(changed)}: a refresh only "
-            "adds acquisitions (it may change catalog.source and period.end); build a new dataset for other changes"
+            "adds acquisitions (it may change where the catalog is and period.end); build a new dataset for other changes"
         )
 
 

@@ -1,0 +1,46 @@
+"""The products a job works on: a saved selection when the config names one, else a search of its catalog."""
+
+from __future__ import annotations
+
+import os
+
+import pystac
+import shapely
+
+from eoshard.catalog import search
+from eoshard.catalog.stac_api import ApiOptions, import_callable
+from eoshard.catalog.static import read_static_items
+from eoshard.flows.config import BuildConfig, CatalogConfig, ConfigError
+
+
+def api_options(catalog: CatalogConfig) -> ApiOptions:
+    """How to talk to the config's API; header values are read from the environment, never from the file."""
+    headers = {}
+    for header, variable in catalog.headers_from_env.items():
+        if variable not in os.environ:
+            raise ConfigError(
+                f"catalog.headers_from_env: {header} should come from the environment variable {variable}, "
+                "which is not set: export it, or remove the header"
+            )
+        headers[header] = os.environ[variable]
+    return ApiOptions(
+        page_size=catalog.page_size,
+        headers=headers,
+        modifier=import_callable(catalog.modifier) if catalog.modifier else None,
+    )
+
+
+def find_products(config: BuildConfig, area_4326: shapely.Geometry) -> pystac.ItemCollection:
+    """The saved selection (``catalog.selection``) as it was reviewed, or what the catalog search finds."""
+    if config.catalog.selection is not None:
+        return pystac.ItemCollection(list(read_static_items(config.catalog.selection)), clone_items=False)
+    return search(
+        config.catalog.source,
+        area=area_4326,
+        start=config.period.start,
+        end=config.period.end,
+        collection=config.catalog.collection,
+        max_cloud=config.catalog.max_cloud,
+        kind=config.catalog.kind,
+        options=api_options(config.catalog),
+    )
