@@ -26,6 +26,7 @@ from typer.testing import CliRunner
 
 from eoshard.flows.cli import app
 from eoshard.flows.refresh.lock import LOCK_NAME, dataset_lock
+from tests.services.pgstac import PgStac, with_file_uris
 
 pytestmark = pytest.mark.slow
 
@@ -54,10 +55,10 @@ def acquired(item: pystac.Item) -> str:
     return item.datetime.strftime("%Y-%m-%dT%H:%M:%S")
 
 
-def write_config(path: Path, items: Path, out: Path, **extra: Any) -> Path:
+def write_config(path: Path, source: Path | str, out: Path, **extra: Any) -> Path:
     config = {
         "name": "refresh",
-        "catalog": {"source": str(items), "collection": "sentinel-2-l2a", "max_cloud": 60},
+        "catalog": {"source": str(source), "collection": "sentinel-2-l2a", "max_cloud": 60},
         "aoi": BBOX,
         "period": {"start": "2024-04-01", "end": "2024-09-30"},
         "bands": ["B02", "B11"],
@@ -281,3 +282,38 @@ def test_a_refresh_killed_midway_leaves_the_old_dataset_and_a_rerun_finishes_it(
     resumed = {name: (out / "_build" / "commits" / name).stat().st_mtime_ns for name in done}
     assert resumed == done, "the shards written before the kill were kept, not written again"
     assert_same_as_a_single_build(crashed)
+
+
+def test_refresh_against_a_stac_api(pgstac: PgStac, demo_data: Any, tmp_path: Path) -> None:
+    """The season's first half loaded into pgSTAC and built; the second half loaded; refreshed; a no-op after."""
+    items = season_items(demo_data.catalog)
+    first = [i for i in items if acquired(i) < CUT]
+    pgstac.load(with_file_uris(first))
+    try:
+        out = tmp_path / "refreshed"
+        config = write_config(tmp_path / "api.yaml", pgstac.url, out, parcels=demo_data.parcels, aoi=EAST)
+        built = invoke("build", str(config))
+        assert built.exit_code == 0, built.output
+        half = json.loads((out / "dataset.json").read_text())
+        assert half["dates"] == ["2024-04-08T10:20:21", "2024-05-18T10:20:21", "2024-06-07T10:20:21"]
+        before = snapshot(out)
+        up_to_date = invoke("refresh", str(config))
+        assert up_to_date.exit_code == 0 and "up to date" in up_to_date.output, up_to_date.output
+        assert snapshot(out) == before
+        pgstac.load(with_file_uris([i for i in items if acquired(i) >= CUT]))  # the second half arrives
+        result = invoke("refresh", str(config))
+        assert result.exit_code == 0, result.output
+        assert "8 new product(s), 0 reprocessed" in result.output
+        refreshed = json.loads((out / "dataset.json").read_text())
+        assert refreshed["dates"] == half["dates"] + SECOND_HALF
+        after = snapshot(out)
+        again = invoke("refresh", str(config))
+        assert again.exit_code == 0 and "up to date" in again.output, again.output
+        assert snapshot(out) == after
+        reference = tmp_path / "reference"
+        config_ref = write_config(
+            tmp_path / "ref.yaml", pgstac.url, reference, parcels=demo_data.parcels, aoi=EAST
+        )
+        assert_same_as_a_single_build({"out": out, "reference": reference, "reference_config": config_ref})
+    finally:
+        pgstac.delete_collection("sentinel-2-l2a")

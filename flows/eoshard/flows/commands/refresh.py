@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.progress import Progress
 
 from eoshard.flows.app import app, console, user_errors
 from eoshard.flows.commands.build import print_summary, progress_bar, progress_callback
@@ -30,20 +32,41 @@ def refresh(
 
     with user_errors():
         cfg = load_config(config)
-        with progress_bar() as progress:
-            result = refresh_dataset(
-                cfg, partial(dask_client, scheduler, workers), progress_callback(progress, "writing shards")
-            )
+        bar = _LazyBar()
+        try:
+            result = refresh_dataset(cfg, partial(dask_client, scheduler, workers), bar)
+        finally:
+            bar.stop()
         if result.up_to_date:
-            console.print(f"{result.path} is up to date: no acquisitions after its newest date")
+            console.print(f"{result.path} is up to date: no acquisitions after its newest date", soft_wrap=True)
             return
         console.print(
             f"{len(result.new_products)} new product(s), {len(result.reprocessed_products)} reprocessed; "
             f"dates added: {', '.join(result.added_dates) or 'none'}; "
-            f"dates read again: {', '.join(result.reread_dates) or 'none'}"
+            f"dates read again: {', '.join(result.reread_dates) or 'none'}",
+            soft_wrap=True,
         )
         if cfg.output.url is not None:
             with console.status(f"publishing to {redact_url(cfg.output.url)}"):
                 publish(result.path, cfg.output.url)
         assert result.manifest is not None
         print_summary(result.path, dict(result.manifest))
+
+
+class _LazyBar:
+    """A progress bar that appears with the first shard (a refresh with nothing to do shows none)."""
+
+    def __init__(self) -> None:
+        self.progress: Progress | None = None
+        self.update: Callable[[int, int], None] | None = None
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.progress is None or self.update is None:
+            self.progress = progress_bar()
+            self.progress.start()
+            self.update = progress_callback(self.progress, "writing shards")
+        self.update(done, total)
+
+    def stop(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
