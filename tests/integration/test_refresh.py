@@ -208,6 +208,35 @@ def test_a_refresh_while_the_lock_is_held_fails_clearly(season: dict[str, Any]) 
     assert snapshot(season["out"]) == before
 
 
+def test_a_config_that_would_make_another_dataset_is_refused(season: dict[str, Any], demo_data: Any) -> None:
+    before = snapshot(season["out"])
+    config = yaml.safe_load(season["config"].read_text())
+    config["patches"]["size"] = 48
+    config["bands"] = ["B02"]
+    config["period"]["end"] = "2024-10-31"  # allowed: the season may grow
+    changed = season["root"] / "changed.yaml"
+    changed.write_text(yaml.safe_dump(config))
+    result = invoke("refresh", str(changed))
+    assert result.exit_code == 1
+    message = " ".join(result.output.split())
+    assert "differs from the one" in message and "in bands, patches.size: a refresh only adds" in message
+    assert "Traceback" not in result.output
+    assert snapshot(season["out"]) == before
+
+
+def test_refreshing_a_dataset_that_was_never_built_says_to_build_it(
+    season: dict[str, Any], demo_data: Any
+) -> None:
+    missing = season["root"] / "never-built"
+    config = write_config(season["root"] / "never.yaml", season["root"] / "items.json", missing,
+                          parcels=demo_data.parcels)  # fmt: skip
+    result = invoke("refresh", str(config))
+    assert result.exit_code == 1
+    message = " ".join(result.output.split())
+    assert "no finished dataset at" in message and "run `eoshard build` with this config" in message
+    assert not missing.exists()
+
+
 REPROCESSED = "S2A_MSIL2A_20240518T102021_N0511_R065_T32UQU_20241002T080513"  # baseline 05.11, made in October
 
 
