@@ -34,8 +34,8 @@ def eoshard_build(config_path: str, scheduler: str | None = None) -> int:
     return build(config_path, scheduler)
 
 
-# No retries: a refresh that failed leaves its lock for a person to look at (see docs/scheduled-refresh.md).
-@task
+# A failed refresh releases its lock and keeps its staging folder: a retry resumes it (docs/scheduled-refresh.md).
+@task(retries=2, retry_delay_seconds=600)
 def refresh(config_path: str, scheduler: str | None) -> list[str]:
     config = load_config(Path(config_path))
     result = refresh_dataset(

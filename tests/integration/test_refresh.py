@@ -13,6 +13,8 @@ import subprocess
 import sys
 import time
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -108,6 +110,22 @@ def snapshot(root: Path) -> dict[str, tuple[str, int]]:
     }
 
 
+@contextmanager
+def hidden_files(items: list[pystac.Item], folder: Path) -> Iterator[None]:
+    """The asset files of ``items`` moved away for the duration of the block (any read of them fails)."""
+    folder.mkdir()
+    moved = [
+        (Path(a.href), folder / f"{n}.tif") for n, a in enumerate(a for i in items for a in i.assets.values())
+    ]
+    for source, target in moved:
+        source.rename(target)
+    try:
+        yield
+    finally:
+        for source, target in moved:
+            target.rename(source)
+
+
 def build_half(root: Path, demo_data: Any, keep: Any, **extra: Any) -> dict[str, Any]:
     """Build ``root/refreshed`` from the items ``keep`` accepts, then grow the catalog file to the whole season.
 
@@ -164,20 +182,8 @@ def test_refresh_appends_the_new_dates_reading_only_new_products(season: dict[st
     fraction, kept = np.asarray(store["valid_fraction"][:]), np.asarray(store["time_mask"][:])
     assert (((fraction > 0) & ~kept).sum(axis=0) > 0).tolist() == [False, True, False]
     # The old products' files go away during the refresh: what the dataset holds must come from its own shards.
-    hidden = season["root"] / "hidden"
-    moved = []
-    for item in season["first"]:
-        for asset in item.assets.values():
-            source = Path(asset.href)
-            target = hidden / source.relative_to(season["root"])
-            target.parent.mkdir(parents=True, exist_ok=True)
-            source.rename(target)
-            moved.append((target, source))
-    try:
+    with hidden_files(season["first"], season["root"] / "hidden"):
         result = invoke("refresh", str(season["config"]))
-    finally:
-        for target, source in moved:
-            target.rename(source)
     assert result.exit_code == 0, result.output
     assert "8 new product(s), 0 reprocessed" in result.output
     refreshed = json.loads((out / "dataset.json").read_text())
@@ -346,3 +352,14 @@ def test_refresh_against_a_stac_api(pgstac: PgStac, demo_data: Any, tmp_path: Pa
         assert_same_as_a_single_build({"out": out, "reference": reference, "reference_config": config_ref})
     finally:
         pgstac.delete_collection("sentinel-2-l2a")
+
+
+def test_an_lmdb_only_dataset_is_refreshed_from_its_lmdb(demo_data: Any, tmp_path: Path) -> None:
+    """Without a Zarr store the held steps come from the LMDB values (kept dates only); old COGs hidden again."""
+    case = build_half(tmp_path, demo_data, lambda i: acquired(i) < CUT, aoi=EAST, output={"formats": ["lmdb"]})
+    assert not (case["out"] / "data.zarr").exists()
+    with hidden_files(case["first"], tmp_path / "hidden"):
+        result = invoke("refresh", str(case["config"]))
+    assert result.exit_code == 0, result.output
+    assert json.loads((case["out"] / "dataset.json").read_text())["dates"] == case["half"]["dates"] + SECOND_HALF
+    assert_same_as_a_single_build(case)
