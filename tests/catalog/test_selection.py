@@ -17,8 +17,7 @@ from tests.conftest import shared_path
 
 
 def _items(name: str) -> list[pystac.Item]:
-    data = json.loads(shared_path("stac", name).read_text())
-    return list(pystac.ItemCollection.from_dict(data).items)
+    return list(read_static_items(shared_path("stac", name)))
 
 
 def test_records_normalise_both_conventions() -> None:
@@ -32,22 +31,31 @@ def test_records_normalise_both_conventions() -> None:
     assert es.tile == es.item.properties["grid:code"].removeprefix("MGRS-")
 
 
-def test_planetary_computer_selection_meets_thresholds_and_covers_the_aoi() -> None:
-    items = _items("planetarycomputer__sentinel-2-l2a.json")
+@pytest.mark.parametrize(
+    ("name", "max_cloud"),
+    [
+        ("planetarycomputer__sentinel-2-l2a.json", 40),
+        ("earth-search__sentinel-2-l2a.json", 60),
+        ("earth-search__sentinel-2-c1-l2a.json", 60),
+    ],
+)
+def test_selection_on_real_items_meets_thresholds_and_covers_the_aoi(name: str, max_cloud: float) -> None:
+    items = _items(name)
     records = [record_of(i) for i in items]
     # the AOI: the middle of the tile with the most products
     tile = max(
-        sorted({r.tile for r in records}),
-        key=lambda t: sum(r.tile == t and (r.cloud_cover or 100) <= 40 for r in records),
+        sorted({r.tile for r in records if r.tile}),
+        key=lambda t: sum(r.tile == t and (r.cloud_cover or 100) <= max_cloud for r in records),
     )
-    footprints = [r.footprint for r in records if r.tile == tile]
-    aoi = shapely.intersection_all(footprints).centroid.buffer(0.05)
+    footprints = [r.footprint for r in records if r.tile == tile and (r.cloud_cover or 100) <= max_cloud]
+    aoi = shapely.intersection_all(footprints).representative_point().buffer(0.01)
     dates = sorted({r.datetime.date() for r in records})
-    selection = select(items, aoi, dates[0], dates[-1], max_cloud=40)
+    selection = select(items, aoi, dates[0], dates[-1], max_cloud=max_cloud)
     table = selection.table
     chosen = table[table.selected]
     assert len(chosen) > 0
-    assert (chosen.cloud_cover <= 40).all()
+    assert (chosen.cloud_cover <= max_cloud).all()
+    assert (chosen.aoi_overlap > 0.999).all()
     assert set(selection.items.items[i].id for i in range(len(selection.items))) == set(chosen.id)
     assert (table[~table.selected].reason != "").all()  # every product left out says why
     assert selection.uncovered.area < 1e-9 * aoi.area + 1e-12  # this AOI lies inside the tile

@@ -140,3 +140,23 @@ def test_items_from_the_api_are_stac_items_with_a_projection(api: tuple[str, Pat
     records = [record_of(i) for i in found]
     assert all(r.epsg is not None and 32601 <= r.epsg <= 32760 for r in records)
     assert all(r.tile is not None and r.cloud_cover is not None for r in records)
+
+
+def test_signed_hrefs_lose_their_signature_when_saved() -> None:
+    from eoshard.catalog.credentials import unsigned_href, unsigned_item_dict
+
+    sas = (
+        "https://x.blob.core.windows.net/c/B04.tif?st=2024-01-01&se=2024-01-02&sp=rl&sv=2021&sr=c&sig=AbC%2Bsecret"
+    )
+    assert unsigned_href(sas) == "https://x.blob.core.windows.net/c/B04.tif"
+    s3 = "https://b.s3.amazonaws.com/k.tif?versionId=3&X-Amz-Signature=deadbeef&X-Amz-Credential=AKIA"
+    assert unsigned_href(s3) == "https://b.s3.amazonaws.com/k.tif?versionId=3"
+    assert unsigned_href("https://user:pw@host.example/a.tif") == "https://host.example/a.tif"
+    item = {
+        "id": "a",
+        "assets": {"B04": {"href": sas, "roles": ["data"]}},
+        "links": [{"rel": "self", "href": sas}],
+    }
+    saved = json.dumps(unsigned_item_dict(item))
+    assert "secret" not in saved and "sig=" not in saved
+    assert json.loads(saved)["assets"]["B04"]["roles"] == ["data"]

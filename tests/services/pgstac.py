@@ -16,6 +16,7 @@ import tempfile
 import time
 import urllib.request
 from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,7 @@ def _pg_bin() -> Path:
         return candidates[-1].parent
     found = shutil.which("initdb")
     if found is None:
-        pytest.fail("PostgreSQL is not installed: run deploy/install-system-deps.sh (make test does)")
+        raise RuntimeError("PostgreSQL is not installed: run deploy/install-system-deps.sh (make test does)")
     return Path(found).resolve().parent
 
 
@@ -132,6 +133,13 @@ def _wait_http(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
 @pytest.fixture(scope="session")
 def pgstac() -> Iterator[PgStac]:
     """PostgreSQL + pgSTAC + stac-fastapi-pgstac on free ports of 127.0.0.1, for the whole session."""
+    with running_pgstac() as api:
+        yield api
+
+
+@contextmanager
+def running_pgstac() -> Iterator[PgStac]:
+    """Start the database and the API; stop both and remove their files on exit (benchmarks use this too)."""
     pg_bin = _pg_bin()
     workdir = Path(tempfile.mkdtemp(prefix="eoshard-pgstac-"))
     data = workdir / "data"

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 
 import geopandas as gpd
+import numpy as np
 import pandas as pd
 import pystac
 import shapely
@@ -52,39 +53,45 @@ def spread_dates(days: Sequence[date], k: int, start: date, end: date, min_gap: 
                  costs: Sequence[float] | None = None) -> list[int]:  # fmt: skip
     """Indices of up to ``k`` of the sorted ``days`` minimising the largest gap (period edges included).
 
-    Ties in the largest gap go to the lowest total cost (e.g. cloud cover). Exact dynamic programme, O(n² k).
+    Ties in the largest gap go to the lowest total cost (e.g. cloud cover). Exact dynamic programme, O(n² k), vectorised over the previous date.
     """
     n = len(days)
     k = min(k, n)
     if k <= 0:
         return []
-    cost = list(costs) if costs is not None else [0.0] * n
-    ordinal = [d.toordinal() for d in days]
-    inf = (float("inf"), float("inf"))
-    # best[m][j]: (largest gap so far, cost) choosing m+1 dates ending at j
-    best = [[inf] * n for _ in range(k)]
-    back = [[-1] * n for _ in range(k)]
-    for j in range(n):
-        best[0][j] = (float(ordinal[j] - start.toordinal()), cost[j])
+    cost = np.asarray(costs if costs is not None else [0.0] * n, dtype=np.float64)
+    ordinal = np.array([d.toordinal() for d in days], dtype=np.int64)
+    # gap[m, j], total[m, j]: the best (largest gap so far, cost) choosing m+1 dates ending at day j
+    gap = np.full((k, n), np.inf)
+    total = np.full((k, n), np.inf)
+    back = np.full((k, n), -1, dtype=np.int64)
+    gap[0] = (ordinal - start.toordinal()).astype(np.float64)
+    total[0] = cost
     for m in range(1, k):
-        for j in range(n):
-            for i in range(j):
-                gap = ordinal[j] - ordinal[i]
-                if gap < max(min_gap, 1) or best[m - 1][i] == inf:
-                    continue
-                cand = (max(best[m - 1][i][0], float(gap)), best[m - 1][i][1] + cost[j])
-                if cand < best[m][j]:
-                    best[m][j], back[m][j] = cand, i
+        for j in range(1, n):
+            step = (ordinal[j] - ordinal[:j]).astype(np.float64)
+            ok = (step >= max(min_gap, 1)) & np.isfinite(gap[m - 1, :j])
+            if not ok.any():
+                continue
+            cand_gap = np.where(ok, np.maximum(gap[m - 1, :j], step), np.inf)
+            cand_total = np.where(ok, total[m - 1, :j] + cost[j], np.inf)
+            # lexicographic minimum of (gap, cost); the first such i on ties
+            tied = np.flatnonzero(cand_gap == cand_gap.min())
+            i = int(tied[np.argmin(cand_total[tied])])
+            gap[m, j], total[m, j], back[m, j] = cand_gap[i], cand_total[i], i
     for m in range(k - 1, -1, -1):  # the most dates the gap rule allows
-        finals = [(max(best[m][j][0], float(end.toordinal() - ordinal[j])), best[m][j][1], j) for j in range(n)
-                  if best[m][j] != inf]  # fmt: skip
-        if finals:
-            _, _, j = min(finals)
-            chosen = [j]
-            for level in range(m, 0, -1):
-                j = back[level][j]
-                chosen.append(j)
-            return sorted(chosen)
+        reachable = np.isfinite(gap[m])
+        if not reachable.any():
+            continue
+        final = np.where(reachable, np.maximum(gap[m], (end.toordinal() - ordinal).astype(np.float64)), np.inf)
+        tied = np.flatnonzero(final == final.min())
+        tied = tied[total[m, tied] == total[m, tied].min()]
+        j = int(tied[0])
+        chosen = [j]
+        for level in range(m, 0, -1):
+            j = int(back[level, j])
+            chosen.append(j)
+        return sorted(chosen)
     return []
 
 

@@ -33,7 +33,12 @@ def api_options(catalog: CatalogConfig) -> ApiOptions:
 def find_products(config: BuildConfig, area_4326: shapely.Geometry) -> pystac.ItemCollection:
     """The saved selection (``catalog.selection``) as it was reviewed, or what the catalog search finds."""
     if config.catalog.selection is not None:
-        return pystac.ItemCollection(list(read_static_items(config.catalog.selection)), clone_items=False)
+        items = list(read_static_items(config.catalog.selection))
+        modifier = api_options(config.catalog).modifier
+        for item in items:  # saved without signatures: sign them again
+            if modifier is not None:
+                modifier(item)
+        return pystac.ItemCollection(items, clone_items=False)
     return search(
         config.catalog.source,
         area=area_4326,

@@ -13,6 +13,7 @@ import typer
 from rich.table import Table
 
 from eoshard.catalog import Selection, read_static_items, search, select
+from eoshard.catalog.credentials import unsigned_item_dict
 from eoshard.catalog.search import SourceKind
 from eoshard.catalog.search import source_kind as resolve_kind
 from eoshard.catalog.stac_api import ApiOptions
@@ -90,7 +91,10 @@ def select_command(
                                 kind=source_kind, options=options))  # fmt: skip
         selection = select(items, area_4326, first, last, max_cloud=max_cloud, dates=dates)
         if out is not None:
-            out.write_text(json.dumps(selection.items.to_dict(), indent=1))
+            # signed asset URLs (Planetary Computer) lose their signature: the build signs them again
+            saved = selection.items.to_dict()
+            saved["features"] = [unsigned_item_dict(f) for f in saved["features"]]
+            out.write_text(json.dumps(saved, indent=1))
         if plot is not None:
             from eoshard.flows.selection_plot import plot_selection
 
