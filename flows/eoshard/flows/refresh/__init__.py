@@ -1,4 +1,4 @@
-"""`eoshard refresh`: the dataset lock, the search for what is newer than a dataset, and the refresh (``run.py``)."""
+"""``eoshard refresh``: the dataset lock, the search for what is newer than a dataset, and the refresh (``run.py``)."""
 
 from __future__ import annotations
 
