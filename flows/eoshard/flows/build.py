@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -11,6 +11,7 @@ from typing import Any
 
 import dask
 import geopandas as gpd
+import pystac
 import xarray as xr
 from distributed import Client
 from odc.geo.geobox import GeoBox
@@ -104,7 +105,7 @@ class BuildPlan:
         return {
             **hr,
             "format_version": FORMAT_VERSION,
-            "config": self.config.model_dump(mode="json", exclude={"output": {"path"}}),
+            "config": self.config.model_dump(mode="json", exclude={"output": {"path"}, "refresh": True}),
             "dates": self.dates,
             "products": sorted(i["id"] for i in self.items),
             "keys_sha256": hashlib.sha256(keys).hexdigest(),
@@ -121,14 +122,20 @@ class BuildResult:
     manifest: dict[str, Any]
 
 
-def plan_build(config: BuildConfig) -> BuildPlan:
-    """Search, then set up the lazy cubes, labels and patches; reads no pixels."""
+def search_products(config: BuildConfig) -> pystac.ItemCollection:
+    """The products of the config's catalog, AOI, period and cloud limit (sorted by datetime, id)."""
     area, area_crs = read_aoi(config.aoi)
     area_4326 = gpd.GeoSeries([area], crs=area_crs).to_crs(4326).iloc[0]
-    items = find_products(config, area_4326)
+    return find_products(config, area_4326)
+
+
+def plan_build(config: BuildConfig, items: Sequence[pystac.Item] | None = None) -> BuildPlan:
+    """Search (unless ``items`` are given), then set up the lazy cubes, labels and patches; reads no pixels."""
+    area, area_crs = read_aoi(config.aoi)
+    products = list(search_products(config) if items is None else items)
     grid = grid_for_area(area, area_crs, resolution=config.grid.resolution, crs=config.grid.crs)
     cubes = open_cube(
-        list(items),
+        products,
         grid,
         config.bands,
         chunksize=config.grid.chunksize,
@@ -147,8 +154,9 @@ def plan_build(config: BuildConfig) -> BuildPlan:
     base = abs(grid.resolution.x)
     align = max(round(abs(float(c.x[1] - c.x[0])) / base) for c in cubes.values())
     patches = _select_patches(config, grid, align, parcels)
+    area_4326 = gpd.GeoSeries([area], crs=area_crs).to_crs(4326).iloc[0]
     hr, hr_items = _open_hr(config, grid, area_4326)
-    return BuildPlan(config, [stackstac_ready(i) for i in items], grid, cubes, labels, patches, hr, hr_items)
+    return BuildPlan(config, [stackstac_ready(i) for i in products], grid, cubes, labels, patches, hr, hr_items)
 
 
 def _open_hr(
@@ -198,23 +206,31 @@ def _select_patches(
 
 def shard_task(plan: BuildPlan, index: int, shard: list[Patch]) -> Any:
     """The lazy task that makes and writes shard ``index`` (its arguments are windows of the lazy cubes)."""
-    config = plan.config
     images = {
         name: [cube.data[..., p.window(plan.factors[name])[0], p.window(plan.factors[name])[1]] for p in shard]
         for name, cube in plan.cubes.items()
     }
-    labels = (
-        {}
-        if plan.labels is None
-        else {
-            str(layer): [values.data[p.window(plan.label_factor(str(layer)))] for p in shard]
-            for layer, values in plan.labels.data_vars.items()
-        }
-    )
     paired = {}
     if plan.hr is not None:
         paired = {"hr": [plan.hr.data[(slice(None), *nested_window(p, plan.hr_factor))] for p in shard]}
-    spec = ShardSpec(
+    spec = shard_spec(plan, index, shard)
+    return dask.delayed(materialize_shard, pure=True)(spec, images, label_windows(plan, shard), paired)
+
+
+def label_windows(plan: BuildPlan, shard: list[Patch]) -> dict[str, list[Any]]:
+    """The lazy label windows of a shard's patches, by layer."""
+    if plan.labels is None:
+        return {}
+    return {
+        str(layer): [values.data[p.window(plan.label_factor(str(layer)))] for p in shard]
+        for layer, values in plan.labels.data_vars.items()
+    }
+
+
+def shard_spec(plan: BuildPlan, index: int, shard: list[Patch]) -> ShardSpec:
+    """What the task of shard ``index`` needs besides the pixels."""
+    config = plan.config
+    return ShardSpec(
         out=str(config.output.path),
         index=index,
         shard_size=config.output.shard_size,
@@ -236,7 +252,6 @@ def shard_task(plan: BuildPlan, index: int, shard: list[Patch]) -> Any:
         seed=config.splits.seed,
         paired={"hr": tuple(config.hr.bands)} if config.hr is not None else {},
     )
-    return dask.delayed(materialize_shard, pure=True)(spec, images, labels, paired)
 
 
 def run_build(

@@ -160,6 +160,14 @@ class OutputConfig(_Model):
         return value
 
 
+class RefreshConfig(_Model):
+    """What ``eoshard refresh`` looks for besides acquisitions newer than the dataset's newest date."""
+
+    reprocessed: bool = Field(
+        False, description="also rebuild held dates that gained products (e.g. a newer processing baseline)"
+    )
+
+
 class BuildConfig(_Model):
     """Everything ``eoshard build`` needs."""
 
@@ -186,6 +194,8 @@ class BuildConfig(_Model):
                     "(e.g. 2.5 or 5 for 10), so that each patch nests in the finer grid"
                 )
         return self
+
+    refresh: RefreshConfig = RefreshConfig()
 
     @field_validator("aoi", mode="after")
     @classmethod

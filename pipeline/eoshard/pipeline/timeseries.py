@@ -43,9 +43,15 @@ class DateSelection:
         return int(self.kept.sum())
 
 
-def select_dates(mask: np.ndarray, min_valid_fraction: float) -> DateSelection:
-    """Keep the dates whose valid fraction is at least ``min_valid_fraction`` (and above zero)."""
+def select_dates(mask: np.ndarray, min_valid_fraction: float, known: np.ndarray | None = None) -> DateSelection:
+    """Keep the dates whose valid fraction is at least ``min_valid_fraction`` (and above zero).
+
+    ``known`` (optional, ``(T,)``) gives the fractions of dates whose pixels are not at hand (a refresh reuses a
+    sample's dropped dates without them); NaN where the fraction comes from ``mask``.
+    """
     fraction = mask.reshape(mask.shape[0], -1).mean(axis=1).astype(np.float32)
+    if known is not None:
+        fraction = np.where(np.isnan(known), fraction, known).astype(np.float32)
     kept = (fraction >= np.float32(min_valid_fraction)) & (fraction > 0)
     return DateSelection(mask, fraction, kept)
 

@@ -1,4 +1,4 @@
-"""Groundwork of ``eoshard refresh``: the dataset lock and the search for what is newer than a dataset."""
+"""``eoshard refresh``: the dataset lock, the search for what is newer than a dataset, and the refresh (``run.py``)."""
 
 from __future__ import annotations
 

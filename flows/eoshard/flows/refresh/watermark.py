@@ -10,12 +10,9 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-import geopandas as gpd
 import pystac
 
-from eoshard.catalog import search
 from eoshard.catalog.errors import EmptySelectionError
-from eoshard.flows.aoi import read_aoi
 from eoshard.flows.config import BuildConfig
 from eoshard.flows.errors import FlowsError
 
@@ -60,19 +57,14 @@ def reprocessed_items(items: Iterable[pystac.Item], manifest: Mapping[str, Any])
 
 def search_newer(config: BuildConfig, mark: datetime) -> list[pystac.Item]:
     """Search the config's catalog for acquisitions after ``mark`` up to the end of its period; [] when none."""
-    area, area_crs = read_aoi(config.aoi)
-    area_4326 = gpd.GeoSeries([area], crs=area_crs).to_crs(4326).iloc[0]
+    from eoshard.flows.build import search_products
+
     if mark.date() > config.period.end:
         return []
+    # the catalog filters by day; the exact cut is below
+    narrowed = config.model_copy(update={"period": config.period.model_copy(update={"start": mark.date()})})
     try:
-        found = search(
-            config.catalog.source,
-            area=area_4326,
-            start=mark.date(),  # the catalog filters by day; the exact cut is below
-            end=config.period.end,
-            collection=config.catalog.collection,
-            max_cloud=config.catalog.max_cloud,
-        )
+        found = search_products(narrowed)
     except EmptySelectionError:
         return []
     return newer_items(found, mark)

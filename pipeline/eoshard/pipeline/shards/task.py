@@ -49,8 +49,11 @@ def materialize_shard(
     images: Mapping[str, Sequence[np.ndarray]],
     labels: Mapping[str, Sequence[np.ndarray]],
     paired: Mapping[str, Sequence[np.ndarray]] | None = None,
+    fractions: Sequence[np.ndarray | None] | None = None,
 ) -> dict[str, Any]:
     """Make the shard's samples, write its Zarr shard whole, and return what the driver commits.
+
+    ``fractions`` (optional, per sample): known per-date valid fractions, see ``select_dates``.
 
     Returns ``records`` (LMDB key, value), index ``rows``, band ``histograms``, ``class_counts``, the number of
     ``dropped`` candidates and the Zarr shard's ``checksums``.
@@ -66,7 +69,7 @@ def materialize_shard(
     for n, key in enumerate(spec.keys):
         patch_images = {g: np.asarray(values[n]) for g, values in images.items()}
         mask = MASK_SOURCES[spec.mask](patch_images, spec.factors)
-        selection = select_dates(mask, spec.min_valid_fraction)
+        selection = select_dates(mask, spec.min_valid_fraction, None if fractions is None else fractions[n])
         if selection.n_kept < spec.min_dates:
             dropped += 1
             slots.append(empty_slot(spec.layouts))

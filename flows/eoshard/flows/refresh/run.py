@@ -1,0 +1,156 @@
+"""``refresh_dataset``: bring a built dataset up to date with what its catalog gained since the build.
+
+Under the dataset's lock: search the config's catalog, keep the dataset's own products plus acquisitions newer than
+its watermark (and, with ``refresh.reprocessed``, new products of dates it holds). Nothing new: nothing is touched.
+Otherwise the plan of a build over exactly those products is written into a staging folder, reading from the
+sources only the steps the dataset does not hold (see ``reuse.py``), and switched in atomically (``swap.py``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import pystac
+from distributed import Client
+
+from eoshard.catalog.errors import EmptySelectionError
+from eoshard.flows.build import BuildPlan, plan_build, search_products
+from eoshard.flows.config import BuildConfig
+from eoshard.flows.refresh import swap
+from eoshard.flows.refresh.errors import RefreshError
+from eoshard.flows.refresh.lock import dataset_lock
+from eoshard.flows.refresh.reuse import held_samples, open_old, refreshed_shard_task
+from eoshard.flows.refresh.watermark import newer_items, reprocessed_items, watermark
+from eoshard.flows.shard_runner import run_shards
+
+
+@dataclass(frozen=True)
+class RefreshResult:
+    path: Path
+    up_to_date: bool
+    new_products: tuple[str, ...] = ()
+    reprocessed_products: tuple[str, ...] = ()
+    added_dates: tuple[str, ...] = ()
+    reread_dates: tuple[str, ...] = ()
+    manifest: Mapping[str, Any] | None = None
+
+
+# Config fields that may differ from the build's: where and how the products are found, how far the period reaches, and
+# the refresh settings themselves. Any other change makes a different dataset: build it anew.
+_MAY_CHANGE = {
+    *(
+        ("catalog", field)
+        for field in ("source", "kind", "page_size", "modifier", "headers_from_env", "selection")
+    ),
+    ("period", "end"),
+    ("refresh",),
+}
+
+
+def check_config(config: BuildConfig, dataset: Path) -> None:
+    """Refuse a config that would not build this dataset (other than in ``_MAY_CHANGE``)."""
+    plan_file = dataset / "_build" / "plan.json"
+    if not plan_file.is_file():
+        raise RefreshError(f"{dataset} has no {plan_file.name} under _build/: it was not made by eoshard build")
+    built = json.loads(plan_file.read_text())["config"]
+    now = config.model_dump(mode="json", exclude={"output": {"path"}, "refresh": True})
+    changed = sorted(
+        f"{section}.{field}".rstrip(".")
+        for section in {*built, *now}
+        for field in _fields(built.get(section), now.get(section))
+        if (section, field) not in _MAY_CHANGE and (section,) not in _MAY_CHANGE
+    )
+    if changed:
+        raise RefreshError(
+            f"the config differs from the one {dataset} was built with in {', '.join(changed)}: a refresh only "
+            "adds acquisitions (it may change where the catalog is and period.end); build a new dataset for other changes"
+        )
+
+
+def _fields(built: Any, now: Any) -> list[str]:
+    if isinstance(built, dict) and isinstance(now, dict):
+        return [k for k in {*built, *now} if built.get(k) != now.get(k)]
+    return [""] if built != now else []
+
+
+def select_products(
+    config: BuildConfig, manifest: Mapping[str, Any]
+) -> tuple[list[pystac.Item], list[pystac.Item], list[pystac.Item]]:
+    """The refresh's products (the dataset's own plus what is new), and of those the newer and reprocessed ones."""
+    try:
+        found = list(search_products(config))
+    except EmptySelectionError:
+        found = []
+    held = set(manifest["products"])
+    missing = held - {i.id for i in found}
+    if missing:
+        raise RefreshError(
+            f"{len(missing)} product(s) of the dataset are no longer in the catalog {config.catalog.source} "
+            f"(e.g. {sorted(missing)[0]}): a refresh cannot add to it; build the dataset anew"
+        )
+    newer = newer_items(found, watermark(manifest))
+    reprocessed = reprocessed_items(found, manifest) if config.refresh.reprocessed else []
+    wanted = held | {i.id for i in [*newer, *reprocessed]}
+    return [i for i in found if i.id in wanted], newer, reprocessed
+
+
+def refresh_dataset(
+    config: BuildConfig,
+    connect: Callable[[], AbstractContextManager[Client]],
+    on_progress: Callable[[int, int], None] | None = None,
+) -> RefreshResult:
+    """Refresh the dataset at ``config.output.path``; ``connect`` gives a Dask client when there is work."""
+    dataset = config.output.path
+    if config.hr is not None:
+        raise RefreshError(
+            f"{dataset} has paired HR layers (hr:), which refresh cannot extend yet: run `eoshard build` over the "
+            "whole period into a new output path instead"
+        )
+    swap.recover_missing(dataset)
+    if not (dataset / "dataset.json").is_file():
+        raise RefreshError(
+            f"no finished dataset at {dataset} (its dataset.json is missing): run `eoshard build` with this config "
+            "first (or again, to finish an interrupted build)"
+        )
+    with dataset_lock(dataset, "eoshard refresh"):
+        swap.finish(dataset)
+        check_config(config, dataset)
+        manifest = json.loads((dataset / "dataset.json").read_text())
+        items, newer, reprocessed = select_products(config, manifest)
+        if not newer and not reprocessed:
+            swap.discard_staging(dataset)  # a leftover of a refresh whose products vanished again
+            return RefreshResult(dataset, up_to_date=True)
+        plan = _staged_plan(config, items)
+        old = open_old(dataset, plan, manifest)
+        with connect() as client:
+            new_manifest = run_shards(
+                plan, client, partial(refreshed_shard_task, old, held_samples(dataset)), on_progress
+            )
+        swap.switch(dataset)
+    fresh = [d for d, step in zip(plan.dates, old.steps, strict=True) if step is None]
+    return RefreshResult(
+        dataset,
+        up_to_date=False,
+        new_products=tuple(i.id for i in newer),
+        reprocessed_products=tuple(i.id for i in reprocessed),
+        added_dates=tuple(d for d in fresh if d not in manifest["dates"]),
+        reread_dates=tuple(d for d in fresh if d in manifest["dates"]),
+        manifest=new_manifest,
+    )
+
+
+def _staged_plan(config: BuildConfig, items: list[pystac.Item]) -> BuildPlan:
+    """The plan of a build over ``items``, writing into the staging folder (a stale staging plan is dropped)."""
+    staging = swap.staging_path(config.output.path)
+    staged = config.model_copy(update={"output": config.output.model_copy(update={"path": staging})})
+    plan = plan_build(staged, items)
+    previous = staging / "_build" / "plan.json"
+    if not previous.is_file() or json.loads(previous.read_text()) != json.loads(json.dumps(plan.fingerprint())):
+        swap.discard_staging(config.output.path)  # not the same plan: nothing in it to resume
+    return plan
