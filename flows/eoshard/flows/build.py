@@ -13,6 +13,7 @@ import geopandas as gpd
 import xarray as xr
 from distributed import Client
 from odc.geo.geobox import GeoBox
+from rasterio.enums import Resampling
 
 from eoshard.catalog import search
 from eoshard.flows.aoi import read_aoi
@@ -124,6 +125,8 @@ def plan_build(config: BuildConfig) -> BuildPlan:
         config.bands,
         chunksize=config.grid.chunksize,
         single_resolution=config.grid.single_resolution,
+        engine=config.cube.engine,
+        resampling=Resampling[config.cube.resampling],
     )
     labels = parcels = None
     if config.labels is not None:

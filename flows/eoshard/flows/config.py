@@ -17,6 +17,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from rasterio.enums import Resampling
 
 
 class ConfigError(ValueError):
@@ -69,6 +70,20 @@ class GridConfig(_Model):
     crs: str | None = Field(None, description="target CRS; default: the UTM zone of the AOI's centroid")
     chunksize: int = Field(512, ge=64, le=8192, description="dask chunk size of the cube, in pixels")
     single_resolution: bool = Field(False, description="resample every band to `resolution` (one group)")
+
+
+class CubeConfig(_Model):
+    """How the cube is read: the engine, the resampling where products need reprojection, the values."""
+
+    engine: Literal["stackstac", "odc-stac"] = Field("stackstac", description="odc-stac cross-checks stackstac")
+    resampling: str = Field("nearest", description="rasterio Resampling name; nearest keeps source values")
+
+    @field_validator("resampling")
+    @classmethod
+    def _known_resampling(cls, value: str) -> str:
+        if value not in Resampling.__members__:
+            raise ValueError(f"unknown resampling; expected one of {', '.join(Resampling.__members__)}")
+        return value
 
 
 class LabelsConfig(_Model):
@@ -136,6 +151,7 @@ class BuildConfig(_Model):
     period: PeriodConfig
     bands: tuple[str, ...] = Field(min_length=1)
     grid: GridConfig = GridConfig()
+    cube: CubeConfig = CubeConfig()
     labels: LabelsConfig | None = None
     patches: PatchConfig = PatchConfig()
     timeseries: TimeseriesConfig = TimeseriesConfig()

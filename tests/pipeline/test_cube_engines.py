@@ -1,0 +1,111 @@
+"""stackstac and odc-stac cubes on the demo world: the same grid, coordinates and values, and the COG pixels."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pystac
+import pytest
+import rasterio
+import xarray as xr
+from pyproj import Transformer
+from rasterio.windows import from_bounds
+
+from eoshard.flows.aoi import read_aoi
+from eoshard.pipeline.cube import open_cube
+from eoshard.pipeline.errors import PipelineError
+from eoshard.pipeline.grid import grid_for_area
+
+# odc-stac reprojects from in-memory windows, which rasterio reports as not georeferenced (harmless)
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:Dataset has no geotransform:rasterio.errors.NotGeoreferencedWarning"
+)
+
+BANDS = ["B04", "B08", "B11", "SCL", "B01"]
+GDAL_TOLERANCE_PX = 0.125  # the approximate transformer's error bound in stackstac's WarpedVRT
+
+
+def demo_items(catalog: Path) -> list[pystac.Item]:
+    return list(pystac.Catalog.from_file(str(catalog)).get_items(recursive=True))
+
+
+def demo_grid(aoi: Path):  # type: ignore[no-untyped-def]
+    area, crs = read_aoi(aoi)
+    return grid_for_area(area, crs, resolution=10)
+
+
+@pytest.fixture(scope="module")
+def cubes(demo_data) -> dict[str, dict[str, xr.DataArray]]:
+    items, grid = demo_items(demo_data.catalog), demo_grid(demo_data.aoi)
+    return {
+        engine: {
+            k: v.compute(scheduler="synchronous") for k, v in open_cube(items, grid, BANDS, engine=engine).items()
+        }
+        for engine in ("stackstac", "odc-stac")
+    }
+
+
+def _source(items: list[pystac.Item], acquisition: str, epsg: int) -> pystac.Item | None:
+    day = acquisition.split("_")[1]
+    found = [
+        i
+        for i in items
+        if i.properties["proj:code"] == f"EPSG:{epsg}" and i.datetime.strftime("%Y-%m-%d") == day  # type: ignore[union-attr]
+    ]
+    return sorted(found, key=lambda i: i.id)[-1] if found else None
+
+
+def test_both_engines_give_the_same_cube(cubes, demo_data) -> None:
+    a, b = cubes["stackstac"], cubes["odc-stac"]
+    assert list(a) == list(b) == ["s2_10m", "s2_20m", "s2_60m"]
+    assert [list(c.band.values) for c in a.values()] == [["B04", "B08"], ["B11", "SCL"], ["B01"]]
+    items = demo_items(demo_data.catalog)
+    to_33 = Transformer.from_crs(32632, 32633, always_xy=True)
+    for name in a:
+        x, y = a[name], b[name]
+        assert x.dims == y.dims == ("time", "band", "y", "x")
+        assert x.dtype == y.dtype == np.uint16
+        assert x.attrs == y.attrs
+        xr.testing.assert_identical(x.coords.to_dataset(), y.coords.to_dataset())
+        assert x.sizes["time"] == 9
+        differ = np.argwhere(x.values != y.values)
+        # the engines agree everywhere but at near-ties of the reprojection from the other UTM zone, where
+        # GDAL's approximate transformer (stackstac) may pick the neighbour of the exact nearest pixel
+        assert len(differ) < 1e-4 * x.size
+        for t, k, r, c in differ:
+            src = _source(items, str(x.acquisition.values[t]), 32633)
+            assert src is not None
+            with rasterio.open(src.assets[str(x.band.values[k])].get_absolute_href()) as ds:
+                col, row = ~ds.transform * to_33.transform(float(x.x[c]), float(x.y[r]))
+                exact = ds.read(1)[int(row), int(col)]
+            edge = min(abs(col - round(col)), abs(row - round(row)))
+            assert edge < GDAL_TOLERANCE_PX, (name, t, k, r, c, col, row)
+            assert y.values[t, k, r, c] == exact
+
+
+def test_cube_values_are_the_source_cog_pixels(cubes, demo_data) -> None:
+    items = demo_items(demo_data.catalog)
+    for engine, groups in cubes.items():
+        checked = 0
+        for cube in groups.values():
+            res = float(cube.x[1] - cube.x[0])
+            bounds = (float(cube.x[0]) - res / 2, float(cube.y[-1]) - res / 2,
+                      float(cube.x[-1]) + res / 2, float(cube.y[0]) + res / 2)  # fmt: skip
+            for t, acquisition in enumerate(cube.acquisition.values):
+                item = _source(items, str(acquisition), 32632)
+                assert item is not None
+                for k, band in enumerate(cube.band.values):
+                    with rasterio.open(item.assets[str(band)].get_absolute_href()) as ds:
+                        window = from_bounds(*bounds, transform=ds.transform)
+                        expected = ds.read(1, window=window, boundless=True, fill_value=0)
+                    assert expected.shape == cube.shape[2:]
+                    valid = expected != 0  # elsewhere the product of the other UTM zone fills in
+                    np.testing.assert_array_equal(cube.values[t, k][valid], expected[valid], err_msg=engine)
+                    checked += int(valid.sum())
+        assert checked > 0.6 * sum(c.size for c in groups.values())
+
+
+def test_unknown_engine_is_refused(demo_data) -> None:
+    with pytest.raises(PipelineError, match="unknown cube engine 'gdal'"):
+        open_cube(demo_items(demo_data.catalog), demo_grid(demo_data.aoi), BANDS, engine="gdal")  # type: ignore[arg-type]
