@@ -46,7 +46,7 @@ def cubes(demo_data) -> dict[str, dict[str, xr.DataArray]]:
     }
 
 
-def _source(items: list[pystac.Item], acquisition: str, epsg: int) -> pystac.Item | None:
+def source_item(items: list[pystac.Item], acquisition: str, epsg: int) -> pystac.Item | None:
     day = acquisition.split("_")[1]
     found = [
         i
@@ -74,7 +74,7 @@ def test_both_engines_give_the_same_cube(cubes, demo_data) -> None:
         # GDAL's approximate transformer (stackstac) may pick the neighbour of the exact nearest pixel
         assert len(differ) < 1e-4 * x.size
         for t, k, r, c in differ:
-            src = _source(items, str(x.acquisition.values[t]), 32633)
+            src = source_item(items, str(x.acquisition.values[t]), 32633)
             assert src is not None
             with rasterio.open(src.assets[str(x.band.values[k])].get_absolute_href()) as ds:
                 col, row = ~ds.transform * to_33.transform(float(x.x[c]), float(x.y[r]))
@@ -93,7 +93,7 @@ def test_cube_values_are_the_source_cog_pixels(cubes, demo_data) -> None:
             bounds = (float(cube.x[0]) - res / 2, float(cube.y[-1]) - res / 2,
                       float(cube.x[-1]) + res / 2, float(cube.y[0]) + res / 2)  # fmt: skip
             for t, acquisition in enumerate(cube.acquisition.values):
-                item = _source(items, str(acquisition), 32632)
+                item = source_item(items, str(acquisition), 32632)
                 assert item is not None
                 for k, band in enumerate(cube.band.values):
                     with rasterio.open(item.assets[str(band)].get_absolute_href()) as ds:

@@ -244,3 +244,31 @@ def finish_cube(by_acquisition: xr.DataArray, dicts: list[dict[str, Any]], grid:
 
 def _mosaic(group: xr.DataArray) -> xr.DataArray:
     return stackstac.mosaic(group, dim="time", nodata=NODATA)
+
+
+def onto_grid(cube: xr.DataArray, grid: GeoBox) -> xr.DataArray:
+    """``cube`` (on a grid nested in ``grid``, ``factor`` times coarser) with every pixel repeated onto ``grid``.
+
+    Lazy and exact: a 20 m pixel becomes its 2 x 2 10 m pixels, with ``grid``'s pixel-centre coordinates.
+    """
+    res = abs(float(cube.attrs["transform"][0]))
+    f = round(res / abs(grid.resolution.x))
+    ny, nx = grid.shape
+    t = grid.transform
+    origin = (cube.attrs["transform"][2], cube.attrs["transform"][5])
+    shape = (cube.sizes["y"] * f, cube.sizes["x"] * f)
+    if f < 1 or f * abs(grid.resolution.x) != res or shape != (ny, nx) or origin != (t.c, t.f):
+        raise PipelineError(
+            f"a {res:g} m cube of {cube.sizes['y']} x {cube.sizes['x']} px does not nest in the "
+            f"{abs(grid.resolution.x):g} m grid of {ny} x {nx} px: build both from the same grid"
+        )
+    data = (
+        cube.data
+        if f == 1
+        else cube.data.repeat(f, axis=cube.dims.index("y")).repeat(f, axis=cube.dims.index("x"))
+    )
+    coords = {k: v for k, v in cube.coords.items() if "y" not in v.dims and "x" not in v.dims}
+    coords["y"] = t.f + (np.arange(ny) + 0.5) * t.e
+    coords["x"] = t.c + (np.arange(nx) + 0.5) * t.a
+    attrs = {**cube.attrs, "transform": tuple(t)[:6]}
+    return xr.DataArray(data, dims=cube.dims, coords=coords, attrs=attrs, name=cube.name)
