@@ -54,3 +54,12 @@ def test_the_build_plan_uses_the_configured_engine(demo_data, tmp_path: Path, en
     layers = [str(name) for name in plan.cubes["s2_10m"].data.dask.layers]
     assert any(name.startswith(layer) for name in layers), layers
     assert plan.cubes["s2_10m"].dtype == "uint16" and plan.factors == {"s2_10m": 1, "s2_20m": 2}
+
+
+def test_reflectance_option_reaches_the_plan(demo_data, tmp_path: Path) -> None:
+    plan = plan_build(parse_config(_config(demo_data, tmp_path, reflectance=True), tmp_path))
+    assert {name: dtype for name, (_, dtype) in plan.layouts().items() if name.startswith("s2_")} == {
+        "s2_10m": "float32",
+        "s2_20m": "float32",
+    }
+    assert plan.cubes["s2_10m"].attrs["units"] == "reflectance"

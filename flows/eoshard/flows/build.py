@@ -127,6 +127,7 @@ def plan_build(config: BuildConfig) -> BuildPlan:
         single_resolution=config.grid.single_resolution,
         engine=config.cube.engine,
         resampling=Resampling[config.cube.resampling],
+        reflectance=config.cube.reflectance,
     )
     labels = parcels = None
     if config.labels is not None:

@@ -77,6 +77,9 @@ class CubeConfig(_Model):
 
     engine: Literal["stackstac", "odc-stac"] = Field("stackstac", description="odc-stac cross-checks stackstac")
     resampling: str = Field("nearest", description="rasterio Resampling name; nearest keeps source values")
+    reflectance: bool = Field(
+        False, description="float32 (DN + BOA offset) / 10000 with NaN for nodata; default: uint16 DN as stored"
+    )
 
     @field_validator("resampling")
     @classmethod
