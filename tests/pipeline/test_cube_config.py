@@ -56,10 +56,20 @@ def test_the_build_plan_uses_the_configured_engine(demo_data, tmp_path: Path, en
     assert plan.cubes["s2_10m"].dtype == "uint16" and plan.factors == {"s2_10m": 1, "s2_20m": 2}
 
 
-def test_reflectance_option_reaches_the_plan(demo_data, tmp_path: Path) -> None:
-    plan = plan_build(parse_config(_config(demo_data, tmp_path, reflectance=True), tmp_path))
-    assert {name: dtype for name, (_, dtype) in plan.layouts().items() if name.startswith("s2_")} == {
-        "s2_10m": "float32",
-        "s2_20m": "float32",
-    }
-    assert plan.cubes["s2_10m"].attrs["units"] == "reflectance"
+@pytest.mark.parametrize("cube", [{"reflectance": True}, {"indices": {"nd": "(B11 - B04) / (B11 + B04)"}}])
+def test_float_outputs_are_refused_by_the_build_for_now(demo_data, tmp_path: Path, cube) -> None:
+    config = parse_config(_config(demo_data, tmp_path, **cube), tmp_path)
+    with pytest.raises(ValueError, match="make float32 bands, which the shard writers do not store yet"):
+        plan_build(config)
+
+
+def test_indices_are_checked_in_the_config(demo_data, tmp_path: Path) -> None:
+    data = _config(demo_data, tmp_path, indices={"ndvi": "NDVI", "red_edge": "B04 / 2 - (B11 + 1)"})
+    data["bands"] = ["B04", "B08", "B11"]
+    assert parse_config(data, tmp_path).cube.indices == {"ndvi": "NDVI", "red_edge": "B04 / 2 - (B11 + 1)"}
+    data["bands"] = ["B04", "B11"]
+    with pytest.raises(ConfigError, match=r"cube.indices.ndvi reads band\(s\) \['B08'\]: add them to bands"):
+        parse_config(data, tmp_path)
+    data["cube"] = {"indices": {"x": "B04 ** 2"}}
+    with pytest.raises(ConfigError, match=r"cube.indices: expression 'B04 \*\* 2' uses 'B04 \*\* 2'"):
+        parse_config(data, tmp_path)

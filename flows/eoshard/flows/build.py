@@ -108,6 +108,12 @@ class BuildResult:
 
 def plan_build(config: BuildConfig) -> BuildPlan:
     """Search, then set up the lazy cubes, labels and patches; reads no pixels."""
+    if config.cube.reflectance or config.cube.indices:
+        raise ValueError(
+            "cube.reflectance and cube.indices make float32 bands, which the shard writers do not store yet "
+            "(their statistics are integer histograms of digital numbers): leave them unset for a build, "
+            "and use eoshard.pipeline.cube.open_cube(..., reflectance=True) and eoshard.pipeline.indices in Python"
+        )
     area, area_crs = read_aoi(config.aoi)
     area_4326 = gpd.GeoSeries([area], crs=area_crs).to_crs(4326).iloc[0]
     items = search(

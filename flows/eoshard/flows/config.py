@@ -19,6 +19,8 @@ from pydantic import (
 )
 from rasterio.enums import Resampling
 
+from eoshard.pipeline.indices import expression_bands, parse_expression
+
 
 class ConfigError(ValueError):
     """A config file that cannot be used; the message lists every problem, one per line."""
@@ -80,12 +82,25 @@ class CubeConfig(_Model):
     reflectance: bool = Field(
         False, description="float32 (DN + BOA offset) / 10000 with NaN for nodata; default: uint16 DN as stored"
     )
+    indices: dict[str, str] = Field(
+        default_factory=dict,
+        description="name -> band math ('(B08 - B04) / (B08 + B04)') or a standard index (ndvi, ndwi, evi2, ndbi, nbr)",
+    )
 
     @field_validator("resampling")
     @classmethod
     def _known_resampling(cls, value: str) -> str:
         if value not in Resampling.__members__:
             raise ValueError(f"unknown resampling; expected one of {', '.join(Resampling.__members__)}")
+        return value
+
+    @field_validator("indices")
+    @classmethod
+    def _band_math(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, expression in value.items():
+            if not name.isidentifier():
+                raise ValueError(f"index name {name!r} must be a plain name such as ndvi")
+            parse_expression(expression)  # ExpressionError is a ValueError: pydantic reports it
         return value
 
 
@@ -160,6 +175,14 @@ class BuildConfig(_Model):
     timeseries: TimeseriesConfig = TimeseriesConfig()
     splits: SplitConfig = SplitConfig()
     output: OutputConfig
+
+    @model_validator(mode="after")
+    def _index_bands_are_loaded(self) -> BuildConfig:
+        for name, expression in self.cube.indices.items():
+            missing = [b for b in expression_bands(expression) if b not in self.bands]
+            if missing:
+                raise ValueError(f"cube.indices.{name} reads band(s) {missing}: add them to bands")
+        return self
 
     @field_validator("aoi", mode="after")
     @classmethod
