@@ -10,6 +10,7 @@ import pytest
 import rasterio
 import xarray as xr
 from pyproj import Transformer
+from rasterio.enums import Resampling
 from rasterio.windows import from_bounds
 
 from eoshard.flows.aoi import read_aoi
@@ -109,3 +110,20 @@ def test_cube_values_are_the_source_cog_pixels(cubes, demo_data) -> None:
 def test_unknown_engine_is_refused(demo_data) -> None:
     with pytest.raises(PipelineError, match="unknown cube engine 'gdal'"):
         open_cube(demo_items(demo_data.catalog), demo_grid(demo_data.aoi), BANDS, engine="gdal")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("engine", ["stackstac", "odc-stac"])
+def test_resampling_applies_only_where_products_are_reprojected(demo_data, engine) -> None:
+    items, grid = demo_items(demo_data.catalog), demo_grid(demo_data.aoi)
+    nearest = open_cube(items, grid, ["B04"], engine=engine)["s2_10m"].compute(scheduler="synchronous").values
+    bilinear = open_cube(items, grid, ["B04"], engine=engine, resampling=Resampling.bilinear)["s2_10m"]
+    smooth = bilinear.compute(scheduler="synchronous").values
+    # only the grid-CRS tile covers these columns, so its pixels pass unresampled; the swath edge of the 3rd and
+    # 6th acquisitions leaves gaps there that the other zone's (reprojected) product fills
+    whole = [0, 1, 3, 4, 6, 7, 8]
+    native = nearest[whole, ..., :480]
+    np.testing.assert_array_equal(smooth[whole, ..., :480], native)
+    assert native.all()
+    east = (nearest[..., 500:] != 0) & (smooth[..., 500:] != 0)  # the other UTM zone's product, reprojected
+    assert east.sum() > 10_000
+    assert (nearest[..., 500:][east] != smooth[..., 500:][east]).mean() > 0.5
