@@ -17,6 +17,7 @@ from eoshard.flows.aoi import read_aoi
 from eoshard.pipeline.cube import open_cube
 from eoshard.pipeline.errors import PipelineError
 from eoshard.pipeline.grid import grid_for_area
+from tests.conftest import shared_path
 
 # odc-stac reprojects from in-memory windows, which rasterio reports as not georeferenced (harmless)
 pytestmark = pytest.mark.filterwarnings(
@@ -127,3 +128,28 @@ def test_resampling_applies_only_where_products_are_reprojected(demo_data, engin
     east = (nearest[..., 500:] != 0) & (smooth[..., 500:] != 0)  # the other UTM zone's product, reprojected
     assert east.sum() > 10_000
     assert (nearest[..., 500:][east] != smooth[..., 500:][east]).mean() > 0.5
+
+
+def test_both_engines_equal_the_real_t33uuu_jpeg2000_pixels(tmp_path: Path) -> None:
+    """Real L1C JPEG2000 (13 bands at 10/20/60 m) in the grid's CRS: identical cubes, equal to the source."""
+    import shapely
+
+    from tests.integration.test_t33uuu_build import AOI, BANDS, _catalog
+
+    data = shared_path("s2-l1c-T33UUU") / "IMG_DATA"
+    items = demo_items(_catalog(tmp_path / "catalog", data))
+    grid = grid_for_area(shapely.box(*AOI), "EPSG:32633", resolution=10, crs="EPSG:32633")
+    a, b = (open_cube(items, grid, BANDS, engine=e, chunksize=144) for e in ("stackstac", "odc-stac"))
+    assert [list(c.band.values) for c in a.values()] == [
+        ["B02", "B03", "B04", "B08"], ["B05", "B06", "B07", "B8A", "B11", "B12"], ["B01", "B09", "B10"],
+    ]  # fmt: skip
+    for name in a:
+        x, y = a[name].compute(scheduler="synchronous"), b[name].compute(scheduler="synchronous")
+        xr.testing.assert_identical(x, y)
+        assert x.dtype == np.uint16 and list(x.processing_baseline.values) == [""]  # L1C: no offset
+        res = float(x.x[1] - x.x[0])
+        for k, band in enumerate(x.band.values):
+            with rasterio.open(data / f"T33UUU_20170216T102101_{band}.jp2") as ds:
+                expected = ds.read(1, window=from_bounds(*AOI, transform=ds.transform))
+            assert expected.shape == x.shape[2:] == (round(2880 / res),) * 2 and (expected > 0).all()
+            np.testing.assert_array_equal(x.values[0, k], expected, err_msg=str(band))
