@@ -15,10 +15,11 @@ import pystac
 import xarray as xr
 from distributed import Client
 from odc.geo.geobox import GeoBox
+from rasterio.enums import Resampling
 
 from eoshard.catalog import search
 from eoshard.flows.aoi import read_aoi
-from eoshard.flows.config import BuildConfig
+from eoshard.flows.config import BuildConfig, ConfigError
 from eoshard.flows.products import find_products
 from eoshard.flows.shard_runner import run_shards
 from eoshard.pipeline.cube import open_cube, stackstac_ready
@@ -131,6 +132,12 @@ def search_products(config: BuildConfig) -> pystac.ItemCollection:
 
 def plan_build(config: BuildConfig, items: Sequence[pystac.Item] | None = None) -> BuildPlan:
     """Search (unless ``items`` are given), then set up the lazy cubes, labels and patches; reads no pixels."""
+    if config.cube.reflectance or config.cube.indices:
+        raise ConfigError(
+            "cube.reflectance and cube.indices make float32 bands, which the shard writers do not store yet "
+            "(their statistics are integer histograms of digital numbers): leave them unset for a build, "
+            "and use eoshard.pipeline.cube.open_cube(..., reflectance=True) and eoshard.pipeline.indices in Python"
+        )
     area, area_crs = read_aoi(config.aoi)
     products = list(search_products(config) if items is None else items)
     grid = grid_for_area(area, area_crs, resolution=config.grid.resolution, crs=config.grid.crs)
@@ -140,6 +147,9 @@ def plan_build(config: BuildConfig, items: Sequence[pystac.Item] | None = None) 
         config.bands,
         chunksize=config.grid.chunksize,
         single_resolution=config.grid.single_resolution,
+        engine=config.cube.engine,
+        resampling=Resampling[config.cube.resampling],
+        reflectance=config.cube.reflectance,
     )
     labels = parcels = None
     if config.labels is not None:

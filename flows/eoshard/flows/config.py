@@ -17,6 +17,9 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from rasterio.enums import Resampling
+
+from eoshard.pipeline.indices import expression_bands, parse_expression
 
 
 class ConfigError(ValueError):
@@ -93,6 +96,36 @@ class GridConfig(_Model):
     crs: str | None = Field(None, description="target CRS; default: the UTM zone of the AOI's centroid")
     chunksize: int = Field(512, ge=64, le=8192, description="dask chunk size of the cube, in pixels")
     single_resolution: bool = Field(False, description="resample every band to `resolution` (one group)")
+
+
+class CubeConfig(_Model):
+    """How the cube is read: the engine, the resampling where products need reprojection, the values."""
+
+    engine: Literal["stackstac", "odc-stac"] = Field("stackstac", description="odc-stac cross-checks stackstac")
+    resampling: str = Field("nearest", description="rasterio Resampling name; nearest keeps source values")
+    reflectance: bool = Field(
+        False, description="float32 (DN + BOA offset) / 10000 with NaN for nodata; default: uint16 DN as stored"
+    )
+    indices: dict[str, str] = Field(
+        default_factory=dict,
+        description="name -> band math ('(B08 - B04) / (B08 + B04)') or a standard index (ndvi, ndwi, evi2, ndbi, nbr)",
+    )
+
+    @field_validator("resampling")
+    @classmethod
+    def _known_resampling(cls, value: str) -> str:
+        if value not in Resampling.__members__:
+            raise ValueError(f"unknown resampling; expected one of {', '.join(Resampling.__members__)}")
+        return value
+
+    @field_validator("indices")
+    @classmethod
+    def _band_math(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, expression in value.items():
+            if not name.isidentifier():
+                raise ValueError(f"index name {name!r} must be a plain name such as ndvi")
+            parse_expression(expression)  # ExpressionError is a ValueError: pydantic reports it
+        return value
 
 
 class LabelsConfig(_Model):
@@ -177,6 +210,7 @@ class BuildConfig(_Model):
     period: PeriodConfig
     bands: tuple[str, ...] = Field(min_length=1)
     grid: GridConfig = GridConfig()
+    cube: CubeConfig = CubeConfig()
     labels: LabelsConfig | None = None
     patches: PatchConfig = PatchConfig()
     timeseries: TimeseriesConfig = TimeseriesConfig()
@@ -196,6 +230,14 @@ class BuildConfig(_Model):
         return self
 
     refresh: RefreshConfig = RefreshConfig()
+
+    @model_validator(mode="after")
+    def _index_bands_are_loaded(self) -> BuildConfig:
+        for name, expression in self.cube.indices.items():
+            missing = [b for b in expression_bands(expression) if b not in self.bands]
+            if missing:
+                raise ValueError(f"cube.indices.{name} reads band(s) {missing}: add them to bands")
+        return self
 
     @field_validator("aoi", mode="after")
     @classmethod

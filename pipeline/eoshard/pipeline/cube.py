@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pystac
@@ -13,6 +13,7 @@ from odc.geo.geobox import GeoBox
 from rasterio.enums import Resampling
 
 from eoshard.pipeline.errors import BandError, PipelineError
+from eoshard.pipeline.reflectance import acquisition_baselines, to_reflectance
 
 NODATA = 0
 # Native resolution (m) of Sentinel-2 bands, used when an asset does not say its own.
@@ -89,6 +90,10 @@ def band_groups(
     return {group_name(res): (res, groups[res]) for res in sorted(groups)}
 
 
+Engine = Literal["stackstac", "odc-stac"]
+ENGINES: tuple[str, ...] = ("stackstac", "odc-stac")
+
+
 def open_cube(
     items: Sequence[pystac.Item | Mapping[str, Any]],
     grid: GeoBox,
@@ -98,40 +103,40 @@ def open_cube(
     resampling: Resampling = Resampling.nearest,
     dtype: str = "uint16",
     single_resolution: bool = False,
+    engine: Engine = "stackstac",
+    reflectance: bool = False,
 ) -> dict[str, xr.DataArray]:
     """Lazy ``(time, band, y, x)`` cubes, one per resolution group (``s2_10m``, ``s2_20m``, ``s2_60m``).
 
     Each group lies on ``grid`` zoomed out to its native resolution, so the grids nest exactly and every band
     keeps its source pixels; with ``single_resolution`` every band is resampled onto ``grid`` itself.
-    All groups share the same time steps.
+    All groups share the same time steps, which carry the processing baseline and BOA offset as coordinates.
+    ``engine`` picks the reader (stackstac, or odc-stac as a cross-check); ``reflectance`` turns the
+    digital numbers into float32 reflectance (``(DN + offset) / 10000``, nodata -> NaN).
     """
-    if single_resolution:
-        name = group_name(abs(grid.resolution.x))
-        return {name: open_band_group(items, grid, bands, chunksize=chunksize, resampling=resampling, dtype=dtype)}
+    if engine not in ENGINES:
+        raise PipelineError(f"unknown cube engine {engine!r}: use one of {', '.join(ENGINES)}")
     base = abs(grid.resolution.x)
+    groups = {group_name(base): (base, list(bands))} if single_resolution else band_groups(items, bands, grid)
     cubes = {}
-    for name, (res, group) in band_groups(items, bands, grid).items():
+    for name, (res, group) in groups.items():
         factor = res / base
         sub = grid if factor == 1 else grid.zoom_out(factor)
-        cubes[name] = open_band_group(
-            items, sub, group, chunksize=max(64, int(chunksize / factor)), resampling=resampling, dtype=dtype
-        )
+        cube = open_band_group(
+            items, sub, group, chunksize=max(64, int(chunksize / factor)), resampling=resampling, dtype=dtype,
+            engine=engine,
+        )  # fmt: skip
+        cubes[name] = to_reflectance(cube) if reflectance else cube
     return cubes
 
 
-def open_band_group(
-    items: Sequence[pystac.Item | Mapping[str, Any]],
-    grid: GeoBox,
-    bands: Sequence[str],
-    *,
-    chunksize: int = 512,
-    resampling: Resampling = Resampling.nearest,
-    dtype: str = "uint16",
-) -> xr.DataArray:
-    """A lazy ``(time, band, y, x)`` cube of ``bands`` on ``grid``, one time step per acquisition.
+def prepare_items(
+    items: Sequence[pystac.Item | Mapping[str, Any]], grid: GeoBox, bands: Sequence[str]
+) -> list[dict[str, Any]]:
+    """The items as stackstac-ready dicts, checked for ``bands``, in mosaic order.
 
-    Products of the same acquisition (tiles, UTM zones) are mosaicked; where they overlap, a product in the
-    grid's own CRS wins, so its pixels pass unresampled. Nothing is read until the cube is computed.
+    Within an acquisition the last product is on top: products in the grid's CRS go last, so where they
+    overlap another product their pixels pass unresampled.
     """
     dicts = [stackstac_ready(item) for item in items]
     if not dicts:
@@ -143,17 +148,62 @@ def open_band_group(
                 f"product {data['id']} has no asset for band(s) {missing}; it has {sorted(data['assets'])}: "
                 "fix the config's bands"
             )
+    epsg = grid_epsg(grid)
+    dicts.sort(key=lambda d: (acquisition_key(d), d["properties"]["proj:epsg"] == epsg, d["id"]))
+    return dicts
+
+
+def grid_epsg(grid: GeoBox) -> int:
     epsg = grid.crs.epsg if grid.crs is not None else None
     if epsg is None:
-        raise PipelineError(f"the grid's CRS {grid.crs} has no EPSG code, which stackstac needs")
-    # Within an acquisition the last product is on top: products in the grid's CRS go last.
-    dicts.sort(key=lambda d: (acquisition_key(d), d["properties"]["proj:epsg"] == epsg, d["id"]))
-    res = abs(grid.resolution.x)
+        raise PipelineError(f"the grid's CRS {grid.crs} has no EPSG code: give the grid an EPSG CRS (e.g. UTM)")
+    return int(epsg)
+
+
+def open_band_group(
+    items: Sequence[pystac.Item | Mapping[str, Any]],
+    grid: GeoBox,
+    bands: Sequence[str],
+    *,
+    chunksize: int = 512,
+    resampling: Resampling = Resampling.nearest,
+    dtype: str = "uint16",
+    engine: Engine = "stackstac",
+) -> xr.DataArray:
+    """A lazy ``(time, band, y, x)`` cube of ``bands`` on ``grid``, one time step per acquisition.
+
+    Products of the same acquisition (tiles, UTM zones) are mosaicked; where they overlap, a product in the
+    grid's own CRS wins, so its pixels pass unresampled. Nothing is read until the cube is computed.
+    """
+    dicts = prepare_items(items, grid, bands)
+    if engine == "odc-stac":
+        from eoshard.pipeline.cube_odc import odc_band_group  # imported only when asked for
+
+        by_acquisition = odc_band_group(
+            dicts, grid, bands, chunksize=chunksize, resampling=resampling, dtype=dtype
+        )
+    else:
+        by_acquisition = _stackstac_band_group(
+            dicts, grid, bands, chunksize=chunksize, resampling=resampling, dtype=dtype
+        )
+    return finish_cube(by_acquisition, dicts, grid)
+
+
+def _stackstac_band_group(
+    dicts: list[dict[str, Any]],
+    grid: GeoBox,
+    bands: Sequence[str],
+    *,
+    chunksize: int,
+    resampling: Resampling,
+    dtype: str,
+) -> xr.DataArray:
+    """``(acquisition, band, y, x)``: the products stacked by stackstac, then mosaicked per acquisition."""
     stack = stackstac.stack(
         dicts,
         assets=list(bands),
-        epsg=epsg,
-        resolution=res,
+        epsg=grid_epsg(grid),
+        resolution=abs(grid.resolution.x),
         bounds=tuple(grid.extent.boundingbox),
         snap_bounds=False,
         resampling=resampling,
@@ -166,20 +216,59 @@ def open_band_group(
         properties=False,
         band_coords=False,
     )
+    stack = stack.assign_coords(acquisition=("time", [acquisition_key(d) for d in dicts]))
+    return stack.groupby("acquisition", squeeze=False).map(_mosaic).drop_vars("time", errors="ignore")
+
+
+def finish_cube(by_acquisition: xr.DataArray, dicts: list[dict[str, Any]], grid: GeoBox) -> xr.DataArray:
+    """Acquisitions in time order with their time, baseline and BOA offset coordinates; grid attributes."""
     keys = [acquisition_key(d) for d in dicts]
     times = {k: d["properties"]["datetime"] for k, d in zip(keys, dicts, strict=True)}
-    stack = stack.assign_coords(acquisition=("time", keys))
-    cube = stack.groupby("acquisition", squeeze=False).map(_mosaic)
-    cube = cube.rename(acquisition="time")
+    baselines = acquisition_baselines(dicts, keys)
     order = sorted(times, key=lambda k: (times[k], k))
-    cube = cube.sel(time=order)
+    cube = by_acquisition.sel(acquisition=order).rename(acquisition="time")
+    extra = [c for c in cube.coords if c not in ("acquisition", "band", "y", "x")]
+    cube = cube.drop_vars(extra).rename(None)  # engine-specific coordinates (epsg, spatial_ref) and names
     cube = cube.assign_coords(
+        band=np.array([str(b) for b in cube.band.values]),
         time=np.array([np.datetime64(str(times[k]).replace("Z", "")[:19], "ns") for k in order]),
         acquisition=("time", order),
+        processing_baseline=("time", [baselines[k][0] for k in order]),
+        boa_offset=("time", np.array([baselines[k][1] for k in order], dtype=np.int16)),
     )
+    for dim in ("y", "x"):
+        cube[dim].attrs = {}
     cube.attrs = {"crs": str(grid.crs), "transform": tuple(grid.transform)[:6], "nodata": NODATA}
     return cube.transpose("time", "band", "y", "x")
 
 
 def _mosaic(group: xr.DataArray) -> xr.DataArray:
     return stackstac.mosaic(group, dim="time", nodata=NODATA)
+
+
+def onto_grid(cube: xr.DataArray, grid: GeoBox) -> xr.DataArray:
+    """``cube`` (on a grid nested in ``grid``, ``factor`` times coarser) with every pixel repeated onto ``grid``.
+
+    Lazy and exact: a 20 m pixel becomes its 2 x 2 10 m pixels, with ``grid``'s pixel-centre coordinates.
+    """
+    res = abs(float(cube.attrs["transform"][0]))
+    f = round(res / abs(grid.resolution.x))
+    ny, nx = grid.shape
+    t = grid.transform
+    origin = (cube.attrs["transform"][2], cube.attrs["transform"][5])
+    shape = (cube.sizes["y"] * f, cube.sizes["x"] * f)
+    if f < 1 or f * abs(grid.resolution.x) != res or shape != (ny, nx) or origin != (t.c, t.f):
+        raise PipelineError(
+            f"a {res:g} m cube of {cube.sizes['y']} x {cube.sizes['x']} px does not nest in the "
+            f"{abs(grid.resolution.x):g} m grid of {ny} x {nx} px: build both from the same grid"
+        )
+    data = (
+        cube.data
+        if f == 1
+        else cube.data.repeat(f, axis=cube.dims.index("y")).repeat(f, axis=cube.dims.index("x"))
+    )
+    coords = {k: v for k, v in cube.coords.items() if "y" not in v.dims and "x" not in v.dims}
+    coords["y"] = t.f + (np.arange(ny) + 0.5) * t.e
+    coords["x"] = t.c + (np.arange(nx) + 0.5) * t.a
+    attrs = {**cube.attrs, "transform": tuple(t)[:6]}
+    return xr.DataArray(data, dims=cube.dims, coords=coords, attrs=attrs, name=cube.name)

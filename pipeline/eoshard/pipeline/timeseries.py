@@ -19,7 +19,10 @@ def nodata_mask(images: Mapping[str, np.ndarray], factors: Mapping[str, int]) ->
     valid: np.ndarray | None = None
     for name, values in images.items():
         f = factors[name]
-        group_valid = (values != NODATA).any(axis=1)
+        present = values != NODATA
+        if values.dtype.kind == "f":  # reflectance cubes hold NaN where the products have no data
+            present &= ~np.isnan(values)
+        group_valid = present.any(axis=1)
         if f > 1:
             group_valid = group_valid.repeat(f, axis=1).repeat(f, axis=2)
         valid = group_valid if valid is None else valid | group_valid

@@ -1,0 +1,146 @@
+"""Spectral indices and band math, lazily in float32 from the cube's source values.
+
+Expressions are parsed with :mod:`ast` and walked node by node: only band names, numbers, ``+ - * /``,
+unary signs and parentheses are accepted; nothing is ever evaluated by Python itself.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Mapping
+
+import numpy as np
+import xarray as xr
+from odc.geo.geobox import GeoBox
+
+from eoshard.pipeline.cube import onto_grid
+from eoshard.pipeline.errors import PipelineError
+from eoshard.pipeline.reflectance import to_reflectance
+
+# The usual indices on Sentinel-2 band names (reflectance, 0..1).
+STANDARD_INDICES: dict[str, str] = {
+    "ndvi": "(B08 - B04) / (B08 + B04)",
+    "ndwi": "(B03 - B08) / (B03 + B08)",  # McFeeters: open water
+    "evi2": "2.5 * (B08 - B04) / (B08 + 2.4 * B04 + 1)",
+    "ndbi": "(B11 - B08) / (B11 + B08)",
+    "nbr": "(B08 - B12) / (B08 + B12)",
+}
+MAX_EXPRESSION_LENGTH = 500
+_ALLOWED_NODES = (
+    ast.Name,
+    ast.Load,
+    ast.BinOp,
+    ast.UnaryOp,
+    ast.UAdd,
+    ast.USub,
+    ast.Add,
+    ast.Sub,
+    ast.Mult,
+    ast.Div,
+)
+
+
+class ExpressionError(PipelineError, ValueError):
+    """A band-math expression that is not made of band names, numbers, + - * / and parentheses."""
+
+
+def formula(expression: str) -> str:
+    """``expression`` itself, or the formula of a standard index named by it (``ndvi``, ``NBR``, ...)."""
+    return STANDARD_INDICES.get(expression.strip().lower(), expression)
+
+
+def parse_expression(expression: str) -> ast.expr:
+    """The checked syntax tree of ``expression`` (or of the standard index it names)."""
+    text = formula(expression)
+    if len(text) > MAX_EXPRESSION_LENGTH:
+        raise ExpressionError(f"expression of {len(text)} characters: keep it under {MAX_EXPRESSION_LENGTH}")
+    try:
+        tree = ast.parse(text, mode="eval").body
+    except SyntaxError as err:
+        raise ExpressionError(f"expression {text!r} is not valid band math: {err.msg}") from err
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant):
+            ok = type(node.value) in (int, float)
+        elif isinstance(node, ast.BinOp):
+            ok = isinstance(node.op, ast.Add | ast.Sub | ast.Mult | ast.Div)
+        elif isinstance(node, ast.UnaryOp):
+            ok = isinstance(node.op, ast.UAdd | ast.USub)
+        else:  # operators are judged with the node that holds them
+            ok = isinstance(node, ast.Name | ast.Load | ast.operator | ast.unaryop)
+        if not ok:
+            shown = ast.get_source_segment(text, node) or type(node).__name__
+            raise ExpressionError(
+                f"expression {text!r} uses {shown!r}: only band names, numbers, + - * / and parentheses are allowed"
+            )
+    return tree
+
+
+def expression_bands(expression: str) -> list[str]:
+    """The band names an expression reads, in order of first use."""
+    names = [n.id for n in ast.walk(parse_expression(expression)) if isinstance(n, ast.Name)]
+    return list(dict.fromkeys(names))
+
+
+def compute_index(cubes: Mapping[str, xr.DataArray], grid: GeoBox, expression: str) -> xr.DataArray:
+    """Lazy float32 ``(time, y, x)`` of ``expression`` over the bands of ``cubes`` (groups on ``grid``).
+
+    It lies on the finest grid among the bands it reads; coarser bands are repeated onto it (the grids nest
+    exactly). Digital numbers become reflectance first (the recorded BOA offset applied), nodata is NaN,
+    and so is a division by zero.
+    """
+    bands = expression_bands(expression)
+    where = {str(b): name for name, cube in cubes.items() for b in cube.band.values}
+    missing = [b for b in bands if b not in where]
+    if missing:
+        raise ExpressionError(
+            f"expression {formula(expression)!r} reads band(s) {missing} that the cube does not hold "
+            f"(it has {sorted(where)}): add them to the bands"
+        )
+    finest = min(abs(float(cubes[where[b]].attrs["transform"][0])) for b in bands)
+    factor = finest / abs(grid.resolution.x)
+    target = grid if factor == 1 else grid.zoom_out(factor)
+    values = {b: onto_grid(_band(cubes[where[b]], b), target) for b in bands}
+    result = _evaluate(parse_expression(expression), values).astype(np.float32)
+    result.attrs = {"expression": formula(expression), "transform": tuple(target.transform)[:6]}
+    return result
+
+
+def compute_indices(
+    cubes: Mapping[str, xr.DataArray], grid: GeoBox, indices: Mapping[str, str]
+) -> dict[str, xr.DataArray]:
+    """``compute_index`` for each ``name: expression``."""
+    return {name: compute_index(cubes, grid, expr).rename(name) for name, expr in indices.items()}
+
+
+def _band(cube: xr.DataArray, band: str) -> xr.DataArray:
+    values = cube if cube.dtype.kind == "f" else to_reflectance(cube)
+    return values.sel(band=band, drop=True)
+
+
+def _evaluate(node: ast.expr, values: Mapping[str, xr.DataArray]) -> xr.DataArray:
+    # parse_expression has checked every node, so the cases below are all there is
+    if isinstance(node, ast.Name):
+        return values[node.id]
+    if isinstance(node, ast.Constant):
+        return np.float32(float(node.value))  # type: ignore[arg-type,return-value]
+    if isinstance(node, ast.UnaryOp):
+        operand = _evaluate(node.operand, values)
+        return -operand if isinstance(node.op, ast.USub) else operand
+    assert isinstance(node, ast.BinOp)
+    left, right = _evaluate(node.left, values), _evaluate(node.right, values)
+    if isinstance(node.op, ast.Add):
+        return left + right
+    if isinstance(node.op, ast.Sub):
+        return left - right
+    if isinstance(node.op, ast.Mult):
+        return left * right
+    return left / _nonzero(right)
+
+
+def _nonzero(values: xr.DataArray) -> xr.DataArray:
+    """Zero denominators become NaN (no division warnings, no infinities)."""
+    if isinstance(values, xr.DataArray):
+        return values.where(values != 0)
+    if values == 0:
+        raise ExpressionError("the expression divides by the number 0")
+    return values

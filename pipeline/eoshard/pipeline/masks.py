@@ -1,0 +1,66 @@
+"""Valid-pixel masks from the Sentinel-2 scene classification (SCL), lazily, and per-date valid fractions."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pystac
+import xarray as xr
+from odc.geo.geobox import GeoBox
+
+from eoshard.pipeline.cube import Engine, band_groups, onto_grid, open_band_group
+
+# The SCL classes of the L2A scene classification.
+SCL_CLASSES: dict[int, str] = {
+    0: "no data", 1: "saturated or defective", 2: "dark area pixels", 3: "cloud shadows", 4: "vegetation",
+    5: "not vegetated", 6: "water", 7: "unclassified", 8: "cloud medium probability",
+    9: "cloud high probability", 10: "thin cirrus", 11: "snow",
+}  # fmt: skip
+# Classes that make a pixel invalid by default: nodata, defective, cloud shadows, clouds and cirrus.
+SCL_INVALID: tuple[int, ...] = (0, 1, 3, 8, 9, 10)
+
+
+def check_scl_classes(classes: Iterable[int]) -> tuple[int, ...]:
+    """The classes as a sorted tuple, refused when one is not an SCL class."""
+    found = tuple(sorted({int(c) for c in classes}))
+    unknown = [c for c in found if c not in SCL_CLASSES]
+    if unknown:
+        raise ValueError(f"SCL classes {unknown} do not exist: use codes 0-11 ({SCL_CLASSES})")
+    return found
+
+
+def scl_valid_mask(scl: xr.DataArray, invalid: Iterable[int] = SCL_INVALID) -> xr.DataArray:
+    """Lazy bool: valid where the SCL class is not one of ``invalid`` (nodata 0 is invalid unless left out)."""
+    valid = ~scl.isin(list(check_scl_classes(invalid)))
+    valid.attrs = {**scl.attrs, "invalid_scl_classes": list(check_scl_classes(invalid))}
+    valid.attrs.pop("nodata", None)
+    return valid.rename("valid")
+
+
+def valid_fraction(mask: xr.DataArray, dims: Sequence[str] = ("y", "x")) -> xr.DataArray:
+    """The share of valid pixels per date (float32), over the AOI the mask covers."""
+    return mask.mean(dims).astype(np.float32).rename("valid_fraction")
+
+
+def open_valid_mask(
+    items: Sequence[pystac.Item | Mapping[str, Any]],
+    grid: GeoBox,
+    *,
+    invalid: Iterable[int] = SCL_INVALID,
+    engine: Engine = "stackstac",
+    chunksize: int = 512,
+) -> xr.DataArray:
+    """The lazy ``(time, y, x)`` SCL valid mask on ``grid``: SCL read on its own 20 m grid, repeated exactly.
+
+    Its time steps are those of ``open_cube`` on the same items.
+    """
+    ((_, (res, _)),) = band_groups(items, ["SCL"], grid).items()
+    factor = res / abs(grid.resolution.x)
+    sub = grid if factor == 1 else grid.zoom_out(factor)
+    scl = open_band_group(
+        items, sub, ["SCL"], chunksize=max(64, int(chunksize / factor)), dtype="uint8", engine=engine
+    )
+    mask = scl_valid_mask(scl.isel(band=0, drop=True), invalid)
+    return onto_grid(mask, grid)
