@@ -25,6 +25,7 @@ from eoshard.flows.shard_runner import run_shards
 from eoshard.pipeline.cube import open_cube, stackstac_ready
 from eoshard.pipeline.grid import grid_for_area
 from eoshard.pipeline.labels import prepare_parcels, rasterize_labels
+from eoshard.pipeline.masks import open_valid_mask
 from eoshard.pipeline.paired import nested_grid, open_paired
 from eoshard.pipeline.patches import Patch, parcel_centred, patch_grid, select_labelled
 from eoshard.pipeline.shards.lmdb_store import part_name
@@ -44,6 +45,7 @@ class BuildPlan:
     patches: list[Patch]
     hr: xr.DataArray | None = None  # the paired finer source, (band, y, x) on the nested grid
     hr_items: list[dict[str, Any]] = field(default_factory=list)
+    valid: xr.DataArray | None = None  # the SCL valid mask, (time, y, x) on the base grid, with mask: scl
 
     @property
     def dates(self) -> list[str]:
@@ -166,7 +168,12 @@ def plan_build(config: BuildConfig, items: Sequence[pystac.Item] | None = None) 
     patches = _select_patches(config, grid, align, parcels)
     area_4326 = gpd.GeoSeries([area], crs=area_crs).to_crs(4326).iloc[0]
     hr, hr_items = _open_hr(config, grid, area_4326)
-    return BuildPlan(config, [stackstac_ready(i) for i in products], grid, cubes, labels, patches, hr, hr_items)
+    valid = None
+    if config.timeseries.mask == "scl":
+        valid = open_valid_mask(products, grid, invalid=config.timeseries.scl_invalid, engine=config.cube.engine,
+                                chunksize=config.grid.chunksize)  # fmt: skip
+    ready = [stackstac_ready(i) for i in products]
+    return BuildPlan(config, ready, grid, cubes, labels, patches, hr, hr_items, valid)
 
 
 def _open_hr(
@@ -223,8 +230,13 @@ def shard_task(plan: BuildPlan, index: int, shard: list[Patch]) -> Any:
     paired = {}
     if plan.hr is not None:
         paired = {"hr": [plan.hr.data[(slice(None), *nested_window(p, plan.hr_factor))] for p in shard]}
+    masks = None
+    if plan.valid is not None:
+        masks = [plan.valid.data[(slice(None), *p.window(1))] for p in shard]
     spec = shard_spec(plan, index, shard)
-    return dask.delayed(materialize_shard, pure=True)(spec, images, label_windows(plan, shard), paired)
+    return dask.delayed(materialize_shard, pure=True)(
+        spec, images, label_windows(plan, shard), paired, masks=masks
+    )
 
 
 def label_windows(plan: BuildPlan, shard: list[Patch]) -> dict[str, list[Any]]:

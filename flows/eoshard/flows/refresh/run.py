@@ -107,10 +107,11 @@ def refresh_dataset(
 ) -> RefreshResult:
     """Refresh the dataset at ``config.output.path``; ``connect`` gives a Dask client when there is work."""
     dataset = config.output.path
-    if config.hr is not None:
+    if config.hr is not None or config.timeseries.mask != "nodata":
+        what = "paired HR layers (hr:)" if config.hr is not None else f"a {config.timeseries.mask} valid mask"
         raise RefreshError(
-            f"{dataset} has paired HR layers (hr:), which refresh cannot extend yet: run `eoshard build` over the "
-            "whole period into a new output path instead"
+            f"{dataset} has {what}, which refresh cannot extend yet: run `eoshard build` over the whole period "
+            "into a new output path instead"
         )
     swap.recover_missing(dataset)
     if not (dataset / "dataset.json").is_file():

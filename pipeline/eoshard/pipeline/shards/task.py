@@ -50,10 +50,13 @@ def materialize_shard(
     labels: Mapping[str, Sequence[np.ndarray]],
     paired: Mapping[str, Sequence[np.ndarray]] | None = None,
     fractions: Sequence[np.ndarray | None] | None = None,
+    masks: Sequence[np.ndarray] | None = None,
 ) -> dict[str, Any]:
     """Make the shard's samples, write its Zarr shard whole, and return what the driver commits.
 
     ``fractions`` (optional, per sample): known per-date valid fractions, see ``select_dates``.
+    ``masks`` (optional, per sample): a ``(T, H, W)`` valid mask from outside the images (the SCL), and-ed with
+    the image-derived one.
 
     Returns ``records`` (LMDB key, value), index ``rows``, band ``histograms``, ``class_counts``, the number of
     ``dropped`` candidates and the Zarr shard's ``checksums``.
@@ -69,6 +72,8 @@ def materialize_shard(
     for n, key in enumerate(spec.keys):
         patch_images = {g: np.asarray(values[n]) for g, values in images.items()}
         mask = MASK_SOURCES[spec.mask](patch_images, spec.factors)
+        if masks is not None:
+            mask = mask & np.asarray(masks[n], dtype=bool)
         selection = select_dates(mask, spec.min_valid_fraction, None if fractions is None else fractions[n])
         if selection.n_kept < spec.min_dates:
             dropped += 1
