@@ -56,11 +56,14 @@ def test_the_build_plan_uses_the_configured_engine(demo_data, tmp_path: Path, en
     assert plan.cubes["s2_10m"].dtype == "uint16" and plan.factors == {"s2_10m": 1, "s2_20m": 2}
 
 
-@pytest.mark.parametrize("cube", [{"reflectance": True}, {"indices": {"nd": "(B11 - B04) / (B11 + B04)"}}])
-def test_float_outputs_are_refused_by_the_build_for_now(demo_data, tmp_path: Path, cube) -> None:
-    config = parse_config(_config(demo_data, tmp_path, **cube), tmp_path)
-    with pytest.raises(ValueError, match="make float32 bands, which the shard writers do not store yet"):
-        plan_build(config)
+def test_float_outputs_make_float32_groups_in_the_build_plan(demo_data, tmp_path: Path) -> None:
+    cube = {"reflectance": True, "indices": {"nd": "(B11 - B04) / (B11 + B04)"}}
+    plan = plan_build(parse_config(_config(demo_data, tmp_path, **cube), tmp_path))
+    assert {name: str(c.dtype) for name, c in plan.cubes.items()} == {
+        "s2_10m": "float32", "s2_20m": "float32", "indices": "float32"
+    }  # fmt: skip
+    assert plan.groups["indices"] == ["nd"] and plan.factors["indices"] == 1  # on the base grid
+    assert plan.nan_fill() == ("s2_10m", "s2_20m", "indices")
 
 
 def test_indices_are_checked_in_the_config(demo_data, tmp_path: Path) -> None:

@@ -22,15 +22,18 @@ from eoshard.flows.aoi import read_aoi
 from eoshard.flows.config import BuildConfig, ConfigError
 from eoshard.flows.products import find_products
 from eoshard.flows.shard_runner import run_shards
-from eoshard.pipeline.cube import open_cube, stackstac_ready
+from eoshard.pipeline.cube import onto_grid, open_cube, stackstac_ready
 from eoshard.pipeline.grid import grid_for_area
+from eoshard.pipeline.indices import compute_indices, formula
 from eoshard.pipeline.labels import prepare_parcels, rasterize_labels
 from eoshard.pipeline.masks import open_valid_mask
 from eoshard.pipeline.paired import nested_grid, open_paired
 from eoshard.pipeline.patches import Patch, parcel_centred, patch_grid, select_labelled
 from eoshard.pipeline.shards.lmdb_store import part_name
-from eoshard.pipeline.shards.samples import FORMAT_VERSION
+from eoshard.pipeline.shards.samples import FORMAT_VERSION, RESERVED_TENSORS
 from eoshard.pipeline.shards.task import ShardSpec, materialize_shard
+
+INDEX_GROUP = "indices"  # the group of cube.indices, at the base resolution
 
 
 @dataclass(frozen=True)
@@ -101,6 +104,11 @@ class BuildPlan:
         layouts["sample_mask"] = ((), "bool")
         return layouts
 
+    def nan_fill(self) -> tuple[str, ...]:
+        """The float arrays (reflectance groups, indices): NaN is their nodata and Zarr fill value."""
+        arrays = {**self.cubes, **({"hr": self.hr} if self.hr is not None else {})}
+        return tuple(name for name, values in arrays.items() if values.dtype.kind == "f")
+
     def fingerprint(self) -> dict[str, Any]:
         """What identifies the output: a rerun with the same fingerprint resumes, another one is refused."""
         keys = "\n".join(p.key for p in self.patches).encode()
@@ -134,12 +142,6 @@ def search_products(config: BuildConfig) -> pystac.ItemCollection:
 
 def plan_build(config: BuildConfig, items: Sequence[pystac.Item] | None = None) -> BuildPlan:
     """Search (unless ``items`` are given), then set up the lazy cubes, labels and patches; reads no pixels."""
-    if config.cube.reflectance or config.cube.indices:
-        raise ConfigError(
-            "cube.reflectance and cube.indices make float32 bands, which the shard writers do not store yet "
-            "(their statistics are integer histograms of digital numbers): leave them unset for a build, "
-            "and use eoshard.pipeline.cube.open_cube(..., reflectance=True) and eoshard.pipeline.indices in Python"
-        )
     area, area_crs = read_aoi(config.aoi)
     products = list(search_products(config) if items is None else items)
     grid = grid_for_area(area, area_crs, resolution=config.grid.resolution, crs=config.grid.crs)
@@ -153,6 +155,8 @@ def plan_build(config: BuildConfig, items: Sequence[pystac.Item] | None = None) 
         resampling=Resampling[config.cube.resampling],
         reflectance=config.cube.reflectance,
     )
+    if config.cube.indices:
+        cubes[INDEX_GROUP] = index_cube(cubes, grid, config.cube.indices)
     labels = parcels = None
     if config.labels is not None:
         parcels = gpd.read_file(config.labels.path, layer=config.labels.layer)
@@ -163,6 +167,7 @@ def plan_build(config: BuildConfig, items: Sequence[pystac.Item] | None = None) 
             id_column=config.labels.id_column,
             chunksize=config.grid.chunksize,
         )
+    _check_index_names(config, [] if labels is None else [str(k) for k in labels.data_vars])
     base = abs(grid.resolution.x)
     align = max(round(abs(float(c.x[1] - c.x[0])) / base) for c in cubes.values())
     patches = _select_patches(config, grid, align, parcels)
@@ -174,6 +179,37 @@ def plan_build(config: BuildConfig, items: Sequence[pystac.Item] | None = None) 
                                 chunksize=config.grid.chunksize)  # fmt: skip
     ready = [stackstac_ready(i) for i in products]
     return BuildPlan(config, ready, grid, cubes, labels, patches, hr, hr_items, valid)
+
+
+def _check_index_names(config: BuildConfig, layers: Sequence[str]) -> None:
+    """Index names become band and LMDB tensor names: no clash with bands, label layers or per-sample tensors."""
+    taken = [*config.bands, *layers, *RESERVED_TENSORS]
+    clash = sorted(set(config.cube.indices) & set(taken))
+    if clash:
+        raise ConfigError(
+            f"cube.indices name(s) {clash} are already band, label or tensor names of the dataset "
+            f"(taken: {', '.join(taken)}): rename the index(es)"
+        )
+
+
+def index_cube(cubes: dict[str, xr.DataArray], grid: GeoBox, indices: dict[str, str]) -> xr.DataArray:
+    """The indices as one float32 ``(time, band, y, x)`` group on the base grid, bands named by the config keys.
+
+    Bands are sorted by name: the build's fingerprint (sorted JSON) does not see the order of the keys.
+    An index read from coarser bands has its pixels repeated onto the base grid (exact, see ``onto_grid``).
+    """
+    indices = dict(sorted(indices.items()))
+    layers = [onto_grid(layer, grid) for layer in compute_indices(cubes, grid, indices).values()]
+    stacked = xr.Variable.concat([layer.variable for layer in layers], dim="band")
+    coords = {k: v for k, v in layers[0].coords.items()}
+    cube = xr.DataArray(stacked, coords={**coords, "band": list(indices)}, name=INDEX_GROUP)
+    cube.attrs = {
+        "crs": str(grid.crs),
+        "transform": tuple(grid.transform)[:6],
+        "nodata": float("nan"),
+        "expressions": {name: formula(expr) for name, expr in indices.items()},
+    }
+    return cube.transpose("time", "band", "y", "x")
 
 
 def _open_hr(
@@ -273,6 +309,7 @@ def shard_spec(plan: BuildPlan, index: int, shard: list[Patch]) -> ShardSpec:
         fractions=config.splits.fractions,
         seed=config.splits.seed,
         paired={"hr": tuple(config.hr.bands)} if config.hr is not None else {},
+        nan_fill=plan.nan_fill(),
     )
 
 

@@ -48,6 +48,7 @@ def run_shards(
                     "dates": plan.dates,
                     "keys": [p.key for p in plan.patches],
                 },
+                nan_fill=plan.nan_fill(),
             )
         log.record_plan(fingerprint)
     shards = plan.shards()
@@ -206,7 +207,8 @@ def _manifest(plan: BuildPlan, summary: dict[str, Any], n_samples: int) -> dict[
             "factor": plan.factors[name],
             "shape": list(layouts[name][0]),
             "dtype": str(cube.dtype),
-            "nodata": 0,
+            "nodata": "nan" if cube.dtype.kind == "f" else 0,
+            **({"expressions": cube.attrs["expressions"]} if "expressions" in cube.attrs else {}),
         }
         for name, cube in plan.cubes.items()
     }

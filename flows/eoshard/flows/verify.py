@@ -28,6 +28,12 @@ def read_slot(group: zarr.Group, name: str, n: int) -> np.ndarray:
     return np.asarray(cast(zarr.Array, group[name])[n])
 
 
+def same(a: np.ndarray, b: np.ndarray) -> bool:
+    """Equal values and dtypes; NaN (the nodata of float groups) equals NaN."""
+    a, b = np.asarray(a), np.asarray(b)
+    return a.dtype == b.dtype and np.array_equal(a, b, equal_nan=a.dtype.kind == "f")
+
+
 def read_manifest(path: Path) -> dict[str, Any]:
     manifest_path = path / "dataset.json"
     if not manifest_path.is_file():
@@ -82,22 +88,25 @@ def compare_zarr_with_lmdb(
         for name, spec in manifest["groups"].items():
             arr = read_slot(group, name, row.zarr_index)[kept]
             for i, band in enumerate(spec["bands"]):
-                if not np.array_equal(arr[:, i], sample[band]):
+                if not same(arr[:, i], sample[band]):
                     problems.append(f"sample {row.key}: band {band} differs between Zarr and LMDB")
         hr = manifest.get("hr")
         if hr is not None:
             values_hr = read_slot(group, "hr", row.zarr_index)
             for i, tensor in enumerate(hr["tensors"]):
-                if not np.array_equal(values_hr[i], sample[tensor]):
+                if not same(values_hr[i], sample[tensor]):
                     problems.append(f"sample {row.key}: HR band {tensor} differs between Zarr and LMDB")
         for layer in (manifest["labels"] or {}).get("layers", {}):
-            if not np.array_equal(read_slot(group, layer, row.zarr_index), sample[layer]):
+            if not same(read_slot(group, layer, row.zarr_index), sample[layer]):
                 problems.append(f"sample {row.key}: label layer {layer} differs between Zarr and LMDB")
     return problems
 
 
 def compare_with_sources(path: Path, manifest: dict[str, Any], rows: gpd.GeoDataFrame) -> list[str]:
-    """Re-read the source pixels of ``rows`` through the build's grid and cube, and compare bit for bit."""
+    """Re-read the source pixels of ``rows`` through the build's grid and cube, and compare bit for bit.
+
+    Float groups are compared after the same transform as the build's (reflectance, indices), NaN equal to NaN.
+    """
     from eoshard.flows.build import nested_window, plan_build
 
     plan_data = json.loads((path / "_build" / "plan.json").read_text())
@@ -114,12 +123,12 @@ def compare_with_sources(path: Path, manifest: dict[str, Any], rows: gpd.GeoData
         for name, cube in plan.cubes.items():
             rs, cs = patch.window(plan.factors[name])
             (source,) = dask.compute(cube.data[..., rs, cs], scheduler="synchronous")
-            if not np.array_equal(source[kept], read_slot(group, name, row.zarr_index)[kept]):
+            if not same(source[kept], read_slot(group, name, row.zarr_index)[kept]):
                 problems.append(f"sample {row.key}: group {name} differs from the source pixels")
         if plan.hr is not None:
             rs, cs = nested_window(patch, plan.hr_factor)
             (source,) = dask.compute(plan.hr.data[:, rs, cs], scheduler="synchronous")
-            if not np.array_equal(source, read_slot(group, "hr", row.zarr_index)):
+            if not same(source, read_slot(group, "hr", row.zarr_index)):
                 problems.append(f"sample {row.key}: hr differs from the source pixels")
     return problems
 

@@ -69,7 +69,8 @@ class ShardDataset(Dataset[Sample]):
     """Common part: band selection, normalisation, label/ignore masks and augmentation.
 
     A sample is ``image`` (T, C, H, W) float32, ``dates`` (T,) day of year, ``pad`` (T,) bool (True = padding),
-    ``label`` (H, W) int64 and ``ignore`` (H, W) bool (True = excluded from the loss).
+    ``label`` (H, W) int64 and ``ignore`` (H, W) bool (True = excluded from the loss). Float groups (reflectance,
+    indices) hold NaN where there is no data: it becomes 0 after normalisation (the band's mean), as padding.
     """
 
     def __init__(
@@ -126,6 +127,7 @@ class ShardDataset(Dataset[Sample]):
             image = (image - torch.from_numpy(self.stats.mean)[:, None, None]) / torch.from_numpy(self.stats.std)[
                 :, None, None
             ]
+        image = torch.nan_to_num(image, nan=0.0)  # float groups' nodata: the band mean once normalised, else 0
         t = image.shape[0]
         pad = torch.zeros(self.max_dates, dtype=torch.bool)
         dates = torch.zeros(self.max_dates, dtype=torch.long)

@@ -40,8 +40,7 @@ def summarise_records(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """Merge the commit records' statistics: per-band summaries, class counts, dropped and split counts."""
     bands = list(records[0]["histograms"]) if records else []
     band_stats = {
-        band: stats.summarise(stats.merge(stats.from_json(r["histograms"][band]) for r in records))
-        for band in bands
+        band: stats.summary(stats.combine(stats.load(r["histograms"][band]) for r in records)) for band in bands
     }
     class_counts = stats.merge(stats.from_json(r["class_counts"]) for r in records)
     splits = {name: 0 for name in SPLITS}

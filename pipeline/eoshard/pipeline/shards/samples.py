@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,6 +14,8 @@ from safetensors.numpy import save
 from eoshard.pipeline.timeseries import DateSelection, day_of_year, days_since_epoch
 
 FORMAT_VERSION = "1.0"
+# LMDB tensors besides the bands and label layers (a band or index must not take these names)
+RESERVED_TENSORS = ("valid_mask", "valid_fraction", "date", "doy", "time_index")
 
 
 @dataclass(frozen=True)
@@ -72,11 +74,12 @@ class Sample:
         return canonical_safetensors(save(self.tensors(), metadata=metadata))
 
     def slot(self) -> dict[str, np.ndarray]:
-        """The Zarr arrays of this sample's slot: padded time axis, dropped dates zeroed."""
+        """The Zarr arrays of this sample's slot: padded time axis, dropped dates nodata (0, NaN in float groups)."""
         kept = self.selection.kept
         out: dict[str, np.ndarray] = {}
         for group, values in self.images.items():
-            out[group] = np.where(kept[:, None, None, None], values, np.zeros_like(values))
+            fill = np.full_like(values, np.nan) if values.dtype.kind == "f" else np.zeros_like(values)
+            out[group] = np.where(kept[:, None, None, None], values, fill)
         out.update(self.labels)
         out.update(self.paired)
         out["valid_mask"] = self.selection.mask & kept[:, None, None]
@@ -128,9 +131,14 @@ def canonical_safetensors(data: bytes) -> bytes:
     return len(text).to_bytes(8, "little") + text + data[8 + n :]
 
 
-def empty_slot(layouts: Mapping[str, tuple[tuple[int, ...], str]]) -> dict[str, np.ndarray]:
-    """The fill values of a dropped candidate's slot."""
-    return {name: np.zeros(shape, dtype=dtype) for name, (shape, dtype) in layouts.items()}
+def empty_slot(
+    layouts: Mapping[str, tuple[tuple[int, ...], str]], nan_fill: Collection[str] = ()
+) -> dict[str, np.ndarray]:
+    """The fill values of a dropped candidate's slot: NaN in the arrays named in ``nan_fill``, else 0."""
+    return {
+        name: np.full(shape, np.nan, dtype=dtype) if name in nan_fill else np.zeros(shape, dtype=dtype)
+        for name, (shape, dtype) in layouts.items()
+    }
 
 
 def sha256(data: bytes) -> str:

@@ -1,8 +1,12 @@
-"""Per-band statistics computed in the same pass as the shards: exact, from integer value histograms."""
+"""Per-band statistics computed in the same pass as the shards.
+
+Integer bands: exact, from value histograms. Float bands: float64 moments, exact min/max, binned percentiles.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -58,3 +62,133 @@ def to_json(h: Mapping[int, int]) -> list[list[int]]:
 
 def from_json(data: list[list[int]]) -> Histogram:
     return dict(zip(data[0], data[1], strict=True))
+
+
+# Float bands (reflectance, indices): moments in float64, exact min/max, percentiles from a histogram of the
+# float32 bit patterns with the low mantissa bits cleared (bounded: at most 2**20 bins whatever the range).
+FLOAT_DROPPED_BITS = 12
+_BIN_MASK = np.uint32((0xFFFFFFFF << FLOAT_DROPPED_BITS) & 0xFFFFFFFF)
+_BIN_MIDDLE = np.uint32(1 << (FLOAT_DROPPED_BITS - 1))
+FLOAT_HISTOGRAM = (
+    f"float32 bins of {23 - FLOAT_DROPPED_BITS} mantissa bits (relative error <= 2**-{24 - FLOAT_DROPPED_BITS})"
+)
+
+
+@dataclass(frozen=True)
+class FloatStats:
+    """Mergeable statistics of float values: count, sum, sum of squared deviations (``m2``), min, max, bins."""
+
+    count: int
+    sum: float
+    m2: float
+    min: float
+    max: float
+    bins: Mapping[int, int]  # float32 bit pattern, low FLOAT_DROPPED_BITS cleared -> count
+
+
+def float_stats(values: np.ndarray) -> FloatStats:
+    """The statistics of the finite ``values`` (NaN is the nodata of float bands; infinities are left out too)."""
+    flat = np.asarray(values, dtype=np.float32).ravel()
+    flat = flat[np.isfinite(flat)] + np.float32(0.0)  # -0.0 + 0.0 = 0.0: one bin for zero
+    if flat.size == 0:
+        return FloatStats(0, 0.0, 0.0, float("inf"), float("-inf"), {})
+    wide = flat.astype(np.float64)
+    total = float(wide.sum())
+    m2 = float(((wide - total / flat.size) ** 2).sum())
+    keys, counts = np.unique(flat.view(np.uint32) & _BIN_MASK, return_counts=True)
+    bins = {int(k): int(c) for k, c in zip(keys, counts, strict=True)}
+    return FloatStats(int(flat.size), total, m2, float(flat.min()), float(flat.max()), bins)
+
+
+def merge_float(parts: Iterable[FloatStats]) -> FloatStats:
+    """Chan et al.'s pairwise update of the moments; bins add up."""
+    out = FloatStats(0, 0.0, 0.0, float("inf"), float("-inf"), {})
+    for p in parts:
+        if p.count == 0:
+            continue
+        if out.count == 0:
+            out = p
+            continue
+        n = out.count + p.count
+        delta = p.sum / p.count - out.sum / out.count
+        m2 = out.m2 + p.m2 + delta * delta * out.count * p.count / n
+        bins = dict(out.bins)
+        for k, c in p.bins.items():
+            bins[k] = bins.get(k, 0) + c
+        out = FloatStats(n, out.sum + p.sum, m2, min(out.min, p.min), max(out.max, p.max), bins)
+    return out
+
+
+def summarise_float(s: FloatStats) -> dict[str, Any]:
+    """As ``summarise``; percentiles are the middle of their bin, clipped to [min, max]."""
+    if s.count == 0:
+        return {"count": 0, "mean": None, "std": None, "min": None, "max": None, "percentiles": {}}
+    keys = np.array(sorted(s.bins), dtype=np.uint32)
+    counts = np.array([s.bins[int(k)] for k in keys], dtype=np.float64)
+    middles = (keys | _BIN_MIDDLE).view(np.float32).astype(np.float64)
+    order = np.argsort(middles, kind="stable")  # bit patterns of negative floats sort backwards
+    middles, cumulative = middles[order], np.cumsum(counts[order])
+    percentiles = {
+        str(p): float(
+            np.clip(middles[int(np.searchsorted(cumulative, p / 100 * s.count, side="left"))], s.min, s.max)
+        )
+        for p in PERCENTILES
+    }
+    return {
+        "count": s.count,
+        "mean": s.sum / s.count,
+        "std": float(np.sqrt(s.m2 / s.count)),
+        "min": s.min,
+        "max": s.max,
+        "percentiles": percentiles,
+        "histogram": FLOAT_HISTOGRAM,
+    }
+
+
+Partial = Histogram | FloatStats
+
+
+def collect(values: np.ndarray) -> Partial:
+    """The partial statistics of one band's values: an integer histogram, or ``FloatStats`` for float bands."""
+    return float_stats(values) if values.dtype.kind == "f" else histogram(values)
+
+
+def combine(parts: Iterable[Partial]) -> Partial:
+    """Merge partials of one band: ``FloatStats`` if any (a shard without samples holds an empty histogram)."""
+    items = list(parts)
+    floats = [p for p in items if isinstance(p, FloatStats)]
+    if floats:
+        return merge_float(floats)
+    return merge(p for p in items if not isinstance(p, FloatStats))
+
+
+def summary(part: Partial) -> dict[str, Any]:
+    return summarise_float(part) if isinstance(part, FloatStats) else summarise(part)
+
+
+def dump(part: Partial) -> Any:
+    """JSON: an integer histogram as ``to_json``; float statistics as an object (bins as two lists)."""
+    if not isinstance(part, FloatStats):
+        return to_json(part)
+    return {
+        "count": part.count,
+        "sum": part.sum,
+        "m2": part.m2,
+        "min": part.min if part.count else None,
+        "max": part.max if part.count else None,
+        "bins": to_json(part.bins),
+    }
+
+
+def load(data: Any) -> Partial:
+    if not isinstance(data, dict):
+        return from_json(data)
+    empty = data["count"] == 0
+    return FloatStats(
+        int(data["count"]),
+        float(data["sum"]),
+        float(data["m2"]),
+        float("inf") if empty else float(data["min"]),
+        float("-inf") if empty else float(data["max"]),
+        from_json(data["bins"]),
+    )

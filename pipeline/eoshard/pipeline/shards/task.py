@@ -42,6 +42,7 @@ class ShardSpec:
     fractions: tuple[float, ...] = (0.8, 0.1, 0.1)
     seed: int = 0
     paired: Mapping[str, Sequence[str]] = field(default_factory=dict)  # e.g. {"hr": ("red", "green", "blue")}
+    nan_fill: tuple[str, ...] = ()  # float arrays whose nodata (and Zarr fill) is NaN
 
 
 def materialize_shard(
@@ -64,7 +65,7 @@ def materialize_shard(
     slots: list[dict[str, np.ndarray]] = []
     records: list[tuple[str, bytes]] = []
     rows: list[dict[str, Any]] = []
-    histograms: dict[str, list[stats.Histogram]] = {b: [] for bs in spec.groups.values() for b in bs}
+    histograms: dict[str, list[stats.Partial]] = {b: [] for bs in spec.groups.values() for b in bs}
     histograms.update({f"{name}_{b}": [] for name, bs in spec.paired.items() for b in bs})
     paired = paired or {}
     class_counts: list[stats.Histogram] = []
@@ -77,7 +78,7 @@ def materialize_shard(
         selection = select_dates(mask, spec.min_valid_fraction, None if fractions is None else fractions[n])
         if selection.n_kept < spec.min_dates:
             dropped += 1
-            slots.append(empty_slot(spec.layouts))
+            slots.append(empty_slot(spec.layouts, spec.nan_fill))
             continue
         transform = spec.transforms[n]
         sample = Sample(
@@ -114,10 +115,10 @@ def materialize_shard(
         for group, bands in spec.groups.items():
             kept = patch_images[group][selection.kept]
             for i, band in enumerate(bands):
-                histograms[band].append(stats.histogram(kept[:, i]))
+                histograms[band].append(stats.collect(kept[:, i]))
         for name, bands in spec.paired.items():
             for i, band in enumerate(bands):
-                histograms[f"{name}_{band}"].append(stats.histogram(sample.paired[name][i]))
+                histograms[f"{name}_{band}"].append(stats.collect(sample.paired[name][i]))
         if "class" in sample.labels:
             class_counts.append(stats.histogram(sample.labels["class"], nodata=-(2**31)))
     checksums = {}
@@ -126,7 +127,7 @@ def materialize_shard(
     return {
         "records": records,
         "rows": rows,
-        "histograms": {band: stats.to_json(stats.merge(hs)) for band, hs in histograms.items()},
+        "histograms": {band: stats.dump(stats.combine(hs)) for band, hs in histograms.items()},
         "class_counts": stats.to_json(stats.merge(class_counts)),
         "dropped": dropped,
         "checksums": checksums,

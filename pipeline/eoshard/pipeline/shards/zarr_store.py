@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +23,12 @@ def create_store(
     *,
     shard_size: int,
     attrs: Mapping[str, Any],
+    nan_fill: Collection[str] = (),
 ) -> None:
-    """Create the group with one array per layout name: shape ``(n_samples, *sample_shape)``, dtype as given."""
+    """Create the group with one array per layout name: shape ``(n_samples, *sample_shape)``, dtype as given.
+
+    Arrays named in ``nan_fill`` (float groups) are filled with NaN, the others with 0.
+    """
     try:
         root = zarr.open_group(str(path), mode="w", zarr_format=3)
         root.attrs.update(dict(attrs))
@@ -35,7 +39,7 @@ def create_store(
                 chunks=(1, *sample_shape),
                 shards=(shard_size, *sample_shape),
                 dtype=dtype,
-                fill_value=0,
+                fill_value=float("nan") if name in nan_fill else 0,
                 compressors=ZstdCodec(level=3),
                 dimension_names=["sample", *_dims(name, len(sample_shape))],
             )

@@ -1,0 +1,75 @@
+"""Statistics of float bands: float64 moments, exact min/max, percentiles within one bin, mergeable, NaN left out."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from eoshard.pipeline.shards import stats
+
+
+def _values(seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    # reflectance-like values, a few negatives (DN below the offset), NaN nodata, a signed zero
+    values = rng.gamma(2.0, 0.08, size=(6, 40, 40)).astype(np.float32) - np.float32(0.01)
+    values[0, :5] = np.nan
+    values[1, 0, 0] = np.float32(-0.0)
+    return values
+
+
+def test_moments_and_extremes_equal_numpy_in_float64() -> None:
+    values = _values()
+    finite = values[~np.isnan(values)].astype(np.float64)
+    summary = stats.summary(stats.collect(values))
+    assert summary["count"] == finite.size == values.size - 5 * 40
+    assert summary["min"] == finite.min() and summary["max"] == finite.max()
+    assert summary["mean"] == pytest.approx(finite.mean(), rel=1e-13)
+    assert summary["std"] == pytest.approx(finite.std(), rel=1e-12)
+
+
+def test_percentiles_lie_within_half_a_bin_of_numpy() -> None:
+    values = _values()
+    finite = values[~np.isnan(values)].astype(np.float64)
+    summary = stats.summary(stats.collect(values))
+    assert list(summary["percentiles"]) == [str(p) for p in stats.PERCENTILES]
+    for p, got in summary["percentiles"].items():
+        want = np.percentile(finite, float(p), method="inverted_cdf")
+        assert abs(got - want) <= abs(want) * 2.0**-12, (p, got, want)
+    assert summary["histogram"] == stats.FLOAT_HISTOGRAM
+
+
+def test_merging_shard_partials_through_json_equals_one_pass() -> None:
+    values = _values(1)
+    whole = stats.summary(stats.collect(values))
+    parts = [stats.collect(values[i]) for i in range(values.shape[0])]
+    dumped = [stats.load(json.loads(json.dumps(stats.dump(p)))) for p in parts]
+    empty_shard = stats.load(stats.dump({}))  # a shard whose samples were all dropped
+    merged = stats.summary(stats.combine([empty_shard, *dumped]))
+    assert merged["count"] == whole["count"] and merged["percentiles"] == whole["percentiles"]
+    assert (merged["min"], merged["max"]) == (whole["min"], whole["max"])
+    assert merged["mean"] == pytest.approx(whole["mean"], rel=1e-13)
+    assert merged["std"] == pytest.approx(whole["std"], rel=1e-12)
+
+
+def test_bins_stay_bounded_over_any_range() -> None:
+    values = np.geomspace(1e-30, 1e30, 200_000).astype(np.float32)
+    both = np.concatenate([values, -values])
+    part = stats.collect(both)
+    assert isinstance(part, stats.FloatStats)
+    # 2 signs x 200 binades x 2**11 bins at most, whatever the number of values
+    assert len(part.bins) <= 2 * 200 * 2**11
+    summary = stats.summary(part)
+    assert summary["min"] == float(-values[-1]) and summary["max"] == float(values[-1])
+    for p, got in summary["percentiles"].items():
+        want = np.percentile(both.astype(np.float64), float(p), method="inverted_cdf")
+        assert abs(got - want) <= abs(want) * 2.0**-12, (p, got, want)
+
+
+def test_all_nodata_and_integer_bands() -> None:
+    empty = stats.summary(stats.collect(np.full((2, 3), np.nan, dtype=np.float32)))
+    assert empty == {"count": 0, "mean": None, "std": None, "min": None, "max": None, "percentiles": {}}
+    dn = np.array([[0, 5, 5, 7]], dtype=np.uint16)
+    assert stats.collect(dn) == {5: 2, 7: 1}  # integer bands: the exact histogram, 0 is nodata
+    assert stats.dump(stats.collect(dn)) == [[5, 7], [2, 1]]
