@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
 import geopandas as gpd
 import numpy as np
 import pytest
+import rasterio
 import zarr
 from distributed import Client
 from safetensors.numpy import load
@@ -111,6 +113,52 @@ def test_reflectance_and_indices_equal_numpy_on_the_source_pixels(built: tuple[B
     assert kept_any >= 3 and dropped_dates >= 1
 
 
+def test_reflectance_equals_the_product_pixels_read_with_rasterio(built: tuple[BuildPlan, BuildPlan]) -> None:
+    """Independently of the cube: B04 of a product in the grid's CRS, read with rasterio, scaled here."""
+    plan, _ = built
+    root = zarr.open_group(str(plan.config.output.path / "data.zarr"), mode="r")
+    time_mask = root["time_mask"][:]
+    t = int(np.argmax(time_mask.sum(axis=0)))  # the date most samples kept
+    native = [i for i in plan.items if i["properties"]["proj:epsg"] == 32632 and
+              i["properties"]["datetime"][:10] == plan.dates[t][:10]]  # fmt: skip
+    assert native, "the test expects a product in the grid's CRS on that date"
+    item = sorted(native, key=lambda i: i["id"])[-1]
+    assert item["properties"]["s2:processing_baseline"] >= "04.00"
+    with rasterio.open(item["assets"]["B04"]["href"]) as src:
+        col, row = ~src.transform * (plan.grid.transform.c, plan.grid.transform.f)
+        ny, nx = plan.grid.shape
+        dn = src.read(1, window=rasterio.windows.Window(col, row, nx, ny), boundless=True, fill_value=0)
+    expected = (dn.astype(np.float32) - np.float32(1000)) / np.float32(10000)
+    compared = 0
+    for n, patch in enumerate(plan.patches):
+        if not time_mask[n, t]:
+            continue
+        rows, cols = patch.window(1)
+        covered = dn[rows, cols] != 0
+        stored = root["s2_10m"][n, t, 0]
+        assert np.array_equal(stored[covered], expected[rows, cols][covered])
+        compared += int(covered.sum())
+    assert compared > 5000
+
+
+def test_verify_finds_a_changed_float_value(built: tuple[BuildPlan, BuildPlan], tmp_path: Path) -> None:
+    plan, _ = built
+    copy = tmp_path / "ds"
+    shutil.copytree(plan.config.output.path, copy)
+    index = gpd.read_parquet(copy / "index.parquet")
+    slot = int(index.iloc[0].zarr_index)
+    array = zarr.open_group(str(copy / "data.zarr"), mode="r+")["indices"]
+    kept = zarr.open_group(str(copy / "data.zarr"), mode="r")["time_mask"][slot]
+    values = array[slot]
+    t = int(np.flatnonzero(kept)[0])
+    y, x = np.argwhere(~np.isnan(values[t, 1]))[0]
+    values[t, 1, y, x] = np.nextafter(values[t, 1, y, x], np.float32(2))  # one ulp
+    array[slot] = values
+    problems = verify_dataset(copy, n_source=0)
+    assert f"sample {index.iloc[0].key}: band ndvi differs between Zarr and LMDB" in problems
+    assert any(p.startswith("checksum mismatch in data.zarr/indices/c/") for p in problems)
+
+
 def test_lmdb_holds_float32_tensors_equal_to_zarr_and_verify_passes(built: tuple[BuildPlan, BuildPlan]) -> None:
     plan, _ = built
     out = plan.config.output.path
@@ -181,3 +229,28 @@ def test_training_reads_float_datasets_as_finite_normalised_tensors(built: tuple
 def test_index_names_must_not_take_band_or_tensor_names(demo_data: Any, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"cube.indices name\(s\) \['B04', 'valid_mask'\]"):
         plan_build(_config(demo_data, tmp_path / "ds", indices={"B04": "ndvi", "valid_mask": "ndvi", "x": "ndvi"}))
+
+
+def test_indices_beside_digital_numbers(demo_data: Any, tmp_path: Path) -> None:
+    """Without reflectance the groups stay uint16 (nodata 0, integer statistics); the indices group is float32."""
+    out = tmp_path / "ds"
+    plan = plan_build(_config(demo_data, out, indices={"ndvi": "ndvi"}))
+    assert plan.nan_fill() == ("indices",)
+    with Client(processes=False, n_workers=1, threads_per_worker=2, dashboard_address=None) as client:
+        run_build(plan, client)
+    manifest = json.loads((out / "dataset.json").read_text())
+    assert {g: (v["dtype"], v["nodata"]) for g, v in manifest["groups"].items()} == {
+        "s2_10m": ("uint16", 0), "s2_20m": ("uint16", 0), "indices": ("float32", "nan")
+    }  # fmt: skip
+    assert "histogram" not in manifest["statistics"]["B04"] and manifest["statistics"]["B04"]["min"] >= 1
+    assert "histogram" in manifest["statistics"]["ndvi"]
+    root = zarr.open_group(str(out / "data.zarr"), mode="r")
+    assert root["s2_10m"].fill_value == 0 and np.isnan(root["indices"].fill_value)
+    n = int(np.flatnonzero(root["sample_mask"][:])[0])
+    kept = root["time_mask"][n]
+    dn = root["s2_10m"][n][kept].astype(np.float32)
+    offset = np.float32(-1000)  # 2024: baseline 04.00 or later
+    red, nir = [np.where(dn[:, i] == 0, np.nan, (dn[:, i] + offset) / np.float32(10000)) for i in (0, 1)]
+    ndvi = _ratio((nir - red).astype(np.float32), (nir + red).astype(np.float32))
+    assert np.array_equal(root["indices"][n][kept, 0], ndvi, equal_nan=True)
+    assert verify_dataset(out, n_source=1) == []
