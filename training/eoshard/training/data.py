@@ -30,9 +30,10 @@ def band_stats(manifest: Manifest, bands: Sequence[str], n_samples: int = 16) ->
     """``stats`` from ``dataset.json`` when present, else computed from an evenly spaced sample of the Zarr shards."""
     stats = manifest.raw.get("statistics") or manifest.raw.get("stats")
     if stats and all(b in stats for b in bands):
-        return Stats(
-            np.array([stats[b]["mean"] for b in bands], "f4"), np.array([stats[b]["std"] for b in bands], "f4")
-        )
+        # a band without any valid pixel has null mean and std: it normalises to 0 (as nodata does)
+        mean = np.array([stats[b]["mean"] or 0.0 for b in bands], "f4")
+        std = np.array([stats[b]["std"] or 1.0 for b in bands], "f4")
+        return Stats(mean, np.maximum(std, np.float32(1e-6)))
     fmt = "zarr" if "zarr" in (manifest.raw.get("formats") or {}) else "lmdb"
     reader = make_dataset(manifest, fmt, bands=bands, normalise=False)
     picks = np.linspace(0, len(reader) - 1, min(n_samples, len(reader))).astype(int)
