@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import dask
@@ -15,8 +16,8 @@ from rasterio.windows import from_bounds
 
 from eoshard.flows.config import BuildConfig, ConfigError
 from eoshard.flows.demo.world import WORLD_CRS, make_world
-from eoshard.pipeline.cube import open_band_group, open_cube
-from eoshard.pipeline.errors import BandError
+from eoshard.pipeline.cube import open_band_group, open_cube, stackstac_ready
+from eoshard.pipeline.errors import BandError, PipelineError
 from tests.pipeline.test_cube_engines import demo_grid, demo_items
 from tests.pipeline.test_cube_lazy import ComputeCalledError, _forbid
 
@@ -170,3 +171,18 @@ def test_s1_groups_of_both_engines_are_identical(demo_data, both) -> None:
     differ = int((a.values.view(np.uint32) != b.values.view(np.uint32)).sum())
     # only where the other UTM zone's product is reprojected (GDAL's approximate transformer, see test_cube_engines)
     assert differ < 1e-4 * a.size
+
+
+def test_nodata_comes_from_raster_bands_and_must_agree(demo_data, both) -> None:
+    _, s1 = both
+    grid = demo_grid(demo_data.aoi)
+    dicts = [stackstac_ready(i) for i in s1]
+    undeclared = copy.deepcopy(dicts)
+    for data in undeclared:
+        for band in S1_BANDS:
+            del data["assets"][band]["raster:bands"]
+    assert np.isnan(open_cube(undeclared, grid, S1_BANDS)["s1_10m"].attrs["nodata"])  # float32 default: NaN
+    mixed = copy.deepcopy(dicts)
+    mixed[3]["assets"]["vh"]["raster:bands"][0]["nodata"] = -32768.0
+    with pytest.raises(PipelineError, match=r"different nodata values \['-32768.0', '0.0'\]"):
+        open_cube(mixed, grid, S1_BANDS)

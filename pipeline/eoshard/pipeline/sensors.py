@@ -6,7 +6,6 @@ its own time steps; the sensor of a product comes from its STAC properties, the 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -79,19 +78,18 @@ def declared_nodata(dicts: Sequence[Mapping[str, Any]], bands: Sequence[str], de
 
     A group is mosaicked and filled with one nodata value, so products that disagree are refused.
     """
-    found: set[float] = set()
+    found: dict[str, float] = {}  # keyed by text, so that every NaN counts as one value
     for data in dicts:
         for band in bands:
             for raster in data["assets"].get(band, {}).get("raster:bands", [])[:1]:
                 if raster.get("nodata") is not None:
-                    value = float(raster["nodata"])
-                    found.add(math.nan if math.isnan(value) else value)
-    if len({"nan" if math.isnan(v) else v for v in found}) > 1:
+                    found[str(float(raster["nodata"]))] = float(raster["nodata"])
+    if len(found) > 1:
         raise PipelineError(
-            f"the products declare different nodata values {sorted(map(str, found))} for {list(bands)}: "
+            f"the products declare different nodata values {sorted(found)} for {list(bands)}: "
             "a cube group has one nodata value; select products of one processing chain"
         )
-    return found.pop() if found else default
+    return next(iter(found.values())) if found else default
 
 
 def declared_dtype(dicts: Sequence[Mapping[str, Any]], bands: Sequence[str], default: str) -> str:
