@@ -28,6 +28,7 @@ from eoshard.pipeline.labels import prepare_parcels, rasterize_labels
 from eoshard.pipeline.masks import open_valid_mask
 from eoshard.pipeline.paired import nested_grid, open_paired
 from eoshard.pipeline.patches import Patch, parcel_centred, patch_grid, select_labelled
+from eoshard.pipeline.sensors import S1, band_sensor
 from eoshard.pipeline.shards.lmdb_store import part_name
 from eoshard.pipeline.shards.samples import FORMAT_VERSION
 from eoshard.pipeline.shards.task import ShardSpec, materialize_shard
@@ -139,6 +140,13 @@ def plan_build(config: BuildConfig, items: Sequence[pystac.Item] | None = None) 
             "cube.reflectance and cube.indices make float32 bands, which the shard writers do not store yet "
             "(their statistics are integer histograms of digital numbers): leave them unset for a build, "
             "and use eoshard.pipeline.cube.open_cube(..., reflectance=True) and eoshard.pipeline.indices in Python"
+        )
+    sar = [b for b in config.bands if band_sensor(b) == S1]
+    if sar:
+        raise ConfigError(
+            f"bands {sar} are Sentinel-1 bands (float32 backscatter), which the build does not store yet: "
+            "drop them from bands, and open Sentinel-1 cubes in Python with eoshard.pipeline.cube.open_cube "
+            "(Sentinel-1 products and bands give an s1_10m group)"
         )
     area, area_crs = read_aoi(config.aoi)
     products = list(search_products(config) if items is None else items)
