@@ -15,7 +15,6 @@ import pystac
 import pytest
 import rasterio
 import xarray as xr
-import yaml
 import zarr
 from odc.geo.geobox import GeoBox
 from odc.geo.geom import BoundingBox
@@ -24,6 +23,7 @@ from safetensors.numpy import load
 from typer.testing import CliRunner
 
 from eoshard.flows.cli import app
+from tests.demo_config import demo_build_config, write_config
 from tests.pipeline.test_labels_exact import reference
 
 BANDS = ["B02", "B03", "B04", "B08", "B11"]
@@ -40,26 +40,15 @@ BLOCK = 960.0
 @pytest.fixture(scope="module")
 def built(demo_data, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("build") / "demo"
-    config = {
-        "name": "demo-test",
-        "catalog": {"source": str(demo_data.catalog), "collection": "sentinel-2-l2a", "max_cloud": 60},
-        "aoi": str(demo_data.aoi),
-        "period": {"start": "2024-04-01", "end": "2024-09-30"},
-        "bands": BANDS,
-        "grid": {"resolution": 10, "chunksize": 256},
-        "labels": {
-            "path": str(demo_data.parcels),
-            "class_column": "class_code",
-            "class_name_column": "class_name",
-            "id_column": "parcel_id",
-        },
-        "patches": {"size": 48},
-        "timeseries": {"min_valid_fraction": 0.5, "min_dates": 1},
-        "splits": {"block_size": BLOCK, "fractions": [0.6, 0.2, 0.2], "seed": 7},
-        "output": {"path": str(out), "formats": ["zarr", "lmdb"], "shard_size": 5, "lmdb_parts": 3},
-    }
-    path = out.parent / "build.yaml"
-    path.write_text(yaml.safe_dump(config))
+    config = demo_build_config(
+        demo_data,
+        out,
+        bands=BANDS,
+        timeseries={"min_valid_fraction": 0.5, "min_dates": 1},
+        splits={"block_size": BLOCK, "fractions": [0.6, 0.2, 0.2], "seed": 7},
+        output={"path": str(out), "formats": ["zarr", "lmdb"], "shard_size": 5, "lmdb_parts": 3},
+    )
+    path = write_config(config, out.parent / "build.yaml")
     with pytest.warns(UserWarning, match="1 of 480 label geometries were invalid"):
         result = CliRunner().invoke(app, ["build", str(path), "--workers", "2"])
     assert result.exit_code == 0, result.output

@@ -22,8 +22,6 @@ from typing import Any, ClassVar
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
-import shapely
-import yaml
 
 from tests.conftest import shared_path
 
@@ -41,7 +39,9 @@ class Recorded:
     body: bytes
 
 
-def _geometry(wkt: str) -> shapely.Geometry:
+def _geometry(wkt: str) -> Any:
+    import shapely  # here, not at the top: the training package's own test venv loads this plugin without it
+
     geom = shapely.from_wkt(wkt)
     if isinstance(geom, shapely.GeometryCollection) and len(geom.geoms) == 1:
         geom = geom.geoms[0]
@@ -63,6 +63,8 @@ def _same_query(recorded: str, asked: str) -> bool:
 
 
 def load_cassettes(folder: Path) -> list[Recorded]:
+    import yaml
+
     recorded = []
     for path in sorted(folder.glob("*.yaml")):
         for interaction in yaml.safe_load(path.read_text())["interactions"]:

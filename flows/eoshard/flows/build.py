@@ -29,6 +29,7 @@ from eoshard.pipeline.labels import prepare_parcels, rasterize_labels
 from eoshard.pipeline.masks import open_valid_mask
 from eoshard.pipeline.paired import nested_grid, open_paired
 from eoshard.pipeline.patches import Patch, parcel_centred, patch_grid, select_labelled
+from eoshard.pipeline.sensors import S1, band_sensor
 from eoshard.pipeline.shards.lmdb_store import part_name
 from eoshard.pipeline.shards.samples import FORMAT_VERSION, RESERVED_TENSORS
 from eoshard.pipeline.shards.task import ShardSpec, materialize_shard
@@ -142,6 +143,13 @@ def search_products(config: BuildConfig) -> pystac.ItemCollection:
 
 def plan_build(config: BuildConfig, items: Sequence[pystac.Item] | None = None) -> BuildPlan:
     """Search (unless ``items`` are given), then set up the lazy cubes, labels and patches; reads no pixels."""
+    sar = [b for b in config.bands if band_sensor(b) == S1]
+    if sar:
+        raise ConfigError(
+            f"bands {sar} are Sentinel-1 bands (float32 backscatter), which the build does not store yet: "
+            "drop them from bands, and open Sentinel-1 cubes in Python with eoshard.pipeline.cube.open_cube "
+            "(Sentinel-1 products and bands give an s1_10m group)"
+        )
     area, area_crs = read_aoi(config.aoi)
     products = list(search_products(config) if items is None else items)
     grid = grid_for_area(area, area_crs, resolution=config.grid.resolution, crs=config.grid.crs)

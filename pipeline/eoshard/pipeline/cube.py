@@ -1,4 +1,4 @@
-"""Lazy cubes: Sentinel-2 products mosaicked onto a target grid with stackstac, native dtype kept."""
+"""Lazy cubes: Sentinel-2 (and Sentinel-1) products mosaicked onto a target grid with stackstac, dtype kept."""
 
 from __future__ import annotations
 
@@ -14,6 +14,15 @@ from rasterio.enums import Resampling
 
 from eoshard.pipeline.errors import BandError, PipelineError
 from eoshard.pipeline.reflectance import acquisition_baselines, to_reflectance
+from eoshard.pipeline.sensors import (
+    S1_DTYPE,
+    S2,
+    check_sensor,
+    declared_dtype,
+    declared_nodata,
+    item_sensor,
+    split_by_sensor,
+)
 
 NODATA = 0
 # Native resolution (m) of Sentinel-2 bands, used when an asset does not say its own.
@@ -78,7 +87,7 @@ def group_name(resolution: float, sensor: str = "s2") -> str:
 
 
 def band_groups(
-    items: Sequence[pystac.Item | Mapping[str, Any]], bands: Sequence[str], grid: GeoBox
+    items: Sequence[pystac.Item | Mapping[str, Any]], bands: Sequence[str], grid: GeoBox, sensor: str = S2
 ) -> dict[str, tuple[float, list[str]]]:
     """Bands grouped by native resolution (never finer than the grid), in order of resolution then band order."""
     first = stackstac_ready(items[0]) if items else {"assets": {}}
@@ -87,7 +96,7 @@ def band_groups(
     for band in bands:
         res = max(asset_resolution(first, band), base)
         groups.setdefault(res, []).append(band)
-    return {group_name(res): (res, groups[res]) for res in sorted(groups)}
+    return {group_name(res, sensor): (res, groups[res]) for res in sorted(groups)}
 
 
 Engine = Literal["stackstac", "odc-stac"]
@@ -106,28 +115,44 @@ def open_cube(
     engine: Engine = "stackstac",
     reflectance: bool = False,
 ) -> dict[str, xr.DataArray]:
-    """Lazy ``(time, band, y, x)`` cubes, one per resolution group (``s2_10m``, ``s2_20m``, ``s2_60m``).
+    """Lazy ``(time, band, y, x)`` cubes, one per sensor and resolution group (``s2_10m``, ``s2_20m``,
+    ``s2_60m``, and ``s1_10m`` when Sentinel-1 products and bands such as ``vv``/``vh`` are given).
 
     Each group lies on ``grid`` zoomed out to its native resolution, so the grids nest exactly and every band
     keeps its source pixels; with ``single_resolution`` every band is resampled onto ``grid`` itself.
-    All groups share the same time steps, which carry the processing baseline and BOA offset as coordinates.
+    The groups of a sensor share its time steps (its acquisitions): Sentinel-2 steps carry the processing
+    baseline and BOA offset as coordinates; Sentinel-1 steps are Sentinel-1 overpasses, not Sentinel-2 dates.
+    Sentinel-2 groups are ``dtype`` with nodata 0; Sentinel-1 groups keep the dtype and nodata the products
+    declare in ``raster:bands`` (float32 and NaN where they do not).
     ``engine`` picks the reader (stackstac, or odc-stac as a cross-check); ``reflectance`` turns the
-    digital numbers into float32 reflectance (``(DN + offset) / 10000``, nodata -> NaN).
+    Sentinel-2 digital numbers into float32 reflectance (``(DN + offset) / 10000``, nodata -> NaN).
     """
     if engine not in ENGINES:
         raise PipelineError(f"unknown cube engine {engine!r}: use one of {', '.join(ENGINES)}")
+    if not items:
+        raise PipelineError("no products to build a cube from: the selection is empty")
     base = abs(grid.resolution.x)
-    groups = {group_name(base): (base, list(bands))} if single_resolution else band_groups(items, bands, grid)
     cubes = {}
-    for name, (res, group) in groups.items():
-        factor = res / base
-        sub = grid if factor == 1 else grid.zoom_out(factor)
-        cube = open_band_group(
-            items, sub, group, chunksize=max(64, int(chunksize / factor)), resampling=resampling, dtype=dtype,
-            engine=engine,
-        )  # fmt: skip
-        cubes[name] = to_reflectance(cube) if reflectance else cube
+    for sensor, (products, wanted) in split_by_sensor([stackstac_ready(i) for i in items], bands).items():
+        if single_resolution:
+            groups = {group_name(base, sensor): (base, wanted)}
+        else:
+            groups = band_groups(products, wanted, grid, sensor)
+        kind = dtype if sensor == S2 else declared_dtype(products, wanted, S1_DTYPE)
+        nodata = NODATA if sensor == S2 else declared_nodata(products, wanted, _default_nodata(kind))
+        for name, (res, group) in groups.items():
+            factor = res / base
+            sub = grid if factor == 1 else grid.zoom_out(factor)
+            cube = open_band_group(
+                products, sub, group, chunksize=max(64, int(chunksize / factor)), resampling=resampling,
+                dtype=kind, engine=engine, nodata=nodata,
+            )  # fmt: skip
+            cubes[name] = to_reflectance(cube) if reflectance and sensor == S2 else cube
     return cubes
+
+
+def _default_nodata(dtype: str) -> float:
+    return float("nan") if np.issubdtype(np.dtype(dtype), np.floating) else NODATA
 
 
 def prepare_items(
@@ -142,6 +167,7 @@ def prepare_items(
     if not dicts:
         raise PipelineError("no products to build a cube from: the selection is empty")
     for data in dicts:
+        check_sensor(data, bands)
         missing = [b for b in bands if b not in data["assets"]]
         if missing:
             raise BandError(
@@ -169,6 +195,7 @@ def open_band_group(
     resampling: Resampling = Resampling.nearest,
     dtype: str = "uint16",
     engine: Engine = "stackstac",
+    nodata: float = NODATA,
 ) -> xr.DataArray:
     """A lazy ``(time, band, y, x)`` cube of ``bands`` on ``grid``, one time step per acquisition.
 
@@ -180,13 +207,13 @@ def open_band_group(
         from eoshard.pipeline.cube_odc import odc_band_group  # imported only when asked for
 
         by_acquisition = odc_band_group(
-            dicts, grid, bands, chunksize=chunksize, resampling=resampling, dtype=dtype
+            dicts, grid, bands, chunksize=chunksize, resampling=resampling, dtype=dtype, nodata=nodata
         )
     else:
         by_acquisition = _stackstac_band_group(
-            dicts, grid, bands, chunksize=chunksize, resampling=resampling, dtype=dtype
+            dicts, grid, bands, chunksize=chunksize, resampling=resampling, dtype=dtype, nodata=nodata
         )
-    return finish_cube(by_acquisition, dicts, grid)
+    return finish_cube(by_acquisition, dicts, grid, nodata)
 
 
 def _stackstac_band_group(
@@ -197,6 +224,7 @@ def _stackstac_band_group(
     chunksize: int,
     resampling: Resampling,
     dtype: str,
+    nodata: float,
 ) -> xr.DataArray:
     """``(acquisition, band, y, x)``: the products stacked by stackstac, then mosaicked per acquisition."""
     stack = stackstac.stack(
@@ -209,7 +237,7 @@ def _stackstac_band_group(
         resampling=resampling,
         chunksize=chunksize,
         dtype=np.dtype(dtype),
-        fill_value=np.dtype(dtype).type(NODATA),
+        fill_value=np.dtype(dtype).type(nodata),
         rescale=False,
         sortby_date=False,
         xy_coords="center",
@@ -217,14 +245,16 @@ def _stackstac_band_group(
         band_coords=False,
     )
     stack = stack.assign_coords(acquisition=("time", [acquisition_key(d) for d in dicts]))
-    return stack.groupby("acquisition", squeeze=False).map(_mosaic).drop_vars("time", errors="ignore")
+    groups = stack.groupby("acquisition", squeeze=False)
+    return groups.map(stackstac.mosaic, dim="time", nodata=nodata).drop_vars("time", errors="ignore")
 
 
-def finish_cube(by_acquisition: xr.DataArray, dicts: list[dict[str, Any]], grid: GeoBox) -> xr.DataArray:
-    """Acquisitions in time order with their time, baseline and BOA offset coordinates; grid attributes."""
+def finish_cube(
+    by_acquisition: xr.DataArray, dicts: list[dict[str, Any]], grid: GeoBox, nodata: float = NODATA
+) -> xr.DataArray:
+    """Acquisitions in time order with their time (and Sentinel-2 baseline and BOA offset) coordinates."""
     keys = [acquisition_key(d) for d in dicts]
     times = {k: d["properties"]["datetime"] for k, d in zip(keys, dicts, strict=True)}
-    baselines = acquisition_baselines(dicts, keys)
     order = sorted(times, key=lambda k: (times[k], k))
     cube = by_acquisition.sel(acquisition=order).rename(acquisition="time")
     extra = [c for c in cube.coords if c not in ("acquisition", "band", "y", "x")]
@@ -233,17 +263,17 @@ def finish_cube(by_acquisition: xr.DataArray, dicts: list[dict[str, Any]], grid:
         band=np.array([str(b) for b in cube.band.values]),
         time=np.array([np.datetime64(str(times[k]).replace("Z", "")[:19], "ns") for k in order]),
         acquisition=("time", order),
-        processing_baseline=("time", [baselines[k][0] for k in order]),
-        boa_offset=("time", np.array([baselines[k][1] for k in order], dtype=np.int16)),
     )
+    if item_sensor(dicts[0]) == S2:
+        baselines = acquisition_baselines(dicts, keys)
+        cube = cube.assign_coords(
+            processing_baseline=("time", [baselines[k][0] for k in order]),
+            boa_offset=("time", np.array([baselines[k][1] for k in order], dtype=np.int16)),
+        )
     for dim in ("y", "x"):
         cube[dim].attrs = {}
-    cube.attrs = {"crs": str(grid.crs), "transform": tuple(grid.transform)[:6], "nodata": NODATA}
+    cube.attrs = {"crs": str(grid.crs), "transform": tuple(grid.transform)[:6], "nodata": nodata}
     return cube.transpose("time", "band", "y", "x")
-
-
-def _mosaic(group: xr.DataArray) -> xr.DataArray:
-    return stackstac.mosaic(group, dim="time", nodata=NODATA)
 
 
 def onto_grid(cube: xr.DataArray, grid: GeoBox) -> xr.DataArray:

@@ -29,6 +29,7 @@ def odc_band_group(
     chunksize: int,
     resampling: Resampling,
     dtype: str,
+    nodata: float = NODATA,
 ) -> xr.DataArray:
     """``(acquisition, band, y, x)`` from ``dicts`` in mosaic order (the last product of an acquisition on top).
 
@@ -58,7 +59,7 @@ def odc_band_group(
         preserve_original_order=True,
         chunks={"y": chunksize, "x": chunksize},
         dtype=dtype,
-        nodata=NODATA,
+        nodata=nodata,
         resampling=resampling.name,
         fail_on_error=True,
     )

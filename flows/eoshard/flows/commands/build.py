@@ -24,6 +24,13 @@ def progress_callback(progress: Progress, label: str) -> Callable[[int, int], No
     return update
 
 
+# The cluster options that every command running a build takes.
+SchedulerOption = Annotated[
+    str | None, typer.Option(help="address of an existing Dask scheduler (default: a LocalCluster)")
+]
+WorkersOption = Annotated[int | None, typer.Option(help="workers of the LocalCluster (default: one per core)")]
+
+
 def progress_bar() -> Progress:
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     return Progress(*columns, console=console)
@@ -32,12 +39,8 @@ def progress_bar() -> Progress:
 @app.command()
 def build(
     config: Annotated[Path, typer.Argument(help="YAML build config")],
-    scheduler: Annotated[
-        str | None, typer.Option(help="address of an existing Dask scheduler (default: a LocalCluster)")
-    ] = None,
-    workers: Annotated[
-        int | None, typer.Option(help="workers of the LocalCluster (default: one per core)")
-    ] = None,
+    scheduler: SchedulerOption = None,
+    workers: WorkersOption = None,
 ) -> None:
     """Build a dataset: select products, cube them lazily, rasterize labels, cut patches, write shards."""
     from eoshard.flows.build import plan_build, run_build

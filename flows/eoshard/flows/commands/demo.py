@@ -19,5 +19,5 @@ def demo_data(directory: Annotated[Path, typer.Argument(help="folder to write th
         made = write_demo_data(directory)
     console.print(
         f"wrote {made.n_items} products to {made.catalog}, parcels to {made.parcels}, AOI {made.aoi}, "
-        f"HR products to {made.hr}"
+        f"HR products to {made.hr}, Sentinel-1 products to {made.s1}"
     )

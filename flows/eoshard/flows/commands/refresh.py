@@ -11,19 +11,21 @@ import typer
 from rich.progress import Progress
 
 from eoshard.flows.app import app, console, user_errors
-from eoshard.flows.commands.build import print_summary, progress_bar, progress_callback
+from eoshard.flows.commands.build import (
+    SchedulerOption,
+    WorkersOption,
+    print_summary,
+    progress_bar,
+    progress_callback,
+)
 from eoshard.flows.config import load_config
 
 
 @app.command()
 def refresh(
     config: Annotated[Path, typer.Argument(help="YAML build config of the dataset")],
-    scheduler: Annotated[
-        str | None, typer.Option(help="address of an existing Dask scheduler (default: a LocalCluster)")
-    ] = None,
-    workers: Annotated[
-        int | None, typer.Option(help="workers of the LocalCluster (default: one per core)")
-    ] = None,
+    scheduler: SchedulerOption = None,
+    workers: WorkersOption = None,
 ) -> None:
     """Add the acquisitions newer than the dataset's newest date; change nothing when there are none."""
     from eoshard.flows.cluster import dask_client

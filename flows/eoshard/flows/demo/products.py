@@ -18,6 +18,7 @@ from shapely.geometry import box, mapping, shape
 
 from eoshard.flows.demo.cog import write_cog
 from eoshard.flows.demo.hr import write_hr
+from eoshard.flows.demo.s1 import write_s1
 from eoshard.flows.demo.scene import (
     BAND_RESOLUTIONS,
     BOA_ADD_OFFSET,
@@ -54,6 +55,7 @@ class DemoData:
     parcels: Path
     n_items: int
     hr: Path | None = None  # ItemCollection of the 2.5 m products (see demo/hr.py)
+    s1: Path | None = None  # ItemCollection of the Sentinel-1 RTC-like products (see demo/s1.py)
 
 
 def acquisitions() -> list[Acquisition]:
@@ -127,7 +129,8 @@ def _item(scene: Scene, tile: Tile, acq: Acquisition, index: int, baseline: str,
 
 
 def write_demo_data(root: Path) -> DemoData:
-    """Write the demo world under ``root``: ``catalog/`` (static STAC), ``parcels.gpkg`` and ``aoi.geojson``."""
+    """Write the demo world under ``root``: ``catalog/`` (static STAC), ``parcels.gpkg``, ``aoi.geojson``,
+    ``hr/`` and ``s1/`` (ItemCollections of the 2.5 m and the Sentinel-1 products)."""
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     world = make_world()
@@ -163,7 +166,8 @@ def write_demo_data(root: Path) -> DemoData:
         {"type": "Feature", "properties": {"name": "demo AOI"}, "geometry": mapping(box(*AOI_BOUNDS_LONLAT))}]}  # fmt: skip
     aoi_path.write_text(json.dumps(aoi, indent=1))
     hr = write_hr(root / "hr", world)
-    return DemoData(root, root / "catalog" / "catalog.json", aoi_path, parcels_path, n_items, hr)
+    s1 = write_s1(root / "s1", world, TILES)
+    return DemoData(root, root / "catalog" / "catalog.json", aoi_path, parcels_path, n_items, hr, s1)
 
 
 def read_pixels(path: Path) -> np.ndarray:
