@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 import rasterio
 import zarr
-from distributed import Client
 from safetensors.numpy import load
 
 from eoshard.flows.build import BuildPlan, plan_build, run_build
 from eoshard.flows.config import ConfigError, parse_config
 from eoshard.flows.verify import read_lmdb_values, verify_dataset
+from tests.services.dask_cluster import in_process_client
 
 SMALL_AOI = [11.958, 48.003, 11.99, 48.022]  # both UTM tiles' products, clouds on several dates
 INDICES = {"ndvi": "ndvi", "nd11": "(B11 - B08) / (B11 + B08)"}  # nd11 reads a 20 m band
@@ -46,7 +46,7 @@ def built(demo_data: Any, tmp_path_factory: pytest.TempPathFactory) -> tuple[Bui
     """The reflectance + indices dataset (built), and the plan of the same config in digital numbers."""
     out = tmp_path_factory.mktemp("float-build") / "ds"
     plan = plan_build(_config(demo_data, out, reflectance=True, indices=INDICES))
-    with Client(processes=False, n_workers=1, threads_per_worker=2, dashboard_address=None) as client:
+    with in_process_client() as client:
         run_build(plan, client)
     return plan, plan_build(_config(demo_data, out.parent / "dn"))
 
@@ -236,7 +236,7 @@ def test_indices_beside_digital_numbers(demo_data: Any, tmp_path: Path) -> None:
     out = tmp_path / "ds"
     plan = plan_build(_config(demo_data, out, indices={"ndvi": "ndvi"}))
     assert plan.nan_fill() == ("indices",)
-    with Client(processes=False, n_workers=1, threads_per_worker=2, dashboard_address=None) as client:
+    with in_process_client() as client:
         run_build(plan, client)
     manifest = json.loads((out / "dataset.json").read_text())
     assert {g: (v["dtype"], v["nodata"]) for g, v in manifest["groups"].items()} == {

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import rasterio
 import zarr
-from distributed import Client
 
 from eoshard.flows.build import plan_build, run_build
 from eoshard.flows.config import parse_config
 from eoshard.pipeline.masks import SCL_INVALID
+from tests.services.dask_cluster import in_process_client
 
 SMALL_AOI = (11.958, 48.003, 11.99, 48.022)  # both UTM tiles' products, clouds on several dates
 
@@ -34,7 +34,7 @@ def _build(demo_data: Any, out: Path, mask: str) -> Any:
         out.parent,
     )
     plan = plan_build(config)
-    with Client(processes=False, n_workers=1, threads_per_worker=2, dashboard_address=None) as client:
+    with in_process_client() as client:
         run_build(plan, client)
     return plan
 
@@ -78,7 +78,14 @@ def test_scl_mask_drops_clouds_and_shadows_and_equals_the_scl_classes(demo_data,
     assert np.allclose(fraction_scl[:n, t], mask_scl[:n, t].mean(axis=(1, 2)), atol=1e-6)
 
 
-def test_refresh_refuses_an_scl_dataset(demo_data, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("section", "message"),
+    [
+        ({"timeseries": {"mask": "scl"}}, "scl valid mask, which refresh cannot extend yet"),
+        ({"cube": {"reflectance": True}}, r"float32 groups \(cube.reflectance or cube.indices\), which refresh"),
+    ],
+)
+def test_refresh_refuses_what_it_cannot_extend_yet(demo_data, tmp_path: Path, section: Any, message: str) -> None:
     from eoshard.flows.refresh.run import RefreshError, refresh_dataset
 
     config = parse_config(
@@ -88,10 +95,10 @@ def test_refresh_refuses_an_scl_dataset(demo_data, tmp_path: Path) -> None:
             "aoi": list(SMALL_AOI),
             "period": {"start": "2024-04-01", "end": "2024-09-30"},
             "bands": ["B02"],
-            "timeseries": {"mask": "scl"},
             "output": {"path": str(tmp_path / "out")},
+            **section,
         },
         tmp_path,
     )
-    with pytest.raises(RefreshError, match="scl valid mask, which refresh cannot extend yet"):
+    with pytest.raises(RefreshError, match=message):
         refresh_dataset(config, connect=lambda: pytest.fail("no cluster needed"))  # type: ignore[arg-type,return-value]

@@ -9,8 +9,10 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -96,3 +98,16 @@ def dask_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaskClust
         yield cluster
     finally:
         _stop(cluster.processes)
+
+
+@contextmanager
+def in_process_client() -> Iterator[Any]:
+    """A Dask cluster inside the test process (1 worker, 2 threads, dashboard on a free port), started before its
+    client, so a cluster that fails to start leaves dask's global scheduler setting alone."""
+    from distributed import Client, LocalCluster
+
+    with (
+        LocalCluster(processes=False, n_workers=1, threads_per_worker=2, dashboard_address=":0") as cluster,
+        Client(cluster) as client,
+    ):
+        yield client
