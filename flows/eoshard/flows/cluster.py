@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -29,3 +30,10 @@ def dask_client(scheduler: str | None = None, n_workers: int | None = None) -> I
         Client(cluster) as client,
     ):
         yield client
+        # the work is done: a worker's heartbeat racing the scheduler's shutdown would print a harmless traceback
+        client.run(_quiet_shutdown)
+        client.run_on_scheduler(_quiet_shutdown)
+
+
+def _quiet_shutdown() -> None:
+    logging.getLogger("distributed").setLevel(logging.CRITICAL)
