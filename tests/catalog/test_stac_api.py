@@ -13,7 +13,7 @@ import shapely
 
 from eoshard.catalog import select
 from eoshard.catalog.errors import EmptySelectionError
-from eoshard.catalog.search import search
+from eoshard.catalog.search import search, search_records
 from eoshard.catalog.stac_api import ApiOptions, UnknownCollectionError, search_api
 from eoshard.catalog.static import matches, read_static_items
 from tests.conftest import shared_path
@@ -132,12 +132,12 @@ def test_empty_result_is_a_clear_error(api: tuple[str, Path]) -> None:
 
 def test_items_from_the_api_are_stac_items_with_a_projection(api: tuple[str, Path]) -> None:
     url, _ = api
-    found = search(url, area=shapely.box(-180, -90, 180, 90), start="2000-01-01", end="2030-12-31",
-                   collection="sentinel-2-c1-l2a")  # fmt: skip
+    query: dict[str, Any] = dict(area=shapely.box(-180, -90, 180, 90), start="2000-01-01", end="2030-12-31",
+                                 collection="sentinel-2-c1-l2a")  # fmt: skip
+    found = search(url, **query)
     assert all(isinstance(i, pystac.Item) for i in found)
-    from eoshard.catalog.records import record_of
-
-    records = [record_of(i) for i in found]
+    records = search_records(url, **query)
+    assert [r.id for r in records] == [i.id for i in found]
     assert all(r.epsg is not None and 32601 <= r.epsg <= 32760 for r in records)
     assert all(r.tile is not None and r.cloud_cover is not None for r in records)
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import pystac
 import shapely
 
 from eoshard.catalog.errors import EmptySelectionError
+from eoshard.catalog.records import ProductRecord, record_of
 from eoshard.catalog.stac_api import ApiOptions, public_url, search_api
 from eoshard.catalog.static import matches, read_static_items
 
@@ -70,3 +71,8 @@ def search(
         )
     found.sort(key=lambda item: (item.datetime or datetime.min, item.id))
     return pystac.ItemCollection(found, clone_items=False)
+
+
+def search_records(source: Path | str, **query: Any) -> list[ProductRecord]:
+    """``search``, as normalised product records (platform, tile, orbit, baseline, cloud, footprint, EPSG, ...)."""
+    return [record_of(item) for item in search(source, **query)]
