@@ -50,6 +50,9 @@ def parcel_shares(geom: shapely.Geometry, transform: Affine, shape: tuple[int, i
         return empty, empty, np.empty(0)
     rr, cc = (a.ravel() for a in np.meshgrid(rows, cols, indexing="ij"))
     cells = cell_boxes(transform, rr, cc)
+    # Prepare a private copy: the parcel is shared by the windows (threads) it touches, and preparing one geometry
+    # from two threads at once crashes GEOS.
+    geom = shapely.from_wkb(shapely.to_wkb(geom))
     shapely.prepare(geom)
     inside = shapely.contains_properly(geom, cells)
     shares = np.ones(rr.size)
