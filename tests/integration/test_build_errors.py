@@ -21,7 +21,8 @@ from safetensors.numpy import load
 from typer.testing import CliRunner
 
 from eoshard.flows.cli import app
-from tests.integration.test_resume import N_SHARDS, _config, _files, _lmdb
+from tests.dataset_bytes import dataset_files, lmdb_contents
+from tests.integration.test_resume import N_SHARDS, _config
 
 pytestmark = pytest.mark.slow
 
@@ -177,8 +178,8 @@ def test_a_corrupt_tile_fails_only_the_shards_that_read_it(demo_data, tmp_path: 
     path.write_bytes(original)
     code, output = _build(config)
     assert code == 0, output
-    assert _files(out) == _files(reference)
-    assert _lmdb(out) == _lmdb(reference)
+    assert dataset_files(out) == dataset_files(reference)
+    assert lmdb_contents(out) == lmdb_contents(reference)
 
 
 def _check_committed(out: Path, records: Iterable[dict[str, Any]]) -> None:

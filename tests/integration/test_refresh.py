@@ -18,7 +18,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import lmdb
 import numpy as np
 import pystac
 import pytest
@@ -28,6 +27,7 @@ from typer.testing import CliRunner
 
 from eoshard.flows.cli import app
 from eoshard.flows.refresh.lock import LOCK_NAME, dataset_lock
+from tests.dataset_bytes import dataset_files, lmdb_contents
 from tests.services.pgstac import PgStac, with_file_uris
 
 pytestmark = pytest.mark.slow
@@ -82,25 +82,6 @@ def invoke(*args: str) -> Any:
         return CliRunner().invoke(app, [*args, "--workers", "1"])
 
 
-def files(root: Path) -> dict[str, bytes]:
-    """Every file but the LMDB environments (compared by content: their pages depend on commit order)."""
-    return {
-        str(p.relative_to(root)): p.read_bytes()
-        for p in sorted(root.rglob("*"))
-        if p.is_file() and "data.lmdb" not in p.parts
-    }
-
-
-def lmdb_contents(root: Path) -> dict[str, dict[bytes, bytes]]:
-    parts = {}
-    for part in sorted((root / "data.lmdb").iterdir()):
-        env = lmdb.open(str(part), readonly=True, lock=False)
-        with env.begin() as txn:
-            parts[part.name] = {bytes(k): bytes(v) for k, v in txn.cursor()}
-        env.close()
-    return parts
-
-
 def snapshot(root: Path) -> dict[str, tuple[str, int]]:
     """SHA-256 and modification time (ns) of every file under ``root``."""
     return {
@@ -152,7 +133,7 @@ def assert_same_as_a_single_build(case: dict[str, Any]) -> None:
     """Every file of the refreshed dataset equals the single build's, byte for byte (LMDB: key for key)."""
     built = invoke("build", str(case["reference_config"]))
     assert built.exit_code == 0, built.output
-    expected, got = files(case["reference"]), files(case["out"])
+    expected, got = dataset_files(case["reference"]), dataset_files(case["out"])
     assert sorted(got) == sorted(expected)
     for name, data in expected.items():
         assert got[name] == data, f"{name} differs from a single build over the whole season"

@@ -10,9 +10,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import lmdb
 import pytest
 import yaml
+
+from tests.dataset_bytes import dataset_files, lmdb_contents
 
 pytestmark = pytest.mark.slow
 
@@ -70,24 +71,6 @@ def _kill_when(config: Path, out: Path, condition: Callable[[Path], bool]) -> No
     process.wait()
 
 
-def _files(root: Path) -> dict[str, bytes]:
-    return {
-        str(p.relative_to(root)): p.read_bytes()
-        for p in sorted(root.rglob("*"))
-        if p.is_file() and "data.lmdb" not in p.parts
-    }
-
-
-def _lmdb(root: Path) -> dict[str, dict[bytes, bytes]]:
-    parts = {}
-    for part in sorted((root / "data.lmdb").iterdir()):
-        env = lmdb.open(str(part), readonly=True, lock=False)
-        with env.begin() as txn:
-            parts[part.name] = {bytes(k): bytes(v) for k, v in txn.cursor()}
-        env.close()
-    return parts
-
-
 STAGES: dict[str, Callable[[Path], bool]] = {
     # while the Zarr store is being created (before the plan is recorded)
     "store": lambda out: (out / "data.zarr" / "zarr.json").exists(),
@@ -102,7 +85,7 @@ def test_killed_builds_resume_to_an_identical_dataset(demo_data, tmp_path: Path)
     reference = tmp_path / "reference"
     _run(_config(demo_data, reference))
     assert _commits(reference) == N_SHARDS
-    expected_files, expected_lmdb = _files(reference), _lmdb(reference)
+    expected_files, expected_lmdb = dataset_files(reference), lmdb_contents(reference)
     assert sum(len(v) for v in expected_lmdb.values()) > 30
     for stage, condition in STAGES.items():
         out = tmp_path / stage
@@ -111,7 +94,7 @@ def test_killed_builds_resume_to_an_identical_dataset(demo_data, tmp_path: Path)
         if stage != "finalize":
             assert not (out / "dataset.json").exists(), f"killed at {stage}, yet the build finished"
         _run(config)
-        assert _files(out).keys() == expected_files.keys(), stage
+        assert dataset_files(out).keys() == expected_files.keys(), stage
         for name, data in expected_files.items():
-            assert _files(out)[name] == data, f"{name} differs after a kill at {stage}"
-        assert _lmdb(out) == expected_lmdb, stage
+            assert dataset_files(out)[name] == data, f"{name} differs after a kill at {stage}"
+        assert lmdb_contents(out) == expected_lmdb, stage
