@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -22,15 +24,17 @@ from eoshard.flows.aoi import read_aoi
 from eoshard.flows.config import BuildConfig, ConfigError
 from eoshard.flows.products import find_products
 from eoshard.flows.shard_runner import run_shards
-from eoshard.pipeline.cube import onto_grid, open_cube, stackstac_ready
+from eoshard.pipeline.cube import band_groups, onto_grid, open_cube, stackstac_ready
+from eoshard.pipeline.direct import group_source, paired_source
 from eoshard.pipeline.grid import grid_for_area
 from eoshard.pipeline.indices import compute_indices, formula
-from eoshard.pipeline.labels import prepare_parcels, rasterize_labels
+from eoshard.pipeline.labels import label_source, prepare_parcels, rasterize_labels
 from eoshard.pipeline.masks import open_valid_mask
 from eoshard.pipeline.paired import nested_grid, open_paired
 from eoshard.pipeline.patches import Patch, parcel_centred, patch_grid, select_labelled
 from eoshard.pipeline.sensors import S1, band_sensor
 from eoshard.pipeline.shards.lmdb_store import part_name
+from eoshard.pipeline.shards.reads import ShardSources, read_shard
 from eoshard.pipeline.shards.samples import FORMAT_VERSION, RESERVED_TENSORS
 from eoshard.pipeline.shards.task import ShardSpec, materialize_shard
 
@@ -50,6 +54,7 @@ class BuildPlan:
     hr: xr.DataArray | None = None  # the paired finer source, (band, y, x) on the nested grid
     hr_items: list[dict[str, Any]] = field(default_factory=list)
     valid: xr.DataArray | None = None  # the SCL valid mask, (time, y, x) on the base grid, with mask: scl
+    sources: ShardSources | None = None  # what direct shard tasks read (None: the tasks compute the cubes' graph)
 
     @property
     def dates(self) -> list[str]:
@@ -117,7 +122,10 @@ class BuildPlan:
         return {
             **hr,
             "format_version": FORMAT_VERSION,
-            "config": self.config.model_dump(mode="json", exclude={"output": {"path"}, "refresh": True}),
+            # how pixels are read does not change them: a build may resume with the other reader
+            "config": self.config.model_dump(
+                mode="json", exclude={"output": {"path"}, "refresh": True, "cube": {"reads"}}
+            ),
             "dates": self.dates,
             "products": sorted(i["id"] for i in self.items),
             "keys_sha256": hashlib.sha256(keys).hexdigest(),
@@ -186,7 +194,53 @@ def plan_build(config: BuildConfig, items: Sequence[pystac.Item] | None = None) 
         valid = open_valid_mask(products, grid, invalid=config.timeseries.scl_invalid, engine=config.cube.engine,
                                 chunksize=config.grid.chunksize)  # fmt: skip
     ready = [stackstac_ready(i) for i in products]
-    return BuildPlan(config, ready, grid, cubes, labels, patches, hr, hr_items, valid)
+    plan = BuildPlan(config, ready, grid, cubes, labels, patches, hr, hr_items, valid)
+    if not direct_reads(config):
+        return plan
+    return replace(plan, sources=shard_sources(plan, parcels))
+
+
+def direct_reads(config: BuildConfig) -> bool:
+    """Whether the shard tasks read their pixels directly (else from the lazy cubes' graph)."""
+    cube = config.cube
+    return cube.reads == "direct" and cube.engine == "stackstac" and not cube.reflectance and not cube.indices
+
+
+def shard_sources(plan: BuildPlan, parcels: gpd.GeoDataFrame | None) -> ShardSources:
+    """The read recipes of the plan's cubes, SCL mask and HR mosaic, and its parcels, for direct shard tasks."""
+    config, grid = plan.config, plan.grid
+    chunk = config.grid.chunksize
+    groups = {}
+    for name, cube in plan.cubes.items():
+        f = plan.factors[name]
+        groups[name] = group_source(
+            plan.items, grid if f == 1 else grid.zoom_out(f), [str(b) for b in cube.band.values],
+            chunksize=max(64, int(chunk / f)), resampling=config.cube.resampling, dtype=str(cube.dtype),
+            nodata=float(cube.attrs.get("nodata", 0)),
+        )  # fmt: skip
+    labels = None
+    if parcels is not None and config.labels is not None:
+        labels = label_source(
+            parcels, grid, class_column=config.labels.class_column, id_column=config.labels.id_column
+        )
+    scl, scl_factor = None, 1
+    if plan.valid is not None:
+        ((_, (res, _)),) = band_groups(plan.items, ["SCL"], grid).items()
+        scl_factor = round(res / abs(grid.resolution.x))
+        scl = group_source(
+            plan.items, grid if scl_factor == 1 else grid.zoom_out(scl_factor), ["SCL"],
+            chunksize=max(64, int(chunk / scl_factor)), dtype="uint8",
+        )  # fmt: skip
+    hr = None
+    if plan.hr is not None and config.hr is not None:
+        hr = paired_source(
+            plan.hr_items, nested_grid(grid, plan.hr_factor), list(config.hr.bands), chunksize=chunk,
+            dtype=str(plan.hr.dtype),
+        )  # fmt: skip
+    return ShardSources(
+        grid, groups, dict(plan.factors), labels, scl, scl_factor, tuple(config.timeseries.scl_invalid), hr,
+        plan.hr_factor if plan.hr is not None else 1,
+    )  # fmt: skip
 
 
 def _check_index_names(config: BuildConfig, layers: Sequence[str]) -> None:
@@ -265,8 +319,17 @@ def _select_patches(
     return patches
 
 
-def shard_task(plan: BuildPlan, index: int, shard: list[Patch]) -> Any:
-    """The lazy task that makes and writes shard ``index`` (its arguments are windows of the lazy cubes)."""
+def shard_task(plan: BuildPlan, index: int, shard: list[Patch], sources: Any = None) -> Any:
+    """The lazy task that makes and writes shard ``index``.
+
+    With direct reads its arguments are the shard's spec and the build's shared ``sources`` (a Delayed, one
+    key for every task); else they are windows of the lazy cubes.
+    """
+    if plan.sources is not None:
+        shared = sources if sources is not None else dask.delayed(plan.sources)
+        return dask.delayed(read_shard, pure=True)(
+            shard_spec(plan, index, shard), shared, plan.config.patches.size
+        )
     images = {
         name: [cube.data[..., p.window(plan.factors[name])[0], p.window(plan.factors[name])[1]] for p in shard]
         for name, cube in plan.cubes.items()
@@ -325,7 +388,12 @@ def run_build(
     plan: BuildPlan, client: Client, on_progress: Callable[[int, int], None] | None = None
 ) -> BuildResult:
     """Compute and write every shard not yet committed, then the index, manifest and STAC Collection."""
-    manifest = run_shards(plan, client, shard_task, on_progress)
+    task = shard_task
+    if plan.sources is not None:
+        token = hashlib.sha256(json.dumps(plan.fingerprint(), sort_keys=True).encode()).hexdigest()[:16]
+        shared = dask.delayed(plan.sources, name=f"shard-sources-{token}", traverse=False)
+        task = partial(shard_task, sources=shared)
+    manifest = run_shards(plan, client, task, on_progress)
     return BuildResult(
         plan.config.output.path, manifest["n_samples"], len(plan.dates), tuple(plan.config.bands), manifest
     )

@@ -102,6 +102,12 @@ class CubeConfig(_Model):
     """How the cube is read: the engine, the resampling where products need reprojection, the values."""
 
     engine: Literal["stackstac", "odc-stac"] = Field("stackstac", description="odc-stac cross-checks stackstac")
+    reads: Literal["direct", "graph"] = Field(
+        "direct",
+        description="how the build reads pixels: 'direct' (each shard task reads its source blocks itself; the "
+        "stackstac engine's values, bit for bit) or 'graph' (from the lazy cubes' Dask graph). Builds with "
+        "reflectance, indices or the odc-stac engine read through the graph",
+    )
     resampling: str = Field("nearest", description="rasterio Resampling name; nearest keeps source values")
     reflectance: bool = Field(
         False, description="float32 (DN + BOA offset) / 10000 with NaN for nodata; default: uint16 DN as stored"

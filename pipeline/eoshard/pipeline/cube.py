@@ -249,13 +249,24 @@ def _stackstac_band_group(
     return groups.map(stackstac.mosaic, dim="time", nodata=nodata).drop_vars("time", errors="ignore")
 
 
+def _acquisition_times(dicts: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Each acquisition's datetime (that of its last product in ``dicts``)."""
+    return {acquisition_key(d): d["properties"]["datetime"] for d in dicts}
+
+
+def acquisition_order(dicts: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The acquisitions of ``dicts`` in the cube's time order (datetime, then key)."""
+    times = _acquisition_times(dicts)
+    return sorted(times, key=lambda k: (times[k], k))
+
+
 def finish_cube(
     by_acquisition: xr.DataArray, dicts: list[dict[str, Any]], grid: GeoBox, nodata: float = NODATA
 ) -> xr.DataArray:
     """Acquisitions in time order with their time (and Sentinel-2 baseline and BOA offset) coordinates."""
     keys = [acquisition_key(d) for d in dicts]
-    times = {k: d["properties"]["datetime"] for k, d in zip(keys, dicts, strict=True)}
-    order = sorted(times, key=lambda k: (times[k], k))
+    times = _acquisition_times(dicts)
+    order = acquisition_order(dicts)
     cube = by_acquisition.sel(acquisition=order).rename(acquisition="time")
     extra = [c for c in cube.coords if c not in ("acquisition", "band", "y", "x")]
     cube = cube.drop_vars(extra).rename(None)  # engine-specific coordinates (epsg, spatial_ref) and names

@@ -8,6 +8,8 @@ whatever the chunking and the number of workers.
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, Literal
 
 import dask.array as da
@@ -51,32 +53,86 @@ _DTYPES = {"class": np.int32, "parcel_id": np.int64, "coverage": np.float32, "do
            "double_full": bool}  # fmt: skip
 
 
-def _label_block(
-    geoms: np.ndarray,
-    codes: np.ndarray,
-    ids: np.ndarray,
-    compare: np.ndarray,
-    grid: GeoBox,
-    background: int,
-    block_info: dict[Any, Any] | None = None,
-) -> np.ndarray:
-    """The five layers of one chunk, stacked as float64 (exact for int32 codes and ids below 2**53)."""
-    assert block_info is not None
-    _, (r0, r1), (c0, c1) = block_info[None]["array-location"]
-    sub = grid[r0:r1, c0:c1]
-    out = np.zeros((len(LAYERS), r1 - r0, c1 - c0))
-    out[0] = background
-    hits = np.sort(shapely.STRtree(geoms).query(sub.extent.geom, predicate="intersects"))
+@dataclass(frozen=True)
+class LabelSource:
+    """The parcels a label window is computed from, in tie-breaking order, with their codes and ids.
+
+    One value per build: shard tasks (or dask chunks) compute any window of the label layers from it.
+    """
+
+    geoms: np.ndarray  # shapely geometries in the grid's CRS
+    codes: np.ndarray  # int64 class codes
+    ids: np.ndarray  # int64 parcel ids (0 without an id column)
+    compare: np.ndarray  # the attribute that makes two claims a mix (codes or ids)
+    background: int
+    layers: tuple[str, ...]  # the layers asked for, a subset of LAYERS in LAYERS order
+
+    @cached_property
+    def tree(self) -> shapely.STRtree:
+        return shapely.STRtree(self.geoms)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "tree"}  # the tree is rebuilt where it is used
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+
+
+def label_window(source: LabelSource, sub: GeoBox) -> np.ndarray:
+    """The five layers of the window ``sub`` of the grid, stacked as float64 (exact for int32 codes and ids)."""
+    r1, c1 = sub.shape
+    out = np.zeros((len(LAYERS), r1, c1))
+    out[0] = source.background
+    hits = np.sort(source.tree.query(sub.extent.geom, predicate="intersects"))
     if hits.size == 0:
         return out
-    layers = window_layers(geoms[hits], compare[hits], sub.transform, (r1 - r0, c1 - c0))
+    layers = window_layers(source.geoms[hits], source.compare[hits], sub.transform, (r1, c1))
     some = layers.best >= 0
-    out[0][some] = codes[hits][layers.best[some]]
-    out[1][some] = ids[hits][layers.best[some]]
+    out[0][some] = source.codes[hits][layers.best[some]]
+    out[1][some] = source.ids[hits][layers.best[some]]
     out[2] = layers.coverage
     out[3] = layers.mixed
     out[4] = layers.full_and_claimed
     return out
+
+
+def layer_values(stacked: Any, name: str) -> Any:
+    """Layer ``name`` of a ``label_window`` result, in the layer's dtype."""
+    return stacked[LAYERS.index(name)].astype(_DTYPES[name])
+
+
+def _label_block(source: LabelSource, grid: GeoBox, block_info: dict[Any, Any] | None = None) -> np.ndarray:
+    assert block_info is not None
+    _, (r0, r1), (c0, c1) = block_info[None]["array-location"]
+    return label_window(source, grid[r0:r1, c0:c1])
+
+
+def label_source(
+    parcels: gpd.GeoDataFrame,
+    grid: GeoBox,
+    *,
+    class_column: str,
+    id_column: str | None = None,
+    background: int = 0,
+    double_by: Literal["class", "id"] = "class",
+) -> LabelSource:
+    """The parcels of ``parcels`` prepared for ``label_window`` on ``grid`` (see ``rasterize_labels``)."""
+    prepared = prepare_parcels(parcels, grid, class_column)
+    if id_column is not None and id_column not in prepared.columns:
+        raise PipelineError(
+            f"the labels have no column {id_column!r}; they have {sorted(map(str, parcels.columns))}: "
+            "set labels.id_column to one of them"
+        )
+    if double_by == "id" and id_column is None:
+        raise PipelineError("double_by='id' needs an id_column: name the parcel id column")
+    if id_column is not None:
+        prepared = prepared.sort_values(id_column, kind="stable")
+    geoms = prepared.geometry.to_numpy()
+    codes = prepared[class_column].to_numpy().astype(np.int64)
+    ids = prepared[id_column].to_numpy().astype(np.int64) if id_column else np.zeros(len(prepared), np.int64)
+    compare = ids if double_by == "id" else codes
+    names = tuple(n for n in LAYERS if n != "parcel_id" or id_column is not None)
+    return LabelSource(geoms, codes, ids, compare, background, names)
 
 
 def rasterize_labels(
@@ -99,30 +155,17 @@ def rasterize_labels(
       or different ids (``double_by="id"``);
     - ``double_full`` (bool): fully inside one parcel and also claimed by another (a geocoding error).
     """
-    prepared = prepare_parcels(parcels, grid, class_column)
-    if id_column is not None and id_column not in prepared.columns:
-        raise PipelineError(
-            f"the labels have no column {id_column!r}; they have {sorted(map(str, parcels.columns))}: "
-            "set labels.id_column to one of them"
-        )
-    if double_by == "id" and id_column is None:
-        raise PipelineError("double_by='id' needs an id_column: name the parcel id column")
-    if id_column is not None:
-        prepared = prepared.sort_values(id_column, kind="stable")
-    geoms = prepared.geometry.to_numpy()
-    codes = prepared[class_column].to_numpy().astype(np.int64)
-    ids = prepared[id_column].to_numpy().astype(np.int64) if id_column else np.zeros(len(prepared), np.int64)
-    compare = ids if double_by == "id" else codes
+    source = label_source(
+        parcels, grid, class_column=class_column, id_column=id_column, background=background, double_by=double_by
+    )
     ny, nx = grid.shape
     chunks = ((len(LAYERS),), *da.empty((ny, nx), chunks=(chunksize, chunksize)).chunks)
     stacked = da.map_blocks(
-        _label_block, geoms, codes, ids, compare, grid, background, dtype=np.float64, chunks=chunks,
-        meta=np.array((), dtype=np.float64),
-    )  # fmt: skip
-    names = [n for n in LAYERS if n != "parcel_id" or id_column is not None]
+        _label_block, source, grid, dtype=np.float64, chunks=chunks, meta=np.array((), dtype=np.float64)
+    )
     coords = grid.coordinates
     return xr.Dataset(
-        {name: (("y", "x"), stacked[LAYERS.index(name)].astype(_DTYPES[name])) for name in names},
+        {name: (("y", "x"), layer_values(stacked, name)) for name in source.layers},
         coords={"y": coords["y"].values, "x": coords["x"].values},
         attrs={"crs": str(grid.crs), "transform": tuple(grid.transform)[:6], "background": background},
     )

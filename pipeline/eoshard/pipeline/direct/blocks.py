@@ -1,0 +1,168 @@
+"""Source files opened once per process, and their decoded blocks kept in a bounded cache.
+
+A shard task asks for windows; the windows are served from whole internal blocks of the COGs (products on the
+grid) or from whole stackstac-sized chunks of a warped view (products in another CRS or off the grid), each
+decoded once per process while it stays in the cache. Neighbouring shards run one after another on a worker
+(see the build's patch order), so a block is mostly decoded once for the whole build.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections import OrderedDict
+from collections.abc import Hashable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import rasterio
+from rasterio.enums import Resampling
+from rasterio.vrt import WarpedVRT
+from rasterio.windows import Window
+
+# Remote COGs: no directory listings, merged ranges, and a header read big enough for a COG's IFDs.
+GDAL_REMOTE_DEFAULTS = {
+    "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
+    "GDAL_HTTP_MERGE_CONSECUTIVE_RANGES": "YES",
+    "GDAL_HTTP_MULTIPLEX": "YES",
+    "GDAL_HTTP_VERSION": "2",
+    "GDAL_INGESTED_BYTES_AT_OPEN": "32768",
+    "CPL_VSIL_CURL_ALLOWED_EXTENSIONS": ".tif,.tiff,.TIF,.TIFF,.jp2,.JP2",
+    "VSI_CACHE": "FALSE",
+}
+for _key, _value in GDAL_REMOTE_DEFAULTS.items():
+    os.environ.setdefault(_key, _value)
+
+CACHE_BYTES = int(float(os.environ.get("EOSHARD_BLOCK_CACHE_MB", "768")) * 2**20)
+MAX_OPEN_FILES = int(os.environ.get("EOSHARD_MAX_OPEN_FILES", "512"))
+
+
+class BlockCache:
+    """A thread-safe LRU of decoded arrays, bounded in bytes."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self._items: OrderedDict[Hashable, np.ndarray] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+        self.hits = self.misses = 0
+
+    def get(self, key: Hashable) -> np.ndarray | None:
+        with self._lock:
+            value = self._items.get(key)
+            if value is None:
+                self.misses += 1
+                return None
+            self.hits += 1
+            self._items.move_to_end(key)
+            return value
+
+    def put(self, key: Hashable, value: np.ndarray) -> None:
+        with self._lock:
+            if key in self._items:
+                return
+            self._items[key] = value
+            self._bytes += value.nbytes
+            while self._bytes > self.max_bytes and len(self._items) > 1:
+                _, old = self._items.popitem(last=False)
+                self._bytes -= old.nbytes
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+            self._bytes = 0
+
+
+@dataclass
+class OpenFile:
+    """An open dataset, its lock (a GDAL handle serves one thread at a time) and its warped views by grid."""
+
+    dataset: Any
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    warped: dict[Hashable, WarpedVRT] = field(default_factory=dict)
+
+
+_files: OrderedDict[str, OpenFile] = OrderedDict()
+_files_lock = threading.Lock()
+_opening: dict[str, threading.Lock] = {}
+CACHE = BlockCache(CACHE_BYTES)
+
+
+def open_file(href: str) -> OpenFile:
+    """The process's open handle of ``href`` (opened on first use; the least recently used closed past the limit)."""
+    with _files_lock:
+        found = _files.get(href)
+        if found is not None:
+            _files.move_to_end(href)
+            return found
+        opening = _opening.setdefault(href, threading.Lock())
+    with opening:  # one opener per file; the others wait for its handle
+        with _files_lock:
+            if href in _files:
+                return _files[href]
+        handle = OpenFile(rasterio.open(href, sharing=False))
+        with _files_lock:
+            _files[href] = handle
+            while len(_files) > MAX_OPEN_FILES:
+                _, old = _files.popitem(last=False)
+                with old.lock:
+                    for vrt in old.warped.values():
+                        vrt.close()
+                    old.dataset.close()
+        return handle
+
+
+def close_files() -> None:
+    """Close every cached handle and empty the block cache (tests, and workers between builds)."""
+    with _files_lock:
+        for handle in _files.values():
+            with handle.lock:
+                for vrt in handle.warped.values():
+                    vrt.close()
+                handle.dataset.close()
+        _files.clear()
+    CACHE.clear()
+
+
+def source_block(href: str, row: int, col: int) -> np.ndarray:
+    """Internal block ``(row, col)`` of band 1 of ``href``, decoded (cached)."""
+    key = ("block", href, row, col)
+    cached = CACHE.get(key)
+    if cached is not None:
+        return cached
+    handle = open_file(href)
+    ds = handle.dataset
+    bh, bw = ds.block_shapes[0]
+    window = Window(col * bw, row * bh, min(bw, ds.width - col * bw), min(bh, ds.height - row * bh))
+    with handle.lock:
+        block = ds.read(1, window=window)
+    CACHE.put(key, block)
+    return block
+
+
+def warped_chunk(
+    href: str, grid_key: Hashable, vrt_params: dict[str, Any], window: Window, dtype: str, fill: float
+) -> np.ndarray:
+    """A chunk of the file warped onto a grid, as stackstac reads it (a ``WarpedVRT`` over the whole grid)."""
+    key = ("warped", href, grid_key, window.row_off, window.col_off, window.height, window.width)
+    cached = CACHE.get(key)
+    if cached is not None:
+        return cached
+    handle = open_file(href)
+    with handle.lock:
+        vrt = handle.warped.get(grid_key)
+        if vrt is None:
+            ds = handle.dataset
+            vrt = WarpedVRT(ds, sharing=False, add_alpha=ds.nodata is None, **vrt_params)
+            handle.warped[grid_key] = vrt
+        result = vrt.read(window=window, out_dtype=dtype, masked=True)
+    # the alpha band of a file without nodata says where the file has pixels
+    result = np.ma.masked_array(result[0], mask=result[1] == 0) if result.shape[0] == 2 else result[0]
+    chunk = np.ma.filled(result, fill_value=np.dtype(dtype).type(fill))
+    CACHE.put(key, chunk)
+    return chunk
+
+
+def resampling_of(name: str) -> Resampling:
+    return Resampling[name]

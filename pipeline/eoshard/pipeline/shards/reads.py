@@ -1,0 +1,104 @@
+"""The direct shard task: read a shard's windows from the source files, then make and write the shard.
+
+No Dask graph is built or computed inside: the task reads each run of neighbouring patches in one window per
+resolution group (blocks decoded once per process while cached), computes the run's labels in one pass, and
+hands numpy arrays to ``materialize_shard``, the same function the graph engine feeds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from odc.geo.geobox import GeoBox
+
+from eoshard.pipeline.direct import GroupSource, read_group_window
+from eoshard.pipeline.labels import LabelSource, label_window, layer_values
+from eoshard.pipeline.shards.task import ShardSpec, materialize_shard
+
+
+@dataclass(frozen=True)
+class ShardSources:
+    """What every shard task of a build reads from (one value per build, shared by the tasks)."""
+
+    grid: GeoBox  # the base grid
+    groups: Mapping[str, GroupSource]  # resolution groups by name, each on the base grid zoomed out
+    factors: Mapping[str, int]  # zoom factor of each group
+    labels: LabelSource | None = None
+    scl: GroupSource | None = None  # the SCL on its own grid, with mask: scl
+    scl_factor: int = 1
+    scl_invalid: tuple[int, ...] = ()
+    hr: GroupSource | None = None  # the paired finer source, one step
+    hr_factor: int = 1
+    meta: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Run:
+    """Patches side by side in one patch row: read as one window."""
+
+    row: int
+    col0: int
+    col1: int
+    members: tuple[tuple[int, int], ...]  # (index into the shard's patches, column) of each patch
+
+
+def patch_runs(origins: Sequence[tuple[int, int]], size: int) -> list[Run]:
+    """The shard's patches grouped into runs of the same row whose windows touch or overlap."""
+    runs: list[Run] = []
+    order = sorted(range(len(origins)), key=lambda n: origins[n])
+    for n in order:
+        row, col = origins[n]
+        last = runs[-1] if runs else None
+        if last is not None and last.row == row and col <= last.col1:
+            runs[-1] = Run(row, last.col0, max(last.col1, col + size), (*last.members, (n, col)))
+        else:
+            runs.append(Run(row, col, col + size, ((n, col),)))
+    return runs
+
+
+def read_shard(spec: ShardSpec, sources: ShardSources, size: int) -> dict[str, Any]:
+    """Read the windows of the shard's patches, then ``materialize_shard`` (see there for what it returns)."""
+    n = len(spec.keys)
+    images: dict[str, list[Any]] = {name: [None] * n for name in sources.groups}
+    labels: dict[str, list[Any]] = {}
+    if sources.labels is not None:
+        labels = {name: [None] * n for name in sources.labels.layers}
+    paired: dict[str, list[Any]] = {"hr": [None] * n} if sources.hr is not None else {}
+    masks: list[Any] | None = [None] * n if sources.scl is not None else None
+    for run in patch_runs(spec.origins, size):
+        rows = slice(run.row, run.row + size)
+        for name, group in sources.groups.items():
+            _cut(images[name], run, read_group_window(group, *_zoom_out(rows, run, sources.factors[name])), size,
+                 sources.factors[name])  # fmt: skip
+        if sources.labels is not None:
+            stacked = label_window(sources.labels, sources.grid[rows, run.col0 : run.col1])
+            for layer in sources.labels.layers:
+                _cut(labels[layer], run, layer_values(stacked, layer), size, 1)
+        if sources.scl is not None and masks is not None:
+            f = sources.scl_factor
+            scl = read_group_window(sources.scl, *_zoom_out(rows, run, f))[:, 0]
+            valid = ~np.isin(scl, sources.scl_invalid)
+            if f > 1:
+                valid = valid.repeat(f, axis=-2).repeat(f, axis=-1)
+            _cut(masks, run, valid, size, 1)
+        if sources.hr is not None:
+            f = sources.hr_factor
+            hr = read_group_window(
+                sources.hr, slice(run.row * f, (run.row + size) * f), slice(run.col0 * f, run.col1 * f)
+            )[0]
+            _cut(paired["hr"], run, hr, size, 1, zoom_in=f)
+    return materialize_shard(spec, images, labels, paired, masks=masks)
+
+
+def _zoom_out(rows: slice, run: Run, factor: int) -> tuple[slice, slice]:
+    return slice(rows.start // factor, rows.stop // factor), slice(run.col0 // factor, run.col1 // factor)
+
+
+def _cut(target: list[Any], run: Run, window: np.ndarray, size: int, factor: int, *, zoom_in: int = 1) -> None:
+    """Put each member patch's columns of ``window`` (a run read at 1/``factor`` or ``zoom_in`` x) in ``target``."""
+    for n, col in run.members:
+        start = (col - run.col0) * zoom_in // factor
+        target[n] = window[..., start : start + size * zoom_in // factor]
