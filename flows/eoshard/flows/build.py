@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +21,7 @@ from eoshard.catalog import search
 from eoshard.flows.aoi import read_aoi
 from eoshard.flows.config import BuildConfig, ConfigError
 from eoshard.flows.products import find_products
-from eoshard.flows.shard_runner import run_shards
+from eoshard.flows.shard_runner import DirectShard, run_shards
 from eoshard.pipeline.cube import band_groups, onto_grid, open_cube, stackstac_ready
 from eoshard.pipeline.direct import group_source, paired_source
 from eoshard.pipeline.grid import grid_for_area
@@ -31,10 +29,10 @@ from eoshard.pipeline.indices import compute_indices, formula
 from eoshard.pipeline.labels import label_source, prepare_parcels, rasterize_labels
 from eoshard.pipeline.masks import open_valid_mask
 from eoshard.pipeline.paired import nested_grid, open_paired
-from eoshard.pipeline.patches import Patch, parcel_centred, patch_grid, select_labelled
+from eoshard.pipeline.patches import STRIPE_PX, Patch, parcel_centred, patch_grid, select_labelled, stripe_order
 from eoshard.pipeline.sensors import S1, band_sensor
 from eoshard.pipeline.shards.lmdb_store import part_name
-from eoshard.pipeline.shards.reads import ShardSources, read_shard
+from eoshard.pipeline.shards.reads import ShardSources
 from eoshard.pipeline.shards.samples import FORMAT_VERSION, RESERVED_TENSORS
 from eoshard.pipeline.shards.task import ShardSpec, materialize_shard
 
@@ -186,7 +184,9 @@ def plan_build(config: BuildConfig, items: Sequence[pystac.Item] | None = None) 
     _check_index_names(config, [] if labels is None else [str(k) for k in labels.data_vars])
     base = abs(grid.resolution.x)
     align = max(round(abs(float(c.x[1] - c.x[0])) / base) for c in cubes.values())
-    patches = _select_patches(config, grid, align, parcels)
+    patches = stripe_order(
+        _select_patches(config, grid, align, parcels), grid.shape[1], offset=_block_phase(grid, products)
+    )
     area_4326 = gpd.GeoSeries([area], crs=area_crs).to_crs(4326).iloc[0]
     hr, hr_items = _open_hr(config, grid, area_4326)
     valid = None
@@ -241,6 +241,20 @@ def shard_sources(plan: BuildPlan, parcels: gpd.GeoDataFrame | None) -> ShardSou
         grid, groups, dict(plan.factors), labels, scl, scl_factor, tuple(config.timeseries.scl_invalid), hr,
         plan.hr_factor if plan.hr is not None else 1,
     )  # fmt: skip
+
+
+def _block_phase(grid: GeoBox, items: Sequence[pystac.Item]) -> int:
+    """How many base pixels the grid's first column lies right of a stripe edge aligned with the products' blocks
+    (their grids start on the tile's edge); 0 when no product is in the grid's CRS."""
+    epsg = grid.crs.epsg if grid.crs is not None else None
+    base = abs(grid.resolution.x)
+    for item in items:
+        data = stackstac_ready(item)
+        for asset in data["assets"].values():
+            transform = asset.get("proj:transform") or data["properties"].get("proj:transform")
+            if data["properties"]["proj:epsg"] == epsg and transform:
+                return round((grid.transform.c - float(transform[2])) / base) % STRIPE_PX
+    return 0
 
 
 def _check_index_names(config: BuildConfig, layers: Sequence[str]) -> None:
@@ -319,17 +333,11 @@ def _select_patches(
     return patches
 
 
-def shard_task(plan: BuildPlan, index: int, shard: list[Patch], sources: Any = None) -> Any:
-    """The lazy task that makes and writes shard ``index``.
-
-    With direct reads its arguments are the shard's spec and the build's shared ``sources`` (a Delayed, one
-    key for every task); else they are windows of the lazy cubes.
-    """
+def shard_task(plan: BuildPlan, index: int, shard: list[Patch]) -> Any:
+    """The task that makes and writes shard ``index``: a ``DirectShard`` when the task reads its own pixels,
+    else a Delayed whose arguments are windows of the lazy cubes."""
     if plan.sources is not None:
-        shared = sources if sources is not None else dask.delayed(plan.sources)
-        return dask.delayed(read_shard, pure=True)(
-            shard_spec(plan, index, shard), shared, plan.config.patches.size
-        )
+        return DirectShard(shard_spec(plan, index, shard), plan.config.patches.size)
     images = {
         name: [cube.data[..., p.window(plan.factors[name])[0], p.window(plan.factors[name])[1]] for p in shard]
         for name, cube in plan.cubes.items()
@@ -388,12 +396,7 @@ def run_build(
     plan: BuildPlan, client: Client, on_progress: Callable[[int, int], None] | None = None
 ) -> BuildResult:
     """Compute and write every shard not yet committed, then the index, manifest and STAC Collection."""
-    task = shard_task
-    if plan.sources is not None:
-        token = hashlib.sha256(json.dumps(plan.fingerprint(), sort_keys=True).encode()).hexdigest()[:16]
-        shared = dask.delayed(plan.sources, name=f"shard-sources-{token}", traverse=False)
-        task = partial(shard_task, sources=shared)
-    manifest = run_shards(plan, client, task, on_progress)
+    manifest = run_shards(plan, client, shard_task, on_progress)
     return BuildResult(
         plan.config.output.path, manifest["n_samples"], len(plan.dates), tuple(plan.config.bands), manifest
     )

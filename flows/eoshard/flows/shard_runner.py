@@ -3,20 +3,25 @@
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import geopandas as gpd
 from distributed import Client, as_completed
+from distributed import Future as DaskFuture
 
 from eoshard.pipeline.cube import stackstac_ready
 from eoshard.pipeline.errors import AssetReadError, PipelineError, ShardWriteError
 from eoshard.pipeline.shards.commits import CommitLog, atomic_write, remove_leftovers
 from eoshard.pipeline.shards.lmdb_store import LmdbWriter, part_name
 from eoshard.pipeline.shards.manifest import index_frame, summarise_records, write_collection, write_index
+from eoshard.pipeline.shards.reads import read_shard
 from eoshard.pipeline.shards.samples import FORMAT_VERSION
+from eoshard.pipeline.shards.task import ShardSpec
 from eoshard.pipeline.shards.zarr_store import create_store
 
 if TYPE_CHECKING:
@@ -56,16 +61,17 @@ def run_shards(
     todo = {k: shard_task(plan, k, shard) for k, shard in enumerate(shards) if k not in done}
     if on_progress is not None:
         on_progress(len(done), len(shards))
-    futures = client.compute(list(todo.values()))
-    index_of = {f.key: k for f, k in zip(futures, todo, strict=True)}
+    pending_futures = submit_shards(plan, client, todo)
     writers = _lmdb_writers(plan, out)
     # one thread per LMDB environment: each is its environment's only writer; environments go in parallel
     executors = {part: ThreadPoolExecutor(max_workers=1, thread_name_prefix=part) for part in writers}
     pending: list[Future[None]] = []
     failures: list[PipelineError] = []
     try:
-        for count, future in enumerate(as_completed(futures), start=len(done) + 1):
-            shard = index_of[future.key]
+        completed = as_completed(list(pending_futures.values()))
+        for count, future in enumerate(completed, start=len(done) + 1):
+            shard = next(k for k, f in pending_futures.items() if f.key == future.key)
+            del pending_futures[shard]  # released once committed: results never pile up on the workers
             try:
                 result = future.result()
             except ShardWriteError:
@@ -78,11 +84,14 @@ def run_shards(
                 error.__cause__ = err
                 failures.append(error)
                 continue
+            finally:
+                future.release()
             part = plan.lmdb_part(shard)
             if part is None:
                 _commit(log, shard, result, None)
             else:
                 pending.append(executors[part].submit(_commit, log, shard, result, writers[part]))
+            del result
             pending = _raise_failed(pending)
             if on_progress is not None:
                 on_progress(count, len(shards))
@@ -91,7 +100,7 @@ def run_shards(
         if failures:
             raise _first_failure(failures, len(shards), len(log.done()))
     except BaseException:
-        client.cancel(futures)
+        client.cancel(list(pending_futures.values()))
         raise
     finally:
         for executor in executors.values():
@@ -99,6 +108,38 @@ def run_shards(
         for writer in writers.values():
             writer.close()
     return finalize(plan, log)
+
+
+@dataclass(frozen=True)
+class DirectShard:
+    """A shard whose task reads its own pixels: submitted with the build's shared sources (scattered once)."""
+
+    spec: ShardSpec
+    size: int
+
+
+def submit_shards(plan: BuildPlan, client: Client, todo: dict[int, Any]) -> dict[int, DaskFuture]:
+    """Submit the shard tasks: neighbours (in patch order) to the same worker, in order, so that a worker decodes
+    the source blocks its shards share once (see ``eoshard.pipeline.direct.blocks``); idle workers may steal."""
+    workers = sorted(client.scheduler_info().get("workers", {}))
+    per = max(1, -(-len(todo) // max(1, len(workers))))
+    shared = None
+    if any(isinstance(t, DirectShard) for t in todo.values()):
+        shared = client.scatter(plan.sources, broadcast=True, hash=False)
+    futures: dict[int, DaskFuture] = {}
+    token = uuid.uuid4().hex[:8]
+    for position, (k, task) in enumerate(todo.items()):
+        where: dict[str, Any] = {}
+        if workers:
+            where = {"workers": [workers[position // per]], "allow_other_workers": True}
+        if isinstance(task, DirectShard):
+            futures[k] = client.submit(
+                read_shard, task.spec, shared, task.size, key=f"shard-{k}-{token}", priority=-position,
+                pure=False, **where,
+            )  # fmt: skip
+        else:
+            futures[k] = client.compute(task, priority=-position, **where)
+    return futures
 
 
 def _lmdb_writers(plan: BuildPlan, out: Path) -> dict[str, LmdbWriter]:

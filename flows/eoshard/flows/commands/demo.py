@@ -11,9 +11,28 @@ from eoshard.flows.app import app, console
 
 
 @app.command("demo-data")
-def demo_data(directory: Annotated[Path, typer.Argument(help="folder to write the demo world into")]) -> None:
+def demo_data(
+    directory: Annotated[Path, typer.Argument(help="folder to write the demo world into")],
+    scale: Annotated[
+        str | None,
+        typer.Option(help="write the tile-scale benchmark world instead: tile, quarter, sixteenth or small"),
+    ] = None,
+) -> None:
     """Write the offline demo world: a static STAC catalog with COGs, parcels and an AOI."""
     from eoshard.flows.demo.products import write_demo_data
+
+    if scale is not None:
+        from eoshard.flows.demo.tile import SCALES, write_tile_world
+
+        if scale not in SCALES:
+            raise typer.BadParameter(f"expected one of {', '.join(SCALES)}, got {scale!r}", param_hint="--scale")
+        with console.status(f"rendering the {scale} tile world ({SCALES[scale]} x {SCALES[scale]} px at 10 m)"):
+            world = write_tile_world(directory, scale)
+        console.print(
+            f"wrote {world.n_items} products of {world.size} x {world.size} px to {world.catalog}, "
+            f"{world.n_parcels} parcels to {world.parcels}, AOI {world.aoi}"
+        )
+        return
 
     with console.status("rendering the demo products"):
         made = write_demo_data(directory)

@@ -148,6 +148,30 @@ def summarise_float(s: FloatStats) -> dict[str, Any]:
 Partial = Histogram | FloatStats
 
 
+class BandStats:
+    """One band's partial statistics over many arrays: a running ``bincount`` for 8- and 16-bit integers (the
+    same histogram as ``histogram``, without a dict per array), ``collect`` per array otherwise."""
+
+    def __init__(self) -> None:
+        self.counts: np.ndarray | None = None
+        self.parts: list[Partial] = []
+
+    def add(self, values: np.ndarray) -> None:
+        if values.dtype in (np.uint8, np.uint16):
+            counts = np.bincount(values.ravel(), minlength=1 << (8 * values.dtype.itemsize))
+            self.counts = counts if self.counts is None else self.counts + counts
+        else:
+            self.parts.append(collect(values))
+
+    def result(self) -> Partial:
+        parts = list(self.parts)
+        if self.counts is not None:
+            values = np.flatnonzero(self.counts)
+            values = values[values != 0]  # 0 is the nodata of integer bands
+            parts.append({int(v): int(c) for v, c in zip(values, self.counts[values], strict=True)})
+        return combine(parts)
+
+
 def collect(values: np.ndarray) -> Partial:
     """The partial statistics of one band's values: an integer histogram, or ``FloatStats`` for float bands."""
     return float_stats(values) if values.dtype.kind == "f" else histogram(values)

@@ -65,8 +65,8 @@ def materialize_shard(
     slots: list[dict[str, np.ndarray]] = []
     records: list[tuple[str, bytes]] = []
     rows: list[dict[str, Any]] = []
-    histograms: dict[str, list[stats.Partial]] = {b: [] for bs in spec.groups.values() for b in bs}
-    histograms.update({f"{name}_{b}": [] for name, bs in spec.paired.items() for b in bs})
+    histograms = {b: stats.BandStats() for bs in spec.groups.values() for b in bs}
+    histograms.update({f"{name}_{b}": stats.BandStats() for name, bs in spec.paired.items() for b in bs})
     paired = paired or {}
     class_counts: list[stats.Histogram] = []
     dropped = 0
@@ -115,10 +115,10 @@ def materialize_shard(
         for group, bands in spec.groups.items():
             kept = patch_images[group][selection.kept]
             for i, band in enumerate(bands):
-                histograms[band].append(stats.collect(kept[:, i]))
+                histograms[band].add(kept[:, i])
         for name, bands in spec.paired.items():
             for i, band in enumerate(bands):
-                histograms[f"{name}_{band}"].append(stats.collect(sample.paired[name][i]))
+                histograms[f"{name}_{band}"].add(sample.paired[name][i])
         if "class" in sample.labels:
             class_counts.append(stats.histogram(sample.labels["class"], nodata=-(2**31)))
     checksums = {}
@@ -127,7 +127,7 @@ def materialize_shard(
     return {
         "records": records,
         "rows": rows,
-        "histograms": {band: stats.dump(stats.combine(hs)) for band, hs in histograms.items()},
+        "histograms": {band: stats.dump(h.result()) for band, h in histograms.items()},
         "class_counts": stats.to_json(stats.merge(class_counts)),
         "dropped": dropped,
         "checksums": checksums,

@@ -1,0 +1,116 @@
+"""A local stand-in for an object store: a folder served over HTTP on 127.0.0.1 with Range requests, an added
+latency per request and a request/byte counter (aiohttp's static file handler serves the bytes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pystac
+from aiohttp import web
+
+DEFAULT_LATENCY_S = 0.040  # a typical first-byte latency of an object store seen from its own region
+
+
+@dataclass
+class Traffic:
+    """What the server answered: requests and body bytes (a Range request counts the bytes of its range)."""
+
+    requests: int = 0
+    bytes: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add(self, size: int) -> None:
+        with self.lock:
+            self.requests += 1
+            self.bytes += size
+
+    def reset(self) -> None:
+        with self.lock:
+            self.requests = self.bytes = 0
+
+
+@dataclass(frozen=True)
+class Served:
+    url: str  # http://127.0.0.1:PORT, serving the folder's files under /
+    traffic: Traffic
+
+
+def _app(root: Path, latency: float, traffic: Traffic) -> web.Application:
+    @web.middleware
+    async def delay(
+        request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        if latency > 0:
+            await asyncio.sleep(latency)
+        return await handler(request)
+
+    async def count(request: web.Request, response: web.StreamResponse) -> None:
+        if request.method == "GET":
+            traffic.add(int(response.headers.get("Content-Length", 0)))
+        else:
+            traffic.add(0)
+
+    app = web.Application(middlewares=[delay])
+    app.router.add_static("/", str(root), follow_symlinks=False)
+    app.on_response_prepare.append(count)
+    return app
+
+
+@contextmanager
+def serve_folder(root: Path, latency: float = DEFAULT_LATENCY_S) -> Iterator[Served]:
+    """Serve ``root`` on a free port of 127.0.0.1 from a background thread until the block ends."""
+    traffic = Traffic()
+    loop = asyncio.new_event_loop()
+    runner = web.AppRunner(_app(Path(root), latency, traffic), access_log=None)
+    started = threading.Event()
+    port: list[int] = []
+
+    async def start() -> None:
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port.append(int(runner.addresses[0][1]))
+        started.set()
+
+    def run() -> None:
+        asyncio.set_event_loop(loop)
+        loop.run_until_complete(start())
+        loop.run_forever()
+
+    thread = threading.Thread(target=run, name="eoshard-cog-server", daemon=True)
+    thread.start()
+    if not started.wait(30):
+        raise RuntimeError("the local COG server did not start within 30 s")
+    try:
+        yield Served(f"http://127.0.0.1:{port[0]}", traffic)
+    finally:
+        asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(30)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(30)
+        loop.close()
+
+
+def remote_item_collection(catalog: Path, root: Path, base_url: str, out: Path) -> Path:
+    """The catalog's items as an ItemCollection file whose asset hrefs point under ``base_url`` instead of ``root``.
+
+    ``base_url`` is e.g. the ``url`` of ``serve_folder(root)``, or ``s3://bucket/prefix`` for the same files
+    uploaded to an object store.
+    """
+    items = []
+    root = Path(root).resolve()
+    for item in pystac.Catalog.from_file(str(catalog)).get_items(recursive=True):
+        data = item.to_dict(transform_hrefs=False)
+        for key, asset in item.assets.items():
+            local = Path(asset.get_absolute_href() or asset.href).resolve()
+            data["assets"][key]["href"] = f"{base_url.rstrip('/')}/{local.relative_to(root).as_posix()}"
+        data["links"] = []
+        items.append(data)
+    out.write_text(json.dumps({"type": "FeatureCollection", "features": items}))
+    return out

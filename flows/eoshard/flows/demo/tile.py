@@ -1,0 +1,221 @@
+"""A tile-scale benchmark world: part of a Sentinel-2 tile over a season, laid out as Earth Search serves it.
+
+COGs with 1024 px internal tiles, DEFLATE with the horizontal predictor and overviews; 4 bands at 10 m, 6 at 20 m
+and the SCL; 12 acquisitions with clouds and shadows; tens of thousands of parcels; a static STAC catalog.
+Deterministic: the same scale writes the same bytes.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import geopandas as gpd
+import numpy as np
+import pystac
+import rasterio
+import shapely
+from affine import Affine
+from rasterio.features import rasterize
+from shapely.geometry import box, mapping
+
+from eoshard.flows.demo.scene import BOA_ADD_OFFSET, QUANTIFICATION, SCL_CLOUD_HIGH, SCL_CLOUD_MEDIUM, SCL_SHADOW
+
+# Side of the written square in 10 m pixels; "quarter" is a quarter of a 10980 px tile.
+SCALES: dict[str, int] = {"tile": 10980, "quarter": 5490, "sixteenth": 2745, "small": 1098}
+EPSG = 32632
+ORIGIN = (600_000.0, 5_400_000.0)  # the tile's upper-left corner (a multiple of 60 m, as MGRS tiles are)
+BANDS_10 = ("B02", "B03", "B04", "B08")
+BANDS_20 = ("B05", "B06", "B07", "B8A", "B11", "B12")
+SCL = "SCL"
+COG_BLOCK = 1024
+N_DATES = 12
+COLLECTION_ID = "sentinel-2-l2a"
+# surface reflectance of bare soil and full vegetation per band (BANDS_10 + BANDS_20 order)
+_SOIL = np.array([0.10, 0.13, 0.17, 0.26, 0.21, 0.23, 0.25, 0.27, 0.33, 0.28], dtype=np.float32)
+_VEG = np.array([0.03, 0.07, 0.04, 0.44, 0.10, 0.30, 0.40, 0.45, 0.22, 0.11], dtype=np.float32)
+_CLOUD = np.float32(0.62)
+
+
+@dataclass(frozen=True)
+class TileWorld:
+    """Paths of what ``write_tile_world`` made."""
+
+    root: Path
+    catalog: Path
+    aoi: Path
+    parcels: Path
+    size: int
+    n_items: int
+    n_parcels: int
+
+
+def _transform(resolution: int) -> Affine:
+    return Affine(resolution, 0.0, ORIGIN[0], 0.0, -resolution, ORIGIN[1])
+
+
+def make_parcels(size: int, seed: int = 7) -> gpd.GeoDataFrame:
+    """Fields of about 8 ha in road-separated blocks over the square: quadrilaterals, a crop code each."""
+    rng = np.random.default_rng(seed)
+    extent = size * 10.0
+    x0, y1 = ORIGIN
+    polys, codes = [], []
+    for bx in np.arange(0.0, extent, 820.0):
+        for by in np.arange(0.0, extent, 610.0):
+            cols = np.sort(rng.uniform(0.2, 0.8, int(rng.integers(1, 3))))
+            xs = np.r_[0.0, cols, 1.0] * min(820.0, extent - bx)
+            for xa, xb in itertools.pairwise(xs):
+                rows = np.sort(rng.uniform(0.2, 0.8, int(rng.integers(1, 3))))
+                ys = np.r_[0.0, rows, 1.0] * min(610.0, extent - by)
+                for ya, yb in itertools.pairwise(ys):
+                    if xb - xa < 60 or yb - ya < 60 or rng.random() < 0.07:
+                        continue
+                    inset = rng.uniform(4.0, 14.0, 8)  # roads, hedges and digitising: corners moved inwards
+                    corners = [
+                        (x0 + bx + xa + inset[0], y1 - by - ya - inset[1]),
+                        (x0 + bx + xb - inset[2], y1 - by - ya - inset[3]),
+                        (x0 + bx + xb - inset[4], y1 - by - yb + inset[5]),
+                        (x0 + bx + xa + inset[6], y1 - by - yb + inset[7]),
+                    ]
+                    polys.append(shapely.Polygon(corners))
+                    codes.append(int(rng.integers(1, 7)))
+    ids = np.arange(1, len(polys) + 1, dtype=np.int64)
+    return gpd.GeoDataFrame(
+        {"parcel_id": ids, "class_code": np.array(codes, dtype=np.int32)}, geometry=polys, crs=f"EPSG:{EPSG}"
+    )
+
+
+def _smooth(rng: np.random.Generator, shape: tuple[int, int], cell: int) -> np.ndarray:
+    """Low-frequency noise in [0, 1): random values on a coarse lattice, bilinearly interpolated."""
+    ny, nx = shape[0] // cell + 2, shape[1] // cell + 2
+    coarse = rng.random((ny, nx), dtype=np.float32)
+    ys = np.arange(shape[0], dtype=np.float32) / cell
+    xs = np.arange(shape[1], dtype=np.float32) / cell
+    y0, x0 = ys.astype(int), xs.astype(int)
+    fy, fx = (ys - y0)[:, None], (xs - x0)[None, :]
+    top = coarse[y0][:, x0] * (1 - fx) + coarse[y0][:, x0 + 1] * fx
+    bottom = coarse[y0 + 1][:, x0] * (1 - fx) + coarse[y0 + 1][:, x0 + 1] * fx
+    return top * (1 - fy) + bottom * fy
+
+
+def _dates() -> list[datetime]:
+    first = datetime(2024, 4, 3, 10, 30, 31, tzinfo=UTC)
+    return [first + timedelta(days=15 * i) for i in range(N_DATES)]
+
+
+_CLOUD_COVER = (0.02, 0.35, 0.0, 0.6, 0.1, 0.05, 0.85, 0.0, 0.2, 0.45, 0.03, 0.15)
+
+
+def _write_cog(path: Path, array: np.ndarray, resolution: int) -> None:
+    profile = {
+        "driver": "COG", "dtype": array.dtype.name, "count": 1, "width": array.shape[1], "height": array.shape[0],
+        "crs": f"EPSG:{EPSG}", "transform": _transform(resolution), "nodata": 0, "compress": "DEFLATE",
+        "predictor": 2, "blocksize": COG_BLOCK, "overviews": "AUTO", "overview_resampling": "nearest",
+        "num_threads": "ALL_CPUS",
+    }  # fmt: skip
+    with rasterio.open(path, "w", **profile) as ds:
+        ds.write(array, 1)
+
+
+def _render(classes: dict[int, np.ndarray], date: datetime, cover: float, seed: int) -> dict[str, np.ndarray]:
+    """The 10 bands and the SCL of one acquisition from the class maps at 10 and 20 m."""
+    rng = np.random.default_rng(seed)
+    doy = date.timetuple().tm_yday
+    peaks = np.array([0, 140, 215, 115, 170, 225, 190], dtype=np.float32)  # class -> day of peak green
+    widths = np.array([1, 45, 40, 40, 200, 45, 35], dtype=np.float32)
+    fraction = np.exp(-(((doy - peaks) / widths) ** 2)).astype(np.float32) * 0.9
+    fraction[0] = 0.15  # background: grass and trees between the fields
+    out: dict[str, np.ndarray] = {}
+    clouds: dict[int, np.ndarray] = {}
+    for res, shape in ((20, classes[20].shape), (10, classes[10].shape)):
+        lattice = np.random.default_rng(seed + 7)  # the same clouds at both resolutions
+        field = _smooth(lattice, shape, 1200 // res)
+        clouds[res] = field > np.quantile(field, 1.0 - cover) if cover > 0 else np.zeros(shape, dtype=bool)
+    for b, band in enumerate(BANDS_10 + BANDS_20):
+        res = 10 if band in BANDS_10 else 20
+        veg = fraction[classes[res]]
+        surface = _SOIL[b] * (1 - veg) + _VEG[b] * veg
+        texture = 1.0 + 0.12 * (_smooth(rng, surface.shape, 40 // (res // 10)) - 0.5)
+        noise = rng.standard_normal(surface.shape, dtype=np.float32) * np.float32(0.006)
+        reflectance = surface * texture + noise
+        reflectance = np.where(clouds[res], _CLOUD + noise * 4, reflectance)
+        dn = reflectance * QUANTIFICATION + BOA_ADD_OFFSET
+        out[band] = np.clip(dn, 1, 65535).astype(np.uint16)
+    scl = np.where(classes[20] > 0, 4, 5).astype(np.uint8)
+    shadow = np.roll(clouds[20], (8, -8), axis=(0, 1)) & ~clouds[20]
+    scl[shadow] = SCL_SHADOW
+    scl[clouds[20]] = SCL_CLOUD_HIGH
+    scl[clouds[20] & (rng.random(clouds[20].shape) < 0.2)] = SCL_CLOUD_MEDIUM
+    out[SCL] = scl
+    return out
+
+
+def _item(index: int, date: datetime, cover: float, size: int, folder: Path) -> pystac.Item:
+    item_id = f"S2{'AB'[index % 2]}_MSIL2A_{date:%Y%m%dT%H%M%S}_N0510_R108_T32UPU_{date:%Y%m%d}T141516"
+    extent = box(ORIGIN[0], ORIGIN[1] - size * 10, ORIGIN[0] + size * 10, ORIGIN[1])
+    footprint = gpd.GeoSeries([extent], crs=EPSG).to_crs(4326).iloc[0]
+    props: dict[str, Any] = {
+        "platform": f"sentinel-2{'ab'[index % 2]}", "constellation": "sentinel-2", "eo:cloud_cover": cover * 100,
+        "s2:nodata_pixel_percentage": 0.0, "s2:mgrs_tile": "32UPU", "s2:processing_baseline": "05.10",
+        "sat:relative_orbit": 108, "proj:code": f"EPSG:{EPSG}", "proj:epsg": EPSG,
+    }  # fmt: skip
+    item = pystac.Item(item_id, mapping(footprint), list(footprint.bounds), date, props, collection=COLLECTION_ID)
+    for band in (*BANDS_10, *BANDS_20, SCL):
+        res = 10 if band in BANDS_10 else 20
+        n = size * 10 // res
+        extra = {
+            "proj:shape": [n, n], "proj:transform": list(_transform(res))[:6], "gsd": res,
+            "raster:bands": [{"nodata": 0, "data_type": "uint8" if band == SCL else "uint16",
+                              "spatial_resolution": res}],
+        }  # fmt: skip
+        href = folder / item_id / f"{band}.tif"
+        item.add_asset(
+            band, pystac.Asset(str(href.resolve()), media_type=pystac.MediaType.COG, extra_fields=extra)
+        )
+    return item
+
+
+def write_tile_world(root: Path, scale: str = "quarter") -> TileWorld:
+    """Write the world of ``scale`` (see ``SCALES``) under ``root``: ``catalog/``, ``parcels.gpkg``, ``aoi.geojson``."""
+    if scale not in SCALES:
+        raise ValueError(f"unknown scale {scale!r}: use one of {', '.join(SCALES)}")
+    size = SCALES[scale]
+    root = Path(root)
+    parcels = make_parcels(size)
+    folder = root / "catalog" / COLLECTION_ID
+    shapes = list(zip(parcels.geometry, parcels.class_code, strict=True))
+    classes = {
+        res: rasterize(shapes, out_shape=(size * 10 // res,) * 2, transform=_transform(res), fill=0, dtype="uint8")
+        for res in (10, 20)
+    }
+    collection = pystac.Collection(
+        COLLECTION_ID, f"Sentinel-2 L2A-like benchmark products, {scale} of a tile",
+        pystac.Extent(pystac.SpatialExtent([[-180.0, -90.0, 180.0, 90.0]]),
+                      pystac.TemporalExtent([[_dates()[0], _dates()[-1]]])),
+        license="CC-BY-4.0",
+    )  # fmt: skip
+    catalog = pystac.Catalog("eoshard-tile", f"eoshard tile-scale benchmark world ({scale})")
+    catalog.add_child(collection)
+    for i, (date, cover) in enumerate(zip(_dates(), _CLOUD_COVER, strict=True)):
+        item = _item(i, date, cover, size, folder)
+        (folder / item.id).mkdir(parents=True, exist_ok=True)
+        for band, array in _render(classes, date, cover, seed=100 + i).items():
+            _write_cog(folder / item.id / f"{band}.tif", array, 20 if array.shape[0] < size else 10)
+        collection.add_item(item)
+    catalog.normalize_hrefs(str(root / "catalog"))
+    catalog.make_all_asset_hrefs_relative()
+    catalog.save(pystac.CatalogType.SELF_CONTAINED)
+    parcels_path = root / "parcels.gpkg"
+    parcels_path.unlink(missing_ok=True)
+    parcels.to_file(parcels_path, layer="parcels", driver="GPKG")
+    inset = 95.0  # the AOI stops short of the products' edge, as a user's AOI inside a tile does
+    aoi = box(ORIGIN[0] + inset, ORIGIN[1] - size * 10 + inset, ORIGIN[0] + size * 10 - inset, ORIGIN[1] - inset)
+    aoi_4326 = gpd.GeoSeries([aoi], crs=EPSG).to_crs(4326).iloc[0]
+    aoi_path = root / "aoi.geojson"
+    aoi_path.write_text(json.dumps({"type": "FeatureCollection", "features": [
+        {"type": "Feature", "properties": {"scale": scale}, "geometry": mapping(aoi_4326)}]}))  # fmt: skip
+    return TileWorld(root, root / "catalog" / "catalog.json", aoi_path, parcels_path, size, N_DATES, len(parcels))
