@@ -40,4 +40,5 @@ pytest_plugins = [
     "tests.services.pgstac",
     "tests.services.fault_proxy",
     "tests.services.dhus_replay",
+    "tests.services.moto_s3",
 ]

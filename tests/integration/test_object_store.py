@@ -3,17 +3,12 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import fsspec
 import numpy as np
 import pytest
-import requests
 import yaml
 import zarr
 from typer.testing import CliRunner
@@ -22,50 +17,7 @@ from eoshard.flows.cli import app
 from eoshard.flows.config import ConfigError, parse_config
 from eoshard.flows.storage import StorageError, fetch, publish, redact_url
 from tests.integration.test_submit import lmdb_items, write_config
-from tests.services.dask_cluster import free_port
-
-SECRET = "eoshard-test-secret-7f3a"  # moto accepts any credentials
-BUCKET = "eoshard-out"
-
-
-@pytest.fixture(scope="module")
-def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """``moto_server`` on a free port of 127.0.0.1; yields its endpoint URL."""
-    port = free_port()
-    log = tmp_path_factory.mktemp("moto") / "moto.log"
-    with log.open("wb") as err:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-            stdout=subprocess.DEVNULL,
-            stderr=err,
-        )
-    endpoint = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                requests.get(endpoint, timeout=1)
-                break
-            except requests.ConnectionError:
-                assert time.monotonic() < deadline, log.read_text()
-                time.sleep(0.2)
-        yield endpoint
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
-
-
-@pytest.fixture
-def s3_env(s3_server: str, monkeypatch: pytest.MonkeyPatch) -> fsspec.AbstractFileSystem:
-    """Credentials and endpoint the usual way, from the environment; a fresh bucket."""
-    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_server)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "eoshard-test")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET)
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    fs = fsspec.filesystem("s3", skip_instance_cache=True)
-    if not fs.exists(BUCKET):
-        fs.mkdir(BUCKET)
-    return fs
+from tests.services.moto_s3 import BUCKET, SECRET
 
 
 @pytest.mark.slow

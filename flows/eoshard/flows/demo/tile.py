@@ -179,8 +179,11 @@ def _item(index: int, date: datetime, cover: float, size: int, folder: Path) -> 
     return item
 
 
-def write_tile_world(root: Path, scale: str = "quarter") -> TileWorld:
-    """Write the world of ``scale`` (see ``SCALES``) under ``root``: ``catalog/``, ``parcels.gpkg``, ``aoi.geojson``."""
+def write_tile_world(root: Path, scale: str = "quarter", *, dates: int = N_DATES) -> TileWorld:
+    """Write the world of ``scale`` (see ``SCALES``) under ``root``: ``catalog/``, ``parcels.gpkg``, ``aoi.geojson``.
+
+    ``dates`` (at most 12) keeps the first acquisitions only, for quick tests.
+    """
     if scale not in SCALES:
         raise ValueError(f"unknown scale {scale!r}: use one of {', '.join(SCALES)}")
     size = SCALES[scale]
@@ -200,7 +203,7 @@ def write_tile_world(root: Path, scale: str = "quarter") -> TileWorld:
     )  # fmt: skip
     catalog = pystac.Catalog("eoshard-tile", f"eoshard tile-scale benchmark world ({scale})")
     catalog.add_child(collection)
-    for i, (date, cover) in enumerate(zip(_dates(), _CLOUD_COVER, strict=True)):
+    for i, (date, cover) in enumerate(zip(_dates()[:dates], _CLOUD_COVER[:dates], strict=True)):
         item = _item(i, date, cover, size, folder)
         (folder / item.id).mkdir(parents=True, exist_ok=True)
         for band, array in _render(classes, date, cover, seed=100 + i).items():
@@ -218,4 +221,4 @@ def write_tile_world(root: Path, scale: str = "quarter") -> TileWorld:
     aoi_path = root / "aoi.geojson"
     aoi_path.write_text(json.dumps({"type": "FeatureCollection", "features": [
         {"type": "Feature", "properties": {"scale": scale}, "geometry": mapping(aoi_4326)}]}))  # fmt: skip
-    return TileWorld(root, root / "catalog" / "catalog.json", aoi_path, parcels_path, size, N_DATES, len(parcels))
+    return TileWorld(root, root / "catalog" / "catalog.json", aoi_path, parcels_path, size, dates, len(parcels))

@@ -1,0 +1,260 @@
+"""Tile-scale build benchmark: a quarter of a Sentinel-2 tile over a season, beside its baselines in one run.
+
+    PYTHONPATH=. .venv/bin/python benchmarks/bench_tile.py [--work DIR] [--scale quarter] [--small sixteenth]
+        [--workers 2] [--repeat 3] [--latency 0.04] [--naive 64]
+
+Cases (each printed with its figures, then one line per ratio at the end):
+- floor: every source block the build needs (bands and SCL of every product, blocks touching the grid), decoded
+  once with rasterio on as many threads as the build has workers;
+- build: ``eoshard build`` (labels, Zarr and LMDB, statistics, checksums) on local files, ``--workers`` processes;
+- naive: the per-patch x date x band reader of ``bench_build.py`` on the first ``--naive`` patches (samples/s);
+- remote: the same build over HTTP from a local server with ``--latency`` s per request, 1 and N workers, with the
+  server's byte counter against the compressed size of the needed blocks;
+- memory: peak RSS of the build's process tree at the small scale (4x less area) and at ``--scale``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import psutil
+import rasterio
+import yaml
+from rasterio.windows import Window, from_bounds
+
+from eoshard.flows.demo.serve import remote_item_collection, serve_folder
+from eoshard.flows.demo.tile import BANDS_10, BANDS_20, SCALES, write_tile_world
+
+BANDS = [*BANDS_10, *BANDS_20]
+
+
+def world(work: Path, scale: str) -> Path:
+    root = work / f"world-{scale}"
+    if not (root / "catalog" / "catalog.json").exists():
+        shutil.rmtree(root, ignore_errors=True)
+        start = time.perf_counter()
+        write_tile_world(root, scale)
+        print(f"wrote the {scale} world in {time.perf_counter() - start:.0f} s")
+    return root
+
+
+def config(root: Path, source: Path, out: Path) -> Path:
+    data = {
+        "name": out.name,
+        "catalog": {"source": str(source), "collection": "sentinel-2-l2a", "max_cloud": 100},
+        "aoi": str(root / "aoi.geojson"),
+        "period": {"start": "2024-04-01", "end": "2024-10-31"},
+        "bands": BANDS,
+        "labels": {"path": str(root / "parcels.gpkg"), "class_column": "class_code", "id_column": "parcel_id"},
+        "patches": {"size": 128},
+        "timeseries": {"mask": "scl"},
+        "output": {"path": str(out), "shard_size": 16, "lmdb_parts": 2},
+    }
+    path = out.parent / f"{out.name}.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def build(path: Path, workers: int) -> tuple[float, int]:
+    """Wall time (the whole command: planning, cluster start, shards, manifest) and peak RSS of its process tree."""
+    out = Path(yaml.safe_load(path.read_text())["output"]["path"])
+    shutil.rmtree(out, ignore_errors=True)
+    command = [sys.executable, "-c", "from eoshard.flows.cli import main; main()", "build", str(path)]
+    start = time.perf_counter()
+    process = subprocess.Popen(
+        [*command, "--workers", str(workers)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    peak, done = 0, threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        parent = psutil.Process(process.pid)
+        while not done.is_set():
+            with contextlib.suppress(psutil.Error):
+                peak = max(peak, sum(p.memory_info().rss for p in [parent, *parent.children(recursive=True)]))
+            time.sleep(0.1)
+
+    thread = threading.Thread(target=sample)
+    thread.start()
+    _, err = process.communicate()
+    done.set()
+    thread.join()
+    if process.returncode != 0:
+        raise SystemExit(f"build failed: {err.decode()[-3000:]}")
+    return time.perf_counter() - start, peak
+
+
+def needed_blocks(root: Path, manifest: dict[str, Any]) -> list[tuple[Path, int, int, int]]:
+    """(file, block row, block col, compressed bytes) of every block of every asset the grid touches."""
+    import pystac
+
+    t = manifest["transform"]
+    ny, nx = manifest["shape"]
+    bounds = (t[2], t[5] + ny * t[4], t[2] + nx * t[0], t[5])
+    blocks = []
+    dates = {d[:10] for d in manifest["dates"]}
+    for item in pystac.Catalog.from_file(str(root / "catalog" / "catalog.json")).get_items(recursive=True):
+        if item.datetime is None or item.datetime.strftime("%Y-%m-%d") not in dates:
+            continue
+        for band in [*BANDS, "SCL"]:
+            path = Path(item.assets[band].get_absolute_href() or "")
+            with rasterio.open(path) as src:
+                w = from_bounds(*bounds, transform=src.transform).round_offsets().round_lengths()
+                bh, bw = src.block_shapes[0]
+                r0, c0 = max(0, int(w.row_off)), max(0, int(w.col_off))
+                r1, c1 = min(src.height, int(w.row_off + w.height)), min(src.width, int(w.col_off + w.width))
+                for r in range(r0 // bh, math.ceil(r1 / bh)):
+                    for c in range(c0 // bw, math.ceil(c1 / bw)):
+                        blocks.append((path, r, c, src.block_size(1, r, c)))
+    return blocks
+
+
+def floor(blocks: list[tuple[Path, int, int, int]], threads: int) -> float:
+    """Decode every needed block once, ``threads`` at a time (each thread opens its own files)."""
+    local = threading.local()
+
+    def decode(block: tuple[Path, int, int, int]) -> int:
+        path, r, c, _ = block
+        files = local.__dict__.setdefault("files", {})
+        src = files.get(path) or files.setdefault(path, rasterio.open(path))
+        bh, bw = src.block_shapes[0]
+        window = Window(c * bw, r * bh, min(bw, src.width - c * bw), min(bh, src.height - r * bh))
+        return int(src.read(1, window=window).size)
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(decode, blocks, chunksize=8))
+    return time.perf_counter() - start
+
+
+def naive(root: Path, manifest: dict[str, Any], n: int) -> float:
+    """Samples/s of the older tools' reader: open the file of every patch x date x band and read the window."""
+    import pystac
+
+    items = {
+        i.datetime.strftime("%Y-%m-%dT%H:%M:%S"): i
+        for i in pystac.Catalog.from_file(str(root / "catalog" / "catalog.json")).get_items(recursive=True)
+        if i.datetime is not None
+    }
+    keys = manifest["keys"][:n]
+    start = time.perf_counter()
+    for key in keys:
+        _, res, x0, y0 = (float(v) for v in key.split("_"))
+        size = manifest["patch"]["size"] * res
+        for band in BANDS:
+            stack = []
+            for date in manifest["dates"]:
+                with rasterio.open(items[date].assets[band].get_absolute_href()) as src:
+                    window = from_bounds(x0, y0 - size, x0 + size, y0, transform=src.transform)
+                    stack.append(src.read(1, window=window, boundless=True, fill_value=0))
+            np.stack(stack)
+    return len(keys) / (time.perf_counter() - start)
+
+
+def planning(path: Path) -> tuple[float, int, int]:
+    from eoshard.flows.build import plan_build
+    from eoshard.flows.config import load_config
+
+    start = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        plan = plan_build(load_config(path))
+    return time.perf_counter() - start, len(plan.patches), len(plan.shards())
+
+
+def median(runs: list[float]) -> float:
+    return statistics.median(runs)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--work", type=Path, default=Path("/tmp/eoshard-bench-tile"))
+    parser.add_argument("--scale", default="quarter", choices=list(SCALES))
+    parser.add_argument("--small", default="sixteenth", choices=list(SCALES))
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--latency", type=float, default=0.040)
+    parser.add_argument("--naive", type=int, default=32)
+    args = parser.parse_args()
+    work: Path = args.work
+    work.mkdir(parents=True, exist_ok=True)
+    print(f"load average at start: {os.getloadavg()}; {os.cpu_count()} CPUs")
+    big, small = world(work, args.scale), world(work, args.small)
+
+    local = config(big, big / "catalog" / "catalog.json", work / "out-local")
+    plan_s, n_patches, n_shards = planning(local)
+    print(f"plan: {n_patches} patches in {n_shards} shards, {n_shards} shard tasks (+1 scattered input); "
+          f"planning {plan_s:.1f} s")  # fmt: skip
+
+    runs, peaks = [], []
+    for _ in range(args.repeat):
+        seconds, peak = build(local, args.workers)
+        runs.append(seconds)
+        peaks.append(peak)
+    manifest = json.loads((work / "out-local" / "dataset.json").read_text())
+    build_s = median(runs)
+    print(f"build, local files, {args.workers} workers: runs {[round(r, 1) for r in runs]} s, median {build_s:.1f} s, "
+          f"{manifest['n_samples']} samples = {manifest['n_samples'] / build_s:.2f} samples/s, "
+          f"peak RSS {max(peaks) / 2**20:.0f} MiB")  # fmt: skip
+
+    blocks = needed_blocks(big, manifest)
+    floors = [floor(blocks, args.workers) for _ in range(args.repeat)]
+    floor_s = median(floors)
+    needed_bytes = sum(b[3] for b in blocks)
+    print(f"floor: {len(blocks)} blocks ({needed_bytes / 2**20:.0f} MiB compressed) decoded once on "
+          f"{args.workers} threads: runs {[round(f, 1) for f in floors]} s, median {floor_s:.1f} s")  # fmt: skip
+
+    naive_rate = naive(big, manifest, args.naive)
+    print(f"naive per patch x date x band reader: {naive_rate:.2f} samples/s ({args.naive} samples)")
+
+    remote: dict[int, float] = {}
+    fetched = 0
+    with serve_folder(big, latency=args.latency) as served:
+        items = remote_item_collection(big / "catalog" / "catalog.json", big, served.url, work / "http-items.json")
+        path = config(big, items, work / "out-remote")
+        for workers in sorted({1, args.workers}, reverse=True):
+            served.traffic.reset()
+            remote[workers], _ = build(path, workers)
+            if workers == args.workers:
+                fetched = served.traffic.bytes
+            print(f"build over HTTP ({args.latency * 1000:.0f} ms per request), {workers} worker(s): "
+                  f"{remote[workers]:.1f} s, {served.traffic.requests} requests, "
+                  f"{served.traffic.bytes / 2**20:.0f} MiB fetched")  # fmt: skip
+
+    small_cfg = config(small, small / "catalog" / "catalog.json", work / "out-small")
+    _, small_peak = build(small_cfg, args.workers)
+    small_manifest = json.loads((work / "out-small" / "dataset.json").read_text())
+    area = (manifest["shape"][0] * manifest["shape"][1]) / (
+        small_manifest["shape"][0] * small_manifest["shape"][1]
+    )
+    print(f"peak RSS: {small_peak / 2**20:.0f} MiB at {args.small}, {max(peaks) / 2**20:.0f} MiB at {args.scale} "
+          f"({area:.1f}x the area)")  # fmt: skip
+
+    print(f"load average at end: {os.getloadavg()}")
+    print(f"ratio build/floor: {build_s / floor_s:.2f}")
+    print(f"ratio naive/build: {(manifest['n_samples'] / build_s) / naive_rate:.2f}")
+    print(f"ratio remote/local: {remote[args.workers] / build_s:.2f}")
+    print(f"ratio bytes fetched/needed: {fetched / needed_bytes:.2f}")
+    print(f"ratio rss {area:.0f}x/1x: {max(peaks) / small_peak:.2f}")
+    if args.workers > 1:
+        print(f"scaling efficiency 1 -> {args.workers} workers (remote): "
+              f"{remote[1] / (args.workers * remote[args.workers]):.2f}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

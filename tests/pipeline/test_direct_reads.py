@@ -1,0 +1,70 @@
+"""Direct reads (what the build's shard tasks read) against the lazy cube and against plain rasterio reads."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pystac
+import rasterio
+from rasterio.windows import Window
+
+from eoshard.flows.aoi import read_aoi
+from eoshard.pipeline.cube import band_groups, open_band_group, stackstac_ready
+from eoshard.pipeline.direct import group_source, read_group_window
+from eoshard.pipeline.direct.blocks import CACHE, close_files
+from eoshard.pipeline.grid import grid_for_area
+
+BANDS = ["B02", "B08", "B11", "SCL"]
+
+
+def _demo(demo_data: Any) -> tuple[list[dict[str, Any]], Any]:
+    items = [
+        stackstac_ready(i) for i in pystac.Catalog.from_file(str(demo_data.catalog)).get_items(recursive=True)
+    ]
+    area, crs = read_aoi(demo_data.aoi)
+    return items, grid_for_area(area, crs, resolution=10)
+
+
+def test_windows_equal_the_lazy_cube_in_both_utm_zones(demo_data: Any) -> None:
+    """The demo's products lie in UTM 32 and 33: the grid's zone is read block by block, the other warped."""
+    items, grid = _demo(demo_data)
+    close_files()
+    rng = np.random.default_rng(3)
+    for name, (res, bands) in band_groups(items, BANDS, grid).items():
+        f = round(res / 10)
+        sub = grid if f == 1 else grid.zoom_out(f)
+        dtype = "uint8" if bands == ["SCL"] else "uint16"
+        chunk = max(64, int(256 / f))
+        cube = open_band_group(items, sub, bands, chunksize=chunk, dtype=dtype).compute(scheduler="synchronous")
+        source = group_source(items, sub, bands, chunksize=chunk, dtype=dtype)
+        assert len(source.steps) == cube.sizes["time"] and source.bands == tuple(bands), name
+        ny, nx = sub.shape
+        windows = [(0, ny, 0, nx)] + [
+            (int(r), int(r) + int(h), int(c), int(c) + int(w))
+            for r, c, h, w in zip(rng.integers(0, ny - 40, 6), rng.integers(0, nx - 40, 6),
+                                  rng.integers(1, 40, 6), rng.integers(1, 40, 6), strict=True)
+        ]  # fmt: skip
+        for r0, r1, c0, c1 in windows:
+            got = read_group_window(source, slice(r0, r1), slice(c0, c1))
+            np.testing.assert_array_equal(got, cube.values[:, :, r0:r1, c0:c1], err_msg=f"{name} {r0, r1, c0, c1}")
+        assert (cube.values != 0).mean() > 0.5  # the windows hold real pixels, not only fill
+
+
+def test_a_product_on_the_grid_gives_its_own_pixels_and_each_block_is_decoded_once(demo_data: Any) -> None:
+    items, grid = _demo(demo_data)
+    epsg = grid.crs.epsg
+    item = next(i for i in items if i["properties"]["proj:epsg"] == epsg)
+    source = group_source([item], grid, ["B04"], chunksize=256)
+    close_files()
+    got = read_group_window(source, slice(10, 300), slice(20, 410))[0, 0]
+    href = item["assets"]["B04"]["href"]
+    with rasterio.open(href) as src:
+        col, row = ~src.transform * (grid.transform.c, grid.transform.f)
+        window = Window(round(col) + 20, round(row) + 10, 390, 290)
+        expected = src.read(1, window=window, boundless=True, fill_value=0)
+    np.testing.assert_array_equal(got, expected)
+    misses = CACHE.misses
+    again = read_group_window(source, slice(10, 300), slice(20, 410))
+    assert CACHE.misses == misses  # served from the decoded blocks, nothing read again
+    np.testing.assert_array_equal(again[0, 0], expected)
