@@ -37,10 +37,8 @@ GROUP_OF = {
 BLOCK = 960.0
 
 
-@pytest.fixture(scope="module")
-def built(demo_data, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("build") / "demo"
-    config = demo_build_config(
+def _config(demo_data, out: Path) -> dict:
+    return demo_build_config(
         demo_data,
         out,
         bands=BANDS,
@@ -48,7 +46,12 @@ def built(demo_data, tmp_path_factory: pytest.TempPathFactory) -> Path:
         splits={"block_size": BLOCK, "fractions": [0.6, 0.2, 0.2], "seed": 7},
         output={"path": str(out), "formats": ["zarr", "lmdb"], "shard_size": 5, "lmdb_parts": 3},
     )
-    path = write_config(config, out.parent / "build.yaml")
+
+
+@pytest.fixture(scope="module")
+def built(demo_data, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("build") / "demo"
+    path = write_config(_config(demo_data, out), out.parent / "build.yaml")
     with pytest.warns(UserWarning, match="1 of 480 label geometries were invalid"):
         result = CliRunner().invoke(app, ["build", str(path), "--workers", "2"])
     assert result.exit_code == 0, result.output
@@ -276,3 +279,20 @@ def test_inspect_prints_a_summary_and_draws_quicklooks(built: Path, tmp_path: Pa
     assert "winter_wheat" in result.output and "n_samples" in result.output
     image = plt.imread(out)
     assert image.shape[0] > image.shape[1] > 100  # 3 rows of image + labels
+
+
+@pytest.mark.slow
+def test_reading_through_the_cubes_graph_gives_the_same_bytes(built: Path, demo_data, tmp_path: Path) -> None:
+    """The build's direct reads and the lazy cubes' Dask graph (the reference path) write identical datasets."""
+    from tests.dataset_bytes import dataset_files, lmdb_contents
+
+    out = tmp_path / "demo"
+    config = {**_config(demo_data, out), "cube": {"reads": "graph"}}
+    path = write_config(config, tmp_path / "graph.yaml")
+    with pytest.warns(UserWarning, match="1 of 480 label geometries were invalid"):
+        result = CliRunner().invoke(app, ["build", str(path), "--workers", "2"])
+    assert result.exit_code == 0, result.output
+    direct = {k: v for k, v in dataset_files(built).items() if not k.startswith("_build")}
+    graph = {k: v for k, v in dataset_files(out).items() if not k.startswith("_build")}
+    assert sorted(direct) == sorted(graph) and [k for k in direct if direct[k] != graph[k]] == []
+    assert lmdb_contents(built) == lmdb_contents(out)
