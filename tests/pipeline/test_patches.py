@@ -8,7 +8,7 @@ import shapely
 from odc.geo.geobox import GeoBox
 
 from eoshard.pipeline.errors import GridError
-from eoshard.pipeline.patches import labelled_fractions, parcel_centred, patch_grid, select_labelled
+from eoshard.pipeline.patches import labelled_fractions, parcel_centred, patch_grid, select_labelled, stripe_order
 
 GRID = GeoBox.from_bbox((500000, 4000000, 501200, 4000600), "EPSG:32633", resolution=10)  # 60 x 120 px
 
@@ -52,3 +52,16 @@ def test_parcel_centred_windows_snap_to_the_coarsest_grid_and_stay_inside() -> N
     first = patches[1]
     assert first.row <= 37 < first.row + 24 and first.col <= 52 < first.col + 24
     assert all(p.row % 6 == 0 and p.col % 6 == 0 for p in patches)
+
+
+def test_stripe_order_walks_down_stripes_aligned_to_the_blocks() -> None:
+    grid = GeoBox.from_bbox((0, 0, 100, 40), "EPSG:32632", resolution=10)  # 4 x 10 px
+    patches = patch_grid(grid, 2)  # 2 rows x 5 columns of 2 px patches
+    assert stripe_order(patches, grid.shape[1], width=20) == patches  # one stripe: row-major order kept
+    ordered = stripe_order(patches, grid.shape[1], width=4, offset=2)  # stripe edges at columns 2 and 6
+    assert [(p.row, p.col) for p in ordered] == [
+        (0, 0), (2, 0),  # columns -2..1
+        (0, 2), (0, 4), (2, 2), (2, 4),  # columns 2..5, top to bottom
+        (0, 6), (0, 8), (2, 6), (2, 8),  # columns 6..9
+    ]  # fmt: skip
+    assert sorted(ordered, key=lambda p: (p.row, p.col)) == patches

@@ -73,3 +73,18 @@ def test_all_nodata_and_integer_bands() -> None:
     dn = np.array([[0, 5, 5, 7]], dtype=np.uint16)
     assert stats.collect(dn) == {5: 2, 7: 1}  # integer bands: the exact histogram, 0 is nodata
     assert stats.dump(stats.collect(dn)) == [[5, 7], [2, 1]]
+
+
+def test_band_stats_bincount_equals_the_merged_histograms() -> None:
+    rng = np.random.default_rng(5)
+    arrays = [rng.integers(0, 4000, (3, 17, 13)).astype(np.uint16) for _ in range(4)]
+    arrays.append(np.zeros((2, 5, 5), np.uint16))  # all nodata
+    running = stats.BandStats()
+    for a in arrays:
+        running.add(a)
+    assert running.result() == stats.merge(stats.histogram(a) for a in arrays)
+    assert stats.dump(running.result()) == stats.to_json(stats.merge(stats.histogram(a) for a in arrays))
+    assert stats.BandStats().result() == {}
+    floats = stats.BandStats()
+    floats.add(np.array([1.5, np.nan, 2.5], np.float32))
+    assert floats.result() == stats.float_stats(np.array([1.5, 2.5], np.float32))
