@@ -13,7 +13,9 @@ from distributed import Client, as_completed
 
 from eoshard.pipeline.cube import stackstac_ready
 from eoshard.pipeline.errors import AssetReadError, PipelineError, ShardWriteError
+from eoshard.pipeline.shards.cards import write_cards
 from eoshard.pipeline.shards.commits import CommitLog, atomic_write, remove_leftovers
+from eoshard.pipeline.shards.describe import manifest_band_metadata
 from eoshard.pipeline.shards.lmdb_store import LmdbWriter, part_name
 from eoshard.pipeline.shards.manifest import index_frame, summarise_records, write_collection, write_index
 from eoshard.pipeline.shards.samples import FORMAT_VERSION
@@ -159,8 +161,10 @@ def finalize(plan: BuildPlan, log: CommitLog) -> dict[str, Any]:
     frame = index_frame(rows, str(plan.grid.crs), config.patches.size)
     write_index(frame, out / "index.parquet")
     manifest = _manifest(plan, summary, len(rows))
+    manifest["band_metadata"] = manifest_band_metadata(manifest)
     bbox = tuple(float(v) for v in plan.grid.extent.to_crs("EPSG:4326").boundingbox)
     write_collection(manifest, bbox, out / "collection.json")
+    write_cards(out, manifest, bbox)  # croissant.json
     atomic_write(out / "dataset.json", json.dumps(manifest, indent=2).encode())
     return manifest
 
