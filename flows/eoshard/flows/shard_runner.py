@@ -222,7 +222,9 @@ def _manifest(plan: BuildPlan, summary: dict[str, Any], n_samples: int) -> dict[
             "layers": {
                 str(k): {
                     "dtype": str(v.dtype),
-                    "resolution": abs(plan.grid.resolution.x) * plan.label_factor(str(k)),
+                    "resolution": abs(plan.grid.resolution.x)
+                    * plan.label_factor(str(k))
+                    / plan.label_zoom(str(k)),
                 }
                 for k, v in plan.labels.data_vars.items()
             },
