@@ -107,3 +107,7 @@ def test_collection_carries_the_label_extension(built: Path) -> None:
     assert summaries["label:classes"] == [{"name": None, "classes": expected}]
     assert len(expected) > 2 and np.all(np.diff(expected) > 0)
     assert collection["assets"]["croissant"]["href"] == "./croissant.json"
+    assert collection["summaries"]["eo:bands"] == [
+        {"name": "B02", "common_name": "blue", "center_wavelength": 0.4924, "full_width_half_max": 0.066},
+        {"name": "B11", "common_name": "swir16", "center_wavelength": 1.6137, "full_width_half_max": 0.091},
+    ]

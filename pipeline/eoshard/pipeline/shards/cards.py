@@ -180,6 +180,22 @@ def write_cards(out: Path, manifest: Mapping[str, Any], bbox_4326: Sequence[floa
     atomic_write(out / "croissant.json", json.dumps(card, indent=2, sort_keys=True).encode())
 
 
+def eo_bands(manifest: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The Collection's ``eo:bands`` summary: each band's name, and for optical bands in the table its common name,
+    centre wavelength and full width at half maximum (micrometres, as the STAC eo extension has them)."""
+    described = manifest.get("band_metadata") or {}
+    out = []
+    for band in manifest["bands"]:
+        info = described.get(band) or {}
+        entry: dict[str, Any] = {"name": band}
+        if info.get("sensor") == "sentinel-2" and info.get("wavelength_nm") is not None:
+            entry["common_name"] = info["common_name"]
+            entry["center_wavelength"] = round(info["wavelength_nm"] / 1000, 4)
+            entry["full_width_half_max"] = round(info["bandwidth_nm"] / 1000, 4)
+        out.append(entry)
+    return out
+
+
 def add_label_extension(collection: pystac.Collection, manifest: Mapping[str, Any]) -> None:
     """The STAC label extension's summaries on the Collection: raster labels, their classes and tasks.
 

@@ -13,7 +13,7 @@ import pystac
 import shapely
 
 from eoshard.pipeline.shards import stats
-from eoshard.pipeline.shards.cards import add_label_extension
+from eoshard.pipeline.shards.cards import add_label_extension, eo_bands
 from eoshard.pipeline.shards.commits import atomic_write
 from eoshard.pipeline.shards.describe import with_sample_metadata
 from eoshard.pipeline.shards.splits import SPLITS
@@ -76,7 +76,7 @@ def write_collection(manifest: Mapping[str, Any], bbox_4326: Sequence[float], pa
             pystac.TemporalExtent([[start.replace(tzinfo=None), end.replace(tzinfo=None)]]),
         ),
         license="other",
-        summaries=pystac.Summaries({"eo:bands": [{"name": b} for b in manifest["bands"]]}),
+        summaries=pystac.Summaries({"eo:bands": eo_bands(manifest)}),
     )
     add_label_extension(collection, manifest)
     collection.extra_fields["eoshard:format_version"] = manifest["format_version"]
