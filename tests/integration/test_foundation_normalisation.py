@@ -12,8 +12,10 @@ import numpy as np
 import pytest
 import zarr
 
+from eoshard.training.config import TrainConfig
 from eoshard.training.data import make_dataset
 from eoshard.training.errors import ConfigError
+from eoshard.training.fit import fit
 from eoshard.training.manifest import Manifest
 from eoshard.training.normalisation import foundation_stats
 from tests.integration.test_refresh import BBOX, invoke, write_config
@@ -30,6 +32,10 @@ def reflectance(demo_data: Any, tmp_path_factory: pytest.TempPathFactory) -> Pat
     config = write_config(root / "r.yaml", demo_data.catalog, out, parcels=demo_data.parcels, aoi=BBOX,
                           cube={"reflectance": True}, output={"formats": ["zarr"]})  # fmt: skip
     yaml_text = config.read_text().replace("- B02\n- B11\n", "".join(f"- {b}\n" for b in BANDS))
+    # class names give the training its number of classes
+    yaml_text = yaml_text.replace(
+        "  class_column: class_code\n", "  class_column: class_code\n  class_name_column: class_name\n"
+    )
     config.write_text(yaml_text)
     result = invoke("build", str(config))
     assert result.exit_code == 0, result.output
@@ -103,3 +109,16 @@ def test_an_older_float_dataset_without_band_metadata_reads_as_reflectance(
     reader = make_dataset(old, "zarr", bands=["B02"], normalise="terramind-v1")
     assert reader.stats is not None
     np.testing.assert_allclose(reader.stats.mean, [0.1503317], rtol=1e-6)
+
+
+def test_fit_trains_with_prithvi_normalisation_and_keeps_it_for_prediction(
+    reflectance: Path, tmp_path: Path
+) -> None:
+    config = TrainConfig(dataset=str(reflectance), output=str(tmp_path / "run"), format="zarr", bands=BANDS,
+                         architecture="fcn", epochs=1, batch_size=8, normalisation="prithvi-eo-2", workers=0)  # fmt: skip
+    result = fit(config)
+    assert len(result.train_loss) == 1 and np.isfinite(result.train_loss[0]) and result.weights.is_file()
+    stats = json.loads((tmp_path / "run" / "stats.json").read_text())
+    assert stats["bands"] == BANDS
+    np.testing.assert_allclose(stats["mean"], [0.1087, 0.2734, 0.1363], rtol=1e-6)
+    np.testing.assert_allclose(stats["std"], [0.2248, 0.1850, 0.1049], rtol=1e-6)
