@@ -204,7 +204,7 @@ def test_splits_are_spatially_blocked_and_all_present(built: Path) -> None:
 def test_stac_collection_describes_the_dataset(built: Path) -> None:
     collection = pystac.Collection.from_file(str(built / "collection.json"))
     assert collection.id == "demo-test"
-    assert set(collection.assets) == {"manifest", "index", "zarr", "lmdb"}
+    assert set(collection.assets) == {"manifest", "index", "zarr", "lmdb", "croissant"}
     assert (
         collection.extra_fields["eoshard:n_samples"]
         == json.loads((built / "dataset.json").read_text())["n_samples"]

@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pytest
 import rasterio
 import zarr
 
@@ -76,29 +75,3 @@ def test_scl_mask_drops_clouds_and_shadows_and_equals_the_scl_classes(demo_data,
         assert (mask_scl[n_patch, t][inside] == valid[t][rows, cols][inside]).all()
     # the stored fractions are the means of the stored masks
     assert np.allclose(fraction_scl[:n, t], mask_scl[:n, t].mean(axis=(1, 2)), atol=1e-6)
-
-
-@pytest.mark.parametrize(
-    ("section", "message"),
-    [
-        ({"timeseries": {"mask": "scl"}}, "scl valid mask, which refresh cannot extend yet"),
-        ({"cube": {"reflectance": True}}, r"float32 groups \(cube.reflectance or cube.indices\), which refresh"),
-    ],
-)
-def test_refresh_refuses_what_it_cannot_extend_yet(demo_data, tmp_path: Path, section: Any, message: str) -> None:
-    from eoshard.flows.refresh.run import RefreshError, refresh_dataset
-
-    config = parse_config(
-        {
-            "name": "scl",
-            "catalog": {"source": str(demo_data.catalog)},
-            "aoi": list(SMALL_AOI),
-            "period": {"start": "2024-04-01", "end": "2024-09-30"},
-            "bands": ["B02"],
-            "output": {"path": str(tmp_path / "out")},
-            **section,
-        },
-        tmp_path,
-    )
-    with pytest.raises(RefreshError, match=message):
-        refresh_dataset(config, connect=lambda: pytest.fail("no cluster needed"))  # type: ignore[arg-type,return-value]

@@ -76,8 +76,14 @@ class BuildPlan:
         return round(self.config.grid.resolution / self.config.hr.resolution)
 
     def label_factor(self, layer: str) -> int:
+        """How many base pixels one label pixel spans along each axis (1 on the base grid or a finer one)."""
         assert self.labels is not None
-        return self.grid.shape[0] // self.labels[layer].sizes["y"]
+        return max(1, self.grid.shape[0] // self.labels[layer].sizes["y"])
+
+    def label_zoom(self, layer: str) -> int:
+        """How many label pixels one base pixel holds along each axis (``labels.resolution``; 1 on the base grid)."""
+        assert self.labels is not None
+        return max(1, self.labels[layer].sizes["y"] // self.grid.shape[0])
 
     def shards(self) -> list[list[Patch]]:
         size = self.config.output.shard_size
@@ -97,7 +103,7 @@ class BuildPlan:
             layouts[name] = ((n_time, cube.sizes["band"], px, px), str(cube.dtype))
         if self.labels is not None:
             for layer, values in self.labels.data_vars.items():
-                px = size // self.label_factor(str(layer))
+                px = size * self.label_zoom(str(layer)) // self.label_factor(str(layer))
                 layouts[str(layer)] = ((px, px), str(values.dtype))
         if self.hr is not None:
             px = size * self.hr_factor
@@ -176,7 +182,7 @@ def plan_build(config: BuildConfig, items: Sequence[pystac.Item] | None = None) 
         parcels = gpd.read_file(config.labels.path, layer=config.labels.layer)
         labels = rasterize_labels(
             parcels,
-            grid,
+            label_grid(config, grid),
             class_column=config.labels.class_column,
             id_column=config.labels.id_column,
             chunksize=config.grid.chunksize,
@@ -255,6 +261,13 @@ def _block_phase(grid: GeoBox, items: Sequence[pystac.Item]) -> int:
             if data["properties"]["proj:epsg"] == epsg and transform:
                 return round((grid.transform.c - float(transform[2])) / base) % STRIPE_PX
     return 0
+
+
+def label_grid(config: BuildConfig, grid: GeoBox) -> GeoBox:
+    """The grid of the label layers: the base grid, or the grid nested in it at ``labels.resolution``."""
+    if config.labels is None or config.labels.resolution is None:
+        return grid
+    return nested_grid(grid, round(config.grid.resolution / config.labels.resolution))
 
 
 def _check_index_names(config: BuildConfig, layers: Sequence[str]) -> None:
@@ -355,13 +368,15 @@ def shard_task(plan: BuildPlan, index: int, shard: list[Patch]) -> Any:
 
 
 def label_windows(plan: BuildPlan, shard: list[Patch]) -> dict[str, list[Any]]:
-    """The lazy label windows of a shard's patches, by layer."""
+    """The lazy label windows of a shard's patches, by layer (on a finer label grid: the nested windows)."""
     if plan.labels is None:
         return {}
-    return {
-        str(layer): [values.data[p.window(plan.label_factor(str(layer)))] for p in shard]
-        for layer, values in plan.labels.data_vars.items()
-    }
+    out = {}
+    for layer, values in plan.labels.data_vars.items():
+        zoom, factor = plan.label_zoom(str(layer)), plan.label_factor(str(layer))
+        windows = [nested_window(p, zoom) if zoom > 1 else p.window(factor) for p in shard]
+        out[str(layer)] = [values.data[w] for w in windows]
+    return out
 
 
 def shard_spec(plan: BuildPlan, index: int, shard: list[Patch]) -> ShardSpec:

@@ -140,6 +140,10 @@ class LabelsConfig(_Model):
     class_column: str
     class_name_column: str | None = None
     id_column: str | None = Field(None, description="parcel id column, rasterized as the parcel_id layer")
+    resolution: float | None = Field(
+        None, gt=0, description="metres of the label grid, nested in the base grid (e.g. 2.5 or 5 for 10); "
+        "default: the base grid"
+    )  # fmt: skip
 
 
 class PatchConfig(_Model):
@@ -232,12 +236,14 @@ class BuildConfig(_Model):
     hr: HrConfig | None = None
 
     @model_validator(mode="after")
-    def _hr_nests(self) -> BuildConfig:
-        if self.hr is not None:
-            factor = self.grid.resolution / self.hr.resolution
-            if factor < 1 or abs(factor - round(factor)) > 1e-9:
+    def _finer_grids_nest(self) -> BuildConfig:
+        finer = {"hr": self.hr.resolution if self.hr else None}
+        finer["labels"] = self.labels.resolution if self.labels else None
+        for section, resolution in finer.items():
+            factor = None if resolution is None else self.grid.resolution / resolution
+            if factor is not None and (factor < 1 or abs(factor - round(factor)) > 1e-9):
                 raise ValueError(
-                    f"hr.resolution {self.hr.resolution:g} m must divide grid.resolution {self.grid.resolution:g} m "
+                    f"{section}.resolution {resolution:g} m must divide grid.resolution {self.grid.resolution:g} m "
                     "(e.g. 2.5 or 5 for 10), so that each patch nests in the finer grid"
                 )
         return self

@@ -16,7 +16,9 @@ from distributed import Future as DaskFuture
 
 from eoshard.pipeline.cube import stackstac_ready
 from eoshard.pipeline.errors import AssetReadError, PipelineError, ShardWriteError
+from eoshard.pipeline.shards.cards import write_cards
 from eoshard.pipeline.shards.commits import CommitLog, atomic_write, remove_leftovers
+from eoshard.pipeline.shards.describe import manifest_band_metadata
 from eoshard.pipeline.shards.lmdb_store import LmdbWriter, part_name
 from eoshard.pipeline.shards.manifest import index_frame, summarise_records, write_collection, write_index
 from eoshard.pipeline.shards.reads import read_shard
@@ -200,8 +202,10 @@ def finalize(plan: BuildPlan, log: CommitLog) -> dict[str, Any]:
     frame = index_frame(rows, str(plan.grid.crs), config.patches.size)
     write_index(frame, out / "index.parquet")
     manifest = _manifest(plan, summary, len(rows))
+    manifest["band_metadata"] = manifest_band_metadata(manifest)
     bbox = tuple(float(v) for v in plan.grid.extent.to_crs("EPSG:4326").boundingbox)
     write_collection(manifest, bbox, out / "collection.json")
+    write_cards(out, manifest, bbox)  # croissant.json
     atomic_write(out / "dataset.json", json.dumps(manifest, indent=2).encode())
     return manifest
 
@@ -259,7 +263,9 @@ def _manifest(plan: BuildPlan, summary: dict[str, Any], n_samples: int) -> dict[
             "layers": {
                 str(k): {
                     "dtype": str(v.dtype),
-                    "resolution": abs(plan.grid.resolution.x) * plan.label_factor(str(k)),
+                    "resolution": abs(plan.grid.resolution.x)
+                    * plan.label_factor(str(k))
+                    / plan.label_zoom(str(k)),
                 }
                 for k, v in plan.labels.data_vars.items()
             },

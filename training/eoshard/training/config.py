@@ -40,6 +40,8 @@ class TrainConfig:
     sr_l2: float = 0.0
     sr_adversarial: float = 0.0
     sr_gp: float = 10.0
+    # a foundation model's published statistics (normalisation.py, e.g. "prithvi-eo-2"); None: the dataset's own
+    normalisation: str | None = None
 
     @classmethod
     def load(cls, path: str | Path) -> TrainConfig:

@@ -14,6 +14,7 @@ from torch.utils.data import Dataset
 
 from eoshard.training.errors import DatasetFormatError
 from eoshard.training.manifest import Manifest
+from eoshard.training.normalisation import foundation_stats
 
 Sample = dict[str, torch.Tensor]
 
@@ -79,7 +80,7 @@ class ShardDataset(Dataset[Sample]):
         manifest: Manifest,
         bands: Sequence[str] | None = None,
         indices: Sequence[int] | None = None,
-        normalise: bool | Stats = True,
+        normalise: bool | Stats | str = True,
         ignore_layers: Sequence[str] = ("double_partial", "double_full"),
         ignore_background: bool = False,
         augment: bool = False,
@@ -93,6 +94,8 @@ class ShardDataset(Dataset[Sample]):
         self.indices = list(range(len(manifest.keys)) if indices is None else indices)
         if isinstance(normalise, Stats):
             self.stats: Stats | None = normalise
+        elif isinstance(normalise, str):  # a foundation model's published normalisation (normalisation.py)
+            self.stats = Stats(*foundation_stats(normalise, manifest, self.bands))
         else:
             self.stats = band_stats(manifest, self.bands) if normalise else None
         self.ignore_layers = list(ignore_layers)

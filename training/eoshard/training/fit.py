@@ -20,6 +20,7 @@ from eoshard.training.data import ShardDataset, Stats, band_stats, make_dataset,
 from eoshard.training.errors import ConfigError
 from eoshard.training.manifest import Manifest
 from eoshard.training.models import Discriminator, build_model, forward, gradient_penalty, sr_loss
+from eoshard.training.normalisation import foundation_stats
 
 
 @dataclass
@@ -51,7 +52,11 @@ def seg_loss(
 def datasets(config: TrainConfig) -> tuple[Manifest, ShardDataset, ShardDataset, Stats]:
     manifest = Manifest.read(config.dataset)
     bands = config.bands or manifest.bands
-    stats = band_stats(manifest, bands)
+    stats = (
+        band_stats(manifest, bands)
+        if config.normalisation is None
+        else Stats(*foundation_stats(config.normalisation, manifest, bands))
+    )
     common: dict[str, Any] = {
         "bands": bands, "normalise": stats, "ignore_layers": config.ignore_layers,
         "ignore_background": config.ignore_background, "seed": config.seed,

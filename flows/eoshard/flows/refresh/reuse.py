@@ -5,6 +5,13 @@ it, else LMDB); its new steps come from the lazy cubes. Candidates the old datas
 stored pixels, so all their steps come from the sources. Whether a date is kept depends on that date alone (its
 valid fraction), so the old steps' decisions carry over; Zarr stores every date's fraction, LMDB only the kept ones
 (the dropped ones then count as 0: still dropped, and an LMDB-only dataset never writes them).
+
+With an SCL mask the old steps' valid masks are read back too (the stored mask is the image mask and the SCL mask,
+so and-ing it again with the image mask of the stored pixels gives it back unchanged); the new steps' SCL comes
+from the sources. The paired HR layers (one mosaic, not a time series) are read back for held samples when the
+mosaic's products are the old dataset's; when the period's end brings other HR products, every sample's HR
+window comes from the sources. Float groups need nothing of their own: a dropped step is NaN (or absent) in the
+stored values and invalid either way.
 """
 
 from __future__ import annotations
@@ -49,6 +56,8 @@ class OldDataset:
     groups: Mapping[str, Sequence[str]]
     n_dates: int
     steps: tuple[int | None, ...]  # per date of the new plan: its index among the old dates, None = from sources
+    read_mask: bool = False  # the old steps' valid masks are read back (an SCL mask: not derived from the pixels)
+    hr_bands: tuple[str, ...] = ()  # the HR bands read back for held samples; () = HR from the sources (or none)
 
     @property
     def fresh(self) -> list[int]:
@@ -80,20 +89,24 @@ def held_samples(path: Path) -> dict[str, HeldSample]:
 
 def open_old(path: Path, plan: BuildPlan, manifest: Mapping[str, Any]) -> OldDataset:
     """Describe the existing dataset at ``path`` for the refresh of it into ``plan``."""
+    old_hr = manifest.get("hr")
+    same_hr = old_hr is not None and sorted(old_hr["products"]) == sorted(str(i["id"]) for i in plan.hr_items)
     return OldDataset(
         path=str(path),
         use_zarr=manifest["formats"]["zarr"] is not None,
         groups={g: list(spec["bands"]) for g, spec in manifest["groups"].items()},
         n_dates=len(manifest["dates"]),
         steps=reused_steps(plan, manifest),
+        read_mask=plan.valid is not None,
+        hr_bands=tuple(old_hr["bands"]) if old_hr is not None and same_hr else (),
     )
 
 
 def refreshed_shard_task(
     old: OldDataset, samples: Mapping[str, HeldSample], plan: BuildPlan, index: int, shard: list[Patch]
 ) -> Any:
-    """The lazy task of shard ``index``: new steps of held samples, every step of the others, from the cubes."""
-    from eoshard.flows.build import label_windows, shard_spec
+    """The lazy task of shard ``index``: new steps of held samples, every step of the others, from the sources."""
+    from eoshard.flows.build import label_windows, nested_window, shard_spec
 
     fresh = old.fresh
     held = [samples.get(p.key) for p in shard]
@@ -104,34 +117,57 @@ def refreshed_shard_task(
             cube.data[..., ys, xs] if h is None else cube.data[fresh][..., ys, xs]
             for h, (ys, xs) in zip(held, windows, strict=True)
         ]
+    masks = None
+    if plan.valid is not None:
+        valid = plan.valid.data
+        masks = [
+            valid[(slice(None), *p.window(1))] if h is None else valid[fresh][(slice(None), *p.window(1))]
+            for h, p in zip(held, shard, strict=True)
+        ]
+    paired: dict[str, list[Any]] = {}
+    if plan.hr is not None:
+        hr = plan.hr.data
+        paired["hr"] = [
+            None if h is not None and old.hr_bands else hr[(slice(None), *nested_window(p, plan.hr_factor))]
+            for h, p in zip(held, shard, strict=True)
+        ]
     spec = shard_spec(plan, index, shard)
     task = partial(materialize_refreshed_shard, old=old, held=held)
-    return dask.delayed(task, pure=True)(spec, images, label_windows(plan, shard))
+    return dask.delayed(task, pure=True)(spec, images, label_windows(plan, shard), paired, masks)
 
 
 def materialize_refreshed_shard(
     spec: ShardSpec,
     images: Mapping[str, Sequence[np.ndarray]],
     labels: Mapping[str, Sequence[np.ndarray]],
+    paired: Mapping[str, Sequence[np.ndarray | None]],
+    masks: Sequence[np.ndarray] | None,
     *,
     old: OldDataset,
     held: Sequence[HeldSample | None],
 ) -> dict[str, Any]:
     """Put each held sample's old steps and new steps together, then make and write the shard as a build does."""
     full: dict[str, list[np.ndarray]] = {g: [] for g in images}
+    full_paired: dict[str, list[np.ndarray]] = {name: [] for name in paired}
+    full_masks: list[np.ndarray] = []
     fractions: list[np.ndarray | None] = []
     with _Reader(old) as reader:
         for n, sample in enumerate(held):
-            if sample is None:
-                for g, values in images.items():
-                    full[g].append(np.asarray(values[n]))
-                fractions.append(None)
-                continue
-            past, fraction = reader.read(sample)
+            past = None if sample is None else reader.read(sample)
             for g, values in images.items():
-                full[g].append(_interleave(old.steps, past[g], np.asarray(values[n])))
-            fractions.append(_interleave(old.steps, fraction, np.full(len(old.fresh), np.nan, np.float32)))
-    return materialize_shard(spec, full, labels, fractions=fractions)
+                fresh = np.asarray(values[n])
+                full[g].append(fresh if past is None else _interleave(old.steps, past.images[g], fresh))
+            for name, windows in paired.items():
+                window = windows[n]
+                full_paired[name].append(np.asarray(window) if window is not None or past is None else past.hr)
+            if masks is not None:
+                fresh_mask = np.asarray(masks[n], dtype=bool)
+                full_masks.append(fresh_mask if past is None else _interleave(old.steps, past.mask, fresh_mask))
+            nan = np.full(len(old.fresh), np.nan, np.float32)
+            fractions.append(None if past is None else _interleave(old.steps, past.fraction, nan))
+    return materialize_shard(
+        spec, full, labels, full_paired, fractions=fractions, masks=None if masks is None else full_masks
+    )
 
 
 def _interleave(steps: Sequence[int | None], past: np.ndarray, fresh: np.ndarray) -> np.ndarray:
@@ -143,8 +179,18 @@ def _interleave(steps: Sequence[int | None], past: np.ndarray, fresh: np.ndarray
     return out
 
 
+@dataclass(frozen=True)
+class _Past:
+    """What the old dataset holds of one sample, on the old time axis (nodata and invalid at dropped steps)."""
+
+    images: dict[str, np.ndarray]
+    fraction: np.ndarray
+    mask: Any = None  # (T_old, P, P) bool when ``read_mask``
+    hr: Any = None  # (C_hr, P*f, P*f) when ``hr_bands``
+
+
 class _Reader:
-    """Reads held samples back: every old step (zeros at dropped ones) and each step's valid fraction."""
+    """Reads held samples back: every old step (nodata at dropped ones) and each step's valid fraction."""
 
     def __init__(self, old: OldDataset) -> None:
         self.old = old
@@ -158,15 +204,18 @@ class _Reader:
         for env in self.envs.values():
             env.close()
 
-    def read(self, sample: HeldSample) -> tuple[dict[str, np.ndarray], np.ndarray]:
-        if self.root is not None:
-            arrays = {name: self.root[name] for name in [*self.old.groups, "valid_fraction"]}
-            values = {name: np.asarray(array[sample.slot]) for name, array in arrays.items()}  # type: ignore[index]
-            fraction = values.pop("valid_fraction").astype(np.float32)
-            return values, fraction
-        return self._read_lmdb(sample)
+    def read(self, sample: HeldSample) -> _Past:
+        if self.root is None:
+            return self._read_lmdb(sample)
+        names = [*self.old.groups, "valid_fraction"]
+        names += ["valid_mask"] if self.old.read_mask else []
+        names += ["hr"] if self.old.hr_bands else []
+        values = {name: np.asarray(self.root[name][sample.slot]) for name in names}  # type: ignore[index]
+        fraction = values.pop("valid_fraction").astype(np.float32)
+        mask, hr = values.pop("valid_mask", None), values.pop("hr", None)
+        return _Past(values, fraction, mask, hr)
 
-    def _read_lmdb(self, sample: HeldSample) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    def _read_lmdb(self, sample: HeldSample) -> _Past:
         assert sample.part is not None
         env = self.envs.get(sample.part)
         if env is None:
@@ -181,12 +230,18 @@ class _Reader:
             )
         tensors = load(bytes(raw))
         steps = tensors["time_index"].astype(np.int64)
-        images = {}
-        for group, bands in self.old.groups.items():
-            first = tensors[bands[0]]
-            values = np.zeros((self.old.n_dates, len(bands), *first.shape[1:]), dtype=first.dtype)
-            values[steps] = np.stack([tensors[b] for b in bands], axis=1)
-            images[group] = values
+        images = {group: self._on_old_axis(steps, [tensors[b] for b in bands], axis=1)
+                  for group, bands in self.old.groups.items()}  # fmt: skip
         fraction = np.zeros(self.old.n_dates, dtype=np.float32)
         fraction[steps] = tensors["valid_fraction"]
-        return images, fraction
+        mask = self._on_old_axis(steps, [tensors["valid_mask"]], axis=None) if self.old.read_mask else None
+        hr = np.stack([tensors[f"hr_{b}"] for b in self.old.hr_bands]) if self.old.hr_bands else None
+        return _Past(images, fraction, mask, hr)
+
+    def _on_old_axis(self, steps: np.ndarray, kept: list[np.ndarray], axis: int | None) -> np.ndarray:
+        """The kept steps' values at their places on the old time axis; nodata (0, NaN, false) elsewhere."""
+        stacked = np.stack(kept, axis=axis) if axis is not None else kept[0]
+        fill = np.nan if stacked.dtype.kind == "f" else 0
+        values = np.full((self.old.n_dates, *stacked.shape[1:]), fill, dtype=stacked.dtype)
+        values[steps] = stacked
+        return values

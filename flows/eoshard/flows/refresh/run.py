@@ -107,17 +107,6 @@ def refresh_dataset(
 ) -> RefreshResult:
     """Refresh the dataset at ``config.output.path``; ``connect`` gives a Dask client when there is work."""
     dataset = config.output.path
-    unsupported = {
-        "paired HR layers (hr:)": config.hr is not None,
-        f"a {config.timeseries.mask} valid mask": config.timeseries.mask != "nodata",
-        "float32 groups (cube.reflectance or cube.indices)": config.cube.reflectance or bool(config.cube.indices),
-    }
-    if any(unsupported.values()):
-        what = " and ".join(name for name, present in unsupported.items() if present)
-        raise RefreshError(
-            f"{dataset} has {what}, which refresh cannot extend yet: run `eoshard build` over the whole period "
-            "into a new output path instead"
-        )
     swap.recover_missing(dataset)
     if not (dataset / "dataset.json").is_file():
         raise RefreshError(

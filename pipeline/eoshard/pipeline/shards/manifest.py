@@ -13,7 +13,9 @@ import pystac
 import shapely
 
 from eoshard.pipeline.shards import stats
+from eoshard.pipeline.shards.cards import add_label_extension, eo_bands
 from eoshard.pipeline.shards.commits import atomic_write
+from eoshard.pipeline.shards.describe import with_sample_metadata
 from eoshard.pipeline.shards.splits import SPLITS
 
 
@@ -27,7 +29,7 @@ def index_frame(rows: Sequence[Mapping[str, Any]], crs: str, size: int) -> gpd.G
     frame = pd.DataFrame(list(rows))
     frame = frame.sort_values("zarr_index", kind="stable").reset_index(drop=True)
     geometry = [footprint(t, size) for t in frame["transform"]]
-    return gpd.GeoDataFrame(frame, geometry=geometry, crs=crs)
+    return with_sample_metadata(gpd.GeoDataFrame(frame, geometry=geometry, crs=crs))
 
 
 def write_index(frame: gpd.GeoDataFrame, path: Path) -> None:
@@ -74,8 +76,9 @@ def write_collection(manifest: Mapping[str, Any], bbox_4326: Sequence[float], pa
             pystac.TemporalExtent([[start.replace(tzinfo=None), end.replace(tzinfo=None)]]),
         ),
         license="other",
-        summaries=pystac.Summaries({"eo:bands": [{"name": b} for b in manifest["bands"]]}),
+        summaries=pystac.Summaries({"eo:bands": eo_bands(manifest)}),
     )
+    add_label_extension(collection, manifest)
     collection.extra_fields["eoshard:format_version"] = manifest["format_version"]
     collection.extra_fields["eoshard:n_samples"] = manifest["n_samples"]
     for name, href, media in (
@@ -85,5 +88,8 @@ def write_collection(manifest: Mapping[str, Any], bbox_4326: Sequence[float], pa
         ("lmdb", "./data.lmdb", "application/x-lmdb"),
     ):
         collection.add_asset(name, pystac.Asset(href, media_type=media, roles=["data"]))
+    collection.add_asset(
+        "croissant", pystac.Asset("./croissant.json", media_type="application/ld+json", roles=["metadata"])
+    )
     data = collection.to_dict(include_self_link=False, transform_hrefs=False)
     atomic_write(path, json.dumps(data, indent=2, sort_keys=True).encode())

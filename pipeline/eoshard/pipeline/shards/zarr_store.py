@@ -41,14 +41,22 @@ def create_store(
                 dtype=dtype,
                 fill_value=float("nan") if name in nan_fill else 0,
                 compressors=ZstdCodec(level=3),
-                dimension_names=["sample", *_dims(name, len(sample_shape))],
+                dimension_names=["sample", *_dims(name, len(sample_shape), finer=_is_finer(layouts, name))],
             )
     except OSError as err:
         raise ShardWriteError(f"could not create the Zarr store {path}: {err}") from err
 
 
-def _dims(name: str, ndim: int) -> list[str]:
+def _is_finer(layouts: Mapping[str, tuple[tuple[int, ...], str]], name: str) -> bool:
+    """A 2-D array on a grid finer than the base grid's (label layers with ``labels.resolution``)."""
+    shape, base = layouts[name][0], layouts.get("valid_mask", ((), ""))[0][-2:]
+    return len(shape) == 2 and len(base) == 2 and shape[0] > base[0]
+
+
+def _dims(name: str, ndim: int, finer: bool = False) -> list[str]:
     """Dimension names; a group's band and pixel axes carry its name, so xarray sees no conflicting sizes."""
+    if finer:  # label layers nested in the base grid
+        return ["y_labels", "x_labels"]
     if name in ("valid_fraction", "time_mask"):
         return ["time"]
     if name == "hr":  # the paired finer source: one date, bands first
