@@ -227,8 +227,9 @@ def shard_sources(plan: BuildPlan, parcels: gpd.GeoDataFrame | None) -> ShardSou
     labels = None
     if parcels is not None and config.labels is not None:
         labels = label_source(
-            parcels, grid, class_column=config.labels.class_column, id_column=config.labels.id_column
-        )
+            parcels, label_grid(config, grid), class_column=config.labels.class_column,
+            id_column=config.labels.id_column,
+        )  # fmt: skip
     scl, scl_factor = None, 1
     if plan.valid is not None:
         ((_, (res, _)),) = band_groups(plan.items, ["SCL"], grid).items()
@@ -246,6 +247,7 @@ def shard_sources(plan: BuildPlan, parcels: gpd.GeoDataFrame | None) -> ShardSou
     return ShardSources(
         grid, groups, dict(plan.factors), labels, scl, scl_factor, tuple(config.timeseries.scl_invalid), hr,
         plan.hr_factor if plan.hr is not None else 1,
+        plan.label_zoom(labels.layers[0]) if labels is not None else 1,
     )  # fmt: skip
 
 

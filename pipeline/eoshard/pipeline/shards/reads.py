@@ -8,7 +8,7 @@ hands numpy arrays to ``materialize_shard``, the same function the graph engine 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -16,6 +16,7 @@ from odc.geo.geobox import GeoBox
 
 from eoshard.pipeline.direct import GroupSource, read_group_window
 from eoshard.pipeline.labels import LabelSource, label_window, layer_values
+from eoshard.pipeline.paired import nested_grid
 from eoshard.pipeline.shards.task import ShardSpec, materialize_shard
 
 
@@ -32,7 +33,7 @@ class ShardSources:
     scl_invalid: tuple[int, ...] = ()
     hr: GroupSource | None = None  # the paired finer source, one step
     hr_factor: int = 1
-    meta: Mapping[str, Any] = field(default_factory=dict)
+    label_zoom: int = 1  # label pixels per base pixel along each axis (``labels.resolution``)
 
 
 @dataclass(frozen=True)
@@ -74,9 +75,13 @@ def read_shard(spec: ShardSpec, sources: ShardSources, size: int) -> dict[str, A
             _cut(images[name], run, read_group_window(group, *_zoom_out(rows, run, sources.factors[name])), size,
                  sources.factors[name])  # fmt: skip
         if sources.labels is not None:
-            stacked = label_window(sources.labels, sources.grid[rows, run.col0 : run.col1])
+            z = sources.label_zoom
+            grid = sources.grid if z == 1 else nested_grid(sources.grid, z)
+            stacked = label_window(
+                sources.labels, grid[rows.start * z : rows.stop * z, run.col0 * z : run.col1 * z]
+            )
             for layer in sources.labels.layers:
-                _cut(labels[layer], run, layer_values(stacked, layer), size, 1)
+                _cut(labels[layer], run, layer_values(stacked, layer), size, 1, zoom_in=z)
         if sources.scl is not None and masks is not None:
             f = sources.scl_factor
             scl = read_group_window(sources.scl, *_zoom_out(rows, run, f))[:, 0]
