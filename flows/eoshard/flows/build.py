@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -23,13 +24,12 @@ from eoshard.flows.config import BuildConfig, ConfigError
 from eoshard.flows.products import find_products
 from eoshard.flows.shard_runner import run_shards
 from eoshard.pipeline.cube import onto_grid, open_cube, stackstac_ready
-from eoshard.pipeline.grid import grid_for_area
+from eoshard.pipeline.grid import grid_for_area, zoom_factor
 from eoshard.pipeline.indices import compute_indices, formula
 from eoshard.pipeline.labels import prepare_parcels, rasterize_labels
 from eoshard.pipeline.masks import open_valid_mask
 from eoshard.pipeline.paired import nested_grid, open_paired
 from eoshard.pipeline.patches import Patch, parcel_centred, patch_grid, select_labelled
-from eoshard.pipeline.sensors import S1, band_sensor
 from eoshard.pipeline.shards.lmdb_store import part_name
 from eoshard.pipeline.shards.samples import FORMAT_VERSION, RESERVED_TENSORS
 from eoshard.pipeline.shards.task import ShardSpec, materialize_shard
@@ -56,11 +56,10 @@ class BuildPlan:
         first = next(iter(self.cubes.values()))
         return [str(t)[:19] for t in first.time.values]
 
-    @property
+    @cached_property
     def factors(self) -> dict[str, int]:
-        """Zoom factor of each group relative to the base grid."""
-        base = abs(self.grid.resolution.x)
-        return {name: round(abs(float(c.x[1] - c.x[0])) / base) for name, c in self.cubes.items()}
+        """Zoom factor of each group relative to the base grid (computed once per plan)."""
+        return group_factors(self.grid, self.cubes)
 
     @property
     def groups(self) -> dict[str, list[str]]:
@@ -143,13 +142,6 @@ def search_products(config: BuildConfig) -> pystac.ItemCollection:
 
 def plan_build(config: BuildConfig, items: Sequence[pystac.Item] | None = None) -> BuildPlan:
     """Search (unless ``items`` are given), then set up the lazy cubes, labels and patches; reads no pixels."""
-    sar = [b for b in config.bands if band_sensor(b) == S1]
-    if sar:
-        raise ConfigError(
-            f"bands {sar} are Sentinel-1 bands (float32 backscatter), which the build does not store yet: "
-            "drop them from bands, and open Sentinel-1 cubes in Python with eoshard.pipeline.cube.open_cube "
-            "(Sentinel-1 products and bands give an s1_10m group)"
-        )
     area, area_crs = read_aoi(config.aoi)
     products = list(search_products(config) if items is None else items)
     grid = grid_for_area(area, area_crs, resolution=config.grid.resolution, crs=config.grid.crs)
@@ -176,8 +168,7 @@ def plan_build(config: BuildConfig, items: Sequence[pystac.Item] | None = None) 
             chunksize=config.grid.chunksize,
         )
     _check_index_names(config, [] if labels is None else [str(k) for k in labels.data_vars])
-    base = abs(grid.resolution.x)
-    align = max(round(abs(float(c.x[1] - c.x[0])) / base) for c in cubes.values())
+    align = max(group_factors(grid, cubes).values())
     patches = _select_patches(config, grid, align, parcels)
     area_4326 = gpd.GeoSeries([area], crs=area_crs).to_crs(4326).iloc[0]
     hr, hr_items = _open_hr(config, grid, area_4326)
@@ -187,6 +178,11 @@ def plan_build(config: BuildConfig, items: Sequence[pystac.Item] | None = None) 
                                 chunksize=config.grid.chunksize)  # fmt: skip
     ready = [stackstac_ready(i) for i in products]
     return BuildPlan(config, ready, grid, cubes, labels, patches, hr, hr_items, valid)
+
+
+def group_factors(grid: GeoBox, cubes: Mapping[str, xr.DataArray]) -> dict[str, int]:
+    """How many base pixels one pixel of each group holds along each axis."""
+    return {name: int(zoom_factor(grid, abs(float(c.x[1] - c.x[0])))) for name, c in cubes.items()}
 
 
 def _check_index_names(config: BuildConfig, layers: Sequence[str]) -> None:
@@ -250,9 +246,7 @@ def nested_window(patch: Patch, factor: int) -> tuple[slice, slice]:
 def _select_patches(
     config: BuildConfig, grid: GeoBox, align: int, parcels: gpd.GeoDataFrame | None
 ) -> list[Patch]:
-    mode = config.patches.mode
-    if mode != "grid" and (parcels is None or config.labels is None):
-        raise ValueError(f"patches.mode {mode!r} needs labels: add a labels section or use mode 'grid'")
+    mode = config.patches.mode  # the config has checked that a mode other than grid has labels
     if mode == "parcels":
         assert parcels is not None and config.labels is not None
         prepared = prepare_parcels(parcels, grid, config.labels.class_column)

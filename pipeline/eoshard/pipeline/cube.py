@@ -12,9 +12,13 @@ import xarray as xr
 from odc.geo.geobox import GeoBox
 from rasterio.enums import Resampling
 
+from eoshard.pipeline.cube_odc import odc_band_group
 from eoshard.pipeline.errors import BandError, PipelineError
+from eoshard.pipeline.grid import group_grid
+from eoshard.pipeline.items import acquisition_key, stackstac_ready
 from eoshard.pipeline.reflectance import acquisition_baselines, to_reflectance
 from eoshard.pipeline.sensors import (
+    NODATA,
     S1_DTYPE,
     S2,
     check_sensor,
@@ -24,48 +28,11 @@ from eoshard.pipeline.sensors import (
     split_by_sensor,
 )
 
-NODATA = 0
 # Native resolution (m) of Sentinel-2 bands, used when an asset does not say its own.
 S2_RESOLUTIONS: dict[str, int] = {
     "B01": 60, "B02": 10, "B03": 10, "B04": 10, "B05": 20, "B06": 20, "B07": 20, "B08": 10, "B8A": 20,
     "B09": 60, "B10": 60, "B11": 20, "B12": 20, "SCL": 20, "AOT": 20, "WVP": 10, "TCI": 10,
 }  # fmt: skip
-
-
-def _epsg_of(properties: Mapping[str, Any]) -> int | None:
-    if properties.get("proj:epsg") is not None:
-        return int(properties["proj:epsg"])
-    code = properties.get("proj:code")
-    if isinstance(code, str) and code.upper().startswith("EPSG:"):
-        return int(code.split(":")[1])
-    return None
-
-
-def stackstac_ready(item: pystac.Item | Mapping[str, Any]) -> dict[str, Any]:
-    """The item as a dict that stackstac reads: ``proj:epsg`` filled from ``proj:code`` where missing.
-
-    stackstac reads only ``proj:epsg``, while pystac 1.15 writes only ``proj:code``; asset hrefs are made absolute.
-    """
-    if isinstance(item, pystac.Item):
-        data = item.to_dict(transform_hrefs=False)
-        for key, asset in item.assets.items():
-            data["assets"][key]["href"] = asset.get_absolute_href() or asset.href
-    else:
-        data = {**item, "properties": dict(item["properties"]), "assets": dict(item["assets"])}
-    epsg = _epsg_of(data["properties"])
-    if epsg is None:
-        raise PipelineError(
-            f"item {data.get('id')} has neither proj:epsg nor an EPSG proj:code: cannot place its pixels on a grid"
-        )
-    data["properties"]["proj:epsg"] = epsg
-    return data
-
-
-def acquisition_key(item: Mapping[str, Any]) -> str:
-    """Products of one satellite, day and relative orbit form one acquisition (mosaicked together)."""
-    props = item["properties"]
-    day = str(props["datetime"])[:10]
-    return f"{props.get('platform', '')}_{day}_R{props.get('sat:relative_orbit', '')}"
 
 
 def asset_resolution(item: Mapping[str, Any], band: str) -> float:
@@ -142,7 +109,7 @@ def open_cube(
         nodata = NODATA if sensor == S2 else declared_nodata(products, wanted, _default_nodata(kind))
         for name, (res, group) in groups.items():
             factor = res / base
-            sub = grid if factor == 1 else grid.zoom_out(factor)
+            sub = group_grid(grid, res)
             cube = open_band_group(
                 products, sub, group, chunksize=max(64, int(chunksize / factor)), resampling=resampling,
                 dtype=kind, engine=engine, nodata=nodata,
@@ -204,8 +171,6 @@ def open_band_group(
     """
     dicts = prepare_items(items, grid, bands)
     if engine == "odc-stac":
-        from eoshard.pipeline.cube_odc import odc_band_group  # imported only when asked for
-
         by_acquisition = odc_band_group(
             dicts, grid, bands, chunksize=chunksize, resampling=resampling, dtype=dtype, nodata=nodata
         )

@@ -68,3 +68,40 @@ def grid_for_area(
         target,
     )
     return GeoBox.from_bbox(snapped, target, resolution=resolution)
+
+
+def group_grid(base: GeoBox, resolution: float) -> GeoBox:
+    """The grid of a group of ``resolution`` metres nested in ``base``: same origin, whole base pixels per pixel.
+
+    Coarser groups (20, 60 m on a 10 m base) are ``base`` zoomed out; finer ones (2.5 m) zoomed in.
+    """
+    return base if resolution == abs(base.resolution.x) else _zoomed(base, zoom_factor(base, resolution))
+
+
+def zoom_factor(base: GeoBox, resolution: float) -> float:
+    """Base pixels per group pixel (2 for 20 m on 10 m), or the inverse of group pixels per base pixel (0.25
+    for 2.5 m on 10 m); a resolution that does not nest is a ``GridError``."""
+    ratio = resolution / abs(base.resolution.x)
+    whole = ratio if ratio >= 1 else 1 / ratio
+    if resolution <= 0 or abs(whole - round(whole)) > 1e-9:
+        raise GridError(
+            f"a {resolution:g} m group does not nest in the {abs(base.resolution.x):g} m grid: "
+            "use a resolution that is a whole multiple or a whole divisor of the grid's"
+        )
+    return float(round(whole)) if ratio >= 1 else 1 / round(whole)
+
+
+def group_factor(base: GeoBox, grid: GeoBox) -> int:
+    """How many base pixels one pixel of the coarser nested ``grid`` holds along each axis."""
+    factor = zoom_factor(base, abs(grid.resolution.x))
+    if factor < 1:
+        raise GridError(f"the {abs(grid.resolution.x):g} m grid is finer than the base grid: no zoom-out factor")
+    return int(factor)
+
+
+def _zoomed(base: GeoBox, factor: float) -> GeoBox:
+    if factor >= 1:
+        return base.zoom_out(factor)
+    n = round(1 / factor)
+    ny, nx = base.shape
+    return base.zoom_to((ny * n, nx * n))

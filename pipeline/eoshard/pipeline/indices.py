@@ -15,6 +15,7 @@ from odc.geo.geobox import GeoBox
 
 from eoshard.pipeline.cube import onto_grid
 from eoshard.pipeline.errors import PipelineError
+from eoshard.pipeline.grid import group_grid
 from eoshard.pipeline.reflectance import to_reflectance
 
 # The usual indices on Sentinel-2 band names (reflectance, 0..1).
@@ -97,8 +98,7 @@ def compute_index(cubes: Mapping[str, xr.DataArray], grid: GeoBox, expression: s
             f"(it has {sorted(where)}): add them to the bands"
         )
     finest = min(abs(float(cubes[where[b]].attrs["transform"][0])) for b in bands)
-    factor = finest / abs(grid.resolution.x)
-    target = grid if factor == 1 else grid.zoom_out(factor)
+    target = group_grid(grid, finest)
     values = {b: onto_grid(_band(cubes[where[b]], b), target) for b in bands}
     result = _evaluate(parse_expression(expression), values).astype(np.float32)
     result.attrs = {"expression": formula(expression), "transform": tuple(target.transform)[:6]}

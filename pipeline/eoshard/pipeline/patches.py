@@ -28,6 +28,25 @@ class Patch:
             slice(self.col // factor, (self.col + nx) // factor),
         )
 
+    def window_in(self, grid: GeoBox) -> tuple[slice, slice]:
+        """The patch's rows and columns on ``grid``: any grid nested with the patch's, coarser or finer.
+
+        ``patch.window_in(group_grid(base, 20.0))`` equals ``patch.window(2)`` on a 10 m base grid; on a
+        2.5 m grid it is the patch's 4 x 4 times as many pixels. A patch that does not cover whole pixels
+        of ``grid`` is a ``GridError``.
+        """
+        t, g = self.geobox.transform, grid.transform
+        ny, nx = self.geobox.shape
+        edges = ((t.f - g.f) / g.e, (t.c - g.c) / g.a, ny * t.e / g.e, nx * t.a / g.a)
+        whole = [round(v) for v in edges]
+        if self.geobox.crs != grid.crs or any(abs(v - w) > 1e-6 for v, w in zip(edges, whole, strict=True)):
+            raise GridError(
+                f"patch {self.key} does not cover whole pixels of the {abs(g.a):g} m grid at ({g.c:g}, {g.f:g}) "
+                f"in {grid.crs}: cut patches and groups from the same base grid (see eoshard.pipeline.group_grid)"
+            )
+        row, col, h, w = whole
+        return slice(row, row + h), slice(col, col + w)
+
     @property
     def key(self) -> str:
         """``<epsg>_<resolution>_<x0>_<y0>``: the patch's CRS and top-left corner, stable across reruns."""
