@@ -10,17 +10,16 @@ from typing import Any, cast
 
 import dask
 import geopandas as gpd
-import lmdb
 import numpy as np
 import zarr
 from safetensors.numpy import load
 
 from eoshard.flows.config import BuildConfig
-from eoshard.pipeline.errors import PipelineError
+from eoshard.pipeline.errors import DatasetError
+from eoshard.pipeline.shards.layout import BUILD_DIR
+from eoshard.pipeline.shards.reader import ShardedDataset, open_shards, read_layout
 
-
-class DatasetError(PipelineError, FileNotFoundError):
-    """The folder is not a finished eoshard dataset."""
+__all__ = ["DatasetError", "read_manifest", "verify_dataset"]
 
 
 def read_slot(group: zarr.Group, name: str, n: int) -> np.ndarray:
@@ -35,14 +34,8 @@ def same(a: np.ndarray, b: np.ndarray) -> bool:
 
 
 def read_manifest(path: Path) -> dict[str, Any]:
-    manifest_path = path / "dataset.json"
-    if not manifest_path.is_file():
-        raise DatasetError(
-            f"{path} has no dataset.json: it is not an eoshard dataset, or its build did not finish "
-            "(rerun `eoshard build` with the same config to finish it)"
-        )
-    data: dict[str, Any] = json.loads(manifest_path.read_text())
-    return data
+    """``dataset.json`` of the dataset at ``path``, checked against the format (``DatasetError`` if it is not one)."""
+    return read_layout(path).to_manifest()
 
 
 def check_checksums(path: Path, manifest: dict[str, Any]) -> list[str]:
@@ -56,16 +49,10 @@ def check_checksums(path: Path, manifest: dict[str, Any]) -> list[str]:
     return problems
 
 
-def read_lmdb_values(path: Path, index: gpd.GeoDataFrame) -> tuple[dict[str, bytes], list[str]]:
+def read_lmdb_values(dataset: ShardedDataset, index: gpd.GeoDataFrame) -> tuple[dict[str, bytes], list[str]]:
     """Every sample's LMDB value, and the problems: missing keys, extra keys, SHA-256 mismatches."""
-    values: dict[str, bytes] = {}
+    values = dict(dataset.lmdb_values())
     problems: list[str] = []
-    for part in sorted((path / "data.lmdb").iterdir()):
-        env = lmdb.open(str(part), readonly=True, lock=False)
-        with env.begin() as txn:
-            for key, value in txn.cursor():
-                values[key.decode()] = bytes(value)
-        env.close()
     expected = dict(zip(index["key"], index["lmdb_sha256"], strict=True))
     problems += [f"LMDB lacks sample {k}" for k in sorted(set(expected) - set(values))]
     problems += [f"LMDB holds a sample not in the index: {k}" for k in sorted(set(values) - set(expected))]
@@ -109,7 +96,7 @@ def compare_with_sources(path: Path, manifest: dict[str, Any], rows: gpd.GeoData
     """
     from eoshard.flows.build import nested_window, plan_build
 
-    plan_data = json.loads((path / "_build" / "plan.json").read_text())
+    plan_data = json.loads((path / BUILD_DIR / "plan.json").read_text())
     config_data = plan_data["config"]
     config_data["output"]["path"] = str(path)
     config = BuildConfig.model_validate(config_data, context={"base_dir": path})
@@ -135,10 +122,11 @@ def compare_with_sources(path: Path, manifest: dict[str, Any], rows: gpd.GeoData
 
 def verify_dataset(path: Path, n_source: int = 4, seed: int = 0) -> list[str]:
     """Every problem found (empty: the dataset is intact)."""
-    manifest = read_manifest(path)
-    index = gpd.read_parquet(path / "index.parquet")
-    problems = check_checksums(path, manifest)
-    values, lmdb_problems = read_lmdb_values(path, index) if manifest["formats"]["lmdb"] else ({}, [])
+    with open_shards(path) as dataset:
+        manifest = dataset.layout.to_manifest()
+        index = dataset.index()
+        problems = check_checksums(path, manifest)
+        values, lmdb_problems = read_lmdb_values(dataset, index) if dataset.layout.lmdb else ({}, [])
     problems += lmdb_problems
     if manifest["formats"]["zarr"] and values:
         problems += compare_zarr_with_lmdb(path, manifest, index, values)

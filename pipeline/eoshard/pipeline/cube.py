@@ -14,7 +14,7 @@ from rasterio.enums import Resampling
 
 from eoshard.pipeline.cube_odc import odc_band_group
 from eoshard.pipeline.errors import BandError, PipelineError
-from eoshard.pipeline.grid import group_grid
+from eoshard.pipeline.grid import attach_grid, group_grid
 from eoshard.pipeline.items import acquisition_key, stackstac_ready
 from eoshard.pipeline.reflectance import acquisition_baselines, to_reflectance
 from eoshard.pipeline.sensors import (
@@ -238,7 +238,7 @@ def finish_cube(
     for dim in ("y", "x"):
         cube[dim].attrs = {}
     cube.attrs = {"crs": str(grid.crs), "transform": tuple(grid.transform)[:6], "nodata": nodata}
-    return cube.transpose("time", "band", "y", "x")
+    return attach_grid(cube.transpose("time", "band", "y", "x"), grid)
 
 
 def onto_grid(cube: xr.DataArray, grid: GeoBox) -> xr.DataArray:
@@ -266,4 +266,4 @@ def onto_grid(cube: xr.DataArray, grid: GeoBox) -> xr.DataArray:
     coords["y"] = t.f + (np.arange(ny) + 0.5) * t.e
     coords["x"] = t.c + (np.arange(nx) + 0.5) * t.a
     attrs = {**cube.attrs, "transform": tuple(t)[:6]}
-    return xr.DataArray(data, dims=cube.dims, coords=coords, attrs=attrs, name=cube.name)
+    return attach_grid(xr.DataArray(data, dims=cube.dims, coords=coords, attrs=attrs, name=cube.name), grid)

@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import math
+from typing import TypeVar
 
 import geopandas as gpd
 import shapely
+import xarray as xr
 from odc.geo import CRS
 from odc.geo.geobox import GeoBox
 from odc.geo.geom import BoundingBox
+from odc.geo.xr import assign_crs
 
 from eoshard.pipeline.errors import GridError
 
 # Sentinel-2 tile origins are multiples of 60 m, so snapping to 60 m keeps the 10, 20 and 60 m grids nested
 # and pixel-aligned with the products (no resampling where the CRS matches).
 S2_ALIGNMENT_M = 60.0
+XrT = TypeVar("XrT", xr.DataArray, xr.Dataset)
 
 
 def utm_crs_for(area: shapely.Geometry, area_crs: CRS | str = "EPSG:4326") -> CRS:
@@ -105,3 +109,21 @@ def _zoomed(base: GeoBox, factor: float) -> GeoBox:
     n = round(1 / factor)
     ny, nx = base.shape
     return base.zoom_to((ny * n, nx * n))
+
+
+def attach_grid(values: XrT, grid: GeoBox) -> XrT:
+    """``values`` (laid out on ``grid``) with its ``spatial_ref`` coordinate: ``values.odc.geobox`` is then ``grid``."""
+    if grid.crs is None:
+        raise GridError(f"the grid {grid} has no CRS: make it with grid_for_area or give GeoBox a crs")
+    return assign_crs(values, grid.crs)
+
+
+def grid_of(values: xr.DataArray | xr.Dataset) -> GeoBox:
+    """The ``GeoBox`` that a cube, label layer or patch carries (its ``spatial_ref`` and ``y``/``x``)."""
+    geobox = values.odc.geobox
+    if not isinstance(geobox, GeoBox) or geobox.crs is None:
+        raise GridError(
+            "the values carry no grid (no spatial_ref coordinate with a CRS, or no regular y/x coordinates): "
+            "make them with eoshard.pipeline (open_cube, rasterize_labels) or give them one with attach_grid"
+        )
+    return geobox

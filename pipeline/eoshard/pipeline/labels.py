@@ -19,6 +19,7 @@ from odc.geo.geobox import GeoBox
 
 from eoshard.pipeline.coverage import window_layers
 from eoshard.pipeline.errors import PipelineError
+from eoshard.pipeline.grid import attach_grid
 
 
 class InvalidGeometryWarning(UserWarning):
@@ -121,8 +122,9 @@ def rasterize_labels(
     )  # fmt: skip
     names = [n for n in LAYERS if n != "parcel_id" or id_column is not None]
     coords = grid.coordinates
-    return xr.Dataset(
+    layers = xr.Dataset(
         {name: (("y", "x"), stacked[LAYERS.index(name)].astype(_DTYPES[name])) for name in names},
         coords={"y": coords["y"].values, "x": coords["x"].values},
         attrs={"crs": str(grid.crs), "transform": tuple(grid.transform)[:6], "background": background},
     )
+    return attach_grid(layers, grid)

@@ -14,6 +14,7 @@ from rasterio.enums import Resampling
 
 from eoshard.pipeline.cube import stackstac_ready
 from eoshard.pipeline.errors import BandError, GridError, PipelineError
+from eoshard.pipeline.grid import attach_grid
 
 NODATA = 0
 
@@ -78,4 +79,4 @@ def open_paired(
     if mosaic.shape[-2:] != grid.shape:
         raise GridError(f"the HR mosaic has shape {mosaic.shape[-2:]}, expected the nested grid's {grid.shape}")
     mosaic.attrs = {"crs": str(grid.crs), "transform": tuple(grid.transform)[:6], "nodata": NODATA}
-    return mosaic.transpose("band", "y", "x")
+    return attach_grid(mosaic.transpose("band", "y", "x"), grid)

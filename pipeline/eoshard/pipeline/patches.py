@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import geopandas as gpd
@@ -10,6 +11,7 @@ import shapely
 from odc.geo.geobox import GeoBox
 
 from eoshard.pipeline.errors import GridError
+from eoshard.pipeline.grid import XrT, grid_of
 
 
 @dataclass(frozen=True)
@@ -130,3 +132,10 @@ def parcel_centred(grid: GeoBox, parcels: gpd.GeoDataFrame, size: int, *, align:
         col = min(max(col, 0), (nx - size) // align * align)
         starts.add((row, col))
     return [Patch(r, c, grid[r : r + size, c : c + size]) for r, c in sorted(starts)]
+
+
+def extract_patches(values: XrT, patches: Sequence[Patch]) -> list[XrT]:
+    """Each patch's window of ``values`` (a cube, label layers or mask on any grid nested with the patches'),
+    lazy, with its own grid: ``extract_patches(cubes["s2_20m"], patches)[0].odc.geobox`` is the patch at 20 m."""
+    grid = grid_of(values)
+    return [values.isel(y=ys, x=xs) for ys, xs in (p.window_in(grid) for p in patches)]
