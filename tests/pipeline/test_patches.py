@@ -73,3 +73,30 @@ def test_group_grids_nest_and_a_patch_knows_its_window_in_each() -> None:
     assert g2_5[patch.window_in(g2_5)].extent == patch.geobox.extent  # the same ground, 4 x 4 finer
     with pytest.raises(GridError, match="does not cover whole pixels of the 60 m grid"):
         patch_grid(base, 12, stride=4)[1].window_in(g60)  # starts at column 4: 40 m, not a whole 60 m pixel
+
+
+def test_extract_patches_cuts_any_nested_grid_and_each_window_carries_its_grid() -> None:
+    import dask.array as da
+    import numpy as np
+    import xarray as xr
+    from odc.geo.xr import xr_coords
+
+    from eoshard.pipeline import attach_grid, extract_patches, grid_of
+
+    base = GeoBox.from_bbox((600_000, 5_000_000, 601_200, 5_000_720), "EPSG:32633", resolution=10)
+    g20 = group_grid(base, 20.0)
+    coords = xr_coords(g20)
+    values = np.arange(36 * 60, dtype=np.uint16).reshape(36, 60)
+    cube = xr.DataArray(
+        da.from_array(values, chunks=8), dims=("y", "x"), coords={"y": coords["y"], "x": coords["x"]}
+    )
+    cube = attach_grid(cube, g20)
+    assert grid_of(cube) == g20
+    patches = patch_grid(base, 12, align=2)
+    windows = extract_patches(cube, patches)
+    assert len(windows) == len(patches) == 60 and windows[7].chunks is not None  # lazy
+    for patch, window in zip(patches[:13], windows[:13], strict=True):
+        assert window.odc.geobox.extent == patch.geobox.extent and window.shape == (6, 6)
+        np.testing.assert_array_equal(window.values, values[patch.window(2)])
+    with pytest.raises(GridError, match="the values carry no grid"):
+        grid_of(xr.DataArray(values, dims=("y", "x")))

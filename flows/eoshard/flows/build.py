@@ -24,11 +24,11 @@ from eoshard.flows.config import BuildConfig, ConfigError
 from eoshard.flows.products import find_products
 from eoshard.flows.shard_runner import run_shards
 from eoshard.pipeline.cube import onto_grid, open_cube, stackstac_ready
-from eoshard.pipeline.grid import grid_for_area, zoom_factor
+from eoshard.pipeline.grid import grid_for_area, group_grid, zoom_factor
 from eoshard.pipeline.indices import compute_indices, formula
 from eoshard.pipeline.labels import prepare_parcels, rasterize_labels
 from eoshard.pipeline.masks import open_valid_mask
-from eoshard.pipeline.paired import nested_grid, open_paired
+from eoshard.pipeline.paired import open_paired
 from eoshard.pipeline.patches import Patch, parcel_centred, patch_grid, select_labelled
 from eoshard.pipeline.shards.lmdb_store import part_name
 from eoshard.pipeline.shards.samples import FORMAT_VERSION, RESERVED_TENSORS
@@ -229,8 +229,8 @@ def _open_hr(
         end=config.period.end,
         collection=config.hr.collection,
     )
-    factor = round(config.grid.resolution / config.hr.resolution)
-    mosaic = open_paired(list(items), nested_grid(grid, factor), config.hr.bands, chunksize=config.grid.chunksize)
+    hr_grid = group_grid(grid, config.hr.resolution)
+    mosaic = open_paired(list(items), hr_grid, config.hr.bands, chunksize=config.grid.chunksize)
     return mosaic, [stackstac_ready(i) for i in items]
 
 

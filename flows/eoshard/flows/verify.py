@@ -49,8 +49,13 @@ def check_checksums(path: Path, manifest: dict[str, Any]) -> list[str]:
     return problems
 
 
-def read_lmdb_values(dataset: ShardedDataset, index: gpd.GeoDataFrame) -> tuple[dict[str, bytes], list[str]]:
+def read_lmdb_values(
+    dataset: ShardedDataset | Path, index: gpd.GeoDataFrame
+) -> tuple[dict[str, bytes], list[str]]:
     """Every sample's LMDB value, and the problems: missing keys, extra keys, SHA-256 mismatches."""
+    if isinstance(dataset, Path):
+        with open_shards(dataset) as opened:
+            return read_lmdb_values(opened, index)
     values = dict(dataset.lmdb_values())
     problems: list[str] = []
     expected = dict(zip(index["key"], index["lmdb_sha256"], strict=True))
