@@ -306,7 +306,7 @@ def test_open_dataset_gives_the_samples_with_real_coordinates(built: Path, tmp_p
     x0, y0, x1, y1 = row.geometry.bounds
     assert ds.easting_s2_20m.sel(sample=row.key).values[[0, -1]].tolist() == [x0 + 10, x1 - 10]
     assert ds.northing.sel(sample=row.key).values[[0, -1]].tolist() == [y1 - 5, y0 + 5]
-    assert ds.transform.sel(sample=row.key).values.tolist() == list(row.transform)
+    assert ds.transform.sel(sample=row.key).values.tolist() == list(row["transform"])
     assert ds.split.sel(sample=row.key) == row.split
     train = ds.s2_10m.where(ds.split == "train", drop=True)
     assert train.sizes["sample"] == (index["split"] == "train").sum()

@@ -208,8 +208,6 @@ def index_cube(cubes: dict[str, xr.DataArray], grid: GeoBox, indices: dict[str, 
     coords = {k: v for k, v in layers[0].coords.items()}
     cube = xr.DataArray(stacked, coords={**coords, "band": list(indices)}, name=INDEX_GROUP)
     cube.attrs = {
-        "crs": str(grid.crs),
-        "transform": tuple(grid.transform)[:6],
         "nodata": float("nan"),
         "expressions": {name: formula(expr) for name, expr in indices.items()},
     }

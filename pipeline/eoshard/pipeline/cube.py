@@ -14,7 +14,7 @@ from rasterio.enums import Resampling
 
 from eoshard.pipeline.cube_odc import odc_band_group
 from eoshard.pipeline.errors import BandError, PipelineError
-from eoshard.pipeline.grid import attach_grid, group_grid
+from eoshard.pipeline.grid import attach_grid, grid_of, group_grid
 from eoshard.pipeline.items import acquisition_key, stackstac_ready
 from eoshard.pipeline.reflectance import acquisition_baselines, to_reflectance
 from eoshard.pipeline.sensors import (
@@ -237,7 +237,7 @@ def finish_cube(
         )
     for dim in ("y", "x"):
         cube[dim].attrs = {}
-    cube.attrs = {"crs": str(grid.crs), "transform": tuple(grid.transform)[:6], "nodata": nodata}
+    cube.attrs = {"nodata": nodata}
     return attach_grid(cube.transpose("time", "band", "y", "x"), grid)
 
 
@@ -246,16 +246,17 @@ def onto_grid(cube: xr.DataArray, grid: GeoBox) -> xr.DataArray:
 
     Lazy and exact: a 20 m pixel becomes its 2 x 2 10 m pixels, with ``grid``'s pixel-centre coordinates.
     """
-    res = abs(float(cube.attrs["transform"][0]))
-    f = round(res / abs(grid.resolution.x))
+    source = grid_of(cube)
+    res, base = abs(source.resolution.x), abs(grid.resolution.x)
+    f = round(res / base)
     ny, nx = grid.shape
-    t = grid.transform
-    origin = (cube.attrs["transform"][2], cube.attrs["transform"][5])
+    t, s = grid.transform, source.transform
     shape = (cube.sizes["y"] * f, cube.sizes["x"] * f)
-    if f < 1 or f * abs(grid.resolution.x) != res or shape != (ny, nx) or origin != (t.c, t.f):
+    moved = max(abs(s.c - t.c), abs(s.f - t.f))
+    if f < 1 or f * base != res or shape != (ny, nx) or moved > 1e-6 * base or source.crs != grid.crs:
         raise PipelineError(
             f"a {res:g} m cube of {cube.sizes['y']} x {cube.sizes['x']} px does not nest in the "
-            f"{abs(grid.resolution.x):g} m grid of {ny} x {nx} px: build both from the same grid"
+            f"{base:g} m grid of {ny} x {nx} px: build both from the same grid"
         )
     data = (
         cube.data
@@ -265,5 +266,5 @@ def onto_grid(cube: xr.DataArray, grid: GeoBox) -> xr.DataArray:
     coords = {k: v for k, v in cube.coords.items() if "y" not in v.dims and "x" not in v.dims}
     coords["y"] = t.f + (np.arange(ny) + 0.5) * t.e
     coords["x"] = t.c + (np.arange(nx) + 0.5) * t.a
-    attrs = {**cube.attrs, "transform": tuple(t)[:6]}
-    return attach_grid(xr.DataArray(data, dims=cube.dims, coords=coords, attrs=attrs, name=cube.name), grid)
+    coords.pop("spatial_ref", None)
+    return attach_grid(xr.DataArray(data, dims=cube.dims, coords=coords, attrs=cube.attrs, name=cube.name), grid)

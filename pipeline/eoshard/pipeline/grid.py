@@ -11,7 +11,7 @@ import xarray as xr
 from odc.geo import CRS
 from odc.geo.geobox import GeoBox
 from odc.geo.geom import BoundingBox
-from odc.geo.xr import assign_crs
+from odc.geo.xr import xr_coords
 
 from eoshard.pipeline.errors import GridError
 
@@ -112,10 +112,11 @@ def _zoomed(base: GeoBox, factor: float) -> GeoBox:
 
 
 def attach_grid(values: XrT, grid: GeoBox) -> XrT:
-    """``values`` (laid out on ``grid``) with its ``spatial_ref`` coordinate: ``values.odc.geobox`` is then ``grid``."""
+    """``values`` (laid out on ``grid``) with its ``spatial_ref`` coordinate: ``values.odc.geobox`` is then ``grid``,
+    and a window of them (``isel``) knows its own grid, one-pixel windows included (``GeoTransform``)."""
     if grid.crs is None:
         raise GridError(f"the grid {grid} has no CRS: make it with grid_for_area or give GeoBox a crs")
-    return assign_crs(values, grid.crs)
+    return values.assign_coords(spatial_ref=xr_coords(grid)["spatial_ref"])
 
 
 def grid_of(values: xr.DataArray | xr.Dataset) -> GeoBox:

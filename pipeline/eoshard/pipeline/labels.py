@@ -125,6 +125,6 @@ def rasterize_labels(
     layers = xr.Dataset(
         {name: (("y", "x"), stacked[LAYERS.index(name)].astype(_DTYPES[name])) for name in names},
         coords={"y": coords["y"].values, "x": coords["x"].values},
-        attrs={"crs": str(grid.crs), "transform": tuple(grid.transform)[:6], "background": background},
+        attrs={"background": background},
     )
     return attach_grid(layers, grid)

@@ -77,5 +77,5 @@ def open_paired(
     mosaic = stackstac.mosaic(stack, dim="time", nodata=NODATA)
     if mosaic.shape[-2:] != grid.shape:
         raise GridError(f"the HR mosaic has shape {mosaic.shape[-2:]}, expected the nested grid's {grid.shape}")
-    mosaic.attrs = {"crs": str(grid.crs), "transform": tuple(grid.transform)[:6], "nodata": NODATA}
+    mosaic.attrs = {"nodata": NODATA}
     return attach_grid(mosaic.transpose("band", "y", "x"), grid)
