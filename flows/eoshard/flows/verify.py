@@ -16,6 +16,7 @@ from safetensors.numpy import load
 
 from eoshard.flows.config import BuildConfig
 from eoshard.pipeline.errors import DatasetError
+from eoshard.pipeline.grid import grid_of
 from eoshard.pipeline.shards.layout import BUILD_DIR
 from eoshard.pipeline.shards.reader import ShardedDataset, open_shards, read_layout
 
@@ -70,7 +71,7 @@ def read_lmdb_values(
 def compare_zarr_with_lmdb(
     path: Path, manifest: dict[str, Any], rows: gpd.GeoDataFrame, values: dict[str, bytes]
 ) -> list[str]:
-    group = zarr.open_group(str(path / "data.zarr"), mode="r")
+    group = open_shards(path).zarr_group()
     problems = []
     for row in rows.itertuples():
         if row.key not in values:
@@ -99,7 +100,7 @@ def compare_with_sources(path: Path, manifest: dict[str, Any], rows: gpd.GeoData
 
     Float groups are compared after the same transform as the build's (reflectance, indices), NaN equal to NaN.
     """
-    from eoshard.flows.build import nested_window, plan_build
+    from eoshard.flows.build import plan_build
 
     plan_data = json.loads((path / BUILD_DIR / "plan.json").read_text())
     config_data = plan_data["config"]
@@ -107,18 +108,19 @@ def compare_with_sources(path: Path, manifest: dict[str, Any], rows: gpd.GeoData
     config = BuildConfig.model_validate(config_data, context={"base_dir": path})
     plan = plan_build(config)
     by_key = {p.key: p for p in plan.patches}
-    group = zarr.open_group(str(path / "data.zarr"), mode="r")
+    grids = {name: grid_of(cube) for name, cube in plan.cubes.items()}  # each group's own nested grid
+    group = open_shards(path).zarr_group()
     problems = []
     for row in rows.itertuples():
         patch = by_key[row.key]
         kept = read_slot(group, "time_mask", row.zarr_index)
         for name, cube in plan.cubes.items():
-            rs, cs = patch.window(plan.factors[name])
+            rs, cs = patch.window_in(grids[name])
             (source,) = dask.compute(cube.data[..., rs, cs], scheduler="synchronous")
             if not same(source[kept], read_slot(group, name, row.zarr_index)[kept]):
                 problems.append(f"sample {row.key}: group {name} differs from the source pixels")
         if plan.hr is not None:
-            rs, cs = nested_window(patch, plan.hr_factor)
+            rs, cs = patch.window_in(grid_of(plan.hr))
             (source,) = dask.compute(plan.hr.data[:, rs, cs], scheduler="synchronous")
             if not same(source, read_slot(group, "hr", row.zarr_index)):
                 problems.append(f"sample {row.key}: hr differs from the source pixels")
