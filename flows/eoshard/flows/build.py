@@ -24,7 +24,7 @@ from eoshard.flows.config import BuildConfig, ConfigError
 from eoshard.flows.products import find_products
 from eoshard.flows.shard_runner import run_shards
 from eoshard.pipeline.cube import onto_grid, open_cube, stackstac_ready
-from eoshard.pipeline.grid import grid_for_area, group_grid, zoom_factor
+from eoshard.pipeline.grid import grid_for_area, grid_of, group_factor, group_grid
 from eoshard.pipeline.indices import compute_indices, formula
 from eoshard.pipeline.labels import prepare_parcels, rasterize_labels
 from eoshard.pipeline.masks import open_valid_mask
@@ -73,7 +73,7 @@ class BuildPlan:
 
     def label_factor(self, layer: str) -> int:
         assert self.labels is not None
-        return self.grid.shape[0] // self.labels[layer].sizes["y"]
+        return group_factor(self.grid, grid_of(self.labels[layer]))
 
     def shards(self) -> list[list[Patch]]:
         size = self.config.output.shard_size
@@ -182,7 +182,7 @@ def plan_build(config: BuildConfig, items: Sequence[pystac.Item] | None = None) 
 
 def group_factors(grid: GeoBox, cubes: Mapping[str, xr.DataArray]) -> dict[str, int]:
     """How many base pixels one pixel of each group holds along each axis."""
-    return {name: int(zoom_factor(grid, abs(float(c.x[1] - c.x[0])))) for name, c in cubes.items()}
+    return {name: group_factor(grid, grid_of(cube)) for name, cube in cubes.items()}
 
 
 def _check_index_names(config: BuildConfig, layers: Sequence[str]) -> None:
