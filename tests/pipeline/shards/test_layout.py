@@ -127,3 +127,13 @@ def test_no_manifest_or_no_json_is_a_dataset_error(tmp_path: Path) -> None:
     (tmp_path / "dataset.json").write_text('{"format_version": "1.0",')
     with pytest.raises(ManifestError, match="is not valid JSON"):
         read_layout(tmp_path)
+
+
+def test_open_dataset_of_an_lmdb_only_dataset_says_what_to_do(tmp_path: Path) -> None:
+    from eoshard.pipeline import open_dataset
+
+    (tmp_path / "dataset.json").write_text(json.dumps(_layout(zarr=None).to_manifest()))
+    with pytest.raises(
+        DatasetError, match=r"was built without Zarr \(formats: lmdb only\): read its samples from"
+    ):
+        open_dataset(tmp_path)

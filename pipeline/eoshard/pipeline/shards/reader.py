@@ -7,7 +7,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any, cast
+from typing import cast
 
 import geopandas as gpd
 import lmdb
@@ -114,8 +114,3 @@ def open_shards(path: Path | str) -> ShardedDataset:
     """The finished dataset at ``path`` (a ``DatasetError`` when it is not one)."""
     root = Path(path)
     return ShardedDataset(root, read_layout(root))
-
-
-def manifest_of(data: Any) -> dict[str, Any]:
-    """``dataset.json`` as a JSON object, from a layout or an already read object."""
-    return data.to_manifest() if isinstance(data, DatasetLayout) else dict(data)
