@@ -70,6 +70,9 @@ def config(root: Path, source: Path, out: Path) -> Path:
     return path
 
 
+CPU_SECONDS: dict[str, float] = {}  # the last build's CPU seconds, summed over its processes
+
+
 def build(path: Path, workers: int) -> tuple[float, int]:
     """Wall time (the whole command: planning, cluster start, shards, manifest) and peak RSS of its process tree."""
     out = Path(yaml.safe_load(path.read_text())["output"]["path"])
@@ -81,12 +84,18 @@ def build(path: Path, workers: int) -> tuple[float, int]:
     )
     peak, done = 0, threading.Event()
 
+    cpu: dict[int, float] = {}
+
     def sample() -> None:
         nonlocal peak
         parent = psutil.Process(process.pid)
         while not done.is_set():
             with contextlib.suppress(psutil.Error):
-                peak = max(peak, sum(p.memory_info().rss for p in [parent, *parent.children(recursive=True)]))
+                procs = [parent, *parent.children(recursive=True)]
+                peak = max(peak, sum(p.memory_info().rss for p in procs))
+                for p in procs:
+                    times = p.cpu_times()
+                    cpu[p.pid] = max(cpu.get(p.pid, 0.0), times.user + times.system)
             time.sleep(0.1)
 
     thread = threading.Thread(target=sample)
@@ -96,6 +105,7 @@ def build(path: Path, workers: int) -> tuple[float, int]:
     thread.join()
     if process.returncode != 0:
         raise SystemExit(f"build failed: {err.decode()[-3000:]}")
+    CPU_SECONDS["last"] = sum(cpu.values())
     return time.perf_counter() - start, peak
 
 
@@ -177,6 +187,33 @@ def planning(path: Path) -> tuple[float, int, int]:
     return time.perf_counter() - start, len(plan.patches), len(plan.shards())
 
 
+def scheduler_seconds_per_task(workers: int, n: int = 2000) -> float:
+    """Scheduler and transfer overhead of one task: ``n`` no-op tasks on a LocalCluster like the build's."""
+    from distributed import Client, LocalCluster
+
+    with (
+        LocalCluster(n_workers=workers, threads_per_worker=1, dashboard_address=":0") as cluster,
+        Client(cluster) as c,
+    ):
+        c.gather(c.map(int, range(100)))  # warm
+        start = time.perf_counter()
+        c.gather(c.map(int, range(100, 100 + n), pure=False))
+        return (time.perf_counter() - start) / n
+
+
+def project(n_shards: int, cpu_s: float, fetched: int, out_bytes: int, per_task: float, quarters: int) -> None:
+    """100 workers x 100 tiles from this run's per-shard figures (a tile is ``quarters`` x this AOI)."""
+    shards = n_shards * quarters * 100
+    cpu_per_shard = cpu_s / n_shards
+    wall_h = shards * cpu_per_shard / 100 / 3600
+    print(f"projection, 100 tiles on 100 single-core workers: {shards} shard tasks, {cpu_per_shard:.2f} CPU s and "
+          f"{fetched / n_shards / 2**20:.1f} MiB in, {out_bytes / n_shards / 2**20:.1f} MiB out per shard -> "
+          f"{wall_h:.2f} h of wall time if CPU-bound, {fetched * quarters * 100 / 2**40:.2f} TiB read, "
+          f"{out_bytes * quarters * 100 / 2**40:.2f} TiB written, each worker reading "
+          f"{fetched / n_shards / cpu_per_shard / 2**20:.1f} MiB/s; scheduler {per_task * 1000:.2f} ms per task "
+          f"-> {shards * per_task / 60:.1f} min of scheduler time in all")  # fmt: skip
+
+
 def median(runs: list[float]) -> float:
     return statistics.median(runs)
 
@@ -201,16 +238,18 @@ def main() -> None:
     print(f"plan: {n_patches} patches in {n_shards} shards, {n_shards} shard tasks (+1 scattered input); "
           f"planning {plan_s:.1f} s")  # fmt: skip
 
-    runs, peaks = [], []
+    runs, peaks, cpus = [], [], []
     for _ in range(args.repeat):
         seconds, peak = build(local, args.workers)
         runs.append(seconds)
         peaks.append(peak)
+        cpus.append(CPU_SECONDS["last"])
+    out_bytes = sum(p.stat().st_size for p in (work / "out-local").rglob("*") if p.is_file())
     manifest = json.loads((work / "out-local" / "dataset.json").read_text())
     build_s = median(runs)
     print(f"build, local files, {args.workers} workers: runs {[round(r, 1) for r in runs]} s, median {build_s:.1f} s, "
           f"{manifest['n_samples']} samples = {manifest['n_samples'] / build_s:.2f} samples/s, "
-          f"peak RSS {max(peaks) / 2**20:.0f} MiB")  # fmt: skip
+          f"peak RSS {max(peaks) / 2**20:.0f} MiB, {median(cpus):.0f} CPU s, {out_bytes / 2**20:.0f} MiB written")  # fmt: skip
 
     blocks = needed_blocks(big, manifest)
     floors = [floor(blocks, args.workers) for _ in range(args.repeat)]
@@ -245,6 +284,9 @@ def main() -> None:
     print(f"peak RSS: {small_peak / 2**20:.0f} MiB at {args.small}, {max(peaks) / 2**20:.0f} MiB at {args.scale} "
           f"({area:.1f}x the area)")  # fmt: skip
 
+    per_task = scheduler_seconds_per_task(args.workers)
+    quarters = round((10980 / SCALES[args.scale]) ** 2)
+    project(n_shards, median(cpus), fetched, out_bytes, per_task, quarters)
     print(f"load average at end: {os.getloadavg()}")
     print(f"ratio build/floor: {build_s / floor_s:.2f}")
     print(f"ratio naive/build: {(manifest['n_samples'] / build_s) / naive_rate:.2f}")

@@ -76,3 +76,18 @@ def test_aoi_that_overlaps_no_product(config_for) -> None:
         "intersects the AOI",
         "check the AOI and its CRS, widen the period or raise max_cloud",
     )
+
+
+def test_labelled_mode_without_labels(config_for) -> None:
+    path = config_for(patches={"mode": "labelled"})
+    _assert_clean_failure(
+        _run("build", str(path)), 2, "patches.mode 'labelled' needs labels: add a labels section"
+    )
+
+
+def test_inspect_and_verify_of_a_newer_or_broken_dataset(tmp_path: Path) -> None:
+    (tmp_path / "dataset.json").write_text('{"format_version": "9.0"}')
+    for command in ("inspect", "verify"):
+        _assert_clean_failure(_run(command, str(tmp_path)), 1, "format 9.0 is newer than this eoshard reads")
+    (tmp_path / "dataset.json").write_text('{"format_version": "1.0", "name": "x"}')
+    _assert_clean_failure(_run("inspect", str(tmp_path)), 1, "which are missing", "rebuild the dataset")

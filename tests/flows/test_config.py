@@ -94,3 +94,19 @@ def test_missing_and_malformed_files(tmp_path: Path) -> None:
     bad.write_text("- a list\n- not a mapping\n")
     with pytest.raises(ConfigError, match="expected a YAML mapping of settings, got list"):
         load_config(bad)
+
+
+@pytest.mark.parametrize("mode", ["labelled", "parcels"])
+def test_a_patch_mode_that_needs_labels_is_refused_with_the_config(tmp_path: Path, mode: str) -> None:
+    data = _valid(tmp_path)
+    data["patches"] = {"mode": mode}
+    assert parse_config(data, tmp_path).patches.mode == mode  # with labels: fine
+    data.pop("labels")
+    with pytest.raises(ConfigError, match=f"patches.mode '{mode}' needs labels: add a labels section"):
+        parse_config(data, tmp_path)
+
+
+def test_config_errors_are_flows_errors() -> None:
+    from eoshard.flows.errors import FlowsError
+
+    assert issubclass(ConfigError, FlowsError) and issubclass(ConfigError, ValueError)

@@ -2,20 +2,12 @@
 
 from __future__ import annotations
 
-import dask
 import numpy as np
 import pytest
 
 from eoshard.flows.build import plan_build
 from eoshard.flows.config import parse_config
-
-
-class ComputeCalledError(RuntimeError):
-    pass
-
-
-def _forbid(*args: object, **kwargs: object) -> None:
-    raise ComputeCalledError("something computed while the build was being planned")
+from tests.laziness import ComputeCalledError, computing_forbidden
 
 
 @pytest.fixture
@@ -34,7 +26,7 @@ def demo_config(demo_data, tmp_path):
 
 
 def test_planning_computes_nothing(demo_config) -> None:
-    with dask.config.set(scheduler=_forbid), pytest.warns(UserWarning, match="were repaired"):
+    with computing_forbidden(), pytest.warns(UserWarning, match="were repaired"):
         plan = plan_build(demo_config)
     assert sorted(plan.cubes) == ["s2_10m", "s2_20m", "s2_60m"]
     assert {name: c.shape[1:] for name, c in plan.cubes.items()} == {
@@ -45,7 +37,7 @@ def test_planning_computes_nothing(demo_config) -> None:
     assert plan.labels is not None
     assert sorted(plan.labels.data_vars) == ["class", "coverage", "double_full", "double_partial", "parcel_id"]
     # the guard is real: computing anything under it raises
-    with dask.config.set(scheduler=_forbid), pytest.raises(ComputeCalledError):
+    with computing_forbidden(), pytest.raises(ComputeCalledError):
         plan.cubes["s2_60m"].isel(time=0).max().compute()
 
 

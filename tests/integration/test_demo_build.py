@@ -296,3 +296,48 @@ def test_reading_through_the_cubes_graph_gives_the_same_bytes(built: Path, demo_
     graph = {k: v for k, v in dataset_files(out).items() if not k.startswith("_build")}
     assert sorted(direct) == sorted(graph) and [k for k in direct if direct[k] != graph[k]] == []
     assert lmdb_contents(built) == lmdb_contents(out)
+
+
+def test_the_manifest_is_the_layout_value_as_written(built: Path) -> None:
+    from eoshard.pipeline import read_layout
+
+    layout = read_layout(built)
+    assert json.dumps(layout.to_manifest(), indent=2) == (built / "dataset.json").read_text()
+    s2_20m = layout.groups["s2_20m"]
+    assert (s2_20m.bands, s2_20m.factor, s2_20m.resolution) == (("B11",), 2, 20.0)
+    assert s2_20m.grid(layout.grid).shape == tuple(-(-n // 2) for n in layout.grid.shape)
+    assert s2_20m.shape[2:] == (24, 24) and layout.labels is not None and "class" in layout.labels.layers
+
+
+def test_open_dataset_gives_the_samples_with_real_coordinates(built: Path, tmp_path: Path) -> None:
+    from eoshard.pipeline import open_dataset, sample_image
+
+    ds = open_dataset(built)
+    index = gpd.read_parquet(built / "index.parquet")
+    manifest = json.loads((built / "dataset.json").read_text())
+    assert list(ds.sample.values) == list(index["key"]) and ds.attrs["crs"] == "EPSG:32632"
+    assert [str(t)[:19] for t in ds.time.values] == manifest["dates"]
+    assert list(ds.band_s2_10m.values) == ["B02", "B03", "B04", "B08"] and list(ds.band_s2_20m.values) == ["B11"]
+    assert ds.s2_10m.chunks is not None  # lazy
+    group = zarr.open_group(str(built / "data.zarr"), mode="r")
+    row = index.iloc[2]
+    np.testing.assert_array_equal(ds.s2_20m.sel(sample=row.key).values, group["s2_20m"][row.zarr_index])
+    np.testing.assert_array_equal(ds["class"].sel(sample=row.key).values, group["class"][row.zarr_index])
+    x0, y0, x1, y1 = row.geometry.bounds
+    assert ds.easting_s2_20m.sel(sample=row.key).values[[0, -1]].tolist() == [x0 + 10, x1 - 10]
+    assert ds.northing.sel(sample=row.key).values[[0, -1]].tolist() == [y1 - 5, y0 + 5]
+    assert ds.transform.sel(sample=row.key).values.tolist() == list(row["transform"])
+    assert ds.split.sel(sample=row.key) == row.split
+    train = ds.s2_10m.where(ds.split == "train", drop=True)
+    assert train.sizes["sample"] == (index["split"] == "train").sum()
+    image = sample_image(ds, row.key, "s2_10m")
+    assert image.odc.geobox.extent.boundingbox.bbox == pytest.approx((x0, y0, x1, y1))
+    assert image.odc.geobox.crs.epsg == 32632 and image.dims == ("time", "band", "y", "x")
+    with lmdb.open(str(built / "data.lmdb" / row.lmdb_part), readonly=True, lock=False) as env, env.begin() as txn:
+        sample = load(txn.get(row.key.encode()))
+    kept = group["time_mask"][row.zarr_index]
+    np.testing.assert_array_equal(image.sel(band="B04").values[kept], sample["B04"])
+    image.isel(time=int(np.flatnonzero(kept)[0])).sel(band="B04").plot()
+    plt.savefig(tmp_path / "b04.png")
+    plt.close("all")
+    assert (tmp_path / "b04.png").stat().st_size > 1000

@@ -11,6 +11,7 @@ from odc.geo.geobox import GeoBox
 from rasterio.windows import from_bounds
 
 from eoshard.pipeline.cube import open_cube
+from eoshard.pipeline.grid import attach_grid
 from eoshard.pipeline.indices import STANDARD_INDICES, ExpressionError, compute_indices, expression_bands
 from tests.pipeline.test_cube_engines import demo_grid, demo_items, source_item
 
@@ -74,12 +75,12 @@ def test_indices_equal_numpy_on_the_source_pixels(demo_data, reflectance: bool) 
 
 def test_nodata_and_zero_denominators_are_nan() -> None:
     dn = np.array([[[[0, 1000, 1500]], [[0, 1000, 2500]]]], np.uint16)  # (time, band, y, x): B04, B08
-    cube = xr.DataArray(
+    grid = GeoBox((1, 3), Affine(10.0, 0.0, 0.0, 0.0, -10.0, 10.0), "EPSG:32632")
+    cube = attach_grid(xr.DataArray(
         dn, dims=("time", "band", "y", "x"),
         coords={"band": ["B04", "B08"], "y": [5.0], "x": [5.0, 15.0, 25.0], "boa_offset": ("time", [-1000])},
-        attrs={"transform": (10.0, 0.0, 0.0, 0.0, -10.0, 10.0), "nodata": 0},
-    ).chunk({"x": 1})  # fmt: skip
-    grid = GeoBox((1, 3), Affine(*cube.attrs["transform"]), "EPSG:32632")
+        attrs={"nodata": 0},
+    ).chunk({"x": 1}), grid)  # fmt: skip
     ndvi = compute_indices({"s2_10m": cube}, grid, {"ndvi": "ndvi"})["ndvi"]
     assert ndvi.chunks is not None  # lazy
     # nodata, then 0 / 0 (both bands at reflectance 0), then (0.15 - 0.05) / (0.15 + 0.05) in float32

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dask
 import geopandas as gpd
 import numpy as np
 import pytest
@@ -11,6 +10,7 @@ from eoshard.pipeline.cube import open_cube
 from eoshard.pipeline.indices import STANDARD_INDICES, compute_indices
 from eoshard.pipeline.labels import rasterize_labels
 from eoshard.pipeline.masks import open_valid_mask, valid_fraction
+from tests.laziness import ComputeCalledError, computing_forbidden
 from tests.pipeline.test_cube_engines import demo_grid, demo_items
 
 pytestmark = pytest.mark.filterwarnings(
@@ -19,19 +19,11 @@ pytestmark = pytest.mark.filterwarnings(
 BANDS = ["B01", "B03", "B04", "B08", "B11", "B12", "SCL"]
 
 
-class ComputeCalledError(AssertionError):
-    pass
-
-
-def _forbid(*args, **kwargs):  # type: ignore[no-untyped-def]
-    raise ComputeCalledError("something was computed while the cube was being built")
-
-
 @pytest.mark.parametrize("engine", ["stackstac", "odc-stac"])
 def test_building_cubes_and_labels_computes_nothing(demo_data, engine) -> None:
     items, grid = demo_items(demo_data.catalog), demo_grid(demo_data.aoi)
     parcels = gpd.read_file(demo_data.parcels)
-    with dask.config.set(scheduler=_forbid):
+    with computing_forbidden():
         cubes = open_cube(items, grid, BANDS, engine=engine, chunksize=256)
         reflectance = open_cube(items, grid, ["B04"], engine=engine, reflectance=True)
         mask = open_valid_mask(items, grid, engine=engine)

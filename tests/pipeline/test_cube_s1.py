@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
-import dask
 import numpy as np
 import pystac
 import pytest
@@ -14,12 +13,12 @@ import xarray as xr
 from rasterio.features import rasterize
 from rasterio.windows import from_bounds
 
-from eoshard.flows.config import BuildConfig, ConfigError
+from eoshard.flows.config import ConfigError, parse_config
 from eoshard.flows.demo.world import WORLD_CRS, make_world
 from eoshard.pipeline.cube import open_band_group, open_cube, stackstac_ready
 from eoshard.pipeline.errors import BandError, PipelineError
+from tests.laziness import ComputeCalledError, computing_forbidden
 from tests.pipeline.test_cube_engines import demo_grid, demo_items
-from tests.pipeline.test_cube_lazy import ComputeCalledError, _forbid
 
 pytestmark = pytest.mark.filterwarnings(
     "ignore:Dataset has no geotransform:rasterio.errors.NotGeoreferencedWarning"
@@ -119,7 +118,7 @@ def test_backscatter_follows_the_demo_world(demo_data, both) -> None:
 def test_building_the_s1_group_computes_nothing(demo_data, both) -> None:
     s2_items, s1 = both
     grid = demo_grid(demo_data.aoi)
-    with dask.config.set(scheduler=_forbid):
+    with computing_forbidden():
         for engine in ("stackstac", "odc-stac"):
             cubes = open_cube(s2_items + s1, grid, ["B04", "vv", "vh"], engine=engine, chunksize=256)  # type: ignore[arg-type]
         with pytest.raises(ComputeCalledError):
@@ -142,21 +141,20 @@ def test_a_band_of_the_other_sensor_is_a_band_error(demo_data, both) -> None:
         open_band_group(s1, grid, ["B08"])
 
 
-def test_the_build_refuses_s1_bands_for_now(demo_data, tmp_path: Path) -> None:
-    from eoshard.flows.build import plan_build
-
-    config = BuildConfig.model_validate(
-        {
-            "name": "s1",
-            "catalog": {"source": str(demo_data.catalog), "collection": "sentinel-2-l2a"},
-            "aoi": str(demo_data.aoi),
-            "period": {"start": "2024-04-01", "end": "2024-09-30"},
-            "bands": ["B04", "vv", "vh"],
-            "output": {"path": str(tmp_path / "out")},
-        }
-    )
-    with pytest.raises(ConfigError, match=r"bands \['vv', 'vh'\] are Sentinel-1 bands"):
-        plan_build(config)
+def test_the_build_config_refuses_s1_bands_for_now(demo_data, tmp_path: Path) -> None:
+    data = {
+        "name": "s1",
+        "catalog": {"source": str(demo_data.catalog), "collection": "sentinel-2-l2a"},
+        "aoi": str(demo_data.aoi),
+        "period": {"start": "2024-04-01", "end": "2024-09-30"},
+        "bands": ["B04", "vv", "vh"],
+        "output": {"path": str(tmp_path / "out")},
+    }
+    with pytest.raises(ConfigError, match=r"bands \['vv', 'vh'\] are Sentinel-1 bands") as info:
+        parse_config(data, tmp_path)  # checked with the config, before any search
+    assert "open Sentinel-1 cubes in Python with eoshard.pipeline.open_cube" in str(info.value)
+    data["bands"] = ["B04"]
+    assert parse_config(data, tmp_path).bands == ("B04",)
 
 
 def test_s1_groups_of_both_engines_are_identical(demo_data, both) -> None:

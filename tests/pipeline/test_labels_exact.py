@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dask
 import geopandas as gpd
 import numpy as np
 import pytest
@@ -13,6 +12,7 @@ from shapely.geometry import Polygon, box
 
 from eoshard.pipeline.labels import rasterize_labels
 from tests.conftest import shared_path
+from tests.laziness import computing_forbidden
 
 
 def reference(parcels: gpd.GeoDataFrame, grid: GeoBox, class_column: str, id_column: str) -> dict[str, np.ndarray]:
@@ -104,11 +104,7 @@ def test_adversarial_shapes() -> None:
 def test_any_chunking_gives_the_same_layers_and_nothing_computes_early() -> None:
     parcels = _synthetic().iloc[:8]
     grid = _grid(0, 0, 25, 4.0, "EPSG:32633")
-
-    def forbid(*args, **kwargs):
-        raise AssertionError("computed while building the label layers")
-
-    with dask.config.set(scheduler=forbid):
+    with computing_forbidden():
         layers = [
             rasterize_labels(parcels, grid, class_column="code", id_column="pid", chunksize=c) for c in (5, 8, 64)
         ]

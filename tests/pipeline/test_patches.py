@@ -8,6 +8,7 @@ import shapely
 from odc.geo.geobox import GeoBox
 
 from eoshard.pipeline.errors import GridError
+from eoshard.pipeline.grid import group_factor, group_grid, zoom_factor
 from eoshard.pipeline.patches import labelled_fractions, parcel_centred, patch_grid, select_labelled, stripe_order
 
 GRID = GeoBox.from_bbox((500000, 4000000, 501200, 4000600), "EPSG:32633", resolution=10)  # 60 x 120 px
@@ -65,3 +66,50 @@ def test_stripe_order_walks_down_stripes_aligned_to_the_blocks() -> None:
         (0, 6), (0, 8), (2, 6), (2, 8),  # columns 6..9
     ]  # fmt: skip
     assert sorted(ordered, key=lambda p: (p.row, p.col)) == patches
+
+
+def test_group_grids_nest_and_a_patch_knows_its_window_in_each() -> None:
+    base = GeoBox.from_bbox((600_000, 5_000_000, 601_200, 5_000_720), "EPSG:32633", resolution=10)
+    assert base.shape == (72, 120)
+    g20, g60, g2_5 = group_grid(base, 20.0), group_grid(base, 60.0), group_grid(base, 2.5)
+    assert (g20.shape, g60.shape, g2_5.shape) == ((36, 60), (12, 20), (288, 480))
+    assert g60.transform.c == base.transform.c and g60.transform.f == base.transform.f
+    assert group_grid(base, 10.0) is base
+    assert (zoom_factor(base, 60.0), zoom_factor(base, 2.5), group_factor(base, g20)) == (6.0, 0.25, 2)
+    with pytest.raises(GridError, match="a 15 m group does not nest in the 10 m grid"):
+        group_grid(base, 15.0)
+    (patch,) = [p for p in patch_grid(base, 12, align=6) if (p.row, p.col) == (24, 36)]
+    assert patch.window_in(base) == patch.window(1) == (slice(24, 36), slice(36, 48))
+    assert patch.window_in(g20) == patch.window(2) == (slice(12, 18), slice(18, 24))
+    assert patch.window_in(g60) == patch.window(6) == (slice(4, 6), slice(6, 8))
+    assert patch.window_in(g2_5) == (slice(96, 144), slice(144, 192))
+    assert g2_5[patch.window_in(g2_5)].extent == patch.geobox.extent  # the same ground, 4 x 4 finer
+    with pytest.raises(GridError, match="does not cover whole pixels of the 60 m grid"):
+        patch_grid(base, 12, stride=4)[1].window_in(g60)  # starts at column 4: 40 m, not a whole 60 m pixel
+
+
+def test_extract_patches_cuts_any_nested_grid_and_each_window_carries_its_grid() -> None:
+    import dask.array as da
+    import numpy as np
+    import xarray as xr
+    from odc.geo.xr import xr_coords
+
+    from eoshard.pipeline import attach_grid, extract_patches, grid_of
+
+    base = GeoBox.from_bbox((600_000, 5_000_000, 601_200, 5_000_720), "EPSG:32633", resolution=10)
+    g20 = group_grid(base, 20.0)
+    coords = xr_coords(g20)
+    values = np.arange(36 * 60, dtype=np.uint16).reshape(36, 60)
+    cube = xr.DataArray(
+        da.from_array(values, chunks=8), dims=("y", "x"), coords={"y": coords["y"], "x": coords["x"]}
+    )
+    cube = attach_grid(cube, g20)
+    assert grid_of(cube) == g20
+    patches = patch_grid(base, 12, align=2)
+    windows = extract_patches(cube, patches)
+    assert len(windows) == len(patches) == 60 and windows[7].chunks is not None  # lazy
+    for patch, window in zip(patches[:13], windows[:13], strict=True):
+        assert window.odc.geobox.extent == patch.geobox.extent and window.shape == (6, 6)
+        np.testing.assert_array_equal(window.values, values[patch.window(2)])
+    with pytest.raises(GridError, match="the values carry no grid"):
+        grid_of(xr.DataArray(values, dims=("y", "x")))

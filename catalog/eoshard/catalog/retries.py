@@ -10,6 +10,8 @@ from typing import Any, Self
 from urllib3.exceptions import MaxRetryError
 from urllib3.util.retry import Retry
 
+from eoshard.catalog.errors import CatalogError
+
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 
 
@@ -43,7 +45,7 @@ class RetryPolicy:
         )
 
 
-class RetryBudgetError(Exception):
+class RetryBudgetError(CatalogError, TimeoutError):
     """The retry budget is spent (or a Retry-After asks to wait past it)."""
 
 

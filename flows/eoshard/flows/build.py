@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -24,13 +25,12 @@ from eoshard.flows.products import find_products
 from eoshard.flows.shard_runner import DirectShard, run_shards
 from eoshard.pipeline.cube import band_groups, onto_grid, open_cube, stackstac_ready
 from eoshard.pipeline.direct import group_source, paired_source
-from eoshard.pipeline.grid import grid_for_area
+from eoshard.pipeline.grid import grid_for_area, grid_of, group_factor, group_grid
 from eoshard.pipeline.indices import compute_indices, formula
 from eoshard.pipeline.labels import label_source, prepare_parcels, rasterize_labels
 from eoshard.pipeline.masks import open_valid_mask
 from eoshard.pipeline.paired import nested_grid, open_paired
 from eoshard.pipeline.patches import STRIPE_PX, Patch, parcel_centred, patch_grid, select_labelled, stripe_order
-from eoshard.pipeline.sensors import S1, band_sensor
 from eoshard.pipeline.shards.lmdb_store import part_name
 from eoshard.pipeline.shards.reads import ShardSources
 from eoshard.pipeline.shards.samples import FORMAT_VERSION, RESERVED_TENSORS
@@ -59,11 +59,10 @@ class BuildPlan:
         first = next(iter(self.cubes.values()))
         return [str(t)[:19] for t in first.time.values]
 
-    @property
+    @cached_property
     def factors(self) -> dict[str, int]:
-        """Zoom factor of each group relative to the base grid."""
-        base = abs(self.grid.resolution.x)
-        return {name: round(abs(float(c.x[1] - c.x[0])) / base) for name, c in self.cubes.items()}
+        """Zoom factor of each group relative to the base grid (computed once per plan)."""
+        return group_factors(self.grid, self.cubes)
 
     @property
     def groups(self) -> dict[str, list[str]]:
@@ -155,13 +154,6 @@ def search_products(config: BuildConfig) -> pystac.ItemCollection:
 
 def plan_build(config: BuildConfig, items: Sequence[pystac.Item] | None = None) -> BuildPlan:
     """Search (unless ``items`` are given), then set up the lazy cubes, labels and patches; reads no pixels."""
-    sar = [b for b in config.bands if band_sensor(b) == S1]
-    if sar:
-        raise ConfigError(
-            f"bands {sar} are Sentinel-1 bands (float32 backscatter), which the build does not store yet: "
-            "drop them from bands, and open Sentinel-1 cubes in Python with eoshard.pipeline.cube.open_cube "
-            "(Sentinel-1 products and bands give an s1_10m group)"
-        )
     area, area_crs = read_aoi(config.aoi)
     products = list(search_products(config) if items is None else items)
     grid = grid_for_area(area, area_crs, resolution=config.grid.resolution, crs=config.grid.crs)
@@ -188,8 +180,7 @@ def plan_build(config: BuildConfig, items: Sequence[pystac.Item] | None = None) 
             chunksize=config.grid.chunksize,
         )
     _check_index_names(config, [] if labels is None else [str(k) for k in labels.data_vars])
-    base = abs(grid.resolution.x)
-    align = max(round(abs(float(c.x[1] - c.x[0])) / base) for c in cubes.values())
+    align = max(group_factors(grid, cubes).values())
     patches = stripe_order(
         _select_patches(config, grid, align, parcels), grid.shape[1], offset=_block_phase(grid, products)
     )
@@ -272,6 +263,11 @@ def label_grid(config: BuildConfig, grid: GeoBox) -> GeoBox:
     return nested_grid(grid, round(config.grid.resolution / config.labels.resolution))
 
 
+def group_factors(grid: GeoBox, cubes: Mapping[str, xr.DataArray]) -> dict[str, int]:
+    """How many base pixels one pixel of each group holds along each axis."""
+    return {name: group_factor(grid, grid_of(cube)) for name, cube in cubes.items()}
+
+
 def _check_index_names(config: BuildConfig, layers: Sequence[str]) -> None:
     """Index names become band and LMDB tensor names: no clash with bands, label layers or per-sample tensors."""
     taken = [*config.bands, *layers, *RESERVED_TENSORS]
@@ -295,8 +291,6 @@ def index_cube(cubes: dict[str, xr.DataArray], grid: GeoBox, indices: dict[str, 
     coords = {k: v for k, v in layers[0].coords.items()}
     cube = xr.DataArray(stacked, coords={**coords, "band": list(indices)}, name=INDEX_GROUP)
     cube.attrs = {
-        "crs": str(grid.crs),
-        "transform": tuple(grid.transform)[:6],
         "nodata": float("nan"),
         "expressions": {name: formula(expr) for name, expr in indices.items()},
     }
@@ -316,8 +310,8 @@ def _open_hr(
         end=config.period.end,
         collection=config.hr.collection,
     )
-    factor = round(config.grid.resolution / config.hr.resolution)
-    mosaic = open_paired(list(items), nested_grid(grid, factor), config.hr.bands, chunksize=config.grid.chunksize)
+    hr_grid = group_grid(grid, config.hr.resolution)
+    mosaic = open_paired(list(items), hr_grid, config.hr.bands, chunksize=config.grid.chunksize)
     return mosaic, [stackstac_ready(i) for i in items]
 
 
@@ -333,9 +327,7 @@ def nested_window(patch: Patch, factor: int) -> tuple[slice, slice]:
 def _select_patches(
     config: BuildConfig, grid: GeoBox, align: int, parcels: gpd.GeoDataFrame | None
 ) -> list[Patch]:
-    mode = config.patches.mode
-    if mode != "grid" and (parcels is None or config.labels is None):
-        raise ValueError(f"patches.mode {mode!r} needs labels: add a labels section or use mode 'grid'")
+    mode = config.patches.mode  # the config has checked that a mode other than grid has labels
     if mode == "parcels":
         assert parcels is not None and config.labels is not None
         prepared = prepare_parcels(parcels, grid, config.labels.class_column)

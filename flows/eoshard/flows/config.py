@@ -19,10 +19,12 @@ from pydantic import (
 )
 from rasterio.enums import Resampling
 
+from eoshard.flows.errors import FlowsError
 from eoshard.pipeline.indices import expression_bands, parse_expression
+from eoshard.pipeline.sensors import S1, band_sensor
 
 
-class ConfigError(ValueError):
+class ConfigError(FlowsError, ValueError):
     """A config file that cannot be used; the message lists every problem, one per line."""
 
 
@@ -249,6 +251,25 @@ class BuildConfig(_Model):
         return self
 
     refresh: RefreshConfig = RefreshConfig()
+
+    @model_validator(mode="after")
+    def _bands_are_stored(self) -> BuildConfig:
+        sar = [b for b in self.bands if band_sensor(b) == S1]
+        if sar:
+            raise ValueError(
+                f"bands {sar} are Sentinel-1 bands (float32 backscatter), which the build does not store yet: "
+                "drop them from bands, and open Sentinel-1 cubes in Python with eoshard.pipeline.open_cube "
+                "(Sentinel-1 products and bands give an s1_10m group)"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _mode_has_labels(self) -> BuildConfig:
+        if self.patches.mode != "grid" and self.labels is None:
+            raise ValueError(
+                f"patches.mode {self.patches.mode!r} needs labels: add a labels section or use mode 'grid'"
+            )
+        return self
 
     @model_validator(mode="after")
     def _index_bands_are_loaded(self) -> BuildConfig:

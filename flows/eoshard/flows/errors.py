@@ -1,4 +1,4 @@
-"""Errors of the flows portion's own work (jobs, storage, refresh); config errors are ``ConfigError``."""
+"""Errors of the flows portion: ``FlowsError`` is the root of all of them (config, jobs, storage, refresh)."""
 
 from __future__ import annotations
 

@@ -5,13 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import geopandas as gpd
-import lmdb
 import matplotlib as mpl
 import numpy as np
-from safetensors.numpy import load
 
-from eoshard.flows.verify import DatasetError
+from eoshard.pipeline.shards.reader import open_shards
 
 mpl.use("Agg")
 import matplotlib.pyplot as plt
@@ -27,31 +24,23 @@ def _rgb(sample: dict[str, np.ndarray], bands: list[str]) -> np.ndarray:
 
 def draw_quicklooks(dataset: Path, manifest: dict[str, Any], out: Path, count: int) -> int:
     """Save a grid of ``count`` samples (image and labels) as a PNG; returns how many were drawn."""
-    index = gpd.read_parquet(dataset / "index.parquet")
-    rows = index.iloc[np.linspace(0, len(index) - 1, min(count, len(index))).astype(int)] if len(index) else index
-    with_labels = bool(manifest["labels"])
-    cols = 2 if with_labels else 1
-    fig, axes = plt.subplots(len(rows), cols, figsize=(3 * cols, 3 * max(len(rows), 1)), squeeze=False)
-    envs: dict[str, lmdb.Environment] = {}
-    for ax_row, row in zip(axes, rows.itertuples(), strict=False):
-        if row.lmdb_part not in envs:
-            envs[row.lmdb_part] = lmdb.open(str(dataset / "data.lmdb" / row.lmdb_part), readonly=True, lock=False)
-        with envs[row.lmdb_part].begin() as txn:
-            value = txn.get(row.key.encode())
-        if value is None:
-            raise DatasetError(
-                f"sample {row.key} is in the index but not in LMDB {row.lmdb_part}: run eoshard verify"
-            )
-        sample = load(value)
-        ax_row[0].imshow(_rgb(sample, manifest["bands"]))
-        ax_row[0].set_title(f"{row.key}\n{row.split}, {row.n_dates} dates", fontsize=7)
-        if with_labels:
-            ax_row[1].imshow(sample["class"], cmap="tab10", interpolation="nearest", vmin=0, vmax=9)
-            ax_row[1].set_title("class", fontsize=7)
-        for ax in ax_row:
-            ax.set_axis_off()
-    for env in envs.values():
-        env.close()
+    with open_shards(dataset) as shards:
+        index = shards.index()
+        rows = (
+            index.iloc[np.linspace(0, len(index) - 1, min(count, len(index))).astype(int)] if len(index) else index
+        )
+        with_labels = bool(manifest["labels"])
+        cols = 2 if with_labels else 1
+        fig, axes = plt.subplots(len(rows), cols, figsize=(3 * cols, 3 * max(len(rows), 1)), squeeze=False)
+        for ax_row, row in zip(axes, rows.itertuples(), strict=False):
+            sample = shards.read_sample(str(row.key), str(row.lmdb_part))
+            ax_row[0].imshow(_rgb(sample, manifest["bands"]))
+            ax_row[0].set_title(f"{row.key}\n{row.split}, {row.n_dates} dates", fontsize=7)
+            if with_labels:
+                ax_row[1].imshow(sample["class"], cmap="tab10", interpolation="nearest", vmin=0, vmax=9)
+                ax_row[1].set_title("class", fontsize=7)
+            for ax in ax_row:
+                ax.set_axis_off()
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=80)

@@ -19,6 +19,18 @@ from eoshard.pipeline.errors import AssetReadError, PipelineError, ShardWriteErr
 from eoshard.pipeline.shards.cards import write_cards
 from eoshard.pipeline.shards.commits import CommitLog, atomic_write, remove_leftovers
 from eoshard.pipeline.shards.describe import manifest_band_metadata
+from eoshard.pipeline.shards.layout import (
+    COLLECTION_FILE,
+    INDEX_FILE,
+    LMDB_DIR,
+    MANIFEST_FILE,
+    ZARR_DIR,
+    DatasetLayout,
+    LabelLayout,
+    LmdbLayout,
+    ZarrLayout,
+    group_layouts,
+)
 from eoshard.pipeline.shards.lmdb_store import LmdbWriter, part_name
 from eoshard.pipeline.shards.manifest import index_frame, summarise_records, write_collection, write_index
 from eoshard.pipeline.shards.reads import read_shard
@@ -45,7 +57,7 @@ def run_shards(
     else:
         if "zarr" in config.output.formats:
             create_store(
-                out / "data.zarr",
+                out / ZARR_DIR,
                 len(plan.patches),
                 plan.layouts(),
                 shard_size=config.output.shard_size,
@@ -148,7 +160,7 @@ def _lmdb_writers(plan: BuildPlan, out: Path) -> dict[str, LmdbWriter]:
     if "lmdb" not in plan.config.output.formats:
         return {}
     parts = [part_name(i) for i in range(plan.config.output.lmdb_parts)]
-    return {part: LmdbWriter(out / "data.lmdb" / part) for part in parts}
+    return {part: LmdbWriter(out / LMDB_DIR / part) for part in parts}
 
 
 def _raise_failed(pending: list[Future[None]]) -> list[Future[None]]:
@@ -200,18 +212,18 @@ def finalize(plan: BuildPlan, log: CommitLog) -> dict[str, Any]:
     rows = [row for r in records for row in r["rows"]]
     summary = summarise_records(records)
     frame = index_frame(rows, str(plan.grid.crs), config.patches.size)
-    write_index(frame, out / "index.parquet")
-    manifest = _manifest(plan, summary, len(rows))
+    write_index(frame, out / INDEX_FILE)
+    manifest = dataset_layout(plan, summary, len(rows)).to_manifest()
     manifest["band_metadata"] = manifest_band_metadata(manifest)
     bbox = tuple(float(v) for v in plan.grid.extent.to_crs("EPSG:4326").boundingbox)
-    write_collection(manifest, bbox, out / "collection.json")
+    write_collection(manifest, bbox, out / COLLECTION_FILE)
     write_cards(out, manifest, bbox)  # croissant.json
-    atomic_write(out / "dataset.json", json.dumps(manifest, indent=2).encode())
+    atomic_write(out / MANIFEST_FILE, json.dumps(manifest, indent=2).encode())
     return manifest
 
 
 def read_index(path: Path) -> gpd.GeoDataFrame:
-    return gpd.read_parquet(path / "index.parquet")
+    return gpd.read_parquet(path / INDEX_FILE)
 
 
 def _class_names(plan: BuildPlan) -> dict[str, str]:
@@ -241,75 +253,45 @@ def _hr_manifest(plan: BuildPlan) -> dict[str, Any] | None:
     }
 
 
-def _manifest(plan: BuildPlan, summary: dict[str, Any], n_samples: int) -> dict[str, Any]:
+def dataset_layout(plan: BuildPlan, summary: dict[str, Any], n_samples: int) -> DatasetLayout:
+    """The layout of the dataset that ``plan`` builds, with the statistics of its commit records."""
     config = plan.config
-    size = config.patches.size
     layouts = plan.layouts()
-    groups = {
-        name: {
-            "bands": plan.groups[name],
-            "resolution": abs(plan.grid.resolution.x) * plan.factors[name],
-            "factor": plan.factors[name],
-            "shape": list(layouts[name][0]),
-            "dtype": str(cube.dtype),
-            "nodata": "nan" if cube.dtype.kind == "f" else 0,
-            **({"expressions": cube.attrs["expressions"]} if "expressions" in cube.attrs else {}),
-        }
-        for name, cube in plan.cubes.items()
-    }
+    base = abs(plan.grid.resolution.x)
     labels = None
     if plan.labels is not None:
-        labels = {
-            "layers": {
-                str(k): {
-                    "dtype": str(v.dtype),
-                    "resolution": abs(plan.grid.resolution.x)
-                    * plan.label_factor(str(k))
-                    / plan.label_zoom(str(k)),
-                }
-                for k, v in plan.labels.data_vars.items()
-            },
-            "background": 0,
-            "classes": _class_names(plan),
-            "class_counts": summary["class_counts"],
+        layers = {
+            str(k): (str(v.dtype), base * plan.label_factor(str(k)) / plan.label_zoom(str(k)))
+            for k, v in plan.labels.data_vars.items()
         }
-    zarr_format = None
+        labels = LabelLayout(layers, _class_names(plan), summary["class_counts"])
+    zarr = lmdb = None
     if "zarr" in config.output.formats:
-        zarr_format = {
-            "path": "data.zarr",
-            "shard_size": config.output.shard_size,
-            "n_shards": len(plan.shards()),
-            "n_slots": len(plan.patches),
-        }
-    lmdb_format = None
+        zarr = ZarrLayout(config.output.shard_size, len(plan.shards()), len(plan.patches))
     if "lmdb" in config.output.formats:
-        lmdb_format = {"path": "data.lmdb", "parts": [part_name(i) for i in range(config.output.lmdb_parts)]}
-    return {
-        "format_version": FORMAT_VERSION,
-        "name": config.name,
-        "crs": str(plan.grid.crs),
-        "transform": list(plan.grid.transform)[:6],
-        "shape": list(plan.grid.shape),
-        "resolution": abs(plan.grid.resolution.x),
-        "patch": {
-            "size": size,
-            "stride": config.patches.stride or size,
+        lmdb = LmdbLayout(tuple(part_name(i) for i in range(config.output.lmdb_parts)))
+    return DatasetLayout(
+        name=config.name,
+        grid=plan.grid,
+        patch={
+            "size": config.patches.size,
+            "stride": config.patches.stride or config.patches.size,
             "mode": config.patches.mode,
             "min_labelled_fraction": config.patches.min_labelled_fraction,
         },
-        "bands": list(config.bands),
-        "groups": groups,
-        "dates": plan.dates,
-        "products": [i["id"] for i in plan.items],
-        "timeseries": config.timeseries.model_dump(mode="json"),
-        "n_samples": n_samples,
-        "n_candidates": len(plan.patches),
-        "keys": [p.key for p in plan.patches],
-        "dropped": {"too_few_dates": summary["dropped"]},
-        "splits": {**config.splits.model_dump(mode="json"), "counts": summary["split_counts"]},
-        "statistics": summary["statistics"],
-        "labels": labels,
-        "hr": _hr_manifest(plan),
-        "formats": {"zarr": zarr_format, "lmdb": lmdb_format},
-        "checksums": summary["checksums"],
-    }
+        bands=tuple(config.bands),
+        groups=group_layouts(plan.cubes, plan.factors, base, {k: v[0] for k, v in layouts.items()}),
+        dates=tuple(plan.dates),
+        products=tuple(i["id"] for i in plan.items),
+        timeseries=config.timeseries.model_dump(mode="json"),
+        n_samples=n_samples,
+        keys=tuple(p.key for p in plan.patches),
+        dropped={"too_few_dates": summary["dropped"]},
+        splits={**config.splits.model_dump(mode="json"), "counts": summary["split_counts"]},
+        statistics=summary["statistics"],
+        labels=labels,
+        hr=_hr_manifest(plan),
+        zarr=zarr,
+        lmdb=lmdb,
+        checksums=summary["checksums"],
+    )

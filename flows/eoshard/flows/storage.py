@@ -15,8 +15,9 @@ from urllib.parse import urlsplit, urlunsplit
 import fsspec
 
 from eoshard.flows.errors import FlowsError
+from eoshard.pipeline.shards.layout import MANIFEST_FILE
 
-MANIFEST = "dataset.json"
+MANIFEST = MANIFEST_FILE
 
 
 class StorageError(FlowsError, OSError):

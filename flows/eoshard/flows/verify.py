@@ -10,17 +10,17 @@ from typing import Any, cast
 
 import dask
 import geopandas as gpd
-import lmdb
 import numpy as np
 import zarr
 from safetensors.numpy import load
 
 from eoshard.flows.config import BuildConfig
-from eoshard.pipeline.errors import PipelineError
+from eoshard.pipeline.errors import DatasetError
+from eoshard.pipeline.grid import grid_of
+from eoshard.pipeline.shards.layout import BUILD_DIR
+from eoshard.pipeline.shards.reader import ShardedDataset, open_shards, read_layout
 
-
-class DatasetError(PipelineError, FileNotFoundError):
-    """The folder is not a finished eoshard dataset."""
+__all__ = ["DatasetError", "read_manifest", "verify_dataset"]
 
 
 def read_slot(group: zarr.Group, name: str, n: int) -> np.ndarray:
@@ -35,14 +35,8 @@ def same(a: np.ndarray, b: np.ndarray) -> bool:
 
 
 def read_manifest(path: Path) -> dict[str, Any]:
-    manifest_path = path / "dataset.json"
-    if not manifest_path.is_file():
-        raise DatasetError(
-            f"{path} has no dataset.json: it is not an eoshard dataset, or its build did not finish "
-            "(rerun `eoshard build` with the same config to finish it)"
-        )
-    data: dict[str, Any] = json.loads(manifest_path.read_text())
-    return data
+    """``dataset.json`` of the dataset at ``path``, checked against the format (``DatasetError`` if it is not one)."""
+    return read_layout(path).to_manifest()
 
 
 def check_checksums(path: Path, manifest: dict[str, Any]) -> list[str]:
@@ -56,16 +50,15 @@ def check_checksums(path: Path, manifest: dict[str, Any]) -> list[str]:
     return problems
 
 
-def read_lmdb_values(path: Path, index: gpd.GeoDataFrame) -> tuple[dict[str, bytes], list[str]]:
+def read_lmdb_values(
+    dataset: ShardedDataset | Path, index: gpd.GeoDataFrame
+) -> tuple[dict[str, bytes], list[str]]:
     """Every sample's LMDB value, and the problems: missing keys, extra keys, SHA-256 mismatches."""
-    values: dict[str, bytes] = {}
+    if isinstance(dataset, Path):
+        with open_shards(dataset) as opened:
+            return read_lmdb_values(opened, index)
+    values = dict(dataset.lmdb_values())
     problems: list[str] = []
-    for part in sorted((path / "data.lmdb").iterdir()):
-        env = lmdb.open(str(part), readonly=True, lock=False)
-        with env.begin() as txn:
-            for key, value in txn.cursor():
-                values[key.decode()] = bytes(value)
-        env.close()
     expected = dict(zip(index["key"], index["lmdb_sha256"], strict=True))
     problems += [f"LMDB lacks sample {k}" for k in sorted(set(expected) - set(values))]
     problems += [f"LMDB holds a sample not in the index: {k}" for k in sorted(set(values) - set(expected))]
@@ -78,7 +71,7 @@ def read_lmdb_values(path: Path, index: gpd.GeoDataFrame) -> tuple[dict[str, byt
 def compare_zarr_with_lmdb(
     path: Path, manifest: dict[str, Any], rows: gpd.GeoDataFrame, values: dict[str, bytes]
 ) -> list[str]:
-    group = zarr.open_group(str(path / "data.zarr"), mode="r")
+    group = open_shards(path).zarr_group()
     problems = []
     for row in rows.itertuples():
         if row.key not in values:
@@ -107,26 +100,27 @@ def compare_with_sources(path: Path, manifest: dict[str, Any], rows: gpd.GeoData
 
     Float groups are compared after the same transform as the build's (reflectance, indices), NaN equal to NaN.
     """
-    from eoshard.flows.build import nested_window, plan_build
+    from eoshard.flows.build import plan_build
 
-    plan_data = json.loads((path / "_build" / "plan.json").read_text())
+    plan_data = json.loads((path / BUILD_DIR / "plan.json").read_text())
     config_data = plan_data["config"]
     config_data["output"]["path"] = str(path)
     config = BuildConfig.model_validate(config_data, context={"base_dir": path})
     plan = plan_build(config)
     by_key = {p.key: p for p in plan.patches}
-    group = zarr.open_group(str(path / "data.zarr"), mode="r")
+    grids = {name: grid_of(cube) for name, cube in plan.cubes.items()}  # each group's own nested grid
+    group = open_shards(path).zarr_group()
     problems = []
     for row in rows.itertuples():
         patch = by_key[row.key]
         kept = read_slot(group, "time_mask", row.zarr_index)
         for name, cube in plan.cubes.items():
-            rs, cs = patch.window(plan.factors[name])
+            rs, cs = patch.window_in(grids[name])
             (source,) = dask.compute(cube.data[..., rs, cs], scheduler="synchronous")
             if not same(source[kept], read_slot(group, name, row.zarr_index)[kept]):
                 problems.append(f"sample {row.key}: group {name} differs from the source pixels")
         if plan.hr is not None:
-            rs, cs = nested_window(patch, plan.hr_factor)
+            rs, cs = patch.window_in(grid_of(plan.hr))
             (source,) = dask.compute(plan.hr.data[:, rs, cs], scheduler="synchronous")
             if not same(source, read_slot(group, "hr", row.zarr_index)):
                 problems.append(f"sample {row.key}: hr differs from the source pixels")
@@ -135,10 +129,11 @@ def compare_with_sources(path: Path, manifest: dict[str, Any], rows: gpd.GeoData
 
 def verify_dataset(path: Path, n_source: int = 4, seed: int = 0) -> list[str]:
     """Every problem found (empty: the dataset is intact)."""
-    manifest = read_manifest(path)
-    index = gpd.read_parquet(path / "index.parquet")
-    problems = check_checksums(path, manifest)
-    values, lmdb_problems = read_lmdb_values(path, index) if manifest["formats"]["lmdb"] else ({}, [])
+    with open_shards(path) as dataset:
+        manifest = dataset.layout.to_manifest()
+        index = dataset.index()
+        problems = check_checksums(path, manifest)
+        values, lmdb_problems = read_lmdb_values(dataset, index) if dataset.layout.lmdb else ({}, [])
     problems += lmdb_problems
     if manifest["formats"]["zarr"] and values:
         problems += compare_zarr_with_lmdb(path, manifest, index, values)

@@ -12,9 +12,13 @@ import xarray as xr
 from odc.geo.geobox import GeoBox
 from rasterio.enums import Resampling
 
+from eoshard.pipeline.cube_odc import odc_band_group
 from eoshard.pipeline.errors import BandError, PipelineError
+from eoshard.pipeline.grid import attach_grid, grid_of, group_grid
+from eoshard.pipeline.items import acquisition_key, stackstac_ready
 from eoshard.pipeline.reflectance import acquisition_baselines, to_reflectance
 from eoshard.pipeline.sensors import (
+    NODATA,
     S1_DTYPE,
     S2,
     check_sensor,
@@ -24,48 +28,11 @@ from eoshard.pipeline.sensors import (
     split_by_sensor,
 )
 
-NODATA = 0
 # Native resolution (m) of Sentinel-2 bands, used when an asset does not say its own.
 S2_RESOLUTIONS: dict[str, int] = {
     "B01": 60, "B02": 10, "B03": 10, "B04": 10, "B05": 20, "B06": 20, "B07": 20, "B08": 10, "B8A": 20,
     "B09": 60, "B10": 60, "B11": 20, "B12": 20, "SCL": 20, "AOT": 20, "WVP": 10, "TCI": 10,
 }  # fmt: skip
-
-
-def _epsg_of(properties: Mapping[str, Any]) -> int | None:
-    if properties.get("proj:epsg") is not None:
-        return int(properties["proj:epsg"])
-    code = properties.get("proj:code")
-    if isinstance(code, str) and code.upper().startswith("EPSG:"):
-        return int(code.split(":")[1])
-    return None
-
-
-def stackstac_ready(item: pystac.Item | Mapping[str, Any]) -> dict[str, Any]:
-    """The item as a dict that stackstac reads: ``proj:epsg`` filled from ``proj:code`` where missing.
-
-    stackstac reads only ``proj:epsg``, while pystac 1.15 writes only ``proj:code``; asset hrefs are made absolute.
-    """
-    if isinstance(item, pystac.Item):
-        data = item.to_dict(transform_hrefs=False)
-        for key, asset in item.assets.items():
-            data["assets"][key]["href"] = asset.get_absolute_href() or asset.href
-    else:
-        data = {**item, "properties": dict(item["properties"]), "assets": dict(item["assets"])}
-    epsg = _epsg_of(data["properties"])
-    if epsg is None:
-        raise PipelineError(
-            f"item {data.get('id')} has neither proj:epsg nor an EPSG proj:code: cannot place its pixels on a grid"
-        )
-    data["properties"]["proj:epsg"] = epsg
-    return data
-
-
-def acquisition_key(item: Mapping[str, Any]) -> str:
-    """Products of one satellite, day and relative orbit form one acquisition (mosaicked together)."""
-    props = item["properties"]
-    day = str(props["datetime"])[:10]
-    return f"{props.get('platform', '')}_{day}_R{props.get('sat:relative_orbit', '')}"
 
 
 def asset_resolution(item: Mapping[str, Any], band: str) -> float:
@@ -142,7 +109,7 @@ def open_cube(
         nodata = NODATA if sensor == S2 else declared_nodata(products, wanted, _default_nodata(kind))
         for name, (res, group) in groups.items():
             factor = res / base
-            sub = grid if factor == 1 else grid.zoom_out(factor)
+            sub = group_grid(grid, res)
             cube = open_band_group(
                 products, sub, group, chunksize=max(64, int(chunksize / factor)), resampling=resampling,
                 dtype=kind, engine=engine, nodata=nodata,
@@ -204,8 +171,6 @@ def open_band_group(
     """
     dicts = prepare_items(items, grid, bands)
     if engine == "odc-stac":
-        from eoshard.pipeline.cube_odc import odc_band_group  # imported only when asked for
-
         by_acquisition = odc_band_group(
             dicts, grid, bands, chunksize=chunksize, resampling=resampling, dtype=dtype, nodata=nodata
         )
@@ -283,8 +248,8 @@ def finish_cube(
         )
     for dim in ("y", "x"):
         cube[dim].attrs = {}
-    cube.attrs = {"crs": str(grid.crs), "transform": tuple(grid.transform)[:6], "nodata": nodata}
-    return cube.transpose("time", "band", "y", "x")
+    cube.attrs = {"nodata": nodata}
+    return attach_grid(cube.transpose("time", "band", "y", "x"), grid)
 
 
 def onto_grid(cube: xr.DataArray, grid: GeoBox) -> xr.DataArray:
@@ -292,16 +257,17 @@ def onto_grid(cube: xr.DataArray, grid: GeoBox) -> xr.DataArray:
 
     Lazy and exact: a 20 m pixel becomes its 2 x 2 10 m pixels, with ``grid``'s pixel-centre coordinates.
     """
-    res = abs(float(cube.attrs["transform"][0]))
-    f = round(res / abs(grid.resolution.x))
+    source = grid_of(cube)
+    res, base = abs(source.resolution.x), abs(grid.resolution.x)
+    f = round(res / base)
     ny, nx = grid.shape
-    t = grid.transform
-    origin = (cube.attrs["transform"][2], cube.attrs["transform"][5])
+    t, s = grid.transform, source.transform
     shape = (cube.sizes["y"] * f, cube.sizes["x"] * f)
-    if f < 1 or f * abs(grid.resolution.x) != res or shape != (ny, nx) or origin != (t.c, t.f):
+    moved = max(abs(s.c - t.c), abs(s.f - t.f))
+    if f < 1 or f * base != res or shape != (ny, nx) or moved > 1e-6 * base or source.crs != grid.crs:
         raise PipelineError(
             f"a {res:g} m cube of {cube.sizes['y']} x {cube.sizes['x']} px does not nest in the "
-            f"{abs(grid.resolution.x):g} m grid of {ny} x {nx} px: build both from the same grid"
+            f"{base:g} m grid of {ny} x {nx} px: build both from the same grid"
         )
     data = (
         cube.data
@@ -311,5 +277,5 @@ def onto_grid(cube: xr.DataArray, grid: GeoBox) -> xr.DataArray:
     coords = {k: v for k, v in cube.coords.items() if "y" not in v.dims and "x" not in v.dims}
     coords["y"] = t.f + (np.arange(ny) + 0.5) * t.e
     coords["x"] = t.c + (np.arange(nx) + 0.5) * t.a
-    attrs = {**cube.attrs, "transform": tuple(t)[:6]}
-    return xr.DataArray(data, dims=cube.dims, coords=coords, attrs=attrs, name=cube.name)
+    coords.pop("spatial_ref", None)
+    return attach_grid(xr.DataArray(data, dims=cube.dims, coords=coords, attrs=cube.attrs, name=cube.name), grid)

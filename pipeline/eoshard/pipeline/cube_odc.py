@@ -17,8 +17,9 @@ import xarray as xr
 from odc.geo.geobox import GeoBox
 from rasterio.enums import Resampling
 
-from eoshard.pipeline.cube import NODATA, acquisition_key
 from eoshard.pipeline.errors import PipelineError
+from eoshard.pipeline.items import acquisition_key
+from eoshard.pipeline.sensors import NODATA
 
 
 def odc_band_group(

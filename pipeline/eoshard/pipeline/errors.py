@@ -24,3 +24,11 @@ class AssetReadError(PipelineError, OSError):
 
 class ShardWriteError(PipelineError, OSError):
     """A shard could not be written (full disk, permissions)."""
+
+
+class DatasetError(PipelineError, FileNotFoundError):
+    """A folder is not a finished eoshard dataset (no ``dataset.json``, or files missing)."""
+
+
+class ManifestError(DatasetError, ValueError):
+    """A ``dataset.json`` that is broken, or of a format newer than this eoshard reads."""

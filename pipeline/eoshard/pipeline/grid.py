@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import math
+from typing import TypeVar
 
 import geopandas as gpd
 import shapely
+import xarray as xr
 from odc.geo import CRS
 from odc.geo.geobox import GeoBox
 from odc.geo.geom import BoundingBox
+from odc.geo.xr import xr_coords
 
 from eoshard.pipeline.errors import GridError
 
 # Sentinel-2 tile origins are multiples of 60 m, so snapping to 60 m keeps the 10, 20 and 60 m grids nested
 # and pixel-aligned with the products (no resampling where the CRS matches).
 S2_ALIGNMENT_M = 60.0
+XrT = TypeVar("XrT", xr.DataArray, xr.Dataset)
 
 
 def utm_crs_for(area: shapely.Geometry, area_crs: CRS | str = "EPSG:4326") -> CRS:
@@ -68,3 +72,59 @@ def grid_for_area(
         target,
     )
     return GeoBox.from_bbox(snapped, target, resolution=resolution)
+
+
+def group_grid(base: GeoBox, resolution: float) -> GeoBox:
+    """The grid of a group of ``resolution`` metres nested in ``base``: same origin, whole base pixels per pixel.
+
+    Coarser groups (20, 60 m on a 10 m base) are ``base`` zoomed out; finer ones (2.5 m) zoomed in.
+    """
+    return base if resolution == abs(base.resolution.x) else _zoomed(base, zoom_factor(base, resolution))
+
+
+def zoom_factor(base: GeoBox, resolution: float) -> float:
+    """Base pixels per group pixel (2 for 20 m on 10 m), or the inverse of group pixels per base pixel (0.25
+    for 2.5 m on 10 m); a resolution that does not nest is a ``GridError``."""
+    ratio = resolution / abs(base.resolution.x)
+    whole = ratio if ratio >= 1 else 1 / ratio
+    if resolution <= 0 or abs(whole - round(whole)) > 1e-9:
+        raise GridError(
+            f"a {resolution:g} m group does not nest in the {abs(base.resolution.x):g} m grid: "
+            "use a resolution that is a whole multiple or a whole divisor of the grid's"
+        )
+    return float(round(whole)) if ratio >= 1 else 1 / round(whole)
+
+
+def group_factor(base: GeoBox, grid: GeoBox) -> int:
+    """How many base pixels one pixel of the coarser nested ``grid`` holds along each axis."""
+    factor = zoom_factor(base, abs(grid.resolution.x))
+    if factor < 1:
+        raise GridError(f"the {abs(grid.resolution.x):g} m grid is finer than the base grid: no zoom-out factor")
+    return int(factor)
+
+
+def _zoomed(base: GeoBox, factor: float) -> GeoBox:
+    if factor >= 1:
+        return base.zoom_out(factor)
+    n = round(1 / factor)
+    ny, nx = base.shape
+    return base.zoom_to((ny * n, nx * n))
+
+
+def attach_grid(values: XrT, grid: GeoBox) -> XrT:
+    """``values`` (laid out on ``grid``) with its ``spatial_ref`` coordinate: ``values.odc.geobox`` is then ``grid``,
+    and a window of them (``isel``) knows its own grid, one-pixel windows included (``GeoTransform``)."""
+    if grid.crs is None:
+        raise GridError(f"the grid {grid} has no CRS: make it with grid_for_area or give GeoBox a crs")
+    return values.assign_coords(spatial_ref=xr_coords(grid)["spatial_ref"])
+
+
+def grid_of(values: xr.DataArray | xr.Dataset) -> GeoBox:
+    """The ``GeoBox`` that a cube, label layer or patch carries (its ``spatial_ref`` and ``y``/``x``)."""
+    geobox = values.odc.geobox
+    if not isinstance(geobox, GeoBox) or geobox.crs is None:
+        raise GridError(
+            "the values carry no grid (no spatial_ref coordinate with a CRS, or no regular y/x coordinates): "
+            "make them with eoshard.pipeline (open_cube, rasterize_labels) or give them one with attach_grid"
+        )
+    return geobox

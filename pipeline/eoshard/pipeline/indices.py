@@ -15,6 +15,7 @@ from odc.geo.geobox import GeoBox
 
 from eoshard.pipeline.cube import onto_grid
 from eoshard.pipeline.errors import PipelineError
+from eoshard.pipeline.grid import grid_of, group_grid
 from eoshard.pipeline.reflectance import to_reflectance
 
 # The usual indices on Sentinel-2 band names (reflectance, 0..1).
@@ -96,12 +97,11 @@ def compute_index(cubes: Mapping[str, xr.DataArray], grid: GeoBox, expression: s
             f"expression {formula(expression)!r} reads band(s) {missing} that the cube does not hold "
             f"(it has {sorted(where)}): add them to the bands"
         )
-    finest = min(abs(float(cubes[where[b]].attrs["transform"][0])) for b in bands)
-    factor = finest / abs(grid.resolution.x)
-    target = grid if factor == 1 else grid.zoom_out(factor)
+    finest = min(abs(grid_of(cubes[where[b]]).resolution.x) for b in bands)
+    target = group_grid(grid, finest)
     values = {b: onto_grid(_band(cubes[where[b]], b), target) for b in bands}
     result = _evaluate(parse_expression(expression), values).astype(np.float32)
-    result.attrs = {"expression": formula(expression), "transform": tuple(target.transform)[:6]}
+    result.attrs = {"expression": formula(expression)}
     return result
 
 

@@ -21,6 +21,7 @@ from odc.geo.geobox import GeoBox
 
 from eoshard.pipeline.coverage import window_layers
 from eoshard.pipeline.errors import PipelineError
+from eoshard.pipeline.grid import attach_grid
 
 
 class InvalidGeometryWarning(UserWarning):
@@ -164,8 +165,9 @@ def rasterize_labels(
         _label_block, source, grid, dtype=np.float64, chunks=chunks, meta=np.array((), dtype=np.float64)
     )
     coords = grid.coordinates
-    return xr.Dataset(
+    layers = xr.Dataset(
         {name: (("y", "x"), layer_values(stacked, name)) for name in source.layers},
         coords={"y": coords["y"].values, "x": coords["x"].values},
-        attrs={"crs": str(grid.crs), "transform": tuple(grid.transform)[:6], "background": background},
+        attrs={"background": background},
     )
+    return attach_grid(layers, grid)

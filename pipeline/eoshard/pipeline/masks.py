@@ -11,6 +11,7 @@ import xarray as xr
 from odc.geo.geobox import GeoBox
 
 from eoshard.pipeline.cube import Engine, band_groups, onto_grid, open_band_group
+from eoshard.pipeline.grid import group_grid
 
 # The SCL classes of the L2A scene classification.
 SCL_CLASSES: dict[int, str] = {
@@ -58,7 +59,7 @@ def open_valid_mask(
     """
     ((_, (res, _)),) = band_groups(items, ["SCL"], grid).items()
     factor = res / abs(grid.resolution.x)
-    sub = grid if factor == 1 else grid.zoom_out(factor)
+    sub = group_grid(grid, res)
     scl = open_band_group(
         items, sub, ["SCL"], chunksize=max(64, int(chunksize / factor)), dtype="uint8", engine=engine
     )

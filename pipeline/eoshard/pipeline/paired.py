@@ -14,6 +14,7 @@ from rasterio.enums import Resampling
 
 from eoshard.pipeline.cube import stackstac_ready
 from eoshard.pipeline.errors import BandError, GridError, PipelineError
+from eoshard.pipeline.grid import attach_grid, group_grid
 
 NODATA = 0
 
@@ -22,8 +23,7 @@ def nested_grid(grid: GeoBox, factor: int) -> GeoBox:
     """``grid`` with each pixel cut into ``factor`` x ``factor``: same extent, so every patch nests exactly."""
     if factor < 1:
         raise GridError(f"the finer grid needs an integer zoom factor >= 1, got {factor}")
-    ny, nx = grid.shape
-    return grid.zoom_to((ny * factor, nx * factor))
+    return group_grid(grid, abs(grid.resolution.x) / factor)
 
 
 def _dtype(item: Mapping[str, Any], band: str) -> str:
@@ -77,5 +77,5 @@ def open_paired(
     mosaic = stackstac.mosaic(stack, dim="time", nodata=NODATA)
     if mosaic.shape[-2:] != grid.shape:
         raise GridError(f"the HR mosaic has shape {mosaic.shape[-2:]}, expected the nested grid's {grid.shape}")
-    mosaic.attrs = {"crs": str(grid.crs), "transform": tuple(grid.transform)[:6], "nodata": NODATA}
-    return mosaic.transpose("band", "y", "x")
+    mosaic.attrs = {"nodata": NODATA}
+    return attach_grid(mosaic.transpose("band", "y", "x"), grid)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import geopandas as gpd
@@ -10,6 +11,7 @@ import shapely
 from odc.geo.geobox import GeoBox
 
 from eoshard.pipeline.errors import GridError
+from eoshard.pipeline.grid import XrT, grid_of
 
 
 @dataclass(frozen=True)
@@ -27,6 +29,25 @@ class Patch:
             slice(self.row // factor, (self.row + ny) // factor),
             slice(self.col // factor, (self.col + nx) // factor),
         )
+
+    def window_in(self, grid: GeoBox) -> tuple[slice, slice]:
+        """The patch's rows and columns on ``grid``: any grid nested with the patch's, coarser or finer.
+
+        ``patch.window_in(group_grid(base, 20.0))`` equals ``patch.window(2)`` on a 10 m base grid; on a
+        2.5 m grid it is the patch's 4 x 4 times as many pixels. A patch that does not cover whole pixels
+        of ``grid`` is a ``GridError``.
+        """
+        t, g = self.geobox.transform, grid.transform
+        ny, nx = self.geobox.shape
+        edges = ((t.f - g.f) / g.e, (t.c - g.c) / g.a, ny * t.e / g.e, nx * t.a / g.a)
+        whole = [round(v) for v in edges]
+        if self.geobox.crs != grid.crs or any(abs(v - w) > 1e-6 for v, w in zip(edges, whole, strict=True)):
+            raise GridError(
+                f"patch {self.key} does not cover whole pixels of the {abs(g.a):g} m grid at ({g.c:g}, {g.f:g}) "
+                f"in {grid.crs}: cut patches and groups from the same base grid (see eoshard.pipeline.group_grid)"
+            )
+        row, col, h, w = whole
+        return slice(row, row + h), slice(col, col + w)
 
     @property
     def key(self) -> str:
@@ -129,3 +150,10 @@ def stripe_order(patches: list[Patch], grid_width: int, width: int = STRIPE_PX, 
     if grid_width <= width:
         return sorted(patches, key=lambda p: (p.row, p.col))
     return sorted(patches, key=lambda p: ((p.col + offset) // width, p.row, p.col))
+
+
+def extract_patches(values: XrT, patches: Sequence[Patch]) -> list[XrT]:
+    """Each patch's window of ``values`` (a cube, label layers or mask on any grid nested with the patches'),
+    lazy, with its own grid: ``extract_patches(cubes["s2_20m"], patches)[0].odc.geobox`` is the patch at 20 m."""
+    grid = grid_of(values)
+    return [values.isel(y=ys, x=xs) for ys, xs in (p.window_in(grid) for p in patches)]

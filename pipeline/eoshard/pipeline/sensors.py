@@ -12,6 +12,7 @@ from typing import Any
 from eoshard.pipeline.errors import BandError, PipelineError
 
 S1, S2 = "s1", "s2"
+NODATA = 0  # of Sentinel-2 digital numbers
 SENSOR_NAMES = {S2: "Sentinel-2", S1: "Sentinel-1"}
 # Polarisation channels: the asset keys of Sentinel-1 GRD and RTC products (Planetary Computer, Element 84)
 S1_BANDS = frozenset({"vv", "vh", "hh", "hv"})

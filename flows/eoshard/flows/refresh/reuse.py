@@ -23,15 +23,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import dask
-import lmdb
 import numpy as np
-import pandas as pd
-import zarr
 from safetensors.numpy import load
 
 from eoshard.flows.refresh.errors import RefreshError
 from eoshard.pipeline.cube import acquisition_key
 from eoshard.pipeline.patches import Patch
+from eoshard.pipeline.shards.reader import open_shards
 from eoshard.pipeline.shards.task import ShardSpec, materialize_shard
 
 if TYPE_CHECKING:
@@ -80,7 +78,8 @@ def reused_steps(plan: BuildPlan, manifest: Mapping[str, Any]) -> tuple[int | No
 
 def held_samples(path: Path) -> dict[str, HeldSample]:
     """The kept samples of the dataset at ``path`` by key."""
-    index = pd.read_parquet(path / "index.parquet", columns=["key", "zarr_index", "lmdb_part"])
+    with open_shards(path) as dataset:
+        index = dataset.index(columns=["key", "zarr_index", "lmdb_part"])
     return {
         str(key): HeldSample(str(key), int(slot), None if part is None else str(part))
         for key, slot, part in index.itertuples(index=False, name=None)
@@ -194,15 +193,14 @@ class _Reader:
 
     def __init__(self, old: OldDataset) -> None:
         self.old = old
-        self.root = zarr.open_group(str(Path(old.path) / "data.zarr"), mode="r") if old.use_zarr else None
-        self.envs: dict[str, lmdb.Environment] = {}
+        self.dataset = open_shards(old.path)
+        self.root = self.dataset.zarr_group() if old.use_zarr else None
 
     def __enter__(self) -> _Reader:
         return self
 
     def __exit__(self, *_: object) -> None:
-        for env in self.envs.values():
-            env.close()
+        self.dataset.close()
 
     def read(self, sample: HeldSample) -> _Past:
         if self.root is None:
@@ -217,18 +215,13 @@ class _Reader:
 
     def _read_lmdb(self, sample: HeldSample) -> _Past:
         assert sample.part is not None
-        env = self.envs.get(sample.part)
-        if env is None:
-            path = Path(self.old.path) / "data.lmdb" / sample.part
-            env = self.envs[sample.part] = lmdb.open(str(path), readonly=True, lock=False, subdir=True)
-        with env.begin() as txn:
-            raw = txn.get(sample.key.encode())
+        raw = self.dataset.read_value(sample.key, sample.part)
         if raw is None:
             raise RefreshError(
                 f"sample {sample.key} is in the index of {self.old.path} but not in its LMDB {sample.part}: "
                 "the dataset is damaged; run `eoshard verify` on it and build it anew"
             )
-        tensors = load(bytes(raw))
+        tensors = load(raw)
         steps = tensors["time_index"].astype(np.int64)
         images = {group: self._on_old_axis(steps, [tensors[b] for b in bands], axis=1)
                   for group, bands in self.old.groups.items()}  # fmt: skip

@@ -28,6 +28,8 @@ from eoshard.flows.refresh.lock import dataset_lock
 from eoshard.flows.refresh.reuse import held_samples, open_old, refreshed_shard_task
 from eoshard.flows.refresh.watermark import newer_items, reprocessed_items, watermark
 from eoshard.flows.shard_runner import run_shards
+from eoshard.pipeline.shards.layout import BUILD_DIR, MANIFEST_FILE
+from eoshard.pipeline.shards.reader import read_layout
 
 
 @dataclass(frozen=True)
@@ -55,7 +57,7 @@ _MAY_CHANGE = {
 
 def check_config(config: BuildConfig, dataset: Path) -> None:
     """Refuse a config that would not build this dataset (other than in ``_MAY_CHANGE``)."""
-    plan_file = dataset / "_build" / "plan.json"
+    plan_file = dataset / BUILD_DIR / "plan.json"
     if not plan_file.is_file():
         raise RefreshError(f"{dataset} has no {plan_file.name} under _build/: it was not made by eoshard build")
     built = json.loads(plan_file.read_text())["config"]
@@ -108,7 +110,7 @@ def refresh_dataset(
     """Refresh the dataset at ``config.output.path``; ``connect`` gives a Dask client when there is work."""
     dataset = config.output.path
     swap.recover_missing(dataset)
-    if not (dataset / "dataset.json").is_file():
+    if not (dataset / MANIFEST_FILE).is_file():
         raise RefreshError(
             f"no finished dataset at {dataset} (its dataset.json is missing): run `eoshard build` with this config "
             "first (or again, to finish an interrupted build)"
@@ -116,7 +118,7 @@ def refresh_dataset(
     with dataset_lock(dataset, "eoshard refresh"):
         swap.finish(dataset)
         check_config(config, dataset)
-        manifest = json.loads((dataset / "dataset.json").read_text())
+        manifest = read_layout(dataset).to_manifest()
         items, newer, reprocessed = select_products(config, manifest)
         if not newer and not reprocessed:
             swap.discard_staging(dataset)  # a leftover of a refresh whose products vanished again
@@ -145,7 +147,7 @@ def _staged_plan(config: BuildConfig, items: list[pystac.Item]) -> BuildPlan:
     staging = swap.staging_path(config.output.path)
     staged = config.model_copy(update={"output": config.output.model_copy(update={"path": staging})})
     plan = plan_build(staged, items)
-    previous = staging / "_build" / "plan.json"
+    previous = staging / BUILD_DIR / "plan.json"
     if not previous.is_file() or json.loads(previous.read_text()) != json.loads(json.dumps(plan.fingerprint())):
         swap.discard_staging(config.output.path)  # not the same plan: nothing in it to resume
     return plan

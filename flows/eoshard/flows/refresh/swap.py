@@ -24,6 +24,7 @@ from pathlib import Path
 from eoshard.flows.errors import FlowsError
 from eoshard.flows.refresh.lock import lock_path
 from eoshard.pipeline.shards.commits import atomic_write
+from eoshard.pipeline.shards.layout import MANIFEST_FILE
 
 _AT_FDCWD = -100
 _RENAME_EXCHANGE = 2
@@ -43,7 +44,7 @@ def journal_path(dataset: Path) -> Path:
 
 
 def manifest_digest(folder: Path) -> str | None:
-    path = folder / "dataset.json"
+    path = folder / MANIFEST_FILE
     return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from eoshard.pipeline.errors import PipelineError, ShardWriteError
+from eoshard.pipeline.shards.layout import BUILD_DIR
 
 
 class PlanMismatchError(PipelineError, ValueError):
@@ -41,7 +42,7 @@ class CommitLog:
     """``_build/plan.json`` (what is being built) and ``_build/commits/shard-NNNNNN.json`` (what is done)."""
 
     def __init__(self, root: Path) -> None:
-        self.root = root / "_build"
+        self.root = root / BUILD_DIR
 
     @property
     def plan_path(self) -> Path:

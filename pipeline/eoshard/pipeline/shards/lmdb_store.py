@@ -1,4 +1,8 @@
-"""LMDB + safetensors shards: one writer per environment, keys never overwritten."""
+"""The one LMDB writer (builds and converters): one writer per environment, keys never overwritten.
+
+Its map grows between transactions to fit what comes (used pages + twice the incoming bytes + 1 MiB), so an
+environment never reserves terabytes and the same puts give the same pages.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,8 @@ import lmdb
 
 from eoshard.pipeline.errors import ShardWriteError
 
-_INITIAL_MAP_SIZE = 64 * 2**20
+_MIN_MAP_SIZE = 16 * 2**20
+_SLACK = 2**20
 _MAX_MAP_SIZE = 2**40  # 1 TiB: far beyond any one part, far below "reserve 100 TiB"
 
 
@@ -18,34 +23,67 @@ def part_name(index: int) -> str:
     return f"part-{index:02d}"
 
 
-class LmdbWriter:
-    """Puts ``key -> bytes`` into one environment, doubling the map when full (never reserving terabytes)."""
+class _KeyPresentError(Exception):
+    def __init__(self, position: int) -> None:
+        self.position = position
 
-    def __init__(self, path: Path, map_size: int = _INITIAL_MAP_SIZE) -> None:
+
+class LmdbWriter:
+    """Puts ``key -> bytes`` into one environment, one transaction per call, growing the map to fit."""
+
+    def __init__(self, path: Path, map_size: int = _MIN_MAP_SIZE) -> None:
         try:
             path.mkdir(parents=True, exist_ok=True)
             self.env = lmdb.open(str(path), map_size=map_size, subdir=True, lock=True)
         except (OSError, lmdb.Error) as err:
             raise ShardWriteError(f"could not open LMDB {path}: {err}") from err
         self.path = path
+        self._new = 0
 
     def put_many(self, items: Iterable[tuple[str, bytes]]) -> int:
         """Write the items in one transaction; keys already present are kept. Returns how many were new."""
         batch = list(items)
+        self._write(batch, strict=False)
+        return self._new
+
+    def put_new(self, items: Iterable[tuple[str, bytes]]) -> int | None:
+        """Write the items in one transaction unless a key is already there: then write none of them and
+        return the position of the first such item (None when all were written)."""
+        return self._write(list(items), strict=True)
+
+    def _write(self, batch: list[tuple[str, bytes]], *, strict: bool) -> int | None:
+        self._ensure_room(sum(len(k) + len(v) for k, v in batch))
         while True:
             try:
                 with self.env.begin(write=True) as txn:
-                    return sum(txn.put(k.encode(), v, overwrite=False) for k, v in batch)
-            except lmdb.MapFullError:
-                size = self.env.info()["map_size"] * 2
-                if size > _MAX_MAP_SIZE:
-                    raise ShardWriteError(f"LMDB {self.path} would need more than 1 TiB: split it") from None
-                self.env.set_mapsize(size)
+                    self._new = 0
+                    for i, (key, value) in enumerate(batch):
+                        if txn.put(key.encode(), value, overwrite=False):
+                            self._new += 1
+                        elif strict:
+                            raise _KeyPresentError(i)
+                return None
+            except _KeyPresentError as present:  # the transaction is aborted
+                return present.position
+            except lmdb.MapFullError:  # more page overhead than foreseen: double and retry
+                self._grow(self.env.info()["map_size"] * 2)
             except lmdb.Error as err:
                 raise ShardWriteError(
                     f"could not write to LMDB {self.path}: {err}; what was committed before stays valid, "
                     "fix the cause (e.g. free disk space) and rerun the same build"
                 ) from err
+
+    def _ensure_room(self, incoming: int) -> None:
+        info = self.env.info()
+        used = (info["last_pgno"] + 1) * self.env.stat()["psize"]
+        needed = used + 2 * incoming + _SLACK
+        if needed > info["map_size"]:
+            self._grow(needed)
+
+    def _grow(self, size: int) -> None:
+        if size > _MAX_MAP_SIZE:
+            raise ShardWriteError(f"LMDB {self.path} would need more than 1 TiB: split it into more parts")
+        self.env.set_mapsize(size)
 
     def close(self) -> None:
         self.env.close()

@@ -1,4 +1,4 @@
-"""The dataset's index (GeoParquet), STAC Collection and manifest helpers, written once all shards are done."""
+"""The dataset's index (GeoParquet), STAC Collection and statistics summary, written once all shards are done."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from eoshard.pipeline.shards import stats
 from eoshard.pipeline.shards.cards import add_label_extension, eo_bands
 from eoshard.pipeline.shards.commits import atomic_write
 from eoshard.pipeline.shards.describe import with_sample_metadata
+from eoshard.pipeline.shards.layout import INDEX_FILE, LMDB_DIR, MANIFEST_FILE, ZARR_DIR
 from eoshard.pipeline.shards.splits import SPLITS
 
 
@@ -82,10 +83,10 @@ def write_collection(manifest: Mapping[str, Any], bbox_4326: Sequence[float], pa
     collection.extra_fields["eoshard:format_version"] = manifest["format_version"]
     collection.extra_fields["eoshard:n_samples"] = manifest["n_samples"]
     for name, href, media in (
-        ("manifest", "./dataset.json", "application/json"),
-        ("index", "./index.parquet", "application/vnd.apache.parquet"),
-        ("zarr", "./data.zarr", "application/vnd+zarr"),
-        ("lmdb", "./data.lmdb", "application/x-lmdb"),
+        ("manifest", f"./{MANIFEST_FILE}", "application/json"),
+        ("index", f"./{INDEX_FILE}", "application/vnd.apache.parquet"),
+        ("zarr", f"./{ZARR_DIR}", "application/vnd+zarr"),
+        ("lmdb", f"./{LMDB_DIR}", "application/x-lmdb"),
     ):
         collection.add_asset(name, pystac.Asset(href, media_type=media, roles=["data"]))
     collection.add_asset(

@@ -1,0 +1,116 @@
+"""Reading a built dataset: one reader for verify, refresh, inspect, quicklooks and ``open_dataset``."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import cast
+
+import geopandas as gpd
+import lmdb
+import numpy as np
+import pandas as pd
+import zarr
+from safetensors.numpy import load
+
+from eoshard.pipeline.errors import DatasetError, ManifestError
+from eoshard.pipeline.shards.layout import INDEX_FILE, MANIFEST_FILE, DatasetLayout
+
+
+def read_layout(path: Path) -> DatasetLayout:
+    """The layout of the finished dataset at ``path`` (its ``dataset.json``)."""
+    manifest = path / MANIFEST_FILE
+    if not manifest.is_file():
+        raise DatasetError(
+            f"{path} has no {MANIFEST_FILE}: it is not an eoshard dataset, or its build did not finish "
+            "(rerun `eoshard build` with the same config to finish it)"
+        )
+    try:
+        data = json.loads(manifest.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ManifestError(
+            f"{manifest} is not valid JSON ({err}): the file is broken; rebuild the dataset (or restore it)"
+        ) from err
+    return DatasetLayout.from_manifest(data, str(manifest))
+
+
+@dataclass
+class ShardedDataset:
+    """A built dataset on disk: its layout, index, Zarr group and LMDB environments (opened read-only, once)."""
+
+    path: Path
+    layout: DatasetLayout
+    _envs: dict[str, lmdb.Environment] = field(default_factory=dict, repr=False)
+
+    def index(self, columns: Sequence[str] | None = None) -> pd.DataFrame:
+        """``index.parquet``: a GeoDataFrame of every kept sample, or a plain frame of some ``columns``."""
+        file = self.path / INDEX_FILE
+        if not file.is_file():
+            raise DatasetError(f"{self.path} has no {INDEX_FILE}: the dataset is incomplete; rebuild it")
+        return pd.read_parquet(file, columns=list(columns)) if columns else gpd.read_parquet(file)
+
+    def zarr_group(self) -> zarr.Group:
+        """The Zarr v3 group (a ``DatasetError`` when the dataset was built without Zarr)."""
+        if self.layout.zarr is None:
+            raise DatasetError(
+                f"{self.path} was built without Zarr (formats: lmdb only): read its samples from LMDB, or rebuild "
+                "with output.formats [zarr, lmdb]"
+            )
+        return zarr.open_group(str(self.path / self.layout.zarr.path), mode="r")
+
+    def read_slot(self, name: str, slot: int) -> np.ndarray:
+        """Slot ``slot`` of Zarr array ``name``."""
+        return np.asarray(cast(zarr.Array, self.zarr_group()[name])[slot])
+
+    def lmdb_values(self) -> Iterator[tuple[str, bytes]]:
+        """Every ``(key, value)`` of every LMDB part, part by part in key order."""
+        for part in self.layout.lmdb.parts if self.layout.lmdb is not None else ():
+            with self._env(part).begin() as txn:
+                for key, value in txn.cursor():
+                    yield key.decode(), bytes(value)
+
+    def read_value(self, key: str, part: str) -> bytes | None:
+        """The safetensors bytes of sample ``key`` in LMDB ``part`` (None when it is not there)."""
+        with self._env(part).begin() as txn:
+            value = txn.get(key.encode())
+        return None if value is None else bytes(value)
+
+    def read_sample(self, key: str, part: str) -> dict[str, np.ndarray]:
+        """The tensors of sample ``key`` from LMDB ``part``."""
+        value = self.read_value(key, part)
+        if value is None:
+            raise DatasetError(f"sample {key} is in the index but not in LMDB {part}: run `eoshard verify`")
+        return load(value)
+
+    def _env(self, part: str) -> lmdb.Environment:
+        if part not in self._envs:
+            assert self.layout.lmdb is not None
+            where = self.path / self.layout.lmdb.path / part
+            if not where.is_dir():
+                raise DatasetError(
+                    f"{self.path} lacks the LMDB part {part}: the dataset is incomplete; rebuild it"
+                )
+            self._envs[part] = lmdb.open(str(where), readonly=True, lock=False, subdir=True)
+        return self._envs[part]
+
+    def close(self) -> None:
+        for env in self._envs.values():
+            env.close()
+        self._envs.clear()
+
+    def __enter__(self) -> ShardedDataset:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+def open_shards(path: Path | str) -> ShardedDataset:
+    """The finished dataset at ``path`` (a ``DatasetError`` when it is not one)."""
+    root = Path(path)
+    return ShardedDataset(root, read_layout(root))

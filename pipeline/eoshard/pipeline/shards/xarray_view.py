@@ -1,0 +1,86 @@
+"""A built dataset as a lazy xarray ``Dataset`` with real coordinates, to ``.sel`` and plot in a notebook."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+from odc.geo.xr import assign_crs
+
+from eoshard.pipeline.errors import DatasetError
+from eoshard.pipeline.shards.reader import open_shards
+
+BASE = ""  # the suffix of the base grid's dimensions (``y``, ``x``)
+
+
+def open_dataset(path: Path | str) -> xr.Dataset:
+    """The kept samples of the dataset at ``path`` (read lazily from its Zarr store) with their coordinates.
+
+    Dimensions are those of ``docs/format.md`` (``sample, time, band_<group>, y_<group>, x_<group>``; base-grid
+    arrays ``y, x``). Coordinates: ``sample`` (the sample keys), ``time`` (the dataset's dates), ``band_<group>``,
+    per sample ``split``, ``lmdb_part``, ``row``, ``col`` and its affine ``transform`` (``a, b, c, d, e, f``),
+    and the pixel-centre ``easting_<group>`` / ``northing_<group>`` (``easting`` / ``northing`` on the base grid)
+    of every sample in the dataset's CRS (attribute ``crs``). ``sample_image(ds, key, group)`` gives one sample
+    as a DataArray on its own ``GeoBox``, ready to plot.
+    """
+    with open_shards(path) as shards:
+        layout = shards.layout
+        shards.zarr_group()  # a DatasetError when the dataset has no Zarr store
+        index = shards.index(columns=["key", "zarr_index", "split", "lmdb_part", "row", "col"])
+    assert layout.zarr is not None
+    raw = xr.open_zarr(str(Path(path) / layout.zarr.path), consolidated=False)
+    ds = raw.isel(sample=index["zarr_index"].to_numpy())
+    keys = index["key"].astype(str).to_numpy()
+    ds = ds.assign_coords(
+        sample=keys,
+        time=np.array([np.datetime64(d, "ns") for d in layout.dates]),
+        split=("sample", index["split"].astype(str).to_numpy()),
+        lmdb_part=("sample", index["lmdb_part"].astype(str).to_numpy()),
+        row=("sample", index["row"].to_numpy()),
+        col=("sample", index["col"].to_numpy()),
+    )
+    origins = [layout.grid.transform * (c, r) for r, c in zip(index["row"], index["col"], strict=True)]
+    res = abs(layout.grid.resolution.x)
+    ds = ds.assign_coords(transform=(("sample", "affine"), _transforms(origins, res)), affine=list("abcdef"))
+    for name, spec in layout.groups.items():
+        ds = ds.assign_coords({f"band_{name}": list(spec.bands)})
+        ds = _pixel_centres(ds, origins, spec.resolution, f"_{name}")
+    if "y" in ds.dims:
+        ds = _pixel_centres(ds, origins, res, BASE)
+    if layout.hr is not None:
+        ds = ds.assign_coords(band_hr=list(layout.hr["bands"]))
+        ds = _pixel_centres(ds, origins, float(layout.hr["resolution"]), "_hr")
+    ds.attrs = {"name": layout.name, "crs": str(layout.grid.crs), "format_version": layout.format_version}
+    return ds
+
+
+def sample_image(ds: xr.Dataset, key: str, group: str) -> xr.DataArray:
+    """Sample ``key`` of ``group`` (a band group, a label layer or ``hr``) with ``y``/``x`` coordinates and its
+    ``GeoBox`` (``.odc.geobox``): ``sample_image(ds, key, "s2_10m").isel(time=0).sel(band="B04").plot()``."""
+    if group not in ds.data_vars:
+        raise DatasetError(f"the dataset has no array {group!r}; it has {sorted(map(str, ds.data_vars))}")
+    values = ds[group].sel(sample=key)
+    suffix = "" if "y" in values.dims else f"_{group}"
+    renames = {f"y{suffix}": "y", f"x{suffix}": "x", f"band{suffix}": "band"}
+    values = values.rename({k: v for k, v in renames.items() if k in values.dims and k != v})
+    east, north = f"easting{suffix}", f"northing{suffix}"
+    values = values.assign_coords(x=values[east].values, y=values[north].values).drop_vars([east, north])
+    return assign_crs(values, ds.attrs["crs"])
+
+
+def _transforms(origins: list[tuple[float, float]], res: float) -> np.ndarray:
+    return np.array([[res, 0.0, x0, 0.0, -res, y0] for x0, y0 in origins], dtype=np.float64)
+
+
+def _pixel_centres(ds: xr.Dataset, origins: list[tuple[float, float]], res: float, suffix: str) -> xr.Dataset:
+    ydim, xdim = f"y{suffix}", f"x{suffix}"
+    if ydim not in ds.dims:
+        return ds
+    cols = (np.arange(ds.sizes[xdim]) + 0.5) * res
+    rows = (np.arange(ds.sizes[ydim]) + 0.5) * res
+    east = np.array([x0 + cols for x0, _ in origins])
+    north = np.array([y0 - rows for _, y0 in origins])
+    return ds.assign_coords(
+        {f"easting{suffix}": (("sample", xdim), east), f"northing{suffix}": (("sample", ydim), north)}
+    )
