@@ -30,7 +30,7 @@ def test_format_md_lists_the_manifest_keys_of_the_layout_in_order() -> None:
         head = re.split(r"\s{2,}", line.strip())[0]
         names += [n.strip() for n in head.split(",")]
         names += re.findall(r";\s+(\w+):", line)  # "n_samples ...;  n_candidates: ..."
-    assert tuple(names) == layout.MANIFEST_KEYS
+    assert tuple(names) == layout.MANIFEST_KEYS + layout.OPTIONAL_KEYS
 
 
 def test_format_md_names_the_files_and_group_fields_of_the_layout() -> None:

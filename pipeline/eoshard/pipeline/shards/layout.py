@@ -32,6 +32,8 @@ MANIFEST_KEYS = (
     "products", "timeseries", "n_samples", "n_candidates", "keys", "dropped", "splits", "statistics", "labels",
     "hr", "formats", "checksums",
 )  # fmt: skip
+# Keys added within format 1.0 after the first datasets: absent from older files, kept in ``extra`` when present.
+OPTIONAL_KEYS = ("band_metadata",)
 GROUP_KEYS = ("bands", "resolution", "factor", "shape", "dtype", "nodata", "expressions")
 Json = dict[str, Any]
 

@@ -128,7 +128,9 @@ def canonical_safetensors(data: bytes) -> bytes:
     header["__metadata__"] = dict(sorted(header.get("__metadata__", {}).items()))
     text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode()
     text += b" " * (-len(text) % 8)
-    return len(text).to_bytes(8, "little") + text + data[8 + n :]
+    if text == data[8 : 8 + n]:
+        return data
+    return b"".join((len(text).to_bytes(8, "little"), text, memoryview(data)[8 + n :]))  # one copy of the tensors
 
 
 def empty_slot(
