@@ -39,6 +39,7 @@ def test_format_md_names_the_files_and_group_fields_of_the_layout() -> None:
         layout.MANIFEST_FILE,
         layout.INDEX_FILE,
         layout.COLLECTION_FILE,
+        layout.CARD_FILE,
         layout.ZARR_DIR,
         layout.LMDB_DIR,
         layout.LMDB_DIR,

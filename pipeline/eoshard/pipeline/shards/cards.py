@@ -18,6 +18,7 @@ from typing import Any
 import pystac
 
 from eoshard.pipeline.shards.commits import atomic_write
+from eoshard.pipeline.shards.layout import CARD_FILE
 
 LABEL_EXTENSION = "https://stac-extensions.github.io/label/v1.0.1/schema.json"
 CROISSANT_CONFORMS_TO = ["http://mlcommons.org/croissant/1.0", "http://mlcommons.org/croissant/geo/1.0"]
@@ -177,7 +178,7 @@ def write_cards(out: Path, manifest: Mapping[str, Any], bbox_4326: Sequence[floa
     }
     digests["dataset.json"] = manifest_sha256(manifest)
     card = croissant(manifest, bbox_4326, digests)
-    atomic_write(out / "croissant.json", json.dumps(card, indent=2, sort_keys=True).encode())
+    atomic_write(out / CARD_FILE, json.dumps(card, indent=2, sort_keys=True).encode())
 
 
 def eo_bands(manifest: Mapping[str, Any]) -> list[dict[str, Any]]:

@@ -22,6 +22,7 @@ from eoshard.pipeline.shards.samples import FORMAT_VERSION
 MANIFEST_FILE = "dataset.json"
 INDEX_FILE = "index.parquet"
 COLLECTION_FILE = "collection.json"
+CARD_FILE = "croissant.json"  # the GeoCroissant dataset card
 ZARR_DIR = "data.zarr"
 LMDB_DIR = "data.lmdb"
 BUILD_DIR = "_build"
