@@ -120,8 +120,8 @@ def test_temporal_smp_model_trains_exports_and_reloads(shards: Path, tmp_path: P
     from eoshard.training.package import load
 
     model = {"decoder": "Unet", "encoder": "resnet18", "encoder_depth": 3, "decoder_channels": [32, 16, 8]}
-    config = _config(shards, tmp_path / "run", architecture="smp-temporal", model=model, epochs=1, batch_size=8,
-                     augmentation={"rotate": 20, "noise": 0.05})  # fmt: skip
+    config = _config(shards, tmp_path / "run", architecture="smp-temporal", model=model, epochs=1, batch_size=4,
+                     class_weights=None, augmentation={"rotate": 20, "noise": 0.05})  # fmt: skip
     fit(config, stop_after_steps=2)
     from safetensors.torch import save_file
 

@@ -18,7 +18,6 @@ from torch.utils.data import DataLoader
 
 from eoshard.training.data import ShardDataset
 from eoshard.training.models import forward
-from eoshard.training.vision import guard_torchvision
 
 IGNORE = -1  # target value of ignored pixels: torchmetrics' ignore_index
 THRESHOLDS = 101
@@ -26,7 +25,6 @@ THRESHOLDS = 101
 
 def metrics(n_classes: int) -> Any:
     """The torchmetrics collection of a report (``ignore_index`` = :data:`IGNORE`)."""
-    guard_torchvision()  # torchmetrics imports torchvision when it is installed
     from torchmetrics import MetricCollection
     from torchmetrics import classification as tmc
 
