@@ -144,3 +144,23 @@ def test_torchmetrics_report_matches_independent_counts(tmp_path: Path) -> None:
         assert report["auroc"][k] == pytest.approx(exact, abs=0.01)
     assert report["classes"] == ["background", "wheat", "maize"]
     assert {p.name for p in tmp_path.glob("*.png")} == {"confusion_matrix.png", "roc.png", "pr.png"}
+
+
+def test_the_registry_takes_new_architectures(monkeypatch: pytest.MonkeyPatch) -> None:
+    from eoshard.training import models
+
+    monkeypatch.setattr(models, "ARCHITECTURES", dict(models.ARCHITECTURES))
+    monkeypatch.setattr(models, "TEMPORAL", set(models.TEMPORAL))
+    models.register("tiny", lambda c, n, width=2: torch.nn.Conv2d(c, n, 1), temporal=False)
+    assert build_model("tiny", 8, 3)(torch.randn(1, 8, 4, 4)).shape == (1, 3, 4, 4)
+    assert models.in_channels("tiny", 4, 2) == 8 and models.in_channels("smp-temporal", 4, 2) == 4
+    with pytest.raises(ConfigError, match=r"model options \{'depth': 3\} do not fit architecture 'tiny'"):
+        build_model("tiny", 8, 3, depth=3)
+
+
+def test_missing_model_libraries_are_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "segmentation_models_pytorch", None)  # as if not installed
+    with pytest.raises(ConfigError, match=r"pip install 'eoshard-training\[models\]'"):
+        build_model("smp", 3, 2)

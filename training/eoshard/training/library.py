@@ -19,9 +19,14 @@ from eoshard.training.vision import import_torchvision
 
 
 def _smp() -> Any:
-    import_torchvision()
-    import segmentation_models_pytorch as smp
-
+    try:
+        import_torchvision()
+        import segmentation_models_pytorch as smp
+    except ImportError as err:
+        raise ConfigError(
+            f"the smp architectures need segmentation-models-pytorch, timm and torchvision ({err}): install them "
+            "with pip install 'eoshard-training[models]'"
+        ) from err
     return smp
 
 
