@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml training/pyproject.toml constraints.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q torch==2.13.0
-	$(PIP) install -q -c constraints.txt -e . -e './training[geotiff]' -r requirements-dev.txt
+	$(PIP) install -q -c constraints.txt -e . -e './training[geotiff,models,mlm,lightning]' -r requirements-dev.txt
 	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $(STAMP)
 
@@ -58,6 +58,6 @@ training-venv-check:
 	rm -rf $(TRAIN_VENV)
 	$(PYTHON) -m venv $(TRAIN_VENV)
 	$(TRAIN_VENV)/bin/pip install -q torch==2.13.0
-	$(TRAIN_VENV)/bin/pip install -q -c constraints.txt ./training pytest pytest-timeout
+	$(TRAIN_VENV)/bin/pip install -q -c constraints.txt './training[models]' pytest pytest-timeout
 	! $(TRAIN_VENV)/bin/pip list 2>/dev/null | grep -iE '^(dask|distributed|rasterio|geopandas|stackstac|xarray|pystac) '
 	$(TRAIN_VENV)/bin/python -m pytest -p no:cacheprovider -m "not needs_build" tests/training

@@ -60,11 +60,17 @@ def _tf(x: torch.Tensor, k: int, transpose: bool) -> torch.Tensor:
     return x.transpose(-2, -1) if transpose else x
 
 
-def test_fit_lowers_loss_and_beats_majority_then_package_evaluates(shards: Path, tmp_path: Path) -> None:
+def test_fit_lowers_loss_and_beats_majority_then_package_evaluates(
+    shards: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     config = _config(shards, tmp_path / "run")
     result = fit(config)
     assert result.train_loss[-1] < result.train_loss[0]
     assert (tmp_path / "run" / "tensorboard").is_dir()
+    progress = [line for line in capsys.readouterr().err.splitlines() if line.startswith("epoch ")]
+    assert [line.split(":")[0] for line in progress] == ["epoch 1/3", "epoch 2/3", "epoch 3/3"]
+    assert f"val loss {result.val_loss[-1]:.4f}" in progress[-1]
+    assert (tmp_path / "run" / "training_curve.png").stat().st_size > 10_000
     assert main(["export", str(tmp_path / "run"), str(tmp_path / "pkg")]) == 0
     assert main(["evaluate", str(tmp_path / "pkg"), str(shards), str(tmp_path / "eval")]) == 0
     report = json.loads((tmp_path / "eval" / "report.json").read_text())
@@ -108,3 +114,26 @@ def test_early_stopping_when_validation_stops_improving(shards: Path, tmp_path: 
     result = fit(_config(shards, tmp_path / "es", epochs=5, lr=0.0, patience=1, checkpoint_every=1000))
     assert result.stopped_early and len(result.val_loss) == 2
     assert result.val_loss[0] == result.val_loss[1]
+
+
+def test_temporal_smp_model_trains_exports_and_reloads(shards: Path, tmp_path: Path) -> None:
+    from eoshard.training.package import load
+
+    model = {"decoder": "Unet", "encoder": "resnet18", "encoder_depth": 3, "decoder_channels": [32, 16, 8]}
+    config = _config(shards, tmp_path / "run", architecture="smp-temporal", model=model, epochs=1, batch_size=4,
+                     class_weights=None, augmentation={"rotate": 20, "noise": 0.05})  # fmt: skip
+    fit(config, stop_after_steps=2)
+    from safetensors.torch import save_file
+
+    ckpt = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=True)
+    save_file(ckpt["model"], str(tmp_path / "run" / "best.safetensors"))
+    assert main(["export", str(tmp_path / "run"), str(tmp_path / "pkg")]) == 0
+    package = load(tmp_path / "pkg")
+    item = json.loads((tmp_path / "pkg" / "item.json").read_text())["properties"]
+    assert item["mlm:input"][0]["input"]["dim_order"] == ["batch", "time", "channel", "height", "width"]
+    m = Manifest.read(shards)
+    assert item["mlm:output"][0]["result"]["shape"][1] == m.n_classes
+    sample = make_dataset(m, "lmdb", indices=[0])[0]
+    with torch.no_grad():
+        out = package.model(sample["image"][None], sample["pad"][None], sample["dates"][None])
+    assert out.shape == (1, m.n_classes, 32, 32) and torch.isfinite(out).all()

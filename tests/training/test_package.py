@@ -25,7 +25,12 @@ def test_round_trip_keeps_weights_and_mlm_fields(tmp_path: Path) -> None:
     assert props["mlm:architecture"] == "fcn" and props["mlm:framework"] == "pytorch"
     assert props["mlm:input"][0]["bands"] == ["B02", "B03", "B04", "B08"]
     assert props["mlm:input"][0]["input"]["shape"] == [-1, 4, 32, 32]
-    assert [c["value"] for c in props["mlm:output"][0]["classification:classes"]] == [1, 2, 3, 4, 5, 6]
+    output = props["mlm:output"][0]
+    # one class per output channel (the model has 7): the background (0) is declared and named as such
+    assert [c["value"] for c in output["classification:classes"]] == [0, 1, 2, 3, 4, 5, 6]
+    assert output["classification:classes"][0]["name"] == "background" and output["result"]["shape"][1] == 7
+    assert any("/classification/" in e for e in item["stac_extensions"])
+    assert any("/mlm/" in e for e in item["stac_extensions"])
     assert item["assets"]["weights"]["mlm:artifact_type"] == "safetensors"
     x = torch.randn(1, 4, 16, 16)
     assert torch.equal(package.model(x), again.model(x))
@@ -42,3 +47,45 @@ def test_pickled_weights_are_refused(tmp_path: Path, capsys: pytest.CaptureFixtu
     weights.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00not json at all!")
     with pytest.raises(PackageError, match="not a safetensors file"):
         load(tmp_path / "pkg")
+
+
+def test_export_refuses_weights_whose_outputs_disagree_with_the_class_list(tmp_path: Path) -> None:
+    from safetensors.torch import save_file
+
+    from eoshard.training.models import build_model
+    from eoshard.training.package import export
+
+    net = build_model("fcn", 4, 5, width=8, layers=2)  # 5 outputs, but the dataset's classes make 7
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(tmp_path / "w.safetensors"))
+    stats = {"bands": ["B02", "B03", "B04", "B08"], "mean": [0.0] * 4, "std": [1.0] * 4}
+    config = {"architecture": "fcn", "model": {"width": 8, "layers": 2}}
+    with pytest.raises(PackageError, match="does not fit 'fcn' with 4 bands x 1 dates in and 7 channels out"):
+        export(tmp_path / "w.safetensors", config, stats, {i: f"c{i}" for i in range(1, 7)}, 1, 32, tmp_path / "p")
+    assert not (tmp_path / "p").exists()
+
+
+@pytest.mark.needs_build  # stac-model is in the full environment (extra 'mlm'), not in the base install
+def test_mlm_item_is_written_by_stac_model_and_equals_the_base_install_item(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from stac_model.schema import MLModelProperties
+
+    from eoshard.training import package
+
+    args = ({"architecture": "smp-temporal", "model": {"encoder": "resnet18"}},
+            {"bands": ["B04", "B08"], "mean": [1.0, 2.0], "std": [3.0, 4.0]}, {2: "wheat"}, 6, 32, "m", 3)  # fmt: skip
+    item = package.mlm_item(*args)
+    props = {k.removeprefix("mlm:"): v for k, v in item["properties"].items() if k.startswith("mlm:")}
+    parsed = MLModelProperties.model_validate(props)
+    assert parsed.output[0].classes is not None and [c.value for c in parsed.output[0].classes] == [0, 1, 2]
+    assert [c.name for c in parsed.output[0].classes] == ["background", "class 1", "wheat"]
+    assert parsed.input[0].input.shape == [-1, 6, 2, 32, 32]  # temporal: (batch, time, channel, H, W)
+    assert item["properties"]["mlm:input"][0]["eoshard:n_dates"] == 6
+
+    def missing(props: dict) -> None:
+        raise ImportError("no stac-model")
+
+    monkeypatch.setattr(package, "_through_stac_model", missing)
+    plain = package.mlm_item(*args)
+    plain["properties"]["datetime"] = item["properties"]["datetime"]
+    assert json.dumps(plain) == json.dumps(item)  # same keys, same order, same values

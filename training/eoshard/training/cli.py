@@ -63,7 +63,9 @@ def _evaluate(args: argparse.Namespace) -> None:
         manifest, args.format, bands=package.bands, normalise=stats, indices=split_indices(manifest, args.split)
     )
     n_classes = int(package.item["properties"]["mlm:output"][0]["result"]["shape"][1])
-    report = evaluate(package.model, package.architecture, data, n_classes, args.output, manifest.classes)
+    report = evaluate(
+        package.model, package.architecture, data, n_classes, args.output, manifest.classes, manifest.background
+    )
     print(json.dumps({"overall_accuracy": report["overall_accuracy"], "output": str(args.output)}))
 
 

@@ -1,8 +1,13 @@
-"""``eoshard-train evaluate``: OA, per-class P/R/F1, IoU, confusion matrix, ROC and PR curves (JSON + PNG)."""
+"""``eoshard-train evaluate``: torchmetrics over the pixels not ignored: overall accuracy, per-class precision,
+recall, F1, IoU, AUROC and average precision, the confusion matrix (counts and row-normalised), ROC and PR curves
+(JSON + PNG). Metrics are streamed batch by batch (curves at 101 thresholds), so memory does not grow with the
+split."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,87 +19,80 @@ from torch.utils.data import DataLoader
 from eoshard.training.data import ShardDataset
 from eoshard.training.models import forward
 
-
-def confusion(pred: np.ndarray, truth: np.ndarray, n: int) -> np.ndarray:
-    """Rows are true classes, columns predicted."""
-    return np.bincount(truth * n + pred, minlength=n * n).reshape(n, n)
+IGNORE = -1  # target value of ignored pixels: torchmetrics' ignore_index
+THRESHOLDS = 101
 
 
-def scores(cm: np.ndarray) -> dict[str, Any]:
-    tp = np.diag(cm).astype(float)
-    support = cm.sum(1)
-    predicted = cm.sum(0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        precision = np.where(predicted > 0, tp / predicted, 0.0)
-        recall = np.where(support > 0, tp / support, 0.0)
-        f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
-        iou = np.where(support + predicted - tp > 0, tp / (support + predicted - tp), 0.0)
-    return {
-        "overall_accuracy": float(tp.sum() / max(cm.sum(), 1)),
-        "precision": precision.tolist(), "recall": recall.tolist(), "f1": f1.tolist(), "iou": iou.tolist(),
-        "support": support.tolist(), "confusion_matrix": cm.tolist(),
-    }  # fmt: skip
+def metrics(n_classes: int) -> Any:
+    """The torchmetrics collection of a report (``ignore_index`` = :data:`IGNORE`)."""
+    from torchmetrics import MetricCollection
+    from torchmetrics import classification as tmc
 
-
-def curves(prob: np.ndarray, positive: np.ndarray, points: int = 101) -> dict[str, list[float]]:
-    """One-vs-rest ROC and PR curves at evenly spaced thresholds."""
-    thresholds = np.linspace(1, 0, points)
-    pos = max(int(positive.sum()), 1)
-    neg = max(int((~positive).sum()), 1)
-    tpr, fpr, prec = [], [], []
-    for t in thresholds:
-        hit = prob >= t
-        tp = int((hit & positive).sum())
-        fp = int((hit & ~positive).sum())
-        tpr.append(tp / pos)
-        fpr.append(fp / neg)
-        prec.append(tp / (tp + fp) if tp + fp else 1.0)
-    return {"fpr": fpr, "tpr": tpr, "precision": prec, "recall": tpr}
+    common: dict[str, Any] = {"num_classes": n_classes, "ignore_index": IGNORE}
+    per_class: dict[str, Any] = common | {"average": None}
+    return MetricCollection({
+        "overall_accuracy": tmc.MulticlassAccuracy(average="micro", **common),
+        "precision": tmc.MulticlassPrecision(**per_class), "recall": tmc.MulticlassRecall(**per_class),
+        "f1": tmc.MulticlassF1Score(**per_class), "iou": tmc.MulticlassJaccardIndex(**per_class),
+        "auroc": tmc.MulticlassAUROC(thresholds=THRESHOLDS, **per_class),
+        "average_precision": tmc.MulticlassAveragePrecision(thresholds=THRESHOLDS, **per_class),
+        "confusion_matrix": tmc.MulticlassConfusionMatrix(**common),
+        "roc": tmc.MulticlassROC(thresholds=THRESHOLDS, **common),
+        "pr": tmc.MulticlassPrecisionRecallCurve(thresholds=THRESHOLDS, **common),
+    })  # fmt: skip
 
 
 def evaluate(
-    model: nn.Module, architecture: str, data: ShardDataset, n_classes: int, out: Path, names: dict[int, str]
-) -> dict[str, Any]:
+    model: nn.Module, architecture: str, data: ShardDataset, n_classes: int, out: Path, names: dict[int, str],
+    background: int = 0,
+) -> dict[str, Any]:  # fmt: skip
     """Predict ``data``, write ``report.json`` and PNG plots under ``out``; return the report."""
     out.mkdir(parents=True, exist_ok=True)
     model.eval()
-    preds, truths, probs = [], [], []
-    with torch.no_grad():
+    collection = metrics(n_classes)
+    # torchmetrics' deterministic bincount builds an (n_pixels x n_bins) matrix: count with torch.bincount
+    with torch.no_grad(), _nondeterministic():
         for batch in DataLoader(data, batch_size=16):
-            p = forward(model, architecture, batch["image"], batch["pad"]).softmax(1)
-            keep = ~batch["ignore"]
-            probs.append(p.permute(0, 2, 3, 1)[keep].numpy())
-            preds.append(p.argmax(1)[keep].numpy())
-            truths.append(batch["label"][keep].numpy())
-    pred, truth, prob = np.concatenate(preds), np.concatenate(truths), np.concatenate(probs)
-    report = scores(confusion(pred, truth, n_classes))
-    report["classes"] = [names.get(c, str(c)) for c in range(n_classes)]
-    report["curves"] = {str(c): curves(prob[:, c], truth == c) for c in range(n_classes) if (truth == c).any()}
+            probs = forward(model, architecture, batch["image"], batch["pad"], batch["dates"]).softmax(1)
+            target = batch["label"].masked_fill(batch["ignore"], IGNORE)
+            collection.update(probs.permute(0, 2, 3, 1).reshape(-1, n_classes), target.flatten())
+    result = collection.compute()
+    cm = result["confusion_matrix"].long().numpy()
+    present = cm.sum(1) > 0
+    report: dict[str, Any] = {
+        "overall_accuracy": float(result["overall_accuracy"]),
+        **{k: result[k].tolist() for k in ("precision", "recall", "f1", "iou", "auroc", "average_precision")},
+        "support": cm.sum(1).tolist(), "confusion_matrix": cm.tolist(),
+        "classes": [names.get(c, "background" if c == background else str(c)) for c in range(n_classes)],
+        "ignore_index": IGNORE, "background": background,
+    }  # fmt: skip
+    for key in ("auroc", "average_precision"):  # a class absent from the split has no curve: null, not 0
+        report[key] = [v if present[c] else None for c, v in enumerate(report[key])]
+    (fpr, tpr, _), (prec, rec, _) = result["roc"], result["pr"]
+    report["curves"] = {
+        str(c): {"fpr": fpr[c].tolist(), "tpr": tpr[c].tolist(), "precision": prec[c].tolist(), "recall": rec[c].tolist()}
+        for c in range(n_classes) if present[c]
+    }  # fmt: skip
     (out / "report.json").write_text(json.dumps(report, indent=2))
-    _plots(report, out)
+    _plots(report, cm, out)
     return report
 
 
-def _plots(report: dict[str, Any], out: Path) -> None:
-    import matplotlib
+@contextlib.contextmanager
+def _nondeterministic() -> Iterator[None]:
+    before, warn = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+    )
+    torch.use_deterministic_algorithms(False)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(before, warn_only=warn)
 
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
 
-    names = report["classes"]
-    fig, ax = plt.subplots(figsize=(6, 5))
-    ax.imshow(np.array(report["confusion_matrix"]), cmap="Blues")
-    ax.set(xticks=range(len(names)), yticks=range(len(names)), xlabel="predicted", ylabel="true")
-    ax.set_xticklabels(names, rotation=45, ha="right")
-    ax.set_yticklabels(names)
-    fig.tight_layout()
-    fig.savefig(out / "confusion_matrix.png")
-    plt.close(fig)
-    for kind, (x, y) in {"roc": ("fpr", "tpr"), "pr": ("recall", "precision")}.items():
-        fig, ax = plt.subplots(figsize=(5, 5))
-        for c, curve in report["curves"].items():
-            ax.plot(curve[x], curve[y], label=names[int(c)])
-        ax.set(xlabel=x, ylabel=y, title=kind.upper())
-        ax.legend(fontsize="small")
-        fig.savefig(out / f"{kind}.png")
-        plt.close(fig)
+def _plots(report: dict[str, Any], cm: np.ndarray, out: Path) -> None:
+    from eoshard.training import plots
+
+    plots.confusion_matrix(cm, report["classes"], out / "confusion_matrix.png")
+    plots.roc_pr(report, out)

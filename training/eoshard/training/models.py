@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -145,25 +146,62 @@ def gradient_penalty(disc: nn.Module, real: torch.Tensor, fake: torch.Tensor) ->
     return ((grad.flatten(1).norm(dim=1) - 1) ** 2).mean()
 
 
-ARCHITECTURES: dict[str, type[nn.Module]] = {
-    "unet": UNet, "fcn": FCN, "convgru": ConvGRUSegmenter, "sr4": SRGenerator,
+Builder = Callable[..., nn.Module]
+
+
+def _sr4(in_channels: int, n_classes: int, **options: Any) -> nn.Module:
+    return SRGenerator(in_channels, **options)
+
+
+def _library(name: str) -> Builder:
+    def build(in_channels: int, n_classes: int, **options: Any) -> nn.Module:
+        from eoshard.training import library  # smp, timm and torchvision load only when such a model is built
+
+        return getattr(library, name)(in_channels, n_classes, **options)
+
+    return build
+
+
+# name -> builder(in_channels, n_classes, **options); extend with ``register``
+ARCHITECTURES: dict[str, Builder] = {
+    "unet": UNet, "fcn": FCN, "convgru": ConvGRUSegmenter, "sr4": _sr4,
+    "smp": _library("SmpSegmenter"), "smp-temporal": _library("TemporalSmpSegmenter"),
 }  # fmt: skip
-TEMPORAL = {"convgru"}
+TEMPORAL = {"convgru", "smp-temporal"}  # input (B, T, C, H, W) with the padded-date mask
+PER_DATE = {"sr4"}  # input one date's bands (B, C, H, W)
+
+
+def register(name: str, builder: Builder, temporal: bool = False, per_date: bool = False) -> None:
+    """Add an architecture: ``builder(in_channels, n_classes, **options)`` returns the module."""
+    ARCHITECTURES[name] = builder
+    if temporal:
+        TEMPORAL.add(name)
+    if per_date:
+        PER_DATE.add(name)
+
+
+def in_channels(architecture: str, n_bands: int, n_dates: int) -> int:
+    """The input channels an architecture gets: the bands (temporal, per-date) or bands x dates (stacked)."""
+    return n_bands if architecture in TEMPORAL or architecture in PER_DATE else n_bands * n_dates
 
 
 def build_model(architecture: str, in_channels: int, n_classes: int, **options: Any) -> nn.Module:
     """A model by architecture name, with its options (width, depth, ...)."""
     if architecture not in ARCHITECTURES:
         raise ConfigError(f"architecture {architecture!r} unknown: expected one of {sorted(ARCHITECTURES)}")
-    if architecture == "sr4":
-        return SRGenerator(in_channels, **options)
-    return ARCHITECTURES[architecture](in_channels, n_classes, **options)
+    try:
+        return ARCHITECTURES[architecture](in_channels, n_classes, **options)
+    except TypeError as err:
+        raise ConfigError(f"model options {options} do not fit architecture {architecture!r}: {err}") from err
 
 
 def forward(
-    model: nn.Module, architecture: str, image: torch.Tensor, pad: torch.Tensor | None = None
-) -> torch.Tensor:
+    model: nn.Module, architecture: str, image: torch.Tensor, pad: torch.Tensor | None = None,
+    doy: torch.Tensor | None = None,
+) -> torch.Tensor:  # fmt: skip
     """Run ``model`` on a (B, T, C, H, W) batch: temporal models see all dates, others the dates stacked as channels."""
+    if architecture == "smp-temporal":
+        return model(image, pad, doy)
     if architecture in TEMPORAL:
         return model(image, pad)
     return model(image.flatten(1, 2))

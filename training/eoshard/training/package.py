@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -12,9 +13,10 @@ import torch
 from torch import nn
 
 from eoshard.training.errors import PackageError
-from eoshard.training.models import build_model
+from eoshard.training.models import TEMPORAL, build_model, in_channels
 
-MLM_SCHEMA = "https://stac-extensions.github.io/mlm/v1.4.0/schema.json"
+MLM_SCHEMA = "https://stac-extensions.github.io/mlm/v1.6.0/schema.json"  # as stac-model 0.7 writes
+CLASSIFICATION_SCHEMA = "https://stac-extensions.github.io/classification/v2.0.0/schema.json"
 WEIGHTS = "model.safetensors"
 ITEM = "item.json"
 CONFIG = "training-config.json"
@@ -37,56 +39,103 @@ class ModelPackage:
 
 def export(
     weights: Path, config: dict[str, Any], stats: dict[str, Any], classes: dict[int, str], n_dates: int,
-    patch_size: int, out: Path, name: str = "eoshard-model",
+    patch_size: int, out: Path, name: str = "eoshard-model", n_classes: int | None = None, background: int = 0,
 ) -> Path:  # fmt: skip
-    """Write ``out/`` with the weights, ``item.json`` (STAC + MLM) and the training config; return ``out``."""
+    """Write ``out/`` with the weights, ``item.json`` (STAC + MLM, written through stac-model) and the training
+    config; return ``out``. ``n_classes`` (default: highest class code + 1) must be the model's output channels."""
     _check_safetensors(weights)
+    arch = config["architecture"]
+    sr = arch == "sr4"
+    n_out = len(stats["bands"]) if sr else (n_classes or max([background, *classes]) + 1)
+    _check_outputs(weights, config, len(stats["bands"]), n_dates, n_out)
+    item = mlm_item(config, stats, classes, n_dates, patch_size, name, n_out, background)
     out.mkdir(parents=True, exist_ok=True)
     (out / WEIGHTS).write_bytes(weights.read_bytes())
     (out / CONFIG).write_text(json.dumps(config, indent=2))
+    (out / ITEM).write_text(json.dumps(item, indent=2))
+    return out
+
+
+def _check_outputs(weights: Path, config: dict[str, Any], n_bands: int, n_dates: int, n_out: int) -> None:
+    """The weights must fit the architecture with ``n_out`` output channels (the class list of the item)."""
+    from safetensors.torch import load_file
+
     arch = config["architecture"]
-    bands = stats["bands"]
-    temporal = arch == "convgru"
-    sr = arch == "sr4"
-    shape = (
-        [-1, n_dates, len(bands), patch_size, patch_size]
-        if temporal
-        else [-1, n_dates * len(bands), patch_size, patch_size]
-    )
-    dims = ["batch", "time", "channel", "height", "width"] if temporal else ["batch", "channel", "height", "width"]
-    output: dict[str, Any] = {
-        "name": "super-resolution x4" if sr else "classification",
-        "tasks": ["super-resolution"] if sr else ["semantic-segmentation"],
-        "result": {"shape": [-1, len(bands) if sr else len(classes) + 1, -1, -1], "dim_order": ["batch", "channel", "height", "width"], "data_type": "float32"},
-        "classification:classes": [] if sr else [{"value": c, "name": n} for c, n in sorted(classes.items())],
-        "post_processing_function": None,
+    model = build_model(arch, in_channels(arch, n_bands, n_dates), n_out, **config.get("model", {}))
+    try:
+        model.load_state_dict(load_file(str(weights)))
+    except RuntimeError as err:
+        raise PackageError(
+            f"{weights} does not fit {arch!r} with {n_bands} bands x {n_dates} dates in and {n_out} channels out "
+            f"(the class list of the item): {str(err).splitlines()[-1].strip()}; export the weights of this run"
+        ) from err
+
+
+def mlm_item(
+    config: dict[str, Any], stats: dict[str, Any], classes: dict[int, str], n_dates: int, patch_size: int,
+    name: str, n_out: int, background: int = 0,
+) -> dict[str, Any]:  # fmt: skip
+    """The STAC Item of a package. The MLM fields are built and validated by stac-model (extra ``mlm``) when it is
+    installed, else written as the same JSON (tested equal); the output's ``classification:classes``
+    (classification extension) lists exactly the model's ``n_out`` channels, the background named as such."""
+    arch, bands = config["architecture"], stats["bands"]
+    temporal, sr = arch in TEMPORAL, arch == "sr4"
+    size = [patch_size, patch_size]
+    names = [classes.get(c, "background" if c == background else f"class {c}") for c in range(n_out)]
+    task = "super-resolution" if sr else "semantic-segmentation"
+    dims = ["batch", "channel", "height", "width"]
+    props: dict[str, Any] = {
+        "mlm:framework": "pytorch", "mlm:framework_version": torch.__version__.split("+")[0],
+        "mlm:accelerator": "amd64", "mlm:accelerator_constrained": False, "mlm:name": name,
+        "mlm:architecture": arch, "mlm:tasks": [task],
+        "mlm:input": [{
+            "bands": bands, "variables": [], "name": "timeseries" if temporal else "bands",
+            "input": {
+                "shape": [-1, n_dates, len(bands), *size] if temporal else [-1, in_channels(arch, len(bands), n_dates), *size],
+                "dim_order": ["batch", "time", "channel", "height", "width"] if temporal else dims,
+                "data_type": "float32",
+            },
+            "value_scaling": [{"type": "z-score", "mean": m, "stddev": s} for m, s in zip(stats["mean"], stats["std"], strict=True)],
+            "pre_processing_function": None,
+        }],
+        "mlm:output": [{
+            "bands": [], "variables": [], "name": "super-resolution x4" if sr else "classification", "tasks": [task],
+            "result": {"shape": [-1, n_out, -1, -1], "dim_order": dims, "data_type": "float32"},
+            **({} if sr else {"classification:classes": [{"value": c, "name": n, "description": n} for c, n in enumerate(names)]}),
+            "post_processing_function": None,
+        }],
+        **({"mlm:hyperparameters": config["model"]} if config.get("model") else {}),
+        "mlm:pretrained": bool(config.get("model", {}).get("weights")),
     }  # fmt: skip
-    item = {
-        "type": "Feature", "stac_version": "1.1.0", "stac_extensions": [MLM_SCHEMA], "id": name,
-        "geometry": None, "bbox": None, "links": [],
-        "properties": {
-            "datetime": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "mlm:name": name, "mlm:architecture": arch, "mlm:framework": "pytorch",
-            "mlm:framework_version": torch.__version__.split("+")[0],
-            "mlm:tasks": output["tasks"], "mlm:accelerator": "amd64", "mlm:accelerator_constrained": False,
-            "mlm:input": [{
-                "name": "bands" if not temporal else "timeseries", "bands": bands,
-                "input": {"shape": shape, "dim_order": dims, "data_type": "float32"},
-                "value_scaling": [{"type": "z-score", "mean": m, "stddev": s} for m, s in zip(stats["mean"], stats["std"], strict=True)],
-                "pre_processing_function": None,
-                "eoshard:n_dates": n_dates,
-            }],
-            "mlm:output": [output],
-            "mlm:hyperparameters": config.get("model", {}),
-        },
+    extensions = [MLM_SCHEMA]
+    with contextlib.suppress(ImportError):  # without stac-model (the base install): the same JSON, directly
+        extensions, props = _through_stac_model(props)
+    props["mlm:input"][0]["eoshard:n_dates"] = n_dates
+    props["datetime"] = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return {
+        "type": "Feature", "stac_version": "1.1.0",
+        "stac_extensions": extensions + ([] if sr else [CLASSIFICATION_SCHEMA]),
+        "id": name, "geometry": None, "properties": props, "links": [],
         "assets": {
             "weights": {"href": f"./{WEIGHTS}", "type": "application/octet-stream; application=safetensors",
-                        "roles": ["mlm:model", "mlm:weights"], "mlm:artifact_type": "safetensors"},
+                        "mlm:artifact_type": "safetensors", "roles": ["mlm:model", "mlm:weights"]},
             "training-config": {"href": f"./{CONFIG}", "type": "application/json", "roles": ["mlm:training-runtime"]},
         },
     }  # fmt: skip
-    (out / ITEM).write_text(json.dumps(item, indent=2))
-    return out
+
+
+def _through_stac_model(props: dict[str, Any]) -> tuple[list[str], dict[str, Any]]:
+    """The MLM fields parsed by stac-model's pydantic models (an error names the field) and serialised by it, as
+    its ``MLModelExtension.apply`` does (without pystac, which training does not import)."""
+    from pydantic import ValidationError
+    from stac_model.schema import SCHEMA_URI, MLModelProperties
+
+    try:
+        properties = MLModelProperties.model_validate({k.removeprefix("mlm:"): v for k, v in props.items()})
+    except ValidationError as err:
+        raise PackageError(f"the model package's MLM fields are not valid for stac-model: {err}") from err
+    written = json.loads(properties.model_dump_json(by_alias=True))
+    return [SCHEMA_URI], {k: v for k, v in written.items() if v is not None}
 
 
 def _check_safetensors(path: Path) -> None:
@@ -126,11 +175,10 @@ def load(folder: str | Path) -> ModelPackage:
     props = item["properties"]
     inp = props["mlm:input"][0]
     arch = props["mlm:architecture"]
-    classes = {c["value"]: c["name"] for c in props["mlm:output"][0]["classification:classes"]}
+    classes = {c["value"]: c["name"] for c in props["mlm:output"][0].get("classification:classes", [])}
     bands, n_dates = inp["bands"], int(inp["eoshard:n_dates"])
     n_classes = props["mlm:output"][0]["result"]["shape"][1]
-    channels = len(bands) if arch in ("convgru", "sr4") else len(bands) * n_dates
-    model = build_model(arch, channels, n_classes, **config.get("model", {}))
+    model = build_model(arch, in_channels(arch, len(bands), n_dates), n_classes, **config.get("model", {}))
     model.load_state_dict(load_file(str(weights)))
     model.eval()
     scaling = inp["value_scaling"]
