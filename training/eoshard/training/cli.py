@@ -73,7 +73,16 @@ def _predict(args: argparse.Namespace) -> None:
     from eoshard.training.scene import predict
 
     tiling = Tiling(args.block, args.overlap, args.margin)
-    predict(load(args.package), args.input, args.output, tiling, args.probabilities, args.band_index, args.pad)
+    predict(
+        load(args.package),
+        args.input,
+        args.output,
+        tiling,
+        args.probabilities,
+        args.band_index,
+        args.pad,
+        args.mask,
+    )
     print(args.output)
 
 
@@ -109,6 +118,7 @@ def parser() -> argparse.ArgumentParser:
     )
     r.add_argument("--band-index", type=int, nargs="+", help="1-based input bands instead of names")
     r.add_argument("--pad", default="edge", help="numpy.pad mode beyond the scene edges")
+    r.add_argument("--mask", help="band-math expression over band names; true pixels become nodata")
     r.set_defaults(func=_predict)
     return p
 
