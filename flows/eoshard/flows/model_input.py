@@ -10,15 +10,15 @@ Zarr array chunk by chunk. ``eoshard-train predict`` reads that array (the scene
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import dask
-import dask.array as da
 import numpy as np
 import shapely
 import xarray as xr
@@ -90,18 +90,20 @@ def plan_stack(
     return StackPlan(stack, grid, ids, [str(t)[:19] for t in stack.time.values])
 
 
-def write_stack(plan: StackPlan, path: Path, chunk: int = 256) -> Path:
-    """Stream the stack into a Zarr ``(T, C, H, W)`` array with the scene attributes, one chunk at a time.
+def write_stack(plan: StackPlan, path: Path) -> Path:
+    """Stream the stack into a Zarr ``(T, C, H, W)`` array with the scene attributes, one window at a time.
 
-    The synchronous scheduler computes one output chunk after another, so memory holds a few chunks whatever the
-    AOI size.
+    A window is one chunk of the cube in y and x with every date and band (Zarr chunks are the same windows per
+    date and band). Each window is computed on its own (synchronous scheduler, the graph culled to it) and written
+    before the next, so memory holds one window and its graph, whatever the AOI size; computing the whole store at
+    once keeps a task graph that grows with the number of chunks.
     """
     stack = plan.stack
     dtype = np.dtype(stack.dtype)
-    shape = tuple(int(s) for s in stack.shape)
+    ys, xs = (np.cumsum((0, *c)) for c in stack.data.chunks[2:])
     arr = zarr.create_array(
-        str(path), shape=shape, dtype=dtype, chunks=(1, 1, chunk, chunk), overwrite=True,
-        fill_value=float("nan") if dtype.kind == "f" else 0,
+        str(path), shape=tuple(int(s) for s in stack.shape), dtype=dtype,
+        chunks=(1, 1, int(ys[1]), int(xs[1])), overwrite=True, fill_value=float("nan") if dtype.kind == "f" else 0,
     )  # fmt: skip
     t = plan.grid.transform
     arr.attrs.update({
@@ -109,9 +111,10 @@ def write_stack(plan: StackPlan, path: Path, chunk: int = 256) -> Path:
         "crs": str(plan.grid.crs), "transform": [t.a, t.b, t.c, t.d, t.e, t.f],
         "nodata": "nan" if dtype.kind == "f" else 0,
     })  # fmt: skip
-    data = stack.data.rechunk((1, 1, chunk, chunk))
     with dask.config.set(scheduler="synchronous"):
-        da.store(data, cast(Any, arr), lock=False)  # a zarr array takes numpy slices
+        for y0, y1 in itertools.pairwise(ys):
+            for x0, x1 in itertools.pairwise(xs):
+                arr[:, :, y0:y1, x0:x1] = stack.data[:, :, y0:y1, x0:x1].compute()
     return path
 
 

@@ -44,8 +44,19 @@ def _export(args: argparse.Namespace) -> None:
         manifest.patch_size,
         args.output,
         args.name,
+        input_facts(manifest, args.mask),
     )
     print(args.output)
+
+
+def input_facts(manifest: Any, mask: str | None) -> dict[str, Any]:
+    """What ``eoshard predict`` needs to rebuild the input: dates, grid resolution, reflectance, mask."""
+    groups = manifest.raw.get("groups") or {}
+    floats = any(g.get("dtype") == "float32" for name, g in groups.items() if name != "indices")
+    facts: dict[str, Any] = {"eoshard:dates": manifest.dates, "eoshard:reflectance": floats}
+    if manifest.raw.get("resolution") is not None:
+        facts["eoshard:resolution"] = float(manifest.raw["resolution"])
+    return facts | ({"eoshard:mask": mask} if mask else {})
 
 
 def _evaluate(args: argparse.Namespace) -> None:
@@ -98,6 +109,9 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("output", type=Path)
     e.add_argument("--weights", type=Path)
     e.add_argument("--name", default="eoshard-model")
+    e.add_argument(
+        "--mask", help="band-math mask predict applies by default, e.g. '(B03 - B08) / (B03 + B08) > 0'"
+    )
     e.set_defaults(func=_export)
     v = sub.add_parser("evaluate", help="metrics report (JSON) and plots (PNG) of a package on a dataset split")
     v.add_argument("package", type=Path)

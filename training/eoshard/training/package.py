@@ -37,9 +37,14 @@ class ModelPackage:
 
 def export(
     weights: Path, config: dict[str, Any], stats: dict[str, Any], classes: dict[int, str], n_dates: int,
-    patch_size: int, out: Path, name: str = "eoshard-model",
+    patch_size: int, out: Path, name: str = "eoshard-model", input_facts: dict[str, Any] | None = None,
 ) -> Path:  # fmt: skip
-    """Write ``out/`` with the weights, ``item.json`` (STAC + MLM) and the training config; return ``out``."""
+    """Write ``out/`` with the weights, ``item.json`` (STAC + MLM) and the training config; return ``out``.
+
+    ``input_facts`` go into ``mlm:input`` beside ``eoshard:n_dates``: ``eoshard:dates`` (the dataset's dates),
+    ``eoshard:resolution`` (metres), ``eoshard:reflectance`` (float reflectance input) and ``eoshard:mask`` (a
+    band-math mask applied by predict), so ``eoshard predict`` can make the input from a catalog.
+    """
     _check_safetensors(weights)
     out.mkdir(parents=True, exist_ok=True)
     (out / WEIGHTS).write_bytes(weights.read_bytes())
@@ -74,7 +79,7 @@ def export(
                 "input": {"shape": shape, "dim_order": dims, "data_type": "float32"},
                 "value_scaling": [{"type": "z-score", "mean": m, "stddev": s} for m, s in zip(stats["mean"], stats["std"], strict=True)],
                 "pre_processing_function": None,
-                "eoshard:n_dates": n_dates,
+                "eoshard:n_dates": n_dates, **(input_facts or {}),
             }],
             "mlm:output": [output],
             "mlm:hyperparameters": config.get("model", {}),
