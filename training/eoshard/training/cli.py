@@ -78,6 +78,18 @@ def _evaluate(args: argparse.Namespace) -> None:
     print(json.dumps({"overall_accuracy": report["overall_accuracy"], "output": str(args.output)}))
 
 
+def _fit_sr(args: argparse.Namespace) -> None:
+    from eoshard.training.sr import SRConfig, fit_pairs
+
+    print(json.dumps({"package": str(fit_pairs(SRConfig.load(args.config)))}))
+
+
+def _evaluate_sr(args: argparse.Namespace) -> None:
+    from eoshard.training.sr import evaluate_pairs
+
+    print(json.dumps(evaluate_pairs(args.package, args.dataset, args.split)))
+
+
 def _predict(args: argparse.Namespace) -> None:
     from eoshard.training.package import load
     from eoshard.training.predict import Tiling
@@ -120,6 +132,16 @@ def parser() -> argparse.ArgumentParser:
     v.add_argument("--split", default="val")
     v.add_argument("--format", default="lmdb", choices=["lmdb", "zarr"])
     v.set_defaults(func=_evaluate)
+    s = sub.add_parser("fit-sr", help="super-resolution on real pairs (the dataset's hr layers); writes a package")
+    s.add_argument("config", type=Path)
+    s.set_defaults(func=_fit_sr)
+    q = sub.add_parser(
+        "evaluate-sr", help="PSNR/SSIM of an SR package and of bicubic upsampling on held-back pairs"
+    )
+    q.add_argument("package", type=Path)
+    q.add_argument("dataset", type=Path)
+    q.add_argument("--split", default="val")
+    q.set_defaults(func=_evaluate_sr)
     r = sub.add_parser("predict", help="apply a package to a GeoTIFF/COG or Zarr scene")
     r.add_argument("package", type=Path)
     r.add_argument("input", type=Path)

@@ -33,17 +33,23 @@ class ModelPackage:
     classes: dict[int, str]
     scale: int
     item: dict[str, Any]
+    out_bands: list[str] | None = None  # super-resolution on real pairs: the HR bands it writes
+    out_mean: list[float] | None = None  # and their z-score (the output is de-normalised with these)
+    out_std: list[float] | None = None
 
 
 def export(
     weights: Path, config: dict[str, Any], stats: dict[str, Any], classes: dict[int, str], n_dates: int,
     patch_size: int, out: Path, name: str = "eoshard-model", input_facts: dict[str, Any] | None = None,
+    output_facts: dict[str, Any] | None = None,
 ) -> Path:  # fmt: skip
     """Write ``out/`` with the weights, ``item.json`` (STAC + MLM) and the training config; return ``out``.
 
     ``input_facts`` go into ``mlm:input`` beside ``eoshard:n_dates``: ``eoshard:dates`` (the dataset's dates),
     ``eoshard:resolution`` (metres), ``eoshard:reflectance`` (float reflectance input) and ``eoshard:mask`` (a
-    band-math mask applied by predict), so ``eoshard predict`` can make the input from a catalog.
+    band-math mask applied by predict), so ``eoshard predict`` can make the input from a catalog. ``output_facts``
+    go into ``mlm:output`` (super-resolution on real pairs: ``eoshard:bands`` and ``eoshard:value_scaling`` of the
+    HR bands).
     """
     _check_safetensors(weights)
     out.mkdir(parents=True, exist_ok=True)
@@ -64,7 +70,7 @@ def export(
         "tasks": ["super-resolution"] if sr else ["semantic-segmentation"],
         "result": {"shape": [-1, len(bands) if sr else len(classes) + 1, -1, -1], "dim_order": ["batch", "channel", "height", "width"], "data_type": "float32"},
         "classification:classes": [] if sr else [{"value": c, "name": n} for c, n in sorted(classes.items())],
-        "post_processing_function": None,
+        "post_processing_function": None, **(output_facts or {}),
     }  # fmt: skip
     item = {
         "type": "Feature", "stac_version": "1.1.0", "stac_extensions": [MLM_SCHEMA], "id": name,
@@ -139,7 +145,11 @@ def load(folder: str | Path) -> ModelPackage:
     model.load_state_dict(load_file(str(weights)))
     model.eval()
     scaling = inp["value_scaling"]
+    output = props["mlm:output"][0]
+    out_scaling = output.get("eoshard:value_scaling")
     return ModelPackage(
         model, arch, bands, n_dates, [s["mean"] for s in scaling], [s["stddev"] for s in scaling], classes,
-        4 if arch == "sr4" else 1, item,
+        4 if arch == "sr4" else 1, item, output.get("eoshard:bands"),
+        [s["mean"] for s in out_scaling] if out_scaling else None,
+        [s["stddev"] for s in out_scaling] if out_scaling else None,
     )  # fmt: skip

@@ -142,7 +142,7 @@ def predict(
     floats = probabilities or sr
     spec = OutputSpec(
         Path(output), (n_out if floats else 1, scene.height * s, scene.width * s), "float32" if floats else "uint8",
-        scene.crs, transform, None if floats else package.classes, package.bands if sr else None, tiling.block * s,
+        scene.crs, transform, None if floats else package.classes, (package.out_bands or package.bands) if sr else None, tiling.block * s,
     )  # fmt: skip
     with open_writer(spec) as write:
         for row, col, values in blend(run, scene.read, scene.height, scene.width, n_out, tiling, s):
