@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import tracemalloc
 from datetime import date
 from pathlib import Path
@@ -20,6 +21,7 @@ from eoshard.flows.model_input import ModelInput, plan_stack, stack_bytes, write
 from eoshard.training.package import load
 from eoshard.training.predict import Tiling, model_fn
 from eoshard.training.scene import predict
+from tests.conftest import ROOT
 from tests.training.helpers import random_package
 
 PERIOD = ("2024-04-01", "2024-09-30")
@@ -87,6 +89,27 @@ def test_predict_from_the_catalog_equals_the_whole_image_forward_pass(demo_data,
     names = json.loads(classes.with_suffix(".json").read_text())["assets"]["classes"]["classification:classes"]
     assert [c["name"] for c in names] == ["background", "c1", "c2", "c3", "c4", "c5", "c6"]
     assert 'label="c3"' in classes.with_suffix(".qml").read_text()
+    if os.environ.get("EOSHARD_DOCS_IMAGES"):  # refresh the picture of docs/predict.md
+        _picture(classes, ROOT / "docs" / "img" / "predict-demo.png")
+
+
+def _picture(path: Path, png: Path) -> None:
+    """The class map in its own colour table, nodata white."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    with rasterio.open(path) as src:
+        codes, table = src.read(1), src.colormap(1)
+    rgb = np.array([table.get(int(c), (255, 255, 255, 255))[:3] for c in range(256)], dtype=np.uint8)[codes]
+    rgb[codes == 255] = 255
+    fig, ax = plt.subplots(figsize=(6, 4.6))
+    ax.imshow(rgb)
+    ax.set_title("eoshard predict on the demo AOI (random weights; NDWI mask and nodata in white)", fontsize=8)
+    ax.set_axis_off()
+    fig.savefig(png, dpi=90, bbox_inches="tight")
+    plt.close(fig)
 
 
 def test_predict_needs_enough_dates(demo_data, tmp_path: Path) -> None:
