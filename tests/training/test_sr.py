@@ -55,6 +55,7 @@ def _config(dataset: Path, out: Path, **extra) -> SRConfig:
 
 
 @pytest.mark.slow
+@pytest.mark.needs_build
 def test_sr_on_real_pairs_beats_bicubic_and_predicts_a_x4_cog(pairs_dataset: Path, tmp_path: Path, capsys) -> None:
     package = fit_pairs(_config(pairs_dataset, tmp_path / "run"))
     assert main(["evaluate-sr", str(package), str(pairs_dataset), "--split", "val"]) == 0
@@ -79,6 +80,7 @@ def test_sr_on_real_pairs_beats_bicubic_and_predicts_a_x4_cog(pairs_dataset: Pat
 
 
 @pytest.mark.slow
+@pytest.mark.needs_build
 def test_adversarial_and_perceptual_terms_train(pairs_dataset: Path, tmp_path: Path) -> None:
     torch.manual_seed(0)
     vgg_like = {"0.weight": torch.randn(8, 3, 3, 3) * 0.1, "0.bias": torch.zeros(8),
