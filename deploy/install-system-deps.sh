@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Install the system packages the tests need (PostgreSQL + PostGIS for the STAC API fixture), when missing.
+# Install the system packages the tests need (PostgreSQL + PostGIS for the STAC API fixture, QGIS with its Python
+# bindings for the system python3 for the Processing provider test), when missing.
 # Runs apt-get only as root; otherwise it says what is missing and leaves it to the user.
 set -euo pipefail
 
@@ -15,6 +16,9 @@ if ! ls /usr/share/postgresql/*/extension/postgis.control >/dev/null 2>&1; then
     else
         missing+=(postgis)
     fi
+fi
+if ! /usr/bin/python3 -c "import qgis.core" >/dev/null 2>&1; then
+    missing+=(qgis python3-qgis)
 fi
 if [[ ${#missing[@]} -eq 0 ]]; then
     exit 0

@@ -9,7 +9,7 @@ import eoshard.flows.commands.jobs
 import eoshard.flows.commands.refresh
 import eoshard.flows.commands.submit  # noqa: F401
 from eoshard.flows.app import app, errors
-from eoshard.flows.commands import build, convert, demo, inspect, select, verify  # noqa: F401  (each registers its commands)
+from eoshard.flows.commands import build, convert, demo, inspect, predict, select, verify  # noqa: F401  (each registers its commands)
 
 __all__ = ["app", "main"]
 

@@ -44,8 +44,19 @@ def _export(args: argparse.Namespace) -> None:
         manifest.patch_size,
         args.output,
         args.name,
+        input_facts=input_facts(manifest, args.mask),
     )
     print(args.output)
+
+
+def input_facts(manifest: Any, mask: str | None) -> dict[str, Any]:
+    """What ``eoshard predict`` needs to rebuild the input: dates, grid resolution, reflectance, mask."""
+    groups = manifest.raw.get("groups") or {}
+    floats = any(g.get("dtype") == "float32" for name, g in groups.items() if name != "indices")
+    facts: dict[str, Any] = {"eoshard:dates": manifest.dates, "eoshard:reflectance": floats}
+    if manifest.raw.get("resolution") is not None:
+        facts["eoshard:resolution"] = float(manifest.raw["resolution"])
+    return facts | ({"eoshard:mask": mask} if mask else {})
 
 
 def _evaluate(args: argparse.Namespace) -> None:
@@ -69,13 +80,34 @@ def _evaluate(args: argparse.Namespace) -> None:
     print(json.dumps({"overall_accuracy": report["overall_accuracy"], "output": str(args.output)}))
 
 
+def _fit_sr(args: argparse.Namespace) -> None:
+    from eoshard.training.sr import SRConfig, fit_pairs
+
+    print(json.dumps({"package": str(fit_pairs(SRConfig.load(args.config)))}))
+
+
+def _evaluate_sr(args: argparse.Namespace) -> None:
+    from eoshard.training.sr import evaluate_pairs
+
+    print(json.dumps(evaluate_pairs(args.package, args.dataset, args.split)))
+
+
 def _predict(args: argparse.Namespace) -> None:
     from eoshard.training.package import load
     from eoshard.training.predict import Tiling
     from eoshard.training.scene import predict
 
     tiling = Tiling(args.block, args.overlap, args.margin)
-    predict(load(args.package), args.input, args.output, tiling, args.probabilities, args.band_index, args.pad)
+    predict(
+        load(args.package),
+        args.input,
+        args.output,
+        tiling,
+        args.probabilities,
+        args.band_index,
+        args.pad,
+        args.mask,
+    )
     print(args.output)
 
 
@@ -91,6 +123,9 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("output", type=Path)
     e.add_argument("--weights", type=Path)
     e.add_argument("--name", default="eoshard-model")
+    e.add_argument(
+        "--mask", help="band-math mask predict applies by default, e.g. '(B03 - B08) / (B03 + B08) > 0'"
+    )
     e.set_defaults(func=_export)
     v = sub.add_parser("evaluate", help="metrics report (JSON) and plots (PNG) of a package on a dataset split")
     v.add_argument("package", type=Path)
@@ -99,6 +134,16 @@ def parser() -> argparse.ArgumentParser:
     v.add_argument("--split", default="val")
     v.add_argument("--format", default="lmdb", choices=["lmdb", "zarr"])
     v.set_defaults(func=_evaluate)
+    s = sub.add_parser("fit-sr", help="super-resolution on real pairs (the dataset's hr layers); writes a package")
+    s.add_argument("config", type=Path)
+    s.set_defaults(func=_fit_sr)
+    q = sub.add_parser(
+        "evaluate-sr", help="PSNR/SSIM of an SR package and of bicubic upsampling on held-back pairs"
+    )
+    q.add_argument("package", type=Path)
+    q.add_argument("dataset", type=Path)
+    q.add_argument("--split", default="val")
+    q.set_defaults(func=_evaluate_sr)
     r = sub.add_parser("predict", help="apply a package to a GeoTIFF/COG or Zarr scene")
     r.add_argument("package", type=Path)
     r.add_argument("input", type=Path)
@@ -111,6 +156,7 @@ def parser() -> argparse.ArgumentParser:
     )
     r.add_argument("--band-index", type=int, nargs="+", help="1-based input bands instead of names")
     r.add_argument("--pad", default="edge", help="numpy.pad mode beyond the scene edges")
+    r.add_argument("--mask", help="band-math expression over band names; true pixels become nodata")
     r.set_defaults(func=_predict)
     return p
 

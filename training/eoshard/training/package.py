@@ -35,20 +35,36 @@ class ModelPackage:
     classes: dict[int, str]
     scale: int
     item: dict[str, Any]
+    out_bands: list[str] | None = None  # super-resolution on real pairs: the HR bands it writes
+    out_mean: list[float] | None = None  # and their z-score (the output is de-normalised with these)
+    out_std: list[float] | None = None
 
 
 def export(
     weights: Path, config: dict[str, Any], stats: dict[str, Any], classes: dict[int, str], n_dates: int,
     patch_size: int, out: Path, name: str = "eoshard-model", n_classes: int | None = None, background: int = 0,
+    input_facts: dict[str, Any] | None = None, output_facts: dict[str, Any] | None = None,
 ) -> Path:  # fmt: skip
     """Write ``out/`` with the weights, ``item.json`` (STAC + MLM, written through stac-model) and the training
-    config; return ``out``. ``n_classes`` (default: highest class code + 1) must be the model's output channels."""
+    config; return ``out``. ``n_classes`` (default: highest class code + 1) must be the model's output channels.
+
+    ``input_facts`` go into ``mlm:input`` beside ``eoshard:n_dates``: ``eoshard:dates`` (the dataset's dates),
+    ``eoshard:resolution`` (metres), ``eoshard:reflectance`` (float reflectance input) and ``eoshard:mask`` (a
+    band-math mask applied by predict), so ``eoshard predict`` can make the input from a catalog. ``output_facts``
+    go into ``mlm:output`` (super-resolution on real pairs: ``eoshard:bands`` and ``eoshard:value_scaling`` of the
+    HR bands).
+    """
     _check_safetensors(weights)
     arch = config["architecture"]
     sr = arch == "sr4"
-    n_out = len(stats["bands"]) if sr else (n_classes or max([background, *classes]) + 1)
+    if sr:  # x4 of the input bands, or of the paired HR bands (real pairs: ``output_facts``)
+        n_out = len((output_facts or {}).get("eoshard:bands", stats["bands"]))
+    else:
+        n_out = n_classes or max([background, *classes]) + 1
     _check_outputs(weights, config, len(stats["bands"]), n_dates, n_out)
-    item = mlm_item(config, stats, classes, n_dates, patch_size, name, n_out, background)
+    item = mlm_item(
+        config, stats, classes, n_dates, patch_size, name, n_out, background, input_facts, output_facts
+    )
     out.mkdir(parents=True, exist_ok=True)
     (out / WEIGHTS).write_bytes(weights.read_bytes())
     (out / CONFIG).write_text(json.dumps(config, indent=2))
@@ -73,7 +89,8 @@ def _check_outputs(weights: Path, config: dict[str, Any], n_bands: int, n_dates:
 
 def mlm_item(
     config: dict[str, Any], stats: dict[str, Any], classes: dict[int, str], n_dates: int, patch_size: int,
-    name: str, n_out: int, background: int = 0,
+    name: str, n_out: int, background: int = 0, input_facts: dict[str, Any] | None = None,
+    output_facts: dict[str, Any] | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """The STAC Item of a package. The MLM fields are built and validated by stac-model (extra ``mlm``) when it is
     installed, else written as the same JSON (tested equal); the output's ``classification:classes``
@@ -111,6 +128,8 @@ def mlm_item(
     with contextlib.suppress(ImportError):  # without stac-model (the base install): the same JSON, directly
         extensions, props = _through_stac_model(props)
     props["mlm:input"][0]["eoshard:n_dates"] = n_dates
+    props["mlm:input"][0].update(input_facts or {})
+    props["mlm:output"][0].update(output_facts or {})
     props["datetime"] = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     return {
         "type": "Feature", "stac_version": "1.1.0",
@@ -182,7 +201,11 @@ def load(folder: str | Path) -> ModelPackage:
     model.load_state_dict(load_file(str(weights)))
     model.eval()
     scaling = inp["value_scaling"]
+    output = props["mlm:output"][0]
+    out_scaling = output.get("eoshard:value_scaling")
     return ModelPackage(
         model, arch, bands, n_dates, [s["mean"] for s in scaling], [s["stddev"] for s in scaling], classes,
-        4 if arch == "sr4" else 1, item,
+        4 if arch == "sr4" else 1, item, output.get("eoshard:bands"),
+        [s["mean"] for s in out_scaling] if out_scaling else None,
+        [s["stddev"] for s in out_scaling] if out_scaling else None,
     )  # fmt: skip

@@ -75,13 +75,15 @@ def model_fn(package: ModelPackage, probabilities: bool = True) -> Callable[[np.
     t, c = package.n_dates, len(package.bands)
     mean = torch.tensor(package.mean, dtype=torch.float32)[:, None, None]
     std = torch.tensor(package.std, dtype=torch.float32)[:, None, None]
+    out_mean = torch.tensor(package.out_mean, dtype=torch.float32)[:, None, None] if package.out_mean else mean
+    out_std = torch.tensor(package.out_std, dtype=torch.float32)[:, None, None] if package.out_std else std
 
     def run(tile: np.ndarray) -> np.ndarray:
         x = torch.from_numpy(np.ascontiguousarray(tile, dtype=np.float32)).reshape(t, c, *tile.shape[-2:])
         x = (x - mean) / std
         with torch.no_grad():
             if package.scale > 1:
-                return (package.model(x[:1]) * std + mean)[0].numpy()
+                return (package.model(x[:1]) * out_std + out_mean)[0].numpy()
             y = forward(package.model, package.architecture, x[None], torch.zeros(1, t, dtype=torch.bool))[0]
             return (y.softmax(0) if probabilities else y).numpy()
 

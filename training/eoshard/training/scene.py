@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from eoshard.training.errors import InputError
+from eoshard.training.outputs import OutputSpec, need_rasterio, open_writer
 from eoshard.training.package import ModelPackage
 from eoshard.training.predict import Reader, Tiling, blend, model_fn, padded_read
 
@@ -24,17 +24,7 @@ class Scene:
     width: int
     crs: str | None
     transform: list[float] | None
-
-
-def _need_rasterio() -> Any:
-    try:
-        import rasterio
-    except ImportError as err:
-        raise InputError(
-            "GeoTIFF input/output needs rasterio: install the extra with `pip install 'eoshard-training[geotiff]'` "
-            "or use a Zarr input and a .zarr output"
-        ) from err
-    return rasterio
+    nodata: float | None = None  # the input's nodata value (NaN for float scenes), None when it declares none
 
 
 def _pick(names: Sequence[str | None], wanted: list[str], n_dates: int, index: Sequence[int] | None) -> list[int]:
@@ -54,7 +44,7 @@ def _pick(names: Sequence[str | None], wanted: list[str], n_dates: int, index: S
 def open_scene(path: Path, package: ModelPackage, index: Sequence[int] | None = None, pad: str = "edge") -> Scene:
     """A GeoTIFF/COG (by suffix .tif/.tiff) or a Zarr array/group (array ``image``), bands picked per the model."""
     if path.suffix.lower() in (".tif", ".tiff"):
-        rasterio = _need_rasterio()
+        rasterio = need_rasterio()
         from rasterio.windows import Window
 
         src = rasterio.open(path)
@@ -70,6 +60,7 @@ def open_scene(path: Path, package: ModelPackage, index: Sequence[int] | None = 
             src.width,
             src.crs.to_wkt(),
             [t.a, t.b, t.c, t.d, t.e, t.f],
+            src.nodata,
         )
     import zarr
 
@@ -92,94 +83,76 @@ def open_scene(path: Path, package: ModelPackage, index: Sequence[int] | None = 
         return block[wanted]
 
     h, w = arr.shape[-2:]
-    return Scene(padded_read(read_zarr, h, w, pad), h, w, attrs.get("crs"), attrs.get("transform"))
+    nodata = attrs.get("nodata")
+    return Scene(
+        padded_read(read_zarr, h, w, pad), h, w, attrs.get("crs"), attrs.get("transform"),
+        None if nodata is None else float(nodata),
+    )  # fmt: skip
+
+
+def valid_pixels(block: np.ndarray, nodata: float | None) -> np.ndarray:
+    """(h, w) True where any channel holds data (finite and not ``nodata``); all True without a nodata value."""
+    if nodata is None:
+        return np.ones(block.shape[-2:], dtype=bool)
+    has = np.isfinite(block) if np.isnan(nodata) else np.isfinite(block) & (block != nodata)
+    return np.asarray(has.any(axis=0))
+
+
+def band_means(
+    block: np.ndarray, bands: Sequence[str], n_dates: int, nodata: float | None
+) -> dict[str, np.ndarray]:
+    """Each band's mean over the dates that hold data at a pixel (NaN where none does): the mask's operands."""
+    stack = block.reshape(n_dates, len(bands), *block.shape[-2:]).astype(np.float64)
+    ok = np.isfinite(stack) if nodata is None or np.isnan(nodata) else np.isfinite(stack) & (stack != nodata)
+    count = ok.sum(axis=0)
+    total = np.where(ok, stack, 0.0).sum(axis=0)
+    means = np.full(total.shape, np.nan)
+    np.divide(total, count, out=means, where=count > 0)
+    return {b: means[i] for i, b in enumerate(bands)}
+
+
+def package_mask(package: ModelPackage) -> str | None:
+    """The band-math mask a package carries (``eoshard:mask`` in ``mlm:input``), if any."""
+    mask = package.item["properties"]["mlm:input"][0].get("eoshard:mask")
+    return str(mask) if mask else None
 
 
 def predict(
     package: ModelPackage, source: Path, output: Path, tiling: Tiling, probabilities: bool = False,
-    index: Sequence[int] | None = None, pad: str = "edge",
+    index: Sequence[int] | None = None, pad: str = "edge", mask: str | None = None,
 ) -> Path:  # fmt: skip
-    """Predict ``source`` into ``output`` (.tif -> COG, .zarr -> Zarr array) with the input's georeferencing."""
+    """Predict ``source`` into ``output`` (.tif -> COG, .zarr -> Zarr array) with the input's georeferencing.
+
+    Output pixels where the input holds no data, or where the band-math ``mask`` (default: the package's) is
+    true, are nodata: 255 in a class map, NaN in probabilities and super-resolved bands.
+    """
+    from eoshard.training.bandmath import evaluate_mask, parse_mask
+
     scene = open_scene(Path(source), package, index, pad)
     s = package.scale
     sr = s > 1
     n_out = len(package.bands) if sr else int(package.item["properties"]["mlm:output"][0]["result"]["shape"][1])
     run = model_fn(package, probabilities=True)
+    expression = mask or package_mask(package)
+    tree = parse_mask(expression, package.bands) if expression else None
     transform = None
     if scene.transform is not None:
         a, b, c, d, e, f = scene.transform[:6]
         transform = [a / s, b / s, c, d / s, e / s, f]
-    bands_out = n_out if (probabilities or sr) else 1
-    dtype = "float32" if (probabilities or sr) else "uint8"
-    shape = (bands_out, scene.height * s, scene.width * s)
-    writer = _cog_writer if Path(output).suffix.lower() in (".tif", ".tiff") else _zarr_writer
-    with writer(Path(output), shape, dtype, scene.crs, transform, (tiling.block * s, tiling.block * s)) as write:
+    floats = probabilities or sr
+    spec = OutputSpec(
+        Path(output), (n_out if floats else 1, scene.height * s, scene.width * s), "float32" if floats else "uint8",
+        scene.crs, transform, None if floats else package.classes, (package.out_bands or package.bands) if sr else None, tiling.block * s,
+    )  # fmt: skip
+    with open_writer(spec) as write:
         for row, col, values in blend(run, scene.read, scene.height, scene.width, n_out, tiling, s):
-            write(row, col, values if (probabilities or sr) else values.argmax(0)[None].astype("uint8"))
+            h, w = values.shape[1] // s, values.shape[2] // s
+            block = scene.read(row // s, col // s, h, w)
+            off = ~valid_pixels(block, scene.nodata)
+            if tree is not None:
+                off |= evaluate_mask(tree, band_means(block, package.bands, package.n_dates, scene.nodata))
+            off = off.repeat(s, 0).repeat(s, 1) if s > 1 else off
+            out = values.astype("float32") if floats else values.argmax(0)[None].astype("uint8")
+            out[:, off] = spec.nodata
+            write(row, col, out)
     return Path(output)
-
-
-class _zarr_writer:  # noqa: N801 - used like a function
-    def __init__(
-        self,
-        path: Path,
-        shape: tuple[int, ...],
-        dtype: str,
-        crs: str | None,
-        transform: Any,
-        chunk: tuple[int, int],
-    ) -> None:
-        import zarr
-
-        self.arr = zarr.create_array(str(path), shape=shape, dtype=dtype, chunks=(1, *chunk), overwrite=True)
-        self.arr.attrs.update({"crs": crs, "transform": transform})
-
-    def __enter__(self) -> Any:
-        return lambda row, col, v: self.arr.__setitem__(
-            (slice(None), slice(row, row + v.shape[1]), slice(col, col + v.shape[2])), v
-        )
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-
-class _cog_writer:  # noqa: N801 - used like a function
-    """Write blocks into a tiled temporary GeoTIFF, then copy it to a COG (GDAL's COG driver) on exit."""
-
-    def __init__(
-        self,
-        path: Path,
-        shape: tuple[int, ...],
-        dtype: str,
-        crs: str | None,
-        transform: Any,
-        chunk: tuple[int, int],
-    ) -> None:
-        self.rasterio = _need_rasterio()
-        from affine import Affine
-
-        self.path = path
-        self.tmp = tempfile.TemporaryDirectory()
-        self.tmp_path = Path(self.tmp.name) / "strips.tif"
-        profile = {
-            "driver": "GTiff", "count": shape[0], "height": shape[1], "width": shape[2], "dtype": dtype,
-            "crs": crs, "transform": Affine(*transform) if transform else None, "tiled": True,
-            "blockxsize": 256, "blockysize": 256,
-        }  # fmt: skip
-        self.dst = self.rasterio.open(self.tmp_path, "w", **profile)
-
-    def __enter__(self) -> Any:
-        from rasterio.windows import Window
-
-        def write(row: int, col: int, values: np.ndarray) -> None:
-            self.dst.write(values, window=Window(col, row, values.shape[2], values.shape[1]))
-
-        return write
-
-    def __exit__(self, *exc: object) -> None:
-        from rasterio.shutil import copy
-
-        self.dst.close()
-        if exc[0] is None:
-            copy(self.tmp_path, self.path, driver="COG", compress="deflate")
-        self.tmp.cleanup()

@@ -1,0 +1,106 @@
+"""``eoshard predict``: apply a model package to an AOI and period straight from a catalog.
+
+The geo side (this command) makes the model's input stack with the build's catalog and cube code and streams it
+into a Zarr scene; the torch side (``eoshard-train predict``, the ``eoshard-training`` distribution) reads it block
+by block and writes the COG. torch is never imported here: the training CLI runs in a child process, found as the
+``eoshard.training`` module of this Python or as ``eoshard-train`` on the PATH.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+import subprocess
+import sys
+import tempfile
+from datetime import date
+from pathlib import Path
+from typing import Annotated
+
+import geopandas as gpd
+import typer
+
+from eoshard.flows.aoi import read_aoi
+from eoshard.flows.app import app, console, user_errors
+from eoshard.flows.commands.select import parse_aoi
+from eoshard.flows.config import ConfigError
+from eoshard.flows.errors import FlowsError
+
+
+class TrainingMissingError(FlowsError, RuntimeError):
+    """The torch side (``eoshard-training``) is not installed where this command runs."""
+
+
+def training_command() -> list[str]:
+    """How to start ``eoshard-train``: this Python's module when importable, else the script on the PATH."""
+    if importlib.util.find_spec("eoshard.training") is not None:
+        return [sys.executable, "-m", "eoshard.training.cli"]
+    script = shutil.which("eoshard-train")
+    if script is not None:
+        return [script]
+    raise TrainingMissingError(
+        "eoshard predict runs the model with eoshard-train, which is not installed here (no module "
+        "eoshard.training, no eoshard-train on the PATH): `pip install ./training` (add '[geotiff]' for COG "
+        "output), or pass --scene-only and run `eoshard-train predict PACKAGE SCENE.zarr OUT.tif` where torch is"
+    )
+
+
+def _day(text: str, option: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError as err:
+        raise ConfigError(f"{option} must be a date like 2024-04-01, got {text!r}") from err
+
+
+@app.command("predict")
+def predict_command(
+    package: Annotated[Path, typer.Argument(help="model package folder (item.json + model.safetensors)")],
+    output: Annotated[Path, typer.Argument(help=".tif for a COG, .zarr for Zarr")],
+    source: Annotated[str, typer.Option(help="STAC API root URL or a static catalog / ItemCollection file")],
+    aoi: Annotated[str, typer.Option(help="vector file, or minx,miny,maxx,maxy (use --aoi=-1,...)")],
+    start: Annotated[str, typer.Option(help="first day, YYYY-MM-DD")],
+    end: Annotated[str, typer.Option(help="last day, YYYY-MM-DD")],
+    collection: Annotated[str | None, typer.Option(help="only items of this collection")] = None,
+    max_cloud: Annotated[float | None, typer.Option(help="highest cloud cover kept, percent")] = None,
+    block: Annotated[int, typer.Option(help="tile size, pixels")] = 256,
+    overlap: Annotated[int, typer.Option(help="overlap of neighbouring tiles, pixels")] = 64,
+    margin: Annotated[int, typer.Option(help="tile border given zero weight (>= receptive radius)")] = 16,
+    probabilities: Annotated[bool, typer.Option(help="write class probabilities instead of classes")] = False,
+    mask: Annotated[
+        str | None,
+        typer.Option(help="band-math expression; true pixels become nodata, e.g. '(B03-B08)/(B03+B08) > 0'"),
+    ] = None,
+    scene: Annotated[Path | None, typer.Option(help="keep the model's input stack in this .zarr")] = None,
+    scene_only: Annotated[bool, typer.Option(help="write the input stack (--scene) and stop")] = False,
+) -> None:
+    """Predict an AOI from a catalog: the package's bands and dates, stacked as the build does, blended tiles."""
+    from eoshard.flows.model_input import ModelInput, plan_stack, write_stack
+
+    with user_errors():
+        spec = ModelInput.read(package)
+        first, last = _day(start, "--start"), _day(end, "--end")
+        area, area_crs = read_aoi(parse_aoi(aoi))
+        area_4326 = gpd.GeoSeries([area], crs=area_crs).to_crs(4326).iloc[0]
+        if scene_only and scene is None:
+            raise ConfigError("--scene-only needs --scene PATH.zarr to write the input stack to")
+        run = [] if scene_only else training_command()
+        plan = plan_stack(
+            spec, source, area, area_crs, area_4326, first, last, collection=collection, max_cloud=max_cloud
+        )
+        t, c, h, w = plan.stack.shape
+        console.print(f"{len(plan.products)} products, dates {', '.join(d[:10] for d in plan.dates)}, "
+                      f"input {t} x {c} x {h} x {w} in {plan.grid.crs}")  # fmt: skip
+        with tempfile.TemporaryDirectory() as tmp:
+            path = write_stack(plan, scene or Path(tmp) / "scene.zarr")
+            if scene_only:
+                console.print(f"input stack written to {path}")
+                return
+            args = [*run, "predict", str(package), str(path), str(output), "--block", str(block),
+                    "--overlap", str(overlap), "--margin", str(margin)]  # fmt: skip
+            args += ["--probabilities"] * probabilities + (["--mask", mask] if mask else [])
+            done = subprocess.run(args, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise FlowsError(
+                f"eoshard-train predict failed (exit {done.returncode}): {done.stderr.strip()[-2000:]}"
+            )
+        console.print(f"prediction written to {output}")

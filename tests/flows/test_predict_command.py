@@ -1,0 +1,139 @@
+"""``eoshard predict``: the demo AOI straight from the demo catalog equals one whole-image forward pass."""
+
+from __future__ import annotations
+
+import json
+import os
+import tracemalloc
+from datetime import date
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pytest
+import rasterio
+import zarr
+from typer.testing import CliRunner
+
+from eoshard.flows.aoi import read_aoi
+from eoshard.flows.cli import app
+from eoshard.flows.model_input import ModelInput, plan_stack, stack_bytes, write_stack
+from eoshard.training.package import load
+from eoshard.training.predict import Tiling, model_fn
+from eoshard.training.scene import predict
+from tests.conftest import ROOT
+from tests.training.helpers import random_package
+
+PERIOD = ("2024-04-01", "2024-09-30")
+MARGIN = 6
+
+
+def _package(tmp: Path, n_dates: int = 3) -> Path:
+    random_package(tmp, n_dates=n_dates)
+    return tmp / "pkg"
+
+
+def _args(demo_data, package: Path, out: Path, *extra: str) -> list[str]:
+    return [
+        "predict", str(package), str(out), "--source", str(demo_data.catalog), "--collection", "sentinel-2-l2a",
+        "--aoi", str(demo_data.aoi), "--start", PERIOD[0], "--end", PERIOD[1], "--max-cloud", "60",
+        "--block", "64", "--overlap", "24", "--margin", str(MARGIN), *extra,
+    ]  # fmt: skip
+
+
+def _reference_stack(demo_data, aoi=None, n_dates: int = 3):
+    area, crs = read_aoi(aoi or demo_data.aoi)
+    area_4326 = gpd.GeoSeries([area], crs=crs).to_crs(4326).iloc[0]
+    spec = ModelInput(["B02", "B03", "B04", "B08"], n_dates, 10.0, False)
+    first, last = (date.fromisoformat(d) for d in PERIOD)
+    return plan_stack(spec, str(demo_data.catalog), area, crs, area_4326, first, last,
+                      collection="sentinel-2-l2a", max_cloud=60)  # fmt: skip
+
+
+@pytest.mark.slow
+def test_predict_from_the_catalog_equals_the_whole_image_forward_pass(demo_data, tmp_path: Path) -> None:
+    package = _package(tmp_path)
+    out, scene = tmp_path / "prob.tif", tmp_path / "scene.zarr"
+    result = CliRunner().invoke(app, _args(demo_data, package, out, "--probabilities", "--scene", str(scene)))
+    assert result.exit_code == 0, result.output
+
+    plan = _reference_stack(demo_data)
+    image = plan.stack.values  # (T, C, H, W) uint16, read in one go (the reference only)
+    assert image.shape[:2] == (3, 4) and zarr.open_array(str(scene), mode="r").attrs["dates"] == plan.dates
+    flat = image.reshape(-1, *image.shape[-2:]).astype("f4")
+    padded = np.pad(flat, ((0, 0), (MARGIN, MARGIN), (MARGIN, MARGIN)), mode="edge")
+    whole = model_fn(load(package))(padded)[:, MARGIN:-MARGIN, MARGIN:-MARGIN]
+    valid = (image != 0).any(axis=(0, 1))
+    with rasterio.open(out) as src:
+        got = src.read()
+        assert (
+            src.crs.to_epsg() == plan.grid.crs.epsg and tuple(src.transform)[:6] == tuple(plan.grid.transform)[:6]
+        )
+        assert src.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG" and src.overviews(1) == [2, 4, 8, 16]
+    np.testing.assert_allclose(got[:, valid], whole[:, valid], atol=1e-5, rtol=0)
+    assert np.isnan(got[:, ~valid]).all()
+
+    classes = tmp_path / "classes.tif"
+    result = CliRunner().invoke(app, _args(demo_data, package, classes, "--mask", "(B03 - B08) / (B03 + B08) > 0"))
+    assert result.exit_code == 0, result.output
+    # each band's mean over the dates holding data at the pixel, then NDWI
+    b03, b08 = ((image[:, i].sum(0) / np.maximum((image[:, i] != 0).sum(0), 1)) for i in (1, 3))
+    water = (b03 - b08) / np.where(valid, b03 + b08, 1.0) > 0
+    assert 0 < (~valid).mean() < 0.2 and 0 < water.mean() < 0.5, ((~valid).mean(), water.mean())
+    with rasterio.open(classes) as src:
+        got_classes = src.read(1)
+        assert src.nodata == 255 and src.colormap(1)[1][3] == 255 and src.descriptions == ("class",)
+    kept = valid & ~water
+    np.testing.assert_array_equal(got_classes[kept], whole.argmax(0)[kept])
+    assert (got_classes[~kept] == 255).all()
+    names = json.loads(classes.with_suffix(".json").read_text())["assets"]["classes"]["classification:classes"]
+    assert [c["name"] for c in names] == ["background", "c1", "c2", "c3", "c4", "c5", "c6"]
+    assert 'label="c3"' in classes.with_suffix(".qml").read_text()
+    if os.environ.get("EOSHARD_DOCS_IMAGES"):  # refresh the picture of docs/predict.md
+        _picture(classes, ROOT / "docs" / "img" / "predict-demo.png")
+
+
+def _picture(path: Path, png: Path) -> None:
+    """The class map in its own colour table, nodata white."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    with rasterio.open(path) as src:
+        codes, table = src.read(1), src.colormap(1)
+    rgb = np.array([table.get(int(c), (255, 255, 255, 255))[:3] for c in range(256)], dtype=np.uint8)[codes]
+    rgb[codes == 255] = 255
+    fig, ax = plt.subplots(figsize=(6, 4.6))
+    ax.imshow(rgb)
+    ax.set_title("eoshard predict on the demo AOI (random weights; NDWI mask and nodata in white)", fontsize=8)
+    ax.set_axis_off()
+    fig.savefig(png, dpi=90, bbox_inches="tight")
+    plt.close(fig)
+
+
+def test_predict_needs_enough_dates(demo_data, tmp_path: Path) -> None:
+    package = _package(tmp_path, n_dates=40)
+    result = CliRunner().invoke(app, _args(demo_data, package, tmp_path / "x.tif"))
+    assert result.exit_code == 2  # a config error
+    assert "the model expects 40 dates but the catalog has" in result.output and "Traceback" not in result.output
+
+
+@pytest.mark.slow
+def test_memory_stays_flat_when_the_aoi_grows_4x(demo_data, tmp_path: Path) -> None:
+    """Peak Python memory of the stack writer and of the predict side, for a quarter of the AOI and the AOI."""
+    x0, y0, x1, y1 = gpd.read_file(demo_data.aoi).to_crs(4326).total_bounds
+    quarter = (x0, y0, (x0 + x1) / 2, (y0 + y1) / 2)
+    package = load(_package(tmp_path, n_dates=1))
+    peaks, sizes = [], []
+    for n, aoi in enumerate([quarter, (x0, y0, x1, y1)]):
+        plan = _reference_stack(demo_data, aoi, n_dates=1)
+        sizes.append(stack_bytes(plan))
+        tracemalloc.start()
+        scene = write_stack(plan, tmp_path / f"scene{n}.zarr")
+        predict(package, scene, tmp_path / f"out{n}.zarr", Tiling(64, 16, 4), probabilities=True)
+        peaks.append(tracemalloc.get_traced_memory()[1])
+        tracemalloc.stop()
+    assert 3.5 < sizes[1] / sizes[0] < 4.5, sizes
+    print(f"peak memory {peaks[0] / 1e6:.2f} MB at 1x, {peaks[1] / 1e6:.2f} MB at 4x the AOI; input {sizes} bytes")
+    assert peaks[1] < peaks[0] * 1.25 + 300_000, peaks
