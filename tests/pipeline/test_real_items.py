@@ -11,9 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
+from affine import Affine
+from rasterio.crs import CRS
 from rasterio.windows import from_bounds
 
-from eoshard.pipeline.bands import canonical_band, canonical_keys
+from eoshard.pipeline.assets import GeorefMismatchError, check_asset_georef, check_assets, read_asset_georef
+from eoshard.pipeline.bands import canonical_assets, canonical_band, canonical_keys
 from eoshard.pipeline.cube import open_cube
 from eoshard.pipeline.reflectance import radiometry_of
 from tests.real_items import localise, recorded_item, window_grid
@@ -117,3 +120,34 @@ def test_a_product_off_the_grid_does_not_break_the_stack(tmp_path: Path) -> None
     assert list(cube.acquisition.values) == ["sentinel-2b_2024-05-17_R", "sentinel-2b_2025-07-17_R"]
     assert (cube.values[0] == 0).all()  # the product off the grid gives a nodata step, as one missing part of it
     np.testing.assert_array_equal(cube.values[1, 0], _read(local["assets"]["red"]["href"], grid))
+
+
+def test_a_file_in_another_crs_than_its_item_is_named(tmp_path: Path) -> None:
+    """The issue's silent case: the COG says EPSG:32633 while the item says 32632."""
+    item = recorded_item(*C1)
+    grid = window_grid(item, "red", 5000, 5000, 32)
+    local = localise(item, ["red", "nir"], tmp_path, grid)
+    read_asset_georef(local, "red")  # as declared: no error
+    with rasterio.open(local["assets"]["red"]["href"], "r+") as ds:
+        ds.crs = CRS.from_epsg(32633)
+    href = local["assets"]["red"]["href"]
+    with pytest.raises(GeorefMismatchError) as caught:
+        check_assets([canonical_assets(local)], ["B08", "B04"])
+    assert str(caught.value) == (
+        f"product S2B_T32VKL_20250717T112116_L2A asset B04 ({href}): the item says EPSG:32632, the file says "
+        "EPSG:32633; its pixels would land in the wrong place: fix the item's proj:* fields (or the file), or "
+        "leave the product out"
+    )
+    assert isinstance(caught.value, ValueError)
+
+
+def test_a_transform_or_shape_unlike_the_items_is_named() -> None:
+    item = recorded_item(*C1)
+    declared = Affine(*item["assets"]["red"]["proj:transform"][:6])
+    check_asset_georef(item, "red", "EPSG:32632", declared, (10980, 10980))
+    with pytest.raises(GeorefMismatchError, match=(
+        r"asset red \(.*B04.tif\): the item says transform \(10.0, 0.0, 199980.0, 0.0, -10.0, 6600000.0\), "
+        r"shape \(10980, 10980\), the file says transform \(10.0, 0.0, 200000.0, 0.0, -10.0, 6600000.0\), "
+        r"shape \(10978, 10980\);"
+    )):  # fmt: skip
+        check_asset_georef(item, "red", "EPSG:32632", declared * Affine.translation(2, 0), (10978, 10980))

@@ -22,6 +22,7 @@ from eoshard.flows.aoi import read_aoi
 from eoshard.flows.config import BuildConfig, ConfigError
 from eoshard.flows.products import find_products
 from eoshard.flows.shard_runner import run_shards
+from eoshard.pipeline.assets import check_assets
 from eoshard.pipeline.cube import onto_grid, open_cube, stackstac_ready
 from eoshard.pipeline.grid import grid_for_area
 from eoshard.pipeline.indices import compute_indices, formula
@@ -186,6 +187,7 @@ def plan_build(config: BuildConfig, items: Sequence[pystac.Item] | None = None) 
         valid = open_valid_mask(products, grid, invalid=config.timeseries.scl_invalid, engine=config.cube.engine,
                                 chunksize=config.grid.chunksize)  # fmt: skip
     ready = [stackstac_ready(i) for i in products]
+    check_assets(ready, config.bands)  # each file's CRS/transform/shape is its item's (headers only)
     return BuildPlan(config, ready, grid, cubes, labels, patches, hr, hr_items, valid)
 
 

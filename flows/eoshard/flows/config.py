@@ -19,6 +19,7 @@ from pydantic import (
 )
 from rasterio.enums import Resampling
 
+from eoshard.pipeline.bands import canonical_band
 from eoshard.pipeline.indices import expression_bands, parse_expression
 
 
@@ -245,6 +246,16 @@ class BuildConfig(_Model):
             if missing:
                 raise ValueError(f"cube.indices.{name} reads band(s) {missing}: add them to bands")
         return self
+
+    @field_validator("bands", mode="after")
+    @classmethod
+    def _canonical_bands(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        """``red``, ``b4`` and ``B04`` name one band: stored as ``B04`` (eoshard.pipeline.bands)."""
+        bands = tuple(canonical_band(b) for b in value)
+        twice = sorted({f"{a} ({b})" for a, b in zip(value, bands, strict=True) if bands.count(b) > 1})
+        if twice:
+            raise ValueError(f"bands {twice} name the same band twice: list each band once")
+        return bands
 
     @field_validator("aoi", mode="after")
     @classmethod
