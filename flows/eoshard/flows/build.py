@@ -20,7 +20,7 @@ from rasterio.enums import Resampling
 from eoshard.catalog import search
 from eoshard.flows.aoi import read_aoi
 from eoshard.flows.config import BuildConfig, ConfigError
-from eoshard.flows.products import find_products
+from eoshard.flows.products import find_products, select_products
 from eoshard.flows.shard_runner import run_shards
 from eoshard.pipeline.assets import check_assets
 from eoshard.pipeline.cube import onto_grid, open_cube, stackstac_ready
@@ -142,6 +142,12 @@ def search_products(config: BuildConfig) -> pystac.ItemCollection:
     return find_products(config, area_4326)
 
 
+def selected_products(config: BuildConfig) -> pystac.ItemCollection:
+    """The products the build uses: the same choice as ``eoshard select`` on this config (or its saved selection)."""
+    area, area_crs = read_aoi(config.aoi)
+    return select_products(config, gpd.GeoSeries([area], crs=area_crs).to_crs(4326).iloc[0])
+
+
 def plan_build(config: BuildConfig, items: Sequence[pystac.Item] | None = None) -> BuildPlan:
     """Search (unless ``items`` are given), then set up the lazy cubes, labels and patches; reads no pixels."""
     sar = [b for b in config.bands if band_sensor(b) == S1]
@@ -152,7 +158,7 @@ def plan_build(config: BuildConfig, items: Sequence[pystac.Item] | None = None) 
             "(Sentinel-1 products and bands give an s1_10m group)"
         )
     area, area_crs = read_aoi(config.aoi)
-    products = list(search_products(config) if items is None else items)
+    products = list(selected_products(config) if items is None else items)
     grid = grid_for_area(area, area_crs, resolution=config.grid.resolution, crs=config.grid.crs)
     cubes = open_cube(
         products,

@@ -76,8 +76,13 @@ class CatalogConfig(_Model):
         default_factory=dict,
         description="HTTP header -> name of the environment variable holding its value (tokens stay out of files)",
     )
+    min_aoi_coverage: float = Field(
+        0.0, ge=0, le=1, description="dates whose products cover less of the AOI (0..1) are left out"
+    )
     selection: ExistingPath | None = Field(
-        None, description="a selection saved by `eoshard select --out`: the build uses it instead of searching"
+        None,
+        description="a selection saved by `eoshard select --out`: the build uses it as reviewed; without it "
+        "the build applies the rules of `eoshard select` to what the search finds",
     )
 
 
