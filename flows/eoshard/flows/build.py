@@ -181,6 +181,7 @@ def plan_build(config: BuildConfig, items: Sequence[pystac.Item] | None = None) 
             class_column=config.labels.class_column,
             id_column=config.labels.id_column,
             chunksize=config.grid.chunksize,
+            class_codes=config.labels.class_codes,
         )
     _check_index_names(config, [] if labels is None else [str(k) for k in labels.data_vars])
     base = abs(grid.resolution.x)

@@ -139,6 +139,11 @@ class LabelsConfig(_Model):
     layer: str | None = None
     class_column: str
     class_name_column: str | None = None
+    class_codes: dict[str, int] | None = Field(
+        None,
+        description="text class names -> integer codes (1 or more); without it a text class_column gets the "
+        "codes 1, 2, ... in sorted order of its names, recorded in dataset.json",
+    )
     id_column: str | None = Field(None, description="parcel id column, rasterized as the parcel_id layer")
 
 

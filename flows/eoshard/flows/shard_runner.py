@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import geopandas as gpd
 from distributed import Client, as_completed
 
+from eoshard.pipeline.classes import encode_classes
 from eoshard.pipeline.cube import stackstac_ready
 from eoshard.pipeline.errors import AssetReadError, PipelineError, ShardWriteError
 from eoshard.pipeline.shards.commits import CommitLog, atomic_write, remove_leftovers
@@ -171,9 +172,12 @@ def read_index(path: Path) -> gpd.GeoDataFrame:
 
 def _class_names(plan: BuildPlan) -> dict[str, str]:
     labels = plan.config.labels
-    if labels is None or not labels.class_name_column:
+    if labels is None:
         return {}
     parcels = gpd.read_file(labels.path, layer=labels.layer, ignore_geometry=True)
+    _, names = encode_classes(parcels[labels.class_column], labels.class_codes, labels.class_column)
+    if names or not labels.class_name_column:  # a text class column: its names and their codes
+        return {str(code): name for code, name in sorted(names.items())}
     pairs = parcels[[labels.class_column, labels.class_name_column]].drop_duplicates()
     return {str(int(c)): str(n) for c, n in sorted(pairs.itertuples(index=False, name=None))}
 

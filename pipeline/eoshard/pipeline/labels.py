@@ -8,6 +8,7 @@ whatever the chunking and the number of workers.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Mapping
 from typing import Any, Literal
 
 import dask.array as da
@@ -17,6 +18,7 @@ import shapely
 import xarray as xr
 from odc.geo.geobox import GeoBox
 
+from eoshard.pipeline.classes import encode_classes
 from eoshard.pipeline.coverage import window_layers
 from eoshard.pipeline.errors import PipelineError
 
@@ -88,6 +90,7 @@ def rasterize_labels(
     background: int = 0,
     chunksize: int = 512,
     double_by: Literal["class", "id"] = "class",
+    class_codes: Mapping[str, int] | None = None,
 ) -> xr.Dataset:
     """Lazy label layers on ``grid`` from exact polygon areas.
 
@@ -98,6 +101,8 @@ def rasterize_labels(
     - ``double_partial`` (bool): claimed by two or more parcels of different classes (``double_by="class"``)
       or different ids (``double_by="id"``);
     - ``double_full`` (bool): fully inside one parcel and also claimed by another (a geocoding error).
+
+    A text ``class_column`` becomes codes through ``class_codes`` or in sorted order (``pipeline.classes``).
     """
     prepared = prepare_parcels(parcels, grid, class_column)
     if id_column is not None and id_column not in prepared.columns:
@@ -110,7 +115,7 @@ def rasterize_labels(
     if id_column is not None:
         prepared = prepared.sort_values(id_column, kind="stable")
     geoms = prepared.geometry.to_numpy()
-    codes = prepared[class_column].to_numpy().astype(np.int64)
+    codes, _ = encode_classes(prepared[class_column], class_codes, class_column)
     ids = prepared[id_column].to_numpy().astype(np.int64) if id_column else np.zeros(len(prepared), np.int64)
     compare = ids if double_by == "id" else codes
     ny, nx = grid.shape
