@@ -56,6 +56,7 @@ def localise(
 ) -> dict[str, Any]:
     """The item with ``asset_keys`` written under ``folder`` (data over ``grid``, nodata elsewhere)."""
     out = copy.deepcopy(item)
+    out["links"] = []  # the recorded self link is the remote API's: pystac would resolve the hrefs against it
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     for key in asset_keys:
@@ -83,3 +84,20 @@ def localise(
             ds.write(values, 1, window=Window(col0, row0, shape[1], shape[0]))
         asset["href"] = str(path)
     return out
+
+
+def inner_window(item: dict[str, Any], asset_key: str, size: int) -> tuple[int, int]:
+    """(row, col) of a ``size`` px window on ``asset_key``'s pixels around a point inside the item's footprint."""
+    from pyproj import Transformer
+    from shapely.geometry import shape
+
+    point = shape(item["geometry"]).representative_point()
+    x, y = Transformer.from_crs(4326, item_epsg(item), always_xy=True).transform(point.x, point.y)
+    col, row = ~Affine(*item["assets"][asset_key]["proj:transform"][:6]) * (x, y)
+    return int(row) - size // 2, int(col) - size // 2
+
+
+def write_item_collection(items: Sequence[dict[str, Any]], path: Path) -> Path:
+    """The items as a FeatureCollection file, as a static catalog source."""
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": list(items)}))
+    return path
