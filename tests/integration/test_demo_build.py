@@ -93,6 +93,9 @@ def test_lmdb_and_zarr_equal_the_cog_pixels(built: Path, demo_data) -> None:
                 "S2A_MSIL2A_20240518T102021_N0510_R065_T33UUP_20240518T133202",
                 "S2B_MSIL2A_20240717T102021_N0510_R065_T33UUP_20240717T133202"}  # fmt: skip
     assert left_out.isdisjoint(manifest["products"])
+    assert manifest["radiometry"] == {
+        p: {"scale": 0.0001, "offset": -0.1, "source": "raster:bands"} for p in manifest["products"]
+    }
     assert len(manifest["dates"]) == 7
     # the AOI's grid is 474 x 618 px: 9 x 12 whole 48 px patches
     assert manifest["shape"] == [474, 618]

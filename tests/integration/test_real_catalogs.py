@@ -74,6 +74,9 @@ def test_a_real_item_builds_bit_exact_by_either_band_name(case: str, tmp_path: P
     by_id = _config(local, source, aoi, ["B04", "B08"], tmp_path / "by-id")
     manifest = _build_and_verify(by_id, tmp_path / "by-id.yaml")
     assert manifest["products"] == [local["id"]]
+    source_of = {"earth-search-c1": "raster:bands", "earth-search-v1": "raster:bands",
+                 "planetary-computer": "processing baseline 05.10"}  # fmt: skip
+    assert manifest["radiometry"] == {local["id"]: {"scale": 0.0001, "offset": -0.1, "source": source_of[case]}}
     assert manifest["bands"] == ["B04", "B08"]
     group = zarr.open_group(str(tmp_path / "by-id" / "data.zarr"), mode="r")
     values = group["s2_10m"][:]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -148,7 +148,9 @@ def selected_products(config: BuildConfig) -> pystac.ItemCollection:
     return select_products(config, gpd.GeoSeries([area], crs=area_crs).to_crs(4326).iloc[0])
 
 
-def plan_build(config: BuildConfig, items: Sequence[pystac.Item] | None = None) -> BuildPlan:
+def plan_build(
+    config: BuildConfig, items: Sequence[pystac.Item] | None = None, checked: Collection[str] | None = None
+) -> BuildPlan:
     """Search (unless ``items`` are given), then set up the lazy cubes, labels and patches; reads no pixels."""
     sar = [b for b in config.bands if band_sensor(b) == S1]
     if sar:
@@ -194,7 +196,8 @@ def plan_build(config: BuildConfig, items: Sequence[pystac.Item] | None = None) 
         valid = open_valid_mask(products, grid, invalid=config.timeseries.scl_invalid, engine=config.cube.engine,
                                 chunksize=config.grid.chunksize)  # fmt: skip
     ready = [stackstac_ready(i) for i in products]
-    check_assets(ready, config.bands)  # each file's CRS/transform/shape is its item's (headers only)
+    # each file's CRS/transform/shape is its item's (headers only); ``checked``: only these products' files
+    check_assets([d for d in ready if checked is None or d["id"] in checked], config.bands)
     return BuildPlan(config, ready, grid, cubes, labels, patches, hr, hr_items, valid)
 
 

@@ -65,4 +65,5 @@ def select_products(config: BuildConfig, area_4326: shapely.Geometry) -> pystac.
     found = find_products(config, area_4326)
     if config.catalog.selection is not None:
         return found
-    return apply_selection(config, list(found), area_4326).items
+    ids = {i.id for i in apply_selection(config, list(found), area_4326).items}
+    return pystac.ItemCollection([i for i in found if i.id in ids], clone_items=False)  # in the search's order

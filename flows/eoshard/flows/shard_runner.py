@@ -14,6 +14,7 @@ from distributed import Client, as_completed
 from eoshard.pipeline.classes import encode_classes
 from eoshard.pipeline.cube import stackstac_ready
 from eoshard.pipeline.errors import AssetReadError, PipelineError, ShardWriteError
+from eoshard.pipeline.reflectance import product_radiometry
 from eoshard.pipeline.shards.commits import CommitLog, atomic_write, remove_leftovers
 from eoshard.pipeline.shards.lmdb_store import LmdbWriter, part_name
 from eoshard.pipeline.shards.manifest import index_frame, summarise_records, write_collection, write_index
@@ -258,6 +259,7 @@ def _manifest(plan: BuildPlan, summary: dict[str, Any], n_samples: int) -> dict[
         "groups": groups,
         "dates": plan.dates,
         "products": [i["id"] for i in plan.items],
+        "radiometry": {i["id"]: r for i in plan.items if (r := product_radiometry(i, config.bands)) is not None},
         "timeseries": config.timeseries.model_dump(mode="json"),
         "n_samples": n_samples,
         "n_candidates": len(plan.patches),

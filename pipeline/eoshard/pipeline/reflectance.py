@@ -74,6 +74,16 @@ def radiometry_of(item: Mapping[str, Any], band: str) -> Radiometry:
     )
 
 
+def product_radiometry(item: Mapping[str, Any], bands: Sequence[str]) -> dict[str, Any] | None:
+    """``{scale, offset, source}`` of the first reflectance band among ``bands`` (None without one), as
+    ``dataset.json`` records it per product."""
+    for band in bands:
+        if band in REFLECTANCE_BANDS:
+            r = radiometry_of(item, band)
+            return {"scale": r.scale, "offset": r.offset, "source": r.source}
+    return None
+
+
 def product_offset(item: Mapping[str, Any], bands: Sequence[str]) -> int:
     """The digital-number offset shared by the reflectance ``bands`` of a product (the baseline's if none).
 
