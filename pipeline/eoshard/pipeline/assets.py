@@ -78,7 +78,8 @@ def read_asset_georef(item: Mapping[str, Any], band: str) -> None:
             crs, transform, shape = ds.crs, ds.transform, (ds.height, ds.width)
     except rasterio.errors.RasterioIOError as err:
         raise AssetReadError(
-            f"could not open asset {band} of product {item.get('id')} ({href}): {err}; repair or remove the product"
+            f"could not read asset {band} of product {item.get('id')} ({href}): {err}; repair or remove the "
+            "product, then run the build again"
         ) from err
     check_asset_georef(item, band, crs, transform, shape)
 
