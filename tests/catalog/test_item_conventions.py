@@ -109,3 +109,15 @@ def test_dates_covering_too_little_of_the_aoi_are_left_out_and_the_uncovered_par
         select(items, area, date(2019, 1, 1), date(2019, 1, 1), min_aoi_coverage=1.0 - share / 2)
     reasons = select(items, area, date(2019, 1, 1), date(2019, 1, 1), min_aoi_coverage=0.0).table
     assert not reasons.reason.str.startswith("its date covers").any()
+
+
+def test_products_without_cloud_cover_pass_when_max_cloud_is_100() -> None:
+    """Earth Search Sentinel-1 GRD items carry no eo:cloud_cover: a build's default max_cloud (100) keeps them."""
+    items = list(read_static_items(shared_path("stac", "earth-search__sentinel-1-grd.json")))[:1]
+    aoi = shape(items[0].geometry).representative_point().buffer(0.01)
+    day = items[0].datetime.date()  # type: ignore[union-attr]
+    assert select(items, aoi, day, day, max_cloud=100).table.selected.all()
+    with pytest.raises(EmptySelectionError, match="1 too cloudy"):
+        select(items, aoi, day, day, max_cloud=60)
+    table = select(items, aoi, day, day, max_cloud=None).table
+    assert table.selected.all()

@@ -139,8 +139,10 @@ def select(
     for r in records:
         if not first <= r.datetime.date() <= last:
             reasons[r.id] = f"acquired {r.datetime:%Y-%m-%d}, outside {first}..{last}"
-        elif max_cloud is not None and (r.cloud_cover is None or r.cloud_cover > max_cloud):
+        elif max_cloud is not None and r.cloud_cover is not None and r.cloud_cover > max_cloud:
             reasons[r.id] = f"cloud cover {r.cloud_cover}% above {max_cloud:g}%"
+        elif max_cloud is not None and max_cloud < 100 and r.cloud_cover is None:  # 100 %: no limit at all
+            reasons[r.id] = f"cloud cover unknown (no eo:cloud_cover), max_cloud {max_cloud:g}%"
         else:
             in_period.append(r)
     kept = _keep_newest(in_period, reasons)
