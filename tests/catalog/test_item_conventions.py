@@ -18,7 +18,7 @@ from eoshard.catalog.records import record_of
 from eoshard.catalog.selection import MIN_GAIN
 from tests.conftest import shared_path
 
-V0 = Path(__file__).parent / "data" / "earth-search-v0.json"
+V0 = Path(__file__).parent / "recorded" / "earth-search-v0.json"
 
 
 def test_earth_search_v0_tiles_orbits_and_baselines_are_read() -> None:
