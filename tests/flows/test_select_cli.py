@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +14,7 @@ import pystac
 def _run(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-c", "from eoshard.flows.cli import main; main()", "select", *args],
-        capture_output=True, text=True, timeout=180, check=False,
+        capture_output=True, text=True, timeout=180, check=False, env={**os.environ, "COLUMNS": "300"},
     )  # fmt: skip
 
 
@@ -25,7 +26,7 @@ def test_json_plot_and_saved_selection(demo_data, tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     rows = json.loads(result.stdout)
     assert {tuple(sorted(r)) for r in rows} == {
-        ("aoi_overlap", "cloud_cover", "datetime", "id", "tile", "valid_fraction")
+        ("aoi_overlap", "aoi_uncovered", "cloud_cover", "datetime", "id", "tile", "valid_fraction")
     }
     days = sorted({r["datetime"][:10] for r in rows})
     assert len(days) == 3  # three acquisitions, each over both tiles
@@ -48,3 +49,21 @@ def test_missing_arguments_are_a_clear_error() -> None:
     result = _run("--aoi", "1,2,3,4")
     assert result.returncode == 2
     assert "give a CONFIG, or --source, --aoi, --start and --end" in result.stderr
+
+
+def test_the_uncovered_part_per_date_and_min_aoi_coverage(demo_data) -> None:
+    """The demo's swath edge leaves 38.1 % of the AOI uncovered on 2024-05-18 and 63.0 % on 2024-07-17."""
+    args = ("--source", str(demo_data.catalog), "--aoi", str(demo_data.aoi), "--start", "2024-04-01",
+            "--end", "2024-09-30", "--max-cloud", "60")  # fmt: skip
+    rows = json.loads(_run(*args, "--json").stdout)
+    uncovered = {r["datetime"][:10]: round(r["aoi_uncovered"], 3) for r in rows}
+    assert uncovered == {"2024-04-08": 0.0, "2024-05-18": 0.381, "2024-06-07": 0.0, "2024-07-17": 0.63,
+                         "2024-08-06": 0.0, "2024-08-26": 0.0, "2024-09-15": 0.0}  # fmt: skip
+    table = _run(*args)
+    assert table.returncode == 0, table.stderr
+    assert "AOI uncovered" in table.stdout and "38.1%" in table.stdout
+    kept = json.loads(_run(*args, "--min-aoi-coverage", "0.9", "--json").stdout)
+    assert sorted({r["datetime"][:10] for r in kept}) == ["2024-04-08", "2024-06-07", "2024-08-06", "2024-08-26",
+                                                         "2024-09-15"]  # fmt: skip
+    shown = " ".join(_run(*args, "--min-aoi-coverage", "0.9").stdout.split())
+    assert "its date covers 61.9% of the AOI, below min_aoi_coverage 90.0%" in shown

@@ -88,8 +88,17 @@ def test_lmdb_and_zarr_equal_the_cog_pixels(built: Path, demo_data) -> None:
     index = gpd.read_parquet(built / "index.parquet").set_index("key")
     assert manifest["bands"] == BANDS
     assert manifest["crs"] == "EPSG:32632"
-    # 15 products under 60 % cloud (incl. one reprocessed duplicate) form 7 acquisitions
-    assert len(manifest["products"]) == 15
+    # 15 products under 60 % cloud form 7 acquisitions; the build applies the rules of `eoshard select`, which
+    # leaves out the reprocessed duplicate (N0510 of T32UQU, 2024-05-18) and, on 2024-05-18 and 2024-07-17, the
+    # T33UUP product whose part of the AOI lies inside T32UQU's footprint: 12 products
+    assert len(manifest["products"]) == 12
+    left_out = {"S2A_MSIL2A_20240518T102021_N0510_R065_T32UQU_20240518T133202",
+                "S2A_MSIL2A_20240518T102021_N0510_R065_T33UUP_20240518T133202",
+                "S2B_MSIL2A_20240717T102021_N0510_R065_T33UUP_20240717T133202"}  # fmt: skip
+    assert left_out.isdisjoint(manifest["products"])
+    assert manifest["radiometry"] == {
+        p: {"scale": 0.0001, "offset": -0.1, "source": "raster:bands"} for p in manifest["products"]
+    }
     assert len(manifest["dates"]) == 7
     # the AOI's grid is 474 x 618 px: 9 x 12 whole 48 px patches
     assert manifest["shape"] == [474, 618]

@@ -70,8 +70,15 @@ def test_nan_is_no_data_in_the_timeseries_mask() -> None:
 
 
 def test_mixed_offsets_in_one_acquisition_are_refused(demo_data) -> None:
+    """The offset comes from the products' raster:bands where they declare one, else from the baseline."""
     items = [stackstac_ready(i) for i in demo_items(demo_data.catalog)]
     reprocessed = next(d for d in items if d["properties"]["s2:processing_baseline"] == "05.11")
     reprocessed["properties"]["s2:processing_baseline"] = "03.01"
-    with pytest.raises(PipelineError, match=r"mixes processing baselines \['03.01', '05.10'\]"):
+    open_cube(items, demo_grid(demo_data.aoi), ["B04"])  # raster:bands still say -0.1: no mix
+    for data in items:  # without raster:bands scale/offset the baseline decides
+        data["assets"]["B04"] = {**data["assets"]["B04"], "raster:bands": [{"nodata": 0, "data_type": "uint16"}]}
+    with pytest.raises(
+        PipelineError,
+        match=r"mixes processing baselines \['03.01', '05.10'\] with different BOA offsets \[-1000, 0\]",
+    ):
         open_cube(items, demo_grid(demo_data.aoi), ["B04"])

@@ -36,13 +36,41 @@ class ProductRecord:
         return f"{self.platform}_{self.datetime:%Y-%m-%d}_R{self.relative_orbit if self.relative_orbit is not None else ''}"
 
 
+_TILE_IN_ID = re.compile(r"_T(\d{2}[A-Z]{3})_")  # ESA product names: ..._R095_T20EPT_...
+_ORBIT_IN_ID = re.compile(r"_R(\d{3})_")
+
+
 def _tile(props: dict[str, Any]) -> str | None:
+    """The MGRS tile, from every convention met: Planetary Computer ``s2:mgrs_tile``, the MGRS extension
+    (Earth Search v1/c1), Earth Search v0 ``sentinel:utm_zone/latitude_band/grid_square``, ``grid:code``
+    (``MGRS-33UUU``, CDSE), ``s2:tile_id`` or the ESA product name."""
     if props.get("s2:mgrs_tile"):
         return str(props["s2:mgrs_tile"])
-    if props.get("mgrs:utm_zone") is not None:
-        return f"{int(props['mgrs:utm_zone']):02d}{props.get('mgrs:latitude_band', '')}{props.get('mgrs:grid_square', '')}"
+    for prefix in ("mgrs", "sentinel"):
+        if props.get(f"{prefix}:utm_zone") is not None:
+            zone, band, square = (
+                props.get(f"{prefix}:{k}", "") for k in ("utm_zone", "latitude_band", "grid_square")
+            )
+            return f"{int(zone):02d}{band}{square}"
     code = props.get("grid:code")
-    return str(code).removeprefix("MGRS-") if isinstance(code, str) and code.startswith("MGRS-") else None
+    if isinstance(code, str) and code.startswith("MGRS-"):
+        return code.removeprefix("MGRS-")
+    for key in ("s2:tile_id", "sentinel:product_id", "s2:product_uri"):
+        found = _TILE_IN_ID.search(str(props.get(key) or ""))
+        if found:
+            return found[1]
+    return None
+
+
+def _relative_orbit(props: dict[str, Any]) -> int | None:
+    """``sat:relative_orbit``, else the ``R095`` of the ESA product name (Earth Search v0 has no sat:*)."""
+    if props.get("sat:relative_orbit") is not None:
+        return int(props["sat:relative_orbit"])
+    for key in ("sentinel:product_id", "s2:product_uri"):
+        found = _ORBIT_IN_ID.search(str(props.get(key) or ""))
+        if found:
+            return int(found[1])
+    return None
 
 
 def _epsg(props: dict[str, Any]) -> int | None:
@@ -53,7 +81,11 @@ def _epsg(props: dict[str, Any]) -> int | None:
 
 
 def _baseline(props: dict[str, Any]) -> str | None:
-    value = props.get("s2:processing_baseline") or props.get("processing:version")
+    value = (
+        props.get("s2:processing_baseline")
+        or props.get("sentinel:processing_baseline")
+        or props.get("processing:version")
+    )
     return None if value is None else str(value)
 
 
@@ -64,7 +96,7 @@ def record_of(item: pystac.Item) -> ProductRecord:
     assert when is not None, f"item {item.id} has no datetime"
     cloud = props.get("eo:cloud_cover")
     nodata = props.get("s2:nodata_pixel_percentage")
-    orbit = props.get("sat:relative_orbit")
+    orbit = _relative_orbit(props)
     datatake = (
         props.get("s2:datatake_id")
         or props.get("s1:datatake_id")
@@ -78,7 +110,7 @@ def record_of(item: pystac.Item) -> ProductRecord:
         product_type=props.get("s2:product_type") or props.get("sar:product_type"),
         datetime=when,
         tile=tile,
-        relative_orbit=None if orbit is None else int(orbit),
+        relative_orbit=orbit,
         processing_baseline=_baseline(props),
         datatake=f"{datatake}_{tile}" if tile else str(datatake),
         cloud_cover=None if cloud is None else float(cloud),

@@ -19,6 +19,7 @@ from eoshard.catalog.errors import EmptySelectionError
 from eoshard.catalog.records import ProductRecord, record_of
 
 _EPS = 1e-9
+MIN_GAIN = 1e-3  # a product adding less than 0.1 % of the AOI to its date's cover is not taken
 
 
 @dataclass(frozen=True)
@@ -43,10 +44,20 @@ def _keep_newest(records: list[ProductRecord], reasons: dict[str, str]) -> list[
         newest = group[-1]
         kept.append(newest)
         for older in group[:-1]:
-            reasons[older.id] = (
-                f"reprocessed copy: {newest.id} has the newer processing baseline {newest.processing_baseline}"
-            )
+            reasons[older.id] = f"reprocessed copy: {newest.id} {_why_newer(older, newest)}"
     return kept
+
+
+def _why_newer(older: ProductRecord, newest: ProductRecord) -> str:
+    """The exact reason one copy wins: a newer baseline, else a later generation time, else the id order."""
+    if (older.processing_baseline or "") != (newest.processing_baseline or ""):
+        return f"has the newer processing baseline {newest.processing_baseline}"
+    old_time, new_time = (str(r.item.properties.get("s2:generation_time", "")) for r in (older, newest))
+    if old_time != new_time:
+        return (
+            f"has the same processing baseline {newest.processing_baseline} and was generated later ({new_time})"
+        )
+    return f"has the same processing baseline {newest.processing_baseline} and generation time: the last id wins"
 
 
 def spread_dates(days: Sequence[date], k: int, start: date, end: date, min_gap: int = 0,
@@ -113,8 +124,14 @@ def select(
     dates: int | None = None,
     min_gap_days: int = 0,
     cloud_weight: float = 1.0,
+    min_aoi_coverage: float = 0.0,
 ) -> Selection:
-    """Choose products covering ``area`` (EPSG:4326) over the period; see the module docstring."""
+    """Choose products covering ``area`` (EPSG:4326) over the period; see the module docstring.
+
+    Per date (acquisition) the products covering the AOI with the least cloud are kept (``_clearest_cover``);
+    a date whose products cover less than ``min_aoi_coverage`` (0..1) of the AOI is left out. The table gives
+    every product's ``aoi_uncovered``: the share of the AOI its date's chosen products leave uncovered.
+    """
     records = sorted((record_of(i) for i in items), key=lambda r: (r.datetime, r.id))
     reasons: dict[str, str] = {}
     first, last = (d.date() if isinstance(d, datetime) else d for d in (start, end))
@@ -122,8 +139,10 @@ def select(
     for r in records:
         if not first <= r.datetime.date() <= last:
             reasons[r.id] = f"acquired {r.datetime:%Y-%m-%d}, outside {first}..{last}"
-        elif max_cloud is not None and (r.cloud_cover is None or r.cloud_cover > max_cloud):
+        elif max_cloud is not None and r.cloud_cover is not None and r.cloud_cover > max_cloud:
             reasons[r.id] = f"cloud cover {r.cloud_cover}% above {max_cloud:g}%"
+        elif max_cloud is not None and max_cloud < 100 and r.cloud_cover is None:  # 100 %: no limit at all
+            reasons[r.id] = f"cloud cover unknown (no eo:cloud_cover), max_cloud {max_cloud:g}%"
         else:
             in_period.append(r)
     kept = _keep_newest(in_period, reasons)
@@ -139,21 +158,21 @@ def select(
             acquisitions.setdefault(r.acquisition, []).append(r)
     cover: dict[str, float] = {}
     chosen_of: dict[str, list[ProductRecord]] = {}
-    for key, group in acquisitions.items():  # greedy set cover: largest new contribution first
-        remaining, chosen = aoi, []
-        candidates = list(group)
-        while candidates:
-            gains = [(remaining.intersection(geom_of[r.id]).area, -i, r) for i, r in enumerate(candidates)]
-            gain, _, best = max(gains, key=lambda g: (g[0], g[1]))
-            if gain / aoi.area <= 1e-6:
-                break
-            chosen.append(best)
-            candidates.remove(best)
-            remaining = remaining.difference(geom_of[best.id])
-        for r in candidates:
-            reasons[r.id] = "the AOI is already covered by other tiles of this acquisition"
+    for key, group in acquisitions.items():
+        chosen, remaining = _clearest_cover(group, geom_of, aoi)
+        chosen_ids = {r.id for r in chosen}
+        for r in group:
+            if r.id not in chosen_ids:
+                reasons[r.id] = "the AOI is already covered by clearer tiles of this acquisition"
         cover[key] = 1.0 - remaining.area / aoi.area
+        if cover[key] < min_aoi_coverage:
+            for r in chosen:
+                reasons[r.id] = (
+                    f"its date covers {cover[key]:.1%} of the AOI, below min_aoi_coverage {min_aoi_coverage:.1%}"
+                )
+            chosen = []
         chosen_of[key] = chosen
+    acquisitions = {k: g for k, g in acquisitions.items() if chosen_of[k]}
     keys = sorted(acquisitions, key=lambda k: (min(r.datetime for r in acquisitions[k]), k))
     if dates is not None and keys:
         days = [min(r.datetime for r in acquisitions[k]).date() for k in keys]
@@ -177,6 +196,7 @@ def select(
          "cloud_cover": r.cloud_cover, "aoi_overlap": overlap.get(r.id, 0.0), "product_in_aoi": inside.get(r.id, 0.0),
          "valid_fraction": overlap.get(r.id, 0.0) * (1.0 - (r.nodata_percentage or 0.0) / 100.0)
          if r.nodata_percentage is not None and inside.get(r.id, 0.0) >= 0.999 else overlap.get(r.id, 0.0),
+         "aoi_uncovered": 1.0 - cover[r.acquisition] if r.acquisition in cover else 1.0,
          "selected": r.id not in reasons, "reason": reasons.get(r.id, "")}
         for r in records
     ]  # fmt: skip
@@ -185,12 +205,40 @@ def select(
     return Selection(pystac.ItemCollection([r.item for r in selected], clone_items=False), table, uncovered_4326)
 
 
+def _clearest_cover(
+    group: list[ProductRecord], geom_of: dict[str, shapely.Geometry], aoi: shapely.Geometry
+) -> tuple[list[ProductRecord], shapely.Geometry]:
+    """The products of one date that cover the AOI with the least cloud, and the part none covers.
+
+    Greedy: each step takes the product adding the most *clear* AOI area, ``new area x (1 - cloud %)``
+    (unknown cloud counts as fully cloudy), ties to the larger new area, then the first in time/id order; it
+    stops when no product adds at least ``MIN_GAIN`` of the AOI. So a 98.6 %-cloud tile covering the whole AOI
+    loses to two clearer tiles that cover it together, and is kept only for the part they leave uncovered.
+    A product adding less than ``MIN_GAIN`` of the AOI (slivers between footprints) is not taken.
+    """
+    remaining, chosen = aoi, []
+    candidates = list(group)
+    while candidates:
+        scored = []
+        for i, r in enumerate(candidates):
+            gain = remaining.intersection(geom_of[r.id]).area
+            clear = 1.0 - (100.0 if r.cloud_cover is None else r.cloud_cover) / 100.0
+            scored.append((gain * clear, gain, -i, r))
+        _, gain, _, best = max(scored, key=lambda g: (g[0], g[1], g[2]))
+        if gain / aoi.area < MIN_GAIN:
+            break
+        chosen.append(best)
+        candidates.remove(best)
+        remaining = remaining.difference(geom_of[best.id])
+    return chosen, remaining
+
+
 def _uncovered(area: shapely.Geometry, footprints: list[shapely.Geometry]) -> shapely.Geometry:
     return area.difference(shapely.union_all(footprints)) if footprints else area
 
 
 def _summary(reasons: dict[str, str]) -> str:
     kinds = {"cloud cover": "too cloudy", "acquired": "outside the period", "reprocessed": "reprocessed copies",
-             "does not overlap": "off the AOI"}  # fmt: skip
+             "does not overlap": "off the AOI", "its date covers": "on dates covering too little of the AOI"}  # fmt: skip
     counts = {label: sum(r.startswith(prefix) for r in reasons.values()) for prefix, label in kinds.items()}
     return ", ".join(f"{n} {label}" for label, n in counts.items() if n) or "no products"

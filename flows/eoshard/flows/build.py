@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date
 from functools import cached_property
@@ -21,8 +21,9 @@ from rasterio.enums import Resampling
 from eoshard.catalog import search
 from eoshard.flows.aoi import read_aoi
 from eoshard.flows.config import BuildConfig, ConfigError
-from eoshard.flows.products import find_products
+from eoshard.flows.products import find_products, select_products
 from eoshard.flows.shard_runner import DirectShard, run_shards
+from eoshard.pipeline.assets import check_assets
 from eoshard.pipeline.cube import band_groups, onto_grid, open_cube, stackstac_ready
 from eoshard.pipeline.direct import group_source, paired_source
 from eoshard.pipeline.grid import grid_for_area, grid_of, group_factor, group_grid
@@ -152,10 +153,18 @@ def search_products(config: BuildConfig) -> pystac.ItemCollection:
     return find_products(config, area_4326)
 
 
-def plan_build(config: BuildConfig, items: Sequence[pystac.Item] | None = None) -> BuildPlan:
+def selected_products(config: BuildConfig) -> pystac.ItemCollection:
+    """The products the build uses: the same choice as ``eoshard select`` on this config (or its saved selection)."""
+    area, area_crs = read_aoi(config.aoi)
+    return select_products(config, gpd.GeoSeries([area], crs=area_crs).to_crs(4326).iloc[0])
+
+
+def plan_build(
+    config: BuildConfig, items: Sequence[pystac.Item] | None = None, checked: Collection[str] | None = None
+) -> BuildPlan:
     """Search (unless ``items`` are given), then set up the lazy cubes, labels and patches; reads no pixels."""
     area, area_crs = read_aoi(config.aoi)
-    products = list(search_products(config) if items is None else items)
+    products = list(selected_products(config) if items is None else items)
     grid = grid_for_area(area, area_crs, resolution=config.grid.resolution, crs=config.grid.crs)
     cubes = open_cube(
         products,
@@ -178,6 +187,7 @@ def plan_build(config: BuildConfig, items: Sequence[pystac.Item] | None = None) 
             class_column=config.labels.class_column,
             id_column=config.labels.id_column,
             chunksize=config.grid.chunksize,
+            class_codes=config.labels.class_codes,
         )
     _check_index_names(config, [] if labels is None else [str(k) for k in labels.data_vars])
     align = max(group_factors(grid, cubes).values())
@@ -191,6 +201,8 @@ def plan_build(config: BuildConfig, items: Sequence[pystac.Item] | None = None) 
         valid = open_valid_mask(products, grid, invalid=config.timeseries.scl_invalid, engine=config.cube.engine,
                                 chunksize=config.grid.chunksize)  # fmt: skip
     ready = [stackstac_ready(i) for i in products]
+    # each file's CRS/transform/shape is its item's (headers only); ``checked``: only these products' files
+    check_assets([d for d in ready if checked is None or d["id"] in checked], config.bands)
     plan = BuildPlan(config, ready, grid, cubes, labels, patches, hr, hr_items, valid)
     if not direct_reads(config):
         return plan
@@ -219,7 +231,7 @@ def shard_sources(plan: BuildPlan, parcels: gpd.GeoDataFrame | None) -> ShardSou
     if parcels is not None and config.labels is not None:
         labels = label_source(
             parcels, label_grid(config, grid), class_column=config.labels.class_column,
-            id_column=config.labels.id_column,
+            id_column=config.labels.id_column, class_codes=config.labels.class_codes,
         )  # fmt: skip
     scl, scl_factor = None, 1
     if plan.valid is not None:

@@ -20,6 +20,7 @@ from pydantic import (
 from rasterio.enums import Resampling
 
 from eoshard.flows.errors import FlowsError
+from eoshard.pipeline.bands import canonical_band
 from eoshard.pipeline.indices import expression_bands, parse_expression
 from eoshard.pipeline.sensors import S1, band_sensor
 
@@ -77,8 +78,13 @@ class CatalogConfig(_Model):
         default_factory=dict,
         description="HTTP header -> name of the environment variable holding its value (tokens stay out of files)",
     )
+    min_aoi_coverage: float = Field(
+        0.0, ge=0, le=1, description="dates whose products cover less of the AOI (0..1) are left out"
+    )
     selection: ExistingPath | None = Field(
-        None, description="a selection saved by `eoshard select --out`: the build uses it instead of searching"
+        None,
+        description="a selection saved by `eoshard select --out`: the build uses it as reviewed; without it "
+        "the build applies the rules of `eoshard select` to what the search finds",
     )
 
 
@@ -141,6 +147,11 @@ class LabelsConfig(_Model):
     layer: str | None = None
     class_column: str
     class_name_column: str | None = None
+    class_codes: dict[str, int] | None = Field(
+        None,
+        description="text class names -> integer codes (1 or more); without it a text class_column gets the "
+        "codes 1, 2, ... in sorted order of its names, recorded in dataset.json",
+    )
     id_column: str | None = Field(None, description="parcel id column, rasterized as the parcel_id layer")
     resolution: float | None = Field(
         None, gt=0, description="metres of the label grid, nested in the base grid (e.g. 2.5 or 5 for 10); "
@@ -278,6 +289,16 @@ class BuildConfig(_Model):
             if missing:
                 raise ValueError(f"cube.indices.{name} reads band(s) {missing}: add them to bands")
         return self
+
+    @field_validator("bands", mode="after")
+    @classmethod
+    def _canonical_bands(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        """``red``, ``b4`` and ``B04`` name one band: stored as ``B04`` (eoshard.pipeline.bands)."""
+        bands = tuple(canonical_band(b) for b in value)
+        twice = sorted({f"{a} ({b})" for a, b in zip(value, bands, strict=True) if bands.count(b) > 1})
+        if twice:
+            raise ValueError(f"bands {twice} name the same band twice: list each band once")
+        return bands
 
     @field_validator("aoi", mode="after")
     @classmethod

@@ -1,4 +1,5 @@
-"""The products a job works on: a saved selection when the config names one, else a search of its catalog."""
+"""The products a job works on: a saved selection when the config names one, else a search of its catalog
+narrowed by the same selection rules as ``eoshard select`` (``select_products``)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import os
 import pystac
 import shapely
 
-from eoshard.catalog import search
+from eoshard.catalog import Selection, search, select
 from eoshard.catalog.stac_api import ApiOptions, import_callable
 from eoshard.catalog.static import read_static_items
 from eoshard.flows.config import BuildConfig, CatalogConfig, ConfigError
@@ -49,3 +50,20 @@ def find_products(config: BuildConfig, area_4326: shapely.Geometry) -> pystac.It
         kind=config.catalog.kind,
         options=api_options(config.catalog),
     )
+
+
+def apply_selection(config: BuildConfig, items: list[pystac.Item], area_4326: shapely.Geometry) -> Selection:
+    """The selection rules of ``eoshard select`` with the config's AOI, period and cloud limit."""
+    return select(items, area_4326, config.period.start, config.period.end, max_cloud=config.catalog.max_cloud,
+                  min_aoi_coverage=config.catalog.min_aoi_coverage)  # fmt: skip
+
+
+def select_products(config: BuildConfig, area_4326: shapely.Geometry) -> pystac.ItemCollection:
+    """What the build uses: the saved selection as it was reviewed, else the search narrowed by the rules of
+    ``eoshard select`` (reprocessed copies, tiles the AOI does not need and products off the AOI left out), so
+    that ``select`` and ``build`` agree on the same config."""
+    found = find_products(config, area_4326)
+    if config.catalog.selection is not None:
+        return found
+    ids = {i.id for i in apply_selection(config, list(found), area_4326).items}
+    return pystac.ItemCollection([i for i in found if i.id in ids], clone_items=False)  # in the search's order

@@ -14,8 +14,10 @@ import geopandas as gpd
 from distributed import Client, as_completed
 from distributed import Future as DaskFuture
 
+from eoshard.pipeline.classes import encode_classes
 from eoshard.pipeline.cube import stackstac_ready
 from eoshard.pipeline.errors import AssetReadError, PipelineError, ShardWriteError
+from eoshard.pipeline.reflectance import product_radiometry
 from eoshard.pipeline.shards.cards import write_cards
 from eoshard.pipeline.shards.commits import CommitLog, atomic_write, remove_leftovers
 from eoshard.pipeline.shards.describe import manifest_band_metadata
@@ -228,9 +230,12 @@ def read_index(path: Path) -> gpd.GeoDataFrame:
 
 def _class_names(plan: BuildPlan) -> dict[str, str]:
     labels = plan.config.labels
-    if labels is None or not labels.class_name_column:
+    if labels is None:
         return {}
     parcels = gpd.read_file(labels.path, layer=labels.layer, ignore_geometry=True)
+    _, names = encode_classes(parcels[labels.class_column], labels.class_codes, labels.class_column)
+    if names or not labels.class_name_column:  # a text class column: its names and their codes
+        return {str(code): name for code, name in sorted(names.items())}
     pairs = parcels[[labels.class_column, labels.class_name_column]].drop_duplicates()
     return {str(int(c)): str(n) for c, n in sorted(pairs.itertuples(index=False, name=None))}
 
@@ -294,4 +299,9 @@ def dataset_layout(plan: BuildPlan, summary: dict[str, Any], n_samples: int) -> 
         zarr=zarr,
         lmdb=lmdb,
         checksums=summary["checksums"],
+        extra={
+            "radiometry": {
+                i["id"]: r for i in plan.items if (r := product_radiometry(i, config.bands)) is not None
+            }
+        },
     )

@@ -12,6 +12,7 @@ import xarray as xr
 from odc.geo.geobox import GeoBox
 from rasterio.enums import Resampling
 
+from eoshard.pipeline.bands import canonical_band
 from eoshard.pipeline.cube_odc import odc_band_group
 from eoshard.pipeline.errors import BandError, PipelineError
 from eoshard.pipeline.grid import attach_grid, grid_of, group_grid
@@ -98,6 +99,7 @@ def open_cube(
         raise PipelineError(f"unknown cube engine {engine!r}: use one of {', '.join(ENGINES)}")
     if not items:
         raise PipelineError("no products to build a cube from: the selection is empty")
+    bands = [canonical_band(b) for b in bands]  # "red" and "B04" read the same asset
     base = abs(grid.resolution.x)
     cubes = {}
     for sensor, (products, wanted) in split_by_sensor([stackstac_ready(i) for i in items], bands).items():
@@ -169,6 +171,7 @@ def open_band_group(
     Products of the same acquisition (tiles, UTM zones) are mosaicked; where they overlap, a product in the
     grid's own CRS wins, so its pixels pass unresampled. Nothing is read until the cube is computed.
     """
+    bands = [canonical_band(b) for b in bands]
     dicts = prepare_items(items, grid, bands)
     if engine == "odc-stac":
         by_acquisition = odc_band_group(
@@ -209,7 +212,9 @@ def _stackstac_band_group(
         properties=False,
         band_coords=False,
     )
-    stack = stack.assign_coords(acquisition=("time", [acquisition_key(d) for d in dicts]))
+    # stackstac drops products that miss the grid: label what it kept, by id, not by position
+    key_of = {str(d["id"]): acquisition_key(d) for d in dicts}
+    stack = stack.assign_coords(acquisition=("time", [key_of[str(i)] for i in stack["id"].values]))
     groups = stack.groupby("acquisition", squeeze=False)
     return groups.map(stackstac.mosaic, dim="time", nodata=nodata).drop_vars("time", errors="ignore")
 
@@ -232,7 +237,8 @@ def finish_cube(
     keys = [acquisition_key(d) for d in dicts]
     times = _acquisition_times(dicts)
     order = acquisition_order(dicts)
-    cube = by_acquisition.sel(acquisition=order).rename(acquisition="time")
+    # an acquisition whose products all miss the grid is all nodata, as a product that misses part of it
+    cube = by_acquisition.reindex(acquisition=order, fill_value=nodata).rename(acquisition="time")
     extra = [c for c in cube.coords if c not in ("acquisition", "band", "y", "x")]
     cube = cube.drop_vars(extra).rename(None)  # engine-specific coordinates (epsg, spatial_ref) and names
     cube = cube.assign_coords(
@@ -241,7 +247,7 @@ def finish_cube(
         acquisition=("time", order),
     )
     if item_sensor(dicts[0]) == S2:
-        baselines = acquisition_baselines(dicts, keys)
+        baselines = acquisition_baselines(dicts, keys, [str(b) for b in cube.band.values])
         cube = cube.assign_coords(
             processing_baseline=("time", [baselines[k][0] for k in order]),
             boa_offset=("time", np.array([baselines[k][1] for k in order], dtype=np.int16)),

@@ -7,6 +7,7 @@ from typing import Any
 
 import pystac
 
+from eoshard.pipeline.bands import canonical_assets
 from eoshard.pipeline.errors import PipelineError
 
 
@@ -36,7 +37,7 @@ def stackstac_ready(item: pystac.Item | Mapping[str, Any]) -> dict[str, Any]:
             f"item {data.get('id')} has neither proj:epsg nor an EPSG proj:code: cannot place its pixels on a grid"
         )
     data["properties"]["proj:epsg"] = epsg
-    return data
+    return canonical_assets(data)
 
 
 def acquisition_key(item: Mapping[str, Any]) -> str:

@@ -8,6 +8,7 @@ whatever the chunking and the number of workers.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Literal
@@ -19,6 +20,7 @@ import shapely
 import xarray as xr
 from odc.geo.geobox import GeoBox
 
+from eoshard.pipeline.classes import encode_classes
 from eoshard.pipeline.coverage import window_layers
 from eoshard.pipeline.errors import PipelineError
 from eoshard.pipeline.grid import attach_grid
@@ -116,6 +118,7 @@ def label_source(
     id_column: str | None = None,
     background: int = 0,
     double_by: Literal["class", "id"] = "class",
+    class_codes: Mapping[str, int] | None = None,
 ) -> LabelSource:
     """The parcels of ``parcels`` prepared for ``label_window`` on ``grid`` (see ``rasterize_labels``)."""
     prepared = prepare_parcels(parcels, grid, class_column)
@@ -129,7 +132,7 @@ def label_source(
     if id_column is not None:
         prepared = prepared.sort_values(id_column, kind="stable")
     geoms = prepared.geometry.to_numpy()
-    codes = prepared[class_column].to_numpy().astype(np.int64)
+    codes, _ = encode_classes(prepared[class_column], class_codes, class_column)
     ids = prepared[id_column].to_numpy().astype(np.int64) if id_column else np.zeros(len(prepared), np.int64)
     compare = ids if double_by == "id" else codes
     names = tuple(n for n in LAYERS if n != "parcel_id" or id_column is not None)
@@ -145,6 +148,7 @@ def rasterize_labels(
     background: int = 0,
     chunksize: int = 512,
     double_by: Literal["class", "id"] = "class",
+    class_codes: Mapping[str, int] | None = None,
 ) -> xr.Dataset:
     """Lazy label layers on ``grid`` from exact polygon areas.
 
@@ -155,10 +159,13 @@ def rasterize_labels(
     - ``double_partial`` (bool): claimed by two or more parcels of different classes (``double_by="class"``)
       or different ids (``double_by="id"``);
     - ``double_full`` (bool): fully inside one parcel and also claimed by another (a geocoding error).
+
+    A text ``class_column`` becomes codes through ``class_codes`` or in sorted order (``pipeline.classes``).
     """
     source = label_source(
-        parcels, grid, class_column=class_column, id_column=id_column, background=background, double_by=double_by
-    )
+        parcels, grid, class_column=class_column, id_column=id_column, background=background, double_by=double_by,
+        class_codes=class_codes,
+    )  # fmt: skip
     ny, nx = grid.shape
     chunks = ((len(LAYERS),), *da.empty((ny, nx), chunks=(chunksize, chunksize)).chunks)
     stacked = da.map_blocks(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -20,10 +21,95 @@ REFLECTANCE_BANDS = frozenset(
 )
 
 
+# Catalog flags saying the BOA offset is already applied to the digital numbers (Earth Search v1 and v0)
+OFFSET_APPLIED_FLAGS = ("earthsearch:boa_offset_applied", "sentinel:boa_offset_applied")
+
+
 def baseline_of(properties: Mapping[str, Any]) -> str:
-    """The ``s2:processing_baseline`` of a product (``""`` when the item does not say)."""
-    value = properties.get("s2:processing_baseline")
-    return "" if value is None else str(value)
+    """The processing baseline of a product (``""`` when the item does not say).
+
+    ``s2:processing_baseline`` (Earth Search, Planetary Computer), ``sentinel:processing_baseline``
+    (Earth Search v0) or ``processing:version`` (CDSE).
+    """
+    for key in ("s2:processing_baseline", "sentinel:processing_baseline", "processing:version"):
+        if properties.get(key) is not None:
+            return str(properties[key])
+    return ""
+
+
+@dataclass(frozen=True)
+class Radiometry:
+    """How a band's digital numbers become reflectance: ``reflectance = DN * scale + offset``."""
+
+    scale: float
+    offset: float
+    source: str  # "raster:bands", "earthsearch:boa_offset_applied" or "processing baseline NN.NN"
+
+    @property
+    def dn_offset(self) -> int:
+        """The offset in digital numbers (``offset / scale``; -1000 from baseline 04.00 on)."""
+        return round(self.offset / self.scale)
+
+
+def radiometry_of(item: Mapping[str, Any], band: str) -> Radiometry:
+    """The radiometry of ``band`` in ``item``, from the catalog's own fields first.
+
+    1. ``raster:bands[0]`` ``scale`` (and ``offset``, 0 when absent) of the band's asset, as the catalog
+       declares it (Earth Search v1/c1, CDSE);
+    2. else a catalog flag that the offset is already in the numbers (``earthsearch:boa_offset_applied``,
+       ``sentinel:boa_offset_applied`` true): offset 0;
+    3. else the processing baseline: -1000 digital numbers from 04.00 on (Planetary Computer).
+    """
+    rasters = item["assets"].get(band, {}).get("raster:bands") or [{}]
+    if rasters[0].get("scale") is not None:
+        return Radiometry(float(rasters[0]["scale"]), float(rasters[0].get("offset") or 0.0), "raster:bands")
+    props = item["properties"]
+    for flag in OFFSET_APPLIED_FLAGS:
+        if props.get(flag) is True:
+            return Radiometry(1.0 / QUANTIFICATION, 0.0, flag)
+    baseline = baseline_of(props)
+    offset = boa_offset(baseline)
+    return Radiometry(
+        1.0 / QUANTIFICATION, offset / QUANTIFICATION, f"processing baseline {baseline or 'unknown'}"
+    )
+
+
+def product_radiometry(item: Mapping[str, Any], bands: Sequence[str]) -> dict[str, Any] | None:
+    """``{scale, offset, source}`` of the first reflectance band among ``bands`` (None without one), as
+    ``dataset.json`` records it per product."""
+    for band in bands:
+        if band in REFLECTANCE_BANDS:
+            r = radiometry_of(item, band)
+            return {"scale": r.scale, "offset": r.offset, "source": r.source}
+    return None
+
+
+def product_offset(item: Mapping[str, Any], bands: Sequence[str]) -> int:
+    """The digital-number offset shared by the reflectance ``bands`` of a product (the baseline's if none).
+
+    The cube stores one offset per time step and divides by 10000, so the bands must share one offset and a
+    scale of 1/10000; anything else is refused rather than scaled wrongly.
+    """
+    found = {}
+    for band in bands:
+        if band not in REFLECTANCE_BANDS:
+            continue
+        radiometry = radiometry_of(item, band)
+        if abs(radiometry.scale * QUANTIFICATION - 1.0) > 1e-9:
+            raise PipelineError(
+                f"product {item.get('id')} band {band}: scale {radiometry.scale} (from {radiometry.source}), "
+                f"expected 1/{QUANTIFICATION} as Sentinel-2 L1C/L2A use: this product is not Sentinel-2 digital "
+                "numbers; build it without cube.reflectance"
+            )
+        found[band] = radiometry.dn_offset
+    if len(set(found.values())) > 1:
+        raise PipelineError(
+            f"product {item.get('id')} declares different offsets per band {found}: one offset per product "
+            "is supported; build without cube.reflectance to keep the digital numbers"
+        )
+    if found:
+        return next(iter(found.values()))
+    return radiometry_of(item, "").dn_offset
 
 
 def boa_offset(baseline: str) -> int:
@@ -39,22 +125,28 @@ def boa_offset(baseline: str) -> int:
     return BOA_ADD_OFFSET if (major, minor) >= OFFSET_BASELINE else 0
 
 
-def acquisition_baselines(dicts: Sequence[Mapping[str, Any]], keys: Sequence[str]) -> dict[str, tuple[str, int]]:
+def acquisition_baselines(
+    dicts: Sequence[Mapping[str, Any]], keys: Sequence[str], bands: Sequence[str] = ()
+) -> dict[str, tuple[str, int]]:
     """Per acquisition: the newest processing baseline of its products and the BOA offset they share.
+
+    The offset of each product comes from :func:`product_offset` (the catalog's ``raster:bands`` first).
 
     Products of one acquisition are mosaicked, so they must share the offset; a mix (an old and a
     reprocessed copy straddling 04.00) is refused.
     """
     found: dict[str, list[str]] = {}
+    offsets_of: dict[str, set[int]] = {}
     for key, data in zip(keys, dicts, strict=True):
         found.setdefault(key, []).append(baseline_of(data["properties"]))
+        offsets_of.setdefault(key, set()).add(product_offset(data, bands))
     result = {}
     for key, baselines in found.items():
-        offsets = {boa_offset(b) for b in baselines}
+        offsets = offsets_of[key]
         if len(offsets) > 1:
             raise PipelineError(
                 f"acquisition {key} mixes processing baselines {sorted(set(baselines))} with different BOA "
-                "offsets: keep one baseline per acquisition (deduplicate the selection)"
+                f"offsets {sorted(offsets)}: keep one baseline per acquisition (deduplicate the selection)"
             )
         result[key] = (max(baselines), offsets.pop())
     return result

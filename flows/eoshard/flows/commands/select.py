@@ -53,6 +53,10 @@ def select_command(
     end: Annotated[str | None, typer.Option(help="last day, YYYY-MM-DD")] = None,
     max_cloud: Annotated[float | None, typer.Option(help="highest cloud cover kept, percent")] = None,
     dates: Annotated[int | None, typer.Option(help="choose up to this many dates spread over the period")] = None,
+    min_aoi_coverage: Annotated[
+        float | None,
+        typer.Option(help="leave out dates covering less of the AOI, 0..1 (config: catalog.min_aoi_coverage)"),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the selected products as JSON")] = False,
     out: Annotated[Path | None, typer.Option(help="save the selection as an ItemCollection JSON")] = None,
     plot: Annotated[
@@ -70,6 +74,7 @@ def select_command(
             area, area_crs = read_aoi(cfg.aoi)
             first, last = cfg.period.start, cfg.period.end
             max_cloud = cfg.catalog.max_cloud if max_cloud is None else max_cloud
+            min_aoi_coverage = cfg.catalog.min_aoi_coverage if min_aoi_coverage is None else min_aoi_coverage
         else:
             if not (source and aoi and start and end):
                 raise ConfigError("give a CONFIG, or --source, --aoi, --start and --end")
@@ -89,7 +94,10 @@ def select_command(
         else:  # the server filters area, period and collection; cloudy items still come, to be shown as dropped
             items = list(search(source_path, area=area_4326, start=first, end=last, collection=collection,
                                 kind=source_kind, options=options))  # fmt: skip
-        selection = select(items, area_4326, first, last, max_cloud=max_cloud, dates=dates)
+        if not 0 <= (min_aoi_coverage or 0.0) <= 1:
+            raise ConfigError(f"--min-aoi-coverage must be between 0 and 1, not {min_aoi_coverage}")
+        selection = select(items, area_4326, first, last, max_cloud=max_cloud, dates=dates,
+                           min_aoi_coverage=min_aoi_coverage or 0.0)  # fmt: skip
         if out is not None:
             # signed asset URLs (Planetary Computer) lose their signature: the build signs them again
             saved = selection.items.to_dict()
@@ -101,7 +109,7 @@ def select_command(
             plot_selection(selection, area_4326, plot)
         if as_json:
             chosen = selection.table[selection.table.selected]
-            keep = ["id", "datetime", "cloud_cover", "aoi_overlap", "valid_fraction", "tile"]
+            keep = ["id", "datetime", "cloud_cover", "aoi_overlap", "valid_fraction", "tile", "aoi_uncovered"]
             rows: list[dict[str, Any]] = [
                 {**{k: r[k] for k in keep}, "datetime": r["datetime"].isoformat()} for r in _records(chosen)
             ]
@@ -116,10 +124,11 @@ def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
 
 def _print_table(selection: Selection) -> None:
     table = Table(title=f"{int(selection.table.selected.sum())} of {len(selection.table)} products selected")
-    for column in ("date", "tile", "cloud %", "AOI overlap", "selected / reason"):
+    for column in ("date", "tile", "cloud %", "AOI overlap", "AOI uncovered", "selected / reason"):
         table.add_column(column)
     for r in _records(selection.table):
         cloud = "" if r["cloud_cover"] is None else f"{r['cloud_cover']:.1f}"
         status = "[green]selected[/]" if r["selected"] else str(r["reason"])
-        table.add_row(f"{r['datetime']:%Y-%m-%d}", str(r["tile"]), cloud, f"{r['aoi_overlap']:.1%}", status)
+        table.add_row(f"{r['datetime']:%Y-%m-%d}", str(r["tile"]), cloud, f"{r['aoi_overlap']:.1%}",
+                      f"{r['aoi_uncovered']:.1%}", status)  # fmt: skip
     console.print(table)

@@ -16,12 +16,15 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import geopandas as gpd
 import pystac
 from distributed import Client
 
 from eoshard.catalog.errors import EmptySelectionError
+from eoshard.flows.aoi import read_aoi
 from eoshard.flows.build import BuildPlan, plan_build, search_products
 from eoshard.flows.config import BuildConfig
+from eoshard.flows.products import apply_selection
 from eoshard.flows.refresh import swap
 from eoshard.flows.refresh.errors import RefreshError
 from eoshard.flows.refresh.lock import dataset_lock
@@ -96,10 +99,26 @@ def select_products(
             f"{len(missing)} product(s) of the dataset are no longer in the catalog {config.catalog.source} "
             f"(e.g. {sorted(missing)[0]}): a refresh cannot add to it; build the dataset anew"
         )
-    newer = newer_items(found, watermark(manifest))
-    reprocessed = reprocessed_items(found, manifest) if config.refresh.reprocessed else []
+    chosen = _chosen(config, found)  # what a build over the whole period would use
+    newer = newer_items(chosen, watermark(manifest))
+    reprocessed = reprocessed_items(chosen, manifest) if config.refresh.reprocessed else []
+    if reprocessed:  # the dates read again use what a build would: a superseded held copy is left out
+        held &= {i.id for i in chosen}
     wanted = held | {i.id for i in [*newer, *reprocessed]}
     return [i for i in found if i.id in wanted], newer, reprocessed
+
+
+def _chosen(config: BuildConfig, found: list[pystac.Item]) -> list[pystac.Item]:
+    """The products the rules of ``eoshard select`` keep (all of a saved selection), as ``eoshard build`` does."""
+    if config.catalog.selection is not None or not found:
+        return found
+    area, area_crs = read_aoi(config.aoi)
+    try:
+        selection = apply_selection(config, found, gpd.GeoSeries([area], crs=area_crs).to_crs(4326).iloc[0])
+    except EmptySelectionError:
+        return []
+    ids = {i.id for i in selection.items}
+    return [i for i in found if i.id in ids]
 
 
 def refresh_dataset(
@@ -123,7 +142,7 @@ def refresh_dataset(
         if not newer and not reprocessed:
             swap.discard_staging(dataset)  # a leftover of a refresh whose products vanished again
             return RefreshResult(dataset, up_to_date=True)
-        plan = _staged_plan(config, items)
+        plan = _staged_plan(config, items, {i.id for i in [*newer, *reprocessed]})
         old = open_old(dataset, plan, manifest)
         with connect() as client:
             new_manifest = run_shards(
@@ -142,11 +161,14 @@ def refresh_dataset(
     )
 
 
-def _staged_plan(config: BuildConfig, items: list[pystac.Item]) -> BuildPlan:
-    """The plan of a build over ``items``, writing into the staging folder (a stale staging plan is dropped)."""
+def _staged_plan(config: BuildConfig, items: list[pystac.Item], new: set[str]) -> BuildPlan:
+    """The plan of a build over ``items``, writing into the staging folder (a stale staging plan is dropped).
+
+    Only the ``new`` products' files are read, so only theirs are checked against their items.
+    """
     staging = swap.staging_path(config.output.path)
     staged = config.model_copy(update={"output": config.output.model_copy(update={"path": staging})})
-    plan = plan_build(staged, items)
+    plan = plan_build(staged, items, checked=new)
     previous = staging / BUILD_DIR / "plan.json"
     if not previous.is_file() or json.loads(previous.read_text()) != json.loads(json.dumps(plan.fingerprint())):
         swap.discard_staging(config.output.path)  # not the same plan: nothing in it to resume

@@ -34,7 +34,7 @@ MANIFEST_KEYS = (
     "hr", "formats", "checksums",
 )  # fmt: skip
 # Keys added within format 1.0 after the first datasets: absent from older files, kept in ``extra`` when present.
-OPTIONAL_KEYS = ("band_metadata",)
+OPTIONAL_KEYS = ("radiometry", "band_metadata")
 GROUP_KEYS = ("bands", "resolution", "factor", "shape", "dtype", "nodata", "expressions")
 Json = dict[str, Any]
 

@@ -82,6 +82,9 @@ def write_collection(manifest: Mapping[str, Any], bbox_4326: Sequence[float], pa
     add_label_extension(collection, manifest)
     collection.extra_fields["eoshard:format_version"] = manifest["format_version"]
     collection.extra_fields["eoshard:n_samples"] = manifest["n_samples"]
+    classes = (manifest.get("labels") or {}).get("classes")
+    if classes:  # code -> name, as in dataset.json
+        collection.extra_fields["eoshard:classes"] = dict(classes)
     for name, href, media in (
         ("manifest", f"./{MANIFEST_FILE}", "application/json"),
         ("index", f"./{INDEX_FILE}", "application/vnd.apache.parquet"),

@@ -1,0 +1,96 @@
+"""Each asset file checked against its item: the CRS, transform and shape the item declares are the file's.
+
+A COG whose real CRS differs from the item's ``proj:epsg`` / ``proj:code`` would otherwise be read on the
+wrong grid without a word (half the band nodata, the valid mask still saying valid). The check reads headers
+only (:func:`read_asset_georef`), concurrently over the products (:func:`check_assets`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import rasterio
+from affine import Affine
+from rasterio.crs import CRS
+
+from eoshard.pipeline.errors import AssetReadError, PipelineError
+
+# transforms agree when every coefficient is within this many metres (or degrees) of the declared one
+TRANSFORM_TOLERANCE = 1e-6
+
+
+class GeorefMismatchError(PipelineError, ValueError):
+    """An asset file's CRS, transform or shape disagrees with its item's projection fields."""
+
+
+def declared_epsg(item: Mapping[str, Any], band: str) -> int | None:
+    """The EPSG code the asset (else the item) declares in ``proj:epsg`` or ``proj:code``."""
+    for fields in (item["assets"].get(band, {}), item["properties"]):
+        if fields.get("proj:epsg") is not None:
+            return int(fields["proj:epsg"])
+        code = fields.get("proj:code")
+        if isinstance(code, str) and code.upper().startswith("EPSG:"):
+            return int(code.split(":")[1])
+    return None
+
+
+def check_asset_georef(
+    item: Mapping[str, Any], band: str, crs: CRS | str | None, transform: Affine, shape: tuple[int, int]
+) -> None:
+    """Raise :class:`GeorefMismatchError` when the file's ``crs``/``transform``/``shape`` (as read from its
+    header) disagree with what ``item`` declares for asset ``band``; fields the item leaves out are not checked.
+    """
+    asset = item["assets"][band]
+    said: list[str] = []
+    found: list[str] = []
+    epsg = declared_epsg(item, band)
+    file_crs = None if crs is None else CRS.from_user_input(crs)
+    if epsg is not None and (file_crs is None or file_crs != CRS.from_epsg(epsg)):
+        said.append(f"EPSG:{epsg}")
+        found.append(
+            "no CRS"
+            if file_crs is None
+            else (f"EPSG:{file_crs.to_epsg()}" if file_crs.to_epsg() else file_crs.to_string())
+        )
+    declared = asset.get("proj:transform")
+    if declared and not Affine(*declared[:6]).almost_equals(transform, precision=TRANSFORM_TOLERANCE):
+        said.append(f"transform {tuple(float(v) for v in declared[:6])}")
+        found.append(f"transform {tuple(float(v) for v in tuple(transform)[:6])}")
+    declared_shape = asset.get("proj:shape")
+    if declared_shape and tuple(int(v) for v in declared_shape) != tuple(shape):
+        said.append(f"shape {tuple(int(v) for v in declared_shape)}")
+        found.append(f"shape {tuple(shape)}")
+    if said:
+        raise GeorefMismatchError(
+            f"product {item.get('id')} asset {band} ({asset.get('href')}): the item says {', '.join(said)}, "
+            f"the file says {', '.join(found)}; its pixels would land in the wrong place: fix the item's proj:* "
+            "fields (or the file), or leave the product out"
+        )
+
+
+def read_asset_georef(item: Mapping[str, Any], band: str) -> None:
+    """Read the header of asset ``band`` of ``item`` and check it (:func:`check_asset_georef`)."""
+    href = str(item["assets"][band]["href"])
+    try:
+        with rasterio.open(href) as ds:
+            crs, transform, shape = ds.crs, ds.transform, (ds.height, ds.width)
+    except rasterio.errors.RasterioIOError as err:
+        raise AssetReadError(
+            f"could not read asset {band} of product {item.get('id')} ({href}): {err}; repair or remove the "
+            "product, then run the build again"
+        ) from err
+    check_asset_georef(item, band, crs, transform, shape)
+
+
+def check_assets(items: Sequence[Mapping[str, Any]], bands: Sequence[str], max_workers: int = 16) -> None:
+    """Check every asset ``bands`` of ``items`` against its item, headers read concurrently; the first
+    mismatch (in item and band order) is raised."""
+    pairs = [(item, band) for item in items for band in bands if band in item["assets"]]
+    if not pairs:
+        return
+    with ThreadPoolExecutor(max_workers=min(max_workers, len(pairs))) as pool:
+        futures = [pool.submit(read_asset_georef, item, band) for item, band in pairs]
+    for future in futures:
+        future.result()

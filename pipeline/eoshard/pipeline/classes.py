@@ -1,0 +1,63 @@
+"""Class columns as users have them: integer codes, or text names mapped to codes.
+
+Label layers hold integer codes (0 is the background). A text column (``crop: wheat``) is mapped through a
+mapping the user gives (name -> code), or, without one, its distinct names get the codes 1, 2, ... in sorted
+order; a blank or missing name is the background (0). The names come back with the codes, so the dataset can
+record them (``dataset.json`` ``labels.classes``, the STAC Collection's ``eoshard:classes``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import pandas as pd
+
+from eoshard.pipeline.errors import PipelineError
+
+
+class ClassColumnError(PipelineError, ValueError):
+    """A class column whose values cannot become integer class codes."""
+
+
+def encode_classes(
+    values: pd.Series, mapping: Mapping[str, int] | None = None, column: str = "class"
+) -> tuple[np.ndarray, dict[int, str]]:
+    """``(codes, names)``: int64 codes per parcel, and code -> name for a text column (``{}`` for integers)."""
+    numeric = pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
+    if numeric and values.isna().any():
+        rows = list(values.index[values.isna()][:3])
+        raise ClassColumnError(
+            f"class column {column!r} is empty for {int(values.isna().sum())} parcel(s) (rows {rows}): give every "
+            "parcel a class, or drop those parcels"
+        )
+    if numeric:
+        numbers = values.to_numpy(dtype=np.float64)
+        if not np.array_equal(numbers, np.round(numbers)):
+            bad = sorted({float(v) for v in numbers[numbers != np.round(numbers)]})[:3]
+            raise ClassColumnError(
+                f"class column {column!r} holds non-integer numbers (e.g. {bad}): classes are integer codes or "
+                "text names; round them or use another column"
+            )
+        if mapping:
+            raise ClassColumnError(
+                f"labels.class_codes maps names to codes, but class column {column!r} already holds integer "
+                "codes: remove class_codes"
+            )
+        return values.to_numpy().astype(np.int64), {}
+    names = values.where(values.notna(), "").astype(str).str.strip()  # blank or missing: background (0)
+    named = sorted(set(names) - {""})
+    if mapping:
+        unknown = sorted(set(named) - set(mapping))
+        if unknown:
+            raise ClassColumnError(
+                f"class column {column!r} has {len(unknown)} name(s) that labels.class_codes does not map "
+                f"(e.g. {unknown[:5]}; it maps {sorted(mapping)[:5]}): add them to class_codes"
+            )
+        codes = {str(k): int(v) for k, v in mapping.items()}
+        if any(code <= 0 for code in codes.values()):
+            raise ClassColumnError("labels.class_codes must map names to codes of 1 or more: 0 is the background")
+    else:
+        codes = {name: i for i, name in enumerate(named, start=1)}
+    out = names.map({**codes, "": 0}).to_numpy().astype(np.int64)
+    return out, {codes[name]: name for name in named}

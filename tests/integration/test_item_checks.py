@@ -1,0 +1,79 @@
+"""The build checks each product's files against its item, and reads bands by any of their names."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pystac
+import pytest
+import rasterio
+import yaml
+from rasterio.crs import CRS
+from typer.testing import CliRunner
+
+from eoshard.flows.cli import app
+from eoshard.flows.config import ConfigError, load_config
+from tests.demo_config import demo_build_config, write_config
+
+pytestmark = pytest.mark.slow
+
+
+def test_a_cog_in_another_crs_than_its_item_stops_the_build(demo_data, tmp_path: Path) -> None:
+    world = tmp_path / "world"
+    shutil.copytree(demo_data.root, world)
+    catalog = pystac.Catalog.from_file(str(world / "catalog" / "catalog.json"))
+    item = sorted(
+        (i for i in catalog.get_items(recursive=True) if i.properties["proj:code"] == "EPSG:32632"),
+        key=lambda i: i.id,
+    )[0]
+    href = item.assets["B04"].get_absolute_href()
+    assert href is not None
+    with rasterio.open(href, "r+", IGNORE_COG_LAYOUT_BREAK="YES") as ds:
+        ds.crs = CRS.from_epsg(32633)
+    demo = type(demo_data)(world, world / "catalog" / "catalog.json", demo_data.aoi, demo_data.parcels, 0)
+    config = write_config(demo_build_config(demo, tmp_path / "out"), tmp_path / "build.yaml")
+    with pytest.warns(UserWarning, match="label geometries were invalid"):
+        result = CliRunner().invoke(app, ["build", str(config), "--workers", "1"])
+    assert result.exit_code != 0
+    assert "Traceback" not in result.output
+    text = " ".join(result.output.split())
+    assert f"product {item.id} asset B04 (" in text
+    assert "the item says EPSG:32632, the file says EPSG:32633" in text
+    assert not (tmp_path / "out" / "dataset.json").exists()
+
+
+def test_common_names_in_the_config_are_the_band_ids(demo_data, tmp_path: Path) -> None:
+    data = demo_build_config(demo_data, tmp_path / "out", bands=["blue", "green", "red", "nir"])
+    config = load_config(write_config(data, tmp_path / "build.yaml"))
+    assert config.bands == ("B02", "B03", "B04", "B08")
+    assert yaml.safe_load(config.to_yaml())["bands"] == ["B02", "B03", "B04", "B08"]
+    twice = demo_build_config(demo_data, tmp_path / "out", bands=["red", "B04"])
+    with pytest.raises(ConfigError, match=r"bands \['B04 \(B04\)', 'red \(B04\)'\] name the same band twice"):
+        load_config(write_config(twice, tmp_path / "twice.yaml"))
+
+
+def test_verify_names_a_cog_whose_crs_changed_after_the_build(demo_data, tmp_path: Path) -> None:
+    """verify re-reads through the build's plan, so it checks the files against their items too."""
+    world = tmp_path / "world"
+    shutil.copytree(demo_data.root, world)
+    demo = type(demo_data)(world, world / "catalog" / "catalog.json", demo_data.aoi, demo_data.parcels, 0)
+    out = tmp_path / "out"
+    config = demo_build_config(demo, out, period={"start": "2024-06-01", "end": "2024-06-30"})
+    with pytest.warns(UserWarning, match="label geometries were invalid"):
+        built = CliRunner().invoke(
+            app, ["build", str(write_config(config, tmp_path / "b.yaml")), "--workers", "1"]
+        )
+    assert built.exit_code == 0, built.output
+    product = json.loads((out / "dataset.json").read_text())["products"][0]
+    catalog = pystac.Catalog.from_file(str(world / "catalog" / "catalog.json"))
+    item = next(i for i in catalog.get_items(recursive=True) if i.id == product)
+    with rasterio.open(item.assets["B08"].get_absolute_href(), "r+", IGNORE_COG_LAYOUT_BREAK="YES") as ds:
+        ds.crs = CRS.from_epsg(3035)
+    with pytest.warns(UserWarning, match="label geometries were invalid"):
+        verified = CliRunner().invoke(app, ["verify", str(out), "--sources", "1"])
+    assert verified.exit_code != 0
+    text = " ".join(verified.output.split())
+    assert f"product {product} asset B08 (" in text and "the file says EPSG:3035" in text
+    assert "Traceback" not in verified.output

@@ -1,0 +1,103 @@
+"""Real recorded STAC items (../shared/data/stac) made readable: local GeoTIFFs exactly as each asset declares.
+
+The recorded items point at remote COGs that tests cannot read. :func:`localise` writes, for the bands asked,
+a tiled GeoTIFF with the asset's own ``proj:shape``, ``proj:transform``, CRS (the item's ``proj:epsg`` /
+``proj:code``), ``raster:bands`` data type and nodata, holding seeded digital numbers in a window and nodata
+elsewhere (sparse tiles, so a 10980 x 10980 band costs kilobytes), and rewrites the hrefs to those files.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rasterio
+from affine import Affine
+from odc.geo.geobox import GeoBox
+from rasterio.windows import Window
+
+from tests.conftest import shared_path
+
+BLOCK = 512
+SCL_CLASSES = np.array([4, 5, 6, 8, 9, 10, 3], dtype=np.uint8)  # vegetation, bare, water, clouds, cirrus, shadow
+
+
+def recorded_items(name: str) -> list[dict[str, Any]]:
+    """The features of ``../shared/data/stac/<name>.json``, e.g. ``earth-search__sentinel-2-c1-l2a``."""
+    data = json.loads(shared_path("stac", f"{name}.json").read_text())
+    return list(data["features"])
+
+
+def recorded_item(name: str, item_id: str) -> dict[str, Any]:
+    """One recorded item by id (a deep copy: tests may change it)."""
+    for item in recorded_items(name):
+        if item["id"] == item_id:
+            return copy.deepcopy(item)
+    raise KeyError(f"no item {item_id} in {name}")
+
+
+def item_epsg(item: dict[str, Any]) -> int:
+    props = item["properties"]
+    return int(props.get("proj:epsg") or str(props["proj:code"]).split(":")[1])
+
+
+def window_grid(item: dict[str, Any], asset_key: str, row: int, col: int, size: int) -> GeoBox:
+    """A ``size`` x ``size`` grid on the pixels of ``asset_key`` starting at (``row``, ``col``)."""
+    transform = Affine(*item["assets"][asset_key]["proj:transform"][:6])
+    return GeoBox((size, size), transform * Affine.translation(col, row), f"EPSG:{item_epsg(item)}")
+
+
+def localise(
+    item: dict[str, Any], asset_keys: Sequence[str], folder: Path, grid: GeoBox, seed: int = 0
+) -> dict[str, Any]:
+    """The item with ``asset_keys`` written under ``folder`` (data over ``grid``, nodata elsewhere)."""
+    out = copy.deepcopy(item)
+    out["links"] = []  # the recorded self link is the remote API's: pystac would resolve the hrefs against it
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for key in asset_keys:
+        asset = out["assets"][key]
+        raster = (asset.get("raster:bands") or [{}])[0]
+        dtype = np.dtype(raster.get("data_type", "uint16"))
+        nodata = raster.get("nodata", 0)
+        height, width = asset["proj:shape"]
+        transform = Affine(*asset["proj:transform"][:6])
+        left, bottom, right, top = grid.extent.boundingbox
+        col0, row0 = (int(np.floor(v)) for v in ~transform * (left, top))
+        col1, row1 = (int(np.ceil(v)) for v in ~transform * (right, bottom))
+        shape = (row1 - row0, col1 - col0)
+        if dtype == np.uint8:
+            values = rng.choice(SCL_CLASSES, size=shape)
+        else:
+            values = rng.integers(1, 12_000, size=shape, dtype=np.int64).astype(dtype)
+        path = folder / f"{out['id']}_{key}.tif"
+        profile = {
+            "driver": "GTiff", "height": height, "width": width, "count": 1, "dtype": dtype.name,
+            "crs": f"EPSG:{item_epsg(out)}", "transform": transform, "nodata": nodata, "tiled": True,
+            "blockxsize": BLOCK, "blockysize": BLOCK, "compress": "deflate", "sparse_ok": True,
+        }  # fmt: skip
+        with rasterio.open(path, "w", **profile) as ds:
+            ds.write(values, 1, window=Window(col0, row0, shape[1], shape[0]))
+        asset["href"] = str(path)
+    return out
+
+
+def inner_window(item: dict[str, Any], asset_key: str, size: int) -> tuple[int, int]:
+    """(row, col) of a ``size`` px window on ``asset_key``'s pixels around a point inside the item's footprint."""
+    from pyproj import Transformer
+    from shapely.geometry import shape
+
+    point = shape(item["geometry"]).representative_point()
+    x, y = Transformer.from_crs(4326, item_epsg(item), always_xy=True).transform(point.x, point.y)
+    col, row = ~Affine(*item["assets"][asset_key]["proj:transform"][:6]) * (x, y)
+    return int(row) - size // 2, int(col) - size // 2
+
+
+def write_item_collection(items: Sequence[dict[str, Any]], path: Path) -> Path:
+    """The items as a FeatureCollection file, as a static catalog source."""
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": list(items)}))
+    return path
