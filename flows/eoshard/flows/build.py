@@ -21,6 +21,7 @@ from eoshard.catalog import search
 from eoshard.flows.aoi import read_aoi
 from eoshard.flows.config import BuildConfig, ConfigError
 from eoshard.flows.products import find_products
+from eoshard.flows.redaction import public_config
 from eoshard.flows.shard_runner import run_shards
 from eoshard.pipeline.cube import onto_grid, open_cube, stackstac_ready
 from eoshard.pipeline.grid import grid_for_area
@@ -117,7 +118,7 @@ class BuildPlan:
         return {
             **hr,
             "format_version": FORMAT_VERSION,
-            "config": self.config.model_dump(mode="json", exclude={"output": {"path"}, "refresh": True}),
+            "config": public_config(self.config, exclude={"output": {"path"}, "refresh": True}),
             "dates": self.dates,
             "products": sorted(i["id"] for i in self.items),
             "keys_sha256": hashlib.sha256(keys).hexdigest(),
