@@ -118,9 +118,20 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args.func(args)
     except TrainingError as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {message(err)}", file=sys.stderr)
         return 1
     return 0
+
+
+def message(err: BaseException) -> str:
+    """The error's message; for an error re-raised from a DataLoader worker (whose text torch fills with the
+    worker's traceback), only the original message."""
+    text = str(err)
+    if "Original Traceback" not in text:
+        return text
+    last = text.rstrip().splitlines()[-1]
+    name = f"{type(err).__module__}.{type(err).__qualname__}: "
+    return last.removeprefix(name)
 
 
 if __name__ == "__main__":
