@@ -13,6 +13,7 @@ from distributed import Client, as_completed
 
 from eoshard.pipeline.cube import stackstac_ready
 from eoshard.pipeline.errors import AssetReadError, PipelineError, ShardWriteError
+from eoshard.pipeline.faults import fault_point
 from eoshard.pipeline.shards.commits import CommitLog, atomic_write, remove_leftovers
 from eoshard.pipeline.shards.lmdb_store import LmdbWriter, part_name
 from eoshard.pipeline.shards.manifest import index_frame, summarise_records, write_collection, write_index
@@ -117,8 +118,10 @@ def _raise_failed(pending: list[Future[None]]) -> list[Future[None]]:
 
 def _commit(log: CommitLog, shard: int, result: dict[str, Any], writer: LmdbWriter | None) -> None:
     """LMDB values first (one transaction), then the commit record: a recorded shard is complete everywhere."""
+    fault_point("lmdb-put")
     if writer is not None:
         writer.put_many(result["records"])
+    fault_point("commit-record")
     record = {k: v for k, v in result.items() if k != "records"}
     log.commit(shard, {"shard": shard, **record})
 
@@ -158,9 +161,11 @@ def finalize(plan: BuildPlan, log: CommitLog) -> dict[str, Any]:
     summary = summarise_records(records)
     frame = index_frame(rows, str(plan.grid.crs), config.patches.size)
     write_index(frame, out / "index.parquet")
+    fault_point("finalize")
     manifest = _manifest(plan, summary, len(rows))
     bbox = tuple(float(v) for v in plan.grid.extent.to_crs("EPSG:4326").boundingbox)
     write_collection(manifest, bbox, out / "collection.json")
+    fault_point("finalize")
     atomic_write(out / "dataset.json", json.dumps(manifest, indent=2).encode())
     return manifest
 

@@ -17,6 +17,7 @@ from eoshard.catalog.credentials import redact_url as _redact
 from eoshard.flows.errors import FlowsError
 
 MANIFEST = "dataset.json"
+LOCK = ".eoshard.lock"  # a build's or refresh's lock (refresh/lock.py): never part of what is published
 
 
 class StorageError(FlowsError, OSError):
@@ -44,7 +45,9 @@ def filesystem(url: str) -> tuple[fsspec.AbstractFileSystem, str]:
 def publish(local: Path, url: str) -> list[str]:
     """Upload the dataset folder ``local`` to ``url``, the manifest last; returns the relative paths uploaded."""
     fs, root = filesystem(url)
-    files = sorted(p.relative_to(local).as_posix() for p in local.rglob("*") if p.is_file())
+    files = sorted(
+        p.relative_to(local).as_posix() for p in local.rglob("*") if p.is_file() and not p.name.startswith(LOCK)
+    )
     if MANIFEST not in files:
         raise StorageError(f"{local} holds no {MANIFEST}: only a finished dataset can be published")
     ordered = [f for f in files if f != MANIFEST] + [MANIFEST]

@@ -41,7 +41,18 @@ def read_manifest(path: Path) -> dict[str, Any]:
             f"{path} has no dataset.json: it is not an eoshard dataset, or its build did not finish "
             "(rerun `eoshard build` with the same config to finish it)"
         )
-    data: dict[str, Any] = json.loads(manifest_path.read_text())
+    try:
+        data = json.loads(manifest_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise DatasetError(
+            f"{manifest_path} is not valid JSON ({err}): it was damaged after the build (a build writes it whole, "
+            "through a rename). Copy the dataset again from its source, or rerun `eoshard build` into a new path"
+        ) from err
+    if not isinstance(data, dict) or not {"checksums", "formats"} <= data.keys():
+        raise DatasetError(
+            f"{manifest_path} is not an eoshard manifest (expected an object with checksums and formats, as in "
+            "docs/format.md): copy the dataset again from its source"
+        )
     return data
 
 

@@ -96,6 +96,11 @@ def compute_index(cubes: Mapping[str, xr.DataArray], grid: GeoBox, expression: s
             f"expression {formula(expression)!r} reads band(s) {missing} that the cube does not hold "
             f"(it has {sorted(where)}): add them to the bands"
         )
+    if not bands:
+        raise ExpressionError(
+            f"expression {formula(expression)!r} reads no band: an index is computed from bands, e.g. "
+            "(B08 - B04) / (B08 + B04); name at least one band of the cube"
+        )
     finest = min(abs(float(cubes[where[b]].attrs["transform"][0])) for b in bands)
     factor = finest / abs(grid.resolution.x)
     target = grid if factor == 1 else grid.zoom_out(factor)

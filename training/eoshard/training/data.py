@@ -57,6 +57,12 @@ def split_indices(manifest: Manifest, split: str | None, val_fraction: float = 0
         return list(range(n))
     column = manifest.splits()
     if column is not None:
+        counts = (manifest.raw.get("splits") or {}).get("counts") or {}
+        names = sorted({str(s) for s in column} | set(counts))  # a split may be known and empty
+        if split not in names:
+            raise DatasetFormatError(
+                f"split {split!r} is not in {manifest.root / 'index.parquet'}: it has {names}; pass one of these"
+            )
         return [i for i in range(n) if column[i] == split]
     is_val = [(zlib.crc32(k.encode()) % 1000) < val_fraction * 1000 for k in manifest.keys]
     if split not in ("train", "val"):
