@@ -47,9 +47,16 @@ def _flip_lmdb_value(dataset: Path, manifest: Manifest, n: int) -> Path:
     raise AssertionError("no unique window of B02 pixels in data.mdb")
 
 
-def test_a_flipped_byte_in_an_lmdb_value_names_sample_and_file(shards: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("check", ["crc32c", "sha256"])
+def test_a_flipped_byte_in_an_lmdb_value_names_sample_and_file(shards: Path, tmp_path: Path, check: str) -> None:
     dataset = _copy(shards, tmp_path)
+    if check == "sha256":  # a dataset written before the index had lmdb_crc32c: the SHA-256 is checked
+        import pyarrow.parquet as pq
+
+        index = pq.read_table(dataset / "index.parquet")
+        pq.write_table(index.drop_columns(["lmdb_crc32c"]), dataset / "index.parquet")
     manifest = Manifest.read(dataset)
+    assert (manifest.crcs[0] is not None) == (check == "crc32c") and manifest.digests[0] is not None
     n = 5
     mdb = _flip_lmdb_value(dataset, manifest, n)
     data = make_dataset(manifest, "lmdb", normalise=False)
@@ -57,6 +64,7 @@ def test_a_flipped_byte_in_an_lmdb_value_names_sample_and_file(shards: Path, tmp
     with pytest.raises(CorruptSampleError) as caught:
         data[n]
     message = str(caught.value)
+    assert ("CRC-32C" if check == "crc32c" else "SHA-256") in message
     assert manifest.keys[n] in message and str(dataset) in message and str(mdb.parent) in message
     unchecked = make_dataset(manifest, "lmdb", normalise=False, verify=False)[n]["image"]  # what used to be read
     clean = make_dataset(Manifest.read(shards), "lmdb", normalise=False)[n]["image"]

@@ -30,6 +30,7 @@ class Manifest:
     slots: list[int] = field(default_factory=list)  # Zarr slot of each sample (format 1.0: kept samples only)
     parts: list[str | None] = field(default_factory=list)  # LMDB environment of each sample, None: the root
     digests: list[str | None] = field(default_factory=list)  # SHA-256 of each sample's LMDB value, None: unknown
+    crcs: list[int | None] = field(default_factory=list)  # CRC-32C of each sample's LMDB value, None: unknown
 
     @classmethod
     def read(cls, root: str | Path) -> Manifest:
@@ -52,9 +53,9 @@ class Manifest:
         labels = raw.get("labels") or {}
         layer = labels.get("layer") or ("class" if "class" in (labels.get("layers") or {}) else None)
         classes = {int(k): str(v) for k, v in (labels.get("classes") or {}).items()}
-        keys, slots, parts, digests = _samples(root, raw, keys)
+        keys, slots, parts, digests, crcs = _samples(root, raw, keys)
         background = int(labels.get("background", 0))
-        return cls(root, raw, groups, keys, dates, layer, background, classes, slots, parts, digests)
+        return cls(root, raw, groups, keys, dates, layer, background, classes, slots, parts, digests, crcs)
 
     @property
     def patch_size(self) -> int:
@@ -100,7 +101,7 @@ class Manifest:
 
 def _samples(
     root: Path, raw: dict[str, Any], keys: list[str]
-) -> tuple[list[str], list[int], list[str | None], list[str | None]]:
+) -> tuple[list[str], list[int], list[str | None], list[str | None], list[int | None]]:
     """The kept samples: from ``index.parquet`` (format 1.0), else every key of ``dataset.json`` (format 0.x).
 
     In format 1.0 ``keys`` lists every Zarr slot, dropped candidates included; the index says which samples were
@@ -108,7 +109,7 @@ def _samples(
     """
     index = root / "index.parquet"
     if str(raw.get("format_version", "0")).split(".")[0] == "0" or not index.exists():
-        return keys, list(range(len(keys))), [None] * len(keys), [None] * len(keys)
+        return keys, list(range(len(keys))), [None] * len(keys), [None] * len(keys), [None] * len(keys)
     try:
         import pyarrow.parquet as pq
     except ImportError as err:  # pragma: no cover - depends on the environment
@@ -116,10 +117,12 @@ def _samples(
             f"{index} lists the samples of this format {raw['format_version']} dataset: install pyarrow to read it"
         ) from err
     names = pq.read_schema(index).names
-    columns = ["key", "zarr_index", "lmdb_part", *(["lmdb_sha256"] if "lmdb_sha256" in names else [])]
-    table = pq.read_table(index, columns=columns).to_pydict()
-    digests = list(table.get("lmdb_sha256") or [None] * len(table["key"]))
-    return list(table["key"]), [int(v) for v in table["zarr_index"]], list(table["lmdb_part"]), digests
+    checks = [c for c in ("lmdb_sha256", "lmdb_crc32c") if c in names]  # older datasets lack one or both
+    table = pq.read_table(index, columns=["key", "zarr_index", "lmdb_part", *checks]).to_pydict()
+    missing = [None] * len(table["key"])
+    digests = list(table.get("lmdb_sha256") or missing)
+    crcs = [None if v is None else int(v) for v in table.get("lmdb_crc32c") or missing]
+    return list(table["key"]), [int(v) for v in table["zarr_index"]], list(table["lmdb_part"]), digests, crcs
 
 
 def _groups(raw: dict[str, Any]) -> dict[str, list[str]]:
