@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner, Result
 
@@ -114,6 +114,7 @@ def test_build_config_yaml_never_ends_in_a_traceback_or_a_broken_dataset(data: s
         path.write_text(yaml.safe_dump(config, allow_unicode=True))
         result = _invoke(["build", str(path), "--workers", "1"])
         _assert_no_traceback(result)
+        event(f"build exit {result.exit_code}")
         if result.exit_code == 0:
             checked = _invoke(["verify", str(out)])
             _assert_no_traceback(checked)
@@ -146,3 +147,4 @@ def test_stac_item_json_never_ends_in_a_traceback(data: st.DataObject) -> None:
         args = ["select", "--source", str(path), "--aoi=-179,-80,179,80", "--start", "2023-01-01"]
         result = _invoke([*args, "--end", "2025-12-31", "--json"])
         _assert_no_traceback(result)
+        event(f"select exit {result.exit_code}")
