@@ -83,3 +83,50 @@ def test_a_missing_dataset_with_a_foreign_staging_folder_is_not_guessed(versions
     versions.rename(versions.with_name(f".{versions.name}.refresh-old"))
     with pytest.raises(swap.SwapError, match=r"is missing and .* is not the version .* look for the dataset in"):
         swap.recover_missing(versions)
+
+
+_SWITCH = """
+import sys
+from pathlib import Path
+from eoshard.flows.refresh import swap
+from eoshard.flows.refresh.lock import dataset_lock
+if sys.argv[2] == "two-renames":
+    swap._exchange = lambda a, b: False  # a filesystem without RENAME_EXCHANGE
+with dataset_lock(Path(sys.argv[1]), "eoshard refresh"):
+    swap.switch(Path(sys.argv[1]))
+"""
+
+
+@pytest.mark.parametrize(
+    ("mode", "fault", "after"),
+    [("exchange", "swap:1", "old"), ("two-renames", "swap:1", "old"), ("two-renames", "swap:2", "missing")],
+)
+def test_a_refresh_killed_inside_the_switch_recovers_to_one_whole_version(
+    versions: Path, mode: str, fault: str, after: str
+) -> None:
+    """EOSHARD_FAULT kills the switching process (SIGKILL) after the journal, or between the two renames."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    env = {**os.environ, "EOSHARD_FAULT": fault}
+    killed = subprocess.run(
+        [sys.executable, "-c", _SWITCH, str(versions), mode], env=env, start_new_session=True, check=False
+    )
+    assert killed.returncode == -signal.SIGKILL
+    assert swap.journal_path(versions).is_file()
+    if after == "missing":
+        assert not versions.exists()  # the first rename happened: no folder at the dataset's path
+    else:
+        assert _which(versions) == "old"
+    # what the next `eoshard refresh` does first (after its stale lock was looked at and removed)
+    swap.recover_missing(versions)
+    lock_path(versions).unlink(missing_ok=True)
+    lock_path(swap.staging_path(versions)).unlink(missing_ok=True)
+    switched = swap.finish(versions)
+    if not switched:  # the staging version is resumed and switched in again
+        with dataset_lock(versions, "test"):
+            swap.switch(versions)
+    assert _which(versions) == "new" and (versions / "data" / "values").read_text() == "new"
+    assert _leftovers(versions) == []

@@ -1,35 +1,69 @@
-"""Keep credentials out of saved files: signed asset URLs lose their signature before an item is written."""
+"""Keep credentials out of everything eoshard writes or prints: one redaction for every URL.
+
+``redact_url`` removes the user info and every query parameter that is not known to be harmless. It is an
+allow-list: a signing scheme nobody listed (GCS ``X-Goog-Signature``, CloudFront ``Signature``/``Key-Pair-Id``,
+Azure SAS ``sig``, AWS ``X-Amz-*``, a ``password=`` or ``token=`` parameter, ...) is removed because it is *not*
+listed as harmless, not because someone thought of it. The parameters kept identify what a URL points at (STAC and
+OGC search parameters, object versions), never who may read it.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-# Query parameters that carry credentials: Azure SAS (Planetary Computer), AWS SigV4 presigning, plain tokens.
-SECRET_PARAMS = frozenset(
-    {"sig", "se", "st", "sp", "sv", "sr", "spr", "skoid", "sktid", "skt", "ske", "sks", "skv", "token",
-     "access_token", "api_key", "apikey", "key"}
+# Query parameters known to carry no credential (compared case-insensitively).
+HARMLESS_PARAMS = frozenset(
+    {"collections", "collection", "bbox", "datetime", "limit", "page", "ids", "intersects", "query", "filter",
+     "filter-lang", "filter_lang", "filter-crs", "sortby", "fields", "f", "format", "q", "version", "versionid",
+     "generation", "alt", "service", "request", "crs", "layers", "width", "height", "offset", "start", "rows",
+     "$format", "$skip", "$top", "$filter", "$orderby", "orderby"}
 )  # fmt: skip
 
-
-def _secret(name: str) -> bool:
-    return name.lower() in SECRET_PARAMS or name.lower().startswith("x-amz-")
+REDACTED = "REDACTED"
 
 
-def unsigned_href(href: str) -> str:
-    """``href`` without user info or the query parameters that sign it (the rest of the query stays)."""
-    parts = urlsplit(href)
-    if not parts.query and not parts.username:
-        return href
-    kept = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if not _secret(k)]
+def harmless(name: str) -> bool:
+    """True for a query parameter that may be written and printed (see ``HARMLESS_PARAMS``)."""
+    return name.lower() in HARMLESS_PARAMS
+
+
+def redact_url(url: str) -> str:
+    """``url`` without user info and without every query parameter not known to be harmless.
+
+    A string without a scheme (a local path, a relative href) keeps its path; a query string on it (``./B04.tif?
+    sig=...``, anything after ``?`` with a ``=``) is filtered the same way.
+    """
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a malformed port
+    except ValueError:
+        return REDACTED  # not parseable: nothing of it can be shown safely
+    if not parts.query and "@" not in parts.netloc:
+        return url
+    if not parts.scheme and "=" not in parts.query:
+        return url  # a file name with a "?" in it, not a query
+    kept = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if harmless(k)]
     netloc = parts.netloc.rpartition("@")[2]
     return urlunsplit((parts.scheme, netloc, parts.path, urlencode(kept), parts.fragment))
 
 
+# The name older code and tests use: a signed asset href loses its signature the same way.
+unsigned_href = redact_url
+
+
+def redact_hrefs(value: Any) -> Any:
+    """``value`` (JSON-like) with every ``href`` string redacted, at any depth (assets, alternates, links)."""
+    if isinstance(value, dict):
+        return {
+            k: redact_url(v) if k == "href" and isinstance(v, str) else redact_hrefs(v) for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [redact_hrefs(v) for v in value]
+    return value
+
+
 def unsigned_item_dict(item: dict[str, Any]) -> dict[str, Any]:
-    """An item dict whose asset and link hrefs carry no signatures or user info (to be saved or logged)."""
-    out = {**item, "assets": {}, "links": []}
-    for key, asset in item.get("assets", {}).items():
-        out["assets"][key] = {**asset, "href": unsigned_href(str(asset["href"]))}
-    out["links"] = [{**link, "href": unsigned_href(str(link["href"]))} for link in item.get("links", [])]
+    """An item dict whose hrefs (assets, alternates, links) carry no signatures or user info (to be saved or logged)."""
+    out: dict[str, Any] = redact_hrefs(item)
     return out

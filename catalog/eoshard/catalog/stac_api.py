@@ -9,7 +9,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, Literal
-from urllib.parse import urlsplit, urlunsplit
 
 import pystac
 import shapely
@@ -18,6 +17,7 @@ from pystac_client.conformance import ConformanceClasses
 from pystac_client.exceptions import APIError
 from pystac_client.stac_api_io import StacApiIO
 
+from eoshard.catalog.credentials import redact_url
 from eoshard.catalog.errors import CatalogError, SourceNotFoundError
 from eoshard.catalog.retries import RetryPolicy
 from eoshard.catalog.static import as_utc, item_from_dict
@@ -76,11 +76,8 @@ def import_callable(path: str) -> Callable[[Any], Any]:
 
 
 def public_url(url: str) -> str:
-    """``url`` without user info or query string: safe to print."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    netloc = f"{host}:{parts.port}" if parts.port else host
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+    """``url`` redacted (``credentials.redact_url``): safe to print."""
+    return redact_url(url)
 
 
 class _RedactCredentials(logging.Filter):

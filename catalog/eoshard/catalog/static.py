@@ -36,6 +36,74 @@ def item_from_dict(data: dict[str, Any]) -> pystac.Item:
     return pystac.Item.from_dict(data, preserve_dict=False, migrate=False)
 
 
+def _problem(data: Any) -> str | None:
+    """What makes ``data`` unusable as a STAC Item here, or None."""
+    if not isinstance(data, dict):
+        return f"a JSON {type(data).__name__}, not an object"
+    if not isinstance(data.get("id"), str) or not data["id"]:
+        return "no string 'id'"
+    props, assets = data.get("properties"), data.get("assets", {})
+    if not isinstance(props, dict):
+        return "no 'properties' object"
+    if not isinstance(assets, dict) or not all(
+        isinstance(a, dict) and isinstance(a.get("href"), str) for a in assets.values()
+    ):
+        return "'assets' is not an object of assets with string hrefs"
+    if not isinstance(data.get("links", []), list) or not all(
+        isinstance(link, dict) and isinstance(link.get("href"), str) for link in data.get("links", [])
+    ):
+        return "'links' is not a list of links with string hrefs"
+    geometry = data.get("geometry")
+    if geometry is not None:
+        try:
+            shape(geometry)
+        except Exception as err:  # shapely raises many kinds for a malformed GeoJSON geometry
+            return f"its geometry is not GeoJSON ({type(err).__name__}: {str(err)[:80]})"
+    bbox = data.get("bbox")
+    if bbox is not None and (
+        not isinstance(bbox, list) or len(bbox) not in (4, 6) or not all(_number(v) for v in bbox)
+    ):
+        return "its 'bbox' is not a list of 4 or 6 numbers"
+    cloud = props.get("eo:cloud_cover")
+    if cloud is not None and not _number(cloud):
+        return f"its eo:cloud_cover {cloud!r} is not a number"
+    for key in ("datetime", "start_datetime", "end_datetime"):
+        value = props.get(key)
+        if value is not None and not _timestamp(value):
+            return f"its {key} {value!r} is not an RFC 3339 timestamp"
+    if props.get("datetime") is None and props.get("start_datetime") is None:
+        return "it has neither datetime nor start_datetime"
+    return None
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and value == value
+
+
+def _timestamp(value: Any) -> bool:
+    if not isinstance(value, str):
+        return False
+    try:
+        datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return False
+    return True
+
+
+def checked_item(data: Any, where: str) -> pystac.Item:
+    """``data`` as an item, or an ``InvalidSourceError`` naming ``where`` and what is wrong with it."""
+    problem = _problem(data)
+    if problem is None:
+        try:
+            return item_from_dict(data)
+        except (KeyError, TypeError, ValueError, AttributeError, pystac.STACError, pystac.STACTypeError) as err:
+            problem = f"pystac cannot read it ({type(err).__name__}: {str(err)[:120]})"
+    raise InvalidSourceError(
+        f"{where} is not a usable STAC Item: {problem}. Expected a Feature with id, geometry, properties "
+        "(datetime) and assets as the STAC Item spec describes; fix or drop that item"
+    )
+
+
 def read_static_items(source: Path | str, collection: str | None = None) -> Iterator[pystac.Item]:
     """All items of a static source, optionally only those of one collection.
 
@@ -46,7 +114,13 @@ def read_static_items(source: Path | str, collection: str | None = None) -> Iter
     data = _load_json(path)
     kind = data.get("type")
     if kind == "FeatureCollection":
-        for item in map(item_from_dict, data.get("features", [])):
+        features = data.get("features", [])
+        if not isinstance(features, list):
+            raise InvalidSourceError(
+                f"catalog source {path}: 'features' is a JSON {type(features).__name__}, expected a list of STAC Items"
+            )
+        for n, feature in enumerate(features):
+            item = checked_item(feature, f"feature {n} of {path}")
             if collection is None or item.collection_id == collection:
                 yield item
         return

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date
@@ -16,12 +17,15 @@ import pystac
 import xarray as xr
 from distributed import Client
 from odc.geo.geobox import GeoBox
+from pyogrio.errors import DataSourceError
 from rasterio.enums import Resampling
 
 from eoshard.catalog import search
 from eoshard.flows.aoi import read_aoi
 from eoshard.flows.config import BuildConfig, ConfigError
 from eoshard.flows.products import find_products, select_products
+from eoshard.flows.redaction import public_config
+from eoshard.flows.refresh.lock import LockInfo, build_lock
 from eoshard.flows.shard_runner import DirectShard, run_shards
 from eoshard.pipeline.assets import check_assets
 from eoshard.pipeline.cube import band_groups, onto_grid, open_cube, stackstac_ready
@@ -127,9 +131,7 @@ class BuildPlan:
             **hr,
             "format_version": FORMAT_VERSION,
             # how pixels are read does not change them: a build may resume with the other reader
-            "config": self.config.model_dump(
-                mode="json", exclude={"output": {"path"}, "refresh": True, "cube": {"reads"}}
-            ),
+            "config": public_config(self.config, exclude={"output": {"path"}, "refresh": True, "cube": {"reads"}}),
             "dates": self.dates,
             "products": sorted(i["id"] for i in self.items),
             "keys_sha256": hashlib.sha256(keys).hexdigest(),
@@ -180,7 +182,7 @@ def plan_build(
         cubes[INDEX_GROUP] = index_cube(cubes, grid, config.cube.indices)
     labels = parcels = None
     if config.labels is not None:
-        parcels = gpd.read_file(config.labels.path, layer=config.labels.layer)
+        parcels = read_labels(config)
         labels = rasterize_labels(
             parcels,
             label_grid(config, grid),
@@ -416,8 +418,40 @@ def shard_spec(plan: BuildPlan, index: int, shard: list[Patch]) -> ShardSpec:
 def run_build(
     plan: BuildPlan, client: Client, on_progress: Callable[[int, int], None] | None = None
 ) -> BuildResult:
-    """Compute and write every shard not yet committed, then the index, manifest and STAC Collection."""
-    manifest = run_shards(plan, client, shard_task, on_progress)
+    """Compute and write every shard not yet committed, then the index, manifest and STAC Collection.
+
+    Under the output's build lock: a second build of the same output is refused with the holder's name (it would
+    delete the temporary files this one writes); the stale lock of a killed build is taken over, as its shards are.
+    """
+    with build_lock(plan.config.output.path, on_stale=_took_over):
+        manifest = run_shards(plan, client, shard_task, on_progress)
     return BuildResult(
         plan.config.output.path, manifest["n_samples"], len(plan.dates), tuple(plan.config.bands), manifest
     )
+
+
+def _took_over(holder: LockInfo) -> None:
+    logging.getLogger(__name__).warning(
+        "the build %s no longer runs: its lock is taken over and its committed shards are kept", holder.describe()
+    )
+
+
+def read_labels(config: BuildConfig) -> gpd.GeoDataFrame:
+    """The label features of ``config.labels``; a file that cannot be read, or holds none, is a ``ConfigError``."""
+    assert config.labels is not None
+    path, layer = config.labels.path, config.labels.layer
+    try:
+        parcels = gpd.read_file(path, layer=layer)
+    except (DataSourceError, OSError, ValueError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ConfigError(
+            f"labels: {path} cannot be read as vector data ({first}); expected a GeoPackage, GeoJSON, Shapefile or "
+            "GeoParquet file of label polygons"
+        ) from err
+    if parcels.empty:
+        where = f" (layer {layer})" if layer else ""
+        raise ConfigError(
+            f"labels: {path}{where} holds no features: expected polygons with the column "
+            f"{config.labels.class_column!r}; give the file that holds them, or remove `labels:` to build without"
+        )
+    return parcels

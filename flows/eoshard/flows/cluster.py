@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from dask.system import CPU_COUNT
 from distributed import Client, LocalCluster
@@ -37,3 +38,20 @@ def dask_client(scheduler: str | None = None, n_workers: int | None = None) -> I
 
 def _quiet_shutdown() -> None:
     logging.getLogger("distributed").setLevel(logging.CRITICAL)
+
+
+def dashboard_note(client: Client) -> str:
+    """Where the scheduler's dashboard is, or that it serves none (``dashboard_link`` is a template: it names a URL
+    even for a scheduler started with ``--no-dashboard``, whose HTTP server then serves no /status)."""
+
+    def _serves(dask_scheduler: Any) -> bool:  # local, so pickled by value: no eoshard on the scheduler
+        apps = getattr(getattr(dask_scheduler, "http_application", None), "applications", [])
+        return any("Bokeh" in type(app).__name__ for app in apps)  # the dashboard is a Bokeh app
+
+    try:
+        serves = bool(client.run_on_scheduler(_serves))
+    except (OSError, TimeoutError):
+        serves = False
+    if not serves:
+        return "dask dashboard: none (the scheduler serves no dashboard: start it with bokeh installed to get one)"
+    return f"dask dashboard: {client.dashboard_link}"

@@ -17,6 +17,7 @@ from distributed import Future as DaskFuture
 from eoshard.pipeline.classes import encode_classes
 from eoshard.pipeline.cube import stackstac_ready
 from eoshard.pipeline.errors import AssetReadError, PipelineError, ShardWriteError
+from eoshard.pipeline.faults import fault_point
 from eoshard.pipeline.reflectance import product_radiometry
 from eoshard.pipeline.shards.cards import write_cards
 from eoshard.pipeline.shards.commits import CommitLog, atomic_write, remove_leftovers
@@ -174,8 +175,10 @@ def _raise_failed(pending: list[Future[None]]) -> list[Future[None]]:
 
 def _commit(log: CommitLog, shard: int, result: dict[str, Any], writer: LmdbWriter | None) -> None:
     """LMDB values first (one transaction), then the commit record: a recorded shard is complete everywhere."""
+    fault_point("lmdb-put")
     if writer is not None:
         writer.put_many(result["records"])
+    fault_point("commit-record")
     record = {k: v for k, v in result.items() if k != "records"}
     log.commit(shard, {"shard": shard, **record})
 
@@ -215,11 +218,13 @@ def finalize(plan: BuildPlan, log: CommitLog) -> dict[str, Any]:
     summary = summarise_records(records)
     frame = index_frame(rows, str(plan.grid.crs), config.patches.size)
     write_index(frame, out / INDEX_FILE)
+    fault_point("finalize")
     manifest = dataset_layout(plan, summary, len(rows)).to_manifest()
     manifest["band_metadata"] = manifest_band_metadata(manifest)
     bbox = tuple(float(v) for v in plan.grid.extent.to_crs("EPSG:4326").boundingbox)
     write_collection(manifest, bbox, out / COLLECTION_FILE)
     write_cards(out, manifest, bbox)  # croissant.json
+    fault_point("finalize")
     atomic_write(out / MANIFEST_FILE, json.dumps(manifest, indent=2).encode())
     return manifest
 

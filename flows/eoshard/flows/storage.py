@@ -10,14 +10,15 @@ eoshard prints or logs.
 from __future__ import annotations
 
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import fsspec
 
+from eoshard.catalog.credentials import redact_url as _redact
 from eoshard.flows.errors import FlowsError
 from eoshard.pipeline.shards.layout import MANIFEST_FILE
 
 MANIFEST = MANIFEST_FILE
+LOCK = ".eoshard.lock"  # a build's or refresh's lock (refresh/lock.py): never part of what is published
 
 
 class StorageError(FlowsError, OSError):
@@ -25,13 +26,9 @@ class StorageError(FlowsError, OSError):
 
 
 def redact_url(url: str) -> str:
-    """``url`` without any user name or password, fit for a log."""
-    parts = urlsplit(url)
-    if parts.username is None and parts.password is None:
-        return url
-    host = parts.hostname or ""
-    netloc = f"{host}:{parts.port}" if parts.port else host
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    """``url`` without user info or query parameters not known to be harmless, fit for a log (one redaction for
+    every URL: ``eoshard.catalog.credentials.redact_url``)."""
+    return _redact(url)
 
 
 def filesystem(url: str) -> tuple[fsspec.AbstractFileSystem, str]:
@@ -49,7 +46,9 @@ def filesystem(url: str) -> tuple[fsspec.AbstractFileSystem, str]:
 def publish(local: Path, url: str) -> list[str]:
     """Upload the dataset folder ``local`` to ``url``, the manifest last; returns the relative paths uploaded."""
     fs, root = filesystem(url)
-    files = sorted(p.relative_to(local).as_posix() for p in local.rglob("*") if p.is_file())
+    files = sorted(
+        p.relative_to(local).as_posix() for p in local.rglob("*") if p.is_file() and not p.name.startswith(LOCK)
+    )
     if MANIFEST not in files:
         raise StorageError(f"{local} holds no {MANIFEST}: only a finished dataset can be published")
     ordered = [f for f in files if f != MANIFEST] + [MANIFEST]

@@ -38,7 +38,12 @@ S2_RESOLUTIONS: dict[str, int] = {
 
 def asset_resolution(item: Mapping[str, Any], band: str) -> float:
     """The native pixel size of ``band`` in ``item``: from ``proj:transform``, ``gsd`` or the Sentinel-2 table."""
-    asset = item["assets"].get(band, {})
+    if band not in item["assets"]:
+        raise BandError(
+            f"product {item.get('id')} has no asset {band!r}; it has {sorted(item['assets'])}: "
+            "check the names in `bands:` against the catalog's asset keys"
+        )
+    asset = item["assets"][band]
     transform = asset.get("proj:transform")
     if transform:
         return abs(float(transform[0]))

@@ -97,6 +97,11 @@ def compute_index(cubes: Mapping[str, xr.DataArray], grid: GeoBox, expression: s
             f"expression {formula(expression)!r} reads band(s) {missing} that the cube does not hold "
             f"(it has {sorted(where)}): add them to the bands"
         )
+    if not bands:
+        raise ExpressionError(
+            f"expression {formula(expression)!r} reads no band: an index is computed from bands, e.g. "
+            "(B08 - B04) / (B08 + B04); name at least one band of the cube"
+        )
     finest = min(abs(grid_of(cubes[where[b]]).resolution.x) for b in bands)
     target = group_grid(grid, finest)
     values = {b: onto_grid(_band(cubes[where[b]], b), target) for b in bands}

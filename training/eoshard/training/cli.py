@@ -15,10 +15,32 @@ def _fit(args: argparse.Namespace) -> None:
     from eoshard.training.config import TrainConfig
     from eoshard.training.fit import fit
 
+    if args.resume is not None:
+        _check_checkpoint(args.resume)
     result = fit(TrainConfig.load(args.config), resume=args.resume)
     print(
         json.dumps({"train_loss": result.train_loss, "val_loss": result.val_loss, "weights": str(result.weights)})
     )
+
+
+def _check_checkpoint(path: Path) -> None:
+    """Refuse a ``--resume`` file that is not a checkpoint of tensors (a pickle of objects is never unpickled)."""
+    import pickle
+
+    import torch
+
+    try:
+        torch.load(path, weights_only=True, map_location="cpu")
+    except FileNotFoundError as err:
+        raise TrainingError(
+            f"--resume {path} does not exist: pass checkpoints/last.pt of a fit output folder"
+        ) from err
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise TrainingError(
+            f"--resume {path} is not a checkpoint written by `eoshard-train fit` ({first[:200]}); objects other "
+            "than tensors are never unpickled. Pass checkpoints/last.pt of a fit output folder"
+        ) from err
 
 
 def _run_dir(run: Path) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -70,9 +92,10 @@ def _evaluate(args: argparse.Namespace) -> None:
     import numpy as np
 
     stats = Stats(np.array(package.mean, "f4"), np.array(package.std, "f4"))
-    data = make_dataset(
-        manifest, args.format, bands=package.bands, normalise=stats, indices=split_indices(manifest, args.split)
-    )
+    indices = split_indices(manifest, args.split)
+    if not indices:
+        raise TrainingError(f"split {args.split!r} of {args.dataset} holds no samples: evaluate another split")
+    data = make_dataset(manifest, args.format, bands=package.bands, normalise=stats, indices=indices)
     n_classes = int(package.item["properties"]["mlm:output"][0]["result"]["shape"][1])
     report = evaluate(
         package.model, package.architecture, data, n_classes, args.output, manifest.classes, manifest.background
@@ -166,9 +189,20 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args.func(args)
     except TrainingError as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {message(err)}", file=sys.stderr)
         return 1
     return 0
+
+
+def message(err: BaseException) -> str:
+    """The error's message; for an error re-raised from a DataLoader worker (whose text torch fills with the
+    worker's traceback), only the original message."""
+    text = str(err)
+    if "Original Traceback" not in text:
+        return text
+    last = text.rstrip().splitlines()[-1]
+    name = f"{type(err).__module__}.{type(err).__qualname__}: "
+    return last.removeprefix(name)
 
 
 if __name__ == "__main__":

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import google_crc32c
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from eoshard.training.errors import DatasetFormatError
+from eoshard.training.errors import CorruptSampleError, DatasetFormatError
 from eoshard.training.manifest import Manifest
 from eoshard.training.normalisation import foundation_stats
 
@@ -56,6 +59,12 @@ def split_indices(manifest: Manifest, split: str | None, val_fraction: float = 0
         return list(range(n))
     column = manifest.splits()
     if column is not None:
+        counts = (manifest.raw.get("splits") or {}).get("counts") or {}
+        names = sorted({str(s) for s in column} | set(counts))  # a split may be known and empty
+        if split not in names:
+            raise DatasetFormatError(
+                f"split {split!r} is not in {manifest.root / 'index.parquet'}: it has {names}; pass one of these"
+            )
         return [i for i in range(n) if column[i] == split]
     is_val = [(zlib.crc32(k.encode()) % 1000) < val_fraction * 1000 for k in manifest.keys]
     if split not in ("train", "val"):
@@ -86,8 +95,10 @@ class ShardDataset(Dataset[Sample]):
         augment: bool = False,
         seed: int = 0,
         max_dates: int | None = None,
+        verify: bool = True,
     ) -> None:
         self.manifest = manifest
+        self.verify = verify  # check every sample against the build's checksums (LMDB value, Zarr shard files)
         self.bands = list(bands or manifest.bands)
         for band in self.bands:
             manifest.group_of(band)
@@ -200,8 +211,6 @@ class LmdbDataset(ShardDataset):
         super().__init__(manifest, **kwargs)
 
     def _txn(self, part: str | None) -> Any:
-        import os
-
         path = self.path if part is None else self.path / part
         return _lmdb_env(str(path), os.getpid()).begin(buffers=True)
 
@@ -213,7 +222,18 @@ class LmdbDataset(ShardDataset):
             value = txn.get(key.encode())
             if value is None:
                 raise DatasetFormatError(f"key {key!r} of dataset.json is missing from {self.path}")
-            arrays = load(bytes(value))
+            data = bytes(value)
+            if self.verify:
+                part = self.manifest.parts[n]
+                where = self.path / part if part else self.path
+                crc, digest = self.manifest.crcs[n], self.manifest.digests[n]
+                if crc is not None:  # CRC-32C: about 20x cheaper than SHA-256 (docs/benchmarks.md)
+                    found = google_crc32c.value(data)
+                    if found != crc:
+                        raise _corrupt(self.manifest, key, where, f"CRC-32C {found:08x}", f"{crc:08x}")
+                elif digest is not None:
+                    _check(self.manifest, key, where, data, digest)
+            arrays = load(data)
         groups = {}
         for group, bands in self.manifest.groups.items():
             chosen = [b for b in bands if b in self.bands]
@@ -232,22 +252,36 @@ class ZarrDataset(ShardDataset):
         self._group: Any = None
         self._layers: list[str] = []
         self._pid = -1
+        self._verified: set[int] = set()  # shards whose files matched their checksums in this process
         super().__init__(manifest, **kwargs)
+        self._shard_size, self._shard_files = _zarr_checksums(manifest) if self.verify else (1, {})
 
     def _open(self) -> Any:
-        import os
-
         import zarr
 
         if self._group is None or self._pid != os.getpid():
             self._group = zarr.open_group(str(self.path), mode="r")
             self._pid = os.getpid()
+            self._verified = set()
             self._layers = [n for n, a in self._group.arrays() if n not in self.manifest.groups and a.ndim == 3]
         return self._group
 
     def _read(self, n: int) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], np.ndarray]:
         group = self._open()
         slot = self.manifest.slots[n]
+        shard = slot // self._shard_size
+        if shard not in self._verified:
+            for rel, expected in self._shard_files.get(shard, ()):
+                path = self.manifest.root / rel
+                try:
+                    data = path.read_bytes()
+                except FileNotFoundError as err:
+                    raise CorruptSampleError(
+                        f"sample {self.manifest.keys[n]!r} of dataset {self.manifest.root} cannot be read: the shard "
+                        f"file {path} is missing. Copy the dataset again from its source, or rebuild it"
+                    ) from err
+                _check(self.manifest, self.manifest.keys[n], path, data, expected)
+            self._verified.add(shard)
         # format 1.0 pads the time axis to all dataset dates: keep the sample's own dates, as LMDB stores them
         kept = np.flatnonzero(np.asarray(group["time_mask"][slot])) if "time_mask" in group else None
         groups = {}
@@ -261,6 +295,35 @@ class ZarrDataset(ShardDataset):
             layers[name] = np.asarray(group[name][slot])
         time_index = kept if kept is not None else np.arange(next(iter(groups.values())).shape[0])
         return groups, layers, time_index
+
+
+def _check(manifest: Manifest, key: str, path: Any, data: Any, expected: str) -> None:
+    """Raise when ``data`` (read for sample ``key`` from ``path``) does not have the SHA-256 the build recorded."""
+    found = hashlib.sha256(data).hexdigest()
+    if found != expected:
+        raise _corrupt(manifest, key, path, f"SHA-256 {found[:16]}...", f"{expected[:16]}...")
+
+
+def _corrupt(manifest: Manifest, key: str, path: Any, found: str, expected: str) -> CorruptSampleError:
+    return CorruptSampleError(
+        f"sample {key!r} of dataset {manifest.root} is corrupt: {path} has {found}, the build recorded {expected} "
+        "(the file changed after the build: a disk or copy error). Copy the dataset again from its source or "
+        "rebuild it; `eoshard verify` lists every damaged sample"
+    )
+
+
+def _zarr_checksums(manifest: Manifest) -> tuple[int, dict[int, list[tuple[str, str]]]]:
+    """Shard size and, per Zarr shard, its files (relative to the dataset) with their SHA-256 (``checksums``)."""
+    formats = manifest.raw.get("formats") or {}
+    zarr_format = formats.get("zarr") or {}
+    store = str(zarr_format.get("path", "data.zarr"))
+    shard_size = int(zarr_format.get("shard_size") or 1)
+    files: dict[int, list[tuple[str, str]]] = {}
+    for rel, digest in (manifest.raw.get("checksums") or {}).items():
+        parts = str(rel).split("/")
+        if len(parts) >= 4 and parts[0] == store and parts[2] == "c" and parts[3].isdigit():
+            files.setdefault(int(parts[3]), []).append((str(rel), str(digest)))
+    return shard_size, files
 
 
 def make_dataset(manifest: Manifest, fmt: str, **kwargs: Any) -> ShardDataset:

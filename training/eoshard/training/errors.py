@@ -21,3 +21,7 @@ class PackageError(TrainingError, ValueError):
 
 class InputError(TrainingError, ValueError):
     """A predict input cannot be read as an image."""
+
+
+class CorruptSampleError(DatasetFormatError):
+    """A sample's bytes do not match the checksum the build recorded (a flipped bit, a truncated file)."""

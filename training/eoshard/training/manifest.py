@@ -29,6 +29,8 @@ class Manifest:
     classes: dict[int, str] = field(default_factory=dict)
     slots: list[int] = field(default_factory=list)  # Zarr slot of each sample (format 1.0: kept samples only)
     parts: list[str | None] = field(default_factory=list)  # LMDB environment of each sample, None: the root
+    digests: list[str | None] = field(default_factory=list)  # SHA-256 of each sample's LMDB value, None: unknown
+    crcs: list[int | None] = field(default_factory=list)  # CRC-32C of each sample's LMDB value, None: unknown
 
     @classmethod
     def read(cls, root: str | Path) -> Manifest:
@@ -51,8 +53,9 @@ class Manifest:
         labels = raw.get("labels") or {}
         layer = labels.get("layer") or ("class" if "class" in (labels.get("layers") or {}) else None)
         classes = {int(k): str(v) for k, v in (labels.get("classes") or {}).items()}
-        keys, slots, parts = _samples(root, raw, keys)
-        return cls(root, raw, groups, keys, dates, layer, int(labels.get("background", 0)), classes, slots, parts)
+        keys, slots, parts, digests, crcs = _samples(root, raw, keys)
+        background = int(labels.get("background", 0))
+        return cls(root, raw, groups, keys, dates, layer, background, classes, slots, parts, digests, crcs)
 
     @property
     def patch_size(self) -> int:
@@ -96,7 +99,9 @@ class Manifest:
         return np.asarray(table.column("split").to_pylist())
 
 
-def _samples(root: Path, raw: dict[str, Any], keys: list[str]) -> tuple[list[str], list[int], list[str | None]]:
+def _samples(
+    root: Path, raw: dict[str, Any], keys: list[str]
+) -> tuple[list[str], list[int], list[str | None], list[str | None], list[int | None]]:
     """The kept samples: from ``index.parquet`` (format 1.0), else every key of ``dataset.json`` (format 0.x).
 
     In format 1.0 ``keys`` lists every Zarr slot, dropped candidates included; the index says which samples were
@@ -104,15 +109,20 @@ def _samples(root: Path, raw: dict[str, Any], keys: list[str]) -> tuple[list[str
     """
     index = root / "index.parquet"
     if str(raw.get("format_version", "0")).split(".")[0] == "0" or not index.exists():
-        return keys, list(range(len(keys))), [None] * len(keys)
+        return keys, list(range(len(keys))), [None] * len(keys), [None] * len(keys), [None] * len(keys)
     try:
         import pyarrow.parquet as pq
     except ImportError as err:  # pragma: no cover - depends on the environment
         raise DatasetFormatError(
             f"{index} lists the samples of this format {raw['format_version']} dataset: install pyarrow to read it"
         ) from err
-    table = pq.read_table(index, columns=["key", "zarr_index", "lmdb_part"]).to_pydict()
-    return list(table["key"]), [int(v) for v in table["zarr_index"]], list(table["lmdb_part"])
+    names = pq.read_schema(index).names
+    checks = [c for c in ("lmdb_sha256", "lmdb_crc32c") if c in names]  # older datasets lack one or both
+    table = pq.read_table(index, columns=["key", "zarr_index", "lmdb_part", *checks]).to_pydict()
+    missing = [None] * len(table["key"])
+    digests = list(table.get("lmdb_sha256") or missing)
+    crcs = [None if v is None else int(v) for v in table.get("lmdb_crc32c") or missing]
+    return list(table["key"]), [int(v) for v in table["zarr_index"]], list(table["lmdb_part"]), digests, crcs
 
 
 def _groups(raw: dict[str, Any]) -> dict[str, list[str]]:

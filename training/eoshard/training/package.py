@@ -176,6 +176,17 @@ def _check_safetensors(path: Path) -> None:
         ) from err
 
 
+def _inside(folder: Path, href: str) -> Path:
+    """The file ``href`` names, which must lie inside the package ``folder`` (no URL, no absolute path, no ``..``)."""
+    path = (folder / href).resolve()
+    if "://" in href or not path.is_relative_to(folder.resolve()):
+        raise PackageError(
+            f"{folder / ITEM}: the weights href {href!r} points outside the package; a package names its files "
+            "relative to its folder (./weights.safetensors): export it again with `eoshard-train export`"
+        )
+    return path
+
+
 def load(folder: str | Path) -> ModelPackage:
     """Load a package written by :func:`export`; pickled weights are refused."""
     from safetensors.torch import load_file
@@ -189,7 +200,7 @@ def load(folder: str | Path) -> ModelPackage:
     weight_assets = [a for a in item["assets"].values() if "mlm:model" in a.get("roles", [])]
     if not weight_assets:
         raise PackageError(f"{folder / ITEM} has no asset with role mlm:model")
-    weights = folder / weight_assets[0]["href"]
+    weights = _inside(folder, str(weight_assets[0]["href"]))
     _check_safetensors(weights)
     props = item["properties"]
     inp = props["mlm:input"][0]

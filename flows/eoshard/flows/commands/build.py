@@ -44,7 +44,7 @@ def build(
 ) -> None:
     """Build a dataset: select products, cube them lazily, rasterize labels, cut patches, write shards."""
     from eoshard.flows.build import plan_build, run_build
-    from eoshard.flows.cluster import dask_client
+    from eoshard.flows.cluster import dashboard_note, dask_client
     from eoshard.flows.storage import publish, redact_url
 
     with user_errors():
@@ -56,7 +56,7 @@ def build(
             f" px in {plan.grid.crs}, {len(plan.patches)} patches in {len(plan.shards())} shards"
         )
         with dask_client(scheduler, workers) as client:
-            console.print(f"dask dashboard: {client.dashboard_link}")
+            console.print(dashboard_note(client))
             with progress_bar() as progress:
                 result = run_build(plan, client, progress_callback(progress, "writing shards"))
         if cfg.output.url is not None:  # object-store output: publish the staged dataset (storage.py)

@@ -18,6 +18,7 @@ Scheduler = Annotated[
 @app.command()
 def submit(config: Annotated[Path, typer.Argument(help="YAML build config")], scheduler: Scheduler) -> None:
     """Run a build as a job on the cluster; the driver runs there, so this command may exit at once."""
+    from eoshard.flows.cluster import dashboard_note
     from eoshard.flows.jobs import connect, submit_job
 
     with user_errors():
@@ -25,6 +26,6 @@ def submit(config: Annotated[Path, typer.Argument(help="YAML build config")], sc
         with connect(scheduler) as client:
             job_id = submit_job(client, cfg)
             console.print(f"job {job_id} submitted to {scheduler}")
-            console.print(f"dask dashboard: {client.dashboard_link}")
+            console.print(dashboard_note(client))
             console.print(f"follow it with: eoshard jobs --scheduler {scheduler} logs {job_id}")
         print(job_id)

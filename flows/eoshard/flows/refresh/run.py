@@ -20,11 +20,13 @@ import geopandas as gpd
 import pystac
 from distributed import Client
 
+from eoshard.catalog.credentials import redact_url
 from eoshard.catalog.errors import EmptySelectionError
 from eoshard.flows.aoi import read_aoi
 from eoshard.flows.build import BuildPlan, plan_build, search_products
 from eoshard.flows.config import BuildConfig
 from eoshard.flows.products import apply_selection
+from eoshard.flows.redaction import public_config
 from eoshard.flows.refresh import swap
 from eoshard.flows.refresh.errors import RefreshError
 from eoshard.flows.refresh.lock import dataset_lock
@@ -64,7 +66,7 @@ def check_config(config: BuildConfig, dataset: Path) -> None:
     if not plan_file.is_file():
         raise RefreshError(f"{dataset} has no {plan_file.name} under _build/: it was not made by eoshard build")
     built = json.loads(plan_file.read_text())["config"]
-    now = config.model_dump(mode="json", exclude={"output": {"path"}, "refresh": True})
+    now = public_config(config, exclude={"output": {"path"}, "refresh": True})
     changed = sorted(
         f"{section}.{field}".rstrip(".")
         for section in {*built, *now}
@@ -96,7 +98,7 @@ def select_products(
     missing = held - {i.id for i in found}
     if missing:
         raise RefreshError(
-            f"{len(missing)} product(s) of the dataset are no longer in the catalog {config.catalog.source} "
+            f"{len(missing)} product(s) of the dataset are no longer in the catalog {redact_url(config.catalog.source)} "
             f"(e.g. {sorted(missing)[0]}): a refresh cannot add to it; build the dataset anew"
         )
     chosen = _chosen(config, found)  # what a build over the whole period would use

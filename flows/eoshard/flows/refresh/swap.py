@@ -23,6 +23,7 @@ from pathlib import Path
 
 from eoshard.flows.errors import FlowsError
 from eoshard.flows.refresh.lock import lock_path
+from eoshard.pipeline.faults import fault_point
 from eoshard.pipeline.shards.commits import atomic_write
 from eoshard.pipeline.shards.layout import MANIFEST_FILE
 
@@ -67,10 +68,12 @@ def switch(dataset: Path) -> None:
     staging = staging_path(dataset)
     shutil.copy2(lock_path(dataset), lock_path(staging))  # the new version must be locked by us too
     atomic_write(journal_path(dataset), json.dumps({"new_manifest_sha256": manifest_digest(staging)}).encode())
+    fault_point("swap")
     try:
         if not _exchange(staging, dataset):
             old = dataset.with_name(f".{dataset.name}.refresh-old")
             dataset.rename(old)
+            fault_point("swap")
             staging.rename(dataset)
             old.rename(staging)
     except OSError as err:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from eoshard.pipeline.errors import PipelineError, ShardWriteError
+from eoshard.pipeline.faults import fault_point
 from eoshard.pipeline.shards.layout import BUILD_DIR
 
 
@@ -24,6 +25,7 @@ def atomic_write(path: Path, data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        fault_point("atomic-write")
         tmp.replace(path)
     except OSError as err:
         tmp.unlink(missing_ok=True)
@@ -55,6 +57,12 @@ class CommitLog:
         previous = json.loads(self.plan_path.read_text())
         if previous != plan:
             changed = sorted(k for k in {*plan, *previous} if plan.get(k) != previous.get(k))
+            if (self.root.parent / "dataset.json").is_file():
+                raise PlanMismatchError(
+                    f"{self.root.parent} holds a finished dataset built from a different plan (differs in "
+                    f"{changed}): build into a new output path, use `eoshard refresh` to add new acquisitions to "
+                    "it, or delete the folder to rebuild it"
+                )
             raise PlanMismatchError(
                 f"{self.root.parent} holds an unfinished build of a different plan (differs in {changed}): "
                 "use a new output path, or delete the folder to start over"

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import google_crc32c
 import numpy as np
 
 from eoshard.pipeline.shards import stats
@@ -110,6 +111,7 @@ def materialize_shard(
                 "row": row,
                 "col": col,
                 "lmdb_sha256": sha256(value),
+                "lmdb_crc32c": google_crc32c.value(value),  # what readers check per sample (cheap)
             }
         )
         for group, bands in spec.groups.items():

@@ -12,6 +12,7 @@ import zarr
 from zarr.codecs import ZstdCodec
 
 from eoshard.pipeline.errors import ShardWriteError
+from eoshard.pipeline.faults import fault_point
 
 _DIMS = {0: [], 1: ["time"], 2: ["y", "x"], 3: ["time", "y", "x"], 4: ["time", "band", "y", "x"]}
 
@@ -101,6 +102,7 @@ def write_shard(path: Path, shard_index: int, shard_size: int, arrays: Mapping[s
             target = root[name]
             assert isinstance(target, zarr.Array)
             target[start : start + values.shape[0]] = values
+            fault_point("zarr-shard")
         return checksums(path, shard_index)
     except OSError as err:
         raise ShardWriteError(

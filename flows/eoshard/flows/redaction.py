@@ -1,0 +1,25 @@
+"""The config as eoshard stores it (``_build/plan.json``) and prints it: every URL in it redacted.
+
+``catalog.source`` may carry a user name, password or token (``https://user:pw@host/?token=...``): the search needs
+them, the stored plan must not hold them (it is published with the dataset). See ``eoshard.catalog.credentials``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from eoshard.catalog.credentials import redact_url
+from eoshard.flows.config import BuildConfig
+
+# The parts of a config that are URLs: (section, field).
+_URL_FIELDS = (("catalog", "source"), ("output", "url"))
+
+
+def public_config(config: BuildConfig, exclude: Any = None) -> dict[str, Any]:
+    """``config.model_dump(mode="json", exclude=exclude)`` with its URLs redacted."""
+    data: dict[str, Any] = config.model_dump(mode="json", exclude=exclude)
+    for section, field in _URL_FIELDS:
+        values = data.get(section)
+        if isinstance(values, dict) and isinstance(values.get(field), str):
+            values[field] = redact_url(values[field])
+    return data

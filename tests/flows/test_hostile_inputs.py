@@ -1,0 +1,118 @@
+"""The bad inputs of the hostile trial (issue #15), each through the real entry point or the unit that meets it:
+one message that says what was expected, what came and what to do; non-zero exit; no traceback."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import geopandas as gpd
+import pytest
+from distributed import Client, LocalCluster
+from odc.geo.geobox import GeoBox
+
+from eoshard.flows.cluster import dashboard_note
+from eoshard.pipeline.cube import BandError, asset_resolution
+from eoshard.pipeline.indices import ExpressionError, compute_index
+from eoshard.pipeline.shards.commits import CommitLog, PlanMismatchError
+from tests.flows.test_cli_errors import _assert_clean_failure, _run
+from tests.flows.test_cli_errors import config_for as config_for  # the fixture
+from tests.services.dask_cluster import free_port
+
+
+def test_a_zero_byte_labels_file(config_for, tmp_path: Path) -> None:
+    labels = tmp_path / "labels.gpkg"
+    labels.write_bytes(b"")
+    path = config_for(labels={"path": str(labels), "class_column": "class_code"})
+    _assert_clean_failure(_run("build", str(path)), 2, "labels:", "cannot be read as vector data", "GeoPackage")
+
+
+def test_a_labels_file_without_features(config_for, demo_data, tmp_path: Path) -> None:
+    empty = tmp_path / "empty.gpkg"
+    parcels = gpd.read_file(demo_data.parcels)
+    parcels.iloc[:0].to_file(empty, layer="parcels", driver="GPKG")
+    path = config_for(labels={"path": str(empty), "class_column": "class_code"})
+    _assert_clean_failure(_run("build", str(path)), 2, "holds no features", "'class_code'", "remove `labels:`")
+    assert not (tmp_path / "out" / "dataset.json").exists()
+
+
+def test_an_unknown_band(config_for) -> None:
+    path = config_for(bands=["B02", "B99"])
+    _assert_clean_failure(
+        _run("build", str(path)), 1, "has no asset 'B99'", "'B02'", "check the names in `bands:`"
+    )
+
+
+def test_an_unknown_band_of_an_item_names_product_and_assets() -> None:
+    item = {"id": "P1", "assets": {"B02": {"gsd": 10}, "B03": {}}}
+    with pytest.raises(BandError, match=r"product P1 has no asset 'SWIR'; it has \['B02', 'B03'\]"):
+        asset_resolution(item, "SWIR")
+
+
+@pytest.mark.parametrize("expression", ["1 + 2", "(3) / 4", "-1"])
+def test_band_math_without_a_band(expression: str) -> None:
+    grid = GeoBox.from_bbox((0, 0, 100, 100), "EPSG:32633", resolution=10)
+    with pytest.raises(ExpressionError, match="reads no band: an index is computed from bands"):
+        compute_index({}, grid, expression)
+
+
+def test_a_half_written_manifest_in_verify(tmp_path: Path) -> None:
+    (tmp_path / "dataset.json").write_text('{"format_version": "1.0", "checksums": {"data.za')
+    _assert_clean_failure(_run("verify", str(tmp_path)), 1, "dataset.json is not valid JSON", "Copy the dataset")
+
+
+def test_a_manifest_of_another_kind_in_verify(tmp_path: Path) -> None:
+    (tmp_path / "dataset.json").write_text("[1, 2]")
+    _assert_clean_failure(_run("verify", str(tmp_path)), 1, "is not an eoshard manifest", "docs/format.md")
+
+
+def test_a_changed_config_over_a_finished_dataset_says_finished(tmp_path: Path) -> None:
+    log = CommitLog(tmp_path)
+    log.record_plan({"config": {"bands": ["B02"]}, "dates": ["2024-05-01"]})
+    (tmp_path / "dataset.json").write_text(json.dumps({"name": "done"}))
+    with pytest.raises(PlanMismatchError, match=r"holds a finished dataset .* \['config'\].* `eoshard refresh`"):
+        log.start({"config": {"bands": ["B03"]}, "dates": ["2024-05-01"]})
+    (tmp_path / "dataset.json").unlink()
+    with pytest.raises(PlanMismatchError, match="holds an unfinished build of a different plan"):
+        log.start({"config": {"bands": ["B03"]}, "dates": ["2024-05-01"]})
+
+
+def test_the_dashboard_is_named_only_where_one_is_served(tmp_path: Path) -> None:
+    port = free_port()
+    command = [
+        sys.executable,
+        "-m",
+        "dask",
+        "scheduler",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--no-dashboard",
+    ]
+    with (tmp_path / "scheduler.log").open("wb") as log:
+        scheduler = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                client = Client(f"tcp://127.0.0.1:{port}", timeout="2s", set_as_default=False)
+                break
+            except OSError:
+                assert time.monotonic() < deadline and scheduler.poll() is None
+                time.sleep(0.3)
+        with client:
+            assert client.dashboard_link.startswith("http")  # dask's template names a URL all the same
+            assert dashboard_note(client).startswith("dask dashboard: none")
+    finally:
+        scheduler.terminate()
+        scheduler.wait(timeout=20)
+    with (
+        LocalCluster(n_workers=0, processes=False, dashboard_address=":0") as cluster,
+        Client(cluster, set_as_default=False) as client,
+    ):
+        note = dashboard_note(client)
+        assert note.startswith("dask dashboard: http://") and note.endswith("/status")

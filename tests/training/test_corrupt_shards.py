@@ -1,0 +1,123 @@
+"""One flipped byte in a shard is an error naming the dataset, the sample and the file, never silent training."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import lmdb
+import pytest
+
+from eoshard.training.cli import main
+from eoshard.training.data import make_dataset
+from eoshard.training.errors import CorruptSampleError
+from eoshard.training.manifest import Manifest
+
+pytestmark = pytest.mark.needs_build
+
+
+def _copy(shards: Path, tmp_path: Path) -> Path:
+    out = tmp_path / "dataset"
+    shutil.copytree(shards, out)
+    return out
+
+
+def _flip(path: Path, offset: int) -> None:
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+def _flip_lmdb_value(dataset: Path, manifest: Manifest, n: int) -> Path:
+    """Flip one byte inside the pixels of sample ``n``'s value in its data.mdb (found by its own bytes)."""
+    env_path = dataset / "data.lmdb" / str(manifest.parts[n])
+    env = lmdb.open(str(env_path), readonly=True, lock=False)
+    with env.begin() as txn:
+        value = bytes(txn.get(manifest.keys[n].encode()))
+    env.close()
+    mdb = env_path / "data.mdb"
+    whole = mdb.read_bytes()
+    header_size = int.from_bytes(value[:8], "little")
+    start, end = (8 + header_size + o for o in json.loads(value[8 : 8 + header_size])["B02"]["data_offsets"])
+    for at in range(start, end - 64, 16):  # a window of B02's pixels found once in the file: that value's
+        if whole.count(value[at : at + 64]) == 1:
+            _flip(mdb, whole.find(value[at : at + 64]) + 32)
+            return mdb
+    raise AssertionError("no unique window of B02 pixels in data.mdb")
+
+
+@pytest.mark.parametrize("check", ["crc32c", "sha256"])
+def test_a_flipped_byte_in_an_lmdb_value_names_sample_and_file(shards: Path, tmp_path: Path, check: str) -> None:
+    dataset = _copy(shards, tmp_path)
+    if check == "sha256":  # a dataset written before the index had lmdb_crc32c: the SHA-256 is checked
+        import pyarrow.parquet as pq
+
+        index = pq.read_table(dataset / "index.parquet")
+        pq.write_table(index.drop_columns(["lmdb_crc32c"]), dataset / "index.parquet")
+    manifest = Manifest.read(dataset)
+    assert (manifest.crcs[0] is not None) == (check == "crc32c") and manifest.digests[0] is not None
+    n = 5
+    mdb = _flip_lmdb_value(dataset, manifest, n)
+    data = make_dataset(manifest, "lmdb", normalise=False)
+    data[n + 1]  # the other samples still read
+    with pytest.raises(CorruptSampleError) as caught:
+        data[n]
+    message = str(caught.value)
+    assert ("CRC-32C" if check == "crc32c" else "SHA-256") in message
+    assert manifest.keys[n] in message and str(dataset) in message and str(mdb.parent) in message
+    unchecked = make_dataset(manifest, "lmdb", normalise=False, verify=False)[n]["image"]  # what used to be read
+    clean = make_dataset(Manifest.read(shards), "lmdb", normalise=False)[n]["image"]
+    assert not unchecked.equal(clean)  # the flip did change the values: silent without the check
+
+
+def test_a_flipped_byte_in_a_zarr_shard_names_sample_and_file(shards: Path, tmp_path: Path) -> None:
+    dataset = _copy(shards, tmp_path)
+    manifest = Manifest.read(dataset)
+    shard_size = manifest.raw["formats"]["zarr"]["shard_size"]
+    n = next(i for i, slot in enumerate(manifest.slots) if slot // shard_size == 1)
+    files = sorted(p for p in manifest.raw["checksums"] if p.split("/")[1] == "B02" or "/c/1" in p)
+    target = dataset / next(p for p in files if p.split("/")[3] == "1")
+    _flip(target, target.stat().st_size // 2)
+    data = make_dataset(manifest, "zarr", normalise=False)
+    data[0]  # shard 0 is intact
+    with pytest.raises(CorruptSampleError, match="is corrupt") as caught:
+        data[n]
+    assert manifest.keys[n] in str(caught.value) and str(target) in str(caught.value)
+
+
+def test_fit_on_a_corrupt_dataset_is_a_message_and_a_failure(
+    shards: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    dataset = _copy(shards, tmp_path)
+    manifest = Manifest.read(dataset)
+    _flip_lmdb_value(dataset, manifest, 3)
+    config = tmp_path / "train.json"
+    config.write_text(json.dumps({"dataset": str(dataset), "output": str(tmp_path / "run"), "architecture": "fcn",
+                                  "model": {"width": 4, "layers": 1}, "epochs": 1, "batch_size": 8,
+                                  "workers": 1}))  # fmt: skip
+    assert main(["fit", str(config)]) == 1
+    err = capsys.readouterr().err
+    assert "is corrupt" in err and manifest.keys[3] in err
+    assert "Traceback" not in err
+
+
+def test_an_error_from_a_loader_worker_is_printed_without_the_workers_traceback(
+    shards: Path, tmp_path: Path
+) -> None:
+    from torch.utils.data import DataLoader
+
+    from eoshard.training.cli import message
+
+    dataset = _copy(shards, tmp_path)
+    manifest = Manifest.read(dataset)
+    _flip_lmdb_value(dataset, manifest, 2)
+    loader = DataLoader(make_dataset(manifest, "lmdb", normalise=False, indices=[2]), num_workers=1)
+    with pytest.raises(CorruptSampleError) as caught:
+        next(iter(loader))
+    assert "Traceback" in str(caught.value)  # torch's text: the worker's traceback
+    shown = message(caught.value)
+    assert (
+        shown.startswith(f"sample {manifest.keys[2]!r} of dataset {dataset} is corrupt")
+        and "Traceback" not in shown
+    )
