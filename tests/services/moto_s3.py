@@ -6,13 +6,15 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
-import fsspec
 import pytest
-import requests
 
 from tests.services.dask_cluster import free_port
+
+if TYPE_CHECKING:  # the training package's bare venv loads this plugin too: the S3 stack is imported when used
+    import fsspec
 
 SECRET = "eoshard-test-secret-7f3a"  # moto accepts any credentials
 BUCKET = "eoshard-out"
@@ -21,6 +23,8 @@ BUCKET = "eoshard-out"
 @pytest.fixture(scope="session")
 def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """``moto_server`` on a free port of 127.0.0.1; yields its endpoint URL."""
+    import requests
+
     port = free_port()
     log = tmp_path_factory.mktemp("moto") / "moto.log"
     with log.open("wb") as err:
@@ -55,6 +59,8 @@ def s3_env(s3_server: str, monkeypatch: pytest.MonkeyPatch) -> fsspec.AbstractFi
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "eoshard-test")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET)
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    import fsspec
+
     fs = fsspec.filesystem("s3", skip_instance_cache=True)
     if not fs.exists(BUCKET):
         fs.mkdir(BUCKET)
