@@ -41,6 +41,9 @@ from eoshard.pipeline.shards.reads import ShardSources
 from eoshard.pipeline.shards.samples import FORMAT_VERSION, RESERVED_TENSORS
 from eoshard.pipeline.shards.task import ShardSpec, materialize_shard
 
+# Config fields that do not change what a build writes: where it goes, refresh options, and how pixels are read
+# (a build may resume, or be refreshed, with the other reader).
+FINGERPRINT_EXCLUDE: dict[str, Any] = {"output": {"path"}, "refresh": True, "cube": {"reads"}}
 INDEX_GROUP = "indices"  # the group of cube.indices, at the base resolution
 
 
@@ -130,8 +133,7 @@ class BuildPlan:
         return {
             **hr,
             "format_version": FORMAT_VERSION,
-            # how pixels are read does not change them: a build may resume with the other reader
-            "config": public_config(self.config, exclude={"output": {"path"}, "refresh": True, "cube": {"reads"}}),
+            "config": public_config(self.config, exclude=FINGERPRINT_EXCLUDE),
             "dates": self.dates,
             "products": sorted(i["id"] for i in self.items),
             "keys_sha256": hashlib.sha256(keys).hexdigest(),

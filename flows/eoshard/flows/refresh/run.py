@@ -23,7 +23,7 @@ from distributed import Client
 from eoshard.catalog.credentials import redact_url
 from eoshard.catalog.errors import EmptySelectionError
 from eoshard.flows.aoi import read_aoi
-from eoshard.flows.build import BuildPlan, plan_build, search_products
+from eoshard.flows.build import FINGERPRINT_EXCLUDE, BuildPlan, plan_build, search_products
 from eoshard.flows.config import BuildConfig
 from eoshard.flows.products import apply_selection
 from eoshard.flows.redaction import public_config
@@ -66,7 +66,7 @@ def check_config(config: BuildConfig, dataset: Path) -> None:
     if not plan_file.is_file():
         raise RefreshError(f"{dataset} has no {plan_file.name} under _build/: it was not made by eoshard build")
     built = json.loads(plan_file.read_text())["config"]
-    now = public_config(config, exclude={"output": {"path"}, "refresh": True})
+    now = public_config(config, exclude=FINGERPRINT_EXCLUDE)
     changed = sorted(
         f"{section}.{field}".rstrip(".")
         for section in {*built, *now}
