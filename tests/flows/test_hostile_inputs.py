@@ -61,12 +61,16 @@ def test_band_math_without_a_band(expression: str) -> None:
 
 def test_a_half_written_manifest_in_verify(tmp_path: Path) -> None:
     (tmp_path / "dataset.json").write_text('{"format_version": "1.0", "checksums": {"data.za')
-    _assert_clean_failure(_run("verify", str(tmp_path)), 1, "dataset.json is not valid JSON", "rebuild the dataset")
+    _assert_clean_failure(
+        _run("verify", str(tmp_path)), 1, "dataset.json is not valid JSON", "rebuild the dataset"
+    )
 
 
 def test_a_manifest_of_another_kind_in_verify(tmp_path: Path) -> None:
     (tmp_path / "dataset.json").write_text("[1, 2]")
-    _assert_clean_failure(_run("verify", str(tmp_path)), 1, "expected a JSON object, got list", "rebuild the dataset")
+    _assert_clean_failure(
+        _run("verify", str(tmp_path)), 1, "expected a JSON object, got list", "rebuild the dataset"
+    )
 
 
 def test_a_changed_config_over_a_finished_dataset_says_finished(tmp_path: Path) -> None:
