@@ -16,6 +16,7 @@ from affine import Affine
 from rasterio.crs import CRS
 
 from eoshard.pipeline.errors import AssetReadError, PipelineError
+from eoshard.pipeline.items import epsg_of
 
 # transforms agree when every coefficient is within this many metres (or degrees) of the declared one
 TRANSFORM_TOLERANCE = 1e-6
@@ -27,13 +28,7 @@ class GeorefMismatchError(PipelineError, ValueError):
 
 def declared_epsg(item: Mapping[str, Any], band: str) -> int | None:
     """The EPSG code the asset (else the item) declares in ``proj:epsg`` or ``proj:code``."""
-    for fields in (item["assets"].get(band, {}), item["properties"]):
-        if fields.get("proj:epsg") is not None:
-            return int(fields["proj:epsg"])
-        code = fields.get("proj:code")
-        if isinstance(code, str) and code.upper().startswith("EPSG:"):
-            return int(code.split(":")[1])
-    return None
+    return epsg_of(item["assets"].get(band, {})) or epsg_of(item["properties"])
 
 
 def check_asset_georef(

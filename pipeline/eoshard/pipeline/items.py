@@ -11,7 +11,8 @@ from eoshard.pipeline.bands import canonical_assets
 from eoshard.pipeline.errors import PipelineError
 
 
-def _epsg_of(properties: Mapping[str, Any]) -> int | None:
+def epsg_of(properties: Mapping[str, Any]) -> int | None:
+    """The EPSG code in ``proj:epsg`` or an EPSG ``proj:code`` of an item's (or an asset's) fields."""
     if properties.get("proj:epsg") is not None:
         return int(properties["proj:epsg"])
     code = properties.get("proj:code")
@@ -31,7 +32,7 @@ def stackstac_ready(item: pystac.Item | Mapping[str, Any]) -> dict[str, Any]:
             data["assets"][key]["href"] = asset.get_absolute_href() or asset.href
     else:
         data = {**item, "properties": dict(item["properties"]), "assets": dict(item["assets"])}
-    epsg = _epsg_of(data["properties"])
+    epsg = epsg_of(data["properties"])
     if epsg is None:
         raise PipelineError(
             f"item {data.get('id')} has neither proj:epsg nor an EPSG proj:code: cannot place its pixels on a grid"

@@ -11,6 +11,7 @@ import numpy as np
 from affine import Affine
 from rasterio.windows import Window
 
+from eoshard.pipeline.cube import grid_epsg
 from eoshard.pipeline.direct.blocks import open_file, resampling_of, source_block, warped_chunk
 from eoshard.pipeline.direct.sources import AssetSource, GroupSource
 from eoshard.pipeline.errors import AssetReadError
@@ -61,7 +62,7 @@ def _warped(href: str, source: GroupSource, window: Window) -> np.ndarray:
     grid = source.grid
     height, width = grid.shape
     t = grid.transform
-    epsg = int(grid.crs.epsg) if grid.crs is not None and grid.crs.epsg is not None else 0
+    epsg = grid_epsg(grid)
     params = {"crs": epsg, "transform": t, "height": height, "width": width,
               "resampling": resampling_of(source.resampling)}  # fmt: skip
     grid_key = (epsg, tuple(t)[:6], height, width, source.resampling)
@@ -99,8 +100,7 @@ def read_asset_window(source: GroupSource, asset: AssetSource, window: Window) -
         return None
     try:
         dataset = open_file(asset.href).dataset
-        epsg = int(source.grid.crs.epsg) if source.grid.crs is not None and source.grid.crs.epsg else 0
-        offset = _offset(dataset, source.grid.transform, epsg)
+        offset = _offset(dataset, source.grid.transform, grid_epsg(source.grid))
         if offset is None:
             return _warped(asset.href, source, window)
         return _aligned(asset.href, dataset, offset, window, source.nodata, source.dtype)
