@@ -1,8 +1,8 @@
 """Exact per-pixel polygon coverage on a grid window: the arithmetic behind the label layers.
 
-Every pixel is a square cell; a parcel's share of it is ``area(cell ∩ parcel) / area(cell)``, computed with
-shapely 2's vectorised set operations (exact polygon areas, no supersampling). Cells strictly inside a parcel
-are recognised with a prepared ``contains_properly`` test and count as 1 without an intersection.
+Every pixel is a square cell; a parcel's share of it is ``area(cell ∩ parcel) / area(cell)``. Polygons get their
+shares from exactextract (``eoshard.pipeline.fractions``), the few cells where float32 could decide otherwise and
+other geometries from shapely 2's vectorised set operations (exact polygon areas, no supersampling).
 """
 
 from __future__ import annotations
@@ -13,9 +13,16 @@ import numpy as np
 import shapely
 from affine import Affine
 
-# A parcel claims a pixel when it covers more than this share of it; shared edges cover exactly 0.
-CLAIM_TOLERANCE = 1e-9
-FULL_TOLERANCE = 1e-9
+from eoshard.pipeline.fractions import (
+    CLAIM_TOLERANCE,
+    FULL_TOLERANCE,
+    Shares,
+    cell_boxes,
+    cell_fractions,
+    exact_cell_shares,
+    polygonal,
+    settle,
+)
 
 
 @dataclass
@@ -29,14 +36,7 @@ class WindowLayers:
     full_and_claimed: np.ndarray  # bool: fully inside one parcel and claimed by another
 
 
-def cell_boxes(transform: Affine, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-    """The square cells of pixels ``(rows, cols)`` of a north-up grid, as shapely polygons."""
-    x0 = transform.c + cols * transform.a
-    y0 = transform.f + rows * transform.e
-    return shapely.box(x0, y0 + transform.e, x0 + transform.a, y0)
-
-
-def parcel_shares(geom: shapely.Geometry, transform: Affine, shape: tuple[int, int]) -> tuple[np.ndarray, ...]:
+def parcel_shares(geom: shapely.Geometry, transform: Affine, shape: tuple[int, int]) -> Shares:
     """Rows, columns and shares of the window pixels that ``geom`` claims.
 
     Only the cells near the parcel's boundary are tested with polygon operations (``contains_properly``, then an
@@ -66,14 +66,7 @@ def parcel_shares(geom: shapely.Geometry, transform: Affine, shape: tuple[int, i
     if far.any():
         x, y = transform * (cc[far] + 0.5, rr[far] + 0.5)
         shares[far] = shapely.contains_xy(geom, x, y)
-    cells = cell_boxes(transform, rr[near], cc[near])
-    inside = shapely.contains_properly(geom, cells)
-    near_shares = inside.astype(np.float64)
-    edge = ~inside
-    edge[edge] = shapely.intersects(geom, cells[edge])  # the others share nothing (an empty intersection)
-    pixel_area = abs(transform.a * transform.e)
-    near_shares[edge] = shapely.area(shapely.intersection(cells[edge], geom)) / pixel_area
-    shares[near] = near_shares
+    shares[near] = exact_cell_shares(geom, transform, rr[near], cc[near])
     claimed = shares > CLAIM_TOLERANCE
     return rr[claimed], cc[claimed], shares[claimed]
 
@@ -114,6 +107,21 @@ def _near_boundary(
     return near[1:-1, 1:-1].ravel()
 
 
+def window_shares(geoms: np.ndarray, transform: Affine, shape: tuple[int, int]) -> list[Shares]:
+    """Rows, columns and shares of the cells each of ``geoms`` claims in the window, as ``parcel_shares`` gives
+    them: exactextract's for polygons on a north-up grid, settled exactly where float32 could decide otherwise."""
+    fast = polygonal(geoms) if transform.b == transform.d == 0 else np.zeros(len(geoms), dtype=bool)
+    shares: list[Shares] = [
+        (np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0)) if f else parcel_shares(g, transform, shape)
+        for g, f in zip(geoms, fast, strict=True)
+    ]
+    if fast.any():
+        picked = np.flatnonzero(fast)
+        for n, found in zip(picked, cell_fractions(geoms[picked], transform, shape), strict=True):
+            shares[n] = found
+    return settle(shares, fast, geoms, transform, shape[1])
+
+
 def window_layers(
     geoms: np.ndarray, attribute: np.ndarray, transform: Affine, shape: tuple[int, int]
 ) -> WindowLayers:
@@ -130,8 +138,7 @@ def window_layers(
     mixed = np.zeros(shape, dtype=bool)
     full = np.zeros(shape, dtype=bool)
     claimed_by: list[tuple[np.ndarray, int]] = []  # (flat pixel indices, parcel index)
-    for index, geom in enumerate(geoms):
-        rows, cols, shares = parcel_shares(geom, transform, shape)
+    for index, (rows, cols, shares) in enumerate(window_shares(geoms, transform, shape)):
         if rows.size == 0:
             continue
         claimed_by.append((rows * shape[1] + cols, index))

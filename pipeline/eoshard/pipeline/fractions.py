@@ -1,0 +1,135 @@
+"""Per-cell coverage fractions of many polygons at once, with exactextract.
+
+exactextract walks each polygon's rings through the grid and gives the exact share of every cell it touches
+(computed in double precision, returned as float32), about ten times faster than a GEOS intersection per
+boundary cell. ``eoshard.pipeline.coverage`` uses these shares wherever float32 precision decides the same as
+double precision would, and recomputes the few others with GEOS (see there).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import numpy as np
+import shapely
+from affine import Affine
+
+Shares = tuple[np.ndarray, np.ndarray, np.ndarray]  # rows, columns, shares (float64) of the claimed cells
+
+# A parcel claims a pixel when it covers more than this share of it; shared edges cover exactly 0.
+CLAIM_TOLERANCE = 1e-9
+FULL_TOLERANCE = 1e-9
+# exactextract's shares are within this of the exact ones; closer decisions are recomputed with GEOS.
+MARGIN = 1e-6
+
+# exactextract crashes when two threads of one process run it at once (seen with dask's threaded scheduler).
+_EXACTEXTRACT = threading.Lock()
+_POLYGONAL = (3, 6)  # shapely type ids of Polygon and MultiPolygon
+
+
+def cell_boxes(transform: Affine, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """The square cells of pixels ``(rows, cols)`` of a north-up grid, as shapely polygons."""
+    x0 = transform.c + cols * transform.a
+    y0 = transform.f + rows * transform.e
+    return shapely.box(x0, y0 + transform.e, x0 + transform.a, y0)
+
+
+def exact_cell_shares(geom: shapely.Geometry, transform: Affine, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """Double-precision shares of the cells ``(rows, cols)`` in ``geom`` (prepared, private to the caller): 1 for
+    cells strictly inside, else the GEOS intersection's area over the cell's."""
+    cells = cell_boxes(transform, rows, cols)
+    shares = shapely.contains_properly(geom, cells).astype(np.float64)
+    edge = shares == 0
+    edge[edge] = shapely.intersects(geom, cells[edge])  # the others share nothing (an empty intersection)
+    shares[edge] = shapely.area(shapely.intersection(cells[edge], geom)) / abs(transform.a * transform.e)
+    return shares
+
+
+def polygonal(geoms: np.ndarray) -> np.ndarray:
+    """Which geometries exactextract takes (polygons and multipolygons; collections go through GEOS)."""
+    return np.isin(shapely.get_type_id(geoms), _POLYGONAL)
+
+
+def cell_fractions(geoms: np.ndarray, transform: Affine, shape: tuple[int, int]) -> list[Shares]:
+    """For each polygon of ``geoms``, the rows, columns and float32 shares of the window cells it covers at all.
+
+    ``transform`` must be north-up (no rotation); the window is ``shape`` cells from its origin.
+    """
+    from exactextract import exact_extract
+    from exactextract.feature import JSONFeatureSource
+    from exactextract.raster import NumPyRasterSource
+
+    height, width = shape
+    a, e = transform.a, transform.e
+    x0, y0 = transform.c, transform.f
+    x1, y1 = x0 + width * a, y0 + height * e
+    # exactextract crashes on a ring that lies on the raster's edge (a hole's side on the window's side, seen
+    # with pixel-aligned parcels). So the raster gets a margin of one cell, and the polygons are clipped half a
+    # cell outside the window: no ring can lie on the raster's edge, and the window's cells keep their shares.
+    clipped = shapely.clip_by_rect(geoms, x0 - a / 2, y1 + e / 2, x1 + a / 2, y0 - e / 2)
+    raster = NumPyRasterSource(  # exactextract takes the grid from extent and shape: a view costs no memory
+        np.broadcast_to(np.zeros(1, np.uint8), (height + 2, width + 2)),
+        xmin=x0 - a,
+        ymin=y1 + e,
+        xmax=x1 + a,
+        ymax=y0 - e,
+    )
+    some = np.flatnonzero(polygonal(clipped) & (shapely.area(clipped) > 0))
+    features = JSONFeatureSource(
+        [
+            {"type": "Feature", "properties": {"n": int(n)}, "geometry": json.loads(text)}
+            for n, text in zip(some, shapely.to_geojson(clipped[some]), strict=True)
+        ]
+    )
+    out: list[Shares] = [_empty()] * len(geoms)
+    if some.size == 0:
+        return out
+    with _EXACTEXTRACT:
+        table = exact_extract(raster, features, ["cell_id", "coverage"], include_cols=["n"], output="pandas")
+    for n, ids, cover in table[["n", "cell_id", "coverage"]].itertuples(index=False, name=None):
+        rows, cols = np.divmod(np.asarray(ids, dtype=np.int64), width + 2)
+        cover = np.asarray(cover, dtype=np.float32).astype(np.float64)
+        keep = (cover > 0) & (rows >= 1) & (rows <= height) & (cols >= 1) & (cols <= width)
+        out[int(n)] = (rows[keep] - 1, cols[keep] - 1, cover[keep])
+    return out
+
+
+def _empty() -> Shares:
+    empty = np.empty(0, dtype=np.int64)
+    return empty, empty, np.empty(0)
+
+
+def settle(
+    shares: list[Shares], approx: np.ndarray, geoms: np.ndarray, transform: Affine, width: int
+) -> list[Shares]:
+    """Exact double-precision shares wherever exactextract's could decide otherwise; then only the claimed cells.
+
+    ``approx`` says which parcels' shares come from ``cell_fractions``: they are within ``MARGIN`` of the exact
+    ones (measured up to 6e-8 on real parcels; slivers are found and accurate), so every claim on a pixel is
+    recomputed with GEOS where a decision is that close: a share below ``MARGIN`` (the claim rule), two largest
+    claims within ``2 * MARGIN`` (the tie rule) or a claim within ``MARGIN`` of full (the double-claim rule).
+    """
+    counts = np.array([s[0].size for s in shares], dtype=np.int64)
+    if counts.sum() == 0:
+        return shares
+    owner = np.repeat(np.arange(len(shares)), counts)
+    pixel = np.concatenate([r * width + c for r, c, _ in shares])
+    share = np.concatenate([s for _, _, s in shares])
+    order = np.lexsort((-share, pixel))  # by pixel, the largest share first
+    p, s = pixel[order], share[order]
+    first = np.r_[True, p[1:] != p[:-1]]
+    second = np.r_[s[1:], 0.0]
+    paired = np.r_[~first[1:], False] & (second > CLAIM_TOLERANCE)  # a first entry with a second claim
+    close = paired & ((s - second <= 2 * MARGIN) | (s >= 1.0 - FULL_TOLERANCE - MARGIN))
+    redo = approx[owner] & np.isin(pixel, np.union1d(p[first & close], p[s < MARGIN]))
+    for n in np.unique(owner[redo]):
+        pick = redo & (owner == n)
+        geom = shapely.from_wkb(shapely.to_wkb(geoms[n]))  # a private copy to prepare (see coverage)
+        shapely.prepare(geom)
+        share[pick] = exact_cell_shares(geom, transform, pixel[pick] // width, pixel[pick] % width)
+    out = []
+    for (rows, cols, _), values in zip(shares, np.split(share, np.cumsum(counts)[:-1]), strict=True):
+        keep = values > CLAIM_TOLERANCE
+        out.append((rows[keep], cols[keep], values[keep]))
+    return out

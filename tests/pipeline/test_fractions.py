@@ -1,0 +1,88 @@
+"""exactextract's shares against GEOS, and the decisions they feed settled exactly where float32 is too coarse."""
+
+from __future__ import annotations
+
+import geopandas as gpd
+import numpy as np
+import pytest
+import shapely
+from affine import Affine
+from shapely.geometry import Polygon, box
+
+from eoshard.pipeline.coverage import parcel_shares, window_layers
+from eoshard.pipeline.fractions import cell_fractions
+from tests.conftest import shared_path
+
+
+def geos_layers(geoms: np.ndarray, attribute: np.ndarray, transform: Affine, shape: tuple[int, int]) -> dict:
+    """The decisions of ``window_layers`` made from GEOS shares alone (double precision everywhere)."""
+    best = np.full(shape, -1)
+    best_share = np.zeros(shape)
+    claims: dict[tuple[int, int], list[tuple[float, int]]] = {}
+    for index, geom in enumerate(geoms):
+        for r, c, s in zip(*parcel_shares(geom, transform, shape), strict=True):
+            claims.setdefault((int(r), int(c)), []).append((float(s), index))
+            if s > best_share[r, c]:
+                best[r, c], best_share[r, c] = index, s
+    mixed = np.zeros(shape, bool)
+    full = np.zeros(shape, bool)
+    for (r, c), found in claims.items():
+        mixed[r, c] = len({attribute[i] for _, i in found}) > 1
+        full[r, c] = len(found) > 1 and any(s >= 1 - 1e-9 for s, _ in found)
+    return {"best": best, "mixed": mixed, "full_and_claimed": full}
+
+
+def test_a_hole_on_the_window_edge_gives_exact_shares() -> None:
+    """The hole's side lies on the window's right edge: exactextract alone crashes the process on this."""
+    geom = Polygon(box(3.3, 41.7, 57.1, 79.9).exterior, [box(20, 55, 31, 66).exterior])
+    transform = Affine(4, 0, 0.0, 0, -4, 60.0)
+    ((rows, cols, shares),) = cell_fractions(np.array([geom]), transform, (5, 5))
+    ref_rows, ref_cols, ref_shares = parcel_shares(geom, transform, (5, 5))
+    cells = list(zip(rows.tolist(), cols.tolist(), strict=True))
+    assert sorted(cells) == sorted(zip(ref_rows.tolist(), ref_cols.tolist(), strict=True))
+    got = dict(zip(cells, shares.tolist(), strict=True))
+    for r, c, s in zip(ref_rows.tolist(), ref_cols.tolist(), ref_shares.tolist(), strict=True):
+        assert got[(r, c)] == pytest.approx(s, abs=1e-7)
+    assert got[(4, 0)] == pytest.approx((4 - 3.3) * (44 - 41.7) / 16)  # the corner cell: 0.7 m x 2.3 m
+
+
+def test_a_split_cell_is_decided_as_geos_decides() -> None:
+    """Two triangles halve a cell along its diagonal: a tie that float32 shares cannot break as doubles do."""
+    left = Polygon([(0, 0), (10, 0), (0, 10)])
+    right = Polygon([(10, 0), (10, 10), (0, 10)])
+    skew = Polygon([(10, 0), (10, 10), (0, 10), (0, 9.999999)])  # a hair more than the half
+    transform = Affine(10, 0, 0.0, 0, -10, 10.0)
+    for geoms in (np.array([left, right]), np.array([right, left]), np.array([left, skew])):
+        got = window_layers(geoms, np.array([1, 2]), transform, (1, 1))
+        expected = geos_layers(geoms, np.array([1, 2]), transform, (1, 1))
+        for name, values in expected.items():
+            np.testing.assert_array_equal(getattr(got, name), values, err_msg=name)
+    assert window_layers(np.array([left, skew]), np.array([1, 2]), transform, (1, 1)).best[0, 0] == 1
+
+
+def test_real_parcels_at_2_5_m_decide_as_geos_decides() -> None:
+    """Slovenian land-use polygons (holes, shared edges, slivers) on a 2.5 m grid, window by window."""
+    parcels = gpd.read_file(shared_path("parcels", "si_raba_lulc_88polygons_epsg32633.gpkg"))
+    geoms = shapely.make_valid(parcels.geometry.to_numpy())
+    tree = shapely.STRtree(geoms)
+    minx, miny, maxx, maxy = parcels.total_bounds
+    checked = 0
+    for y in np.arange(np.floor(maxy / 2.5) * 2.5, miny, -200.0)[:4]:
+        for x in np.arange(np.floor(minx / 2.5) * 2.5, maxx, 200.0)[:4]:
+            transform = Affine(2.5, 0, float(x), 0, -2.5, float(y))
+            hits = np.sort(tree.query(box(x, y - 160, x + 160, y), predicate="intersects"))
+            if hits.size == 0:
+                continue
+            attribute = hits % 3
+            got = window_layers(geoms[hits], attribute, transform, (64, 64))
+            expected = geos_layers(geoms[hits], attribute, transform, (64, 64))
+            for name, values in expected.items():
+                np.testing.assert_array_equal(getattr(got, name), values, err_msg=name)
+            claims: dict[tuple[int, int], list[float]] = {}
+            for g in geoms[hits]:
+                for r, c, share in zip(*parcel_shares(g, transform, (64, 64)), strict=True):
+                    claims.setdefault((int(r), int(c)), []).append(float(share))
+            single = [(rc, found[0]) for rc, found in claims.items() if len(found) == 1]
+            assert max(abs(got.coverage[rc] - share) for rc, share in single) <= 1e-7
+            checked += int((got.best >= 0).sum())
+    assert checked > 10_000  # the windows hold many parcels
