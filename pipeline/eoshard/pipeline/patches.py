@@ -136,7 +136,7 @@ def parcel_centred(grid: GeoBox, parcels: gpd.GeoDataFrame, size: int, *, align:
 
 # Stripe width of the build's patch order, in base pixels: 4096 px at 10 m is 4 of the 1024 px blocks of a 10 m
 # COG and 2 of a 20 m COG (Earth Search, Planetary Computer).
-STRIPE_PX = 4096
+STRIPE_PX = 2048
 
 
 def stripe_order(patches: list[Patch], grid_width: int, width: int = STRIPE_PX, offset: int = 0) -> list[Patch]:

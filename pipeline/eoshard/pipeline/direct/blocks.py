@@ -34,7 +34,7 @@ GDAL_REMOTE_DEFAULTS = {
 for _key, _value in GDAL_REMOTE_DEFAULTS.items():
     os.environ.setdefault(_key, _value)
 
-CACHE_BYTES = int(float(os.environ.get("EOSHARD_BLOCK_CACHE_MB", "2048")) * 2**20)
+CACHE_BYTES = int(float(os.environ.get("EOSHARD_BLOCK_CACHE_MB", "1024")) * 2**20)
 MAX_OPEN_FILES = int(os.environ.get("EOSHARD_MAX_OPEN_FILES", "512"))
 
 

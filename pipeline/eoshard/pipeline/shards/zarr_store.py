@@ -41,7 +41,7 @@ def create_store(
                 shards=(shard_size, *sample_shape),
                 dtype=dtype,
                 fill_value=float("nan") if name in nan_fill else 0,
-                compressors=ZstdCodec(level=3),
+                compressors=ZstdCodec(level=1),
                 dimension_names=["sample", *_dims(name, len(sample_shape), finer=_is_finer(layouts, name))],
             )
     except OSError as err:
