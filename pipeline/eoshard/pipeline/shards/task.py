@@ -12,6 +12,7 @@ import numpy as np
 
 from eoshard.pipeline.patches import Patch
 from eoshard.pipeline.shards import stats
+from eoshard.pipeline.shards.layout import ZARR_DIR
 from eoshard.pipeline.shards.samples import Sample, empty_slot, sha256
 from eoshard.pipeline.shards.splits import block_split
 from eoshard.pipeline.shards.zarr_store import stack_samples, write_shard
@@ -134,7 +135,7 @@ def materialize_shard(
             class_counts.append(stats.histogram(sample.labels["class"], nodata=-(2**31)))
     checksums = {}
     if spec.write_zarr:
-        checksums = write_shard(Path(spec.out) / "data.zarr", spec.index, spec.shard_size, stack_samples(slots))
+        checksums = write_shard(Path(spec.out) / ZARR_DIR, spec.index, spec.shard_size, stack_samples(slots))
     return {
         "records": records,
         "rows": rows,
