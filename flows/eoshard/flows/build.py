@@ -72,6 +72,16 @@ class BuildPlan:
         """Zoom factor of each group relative to the base grid (computed once per plan)."""
         return group_factors(self.grid, self.cubes)
 
+    @cached_property
+    def grids(self) -> dict[str, GeoBox]:
+        """The grid of each array the shard tasks cut: the groups, ``hr``, ``valid``, ``labels`` (once per plan)."""
+        arrays = {"hr": self.hr, "valid": self.valid, "labels": self.labels, **self.cubes}
+        return {name: grid_of(values) for name, values in arrays.items() if values is not None}
+
+    def window(self, name: str, patch: Patch) -> tuple[slice, slice]:
+        """The patch's rows and columns on the grid of array ``name`` (coarser or finer, see ``grids``)."""
+        return patch.window_in(self.grids[name])
+
     @property
     def groups(self) -> dict[str, list[str]]:
         return {name: [str(b) for b in cube.band.values] for name, cube in self.cubes.items()}
@@ -331,15 +341,6 @@ def _open_hr(
     return mosaic, [stackstac_ready(i) for i in items]
 
 
-def nested_window(patch: Patch, factor: int) -> tuple[slice, slice]:
-    """The patch's rows and columns on the base grid zoomed in by ``factor``."""
-    ny, nx = patch.geobox.shape
-    return (
-        slice(patch.row * factor, (patch.row + ny) * factor),
-        slice(patch.col * factor, (patch.col + nx) * factor),
-    )
-
-
 def _select_patches(
     config: BuildConfig, grid: GeoBox, align: int, parcels: gpd.GeoDataFrame | None
 ) -> list[Patch]:
@@ -361,16 +362,13 @@ def shard_task(plan: BuildPlan, index: int, shard: list[Patch]) -> Any:
     else a Delayed whose arguments are windows of the lazy cubes."""
     if plan.sources is not None:
         return DirectShard(shard_spec(plan, index, shard), plan.config.patches.size)
-    images = {
-        name: [cube.data[..., p.window(plan.factors[name])[0], p.window(plan.factors[name])[1]] for p in shard]
-        for name, cube in plan.cubes.items()
-    }
+    images = {name: [cube.data[(..., *plan.window(name, p))] for p in shard] for name, cube in plan.cubes.items()}
     paired = {}
     if plan.hr is not None:
-        paired = {"hr": [plan.hr.data[(slice(None), *nested_window(p, plan.hr_factor))] for p in shard]}
+        paired = {"hr": [plan.hr.data[(slice(None), *plan.window("hr", p))] for p in shard]}
     masks = None
     if plan.valid is not None:
-        masks = [plan.valid.data[(slice(None), *p.window(1))] for p in shard]
+        masks = [plan.valid.data[(slice(None), *plan.window("valid", p))] for p in shard]
     spec = shard_spec(plan, index, shard)
     return dask.delayed(materialize_shard, pure=True)(
         spec, images, label_windows(plan, shard), paired, masks=masks
@@ -381,12 +379,8 @@ def label_windows(plan: BuildPlan, shard: list[Patch]) -> dict[str, list[Any]]:
     """The lazy label windows of a shard's patches, by layer (on a finer label grid: the nested windows)."""
     if plan.labels is None:
         return {}
-    out = {}
-    for layer, values in plan.labels.data_vars.items():
-        zoom, factor = plan.label_zoom(str(layer)), plan.label_factor(str(layer))
-        windows = [nested_window(p, zoom) if zoom > 1 else p.window(factor) for p in shard]
-        out[str(layer)] = [values.data[w] for w in windows]
-    return out
+    windows = [plan.window("labels", p) for p in shard]
+    return {str(layer): [values.data[w] for w in windows] for layer, values in plan.labels.data_vars.items()}
 
 
 def shard_spec(plan: BuildPlan, index: int, shard: list[Patch]) -> ShardSpec:
@@ -396,10 +390,7 @@ def shard_spec(plan: BuildPlan, index: int, shard: list[Patch]) -> ShardSpec:
         out=str(config.output.path),
         index=index,
         shard_size=config.output.shard_size,
-        keys=tuple(p.key for p in shard),
-        origins=tuple((p.row, p.col) for p in shard),
-        transforms=tuple(tuple(p.geobox.transform)[:6] for p in shard),
-        crs=str(plan.grid.crs),
+        patches=tuple(shard),
         groups=plan.groups,
         factors=plan.factors,
         dates=tuple(plan.dates),

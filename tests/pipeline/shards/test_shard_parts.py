@@ -10,8 +10,11 @@ import lmdb
 import numpy as np
 import pytest
 import zarr
+from affine import Affine
+from odc.geo.geobox import GeoBox
 from safetensors.numpy import load
 
+from eoshard.pipeline.patches import patch_grid
 from eoshard.pipeline.shards import stats
 from eoshard.pipeline.shards.commits import CommitLog, PlanMismatchError
 from eoshard.pipeline.shards.lmdb_store import LmdbWriter
@@ -78,6 +81,12 @@ def test_commit_log_resumes_only_the_same_plan(tmp_path: Path) -> None:
         log.start({"a": 2})
 
 
+def _metadata(value: bytes) -> dict[str, str]:
+    """The ``__metadata__`` of a safetensors file (its JSON header after an 8-byte length)."""
+    n = int.from_bytes(value[:8], "little")
+    return json.loads(value[8 : 8 + n])["__metadata__"]
+
+
 def test_shard_task_drops_samples_with_too_few_dates_and_counts_them(tmp_path: Path) -> None:
     dates = ("2024-01-01T00:00:00", "2024-02-01T00:00:00", "2024-03-01T00:00:00")
     images = np.ones((2, 3, 1, 4, 4), np.uint16) * 7
@@ -91,16 +100,18 @@ def test_shard_task_drops_samples_with_too_few_dates_and_counts_them(tmp_path: P
         "sample_mask": ((), "bool"),
     }
     create_store(tmp_path / "data.zarr", 2, layouts, shard_size=2, attrs={})
+    grid = GeoBox((4, 8), Affine(10, 0, 0, 0, -10, 0), "EPSG:32633")
     spec = ShardSpec(
-        out=str(tmp_path), index=0, shard_size=2, keys=("a", "b"), origins=((0, 0), (0, 4)),
-        transforms=((10, 0, 0, 0, -10, 0), (10, 0, 40, 0, -10, 0)), crs="EPSG:32633",
+        out=str(tmp_path), index=0, shard_size=2, patches=tuple(patch_grid(grid, 4)),
         groups={"s2_10m": ["B02"]}, factors={"s2_10m": 1}, dates=dates, layouts=layouts,
         lmdb_part="part-00", write_zarr=True, min_valid_fraction=0.5, min_dates=2,
     )  # fmt: skip
     result = materialize_shard(spec, {"s2_10m": list(images)}, {})
     assert result["dropped"] == 1
-    assert [key for key, _ in result["records"]] == ["b"]
+    assert [key for key, _ in result["records"]] == ["32633_10_40_0"]  # the second patch, keyed by its corner
     sample = load(result["records"][0][1])
+    metadata = _metadata(result["records"][0][1])
+    assert (metadata["crs"], json.loads(metadata["transform"])) == ("EPSG:32633", [10, 0, 40, 0, -10, 0])
     assert sample["time_index"].tolist() == [0, 2]
     assert sample["B02"].shape == (2, 4, 4) and (sample["B02"] == 7).all()
     group = zarr.open_group(str(tmp_path / "data.zarr"), mode="r")
@@ -110,5 +121,6 @@ def test_shard_task_drops_samples_with_too_few_dates_and_counts_them(tmp_path: P
     assert not group["s2_10m"][0].any() and not group["s2_10m"][1, 1].any()
     row = result["rows"][0]
     assert (row["zarr_index"], row["n_dates"], row["masked_pixels"]) == (1, 2, 0)
+    assert (row["row"], row["col"], row["crs"], row["transform"]) == (0, 4, "EPSG:32633", [10, 0, 40, 0, -10, 0])
     assert json.loads(row["class_histogram"]) == {}
     assert stats.from_json(result["histograms"]["B02"]) == {7: 32}

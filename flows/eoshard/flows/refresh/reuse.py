@@ -105,13 +105,13 @@ def refreshed_shard_task(
     old: OldDataset, samples: Mapping[str, HeldSample], plan: BuildPlan, index: int, shard: list[Patch]
 ) -> Any:
     """The lazy task of shard ``index``: new steps of held samples, every step of the others, from the sources."""
-    from eoshard.flows.build import label_windows, nested_window, shard_spec
+    from eoshard.flows.build import label_windows, shard_spec
 
     fresh = old.fresh
     held = [samples.get(p.key) for p in shard]
     images: dict[str, list[Any]] = {}
     for name, cube in plan.cubes.items():
-        windows = [p.window(plan.factors[name]) for p in shard]
+        windows = [plan.window(name, p) for p in shard]
         images[name] = [
             cube.data[..., ys, xs] if h is None else cube.data[fresh][..., ys, xs]
             for h, (ys, xs) in zip(held, windows, strict=True)
@@ -120,14 +120,14 @@ def refreshed_shard_task(
     if plan.valid is not None:
         valid = plan.valid.data
         masks = [
-            valid[(slice(None), *p.window(1))] if h is None else valid[fresh][(slice(None), *p.window(1))]
-            for h, p in zip(held, shard, strict=True)
+            valid[(slice(None), *w)] if h is None else valid[fresh][(slice(None), *w)]
+            for h, w in zip(held, (plan.window("valid", p) for p in shard), strict=True)
         ]
     paired: dict[str, list[Any]] = {}
     if plan.hr is not None:
         hr = plan.hr.data
         paired["hr"] = [
-            None if h is not None and old.hr_bands else hr[(slice(None), *nested_window(p, plan.hr_factor))]
+            None if h is not None and old.hr_bands else hr[(slice(None), *plan.window("hr", p))]
             for h, p in zip(held, shard, strict=True)
         ]
     spec = shard_spec(plan, index, shard)

@@ -18,7 +18,14 @@ from typing import Any
 import pystac
 
 from eoshard.pipeline.shards.commits import atomic_write
-from eoshard.pipeline.shards.layout import CARD_FILE
+from eoshard.pipeline.shards.layout import (
+    CARD_FILE,
+    COLLECTION_FILE,
+    INDEX_FILE,
+    LMDB_DIR,
+    MANIFEST_FILE,
+    ZARR_DIR,
+)
 
 LABEL_EXTENSION = "https://stac-extensions.github.io/label/v1.0.1/schema.json"
 CROISSANT_CONFORMS_TO = ["http://mlcommons.org/croissant/1.0", "http://mlcommons.org/croissant/geo/1.0"]
@@ -119,14 +126,14 @@ def croissant(
     bands = manifest.get("band_metadata") or {b: {} for b in manifest["bands"]}
     formats = manifest["formats"]
     files = [
-        _file("manifest", "dataset.json", "application/json", sha256["dataset.json"], "eoshard manifest"),
-        _file("collection", "collection.json", "application/json", sha256["collection.json"], "STAC Collection"),
-        _file("index", "index.parquet", "application/x-parquet", sha256["index.parquet"], "one row per sample"),
+        _file("manifest", MANIFEST_FILE, "application/json", sha256[MANIFEST_FILE], "eoshard manifest"),
+        _file("collection", COLLECTION_FILE, "application/json", sha256[COLLECTION_FILE], "STAC Collection"),
+        _file("index", INDEX_FILE, "application/x-parquet", sha256[INDEX_FILE], "one row per sample"),
     ]
     if formats.get("zarr"):
-        files.append(_file_set("zarr", "data.zarr/**", "application/vnd+zarr", "Zarr v3, padded time axis"))
+        files.append(_file_set("zarr", f"{ZARR_DIR}/**", "application/vnd+zarr", "Zarr v3, padded time axis"))
     if formats.get("lmdb"):
-        files.append(_file_set("lmdb", "data.lmdb/*/data.mdb", "application/x-lmdb", "LMDB, safetensors values"))
+        files.append(_file_set("lmdb", f"{LMDB_DIR}/*/data.mdb", "application/x-lmdb", "LMDB, safetensors values"))
     fields = [
         {"@type": "cr:Field", "@id": f"samples/{column}", "name": column, "description": text, "dataType": kind,
          "source": {"fileObject": {"@id": "index"}, "extract": {"column": column}}}
@@ -173,10 +180,9 @@ def croissant(
 def write_cards(out: Path, manifest: Mapping[str, Any], bbox_4326: Sequence[float]) -> None:
     """Write ``croissant.json`` (after ``index.parquet`` and ``collection.json``, before ``dataset.json``)."""
     digests = {
-        name: hashlib.sha256((out / name).read_bytes()).hexdigest()
-        for name in ("collection.json", "index.parquet")
+        name: hashlib.sha256((out / name).read_bytes()).hexdigest() for name in (COLLECTION_FILE, INDEX_FILE)
     }
-    digests["dataset.json"] = manifest_sha256(manifest)
+    digests[MANIFEST_FILE] = manifest_sha256(manifest)
     card = croissant(manifest, bbox_4326, digests)
     atomic_write(out / CARD_FILE, json.dumps(card, indent=2, sort_keys=True).encode())
 

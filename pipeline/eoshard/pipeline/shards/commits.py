@@ -9,7 +9,7 @@ from typing import Any
 
 from eoshard.pipeline.errors import PipelineError, ShardWriteError
 from eoshard.pipeline.faults import fault_point
-from eoshard.pipeline.shards.layout import BUILD_DIR
+from eoshard.pipeline.shards.layout import BUILD_DIR, MANIFEST_FILE
 
 
 class PlanMismatchError(PipelineError, ValueError):
@@ -57,7 +57,7 @@ class CommitLog:
         previous = json.loads(self.plan_path.read_text())
         if previous != plan:
             changed = sorted(k for k in {*plan, *previous} if plan.get(k) != previous.get(k))
-            if (self.root.parent / "dataset.json").is_file():
+            if (self.root.parent / MANIFEST_FILE).is_file():
                 raise PlanMismatchError(
                     f"{self.root.parent} holds a finished dataset built from a different plan (differs in "
                     f"{changed}): build into a new output path, use `eoshard refresh` to add new acquisitions to "

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from odc.geo.geobox import GeoBox
 from safetensors.numpy import save
 
 from eoshard.pipeline.timeseries import DateSelection, day_of_year, days_since_epoch
@@ -28,11 +29,19 @@ class Sample:
     labels: Mapping[str, np.ndarray]
     selection: DateSelection
     dates: Sequence[str]
-    crs: str
-    transform: tuple[float, ...]
+    geobox: GeoBox  # the patch's own grid: written as a CRS string and 6 transform numbers
     split: str
     paired: Mapping[str, np.ndarray] = field(default_factory=dict)  # e.g. "hr": (C, H * f, W * f), one date
     paired_bands: Mapping[str, Sequence[str]] = field(default_factory=dict)
+
+    @property
+    def crs(self) -> str:
+        return str(self.geobox.crs)
+
+    @property
+    def transform(self) -> tuple[float, ...]:
+        """The patch's affine transform as written (``a, b, c, d, e, f``)."""
+        return tuple(self.geobox.transform)[:6]
 
     @property
     def kept_dates(self) -> list[str]:

@@ -10,7 +10,9 @@ from typing import Any
 import google_crc32c
 import numpy as np
 
+from eoshard.pipeline.patches import Patch
 from eoshard.pipeline.shards import stats
+from eoshard.pipeline.shards.layout import ZARR_DIR
 from eoshard.pipeline.shards.samples import Sample, empty_slot, sha256
 from eoshard.pipeline.shards.splits import block_split
 from eoshard.pipeline.shards.zarr_store import stack_samples, write_shard
@@ -21,15 +23,16 @@ Layouts = Mapping[str, tuple[tuple[int, ...], str]]
 
 @dataclass(frozen=True)
 class ShardSpec:
-    """Everything a shard task needs besides the pixels: where, which samples, and the build's rules."""
+    """Everything a shard task needs besides the pixels: where, which samples, and the build's rules.
+
+    The samples are the shard's patches: each is ``grid[roi]`` with its offset on the base grid, and its own
+    ``GeoBox`` gives the sample's key, georeferencing and split block.
+    """
 
     out: str
     index: int
     shard_size: int
-    keys: tuple[str, ...]
-    origins: tuple[tuple[int, int], ...]  # (row, col) of each patch on the base grid
-    transforms: tuple[tuple[float, ...], ...]
-    crs: str
+    patches: tuple[Patch, ...]
     groups: Mapping[str, Sequence[str]]
     factors: Mapping[str, int]
     dates: tuple[str, ...]
@@ -44,6 +47,15 @@ class ShardSpec:
     seed: int = 0
     paired: Mapping[str, Sequence[str]] = field(default_factory=dict)  # e.g. {"hr": ("red", "green", "blue")}
     nan_fill: tuple[str, ...] = ()  # float arrays whose nodata (and Zarr fill) is NaN
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        return tuple(p.key for p in self.patches)
+
+    @property
+    def origins(self) -> tuple[tuple[int, int], ...]:
+        """``(row, col)`` of each patch on the base grid."""
+        return tuple((p.row, p.col) for p in self.patches)
 
 
 def materialize_shard(
@@ -71,7 +83,7 @@ def materialize_shard(
     paired = paired or {}
     class_counts: list[stats.Histogram] = []
     dropped = 0
-    for n, key in enumerate(spec.keys):
+    for n, patch in enumerate(spec.patches):
         patch_images = {g: np.asarray(values[n]) for g, values in images.items()}
         mask = MASK_SOURCES[spec.mask](patch_images, spec.factors)
         if masks is not None:
@@ -81,26 +93,24 @@ def materialize_shard(
             dropped += 1
             slots.append(empty_slot(spec.layouts, spec.nan_fill))
             continue
-        transform = spec.transforms[n]
+        origin = patch.geobox.transform
         sample = Sample(
-            key=key,
+            key=patch.key,
             groups=spec.groups,
             images=patch_images,
             labels={name: np.asarray(values[n]) for name, values in labels.items()},
             selection=selection,
             dates=spec.dates,
-            crs=spec.crs,
-            transform=transform,
+            geobox=patch.geobox,
             split=block_split(
-                transform[2], transform[5], block_size=spec.block_size, fractions=spec.fractions, seed=spec.seed
+                origin.c, origin.f, block_size=spec.block_size, fractions=spec.fractions, seed=spec.seed
             ),
             paired={name: np.asarray(values[n]) for name, values in paired.items()},
             paired_bands=spec.paired,
         )
         slots.append(sample.slot())
         value = sample.to_safetensors()
-        records.append((key, value))
-        row, col = spec.origins[n]
+        records.append((sample.key, value))
         zarr_index = spec.index * spec.shard_size + n
         rows.append(
             {
@@ -108,8 +118,8 @@ def materialize_shard(
                 "zarr_index": zarr_index,
                 "shard": spec.index,
                 "lmdb_part": spec.lmdb_part,
-                "row": row,
-                "col": col,
+                "row": patch.row,
+                "col": patch.col,
                 "lmdb_sha256": sha256(value),
                 "lmdb_crc32c": google_crc32c.value(value),  # what readers check per sample (cheap)
             }
@@ -125,7 +135,7 @@ def materialize_shard(
             class_counts.append(stats.histogram(sample.labels["class"], nodata=-(2**31)))
     checksums = {}
     if spec.write_zarr:
-        checksums = write_shard(Path(spec.out) / "data.zarr", spec.index, spec.shard_size, stack_samples(slots))
+        checksums = write_shard(Path(spec.out) / ZARR_DIR, spec.index, spec.shard_size, stack_samples(slots))
     return {
         "records": records,
         "rows": rows,
