@@ -87,6 +87,9 @@ class Sample:
         kept = self.selection.kept
         out: dict[str, np.ndarray] = {}
         for group, values in self.images.items():
+            if kept.all():  # the common case: the values as they are (the shard stacks them into one copy)
+                out[group] = values
+                continue
             fill = np.full_like(values, np.nan) if values.dtype.kind == "f" else np.zeros_like(values)
             out[group] = np.where(kept[:, None, None, None], values, fill)
         out.update(self.labels)

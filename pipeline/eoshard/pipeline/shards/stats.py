@@ -159,7 +159,10 @@ class BandStats:
     def add(self, values: np.ndarray) -> None:
         if values.dtype in (np.uint8, np.uint16):
             counts = np.bincount(values.ravel(), minlength=1 << (8 * values.dtype.itemsize))
-            self.counts = counts if self.counts is None else self.counts + counts
+            if self.counts is None:
+                self.counts = counts
+            else:
+                self.counts += counts
         else:
             self.parts.append(collect(values))
 
