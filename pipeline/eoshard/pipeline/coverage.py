@@ -16,6 +16,7 @@ from affine import Affine
 from eoshard.pipeline.fractions import (
     CLAIM_TOLERANCE,
     FULL_TOLERANCE,
+    Claims,
     Shares,
     cell_boxes,
     cell_fractions,
@@ -107,9 +108,9 @@ def _near_boundary(
     return near[1:-1, 1:-1].ravel()
 
 
-def window_shares(geoms: np.ndarray, transform: Affine, shape: tuple[int, int]) -> list[Shares]:
-    """Rows, columns and shares of the cells each of ``geoms`` claims in the window, as ``parcel_shares`` gives
-    them: exactextract's for polygons on a north-up grid, settled exactly where float32 could decide otherwise."""
+def window_shares(geoms: np.ndarray, transform: Affine, shape: tuple[int, int]) -> Claims:
+    """Every claim of ``geoms`` on the window's pixels (flat pixel, parcel index, share), as ``parcel_shares``
+    gives them: exactextract's shares for polygons on a north-up grid, settled exactly where decisions are close."""
     fast = polygonal(geoms) if transform.b == transform.d == 0 else np.zeros(len(geoms), dtype=bool)
     shares: list[Shares] = [
         (np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0)) if f else parcel_shares(g, transform, shape)
@@ -130,52 +131,54 @@ def window_layers(
     ``geoms`` are in the order that breaks ties (the first parcel wins an exact tie); ``attribute`` (class or id)
     decides whether two claims on one pixel are a mix.
     """
-    best = np.full(shape, -1, dtype=np.int64)
-    best_share = np.zeros(shape)
-    share_sum = np.zeros(shape)
-    claims = np.zeros(shape, dtype=np.int32)
-    first_attr = np.zeros(shape, dtype=attribute.dtype if attribute.size else np.int64)
-    mixed = np.zeros(shape, dtype=bool)
-    full = np.zeros(shape, dtype=bool)
-    claimed_by: list[tuple[np.ndarray, int]] = []  # (flat pixel indices, parcel index)
-    for index, (rows, cols, shares) in enumerate(window_shares(geoms, transform, shape)):
-        if rows.size == 0:
-            continue
-        claimed_by.append((rows * shape[1] + cols, index))
-        fresh = claims[rows, cols] == 0
-        first_attr[rows[fresh], cols[fresh]] = attribute[index]
-        mixed[rows[~fresh], cols[~fresh]] |= first_attr[rows[~fresh], cols[~fresh]] != attribute[index]
-        claims[rows, cols] += 1
-        full[rows, cols] |= shares >= 1.0 - FULL_TOLERANCE
-        share_sum[rows, cols] += shares
-        better = shares > best_share[rows, cols]
-        best[rows[better], cols[better]] = index
-        best_share[rows[better], cols[better]] = shares[better]
-    coverage = share_sum.copy()
+    size = shape[0] * shape[1]
+    pixel, owner, share = window_shares(geoms, transform, shape)
+    # per pixel, the largest share first and, among equal shares, the first parcel: the winner leads its pixel
+    order = np.lexsort((owner, -share, pixel))
+    pixel, owner, share = pixel[order], owner[order], share[order]
+    lead = np.flatnonzero(np.r_[True, pixel[1:] != pixel[:-1]]) if pixel.size else np.empty(0, np.int64)
+    best = np.full(size, -1, dtype=np.int64)
+    best_share = np.zeros(size)
+    best[pixel[lead]] = owner[lead]
+    best_share[pixel[lead]] = share[lead]
+    claims = np.bincount(pixel, minlength=size)
+    values = attribute[owner] if owner.size else np.empty(0, dtype=np.int64)
+    mixed = np.zeros(size, dtype=bool)
+    full = np.zeros(size, dtype=bool)
+    if lead.size:
+        mixed[pixel[lead]] = np.maximum.reduceat(values, lead) != np.minimum.reduceat(values, lead)
+        full[pixel[lead]] = np.maximum.reduceat(share >= 1.0 - FULL_TOLERANCE, lead)
+    coverage = np.zeros(size)
+    coverage[pixel[lead]] = share[lead]  # one claim: its share; several: the share of their union, below
     multi = claims >= 2
     if multi.any():  # overlapping or adjacent parcels: the share of their union, not the sum of shares
-        _union_shares(coverage, multi, claimed_by, geoms, transform)
-    return WindowLayers(best, best_share, np.minimum(coverage, 1.0), mixed, full & multi)
+        _union_shares(coverage, multi, pixel, owner, geoms, transform, shape[1])
+    return WindowLayers(
+        best.reshape(shape),
+        best_share.reshape(shape),
+        np.minimum(coverage, 1.0).reshape(shape),
+        mixed.reshape(shape),
+        (full & multi).reshape(shape),
+    )
 
 
 def _union_shares(
     coverage: np.ndarray,
     multi: np.ndarray,
-    claimed_by: list[tuple[np.ndarray, int]],
+    pixel: np.ndarray,
+    owner: np.ndarray,
     geoms: np.ndarray,
     transform: Affine,
+    width: int,
 ) -> None:
     """Per multiply-claimed pixel, the share of the union of exactly its claimants (so chunks agree bit for bit)."""
-    flat_multi = multi.ravel()
-    pixels = np.concatenate([p[flat_multi[p]] for p, _ in claimed_by])
-    owners = np.concatenate([np.full(int(flat_multi[p].sum()), i) for p, i in claimed_by])
-    order = np.lexsort((owners, pixels))
-    pixels, owners = pixels[order], owners[order]
+    pick = multi[pixel]
+    order = np.lexsort((owner[pick], pixel[pick]))
+    pixels, owners = pixel[pick][order], owner[pick][order]
     starts = np.flatnonzero(np.r_[True, pixels[1:] != pixels[:-1]])
-    width = coverage.shape[1]
     pixel_area = abs(transform.a * transform.e)
     for start, stop in zip(starts, np.r_[starts[1:], pixels.size], strict=True):
-        pixel = int(pixels[start])
-        cell = cell_boxes(transform, np.array([pixel // width]), np.array([pixel % width]))[0]
+        at = int(pixels[start])
+        cell = cell_boxes(transform, np.array([at // width]), np.array([at % width]))[0]
         pieces = shapely.intersection(cell, geoms[owners[start:stop]])
-        coverage[pixel // width, pixel % width] = shapely.area(shapely.union_all(pieces)) / pixel_area
+        coverage[at] = shapely.area(shapely.union_all(pieces)) / pixel_area

@@ -15,7 +15,8 @@ import numpy as np
 import shapely
 from affine import Affine
 
-Shares = tuple[np.ndarray, np.ndarray, np.ndarray]  # rows, columns, shares (float64) of the claimed cells
+Shares = tuple[np.ndarray, np.ndarray, np.ndarray]  # rows, columns, shares (float64) of one polygon's cells
+Claims = tuple[np.ndarray, np.ndarray, np.ndarray]  # flat pixel, polygon index, share of every claim in a window
 
 # A parcel claims a pixel when it covers more than this share of it; shared edges cover exactly 0.
 CLAIM_TOLERANCE = 1e-9
@@ -111,16 +112,14 @@ def settle(
     claims within ``2 * MARGIN`` (the tie rule) or a claim within ``MARGIN`` of full (the double-claim rule).
     """
     counts = np.array([s[0].size for s in shares], dtype=np.int64)
-    if counts.sum() == 0:
-        return shares
     owner = np.repeat(np.arange(len(shares)), counts)
-    pixel = np.concatenate([r * width + c for r, c, _ in shares])
-    share = np.concatenate([s for _, _, s in shares])
+    pixel = np.concatenate([r * width + c for r, c, _ in shares]) if shares else np.empty(0, np.int64)
+    share = np.concatenate([s for _, _, s in shares]) if shares else np.empty(0)
     order = np.lexsort((-share, pixel))  # by pixel, the largest share first
     p, s = pixel[order], share[order]
-    first = np.r_[True, p[1:] != p[:-1]]
-    second = np.r_[s[1:], 0.0]
-    paired = np.r_[~first[1:], False] & (second > CLAIM_TOLERANCE)  # a first entry with a second claim
+    first = np.r_[True, p[1:] != p[:-1]] if p.size else np.empty(0, bool)
+    second = np.r_[s[1:], 0.0] if s.size else s
+    paired = np.r_[~first[1:], False] & (second > CLAIM_TOLERANCE) if p.size else first  # a second claim follows
     close = paired & ((s - second <= 2 * MARGIN) | (s >= 1.0 - FULL_TOLERANCE - MARGIN))
     redo = approx[owner] & np.isin(pixel, np.union1d(p[first & close], p[s < MARGIN]))
     for n in np.unique(owner[redo]):
@@ -128,8 +127,5 @@ def settle(
         geom = shapely.from_wkb(shapely.to_wkb(geoms[n]))  # a private copy to prepare (see coverage)
         shapely.prepare(geom)
         share[pick] = exact_cell_shares(geom, transform, pixel[pick] // width, pixel[pick] % width)
-    out = []
-    for (rows, cols, _), values in zip(shares, np.split(share, np.cumsum(counts)[:-1]), strict=True):
-        keep = values > CLAIM_TOLERANCE
-        out.append((rows[keep], cols[keep], values[keep]))
-    return out
+    keep = share > CLAIM_TOLERANCE
+    return pixel[keep], owner[keep], share[keep]
