@@ -103,8 +103,8 @@ def _empty() -> Shares:
 
 def settle(
     shares: list[Shares], approx: np.ndarray, geoms: np.ndarray, transform: Affine, width: int
-) -> list[Shares]:
-    """Exact double-precision shares wherever exactextract's could decide otherwise; then only the claimed cells.
+) -> Claims:
+    """The window's claims, with exact double-precision shares wherever exactextract's could decide otherwise.
 
     ``approx`` says which parcels' shares come from ``cell_fractions``: they are within ``MARGIN`` of the exact
     ones (measured up to 6e-8 on real parcels; slivers are found and accurate), so every claim on a pixel is
