@@ -101,9 +101,7 @@ def _empty() -> Shares:
     return empty, empty, np.empty(0)
 
 
-def settle(
-    shares: list[Shares], approx: np.ndarray, geoms: np.ndarray, transform: Affine, width: int
-) -> Claims:
+def settle(shares: list[Shares], approx: np.ndarray, geoms: np.ndarray, transform: Affine, width: int) -> Claims:
     """The window's claims, with exact double-precision shares wherever exactextract's could decide otherwise.
 
     ``approx`` says which parcels' shares come from ``cell_fractions``: they are within ``MARGIN`` of the exact
