@@ -49,29 +49,41 @@ def _world(case: str, folder: Path) -> tuple[dict[str, Any], Path, tuple[float, 
     return local, source, (min(xs), min(ys), max(xs), max(ys))
 
 
-def _config(local: dict[str, Any], source: Path, aoi: Any, bands: list[str], out: Path) -> dict[str, Any]:
+def _config(
+    local: dict[str, Any], source: Path, aoi: Any, bands: list[str], out: Path, **timeseries: Any
+) -> dict[str, Any]:
     day = local["properties"]["datetime"][:10]
     return {
         "name": "real", "catalog": {"source": str(source)}, "aoi": list(aoi), "period": {"start": day, "end": day},
         "bands": bands, "grid": {"resolution": 10, "crs": f"EPSG:{item_epsg(local)}", "chunksize": 128},
-        "patches": {"size": SIZE}, "output": {"path": str(out), "formats": ["zarr", "lmdb"], "shard_size": 8},
+        "patches": {"size": SIZE}, "timeseries": timeseries,
+        "output": {"path": str(out), "formats": ["zarr", "lmdb"], "shard_size": 8},
     }  # fmt: skip
 
 
-def _build_and_verify(config: dict[str, Any], path: Path) -> dict[str, Any]:
+def _build_and_verify(config: dict[str, Any], path: Path, said: list[str] | None = None) -> dict[str, Any]:
+    """Build and verify through the CLI; ``said`` gets the build's output."""
     runner = CliRunner()
     built = runner.invoke(app, ["build", str(write_config(config, path)), "--workers", "1"])
     assert built.exit_code == 0, built.output
+    if said is not None:
+        said.append(built.output)
     out = Path(config["output"]["path"])
     verified = runner.invoke(app, ["verify", str(out), "--sources", "3"])
     assert verified.exit_code == 0, verified.output
     return dict(json.loads((out / "dataset.json").read_text()))
 
 
+def _patch_bounds(key: str) -> tuple[float, float, float, float]:
+    _, res, x0, y0 = (float(v) for v in key.split("_"))
+    return (x0, y0 - SIZE * res, x0 + SIZE * res, y0)
+
+
 @pytest.mark.parametrize("case", list(CASES))
 def test_a_real_item_builds_bit_exact_by_either_band_name(case: str, tmp_path: Path) -> None:
     local, source, aoi = _world(case, tmp_path)
-    by_id = _config(local, source, aoi, ["B04", "B08"], tmp_path / "by-id")
+    # nodata mask: the Planetary Computer item's SCL is not written, and the values are the point here
+    by_id = _config(local, source, aoi, ["B04", "B08"], tmp_path / "by-id", mask="nodata")
     manifest = _build_and_verify(by_id, tmp_path / "by-id.yaml")
     assert manifest["products"] == [local["id"]]
     source_of = {"earth-search-c1": "raster:bands", "earth-search-v1": "raster:bands",
@@ -81,9 +93,7 @@ def test_a_real_item_builds_bit_exact_by_either_band_name(case: str, tmp_path: P
     group = zarr.open_group(str(tmp_path / "by-id" / "data.zarr"), mode="r")
     values = group["s2_10m"][:]
     assert values.shape[0] == manifest["n_samples"] > 0
-    key = manifest["keys"][0]
-    _, res, x0, y0 = (float(v) for v in key.split("_"))
-    bounds = (x0, y0 - SIZE * res, x0 + SIZE * res, y0)
+    bounds = _patch_bounds(manifest["keys"][0])
     asset_keys = {"B04": CASES[case][2][0], "B08": CASES[case][2][1]}
     for k, band in enumerate(["B04", "B08"]):
         with rasterio.open(local["assets"][asset_keys[band]]["href"]) as src:
@@ -91,7 +101,37 @@ def test_a_real_item_builds_bit_exact_by_either_band_name(case: str, tmp_path: P
         np.testing.assert_array_equal(values[0, 0, k], expected)
         assert (expected != 0).all()
     if CASES[case][2][0] == "red":  # Earth Search: the common names give the same bytes
-        by_name = _config(local, source, aoi, ["red", "nir"], tmp_path / "by-name")
+        by_name = _config(local, source, aoi, ["red", "nir"], tmp_path / "by-name", mask="nodata")
         _build_and_verify(by_name, tmp_path / "by-name.yaml")
         again = zarr.open_group(str(tmp_path / "by-name" / "data.zarr"), mode="r")["s2_10m"][:]
         assert again.tobytes() == values.tobytes()
+
+
+def test_items_with_scl_mask_clouds_by_default_and_nodata_keeps_them(tmp_path: Path) -> None:
+    local, source, aoi = _world("earth-search-c1", tmp_path)  # Earth Search c1 items carry `scl`
+    said: list[str] = []
+    default = _build_and_verify(
+        _config(local, source, aoi, ["red"], tmp_path / "auto", min_valid_fraction=0.0), tmp_path / "a.yaml", said
+    )
+    plain = _build_and_verify(
+        _config(local, source, aoi, ["red"], tmp_path / "plain", mask="nodata", min_valid_fraction=0.0),
+        tmp_path / "p.yaml",
+    )
+    assert default["timeseries"]["mask"] == "scl" and plain["timeseries"]["mask"] == "nodata"
+    fingerprint = json.loads((tmp_path / "auto" / "_build" / "plan.json").read_text())
+    assert fingerprint["config"]["timeseries"]["mask"] == "scl"  # a rerun with mask: nodata is another dataset
+    assert default["keys"] == plain["keys"] and default["n_samples"] > 0
+    said_once = " ".join(said[0].split())  # rich wraps long lines
+    assert "valid mask: SCL (by default, as the products carry SCL)" in said_once
+    assert "3 cloud shadows, 8 cloud medium probability, 9 cloud high probability, 10 thin cirrus" in said_once
+    masked = zarr.open_group(str(tmp_path / "auto" / "data.zarr"), mode="r")["valid_mask"][0, 0]
+    kept = zarr.open_group(str(tmp_path / "plain" / "data.zarr"), mode="r")["valid_mask"][0, 0]
+    # independently: the SCL file over the first patch, each 20 m class repeated onto the 10 m pixels
+    with rasterio.open(local["assets"]["scl"]["href"]) as src:
+        classes = src.read(1, window=from_bounds(*_patch_bounds(default["keys"][0]), transform=src.transform))
+    classes = classes.repeat(2, axis=0).repeat(2, axis=1)
+    assert classes.shape == masked.shape == (SIZE, SIZE)
+    cloudy = classes == 9  # cloud high probability
+    assert cloudy.any() and not masked[cloudy].any() and kept[cloudy].all()
+    np.testing.assert_array_equal(masked, ~np.isin(classes, [0, 1, 3, 8, 9, 10]))
+    assert kept.all()
