@@ -28,6 +28,7 @@ SIZE = 32  # patch size, px
 CASES = {
     "earth-search-c1": ("earth-search__sentinel-2-c1-l2a", "S2B_T32VKL_20250717T112116_L2A", ["red", "nir", "scl"]),
     "earth-search-v1": ("earth-search__sentinel-2-l2a", "S2B_32VKL_20250717_0_L2A", ["red", "nir", "scl"]),
+    "earth-search-l1c": ("earth-search__sentinel-2-l1c", "S2B_32VKL_20250717_0_L1C", ["red", "nir"]),
     "planetary-computer": ("planetarycomputer__sentinel-2-l2a",
                            "S2A_MSIL2A_20240228T025651_R032_T53VML_20240228T071454", ["B04", "B08"]),
 }  # fmt: skip
@@ -64,14 +65,18 @@ def _config(
 def _build_and_verify(config: dict[str, Any], path: Path, said: list[str] | None = None) -> dict[str, Any]:
     """Build and verify through the CLI; ``said`` gets the build's output."""
     runner = CliRunner()
-    built = runner.invoke(app, ["build", str(write_config(config, path)), "--workers", "1"])
+    selected = runner.invoke(app, ["select", str(write_config(config, path)), "--json"])
+    assert selected.exit_code == 0, selected.output
+    built = runner.invoke(app, ["build", str(path), "--workers", "1"])
     assert built.exit_code == 0, built.output
     if said is not None:
         said.append(built.output)
     out = Path(config["output"]["path"])
     verified = runner.invoke(app, ["verify", str(out), "--sources", "3"])
     assert verified.exit_code == 0, verified.output
-    return dict(json.loads((out / "dataset.json").read_text()))
+    manifest = dict(json.loads((out / "dataset.json").read_text()))
+    assert sorted(r["id"] for r in json.loads(selected.output)) == sorted(manifest["products"])  # select = build
+    return manifest
 
 
 def _patch_bounds(key: str) -> tuple[float, float, float, float]:
@@ -87,7 +92,7 @@ def test_a_real_item_builds_bit_exact_by_either_band_name(case: str, tmp_path: P
     manifest = _build_and_verify(by_id, tmp_path / "by-id.yaml")
     assert manifest["products"] == [local["id"]]
     source_of = {"earth-search-c1": "raster:bands", "earth-search-v1": "raster:bands",
-                 "planetary-computer": "processing baseline 05.10"}  # fmt: skip
+                 "earth-search-l1c": "raster:bands", "planetary-computer": "processing baseline 05.10"}  # fmt: skip
     assert manifest["radiometry"] == {local["id"]: {"scale": 0.0001, "offset": -0.1, "source": source_of[case]}}
     assert manifest["bands"] == ["B04", "B08"]
     group = zarr.open_group(str(tmp_path / "by-id" / "data.zarr"), mode="r")
@@ -135,3 +140,21 @@ def test_items_with_scl_mask_clouds_by_default_and_nodata_keeps_them(tmp_path: P
     assert cloudy.any() and not masked[cloudy].any() and kept[cloudy].all()
     np.testing.assert_array_equal(masked, ~np.isin(classes, [0, 1, 3, 8, 9, 10]))
     assert kept.all()
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_reflectance_is_dn_times_scale_plus_offset_as_each_catalog_declares(case: str, tmp_path: Path) -> None:
+    local, source, aoi = _world(case, tmp_path)
+    config = {**_config(local, source, aoi, ["B04"], tmp_path / "r", mask="nodata"), "cube": {"reflectance": True}}
+    manifest = _build_and_verify(config, tmp_path / "r.yaml")
+    radiometry = manifest["radiometry"][local["id"]]
+    # independently: each catalog's own numbers (raster:bands of the asset, else Planetary Computer's baseline)
+    raster = (local["assets"][CASES[case][2][0]].get("raster:bands") or [{}])[0]
+    scale, offset = raster.get("scale", 1e-4), raster.get("offset", -0.1)
+    assert (radiometry["scale"], radiometry["offset"]) == (scale, offset)
+    stored = zarr.open_group(str(tmp_path / "r" / "data.zarr"), mode="r")["s2_10m"][0, 0, 0]
+    with rasterio.open(local["assets"][CASES[case][2][0]]["href"]) as src:
+        dn = src.read(1, window=from_bounds(*_patch_bounds(manifest["keys"][0]), transform=src.transform))
+    assert stored.dtype == np.float32 and (dn > 0).all()
+    np.testing.assert_allclose(stored, dn * scale + offset, rtol=0, atol=1e-7)  # float32 rounding of ~0..1.1
+    assert (stored < 0).any() and (stored > 1).any()  # DN under 1000 and over 11000: the offset is applied
