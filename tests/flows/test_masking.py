@@ -20,6 +20,7 @@ from tests.real_items import recorded_items
 C1 = "earth-search__sentinel-2-c1-l2a"  # asset `scl`
 PC = "planetarycomputer__sentinel-2-l2a"  # asset `SCL`
 L1C = "earth-search__sentinel-2-l1c"  # no scene classification
+CDSE = "cdse__sentinel-2-l2a"  # asset `SCL_20m` (tests/catalog/recorded)
 
 
 def _config(tmp_path: Path, **timeseries: object):  # type: ignore[no-untyped-def]
@@ -27,7 +28,7 @@ def _config(tmp_path: Path, **timeseries: object):  # type: ignore[no-untyped-de
 
 
 def test_auto_is_scl_only_when_every_product_carries_one(tmp_path: Path) -> None:
-    c1, pc, l1c = recorded_items(C1)[:3], recorded_items(PC)[:3], recorded_items(L1C)[:3]
+    c1, pc, l1c = recorded_items(C1)[:3], recorded_items(PC)[:3] + recorded_items(CDSE), recorded_items(L1C)[:3]
     assert all(map(has_scl, c1 + pc)) and not any(map(has_scl, l1c))
     auto = _config(tmp_path)
     assert auto.timeseries.mask == "auto"

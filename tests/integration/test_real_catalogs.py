@@ -20,7 +20,15 @@ from typer.testing import CliRunner
 
 from eoshard.flows.cli import app
 from tests.demo_config import write_config
-from tests.real_items import inner_window, item_epsg, localise, recorded_item, window_grid, write_item_collection
+from tests.real_items import (
+    inner_window,
+    item_epsg,
+    localise,
+    raster_of,
+    recorded_item,
+    window_grid,
+    write_item_collection,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -29,6 +37,8 @@ CASES = {
     "earth-search-c1": ("earth-search__sentinel-2-c1-l2a", "S2B_T32VKL_20250717T112116_L2A", ["red", "nir", "scl"]),
     "earth-search-v1": ("earth-search__sentinel-2-l2a", "S2B_32VKL_20250717_0_L2A", ["red", "nir", "scl"]),
     "earth-search-l1c": ("earth-search__sentinel-2-l1c", "S2B_32VKL_20250717_0_L1C", ["red", "nir"]),
+    "cdse": ("cdse__sentinel-2-l2a", "S2B_MSIL2A_20200322T074609_N0500_R135_T36NYH_20230612T214223",
+             ["B04_10m", "B08_10m", "SCL_20m"]),  # STAC 1.1: raster:scale, proj:code on the assets only
     "planetary-computer": ("planetarycomputer__sentinel-2-l2a",
                            "S2A_MSIL2A_20240228T025651_R032_T53VML_20240228T071454", ["B04", "B08"]),
 }  # fmt: skip
@@ -92,7 +102,8 @@ def test_a_real_item_builds_bit_exact_by_either_band_name(case: str, tmp_path: P
     manifest = _build_and_verify(by_id, tmp_path / "by-id.yaml")
     assert manifest["products"] == [local["id"]]
     source_of = {"earth-search-c1": "raster:bands", "earth-search-v1": "raster:bands",
-                 "earth-search-l1c": "raster:bands", "planetary-computer": "processing baseline 05.10"}  # fmt: skip
+                 "earth-search-l1c": "raster:bands", "cdse": "raster:bands",
+                 "planetary-computer": "processing baseline 05.10"}  # fmt: skip
     assert manifest["radiometry"] == {local["id"]: {"scale": 0.0001, "offset": -0.1, "source": source_of[case]}}
     assert manifest["bands"] == ["B04", "B08"]
     group = zarr.open_group(str(tmp_path / "by-id" / "data.zarr"), mode="r")
@@ -149,7 +160,7 @@ def test_reflectance_is_dn_times_scale_plus_offset_as_each_catalog_declares(case
     manifest = _build_and_verify(config, tmp_path / "r.yaml")
     radiometry = manifest["radiometry"][local["id"]]
     # independently: each catalog's own numbers (raster:bands of the asset, else Planetary Computer's baseline)
-    raster = (local["assets"][CASES[case][2][0]].get("raster:bands") or [{}])[0]
+    raster = raster_of(local["assets"][CASES[case][2][0]])
     scale, offset = raster.get("scale", 1e-4), raster.get("offset", -0.1)
     assert (radiometry["scale"], radiometry["offset"]) == (scale, offset)
     stored = zarr.open_group(str(tmp_path / "r" / "data.zarr"), mode="r")["s2_10m"][0, 0, 0]

@@ -73,11 +73,20 @@ def _relative_orbit(props: dict[str, Any]) -> int | None:
     return None
 
 
-def _epsg(props: dict[str, Any]) -> int | None:
-    if props.get("proj:epsg") is not None:
-        return int(props["proj:epsg"])
-    code = props.get("proj:code")
+def _own_epsg(fields: dict[str, Any]) -> int | None:
+    if fields.get("proj:epsg") is not None:
+        return int(fields["proj:epsg"])
+    code = fields.get("proj:code")
     return int(code.split(":")[1]) if isinstance(code, str) and code.upper().startswith("EPSG:") else None
+
+
+def _epsg(item: pystac.Item) -> int | None:
+    """The item's EPSG code, else the one its assets share (CDSE declares ``proj:code`` per asset only)."""
+    own = _own_epsg(item.properties)
+    if own is not None:
+        return own
+    found = {e for a in item.assets.values() if (e := _own_epsg(a.extra_fields)) is not None}
+    return found.pop() if len(found) == 1 else None
 
 
 def _baseline(props: dict[str, Any]) -> str | None:
@@ -120,6 +129,6 @@ def record_of(item: pystac.Item) -> ProductRecord:
         else shapely.box(*item.bbox)
         if item.bbox
         else shapely.Point(),
-        epsg=_epsg(props),
+        epsg=_epsg(item),
         item=item,
     )
