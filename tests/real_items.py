@@ -68,9 +68,14 @@ def raster_of(asset: dict[str, Any]) -> dict[str, Any]:
     return {key: asset[field] for field, key in flat.items() if field in asset}
 
 
+def proj_field(item: dict[str, Any], asset_key: str, field: str) -> Any:
+    """The asset's ``proj:shape``/``proj:transform``, else the item's (Landsat declares them on the item)."""
+    return item["assets"][asset_key].get(field) or item["properties"][field]
+
+
 def window_grid(item: dict[str, Any], asset_key: str, row: int, col: int, size: int) -> GeoBox:
     """A ``size`` x ``size`` grid on the pixels of ``asset_key`` starting at (``row``, ``col``)."""
-    transform = Affine(*item["assets"][asset_key]["proj:transform"][:6])
+    transform = Affine(*proj_field(item, asset_key, "proj:transform")[:6])
     return GeoBox((size, size), transform * Affine.translation(col, row), f"EPSG:{item_epsg(item)}")
 
 
@@ -87,8 +92,8 @@ def localise(
         raster = raster_of(asset)
         dtype = np.dtype(raster.get("data_type", "uint16"))
         nodata = raster.get("nodata", 0)
-        height, width = asset["proj:shape"]
-        transform = Affine(*asset["proj:transform"][:6])
+        height, width = proj_field(out, key, "proj:shape")
+        transform = Affine(*proj_field(out, key, "proj:transform")[:6])
         left, bottom, right, top = grid.extent.boundingbox
         col0, row0 = (int(np.floor(v)) for v in ~transform * (left, top))
         col1, row1 = (int(np.ceil(v)) for v in ~transform * (right, bottom))
@@ -116,7 +121,7 @@ def inner_window(item: dict[str, Any], asset_key: str, size: int) -> tuple[int, 
 
     point = shape(item["geometry"]).representative_point()
     x, y = Transformer.from_crs(4326, item_epsg(item), always_xy=True).transform(point.x, point.y)
-    col, row = ~Affine(*item["assets"][asset_key]["proj:transform"][:6]) * (x, y)
+    col, row = ~Affine(*proj_field(item, asset_key, "proj:transform")[:6]) * (x, y)
     return int(row) - size // 2, int(col) - size // 2
 
 

@@ -169,3 +169,29 @@ def test_reflectance_is_dn_times_scale_plus_offset_as_each_catalog_declares(case
     assert stored.dtype == np.float32 and (dn > 0).all()
     np.testing.assert_allclose(stored, dn * scale + offset, rtol=0, atol=1e-7)  # float32 rounding of ~0..1.1
     assert (stored < 0).any() and (stored > 1).any()  # DN under 1000 and over 11000: the offset is applied
+
+
+def test_landsat_is_selected_and_its_build_refused_by_name(tmp_path: Path) -> None:
+    """Landsat C2 L2 (Planetary Computer's form): select lists it; build says what is unsupported, no traceback."""
+    item = recorded_item("landsat-c2-l2", "LC09_L2SP_010065_20220129_02_T1")
+    row, col = inner_window(item, "red", 4 * SIZE)
+    grid = window_grid(item, "red", row, col, 4 * SIZE)
+    local = localise(item, ["red", "nir08"], tmp_path / "cogs", grid)
+    source = write_item_collection([local], tmp_path / "items.json")
+    left, bottom, right, top = grid.extent.boundingbox
+    xs, ys = Transformer.from_crs(item_epsg(item), 4326, always_xy=True).transform([left, right], [bottom, top])
+    config = _config(local, source, (min(xs), min(ys), max(xs), max(ys)), ["red", "nir08"], tmp_path / "out")
+    path = write_config({**config, "grid": {"resolution": 30, "crs": "EPSG:32617"}}, tmp_path / "l.yaml")
+    runner = CliRunner()
+    selected = runner.invoke(app, ["select", str(path), "--json"])
+    assert selected.exit_code == 0, selected.output
+    (row_,) = json.loads(selected.output)
+    assert (row_["id"], row_["tile"], row_["cloud_cover"]) == (item["id"], "010065", 21.12)
+    built = runner.invoke(app, ["build", str(path), "--workers", "1"])
+    assert built.exit_code == 1 and "Traceback" not in built.output
+    said = " ".join(built.output.split())
+    assert (
+        "1 of the 1 products are Landsat scenes (e.g. LC09_L2SP_010065_20220129_02_T1, platform landsat-9)" in said
+    )
+    assert "Landsat Collection 2 (30 m WRS-2 scenes, reflectance = DN * 2.75e-05 - 0.2" in said
+    assert not (tmp_path / "out" / "dataset.json").exists()

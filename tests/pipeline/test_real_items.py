@@ -18,9 +18,9 @@ from rasterio.windows import from_bounds
 from eoshard.pipeline.assets import GeorefMismatchError, check_asset_georef, check_assets, read_asset_georef
 from eoshard.pipeline.bands import canonical_assets, canonical_band, canonical_keys
 from eoshard.pipeline.cube import open_cube
-from eoshard.pipeline.errors import PipelineError
+from eoshard.pipeline.errors import PipelineError, UnsupportedProductError
 from eoshard.pipeline.items import stackstac_ready
-from eoshard.pipeline.reflectance import Radiometry, radiometry_of
+from eoshard.pipeline.reflectance import Radiometry, product_offset, radiometry_of
 from tests.real_items import localise, recorded_item, window_grid
 
 C1 = ("earth-search__sentinel-2-c1-l2a", "S2B_T32VKL_20250717T112116_L2A")
@@ -178,3 +178,18 @@ def test_an_item_whose_assets_disagree_on_the_crs_is_refused_by_name() -> None:
     item["assets"]["B08_10m"]["proj:code"] = "EPSG:32637"
     with pytest.raises(PipelineError, match=r"S2B_MSIL2A_20200322.*its assets declare \[32636, 32637\]"):
         stackstac_ready(item)
+
+
+def test_landsat_radiometry_is_read_and_its_cube_refused_by_name(tmp_path: Path) -> None:
+    """Landsat C2 L2: reflectance = DN * 2.75e-05 - 0.2 (raster:bands); the cube says it does not read Landsat
+    rather than reading its ``red`` as Sentinel-2 ``B04``."""
+    item = recorded_item("landsat-c2-l2", "LC09_L2SP_010065_20220129_02_T1")
+    ready = stackstac_ready(item)
+    assert radiometry_of(ready, "B04") == Radiometry(2.75e-05, -0.2, "raster:bands")  # `red` under its S2 name
+    with pytest.raises(PipelineError, match=r"scale 2.75e-05 \(from raster:bands\), expected 1/10000"):
+        product_offset(ready, ["B04"])
+    grid = window_grid(item, "red", 4000, 4000, 64)
+    with pytest.raises(
+        UnsupportedProductError, match=r"1 of the 1 products are Landsat scenes .*not supported yet"
+    ):
+        open_cube([item], grid, ["red"])

@@ -43,7 +43,8 @@ _ORBIT_IN_ID = re.compile(r"_R(\d{3})_")
 def _tile(props: dict[str, Any]) -> str | None:
     """The MGRS tile, from every convention met: Planetary Computer ``s2:mgrs_tile``, the MGRS extension
     (Earth Search v1/c1), Earth Search v0 ``sentinel:utm_zone/latitude_band/grid_square``, ``grid:code``
-    (``MGRS-33UUU``, CDSE), ``s2:tile_id`` or the ESA product name."""
+    (``MGRS-33UUU``, CDSE), ``s2:tile_id`` or the ESA product name; for Landsat the WRS-2 path and row
+    (``010065``)."""
     if props.get("s2:mgrs_tile"):
         return str(props["s2:mgrs_tile"])
     for prefix in ("mgrs", "sentinel"):
@@ -55,6 +56,8 @@ def _tile(props: dict[str, Any]) -> str | None:
     code = props.get("grid:code")
     if isinstance(code, str) and code.startswith("MGRS-"):
         return code.removeprefix("MGRS-")
+    if props.get("landsat:wrs_path") is not None and props.get("landsat:wrs_row") is not None:
+        return f"{int(props['landsat:wrs_path']):03d}{int(props['landsat:wrs_row']):03d}"  # Landsat WRS-2 scene
     for key in ("s2:tile_id", "sentinel:product_id", "s2:product_uri"):
         found = _TILE_IN_ID.search(str(props.get(key) or ""))
         if found:
@@ -63,9 +66,12 @@ def _tile(props: dict[str, Any]) -> str | None:
 
 
 def _relative_orbit(props: dict[str, Any]) -> int | None:
-    """``sat:relative_orbit``, else the ``R095`` of the ESA product name (Earth Search v0 has no sat:*)."""
+    """``sat:relative_orbit``, else the ``R095`` of the ESA product name (Earth Search v0 has no sat:*), else
+    the Landsat WRS-2 path (the repeating ground track, as a relative orbit is)."""
     if props.get("sat:relative_orbit") is not None:
         return int(props["sat:relative_orbit"])
+    if props.get("landsat:wrs_path") is not None:
+        return int(props["landsat:wrs_path"])
     for key in ("sentinel:product_id", "s2:product_uri"):
         found = _ORBIT_IN_ID.search(str(props.get(key) or ""))
         if found:
