@@ -29,7 +29,7 @@ def write_config(demo: DemoData, out: Path, aoi: object, size: int = 48) -> Path
         "grid": {"resolution": 10, "chunksize": 256},
         "labels": {"path": str(demo.parcels), "class_column": "class_code", "id_column": "parcel_id"},
         "patches": {"size": size},
-        "timeseries": {"min_valid_fraction": 0.0},
+        "timeseries": {"mask": "nodata", "min_valid_fraction": 0.0},  # as docs/benchmarks.md measured
         "output": {"path": str(out), "shard_size": 8, "lmdb_parts": 2},
     }
     path = out.parent / f"{out.name}.yaml"

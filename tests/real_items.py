@@ -26,9 +26,14 @@ BLOCK = 512
 SCL_CLASSES = np.array([4, 5, 6, 8, 9, 10, 3], dtype=np.uint8)  # vegetation, bare, water, clouds, cirrus, shadow
 
 
+RECORDED = Path(__file__).parent / "catalog" / "recorded"  # recordings ../shared/data lacks (see its README)
+
+
 def recorded_items(name: str) -> list[dict[str, Any]]:
-    """The features of ``../shared/data/stac/<name>.json``, e.g. ``earth-search__sentinel-2-c1-l2a``."""
-    data = json.loads(shared_path("stac", f"{name}.json").read_text())
+    """The features of ``tests/catalog/recorded/<name>.json`` (e.g. ``cdse__sentinel-2-l2a``), else of
+    ``../shared/data/stac/<name>.json`` (e.g. ``earth-search__sentinel-2-c1-l2a``)."""
+    path = RECORDED / f"{name}.json"
+    data = json.loads((path if path.is_file() else shared_path("stac", f"{name}.json")).read_text())
     return list(data["features"])
 
 
@@ -40,14 +45,37 @@ def recorded_item(name: str, item_id: str) -> dict[str, Any]:
     raise KeyError(f"no item {item_id} in {name}")
 
 
+def _epsg(fields: dict[str, Any]) -> int | None:
+    code = fields.get("proj:epsg") or fields.get("proj:code")
+    return None if code is None else int(str(code).split(":")[-1])
+
+
 def item_epsg(item: dict[str, Any]) -> int:
-    props = item["properties"]
-    return int(props.get("proj:epsg") or str(props["proj:code"]).split(":")[1])
+    """The item's EPSG code, else the one its assets declare (CDSE puts ``proj:code`` on the assets only)."""
+    own = _epsg(item["properties"])
+    if own is not None:
+        return own
+    (found,) = {e for a in item["assets"].values() if (e := _epsg(a)) is not None}
+    return found
+
+
+def raster_of(asset: dict[str, Any]) -> dict[str, Any]:
+    """The asset's ``raster:bands[0]`` (STAC 1.0), or its own ``data_type``/``nodata``/``raster:scale``/
+    ``raster:offset`` (STAC 1.1, CDSE) under the same keys."""
+    if asset.get("raster:bands"):
+        return dict(asset["raster:bands"][0])
+    flat = {"data_type": "data_type", "nodata": "nodata", "raster:scale": "scale", "raster:offset": "offset"}
+    return {key: asset[field] for field, key in flat.items() if field in asset}
+
+
+def proj_field(item: dict[str, Any], asset_key: str, field: str) -> Any:
+    """The asset's ``proj:shape``/``proj:transform``, else the item's (Landsat declares them on the item)."""
+    return item["assets"][asset_key].get(field) or item["properties"][field]
 
 
 def window_grid(item: dict[str, Any], asset_key: str, row: int, col: int, size: int) -> GeoBox:
     """A ``size`` x ``size`` grid on the pixels of ``asset_key`` starting at (``row``, ``col``)."""
-    transform = Affine(*item["assets"][asset_key]["proj:transform"][:6])
+    transform = Affine(*proj_field(item, asset_key, "proj:transform")[:6])
     return GeoBox((size, size), transform * Affine.translation(col, row), f"EPSG:{item_epsg(item)}")
 
 
@@ -61,11 +89,11 @@ def localise(
     rng = np.random.default_rng(seed)
     for key in asset_keys:
         asset = out["assets"][key]
-        raster = (asset.get("raster:bands") or [{}])[0]
+        raster = raster_of(asset)
         dtype = np.dtype(raster.get("data_type", "uint16"))
         nodata = raster.get("nodata", 0)
-        height, width = asset["proj:shape"]
-        transform = Affine(*asset["proj:transform"][:6])
+        height, width = proj_field(out, key, "proj:shape")
+        transform = Affine(*proj_field(out, key, "proj:transform")[:6])
         left, bottom, right, top = grid.extent.boundingbox
         col0, row0 = (int(np.floor(v)) for v in ~transform * (left, top))
         col1, row1 = (int(np.ceil(v)) for v in ~transform * (right, bottom))
@@ -77,7 +105,7 @@ def localise(
         path = folder / f"{out['id']}_{key}.tif"
         profile = {
             "driver": "GTiff", "height": height, "width": width, "count": 1, "dtype": dtype.name,
-            "crs": f"EPSG:{item_epsg(out)}", "transform": transform, "nodata": nodata, "tiled": True,
+            "crs": f"EPSG:{_epsg(asset) or item_epsg(out)}", "transform": transform, "nodata": nodata, "tiled": True,
             "blockxsize": BLOCK, "blockysize": BLOCK, "compress": "deflate", "sparse_ok": True,
         }  # fmt: skip
         with rasterio.open(path, "w", **profile) as ds:
@@ -93,7 +121,7 @@ def inner_window(item: dict[str, Any], asset_key: str, size: int) -> tuple[int, 
 
     point = shape(item["geometry"]).representative_point()
     x, y = Transformer.from_crs(4326, item_epsg(item), always_xy=True).transform(point.x, point.y)
-    col, row = ~Affine(*item["assets"][asset_key]["proj:transform"][:6]) * (x, y)
+    col, row = ~Affine(*proj_field(item, asset_key, "proj:transform")[:6]) * (x, y)
     return int(row) - size // 2, int(col) - size // 2
 
 

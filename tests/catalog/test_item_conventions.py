@@ -121,3 +121,22 @@ def test_products_without_cloud_cover_pass_when_max_cloud_is_100() -> None:
         select(items, aoi, day, day, max_cloud=60)
     table = select(items, aoi, day, day, max_cloud=None).table
     assert table.selected.all()
+
+
+def test_cdse_items_give_tile_orbit_baseline_and_the_crs_of_their_assets() -> None:
+    """CDSE (STAC 1.1): ``grid:code`` MGRS-36NYH, ``processing:version``, and ``proj:code`` on the assets only."""
+    (item,) = read_static_items(V0.parent / "cdse__sentinel-2-l2a.json")
+    assert "proj:code" not in item.properties and "proj:epsg" not in item.properties
+    r = record_of(item)
+    assert (r.tile, r.relative_orbit, r.processing_baseline, r.epsg) == ("36NYH", 135, "05.00", 32636)
+    assert r.cloud_cover == item.properties["eo:cloud_cover"]
+    selection = select([item], shape(item.geometry).representative_point().buffer(0.01), date(2020, 3, 1),
+                       date(2020, 3, 31))  # fmt: skip
+    assert selection.table.selected.all() and list(selection.table.tile) == ["36NYH"]
+
+
+def test_landsat_scenes_get_their_wrs_path_and_row_as_tile_and_orbit() -> None:
+    (item,) = read_static_items(V0.parent / "landsat-c2-l2.json")
+    r = record_of(item)
+    assert (r.tile, r.relative_orbit, r.platform, r.epsg) == ("010065", 10, "landsat-9", 32617)
+    assert r.acquisition == "landsat-9_2022-01-29_R10" and r.cloud_cover == 21.12

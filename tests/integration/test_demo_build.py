@@ -42,7 +42,7 @@ def _config(demo_data, out: Path) -> dict:
         demo_data,
         out,
         bands=BANDS,
-        timeseries={"min_valid_fraction": 0.5, "min_dates": 1},
+        timeseries={"mask": "nodata", "min_valid_fraction": 0.5, "min_dates": 1},
         splits={"block_size": BLOCK, "fractions": [0.6, 0.2, 0.2], "seed": 7},
         output={"path": str(out), "formats": ["zarr", "lmdb"], "shard_size": 5, "lmdb_parts": 3},
     )

@@ -34,7 +34,7 @@ def _config(demo_data: Any, out: Path, **cube: Any) -> Any:
             "grid": {"chunksize": 128},
             "cube": cube,
             "patches": {"size": 48},
-            "timeseries": {"min_valid_fraction": 0.6, "min_dates": 1},
+            "timeseries": {"mask": "nodata", "min_valid_fraction": 0.6, "min_dates": 1},
             "output": {"path": str(out), "formats": ["zarr", "lmdb"], "shard_size": 4, "lmdb_parts": 1},
         },
         out.parent,

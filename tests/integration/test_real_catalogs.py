@@ -20,7 +20,15 @@ from typer.testing import CliRunner
 
 from eoshard.flows.cli import app
 from tests.demo_config import write_config
-from tests.real_items import inner_window, item_epsg, localise, recorded_item, window_grid, write_item_collection
+from tests.real_items import (
+    inner_window,
+    item_epsg,
+    localise,
+    raster_of,
+    recorded_item,
+    window_grid,
+    write_item_collection,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -28,6 +36,9 @@ SIZE = 32  # patch size, px
 CASES = {
     "earth-search-c1": ("earth-search__sentinel-2-c1-l2a", "S2B_T32VKL_20250717T112116_L2A", ["red", "nir", "scl"]),
     "earth-search-v1": ("earth-search__sentinel-2-l2a", "S2B_32VKL_20250717_0_L2A", ["red", "nir", "scl"]),
+    "earth-search-l1c": ("earth-search__sentinel-2-l1c", "S2B_32VKL_20250717_0_L1C", ["red", "nir"]),
+    "cdse": ("cdse__sentinel-2-l2a", "S2B_MSIL2A_20200322T074609_N0500_R135_T36NYH_20230612T214223",
+             ["B04_10m", "B08_10m", "SCL_20m"]),  # STAC 1.1: raster:scale, proj:code on the assets only
     "planetary-computer": ("planetarycomputer__sentinel-2-l2a",
                            "S2A_MSIL2A_20240228T025651_R032_T53VML_20240228T071454", ["B04", "B08"]),
 }  # fmt: skip
@@ -49,49 +60,139 @@ def _world(case: str, folder: Path) -> tuple[dict[str, Any], Path, tuple[float, 
     return local, source, (min(xs), min(ys), max(xs), max(ys))
 
 
-def _config(local: dict[str, Any], source: Path, aoi: Any, bands: list[str], out: Path) -> dict[str, Any]:
+def _config(
+    local: dict[str, Any], source: Path, aoi: Any, bands: list[str], out: Path, **timeseries: Any
+) -> dict[str, Any]:
     day = local["properties"]["datetime"][:10]
     return {
         "name": "real", "catalog": {"source": str(source)}, "aoi": list(aoi), "period": {"start": day, "end": day},
         "bands": bands, "grid": {"resolution": 10, "crs": f"EPSG:{item_epsg(local)}", "chunksize": 128},
-        "patches": {"size": SIZE}, "output": {"path": str(out), "formats": ["zarr", "lmdb"], "shard_size": 8},
+        "patches": {"size": SIZE}, "timeseries": timeseries,
+        "output": {"path": str(out), "formats": ["zarr", "lmdb"], "shard_size": 8},
     }  # fmt: skip
 
 
-def _build_and_verify(config: dict[str, Any], path: Path) -> dict[str, Any]:
+def _build_and_verify(config: dict[str, Any], path: Path, said: list[str] | None = None) -> dict[str, Any]:
+    """Build and verify through the CLI; ``said`` gets the build's output."""
     runner = CliRunner()
-    built = runner.invoke(app, ["build", str(write_config(config, path)), "--workers", "1"])
+    selected = runner.invoke(app, ["select", str(write_config(config, path)), "--json"])
+    assert selected.exit_code == 0, selected.output
+    built = runner.invoke(app, ["build", str(path), "--workers", "1"])
     assert built.exit_code == 0, built.output
+    if said is not None:
+        said.append(built.output)
     out = Path(config["output"]["path"])
     verified = runner.invoke(app, ["verify", str(out), "--sources", "3"])
     assert verified.exit_code == 0, verified.output
-    return dict(json.loads((out / "dataset.json").read_text()))
+    manifest = dict(json.loads((out / "dataset.json").read_text()))
+    assert sorted(r["id"] for r in json.loads(selected.output)) == sorted(manifest["products"])  # select = build
+    return manifest
+
+
+def _patch_bounds(key: str) -> tuple[float, float, float, float]:
+    _, res, x0, y0 = (float(v) for v in key.split("_"))
+    return (x0, y0 - SIZE * res, x0 + SIZE * res, y0)
 
 
 @pytest.mark.parametrize("case", list(CASES))
 def test_a_real_item_builds_bit_exact_by_either_band_name(case: str, tmp_path: Path) -> None:
     local, source, aoi = _world(case, tmp_path)
-    by_id = _config(local, source, aoi, ["B04", "B08"], tmp_path / "by-id")
+    # nodata mask: the Planetary Computer item's SCL is not written, and the values are the point here
+    by_id = _config(local, source, aoi, ["B04", "B08"], tmp_path / "by-id", mask="nodata")
     manifest = _build_and_verify(by_id, tmp_path / "by-id.yaml")
     assert manifest["products"] == [local["id"]]
     source_of = {"earth-search-c1": "raster:bands", "earth-search-v1": "raster:bands",
+                 "earth-search-l1c": "raster:bands", "cdse": "raster:bands",
                  "planetary-computer": "processing baseline 05.10"}  # fmt: skip
     assert manifest["radiometry"] == {local["id"]: {"scale": 0.0001, "offset": -0.1, "source": source_of[case]}}
     assert manifest["bands"] == ["B04", "B08"]
     group = zarr.open_group(str(tmp_path / "by-id" / "data.zarr"), mode="r")
     values = group["s2_10m"][:]
     assert values.shape[0] == manifest["n_samples"] > 0
-    key = manifest["keys"][0]
-    _, res, x0, y0 = (float(v) for v in key.split("_"))
-    bounds = (x0, y0 - SIZE * res, x0 + SIZE * res, y0)
+    bounds = _patch_bounds(manifest["keys"][0])
     asset_keys = {"B04": CASES[case][2][0], "B08": CASES[case][2][1]}
     for k, band in enumerate(["B04", "B08"]):
         with rasterio.open(local["assets"][asset_keys[band]]["href"]) as src:
             expected = src.read(1, window=from_bounds(*bounds, transform=src.transform))
         np.testing.assert_array_equal(values[0, 0, k], expected)
         assert (expected != 0).all()
-    if CASES[case][2][0] == "red":  # Earth Search: the common names give the same bytes
-        by_name = _config(local, source, aoi, ["red", "nir"], tmp_path / "by-name")
-        _build_and_verify(by_name, tmp_path / "by-name.yaml")
-        again = zarr.open_group(str(tmp_path / "by-name" / "data.zarr"), mode="r")["s2_10m"][:]
-        assert again.tobytes() == values.tobytes()
+    # the common names give the same bytes, whether the catalog's keys are common names (Earth Search) or band
+    # ids (Planetary Computer `B04`, CDSE `B04_10m`)
+    by_name = _config(local, source, aoi, ["red", "nir"], tmp_path / "by-name", mask="nodata")
+    _build_and_verify(by_name, tmp_path / "by-name.yaml")
+    again = zarr.open_group(str(tmp_path / "by-name" / "data.zarr"), mode="r")["s2_10m"][:]
+    assert again.tobytes() == values.tobytes()
+
+
+def test_items_with_scl_mask_clouds_by_default_and_nodata_keeps_them(tmp_path: Path) -> None:
+    local, source, aoi = _world("earth-search-c1", tmp_path)  # Earth Search c1 items carry `scl`
+    said: list[str] = []
+    default = _build_and_verify(
+        _config(local, source, aoi, ["red"], tmp_path / "auto", min_valid_fraction=0.0), tmp_path / "a.yaml", said
+    )
+    plain = _build_and_verify(
+        _config(local, source, aoi, ["red"], tmp_path / "plain", mask="nodata", min_valid_fraction=0.0),
+        tmp_path / "p.yaml",
+    )
+    assert default["timeseries"]["mask"] == "scl" and plain["timeseries"]["mask"] == "nodata"
+    fingerprint = json.loads((tmp_path / "auto" / "_build" / "plan.json").read_text())
+    assert fingerprint["config"]["timeseries"]["mask"] == "scl"  # a rerun with mask: nodata is another dataset
+    assert default["keys"] == plain["keys"] and default["n_samples"] > 0
+    said_once = " ".join(said[0].split())  # rich wraps long lines
+    assert "valid mask: SCL (by default, as the products carry SCL)" in said_once
+    assert "3 cloud shadows, 8 cloud medium probability, 9 cloud high probability, 10 thin cirrus" in said_once
+    masked = zarr.open_group(str(tmp_path / "auto" / "data.zarr"), mode="r")["valid_mask"][0, 0]
+    kept = zarr.open_group(str(tmp_path / "plain" / "data.zarr"), mode="r")["valid_mask"][0, 0]
+    # independently: the SCL file over the first patch, each 20 m class repeated onto the 10 m pixels
+    with rasterio.open(local["assets"]["scl"]["href"]) as src:
+        classes = src.read(1, window=from_bounds(*_patch_bounds(default["keys"][0]), transform=src.transform))
+    classes = classes.repeat(2, axis=0).repeat(2, axis=1)
+    assert classes.shape == masked.shape == (SIZE, SIZE)
+    cloudy = classes == 9  # cloud high probability
+    assert cloudy.any() and not masked[cloudy].any() and kept[cloudy].all()
+    np.testing.assert_array_equal(masked, ~np.isin(classes, [0, 1, 3, 8, 9, 10]))
+    assert kept.all()
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_reflectance_is_dn_times_scale_plus_offset_as_each_catalog_declares(case: str, tmp_path: Path) -> None:
+    local, source, aoi = _world(case, tmp_path)
+    config = {**_config(local, source, aoi, ["B04"], tmp_path / "r", mask="nodata"), "cube": {"reflectance": True}}
+    manifest = _build_and_verify(config, tmp_path / "r.yaml")
+    radiometry = manifest["radiometry"][local["id"]]
+    # independently: each catalog's own numbers (raster:bands of the asset, else Planetary Computer's baseline)
+    raster = raster_of(local["assets"][CASES[case][2][0]])
+    scale, offset = raster.get("scale", 1e-4), raster.get("offset", -0.1)
+    assert (radiometry["scale"], radiometry["offset"]) == (scale, offset)
+    stored = zarr.open_group(str(tmp_path / "r" / "data.zarr"), mode="r")["s2_10m"][0, 0, 0]
+    with rasterio.open(local["assets"][CASES[case][2][0]]["href"]) as src:
+        dn = src.read(1, window=from_bounds(*_patch_bounds(manifest["keys"][0]), transform=src.transform))
+    assert stored.dtype == np.float32 and (dn > 0).all()
+    np.testing.assert_allclose(stored, dn * scale + offset, rtol=0, atol=1e-7)  # float32 rounding of ~0..1.1
+    assert (stored < 0).any() and (stored > 1).any()  # DN under 1000 and over 11000: the offset is applied
+
+
+def test_landsat_is_selected_and_its_build_refused_by_name(tmp_path: Path) -> None:
+    """Landsat C2 L2 (Planetary Computer's form): select lists it; build says what is unsupported, no traceback."""
+    item = recorded_item("landsat-c2-l2", "LC09_L2SP_010065_20220129_02_T1")
+    row, col = inner_window(item, "red", 4 * SIZE)
+    grid = window_grid(item, "red", row, col, 4 * SIZE)
+    local = localise(item, ["red", "nir08"], tmp_path / "cogs", grid)
+    source = write_item_collection([local], tmp_path / "items.json")
+    left, bottom, right, top = grid.extent.boundingbox
+    xs, ys = Transformer.from_crs(item_epsg(item), 4326, always_xy=True).transform([left, right], [bottom, top])
+    config = _config(local, source, (min(xs), min(ys), max(xs), max(ys)), ["red", "nir08"], tmp_path / "out")
+    path = write_config({**config, "grid": {"resolution": 30, "crs": "EPSG:32617"}}, tmp_path / "l.yaml")
+    runner = CliRunner()
+    selected = runner.invoke(app, ["select", str(path), "--json"])
+    assert selected.exit_code == 0, selected.output
+    (row_,) = json.loads(selected.output)
+    assert (row_["id"], row_["tile"], row_["cloud_cover"]) == (item["id"], "010065", 21.12)
+    built = runner.invoke(app, ["build", str(path), "--workers", "1"])
+    assert built.exit_code == 1 and "Traceback" not in built.output
+    said = " ".join(built.output.split())
+    assert (
+        "1 of the 1 products are Landsat scenes (e.g. LC09_L2SP_010065_20220129_02_T1, platform landsat-9)" in said
+    )
+    assert "Landsat Collection 2 (30 m WRS-2 scenes, reflectance = DN * 2.75e-05 - 0.2" in said
+    assert not (tmp_path / "out" / "dataset.json").exists()

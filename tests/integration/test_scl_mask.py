@@ -75,3 +75,33 @@ def test_scl_mask_drops_clouds_and_shadows_and_equals_the_scl_classes(demo_data,
         assert (mask_scl[n_patch, t][inside] == valid[t][rows, cols][inside]).all()
     # the stored fractions are the means of the stored masks
     assert np.allclose(fraction_scl[:n, t], mask_scl[:n, t].mean(axis=(1, 2)), atol=1e-6)
+
+
+def test_direct_reads_cut_the_scl_mask_where_patches_start_inside_an_scl_pixel(demo_data, tmp_path: Path) -> None:
+    """10 m bands only, odd size and stride: patches start on odd base pixels, inside 20 m SCL pixels. The direct
+    reads must give the masks of the cubes' graph (the reference path); the default mask is SCL on these items."""
+    stored = {}
+    for reads in ("graph", "direct"):
+        config = parse_config(
+            {
+                "name": f"odd-{reads}",
+                "catalog": {"source": str(demo_data.catalog), "max_cloud": 95},
+                "aoi": [11.958, 48.003, 11.975, 48.013],
+                "period": {"start": "2024-06-01", "end": "2024-07-31"},
+                "bands": ["B02"],
+                "grid": {"chunksize": 128},
+                "cube": {"reads": reads},
+                "patches": {"size": 25, "stride": 13},
+                "timeseries": {"min_valid_fraction": 0.0},
+                "output": {"path": str(tmp_path / reads), "formats": ["zarr"], "shard_size": 8},
+            },
+            tmp_path,
+        )
+        plan = plan_build(config)
+        assert plan.config.timeseries.mask == "scl" and (plan.sources is not None) == (reads == "direct")
+        assert any(p.row % 2 for p in plan.patches) and any(p.col % 2 for p in plan.patches)
+        with in_process_client() as client:
+            run_build(plan, client)
+        stored[reads] = zarr.open_group(str(tmp_path / reads / "data.zarr"), mode="r")["valid_mask"][:]
+    assert stored["direct"].shape == stored["graph"].shape and 0.05 < stored["graph"].mean() < 0.95
+    np.testing.assert_array_equal(stored["direct"], stored["graph"])

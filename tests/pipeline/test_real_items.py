@@ -18,7 +18,9 @@ from rasterio.windows import from_bounds
 from eoshard.pipeline.assets import GeorefMismatchError, check_asset_georef, check_assets, read_asset_georef
 from eoshard.pipeline.bands import canonical_assets, canonical_band, canonical_keys
 from eoshard.pipeline.cube import open_cube
-from eoshard.pipeline.reflectance import radiometry_of
+from eoshard.pipeline.errors import PipelineError, UnsupportedProductError
+from eoshard.pipeline.items import stackstac_ready
+from eoshard.pipeline.reflectance import Radiometry, product_offset, radiometry_of
 from tests.real_items import localise, recorded_item, window_grid
 
 C1 = ("earth-search__sentinel-2-c1-l2a", "S2B_T32VKL_20250717T112116_L2A")
@@ -151,3 +153,43 @@ def test_a_transform_or_shape_unlike_the_items_is_named() -> None:
         r"shape \(10978, 10980\);"
     )):  # fmt: skip
         check_asset_georef(item, "red", "EPSG:32632", declared * Affine.translation(2, 0), (10978, 10980))
+
+
+CDSE = ("cdse__sentinel-2-l2a", "S2B_MSIL2A_20200322T074609_N0500_R135_T36NYH_20230612T214223")
+
+
+def test_cdse_stac_1_1_fields_are_read_as_the_stac_1_0_ones() -> None:
+    """CDSE declares ``raster:scale``/``raster:offset``/``nodata``/``data_type`` and ``proj:code`` on each asset."""
+    item = recorded_item(*CDSE)
+    keys = canonical_keys(item["assets"])
+    assert (keys["B04"], keys["B8A"], keys["SCL"], keys["B01"]) == ("B04_10m", "B8A_20m", "SCL_20m", "B01_20m")
+    ready = stackstac_ready(item)
+    assert ready["properties"]["proj:epsg"] == 32636
+    assert ready["assets"]["B04"]["raster:bands"] == [
+        {"scale": 0.0001, "offset": -0.1, "nodata": 0, "data_type": "uint16"}
+    ]
+    assert ready["assets"]["SCL"]["raster:bands"] == [{"nodata": 0, "data_type": "uint8"}]
+    assert radiometry_of(ready, "B04") == Radiometry(0.0001, -0.1, "raster:bands")
+    assert "raster:bands" not in item["assets"]["B04_10m"]  # the caller's item is left as it was
+
+
+def test_an_item_whose_assets_disagree_on_the_crs_is_refused_by_name() -> None:
+    item = recorded_item(*CDSE)
+    item["assets"]["B08_10m"]["proj:code"] = "EPSG:32637"
+    with pytest.raises(PipelineError, match=r"S2B_MSIL2A_20200322.*its assets declare \[32636, 32637\]"):
+        stackstac_ready(item)
+
+
+def test_landsat_radiometry_is_read_and_its_cube_refused_by_name(tmp_path: Path) -> None:
+    """Landsat C2 L2: reflectance = DN * 2.75e-05 - 0.2 (raster:bands); the cube says it does not read Landsat
+    rather than reading its ``red`` as Sentinel-2 ``B04``."""
+    item = recorded_item("landsat-c2-l2", "LC09_L2SP_010065_20220129_02_T1")
+    ready = stackstac_ready(item)
+    assert radiometry_of(ready, "B04") == Radiometry(2.75e-05, -0.2, "raster:bands")  # `red` under its S2 name
+    with pytest.raises(PipelineError, match=r"scale 2.75e-05 \(from raster:bands\), expected 1/10000"):
+        product_offset(ready, ["B04"])
+    grid = window_grid(item, "red", 4000, 4000, 64)
+    with pytest.raises(
+        UnsupportedProductError, match=r"1 of the 1 products are Landsat scenes .*not supported yet"
+    ):
+        open_cube([item], grid, ["red"])

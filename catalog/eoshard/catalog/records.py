@@ -43,7 +43,8 @@ _ORBIT_IN_ID = re.compile(r"_R(\d{3})_")
 def _tile(props: dict[str, Any]) -> str | None:
     """The MGRS tile, from every convention met: Planetary Computer ``s2:mgrs_tile``, the MGRS extension
     (Earth Search v1/c1), Earth Search v0 ``sentinel:utm_zone/latitude_band/grid_square``, ``grid:code``
-    (``MGRS-33UUU``, CDSE), ``s2:tile_id`` or the ESA product name."""
+    (``MGRS-33UUU``, CDSE), ``s2:tile_id`` or the ESA product name; for Landsat the WRS-2 path and row
+    (``010065``)."""
     if props.get("s2:mgrs_tile"):
         return str(props["s2:mgrs_tile"])
     for prefix in ("mgrs", "sentinel"):
@@ -55,6 +56,8 @@ def _tile(props: dict[str, Any]) -> str | None:
     code = props.get("grid:code")
     if isinstance(code, str) and code.startswith("MGRS-"):
         return code.removeprefix("MGRS-")
+    if props.get("landsat:wrs_path") is not None and props.get("landsat:wrs_row") is not None:
+        return f"{int(props['landsat:wrs_path']):03d}{int(props['landsat:wrs_row']):03d}"  # Landsat WRS-2 scene
     for key in ("s2:tile_id", "sentinel:product_id", "s2:product_uri"):
         found = _TILE_IN_ID.search(str(props.get(key) or ""))
         if found:
@@ -63,9 +66,12 @@ def _tile(props: dict[str, Any]) -> str | None:
 
 
 def _relative_orbit(props: dict[str, Any]) -> int | None:
-    """``sat:relative_orbit``, else the ``R095`` of the ESA product name (Earth Search v0 has no sat:*)."""
+    """``sat:relative_orbit``, else the ``R095`` of the ESA product name (Earth Search v0 has no sat:*), else
+    the Landsat WRS-2 path (the repeating ground track, as a relative orbit is)."""
     if props.get("sat:relative_orbit") is not None:
         return int(props["sat:relative_orbit"])
+    if props.get("landsat:wrs_path") is not None:
+        return int(props["landsat:wrs_path"])
     for key in ("sentinel:product_id", "s2:product_uri"):
         found = _ORBIT_IN_ID.search(str(props.get(key) or ""))
         if found:
@@ -73,11 +79,20 @@ def _relative_orbit(props: dict[str, Any]) -> int | None:
     return None
 
 
-def _epsg(props: dict[str, Any]) -> int | None:
-    if props.get("proj:epsg") is not None:
-        return int(props["proj:epsg"])
-    code = props.get("proj:code")
+def _own_epsg(fields: dict[str, Any]) -> int | None:
+    if fields.get("proj:epsg") is not None:
+        return int(fields["proj:epsg"])
+    code = fields.get("proj:code")
     return int(code.split(":")[1]) if isinstance(code, str) and code.upper().startswith("EPSG:") else None
+
+
+def _epsg(item: pystac.Item) -> int | None:
+    """The item's EPSG code, else the one its assets share (CDSE declares ``proj:code`` per asset only)."""
+    own = _own_epsg(item.properties)
+    if own is not None:
+        return own
+    found = {e for a in item.assets.values() if (e := _own_epsg(a.extra_fields)) is not None}
+    return found.pop() if len(found) == 1 else None
 
 
 def _baseline(props: dict[str, Any]) -> str | None:
@@ -120,6 +135,6 @@ def record_of(item: pystac.Item) -> ProductRecord:
         else shapely.box(*item.bbox)
         if item.bbox
         else shapely.Point(),
-        epsg=_epsg(props),
+        epsg=_epsg(item),
         item=item,
     )

@@ -23,6 +23,7 @@ from rasterio.enums import Resampling
 from eoshard.catalog import search
 from eoshard.flows.aoi import read_aoi
 from eoshard.flows.config import BuildConfig, ConfigError
+from eoshard.flows.masking import resolve_mask
 from eoshard.flows.products import find_products, select_products
 from eoshard.flows.redaction import public_config
 from eoshard.flows.refresh.lock import LockInfo, build_lock
@@ -179,6 +180,7 @@ def plan_build(
     """Search (unless ``items`` are given), then set up the lazy cubes, labels and patches; reads no pixels."""
     area, area_crs = read_aoi(config.aoi)
     products = list(selected_products(config) if items is None else items)
+    config = resolve_mask(config, products)  # timeseries.mask: auto -> scl or nodata, as the products allow
     grid = grid_for_area(area, area_crs, resolution=config.grid.resolution, crs=config.grid.crs)
     cubes = open_cube(
         products,

@@ -169,13 +169,14 @@ class PatchConfig(_Model):
 
 
 class TimeseriesConfig(_Model):
-    mask: Literal["nodata", "scl"] = Field(
-        "nodata",
-        description="source of the per-date valid mask: nodata (any band has data), or scl (also not cloud, "
-        "shadow, cirrus or defective by the Sentinel-2 scene classification; the products need an SCL asset)",
+    mask: Literal["auto", "nodata", "scl"] = Field(
+        "auto",
+        description="source of the per-date valid mask: nodata (any band has data), scl (also not cloud, "
+        "shadow, cirrus or defective by the Sentinel-2 scene classification; the products need an SCL asset), "
+        "or auto: scl when every selected product carries an SCL asset, else nodata (dataset.json records which)",
     )
     scl_invalid: tuple[int, ...] = Field(
-        (0, 1, 3, 8, 9, 10), description="SCL classes that are not valid, with mask: scl"
+        (0, 1, 3, 8, 9, 10), description="SCL classes that are not valid, with mask: scl (or auto resolved to scl)"
     )
     min_valid_fraction: float = Field(0.5, ge=0, le=1, description="dates below this valid share are dropped")
     min_dates: int = Field(1, ge=1, description="samples with fewer kept dates are dropped (and counted)")

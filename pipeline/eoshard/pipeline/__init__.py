@@ -18,6 +18,7 @@ from eoshard.pipeline.errors import (
     ManifestError,
     PipelineError,
     ShardWriteError,
+    UnsupportedProductError,
 )
 from eoshard.pipeline.grid import (
     attach_grid,
@@ -60,6 +61,7 @@ __all__ = [
     "PipelineError",
     "ShardWriteError",
     "ShardedDataset",
+    "UnsupportedProductError",
     "acquisition_key",
     "attach_grid",
     "band_groups",

@@ -18,6 +18,10 @@ class BandError(PipelineError, KeyError):
         return str(self.args[0]) if self.args else ""
 
 
+class UnsupportedProductError(PipelineError, ValueError):
+    """Products of a mission the pipeline does not read (Landsat): selection works, cubes do not."""
+
+
 class AssetReadError(PipelineError, OSError):
     """A product's asset could not be read (missing or corrupt file)."""
 

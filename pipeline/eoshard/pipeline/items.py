@@ -21,10 +21,45 @@ def epsg_of(properties: Mapping[str, Any]) -> int | None:
     return None
 
 
+# STAC 1.1 puts a single band's raster fields on the asset itself (CDSE: ``raster:scale``, ``nodata``, ...);
+# STAC 1.0 lists them in ``raster:bands``. The 1.1 names -> the 1.0 ``raster:bands`` keys.
+FLAT_RASTER_FIELDS = {
+    "raster:scale": "scale",
+    "raster:offset": "offset",
+    "nodata": "nodata",
+    "data_type": "data_type",
+}
+
+
+def raster_bands(asset: Mapping[str, Any]) -> dict[str, Any]:
+    """The asset with ``raster:bands`` (STAC 1.0) made from its STAC 1.1 fields when it has none."""
+    flat = {key: asset[field] for field, key in FLAT_RASTER_FIELDS.items() if asset.get(field) is not None}
+    if asset.get("raster:bands") or not flat:
+        return dict(asset)
+    return {**asset, "raster:bands": [flat]}
+
+
+def item_epsg(data: Mapping[str, Any]) -> int:
+    """The item's EPSG code: its own ``proj:epsg``/``proj:code``, else the one its data assets share (CDSE
+    declares ``proj:code`` only per asset)."""
+    epsg = epsg_of(data["properties"])
+    if epsg is not None:
+        return epsg
+    found = {e for a in data["assets"].values() if isinstance(a, Mapping) and (e := epsg_of(a)) is not None}
+    if len(found) == 1:
+        return found.pop()
+    said = f"its assets declare {sorted(found)}" if found else "nor do its assets"
+    raise PipelineError(
+        f"item {data.get('id')} has neither proj:epsg nor an EPSG proj:code ({said}): cannot place its pixels on "
+        "a grid; add proj:code to the item's properties"
+    )
+
+
 def stackstac_ready(item: pystac.Item | Mapping[str, Any]) -> dict[str, Any]:
     """The item as a dict that stackstac reads: ``proj:epsg`` filled from ``proj:code`` where missing.
 
-    stackstac reads only ``proj:epsg``, while pystac 1.15 writes only ``proj:code``; asset hrefs are made absolute.
+    stackstac reads only ``proj:epsg``, while pystac 1.15 writes only ``proj:code``; asset hrefs are made absolute;
+    STAC 1.1 raster fields of an asset become its ``raster:bands``; the canonical band keys are added.
     """
     if isinstance(item, pystac.Item):
         data = item.to_dict(transform_hrefs=False)
@@ -32,12 +67,8 @@ def stackstac_ready(item: pystac.Item | Mapping[str, Any]) -> dict[str, Any]:
             data["assets"][key]["href"] = asset.get_absolute_href() or asset.href
     else:
         data = {**item, "properties": dict(item["properties"]), "assets": dict(item["assets"])}
-    epsg = epsg_of(data["properties"])
-    if epsg is None:
-        raise PipelineError(
-            f"item {data.get('id')} has neither proj:epsg nor an EPSG proj:code: cannot place its pixels on a grid"
-        )
-    data["properties"]["proj:epsg"] = epsg
+    data["assets"] = {k: raster_bands(a) if isinstance(a, Mapping) else a for k, a in data["assets"].items()}
+    data["properties"]["proj:epsg"] = item_epsg(data)
     return canonical_assets(data)
 
 

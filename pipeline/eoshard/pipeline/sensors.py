@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from eoshard.pipeline.errors import BandError, PipelineError
+from eoshard.pipeline.errors import BandError, PipelineError, UnsupportedProductError
 
 S1, S2 = "s1", "s2"
 NODATA = 0  # of Sentinel-2 digital numbers
@@ -31,6 +31,26 @@ def item_sensor(item: Mapping[str, Any]) -> str:
     return S2
 
 
+def is_landsat(item: Mapping[str, Any]) -> bool:
+    """Whether the product is a Landsat scene (platform/constellation Landsat, or ``landsat:*`` properties)."""
+    props = item["properties"]
+    names = f"{props.get('constellation') or ''} {props.get('platform') or ''}".lower()
+    return "landsat" in names or any(str(k).startswith("landsat:") for k in props)
+
+
+def check_supported(dicts: Sequence[Mapping[str, Any]]) -> None:
+    """Refuse Landsat products by name: they would otherwise be read as Sentinel-2 (their ``red`` is ``B04``)."""
+    landsat = [d for d in dicts if is_landsat(d)]
+    if landsat:
+        platform = landsat[0]["properties"].get("platform")
+        raise UnsupportedProductError(
+            f"{len(landsat)} of the {len(dicts)} products are Landsat scenes (e.g. {landsat[0].get('id')}, "
+            f"platform {platform}): eoshard builds Sentinel-2 and Sentinel-1 products only; Landsat Collection 2 "
+            "(30 m WRS-2 scenes, reflectance = DN * 2.75e-05 - 0.2, clouds in the qa_pixel bits) is not supported "
+            "yet. `eoshard select` lists and chooses them; build from a Sentinel-2 collection (catalog.collection)"
+        )
+
+
 def band_sensor(band: str) -> str:
     """``s1`` for a polarisation channel (``vv``, ``vh``, ``hh``, ``hv``), ``s2`` for every other band."""
     return S1 if band.lower() in S1_BANDS else S2
@@ -39,7 +59,10 @@ def band_sensor(band: str) -> str:
 def split_by_sensor(
     dicts: Sequence[dict[str, Any]], bands: Sequence[str]
 ) -> dict[str, tuple[list[dict[str, Any]], list[str]]]:
-    """Products and bands per sensor (Sentinel-2 first); each sensor asked for must have products, and back."""
+    """Products and bands per sensor (Sentinel-2 first); each sensor asked for must have products, and back.
+
+    Landsat products are refused (``check_supported``)."""
+    check_supported(dicts)
     products: dict[str, list[dict[str, Any]]] = {}
     for data in dicts:
         products.setdefault(item_sensor(data), []).append(data)

@@ -45,6 +45,7 @@ def build(
     """Build a dataset: select products, cube them lazily, rasterize labels, cut patches, write shards."""
     from eoshard.flows.build import plan_build, run_build
     from eoshard.flows.cluster import dashboard_note, dask_client
+    from eoshard.flows.masking import mask_note
     from eoshard.flows.storage import publish, redact_url
 
     with user_errors():
@@ -55,6 +56,7 @@ def build(
             f"{len(plan.items)} products, {len(plan.dates)} dates, grid {plan.grid.shape.y} x {plan.grid.shape.x}"
             f" px in {plan.grid.crs}, {len(plan.patches)} patches in {len(plan.shards())} shards"
         )
+        console.print(mask_note(cfg.timeseries.mask, plan.config.timeseries.model_dump()))
         with dask_client(scheduler, workers) as client:
             console.print(dashboard_note(client))
             with progress_bar() as progress:

@@ -25,6 +25,7 @@ from eoshard.catalog.errors import EmptySelectionError
 from eoshard.flows.aoi import read_aoi
 from eoshard.flows.build import FINGERPRINT_EXCLUDE, BuildPlan, plan_build, search_products
 from eoshard.flows.config import BuildConfig
+from eoshard.flows.masking import with_mask
 from eoshard.flows.products import apply_selection
 from eoshard.flows.redaction import public_config
 from eoshard.flows.refresh import swap
@@ -60,12 +61,18 @@ _MAY_CHANGE = {
 }
 
 
-def check_config(config: BuildConfig, dataset: Path) -> None:
-    """Refuse a config that would not build this dataset (other than in ``_MAY_CHANGE``)."""
+def check_config(config: BuildConfig, dataset: Path) -> BuildConfig:
+    """Refuse a config that would not build this dataset (other than in ``_MAY_CHANGE``).
+
+    Returns the config with ``timeseries.mask: auto`` pinned to the mask the build resolved it to, so the
+    refreshed dates are masked as the held ones are.
+    """
     plan_file = dataset / BUILD_DIR / "plan.json"
     if not plan_file.is_file():
         raise RefreshError(f"{dataset} has no {plan_file.name} under _build/: it was not made by eoshard build")
     built = json.loads(plan_file.read_text())["config"]
+    if config.timeseries.mask == "auto":
+        config = with_mask(config, built.get("timeseries", {}).get("mask", "nodata"))
     now = public_config(config, exclude=FINGERPRINT_EXCLUDE)
     changed = sorted(
         f"{section}.{field}".rstrip(".")
@@ -78,6 +85,7 @@ def check_config(config: BuildConfig, dataset: Path) -> None:
             f"the config differs from the one {dataset} was built with in {', '.join(changed)}: a refresh only "
             "adds acquisitions (it may change where the catalog is and period.end); build a new dataset for other changes"
         )
+    return config
 
 
 def _fields(built: Any, now: Any) -> list[str]:
@@ -138,7 +146,7 @@ def refresh_dataset(
         )
     with dataset_lock(dataset, "eoshard refresh"):
         swap.finish(dataset)
-        check_config(config, dataset)
+        config = check_config(config, dataset)
         manifest = read_layout(dataset).to_manifest()
         items, newer, reprocessed = select_products(config, manifest)
         if not newer and not reprocessed:

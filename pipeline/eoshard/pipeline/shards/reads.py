@@ -83,12 +83,7 @@ def read_shard(spec: ShardSpec, sources: ShardSources, size: int) -> dict[str, A
             for layer in sources.labels.layers:
                 _cut(labels[layer], run, layer_values(stacked, layer), size, 1, zoom_in=z)
         if sources.scl is not None and masks is not None:
-            f = sources.scl_factor
-            scl = read_group_window(sources.scl, *_zoom_out(rows, run, f))[:, 0]
-            valid = ~np.isin(scl, sources.scl_invalid)
-            if f > 1:
-                valid = valid.repeat(f, axis=-2).repeat(f, axis=-1)
-            _cut(masks, run, valid, size, 1)
+            _cut(masks, run, _scl_valid(sources, rows, run), size, 1)
         if sources.hr is not None:
             f = sources.hr_factor
             hr = read_group_window(
@@ -96,6 +91,20 @@ def read_shard(spec: ShardSpec, sources: ShardSources, size: int) -> dict[str, A
             )[0]
             _cut(paired["hr"], run, hr, size, 1, zoom_in=f)
     return materialize_shard(spec, images, labels, paired, masks=masks)
+
+
+def _scl_valid(sources: ShardSources, rows: slice, run: Run) -> np.ndarray:
+    """The SCL valid mask of a run on the base grid: the SCL pixels that cover it, repeated and cut to it
+    (a patch need not start on an SCL pixel's edge: the patches align with the bands' groups, not the SCL)."""
+    assert sources.scl is not None
+    f = sources.scl_factor
+    r0, c0 = rows.start // f, run.col0 // f
+    window = slice(r0, -(-rows.stop // f)), slice(c0, -(-run.col1 // f))
+    valid = ~np.isin(read_group_window(sources.scl, *window)[:, 0], sources.scl_invalid)
+    if f > 1:
+        valid = valid.repeat(f, axis=-2).repeat(f, axis=-1)
+    dy, dx = rows.start - r0 * f, run.col0 - c0 * f
+    return valid[..., dy : dy + rows.stop - rows.start, dx : dx + run.col1 - run.col0]
 
 
 def _zoom_out(rows: slice, run: Run, factor: int) -> tuple[slice, slice]:
