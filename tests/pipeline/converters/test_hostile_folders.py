@@ -174,12 +174,22 @@ def test_a_target_that_overlaps_the_input_or_holds_files_is_refused(client: Clie
     assert (busy / "notes.txt").read_text() == "mine" and _files(busy) == ["notes.txt"]
 
 
-def test_cli_refuses_a_link_out_of_the_folder_without_traceback(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("tamper", "expected"),
+    [
+        ("link", "Pasture_301.tif links to /etc/passwd, outside the dataset folder"),
+        ("markup", "Pasture/[/]x.tif does not fit the eurosat-ms layout"),  # no Rich markup: printed as it is
+    ],
+)
+def test_cli_refuses_a_hostile_folder_without_traceback(tmp_path: Path, tamper: str, expected: str) -> None:
     root = _eurosat(tmp_path)
-    (root / "Pasture" / "Pasture_301.tif").symlink_to("/etc/passwd")
+    if tamper == "link":
+        (root / "Pasture" / "Pasture_301.tif").symlink_to("/etc/passwd")
+    else:
+        (root / "Pasture" / "[").mkdir()
+        (root / "Pasture" / "[" / "]x.tif").write_bytes(b"")
     result = convert_cli("eurosat-ms", root, tmp_path / "out")
     assert result.returncode == 1
     assert "Traceback" not in result.stdout + result.stderr
-    message = " ".join(result.stderr.split())
-    assert "Pasture_301.tif links to /etc/passwd, outside the dataset folder" in message
+    assert expected in " ".join(result.stderr.split())
     assert not (tmp_path / "out").exists()
