@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import pytest
 
-from eoshard.catalog.credentials import redact_url, unsigned_item_dict
+from eoshard.catalog.credentials import redact_text, redact_url, unsigned_item_dict
 
 # One planted secret per signing scheme (each value unique, so a leak names its scheme).
 SIGNED = {
@@ -60,3 +61,33 @@ def test_item_dicts_lose_secrets_at_any_depth() -> None:
     saved = json.dumps(unsigned_item_dict(item))
     assert "SECRET" not in saved and "CFKEYPAIR" not in saved
     assert json.loads(saved)["assets"]["B04"]["href"] == "https://storage.googleapis.com/b/k.tif"
+
+
+def test_free_text_loses_every_secret_and_keeps_harmless_parameters() -> None:
+    """Tracebacks of requests and pystac-client quote the URL they failed on, or only its path and query."""
+    text = "\n".join(
+        [f"GET {url} failed" for url in SIGNED.values()]
+        + [
+            "Max retries exceeded with url: /v1/search?token=BARESECRET&x-amz-security-token=XAMZSECRET (Caused",
+            "{'href': 'https://h/k.tif?collections=s2&X-Goog-Signature=QUOTEDSECRET'}",
+            "postgresql://pg:DSNSECRET@127.0.0.1:5432/db?limit=10;Signature=SEMISECRET",
+        ]
+    )
+    redacted = redact_text(text)
+    assert "SECRET" not in redacted and "CFKEYPAIR" not in redacted, redacted
+    assert "/v1/search?token=REDACTED&x-amz-security-token=REDACTED (Caused" in redacted
+    assert "https://h/k.tif?collections=s2&X-Goog-Signature=REDACTED'}" in redacted
+    assert "postgresql://127.0.0.1:5432/db?limit=10;Signature=REDACTED" in redacted
+    plain = "File \"x.py\", line 3, in f\n    call(a=b, url='https://host/p?bbox=1,2,3,4')"
+    assert redact_text(plain) == plain
+
+
+def test_pystac_client_request_logs_are_redacted(caplog: pytest.LogCaptureFixture) -> None:
+    import eoshard.catalog.stac_api  # noqa: F401  (installs the filter)
+
+    with caplog.at_level(logging.DEBUG, logger="pystac_client.stac_api_io"):
+        logging.getLogger("pystac_client.stac_api_io").debug(
+            "POST %s Headers: %s", SIGNED["gcs-v4"], {"Authorization": "Bearer HEADERSECRET"}
+        )
+    assert caplog.messages and "SECRET" not in caplog.text, caplog.text
+    assert "X-Goog-Signature=REDACTED" in caplog.text

@@ -33,6 +33,7 @@ class DaskCluster:
     address: str
     dashboard: str
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    logs: Path = Path()  # the folder of the scheduler's and workers' logs
 
     def worker_pids(self) -> dict[str, int]:
         """Worker address -> pid of the worker process itself (the nanny's child)."""
@@ -79,7 +80,7 @@ def dask_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaskClust
     """``dask scheduler`` and two single-threaded ``dask worker`` processes on free ports, stopped at the end."""
     logs = tmp_path_factory.mktemp("dask-logs")
     port, dash = free_port(), free_port()
-    cluster = DaskCluster(f"tcp://127.0.0.1:{port}", f"http://127.0.0.1:{dash}/status")
+    cluster = DaskCluster(f"tcp://127.0.0.1:{port}", f"http://127.0.0.1:{dash}/status", logs=logs)
     try:
         _start(cluster, ["scheduler", "--host", "127.0.0.1", "--port", str(port), "--dashboard-address",
                          f"127.0.0.1:{dash}", "--no-show"], logs / "scheduler.log")  # fmt: skip

@@ -9,6 +9,7 @@ OGC search parameters, object versions), never who may read it.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -46,6 +47,18 @@ def redact_url(url: str) -> str:
     kept = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if harmless(k)]
     netloc = parts.netloc.rpartition("@")[2]
     return urlunsplit((parts.scheme, netloc, parts.path, urlencode(kept), parts.fragment))
+
+
+_USERINFO = re.compile(r"(?P<scheme>\b[a-zA-Z][a-zA-Z0-9+.-]*://)[^/\s@'\"<>]*@")
+_PARAM = re.compile(r"(?P<sep>[?&;])(?P<name>[^=&?;#\s'\"<>]+)=(?P<value>[^&;#\s'\"<>)]*)")
+
+
+def redact_text(text: str) -> str:
+    """Free text (a log line, a traceback) with every URL's user info removed and the value of every query
+    parameter that is not known to be harmless replaced by ``REDACTED``: the same allow-list as ``redact_url``,
+    for URLs (or bare ``path?query`` parts) that foreign libraries put into their messages."""
+    text = _USERINFO.sub(r"\g<scheme>", text)
+    return _PARAM.sub(lambda m: m[0] if harmless(m["name"]) else f"{m['sep']}{m['name']}={REDACTED}", text)
 
 
 # The name older code and tests use: a signed asset href loses its signature the same way.

@@ -17,7 +17,7 @@ from pystac_client.conformance import ConformanceClasses
 from pystac_client.exceptions import APIError
 from pystac_client.stac_api_io import StacApiIO
 
-from eoshard.catalog.credentials import redact_url
+from eoshard.catalog.credentials import redact_text, redact_url
 from eoshard.catalog.errors import CatalogError, SourceNotFoundError
 from eoshard.catalog.retries import RetryPolicy
 from eoshard.catalog.static import as_utc, item_from_dict
@@ -86,11 +86,10 @@ class _RedactCredentials(logging.Filter):
     pattern = re.compile(
         r"('(?:authorization|x-api-key|api-key|cookie|ocp-apim-subscription-key)': ')[^']*'", re.I
     )
-    query = re.compile(r"((?:sig|token|key|password|access_token)=)[^&\s']+", re.I)
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        record.msg = self.query.sub(r"\1***", self.pattern.sub(r"\1***'", message))
+        record.msg = redact_text(self.pattern.sub(r"\1***'", message))  # URLs: the allow-list of redact_url
         record.args = ()
         return True
 

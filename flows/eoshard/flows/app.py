@@ -7,6 +7,7 @@ from contextlib import contextmanager
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from eoshard.catalog import CatalogError
 from eoshard.flows.config import ConfigError
@@ -26,12 +27,14 @@ errors = Console(stderr=True)
 
 @contextmanager
 def user_errors() -> Iterator[None]:
-    """Print eoshard's errors as one readable message and exit non-zero, without a traceback."""
+    """Print eoshard's errors as one readable message and exit non-zero, without a traceback.
+
+    Messages quote names from outside (file names, URLs): they are escaped, never read as Rich markup."""
     try:
         yield
     except ConfigError as err:
-        errors.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
+        errors.print(f"[bold red]error:[/] {escape(str(err))}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
     except (CatalogError, PipelineError, FlowsError) as err:
-        errors.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
+        errors.print(f"[bold red]error:[/] {escape(str(err))}", highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None

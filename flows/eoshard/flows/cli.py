@@ -5,6 +5,8 @@ from __future__ import annotations
 import sys
 import warnings
 
+from rich.markup import escape
+
 import eoshard.flows.commands.jobs
 import eoshard.flows.commands.refresh
 import eoshard.flows.commands.submit  # noqa: F401
@@ -15,7 +17,7 @@ __all__ = ["app", "main"]
 
 
 def _show_warning(message: Warning | str, category: type[Warning], *_: object, **__: object) -> None:
-    errors.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
+    errors.print(f"[yellow]warning:[/] {escape(str(message))}", highlight=False, soft_wrap=True)
 
 
 def main() -> None:

@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 import rasterio
 import zarr
-from distributed import Client, LocalCluster
 from rasterio.errors import NotGeoreferencedWarning
 from rasterio.transform import from_origin
 from safetensors.numpy import load
@@ -23,15 +22,6 @@ from eoshard.pipeline.converters.errors import ConversionError
 from tests.conftest import shared_path
 
 BEN_S2 = "S2A_MSIL2A_20170613T101031_N9999_R022_T33UUP"
-
-
-@pytest.fixture(scope="module")
-def client():
-    with (
-        LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster,
-        Client(cluster) as c,
-    ):
-        yield c
 
 
 def _read_lmdb(path: Path) -> dict[str, dict[str, np.ndarray]]:
@@ -204,12 +194,17 @@ def test_wrong_shapes_and_unreadable_files(client, tmp_path: Path) -> None:
         run_conversion("eurosat-ms", {"eurosat-ms": tmp_path / "eurosat"}, tmp_path / "o2", Format.lmdb, client)
 
 
-def test_cli_prints_the_error_without_traceback(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [sys.executable, "-c", "from eoshard.flows.cli import main; main()", "convert", "hydro",
-         "--input", str(tmp_path), "--target", str(tmp_path / "out"), "--workers", "1"],
+def convert_cli(dataset: str, root: Path, target: Path) -> subprocess.CompletedProcess[str]:
+    """``eoshard convert DATASET --input ROOT --target TARGET`` in a process of its own, one worker."""
+    return subprocess.run(
+        [sys.executable, "-c", "from eoshard.flows.cli import main; main()", "convert", dataset,
+         "--input", str(root), "--target", str(target), "--workers", "1"],
         capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
+
+
+def test_cli_prints_the_error_without_traceback(tmp_path: Path) -> None:
+    result = convert_cli("hydro", tmp_path, tmp_path / "out")
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     assert "no hydro patches under" in " ".join(result.stderr.split())

@@ -17,6 +17,7 @@ from eoshard.pipeline.converters import DATASETS, SourceGroup, discover, write_l
 from eoshard.pipeline.converters.errors import ConversionError, DatasetLayoutError
 from eoshard.pipeline.converters.lmdb_writer import PUTS_PER_TRANSACTION
 from eoshard.pipeline.converters.reading import encode_batch, read_batch
+from eoshard.pipeline.converters.safety import check_target, unique_keys
 
 convert_app = typer.Typer(help="Convert a public EO benchmark dataset into LMDB (rico-hdl layout) or Zarr v3.")
 app.add_typer(convert_app, name="convert")
@@ -41,6 +42,8 @@ def run_conversion(dataset: str, roots: dict[str, Path | None], target: Path, fm
     if not given:
         raise DatasetLayoutError(f"give at least one folder of {dataset}: {', '.join(f'--{p}' for p in roots)}")
     found = [(group, discover(group, root)) for group, root in given]
+    unique_keys((group.key(patch), patch) for group, patches in found for patch in patches)
+    check_target(target, [root for _, root in given])
     total = sum(len(patches) for _, patches in found)
 
     batch = max(1, -(-PUTS_PER_TRANSACTION // (4 * max(1, len(client.scheduler_info()["workers"])))))

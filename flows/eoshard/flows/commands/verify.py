@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from eoshard.flows.app import app, console, errors, user_errors
 
@@ -24,7 +25,9 @@ def verify(
             problems = verify_dataset(dataset, n_source=sources, seed=seed)
         if problems:
             for problem in problems[:50]:
-                errors.print(f"[bold red]difference:[/] {problem}", highlight=False, soft_wrap=True)
-            errors.print(f"[bold red]error:[/] {len(problems)} difference(s) in {dataset}", highlight=False)
+                errors.print(f"[bold red]difference:[/] {escape(problem)}", highlight=False, soft_wrap=True)
+            errors.print(
+                f"[bold red]error:[/] {len(problems)} difference(s) in {escape(str(dataset))}", highlight=False
+            )
             raise typer.Exit(1)
         console.print(f"{dataset}: checksums, LMDB, Zarr and {sources} source samples verified, no difference")

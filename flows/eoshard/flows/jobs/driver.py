@@ -9,6 +9,7 @@ from typing import Any
 
 from distributed import Client, get_worker, worker_client
 
+from eoshard.catalog.credentials import redact_text
 from eoshard.flows.build import BuildResult, plan_build, run_build
 from eoshard.flows.config import BuildConfig, parse_config
 from eoshard.flows.jobs.registry import cancel_event, log, now, update
@@ -58,8 +59,11 @@ def run_job(job_id: str, config: dict[str, Any]) -> str:
             log(client, job_id, "cancelled: no further shards are written; rerun the build to complete it")
             return "cancelled"
         except Exception as err:
-            update(client, job_id, state="failed", error=f"{type(err).__name__}: {err}", finished=now())
-            log(client, job_id, "failed:\n" + "".join(traceback.format_exception(err)))
+            # foreign causes (requests, pystac-client) quote the URLs they failed on, secrets included
+            update(
+                client, job_id, state="failed", error=redact_text(f"{type(err).__name__}: {err}"), finished=now()
+            )
+            log(client, job_id, "failed:\n" + redact_text("".join(traceback.format_exception(err))))
             raise
         log(client, job_id, f"wrote {result.n_samples} samples x {result.n_dates} dates to {output_name(cfg)}")
         update(client, job_id, state="finished", finished=now())

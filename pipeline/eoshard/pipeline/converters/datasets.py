@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from eoshard.pipeline.converters.errors import DatasetLayoutError
+from eoshard.pipeline.converters.safety import check_key, listed_files, shown
 
 S2_12 = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B11", "B12")
 # EuroSAT's 13 bands in file order; EuroSAT names the narrow NIR band B08A and stores it last
@@ -126,27 +127,32 @@ DATASETS: dict[str, dict[str, SourceGroup]] = {
 
 
 def discover(group: SourceGroup, root: Path) -> list[Path]:
-    """The group's patches under ``root`` in sorted path order; every other file must be one it skips."""
+    """The group's patches under ``root`` in sorted path order; every other file must be one it skips.
+
+    Links that leave ``root`` or lead to folders, and names that make unusable keys, are refused (``safety``).
+    """
     if not root.is_dir():
         raise DatasetLayoutError(f"{root} is not a folder: expected the {group.name} root of the dataset")
-    files = sorted(p for p in root.rglob("*") if p.is_file())
+    files = listed_files(root)
     for path in files:
-        if not (group.allowed_files.match(path.name) or group.skipped_files.match(path.name)):
+        if not (group.allowed_files.fullmatch(path.name) or group.skipped_files.fullmatch(path.name)):
             raise DatasetLayoutError(
-                f"{path} does not fit the {group.name} layout (expected files like {group.allowed_files.pattern!r}): "
-                "check that the folder is the right dataset and part"
+                f"{shown(path)} does not fit the {group.name} layout (expected files like "
+                f"{group.allowed_files.pattern!r}): check that the folder is the right dataset and part"
             )
     if group.depth is not None:
         patches = sorted(
-            {p.relative_to(root).parts[: group.depth] for p in files if group.allowed_files.match(p.name)}
+            {p.relative_to(root).parts[: group.depth] for p in files if group.allowed_files.fullmatch(p.name)}
         )
         found = [root.joinpath(*parts) for parts in patches if len(parts) == group.depth]
     elif group.patches_are_dirs:
-        found = sorted({p.parent for p in files if group.patch_pattern.match(p.parent.name)})
+        found = sorted({p.parent for p in files if group.patch_pattern.fullmatch(p.parent.name)})
     else:
-        found = [p for p in files if group.patch_pattern.match(p.name)]
+        found = [p for p in files if group.patch_pattern.fullmatch(p.name)]
     if not found:
         raise DatasetLayoutError(
             f"no {group.name} patches under {root} (expected names like {group.patch_pattern.pattern!r})"
         )
+    for patch in found:
+        check_key(group.key(patch), patch)
     return sorted(found, key=str)

@@ -6,7 +6,7 @@ from eoshard.pipeline.errors import PipelineError
 
 
 class ConversionError(PipelineError, OSError):
-    """A source file could not be read, or its pixels do not have the shape the dataset promises."""
+    """A source file could not be read, its pixels lack the promised shape, or the target cannot take the output."""
 
 
 class DatasetLayoutError(PipelineError, ValueError):
