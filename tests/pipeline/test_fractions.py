@@ -86,3 +86,23 @@ def test_real_parcels_at_2_5_m_decide_as_geos_decides() -> None:
             assert max(abs(got.coverage[rc] - share) for rc, share in single) <= 1e-7
             checked += int((got.best >= 0).sum())
     assert checked > 10_000  # the windows hold many parcels
+
+
+def test_real_parcels_give_the_same_bytes_whatever_the_chunking() -> None:
+    """A pixel's shares depend on it and its parcels only, not on the window exactextract was asked for."""
+    from eoshard.pipeline.labels import rasterize_labels
+    from tests.pipeline.test_labels_exact import _grid
+
+    parcels = gpd.read_file(shared_path("parcels", "fr_rpg_lpis_iacs_193parcels_epsg2154.gpkg"))
+    parcels["code"] = parcels["code_group"].astype(np.int64)
+    grid = _grid(859_103.0, 6_522_404.0, 150, 10.0, "EPSG:2154")  # off the parcels' 10 m vertex lattice
+    results = [
+        rasterize_labels(parcels, grid, class_column="code", id_column="id", chunksize=c).compute(
+            scheduler="synchronous"
+        )
+        for c in (150, 64, 17)
+    ]
+    assert int((results[0]["parcel_id"] != 0).sum()) > 5_000
+    for other in results[1:]:
+        for name in results[0].data_vars:
+            np.testing.assert_array_equal(other[name].values, results[0][name].values, err_msg=name)

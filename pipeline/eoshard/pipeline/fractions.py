@@ -9,6 +9,7 @@ double precision would, and recomputes the few others with GEOS (see there).
 from __future__ import annotations
 
 import json
+import math
 import threading
 
 import numpy as np
@@ -63,36 +64,39 @@ def cell_fractions(geoms: np.ndarray, transform: Affine, shape: tuple[int, int])
 
     height, width = shape
     a, e = transform.a, transform.e
-    x0, y0 = transform.c, transform.f
-    x1, y1 = x0 + width * a, y0 + height * e
-    # exactextract crashes on a ring that lies on the raster's edge (a hole's side on the window's side, seen
-    # with pixel-aligned parcels). So the raster gets a margin of one cell, and the polygons are clipped half a
-    # cell outside the window: no ring can lie on the raster's edge, and the window's cells keep their shares.
-    clipped = shapely.clip_by_rect(geoms, x0 - a / 2, y1 + e / 2, x1 + a / 2, y0 - e / 2)
-    raster = NumPyRasterSource(  # exactextract takes the grid from extent and shape: a view costs no memory
-        np.broadcast_to(np.zeros(1, np.uint8), (height + 2, width + 2)),
-        xmin=x0 - a,
-        ymin=y1 + e,
-        xmax=x1 + a,
-        ymax=y0 - e,
-    )
-    some = np.flatnonzero(polygonal(clipped) & (shapely.area(clipped) > 0))
-    features = JSONFeatureSource(
-        [
-            {"type": "Feature", "properties": {"n": int(n)}, "geometry": json.loads(text)}
-            for n, text in zip(some, shapely.to_geojson(clipped[some]), strict=True)
-        ]
-    )
+    some = np.flatnonzero(shapely.area(geoms) > 0)
     out: list[Shares] = [_empty()] * len(geoms)
     if some.size == 0:
         return out
+    # The raster spans the polygons whole (snapped to the grid) plus a margin of one cell, whatever the window:
+    # a polygon's shares then do not depend on the window asked for (labels are the same whatever the chunking),
+    # and no ring can lie on the raster's edge (exactextract crashes on that: a hole's side on the edge).
+    minx, miny, maxx, maxy = shapely.total_bounds(geoms[some])
+    c0 = math.floor((minx - transform.c) / a) - 1
+    c1 = math.ceil((maxx - transform.c) / a) + 1
+    r0 = math.floor((maxy - transform.f) / e) - 1
+    r1 = math.ceil((miny - transform.f) / e) + 1
+    raster = NumPyRasterSource(  # exactextract takes the grid from extent and shape: a view costs no memory
+        np.broadcast_to(np.zeros(1, np.uint8), (r1 - r0, c1 - c0)),
+        xmin=transform.c + c0 * a,
+        ymin=transform.f + r1 * e,
+        xmax=transform.c + c1 * a,
+        ymax=transform.f + r0 * e,
+    )
+    features = JSONFeatureSource(
+        [
+            {"type": "Feature", "properties": {"n": int(n)}, "geometry": json.loads(text)}
+            for n, text in zip(some, shapely.to_geojson(geoms[some]), strict=True)
+        ]
+    )
     with _EXACTEXTRACT:
         table = exact_extract(raster, features, ["cell_id", "coverage"], include_cols=["n"], output="pandas")
     for n, ids, cover in table[["n", "cell_id", "coverage"]].itertuples(index=False, name=None):
-        rows, cols = np.divmod(np.asarray(ids, dtype=np.int64), width + 2)
+        rows, cols = np.divmod(np.asarray(ids, dtype=np.int64), c1 - c0)
+        rows, cols = rows + r0, cols + c0
         cover = np.asarray(cover, dtype=np.float32).astype(np.float64)
-        keep = (cover > 0) & (rows >= 1) & (rows <= height) & (cols >= 1) & (cols <= width)
-        out[int(n)] = (rows[keep] - 1, cols[keep] - 1, cover[keep])
+        keep = (cover > 0) & (rows >= 0) & (rows < height) & (cols >= 0) & (cols < width)
+        out[int(n)] = (rows[keep], cols[keep], cover[keep])
     return out
 
 
