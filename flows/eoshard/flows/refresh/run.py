@@ -140,6 +140,12 @@ def refresh_dataset(
         swap.finish(dataset)
         check_config(config, dataset)
         manifest = read_layout(dataset).to_manifest()
+        if manifest.get("sensor_dates"):
+            raise RefreshError(
+                f"{dataset} is a format {manifest['format_version']} dataset with Sentinel-1 dates of their own "
+                f"({', '.join(manifest['sensor_dates'])}), which eoshard refresh does not add to yet: build it "
+                "again over the whole period with `eoshard build`"
+            )
         items, newer, reprocessed = select_products(config, manifest)
         if not newer and not reprocessed:
             swap.discard_staging(dataset)  # a leftover of a refresh whose products vanished again
