@@ -26,22 +26,13 @@ from safetensors.numpy import load
 from typer.testing import CliRunner
 
 from eoshard.flows.cli import app
-from tests.demo_config import demo_build_config, write_config
+from tests.demo_config import demo_s1_config, write_config
 
 pytestmark = pytest.mark.filterwarnings("ignore:1 of 480 label geometries were invalid:UserWarning")
 
-AOI = [11.985, 48.008, 12.012, 48.02]  # in tile 32UQU, across the 2024-04-20 overpass's swath edge
 S1_DATES = ["2024-04-08T05:25:12", "2024-04-14T17:02:41", "2024-04-20T05:25:13", "2024-05-18T17:02:44"]
 SIZE = 24
 S1_TENSORS = {"vv", "vh", "s1_valid_mask", "s1_valid_fraction", "s1_date", "s1_doy", "s1_time_index"}
-
-
-def _config(demo_data: Any, out: Path, bands: list[str], **extra: Any) -> dict[str, Any]:
-    return demo_build_config(
-        demo_data, out, aoi=AOI, bands=bands, grid={"resolution": 10, "chunksize": 128, "crs": "EPSG:32632"},
-        patches={"size": SIZE}, splits={"block_size": 480},
-        output={"path": str(out), "formats": ["zarr", "lmdb"], "shard_size": 4, "lmdb_parts": 2}, **extra,
-    )  # fmt: skip
 
 
 def _build(config: dict[str, Any], path: Path) -> None:
@@ -52,9 +43,13 @@ def _build(config: dict[str, Any], path: Path) -> None:
 @pytest.fixture(scope="module")
 def builds(demo_data: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("s1")
-    s1 = {"source": str(demo_data.s1), "collection": "sentinel-1-rtc", "min_valid_fraction": 0.5}
-    _build(_config(demo_data, root / "both", ["B02", "B11", "vv", "vh"], s1=s1), root / "both.yaml")
-    _build(_config(demo_data, root / "s2", ["B02", "B11"]), root / "s2.yaml")
+    both = demo_s1_config(demo_data, root / "both", size=SIZE)
+    _build(both, root / "both.yaml")
+    s2_only = {k: v for k, v in both.items() if k != "s1"}
+    _build(
+        {**s2_only, "bands": ["B02", "B11"], "output": {**both["output"], "path": str(root / "s2")}},
+        root / "s2.yaml",
+    )
     return {"both": root / "both", "s2": root / "s2", "root": root}
 
 
