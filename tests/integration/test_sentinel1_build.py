@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import geopandas as gpd
-import lmdb
 import numpy as np
 import pystac
 import pytest
@@ -22,10 +21,10 @@ from affine import Affine
 from rasterio.enums import Resampling
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import from_bounds
-from safetensors.numpy import load
 from typer.testing import CliRunner
 
 from eoshard.flows.cli import app
+from tests.dataset_bytes import lmdb_samples
 from tests.demo_config import demo_s1_config, write_config
 
 pytestmark = pytest.mark.filterwarnings("ignore:1 of 480 label geometries were invalid:UserWarning")
@@ -55,16 +54,6 @@ def builds(demo_data: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str
 
 def _manifest(path: Path) -> dict[str, Any]:
     return dict(json.loads((path / "dataset.json").read_text()))
-
-
-def _lmdb(path: Path) -> dict[str, dict[str, np.ndarray]]:
-    out = {}
-    for part in sorted((path / "data.lmdb").iterdir()):
-        env = lmdb.open(str(part), readonly=True, lock=False)
-        with env.begin() as txn:
-            out.update({bytes(k).decode(): load(bytes(v)) for k, v in txn.cursor()})
-        env.close()
-    return out
 
 
 def _s1_reads(s1: Path, transform: list[float]) -> tuple[np.ndarray, np.ndarray]:
@@ -122,7 +111,7 @@ def test_s1_pixels_dates_and_masks_equal_rasterio_reads(builds: dict[str, Path],
     path = builds["both"]
     index = gpd.read_parquet(path / "index.parquet")
     store = zarr.open_group(str(path / "data.zarr"), mode="r")
-    samples = _lmdb(path)
+    samples = lmdb_samples(path)
     assert store["s1_10m"].metadata.dimension_names == ("sample", "time_s1", "band_s1_10m", "y_s1_10m", "x_s1_10m")
     assert store["s1_valid_mask"].metadata.dimension_names == ("sample", "time_s1", "y", "x")
     kept_0420 = 0
@@ -157,7 +146,7 @@ def test_the_s2_part_equals_a_sentinel_2_only_build(builds: dict[str, Path]) -> 
     )
     for name in s2_arrays:
         np.testing.assert_array_equal(both[name][:], s2[name][:], err_msg=name)
-    lmdb_both, lmdb_s2 = _lmdb(builds["both"]), _lmdb(builds["s2"])
+    lmdb_both, lmdb_s2 = lmdb_samples(builds["both"]), lmdb_samples(builds["s2"])
     assert sorted(lmdb_both) == sorted(lmdb_s2)
     for key, sample in lmdb_s2.items():
         assert set(lmdb_both[key]) == set(sample) | S1_TENSORS

@@ -6,17 +6,16 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import lmdb
 import numpy as np
 import pytest
 import torch
-from safetensors.numpy import load
 from torch.utils.data import DataLoader
 
 from eoshard.training.data import make_dataset
 from eoshard.training.errors import DatasetFormatError
 from eoshard.training.manifest import Manifest
 from eoshard.training.models import TwoSensorSegmenter
+from tests.dataset_bytes import lmdb_samples
 
 S1_DOY = [99, 105, 111, 139]  # the demo's Sentinel-1 overpasses: 04-08, 04-14, 04-20, 05-18
 SIZE = 24
@@ -37,16 +36,6 @@ def two_sensors(demo_data, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def _raw(path: Path) -> dict[str, dict[str, np.ndarray]]:
-    out = {}
-    for part in sorted((path / "data.lmdb").iterdir()):
-        env = lmdb.open(str(part), readonly=True, lock=False)
-        with env.begin() as txn:
-            out.update({bytes(k).decode(): load(bytes(v)) for k, v in txn.cursor()})
-        env.close()
-    return out
-
-
 def test_both_readers_give_each_sensor_on_its_own_dates(two_sensors: Path) -> None:
     manifest = Manifest.read(two_sensors)
     assert manifest.sensor_dates == {
@@ -55,7 +44,7 @@ def test_both_readers_give_each_sensor_on_its_own_dates(two_sensors: Path) -> No
     assert (manifest.sensor_bands(), manifest.sensor_bands("s1")) == (["B02", "B11"], ["vv", "vh"])
     stats = manifest.raw["statistics"]
     mean, std = (np.array([stats[b][k] for b in ("vv", "vh")], "f4")[:, None, None] for k in ("mean", "std"))
-    raw = _raw(two_sensors)
+    raw = lmdb_samples(two_sensors)
     lmdb_data, zarr_data = (make_dataset(manifest, f, augment=False) for f in ("lmdb", "zarr"))
     t = len(manifest.dates)
     for i, key in enumerate(manifest.keys):
