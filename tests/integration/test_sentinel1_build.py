@@ -24,10 +24,13 @@ from rasterio.windows import from_bounds
 from typer.testing import CliRunner
 
 from eoshard.flows.cli import app
-from tests.dataset_bytes import lmdb_samples
+from tests.dataset_bytes import dataset_files, lmdb_contents, lmdb_samples
 from tests.demo_config import demo_s1_config, write_config
 
-pytestmark = pytest.mark.filterwarnings("ignore:1 of 480 label geometries were invalid:UserWarning")
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.filterwarnings("ignore:1 of 480 label geometries were invalid:UserWarning"),
+]
 
 S1_DATES = ["2024-04-08T05:25:12", "2024-04-14T17:02:41", "2024-04-20T05:25:13", "2024-05-18T17:02:44"]
 SIZE = 24
@@ -165,3 +168,14 @@ def test_refresh_refuses_a_1_1_dataset_clearly(builds: dict[str, Path]) -> None:
     assert result.exit_code != 0
     assert "Sentinel-1 dates of their own (s1), which eoshard refresh does not add to yet" in result.output
     assert "Traceback" not in result.output
+
+
+def test_reading_through_the_cubes_graph_gives_the_same_bytes(builds: dict[str, Path], demo_data: Any) -> None:
+    """The S1 group read directly (another group with its own steps) equals the lazy cube's graph, byte for byte."""
+    out = builds["root"] / "graph"
+    config = demo_s1_config(demo_data, out, size=SIZE, cube={"reads": "graph"})
+    _build(config, builds["root"] / "graph.yaml")
+    direct = {k: v for k, v in dataset_files(builds["both"]).items() if not k.startswith("_build")}
+    graph = {k: v for k, v in dataset_files(out).items() if not k.startswith("_build")}
+    assert sorted(direct) == sorted(graph) and [k for k in direct if direct[k] != graph[k]] == []
+    assert lmdb_contents(builds["both"]) == lmdb_contents(out)
