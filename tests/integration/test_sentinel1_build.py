@@ -24,6 +24,8 @@ from rasterio.windows import from_bounds
 from typer.testing import CliRunner
 
 from eoshard.flows.cli import app
+from eoshard.pipeline import open_dataset
+from eoshard.pipeline.shards.xarray_view import sample_image
 from tests.dataset_bytes import dataset_files, lmdb_contents, lmdb_samples
 from tests.demo_config import demo_s1_config, write_config
 
@@ -179,3 +181,17 @@ def test_reading_through_the_cubes_graph_gives_the_same_bytes(builds: dict[str, 
     graph = {k: v for k, v in dataset_files(out).items() if not k.startswith("_build")}
     assert sorted(direct) == sorted(graph) and [k for k in direct if direct[k] != graph[k]] == []
     assert lmdb_contents(builds["both"]) == lmdb_contents(out)
+
+
+def test_verify_and_the_xarray_view_read_a_1_1_dataset(builds: dict[str, Path]) -> None:
+    result = CliRunner().invoke(app, ["verify", str(builds["both"])])
+    assert result.exit_code == 0 and "no difference" in result.output, result.output
+    ds = open_dataset(builds["both"])
+    assert [str(t)[:19] for t in ds["time_s1"].values] == S1_DATES and ds.sizes["time"] == len(
+        _manifest(builds["s2"])["dates"]
+    )
+    key, slot = str(ds.sample.values[0]), int(gpd.read_parquet(builds["both"] / "index.parquet").zarr_index[0])
+    image = sample_image(ds, key, "s1_10m")
+    assert image.dims == ("time_s1", "band", "y", "x")
+    store = zarr.open_group(str(builds["both"] / "data.zarr"), mode="r")
+    np.testing.assert_array_equal(image.values, store["s1_10m"][slot])

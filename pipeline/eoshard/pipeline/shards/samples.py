@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 from safetensors.numpy import save
 
-from eoshard.pipeline.sensors import group_sensor
+from eoshard.pipeline.sensors import S2, group_sensor
 from eoshard.pipeline.timeseries import DateSelection, day_of_year, days_since_epoch
 
 FORMAT_VERSION = "1.0"  # Sentinel-2 only: one time axis
@@ -23,6 +23,12 @@ RESERVED_TENSORS = ("valid_mask", "valid_fraction", "date", "doy", "time_index")
 def format_version(other_sensors: Collection[str]) -> str:
     """1.1 when a sensor besides Sentinel-2 has its own time axis, else 1.0 (the bytes of 1.0 stay as they were)."""
     return SENSORS_FORMAT_VERSION if other_sensors else FORMAT_VERSION
+
+
+def time_mask_of(group: str) -> str:
+    """The Zarr array that says which dates of ``group`` a slot keeps: its sensor's ``time_mask``."""
+    sensor = group_sensor(group)
+    return "time_mask" if sensor == S2 else f"{sensor}_time_mask"
 
 
 def sensor_layouts(sensor: str, n_dates: int, size: int) -> dict[str, tuple[tuple[int, ...], str]]:
