@@ -23,7 +23,9 @@ from rasterio.vrt import WarpedVRT
 from rasterio.windows import from_bounds
 from typer.testing import CliRunner
 
+from eoshard.flows.build import plan_build
 from eoshard.flows.cli import app
+from eoshard.flows.config import parse_config
 from eoshard.pipeline import open_dataset
 from eoshard.pipeline.shards.xarray_view import sample_image
 from tests.dataset_bytes import dataset_files, lmdb_contents, lmdb_samples
@@ -195,3 +197,22 @@ def test_verify_and_the_xarray_view_read_a_1_1_dataset(builds: dict[str, Path]) 
     assert image.dims == ("time_s1", "band", "y", "x")
     store = zarr.open_group(str(builds["both"] / "data.zarr"), mode="r")
     np.testing.assert_array_equal(image.values, store["s1_10m"][slot])
+
+
+def test_an_scl_mask_plan_reads_scl_of_the_sentinel_2_products_only(demo_data: Any, tmp_path: Path) -> None:
+    config = parse_config(demo_s1_config(demo_data, tmp_path / "scl", timeseries={"mask": "scl"}), tmp_path)
+    plan = plan_build(config)
+    assert plan.valid is not None and plan.valid.sizes["time"] == len(plan.dates)
+    assert plan.sensor_dates["s1"] == S1_DATES and plan.layouts()["s1_valid_mask"][0] == (4, SIZE, SIZE)
+    assert plan.sources is not None and plan.sources.scl is not None
+    assert len(plan.sources.scl.steps) == len(plan.dates) and len(plan.sources.groups["s1_10m"].steps) == 4
+    products = {p.id for step in plan.sources.groups["s1_10m"].steps for p in step}
+    assert all(p.startswith("S1A_IW_GRDH") for p in products) and len(products) == 8  # 4 overpasses x 2 tiles
+
+
+def test_no_s1_product_in_the_period_is_a_clear_error(demo_data: Any, tmp_path: Path) -> None:
+    config = demo_s1_config(demo_data, tmp_path / "none", period={"start": "2024-06-01", "end": "2024-09-30"})
+    result = CliRunner().invoke(app, ["build", str(write_config(config, tmp_path / "none.yaml"))])
+    assert result.exit_code == 1
+    assert "s1: no Sentinel-1 product of" in result.output and "check the s1 section" in result.output
+    assert "Traceback" not in result.output and not (tmp_path / "none").exists()

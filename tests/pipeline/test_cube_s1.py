@@ -160,6 +160,10 @@ def test_the_build_config_takes_s1_bands_with_an_s1_section(demo_data, tmp_path:
         2,
     )
     assert parse_config(config.model_dump(mode="json"), tmp_path) == config  # round trip
+    with pytest.raises(ConfigError, match=r"cube.indices.rvi reads Sentinel-1 band\(s\) \['vh', 'vv'\]"):
+        parse_config(
+            {**data, "s1": {"source": str(demo_data.s1)}, "cube": {"indices": {"rvi": "vh / vv"}}}, tmp_path
+        )
     with pytest.raises(ConfigError, match="the s1 section needs Sentinel-1 bands"):
         parse_config({**data, "bands": ["B04"], "s1": {"source": str(demo_data.s1)}}, tmp_path)
     with pytest.raises(ConfigError, match=r"s1\.source: file not found"):

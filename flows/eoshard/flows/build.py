@@ -20,7 +20,8 @@ from odc.geo.geobox import GeoBox
 from pyogrio.errors import DataSourceError
 from rasterio.enums import Resampling
 
-from eoshard.catalog import search
+from eoshard.catalog import EmptySelectionError, search
+from eoshard.catalog.credentials import redact_url
 from eoshard.flows.aoi import read_aoi
 from eoshard.flows.config import BuildConfig, ConfigError
 from eoshard.flows.products import find_products, select_products
@@ -222,7 +223,7 @@ def plan_build(
     hr, hr_items = _open_hr(config, grid, area_4326)
     valid = None
     if config.timeseries.mask == "scl":
-        valid = open_valid_mask(products, grid, invalid=config.timeseries.scl_invalid, engine=config.cube.engine,
+        valid = open_valid_mask([i for i in products if item_sensor(stackstac_ready(i)) == S2], grid, invalid=config.timeseries.scl_invalid, engine=config.cube.engine,
                                 chunksize=config.grid.chunksize)  # fmt: skip
     ready = [stackstac_ready(i) for i in products]
     # each file's CRS/transform/shape is its item's (headers only); ``checked``: only these products' files
@@ -236,8 +237,15 @@ def plan_build(
 def s1_products(config: BuildConfig, area_4326: Any) -> pystac.ItemCollection:
     """The Sentinel-1 products of the config's ``s1`` section in its AOI and period."""
     assert config.s1 is not None
-    return search(config.s1.source, area=area_4326, start=config.period.start, end=config.period.end,
-                  collection=config.s1.collection, kind=config.s1.kind)  # fmt: skip
+    try:
+        return search(config.s1.source, area=area_4326, start=config.period.start, end=config.period.end,
+                      collection=config.s1.collection, kind=config.s1.kind)  # fmt: skip
+    except EmptySelectionError as err:
+        raise EmptySelectionError(
+            f"s1: no Sentinel-1 product of {redact_url(config.s1.source)} (collection {config.s1.collection}) in the "
+            f"AOI and period {config.period.start}..{config.period.end} ({err}): check the s1 section, or drop it "
+            "and the Sentinel-1 bands"
+        ) from err
 
 
 def sensor_items(items: Sequence[dict[str, Any]], sensor: str) -> list[dict[str, Any]]:

@@ -306,6 +306,12 @@ class BuildConfig(_Model):
             missing = [b for b in expression_bands(expression) if b not in self.bands]
             if missing:
                 raise ValueError(f"cube.indices.{name} reads band(s) {missing}: add them to bands")
+            sar = [b for b in expression_bands(expression) if band_sensor(b) == S1]
+            if sar:
+                raise ValueError(
+                    f"cube.indices.{name} reads Sentinel-1 band(s) {sar}, whose dates are not the Sentinel-2 "
+                    "dates: indices take Sentinel-2 bands only"
+                )
         return self
 
     @field_validator("bands", mode="after")
