@@ -29,7 +29,15 @@ from eoshard.flows.config import parse_config
 from eoshard.pipeline import open_dataset
 from eoshard.pipeline.shards.xarray_view import sample_image
 from tests.dataset_bytes import dataset_files, lmdb_contents, lmdb_samples
-from tests.demo_config import demo_s1_config, write_config
+from tests.demo_config import S1_AOI, demo_s1_config, write_config
+from tests.integration.test_refresh import (
+    CUT,
+    acquired,
+    assert_same_as_a_single_build,
+    build_half,
+    hidden_files,
+    invoke,
+)
 
 pytestmark = [
     pytest.mark.slow,
@@ -167,11 +175,24 @@ def test_the_s2_part_equals_a_sentinel_2_only_build(builds: dict[str, Path]) -> 
     assert index_both[same].equals(index_s2[same])
 
 
-def test_refresh_refuses_a_1_1_dataset_clearly(builds: dict[str, Path]) -> None:
-    result = CliRunner().invoke(app, ["refresh", str(builds["root"] / "both.yaml")])
-    assert result.exit_code != 0
-    assert "Sentinel-1 dates of their own (s1), which eoshard refresh does not add to yet" in result.output
-    assert "Traceback" not in result.output
+def test_a_1_1_dataset_refreshes_to_a_single_build(demo_data: Any, tmp_path: Path) -> None:
+    """The second half of the Sentinel-2 season arrives: the refresh reuses the held Sentinel-2 steps (their files
+    are hidden), reads the Sentinel-1 steps again, and gives the single build's bytes."""
+    s1 = {"source": str(demo_data.s1), "collection": "sentinel-1-rtc"}
+    sensors = {"aoi": S1_AOI, "bands": ["B02", "B11", "vv", "vh"], "s1": s1,
+               "grid": {"resolution": 10, "chunksize": 128, "crs": "EPSG:32632"}}  # fmt: skip
+    case = build_half(tmp_path, demo_data, lambda i: acquired(i) < CUT, **sensors)
+    half = case["half"]
+    assert half["format_version"] == "1.1" and half["sensor_dates"] == {"s1": S1_DATES}
+    with hidden_files(case["first"], tmp_path / "hidden"):
+        result = invoke("refresh", str(case["config"]))
+    assert result.exit_code == 0 and "new product(s)" in result.output, result.output
+    refreshed = _manifest(case["out"])
+    assert refreshed["sensor_dates"] == half["sensor_dates"]
+    assert refreshed["dates"][: len(half["dates"])] == half["dates"] and len(refreshed["dates"]) > len(
+        half["dates"]
+    )
+    assert_same_as_a_single_build(case)
 
 
 def test_reading_through_the_cubes_graph_gives_the_same_bytes(builds: dict[str, Path], demo_data: Any) -> None:
