@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import lmdb
+import numpy as np
+from safetensors.numpy import load
 
 
 def dataset_files(root: Path) -> dict[str, bytes]:
@@ -25,3 +27,8 @@ def lmdb_contents(root: Path) -> dict[str, dict[bytes, bytes]]:
             parts[part.name] = {bytes(k): bytes(v) for k, v in txn.cursor()}
         env.close()
     return parts
+
+
+def lmdb_samples(root: Path) -> dict[str, dict[str, np.ndarray]]:
+    """Every sample of every LMDB part of the dataset at ``root``: key -> tensor name -> array."""
+    return {key.decode(): load(value) for part in lmdb_contents(root).values() for key, value in part.items()}

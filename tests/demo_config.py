@@ -31,6 +31,20 @@ def demo_build_config(demo_data: Any, out: Path, **sections: Any) -> dict[str, A
     return config
 
 
+# A part of the demo AOI in tile 32UQU that the 2024-04-20 Sentinel-1 overpass's swath edge crosses
+S1_AOI = [11.985, 48.008, 12.012, 48.02]
+
+
+def demo_s1_config(demo_data: Any, out: Path, size: int = 24, **sections: Any) -> dict[str, Any]:
+    """A build of ``S1_AOI`` with Sentinel-2 B02, B11 and Sentinel-1 vv, vh (format 1.1) into ``out``."""
+    s1 = {"source": str(demo_data.s1), "collection": "sentinel-1-rtc", "min_valid_fraction": 0.5}
+    output = {"path": str(out), "formats": ["zarr", "lmdb"], "shard_size": 4, "lmdb_parts": 2}
+    defaults = {"aoi": S1_AOI, "bands": ["B02", "B11", "vv", "vh"], "s1": s1, "patches": {"size": size},
+                "grid": {"resolution": 10, "chunksize": 128, "crs": "EPSG:32632"}, "splits": {"block_size": 480},
+                "output": output}  # fmt: skip
+    return demo_build_config(demo_data, out, **{**defaults, **sections})
+
+
 def write_config(config: dict[str, Any], path: Path) -> Path:
     path.write_text(yaml.safe_dump(config))
     return path

@@ -141,7 +141,7 @@ def test_a_band_of_the_other_sensor_is_a_band_error(demo_data, both) -> None:
         open_band_group(s1, grid, ["B08"])
 
 
-def test_the_build_config_refuses_s1_bands_for_now(demo_data, tmp_path: Path) -> None:
+def test_the_build_config_takes_s1_bands_with_an_s1_section(demo_data, tmp_path: Path) -> None:
     data = {
         "name": "s1",
         "catalog": {"source": str(demo_data.catalog), "collection": "sentinel-2-l2a"},
@@ -150,11 +150,24 @@ def test_the_build_config_refuses_s1_bands_for_now(demo_data, tmp_path: Path) ->
         "bands": ["B04", "vv", "vh"],
         "output": {"path": str(tmp_path / "out")},
     }
-    with pytest.raises(ConfigError, match=r"bands \['vv', 'vh'\] are Sentinel-1 bands") as info:
+    with pytest.raises(ConfigError, match=r"bands \['vv', 'vh'\] are Sentinel-1 bands: add an s1 section"):
         parse_config(data, tmp_path)  # checked with the config, before any search
-    assert "open Sentinel-1 cubes in Python with eoshard.pipeline.open_cube" in str(info.value)
-    data["bands"] = ["B04"]
-    assert parse_config(data, tmp_path).bands == ("B04",)
+    config = parse_config({**data, "s1": {"source": str(demo_data.s1), "min_dates": 2}}, tmp_path)
+    assert config.bands == ("B04", "vv", "vh")
+    assert config.s1 is not None and (config.s1.source, config.s1.min_valid_fraction, config.s1.min_dates) == (
+        str(demo_data.s1),
+        0.5,
+        2,
+    )
+    assert parse_config(config.model_dump(mode="json"), tmp_path) == config  # round trip
+    with pytest.raises(ConfigError, match=r"cube.indices.rvi reads Sentinel-1 band\(s\) \['vh', 'vv'\]"):
+        parse_config(
+            {**data, "s1": {"source": str(demo_data.s1)}, "cube": {"indices": {"rvi": "vh / vv"}}}, tmp_path
+        )
+    with pytest.raises(ConfigError, match="the s1 section needs Sentinel-1 bands"):
+        parse_config({**data, "bands": ["B04"], "s1": {"source": str(demo_data.s1)}}, tmp_path)
+    with pytest.raises(ConfigError, match=r"s1\.source: file not found"):
+        parse_config({**data, "s1": {"source": str(tmp_path / "nowhere.json")}}, tmp_path)
 
 
 def test_s1_groups_of_both_engines_are_identical(demo_data, both) -> None:

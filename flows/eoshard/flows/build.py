@@ -20,7 +20,8 @@ from odc.geo.geobox import GeoBox
 from pyogrio.errors import DataSourceError
 from rasterio.enums import Resampling
 
-from eoshard.catalog import search
+from eoshard.catalog import EmptySelectionError, search
+from eoshard.catalog.credentials import redact_url
 from eoshard.flows.aoi import read_aoi
 from eoshard.flows.config import BuildConfig, ConfigError
 from eoshard.flows.masking import resolve_mask
@@ -37,9 +38,10 @@ from eoshard.pipeline.labels import label_source, prepare_parcels, rasterize_lab
 from eoshard.pipeline.masks import open_valid_mask
 from eoshard.pipeline.paired import nested_grid, open_paired
 from eoshard.pipeline.patches import STRIPE_PX, Patch, parcel_centred, patch_grid, select_labelled, stripe_order
+from eoshard.pipeline.sensors import S1, S2, group_sensor, item_sensor
 from eoshard.pipeline.shards.lmdb_store import part_name
 from eoshard.pipeline.shards.reads import ShardSources
-from eoshard.pipeline.shards.samples import FORMAT_VERSION, RESERVED_TENSORS
+from eoshard.pipeline.shards.samples import RESERVED_TENSORS, format_version, sensor_layouts
 from eoshard.pipeline.shards.task import ShardSpec, materialize_shard
 
 # Config fields that do not change what a build writes: where it goes, refresh options, and how pixels are read
@@ -65,8 +67,21 @@ class BuildPlan:
 
     @property
     def dates(self) -> list[str]:
-        first = next(iter(self.cubes.values()))
-        return [str(t)[:19] for t in first.time.values]
+        """The Sentinel-2 dates: the dataset's ``dates`` (the time axis of format 1.0)."""
+        return self.sensor_dates[S2] if S2 in self.sensor_dates else next(iter(self.sensor_dates.values()))
+
+    @cached_property
+    def sensor_dates(self) -> dict[str, list[str]]:
+        """Each sensor's own dates (the time steps of its groups), Sentinel-2 first."""
+        out: dict[str, list[str]] = {}
+        for name, cube in self.cubes.items():
+            out.setdefault(group_sensor(name), [str(t)[:19] for t in cube.time.values])
+        return out
+
+    @property
+    def other_dates(self) -> dict[str, list[str]]:
+        """The dates of the sensors besides Sentinel-2 (``{"s1": [...]}``; empty: a format 1.0 dataset)."""
+        return {sensor: dates for sensor, dates in self.sensor_dates.items() if sensor != S2}
 
     @cached_property
     def factors(self) -> dict[str, int]:
@@ -118,7 +133,7 @@ class BuildPlan:
         layouts: dict[str, tuple[tuple[int, ...], str]] = {}
         for name, cube in self.cubes.items():
             px = size // self.factors[name]
-            layouts[name] = ((n_time, cube.sizes["band"], px, px), str(cube.dtype))
+            layouts[name] = ((cube.sizes["time"], cube.sizes["band"], px, px), str(cube.dtype))
         if self.labels is not None:
             for layer, values in self.labels.data_vars.items():
                 px = size * self.label_zoom(str(layer)) // self.label_factor(str(layer))
@@ -129,6 +144,8 @@ class BuildPlan:
         layouts["valid_mask"] = ((n_time, size, size), "bool")
         layouts["valid_fraction"] = ((n_time,), "float32")
         layouts["time_mask"] = ((n_time,), "bool")
+        for sensor, dates in self.other_dates.items():
+            layouts.update(sensor_layouts(sensor, len(dates), size))
         layouts["sample_mask"] = ((), "bool")
         return layouts
 
@@ -141,9 +158,11 @@ class BuildPlan:
         """What identifies the output: a rerun with the same fingerprint resumes, another one is refused."""
         keys = "\n".join(p.key for p in self.patches).encode()
         hr = {"hr_products": sorted(i["id"] for i in self.hr_items)} if self.hr is not None else {}
+        others = {"sensor_dates": self.other_dates} if self.other_dates else {}
         return {
             **hr,
-            "format_version": FORMAT_VERSION,
+            **others,
+            "format_version": format_version(self.other_dates),
             "config": public_config(self.config, exclude=FINGERPRINT_EXCLUDE),
             "dates": self.dates,
             "products": sorted(i["id"] for i in self.items),
@@ -181,6 +200,8 @@ def plan_build(
     area, area_crs = read_aoi(config.aoi)
     products = list(selected_products(config) if items is None else items)
     config = resolve_mask(config, products)  # timeseries.mask: auto -> scl or nodata, as the products allow
+    if config.s1 is not None and not any(item_sensor(stackstac_ready(i)) == S1 for i in products):
+        products += list(s1_products(config, gpd.GeoSeries([area], crs=area_crs).to_crs(4326).iloc[0]))
     grid = grid_for_area(area, area_crs, resolution=config.grid.resolution, crs=config.grid.crs)
     cubes = open_cube(
         products,
@@ -214,7 +235,7 @@ def plan_build(
     hr, hr_items = _open_hr(config, grid, area_4326)
     valid = None
     if config.timeseries.mask == "scl":
-        valid = open_valid_mask(products, grid, invalid=config.timeseries.scl_invalid, engine=config.cube.engine,
+        valid = open_valid_mask([i for i in products if item_sensor(stackstac_ready(i)) == S2], grid, invalid=config.timeseries.scl_invalid, engine=config.cube.engine,
                                 chunksize=config.grid.chunksize)  # fmt: skip
     ready = [stackstac_ready(i) for i in products]
     # each file's CRS/transform/shape is its item's (headers only); ``checked``: only these products' files
@@ -223,6 +244,25 @@ def plan_build(
     if not direct_reads(config):
         return plan
     return replace(plan, sources=shard_sources(plan, parcels))
+
+
+def s1_products(config: BuildConfig, area_4326: Any) -> pystac.ItemCollection:
+    """The Sentinel-1 products of the config's ``s1`` section in its AOI and period."""
+    assert config.s1 is not None
+    try:
+        return search(config.s1.source, area=area_4326, start=config.period.start, end=config.period.end,
+                      collection=config.s1.collection, kind=config.s1.kind)  # fmt: skip
+    except EmptySelectionError as err:
+        raise EmptySelectionError(
+            f"s1: no Sentinel-1 product of {redact_url(config.s1.source)} (collection {config.s1.collection}) in the "
+            f"AOI and period {config.period.start}..{config.period.end} ({err}): check the s1 section, or drop it "
+            "and the Sentinel-1 bands"
+        ) from err
+
+
+def sensor_items(items: Sequence[dict[str, Any]], sensor: str) -> list[dict[str, Any]]:
+    """The products of one sensor (a group reads its own sensor's products only)."""
+    return [i for i in items if item_sensor(i) == sensor]
 
 
 def direct_reads(config: BuildConfig) -> bool:
@@ -239,7 +279,7 @@ def shard_sources(plan: BuildPlan, parcels: gpd.GeoDataFrame | None) -> ShardSou
     for name, cube in plan.cubes.items():
         f = plan.factors[name]
         groups[name] = group_source(
-            plan.items, grid if f == 1 else grid.zoom_out(f), [str(b) for b in cube.band.values],
+            sensor_items(plan.items, group_sensor(name)), grid if f == 1 else grid.zoom_out(f), [str(b) for b in cube.band.values],
             chunksize=max(64, int(chunk / f)), resampling=config.cube.resampling, dtype=str(cube.dtype),
             nodata=float(cube.attrs.get("nodata", 0)),
         )  # fmt: skip
@@ -251,10 +291,10 @@ def shard_sources(plan: BuildPlan, parcels: gpd.GeoDataFrame | None) -> ShardSou
         )  # fmt: skip
     scl, scl_factor = None, 1
     if plan.valid is not None:
-        ((_, (res, _)),) = band_groups(plan.items, ["SCL"], grid).items()
+        ((_, (res, _)),) = band_groups(sensor_items(plan.items, S2), ["SCL"], grid).items()
         scl_factor = round(res / abs(grid.resolution.x))
         scl = group_source(
-            plan.items, grid if scl_factor == 1 else grid.zoom_out(scl_factor), ["SCL"],
+            sensor_items(plan.items, S2), grid if scl_factor == 1 else grid.zoom_out(scl_factor), ["SCL"],
             chunksize=max(64, int(chunk / scl_factor)), dtype="uint8",
         )  # fmt: skip
     hr = None
@@ -396,6 +436,8 @@ def shard_spec(plan: BuildPlan, index: int, shard: list[Patch]) -> ShardSpec:
         groups=plan.groups,
         factors=plan.factors,
         dates=tuple(plan.dates),
+        sensor_dates={s: tuple(d) for s, d in plan.other_dates.items()},
+        sensor_rules={S1: (config.s1.min_valid_fraction, config.s1.min_dates)} if config.s1 is not None else {},
         layouts=plan.layouts(),
         lmdb_part=plan.lmdb_part(index),
         write_zarr="zarr" in config.output.formats,

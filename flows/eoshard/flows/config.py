@@ -197,6 +197,22 @@ class HrConfig(_Model):
     resolution: float = Field(gt=0, description="metres; must divide the grid resolution (e.g. 2.5 for 10)")
 
 
+class S1Config(_Model):
+    """The Sentinel-1 products (format 1.1): their own catalog and their own date selection (their own dates)."""
+
+    source: Annotated[str, AfterValidator(_source)] = Field(
+        description="STAC API root URL, or a static catalog.json, ItemCollection or FeatureCollection file"
+    )
+    kind: Literal["auto", "stac-api", "static"] = "auto"
+    collection: str | None = Field(None, description="e.g. sentinel-1-grd or sentinel-1-rtc")
+    min_valid_fraction: float = Field(
+        0.5, ge=0, le=1, description="Sentinel-1 dates below this valid share are dropped"
+    )
+    min_dates: int = Field(
+        1, ge=1, description="samples with fewer kept Sentinel-1 dates are dropped (and counted)"
+    )
+
+
 class OutputConfig(_Model):
     path: RelativePath
     formats: tuple[Literal["zarr", "lmdb"], ...] = ("zarr", "lmdb")
@@ -248,6 +264,7 @@ class BuildConfig(_Model):
     splits: SplitConfig = SplitConfig()
     output: OutputConfig
     hr: HrConfig | None = None
+    s1: S1Config | None = Field(None, description="Sentinel-1 products for the bands vv, vh (format 1.1)")
 
     @model_validator(mode="after")
     def _finer_grids_nest(self) -> BuildConfig:
@@ -265,14 +282,15 @@ class BuildConfig(_Model):
     refresh: RefreshConfig = RefreshConfig()
 
     @model_validator(mode="after")
-    def _bands_are_stored(self) -> BuildConfig:
+    def _s1_bands_have_products(self) -> BuildConfig:
         sar = [b for b in self.bands if band_sensor(b) == S1]
-        if sar:
+        if sar and self.s1 is None:
             raise ValueError(
-                f"bands {sar} are Sentinel-1 bands (float32 backscatter), which the build does not store yet: "
-                "drop them from bands, and open Sentinel-1 cubes in Python with eoshard.pipeline.open_cube "
-                "(Sentinel-1 products and bands give an s1_10m group)"
+                f"bands {sar} are Sentinel-1 bands: add an s1 section naming their products (s1: {{source: ..., "
+                "collection: ...}}), or drop them from bands"
             )
+        if self.s1 is not None and not sar:
+            raise ValueError("the s1 section needs Sentinel-1 bands (vv, vh) in bands: add them or remove s1")
         return self
 
     @model_validator(mode="after")
@@ -289,6 +307,12 @@ class BuildConfig(_Model):
             missing = [b for b in expression_bands(expression) if b not in self.bands]
             if missing:
                 raise ValueError(f"cube.indices.{name} reads band(s) {missing}: add them to bands")
+            sar = [b for b in expression_bands(expression) if band_sensor(b) == S1]
+            if sar:
+                raise ValueError(
+                    f"cube.indices.{name} reads Sentinel-1 band(s) {sar}, whose dates are not the Sentinel-2 "
+                    "dates: indices take Sentinel-2 bands only"
+                )
         return self
 
     @field_validator("bands", mode="after")

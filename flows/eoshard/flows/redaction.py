@@ -12,12 +12,14 @@ from eoshard.catalog.credentials import redact_url
 from eoshard.flows.config import BuildConfig
 
 # The parts of a config that are URLs: (section, field).
-_URL_FIELDS = (("catalog", "source"), ("output", "url"))
+_URL_FIELDS = (("catalog", "source"), ("s1", "source"), ("output", "url"))
 
 
 def public_config(config: BuildConfig, exclude: Any = None) -> dict[str, Any]:
     """``config.model_dump(mode="json", exclude=exclude)`` with its URLs redacted."""
     data: dict[str, Any] = config.model_dump(mode="json", exclude=exclude)
+    if data.get("s1", 0) is None:
+        del data["s1"]  # a Sentinel-2-only config stores what it stored before the s1 section existed
     for section, field in _URL_FIELDS:
         values = data.get(section)
         if isinstance(values, dict) and isinstance(values.get(field), str):

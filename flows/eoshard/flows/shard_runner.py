@@ -14,6 +14,7 @@ import geopandas as gpd
 from distributed import Client, as_completed
 from distributed import Future as DaskFuture
 
+from eoshard.flows.config import BuildConfig
 from eoshard.pipeline.classes import encode_classes
 from eoshard.pipeline.cube import stackstac_ready
 from eoshard.pipeline.errors import AssetReadError, PipelineError, ShardWriteError
@@ -37,7 +38,7 @@ from eoshard.pipeline.shards.layout import (
 from eoshard.pipeline.shards.lmdb_store import LmdbWriter, part_name
 from eoshard.pipeline.shards.manifest import index_frame, summarise_records, write_collection, write_index
 from eoshard.pipeline.shards.reads import read_shard
-from eoshard.pipeline.shards.samples import FORMAT_VERSION
+from eoshard.pipeline.shards.samples import format_version
 from eoshard.pipeline.shards.task import ShardSpec
 from eoshard.pipeline.shards.zarr_store import create_store
 
@@ -65,9 +66,10 @@ def run_shards(
                 plan.layouts(),
                 shard_size=config.output.shard_size,
                 attrs={
-                    "format_version": FORMAT_VERSION,
+                    "format_version": format_version(plan.other_dates),
                     "groups": plan.groups,
                     "dates": plan.dates,
+                    **({"sensor_dates": plan.other_dates} if plan.other_dates else {}),
                     "keys": [p.key for p in plan.patches],
                 },
                 nan_fill=plan.nan_fill(),
@@ -293,7 +295,7 @@ def dataset_layout(plan: BuildPlan, summary: dict[str, Any], n_samples: int) -> 
         groups=group_layouts(plan.cubes, plan.factors, base, {k: v[0] for k, v in layouts.items()}),
         dates=tuple(plan.dates),
         products=tuple(i["id"] for i in plan.items),
-        timeseries=config.timeseries.model_dump(mode="json"),
+        timeseries=config.timeseries.model_dump(mode="json") | sensor_timeseries(config),
         n_samples=n_samples,
         keys=tuple(p.key for p in plan.patches),
         dropped={"too_few_dates": summary["dropped"]},
@@ -304,9 +306,18 @@ def dataset_layout(plan: BuildPlan, summary: dict[str, Any], n_samples: int) -> 
         zarr=zarr,
         lmdb=lmdb,
         checksums=summary["checksums"],
+        format_version=format_version(plan.other_dates),
+        sensor_dates={s: tuple(d) for s, d in plan.other_dates.items()},
         extra={
             "radiometry": {
                 i["id"]: r for i in plan.items if (r := product_radiometry(i, config.bands)) is not None
             }
         },
     )
+
+
+def sensor_timeseries(config: BuildConfig) -> dict[str, Any]:
+    """The date selection of the sensors besides Sentinel-2 (``timeseries.s1`` of a 1.1 ``dataset.json``)."""
+    if config.s1 is None:
+        return {}
+    return {"s1": {"min_valid_fraction": config.s1.min_valid_fraction, "min_dates": config.s1.min_dates}}

@@ -19,6 +19,7 @@ from eoshard.pipeline.errors import DatasetError
 from eoshard.pipeline.grid import grid_of
 from eoshard.pipeline.shards.layout import BUILD_DIR
 from eoshard.pipeline.shards.reader import ShardedDataset, open_shards, read_layout
+from eoshard.pipeline.shards.samples import time_mask_of
 
 __all__ = ["DatasetError", "read_manifest", "verify_dataset"]
 
@@ -77,9 +78,8 @@ def compare_zarr_with_lmdb(
         if row.key not in values:
             continue
         sample = load(values[row.key])
-        kept = read_slot(group, "time_mask", row.zarr_index)
         for name, spec in manifest["groups"].items():
-            arr = read_slot(group, name, row.zarr_index)[kept]
+            arr = read_slot(group, name, row.zarr_index)[read_slot(group, time_mask_of(name), row.zarr_index)]
             for i, band in enumerate(spec["bands"]):
                 if not same(arr[:, i], sample[band]):
                     problems.append(f"sample {row.key}: band {band} differs between Zarr and LMDB")
@@ -113,8 +113,8 @@ def compare_with_sources(path: Path, manifest: dict[str, Any], rows: gpd.GeoData
     problems = []
     for row in rows.itertuples():
         patch = by_key[row.key]
-        kept = read_slot(group, "time_mask", row.zarr_index)
         for name, cube in plan.cubes.items():
+            kept = read_slot(group, time_mask_of(name), row.zarr_index)
             rs, cs = patch.window_in(grids[name])
             (source,) = dask.compute(cube.data[..., rs, cs], scheduler="synchronous")
             if not same(source[kept], read_slot(group, name, row.zarr_index)[kept]):

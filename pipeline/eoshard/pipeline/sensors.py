@@ -56,6 +56,11 @@ def band_sensor(band: str) -> str:
     return S1 if band.lower() in S1_BANDS else S2
 
 
+def group_sensor(group: str) -> str:
+    """``s1`` for a Sentinel-1 group (``s1_10m``), ``s2`` for every other group (indices are Sentinel-2's)."""
+    return S1 if group.startswith(f"{S1}_") else S2
+
+
 def split_by_sensor(
     dicts: Sequence[dict[str, Any]], bands: Sequence[str]
 ) -> dict[str, tuple[list[dict[str, Any]], list[str]]]:

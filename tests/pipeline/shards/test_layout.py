@@ -96,12 +96,26 @@ def test_a_manifest_round_trips_through_json_and_keeps_unknown_keys(tmp_path: Pa
     assert again.lmdb_paths(tmp_path) == [tmp_path / "data.lmdb" / "part-00"]
 
 
+def test_a_1_1_manifest_keeps_the_s1_dates_beside_the_s2_dates(tmp_path: Path) -> None:
+    s1 = layout.GroupLayout("s1_10m", ("vv", "vh"), 10.0, 1, (3, 2, 48, 48), "float32")
+    dates = ("2024-04-08T05:25:12", "2024-04-14T17:02:41", "2024-04-20T05:25:13")
+    value = _layout(format_version="1.1", sensor_dates={"s1": dates}, groups={**_layout().groups, "s1_10m": s1},
+                    extra={"band_metadata": {}})  # fmt: skip
+    manifest = value.to_manifest()
+    assert list(manifest)[len(layout.MANIFEST_KEYS) :] == ["sensor_dates", "band_metadata"]
+    assert manifest["sensor_dates"] == {"s1": list(dates)} and manifest["dates"] == list(_layout().dates)
+    assert manifest["groups"]["s1_10m"]["shape"] == [3, 2, 48, 48]
+    (tmp_path / "dataset.json").write_text(json.dumps(manifest, indent=2))
+    assert read_layout(tmp_path) == value
+    assert "sensor_dates" not in _layout().to_manifest()  # a 1.0 manifest as before
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [
         (
             lambda m: m.update(format_version="2.0"),
-            r"format 2.0 is newer than this eoshard reads \(1.0\): upgrade",
+            r"format 2.0 is newer than this eoshard reads \(1.1\): upgrade",
         ),
         (lambda m: m.update(format_version="1.7"), r"format 1.7 is newer than this eoshard reads"),
         (lambda m: m.pop("format_version"), "no format_version string"),

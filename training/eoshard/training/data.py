@@ -82,6 +82,8 @@ class ShardDataset(Dataset[Sample]):
     A sample is ``image`` (T, C, H, W) float32, ``dates`` (T,) day of year, ``pad`` (T,) bool (True = padding),
     ``label`` (H, W) int64 and ``ignore`` (H, W) bool (True = excluded from the loss). Float groups (reflectance,
     indices) hold NaN where there is no data: it becomes 0 after normalisation (the band's mean), as padding.
+    A format 1.1 dataset adds, per sensor with dates of its own, ``image_s1`` (T_s1, C_s1, H, W) with every band of
+    that sensor, ``dates_s1`` and ``pad_s1``, normalised with the dataset's statistics whenever ``normalise`` is on.
     """
 
     def __init__(
@@ -99,9 +101,18 @@ class ShardDataset(Dataset[Sample]):
     ) -> None:
         self.manifest = manifest
         self.verify = verify  # check every sample against the build's checksums (LMDB value, Zarr shard files)
-        self.bands = list(bands or manifest.bands)
+        self.bands = list(bands or manifest.sensor_bands())
         for band in self.bands:
-            manifest.group_of(band)
+            sensor = manifest.sensor_of(manifest.group_of(band))
+            if sensor is not None:
+                raise DatasetFormatError(
+                    f"band {band!r} has the {sensor} dates, not the dataset's dates: it comes in image_{sensor} "
+                    f"(every {sensor} band); choose bands of {manifest.sensor_bands()} for image"
+                )
+        self.sensors = {s: manifest.sensor_bands(s) for s in manifest.sensor_dates}
+        self.sensor_stats = {
+            s: band_stats(manifest, b) if normalise is not False else None for s, b in self.sensors.items()
+        }
         self.indices = list(range(len(manifest.keys)) if indices is None else indices)
         if isinstance(normalise, Stats):
             self.stats: Stats | None = normalise
@@ -116,40 +127,63 @@ class ShardDataset(Dataset[Sample]):
         self.epoch = 0
         self.max_dates = max_dates or len(manifest.dates)
         self._dates = _day_of_year(manifest.dates)
+        self._sensor_days = {s: _day_of_year(d) for s, d in manifest.sensor_dates.items()}
 
     def __len__(self) -> int:
         return len(self.indices)
 
-    def _read(self, n: int) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], np.ndarray]:
-        """Image arrays per group (T, C, H, W) for the selected bands, label layers by name, and the positions of
-        the sample's dates in ``dataset.json`` ``dates``."""
+    def _read(self, n: int) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """Image arrays per group (T, C, H, W) for the selected bands (every band of a sensor with its own dates),
+        label layers by name, and the positions of the sample's dates: ``""`` in ``dataset.json`` ``dates``, each
+        other sensor's in ``sensor_dates``."""
         raise NotImplementedError
 
-    def __getitem__(self, i: int) -> Sample:
-        n = self.indices[i]
-        groups, layers, time_index = self._read(n)
-        size = max(a.shape[-1] for a in groups.values())
+    def _image(
+        self, groups: dict[str, np.ndarray], bands: list[str], stats: Stats | None, size: int
+    ) -> torch.Tensor:
+        """``(T, C, size, size)`` float32 of ``bands`` (coarser groups repeated), normalised, NaN -> 0."""
         parts = []
-        for band in self.bands:
+        for band in bands:
             group = self.manifest.group_of(band)
-            chans = [b for b in self.manifest.groups[group] if b in self.bands]
+            chans = [b for b in self.manifest.groups[group] if b in bands]
             arr = torch.from_numpy(groups[group][:, chans.index(band)].astype(np.float32))
             if arr.shape[-1] != size:  # a coarser group: upsampled on the fly (nearest keeps values)
                 arr = arr.repeat_interleave(size // arr.shape[-1], -1).repeat_interleave(size // arr.shape[-2], -2)
             parts.append(arr)
         image = torch.stack(parts, 1)
-        if self.stats is not None:
-            image = (image - torch.from_numpy(self.stats.mean)[:, None, None]) / torch.from_numpy(self.stats.std)[
+        if stats is not None:
+            image = (image - torch.from_numpy(stats.mean)[:, None, None]) / torch.from_numpy(stats.std)[
                 :, None, None
             ]
-        image = torch.nan_to_num(image, nan=0.0)  # float groups' nodata: the band mean once normalised, else 0
+        return torch.nan_to_num(image, nan=0.0)  # float groups' nodata: the band mean once normalised, else 0
+
+    @staticmethod
+    def _padded(
+        image: torch.Tensor, time_index: np.ndarray, days: torch.Tensor, max_dates: int
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``image`` padded with zeros to ``max_dates``, the day of year of each date, and the padding mask."""
         t = image.shape[0]
-        pad = torch.zeros(self.max_dates, dtype=torch.bool)
-        dates = torch.zeros(self.max_dates, dtype=torch.long)
-        dates[:t] = self._dates[torch.from_numpy(time_index.astype(np.int64))]
-        if t < self.max_dates:
+        pad = torch.zeros(max_dates, dtype=torch.bool)
+        dates = torch.zeros(max_dates, dtype=torch.long)
+        dates[:t] = days[torch.from_numpy(time_index.astype(np.int64))]
+        if t < max_dates:
             pad[t:] = True
-            image = torch.cat([image, image.new_zeros((self.max_dates - t, *image.shape[1:]))])
+            image = torch.cat([image, image.new_zeros((max_dates - t, *image.shape[1:]))])
+        return image, dates, pad
+
+    def __getitem__(self, i: int) -> Sample:
+        n = self.indices[i]
+        groups, layers, times = self._read(n)
+        size = max(a.shape[-1] for a in groups.values())
+        image = self._image(groups, self.bands, self.stats, size)
+        image, dates, pad = self._padded(image, times[""], self._dates, self.max_dates)
+        extra: Sample = {}
+        for sensor, bands in self.sensors.items():
+            own = self._image(groups, bands, self.sensor_stats[sensor], size)
+            days = self._sensor_days[sensor]
+            extra[f"image_{sensor}"], extra[f"dates_{sensor}"], extra[f"pad_{sensor}"] = self._padded(
+                own, times[sensor], days, len(days)
+            )
         label_name = self.manifest.label_layer
         label = (
             torch.from_numpy(layers[label_name].astype(np.int64))
@@ -162,7 +196,7 @@ class ShardDataset(Dataset[Sample]):
                 ignore |= torch.from_numpy(layers[name] != 0)
         if self.ignore_background:
             ignore |= label == self.manifest.background
-        sample = {"image": image, "dates": dates, "pad": pad, "label": label, "ignore": ignore}
+        sample = {"image": image, "dates": dates, "pad": pad, "label": label, "ignore": ignore, **extra}
         if self.augment:
             sample = augment(sample, self.seed * 1_000_003 + self.epoch * 10_007 + n)
         return sample
@@ -173,7 +207,7 @@ def augment(sample: Sample, seed: int) -> Sample:
     rng = np.random.default_rng(seed)
     k, flip_v, flip_h, trans = int(rng.integers(4)), rng.random() < 0.5, rng.random() < 0.5, rng.random() < 0.5
     out = dict(sample)
-    for name in ("image", "label", "ignore"):
+    for name in [k for k in out if k.startswith("image")] + ["label", "ignore"]:
         x = out[name]
         x = torch.rot90(x, k, (-2, -1))
         if flip_v:
@@ -189,6 +223,7 @@ def augment(sample: Sample, seed: int) -> Sample:
 _ENVS: dict[tuple[str, int], Any] = {}
 # per-date tensors of format 1.0 samples: not label layers
 _PER_DATE = {"valid_mask", "valid_fraction", "date", "doy", "time_index"}
+_PER_SENSOR_DATE = {f"s1_{name}" for name in _PER_DATE}  # format 1.1: Sentinel-1's own dates
 
 
 def _lmdb_env(path: str, pid: int) -> Any:
@@ -214,7 +249,7 @@ class LmdbDataset(ShardDataset):
         path = self.path if part is None else self.path / part
         return _lmdb_env(str(path), os.getpid()).begin(buffers=True)
 
-    def _read(self, n: int) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], np.ndarray]:
+    def _read(self, n: int) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, np.ndarray]]:
         from safetensors.numpy import load
 
         key = self.manifest.keys[n]
@@ -236,12 +271,17 @@ class LmdbDataset(ShardDataset):
             arrays = load(data)
         groups = {}
         for group, bands in self.manifest.groups.items():
-            chosen = [b for b in bands if b in self.bands]
+            chosen = [b for b in bands if b in self.bands or self.manifest.sensor_of(group) is not None]
             if chosen:
                 groups[group] = np.stack([arrays[b] for b in chosen], 1)
-        time_index = arrays.get("time_index", np.arange(next(iter(groups.values())).shape[0]))
-        layers = {k: v for k, v in arrays.items() if k not in self.manifest.bands and k not in _PER_DATE}
-        return groups, layers, time_index
+        first = next(iter(groups.values())).shape[0]
+        times = {
+            "": arrays.get("time_index", np.arange(first)),
+            **{s: arrays[f"{s}_time_index"] for s in self.sensors},
+        }
+        per_date = _PER_DATE | _PER_SENSOR_DATE
+        layers = {k: v for k, v in arrays.items() if k not in self.manifest.bands and k not in per_date}
+        return groups, layers, times
 
 
 class ZarrDataset(ShardDataset):
@@ -266,7 +306,7 @@ class ZarrDataset(ShardDataset):
             self._layers = [n for n, a in self._group.arrays() if n not in self.manifest.groups and a.ndim == 3]
         return self._group
 
-    def _read(self, n: int) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], np.ndarray]:
+    def _read(self, n: int) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, np.ndarray]]:
         group = self._open()
         slot = self.manifest.slots[n]
         shard = slot // self._shard_size
@@ -284,17 +324,20 @@ class ZarrDataset(ShardDataset):
             self._verified.add(shard)
         # format 1.0 pads the time axis to all dataset dates: keep the sample's own dates, as LMDB stores them
         kept = np.flatnonzero(np.asarray(group["time_mask"][slot])) if "time_mask" in group else None
+        own = {s: np.flatnonzero(np.asarray(group[f"{s}_time_mask"][slot])) for s in self.sensors}
         groups = {}
         for name, bands in self.manifest.groups.items():
-            chans = [i for i, b in enumerate(bands) if b in self.bands]
+            sensor = self.manifest.sensor_of(name)
+            chans = [i for i, b in enumerate(bands) if b in self.bands or sensor is not None]
             if chans:
                 values = np.asarray(group[name][slot])
-                groups[name] = (values if kept is None else values[kept])[:, chans]
+                times = own[sensor] if sensor is not None else kept
+                groups[name] = (values if times is None else values[times])[:, chans]
         layers = {}
         for name in self._layers:
             layers[name] = np.asarray(group[name][slot])
         time_index = kept if kept is not None else np.arange(next(iter(groups.values())).shape[0])
-        return groups, layers, time_index
+        return groups, layers, {"": time_index, **own}
 
 
 def _check(manifest: Manifest, key: str, path: Any, data: Any, expected: str) -> None:

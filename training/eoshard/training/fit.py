@@ -67,7 +67,7 @@ def seg_loss(
 
 def datasets(config: TrainConfig) -> tuple[Manifest, ShardDataset, ShardDataset, Stats]:
     manifest = Manifest.read(config.dataset)
-    bands = config.bands or manifest.bands
+    bands = config.bands or manifest.sensor_bands()
     stats = (
         band_stats(manifest, bands)
         if config.normalisation is None
@@ -102,7 +102,7 @@ def class_weights(config: TrainConfig, manifest: Manifest, train: ShardDataset) 
 
 
 def model_for(config: TrainConfig, manifest: Manifest) -> nn.Module:
-    bands = config.bands or manifest.bands
+    bands = config.bands or manifest.sensor_bands()
     channels = (
         len(bands) if config.task == "sr4" else in_channels(config.architecture, len(bands), len(manifest.dates))
     )

@@ -63,7 +63,7 @@ class ShardDataModule(LightningDataModule):
         super().__init__()
         self.manifest = Manifest.read(dataset)
         self.format, self.batch_size, self.workers = format, batch_size, workers
-        self.bands = bands or self.manifest.bands
+        self.bands = bands or self.manifest.sensor_bands()
         self.val_fraction, self.augment, self.seed, self.reader = val_fraction, augment, seed, reader
         self.ignore_index, self.time_series = ignore_index, time_series
         self.splits: dict[str, TorchGeoSamples] = {}

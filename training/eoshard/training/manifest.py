@@ -31,6 +31,7 @@ class Manifest:
     parts: list[str | None] = field(default_factory=list)  # LMDB environment of each sample, None: the root
     digests: list[str | None] = field(default_factory=list)  # SHA-256 of each sample's LMDB value, None: unknown
     crcs: list[int | None] = field(default_factory=list)  # CRC-32C of each sample's LMDB value, None: unknown
+    sensor_dates: dict[str, list[str]] = field(default_factory=dict)  # format 1.1: {"s1": dates} beside ``dates``
 
     @classmethod
     def read(cls, root: str | Path) -> Manifest:
@@ -55,7 +56,10 @@ class Manifest:
         classes = {int(k): str(v) for k, v in (labels.get("classes") or {}).items()}
         keys, slots, parts, digests, crcs = _samples(root, raw, keys)
         background = int(labels.get("background", 0))
-        return cls(root, raw, groups, keys, dates, layer, background, classes, slots, parts, digests, crcs)
+        sensor_dates = {str(k): list(v) for k, v in (raw.get("sensor_dates") or {}).items()}
+        return cls(
+            root, raw, groups, keys, dates, layer, background, classes, slots, parts, digests, crcs, sensor_dates
+        )
 
     @property
     def patch_size(self) -> int:
@@ -65,7 +69,17 @@ class Manifest:
 
     @property
     def bands(self) -> list[str]:
+        """Every band of every group and sensor."""
         return [b for bands in self.groups.values() for b in bands]
+
+    def sensor_of(self, group: str) -> str | None:
+        """The sensor with dates of its own whose group this is (``s1`` for ``s1_10m`` in format 1.1), else None."""
+        sensor = group.split("_", 1)[0]
+        return sensor if sensor in self.sensor_dates else None
+
+    def sensor_bands(self, sensor: str | None = None) -> list[str]:
+        """The bands on ``dates`` (None: Sentinel-2, the ``image``), or on a sensor's own dates (``s1``)."""
+        return [b for group, bands in self.groups.items() if self.sensor_of(group) == sensor for b in bands]
 
     def group_of(self, band: str) -> str:
         for group, bands in self.groups.items():

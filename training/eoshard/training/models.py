@@ -1,4 +1,5 @@
-"""Models: U-Net and FCN for segmentation, a ConvGRU for timeseries, a residual x4 super-resolution generator."""
+"""Models: U-Net and FCN for segmentation, a ConvGRU for timeseries (one per sensor for Sentinel-1 + 2), a residual x4
+super-resolution generator."""
 
 from __future__ import annotations
 
@@ -84,13 +85,36 @@ class ConvGRUSegmenter(nn.Module):
         self.head = nn.Conv2d(hidden, n_classes, 1)
 
     def forward(self, x: torch.Tensor, pad: torch.Tensor | None = None) -> torch.Tensor:
-        b, t, _, h, w = x.shape
-        state = x.new_zeros(b, self.hidden, h, w)
-        for i in range(t):
-            new = self.cell(x[:, i], state)
-            keep = pad[:, i].view(b, 1, 1, 1) if pad is not None else torch.zeros(b, 1, 1, 1, dtype=torch.bool)
-            state = torch.where(keep.to(x.device), state, new)
-        return self.head(state)
+        return self.head(recur(self.cell, self.hidden, x, pad))
+
+
+def recur(cell: ConvGRUCell, hidden: int, x: torch.Tensor, pad: torch.Tensor | None) -> torch.Tensor:
+    """The state of ``cell`` after the dates of ``x`` (B, T, C, H, W); padded dates leave it unchanged."""
+    b, t, _, h, w = x.shape
+    state = x.new_zeros(b, hidden, h, w)
+    for i in range(t):
+        new = cell(x[:, i], state)
+        keep = pad[:, i].view(b, 1, 1, 1) if pad is not None else torch.zeros(b, 1, 1, 1, dtype=torch.bool)
+        state = torch.where(keep.to(x.device), state, new)
+    return state
+
+
+class TwoSensorSegmenter(nn.Module):
+    """One ConvGRU per sensor over its own dates (Sentinel-2 ``image``, Sentinel-1 ``image_s1`` of a format 1.1
+    dataset), their states concatenated before a per-pixel classifier."""
+
+    def __init__(self, in_channels: int, in_channels_s1: int, n_classes: int, hidden: int = 16) -> None:
+        super().__init__()
+        self.hidden = hidden
+        self.cell = ConvGRUCell(in_channels, hidden)
+        self.cell_s1 = ConvGRUCell(in_channels_s1, hidden)
+        self.head = nn.Conv2d(2 * hidden, n_classes, 1)
+
+    def forward(
+        self, x: torch.Tensor, pad: torch.Tensor | None, x_s1: torch.Tensor, pad_s1: torch.Tensor | None
+    ) -> torch.Tensor:
+        states = [recur(self.cell, self.hidden, x, pad), recur(self.cell_s1, self.hidden, x_s1, pad_s1)]
+        return self.head(torch.cat(states, 1))
 
 
 class SRGenerator(nn.Module):

@@ -12,6 +12,9 @@ from the sources. The paired HR layers (one mosaic, not a time series) are read 
 mosaic's products are the old dataset's; when the period's end brings other HR products, every sample's HR
 window comes from the sources. Float groups need nothing of their own: a dropped step is NaN (or absent) in the
 stored values and invalid either way.
+
+Sentinel-1 groups (format 1.1) are read again from the sources at every step: their products are searched anew,
+so the refreshed dataset equals a single build over the whole period; only the Sentinel-2 steps are reused.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from safetensors.numpy import load
 from eoshard.flows.refresh.errors import RefreshError
 from eoshard.pipeline.cube import acquisition_key
 from eoshard.pipeline.patches import Patch
+from eoshard.pipeline.sensors import S2, group_sensor
 from eoshard.pipeline.shards.reader import open_shards
 from eoshard.pipeline.shards.task import ShardSpec, materialize_shard
 
@@ -93,7 +97,7 @@ def open_old(path: Path, plan: BuildPlan, manifest: Mapping[str, Any]) -> OldDat
     return OldDataset(
         path=str(path),
         use_zarr=manifest["formats"]["zarr"] is not None,
-        groups={g: list(spec["bands"]) for g, spec in manifest["groups"].items()},
+        groups={g: list(spec["bands"]) for g, spec in manifest["groups"].items() if group_sensor(g) == S2},
         n_dates=len(manifest["dates"]),
         steps=reused_steps(plan, manifest),
         read_mask=plan.valid is not None,
@@ -113,7 +117,7 @@ def refreshed_shard_task(
     for name, cube in plan.cubes.items():
         windows = [plan.window(name, p) for p in shard]
         images[name] = [
-            cube.data[..., ys, xs] if h is None else cube.data[fresh][..., ys, xs]
+            cube.data[..., ys, xs] if h is None or name not in old.groups else cube.data[fresh][..., ys, xs]
             for h, (ys, xs) in zip(held, windows, strict=True)
         ]
     masks = None
@@ -155,7 +159,10 @@ def materialize_refreshed_shard(
             past = None if sample is None else reader.read(sample)
             for g, values in images.items():
                 fresh = np.asarray(values[n])
-                full[g].append(fresh if past is None else _interleave(old.steps, past.images[g], fresh))
+                if past is None or g not in old.groups:  # a Sentinel-1 group: every step from the sources
+                    full[g].append(fresh)
+                else:
+                    full[g].append(_interleave(old.steps, past.images[g], fresh))
             for name, windows in paired.items():
                 window = windows[n]
                 full_paired[name].append(np.asarray(window) if window is not None or past is None else past.hr)

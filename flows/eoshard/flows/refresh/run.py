@@ -23,7 +23,7 @@ from distributed import Client
 from eoshard.catalog.credentials import redact_url
 from eoshard.catalog.errors import EmptySelectionError
 from eoshard.flows.aoi import read_aoi
-from eoshard.flows.build import FINGERPRINT_EXCLUDE, BuildPlan, plan_build, search_products
+from eoshard.flows.build import FINGERPRINT_EXCLUDE, BuildPlan, plan_build, s1_products, search_products
 from eoshard.flows.config import BuildConfig
 from eoshard.flows.masking import with_mask
 from eoshard.flows.products import apply_selection
@@ -102,8 +102,9 @@ def select_products(
         found = list(search_products(config))
     except EmptySelectionError:
         found = []
+    sar = _s1_products(config)  # every one: a refresh reads the Sentinel-1 steps again (see reuse.py)
     held = set(manifest["products"])
-    missing = held - {i.id for i in found}
+    missing = held - {i.id for i in [*found, *sar]}
     if missing:
         raise RefreshError(
             f"{len(missing)} product(s) of the dataset are no longer in the catalog {redact_url(config.catalog.source)} "
@@ -115,7 +116,15 @@ def select_products(
     if reprocessed:  # the dates read again use what a build would: a superseded held copy is left out
         held &= {i.id for i in chosen}
     wanted = held | {i.id for i in [*newer, *reprocessed]}
-    return [i for i in found if i.id in wanted], newer, reprocessed
+    return [i for i in found if i.id in wanted] + sar, newer, reprocessed
+
+
+def _s1_products(config: BuildConfig) -> list[pystac.Item]:
+    """The Sentinel-1 products of the config's ``s1`` section in its AOI and (new) period; none without one."""
+    if config.s1 is None:
+        return []
+    area, area_crs = read_aoi(config.aoi)
+    return list(s1_products(config, gpd.GeoSeries([area], crs=area_crs).to_crs(4326).iloc[0]))
 
 
 def _chosen(config: BuildConfig, found: list[pystac.Item]) -> list[pystac.Item]:

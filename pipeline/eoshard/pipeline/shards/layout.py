@@ -1,6 +1,7 @@
 """The dataset layout as one value: its files, base grid, groups, label layers and formats (``docs/format.md``).
 
-``DatasetLayout.to_manifest()`` is ``dataset.json`` (keys in the order of the format, format version 1.0) and
+``DatasetLayout.to_manifest()`` is ``dataset.json`` (keys in the order of the format, format version 1.0, or 1.1
+with a second sensor's own dates in ``sensor_dates``) and
 ``DatasetLayout.from_manifest`` reads it back, refusing a broken or newer manifest with a ``ManifestError``.
 """
 
@@ -16,7 +17,7 @@ from odc.geo.geobox import GeoBox
 
 from eoshard.pipeline.errors import ManifestError
 from eoshard.pipeline.grid import group_grid
-from eoshard.pipeline.shards.samples import FORMAT_VERSION
+from eoshard.pipeline.shards.samples import FORMAT_VERSION, SENSORS_FORMAT_VERSION
 
 # the files and folders of a dataset (docs/format.md "Files")
 MANIFEST_FILE = "dataset.json"
@@ -33,8 +34,9 @@ MANIFEST_KEYS = (
     "products", "timeseries", "n_samples", "n_candidates", "keys", "dropped", "splits", "statistics", "labels",
     "hr", "formats", "checksums",
 )  # fmt: skip
-# Keys added within format 1.0 after the first datasets: absent from older files, kept in ``extra`` when present.
-OPTIONAL_KEYS = ("radiometry", "band_metadata")
+# Keys written only by format 1.1 (``sensor_dates``), or added within format 1.0 after the first datasets (absent
+# from older files, kept in ``extra`` when present).
+OPTIONAL_KEYS = ("sensor_dates", "radiometry", "band_metadata")
 GROUP_KEYS = ("bands", "resolution", "factor", "shape", "dtype", "nodata", "expressions")
 Json = dict[str, Any]
 
@@ -156,6 +158,7 @@ class DatasetLayout:
     lmdb: LmdbLayout | None
     checksums: Mapping[str, str]
     format_version: str = FORMAT_VERSION
+    sensor_dates: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # other sensors' dates (1.1)
     extra: Json = field(default_factory=dict)
 
     @property
@@ -195,6 +198,7 @@ class DatasetLayout:
                 "lmdb": None if self.lmdb is None else self.lmdb.to_json(),
             },
             "checksums": dict(self.checksums),
+            **({"sensor_dates": {k: list(v) for k, v in self.sensor_dates.items()}} if self.sensor_dates else {}),
             **self.extra,
         }
 
@@ -232,12 +236,12 @@ def _check_version(version: Any, source: str) -> None:
             "rebuild the dataset"
         )
     major, minor = (int(p) if p.isdigit() else -1 for p in [*version.split("."), "0"][:2])
-    own_major, own_minor = (int(p) for p in FORMAT_VERSION.split("."))
+    own_major, own_minor = (int(p) for p in SENSORS_FORMAT_VERSION.split("."))
     if major < 0 or minor < 0:
         raise ManifestError(f"{source}: format_version {version!r} is not MAJOR.MINOR: rebuild the dataset")
     if (major, minor) > (own_major, own_minor):
         raise ManifestError(
-            f"{source}: format {version} is newer than this eoshard reads ({FORMAT_VERSION}): "
+            f"{source}: format {version} is newer than this eoshard reads ({SENSORS_FORMAT_VERSION}): "
             "upgrade eoshard to read it"
         )
 
@@ -269,7 +273,8 @@ def _from_manifest(cls: type[DatasetLayout], data: Mapping[str, Any]) -> Dataset
         lmdb=None if lmdb is None else LmdbLayout(tuple(lmdb["parts"]), lmdb["path"]),
         checksums=dict(data["checksums"]),
         format_version=str(data["format_version"]),
-        extra={k: v for k, v in data.items() if k not in MANIFEST_KEYS},
+        sensor_dates={str(k): tuple(v) for k, v in (data.get("sensor_dates") or {}).items()},
+        extra={k: v for k, v in data.items() if k not in (*MANIFEST_KEYS, "sensor_dates")},
     )
 
 

@@ -12,11 +12,46 @@ import numpy as np
 from odc.geo.geobox import GeoBox
 from safetensors.numpy import save
 
+from eoshard.pipeline.sensors import S2, group_sensor
 from eoshard.pipeline.timeseries import DateSelection, day_of_year, days_since_epoch
 
-FORMAT_VERSION = "1.0"
+FORMAT_VERSION = "1.0"  # Sentinel-2 only: one time axis
+SENSORS_FORMAT_VERSION = "1.1"  # per-sensor time axes (Sentinel-1 beside Sentinel-2)
 # LMDB tensors besides the bands and label layers (a band or index must not take these names)
 RESERVED_TENSORS = ("valid_mask", "valid_fraction", "date", "doy", "time_index")
+
+
+def format_version(other_sensors: Collection[str]) -> str:
+    """1.1 when a sensor besides Sentinel-2 has its own time axis, else 1.0 (the bytes of 1.0 stay as they were)."""
+    return SENSORS_FORMAT_VERSION if other_sensors else FORMAT_VERSION
+
+
+def time_mask_of(group: str) -> str:
+    """The Zarr array that says which dates of ``group`` a slot keeps: its sensor's ``time_mask``."""
+    sensor = group_sensor(group)
+    return "time_mask" if sensor == S2 else f"{sensor}_time_mask"
+
+
+def sensor_layouts(sensor: str, n_dates: int, size: int) -> dict[str, tuple[tuple[int, ...], str]]:
+    """The per-date Zarr arrays of a sensor besides Sentinel-2: ``<sensor>_valid_mask``, ``_valid_fraction``,
+    ``_time_mask`` on its own ``n_dates``."""
+    return {
+        f"{sensor}_valid_mask": ((n_dates, size, size), "bool"),
+        f"{sensor}_valid_fraction": ((n_dates,), "float32"),
+        f"{sensor}_time_mask": ((n_dates,), "bool"),
+    }
+
+
+@dataclass(frozen=True)
+class SensorSeries:
+    """The time series of a sensor besides Sentinel-2 in one patch: its dates and which of them are kept."""
+
+    dates: Sequence[str]
+    selection: DateSelection
+
+    @property
+    def kept_dates(self) -> list[str]:
+        return [d for d, k in zip(self.dates, self.selection.kept, strict=True) if k]
 
 
 @dataclass(frozen=True)
@@ -33,6 +68,7 @@ class Sample:
     split: str
     paired: Mapping[str, np.ndarray] = field(default_factory=dict)  # e.g. "hr": (C, H * f, W * f), one date
     paired_bands: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    others: Mapping[str, SensorSeries] = field(default_factory=dict)  # e.g. "s1": its own dates (format 1.1)
 
     @property
     def crs(self) -> str:
@@ -47,12 +83,17 @@ class Sample:
     def kept_dates(self) -> list[str]:
         return [d for d, k in zip(self.dates, self.selection.kept, strict=True) if k]
 
+    def kept(self, group: str) -> np.ndarray:
+        """The ``(T,)`` kept dates of the group's sensor."""
+        other = self.others.get(group_sensor(group))
+        return self.selection.kept if other is None else other.selection.kept
+
     def tensors(self) -> dict[str, np.ndarray]:
         """The LMDB tensors: one ``(T_n, H_g, W_g)`` array per band, label layers, masks and dates."""
         kept = self.selection.kept
         out: dict[str, np.ndarray] = {}
         for group, bands in self.groups.items():
-            values = self.images[group][kept]
+            values = self.images[group][self.kept(group)]
             for i, band in enumerate(bands):
                 out[band] = np.ascontiguousarray(values[:, i])
         for name, values in self.paired.items():
@@ -65,19 +106,28 @@ class Sample:
         out["date"] = days_since_epoch(kept_dates)
         out["doy"] = day_of_year(kept_dates)
         out["time_index"] = np.flatnonzero(kept).astype(np.int16)
+        for sensor, series in self.others.items():
+            own = series.selection.kept
+            out[f"{sensor}_valid_mask"] = np.ascontiguousarray(series.selection.mask[own])
+            out[f"{sensor}_valid_fraction"] = series.selection.fraction[own].astype(np.float32)
+            out[f"{sensor}_date"] = days_since_epoch(series.kept_dates)
+            out[f"{sensor}_doy"] = day_of_year(series.kept_dates)
+            out[f"{sensor}_time_index"] = np.flatnonzero(own).astype(np.int16)
         return out
 
     def to_safetensors(self) -> bytes:
         """The LMDB value: a safetensors dict of tensor name -> array, georeferencing in the metadata."""
         metadata = {
             "key": self.key,
-            "format_version": FORMAT_VERSION,
+            "format_version": format_version(self.others),
             "crs": self.crs,
             "transform": json.dumps(list(self.transform)),
             "dates": json.dumps(self.kept_dates),
             "groups": json.dumps({g: list(b) for g, b in self.groups.items()}),
             "split": self.split,
         }
+        for sensor, series in self.others.items():
+            metadata[f"{sensor}_dates"] = json.dumps(series.kept_dates)
         if self.paired:
             metadata["paired"] = json.dumps({name: list(self.paired_bands[name]) for name in self.paired})
         return canonical_safetensors(save(self.tensors(), metadata=metadata))
@@ -87,16 +137,22 @@ class Sample:
         kept = self.selection.kept
         out: dict[str, np.ndarray] = {}
         for group, values in self.images.items():
-            if kept.all():  # the common case: the values as they are (the shard stacks them into one copy)
+            own = self.kept(group)
+            if own.all():  # the common case: the values as they are (the shard stacks them into one copy)
                 out[group] = values
                 continue
             fill = np.full_like(values, np.nan) if values.dtype.kind == "f" else np.zeros_like(values)
-            out[group] = np.where(kept[:, None, None, None], values, fill)
+            out[group] = np.where(own[:, None, None, None], values, fill)
         out.update(self.labels)
         out.update(self.paired)
         out["valid_mask"] = self.selection.mask & kept[:, None, None]
         out["valid_fraction"] = self.selection.fraction
         out["time_mask"] = kept
+        for sensor, series in self.others.items():
+            own = series.selection.kept
+            out[f"{sensor}_valid_mask"] = series.selection.mask & own[:, None, None]
+            out[f"{sensor}_valid_fraction"] = series.selection.fraction
+            out[f"{sensor}_time_mask"] = own
         out["sample_mask"] = np.array(True)
         return out
 
@@ -126,7 +182,18 @@ class Sample:
             "masked_pixels": int((~mask).sum()),
             "labelled_fraction": labelled,
             "class_histogram": json.dumps(histogram, sort_keys=True),
+            **{k: v for sensor, series in self.others.items() for k, v in _sensor_row(sensor, series).items()},
         }
+
+
+def _sensor_row(sensor: str, series: SensorSeries) -> dict[str, Any]:
+    """The index columns of a sensor besides Sentinel-2: its kept dates, their count and mean valid fraction."""
+    own = series.selection.kept
+    return {
+        f"{sensor}_dates": series.kept_dates,
+        f"{sensor}_n_dates": int(own.sum()),
+        f"{sensor}_valid_fraction": float(series.selection.fraction[own].mean()),
+    }
 
 
 def canonical_safetensors(data: bytes) -> bytes:

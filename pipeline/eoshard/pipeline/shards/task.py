@@ -11,12 +11,13 @@ import google_crc32c
 import numpy as np
 
 from eoshard.pipeline.patches import Patch
+from eoshard.pipeline.sensors import group_sensor
 from eoshard.pipeline.shards import stats
 from eoshard.pipeline.shards.layout import ZARR_DIR
-from eoshard.pipeline.shards.samples import Sample, empty_slot, sha256
+from eoshard.pipeline.shards.samples import Sample, SensorSeries, empty_slot, sha256
 from eoshard.pipeline.shards.splits import block_split
 from eoshard.pipeline.shards.zarr_store import stack_samples, write_shard
-from eoshard.pipeline.timeseries import MASK_SOURCES, select_dates
+from eoshard.pipeline.timeseries import MASK_SOURCES, nodata_mask, select_dates
 
 Layouts = Mapping[str, tuple[tuple[int, ...], str]]
 
@@ -35,7 +36,7 @@ class ShardSpec:
     patches: tuple[Patch, ...]
     groups: Mapping[str, Sequence[str]]
     factors: Mapping[str, int]
-    dates: tuple[str, ...]
+    dates: tuple[str, ...]  # the Sentinel-2 dates (the dataset's ``dates``)
     layouts: Layouts
     lmdb_part: str | None
     write_zarr: bool
@@ -47,6 +48,8 @@ class ShardSpec:
     seed: int = 0
     paired: Mapping[str, Sequence[str]] = field(default_factory=dict)  # e.g. {"hr": ("red", "green", "blue")}
     nan_fill: tuple[str, ...] = ()  # float arrays whose nodata (and Zarr fill) is NaN
+    sensor_dates: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # other sensors' own dates (1.1)
+    sensor_rules: Mapping[str, tuple[float, int]] = field(default_factory=dict)  # their min valid fraction, dates
 
     @property
     def keys(self) -> tuple[str, ...]:
@@ -85,11 +88,15 @@ def materialize_shard(
     dropped = 0
     for n, patch in enumerate(spec.patches):
         patch_images = {g: np.asarray(values[n]) for g, values in images.items()}
-        mask = MASK_SOURCES[spec.mask](patch_images, spec.factors)
+        main = {g: v for g, v in patch_images.items() if group_sensor(g) not in spec.sensor_dates}
+        mask = MASK_SOURCES[spec.mask](main, spec.factors)
         if masks is not None:
             mask = mask & np.asarray(masks[n], dtype=bool)
         selection = select_dates(mask, spec.min_valid_fraction, None if fractions is None else fractions[n])
-        if selection.n_kept < spec.min_dates:
+        others = sensor_series(spec, patch_images)
+        if selection.n_kept < spec.min_dates or any(
+            series.selection.n_kept < spec.sensor_rules[sensor][1] for sensor, series in others.items()
+        ):
             dropped += 1
             slots.append(empty_slot(spec.layouts, spec.nan_fill))
             continue
@@ -107,6 +114,7 @@ def materialize_shard(
             ),
             paired={name: np.asarray(values[n]) for name, values in paired.items()},
             paired_bands=spec.paired,
+            others=others,
         )
         slots.append(sample.slot())
         value = sample.to_safetensors()
@@ -125,7 +133,9 @@ def materialize_shard(
             }
         )
         for group, bands in spec.groups.items():
-            kept = patch_images[group][selection.kept]
+            kept = patch_images[group][sample.kept(group)]
+            if group_sensor(group) in others:  # Sentinel-1 nodata is 0.0: statistics leave it out as NaN
+                kept = np.where(kept == 0, np.float32(np.nan), kept)
             for i, band in enumerate(bands):
                 histograms[band].add(kept[:, i])
         for name, bands in spec.paired.items():
@@ -144,3 +154,14 @@ def materialize_shard(
         "dropped": dropped,
         "checksums": checksums,
     }
+
+
+def sensor_series(spec: ShardSpec, images: Mapping[str, np.ndarray]) -> dict[str, SensorSeries]:
+    """Each other sensor's valid mask (a pixel is valid where a band is neither 0 nor NaN) and kept dates."""
+    out = {}
+    for sensor, dates in spec.sensor_dates.items():
+        own = {g: v for g, v in images.items() if group_sensor(g) == sensor}
+        out[sensor] = SensorSeries(
+            dates, select_dates(nodata_mask(own, spec.factors), spec.sensor_rules[sensor][0])
+        )
+    return out

@@ -18,7 +18,7 @@ def open_dataset(path: Path | str) -> xr.Dataset:
     """The kept samples of the dataset at ``path`` (read lazily from its Zarr store) with their coordinates.
 
     Dimensions are those of ``docs/format.md`` (``sample, time, band_<group>, y_<group>, x_<group>``; base-grid
-    arrays ``y, x``). Coordinates: ``sample`` (the sample keys), ``time`` (the dataset's dates), ``band_<group>``,
+    arrays ``y, x``). Coordinates: ``sample`` (the sample keys), ``time`` (the dataset's dates; ``time_s1`` the Sentinel-1 dates of format 1.1), ``band_<group>``,
     per sample ``split``, ``lmdb_part``, ``row``, ``col`` and its affine ``transform`` (``a, b, c, d, e, f``),
     and the pixel-centre ``easting_<group>`` / ``northing_<group>`` (``easting`` / ``northing`` on the base grid)
     of every sample in the dataset's CRS (attribute ``crs``). ``sample_image(ds, key, group)`` gives one sample
@@ -39,6 +39,10 @@ def open_dataset(path: Path | str) -> xr.Dataset:
         lmdb_part=("sample", index["lmdb_part"].astype(str).to_numpy()),
         row=("sample", index["row"].to_numpy()),
         col=("sample", index["col"].to_numpy()),
+        **{
+            f"time_{s}": np.array([np.datetime64(d, "ns") for d in dates])
+            for s, dates in layout.sensor_dates.items()
+        },
     )
     origins = [layout.grid.transform * (c, r) for r, c in zip(index["row"], index["col"], strict=True)]
     res = abs(layout.grid.resolution.x)

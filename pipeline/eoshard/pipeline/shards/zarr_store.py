@@ -13,6 +13,7 @@ from zarr.codecs import ZstdCodec
 
 from eoshard.pipeline.errors import ShardWriteError
 from eoshard.pipeline.faults import fault_point
+from eoshard.pipeline.sensors import S2, group_sensor
 
 _DIMS = {0: [], 1: ["time"], 2: ["y", "x"], 3: ["time", "y", "x"], 4: ["time", "band", "y", "x"]}
 
@@ -58,13 +59,15 @@ def _dims(name: str, ndim: int, finer: bool = False) -> list[str]:
     """Dimension names; a group's band and pixel axes carry its name, so xarray sees no conflicting sizes."""
     if finer:  # label layers nested in the base grid
         return ["y_labels", "x_labels"]
-    if name in ("valid_fraction", "time_mask"):
-        return ["time"]
+    sensor = group_sensor(name)
+    time = "time" if sensor == S2 else f"time_{sensor}"  # each sensor's own dates (format 1.1)
+    if name in ("valid_fraction", "time_mask") or (sensor != S2 and ndim == 1):
+        return [time]
     if name == "hr":  # the paired finer source: one date, bands first
         return ["band_hr", "y_hr", "x_hr"]
     if ndim == 4:
-        return ["time", f"band_{name}", f"y_{name}", f"x_{name}"]
-    return _DIMS[ndim]
+        return [time, f"band_{name}", f"y_{name}", f"x_{name}"]
+    return [time if d == "time" else d for d in _DIMS[ndim]]
 
 
 def shard_files(path: Path, shard_index: int) -> list[Path]:
