@@ -350,3 +350,18 @@ def test_open_dataset_gives_the_samples_with_real_coordinates(built: Path, tmp_p
     plt.savefig(tmp_path / "b04.png")
     plt.close("all")
     assert (tmp_path / "b04.png").stat().st_size > 1000
+
+
+def test_eoshard_open_dataset_at_the_top_level_is_the_pipeline_reader(built: Path) -> None:
+    import eoshard
+    import eoshard.pipeline
+
+    assert eoshard.open_dataset is eoshard.pipeline.open_dataset
+    ds = eoshard.open_dataset(built)
+    index = gpd.read_parquet(built / "index.parquet")
+    row = index.iloc[0]
+    x0, y0, x1, y1 = row.geometry.bounds
+    assert list(ds.sample.values) == list(index["key"]) and ds.attrs["crs"] == "EPSG:32632"
+    assert ds.easting.sel(sample=row.key).values[[0, -1]].tolist() == [x0 + 5, x1 - 5]
+    assert ds.northing_s2_20m.sel(sample=row.key).values[[0, -1]].tolist() == [y1 - 10, y0 + 10]
+    assert str(ds.time.values[0])[:19] == json.loads((built / "dataset.json").read_text())["dates"][0]
