@@ -141,3 +141,56 @@ def test_prithvi_fine_tunes_on_shards_fed_as_pretrained(reflectance: Path, tmp_p
     for key in ("blocks.0.attn.qkv.weight", "blocks.11.mlp.fc2.weight"):
         assert not torch.equal(trained[f"net.encoder.{key}"], start[key])
         assert torch.allclose(trained[f"net.encoder.{key}"], start[key], atol=0.05)  # fine-tuned, not replaced
+
+
+@pytest.mark.filterwarnings("ignore:`isinstance\\(treespec, LeafSpec\\)` is deprecated:FutureWarning")
+def test_terratorch_task_trains_prithvi_on_the_datamodule(reflectance: Path) -> None:
+    from eoshard.training.interop import ShardDataModule
+    from eoshard.training.vision import import_torchvision
+
+    import_torchvision()
+    lightning = importlib.import_module("lightning")
+    tasks = importlib.import_module("terratorch.tasks")
+
+    dm = ShardDataModule(str(reflectance), format="zarr", bands=["B02", "B8A", "B12"], batch_size=4,
+                         layout="terratorch", normalisation="prithvi-eo-2", ignore_index=255, augment=False)  # fmt: skip
+    dm.setup("fit")
+    sample, plain = dm.splits["train"][0], dm.splits["train"].data[0]
+    assert set(sample) == {
+        "image",
+        "mask",
+        "temporal_coords",
+    }  # TerraTorch passes all but image, mask to the model
+    assert sample["image"].shape == (3, dm.n_dates, 32, 32) and dm.in_channels == 3
+    assert torch.equal(sample["image"], plain["image"].transpose(0, 1))
+    assert sample["temporal_coords"][:, 0].eq(int(dm.manifest.dates[0][:4])).all()
+    assert torch.equal(sample["temporal_coords"][:, 1].long(), plain["dates"])
+    mean, std = dm.splits["train"].data.stats.mean, dm.splits["train"].data.stats.std  # type: ignore[union-attr]
+    np.testing.assert_allclose(mean, np.array([1087.0, 2734.0, 1363.0], "f4") / 10000, rtol=1e-6)
+    np.testing.assert_allclose(std, np.array([2248.0, 1850.0, 1049.0], "f4") / 10000, rtol=1e-6)
+
+    torch.manual_seed(0)
+    task = tasks.SemanticSegmentationTask(
+        model_factory="EncoderDecoderFactory", loss="ce", ignore_index=255, lr=1e-3, plot_on_val=False,
+        model_args={"backbone": VARIANT, "backbone_pretrained": False, "backbone_num_frames": dm.n_dates,
+                    "backbone_bands": ["BLUE", "NIR_NARROW", "SWIR_2"], "decoder": "FCNDecoder",
+                    "necks": [{"name": "SelectIndices", "indices": [-1]},
+                              {"name": "ReshapeTokensToImage", "effective_time_dim": dm.n_dates}],
+                    "num_classes": dm.num_classes},
+    )  # fmt: skip
+    before = {k: v.detach().clone() for k, v in task.model.encoder.state_dict().items()}
+    losses: list[float] = []
+
+    class Losses(lightning.Callback):
+        def on_train_batch_end(self, trainer: object, module: object, outputs: Any, batch: Any, i: int) -> None:
+            losses.append(float(outputs["loss"]))
+
+    trainer = lightning.Trainer(
+        max_steps=2, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        enable_model_summary=False, limit_val_batches=0, num_sanity_val_steps=0, callbacks=[Losses()],
+    )  # fmt: skip
+    trainer.fit(task, datamodule=dm)
+    assert len(losses) == 2 and all(0 < x < 10 for x in losses)
+    after = task.model.encoder.state_dict()
+    assert not torch.equal(after["blocks.0.attn.qkv.weight"], before["blocks.0.attn.qkv.weight"])
+    assert not torch.equal(after["temporal_embed_enc.scale"], before["temporal_embed_enc.scale"])  # dates used
