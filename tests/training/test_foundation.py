@@ -85,6 +85,7 @@ def test_prithvi_fine_tunes_on_shards_fed_as_pretrained(reflectance: Path, tmp_p
     from eoshard.training.data import make_dataset, split_indices
     from eoshard.training.fit import fit
     from eoshard.training.manifest import Manifest
+    from eoshard.training.package import export, load
     from eoshard.training.prithvi import PrithviSegmenter
 
     manifest = Manifest.read(reflectance)
@@ -141,6 +142,15 @@ def test_prithvi_fine_tunes_on_shards_fed_as_pretrained(reflectance: Path, tmp_p
     for key in ("blocks.0.attn.qkv.weight", "blocks.11.mlp.fc2.weight"):
         assert not torch.equal(trained[f"net.encoder.{key}"], start[key])
         assert torch.allclose(trained[f"net.encoder.{key}"], start[key], atol=0.05)  # fine-tuned, not replaced
+    # packaged, it rebuilds from the resolved config without the pretrained file
+    save_file({k: v.contiguous() for k, v in trained.items()}, str(tmp_path / "tuned.safetensors"))
+    (tmp_path / "prithvi.safetensors").unlink()
+    stats = json.loads((tmp_path / "run" / "stats.json").read_text())
+    package = load(
+        export(tmp_path / "tuned.safetensors", written, stats, manifest.classes, n_dates, 32, tmp_path / "pkg")
+    )
+    assert package.architecture == "prithvi" and package.bands == ["B02", "B8A", "B12"]
+    assert all(torch.equal(v, trained[k]) for k, v in package.model.state_dict().items())
 
 
 @pytest.mark.filterwarnings("ignore:`isinstance\\(treespec, LeafSpec\\)` is deprecated:FutureWarning")
