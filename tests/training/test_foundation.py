@@ -204,3 +204,31 @@ def test_terratorch_task_trains_prithvi_on_the_datamodule(reflectance: Path) -> 
     after = task.model.encoder.state_dict()
     assert not torch.equal(after["blocks.0.attn.qkv.weight"], before["blocks.0.attn.qkv.weight"])
     assert not torch.equal(after["temporal_embed_enc.scale"], before["temporal_embed_enc.scale"])  # dates used
+
+
+def test_fit_resolves_prithvi_input_and_refuses_what_it_was_not_pretrained_on(reflectance: Path) -> None:
+    import dataclasses
+
+    from eoshard.training.config import TrainConfig
+    from eoshard.training.errors import ConfigError
+    from eoshard.training.foundation import order_by_wavelength, resolve_input
+    from eoshard.training.manifest import Manifest
+
+    manifest = Manifest.read(reflectance)
+    base = {"dataset": str(reflectance), "output": "-", "architecture": "prithvi"}
+    resolved = resolve_input(TrainConfig.from_dict(base), manifest)  # default: the model's bands the dataset has
+    assert resolved.bands == ["B02", "B8A", "B12"] and resolved.normalisation == "prithvi-eo-2"
+    assert resolved.model == {"bands": ["B02", "B8A", "B12"], "num_frames": len(manifest.dates), "year": 2024}
+    unet = TrainConfig.from_dict(base | {"architecture": "unet", "bands": ["B12", "B02"]})
+    assert resolve_input(unet, manifest) is unet  # other architectures read what they are given
+    with pytest.raises(ConfigError, match="standardised with 'prithvi-eo-2', not 'terramind-v1'"):
+        resolve_input(TrainConfig.from_dict(base | {"normalisation": "terramind-v1"}), manifest)
+    with pytest.raises(ConfigError, match=r"model bands \['B12', 'B02'\] differ from the input \['B02', 'B12'\]"):
+        resolve_input(TrainConfig.from_dict(base | {"bands": ["B02", "B12"], "model": {"bands": ["B12", "B02"]}}),
+                      manifest)  # fmt: skip
+    # wavelengths from band_metadata; a dataset without it falls back to the order of the model's table
+    assert [manifest.raw["band_metadata"][b]["wavelength_nm"] for b in resolved.bands] == sorted(
+        manifest.raw["band_metadata"][b]["wavelength_nm"] for b in resolved.bands
+    )
+    bare = dataclasses.replace(manifest, raw={k: v for k, v in manifest.raw.items() if k != "band_metadata"})
+    assert order_by_wavelength(bare, ["B12", "B8A", "B02"], "prithvi-eo-2") == ["B02", "B8A", "B12"]
