@@ -81,6 +81,11 @@ def test_torchgeo_semantic_segmentation_task_trains_on_shards(shards: Path) -> N
     labels = torch.cat([plain[i]["label"][~plain[i]["ignore"]] for i in range(len(plain))]).unique()
     assert set(batch["mask"].unique().tolist()) <= set(labels.tolist()) | {255}
     assert labels.max() < dm.num_classes == 7
+    val = next(iter(dm.val_dataloader()))  # in order: the first four validation samples of the shards
+    for i in range(4):
+        s = dm.splits["val"].data[i]
+        assert torch.equal(val["image"][i], s["image"].flatten(0, 1))  # dates stacked as channels
+        assert torch.equal(val["mask"][i], s["label"].masked_fill(s["ignore"], 255))
 
     torch.manual_seed(0)
     task = segmentation_task(dm, model="unet", backbone="resnet18", lr=1e-3)
