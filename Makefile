@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml training/pyproject.toml constraints.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q torch==2.13.0
-	$(PIP) install -q -c constraints.txt -e . -e './training[geotiff,models,mlm,lightning]' -r requirements-dev.txt
+	$(PIP) install -q -c constraints.txt -e . -e './training[geotiff,models,mlm,lightning,torchgeo,terratorch]' -r requirements-dev.txt
 	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $(STAMP)
 

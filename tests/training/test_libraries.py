@@ -164,3 +164,13 @@ def test_missing_model_libraries_are_a_config_error(monkeypatch: pytest.MonkeyPa
     monkeypatch.setitem(sys.modules, "segmentation_models_pytorch", None)  # as if not installed
     with pytest.raises(ConfigError, match=r"pip install 'eoshard-training\[models\]'"):
         build_model("smp", 3, 2)
+
+
+def test_missing_terratorch_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "terratorch", None)  # as if not installed
+    with pytest.raises(ConfigError, match=r"pip install 'eoshard-training\[terratorch\]'"):
+        build_model("prithvi", 3, 2, bands=["B02", "B8A", "B12"], num_frames=2, year=2024)
+    with pytest.raises(ConfigError, match=r"takes bands of .* not \['B02', 'B08'\]"):
+        build_model("prithvi", 2, 2, bands=["B02", "B08"], num_frames=2, year=2024)

@@ -22,6 +22,7 @@ from eoshard.training.config import TrainConfig
 from eoshard.training.data import ShardDataset, Stats, band_stats, make_dataset, split_indices
 from eoshard.training.distributed import Runtime
 from eoshard.training.errors import ConfigError
+from eoshard.training.foundation import resolve_input
 from eoshard.training.manifest import Manifest
 from eoshard.training.models import Discriminator, build_model, forward, gradient_penalty, in_channels, sr_loss
 from eoshard.training.normalisation import foundation_stats
@@ -148,6 +149,7 @@ def fit(config: TrainConfig, resume: str | Path | None = None, stop_after_steps:
 
     Under ``torchrun`` each process trains on its share of every global batch (see ``distributed``); process 0
     writes the outputs."""
+    config = resolve_input(config, Manifest.read(config.dataset))  # a foundation model's bands, normalisation
     runtime = distributed.start(config.device)
     before, warn = (
         torch.are_deterministic_algorithms_enabled(),

@@ -5,19 +5,21 @@ TorchGeo's segmentation datasets return ``{"image": (C, H, W) float, "mask": (H,
 ``SemanticSegmentationTask`` (and TerraTorch's) read exactly those keys; pixels to leave out carry the task's
 ``ignore_index``. :class:`TorchGeoSamples` gives eoshard samples that way: the dates stacked as channels (or kept as
 (T, C, H, W) with ``time_series=True``, plus ``dates`` as day of year and ``pad``), ignored pixels set to
-``ignore_index``.
+``ignore_index``. :class:`TerraTorchSamples` gives them as TerraTorch's Prithvi tasks take them.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import datetime
+from typing import Any, Literal
 
 import torch
 from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader, Dataset, RandomSampler
 
-from eoshard.training.data import ShardDataset, band_stats, make_dataset, split_indices
+from eoshard.training.data import ShardDataset, Stats, band_stats, make_dataset, split_indices
 from eoshard.training.manifest import Manifest
+from eoshard.training.normalisation import foundation_stats
 
 Sample = dict[str, torch.Tensor]
 
@@ -40,6 +42,20 @@ class TorchGeoSamples(Dataset[Sample]):
         return out
 
 
+class TerraTorchSamples(TorchGeoSamples):
+    """Samples for TerraTorch's tasks, which pass every key but ``image`` and ``mask`` to the model: ``image``
+    (C, T, H, W) as Prithvi takes it, ``mask``, and ``temporal_coords`` (T, 2) = (``year``, day of year)."""
+
+    def __init__(self, data: ShardDataset, year: int, ignore_index: int = -100) -> None:
+        super().__init__(data, ignore_index, time_series=True)
+        self.year = year
+
+    def __getitem__(self, i: int) -> Sample:
+        s = super().__getitem__(i)
+        coords = torch.stack([torch.full_like(s["dates"], self.year), s["dates"]], -1).float()
+        return {"image": s["image"].transpose(0, 1), "mask": s["mask"], "temporal_coords": coords}
+
+
 class _EpochSampler(RandomSampler):
     """Shuffles, and passes Lightning's ``set_epoch`` to the reader: the augmentation is drawn anew each epoch."""
 
@@ -53,19 +69,22 @@ class _EpochSampler(RandomSampler):
 
 class ShardDataModule(LightningDataModule):
     """Train and validation splits of an eoshard dataset (``index.parquet`` ``split`` column, else the stable key
-    hash), normalised with the dataset's statistics, as :class:`TorchGeoSamples` batches."""
+    hash), normalised with the dataset's statistics (or a foundation model's, ``normalisation``), as
+    :class:`TorchGeoSamples` batches (``layout="terratorch"``: :class:`TerraTorchSamples`)."""
 
     def __init__(
         self, dataset: str, format: str = "lmdb", bands: list[str] | None = None, batch_size: int = 8,
         workers: int = 0, val_fraction: float = 0.2, augment: bool = True, ignore_index: int = -100,
-        time_series: bool = False, seed: int = 0, **reader: Any,
+        time_series: bool = False, seed: int = 0, layout: Literal["torchgeo", "terratorch"] = "torchgeo",
+        normalisation: str | None = None, **reader: Any,
     ) -> None:  # fmt: skip
         super().__init__()
         self.manifest = Manifest.read(dataset)
         self.format, self.batch_size, self.workers = format, batch_size, workers
         self.bands = bands or self.manifest.sensor_bands()
         self.val_fraction, self.augment, self.seed, self.reader = val_fraction, augment, seed, reader
-        self.ignore_index, self.time_series = ignore_index, time_series
+        self.ignore_index, self.layout, self.normalisation = ignore_index, layout, normalisation
+        self.time_series = time_series or layout == "terratorch"
         self.splits: dict[str, TorchGeoSamples] = {}
 
     @property
@@ -73,18 +92,31 @@ class ShardDataModule(LightningDataModule):
         return len(self.bands) * (1 if self.time_series else len(self.manifest.dates))
 
     @property
+    def n_dates(self) -> int:
+        return len(self.manifest.dates)
+
+    @property
     def num_classes(self) -> int:
         return self.manifest.n_classes
 
     def setup(self, stage: str | None = None) -> None:
-        stats = band_stats(self.manifest, self.bands)
+        stats = (
+            band_stats(self.manifest, self.bands)
+            if self.normalisation is None
+            else Stats(*foundation_stats(self.normalisation, self.manifest, self.bands))
+        )
+        first = self.manifest.dates[0] if self.manifest.dates else "2000-01-01"
         for split in ("train", "val"):
             data = make_dataset(
                 self.manifest, self.format, bands=self.bands, normalise=stats, seed=self.seed,
                 indices=split_indices(self.manifest, split, self.val_fraction),
                 augment=self.augment and split == "train", **self.reader,
             )  # fmt: skip
-            self.splits[split] = TorchGeoSamples(data, self.ignore_index, self.time_series)
+            self.splits[split] = (
+                TerraTorchSamples(data, datetime.fromisoformat(first).year, self.ignore_index)
+                if self.layout == "terratorch"
+                else TorchGeoSamples(data, self.ignore_index, self.time_series)
+            )
 
     def train_dataloader(self) -> DataLoader[Sample]:
         train = self.splits["train"]

@@ -8,6 +8,7 @@ without the ``encoder.`` prefix; a first convolution made for another band count
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -97,8 +98,12 @@ class TemporalSmpSegmenter(nn.Module):
         return self.net.segmentation_head(self.net.decoder(merged))
 
 
-def load_local_weights(model: nn.Module, path: str | Path) -> None:
-    """Load a local safetensors file into ``model`` (or its ``encoder``); refuse a file that matches nothing."""
+def load_local_weights(
+    model: nn.Module, path: str | Path, transform: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]]
+    | None = None,
+) -> None:  # fmt: skip
+    """Load a local safetensors file into ``model`` (or its ``encoder``), its tensors passed through ``transform``
+    first when given (a model's own checkpoint filter); refuse a file that matches nothing."""
     from safetensors.torch import load_file
 
     path = Path(path)
@@ -108,6 +113,8 @@ def load_local_weights(model: nn.Module, path: str | Path) -> None:
             "'weights' out for random initialisation"
         )
     tensors = load_file(str(path))
+    if transform is not None:
+        tensors = transform(tensors)
     own = model.state_dict()
     encoder = getattr(model, "encoder", None)
     prefix = "" if any(k in own for k in tensors) else "encoder."

@@ -3,6 +3,7 @@ super-resolution generator."""
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from typing import Any
 
@@ -177,11 +178,12 @@ def _sr4(in_channels: int, n_classes: int, **options: Any) -> nn.Module:
     return SRGenerator(in_channels, **options)
 
 
-def _library(name: str) -> Builder:
+def _library(name: str, module: str = "library") -> Builder:
     def build(in_channels: int, n_classes: int, **options: Any) -> nn.Module:
-        from eoshard.training import library  # smp, timm and torchvision load only when such a model is built
-
-        return getattr(library, name)(in_channels, n_classes, **options)
+        # smp, timm, torchvision (and terratorch) load only when such a model is built
+        return getattr(importlib.import_module(f"eoshard.training.{module}"), name)(
+            in_channels, n_classes, **options
+        )
 
     return build
 
@@ -190,8 +192,10 @@ def _library(name: str) -> Builder:
 ARCHITECTURES: dict[str, Builder] = {
     "unet": UNet, "fcn": FCN, "convgru": ConvGRUSegmenter, "sr4": _sr4,
     "smp": _library("SmpSegmenter"), "smp-temporal": _library("TemporalSmpSegmenter"),
+    "prithvi": _library("PrithviSegmenter", "prithvi"),
 }  # fmt: skip
-TEMPORAL = {"convgru", "smp-temporal"}  # input (B, T, C, H, W) with the padded-date mask
+TEMPORAL = {"convgru", "smp-temporal", "prithvi"}  # input (B, T, C, H, W) with the padded-date mask
+DATED = {"smp-temporal", "prithvi"}  # temporal models that also take each date's day of year
 PER_DATE = {"sr4"}  # input one date's bands (B, C, H, W)
 
 
@@ -224,7 +228,7 @@ def forward(
     doy: torch.Tensor | None = None,
 ) -> torch.Tensor:  # fmt: skip
     """Run ``model`` on a (B, T, C, H, W) batch: temporal models see all dates, others the dates stacked as channels."""
-    if architecture == "smp-temporal":
+    if architecture in DATED:
         return model(image, pad, doy)
     if architecture in TEMPORAL:
         return model(image, pad)

@@ -72,12 +72,18 @@ def export(
     return out
 
 
+def _rebuilt(config: dict[str, Any]) -> dict[str, Any]:
+    """The model options a package rebuilds with: the training's, less its starting ``weights`` (the package's
+    own weights replace them all, and the pretrained file need not travel with the package)."""
+    return {k: v for k, v in config.get("model", {}).items() if k != "weights"}
+
+
 def _check_outputs(weights: Path, config: dict[str, Any], n_bands: int, n_dates: int, n_out: int) -> None:
     """The weights must fit the architecture with ``n_out`` output channels (the class list of the item)."""
     from safetensors.torch import load_file
 
     arch = config["architecture"]
-    model = build_model(arch, in_channels(arch, n_bands, n_dates), n_out, **config.get("model", {}))
+    model = build_model(arch, in_channels(arch, n_bands, n_dates), n_out, **_rebuilt(config))
     try:
         model.load_state_dict(load_file(str(weights)))
     except RuntimeError as err:
@@ -208,7 +214,7 @@ def load(folder: str | Path) -> ModelPackage:
     classes = {c["value"]: c["name"] for c in props["mlm:output"][0].get("classification:classes", [])}
     bands, n_dates = inp["bands"], int(inp["eoshard:n_dates"])
     n_classes = props["mlm:output"][0]["result"]["shape"][1]
-    model = build_model(arch, in_channels(arch, len(bands), n_dates), n_classes, **config.get("model", {}))
+    model = build_model(arch, in_channels(arch, len(bands), n_dates), n_classes, **_rebuilt(config))
     model.load_state_dict(load_file(str(weights)))
     model.eval()
     scaling = inp["value_scaling"]
