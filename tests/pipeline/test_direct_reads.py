@@ -68,3 +68,40 @@ def test_a_product_on_the_grid_gives_its_own_pixels_and_each_block_is_decoded_on
     again = read_group_window(source, slice(10, 300), slice(20, 410))
     assert CACHE.misses == misses  # served from the decoded blocks, nothing read again
     np.testing.assert_array_equal(again[0, 0], expected)
+
+
+def test_blocks_decoded_once_are_read_back_from_the_machines_store(
+    demo_data: Any, tmp_path: Any, monkeypatch: Any
+) -> None:
+    """A second process (here: this one with its memory cache emptied) reads the store, not the files."""
+    import os
+    import tempfile
+
+    from eoshard.pipeline.direct import blocks
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    stale = tmp_path / f"{blocks.STORE_PREFIX}killed"
+    stale.mkdir()
+    old = 1_000_000_000.0  # 2001: a store a killed build left
+    os.utime(stale, (old, old))
+    items, grid = _demo(demo_data)
+    source = group_source(items, grid, ["B04", "B11"], chunksize=256)
+    close_files()
+    blocks.use_block_store(f"{blocks.STORE_PREFIX}test")
+    try:
+        misses = blocks.CACHE.misses
+        first = read_group_window(source, slice(0, 300), slice(0, 400))
+        stored = sorted((tmp_path / f"{blocks.STORE_PREFIX}test").glob("*.npy"))
+        assert len(stored) == blocks.CACHE.misses - misses > 0 and not stale.exists()
+        close_files()  # the memory cache is empty now, as in another worker process
+
+        def no_files(href: str) -> Any:
+            raise AssertionError(f"{href} was opened again")
+
+        monkeypatch.setattr(blocks, "open_file", no_files)  # decoding needs it; the headers (mosaic) do not
+        again = read_group_window(source, slice(0, 300), slice(0, 400))
+        np.testing.assert_array_equal(again, first)
+        assert blocks._store is not None and blocks._store.hits == len(stored)
+    finally:
+        blocks.remove_block_store(f"{blocks.STORE_PREFIX}test")
+    assert not (tmp_path / f"{blocks.STORE_PREFIX}test").exists()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import uuid
 from collections.abc import Callable
@@ -17,6 +18,7 @@ from distributed import Future as DaskFuture
 from eoshard.flows.config import BuildConfig
 from eoshard.pipeline.classes import encode_classes
 from eoshard.pipeline.cube import stackstac_ready
+from eoshard.pipeline.direct import remove_block_store
 from eoshard.pipeline.errors import AssetReadError, PipelineError, ShardWriteError
 from eoshard.pipeline.faults import fault_point
 from eoshard.pipeline.reflectance import product_radiometry
@@ -126,7 +128,16 @@ def run_shards(
             executor.shutdown(wait=True)
         for writer in writers.values():
             writer.close()
+        _remove_block_stores(plan, client)
     return finalize(plan, log)
+
+
+def _remove_block_stores(plan: BuildPlan, client: Client) -> None:
+    """Every worker machine's store of this build's decoded blocks goes (a killed build's goes hours later)."""
+    if plan.sources is None or plan.sources.block_store is None:
+        return
+    with contextlib.suppress(Exception):  # a lost worker keeps nothing that matters: the next build's start trims
+        client.run(remove_block_store, plan.sources.block_store)
 
 
 @dataclass(frozen=True)

@@ -8,11 +8,16 @@ decoded once per process while it stays in the cache. Neighbouring shards run on
 
 from __future__ import annotations
 
+import hashlib
 import os
+import shutil
+import tempfile
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Hashable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -30,11 +35,17 @@ GDAL_REMOTE_DEFAULTS = {
     "GDAL_INGESTED_BYTES_AT_OPEN": "32768",
     "CPL_VSIL_CURL_ALLOWED_EXTENSIONS": ".tif,.tiff,.TIF,.TIFF,.jp2,.JP2",
     "VSI_CACHE": "FALSE",
+    # decoded blocks live in eoshard's own caches (below): GDAL's block cache (5 % of RAM by default) would hold them
+    # a second time
+    "GDAL_CACHEMAX": "256",
 }
 for _key, _value in GDAL_REMOTE_DEFAULTS.items():
     os.environ.setdefault(_key, _value)
 
 CACHE_BYTES = int(float(os.environ.get("EOSHARD_BLOCK_CACHE_MB", "1024")) * 2**20)
+STORE_BYTES = int(float(os.environ.get("EOSHARD_BLOCK_STORE_MB", "4096")) * 2**20)
+STORE_PREFIX = "eoshard-blocks-"
+STALE_STORE_SECONDS = 6 * 3600
 MAX_OPEN_FILES = int(os.environ.get("EOSHARD_MAX_OPEN_FILES", "512"))
 
 
@@ -72,6 +83,114 @@ class BlockCache:
         with self._lock:
             self._items.clear()
             self._bytes = 0
+
+
+class BlockStore:
+    """Decoded blocks as ``.npy`` files in the machine's temporary folder, shared by a build's worker processes on
+    that machine: a block that another process (or this one, before its memory cache let it go) decoded is read
+    back, not decoded and fetched again. Bounded in bytes: past the bound the oldest files go. Writes are atomic
+    (a temporary file renamed), so a reader sees a whole block or none."""
+
+    def __init__(self, root: Path, max_bytes: int) -> None:
+        self.root = root
+        self.max_bytes = max_bytes
+        self._written = 0
+        self._lock = threading.Lock()
+        self.hits = 0
+        root.mkdir(parents=True, exist_ok=True)
+
+    def _path(self, key: Hashable) -> Path:
+        return self.root / f"{hashlib.sha1(repr(key).encode()).hexdigest()}.npy"
+
+    def get(self, key: Hashable) -> np.ndarray | None:
+        try:
+            block = np.load(self._path(key))
+        except (OSError, ValueError):  # absent, or trimmed by another process while opened
+            return None
+        self.hits += 1
+        return block
+
+    def put(self, key: Hashable, block: np.ndarray) -> None:
+        path = self._path(key)
+        temporary = path.with_name(f".{path.stem}.{os.getpid()}.{threading.get_ident()}.tmp")
+        try:
+            with temporary.open("wb") as f:
+                np.save(f, block)
+            temporary.replace(path)
+        except OSError:  # a full disk: the store is an optimisation, the block is in hand
+            temporary.unlink(missing_ok=True)
+            return
+        with self._lock:
+            self._written += block.nbytes
+            due = self._written > self.max_bytes // 8
+            if due:
+                self._written = 0
+        if due:
+            self._trim()
+
+    def _trim(self) -> None:
+        files = []
+        for entry in os.scandir(self.root):
+            if entry.name.endswith(".npy"):
+                try:
+                    stat = entry.stat()
+                except OSError:
+                    continue
+                files.append((stat.st_mtime, stat.st_size, entry.path))
+        total = sum(size for _, size, _ in files)
+        for _, size, path in sorted(files):
+            if total <= self.max_bytes:
+                break
+            Path(path).unlink(missing_ok=True)
+            total -= size
+
+
+_store: BlockStore | None = None
+
+
+def use_block_store(name: str | None) -> None:
+    """Share decoded blocks through the store ``name`` of this machine's temporary folder (None: no store).
+
+    Stores of builds that ended long ago (killed, so nobody removed them) are removed on the way."""
+    global _store
+    if not name or STORE_BYTES <= 0:
+        _store = None
+        return
+    if _store is not None and _store.root.name == name:
+        return
+    root = Path(tempfile.gettempdir())
+    now = time.time()
+    for old in root.glob(f"{STORE_PREFIX}*"):
+        try:
+            if old.name != name and now - old.stat().st_mtime > STALE_STORE_SECONDS:
+                shutil.rmtree(old, ignore_errors=True)
+        except OSError:
+            continue
+    _store = BlockStore(root / name, STORE_BYTES)
+
+
+def remove_block_store(name: str) -> None:
+    """Remove this machine's store ``name`` (a build calls it on every worker when it ends)."""
+    global _store
+    if _store is not None and _store.root.name == name:
+        _store = None
+    shutil.rmtree(Path(tempfile.gettempdir()) / name, ignore_errors=True)
+
+
+def _cached(key: Hashable) -> np.ndarray | None:
+    """A decoded block from memory, else from this machine's store (then kept in memory too)."""
+    found = CACHE.get(key)
+    if found is None and _store is not None:
+        found = _store.get(key)
+        if found is not None:
+            CACHE.put(key, found)
+    return found
+
+
+def _keep(key: Hashable, block: np.ndarray) -> None:
+    CACHE.put(key, block)
+    if _store is not None:
+        _store.put(key, block)
 
 
 @dataclass
@@ -128,7 +247,7 @@ def close_files() -> None:
 def source_block(href: str, row: int, col: int) -> np.ndarray:
     """Internal block ``(row, col)`` of band 1 of ``href``, decoded (cached)."""
     key = ("block", href, row, col)
-    cached = CACHE.get(key)
+    cached = _cached(key)
     if cached is not None:
         return cached
     handle = open_file(href)
@@ -137,7 +256,7 @@ def source_block(href: str, row: int, col: int) -> np.ndarray:
     window = Window(col * bw, row * bh, min(bw, ds.width - col * bw), min(bh, ds.height - row * bh))
     with handle.lock:
         block = ds.read(1, window=window)
-    CACHE.put(key, block)
+    _keep(key, block)
     return block
 
 
@@ -146,7 +265,7 @@ def warped_chunk(
 ) -> np.ndarray:
     """A chunk of the file warped onto a grid, as stackstac reads it (a ``WarpedVRT`` over the whole grid)."""
     key = ("warped", href, grid_key, window.row_off, window.col_off, window.height, window.width)
-    cached = CACHE.get(key)
+    cached = _cached(key)
     if cached is not None:
         return cached
     handle = open_file(href)
@@ -160,7 +279,7 @@ def warped_chunk(
     # the alpha band of a file without nodata says where the file has pixels
     result = np.ma.masked_array(result[0], mask=result[1] == 0) if result.shape[0] == 2 else result[0]
     chunk = np.ma.filled(result, fill_value=np.dtype(dtype).type(fill))
-    CACHE.put(key, chunk)
+    _keep(key, chunk)
     return chunk
 
 
