@@ -91,7 +91,7 @@ def test_blocks_decoded_once_are_read_back_from_the_machines_store(
     try:
         misses = blocks.CACHE.misses
         first = read_group_window(source, slice(0, 300), slice(0, 400))
-        stored = sorted((tmp_path / f"{blocks.STORE_PREFIX}test").glob("*.npy"))
+        stored = sorted((tmp_path / f"{blocks.STORE_PREFIX}test").glob("*.block"))
         assert len(stored) == blocks.CACHE.misses - misses > 0 and not stale.exists()
         close_files()  # the memory cache is empty now, as in another worker process
 

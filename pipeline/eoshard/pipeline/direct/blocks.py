@@ -46,6 +46,7 @@ CACHE_BYTES = int(float(os.environ.get("EOSHARD_BLOCK_CACHE_MB", "1024")) * 2**2
 STORE_BYTES = int(float(os.environ.get("EOSHARD_BLOCK_STORE_MB", "4096")) * 2**20)
 STORE_PREFIX = "eoshard-blocks-"
 STALE_STORE_SECONDS = 6 * 3600
+_HEADER = 64  # bytes before a stored block's pixels: "<dtype> <height> <width>", padded with spaces
 MAX_OPEN_FILES = int(os.environ.get("EOSHARD_MAX_OPEN_FILES", "512"))
 
 
@@ -86,7 +87,7 @@ class BlockCache:
 
 
 class BlockStore:
-    """Decoded blocks as ``.npy`` files in the machine's temporary folder, shared by a build's worker processes on
+    """Decoded blocks as files in the machine's temporary folder, shared by a build's worker processes on
     that machine: a block that another process (or this one, before its memory cache let it go) decoded is read
     back, not decoded and fetched again. Bounded in bytes: past the bound the oldest files go. Writes are atomic
     (a temporary file renamed), so a reader sees a whole block or none."""
@@ -100,22 +101,31 @@ class BlockStore:
         root.mkdir(parents=True, exist_ok=True)
 
     def _path(self, key: Hashable) -> Path:
-        return self.root / f"{hashlib.sha1(repr(key).encode()).hexdigest()}.npy"
+        return self.root / f"{hashlib.sha1(repr(key).encode()).hexdigest()}.block"
 
     def get(self, key: Hashable) -> np.ndarray | None:
+        # A header of our own, not .npy: numpy parses its header with ``ast``, which raised "AST constructor
+        # recursion depth mismatch" (a CPython 3.11 bug) when the read threads loaded blocks at once.
         try:
-            block = np.load(self._path(key))
+            with self._path(key).open("rb") as f:
+                dtype, height, width = f.read(_HEADER).decode().split()
+                size = int(height) * int(width)
+                block = np.fromfile(f, dtype=np.dtype(dtype), count=size)
         except (OSError, ValueError):  # absent, or trimmed by another process while opened
             return None
+        if block.size != size:
+            return None
         self.hits += 1
-        return block
+        return block.reshape(int(height), int(width))
 
     def put(self, key: Hashable, block: np.ndarray) -> None:
         path = self._path(key)
         temporary = path.with_name(f".{path.stem}.{os.getpid()}.{threading.get_ident()}.tmp")
+        header = f"{block.dtype.str} {block.shape[0]} {block.shape[1]}".encode().ljust(_HEADER)
         try:
             with temporary.open("wb") as f:
-                np.save(f, block)
+                f.write(header)
+                f.write(np.ascontiguousarray(block).tobytes())
             temporary.replace(path)
         except OSError:  # a full disk: the store is an optimisation, the block is in hand
             temporary.unlink(missing_ok=True)
@@ -131,7 +141,7 @@ class BlockStore:
     def _trim(self) -> None:
         files = []
         for entry in os.scandir(self.root):
-            if entry.name.endswith(".npy"):
+            if entry.name.endswith(".block"):
                 try:
                     stat = entry.stat()
                 except OSError:
