@@ -73,7 +73,7 @@ def test_a_product_on_the_grid_gives_its_own_pixels_and_each_block_is_decoded_on
 def test_blocks_decoded_once_are_read_back_from_the_machines_store(
     demo_data: Any, tmp_path: Any, monkeypatch: Any
 ) -> None:
-    """A second process (here: this one with its memory cache emptied) reads the store, not the files."""
+    """A second process (here: this one with its memory cache emptied) reads the store, not the remote files."""
     import os
     import tempfile
 
@@ -89,6 +89,12 @@ def test_blocks_decoded_once_are_read_back_from_the_machines_store(
     close_files()
     blocks.use_block_store(f"{blocks.STORE_PREFIX}test")
     try:
+        read_group_window(source, slice(0, 300), slice(0, 400))
+        assert not list(
+            (tmp_path / f"{blocks.STORE_PREFIX}test").iterdir()
+        )  # local files: decoded again, not stored
+        close_files()
+        monkeypatch.setattr(blocks, "_remote", lambda href: True)  # as if the files were fetched over HTTP
         misses = blocks.CACHE.misses
         first = read_group_window(source, slice(0, 300), slice(0, 400))
         stored = sorted((tmp_path / f"{blocks.STORE_PREFIX}test").glob("*.block"))

@@ -187,19 +187,24 @@ def remove_block_store(name: str) -> None:
     shutil.rmtree(Path(tempfile.gettempdir()) / name, ignore_errors=True)
 
 
-def _cached(key: Hashable) -> np.ndarray | None:
-    """A decoded block from memory, else from this machine's store (then kept in memory too)."""
+def _remote(href: str) -> bool:
+    """Whether ``href`` is fetched over a network (a local file is cheaper to decode again than to store)."""
+    return "://" in href and not href.startswith("file://")
+
+
+def _cached(key: Hashable, href: str) -> np.ndarray | None:
+    """A decoded block from memory, else (remote files) from this machine's store (then kept in memory too)."""
     found = CACHE.get(key)
-    if found is None and _store is not None:
+    if found is None and _store is not None and _remote(href):
         found = _store.get(key)
         if found is not None:
             CACHE.put(key, found)
     return found
 
 
-def _keep(key: Hashable, block: np.ndarray) -> None:
+def _keep(key: Hashable, href: str, block: np.ndarray) -> None:
     CACHE.put(key, block)
-    if _store is not None:
+    if _store is not None and _remote(href):
         _store.put(key, block)
 
 
@@ -257,7 +262,7 @@ def close_files() -> None:
 def source_block(href: str, row: int, col: int) -> np.ndarray:
     """Internal block ``(row, col)`` of band 1 of ``href``, decoded (cached)."""
     key = ("block", href, row, col)
-    cached = _cached(key)
+    cached = _cached(key, href)
     if cached is not None:
         return cached
     handle = open_file(href)
@@ -266,7 +271,7 @@ def source_block(href: str, row: int, col: int) -> np.ndarray:
     window = Window(col * bw, row * bh, min(bw, ds.width - col * bw), min(bh, ds.height - row * bh))
     with handle.lock:
         block = ds.read(1, window=window)
-    _keep(key, block)
+    _keep(key, href, block)
     return block
 
 
@@ -275,7 +280,7 @@ def warped_chunk(
 ) -> np.ndarray:
     """A chunk of the file warped onto a grid, as stackstac reads it (a ``WarpedVRT`` over the whole grid)."""
     key = ("warped", href, grid_key, window.row_off, window.col_off, window.height, window.width)
-    cached = _cached(key)
+    cached = _cached(key, href)
     if cached is not None:
         return cached
     handle = open_file(href)
@@ -289,7 +294,7 @@ def warped_chunk(
     # the alpha band of a file without nodata says where the file has pixels
     result = np.ma.masked_array(result[0], mask=result[1] == 0) if result.shape[0] == 2 else result[0]
     chunk = np.ma.filled(result, fill_value=np.dtype(dtype).type(fill))
-    _keep(key, chunk)
+    _keep(key, href, chunk)
     return chunk
 
 
