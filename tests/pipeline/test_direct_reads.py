@@ -80,6 +80,7 @@ def test_blocks_decoded_once_are_read_back_from_the_machines_store(
     from eoshard.pipeline.direct import blocks
 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setattr(blocks, "STORE_BYTES", 2**30)  # EOSHARD_BLOCK_STORE_MB=1024
     stale = tmp_path / f"{blocks.STORE_PREFIX}killed"
     stale.mkdir()
     old = 1_000_000_000.0  # 2001: a store a killed build left

@@ -43,7 +43,7 @@ for _key, _value in GDAL_REMOTE_DEFAULTS.items():
     os.environ.setdefault(_key, _value)
 
 CACHE_BYTES = int(float(os.environ.get("EOSHARD_BLOCK_CACHE_MB", "1024")) * 2**20)
-STORE_BYTES = int(float(os.environ.get("EOSHARD_BLOCK_STORE_MB", "4096")) * 2**20)
+STORE_BYTES = int(float(os.environ.get("EOSHARD_BLOCK_STORE_MB", "0")) * 2**20)  # 0: off, see design 0012
 STORE_PREFIX = "eoshard-blocks-"
 STALE_STORE_SECONDS = 6 * 3600
 _HEADER = 64  # bytes before a stored block's pixels: "<dtype> <height> <width>", padded with spaces
