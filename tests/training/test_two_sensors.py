@@ -17,6 +17,8 @@ from eoshard.training.manifest import Manifest
 from eoshard.training.models import TwoSensorSegmenter
 from tests.dataset_bytes import lmdb_samples
 
+pytestmark = pytest.mark.needs_build  # the fixture builds a two-sensor dataset with eoshard build
+
 S1_DOY = [99, 105, 111, 139]  # the demo's Sentinel-1 overpasses: 04-08, 04-14, 04-20, 05-18
 SIZE = 24
 
