@@ -33,3 +33,14 @@ def shards(demo_data, tmp_path_factory: pytest.TempPathFactory) -> Path:
         result = CliRunner().invoke(app, ["build", str(path), "--workers", "1"])
     assert result.exit_code == 0, result.output
     return out
+
+
+@pytest.fixture(autouse=True)
+def _float32_matmul_precision():
+    """Each test starts and ends at the process's float32 matmul precision: a library a test imports directly
+    (TerraTorch sets "medium" on import) would otherwise turn later tests' float32 matmuls into bf16 ones."""
+    import torch
+
+    before = torch.get_float32_matmul_precision()
+    yield
+    torch.set_float32_matmul_precision(before)

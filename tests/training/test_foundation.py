@@ -80,6 +80,23 @@ def test_prithvi_loads_a_local_checkpoint_for_a_band_subset(reflectance: Path, t
         build_model("prithvi", 3, 5, weights=str(tmp_path / "other.safetensors"), **options)
 
 
+def test_prithvi_keeps_the_float32_matmul_precision() -> None:
+    """TerraTorch sets torch's float32 matmul precision to "medium" when imported, which on CPUs with bf16 units
+    turns later float32 matmuls into bf16 ones (predictions differed by 7e-4): building a Prithvi model must not."""
+    import subprocess
+    import sys
+
+    code = (
+        "import torch\n"
+        "from eoshard.training.models import build_model\n"
+        f"build_model('prithvi', 3, 5, bands=['B02', 'B8A', 'B12'], num_frames=2, year=2024, variant='{VARIANT}')\n"
+        "print(torch.get_float32_matmul_precision())\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split()[-1] == "highest"
+
+
 def test_prithvi_fine_tunes_on_shards_fed_as_pretrained(reflectance: Path, tmp_path: Path) -> None:
     from eoshard.training.config import TrainConfig
     from eoshard.training.data import make_dataset, split_indices

@@ -29,6 +29,9 @@ HLS_BANDS = {"B02": "BLUE", "B03": "GREEN", "B04": "RED", "B8A": "NIR_NARROW", "
 
 def _terratorch() -> Any:
     import_torchvision()
+    # Importing TerraTorch's backbones runs torch.set_float32_matmul_precision("medium") (its Clay v1.5 module):
+    # on CPUs with bf16 units that turns every later float32 matmul of the process into a bf16 one.
+    precision = torch.get_float32_matmul_precision()
     try:
         import terratorch.models
         from terratorch.models.backbones import prithvi_vit
@@ -37,6 +40,8 @@ def _terratorch() -> Any:
             f"architecture 'prithvi' needs TerraTorch ({err}): install it with pip install "
             "'eoshard-training[terratorch]'"
         ) from err
+    finally:
+        torch.set_float32_matmul_precision(precision)
     return terratorch.models, prithvi_vit
 
 
