@@ -5,6 +5,7 @@ the same pixels: `GroupSource` describes one resolution group as the cube engine
 `read_group_window` returns a window of it as numpy, bit-identical to the stackstac engine's values.
 """
 
+from eoshard.pipeline.direct.allocator import tune_malloc
 from eoshard.pipeline.direct.blocks import STORE_PREFIX, remove_block_store, use_block_store
 from eoshard.pipeline.direct.mosaic import read_group_window
 from eoshard.pipeline.direct.sources import AssetSource, GroupSource, ProductSource, group_source, paired_source
@@ -18,5 +19,6 @@ __all__ = [
     "paired_source",
     "read_group_window",
     "remove_block_store",
+    "tune_malloc",
     "use_block_store",
 ]

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from odc.geo.geobox import GeoBox
 
-from eoshard.pipeline.direct import GroupSource, read_group_window, use_block_store
+from eoshard.pipeline.direct import GroupSource, read_group_window, tune_malloc, use_block_store
 from eoshard.pipeline.labels import LabelSource, label_window, layer_values
 from eoshard.pipeline.paired import nested_grid
 from eoshard.pipeline.shards.task import ShardSpec, materialize_shard
@@ -63,6 +63,7 @@ def patch_runs(origins: Sequence[tuple[int, int]], size: int) -> list[Run]:
 
 def read_shard(spec: ShardSpec, sources: ShardSources, size: int) -> dict[str, Any]:
     """Read the windows of the shard's patches, then ``materialize_shard`` (see there for what it returns)."""
+    tune_malloc()
     use_block_store(sources.block_store)
     n = len(spec.keys)
     images: dict[str, list[Any]] = {name: [None] * n for name in sources.groups}
