@@ -21,26 +21,26 @@ TRIM_BYTES = int(float(os.environ.get("EOSHARD_MALLOC_TRIM_MB", "128")) * 2**20)
 MMAP_BYTES = int(float(os.environ.get("EOSHARD_MALLOC_MMAP_MB", "64")) * 2**20)
 
 _lock = threading.Lock()
-_done = False
+_applied: bool | None = None  # the first call's answer, given again to every later call
 
 
 def tune_malloc() -> bool:
     """Apply the settings above once per process; False where the C library is not glibc (nothing changed)."""
-    global _done
+    global _applied
     with _lock:
-        if _done:
-            return True
-        _done = True
-        if not sys.platform.startswith("linux"):
-            return False
-        try:
-            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-            mallopt = libc.mallopt
-        except (OSError, AttributeError):  # musl and others have no mallopt
-            return False
-        mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-        # glibc before 2.35 caps the mmap threshold at 32 MiB (and refuses more)
-        mmap = bool(mallopt(M_MMAP_THRESHOLD, MMAP_BYTES)) or bool(
-            mallopt(M_MMAP_THRESHOLD, min(MMAP_BYTES, 2**25))
-        )
-        return mmap and bool(mallopt(M_TRIM_THRESHOLD, TRIM_BYTES))
+        if _applied is None:
+            _applied = _mallopt()
+        return _applied
+
+
+def _mallopt() -> bool:
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        mallopt = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt
+    except (OSError, AttributeError):  # musl and others have no mallopt
+        return False
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    # glibc before 2.35 caps the mmap threshold at 32 MiB (and refuses more)
+    mmap = bool(mallopt(M_MMAP_THRESHOLD, MMAP_BYTES)) or bool(mallopt(M_MMAP_THRESHOLD, min(MMAP_BYTES, 2**25)))
+    return mmap and bool(mallopt(M_TRIM_THRESHOLD, TRIM_BYTES))
