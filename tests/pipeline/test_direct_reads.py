@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from typing import Any
 
 import numpy as np
@@ -75,12 +76,12 @@ def test_blocks_decoded_once_are_read_back_from_the_machines_store(
 ) -> None:
     """A second process (here: this one with its memory cache emptied) reads the store, not the remote files."""
     import os
-    import tempfile
 
     from eoshard.pipeline.direct import blocks
 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     monkeypatch.setattr(blocks, "STORE_BYTES", 2**30)  # EOSHARD_BLOCK_STORE_MB=1024
+    monkeypatch.setattr(blocks, "STORE_ALL_REMOTE", True)  # EOSHARD_BLOCK_STORE=all
     stale = tmp_path / f"{blocks.STORE_PREFIX}killed"
     stale.mkdir()
     old = 1_000_000_000.0  # 2001: a store a killed build left
@@ -112,3 +113,85 @@ def test_blocks_decoded_once_are_read_back_from_the_machines_store(
     finally:
         blocks.remove_block_store(f"{blocks.STORE_PREFIX}test")
     assert not (tmp_path / f"{blocks.STORE_PREFIX}test").exists()
+
+
+def _small_blocks(item: dict[str, Any], folder: Any) -> dict[str, Any]:
+    """The item with its B04 and B11 rewritten as COGs of 64 px blocks (same pixels and georeferencing)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    assets = dict(item["assets"])
+    for band in ("B04", "B11"):
+        with rasterio.open(assets[band]["href"]) as src:
+            profile, values = src.profile, src.read()
+        path = folder / f"{band}.tif"
+        profile.update(driver="COG", blocksize=64)
+        with rasterio.open(path, "w", **profile) as dst:
+            dst.write(values)
+        assets[band] = {**assets[band], "href": str(path)}
+    return {**item, "assets": assets}
+
+
+def _sweep_decodes(
+    item: dict[str, Any], grid: Any, tmp_path: Any, monkeypatch: Any, *, hints: bool
+) -> tuple[Any, Any, Any]:
+    """Read the product patch by patch in the build's stripe order (stripes of 128 px, 32 px patches) through a
+    cache of 8 blocks: (decodes per block, (patch, windows) pairs, the whole grid read beforehand)."""
+    import collections
+
+    from eoshard.pipeline.direct import blocks
+    from eoshard.pipeline.patches import patch_grid, stripe_order
+    from eoshard.pipeline.shards.reads import PatchOrder, Run, run_sweep
+
+    with rasterio.open(item["assets"]["B04"]["href"]) as src:
+        phase = round((grid.transform.c - src.transform.c) / 10) % 128
+    assert phase == 48  # the grid starts 48 px right of a block edge: patches straddle block edges
+    size, order = 32, PatchOrder(128, phase, 32)
+    patches = stripe_order(patch_grid(grid, size), grid.shape[1], width=128, offset=phase)
+    sources = {1: group_source([item], grid, ["B04"], chunksize=256),
+               2: group_source([item], grid.zoom_out(2), ["B11"], chunksize=128)}  # fmt: skip
+    close_files()
+    whole = {
+        f: read_group_window(s, slice(0, s.grid.shape[0]), slice(0, s.grid.shape[1])) for f, s in sources.items()
+    }
+    close_files()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setattr(blocks.CACHE, "max_bytes", 8 * 64 * 64 * 2)
+    decodes: collections.Counter[Any] = collections.Counter()
+    keep = blocks._keep
+    monkeypatch.setattr(blocks, "_keep", lambda key, *a: (decodes.update([key]), keep(key, *a))[1])
+    blocks.use_block_store(f"{blocks.STORE_PREFIX}sweep")
+    windows = []
+    try:
+        for p in patches:
+            run = Run(p.row, p.col, p.col + size, ((0, p.col),))
+            sweep = run_sweep(order if hints else None, run, size, grid.shape[1])
+            windows.append([read_group_window(s, slice(p.row // f, (p.row + size) // f),
+                                              slice(p.col // f, (p.col + size) // f), sweep.scaled(1 / f))
+                            for f, s in sources.items()])  # fmt: skip
+    finally:
+        blocks.remove_block_store(f"{blocks.STORE_PREFIX}sweep")
+        monkeypatch.setattr(blocks, "_keep", keep)
+        close_files()
+    return decodes, list(zip(patches, windows, strict=True)), whole
+
+
+def test_a_stripe_sweep_decodes_each_block_once(demo_data: Any, tmp_path: Any, monkeypatch: Any) -> None:
+    """Blocks the sweep has passed leave the cache first, and blocks two stripes read wait in the machine's store:
+    each needed block is decoded once, where a plain LRU of the same size decodes blocks again."""
+    items, grid = _demo(demo_data)
+    item = _small_blocks(next(i for i in items if i["properties"]["proj:epsg"] == grid.crs.epsg), tmp_path / "cog")
+    decodes, windows, whole = _sweep_decodes(item, grid, tmp_path / "a", monkeypatch, hints=True)
+    for p, (b04, b11) in windows:
+        np.testing.assert_array_equal(b04, whole[1][..., p.row : p.row + 32, p.col : p.col + 32])
+        np.testing.assert_array_equal(
+            b11, whole[2][..., p.row // 2 : p.row // 2 + 16, p.col // 2 : p.col // 2 + 16]
+        )
+    # the files (540 x 540 px at 10 m, 270 x 270 at 20 m) start at grid row -60, column -48; the patches cover
+    # grid rows 0..447 and columns 0..607: file rows 60..507 and columns 48..539 of B04 (blocks 0..7 x 0..8),
+    # rows 30..253 and columns 24..269 of B11 (blocks 0..3 x 0..4)
+    expected = [("B04.tif", r, c) for r in range(8) for c in range(9)] + [
+        ("B11.tif", r, c) for r in range(4) for c in range(5)
+    ]
+    assert sorted((k[1].rsplit("/", 1)[1], k[2], k[3]) for k in decodes) == expected
+    assert set(decodes.values()) == {1}
+    plain, _, _ = _sweep_decodes(item, grid, tmp_path / "b", monkeypatch, hints=False)
+    assert set(plain) == set(decodes) and sum(plain.values()) > len(expected)

@@ -41,7 +41,7 @@ from eoshard.pipeline.paired import nested_grid, open_paired
 from eoshard.pipeline.patches import STRIPE_PX, Patch, parcel_centred, patch_grid, select_labelled, stripe_order
 from eoshard.pipeline.sensors import S1, S2, group_sensor, item_sensor
 from eoshard.pipeline.shards.lmdb_store import part_name
-from eoshard.pipeline.shards.reads import ShardSources
+from eoshard.pipeline.shards.reads import PatchOrder, ShardSources
 from eoshard.pipeline.shards.samples import RESERVED_TENSORS, format_version, sensor_layouts
 from eoshard.pipeline.shards.task import ShardSpec, materialize_shard
 
@@ -229,9 +229,11 @@ def plan_build(
         )
     _check_index_names(config, [] if labels is None else [str(k) for k in labels.data_vars])
     align = max(group_factors(grid, cubes).values())
+    order = _patch_order(config, grid, products)
     patches = stripe_order(
-        _select_patches(config, grid, align, parcels), grid.shape[1], offset=_block_phase(grid, products)
-    )
+        _select_patches(config, grid, align, parcels), grid.shape[1], width=order.width or grid.shape[1],
+        offset=order.offset,
+    )  # fmt: skip
     area_4326 = gpd.GeoSeries([area], crs=area_crs).to_crs(4326).iloc[0]
     hr, hr_items = _open_hr(config, grid, area_4326)
     valid = None
@@ -244,7 +246,15 @@ def plan_build(
     plan = BuildPlan(config, ready, grid, cubes, labels, patches, hr, hr_items, valid)
     if not direct_reads(config):
         return plan
-    return replace(plan, sources=shard_sources(plan, parcels))
+    return replace(plan, sources=replace(shard_sources(plan, parcels), order=order))
+
+
+def _patch_order(config: BuildConfig, grid: GeoBox, items: Sequence[pystac.Item]) -> PatchOrder:
+    """Stripes of ``STRIPE_PX`` with edges on the products' block edges (one stripe when the grid is narrower)."""
+    step = None if config.patches.mode == "parcels" else config.patches.stride or config.patches.size
+    if grid.shape[1] <= STRIPE_PX:
+        return PatchOrder(0, 0, step)
+    return PatchOrder(STRIPE_PX, _block_phase(grid, items), step)
 
 
 def s1_products(config: BuildConfig, area_4326: Any) -> pystac.ItemCollection:

@@ -7,7 +7,7 @@ the same pixels: `GroupSource` describes one resolution group as the cube engine
 
 from eoshard.pipeline.direct.allocator import tune_malloc
 from eoshard.pipeline.direct.blocks import STORE_PREFIX, remove_block_store, use_block_store
-from eoshard.pipeline.direct.mosaic import read_group_window
+from eoshard.pipeline.direct.mosaic import Sweep, read_group_window
 from eoshard.pipeline.direct.sources import AssetSource, GroupSource, ProductSource, group_source, paired_source
 
 __all__ = [
@@ -15,6 +15,7 @@ __all__ = [
     "AssetSource",
     "GroupSource",
     "ProductSource",
+    "Sweep",
     "group_source",
     "paired_source",
     "read_group_window",

@@ -15,7 +15,7 @@ import tempfile
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Hashable
+from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,7 +43,10 @@ for _key, _value in GDAL_REMOTE_DEFAULTS.items():
     os.environ.setdefault(_key, _value)
 
 CACHE_BYTES = int(float(os.environ.get("EOSHARD_BLOCK_CACHE_MB", "1024")) * 2**20)
-STORE_BYTES = int(float(os.environ.get("EOSHARD_BLOCK_STORE_MB", "0")) * 2**20)  # 0: off, see design 0012
+# The machine's store of decoded blocks (0: none): blocks two stripes share, and every block of a remote file when
+# EOSHARD_BLOCK_STORE=all (see design 0012)
+STORE_BYTES = int(float(os.environ.get("EOSHARD_BLOCK_STORE_MB", "4096")) * 2**20)
+STORE_ALL_REMOTE = os.environ.get("EOSHARD_BLOCK_STORE", "shared") == "all"
 STORE_PREFIX = "eoshard-blocks-"
 STALE_STORE_SECONDS = 6 * 3600
 _HEADER = 64  # bytes before a stored block's pixels: "<dtype> <height> <width>", padded with spaces
@@ -51,11 +54,13 @@ MAX_OPEN_FILES = int(os.environ.get("EOSHARD_MAX_OPEN_FILES", "512"))
 
 
 class BlockCache:
-    """A thread-safe LRU of decoded arrays, bounded in bytes."""
+    """A thread-safe cache of decoded arrays, bounded in bytes: past the bound the retired entries go first (blocks
+    the build's sweep has left behind, see ``retire``), oldest first, then the least recently used."""
 
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
         self._items: OrderedDict[Hashable, np.ndarray] = OrderedDict()
+        self._retired: OrderedDict[Hashable, None] = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()
         self.hits = self.misses = 0
@@ -68,6 +73,7 @@ class BlockCache:
                 return None
             self.hits += 1
             self._items.move_to_end(key)
+            self._retired.pop(key, None)  # read again after all: it lives as any other entry
             return value
 
     def put(self, key: Hashable, value: np.ndarray) -> None:
@@ -77,12 +83,24 @@ class BlockCache:
             self._items[key] = value
             self._bytes += value.nbytes
             while self._bytes > self.max_bytes and len(self._items) > 1:
-                _, old = self._items.popitem(last=False)
+                if self._retired:
+                    old_key, _ = self._retired.popitem(last=False)
+                    old = self._items.pop(old_key)
+                else:
+                    _, old = self._items.popitem(last=False)
                 self._bytes -= old.nbytes
+
+    def retire(self, keys: Iterable[Hashable]) -> None:
+        """Mark entries no later read of the sweep needs: they leave first when room is needed."""
+        with self._lock:
+            for key in keys:
+                if key in self._items:
+                    self._retired[key] = None
 
     def clear(self) -> None:
         with self._lock:
             self._items.clear()
+            self._retired.clear()
             self._bytes = 0
 
 
@@ -192,19 +210,25 @@ def _remote(href: str) -> bool:
     return "://" in href and not href.startswith("file://")
 
 
-def _cached(key: Hashable, href: str) -> np.ndarray | None:
-    """A decoded block from memory, else (remote files) from this machine's store (then kept in memory too)."""
+def _stored(href: str, shared: bool) -> bool:
+    """Whether a block of ``href`` goes to (and is looked for in) the machine's store: blocks that another stripe
+    reads too, and with ``EOSHARD_BLOCK_STORE=all`` every block of a remote file."""
+    return _store is not None and (shared or (STORE_ALL_REMOTE and _remote(href)))
+
+
+def _cached(key: Hashable, href: str, shared: bool = False) -> np.ndarray | None:
+    """A decoded block from memory, else from this machine's store (then kept in memory too)."""
     found = CACHE.get(key)
-    if found is None and _store is not None and _remote(href):
+    if found is None and _store is not None and _stored(href, shared):
         found = _store.get(key)
         if found is not None:
             CACHE.put(key, found)
     return found
 
 
-def _keep(key: Hashable, href: str, block: np.ndarray) -> None:
+def _keep(key: Hashable, href: str, block: np.ndarray, shared: bool = False) -> None:
     CACHE.put(key, block)
-    if _store is not None and _remote(href):
+    if _store is not None and _stored(href, shared):
         _store.put(key, block)
 
 
@@ -259,10 +283,15 @@ def close_files() -> None:
     CACHE.clear()
 
 
-def source_block(href: str, row: int, col: int) -> np.ndarray:
-    """Internal block ``(row, col)`` of band 1 of ``href``, decoded (cached)."""
-    key = ("block", href, row, col)
-    cached = _cached(key, href)
+def block_key(href: str, row: int, col: int) -> Hashable:
+    return ("block", href, row, col)
+
+
+def source_block(href: str, row: int, col: int, *, shared: bool = False) -> np.ndarray:
+    """Internal block ``(row, col)`` of band 1 of ``href``, decoded (cached). ``shared``: another stripe of the
+    build reads it too, so it is also kept in (and looked for in) the machine's store."""
+    key = block_key(href, row, col)
+    cached = _cached(key, href, shared)
     if cached is not None:
         return cached
     handle = open_file(href)
@@ -271,7 +300,7 @@ def source_block(href: str, row: int, col: int) -> np.ndarray:
     window = Window(col * bw, row * bh, min(bw, ds.width - col * bw), min(bh, ds.height - row * bh))
     with handle.lock:
         block = ds.read(1, window=window)
-    _keep(key, href, block)
+    _keep(key, href, block, shared)
     return block
 
 

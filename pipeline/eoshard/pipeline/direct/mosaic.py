@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -12,12 +13,34 @@ from affine import Affine
 from rasterio.windows import Window
 
 from eoshard.pipeline.cube import grid_epsg
-from eoshard.pipeline.direct.blocks import open_file, resampling_of, source_block, warped_chunk
+from eoshard.pipeline.direct.blocks import CACHE, block_key, open_file, resampling_of, source_block, warped_chunk
 from eoshard.pipeline.direct.sources import AssetSource, GroupSource
 from eoshard.pipeline.errors import AssetReadError
 
 READ_THREADS = int(os.environ.get("EOSHARD_READ_THREADS", "8"))
 _pool = ThreadPoolExecutor(max_workers=READ_THREADS, thread_name_prefix="eoshard-read")
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """Where a window lies in the build's sweep, in pixels of the group's grid (see ``shards.reads``).
+
+    ``shared``: column ranges that patches of two stripes read; blocks reaching into them are kept in the
+    machine's store for the other stripe. ``done_row``/``done_col``: no later read of the sweep needs a block that
+    ends above ``done_row`` and left of ``done_col``; such blocks leave the memory cache first.
+    """
+
+    shared: tuple[tuple[float, float], ...] = ()
+    done_row: float = -math.inf
+    done_col: float = -math.inf
+
+    def scaled(self, factor: float) -> Sweep:
+        """The same sweep on a grid ``factor`` times finer (a fraction for a coarser one)."""
+        return Sweep(tuple((a * factor, b * factor) for a, b in self.shared), self.done_row * factor,
+                     self.done_col * factor)  # fmt: skip
+
+
+NO_SWEEP = Sweep()
 
 
 def _offset(dataset: Any, grid_transform: Affine, epsg: int) -> tuple[int, int] | None:
@@ -35,7 +58,13 @@ def _offset(dataset: Any, grid_transform: Affine, epsg: int) -> tuple[int, int] 
 
 
 def _aligned(
-    href: str, dataset: Any, offset: tuple[int, int], window: Window, fill: float, dtype: str
+    href: str,
+    dataset: Any,
+    offset: tuple[int, int],
+    window: Window,
+    fill: float,
+    dtype: str,
+    sweep: Sweep = NO_SWEEP,
 ) -> np.ndarray:
     """The window of a file on the grid: its internal blocks pasted, nodata and the outside set to ``fill``."""
     out = np.full((window.height, window.width), fill, dtype=dtype)
@@ -44,13 +73,22 @@ def _aligned(
     bh, bw = dataset.block_shapes[0]
     rs, cs = max(r0, 0), max(c0, 0)
     re, ce = min(r1, dataset.height), min(c1, dataset.width)
+    done = []
     for br in range(rs // bh, math.ceil(re / bh) if re > rs else rs // bh):
         for bc in range(cs // bw, math.ceil(ce / bw) if ce > cs else cs // bw):
-            block = source_block(href, br, bc)
             y0, x0 = br * bh, bc * bw
+            # the block's extent on the grid
+            gy1 = min(y0 + bh, dataset.height) - offset[0]
+            gx0, gx1 = x0 - offset[1], min(x0 + bw, dataset.width) - offset[1]
+            shared = any(gx0 < b and gx1 > a for a, b in sweep.shared)
+            block = source_block(href, br, bc, shared=shared)
             ya, yb = max(rs, y0), min(re, y0 + block.shape[0])
             xa, xb = max(cs, x0), min(ce, x0 + block.shape[1])
             out[ya - r0 : yb - r0, xa - c0 : xb - c0] = block[ya - y0 : yb - y0, xa - x0 : xb - x0]
+            if gy1 <= sweep.done_row and (gx1 <= sweep.done_col or shared):
+                done.append(block_key(href, br, bc))
+    if done:
+        CACHE.retire(done)
     nodata = dataset.nodata
     if nodata is not None and not (np.isnan(nodata) and np.isnan(fill)) and nodata != fill:
         out[np.isnan(out) if np.isnan(nodata) else out == nodata] = fill
@@ -94,7 +132,9 @@ def _overlaps(asset: AssetSource, source: GroupSource, window: Window) -> bool:
     return bx0 - pad < x1 and bx1 + pad > x0 and by0 - pad < y1 and by1 + pad > y0
 
 
-def read_asset_window(source: GroupSource, asset: AssetSource, window: Window) -> np.ndarray | None:
+def read_asset_window(
+    source: GroupSource, asset: AssetSource, window: Window, sweep: Sweep = NO_SWEEP
+) -> np.ndarray | None:
     """One file's pixels in ``window`` of the group grid (fill outside it), or None when it does not reach there."""
     if not _overlaps(asset, source, window):
         return None
@@ -103,21 +143,22 @@ def read_asset_window(source: GroupSource, asset: AssetSource, window: Window) -
         offset = _offset(dataset, source.grid.transform, grid_epsg(source.grid))
         if offset is None:
             return _warped(asset.href, source, window)
-        return _aligned(asset.href, dataset, offset, window, source.nodata, source.dtype)
+        return _aligned(asset.href, dataset, offset, window, source.nodata, source.dtype, sweep)
     except AssetReadError:
         raise
     except Exception as err:
         raise AssetReadError(f"could not read {asset.href}: {type(err).__name__}: {err}") from err
 
 
-def read_group_window(source: GroupSource, rows: slice, cols: slice) -> np.ndarray:
+def read_group_window(source: GroupSource, rows: slice, cols: slice, sweep: Sweep = NO_SWEEP) -> np.ndarray:
     """``(time, band, h, w)`` pixels of the group in ``rows``/``cols`` of its grid, mosaicked (last product on top).
 
-    The files are read concurrently (a thread pool per process), each block decoded once while it stays cached.
+    The files are read concurrently (a thread pool per process), each block decoded once while it stays cached;
+    ``sweep`` says which blocks other stripes read too and which the build will not read again.
     """
     window = Window(cols.start, rows.start, cols.stop - cols.start, rows.stop - rows.start)
     jobs = {
-        (t, p, b): _pool.submit(read_asset_window, source, product.assets[band], window)
+        (t, p, b): _pool.submit(read_asset_window, source, product.assets[band], window, sweep)
         for t, step in enumerate(source.steps)
         for p, product in enumerate(step)
         for b, band in enumerate(source.bands)

@@ -14,10 +14,21 @@ from typing import Any
 import numpy as np
 from odc.geo.geobox import GeoBox
 
-from eoshard.pipeline.direct import GroupSource, read_group_window, tune_malloc, use_block_store
+from eoshard.pipeline.direct import GroupSource, Sweep, read_group_window, tune_malloc, use_block_store
 from eoshard.pipeline.labels import LabelSource, label_window, layer_values
 from eoshard.pipeline.paired import nested_grid
 from eoshard.pipeline.shards.task import ShardSpec, materialize_shard
+
+
+@dataclass(frozen=True)
+class PatchOrder:
+    """The build's patch order (``patches.stripe_order``): stripes ``width`` px wide (0: one stripe) with edges
+    ``offset`` px left of the multiples of ``width``, each walked down; ``step`` is the stride of the patch
+    lattice, which starts at column 0 (None: patches off a lattice, e.g. centred on parcels)."""
+
+    width: int = 0
+    offset: int = 0
+    step: int | None = None
 
 
 @dataclass(frozen=True)
@@ -35,6 +46,7 @@ class ShardSources:
     hr_factor: int = 1
     label_zoom: int = 1  # label pixels per base pixel along each axis (``labels.resolution``)
     block_store: str | None = None  # the build's store of decoded blocks on each machine (see ``direct.blocks``)
+    order: PatchOrder | None = None  # None: no hints to the block cache
 
 
 @dataclass(frozen=True)
@@ -74,9 +86,11 @@ def read_shard(spec: ShardSpec, sources: ShardSources, size: int) -> dict[str, A
     masks: list[Any] | None = [None] * n if sources.scl is not None else None
     for run in patch_runs(spec.origins, size):
         rows = slice(run.row, run.row + size)
+        sweep = run_sweep(sources.order, run, size, sources.grid.shape[1])
         for name, group in sources.groups.items():
-            _cut(images[name], run, read_group_window(group, *_zoom_out(rows, run, sources.factors[name])), size,
-                 sources.factors[name])  # fmt: skip
+            f = sources.factors[name]
+            window = read_group_window(group, *_zoom_out(rows, run, f), sweep.scaled(1 / f))
+            _cut(images[name], run, window, size, f)
         if sources.labels is not None:
             z = sources.label_zoom
             grid = sources.grid if z == 1 else nested_grid(sources.grid, z)
@@ -86,24 +100,49 @@ def read_shard(spec: ShardSpec, sources: ShardSources, size: int) -> dict[str, A
             for layer in sources.labels.layers:
                 _cut(labels[layer], run, layer_values(stacked, layer), size, 1, zoom_in=z)
         if sources.scl is not None and masks is not None:
-            _cut(masks, run, _scl_valid(sources, rows, run), size, 1)
+            _cut(masks, run, _scl_valid(sources, rows, run, sweep), size, 1)
         if sources.hr is not None:
             f = sources.hr_factor
             hr = read_group_window(
-                sources.hr, slice(run.row * f, (run.row + size) * f), slice(run.col0 * f, run.col1 * f)
+                sources.hr,
+                slice(run.row * f, (run.row + size) * f),
+                slice(run.col0 * f, run.col1 * f),
+                sweep.scaled(f),
             )[0]
             _cut(paired["hr"], run, hr, size, 1, zoom_in=f)
     return materialize_shard(spec, images, labels, paired, masks=masks)
 
 
-def _scl_valid(sources: ShardSources, rows: slice, run: Run) -> np.ndarray:
+def run_sweep(order: PatchOrder | None, run: Run, size: int, grid_width: int) -> Sweep:
+    """Where ``run`` lies in the build's sweep, on the base grid (see ``direct.mosaic.Sweep``).
+
+    The columns just right of a stripe edge are read by both stripes when the last patches left of the edge
+    reach over it. On a lattice, the patches after the run start a ``step`` lower, or a ``step`` right in its row.
+    """
+    if order is None:
+        return Sweep()
+    last = max(col for _, col in run.members)
+    shared = []
+    if order.width:
+        first_stripe = (run.col0 + order.offset) // order.width
+        last_stripe = (last + order.offset) // order.width
+        for edge in (first_stripe * order.width - order.offset, (last_stripe + 1) * order.width - order.offset):
+            reach = size if order.step is None else (edge - 1) // order.step * order.step + size - edge
+            if 0 < edge < grid_width and reach > 0:
+                shared.append((float(edge), float(edge + reach)))
+    if order.step is None:
+        return Sweep(tuple(shared))
+    return Sweep(tuple(shared), float(run.row + order.step), float(last + order.step))
+
+
+def _scl_valid(sources: ShardSources, rows: slice, run: Run, sweep: Sweep) -> np.ndarray:
     """The SCL valid mask of a run on the base grid: the SCL pixels that cover it, repeated and cut to it
     (a patch need not start on an SCL pixel's edge: the patches align with the bands' groups, not the SCL)."""
     assert sources.scl is not None
     f = sources.scl_factor
     r0, c0 = rows.start // f, run.col0 // f
     window = slice(r0, -(-rows.stop // f)), slice(c0, -(-run.col1 // f))
-    valid = ~np.isin(read_group_window(sources.scl, *window)[:, 0], sources.scl_invalid)
+    valid = ~np.isin(read_group_window(sources.scl, *window, sweep.scaled(1 / f))[:, 0], sources.scl_invalid)
     if f > 1:
         valid = valid.repeat(f, axis=-2).repeat(f, axis=-1)
     dy, dx = rows.start - r0 * f, run.col0 - c0 * f
