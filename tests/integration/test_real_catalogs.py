@@ -1,4 +1,4 @@
-"""Recorded real items of Earth Search v1/c1 and Planetary Computer drive full builds: select, build, verify.
+"""Recorded real items of Earth Search v0/v1/c1/L1C, Planetary Computer and CDSE drive full builds: select, build, verify.
 
 Each item keeps its recorded metadata; its assets are local files written exactly as the item declares them
 (tests/real_items.py). The shards must hold the files' values bit for bit, whatever the band is called.
@@ -36,6 +36,7 @@ SIZE = 32  # patch size, px
 CASES = {
     "earth-search-c1": ("earth-search__sentinel-2-c1-l2a", "S2B_T32VKL_20250717T112116_L2A", ["red", "nir", "scl"]),
     "earth-search-v1": ("earth-search__sentinel-2-l2a", "S2B_32VKL_20250717_0_L2A", ["red", "nir", "scl"]),
+    "earth-search-v0": ("earth-search-v0", "S2B_32VKL_20250717_0_L2A", ["B04", "B08", "SCL"]),  # sentinel:* fields
     "earth-search-l1c": ("earth-search__sentinel-2-l1c", "S2B_32VKL_20250717_0_L1C", ["red", "nir"]),
     "cdse": ("cdse__sentinel-2-l2a", "S2B_MSIL2A_20200322T074609_N0500_R135_T36NYH_20230612T214223",
              ["B04_10m", "B08_10m", "SCL_20m"]),  # STAC 1.1: raster:scale, proj:code on the assets only
@@ -102,9 +103,10 @@ def test_a_real_item_builds_bit_exact_by_either_band_name(case: str, tmp_path: P
     manifest = _build_and_verify(by_id, tmp_path / "by-id.yaml")
     assert manifest["products"] == [local["id"]]
     source_of = {"earth-search-c1": "raster:bands", "earth-search-v1": "raster:bands",
-                 "earth-search-l1c": "raster:bands", "cdse": "raster:bands",
-                 "planetary-computer": "processing baseline 05.10"}  # fmt: skip
-    assert manifest["radiometry"] == {local["id"]: {"scale": 0.0001, "offset": -0.1, "source": source_of[case]}}
+                 "earth-search-v0": "sentinel:boa_offset_applied", "earth-search-l1c": "raster:bands",
+                 "cdse": "raster:bands", "planetary-computer": "processing baseline 05.10"}  # fmt: skip
+    offset = 0.0 if case == "earth-search-v0" else -0.1  # v0: the offset is already in the numbers (its flag)
+    assert manifest["radiometry"] == {local["id"]: {"scale": 0.0001, "offset": offset, "source": source_of[case]}}
     assert manifest["bands"] == ["B04", "B08"]
     group = zarr.open_group(str(tmp_path / "by-id" / "data.zarr"), mode="r")
     values = group["s2_10m"][:]
@@ -160,16 +162,21 @@ def test_reflectance_is_dn_times_scale_plus_offset_as_each_catalog_declares(case
     config = {**_config(local, source, aoi, ["B04"], tmp_path / "r", mask="nodata"), "cube": {"reflectance": True}}
     manifest = _build_and_verify(config, tmp_path / "r.yaml")
     radiometry = manifest["radiometry"][local["id"]]
-    # independently: each catalog's own numbers (raster:bands of the asset, else Planetary Computer's baseline)
+    # independently: each catalog's own numbers (raster:bands of the asset, else Earth Search v0's flag that the
+    # offset is applied, else Planetary Computer's baseline 05.10)
     raster = raster_of(local["assets"][CASES[case][2][0]])
-    scale, offset = raster.get("scale", 1e-4), raster.get("offset", -0.1)
+    applied = local["properties"].get("sentinel:boa_offset_applied") is True
+    scale, offset = raster.get("scale", 1e-4), raster.get("offset", 0.0 if applied else -0.1)
     assert (radiometry["scale"], radiometry["offset"]) == (scale, offset)
     stored = zarr.open_group(str(tmp_path / "r" / "data.zarr"), mode="r")["s2_10m"][0, 0, 0]
     with rasterio.open(local["assets"][CASES[case][2][0]]["href"]) as src:
         dn = src.read(1, window=from_bounds(*_patch_bounds(manifest["keys"][0]), transform=src.transform))
     assert stored.dtype == np.float32 and (dn > 0).all()
     np.testing.assert_allclose(stored, dn * scale + offset, rtol=0, atol=1e-7)  # float32 rounding of ~0..1.1
-    assert (stored < 0).any() and (stored > 1).any()  # DN under 1000 and over 11000: the offset is applied
+    if offset:  # DN under 1000 and over 11000: the offset is applied
+        assert (stored < 0).any() and (stored > 1).any()
+    else:
+        assert (stored > 0).all() and (stored > 1).any()
 
 
 def test_landsat_is_selected_and_its_build_refused_by_name(tmp_path: Path) -> None:
