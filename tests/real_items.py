@@ -2,7 +2,8 @@
 
 The recorded items point at remote COGs that tests cannot read. :func:`localise` writes, for the bands asked,
 a tiled GeoTIFF with the asset's own ``proj:shape``, ``proj:transform``, CRS (the item's ``proj:epsg`` /
-``proj:code``), ``raster:bands`` data type and nodata, holding seeded digital numbers in a window and nodata
+``proj:code``), ``raster:bands`` data type and nodata, holding seeded digital numbers (SCL classes, Landsat QA_PIXEL
+values) in a window and nodata
 elsewhere (sparse tiles, so a 10980 x 10980 band costs kilobytes), and rewrites the hrefs to those files.
 """
 
@@ -24,6 +25,9 @@ from tests.conftest import shared_path
 
 BLOCK = 512
 SCL_CLASSES = np.array([4, 5, 6, 8, 9, 10, 3], dtype=np.uint8)  # vegetation, bare, water, clouds, cirrus, shadow
+# Landsat C2 QA_PIXEL values as USGS writes them (bit 0 fill, 1 dilated cloud, 2 cirrus, 3 cloud, 4 shadow, 5 snow,
+# 6 clear, 7 water; 8-15 confidences): clear land twice, water, dilated cloud, cloud, cloud shadow, cirrus, snow
+QA_PIXEL_VALUES = np.array([21824, 21824, 21952, 21826, 22280, 23888, 55052, 30048], dtype=np.uint16)
 
 
 RECORDED = Path(__file__).parent / "catalog" / "recorded"  # recordings ../shared/data lacks (see its README)
@@ -100,6 +104,8 @@ def localise(
         shape = (row1 - row0, col1 - col0)
         if dtype == np.uint8:
             values = rng.choice(SCL_CLASSES, size=shape)
+        elif key.lower() == "qa_pixel":
+            values = rng.choice(QA_PIXEL_VALUES, size=shape)
         else:
             values = rng.integers(1, 12_000, size=shape, dtype=np.int64).astype(dtype)
         path = folder / f"{out['id']}_{key}.tif"

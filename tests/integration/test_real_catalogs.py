@@ -45,8 +45,11 @@ CASES = {
 }  # fmt: skip
 
 
+LANDSAT = ("landsat-c2-l2", "LC09_L2SP_010065_20220129_02_T1", ["red", "nir08", "qa_pixel"])  # Planetary Computer
+
+
 def _world(case: str, folder: Path) -> tuple[dict[str, Any], Path, tuple[float, float, float, float]]:
-    name, item_id, keys = CASES[case]
+    name, item_id, keys = LANDSAT if case == "landsat" else CASES[case]
     item = recorded_item(name, item_id)
     first = keys[0]
     row, col = inner_window(item, first, 4 * SIZE)
@@ -55,7 +58,7 @@ def _world(case: str, folder: Path) -> tuple[dict[str, Any], Path, tuple[float, 
     source = write_item_collection([local], folder / "items.json")
     # the AOI: the middle of the written window, in degrees
     left, bottom, right, top = grid.extent.boundingbox
-    inset = SIZE * 10
+    inset = SIZE * abs(grid.resolution.x)
     to_4326 = Transformer.from_crs(item_epsg(item), 4326, always_xy=True)
     xs, ys = to_4326.transform([left + inset, right - inset], [bottom + inset, top - inset])
     return local, source, (min(xs), min(ys), max(xs), max(ys))
@@ -65,9 +68,10 @@ def _config(
     local: dict[str, Any], source: Path, aoi: Any, bands: list[str], out: Path, **timeseries: Any
 ) -> dict[str, Any]:
     day = local["properties"]["datetime"][:10]
+    res = local["properties"].get("gsd", 10)  # 30 for Landsat
     return {
         "name": "real", "catalog": {"source": str(source)}, "aoi": list(aoi), "period": {"start": day, "end": day},
-        "bands": bands, "grid": {"resolution": 10, "crs": f"EPSG:{item_epsg(local)}", "chunksize": 128},
+        "bands": bands, "grid": {"resolution": res, "crs": f"EPSG:{item_epsg(local)}", "chunksize": 128},
         "patches": {"size": SIZE}, "timeseries": timeseries,
         "output": {"path": str(out), "formats": ["zarr", "lmdb"], "shard_size": 8},
     }  # fmt: skip
@@ -88,6 +92,12 @@ def _build_and_verify(config: dict[str, Any], path: Path, said: list[str] | None
     manifest = dict(json.loads((out / "dataset.json").read_text()))
     assert sorted(r["id"] for r in json.loads(selected.output)) == sorted(manifest["products"])  # select = build
     return manifest
+
+
+def _read(local: dict[str, Any], key: str, patch: str) -> Any:
+    """The localised file of asset ``key`` over the patch ``patch`` (an index key), read with rasterio."""
+    with rasterio.open(local["assets"][key]["href"]) as src:
+        return src.read(1, window=from_bounds(*_patch_bounds(patch), transform=src.transform))
 
 
 def _patch_bounds(key: str) -> tuple[float, float, float, float]:
@@ -126,8 +136,10 @@ def test_a_real_item_builds_bit_exact_by_either_band_name(case: str, tmp_path: P
     assert again.tobytes() == values.tobytes()
 
 
-def test_items_with_scl_mask_clouds_by_default_and_nodata_keeps_them(tmp_path: Path) -> None:
-    local, source, aoi = _world("earth-search-c1", tmp_path)  # Earth Search c1 items carry `scl`
+def _default_and_nodata_masks(case: str, tmp_path: Path) -> tuple[dict[str, Any], Any, Any, str]:
+    """``red`` built with the default mask (in ``auto``) and with ``mask: nodata`` (in ``plain``): the localised
+    item, both manifests and what the default build said (on one line)."""
+    local, source, aoi = _world(case, tmp_path)
     said: list[str] = []
     default = _build_and_verify(
         _config(local, source, aoi, ["red"], tmp_path / "auto", min_valid_fraction=0.0), tmp_path / "a.yaml", said
@@ -136,15 +148,22 @@ def test_items_with_scl_mask_clouds_by_default_and_nodata_keeps_them(tmp_path: P
         _config(local, source, aoi, ["red"], tmp_path / "plain", mask="nodata", min_valid_fraction=0.0),
         tmp_path / "p.yaml",
     )
+    return local, default, plain, " ".join(said[0].split())  # rich wraps long lines
+
+
+def _valid_mask(out: Path) -> Any:
+    return zarr.open_group(str(out / "data.zarr"), mode="r")["valid_mask"][:]
+
+
+def test_items_with_scl_mask_clouds_by_default_and_nodata_keeps_them(tmp_path: Path) -> None:
+    local, default, plain, said = _default_and_nodata_masks("earth-search-c1", tmp_path)  # c1 items carry `scl`
     assert default["timeseries"]["mask"] == "scl" and plain["timeseries"]["mask"] == "nodata"
     fingerprint = json.loads((tmp_path / "auto" / "_build" / "plan.json").read_text())
     assert fingerprint["config"]["timeseries"]["mask"] == "scl"  # a rerun with mask: nodata is another dataset
     assert default["keys"] == plain["keys"] and default["n_samples"] > 0
-    said_once = " ".join(said[0].split())  # rich wraps long lines
-    assert "valid mask: SCL (by default, as the products carry SCL)" in said_once
-    assert "3 cloud shadows, 8 cloud medium probability, 9 cloud high probability, 10 thin cirrus" in said_once
-    masked = zarr.open_group(str(tmp_path / "auto" / "data.zarr"), mode="r")["valid_mask"][0, 0]
-    kept = zarr.open_group(str(tmp_path / "plain" / "data.zarr"), mode="r")["valid_mask"][0, 0]
+    assert "valid mask: SCL (by default, as the products carry SCL)" in said
+    assert "3 cloud shadows, 8 cloud medium probability, 9 cloud high probability, 10 thin cirrus" in said
+    masked, kept = (_valid_mask(tmp_path / name)[0, 0] for name in ("auto", "plain"))
     # independently: the SCL file over the first patch, each 20 m class repeated onto the 10 m pixels
     with rasterio.open(local["assets"]["scl"]["href"]) as src:
         classes = src.read(1, window=from_bounds(*_patch_bounds(default["keys"][0]), transform=src.transform))
@@ -179,27 +198,67 @@ def test_reflectance_is_dn_times_scale_plus_offset_as_each_catalog_declares(case
         assert (stored > 0).all() and (stored > 1).any()
 
 
-def test_landsat_is_selected_and_its_build_refused_by_name(tmp_path: Path) -> None:
-    """Landsat C2 L2 (Planetary Computer's form): select lists it; build says what is unsupported, no traceback."""
-    item = recorded_item("landsat-c2-l2", "LC09_L2SP_010065_20220129_02_T1")
-    row, col = inner_window(item, "red", 4 * SIZE)
-    grid = window_grid(item, "red", row, col, 4 * SIZE)
-    local = localise(item, ["red", "nir08"], tmp_path / "cogs", grid)
-    source = write_item_collection([local], tmp_path / "items.json")
-    left, bottom, right, top = grid.extent.boundingbox
-    xs, ys = Transformer.from_crs(item_epsg(item), 4326, always_xy=True).transform([left, right], [bottom, top])
-    config = _config(local, source, (min(xs), min(ys), max(xs), max(ys)), ["red", "nir08"], tmp_path / "out")
-    path = write_config({**config, "grid": {"resolution": 30, "crs": "EPSG:32617"}}, tmp_path / "l.yaml")
+def test_landsat_builds_bit_exact_by_common_or_usgs_name(tmp_path: Path) -> None:
+    """Landsat C2 L2 (Planetary Computer's form): its own 30 m group, its band names; `red` and `SR_B4` are one band."""
+    local, source, aoi = _world("landsat", tmp_path)
     runner = CliRunner()
-    selected = runner.invoke(app, ["select", str(path), "--json"])
-    assert selected.exit_code == 0, selected.output
-    (row_,) = json.loads(selected.output)
-    assert (row_["id"], row_["tile"], row_["cloud_cover"]) == (item["id"], "010065", 21.12)
-    built = runner.invoke(app, ["build", str(path), "--workers", "1"])
-    assert built.exit_code == 1 and "Traceback" not in built.output
-    said = " ".join(built.output.split())
-    assert (
-        "1 of the 1 products are Landsat scenes (e.g. LC09_L2SP_010065_20220129_02_T1, platform landsat-9)" in said
+    config = _config(local, source, aoi, ["red", "nir08"], tmp_path / "by-name", mask="nodata")
+    selected = runner.invoke(app, ["select", str(write_config(config, tmp_path / "s.yaml")), "--json"])
+    (row,) = json.loads(selected.output)
+    assert (row["id"], row["tile"], row["cloud_cover"]) == (local["id"], "010065", 21.12)  # WRS-2 path and row
+    manifest = _build_and_verify(config, tmp_path / "by-name.yaml")
+    assert manifest["bands"] == ["red", "nir08"] and list(manifest["groups"]) == ["ls_30m"]
+    assert manifest["radiometry"] == {local["id"]: {"scale": 2.75e-05, "offset": -0.2, "source": "raster:bands"}}
+    assert manifest["band_metadata"]["red"]["sensor"] == "landsat"
+    assert manifest["band_metadata"]["nir08"]["wavelength_nm"] == 870.0
+    values = zarr.open_group(str(tmp_path / "by-name" / "data.zarr"), mode="r")["ls_30m"][:]
+    assert values.dtype == np.uint16 and values.shape[0] == manifest["n_samples"] > 0
+    assert values.shape[1:] == (1, 2, SIZE, SIZE)
+    for k, key in enumerate(["red", "nir08"]):
+        expected = _read(local, key, manifest["keys"][0])
+        np.testing.assert_array_equal(values[0, 0, k], expected)
+        assert (expected != 0).all()
+    # the USGS file names (Landsat 8-9 numbering) give the same bytes
+    by_usgs = _config(local, source, aoi, ["SR_B4", "SR_B5"], tmp_path / "by-usgs", mask="nodata")
+    assert _build_and_verify(by_usgs, tmp_path / "by-usgs.yaml")["bands"] == ["red", "nir08"]
+    again = zarr.open_group(str(tmp_path / "by-usgs" / "data.zarr"), mode="r")["ls_30m"][:]
+    assert again.tobytes() == values.tobytes()
+
+
+def _qa_valid(qa: Any) -> Any:
+    """Independently: a pixel is valid where none of QA_PIXEL bits 0-4 (fill, dilated cloud, cirrus, cloud,
+    cloud shadow) is set; snow (5), clear (6) and water (7) stay valid."""
+    bits = np.unpackbits(qa.astype(">u2").view(np.uint8).reshape(*qa.shape, 2), axis=-1)[..., ::-1]  # bit 0 first
+    return ~bits[..., 0:5].astype(bool).any(axis=-1)
+
+
+def test_landsat_qa_pixel_masks_clouds_by_default_and_nodata_keeps_them(tmp_path: Path) -> None:
+    local, default, plain, said = _default_and_nodata_masks("landsat", tmp_path)  # qa_pixel of real QA values
+    assert default["timeseries"]["mask"] == "qa_pixel" and plain["timeseries"]["mask"] == "nodata"
+    assert "valid mask: Landsat QA_PIXEL (by default, as the products carry qa_pixel)" in said
+    assert "bit 0 fill, bit 1 dilated cloud, bit 2 cirrus, bit 3 cloud, bit 4 cloud shadow" in said
+    masked, kept = (_valid_mask(tmp_path / name)[0, 0] for name in ("auto", "plain"))
+    qa = _read(local, "qa_pixel", default["keys"][0])
+    assert qa.shape == masked.shape == (SIZE, SIZE)
+    expected = _qa_valid(qa)
+    assert expected.any() and not expected.all() and (qa == 30048).any()  # snow: valid
+    np.testing.assert_array_equal(masked, expected)
+    assert kept.all()
+
+
+def test_landsat_reflectance_is_dn_times_scale_plus_offset_and_the_lazy_mask_agrees(tmp_path: Path) -> None:
+    """cube.reflectance takes the lazy cube (graph path): DN * 2.75e-05 - 0.2, and the lazy QA_PIXEL mask."""
+    local, source, aoi = _world("landsat", tmp_path)
+    config = {**_config(local, source, aoi, ["SR_B4"], tmp_path / "r", min_valid_fraction=0.0),
+              "cube": {"reflectance": True}}  # fmt: skip
+    manifest = _build_and_verify(config, tmp_path / "r.yaml")
+    assert manifest["bands"] == ["red"] and manifest["timeseries"]["mask"] == "qa_pixel"
+    group = zarr.open_group(str(tmp_path / "r" / "data.zarr"), mode="r")
+    stored = group["ls_30m"][0, 0, 0]
+    dn = _read(local, "red", manifest["keys"][0])
+    assert stored.dtype == np.float32 and (dn > 0).all()
+    np.testing.assert_allclose(stored, dn * 2.75e-05 - 0.2, rtol=0, atol=1e-7)
+    assert (stored < 0).any() and (stored > 0).any()
+    np.testing.assert_array_equal(
+        group["valid_mask"][0, 0], _qa_valid(_read(local, "qa_pixel", manifest["keys"][0]))
     )
-    assert "Landsat Collection 2 (30 m WRS-2 scenes, reflectance = DN * 2.75e-05 - 0.2" in said
-    assert not (tmp_path / "out" / "dataset.json").exists()

@@ -7,6 +7,7 @@ declare (tests/real_items.py). Values are checked against rasterio reads of thos
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -18,9 +19,12 @@ from rasterio.windows import from_bounds
 from eoshard.pipeline.assets import GeorefMismatchError, check_asset_georef, check_assets, read_asset_georef
 from eoshard.pipeline.bands import canonical_assets, canonical_band, canonical_keys
 from eoshard.pipeline.cube import open_cube
-from eoshard.pipeline.errors import PipelineError, UnsupportedProductError
+from eoshard.pipeline.errors import BandError, PipelineError, UnsupportedProductError
 from eoshard.pipeline.items import stackstac_ready
-from eoshard.pipeline.reflectance import Radiometry, product_offset, radiometry_of
+from eoshard.pipeline.landsat import QA_PIXEL_INVALID, qa_bits
+from eoshard.pipeline.masks import open_qa_valid_mask
+from eoshard.pipeline.reflectance import Radiometry, radiometry_of
+from eoshard.pipeline.sensors import sensor_bands
 from tests.real_items import localise, recorded_item, window_grid
 
 C1 = ("earth-search__sentinel-2-c1-l2a", "S2B_T32VKL_20250717T112116_L2A")
@@ -180,16 +184,60 @@ def test_an_item_whose_assets_disagree_on_the_crs_is_refused_by_name() -> None:
         stackstac_ready(item)
 
 
-def test_landsat_radiometry_is_read_and_its_cube_refused_by_name(tmp_path: Path) -> None:
-    """Landsat C2 L2: reflectance = DN * 2.75e-05 - 0.2 (raster:bands); the cube says it does not read Landsat
-    rather than reading its ``red`` as Sentinel-2 ``B04``."""
-    item = recorded_item("landsat-c2-l2", "LC09_L2SP_010065_20220129_02_T1")
-    ready = stackstac_ready(item)
-    assert radiometry_of(ready, "B04") == Radiometry(2.75e-05, -0.2, "raster:bands")  # `red` under its S2 name
-    with pytest.raises(PipelineError, match=r"scale 2.75e-05 \(from raster:bands\), expected 1/10000"):
-        product_offset(ready, ["B04"])
+LANDSAT = ("landsat-c2-l2", "LC09_L2SP_010065_20220129_02_T1")
+
+
+def test_landsat_bands_resolve_as_landsat_names_them() -> None:
+    """``red``, ``SR_B4``, ``B4`` and ``B04`` (how a config stores ``red``) are Landsat's red; ``nir`` (Sentinel-2
+    B08) has no Landsat counterpart and is refused; a Sentinel-2 product keeps ``red`` as ``B04``."""
+    landsat = [stackstac_ready(recorded_item(*LANDSAT))]
+    assert [sensor_bands(landsat, [b])[0] for b in ("red", "SR_B4", "B4", "B04")] == ["red"] * 4
+    assert sensor_bands(landsat, ["B04", "B8A", "SR_B6", "swir22", "QA_PIXEL"]) == [
+        "red", "nir08", "swir16", "swir22", "qa_pixel"
+    ]  # fmt: skip
+    with pytest.raises(BandError, match=r"band 'B08' is Sentinel-2 B08, which Landsat C2 L2 has no counterpart"):
+        sensor_bands(landsat, ["B08"])
+    with pytest.raises(BandError, match=r"\['SR_B4 \(red\)', 'red \(red\)'\] name the same Landsat band twice"):
+        sensor_bands(landsat, ["red", "SR_B4"])
+    sentinel = [stackstac_ready(recorded_item("earth-search-v0", "S2B_32VKL_20250717_0_L2A"))]
+    assert sensor_bands(sentinel, ["red", "nir08"]) == ["B04", "B8A"]
+    assert "B04" not in landsat[0]["assets"]  # no Sentinel-2 key beside a Landsat asset
+    assert radiometry_of(landsat[0], "red") == Radiometry(2.75e-05, -0.2, "raster:bands")
+
+
+def test_landsat_and_sentinel_2_products_are_refused_together() -> None:
+    landsat = recorded_item(*LANDSAT)
+    sentinel = recorded_item("earth-search-v0", "S2B_32VKL_20250717_0_L2A")
+    grid = window_grid(landsat, "red", 4000, 4000, 64)
+    with pytest.raises(UnsupportedProductError, match=(
+        r"1 of the 2 products are Landsat scenes \(e.g. LC09_L2SP_010065_20220129_02_T1\) and 1 are Sentinel-2 "
+        r"products \(e.g. S2B_32VKL_20250717_0_L2A\): expected products of one sensor.*build each sensor's"
+    )):  # fmt: skip
+        open_cube([landsat, sentinel], grid, ["red"])
+
+
+def test_landsat_lazy_cube_reads_dn_reflectance_and_the_qa_pixel_mask(tmp_path: Path) -> None:
+    """The cube API on Landsat: a lazy ``ls_30m`` group of the files' values, reflectance = DN * 2.75e-05 - 0.2
+    (``raster:bands``), and the QA_PIXEL mask (fill, dilated cloud, cirrus, cloud, shadow) from the bits."""
+    item = recorded_item(*LANDSAT)
     grid = window_grid(item, "red", 4000, 4000, 64)
-    with pytest.raises(
-        UnsupportedProductError, match=r"1 of the 1 products are Landsat scenes .*not supported yet"
-    ):
-        open_cube([item], grid, ["red"])
+    local = localise(item, ["red", "nir08", "qa_pixel"], tmp_path, grid)
+    cubes = open_cube([local], grid, ["SR_B4", "nir08"], chunksize=64)
+    cube = cubes["ls_30m"]
+    assert list(cubes) == ["ls_30m"] and list(cube.band.values) == ["red", "nir08"] and cube.chunks is not None
+    with rasterio.open(local["assets"]["red"]["href"]) as src:
+        dn = src.read(1, window=from_bounds(*grid.extent.boundingbox, transform=src.transform))
+    with rasterio.open(local["assets"]["qa_pixel"]["href"]) as src:
+        qa = src.read(1, window=from_bounds(*grid.extent.boundingbox, transform=src.transform))
+    np.testing.assert_array_equal(cube.isel(time=0).sel(band="red").values, dn)
+    reflectance = open_cube([local], grid, ["red"], chunksize=64, reflectance=True)["ls_30m"]
+    assert reflectance.dtype == np.float32
+    np.testing.assert_allclose(reflectance.isel(time=0, band=0).values, dn * 2.75e-05 - 0.2, rtol=0, atol=1e-7)
+    valid = open_valid_mask_of_landsat(local, grid)
+    cloudy = (qa & 0b11111) != 0  # independently: bits 0-4
+    assert cloudy.any() and (~cloudy).any()
+    np.testing.assert_array_equal(valid.isel(time=0).values, ~cloudy)
+
+
+def open_valid_mask_of_landsat(local: dict[str, Any], grid: Any) -> Any:
+    return open_qa_valid_mask([local], grid, qa_bits(QA_PIXEL_INVALID), chunksize=64)

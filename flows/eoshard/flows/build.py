@@ -25,7 +25,7 @@ from eoshard.catalog import EmptySelectionError, search
 from eoshard.catalog.credentials import redact_url
 from eoshard.flows.aoi import read_aoi
 from eoshard.flows.config import BuildConfig, ConfigError
-from eoshard.flows.masking import resolve_mask
+from eoshard.flows.masking import resolve_bands, resolve_mask
 from eoshard.flows.products import find_products, select_products
 from eoshard.flows.redaction import public_config
 from eoshard.flows.refresh.lock import LockInfo, build_lock
@@ -36,10 +36,11 @@ from eoshard.pipeline.direct import STORE_PREFIX, group_source, paired_source
 from eoshard.pipeline.grid import grid_for_area, grid_of, group_factor, group_grid
 from eoshard.pipeline.indices import compute_indices, formula
 from eoshard.pipeline.labels import label_source, prepare_parcels, rasterize_labels
-from eoshard.pipeline.masks import open_valid_mask
+from eoshard.pipeline.landsat import QA_BAND, qa_bits
+from eoshard.pipeline.masks import open_qa_valid_mask, open_valid_mask, qa_nodata
 from eoshard.pipeline.paired import nested_grid, open_paired
 from eoshard.pipeline.patches import STRIPE_PX, Patch, parcel_centred, patch_grid, select_labelled, stripe_order
-from eoshard.pipeline.sensors import S1, S2, group_sensor, item_sensor
+from eoshard.pipeline.sensors import LS, S1, S2, group_sensor, is_main, item_sensor
 from eoshard.pipeline.shards.lmdb_store import part_name
 from eoshard.pipeline.shards.reads import PatchOrder, ShardSources
 from eoshard.pipeline.shards.samples import RESERVED_TENSORS, format_version, sensor_layouts
@@ -63,13 +64,17 @@ class BuildPlan:
     patches: list[Patch]
     hr: xr.DataArray | None = None  # the paired finer source, (band, y, x) on the nested grid
     hr_items: list[dict[str, Any]] = field(default_factory=list)
-    valid: xr.DataArray | None = None  # the SCL valid mask, (time, y, x) on the base grid, with mask: scl
+    valid: xr.DataArray | None = (
+        None  # the SCL (QA_PIXEL) valid mask, (time, y, x) on the base grid, with mask: scl
+    )
+    # (qa_pixel)
     sources: ShardSources | None = None  # what direct shard tasks read (None: the tasks compute the cubes' graph)
 
     @property
     def dates(self) -> list[str]:
-        """The Sentinel-2 dates: the dataset's ``dates`` (the time axis of format 1.0)."""
-        return self.sensor_dates[S2] if S2 in self.sensor_dates else next(iter(self.sensor_dates.values()))
+        """The Sentinel-2 (or Landsat) dates: the dataset's ``dates`` (the time axis of format 1.0)."""
+        main = [dates for sensor, dates in self.sensor_dates.items() if is_main(sensor)]
+        return main[0] if main else next(iter(self.sensor_dates.values()))
 
     @cached_property
     def sensor_dates(self) -> dict[str, list[str]]:
@@ -81,8 +86,8 @@ class BuildPlan:
 
     @property
     def other_dates(self) -> dict[str, list[str]]:
-        """The dates of the sensors besides Sentinel-2 (``{"s1": [...]}``; empty: a format 1.0 dataset)."""
-        return {sensor: dates for sensor, dates in self.sensor_dates.items() if sensor != S2}
+        """The dates of the sensors besides the optical one (``{"s1": [...]}``; empty: a format 1.0 dataset)."""
+        return {sensor: dates for sensor, dates in self.sensor_dates.items() if not is_main(sensor)}
 
     @cached_property
     def factors(self) -> dict[str, int]:
@@ -200,7 +205,10 @@ def plan_build(
     """Search (unless ``items`` are given), then set up the lazy cubes, labels and patches; reads no pixels."""
     area, area_crs = read_aoi(config.aoi)
     products = list(selected_products(config) if items is None else items)
-    config = resolve_mask(config, products)  # timeseries.mask: auto -> scl or nodata, as the products allow
+    config = resolve_bands(config, products)  # Landsat products: their own band names (B04/red/SR_B4 -> red)
+    config = resolve_mask(
+        config, products
+    )  # timeseries.mask: auto -> scl, qa_pixel or nodata, as the products allow
     if config.s1 is not None and not any(item_sensor(stackstac_ready(i)) == S1 for i in products):
         products += list(s1_products(config, gpd.GeoSeries([area], crs=area_crs).to_crs(4326).iloc[0]))
     grid = grid_for_area(area, area_crs, resolution=config.grid.resolution, crs=config.grid.crs)
@@ -240,6 +248,9 @@ def plan_build(
     if config.timeseries.mask == "scl":
         valid = open_valid_mask([i for i in products if item_sensor(stackstac_ready(i)) == S2], grid, invalid=config.timeseries.scl_invalid, engine=config.cube.engine,
                                 chunksize=config.grid.chunksize)  # fmt: skip
+    elif config.timeseries.mask == "qa_pixel":
+        valid = open_qa_valid_mask(products, grid, qa_bits(config.timeseries.qa_pixel_invalid),
+                                   engine=config.cube.engine, chunksize=config.grid.chunksize)  # fmt: skip
     ready = [stackstac_ready(i) for i in products]
     # each file's CRS/transform/shape is its item's (headers only); ``checked``: only these products' files
     check_assets([d for d in ready if checked is None or d["id"] in checked], config.bands)
@@ -301,12 +312,21 @@ def shard_sources(plan: BuildPlan, parcels: gpd.GeoDataFrame | None) -> ShardSou
             id_column=config.labels.id_column, class_codes=config.labels.class_codes,
         )  # fmt: skip
     scl, scl_factor = None, 1
-    if plan.valid is not None:
+    if plan.valid is not None and config.timeseries.mask == "scl":
         ((_, (res, _)),) = band_groups(sensor_items(plan.items, S2), ["SCL"], grid).items()
         scl_factor = round(res / abs(grid.resolution.x))
         scl = group_source(
             sensor_items(plan.items, S2), grid if scl_factor == 1 else grid.zoom_out(scl_factor), ["SCL"],
             chunksize=max(64, int(chunk / scl_factor)), dtype="uint8",
+        )  # fmt: skip
+    qa, qa_factor = None, 1
+    if plan.valid is not None and config.timeseries.mask == "qa_pixel":
+        items = sensor_items(plan.items, LS)
+        ((_, (res, _)),) = band_groups(items, [QA_BAND], grid).items()
+        qa_factor = round(res / abs(grid.resolution.x))
+        qa = group_source(
+            items, grid if qa_factor == 1 else grid.zoom_out(qa_factor), [QA_BAND],
+            chunksize=max(64, int(chunk / qa_factor)), dtype="uint16", nodata=qa_nodata(items),
         )  # fmt: skip
     hr = None
     if plan.hr is not None and config.hr is not None:
@@ -319,6 +339,7 @@ def shard_sources(plan: BuildPlan, parcels: gpd.GeoDataFrame | None) -> ShardSou
         plan.hr_factor if plan.hr is not None else 1,
         plan.label_zoom(labels.layers[0]) if labels is not None else 1,
         f"{STORE_PREFIX}{uuid.uuid4().hex[:12]}",
+        qa=qa, qa_factor=qa_factor, qa_bits=qa_bits(config.timeseries.qa_pixel_invalid),
     )  # fmt: skip
 
 

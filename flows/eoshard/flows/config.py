@@ -22,6 +22,7 @@ from rasterio.enums import Resampling
 from eoshard.flows.errors import FlowsError
 from eoshard.pipeline.bands import canonical_band
 from eoshard.pipeline.indices import expression_bands, parse_expression
+from eoshard.pipeline.landsat import QA_PIXEL_BITS, QA_PIXEL_INVALID, qa_bits
 from eoshard.pipeline.sensors import S1, band_sensor
 
 
@@ -169,15 +170,29 @@ class PatchConfig(_Model):
 
 
 class TimeseriesConfig(_Model):
-    mask: Literal["auto", "nodata", "scl"] = Field(
+    mask: Literal["auto", "nodata", "scl", "qa_pixel"] = Field(
         "auto",
         description="source of the per-date valid mask: nodata (any band has data), scl (also not cloud, "
         "shadow, cirrus or defective by the Sentinel-2 scene classification; the products need an SCL asset), "
-        "or auto: scl when every selected product carries an SCL asset, else nodata (dataset.json records which)",
+        "qa_pixel (Landsat: none of the qa_pixel_invalid bits set), or auto: scl when every selected product "
+        "carries an SCL asset, qa_pixel when every one is a Landsat scene with qa_pixel, else nodata "
+        "(dataset.json records which)",
     )
     scl_invalid: tuple[int, ...] = Field(
         (0, 1, 3, 8, 9, 10), description="SCL classes that are not valid, with mask: scl (or auto resolved to scl)"
     )
+    qa_pixel_invalid: tuple[str, ...] = Field(
+        QA_PIXEL_INVALID,
+        description="Landsat QA_PIXEL bits that make a pixel invalid, with mask: qa_pixel (or auto resolved to it): "
+        f"names of {', '.join(QA_PIXEL_BITS)}",
+    )
+
+    @field_validator("qa_pixel_invalid", mode="after")
+    @classmethod
+    def _known_bits(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        qa_bits(value)  # refuses a name that is not a QA_PIXEL bit
+        return tuple(sorted(set(value), key=QA_PIXEL_BITS.__getitem__))
+
     min_valid_fraction: float = Field(0.5, ge=0, le=1, description="dates below this valid share are dropped")
     min_dates: int = Field(1, ge=1, description="samples with fewer kept dates are dropped (and counted)")
 

@@ -2,6 +2,7 @@
 
 Sentinel-2 MSI: centre wavelength and bandwidth of Sentinel-2A (ESA, Sentinel-2 User Handbook / MSI spectral
 response, the figures the STAC ``eo:bands`` of the L2A collections carry), native ground sampling distance.
+Landsat 8-9 OLI/TIRS: centre wavelength and bandwidth as the Landsat C2 L2 STAC items' ``eo:bands`` carry them.
 Sentinel-1 C-SAR: one radar wavelength (5.405 GHz, 55.46 mm) for every polarisation, 10 m pixel spacing of the IW GRD
 and RTC products.
 
@@ -15,7 +16,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from eoshard.pipeline.sensors import S1, S2, band_sensor
+from eoshard.pipeline.landsat import REFLECTANCE_BANDS as LANDSAT_REFLECTANCE
+from eoshard.pipeline.sensors import LS, S1, S2, band_sensor
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,13 @@ _S2 = {
     "B11": ("swir16", 1613.7, 91.0, 20.0),
     "B12": ("swir22", 2202.4, 175.0, 20.0),
 }
+_LANDSAT = {
+    "coastal": (440.0, 20.0, 30.0), "blue": (480.0, 60.0, 30.0), "green": (560.0, 60.0, 30.0),
+    "red": (650.0, 40.0, 30.0), "nir08": (870.0, 30.0, 30.0), "swir16": (1610.0, 90.0, 30.0),
+    "swir22": (2200.0, 190.0, 30.0), "lwir11": (10900.0, 590.0, 100.0),
+}  # fmt: skip
+LANDSAT_BANDS = {name: BandInfo(LS, name, *values) for name, values in _LANDSAT.items()}
+LANDSAT_SCALE, LANDSAT_OFFSET = 2.75e-05, -0.2  # C2 L2 surface reflectance
 S1_WAVELENGTH_NM = 299_792_458 / 5.405e9 * 1e9  # C band, 5.405 GHz: 55.465 mm
 BANDS: dict[str, BandInfo] = {
     **{name: BandInfo(S2, *values) for name, values in _S2.items()},
@@ -57,20 +66,21 @@ def band_info(band: str) -> BandInfo | None:
 
 
 def band_metadata(
-    bands: Sequence[str], *, reflectance: bool, indices: Mapping[str, str] | None = None
+    bands: Sequence[str], *, reflectance: bool, indices: Mapping[str, str] | None = None, landsat: bool = False
 ) -> dict[str, dict[str, Any]]:
     """Per stored band: sensor, wavelength, bandwidth and GSD (``None`` where unknown), units, scale and offsets.
 
     Sentinel-2 bands are digital numbers (``units`` ``"DN"``, reflectance = (DN + offset) * ``scale``, the products'
-    offset not applied) or, with ``reflectance``, surface reflectance with the offset applied. Sentinel-1 bands are
+    offset not applied) or, with ``reflectance``, surface reflectance with the offset applied. With ``landsat``, the
+    bands are Landsat C2 L2's: reflectance = DN * ``scale`` + ``offset`` (2.75e-05, -0.2) for the reflectance bands. Sentinel-1 bands are
     linear backscatter (``units`` ``"linear"``: 10 * log10 gives dB). Indices are unitless ratios of reflectance.
     """
     out: dict[str, dict[str, Any]] = {}
     for band in bands:
-        info = band_info(band)
-        sensor = info.sensor if info is not None else band_sensor(band)
+        info = LANDSAT_BANDS.get(band) if landsat else band_info(band)
+        sensor = LS if landsat else info.sensor if info is not None else band_sensor(band)
         entry: dict[str, Any] = {
-            "sensor": {S1: "sentinel-1", S2: "sentinel-2"}[sensor],
+            "sensor": {S1: "sentinel-1", S2: "sentinel-2", LS: "landsat"}[sensor],
             "common_name": info.common_name if info else None,
             "wavelength_nm": round(info.wavelength_nm, 1) if info else None,
             "bandwidth_nm": info.bandwidth_nm if info else None,
@@ -78,6 +88,10 @@ def band_metadata(
         }
         if sensor == S1:
             entry.update(units="linear", scale=1.0, offset_applied=True, db=False)
+        elif sensor == LS and band not in LANDSAT_REFLECTANCE:  # lwir11 (kelvin when scaled), qa_pixel (bits)
+            entry.update(units="scaled" if reflectance else "DN", scale=1.0, offset_applied=reflectance)
+        elif sensor == LS and not reflectance:
+            entry.update(units="DN", scale=LANDSAT_SCALE, offset=LANDSAT_OFFSET, offset_applied=False)
         elif reflectance:
             entry.update(units="reflectance", scale=1.0, offset_applied=True)
         else:

@@ -1,4 +1,5 @@
-"""Lazy cubes: Sentinel-2 (and Sentinel-1) products mosaicked onto a target grid with stackstac, dtype kept."""
+"""Lazy cubes: Sentinel-2 (and Sentinel-1) or Landsat products mosaicked onto a target grid with stackstac, dtype
+kept."""
 
 from __future__ import annotations
 
@@ -12,20 +13,23 @@ import xarray as xr
 from odc.geo.geobox import GeoBox
 from rasterio.enums import Resampling
 
-from eoshard.pipeline.bands import canonical_band
 from eoshard.pipeline.cube_odc import odc_band_group
 from eoshard.pipeline.errors import BandError, PipelineError
 from eoshard.pipeline.grid import attach_grid, grid_of, group_grid
 from eoshard.pipeline.items import acquisition_key, stackstac_ready
+from eoshard.pipeline.landsat import to_physical
 from eoshard.pipeline.reflectance import acquisition_baselines, to_reflectance
 from eoshard.pipeline.sensors import (
+    LS,
     NODATA,
     S1_DTYPE,
     S2,
     check_sensor,
     declared_dtype,
     declared_nodata,
+    is_main,
     item_sensor,
+    sensor_bands,
     split_by_sensor,
 )
 
@@ -37,7 +41,8 @@ S2_RESOLUTIONS: dict[str, int] = {
 
 
 def asset_resolution(item: Mapping[str, Any], band: str) -> float:
-    """The native pixel size of ``band`` in ``item``: from ``proj:transform``, ``gsd`` or the Sentinel-2 table."""
+    """The native pixel size of ``band`` in ``item``: from the asset's ``proj:transform``, ``raster:bands``
+    ``spatial_resolution`` or ``gsd``, the Sentinel-2 table, else the item's ``proj:transform`` (Landsat)."""
     if band not in item["assets"]:
         raise BandError(
             f"product {item.get('id')} has no asset {band!r}; it has {sorted(item['assets'])}: "
@@ -47,15 +52,20 @@ def asset_resolution(item: Mapping[str, Any], band: str) -> float:
     transform = asset.get("proj:transform")
     if transform:
         return abs(float(transform[0]))
+    rasters = asset.get("raster:bands") or [{}]
+    if rasters[0].get("spatial_resolution"):  # Landsat lwir11: a 30 m file of a 100 m instrument (gsd)
+        return float(rasters[0]["spatial_resolution"])
     if asset.get("gsd"):
         return float(asset["gsd"])
     if band in S2_RESOLUTIONS:
         return float(S2_RESOLUTIONS[band])
+    if item["properties"].get("proj:transform"):
+        return abs(float(item["properties"]["proj:transform"][0]))
     raise BandError(f"cannot tell the resolution of band {band} in {item.get('id')}: give proj:transform or gsd")
 
 
 def group_name(resolution: float, sensor: str = "s2") -> str:
-    """``s2_10m``, ``s2_20m``, ``s2_60m``, ``s2_2.5m``: the name of a resolution group."""
+    """``s2_10m``, ``s2_20m``, ``s2_60m``, ``s2_2.5m``, ``ls_30m``: the name of a resolution group."""
     return f"{sensor}_{resolution:g}m"
 
 
@@ -89,22 +99,23 @@ def open_cube(
     reflectance: bool = False,
 ) -> dict[str, xr.DataArray]:
     """Lazy ``(time, band, y, x)`` cubes, one per sensor and resolution group (``s2_10m``, ``s2_20m``,
-    ``s2_60m``, and ``s1_10m`` when Sentinel-1 products and bands such as ``vv``/``vh`` are given).
+    ``s2_60m``, and ``s1_10m`` when Sentinel-1 products and bands such as ``vv``/``vh`` are given; ``ls_30m`` for
+    Landsat products, whose band names resolve as Landsat's: ``red`` and ``SR_B4`` are its red).
 
     Each group lies on ``grid`` zoomed out to its native resolution, so the grids nest exactly and every band
     keeps its source pixels; with ``single_resolution`` every band is resampled onto ``grid`` itself.
     The groups of a sensor share its time steps (its acquisitions): Sentinel-2 steps carry the processing
     baseline and BOA offset as coordinates; Sentinel-1 steps are Sentinel-1 overpasses, not Sentinel-2 dates.
-    Sentinel-2 groups are ``dtype`` with nodata 0; Sentinel-1 groups keep the dtype and nodata the products
-    declare in ``raster:bands`` (float32 and NaN where they do not).
+    Sentinel-2 and Landsat groups are ``dtype`` with nodata 0; Sentinel-1 groups keep the dtype and nodata the
+    products declare in ``raster:bands`` (float32 and NaN where they do not).
     ``engine`` picks the reader (stackstac, or odc-stac as a cross-check); ``reflectance`` turns the
-    Sentinel-2 digital numbers into float32 reflectance (``(DN + offset) / 10000``, nodata -> NaN).
+    Sentinel-2 digital numbers into float32 reflectance (``(DN + offset) / 10000``, nodata -> NaN), and Landsat's
+    into ``DN * scale + offset`` as their ``raster:bands`` declare.
     """
     if engine not in ENGINES:
         raise PipelineError(f"unknown cube engine {engine!r}: use one of {', '.join(ENGINES)}")
     if not items:
         raise PipelineError("no products to build a cube from: the selection is empty")
-    bands = [canonical_band(b) for b in bands]  # "red" and "B04" read the same asset
     base = abs(grid.resolution.x)
     cubes = {}
     for sensor, (products, wanted) in split_by_sensor([stackstac_ready(i) for i in items], bands).items():
@@ -112,8 +123,8 @@ def open_cube(
             groups = {group_name(base, sensor): (base, wanted)}
         else:
             groups = band_groups(products, wanted, grid, sensor)
-        kind = dtype if sensor == S2 else declared_dtype(products, wanted, S1_DTYPE)
-        nodata = NODATA if sensor == S2 else declared_nodata(products, wanted, _default_nodata(kind))
+        kind = dtype if is_main(sensor) else declared_dtype(products, wanted, S1_DTYPE)
+        nodata = NODATA if is_main(sensor) else declared_nodata(products, wanted, _default_nodata(kind))
         for name, (res, group) in groups.items():
             factor = res / base
             sub = group_grid(grid, res)
@@ -121,7 +132,11 @@ def open_cube(
                 products, sub, group, chunksize=max(64, int(chunksize / factor)), resampling=resampling,
                 dtype=kind, engine=engine, nodata=nodata,
             )  # fmt: skip
-            cubes[name] = to_reflectance(cube) if reflectance and sensor == S2 else cube
+            if reflectance and sensor == S2:
+                cube = to_reflectance(cube)
+            elif reflectance and sensor == LS:
+                cube = to_physical(cube, products)
+            cubes[name] = cube
     return cubes
 
 
@@ -176,7 +191,7 @@ def open_band_group(
     Products of the same acquisition (tiles, UTM zones) are mosaicked; where they overlap, a product in the
     grid's own CRS wins, so its pixels pass unresampled. Nothing is read until the cube is computed.
     """
-    bands = [canonical_band(b) for b in bands]
+    bands = sensor_bands([stackstac_ready(i) for i in items], bands)  # "red" and "B04" read the same asset
     dicts = prepare_items(items, grid, bands)
     if engine == "odc-stac":
         by_acquisition = odc_band_group(

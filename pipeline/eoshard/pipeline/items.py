@@ -9,6 +9,8 @@ import pystac
 
 from eoshard.pipeline.bands import canonical_assets
 from eoshard.pipeline.errors import PipelineError
+from eoshard.pipeline.landsat import landsat_assets
+from eoshard.pipeline.sensors import is_landsat
 
 
 def epsg_of(properties: Mapping[str, Any]) -> int | None:
@@ -59,7 +61,8 @@ def stackstac_ready(item: pystac.Item | Mapping[str, Any]) -> dict[str, Any]:
     """The item as a dict that stackstac reads: ``proj:epsg`` filled from ``proj:code`` where missing.
 
     stackstac reads only ``proj:epsg``, while pystac 1.15 writes only ``proj:code``; asset hrefs are made absolute;
-    STAC 1.1 raster fields of an asset become its ``raster:bands``; the canonical band keys are added.
+    STAC 1.1 raster fields of an asset become its ``raster:bands``; the canonical band keys are added (Landsat's
+    own for a Landsat scene: ``red`` beside ``SR_B4``, never Sentinel-2's ``B04``).
     """
     if isinstance(item, pystac.Item):
         data = item.to_dict(transform_hrefs=False)
@@ -69,7 +72,7 @@ def stackstac_ready(item: pystac.Item | Mapping[str, Any]) -> dict[str, Any]:
         data = {**item, "properties": dict(item["properties"]), "assets": dict(item["assets"])}
     data["assets"] = {k: raster_bands(a) if isinstance(a, Mapping) else a for k, a in data["assets"].items()}
     data["properties"]["proj:epsg"] = item_epsg(data)
-    return canonical_assets(data)
+    return landsat_assets(data) if is_landsat(data) else canonical_assets(data)
 
 
 def acquisition_key(item: Mapping[str, Any]) -> str:

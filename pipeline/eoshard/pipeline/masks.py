@@ -1,4 +1,5 @@
-"""Valid-pixel masks from the Sentinel-2 scene classification (SCL), lazily, and per-date valid fractions."""
+"""Valid-pixel masks from the Sentinel-2 scene classification (SCL) or the Landsat QA_PIXEL bits, lazily, and
+per-date valid fractions."""
 
 from __future__ import annotations
 
@@ -12,6 +13,9 @@ from odc.geo.geobox import GeoBox
 
 from eoshard.pipeline.cube import Engine, band_groups, onto_grid, open_band_group
 from eoshard.pipeline.grid import group_grid
+from eoshard.pipeline.items import stackstac_ready
+from eoshard.pipeline.landsat import QA_BAND, qa_valid
+from eoshard.pipeline.sensors import declared_nodata
 
 # The SCL classes of the L2A scene classification.
 SCL_CLASSES: dict[int, str] = {
@@ -65,3 +69,31 @@ def open_valid_mask(
     )
     mask = scl_valid_mask(scl.isel(band=0, drop=True), invalid)
     return onto_grid(mask, grid)
+
+
+def qa_nodata(items: Sequence[pystac.Item | Mapping[str, Any]]) -> float:
+    """The fill value the products declare for ``qa_pixel`` (1, the fill bit, where they say none): outside a
+    product's footprint the QA_PIXEL reads as fill, so it is invalid."""
+    return declared_nodata([stackstac_ready(i) for i in items], [QA_BAND], 1)
+
+
+def open_qa_valid_mask(
+    items: Sequence[pystac.Item | Mapping[str, Any]],
+    grid: GeoBox,
+    bits: int,
+    *,
+    engine: Engine = "stackstac",
+    chunksize: int = 512,
+) -> xr.DataArray:
+    """The lazy ``(time, y, x)`` Landsat valid mask on ``grid``: valid where none of ``bits`` of ``qa_pixel`` is
+    set, read on its own grid and repeated exactly. Its time steps are those of ``open_cube`` on the same items."""
+    ((_, (res, _)),) = band_groups(items, [QA_BAND], grid).items()
+    factor = res / abs(grid.resolution.x)
+    qa = open_band_group(
+        items, group_grid(grid, res), [QA_BAND], chunksize=max(64, int(chunksize / factor)), dtype="uint16",
+        engine=engine, nodata=qa_nodata(items),
+    )  # fmt: skip
+    valid = qa_valid(qa.isel(band=0, drop=True), bits)
+    valid.attrs = {**qa.attrs, "invalid_qa_pixel_bits": bits}
+    valid.attrs.pop("nodata", None)
+    return onto_grid(valid.rename("valid"), grid)

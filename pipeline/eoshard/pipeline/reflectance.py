@@ -10,6 +10,7 @@ import numpy as np
 import xarray as xr
 
 from eoshard.pipeline.errors import PipelineError
+from eoshard.pipeline.landsat import REFLECTANCE_BANDS as LANDSAT_REFLECTANCE_BANDS
 
 QUANTIFICATION = 10_000
 # From processing baseline 04.00 (January 2022) L2A digital numbers carry an offset: DN = reflectance * 10000 + 1000.
@@ -75,10 +76,10 @@ def radiometry_of(item: Mapping[str, Any], band: str) -> Radiometry:
 
 
 def product_radiometry(item: Mapping[str, Any], bands: Sequence[str]) -> dict[str, Any] | None:
-    """``{scale, offset, source}`` of the first reflectance band among ``bands`` (None without one), as
-    ``dataset.json`` records it per product."""
+    """``{scale, offset, source}`` of the first reflectance band among ``bands`` (Sentinel-2 or Landsat; None
+    without one), as ``dataset.json`` records it per product."""
     for band in bands:
-        if band in REFLECTANCE_BANDS:
+        if band in REFLECTANCE_BANDS or band in LANDSAT_REFLECTANCE_BANDS:
             r = radiometry_of(item, band)
             return {"scale": r.scale, "offset": r.offset, "source": r.source}
     return None

@@ -1,7 +1,9 @@
-"""Which sensor a product and a band belong to: Sentinel-1 (SAR backscatter) or Sentinel-2 (optical).
+"""Which sensor a product and a band belong to: Sentinel-1 (SAR), Sentinel-2 or Landsat (optical).
 
-A cube holds one set of resolution groups per sensor (``s2_10m``, ``s2_20m``, ... and ``s1_10m``), each with
-its own time steps; the sensor of a product comes from its STAC properties, the sensor of a band from its name.
+A cube holds one set of resolution groups per sensor (``s2_10m``, ``s2_20m``, ... and ``s1_10m``; ``ls_30m``),
+each with its own time steps; the sensor of a product comes from its STAC properties, the sensor of a band from its
+name, and a band name resolves per the products' sensor (``red`` is Sentinel-2 ``B04``, or Landsat ``red``).
+Landsat products build alone (not beside Sentinel-2 or Sentinel-1 products).
 """
 
 from __future__ import annotations
@@ -9,18 +11,22 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from eoshard.pipeline.bands import CANONICAL, canonical_band
 from eoshard.pipeline.errors import BandError, PipelineError, UnsupportedProductError
+from eoshard.pipeline.landsat import landsat_bands
 
-S1, S2 = "s1", "s2"
-NODATA = 0  # of Sentinel-2 digital numbers
-SENSOR_NAMES = {S2: "Sentinel-2", S1: "Sentinel-1"}
+S1, S2, LS = "s1", "s2", "ls"
+NODATA = 0  # of Sentinel-2 and Landsat digital numbers
+SENSOR_NAMES = {S2: "Sentinel-2", S1: "Sentinel-1", LS: "Landsat"}
+MAIN_SENSORS = (S2, LS)  # optical: their dates are the dataset's ``dates`` (one of them per build)
 # Polarisation channels: the asset keys of Sentinel-1 GRD and RTC products (Planetary Computer, Element 84)
 S1_BANDS = frozenset({"vv", "vh", "hh", "hv"})
 S1_DTYPE = "float32"  # RTC backscatter, when the asset does not declare its data type
 
 
 def item_sensor(item: Mapping[str, Any]) -> str:
-    """``s1`` for a SAR product (``sar:*`` properties, or platform/constellation Sentinel-1), else ``s2``.
+    """``s1`` for a SAR product (``sar:*`` properties, or platform/constellation Sentinel-1), ``ls`` for a Landsat
+    scene, else ``s2``.
 
     Products of other optical sources (e.g. the paired very-high-resolution images) are read as ``s2`` is.
     """
@@ -28,7 +34,7 @@ def item_sensor(item: Mapping[str, Any]) -> str:
     names = f"{props.get('constellation') or ''} {props.get('platform') or ''}".lower()
     if "sentinel-1" in names or any(str(k).startswith("sar:") for k in props):
         return S1
-    return S2
+    return LS if is_landsat(item) else S2
 
 
 def is_landsat(item: Mapping[str, Any]) -> bool:
@@ -38,17 +44,34 @@ def is_landsat(item: Mapping[str, Any]) -> bool:
     return "landsat" in names or any(str(k).startswith("landsat:") for k in props)
 
 
-def check_supported(dicts: Sequence[Mapping[str, Any]]) -> None:
-    """Refuse Landsat products by name: they would otherwise be read as Sentinel-2 (their ``red`` is ``B04``)."""
-    landsat = [d for d in dicts if is_landsat(d)]
-    if landsat:
-        platform = landsat[0]["properties"].get("platform")
+def check_landsat_alone(dicts: Sequence[Mapping[str, Any]]) -> None:
+    """Refuse Landsat products beside products of another sensor: a build has one band list and one optical
+    time axis, and ``red`` cannot mean both Landsat ``red`` and Sentinel-2 ``B04``."""
+    landsat = [d for d in dicts if item_sensor(d) == LS]
+    others = [d for d in dicts if item_sensor(d) != LS]
+    if landsat and others:
+        kinds = sorted({SENSOR_NAMES[item_sensor(d)] for d in others})
         raise UnsupportedProductError(
-            f"{len(landsat)} of the {len(dicts)} products are Landsat scenes (e.g. {landsat[0].get('id')}, "
-            f"platform {platform}): eoshard builds Sentinel-2 and Sentinel-1 products only; Landsat Collection 2 "
-            "(30 m WRS-2 scenes, reflectance = DN * 2.75e-05 - 0.2, clouds in the qa_pixel bits) is not supported "
-            "yet. `eoshard select` lists and chooses them; build from a Sentinel-2 collection (catalog.collection)"
+            f"{len(landsat)} of the {len(dicts)} products are Landsat scenes (e.g. {landsat[0].get('id')}) and "
+            f"{len(others)} are {' and '.join(kinds)} products (e.g. {others[0].get('id')}): expected products of "
+            "one sensor, since Landsat builds alone (its 30 m groups, its band names, its qa_pixel mask); build "
+            "each sensor's products into a dataset of its own (catalog.collection, or a selection of one sensor)"
         )
+
+
+def sensor_bands(dicts: Sequence[Mapping[str, Any]], bands: Sequence[str]) -> list[str]:
+    """The bands as the products' sensor names them: Landsat names for Landsat products (``B04``/``red``/``SR_B4``
+    -> ``red``), the Sentinel-2 vocabulary otherwise (``red`` -> ``B04``)."""
+    check_landsat_alone(dicts)
+    if dicts and item_sensor(dicts[0]) == LS:
+        sar = [b for b in bands if b.lower() in S1_BANDS]
+        if sar:
+            raise BandError(
+                f"band(s) {sar} are Sentinel-1 bands, but the products are Landsat scenes: drop them (Landsat "
+                "builds alone)"
+            )
+        return landsat_bands(bands)
+    return [canonical_band(b) for b in bands]
 
 
 def band_sensor(band: str) -> str:
@@ -57,8 +80,17 @@ def band_sensor(band: str) -> str:
 
 
 def group_sensor(group: str) -> str:
-    """``s1`` for a Sentinel-1 group (``s1_10m``), ``s2`` for every other group (indices are Sentinel-2's)."""
-    return S1 if group.startswith(f"{S1}_") else S2
+    """``s1`` for a Sentinel-1 group (``s1_10m``), ``ls`` for a Landsat one (``ls_30m``), ``s2`` for every other
+    group (indices are on the optical dates)."""
+    for sensor in (S1, LS):
+        if group.startswith(f"{sensor}_"):
+            return sensor
+    return S2
+
+
+def is_main(sensor: str) -> bool:
+    """Whether the sensor's dates are the dataset's ``dates`` (Sentinel-2 or Landsat), not a time axis of its own."""
+    return sensor in MAIN_SENSORS
 
 
 def split_by_sensor(
@@ -66,8 +98,10 @@ def split_by_sensor(
 ) -> dict[str, tuple[list[dict[str, Any]], list[str]]]:
     """Products and bands per sensor (Sentinel-2 first); each sensor asked for must have products, and back.
 
-    Landsat products are refused (``check_supported``)."""
-    check_supported(dicts)
+    Landsat products build alone, with their bands in Landsat names (``sensor_bands``)."""
+    if any(item_sensor(d) == LS for d in dicts):
+        return {LS: (list(dicts), sensor_bands(dicts, bands))}
+    bands = [canonical_band(b) for b in bands]  # "red" and "B04" read the same asset
     products: dict[str, list[dict[str, Any]]] = {}
     for data in dicts:
         products.setdefault(item_sensor(data), []).append(data)
@@ -93,7 +127,10 @@ def split_by_sensor(
 def check_sensor(data: Mapping[str, Any], bands: Sequence[str]) -> None:
     """Refuse bands of another sensor than the product's (a Sentinel-1 band asked of a Sentinel-2 product)."""
     sensor = item_sensor(data)
-    other = [b for b in bands if band_sensor(b) != sensor]
+    if sensor == LS:  # resolved by ``sensor_bands``: a Sentinel-2 id or a polarisation is not a Landsat band
+        other = [b for b in bands if b in CANONICAL or band_sensor(b) == S1]
+    else:
+        other = [b for b in bands if band_sensor(b) != sensor]
     if other:
         raise BandError(
             f"band(s) {other} are {SENSOR_NAMES[band_sensor(other[0])]} bands, but product {data.get('id')} is "

@@ -30,9 +30,9 @@ def nodata_mask(images: Mapping[str, np.ndarray], factors: Mapping[str, int]) ->
     return valid
 
 
-# "scl": the image-derived part is the nodata mask; the SCL mask itself is read on its own grid by the build and
-# reaches each shard task beside the images (``materialize_shard(..., masks=...)``).
-MASK_SOURCES: dict[str, MaskSource] = {"nodata": nodata_mask, "scl": nodata_mask}
+# "scl", "qa_pixel": the image-derived part is the nodata mask; the SCL (or Landsat QA_PIXEL) mask itself is read on
+# its own grid by the build and reaches each shard task beside the images (``materialize_shard(..., masks=...)``).
+MASK_SOURCES: dict[str, MaskSource] = {"nodata": nodata_mask, "scl": nodata_mask, "qa_pixel": nodata_mask}
 
 
 @dataclass(frozen=True)

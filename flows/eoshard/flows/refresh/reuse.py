@@ -32,7 +32,7 @@ from safetensors.numpy import load
 from eoshard.flows.refresh.errors import RefreshError
 from eoshard.pipeline.cube import acquisition_key
 from eoshard.pipeline.patches import Patch
-from eoshard.pipeline.sensors import S2, group_sensor
+from eoshard.pipeline.sensors import group_sensor, is_main
 from eoshard.pipeline.shards.reader import open_shards
 from eoshard.pipeline.shards.task import ShardSpec, materialize_shard
 
@@ -97,7 +97,7 @@ def open_old(path: Path, plan: BuildPlan, manifest: Mapping[str, Any]) -> OldDat
     return OldDataset(
         path=str(path),
         use_zarr=manifest["formats"]["zarr"] is not None,
-        groups={g: list(spec["bands"]) for g, spec in manifest["groups"].items() if group_sensor(g) == S2},
+        groups={g: list(spec["bands"]) for g, spec in manifest["groups"].items() if is_main(group_sensor(g))},
         n_dates=len(manifest["dates"]),
         steps=reused_steps(plan, manifest),
         read_mask=plan.valid is not None,

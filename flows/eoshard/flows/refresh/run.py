@@ -25,7 +25,7 @@ from eoshard.catalog.errors import EmptySelectionError
 from eoshard.flows.aoi import read_aoi
 from eoshard.flows.build import FINGERPRINT_EXCLUDE, BuildPlan, plan_build, s1_products, search_products
 from eoshard.flows.config import BuildConfig
-from eoshard.flows.masking import with_mask
+from eoshard.flows.masking import with_landsat_bands, with_mask
 from eoshard.flows.products import apply_selection
 from eoshard.flows.redaction import public_config
 from eoshard.flows.refresh import swap
@@ -65,7 +65,7 @@ def check_config(config: BuildConfig, dataset: Path) -> BuildConfig:
     """Refuse a config that would not build this dataset (other than in ``_MAY_CHANGE``).
 
     Returns the config with ``timeseries.mask: auto`` pinned to the mask the build resolved it to, so the
-    refreshed dates are masked as the held ones are.
+    refreshed dates are masked as the held ones are, and with Landsat's band names where the build resolved to them.
     """
     plan_file = dataset / BUILD_DIR / "plan.json"
     if not plan_file.is_file():
@@ -73,6 +73,7 @@ def check_config(config: BuildConfig, dataset: Path) -> BuildConfig:
     built = json.loads(plan_file.read_text())["config"]
     if config.timeseries.mask == "auto":
         config = with_mask(config, built.get("timeseries", {}).get("mask", "nodata"))
+    config = with_landsat_bands(config, built.get("bands", []))
     now = public_config(config, exclude=FINGERPRINT_EXCLUDE)
     changed = sorted(
         f"{section}.{field}".rstrip(".")

@@ -27,7 +27,8 @@ def manifest_band_metadata(manifest: Mapping[str, Any]) -> dict[str, dict[str, A
     image_groups = [spec for name, spec in groups.items() if name != INDEX_GROUP]
     reflectance = any(spec["dtype"] == "float32" for spec in image_groups)
     indices = groups.get(INDEX_GROUP, {}).get("expressions", {})
-    return band_metadata(list(manifest["bands"]), reflectance=reflectance, indices=indices)
+    landsat = any(name.startswith("ls_") for name in groups)
+    return band_metadata(list(manifest["bands"]), reflectance=reflectance, indices=indices, landsat=landsat)
 
 
 def with_sample_metadata(frame: gpd.GeoDataFrame) -> gpd.GeoDataFrame:

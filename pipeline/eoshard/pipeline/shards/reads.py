@@ -16,6 +16,7 @@ from odc.geo.geobox import GeoBox
 
 from eoshard.pipeline.direct import GroupSource, Sweep, read_group_window, tune_malloc, use_block_store
 from eoshard.pipeline.labels import LabelSource, label_window, layer_values
+from eoshard.pipeline.landsat import qa_valid
 from eoshard.pipeline.paired import nested_grid
 from eoshard.pipeline.shards.task import ShardSpec, materialize_shard
 
@@ -47,6 +48,9 @@ class ShardSources:
     label_zoom: int = 1  # label pixels per base pixel along each axis (``labels.resolution``)
     block_store: str | None = None  # the build's store of decoded blocks on each machine (see ``direct.blocks``)
     order: PatchOrder | None = None  # None: no hints to the block cache
+    qa: GroupSource | None = None  # Landsat's qa_pixel on its own grid, with mask: qa_pixel
+    qa_factor: int = 1
+    qa_bits: int = 0  # the QA_PIXEL bits that make a pixel invalid
 
 
 @dataclass(frozen=True)
@@ -83,7 +87,7 @@ def read_shard(spec: ShardSpec, sources: ShardSources, size: int) -> dict[str, A
     if sources.labels is not None:
         labels = {name: [None] * n for name in sources.labels.layers}
     paired: dict[str, list[Any]] = {"hr": [None] * n} if sources.hr is not None else {}
-    masks: list[Any] | None = [None] * n if sources.scl is not None else None
+    masks: list[Any] | None = [None] * n if sources.scl is not None or sources.qa is not None else None
     for run in patch_runs(spec.origins, size):
         rows = slice(run.row, run.row + size)
         sweep = run_sweep(sources.order, run, size, sources.grid.shape[1])
@@ -100,7 +104,11 @@ def read_shard(spec: ShardSpec, sources: ShardSources, size: int) -> dict[str, A
             for layer in sources.labels.layers:
                 _cut(labels[layer], run, layer_values(stacked, layer), size, 1, zoom_in=z)
         if sources.scl is not None and masks is not None:
-            _cut(masks, run, _scl_valid(sources, rows, run, sweep), size, 1)
+            scl = _class_window(sources.scl, sources.scl_factor, rows, run, sweep)
+            _cut(masks, run, ~np.isin(scl, sources.scl_invalid), size, 1)
+        if sources.qa is not None and masks is not None:
+            qa = _class_window(sources.qa, sources.qa_factor, rows, run, sweep)
+            _cut(masks, run, qa_valid(qa, sources.qa_bits), size, 1)
         if sources.hr is not None:
             f = sources.hr_factor
             hr = read_group_window(
@@ -135,18 +143,17 @@ def run_sweep(order: PatchOrder | None, run: Run, size: int, grid_width: int) ->
     return Sweep(tuple(shared), float(run.row + order.step), float(last + order.step))
 
 
-def _scl_valid(sources: ShardSources, rows: slice, run: Run, sweep: Sweep) -> np.ndarray:
-    """The SCL valid mask of a run on the base grid: the SCL pixels that cover it, repeated and cut to it
-    (a patch need not start on an SCL pixel's edge: the patches align with the bands' groups, not the SCL)."""
-    assert sources.scl is not None
-    f = sources.scl_factor
+def _class_window(source: GroupSource, f: int, rows: slice, run: Run, sweep: Sweep) -> np.ndarray:
+    """The ``(time, h, w)`` classes (SCL) or bits (QA_PIXEL) of a run on the base grid: the pixels of ``source``
+    (``f`` times coarser) that cover it, repeated and cut to it (a patch need not start on a class pixel's edge:
+    the patches align with the bands' groups, not the mask's)."""
     r0, c0 = rows.start // f, run.col0 // f
     window = slice(r0, -(-rows.stop // f)), slice(c0, -(-run.col1 // f))
-    valid = ~np.isin(read_group_window(sources.scl, *window, sweep.scaled(1 / f))[:, 0], sources.scl_invalid)
+    values = read_group_window(source, *window, sweep.scaled(1 / f))[:, 0]
     if f > 1:
-        valid = valid.repeat(f, axis=-2).repeat(f, axis=-1)
+        values = values.repeat(f, axis=-2).repeat(f, axis=-1)
     dy, dx = rows.start - r0 * f, run.col0 - c0 * f
-    return valid[..., dy : dy + rows.stop - rows.start, dx : dx + run.col1 - run.col0]
+    return values[..., dy : dy + rows.stop - rows.start, dx : dx + run.col1 - run.col0]
 
 
 def _zoom_out(rows: slice, run: Run, factor: int) -> tuple[slice, slice]:

@@ -12,7 +12,7 @@ import numpy as np
 from odc.geo.geobox import GeoBox
 from safetensors.numpy import save
 
-from eoshard.pipeline.sensors import S2, group_sensor
+from eoshard.pipeline.sensors import group_sensor, is_main
 from eoshard.pipeline.timeseries import DateSelection, day_of_year, days_since_epoch
 
 FORMAT_VERSION = "1.0"  # Sentinel-2 only: one time axis
@@ -29,7 +29,7 @@ def format_version(other_sensors: Collection[str]) -> str:
 def time_mask_of(group: str) -> str:
     """The Zarr array that says which dates of ``group`` a slot keeps: its sensor's ``time_mask``."""
     sensor = group_sensor(group)
-    return "time_mask" if sensor == S2 else f"{sensor}_time_mask"
+    return "time_mask" if is_main(sensor) else f"{sensor}_time_mask"
 
 
 def sensor_layouts(sensor: str, n_dates: int, size: int) -> dict[str, tuple[tuple[int, ...], str]]:

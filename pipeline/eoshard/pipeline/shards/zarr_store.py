@@ -13,7 +13,7 @@ from zarr.codecs import ZstdCodec
 
 from eoshard.pipeline.errors import ShardWriteError
 from eoshard.pipeline.faults import fault_point
-from eoshard.pipeline.sensors import S2, group_sensor
+from eoshard.pipeline.sensors import group_sensor, is_main
 
 _DIMS = {0: [], 1: ["time"], 2: ["y", "x"], 3: ["time", "y", "x"], 4: ["time", "band", "y", "x"]}
 
@@ -60,8 +60,8 @@ def _dims(name: str, ndim: int, finer: bool = False) -> list[str]:
     if finer:  # label layers nested in the base grid
         return ["y_labels", "x_labels"]
     sensor = group_sensor(name)
-    time = "time" if sensor == S2 else f"time_{sensor}"  # each sensor's own dates (format 1.1)
-    if name in ("valid_fraction", "time_mask") or (sensor != S2 and ndim == 1):
+    time = "time" if is_main(sensor) else f"time_{sensor}"  # each sensor's own dates (format 1.1)
+    if name in ("valid_fraction", "time_mask") or (not is_main(sensor) and ndim == 1):
         return [time]
     if name == "hr":  # the paired finer source: one date, bands first
         return ["band_hr", "y_hr", "x_hr"]
