@@ -59,8 +59,9 @@ def asset_resolution(item: Mapping[str, Any], band: str) -> float:
         return float(asset["gsd"])
     if band in S2_RESOLUTIONS:
         return float(S2_RESOLUTIONS[band])
-    if item["properties"].get("proj:transform"):
-        return abs(float(item["properties"]["proj:transform"][0]))
+    item_transform = item.get("properties", {}).get("proj:transform")
+    if item_transform:
+        return abs(float(item_transform[0]))
     raise BandError(f"cannot tell the resolution of band {band} in {item.get('id')}: give proj:transform or gsd")
 
 
