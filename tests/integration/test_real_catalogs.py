@@ -211,6 +211,11 @@ def test_landsat_builds_bit_exact_by_common_or_usgs_name(tmp_path: Path) -> None
     assert manifest["radiometry"] == {local["id"]: {"scale": 2.75e-05, "offset": -0.2, "source": "raster:bands"}}
     assert manifest["band_metadata"]["red"]["sensor"] == "landsat"
     assert manifest["band_metadata"]["nir08"]["wavelength_nm"] == 870.0
+    collection = json.loads((tmp_path / "by-name" / "collection.json").read_text())
+    assert collection["summaries"]["eo:bands"][0] == {
+        "name": "red", "common_name": "red", "center_wavelength": 0.65, "full_width_half_max": 0.04
+    }  # fmt: skip
+    assert "Landsat" in json.loads((tmp_path / "by-name" / "croissant.json").read_text())["keywords"]
     values = zarr.open_group(str(tmp_path / "by-name" / "data.zarr"), mode="r")["ls_30m"][:]
     assert values.dtype == np.uint16 and values.shape[0] == manifest["n_samples"] > 0
     assert values.shape[1:] == (1, 2, SIZE, SIZE)

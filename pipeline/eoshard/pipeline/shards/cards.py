@@ -116,6 +116,11 @@ def _spectral_bands(bands: Mapping[str, Mapping[str, Any]]) -> list[dict[str, An
     return out
 
 
+def _optical_sensor(bands: Mapping[str, Mapping[str, Any]]) -> str:
+    """``Landsat`` when the bands are Landsat's (``band_metadata``), else ``Sentinel-2``."""
+    return "Landsat" if any(info.get("sensor") == "landsat" for info in bands.values()) else "Sentinel-2"
+
+
 def croissant(
     manifest: Mapping[str, Any], bbox_4326: Sequence[float], sha256: Mapping[str, str]
 ) -> dict[str, Any]:
@@ -149,7 +154,7 @@ def croissant(
             f"{manifest['n_samples']} samples of {manifest['patch']['size']} px, bands "
             f"{', '.join(manifest['bands'])}, {len(dates)} dates"
         ),
-        "keywords": ["Earth observation", "Sentinel-2", "time series", "segmentation"],
+        "keywords": ["Earth observation", _optical_sensor(bands), "time series", "segmentation"],
         "spatialCoverage": {
             "@type": "Place",
             "geo": {"@type": "GeoShape", "box": f"{south} {west} {north} {east}"},
@@ -195,7 +200,7 @@ def eo_bands(manifest: Mapping[str, Any]) -> list[dict[str, Any]]:
     for band in manifest["bands"]:
         info = described.get(band) or {}
         entry: dict[str, Any] = {"name": band}
-        if info.get("sensor") == "sentinel-2" and info.get("wavelength_nm") is not None:
+        if info.get("sensor") in ("sentinel-2", "landsat") and info.get("wavelength_nm") is not None:
             entry["common_name"] = info["common_name"]
             entry["center_wavelength"] = round(info["wavelength_nm"] / 1000, 4)
             entry["full_width_half_max"] = round(info["bandwidth_nm"] / 1000, 4)
