@@ -64,10 +64,7 @@ class BuildPlan:
     patches: list[Patch]
     hr: xr.DataArray | None = None  # the paired finer source, (band, y, x) on the nested grid
     hr_items: list[dict[str, Any]] = field(default_factory=list)
-    valid: xr.DataArray | None = (
-        None  # the SCL (QA_PIXEL) valid mask, (time, y, x) on the base grid, with mask: scl
-    )
-    # (qa_pixel)
+    valid: xr.DataArray | None = None  # the SCL or QA_PIXEL valid mask, (time, y, x) on the base grid
     sources: ShardSources | None = None  # what direct shard tasks read (None: the tasks compute the cubes' graph)
 
     @property
@@ -206,9 +203,7 @@ def plan_build(
     area, area_crs = read_aoi(config.aoi)
     products = list(selected_products(config) if items is None else items)
     config = resolve_bands(config, products)  # Landsat products: their own band names (B04/red/SR_B4 -> red)
-    config = resolve_mask(
-        config, products
-    )  # timeseries.mask: auto -> scl, qa_pixel or nodata, as the products allow
+    config = resolve_mask(config, products)  # timeseries.mask: auto -> scl, qa_pixel or nodata, as they allow
     if config.s1 is not None and not any(item_sensor(stackstac_ready(i)) == S1 for i in products):
         products += list(s1_products(config, gpd.GeoSeries([area], crs=area_crs).to_crs(4326).iloc[0]))
     grid = grid_for_area(area, area_crs, resolution=config.grid.resolution, crs=config.grid.crs)
