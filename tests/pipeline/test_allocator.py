@@ -1,5 +1,5 @@
-"""The shard tasks' malloc settings: under a Dask nanny's MALLOC_TRIM_THRESHOLD_, big arrays are reused, not
-faulted in afresh each time."""
+"""The shard tasks' malloc settings: under a Dask nanny's MALLOC_TRIM_THRESHOLD_, arrays under 2 MiB are reused,
+not faulted in afresh each time."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ if sys.argv[1] == "tuned":
     assert tune_malloc()
 before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 for _ in range(100):
-    a = np.ones(2**20, dtype="f8")  # 8 MiB: a decoded block, a window
+    a = np.ones(2**17, dtype="f8")  # 1 MiB: a sample's band stack, a 512 px block
     del a
 print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 """
@@ -33,7 +33,7 @@ def test_tuned_malloc_reuses_big_arrays_under_the_nannys_trim_threshold() -> Non
         return int(done.stdout)
 
     plain, tuned = faults("plain"), faults("tuned")
-    # fresh pages for every array (the kernel faults them in a few at a time): 516 faults per array here
+    # fresh pages for every array (the kernel faults them in a few at a time): about 260 faults per array here
     assert plain > 100 * 100
     # the heap's pages, reused: about 5 faults per array here (Python's own allocations)
     assert tuned * 10 < plain, (plain, tuned)

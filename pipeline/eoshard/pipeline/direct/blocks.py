@@ -97,6 +97,13 @@ class BlockCache:
                 if key in self._items:
                     self._retired[key] = None
 
+    def drop_retired(self) -> None:
+        """Let the retired entries go now (a process reading one shard at a time needs none of them again)."""
+        with self._lock:
+            while self._retired:
+                key, _ = self._retired.popitem()
+                self._bytes -= self._items.pop(key).nbytes
+
     def clear(self) -> None:
         with self._lock:
             self._items.clear()
@@ -281,6 +288,12 @@ def close_files() -> None:
                 handle.dataset.close()
         _files.clear()
     CACHE.clear()
+
+
+def drop_retired_blocks() -> None:
+    """Forget the blocks the sweep has passed (see ``BlockCache.retire``): a shard task that runs alone in its
+    process calls it after each run of patches, so its memory holds the blocks still ahead, not the bound."""
+    CACHE.drop_retired()
 
 
 def block_key(href: str, row: int, col: int) -> Hashable:

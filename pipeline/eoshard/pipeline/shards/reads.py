@@ -7,6 +7,8 @@ hands numpy arrays to ``materialize_shard``, the same function the graph engine 
 
 from __future__ import annotations
 
+import math
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -14,7 +16,14 @@ from typing import Any
 import numpy as np
 from odc.geo.geobox import GeoBox
 
-from eoshard.pipeline.direct import GroupSource, Sweep, read_group_window, tune_malloc, use_block_store
+from eoshard.pipeline.direct import (
+    GroupSource,
+    Sweep,
+    drop_retired_blocks,
+    read_group_window,
+    tune_malloc,
+    use_block_store,
+)
 from eoshard.pipeline.labels import LabelSource, label_window, layer_values
 from eoshard.pipeline.landsat import qa_valid
 from eoshard.pipeline.paired import nested_grid
@@ -77,10 +86,27 @@ def patch_runs(origins: Sequence[tuple[int, int]], size: int) -> list[Run]:
     return runs
 
 
+_reading = 0  # shard tasks reading in this process
+_reading_lock = threading.Lock()
+
+
 def read_shard(spec: ShardSpec, sources: ShardSources, size: int) -> dict[str, Any]:
     """Read the windows of the shard's patches, then ``materialize_shard`` (see there for what it returns)."""
+    global _reading
     tune_malloc()
     use_block_store(sources.block_store)
+    with _reading_lock:
+        _reading += 1
+    try:
+        images, labels, paired, masks = _read_windows(spec, sources, size)
+    finally:
+        with _reading_lock:
+            _reading -= 1
+    return materialize_shard(spec, images, labels, paired, masks=masks)
+
+
+def _read_windows(spec: ShardSpec, sources: ShardSources, size: int) -> tuple[Any, Any, Any, Any]:
+    """Images, labels, paired and mask windows of each patch, read run by run."""
     n = len(spec.keys)
     images: dict[str, list[Any]] = {name: [None] * n for name in sources.groups}
     labels: dict[str, list[Any]] = {}
@@ -90,7 +116,7 @@ def read_shard(spec: ShardSpec, sources: ShardSources, size: int) -> dict[str, A
     masks: list[Any] | None = [None] * n if sources.scl is not None or sources.qa is not None else None
     for run in patch_runs(spec.origins, size):
         rows = slice(run.row, run.row + size)
-        sweep = run_sweep(sources.order, run, size, sources.grid.shape[1])
+        sweep = run_sweep(sources.order, run, size, (sources.grid.shape[0], sources.grid.shape[1]))
         for name, group in sources.groups.items():
             f = sources.factors[name]
             window = read_group_window(group, *_zoom_out(rows, run, f), sweep.scaled(1 / f))
@@ -118,15 +144,19 @@ def read_shard(spec: ShardSpec, sources: ShardSources, size: int) -> dict[str, A
                 sweep.scaled(f),
             )[0]
             _cut(paired["hr"], run, hr, size, 1, zoom_in=f)
-    return materialize_shard(spec, images, labels, paired, masks=masks)
+        if _reading == 1:  # no other shard of this process may still need the blocks the sweep has passed
+            drop_retired_blocks()
+    return images, labels, paired, masks
 
 
-def run_sweep(order: PatchOrder | None, run: Run, size: int, grid_width: int) -> Sweep:
-    """Where ``run`` lies in the build's sweep, on the base grid (see ``direct.mosaic.Sweep``).
+def run_sweep(order: PatchOrder | None, run: Run, size: int, grid_shape: tuple[int, int]) -> Sweep:
+    """Where ``run`` lies in the build's sweep, on the base grid of ``grid_shape`` (see ``direct.mosaic.Sweep``).
 
     The columns just right of a stripe edge are read by both stripes when the last patches left of the edge
-    reach over it. On a lattice, the patches after the run start a ``step`` lower, or a ``step`` right in its row.
+    reach over it. On a lattice, the patches after the run start a ``step`` lower (none below the grid's last
+    whole patch), or a ``step`` right in its row.
     """
+    grid_height, grid_width = grid_shape
     if order is None:
         return Sweep()
     last = max(col for _, col in run.members)
@@ -140,7 +170,9 @@ def run_sweep(order: PatchOrder | None, run: Run, size: int, grid_width: int) ->
                 shared.append((float(edge), float(edge + reach)))
     if order.step is None:
         return Sweep(tuple(shared))
-    return Sweep(tuple(shared), float(run.row + order.step), float(last + order.step))
+    below = run.row + order.step
+    done_row = float(below) if below + size <= grid_height else math.inf
+    return Sweep(tuple(shared), done_row, float(last + order.step))
 
 
 def _class_window(source: GroupSource, f: int, rows: slice, run: Run, sweep: Sweep) -> np.ndarray:
