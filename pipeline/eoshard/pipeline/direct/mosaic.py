@@ -75,7 +75,9 @@ def _aligned(
     re, ce = min(r1, dataset.height), min(c1, dataset.width)
     done = []
     for br in range(rs // bh, math.ceil(re / bh) if re > rs else rs // bh):
-        for bc in range(cs // bw, math.ceil(ce / bw) if ce > cs else cs // bw):
+        # right to left: GDAL's /vsicurl/ takes a read that starts where its last download ended for a sequential
+        # read and fetches twice as much, the next block too (often not needed, or gone before it is)
+        for bc in reversed(range(cs // bw, math.ceil(ce / bw) if ce > cs else cs // bw)):
             y0, x0 = br * bh, bc * bw
             # the block's extent on the grid
             gy1 = min(y0 + bh, dataset.height) - offset[0]
