@@ -43,6 +43,7 @@ def build(
     workers: WorkersOption = None,
 ) -> None:
     """Build a dataset: select products, cube them lazily, rasterize labels, cut patches, write shards."""
+    from eoshard.flows.block_cache import block_cache_note
     from eoshard.flows.build import plan_build, run_build
     from eoshard.flows.cluster import dashboard_note, dask_client
     from eoshard.flows.masking import mask_note
@@ -57,6 +58,9 @@ def build(
             f" px in {plan.grid.crs}, {len(plan.patches)} patches in {len(plan.shards())} shards"
         )
         console.print(mask_note(cfg.timeseries.mask, plan.config.timeseries.model_dump()))
+        cache_note = block_cache_note(plan.sources, plan.grid.shape[1])
+        if cache_note is not None:
+            console.print(cache_note, style="yellow")
         with dask_client(scheduler, workers) as client:
             console.print(dashboard_note(client))
             with progress_bar() as progress:
