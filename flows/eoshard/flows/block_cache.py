@@ -26,8 +26,8 @@ def stripe_row_bytes(sources: ShardSources, grid_width: int, block_px: int = BLO
     total = 0
     for group, factor in groups:
         files = sum(len(step) for step in group.steps) * len(group.bands)
-        blocks = min(math.ceil(width / factor / block_px) + 1, math.ceil(grid_width / factor / block_px))
-        total += files * blocks * block_px * block_px * np.dtype(group.dtype).itemsize
+        per_file = min(math.ceil(width / factor / block_px) + 1, math.ceil(grid_width / factor / block_px))
+        total += files * per_file * block_px * block_px * np.dtype(group.dtype).itemsize
     return total
 
 

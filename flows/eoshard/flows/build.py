@@ -252,7 +252,7 @@ def plan_build(
     plan = BuildPlan(config, ready, grid, cubes, labels, patches, hr, hr_items, valid)
     if not direct_reads(config):
         return plan
-    return replace(plan, sources=replace(shard_sources(plan, parcels), order=order))
+    return replace(plan, sources=shard_sources(plan, parcels, order))
 
 
 def _patch_order(config: BuildConfig, grid: GeoBox, items: Sequence[pystac.Item]) -> PatchOrder:
@@ -288,8 +288,9 @@ def direct_reads(config: BuildConfig) -> bool:
     return cube.reads == "direct" and cube.engine == "stackstac" and not cube.reflectance and not cube.indices
 
 
-def shard_sources(plan: BuildPlan, parcels: gpd.GeoDataFrame | None) -> ShardSources:
-    """The read recipes of the plan's cubes, SCL mask and HR mosaic, and its parcels, for direct shard tasks."""
+def shard_sources(plan: BuildPlan, parcels: gpd.GeoDataFrame | None, order: PatchOrder) -> ShardSources:
+    """The read recipes of the plan's cubes, SCL mask and HR mosaic, its parcels and its patch order, for direct
+    shard tasks."""
     config, grid = plan.config, plan.grid
     chunk = config.grid.chunksize
     groups = {}
@@ -334,7 +335,7 @@ def shard_sources(plan: BuildPlan, parcels: gpd.GeoDataFrame | None) -> ShardSou
         plan.hr_factor if plan.hr is not None else 1,
         plan.label_zoom(labels.layers[0]) if labels is not None else 1,
         f"{STORE_PREFIX}{uuid.uuid4().hex[:12]}",
-        qa=qa, qa_factor=qa_factor, qa_bits=qa_bits(config.timeseries.qa_pixel_invalid),
+        order=order, qa=qa, qa_factor=qa_factor, qa_bits=qa_bits(config.timeseries.qa_pixel_invalid),
     )  # fmt: skip
 
 

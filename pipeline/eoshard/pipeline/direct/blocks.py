@@ -217,17 +217,18 @@ def _remote(href: str) -> bool:
     return "://" in href and not href.startswith("file://")
 
 
-def _stored(href: str, shared: bool) -> bool:
-    """Whether a block of ``href`` goes to (and is looked for in) the machine's store: blocks that another stripe
-    reads too, and with ``EOSHARD_BLOCK_STORE=all`` every block of a remote file."""
-    return _store is not None and (shared or (STORE_ALL_REMOTE and _remote(href)))
+def _store_for(href: str, shared: bool) -> BlockStore | None:
+    """The machine's store when a block of ``href`` goes there (and is looked for there): blocks that another
+    stripe reads too, and with ``EOSHARD_BLOCK_STORE=all`` every block of a remote file; else None."""
+    return _store if shared or (STORE_ALL_REMOTE and _remote(href)) else None
 
 
 def _cached(key: Hashable, href: str, shared: bool = False) -> np.ndarray | None:
     """A decoded block from memory, else from this machine's store (then kept in memory too)."""
     found = CACHE.get(key)
-    if found is None and _store is not None and _stored(href, shared):
-        found = _store.get(key)
+    store = _store_for(href, shared)
+    if found is None and store is not None:
+        found = store.get(key)
         if found is not None:
             CACHE.put(key, found)
     return found
@@ -235,8 +236,9 @@ def _cached(key: Hashable, href: str, shared: bool = False) -> np.ndarray | None
 
 def _keep(key: Hashable, href: str, block: np.ndarray, shared: bool = False) -> None:
     CACHE.put(key, block)
-    if _store is not None and _stored(href, shared):
-        _store.put(key, block)
+    store = _store_for(href, shared)
+    if store is not None:
+        store.put(key, block)
 
 
 @dataclass
