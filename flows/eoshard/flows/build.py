@@ -478,6 +478,7 @@ def shard_spec(plan: BuildPlan, index: int, shard: list[Patch]) -> ShardSpec:
         seed=config.splits.seed,
         paired={"hr": tuple(config.hr.bands)} if config.hr is not None else {},
         nan_fill=plan.nan_fill(),
+        spool_values=True,
     )
 
 

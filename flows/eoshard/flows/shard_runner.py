@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import shutil
 import uuid
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -26,10 +27,12 @@ from eoshard.pipeline.shards.cards import write_cards
 from eoshard.pipeline.shards.commits import CommitLog, atomic_write, remove_leftovers
 from eoshard.pipeline.shards.describe import manifest_band_metadata
 from eoshard.pipeline.shards.layout import (
+    BUILD_DIR,
     COLLECTION_FILE,
     INDEX_FILE,
     LMDB_DIR,
     MANIFEST_FILE,
+    VALUES_DIR,
     ZARR_DIR,
     DatasetLayout,
     LabelLayout,
@@ -41,7 +44,7 @@ from eoshard.pipeline.shards.lmdb_store import LmdbWriter, part_name
 from eoshard.pipeline.shards.manifest import index_frame, summarise_records, write_collection, write_index
 from eoshard.pipeline.shards.reads import read_shard
 from eoshard.pipeline.shards.samples import format_version
-from eoshard.pipeline.shards.task import ShardSpec
+from eoshard.pipeline.shards.task import ShardSpec, read_spooled
 from eoshard.pipeline.shards.zarr_store import create_store
 
 if TYPE_CHECKING:
@@ -60,6 +63,7 @@ def run_shards(
     fingerprint = plan.fingerprint()
     if log.start(fingerprint):
         remove_leftovers(out)
+        shutil.rmtree(out / BUILD_DIR / VALUES_DIR, ignore_errors=True)  # values of shards a killed build left
     else:
         if "zarr" in config.output.formats:
             create_store(
@@ -189,11 +193,14 @@ def _raise_failed(pending: list[Future[None]]) -> list[Future[None]]:
 def _commit(log: CommitLog, shard: int, result: dict[str, Any], writer: LmdbWriter | None) -> None:
     """LMDB values first (one transaction), then the commit record: a recorded shard is complete everywhere."""
     fault_point("lmdb-put")
+    spool = result.get("spool")
     if writer is not None:
-        writer.put_many(result["records"])
+        writer.put_many(result["records"] if spool is None else read_spooled(spool))
     fault_point("commit-record")
-    record = {k: v for k, v in result.items() if k != "records"}
+    record = {k: v for k, v in result.items() if k not in ("records", "spool")}
     log.commit(shard, {"shard": shard, **record})
+    if spool is not None:
+        Path(spool["path"]).unlink(missing_ok=True)
 
 
 def _first_failure(failures: list[PipelineError], n_shards: int, n_committed: int) -> PipelineError:
@@ -226,6 +233,7 @@ def finalize(plan: BuildPlan, log: CommitLog) -> dict[str, Any]:
     config = plan.config
     out = config.output.path
     remove_leftovers(out)  # every shard is committed: temporary files of killed writers are garbage now
+    shutil.rmtree(out / BUILD_DIR / VALUES_DIR, ignore_errors=True)
     records = log.records()
     rows = [row for r in records for row in r["rows"]]
     summary = summarise_records(records)

@@ -14,12 +14,13 @@ from affine import Affine
 from odc.geo.geobox import GeoBox
 from safetensors.numpy import load
 
+from eoshard.pipeline.errors import ShardWriteError
 from eoshard.pipeline.patches import patch_grid
 from eoshard.pipeline.shards import stats
 from eoshard.pipeline.shards.commits import CommitLog, PlanMismatchError
 from eoshard.pipeline.shards.lmdb_store import LmdbWriter
 from eoshard.pipeline.shards.splits import block_split
-from eoshard.pipeline.shards.task import ShardSpec, materialize_shard
+from eoshard.pipeline.shards.task import ShardSpec, materialize_shard, read_spooled
 from eoshard.pipeline.shards.zarr_store import create_store
 
 
@@ -81,6 +82,15 @@ def test_commit_log_resumes_only_the_same_plan(tmp_path: Path) -> None:
         log.start({"a": 2})
 
 
+LAYOUTS = {  # one 10 m band over three dates, 4 x 4 px samples
+    "s2_10m": ((3, 1, 4, 4), "uint16"),
+    "valid_mask": ((3, 4, 4), "bool"),
+    "valid_fraction": ((3,), "float32"),
+    "time_mask": ((3,), "bool"),
+    "sample_mask": ((), "bool"),
+}
+
+
 def _metadata(value: bytes) -> dict[str, str]:
     """The ``__metadata__`` of a safetensors file (its JSON header after an 8-byte length)."""
     n = int.from_bytes(value[:8], "little")
@@ -92,13 +102,7 @@ def test_shard_task_drops_samples_with_too_few_dates_and_counts_them(tmp_path: P
     images = np.ones((2, 3, 1, 4, 4), np.uint16) * 7
     images[0, 1:] = 0  # sample 0: only one date with data
     images[1, 1, 0, :3] = 0  # sample 1: date 1 is 25 % valid
-    layouts = {
-        "s2_10m": ((3, 1, 4, 4), "uint16"),
-        "valid_mask": ((3, 4, 4), "bool"),
-        "valid_fraction": ((3,), "float32"),
-        "time_mask": ((3,), "bool"),
-        "sample_mask": ((), "bool"),
-    }
+    layouts = LAYOUTS
     create_store(tmp_path / "data.zarr", 2, layouts, shard_size=2, attrs={})
     grid = GeoBox((4, 8), Affine(10, 0, 0, 0, -10, 0), "EPSG:32633")
     spec = ShardSpec(
@@ -124,3 +128,31 @@ def test_shard_task_drops_samples_with_too_few_dates_and_counts_them(tmp_path: P
     assert (row["row"], row["col"], row["crs"], row["transform"]) == (0, 4, "EPSG:32633", [10, 0, 40, 0, -10, 0])
     assert json.loads(row["class_histogram"]) == {}
     assert stats.from_json(result["histograms"]["B02"]) == {7: 32}
+
+
+def test_spooled_values_reach_lmdb_as_the_returned_ones_would(tmp_path: Path) -> None:
+    """A shard task with ``spool_values`` writes its LMDB values to ``_build/values`` instead of returning them
+    through Dask; the driver reads back the same keys and bytes, and a short file is refused, not committed."""
+    images = (np.arange(3 * 2 * 1 * 4 * 4, dtype=np.uint16).reshape(2, 3, 1, 4, 4) % 50) + 1
+    layouts = LAYOUTS
+    dates = ("2024-01-01T00:00:00", "2024-02-01T00:00:00", "2024-03-01T00:00:00")
+    grid = GeoBox((4, 8), Affine(10, 0, 0, 0, -10, 0), "EPSG:32633")
+    results = {}
+    for spool in (False, True):
+        out = tmp_path / str(spool)
+        spec = ShardSpec(
+            out=str(out), index=5, shard_size=2, patches=tuple(patch_grid(grid, 4)), groups={"s2_10m": ["B02"]},
+            factors={"s2_10m": 1}, dates=dates, layouts=layouts, lmdb_part="part-00", write_zarr=False,
+            spool_values=spool,
+        )  # fmt: skip
+        results[spool] = materialize_shard(spec, {"s2_10m": list(images)}, {})
+    returned, spooled = results[False], results[True]
+    assert spooled["records"] == [] and "spool" not in returned
+    path = Path(spooled["spool"]["path"])
+    assert path == tmp_path / "True" / "_build" / "values" / "shard-000005.bin"
+    back = [(key, bytes(value)) for key, value in read_spooled(spooled["spool"])]
+    assert back == returned["records"] and [k for k, _ in back] == ["32633_10_0_0", "32633_10_40_0"]
+    assert path.stat().st_size == sum(len(v) for _, v in returned["records"])
+    path.write_bytes(path.read_bytes()[:-1])  # a file cut short (a full disk while another process wrote it)
+    with pytest.raises(ShardWriteError, match=r"shard-000005\.bin holds"):
+        read_spooled(spooled["spool"])

@@ -27,6 +27,7 @@ CARD_FILE = "croissant.json"  # the GeoCroissant dataset card
 ZARR_DIR = "data.zarr"
 LMDB_DIR = "data.lmdb"
 BUILD_DIR = "_build"
+VALUES_DIR = "values"  # in BUILD_DIR: LMDB values on their way from a shard task to the driver
 
 # the keys of dataset.json, in the order the builder writes them (docs/format.md "dataset.json")
 MANIFEST_KEYS = (

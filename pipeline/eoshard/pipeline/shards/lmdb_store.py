@@ -40,7 +40,7 @@ class LmdbWriter:
         self.path = path
         self._new = 0
 
-    def put_many(self, items: Iterable[tuple[str, bytes]]) -> int:
+    def put_many(self, items: Iterable[tuple[str, bytes | memoryview]]) -> int:
         """Write the items in one transaction; keys already present are kept. Returns how many were new."""
         batch = list(items)
         self._write(batch, strict=False)
@@ -51,7 +51,7 @@ class LmdbWriter:
         return the position of the first such item (None when all were written)."""
         return self._write(list(items), strict=True)
 
-    def _write(self, batch: list[tuple[str, bytes]], *, strict: bool) -> int | None:
+    def _write(self, batch: list[tuple[str, bytes | memoryview]], *, strict: bool) -> int | None:
         self._ensure_room(sum(len(k) + len(v) for k, v in batch))
         while True:
             try:

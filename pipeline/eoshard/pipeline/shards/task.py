@@ -10,10 +10,11 @@ from typing import Any
 import google_crc32c
 import numpy as np
 
+from eoshard.pipeline.errors import ShardWriteError
 from eoshard.pipeline.patches import Patch
 from eoshard.pipeline.sensors import group_sensor
 from eoshard.pipeline.shards import stats
-from eoshard.pipeline.shards.layout import ZARR_DIR
+from eoshard.pipeline.shards.layout import BUILD_DIR, VALUES_DIR, ZARR_DIR
 from eoshard.pipeline.shards.samples import Sample, SensorSeries, empty_slot, sha256
 from eoshard.pipeline.shards.splits import block_split
 from eoshard.pipeline.shards.zarr_store import stack_samples, write_shard
@@ -50,6 +51,9 @@ class ShardSpec:
     nan_fill: tuple[str, ...] = ()  # float arrays whose nodata (and Zarr fill) is NaN
     sensor_dates: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # other sensors' own dates (1.1)
     sensor_rules: Mapping[str, tuple[float, int]] = field(default_factory=dict)  # their min valid fraction, dates
+    spool_values: bool = (
+        False  # LMDB values to a file under ``_build/values`` (see ``spool_values``), not returned
+    )
 
     @property
     def keys(self) -> tuple[str, ...]:
@@ -146,7 +150,12 @@ def materialize_shard(
     checksums = {}
     if spec.write_zarr:
         checksums = write_shard(Path(spec.out) / ZARR_DIR, spec.index, spec.shard_size, stack_samples(slots))
+    spooled = {}
+    if spec.spool_values and spec.lmdb_part is not None:
+        spooled = {"spool": spool_values(Path(spec.out), spec.index, records)}
+        records = []
     return {
+        **spooled,
         "records": records,
         "rows": rows,
         "histograms": {band: stats.dump(h.result()) for band, h in histograms.items()},
@@ -154,6 +163,45 @@ def materialize_shard(
         "dropped": dropped,
         "checksums": checksums,
     }
+
+
+def spool_path(out: Path, shard: int) -> Path:
+    return out / BUILD_DIR / VALUES_DIR / f"shard-{shard:06d}.bin"
+
+
+def spool_values(out: Path, shard: int, records: Sequence[tuple[str, bytes]]) -> dict[str, Any]:
+    """Write the shard's LMDB values one after another to ``spool_path`` and return the keys and lengths.
+
+    The driver (the only writer of each LMDB environment) reads them from there: a file on the build's own
+    storage costs a write and a read, where returning hundreds of MB through Dask costs a serialisation and a
+    copy through the network stack on both sides. A file left by a killed task is written again by the rerun.
+    """
+    path = spool_path(out, shard)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("wb") as f:
+            for _, value in records:
+                f.write(value)
+    except OSError as err:
+        raise ShardWriteError(
+            f"could not write the LMDB values of shard {shard} to {path}: {err}; the shards committed so far stay "
+            "valid: fix the cause (e.g. free disk space) and rerun the same build"
+        ) from err
+    return {"path": str(path), "keys": [key for key, _ in records], "lengths": [len(v) for _, v in records]}
+
+
+def read_spooled(spool: Mapping[str, Any]) -> list[tuple[str, memoryview]]:
+    """The ``(key, value)`` records ``spool_values`` wrote (views into the file's bytes)."""
+    data = memoryview(Path(spool["path"]).read_bytes())
+    records, start = [], 0
+    for key, length in zip(spool["keys"], spool["lengths"], strict=True):
+        records.append((str(key), data[start : start + length]))
+        start += length
+    if start != len(data):
+        raise ShardWriteError(
+            f"{spool['path']} holds {len(data)} bytes where {start} were written: rerun the build"
+        )
+    return records
 
 
 def sensor_series(spec: ShardSpec, images: Mapping[str, np.ndarray]) -> dict[str, SensorSeries]:
