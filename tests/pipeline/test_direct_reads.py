@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tempfile
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -131,16 +132,27 @@ def _small_blocks(item: dict[str, Any], folder: Any) -> dict[str, Any]:
 
 
 def _sweep_decodes(
-    item: dict[str, Any], grid: Any, tmp_path: Any, monkeypatch: Any, *, hints: bool
+    item: dict[str, Any],
+    grid: Any,
+    tmp_path: Any,
+    monkeypatch: Any,
+    *,
+    hints: bool,
+    split: Any = None,
+    tell: bool = True,
 ) -> tuple[Any, Any, Any, int]:
     """Read the product patch by patch in the build's stripe order (stripes of 128 px, 32 px patches) through a
     cache of 8 blocks: (decodes per block, (patch, windows) pairs, the whole grid read beforehand, the most blocks
-    held in memory after a patch)."""
+    held in memory after a patch).
+
+    ``split``: ``(row, col)`` of the patch where a second worker process takes over the sweep: it reads from there
+    on first (as it starts there while the first worker starts at the top), with a memory cache of its own; then
+    the first worker reads up to there. ``tell``: both know where they meet (``meeting``)."""
     import collections
 
     from eoshard.pipeline.direct import blocks
     from eoshard.pipeline.patches import patch_grid, stripe_order
-    from eoshard.pipeline.shards.reads import PatchOrder, Run, run_sweep
+    from eoshard.pipeline.shards.reads import PatchOrder, Run, meeting, run_sweep
 
     with rasterio.open(item["assets"]["B04"]["href"]) as src:
         phase = round((grid.transform.c - src.transform.c) / 10) % 128
@@ -161,10 +173,19 @@ def _sweep_decodes(
     monkeypatch.setattr(blocks, "_keep", lambda key, *a: (decodes.update([key]), keep(key, *a))[1])
     blocks.use_block_store(f"{blocks.STORE_PREFIX}sweep")
     windows, held = [], 0
+    at = len(patches) if split is None else next(n for n, p in enumerate(patches) if (p.row, p.col) == split)
+    meetings = ()
+    if hints and tell and split is not None:
+        meetings = meeting(
+            order, [(p.row, p.col) for p in patches[:at]], [(p.row, p.col) for p in patches[at:]], size
+        )
+    reading = [*patches[at:], *patches[:at]]
     try:
-        for p in patches:
+        for n, p in enumerate(reading):
+            if n == len(patches) - at:
+                blocks.CACHE.clear()  # the first worker: another process, the same machine's store
             run = Run(p.row, p.col, p.col + size, ((0, p.col),))
-            sweep = run_sweep(order if hints else None, run, size, tuple(grid.shape))
+            sweep = replace(run_sweep(order if hints else None, run, size, tuple(grid.shape)), meetings=meetings)
             windows.append([read_group_window(s, slice(p.row // f, (p.row + size) // f),
                                               slice(p.col // f, (p.col + size) // f), sweep.scaled(1 / f))
                             for f, s in sources.items()])  # fmt: skip
@@ -174,7 +195,7 @@ def _sweep_decodes(
         blocks.remove_block_store(f"{blocks.STORE_PREFIX}sweep")
         monkeypatch.setattr(blocks, "_keep", keep)
         close_files()
-    return decodes, list(zip(patches, windows, strict=True)), whole, held
+    return decodes, list(zip(reading, windows, strict=True)), whole, held
 
 
 def test_a_stripe_sweep_decodes_each_block_once(demo_data: Any, tmp_path: Any, monkeypatch: Any) -> None:
@@ -201,6 +222,33 @@ def test_a_stripe_sweep_decodes_each_block_once(demo_data: Any, tmp_path: Any, m
     # between patches, memory holds the blocks still ahead in the stripe: at most 7 (where a patch row crosses a
     # block row: the new row's blocks, the old row's not yet passed), where a plain LRU fills its bound (8)
     assert held == 7 * 64 * 64 * 2 < plain_held == 8 * 64 * 64 * 2
+
+
+def test_two_workers_meeting_in_a_block_row_decode_each_block_once(
+    demo_data: Any, tmp_path: Any, monkeypatch: Any
+) -> None:
+    """A second worker takes over the sweep in the middle of a stripe, inside a block row: the blocks of that row
+    are read by both. Told where they meet, the worker that decodes them first keeps them in the machine's store
+    and the other reads them from there; untold, both decode them."""
+    items, grid = _demo(demo_data)
+    item = _small_blocks(next(i for i in items if i["properties"]["proj:epsg"] == grid.crs.epsg), tmp_path / "cog")
+    # stripe 1 covers grid columns 80..207 (patches at 96..192); the patch row at grid row 96 (file rows 156..187)
+    # lies in B04's block row 2 (file rows 128..191) with the row above (file rows 124..155, block rows 1 and 2)
+    split = (96, 96)
+    decodes, windows, whole, _ = _sweep_decodes(item, grid, tmp_path / "a", monkeypatch, hints=True, split=split)
+    for p, (b04, _) in windows:
+        np.testing.assert_array_equal(b04, whole[1][..., p.row : p.row + 32, p.col : p.col + 32])
+    assert set(decodes.values()) == {1} and len(decodes) == 8 * 9 + 4 * 5
+    untold, _, _, _ = _sweep_decodes(item, grid, tmp_path / "b", monkeypatch, hints=True, split=split, tell=False)
+    # stripe 1 reads B04's block columns 2..4 (file columns 144..271); 2 and 4 reach over its edges, so they are
+    # in the store anyway (and so are B11's): block 3 of block row 2 is the one both workers decode
+    again = {(k[1].rsplit("/", 1)[1], k[2], k[3]) for k, n in untold.items() if n > 1}
+    assert again == {("B04.tif", 2, 3)}
+    from eoshard.pipeline.shards.reads import PatchOrder, meeting
+
+    order = PatchOrder(128, 48, 32)  # the stripes' columns: 80..207 for stripe 1, the last patch reaching to 240
+    assert meeting(order, [(64, 160), (64, 192)], [(96, 96)], 32) == ((96.0, 96.0, 80.0, 240.0),)
+    assert meeting(order, [(416, 64)], [(0, 96)], 32) == ()  # stripe 0 ends, stripe 1 starts: no row shared
 
 
 def test_a_remote_window_fetches_its_blocks_and_not_the_next(tmp_path: Any) -> None:

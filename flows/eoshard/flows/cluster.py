@@ -19,14 +19,20 @@ def dask_client(scheduler: str | None = None, n_workers: int | None = None) -> I
     The LocalCluster has one single-threaded worker per usable core (``CPU_COUNT`` honours cgroup quotas and CPU
     affinity) and shares the machine's memory among them. Its workers do not run distributed's statistical
     profiler (a stack sample of every thread each 10 ms): with a shard task's read threads it cost 14 % of the
-    tile build's CPU time. A scheduler of your own keeps its workers' settings.
+    tile build's CPU time. Its scheduler does not steal work: a build gives each worker a run of neighbouring
+    shards whose source blocks it decodes once, and a shard moved to a worker that holds none of them reads them
+    all again (over HTTP, 3-5 % more bytes for the last shards of a quarter tile). A scheduler of your own keeps
+    its settings (see docs/running-scheduler.md).
     """
     if scheduler:
         with Client(scheduler) as client:
             yield client
         return
     workers = n_workers or max(1, CPU_COUNT)
-    with dask.config.set({"distributed.worker.profile.enabled": False}):  # the nannies pass it to the workers
+    # the nannies pass the profiler setting to the workers; the scheduler reads its own when it is made, here
+    with dask.config.set(
+        {"distributed.worker.profile.enabled": False, "distributed.scheduler.work-stealing": False}
+    ):
         local = LocalCluster(
             n_workers=workers, threads_per_worker=1, processes=True, memory_limit="auto", dashboard_address=":0"
         )

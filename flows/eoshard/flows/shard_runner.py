@@ -42,7 +42,7 @@ from eoshard.pipeline.shards.layout import (
 )
 from eoshard.pipeline.shards.lmdb_store import LmdbWriter, part_name
 from eoshard.pipeline.shards.manifest import index_frame, summarise_records, write_collection, write_index
-from eoshard.pipeline.shards.reads import read_shard
+from eoshard.pipeline.shards.reads import Meetings, meeting, read_shard
 from eoshard.pipeline.shards.samples import format_version
 from eoshard.pipeline.shards.task import ShardSpec, read_spooled
 from eoshard.pipeline.shards.zarr_store import create_store
@@ -154,7 +154,8 @@ class DirectShard:
 
 def submit_shards(plan: BuildPlan, client: Client, todo: dict[int, Any]) -> dict[int, DaskFuture]:
     """Submit the shard tasks: neighbours (in patch order) to the same worker, in order, so that a worker decodes
-    the source blocks its shards share once (see ``eoshard.pipeline.direct.blocks``); idle workers may steal."""
+    the source blocks its shards share once (see ``eoshard.pipeline.direct.blocks``), and every task told where the
+    runs meet; a lost worker's shards go to the others (loose restrictions)."""
     workers = sorted(client.scheduler_info().get("workers", {}))
     per = max(1, -(-len(todo) // max(1, len(workers))))
     shared = None
@@ -162,18 +163,30 @@ def submit_shards(plan: BuildPlan, client: Client, todo: dict[int, Any]) -> dict
         shared = client.scatter(plan.sources, broadcast=True, hash=False)
     futures: dict[int, DaskFuture] = {}
     token = uuid.uuid4().hex[:8]
+    meetings = _meetings(plan, list(todo.values()), per)
     for position, (k, task) in enumerate(todo.items()):
         where: dict[str, Any] = {}
         if workers:
             where = {"workers": [workers[position // per]], "allow_other_workers": True}
         if isinstance(task, DirectShard):
             futures[k] = client.submit(
-                read_shard, task.spec, shared, task.size, key=f"shard-{k}-{token}", priority=-position,
-                pure=False, **where,
+                read_shard, task.spec, shared, task.size, meetings,
+                key=f"shard-{k}-{token}", priority=-position, pure=False, **where,
             )  # fmt: skip
         else:
             futures[k] = client.compute(task, priority=-position, **where)
     return futures
+
+
+def _meetings(plan: BuildPlan, tasks: list[Any], per: int) -> Meetings:
+    """Where each worker's run of ``per`` shards meets the next worker's (see ``read_shard``)."""
+    order = plan.sources.order if plan.sources is not None else None
+    found: Meetings = ()
+    for start in range(per, len(tasks), per):
+        before, after = tasks[start - 1], tasks[start]
+        if isinstance(before, DirectShard) and isinstance(after, DirectShard):
+            found += meeting(order, before.spec.origins, after.spec.origins, before.size)
+    return found
 
 
 def _lmdb_writers(plan: BuildPlan, out: Path) -> dict[str, LmdbWriter]:

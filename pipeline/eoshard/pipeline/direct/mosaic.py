@@ -26,18 +26,28 @@ class Sweep:
     """Where a window lies in the build's sweep, in pixels of the group's grid (see ``shards.reads``).
 
     ``shared``: column ranges that patches of two stripes read; blocks reaching into them are kept in the
-    machine's store for the other stripe. ``done_row``/``done_col``: no later read of the sweep needs a block that
-    ends above ``done_row`` and left of ``done_col``; such blocks leave the memory cache first.
+    machine's store for the other stripe. ``meetings``: ``(lo, hi, x0, x1)`` where two worker processes' parts of
+    the sweep meet within the columns ``x0:x1``: a block there that ends below row ``lo`` and starts above row
+    ``hi`` is read by both and kept in the store too. ``done_row``/``done_col``: no later read of the sweep needs a
+    block that ends above ``done_row`` and left of ``done_col``; such blocks leave the memory cache first.
     """
 
     shared: tuple[tuple[float, float], ...] = ()
     done_row: float = -math.inf
     done_col: float = -math.inf
+    meetings: tuple[tuple[float, float, float, float], ...] = ()
 
     def scaled(self, factor: float) -> Sweep:
         """The same sweep on a grid ``factor`` times finer (a fraction for a coarser one)."""
+        meetings = tuple((lo * factor, hi * factor, x0 * factor, x1 * factor) for lo, hi, x0, x1 in self.meetings)
         return Sweep(tuple((a * factor, b * factor) for a, b in self.shared), self.done_row * factor,
-                     self.done_col * factor)  # fmt: skip
+                     self.done_col * factor, meetings)  # fmt: skip
+
+    def is_shared(self, y0: float, y1: float, x0: float, x1: float) -> bool:
+        """Whether the block over rows ``y0:y1`` and columns ``x0:x1`` of the grid is read by two parts of the sweep."""
+        return any(x0 < b and x1 > a for a, b in self.shared) or any(
+            y1 > lo and y0 < hi and x1 > mx0 and x0 < mx1 for lo, hi, mx0, mx1 in self.meetings
+        )
 
 
 NO_SWEEP = Sweep()
@@ -80,9 +90,9 @@ def _aligned(
         for bc in reversed(range(cs // bw, math.ceil(ce / bw) if ce > cs else cs // bw)):
             y0, x0 = br * bh, bc * bw
             # the block's extent on the grid
-            gy1 = min(y0 + bh, dataset.height) - offset[0]
+            gy0, gy1 = y0 - offset[0], min(y0 + bh, dataset.height) - offset[0]
             gx0, gx1 = x0 - offset[1], min(x0 + bw, dataset.width) - offset[1]
-            shared = any(gx0 < b and gx1 > a for a, b in sweep.shared)
+            shared = sweep.is_shared(gy0, gy1, gx0, gx1)
             block = source_block(href, br, bc, shared=shared)
             ya, yb = max(rs, y0), min(re, y0 + block.shape[0])
             xa, xb = max(cs, x0), min(ce, x0 + block.shape[1])

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import threading
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -39,6 +39,9 @@ class PatchOrder:
     width: int = 0
     offset: int = 0
     step: int | None = None
+
+
+Meetings = tuple[tuple[float, float, float, float], ...]  # see ``meeting``
 
 
 @dataclass(frozen=True)
@@ -90,22 +93,28 @@ _reading = 0  # shard tasks reading in this process
 _reading_lock = threading.Lock()
 
 
-def read_shard(spec: ShardSpec, sources: ShardSources, size: int) -> dict[str, Any]:
-    """Read the windows of the shard's patches, then ``materialize_shard`` (see there for what it returns)."""
+def read_shard(spec: ShardSpec, sources: ShardSources, size: int, meetings: Meetings = ()) -> dict[str, Any]:
+    """Read the windows of the shard's patches, then ``materialize_shard`` (see there for what it returns).
+
+    ``meetings``: where the runs of shards given to different workers meet (see ``meeting``): the blocks both
+    sides read go to the machine's store, so that one worker decodes them and the other reads them back.
+    """
     global _reading
     tune_malloc()
     use_block_store(sources.block_store)
     with _reading_lock:
         _reading += 1
     try:
-        images, labels, paired, masks = _read_windows(spec, sources, size)
+        images, labels, paired, masks = _read_windows(spec, sources, size, meetings)
     finally:
         with _reading_lock:
             _reading -= 1
     return materialize_shard(spec, images, labels, paired, masks=masks)
 
 
-def _read_windows(spec: ShardSpec, sources: ShardSources, size: int) -> tuple[Any, Any, Any, Any]:
+def _read_windows(
+    spec: ShardSpec, sources: ShardSources, size: int, meetings: Meetings
+) -> tuple[Any, Any, Any, Any]:
     """Images, labels, paired and mask windows of each patch, read run by run."""
     n = len(spec.keys)
     images: dict[str, list[Any]] = {name: [None] * n for name in sources.groups}
@@ -117,6 +126,8 @@ def _read_windows(spec: ShardSpec, sources: ShardSources, size: int) -> tuple[An
     for run in patch_runs(spec.origins, size):
         rows = slice(run.row, run.row + size)
         sweep = run_sweep(sources.order, run, size, (sources.grid.shape[0], sources.grid.shape[1]))
+        if meetings:
+            sweep = replace(sweep, meetings=meetings)
         for name, group in sources.groups.items():
             f = sources.factors[name]
             window = read_group_window(group, *_zoom_out(rows, run, f), sweep.scaled(1 / f))
@@ -173,6 +184,29 @@ def run_sweep(order: PatchOrder | None, run: Run, size: int, grid_shape: tuple[i
     below = run.row + order.step
     done_row = float(below) if below + size <= grid_height else math.inf
     return Sweep(tuple(shared), done_row, float(last + order.step))
+
+
+def meeting(
+    order: PatchOrder | None, before: Sequence[tuple[int, int]], after: Sequence[tuple[int, int]], size: int
+) -> Meetings:
+    """Where the sweep passes from one worker's shards to another's, given the patch origins of the last shard
+    before and the first after: ``(lo, hi, x0, x1)``, such that a block in the columns ``x0:x1`` (the stripe, with
+    the reach of its last patches) that ends below row ``lo`` and starts above row ``hi`` is read on both sides
+    (``after``'s first patch row starts at ``lo``, ``before``'s last ends at ``hi``). None between two stripes:
+    the columns they share go to the store anyway."""
+    if not before or not after:
+        return ()
+    last, first = before[-1], after[0]  # a shard's patches are in sweep order
+    x0, x1 = -math.inf, math.inf
+    if order is not None and order.width:
+        stripe = (last[1] + order.offset) // order.width
+        if (first[1] + order.offset) // order.width != stripe:
+            return ()
+        x0, x1 = (
+            float(stripe * order.width - order.offset),
+            float((stripe + 1) * order.width - order.offset + size),
+        )
+    return ((float(first[0]), float(last[0] + size), x0, x1),)
 
 
 def _class_window(source: GroupSource, f: int, rows: slice, run: Run, sweep: Sweep) -> np.ndarray:
