@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import tempfile
-from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -185,7 +184,7 @@ def _sweep_decodes(
             if n == len(patches) - at:
                 blocks.CACHE.clear()  # the first worker: another process, the same machine's store
             run = Run(p.row, p.col, p.col + size, ((0, p.col),))
-            sweep = replace(run_sweep(order if hints else None, run, size, tuple(grid.shape)), meetings=meetings)
+            sweep = run_sweep(order if hints else None, run, size, tuple(grid.shape), meetings)
             windows.append([read_group_window(s, slice(p.row // f, (p.row + size) // f),
                                               slice(p.col // f, (p.col + size) // f), sweep.scaled(1 / f))
                             for f, s in sources.items()])  # fmt: skip

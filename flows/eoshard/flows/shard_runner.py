@@ -27,12 +27,10 @@ from eoshard.pipeline.shards.cards import write_cards
 from eoshard.pipeline.shards.commits import CommitLog, atomic_write, remove_leftovers
 from eoshard.pipeline.shards.describe import manifest_band_metadata
 from eoshard.pipeline.shards.layout import (
-    BUILD_DIR,
     COLLECTION_FILE,
     INDEX_FILE,
     LMDB_DIR,
     MANIFEST_FILE,
-    VALUES_DIR,
     ZARR_DIR,
     DatasetLayout,
     LabelLayout,
@@ -44,7 +42,7 @@ from eoshard.pipeline.shards.lmdb_store import LmdbWriter, part_name
 from eoshard.pipeline.shards.manifest import index_frame, summarise_records, write_collection, write_index
 from eoshard.pipeline.shards.reads import Meetings, meeting, read_shard
 from eoshard.pipeline.shards.samples import format_version
-from eoshard.pipeline.shards.task import ShardSpec, read_spooled
+from eoshard.pipeline.shards.task import ShardSpec, read_spooled, spool_dir
 from eoshard.pipeline.shards.zarr_store import create_store
 
 if TYPE_CHECKING:
@@ -63,7 +61,7 @@ def run_shards(
     fingerprint = plan.fingerprint()
     if log.start(fingerprint):
         remove_leftovers(out)
-        shutil.rmtree(out / BUILD_DIR / VALUES_DIR, ignore_errors=True)  # values of shards a killed build left
+        shutil.rmtree(spool_dir(out), ignore_errors=True)  # values of shards a killed build left
     else:
         if "zarr" in config.output.formats:
             create_store(
@@ -246,7 +244,7 @@ def finalize(plan: BuildPlan, log: CommitLog) -> dict[str, Any]:
     config = plan.config
     out = config.output.path
     remove_leftovers(out)  # every shard is committed: temporary files of killed writers are garbage now
-    shutil.rmtree(out / BUILD_DIR / VALUES_DIR, ignore_errors=True)
+    shutil.rmtree(spool_dir(out), ignore_errors=True)
     records = log.records()
     rows = [row for r in records for row in r["rows"]]
     summary = summarise_records(records)

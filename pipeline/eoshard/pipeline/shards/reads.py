@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import threading
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -125,9 +125,7 @@ def _read_windows(
     masks: list[Any] | None = [None] * n if sources.scl is not None or sources.qa is not None else None
     for run in patch_runs(spec.origins, size):
         rows = slice(run.row, run.row + size)
-        sweep = run_sweep(sources.order, run, size, (sources.grid.shape[0], sources.grid.shape[1]))
-        if meetings:
-            sweep = replace(sweep, meetings=meetings)
+        sweep = run_sweep(sources.order, run, size, (sources.grid.shape[0], sources.grid.shape[1]), meetings)
         for name, group in sources.groups.items():
             f = sources.factors[name]
             window = read_group_window(group, *_zoom_out(rows, run, f), sweep.scaled(1 / f))
@@ -160,16 +158,18 @@ def _read_windows(
     return images, labels, paired, masks
 
 
-def run_sweep(order: PatchOrder | None, run: Run, size: int, grid_shape: tuple[int, int]) -> Sweep:
+def run_sweep(
+    order: PatchOrder | None, run: Run, size: int, grid_shape: tuple[int, int], meetings: Meetings = ()
+) -> Sweep:
     """Where ``run`` lies in the build's sweep, on the base grid of ``grid_shape`` (see ``direct.mosaic.Sweep``).
 
     The columns just right of a stripe edge are read by both stripes when the last patches left of the edge
     reach over it. On a lattice, the patches after the run start a ``step`` lower (none below the grid's last
-    whole patch), or a ``step`` right in its row.
+    whole patch), or a ``step`` right in its row. ``meetings``: where the workers' runs of shards meet.
     """
     grid_height, grid_width = grid_shape
     if order is None:
-        return Sweep()
+        return Sweep(meetings=meetings)
     last = max(col for _, col in run.members)
     shared = []
     if order.width:
@@ -180,10 +180,10 @@ def run_sweep(order: PatchOrder | None, run: Run, size: int, grid_shape: tuple[i
             if 0 < edge < grid_width and reach > 0:
                 shared.append((float(edge), float(edge + reach)))
     if order.step is None:
-        return Sweep(tuple(shared))
+        return Sweep(tuple(shared), meetings=meetings)
     below = run.row + order.step
     done_row = float(below) if below + size <= grid_height else math.inf
-    return Sweep(tuple(shared), done_row, float(last + order.step))
+    return Sweep(tuple(shared), done_row, float(last + order.step), meetings)
 
 
 def meeting(

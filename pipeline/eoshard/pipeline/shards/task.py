@@ -51,9 +51,8 @@ class ShardSpec:
     nan_fill: tuple[str, ...] = ()  # float arrays whose nodata (and Zarr fill) is NaN
     sensor_dates: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # other sensors' own dates (1.1)
     sensor_rules: Mapping[str, tuple[float, int]] = field(default_factory=dict)  # their min valid fraction, dates
-    spool_values: bool = (
-        False  # LMDB values to a file under ``_build/values`` (see ``spool_values``), not returned
-    )
+    # LMDB values to a file under ``_build/values`` (see ``spool_values``) instead of returned
+    spool_values: bool = False
 
     @property
     def keys(self) -> tuple[str, ...]:
@@ -165,8 +164,13 @@ def materialize_shard(
     }
 
 
+def spool_dir(out: Path) -> Path:
+    """Where shard tasks leave their LMDB values for the driver (see ``spool_values``)."""
+    return out / BUILD_DIR / VALUES_DIR
+
+
 def spool_path(out: Path, shard: int) -> Path:
-    return out / BUILD_DIR / VALUES_DIR / f"shard-{shard:06d}.bin"
+    return spool_dir(out) / f"shard-{shard:06d}.bin"
 
 
 def spool_values(out: Path, shard: int, records: Sequence[tuple[str, bytes]]) -> dict[str, Any]:
