@@ -17,7 +17,7 @@ from eoshard.pipeline.shards import stats
 from eoshard.pipeline.shards.layout import BUILD_DIR, VALUES_DIR, ZARR_DIR
 from eoshard.pipeline.shards.samples import Sample, SensorSeries, empty_slot, sha256
 from eoshard.pipeline.shards.splits import block_split
-from eoshard.pipeline.shards.zarr_store import stack_samples, write_shard
+from eoshard.pipeline.shards.zarr_store import write_shard
 from eoshard.pipeline.timeseries import MASK_SOURCES, nodata_mask, select_dates
 
 Layouts = Mapping[str, tuple[tuple[int, ...], str]]
@@ -148,7 +148,7 @@ def materialize_shard(
             class_counts.append(stats.histogram(sample.labels["class"], nodata=-(2**31)))
     checksums = {}
     if spec.write_zarr:
-        checksums = write_shard(Path(spec.out) / ZARR_DIR, spec.index, spec.shard_size, stack_samples(slots))
+        checksums = write_shard(Path(spec.out) / ZARR_DIR, spec.index, spec.shard_size, slots)
     spooled = {}
     if spec.spool_values and spec.lmdb_part is not None:
         spooled = {"spool": spool_values(Path(spec.out), spec.index, records)}

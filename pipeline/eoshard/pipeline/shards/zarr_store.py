@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import uuid
 from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from zarr.codecs import ZstdCodec
 from eoshard.pipeline.errors import ShardWriteError
 from eoshard.pipeline.faults import fault_point
 from eoshard.pipeline.sensors import group_sensor, is_main
+from eoshard.pipeline.shards.shard_bytes import encode_shard, one_pass_level
 
 _DIMS = {0: [], 1: ["time"], 2: ["y", "x"], 3: ["time", "y", "x"], 4: ["time", "band", "y", "x"]}
 
@@ -85,31 +87,47 @@ def shard_files(path: Path, shard_index: int) -> list[Path]:
     return files
 
 
-def checksums(path: Path, shard_index: int) -> dict[str, str]:
-    """SHA-256 of each file of one shard, keyed by its path relative to the store's parent."""
+def checksums(path: Path, shard_index: int, name: str | None = None) -> dict[str, str]:
+    """SHA-256 of each file of one shard (of array ``name``, or of all), keyed by its path relative to the store's
+    parent."""
     return {
         str(f.relative_to(path.parent)): hashlib.sha256(f.read_bytes()).hexdigest()
         for f in shard_files(path, shard_index)
+        if name is None or f.relative_to(path).parts[0] == name
     }
 
 
-def write_shard(path: Path, shard_index: int, shard_size: int, arrays: Mapping[str, np.ndarray]) -> dict[str, str]:
-    """Write shard ``shard_index`` of every array in one go (a whole shard, so no other task touches it).
+def write_shard(
+    path: Path, shard_index: int, shard_size: int, samples: Sequence[Mapping[str, np.ndarray]]
+) -> dict[str, str]:
+    """Write shard ``shard_index`` of every array in one go (a whole shard, so no other task touches it) from its
+    samples' arrays by name.
 
-    Every chunk is written, fill-only ones (dropped samples) too: zarr's test for an empty chunk compares each one
-    with its fill value, which cost 17 % of the write; a fill chunk read back is the same values either way.
-    Returns the SHA-256 of the shard's files.
+    Arrays in ``create_store``'s layout are encoded in one pass (``shard_bytes``) and written through a temporary
+    file and a rename, as zarr writes; others by zarr. Every chunk is written, fill-only ones (dropped samples)
+    too: zarr's test for an empty chunk compares each one with its fill value, which cost 17 % of the write; a fill
+    chunk read back is the same values either way. Returns the SHA-256 of the shard's files.
     """
+    sums: dict[str, str] = {}
     try:
         root = zarr.open_group(str(path), mode="r+", zarr_format=3)
         start = shard_index * shard_size
-        for name, values in arrays.items():
+        for name in samples[0]:
             array = root[name]
             assert isinstance(array, zarr.Array)
-            target = array.with_config({"write_empty_chunks": True})
-            target[start : start + values.shape[0]] = values
+            level = one_pass_level(array)
+            if level is None:
+                target = array.with_config({"write_empty_chunks": True})
+                target[start : start + len(samples)] = np.stack([s[name] for s in samples])
+                sums.update(checksums(path, shard_index, name))
+            else:
+                data = encode_shard([s[name] for s in samples], shard_size, level, array.dtype)
+                key = array.metadata.encode_chunk_key((shard_index, *[0] * (array.ndim - 1)))
+                file = path / name / key
+                _replace(file, data)
+                sums[str(file.relative_to(path.parent))] = hashlib.sha256(data).hexdigest()
             fault_point("zarr-shard")
-        return checksums(path, shard_index)
+        return dict(sorted(sums.items()))
     except OSError as err:
         raise ShardWriteError(
             f"could not write shard {shard_index} of {path}: {err}; the shards committed before it stay valid, "
@@ -117,6 +135,12 @@ def write_shard(path: Path, shard_index: int, shard_size: int, arrays: Mapping[s
         ) from err
 
 
-def stack_samples(per_sample: Sequence[Mapping[str, np.ndarray]]) -> dict[str, np.ndarray]:
-    """Stack the samples of one shard into ``(n, ...)`` arrays by name."""
-    return {name: np.stack([s[name] for s in per_sample]) for name in per_sample[0]}
+def _replace(file: Path, data: bytes) -> None:
+    """Write ``file`` as zarr's store does: to ``NAME.<uuid>.partial`` beside it, then renamed over it."""
+    file.parent.mkdir(parents=True, exist_ok=True)
+    tmp = file.with_name(f"{file.name}.{uuid.uuid4().hex}.partial")
+    try:
+        tmp.write_bytes(data)
+        tmp.replace(file)
+    finally:
+        tmp.unlink(missing_ok=True)
