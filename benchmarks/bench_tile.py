@@ -226,6 +226,15 @@ def median(runs: list[float]) -> float:
     return statistics.median(runs)
 
 
+def cpu_ticks() -> tuple[int, int] | None:
+    """The machine's (stolen, all) CPU ticks from /proc/stat (None off Linux): a virtual machine's neighbours take
+    the steal, and the CPU seconds of a run swing with it."""
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+        return fields[7], sum(fields[:8])
+    return None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--work", type=Path, default=Path("/tmp/eoshard-bench-tile"))
@@ -239,6 +248,7 @@ def main() -> None:
     work: Path = args.work
     work.mkdir(parents=True, exist_ok=True)
     print(f"load average at start: {os.getloadavg()}; {os.cpu_count()} CPUs")
+    ticks = cpu_ticks()
     big, small = world(work, args.scale), world(work, args.small)
 
     local = config(big, big / "catalog" / "catalog.json", work / "out-local")
@@ -300,6 +310,11 @@ def main() -> None:
     quarters = round((10980 / SCALES[args.scale]) ** 2)
     project(n_shards, median(cpus), fetched, out_bytes, per_task, quarters)
     print(f"load average at end: {os.getloadavg()}")
+    now = cpu_ticks()
+    if ticks is not None and now is not None and now[1] > ticks[1]:
+        print(
+            f"CPU time stolen by the hypervisor during the run: {100 * (now[0] - ticks[0]) / (now[1] - ticks[1]):.1f} %"
+        )
     print(f"ratio build/floor: {build_s / floor_s:.2f}")
     print(
         f"ratio build/floor in CPU seconds (less sensitive to other load): {median(cpus) / median(floor_cpus):.2f}"
