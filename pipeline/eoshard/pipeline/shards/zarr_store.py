@@ -127,7 +127,7 @@ def write_shard(
                 _replace(file, data)
                 sums[str(file.relative_to(path.parent))] = hashlib.sha256(data).hexdigest()
             fault_point("zarr-shard")
-        return dict(sorted(sums.items()))
+        return dict(sorted(sums.items(), key=lambda item: Path(item[0]).parts))  # shard_files' order
     except OSError as err:
         raise ShardWriteError(
             f"could not write shard {shard_index} of {path}: {err}; the shards committed before it stay valid, "
