@@ -35,8 +35,11 @@ typecheck: venv
 contracts: venv
 	$(PY) deploy/lint_imports.py
 
+# Test files run on PYTEST_WORKERS processes (pytest-xdist; a file's tests share one, so its module fixtures are built
+# once); every session service (pgSTAC, moto, the demo world) is per process, on free ports and its own folders.
+PYTEST_WORKERS ?= 2
 pytest: venv
-	$(VENV)/bin/pytest
+	$(VENV)/bin/pytest -n $(PYTEST_WORKERS) --dist loadfile
 
 # The eoshard wheel in a clean venv: the CLI runs, and eoshard/__init__.py (shipped by this wheel only) gives
 # eoshard.open_dataset from the pipeline portion.
