@@ -72,7 +72,8 @@ def config(root: Path, source: Path, out: Path) -> Path:
     return path
 
 
-CPU_SECONDS: dict[str, float] = {}  # the last build's CPU seconds, summed over its processes
+# the last build's CPU seconds: "last" summed over its processes, "driver" the driver's own
+CPU_SECONDS: dict[str, float] = {}
 
 
 def build(path: Path, workers: int) -> tuple[float, int]:
@@ -110,6 +111,7 @@ def build(path: Path, workers: int) -> tuple[float, int]:
     if process.returncode != 0:
         raise SystemExit(f"build failed: {err.decode()[-3000:]}")
     CPU_SECONDS["last"] = sum(cpu.values())
+    CPU_SECONDS["driver"] = cpu.get(process.pid, 0.0)
     return time.perf_counter() - start, peak
 
 
@@ -209,17 +211,24 @@ def scheduler_seconds_per_task(workers: int, n: int = 2000) -> float:
         return (time.perf_counter() - start) / n
 
 
-def project(n_shards: int, cpu_s: float, fetched: int, out_bytes: int, per_task: float, quarters: int) -> None:
-    """100 workers x 100 tiles from this run's per-shard figures (a tile is ``quarters`` x this AOI)."""
+def project(
+    n_shards: int, cpu_s: float, driver_s: float, fetched: int, out_bytes: int, per_task: float, quarters: int
+) -> None:
+    """100 workers x 100 tiles from this run's per-shard figures (a tile is ``quarters`` x this AOI).
+
+    The driver's CPU seconds (planning, the scheduler of a LocalCluster, committing every shard: the LMDB writes) do
+    not spread over the workers: they are projected on its one process."""
     shards = n_shards * quarters * 100
-    cpu_per_shard = cpu_s / n_shards
+    cpu_per_shard = (cpu_s - driver_s) / n_shards
+    driver_per_shard = driver_s / n_shards
     wall_h = shards * cpu_per_shard / 100 / 3600
-    print(f"projection, 100 tiles on 100 single-core workers: {shards} shard tasks, {cpu_per_shard:.2f} CPU s and "
-          f"{fetched / n_shards / 2**20:.1f} MiB in, {out_bytes / n_shards / 2**20:.1f} MiB out per shard -> "
-          f"{wall_h:.2f} h of wall time if CPU-bound, {fetched * quarters * 100 / 2**40:.2f} TiB read, "
+    print(f"projection, 100 tiles on 100 single-core workers: {shards} shard tasks, {cpu_per_shard:.2f} CPU s of "
+          f"workers and {fetched / n_shards / 2**20:.1f} MiB in, {out_bytes / n_shards / 2**20:.1f} MiB out per shard "
+          f"-> {wall_h:.2f} h of wall time if CPU-bound, {fetched * quarters * 100 / 2**40:.2f} TiB read, "
           f"{out_bytes * quarters * 100 / 2**40:.2f} TiB written, each worker reading "
           f"{fetched / n_shards / cpu_per_shard / 2**20:.1f} MiB/s; scheduler {per_task * 1000:.2f} ms per task "
-          f"-> {shards * per_task / 60:.1f} min of scheduler time in all")  # fmt: skip
+          f"-> {shards * per_task / 60:.1f} min of scheduler time in all; driver {driver_per_shard:.2f} CPU s per "
+          f"shard (planning included) -> {shards * driver_per_shard / 3600:.2f} h on its one process")  # fmt: skip
 
 
 def median(runs: list[float]) -> float:
@@ -256,18 +265,20 @@ def main() -> None:
     print(f"plan: {n_patches} patches in {n_shards} shards, {n_shards} shard tasks (+1 scattered input); "
           f"planning {plan_s:.1f} s")  # fmt: skip
 
-    runs, peaks, cpus = [], [], []
+    runs, peaks, cpus, drivers = [], [], [], []
     for _ in range(args.repeat):
         seconds, peak = build(local, args.workers)
         runs.append(seconds)
         peaks.append(peak)
         cpus.append(CPU_SECONDS["last"])
+        drivers.append(CPU_SECONDS["driver"])
     out_bytes = sum(p.stat().st_size for p in (work / "out-local").rglob("*") if p.is_file())
     manifest = json.loads((work / "out-local" / "dataset.json").read_text())
     build_s = median(runs)
     print(f"build, local files, {args.workers} workers: runs {[round(r, 1) for r in runs]} s, median {build_s:.1f} s, "
           f"{manifest['n_samples']} samples = {manifest['n_samples'] / build_s:.2f} samples/s, "
-          f"peak RSS {max(peaks) / 2**20:.0f} MiB, {median(cpus):.0f} CPU s, {out_bytes / 2**20:.0f} MiB written")  # fmt: skip
+          f"peak RSS {max(peaks) / 2**20:.0f} MiB, {median(cpus):.0f} CPU s ({median(drivers):.0f} in the driver), "
+          f"{out_bytes / 2**20:.0f} MiB written")  # fmt: skip
 
     blocks = needed_blocks(big, manifest)
     floors, floor_cpus = [], []
@@ -308,7 +319,7 @@ def main() -> None:
 
     per_task = scheduler_seconds_per_task(args.workers)
     quarters = round((10980 / SCALES[args.scale]) ** 2)
-    project(n_shards, median(cpus), fetched, out_bytes, per_task, quarters)
+    project(n_shards, median(cpus), median(drivers), fetched, out_bytes, per_task, quarters)
     print(f"load average at end: {os.getloadavg()}")
     now = cpu_ticks()
     if ticks is not None and now is not None and now[1] > ticks[1]:
