@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test venv system-deps lint typecheck contracts pytest wheel-check docs clean training-venv-check
+.PHONY: demo test checks venv system-deps lint typecheck contracts pytest wheel-check docs clean training-venv-check
 
 $(STAMP): pyproject.toml training/pyproject.toml constraints.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -53,7 +53,13 @@ wheel-check: venv
 	cd /tmp && $(WHEEL_VENV)/bin/python -c "import eoshard; f = eoshard.open_dataset; \
 		assert f.__module__ == 'eoshard.pipeline.shards.xarray_view', f; print('wheel OK: eoshard.open_dataset is', f)"
 
-test: system-deps venv lint typecheck contracts docs wheel-check training-venv-check pytest
+# The setup and the checks run two at a time (mostly downloads, installs and one-core tools: the system packages
+# beside the venv, then two checks at once), each target's output kept together; the tests then run on their own.
+CHECKS := lint typecheck contracts docs wheel-check training-venv-check
+test:
+	$(MAKE) -j2 --output-sync=target system-deps checks
+	$(MAKE) pytest
+checks: $(CHECKS)
 
 docs: venv
 	$(VENV)/bin/mkdocs build --strict

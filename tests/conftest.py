@@ -10,6 +10,12 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 
+# On several test processes (``make pytest``), one OpenMP thread each: torch's and OpenBLAS's threads of one process
+# otherwise spin on the core the other one runs on (tests/training/test_sr.py beside a busy core: 230 s, 165 s with
+# one thread). Child processes (Dask workers, the CLI under test) inherit it.
+if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 
 def shared_path(*parts: str) -> Path:
     """A folder or file of ../shared/data; a failure under CI=true, a skip elsewhere when it is absent."""
