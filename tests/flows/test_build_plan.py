@@ -15,6 +15,11 @@ from eoshard.flows.config import parse_config
 
 
 def _plan(demo_data, tmp_path: Path, **changes: Any):
+    with pytest.warns(UserWarning, match="were repaired"):
+        return plan_build(_config(demo_data, tmp_path, **changes))
+
+
+def _config(demo_data, tmp_path: Path, **changes: Any):
     data: dict[str, Any] = {
         "name": "plan",
         "catalog": {"source": str(demo_data.catalog), "max_cloud": 60},
@@ -26,8 +31,7 @@ def _plan(demo_data, tmp_path: Path, **changes: Any):
         "output": {"path": str(tmp_path / "out")},
     }
     data.update(changes)
-    with pytest.warns(UserWarning, match="were repaired"):
-        return plan_build(parse_config(data, tmp_path))
+    return parse_config(data, tmp_path)
 
 
 def test_labelled_mode_keeps_windows_covered_enough(demo_data, tmp_path: Path) -> None:
@@ -57,3 +61,17 @@ def test_single_resolution_puts_every_band_in_one_group(demo_data, tmp_path: Pat
     layouts = plan.layouts()
     assert layouts["s2_10m"] == ((7, 2, 48, 48), "uint16")
     assert np.all([p.geobox.shape == (48, 48) for p in plan.patches])
+
+
+def test_a_plan_says_the_repaired_geometries_once(demo_data, tmp_path: Path) -> None:
+    """The labels, the patch selection and the shard sources share one preparation of the parcels."""
+    import warnings
+
+    for mode in ("grid", "labelled"):
+        with warnings.catch_warnings(record=True) as said:
+            warnings.simplefilter("always")
+            plan_build(_config(demo_data, tmp_path, patches={"size": 48, "mode": mode}))
+        repaired = [w for w in said if "were repaired" in str(w.message)]
+        assert [str(w.message) for w in repaired] == [
+            "1 of 480 label geometries were invalid and were repaired with make_valid"
+        ], mode

@@ -221,7 +221,8 @@ def plan_build(
         cubes[INDEX_GROUP] = index_cube(cubes, grid, config.cube.indices)
     labels = parcels = None
     if config.labels is not None:
-        parcels = read_labels(config)
+        # prepared once (repaired with one warning): the labels, the patch selection and the shard sources share it
+        parcels = prepare_parcels(read_labels(config), grid, config.labels.class_column)
         labels = rasterize_labels(
             parcels,
             label_grid(config, grid),
@@ -415,16 +416,15 @@ def _open_hr(
 def _select_patches(
     config: BuildConfig, grid: GeoBox, align: int, parcels: gpd.GeoDataFrame | None
 ) -> list[Patch]:
+    """The config's patches in ``grid``; ``parcels`` as ``prepare_parcels`` gives them (None without labels)."""
     mode = config.patches.mode  # the config has checked that a mode other than grid has labels
     if mode == "parcels":
-        assert parcels is not None and config.labels is not None
-        prepared = prepare_parcels(parcels, grid, config.labels.class_column)
-        return parcel_centred(grid, prepared, config.patches.size, align=align)
+        assert parcels is not None
+        return parcel_centred(grid, parcels, config.patches.size, align=align)
     patches = patch_grid(grid, config.patches.size, config.patches.stride, align=align)
     if mode == "labelled":
-        assert parcels is not None and config.labels is not None
-        prepared = prepare_parcels(parcels, grid, config.labels.class_column)
-        patches = select_labelled(patches, prepared, config.patches.min_labelled_fraction)
+        assert parcels is not None
+        patches = select_labelled(patches, parcels, config.patches.min_labelled_fraction)
     return patches
 
 

@@ -16,20 +16,11 @@ from eoshard.flows.commands import build, convert, demo, inspect, predict, selec
 __all__ = ["app", "main"]
 
 
-_shown: set[str] = set()
-
-
 def _show_warning(message: Warning | str, category: type[Warning], *_: object, **__: object) -> None:
-    """One line per warning, each text once a run (a build's plan prepares the same labels for two uses)."""
-    text = str(message)
-    if text in _shown:
-        return
-    _shown.add(text)
-    errors.print(f"[yellow]warning:[/] {escape(text)}", highlight=False, soft_wrap=True)
+    errors.print(f"[yellow]warning:[/] {escape(str(message))}", highlight=False, soft_wrap=True)
 
 
 def main() -> None:
     """Entry point of the ``eoshard`` script: warnings as one line each, errors without a traceback."""
-    _shown.clear()
     warnings.showwarning = _show_warning
     sys.exit(app())
