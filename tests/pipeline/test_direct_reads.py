@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import tempfile
 from typing import Any
 
@@ -139,10 +140,10 @@ def _sweep_decodes(
     hints: bool,
     split: Any = None,
     tell: bool = True,
-) -> tuple[Any, Any, Any, int]:
+) -> tuple[Any, Any, Any, list[int]]:
     """Read the product patch by patch in the build's stripe order (stripes of 128 px, 32 px patches) through a
-    cache of 8 blocks: (decodes per block, (patch, windows) pairs, the whole grid read beforehand, the most blocks
-    held in memory after a patch).
+    cache of 8 blocks: (decodes per block, (patch, windows) pairs, the whole grid read beforehand, the bytes held
+    in memory after each patch).
 
     ``split``: ``(row, col)`` of the patch where a second worker process takes over the sweep: it reads from there
     on first (as it starts there while the first worker starts at the top), with a memory cache of its own; then
@@ -171,7 +172,8 @@ def _sweep_decodes(
     keep = blocks._keep
     monkeypatch.setattr(blocks, "_keep", lambda key, *a: (decodes.update([key]), keep(key, *a))[1])
     blocks.use_block_store(f"{blocks.STORE_PREFIX}sweep")
-    windows, held = [], 0
+    windows: list[Any] = []
+    held: list[int] = []
     at = len(patches) if split is None else next(n for n, p in enumerate(patches) if (p.row, p.col) == split)
     meetings = ()
     if hints and tell and split is not None:
@@ -189,7 +191,7 @@ def _sweep_decodes(
                                               slice(p.col // f, (p.col + size) // f), sweep.scaled(1 / f))
                             for f, s in sources.items()])  # fmt: skip
             blocks.drop_retired_blocks()  # as a shard task alone in its process does after each run
-            held = max(held, blocks.CACHE._bytes)
+            held.append(blocks.CACHE._bytes)
     finally:
         blocks.remove_block_store(f"{blocks.STORE_PREFIX}sweep")
         monkeypatch.setattr(blocks, "_keep", keep)
@@ -218,9 +220,56 @@ def test_a_stripe_sweep_decodes_each_block_once(demo_data: Any, tmp_path: Any, m
     assert set(decodes.values()) == {1}
     plain, _, _, plain_held = _sweep_decodes(item, grid, tmp_path / "b", monkeypatch, hints=False)
     assert set(plain) == set(decodes) and sum(plain.values()) > len(expected)
-    # between patches, memory holds the blocks still ahead in the stripe: at most 7 (where a patch row crosses a
-    # block row: the new row's blocks, the old row's not yet passed), where a plain LRU fills its bound (8)
-    assert held == 7 * 64 * 64 * 2 < plain_held == 8 * 64 * 64 * 2
+    # between patches, memory holds the blocks still ahead in the stripe, where a plain LRU fills its bound (8
+    # blocks). At most, where a patch row of stripe 0 crosses a block row: 5 whole blocks (the new row's, the old
+    # row's not yet passed) and the columns its last patch reaches into of the blocks right of it (16 of B04's, 8
+    # of B11's); those two blocks wait whole in the store for stripe 1
+    assert max(held) == 5 * 64 * 64 * 2 + 64 * (16 + 8) * 2 < max(plain_held) == 8 * 64 * 64 * 2
+    assert held[-1] == 0 < plain_held[-1]  # after the last patch, the sweep needs nothing more
+
+
+def test_a_run_that_ends_its_stripes_row_passes_the_blocks_right_of_it() -> None:
+    """Blocks above the next patch row are passed left of the next patch of the row, and all of them where the run
+    ends its stripe's row: at the stripe's edge, or at the grid's last patch while the files reach further (a tile
+    world's grid ends 108 px short of the files: its last blocks stayed in memory until room was needed)."""
+    from eoshard.pipeline.shards.reads import PatchOrder, Run, run_sweep
+
+    order = PatchOrder(128, 48, 32)  # stripes over grid columns ..79, 80..207, ..., 464..591, 592..
+    shape = (448, 600)  # the last whole patch of a row starts at column 544
+
+    def passed(col: int) -> tuple[float, float]:
+        sweep = run_sweep(order, Run(64, col, col + 32, ((64, col),)), 32, shape)
+        return sweep.done_row, sweep.done_col
+
+    assert passed(96) == (96, 128)  # the next patch of the row is in the same stripe
+    assert passed(192) == (96, math.inf)  # the next patch, at 224, is in the next stripe
+    assert passed(512) == (96, 544)
+    assert passed(544) == (96, math.inf)  # the grid's last patch of the row (576 + 32 > 600)
+
+
+def test_passed_blocks_leave_first_and_at_once_when_one_shard_reads() -> None:
+    """Past its bound the cache lets the blocks the sweep has passed go before the least recently used; while one
+    shard task reads alone in its process (``read_alone``), they go as soon as they are passed."""
+    from eoshard.pipeline.direct import blocks
+
+    cache = blocks.BlockCache(3 * 8)
+    a, b, c, d = (np.full(1, n, dtype="int64") for n in range(4))
+    for key, value in (("a", a), ("b", b), ("c", c)):
+        cache.put(key, value)
+    cache.retire(["b"])
+    assert cache.get("b") is b  # read again: no longer retired
+    cache.retire(["b"])
+    cache.put("d", d)  # past the bound: the passed block goes, not the oldest
+    assert [cache.get(k) is v for k, v in (("a", a), ("b", None), ("c", c), ("d", d))] == [True] * 4
+    cache.eager = True
+    cache.retire(["a", "never put"])
+    assert cache.get("a") is None and cache._bytes == 2 * 8
+    blocks.read_alone(True)
+    try:
+        assert blocks.CACHE.eager
+    finally:
+        blocks.read_alone(False)
+    assert not blocks.CACHE.eager
 
 
 def test_two_workers_meeting_in_a_block_row_decode_each_block_once(

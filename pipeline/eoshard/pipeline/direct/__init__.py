@@ -6,7 +6,13 @@ the same pixels: `GroupSource` describes one resolution group as the cube engine
 """
 
 from eoshard.pipeline.direct.allocator import tune_malloc
-from eoshard.pipeline.direct.blocks import STORE_PREFIX, drop_retired_blocks, remove_block_store, use_block_store
+from eoshard.pipeline.direct.blocks import (
+    STORE_PREFIX,
+    drop_retired_blocks,
+    read_alone,
+    remove_block_store,
+    use_block_store,
+)
 from eoshard.pipeline.direct.mosaic import Sweep, read_group_window
 from eoshard.pipeline.direct.sources import AssetSource, GroupSource, ProductSource, group_source, paired_source
 
@@ -19,6 +25,7 @@ __all__ = [
     "drop_retired_blocks",
     "group_source",
     "paired_source",
+    "read_alone",
     "read_group_window",
     "remove_block_store",
     "tune_malloc",

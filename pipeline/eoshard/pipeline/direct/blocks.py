@@ -59,6 +59,8 @@ class BlockCache:
 
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
+        # retired entries leave at once: set while one shard task reads in this process (none other may need them)
+        self.eager = False
         self._items: OrderedDict[Hashable, np.ndarray] = OrderedDict()
         self._retired: OrderedDict[Hashable, None] = OrderedDict()
         self._bytes = 0
@@ -91,10 +93,16 @@ class BlockCache:
                 self._bytes -= old.nbytes
 
     def retire(self, keys: Iterable[Hashable]) -> None:
-        """Mark entries no later read of the sweep needs: they leave first when room is needed."""
+        """Mark entries no later read of the sweep needs: they leave first when room is needed (at once when
+        ``eager``: a window's old block row goes file by file while the new one comes, not after the whole run)."""
         with self._lock:
             for key in keys:
-                if key in self._items:
+                if key not in self._items:
+                    continue
+                if self.eager:
+                    self._retired.pop(key, None)
+                    self._bytes -= self._items.pop(key).nbytes
+                else:
                     self._retired[key] = None
 
     def drop_retired(self) -> None:
@@ -223,19 +231,20 @@ def _store_for(href: str, shared: bool) -> BlockStore | None:
     return _store if shared or (STORE_ALL_REMOTE and _remote(href)) else None
 
 
-def _cached(key: Hashable, href: str, shared: bool = False) -> np.ndarray | None:
-    """A decoded block from memory, else from this machine's store (then kept in memory too)."""
+def _cached(key: Hashable, href: str, shared: bool = False, remember: bool = True) -> np.ndarray | None:
+    """A decoded block from memory, else from this machine's store (then kept in memory too, if ``remember``)."""
     found = CACHE.get(key)
     store = _store_for(href, shared)
     if found is None and store is not None:
         found = store.get(key)
-        if found is not None:
+        if found is not None and remember:
             CACHE.put(key, found)
     return found
 
 
-def _keep(key: Hashable, href: str, block: np.ndarray, shared: bool = False) -> None:
-    CACHE.put(key, block)
+def _keep(key: Hashable, href: str, block: np.ndarray, shared: bool = False, remember: bool = True) -> None:
+    if remember:
+        CACHE.put(key, block)
     store = _store_for(href, shared)
     if store is not None:
         store.put(key, block)
@@ -292,31 +301,59 @@ def close_files() -> None:
     CACHE.clear()
 
 
+def read_alone(alone: bool) -> None:
+    """Say whether one shard task alone reads in this process: then the blocks its sweep has passed leave the
+    memory cache at once (see ``BlockCache.eager``)."""
+    CACHE.eager = alone
+
+
 def drop_retired_blocks() -> None:
     """Forget the blocks the sweep has passed (see ``BlockCache.retire``): a shard task that runs alone in its
     process calls it after each run of patches, so its memory holds the blocks still ahead, not the bound."""
     CACHE.drop_retired()
 
 
-def block_key(href: str, row: int, col: int) -> Hashable:
-    return ("block", href, row, col)
+def block_key(href: str, row: int, col: int, cols: tuple[int, int] | None = None) -> Hashable:
+    """The cache key of a block, or of its columns ``cols`` (see ``source_block``)."""
+    return ("block", href, row, col) if cols is None else ("block", href, row, col, *cols)
 
 
-def source_block(href: str, row: int, col: int, *, shared: bool = False) -> np.ndarray:
+def source_block(
+    href: str, row: int, col: int, *, shared: bool = False, cols: tuple[int, int] | None = None
+) -> np.ndarray:
     """Internal block ``(row, col)`` of band 1 of ``href``, decoded (cached). ``shared``: another stripe of the
-    build reads it too, so it is also kept in (and looked for in) the machine's store."""
+    build reads it too, so it is also kept in (and looked for in) the machine's store.
+
+    ``cols``: only the block's columns ``cols[0]:cols[1]`` are wanted (a stripe whose last patches reach a few
+    pixels into a block the next stripe reads): the memory cache keeps those columns, the store the whole block.
+    """
+    if cols is not None:
+        part = CACHE.get(block_key(href, row, col, cols))
+        if part is not None:
+            return part
+        whole = _cached(block_key(href, row, col), href, shared, remember=False)
+        if whole is None:
+            whole = _decode(href, row, col)
+            _keep(block_key(href, row, col), href, whole, shared, False)
+        part = whole[:, cols[0] : cols[1]].copy()
+        CACHE.put(block_key(href, row, col, cols), part)
+        return part
     key = block_key(href, row, col)
     cached = _cached(key, href, shared)
     if cached is not None:
         return cached
+    block = _decode(href, row, col)
+    _keep(key, href, block, shared)
+    return block
+
+
+def _decode(href: str, row: int, col: int) -> np.ndarray:
     handle = open_file(href)
     ds = handle.dataset
     bh, bw = ds.block_shapes[0]
     window = Window(col * bw, row * bh, min(bw, ds.width - col * bw), min(bh, ds.height - row * bh))
     with handle.lock:
-        block = ds.read(1, window=window)
-    _keep(key, href, block, shared)
-    return block
+        return ds.read(1, window=window)
 
 
 def warped_chunk(

@@ -43,6 +43,10 @@ class Sweep:
         return Sweep(tuple((a * factor, b * factor) for a, b in self.shared), self.done_row * factor,
                      self.done_col * factor, meetings)  # fmt: skip
 
+    def in_reach(self, x0: float, x1: float) -> bool:
+        """Whether the columns ``x0:x1`` of the grid lie where a stripe's last patches reach into the next one."""
+        return any(a <= x0 and x1 <= b for a, b in self.shared)
+
     def is_shared(self, y0: float, y1: float, x0: float, x1: float) -> bool:
         """Whether the block over rows ``y0:y1`` and columns ``x0:x1`` of the grid is read by two parts of the sweep."""
         return any(x0 < b and x1 > a for a, b in self.shared) or any(
@@ -93,12 +97,17 @@ def _aligned(
             gy0, gy1 = y0 - offset[0], min(y0 + bh, dataset.height) - offset[0]
             gx0, gx1 = x0 - offset[1], min(x0 + bw, dataset.width) - offset[1]
             shared = sweep.is_shared(gy0, gy1, gx0, gx1)
-            block = source_block(href, br, bc, shared=shared)
-            ya, yb = max(rs, y0), min(re, y0 + block.shape[0])
-            xa, xb = max(cs, x0), min(ce, x0 + block.shape[1])
-            out[ya - r0 : yb - r0, xa - c0 : xb - c0] = block[ya - y0 : yb - y0, xa - x0 : xb - x0]
+            ya, yb = max(rs, y0), min(re, y0 + bh, dataset.height)
+            xa, xb = max(cs, x0), min(ce, x0 + bw, dataset.width)
+            # only the columns the last patches reach over the stripe's edge, of a block the next stripe reads:
+            # memory holds those, not the whole block, while the stripe goes down (the whole one waits in the store)
+            reach = sweep.in_reach(xa - offset[1], xb - offset[1]) and xb - xa < gx1 - gx0
+            cols = (xa - x0, xb - x0) if reach else None
+            block = source_block(href, br, bc, shared=shared, cols=cols)
+            bx = x0 if cols is None else xa
+            out[ya - r0 : yb - r0, xa - c0 : xb - c0] = block[ya - y0 : yb - y0, xa - bx : xb - bx]
             if gy1 <= sweep.done_row and (gx1 <= sweep.done_col or shared):
-                done.append(block_key(href, br, bc))
+                done.append(block_key(href, br, bc, cols))
     if done:
         CACHE.retire(done)
     nodata = dataset.nodata

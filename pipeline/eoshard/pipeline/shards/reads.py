@@ -20,6 +20,7 @@ from eoshard.pipeline.direct import (
     GroupSource,
     Sweep,
     drop_retired_blocks,
+    read_alone,
     read_group_window,
     tune_malloc,
     use_block_store,
@@ -104,11 +105,13 @@ def read_shard(spec: ShardSpec, sources: ShardSources, size: int, meetings: Meet
     use_block_store(sources.block_store)
     with _reading_lock:
         _reading += 1
+        read_alone(_reading == 1)
     try:
         images, labels, paired, masks = _read_windows(spec, sources, size, meetings)
     finally:
         with _reading_lock:
             _reading -= 1
+            read_alone(_reading == 1)
     return materialize_shard(spec, images, labels, paired, masks=masks)
 
 
@@ -183,7 +186,13 @@ def run_sweep(
         return Sweep(tuple(shared), meetings=meetings)
     below = run.row + order.step
     done_row = float(below) if below + size <= grid_height else math.inf
-    return Sweep(tuple(shared), done_row, float(last + order.step), meetings)
+    after = last + order.step  # the next patch of the row, if it lies in the grid and the stripe
+    row_ends = after + size > grid_width or (
+        bool(order.width) and (after + order.offset) // order.width != (last + order.offset) // order.width
+    )
+    # where the run ends its stripe's row, no later read needs the blocks above ``done_row`` right of it either
+    # (blocks reaching past the grid's last patch, or into the next stripe: those are shared, in the store)
+    return Sweep(tuple(shared), done_row, math.inf if row_ends else float(after), meetings)
 
 
 def meeting(
