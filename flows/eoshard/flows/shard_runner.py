@@ -6,7 +6,7 @@ import contextlib
 import json
 import shutil
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -245,9 +245,8 @@ def finalize(plan: BuildPlan, log: CommitLog) -> dict[str, Any]:
     out = config.output.path
     remove_leftovers(out)  # every shard is committed: temporary files of killed writers are garbage now
     shutil.rmtree(spool_dir(out), ignore_errors=True)
-    records = log.records()
-    rows = [row for r in records for row in r["rows"]]
-    summary = summarise_records(records)
+    rows: list[Mapping[str, Any]] = []
+    summary = summarise_records(log.records(), rows)
     frame = index_frame(rows, str(plan.grid.crs), config.patches.size)
     write_index(frame, out / INDEX_FILE)
     fault_point("finalize")

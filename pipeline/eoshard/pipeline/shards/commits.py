@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -84,8 +85,10 @@ class CommitLog:
             return set()
         return {int(p.stem.split("-")[1]) for p in folder.glob("shard-*.json")}
 
-    def records(self) -> list[dict[str, Any]]:
-        return [json.loads(self._path(k).read_text()) for k in sorted(self.done())]
+    def records(self) -> Iterator[dict[str, Any]]:
+        """The commit records in shard order, read one at a time (the driver never holds them all)."""
+        for k in sorted(self.done()):
+            yield json.loads(self._path(k).read_text())
 
 
 def _dump(data: dict[str, Any]) -> bytes:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,24 +39,33 @@ def write_index(frame: gpd.GeoDataFrame, path: Path) -> None:
     tmp.replace(path)
 
 
-def summarise_records(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """Merge the commit records' statistics: per-band summaries, class counts, dropped and split counts."""
-    bands = list(records[0]["histograms"]) if records else []
-    band_stats = {
-        band: stats.summary(stats.combine(stats.load(r["histograms"][band]) for r in records)) for band in bands
-    }
-    class_counts = stats.merge(stats.from_json(r["class_counts"]) for r in records)
+def summarise_records(
+    records: Iterable[Mapping[str, Any]], rows: list[Mapping[str, Any]] | None = None
+) -> dict[str, Any]:
+    """Merge the commit records' statistics: per-band summaries, class counts, dropped and split counts.
+
+    One record at a time, in order (the float moments are merged in the same order as all at once, bit for bit):
+    memory holds the merged statistics, not every shard's. The records' index rows are appended to ``rows``."""
+    parts: dict[str, stats.Partial] = {}
+    class_counts: stats.Histogram = {}
     splits = {name: 0 for name in SPLITS}
+    checksums: dict[str, str] = {}
+    dropped = 0
     for r in records:
+        for band, data in r["histograms"].items():
+            part = stats.load(data)
+            parts[band] = stats.combine([parts[band], part]) if band in parts else part
+        class_counts = stats.merge([class_counts, stats.from_json(r["class_counts"])])
         for row in r["rows"]:
             splits[row["split"]] += 1
-    checksums: dict[str, str] = {}
-    for r in records:
+        if rows is not None:
+            rows.extend(r["rows"])
         checksums.update(r["checksums"])
+        dropped += int(r["dropped"])
     return {
-        "statistics": band_stats,
+        "statistics": {band: stats.summary(part) for band, part in parts.items()},
         "class_counts": {str(k): v for k, v in sorted(class_counts.items())},
-        "dropped": sum(int(r["dropped"]) for r in records),
+        "dropped": dropped,
         "split_counts": splits,
         "checksums": dict(sorted(checksums.items())),
     }
