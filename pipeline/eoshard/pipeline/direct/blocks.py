@@ -327,24 +327,19 @@ def source_block(
     ``cols``: only the block's columns ``cols[0]:cols[1]`` are wanted (a stripe whose last patches reach a few
     pixels into a block the next stripe reads): the memory cache keeps those columns, the store the whole block.
     """
-    if cols is not None:
-        part = CACHE.get(block_key(href, row, col, cols))
-        if part is not None:
-            return part
-        whole = _cached(block_key(href, row, col), href, shared, remember=False)
-        if whole is None:
-            whole = _decode(href, row, col)
-            _keep(block_key(href, row, col), href, whole, shared, False)
-        part = whole[:, cols[0] : cols[1]].copy()
-        CACHE.put(block_key(href, row, col, cols), part)
+    key, part_key = block_key(href, row, col), block_key(href, row, col, cols)
+    if cols is not None and (part := CACHE.get(part_key)) is not None:
         return part
-    key = block_key(href, row, col)
-    cached = _cached(key, href, shared)
-    if cached is not None:
-        return cached
-    block = _decode(href, row, col)
-    _keep(key, href, block, shared)
-    return block
+    remember = cols is None  # a part is kept in memory, not the whole block
+    block = _cached(key, href, shared, remember)
+    if block is None:
+        block = _decode(href, row, col)
+        _keep(key, href, block, shared, remember)
+    if cols is None:
+        return block
+    part = block[:, cols[0] : cols[1]].copy()
+    CACHE.put(part_key, part)
+    return part
 
 
 def _decode(href: str, row: int, col: int) -> np.ndarray:
