@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import tracemalloc
 from datetime import date
 from pathlib import Path
+from types import SimpleNamespace
 
 import geopandas as gpd
 import numpy as np
@@ -120,20 +123,43 @@ def test_predict_needs_enough_dates(demo_data, tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+def _peak_of_one_size(catalog: str, aoi_file: str, bounds: list[float], out: str) -> int:
+    """Peak Python memory of writing one AOI's stack and predicting it (run in a fresh interpreter)."""
+    demo = SimpleNamespace(catalog=Path(catalog), aoi=Path(aoi_file))
+    out_dir = Path(out)
+    package = load(_package(out_dir, n_dates=1))
+    plan = _reference_stack(demo, tuple(bounds), n_dates=1)
+    tracemalloc.start()
+    scene = write_stack(plan, out_dir / "scene.zarr")
+    predict(package, scene, out_dir / "out.zarr", Tiling(64, 16, 4), probabilities=True)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    return peak
+
+
 def test_memory_stays_flat_when_the_aoi_grows_4x(demo_data, tmp_path: Path) -> None:
-    """Peak Python memory of the stack writer and of the predict side, for a quarter of the AOI and the AOI."""
-    x0, y0, x1, y1 = gpd.read_file(demo_data.aoi).to_crs(4326).total_bounds
+    """Peak Python memory of the stack writer and of the predict side, for a quarter of the AOI and the AOI.
+
+    tracemalloc counts every thread of its process, so each size runs in a fresh interpreter: threads and caches left
+    by other tests in this pytest process cannot add to either peak.
+    """
+    x0, y0, x1, y1 = (float(v) for v in gpd.read_file(demo_data.aoi).to_crs(4326).total_bounds)
     quarter = (x0, y0, (x0 + x1) / 2, (y0 + y1) / 2)
-    package = load(_package(tmp_path, n_dates=1))
     peaks, sizes = [], []
     for n, aoi in enumerate([quarter, (x0, y0, x1, y1)]):
-        plan = _reference_stack(demo_data, aoi, n_dates=1)
-        sizes.append(stack_bytes(plan))
-        tracemalloc.start()
-        scene = write_stack(plan, tmp_path / f"scene{n}.zarr")
-        predict(package, scene, tmp_path / f"out{n}.zarr", Tiling(64, 16, 4), probabilities=True)
-        peaks.append(tracemalloc.get_traced_memory()[1])
-        tracemalloc.stop()
+        sizes.append(stack_bytes(_reference_stack(demo_data, aoi, n_dates=1)))
+        out = tmp_path / f"size{n}"
+        out.mkdir()
+        args = [str(demo_data.catalog), str(demo_data.aoi), list(aoi), str(out)]
+        code = (
+            "import json, sys; from tests.flows.test_predict_command import _peak_of_one_size as f; "
+            "print(f(*json.loads(sys.argv[1])))"
+        )
+        run = subprocess.run(
+            [sys.executable, "-c", code, json.dumps(args)], cwd=ROOT, capture_output=True, text=True, check=False
+        )
+        assert run.returncode == 0, run.stderr[-3000:]
+        peaks.append(int(run.stdout.split()[-1]))
     assert 3.5 < sizes[1] / sizes[0] < 4.5, sizes
     print(f"peak memory {peaks[0] / 1e6:.2f} MB at 1x, {peaks[1] / 1e6:.2f} MB at 4x the AOI; input {sizes} bytes")
     assert peaks[1] < peaks[0] * 1.25 + 300_000, peaks
