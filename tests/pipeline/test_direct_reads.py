@@ -329,3 +329,14 @@ def test_a_remote_window_fetches_its_blocks_and_not_the_next(tmp_path: Any) -> N
     np.testing.assert_array_equal(got, values[0, :, :2048])
     # the header read at open holds the start of the first block; 16 KiB chunks round both ends of each read
     assert needed - 32768 <= fetched <= needed + 2 * 2 * 16384, (fetched, needed)
+
+
+def test_the_scl_table_lookup_equals_isin_for_every_class_value() -> None:
+    from eoshard.pipeline.shards.reads import scl_valid
+
+    invalid = (0, 1, 3, 8, 9, 10)
+    every = np.arange(256, dtype=np.uint8).reshape(2, 8, 16)
+    expected = ~np.isin(every, invalid)
+    assert scl_valid(every, invalid).tolist() == expected.tolist() and expected.sum() == 250
+    wide = np.array([0, 2, 3, 300, 4, 65535], dtype=np.uint16)  # not 8-bit: isin
+    assert scl_valid(wide, invalid).tolist() == [False, True, False, True, True, True]

@@ -81,12 +81,14 @@ def _aligned(
     sweep: Sweep = NO_SWEEP,
 ) -> np.ndarray:
     """The window of a file on the grid: its internal blocks pasted, nodata and the outside set to ``fill``."""
-    out = np.full((window.height, window.width), fill, dtype=dtype)
     r0, c0 = window.row_off + offset[0], window.col_off + offset[1]
     r1, c1 = r0 + window.height, c0 + window.width
     bh, bw = dataset.block_shapes[0]
     rs, cs = max(r0, 0), max(c0, 0)
     re, ce = min(r1, dataset.height), min(c1, dataset.width)
+    inside = (rs, cs, re, ce) == (r0, c0, r1, c1)  # the blocks paste over every pixel of the window
+    shape = (window.height, window.width)
+    out = np.empty(shape, dtype=dtype) if inside else np.full(shape, fill, dtype=dtype)
     done = []
     for br in range(rs // bh, math.ceil(re / bh) if re > rs else rs // bh):
         # right to left: GDAL's /vsicurl/ takes a read that starts where its last download ended for a sequential
@@ -185,11 +187,19 @@ def read_group_window(source: GroupSource, rows: slice, cols: slice, sweep: Swee
         for b, band in enumerate(source.bands)
     }
     fill = np.dtype(source.dtype).type(source.nodata)
-    out = np.full((len(source.steps), len(source.bands), window.height, window.width), fill, dtype=source.dtype)
+    nan = bool(np.isnan(source.nodata))
+    out = np.empty((len(source.steps), len(source.bands), window.height, window.width), dtype=source.dtype)
+    written = np.zeros(out.shape[:2], dtype=bool)
     for (t, _, b), job in jobs.items():  # in mosaic order: a later product's valid pixels overwrite
         data = job.result()
         if data is None:
             continue
-        valid = ~np.isnan(data) if np.isnan(source.nodata) else data != fill
-        np.copyto(out[t, b], data, where=valid)
+        if not written[t, b] and not nan:  # the first file: its window as it is (fill where it has no data)
+            out[t, b] = data
+        else:  # (NaN fill keeps its own bits where a file has NaN)
+            if not written[t, b]:
+                out[t, b] = fill
+            np.copyto(out[t, b], data, where=~np.isnan(data) if nan else data != fill)
+        written[t, b] = True
+    out[~written] = fill
     return out

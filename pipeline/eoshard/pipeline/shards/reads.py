@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -142,11 +143,11 @@ def _read_windows(
             for layer in sources.labels.layers:
                 _cut(labels[layer], run, layer_values(stacked, layer), size, 1, zoom_in=z)
         if sources.scl is not None and masks is not None:
-            scl = _class_window(sources.scl, sources.scl_factor, rows, run, sweep)
-            _cut(masks, run, ~np.isin(scl, sources.scl_invalid), size, 1)
+            valid = partial(scl_valid, invalid=sources.scl_invalid)
+            _cut(masks, run, _class_window(sources.scl, sources.scl_factor, rows, run, sweep, valid), size, 1)
         if sources.qa is not None and masks is not None:
-            qa = _class_window(sources.qa, sources.qa_factor, rows, run, sweep)
-            _cut(masks, run, qa_valid(qa, sources.qa_bits), size, 1)
+            valid = partial(qa_valid, bits=sources.qa_bits)
+            _cut(masks, run, _class_window(sources.qa, sources.qa_factor, rows, run, sweep, valid), size, 1)
         if sources.hr is not None:
             f = sources.hr_factor
             hr = read_group_window(
@@ -218,13 +219,25 @@ def meeting(
     return ((float(first[0]), float(last[0] + size), x0, x1),)
 
 
-def _class_window(source: GroupSource, f: int, rows: slice, run: Run, sweep: Sweep) -> np.ndarray:
-    """The ``(time, h, w)`` classes (SCL) or bits (QA_PIXEL) of a run on the base grid: the pixels of ``source``
-    (``f`` times coarser) that cover it, repeated and cut to it (a patch need not start on a class pixel's edge:
-    the patches align with the bands' groups, not the mask's)."""
+def scl_valid(scl: np.ndarray, invalid: Sequence[int]) -> np.ndarray:
+    """Valid where the SCL class is not in ``invalid``: one table lookup per pixel for 8-bit classes."""
+    if scl.dtype != np.uint8:
+        return ~np.isin(scl, invalid)
+    table = np.ones(256, dtype=bool)
+    table[list(invalid)] = False
+    return table[scl]
+
+
+def _class_window(
+    source: GroupSource, f: int, rows: slice, run: Run, sweep: Sweep, valid: Callable[[np.ndarray], np.ndarray]
+) -> np.ndarray:
+    """The ``(time, h, w)`` valid mask from the classes (SCL) or bits (QA_PIXEL) of a run on the base grid: ``valid``
+    of the pixels of ``source`` (``f`` times coarser) that cover it, repeated and cut to it (a patch need not start
+    on a class pixel's edge: the patches align with the bands' groups, not the mask's). ``valid`` goes pixel by
+    pixel, so it runs on the coarse pixels, before they are repeated."""
     r0, c0 = rows.start // f, run.col0 // f
     window = slice(r0, -(-rows.stop // f)), slice(c0, -(-run.col1 // f))
-    values = read_group_window(source, *window, sweep.scaled(1 / f))[:, 0]
+    values = valid(read_group_window(source, *window, sweep.scaled(1 / f))[:, 0])
     if f > 1:
         values = values.repeat(f, axis=-2).repeat(f, axis=-1)
     dy, dx = rows.start - r0 * f, run.col0 - c0 * f
