@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import json
 import math
 import os
@@ -162,6 +163,81 @@ def floor(blocks: list[tuple[Path, int, int, int]], threads: int) -> float:
     return time.perf_counter() - start
 
 
+OUTPUT_CPU: dict[str, float] = {}  # the last output floor's CPU seconds (all threads)
+
+
+def output_floor(out: Path, threads: int) -> float:
+    """What writing the build's output costs by itself, ``threads`` at a time: every Zarr chunk encoded again with
+    its own codec (zstd at the store's level), every Zarr shard file and every LMDB value SHA-256'd (the values also
+    CRC-32C'd, as the build records) and written to a fresh file. The chunks and values are read before the clock
+    runs, a batch at a time; planning, reading, labels, statistics and the LMDB B-tree are left out."""
+    import google_crc32c
+    import lmdb
+    import numcodecs
+    import zarr
+
+    from eoshard.pipeline.shards.shard_bytes import one_pass_level
+
+    scratch = out.parent / f"{out.name}-output-floor"
+    shutil.rmtree(scratch, ignore_errors=True)
+    scratch.mkdir()
+    seconds, cpu = 0.0, 0.0
+
+    def timed(work: Any, batch: list[Any]) -> None:
+        nonlocal seconds, cpu
+        start, cpu0 = time.perf_counter(), time.process_time()
+        with ThreadPoolExecutor(threads) as pool:
+            list(pool.map(work, batch))
+        seconds += time.perf_counter() - start
+        cpu += time.process_time() - cpu0
+
+    def shard_file(job: tuple[int, list[bytes], bytes, int]) -> None:
+        n, raws, tail, level = job
+        zstd = numcodecs.Zstd(level=level)
+        data = b"".join([*(zstd.encode(r) for r in raws), tail])
+        hashlib.sha256(data).hexdigest()
+        (scratch / f"zarr-{n}").write_bytes(data)
+
+    root = zarr.open_group(str(out / "data.zarr"), mode="r")
+    jobs: list[tuple[int, list[bytes], bytes, int]] = []
+    for name, array in root.arrays():
+        level = one_pass_level(array)
+        assert level is not None and array.shards is not None, name
+        per = array.shards[0]
+        zstd = numcodecs.Zstd(level=level)
+        for file in sorted(p for p in (out / "data.zarr" / name / "c").rglob("*") if p.is_file()):
+            data = file.read_bytes()
+            tail = data[-(per * 16 + 4) :]
+            index = np.frombuffer(tail[:-4], dtype="<u8").reshape(per, 2)
+            raws = [bytes(zstd.decode(data[o : o + size])) for o, size in index if o != np.iinfo(np.uint64).max]
+            jobs.append((len(jobs), raws, tail, level))
+            if sum(len(r) for j in jobs for r in j[1]) > 256 * 2**20:
+                timed(shard_file, jobs)
+                jobs = []
+    timed(shard_file, jobs)
+
+    def value(job: tuple[int, bytes]) -> None:
+        n, data = job
+        hashlib.sha256(data).hexdigest()
+        google_crc32c.value(data)
+        (scratch / f"lmdb-{n}").write_bytes(data)
+
+    for part in sorted((out / "data.lmdb").iterdir()):
+        env = lmdb.open(str(part), readonly=True, lock=False)
+        with env.begin() as txn:
+            values: list[tuple[int, bytes]] = []
+            for _, data in txn.cursor():
+                values.append((len(values), bytes(data)))
+                if len(values) == 64:
+                    timed(value, values)
+                    values = []
+            timed(value, values)
+        env.close()
+    shutil.rmtree(scratch)
+    OUTPUT_CPU["last"] = cpu
+    return seconds
+
+
 def naive(root: Path, manifest: dict[str, Any], n: int) -> float:
     """Samples/s of the older tools' reader: open the file of every patch x date x band and read the window."""
     import pystac
@@ -291,6 +367,15 @@ def main() -> None:
           f"{args.workers} threads: runs {[round(f, 1) for f in floors]} s, median {floor_s:.1f} s, "
           f"{median(floor_cpus):.1f} CPU s")  # fmt: skip
 
+    outputs, output_cpus = [], []
+    for _ in range(max(3, args.repeat)):
+        outputs.append(output_floor(work / "out-local", args.workers))
+        output_cpus.append(OUTPUT_CPU["last"])
+    output_s = median(outputs)
+    print(f"output floor: the build's Zarr chunks encoded again, its Zarr files and LMDB values checksummed and "
+          f"written, {args.workers} threads: runs {[round(o, 1) for o in outputs]} s, median {output_s:.1f} s, "
+          f"{median(output_cpus):.1f} CPU s")  # fmt: skip
+
     naive_rate = naive(big, manifest, args.naive)
     print(f"naive per patch x date x band reader: {naive_rate:.2f} samples/s ({args.naive} samples)")
 
@@ -330,6 +415,8 @@ def main() -> None:
     print(
         f"ratio build/floor in CPU seconds (less sensitive to other load): {median(cpus) / median(floor_cpus):.2f}"
     )
+    print(f"ratio build/(floor + output floor): {build_s / (floor_s + output_s):.2f} "
+          f"(CPU seconds {median(cpus) / (median(floor_cpus) + median(output_cpus)):.2f})")  # fmt: skip
     print(f"ratio naive/build: {(manifest['n_samples'] / build_s) / naive_rate:.2f}")
     print(f"ratio remote/local: {remote[args.workers] / build_s:.2f}")
     print(f"ratio bytes fetched/needed: {fetched / needed_bytes:.2f}")
