@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import tracemalloc
 from pathlib import Path
 
@@ -15,6 +17,7 @@ from eoshard.training.scene import predict
 
 from .helpers import random_package
 
+ROOT = Path(__file__).resolve().parents[2]
 TRANSFORM = [10.0, 0.0, 720240.0, 0.0, -10.0, 5325240.0]
 
 
@@ -78,15 +81,38 @@ def test_zarr_scene_class_map_and_x4_georeferencing(tmp_path: Path) -> None:
     assert out.attrs["transform"] == [2.5, 0.0, 720240.0, 0.0, -2.5, 5325240.0]
 
 
+def _peak_of_one_size(folder: str, size: int) -> int:
+    """Peak Python memory of predicting a ``size`` x ``size`` scene (run in a fresh interpreter)."""
+    tmp = Path(folder)
+    package = random_package(tmp)
+    src = _zarr_input(tmp / "in.zarr", _scene(size, size))
+    tracemalloc.start()
+    predict(package, src, tmp / "out.zarr", Tiling(64, 16, 4), probabilities=True)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    return peak
+
+
 def test_peak_memory_is_flat_when_the_scene_grows_4x(tmp_path: Path) -> None:
-    package = random_package(tmp_path)
+    """tracemalloc counts every thread of its process, so each size runs in a fresh interpreter: threads and caches
+    left by other tests in this pytest process cannot add to either peak."""
     peaks = []
     for size in (128, 256):  # 4x the pixels
-        src = _zarr_input(tmp_path / f"in{size}.zarr", _scene(size, size))
-        tracemalloc.start()
-        predict(package, src, tmp_path / f"out{size}.zarr", Tiling(64, 16, 4), probabilities=True)
-        peaks.append(tracemalloc.get_traced_memory()[1])
-        tracemalloc.stop()
+        folder = tmp_path / str(size)
+        folder.mkdir()
+        code = (
+            "import sys; from tests.training.test_predict import _peak_of_one_size as f; "
+            "print(f(sys.argv[1], int(sys.argv[2])))"
+        )
+        run = subprocess.run(
+            [sys.executable, "-c", code, str(folder), str(size)],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert run.returncode == 0, run.stderr[-3000:]
+        peaks.append(int(run.stdout.split()[-1]))
     # a whole-scene float32 probability array alone would be 7*256*256*4 = 1.8 MB more for the big scene
     assert peaks[1] < peaks[0] * 1.25 + 300_000, peaks
 
