@@ -7,6 +7,9 @@ Cases (each printed with its figures, then one line per ratio at the end):
 - floor: every source block the build needs (bands and SCL of every product, blocks touching the grid), decoded
   once with rasterio on as many threads as the build has workers;
 - build: ``eoshard build`` (labels, Zarr and LMDB, statistics, checksums) on local files, ``--workers`` processes;
+- output floor: what writing the build's output costs by itself (its Zarr chunks encoded again, its Zarr files and
+  LMDB values checksummed and written) on as many threads; the floor plus this is what a build that did nothing
+  but decode its input once and write its output would take;
 - naive: the per-patch x date x band reader of ``bench_build.py`` on the first ``--naive`` patches (samples/s);
 - remote: the same build over HTTP from a local server with ``--latency`` s per request, 1 and N workers, with the
   server's byte counter against the compressed size of the needed blocks;
