@@ -38,21 +38,26 @@ def _sources(dates: int) -> ShardSources:
 
 
 def test_a_stripe_row_of_a_season_is_counted_file_by_file() -> None:
-    # per date: 4 bands x 3 blocks of 2 MiB (a 2048 px stripe and the block its last patches reach into) at 10 m;
-    # 6 bands x 2 blocks of 2 MiB and the SCL's 2 blocks of 1 MiB at 20 m
-    per_date = (4 * 3 * 2 + 6 * 2 * 2 + 2 * 1) * 2**20
-    assert stripe_row_bytes(_sources(12), WIDTH) == 12 * per_date == 600 * 2**20
+    # per date, 1024 block rows of: 4 bands x the 2 blocks of a 2048 px stripe at 10 m, and 1 block of each 20 m band
+    # and of the SCL; plus the columns the stripe's last patches reach into the next stripe's block: the stripe
+    # edges lie at 2042 and 4090 px (offset 6), where the 128 px lattice's last patches end 6 px over (3 at 20 m),
+    # and one column more for rounding
+    per_date = 1024 * (4 * (2 * 1024 + 6 + 1) * 2 + 6 * (1024 + 3 + 1) * 2 + (1024 + 3 + 1) * 1)
+    assert stripe_row_bytes(_sources(12), WIDTH) == 12 * per_date
+    assert round(12 * per_date / 2**20) == 349  # whole blocks of the reach were counted before: 600 MiB
+    assert stripe_row_bytes(_sources(12), WIDTH, patch_size=160) > 12 * per_date  # larger patches reach further
     # a grid no wider than one block: the row is one block per file
     narrow = ShardSources(GRID, {"s2_10m": _group(GRID, ("B04",), 3)}, {"s2_10m": 1}, order=PatchOrder(0, 0, 64))
     assert stripe_row_bytes(narrow, 600) == 3 * 2 * 2**20
 
 
 def test_the_note_says_when_the_cache_is_too_small_and_what_to_set() -> None:
-    assert block_cache_note(_sources(12), WIDTH, cache_bytes=2**30) is None  # 600 MB: fits the 1 GB default
-    note = block_cache_note(_sources(36), WIDTH, cache_bytes=2**30)  # a season of 36 dates: 1800 MB
+    assert block_cache_note(_sources(12), WIDTH, cache_bytes=2**30) is None  # 349 MB: fits the 1 GB default
+    assert block_cache_note(_sources(30), WIDTH, cache_bytes=2**30) is None  # 873 MB still fits
+    note = block_cache_note(_sources(36), WIDTH, cache_bytes=2**30)  # a season of 36 dates: 1048 MB
     assert note is not None
-    assert "holds 1024 MB per worker (EOSHARD_BLOCK_CACHE_MB)" in note and "about 1800 MB" in note
-    assert "Set EOSHARD_BLOCK_CACHE_MB=3072 where the workers start" in note  # 1.25 x 1800 MB, in whole GB
+    assert "holds 1024 MB per worker (EOSHARD_BLOCK_CACHE_MB)" in note and "about 1048 MB" in note
+    assert "Set EOSHARD_BLOCK_CACHE_MB=2048 where the workers start" in note  # 1.25 x 1048 MB, in whole GB
     assert block_cache_note(None, WIDTH) is None  # builds that read through the cubes' graph
 
 

@@ -1,8 +1,8 @@
 """Whether the workers' block cache holds what the build's sweep reads again.
 
 A worker walks down a stripe of patches; the blocks of the block row it is in are read again by the next shards.
-The cache must hold that row: every file of every date and band, across the stripe (plus the block that the
-stripe's last patches reach into). When it does not, blocks are decoded (and fetched) again for every shard.
+The cache must hold that row: every file of every date and band, across the stripe (plus the columns of the next
+stripe's blocks that its last patches reach into). When it does not, blocks are decoded (and fetched) again for every shard.
 """
 
 from __future__ import annotations
@@ -12,32 +12,55 @@ import math
 import numpy as np
 
 from eoshard.pipeline.direct import GroupSource, blocks
-from eoshard.pipeline.shards.reads import ShardSources
+from eoshard.pipeline.shards.reads import PatchOrder, ShardSources
 
 BLOCK_PX = 1024  # the internal blocks of Sentinel-2 COGs (Earth Search, Planetary Computer, CDSE)
 
 
-def stripe_row_bytes(sources: ShardSources, grid_width: int, block_px: int = BLOCK_PX) -> int:
+def stripe_row_bytes(
+    sources: ShardSources, grid_width: int, block_px: int = BLOCK_PX, patch_size: int | None = None
+) -> int:
     """Decoded bytes of one block row of a stripe: every file of the resolution groups and masks, ``block_px``
-    blocks assumed."""
-    width = sources.order.width if sources.order is not None and sources.order.width else grid_width
+    blocks assumed. A file's row is the whole blocks across the stripe and, where stripes follow, the columns that
+    the stripe's last patches (``patch_size``, default the lattice step) reach into the next stripe's block: the
+    cache holds only those columns of that block (its whole block waits in the machine's store)."""
+    order = sources.order
+    width = order.width if order is not None and order.width else grid_width
+    reach = _reach(order, patch_size, grid_width, block_px)
     groups: list[tuple[GroupSource, int]] = [(g, sources.factors[n]) for n, g in sources.groups.items()]
     groups += [(g, f) for g, f in ((sources.scl, sources.scl_factor), (sources.qa, sources.qa_factor)) if g]
     total = 0
     for group, factor in groups:
         files = sum(len(step) for step in group.steps) * len(group.bands)
-        per_file = min(math.ceil(width / factor / block_px) + 1, math.ceil(grid_width / factor / block_px))
-        total += files * per_file * block_px * block_px * np.dtype(group.dtype).itemsize
+        whole = min(math.ceil(width / factor / block_px), math.ceil(grid_width / factor / block_px))
+        columns = whole * block_px + (math.ceil(reach / factor) + 1 if reach else 0)
+        total += files * block_px * columns * np.dtype(group.dtype).itemsize
     return total
 
 
-def block_cache_note(sources: ShardSources | None, grid_width: int, cache_bytes: int | None = None) -> str | None:
+def _reach(order: PatchOrder | None, patch_size: int | None, grid_width: int, block_px: int) -> int:
+    """The most pixels a stripe's last patches reach over its right edge (0 with a single stripe), as the sweep
+    reckons it (``shards.reads.run_sweep``); a whole block where the patches lie off a lattice."""
+    if order is None or not order.width or grid_width <= order.width:
+        return 0
+    size = patch_size or order.step
+    if order.step is None or size is None:
+        return block_px
+    edges = range(order.width - order.offset, grid_width, order.width)
+    return max(
+        (max(0, (edge - 1) // order.step * order.step + size - edge) for edge in edges if edge > 0), default=0
+    )
+
+
+def block_cache_note(
+    sources: ShardSources | None, grid_width: int, cache_bytes: int | None = None, patch_size: int | None = None
+) -> str | None:
     """A warning when one block row of a stripe of the build is more than the block cache holds (this process's
     ``EOSHARD_BLOCK_CACHE_MB``), else None."""
     if sources is None:
         return None
     cache_bytes = blocks.CACHE_BYTES if cache_bytes is None else cache_bytes
-    need = stripe_row_bytes(sources, grid_width)
+    need = stripe_row_bytes(sources, grid_width, patch_size=patch_size)
     if need <= cache_bytes:
         return None
     suggest = math.ceil(need * 1.25 / 2**30) * 1024

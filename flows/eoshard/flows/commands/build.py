@@ -58,7 +58,7 @@ def build(
             f" px in {plan.grid.crs}, {len(plan.patches)} patches in {len(plan.shards())} shards"
         )
         console.print(mask_note(cfg.timeseries.mask, plan.config.timeseries.model_dump()))
-        cache_note = block_cache_note(plan.sources, plan.grid.shape[1])
+        cache_note = block_cache_note(plan.sources, plan.grid.shape[1], patch_size=cfg.patches.size)
         if cache_note is not None:
             console.print(cache_note, style="yellow")
         with dask_client(scheduler, workers) as client:
