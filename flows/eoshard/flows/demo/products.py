@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -102,7 +104,8 @@ def _asset(band: str, href: str, tile: Tile) -> pystac.Asset:
 
 
 def _item(scene: Scene, tile: Tile, acq: Acquisition, index: int, baseline: str, generated: datetime,
-          folder: Path) -> pystac.Item:  # fmt: skip
+          folder: Path, writes: ThreadPoolExecutor) -> tuple[pystac.Item, list[Future[None]]]:  # fmt: skip
+    """The product's STAC Item, its COGs handed to ``writes`` (GDAL writes them while the next scene renders)."""
     platform = "A" if index % 2 == 0 else "B"
     item_id = _product_id(platform, acq, tile, baseline, generated)
     item_dir = folder / item_id
@@ -120,12 +123,13 @@ def _item(scene: Scene, tile: Tile, acq: Acquisition, index: int, baseline: str,
     }  # fmt: skip
     item = pystac.Item(item_id, mapping(footprint), list(footprint.bounds), acq.start, props,
                        stac_extensions=list(_SCHEMAS), collection=COLLECTION_ID)  # fmt: skip
+    written = []
     for band, array in scene.arrays.items():
         path = item_dir / f"{band}.tif"
         res = SCL_RESOLUTION if band == "SCL" else BAND_RESOLUTIONS[band]
-        _write_cog(path, array, tile, res)
+        written.append(writes.submit(_write_cog, path, array, tile, res))
         item.add_asset(band, _asset(band, str(path.resolve()), tile))
-    return item
+    return item, written
 
 
 def write_demo_data(root: Path) -> DemoData:
@@ -144,16 +148,22 @@ def write_demo_data(root: Path) -> DemoData:
     catalog.add_child(collection)
     folder = root / "catalog" / COLLECTION_ID
     n_items = 0
-    for i, acq in enumerate(acquisitions()):
-        generated = acq.start + timedelta(hours=3, minutes=11, seconds=41)
-        for tile in TILES:
-            scene = render_scene(world, tile, acq)
-            collection.add_item(_item(scene, tile, acq, i, "05.10", generated, folder))
-            n_items += 1
-            if i == 2 and tile.name == "32UQU":  # reprocessed copy of the same datatake, newer baseline
-                reprocessed = datetime(2024, 10, 2, 8, 5, 13, tzinfo=UTC)
-                collection.add_item(_item(scene, tile, acq, i, "05.11", reprocessed, folder))
-                n_items += 1
+    written: list[Future[None]] = []
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as writes:
+        for i, acq in enumerate(acquisitions()):
+            generated = acq.start + timedelta(hours=3, minutes=11, seconds=41)
+            for tile in TILES:
+                scene = render_scene(world, tile, acq)
+                releases = [("05.10", generated)]
+                if i == 2 and tile.name == "32UQU":  # reprocessed copy of the same datatake, newer baseline
+                    releases.append(("05.11", datetime(2024, 10, 2, 8, 5, 13, tzinfo=UTC)))
+                for baseline, when in releases:
+                    item, files = _item(scene, tile, acq, i, baseline, when, folder, writes)
+                    collection.add_item(item)
+                    written += files
+                    n_items += 1
+    for future in written:
+        future.result()  # a failed write raises here
     catalog.normalize_hrefs(str(root / "catalog"))
     catalog.make_all_asset_hrefs_relative()
     catalog.save(pystac.CatalogType.SELF_CONTAINED)
