@@ -2,7 +2,8 @@
 
 A worker walks down a stripe of patches; the blocks of the block row it is in are read again by the next shards.
 The cache must hold that row: every file of every date and band, across the stripe (plus the columns of the next
-stripe's blocks that its last patches reach into). When it does not, blocks are decoded (and fetched) again for every shard.
+stripe's blocks that its last patches reach into). When it does not, blocks are decoded (and fetched) again for
+every shard.
 """
 
 from __future__ import annotations
