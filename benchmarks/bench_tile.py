@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import hashlib
+import itertools
 import json
 import math
 import os
@@ -184,6 +185,7 @@ def output_floor(out: Path, threads: int) -> float:
     scratch = out.parent / f"{out.name}-output-floor"
     shutil.rmtree(scratch, ignore_errors=True)
     scratch.mkdir()
+    names = itertools.count()  # every file written is a new one, as the build's are
     seconds, cpu = 0.0, 0.0
 
     def timed(work: Any, batch: list[Any]) -> None:
@@ -203,6 +205,7 @@ def output_floor(out: Path, threads: int) -> float:
 
     root = zarr.open_group(str(out / "data.zarr"), mode="r")
     jobs: list[tuple[int, list[bytes], bytes, int]] = []
+    batch_bytes = 0
     for name, array in root.arrays():
         level = one_pass_level(array)
         assert level is not None and array.shards is not None, name
@@ -213,10 +216,11 @@ def output_floor(out: Path, threads: int) -> float:
             tail = data[-(per * 16 + 4) :]
             index = np.frombuffer(tail[:-4], dtype="<u8").reshape(per, 2)
             raws = [bytes(zstd.decode(data[o : o + size])) for o, size in index if o != np.iinfo(np.uint64).max]
-            jobs.append((len(jobs), raws, tail, level))
-            if sum(len(r) for j in jobs for r in j[1]) > 256 * 2**20:
+            jobs.append((next(names), raws, tail, level))
+            batch_bytes += sum(len(r) for r in raws)
+            if batch_bytes > 256 * 2**20:
                 timed(shard_file, jobs)
-                jobs = []
+                jobs, batch_bytes = [], 0
     timed(shard_file, jobs)
 
     def value(job: tuple[int, bytes]) -> None:
@@ -230,7 +234,7 @@ def output_floor(out: Path, threads: int) -> float:
         with env.begin() as txn:
             values: list[tuple[int, bytes]] = []
             for _, data in txn.cursor():
-                values.append((len(values), bytes(data)))
+                values.append((next(names), bytes(data)))
                 if len(values) == 64:
                     timed(value, values)
                     values = []

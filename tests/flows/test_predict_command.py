@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import tracemalloc
 from datetime import date
 from pathlib import Path
@@ -25,7 +23,7 @@ from eoshard.training.package import load
 from eoshard.training.predict import Tiling, model_fn
 from eoshard.training.scene import predict
 from tests.conftest import ROOT
-from tests.training.helpers import random_package
+from tests.training.helpers import peak_in_fresh_interpreter, random_package
 
 PERIOD = ("2024-04-01", "2024-09-30")
 MARGIN = 6
@@ -138,11 +136,8 @@ def _peak_of_one_size(catalog: str, aoi_file: str, bounds: list[float], out: str
 
 
 def test_memory_stays_flat_when_the_aoi_grows_4x(demo_data, tmp_path: Path) -> None:
-    """Peak Python memory of the stack writer and of the predict side, for a quarter of the AOI and the AOI.
-
-    tracemalloc counts every thread of its process, so each size runs in a fresh interpreter: threads and caches left
-    by other tests in this pytest process cannot add to either peak.
-    """
+    """Peak Python memory of the stack writer and of the predict side, for a quarter of the AOI and the AOI, each in
+    a fresh interpreter (see ``peak_in_fresh_interpreter``)."""
     x0, y0, x1, y1 = (float(v) for v in gpd.read_file(demo_data.aoi).to_crs(4326).total_bounds)
     quarter = (x0, y0, (x0 + x1) / 2, (y0 + y1) / 2)
     peaks, sizes = [], []
@@ -151,15 +146,7 @@ def test_memory_stays_flat_when_the_aoi_grows_4x(demo_data, tmp_path: Path) -> N
         out = tmp_path / f"size{n}"
         out.mkdir()
         args = [str(demo_data.catalog), str(demo_data.aoi), list(aoi), str(out)]
-        code = (
-            "import json, sys; from tests.flows.test_predict_command import _peak_of_one_size as f; "
-            "print(f(*json.loads(sys.argv[1])))"
-        )
-        run = subprocess.run(
-            [sys.executable, "-c", code, json.dumps(args)], cwd=ROOT, capture_output=True, text=True, check=False
-        )
-        assert run.returncode == 0, run.stderr[-3000:]
-        peaks.append(int(run.stdout.split()[-1]))
+        peaks.append(peak_in_fresh_interpreter("tests.flows.test_predict_command", "_peak_of_one_size", *args))
     assert 3.5 < sizes[1] / sizes[0] < 4.5, sizes
     print(f"peak memory {peaks[0] / 1e6:.2f} MB at 1x, {peaks[1] / 1e6:.2f} MB at 4x the AOI; input {sizes} bytes")
     assert peaks[1] < peaks[0] * 1.25 + 300_000, peaks

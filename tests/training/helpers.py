@@ -1,7 +1,11 @@
-"""Small helpers shared by the training tests: a packaged FCN with random weights."""
+"""Small helpers shared by the training tests: a packaged FCN with random weights, peaks measured in a fresh
+interpreter."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import torch
@@ -26,3 +30,19 @@ def random_package(tmp: Path, architecture: str = "fcn", n_dates: int = 1, model
     classes = {i: f"c{i}" for i in range(1, 7)}
     out = export(weights, config, stats, classes, n_dates, 32, tmp / "pkg")
     return load(out)
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def peak_in_fresh_interpreter(module: str, function: str, *args: object) -> int:
+    """``module.function(*args)`` (a peak in bytes) run in a new Python process from the repository root.
+
+    tracemalloc counts every thread of its process: a fresh one keeps threads and caches left by other tests in the
+    pytest process out of the peak."""
+    code = f"import json, sys; from {module} import {function} as f; print(f(*json.loads(sys.argv[1])))"
+    run = subprocess.run(
+        [sys.executable, "-c", code, json.dumps(args)], cwd=ROOT, capture_output=True, text=True, check=False
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    return int(run.stdout.split()[-1])

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import tracemalloc
 from pathlib import Path
 
@@ -15,9 +13,8 @@ from eoshard.training.errors import ConfigError
 from eoshard.training.predict import Tiling, blend, model_fn, padded_read
 from eoshard.training.scene import predict
 
-from .helpers import random_package
+from .helpers import peak_in_fresh_interpreter, random_package
 
-ROOT = Path(__file__).resolve().parents[2]
 TRANSFORM = [10.0, 0.0, 720240.0, 0.0, -10.0, 5325240.0]
 
 
@@ -94,25 +91,14 @@ def _peak_of_one_size(folder: str, size: int) -> int:
 
 
 def test_peak_memory_is_flat_when_the_scene_grows_4x(tmp_path: Path) -> None:
-    """tracemalloc counts every thread of its process, so each size runs in a fresh interpreter: threads and caches
-    left by other tests in this pytest process cannot add to either peak."""
+    """Peak Python memory of predict, each scene size in a fresh interpreter (see ``peak_in_fresh_interpreter``)."""
     peaks = []
     for size in (128, 256):  # 4x the pixels
         folder = tmp_path / str(size)
         folder.mkdir()
-        code = (
-            "import sys; from tests.training.test_predict import _peak_of_one_size as f; "
-            "print(f(sys.argv[1], int(sys.argv[2])))"
+        peaks.append(
+            peak_in_fresh_interpreter("tests.training.test_predict", "_peak_of_one_size", str(folder), size)
         )
-        run = subprocess.run(
-            [sys.executable, "-c", code, str(folder), str(size)],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        assert run.returncode == 0, run.stderr[-3000:]
-        peaks.append(int(run.stdout.split()[-1]))
     # a whole-scene float32 probability array alone would be 7*256*256*4 = 1.8 MB more for the big scene
     assert peaks[1] < peaks[0] * 1.25 + 300_000, peaks
 

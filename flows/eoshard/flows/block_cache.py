@@ -13,7 +13,7 @@ import math
 import numpy as np
 
 from eoshard.pipeline.direct import GroupSource, blocks
-from eoshard.pipeline.shards.reads import PatchOrder, ShardSources
+from eoshard.pipeline.shards.reads import PatchOrder, ShardSources, stripe_reach
 
 BLOCK_PX = 1024  # the internal blocks of Sentinel-2 COGs (Earth Search, Planetary Computer, CDSE)
 
@@ -48,9 +48,7 @@ def _reach(order: PatchOrder | None, patch_size: int | None, grid_width: int, bl
     if order.step is None or size is None:
         return block_px
     edges = range(order.width - order.offset, grid_width, order.width)
-    return max(
-        (max(0, (edge - 1) // order.step * order.step + size - edge) for edge in edges if edge > 0), default=0
-    )
+    return max((max(0, stripe_reach(order, edge, size)) for edge in edges if edge > 0), default=0)
 
 
 def block_cache_note(

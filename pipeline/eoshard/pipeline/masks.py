@@ -36,6 +36,15 @@ def check_scl_classes(classes: Iterable[int]) -> tuple[int, ...]:
     return found
 
 
+def scl_valid(scl: np.ndarray, invalid: Sequence[int]) -> np.ndarray:
+    """``scl_valid_mask`` on numpy classes (the build's direct reads): one table lookup per pixel for 8-bit ones."""
+    if scl.dtype != np.uint8:
+        return ~np.isin(scl, invalid)
+    table = np.ones(256, dtype=bool)
+    table[list(invalid)] = False
+    return table[scl]
+
+
 def scl_valid_mask(scl: xr.DataArray, invalid: Iterable[int] = SCL_INVALID) -> xr.DataArray:
     """Lazy bool: valid where the SCL class is not one of ``invalid`` (nodata 0 is invalid unless left out)."""
     valid = ~scl.isin(list(check_scl_classes(invalid)))

@@ -188,18 +188,19 @@ def read_group_window(source: GroupSource, rows: slice, cols: slice, sweep: Swee
     }
     fill = np.dtype(source.dtype).type(source.nodata)
     nan = bool(np.isnan(source.nodata))
-    out = np.empty((len(source.steps), len(source.bands), window.height, window.width), dtype=source.dtype)
-    written = np.zeros(out.shape[:2], dtype=bool)
+    shape = (len(source.steps), len(source.bands), window.height, window.width)
+    # a NaN fill keeps its own bits where a file has NaN: those windows are filled first and always masked
+    out = np.full(shape, fill, dtype=source.dtype) if nan else np.empty(shape, dtype=source.dtype)
+    written = np.zeros(shape[:2], dtype=bool)
     for (t, _, b), job in jobs.items():  # in mosaic order: a later product's valid pixels overwrite
         data = job.result()
         if data is None:
             continue
-        if not written[t, b] and not nan:  # the first file: its window as it is (fill where it has no data)
-            out[t, b] = data
-        else:  # (NaN fill keeps its own bits where a file has NaN)
-            if not written[t, b]:
-                out[t, b] = fill
+        if nan or written[t, b]:
             np.copyto(out[t, b], data, where=~np.isnan(data) if nan else data != fill)
+        else:  # the first file: its window as it is (fill where it has no data)
+            out[t, b] = data
         written[t, b] = True
-    out[~written] = fill
+    if not nan:
+        out[~written] = fill
     return out

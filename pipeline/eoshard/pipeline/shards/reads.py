@@ -28,6 +28,7 @@ from eoshard.pipeline.direct import (
 )
 from eoshard.pipeline.labels import LabelSource, label_window, layer_values
 from eoshard.pipeline.landsat import qa_valid
+from eoshard.pipeline.masks import scl_valid
 from eoshard.pipeline.paired import nested_grid
 from eoshard.pipeline.shards.task import ShardSpec, materialize_shard
 
@@ -162,6 +163,12 @@ def _read_windows(
     return images, labels, paired, masks
 
 
+def stripe_reach(order: PatchOrder, edge: int, size: int) -> int:
+    """How far the last patches (``size`` px) left of a stripe edge at column ``edge`` reach over it: on the
+    lattice, the last patch starting before the edge; off a lattice, a whole patch."""
+    return size if order.step is None else (edge - 1) // order.step * order.step + size - edge
+
+
 def run_sweep(
     order: PatchOrder | None, run: Run, size: int, grid_shape: tuple[int, int], meetings: Meetings = ()
 ) -> Sweep:
@@ -180,7 +187,7 @@ def run_sweep(
         first_stripe = (run.col0 + order.offset) // order.width
         last_stripe = (last + order.offset) // order.width
         for edge in (first_stripe * order.width - order.offset, (last_stripe + 1) * order.width - order.offset):
-            reach = size if order.step is None else (edge - 1) // order.step * order.step + size - edge
+            reach = stripe_reach(order, edge, size)
             if 0 < edge < grid_width and reach > 0:
                 shared.append((float(edge), float(edge + reach)))
     if order.step is None:
@@ -217,15 +224,6 @@ def meeting(
             float((stripe + 1) * order.width - order.offset + size),
         )
     return ((float(first[0]), float(last[0] + size), x0, x1),)
-
-
-def scl_valid(scl: np.ndarray, invalid: Sequence[int]) -> np.ndarray:
-    """Valid where the SCL class is not in ``invalid``: one table lookup per pixel for 8-bit classes."""
-    if scl.dtype != np.uint8:
-        return ~np.isin(scl, invalid)
-    table = np.ones(256, dtype=bool)
-    table[list(invalid)] = False
-    return table[scl]
 
 
 def _class_window(
