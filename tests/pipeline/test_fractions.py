@@ -6,6 +6,7 @@ import geopandas as gpd
 import numpy as np
 import pytest
 import shapely
+import shapely.affinity
 from affine import Affine
 from shapely.geometry import Polygon, box
 
@@ -106,3 +107,41 @@ def test_real_parcels_give_the_same_bytes_whatever_the_chunking() -> None:
     for other in results[1:]:
         for name in results[0].data_vars:
             np.testing.assert_array_equal(other[name].values, results[0][name].values, err_msg=name)
+
+
+@pytest.mark.parametrize(
+    "name", ["si_raba_lulc_88polygons_epsg32633.gpkg", "fr_rpg_lpis_iacs_193parcels_epsg2154.gpkg"]
+)
+def test_polygons_as_wkb_give_exactextract_the_same_shares_as_its_geojson_features(name: str) -> None:
+    """``WkbFeatureSource`` hands exactextract the same doubles its own GeoJSON features do: every parcel's cells and
+    float32 shares are equal, bit for bit, holes and multipolygons included."""
+    from exactextract import exact_extract
+    from exactextract.feature import JSONFeatureSource
+    from exactextract.raster import NumPyRasterSource
+
+    from eoshard.pipeline.wkb_features import WkbFeatureSource
+
+    parcels = gpd.read_file(shared_path("parcels", name)).geometry.to_numpy()
+    holed = parcels[2].difference(parcels[2].centroid.buffer(4))  # a parcel with a hole
+    pair = shapely.MultiPolygon([parcels[0], shapely.affinity.translate(parcels[0], 500.0)])  # and a multipolygon
+    assert shapely.get_num_interior_rings(holed) == 1 and pair.is_valid
+    geoms = np.array([*parcels, holed, pair])
+    minx, miny, maxx, maxy = shapely.total_bounds(geoms)
+    width, height = int((maxx - minx) // 2.5) + 3, int((maxy - miny) // 2.5) + 3
+    raster = NumPyRasterSource(
+        np.zeros((height, width), np.uint8),
+        xmin=minx - 2.5, ymin=maxy + 2.5 - height * 2.5, xmax=minx - 2.5 + width * 2.5, ymax=maxy + 2.5,
+    )  # fmt: skip
+    as_json = JSONFeatureSource(
+        [{"type": "Feature", "properties": {"n": n}, "geometry": g.__geo_interface__} for n, g in enumerate(geoms)]
+    )
+    as_wkb = WkbFeatureSource(list(enumerate(shapely.to_wkb(geoms))))
+    tables = [
+        exact_extract(raster, source, ["cell_id", "coverage"], include_cols=["n"], output="pandas")
+        for source in (as_json, as_wkb)
+    ]
+    assert tables[0]["n"].tolist() == tables[1]["n"].tolist() == list(range(len(geoms)))
+    for column in ("cell_id", "coverage"):
+        for a, b in zip(tables[0][column], tables[1][column], strict=True):
+            assert np.asarray(a).size > 0
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b))

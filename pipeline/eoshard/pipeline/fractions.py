@@ -8,7 +8,6 @@ double precision would, and recomputes the few others with GEOS (see there).
 
 from __future__ import annotations
 
-import json
 import math
 import threading
 
@@ -59,8 +58,9 @@ def cell_fractions(geoms: np.ndarray, transform: Affine, shape: tuple[int, int])
     ``transform`` must be north-up (no rotation); the window is ``shape`` cells from its origin.
     """
     from exactextract import exact_extract
-    from exactextract.feature import JSONFeatureSource
     from exactextract.raster import NumPyRasterSource
+
+    from eoshard.pipeline.wkb_features import WkbFeatureSource
 
     height, width = shape
     a, e = transform.a, transform.e
@@ -83,12 +83,7 @@ def cell_fractions(geoms: np.ndarray, transform: Affine, shape: tuple[int, int])
         xmax=transform.c + c1 * a,
         ymax=transform.f + r0 * e,
     )
-    features = JSONFeatureSource(
-        [
-            {"type": "Feature", "properties": {"n": int(n)}, "geometry": json.loads(text)}
-            for n, text in zip(some, shapely.to_geojson(geoms[some]), strict=True)
-        ]
-    )
+    features = WkbFeatureSource(list(zip(some.tolist(), shapely.to_wkb(geoms[some]), strict=True)))
     with _EXACTEXTRACT:
         table = exact_extract(raster, features, ["cell_id", "coverage"], include_cols=["n"], output="pandas")
     for n, ids, cover in table[["n", "cell_id", "coverage"]].itertuples(index=False, name=None):
