@@ -79,12 +79,19 @@ def test_band_stats_bincount_equals_the_merged_histograms() -> None:
     rng = np.random.default_rng(5)
     arrays = [rng.integers(0, 4000, (3, 17, 13)).astype(np.uint16) for _ in range(4)]
     arrays.append(np.zeros((2, 5, 5), np.uint16))  # all nodata
+    arrays.append(np.array([[65535, 65535, 1]], np.uint16))  # the largest value after smaller ones
+    arrays.append(np.zeros((0, 4), np.uint16))  # no pixels
     running = stats.BandStats()
     for a in arrays:
         running.add(a)
     assert running.result() == stats.merge(stats.histogram(a) for a in arrays)
     assert stats.dump(running.result()) == stats.to_json(stats.merge(stats.histogram(a) for a in arrays))
     assert stats.BandStats().result() == {}
+    assert running.result()[65535] == 2
+    small = stats.BandStats()
+    for a in (np.array([3, 3], np.uint8), np.array([255, 0, 3], np.uint8)):
+        small.add(a)
+    assert small.result() == {3: 3, 255: 1}
     floats = stats.BandStats()
     floats.add(np.array([1.5, np.nan, 2.5], np.float32))
     assert floats.result() == stats.float_stats(np.array([1.5, 2.5], np.float32))

@@ -158,11 +158,12 @@ class BandStats:
 
     def add(self, values: np.ndarray) -> None:
         if values.dtype in (np.uint8, np.uint16):
-            counts = np.bincount(values.ravel(), minlength=1 << (8 * values.dtype.itemsize))
+            # as long as the largest value, not the dtype's range: a 16-bit band's 512 KiB zeroed and added per
+            # array cost more than its counting
+            counts = np.bincount(values.ravel())
             if self.counts is None:
-                self.counts = counts
-            else:
-                self.counts += counts
+                self.counts = np.zeros(1 << (8 * values.dtype.itemsize), dtype=counts.dtype)
+            self.counts[: counts.size] += counts
         else:
             self.parts.append(collect(values))
 
