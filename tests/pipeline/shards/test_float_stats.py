@@ -95,3 +95,16 @@ def test_band_stats_bincount_equals_the_merged_histograms() -> None:
     floats = stats.BandStats()
     floats.add(np.array([1.5, np.nan, 2.5], np.float32))
     assert floats.result() == stats.float_stats(np.array([1.5, 2.5], np.float32))
+
+
+@pytest.mark.parametrize("batch", [1, 7, 1 << 20])
+def test_histogram_total_equals_the_merged_histograms_whatever_the_batch(batch: int) -> None:
+    rng = np.random.default_rng(11)
+    histograms = [stats.histogram(rng.integers(0, 60, (5, 9)).astype(np.uint16)) for _ in range(12)]
+    histograms += [{}, {65535: 3, 2**31 - 1: 1}]  # an empty one, and the largest values
+    total = stats.HistogramTotal(batch=batch)
+    for h in histograms:
+        total.add(stats.to_json(h))
+    merged = stats.merge(histograms)
+    assert total.result() == merged and list(total.result()) == sorted(merged)
+    assert stats.HistogramTotal().result() == {}

@@ -46,16 +46,21 @@ def summarise_records(
 
     One record at a time, in order (the float moments are merged in the same order as all at once, bit for bit):
     memory holds the merged statistics, not every shard's. The records' index rows are appended to ``rows``."""
-    parts: dict[str, stats.Partial] = {}
-    class_counts: stats.Histogram = {}
+    floats: dict[str, stats.Partial] = {}  # float bands: moments merged one record after the other
+    integers: dict[str, stats.HistogramTotal] = {}  # by band, in order of first appearance (floats' too)
+    class_counts = stats.HistogramTotal()
     splits = {name: 0 for name in SPLITS}
     checksums: dict[str, str] = {}
     dropped = 0
     for r in records:
         for band, data in r["histograms"].items():
-            part = stats.load(data)
-            parts[band] = stats.combine([parts[band], part]) if band in parts else part
-        class_counts = stats.merge([class_counts, stats.from_json(r["class_counts"])])
+            total = integers.setdefault(band, stats.HistogramTotal())
+            if isinstance(data, dict):  # a float band's statistics (see ``stats.dump``)
+                part = stats.load(data)
+                floats[band] = stats.combine([floats[band], part]) if band in floats else part
+            else:  # an integer histogram; a float band's shard without samples holds an empty one
+                total.add(data)
+        class_counts.add(r["class_counts"])
         for row in r["rows"]:
             splits[row["split"]] += 1
         if rows is not None:
@@ -63,8 +68,11 @@ def summarise_records(
         checksums.update(r["checksums"])
         dropped += int(r["dropped"])
     return {
-        "statistics": {band: stats.summary(part) for band, part in parts.items()},
-        "class_counts": {str(k): v for k, v in sorted(class_counts.items())},
+        "statistics": {
+            band: stats.summary(floats[band] if band in floats else total.result())
+            for band, total in integers.items()
+        },
+        "class_counts": {str(k): v for k, v in sorted(class_counts.result().items())},
         "dropped": dropped,
         "split_counts": splits,
         "checksums": dict(sorted(checksums.items())),
