@@ -1,7 +1,8 @@
 """Polygons handed to exactextract as WKB, as its own GDAL and QGIS feature sources hand them over.
 
-Its ``JSONFeatureSource`` writes each geometry as GeoJSON text for the C++ side to parse: on the parcels of a
-shard that took 4-5 times the coverage computation itself. WKB carries the same doubles exactly.
+Its ``JSONFeatureSource`` takes GeoJSON-like dicts and writes each geometry as text for the C++ side to parse: on
+the quarter tile's parcels that cost half as much again as the coverage computation itself. WKB carries the same
+doubles exactly.
 """
 
 from __future__ import annotations
