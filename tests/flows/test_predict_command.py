@@ -149,4 +149,7 @@ def test_memory_stays_flat_when_the_aoi_grows_4x(demo_data, tmp_path: Path) -> N
         peaks.append(peak_in_fresh_interpreter("tests.flows.test_predict_command", "_peak_of_one_size", *args))
     assert 3.5 < sizes[1] / sizes[0] < 4.5, sizes
     print(f"peak memory {peaks[0] / 1e6:.2f} MB at 1x, {peaks[1] / 1e6:.2f} MB at 4x the AOI; input {sizes} bytes")
-    assert peaks[1] < peaks[0] * 1.25 + 300_000, peaks
+    # Holding the whole stack adds all of the extra input (a write_stack computing it at once: +3.0 MB at 4x);
+    # windows written one at a time add what varies with thread timing: 0.3-0.8 MB measured, more on a loaded machine.
+    grown, more_input = peaks[1] - peaks[0], sizes[1] - sizes[0]
+    assert grown < 0.75 * more_input, (peaks, sizes)
