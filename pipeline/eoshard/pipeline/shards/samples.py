@@ -93,9 +93,9 @@ class Sample:
         kept = self.selection.kept
         out: dict[str, np.ndarray] = {}
         for group, bands in self.groups.items():
-            values = self.images[group][self.kept(group)]
+            values, own = self.images[group], self.kept(group)
             for i, band in enumerate(bands):
-                out[band] = np.ascontiguousarray(values[:, i])
+                out[band] = values[own, i]  # the band's kept dates, in one contiguous copy
         for name, values in self.paired.items():
             for i, band in enumerate(self.paired_bands[name]):
                 out[f"{name}_{band}"] = np.ascontiguousarray(values[i])

@@ -136,7 +136,12 @@ def materialize_shard(
             }
         )
         for group, bands in spec.groups.items():
-            kept = patch_images[group][sample.kept(group)]
+            values, own = patch_images[group], sample.kept(group)
+            if values.dtype.kind in "ui":  # counted exactly: each band's kept dates in one copy
+                for i, band in enumerate(bands):
+                    histograms[band].add(values[own, i])
+                continue
+            kept = values[own]  # float moments: summed over the same strided views as always (the same bits)
             if group_sensor(group) in others:  # Sentinel-1 nodata is 0.0: statistics leave it out as NaN
                 kept = np.where(kept == 0, np.float32(np.nan), kept)
             for i, band in enumerate(bands):
