@@ -54,12 +54,13 @@ def summarise_records(
     dropped = 0
     for r in records:
         for band, data in r["histograms"].items():
-            total = integers.setdefault(band, stats.HistogramTotal())
+            if band not in integers:
+                integers[band] = stats.HistogramTotal()
             if isinstance(data, dict):  # a float band's statistics (see ``stats.dump``)
                 part = stats.load(data)
                 floats[band] = stats.combine([floats[band], part]) if band in floats else part
             else:  # an integer histogram; a float band's shard without samples holds an empty one
-                total.add(data)
+                integers[band].add(data)
         class_counts.add(r["class_counts"])
         for row in r["rows"]:
             splits[row["split"]] += 1
