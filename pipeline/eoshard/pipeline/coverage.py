@@ -120,7 +120,7 @@ def window_shares(geoms: np.ndarray, transform: Affine, shape: tuple[int, int]) 
         picked = np.flatnonzero(fast)
         for n, found in zip(picked, cell_fractions(geoms[picked], transform, shape), strict=True):
             shares[n] = found
-    return settle(shares, fast, geoms, transform, shape[1])
+    return settle(shares, fast, geoms, transform, shape)
 
 
 def window_layers(
@@ -133,25 +133,29 @@ def window_layers(
     """
     size = shape[0] * shape[1]
     pixel, owner, share = window_shares(geoms, transform, shape)
+    claims = np.bincount(pixel, minlength=size)
+    multi = claims >= 2
+    best = np.full(size, -1, dtype=np.int64)
+    best_share = np.zeros(size)
+    coverage = np.zeros(size)
+    # a pixel with one claim: its parcel and share, no mix, no double claim
+    one = ~multi[pixel]
+    best[pixel[one]] = owner[one]
+    best_share[pixel[one]] = coverage[pixel[one]] = share[one]
+    pixel, owner, share = pixel[~one], owner[~one], share[~one]
     # per pixel, the largest share first and, among equal shares, the first parcel: the winner leads its pixel
     order = np.lexsort((owner, -share, pixel))
     pixel, owner, share = pixel[order], owner[order], share[order]
     lead = np.flatnonzero(np.r_[True, pixel[1:] != pixel[:-1]]) if pixel.size else np.empty(0, np.int64)
-    best = np.full(size, -1, dtype=np.int64)
-    best_share = np.zeros(size)
     best[pixel[lead]] = owner[lead]
     best_share[pixel[lead]] = share[lead]
-    claims = np.bincount(pixel, minlength=size)
     values = attribute[owner] if owner.size else np.empty(0, dtype=np.int64)
     mixed = np.zeros(size, dtype=bool)
     full = np.zeros(size, dtype=bool)
     if lead.size:
         mixed[pixel[lead]] = np.maximum.reduceat(values, lead) != np.minimum.reduceat(values, lead)
         full[pixel[lead]] = np.maximum.reduceat(share >= 1.0 - FULL_TOLERANCE, lead)
-    coverage = np.zeros(size)
-    coverage[pixel[lead]] = share[lead]  # one claim: its share; several: the share of their union, below
-    multi = claims >= 2
-    if multi.any():  # overlapping or adjacent parcels: the share of their union, not the sum of shares
+        # several claims: the share of their union, not the sum of shares
         _union_shares(coverage, multi, pixel, owner, geoms, transform, shape[1])
     return WindowLayers(
         best.reshape(shape),

@@ -100,7 +100,9 @@ def _empty() -> Shares:
     return empty, empty, np.empty(0)
 
 
-def settle(shares: list[Shares], approx: np.ndarray, geoms: np.ndarray, transform: Affine, width: int) -> Claims:
+def settle(
+    shares: list[Shares], approx: np.ndarray, geoms: np.ndarray, transform: Affine, shape: tuple[int, int]
+) -> Claims:
     """The window's claims, with exact double-precision shares wherever exactextract's could decide otherwise.
 
     ``approx`` says which parcels' shares come from ``cell_fractions``: they are within ``MARGIN`` of the exact
@@ -108,17 +110,24 @@ def settle(shares: list[Shares], approx: np.ndarray, geoms: np.ndarray, transfor
     recomputed with GEOS where a decision is that close: a share below ``MARGIN`` (the claim rule), two largest
     claims within ``2 * MARGIN`` (the tie rule) or a claim within ``MARGIN`` of full (the double-claim rule).
     """
+    width = shape[1]
     counts = np.array([s[0].size for s in shares], dtype=np.int64)
     owner = np.repeat(np.arange(len(shares)), counts)
     pixel = np.concatenate([r * width + c for r, c, _ in shares]) if shares else np.empty(0, np.int64)
     share = np.concatenate([s for _, _, s in shares]) if shares else np.empty(0)
-    order = np.lexsort((-share, pixel))  # by pixel, the largest share first
-    p, s = pixel[order], share[order]
+    # most pixels have one claim, which only the claim rule can make close: only the others are sorted
+    several = np.bincount(pixel, minlength=shape[0] * width)[pixel] >= 2
+    p, s = pixel[several], share[several]
+    order = np.lexsort((-s, p))  # by pixel, the largest share first
+    p, s = p[order], s[order]
     first = np.r_[True, p[1:] != p[:-1]] if p.size else np.empty(0, bool)
     second = np.r_[s[1:], 0.0] if s.size else s
     paired = np.r_[~first[1:], False] & (second > CLAIM_TOLERANCE) if p.size else first  # a second claim follows
     close = paired & ((s - second <= 2 * MARGIN) | (s >= 1.0 - FULL_TOLERANCE - MARGIN))
-    redo = approx[owner] & np.isin(pixel, np.union1d(p[first & close], p[s < MARGIN]))
+    redone = np.zeros(shape[0] * width, dtype=bool)
+    redone[p[first & close]] = True
+    redone[pixel[share < MARGIN]] = True
+    redo = approx[owner] & redone[pixel]
     for n in np.unique(owner[redo]):
         pick = redo & (owner == n)
         geom = shapely.from_wkb(shapely.to_wkb(geoms[n]))  # a private copy to prepare (see coverage)
