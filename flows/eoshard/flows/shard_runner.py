@@ -42,7 +42,8 @@ from eoshard.pipeline.shards.lmdb_store import LmdbWriter, part_name
 from eoshard.pipeline.shards.manifest import index_frame, summarise_records, write_collection, write_index
 from eoshard.pipeline.shards.reads import Meetings, meeting, read_shard
 from eoshard.pipeline.shards.samples import format_version
-from eoshard.pipeline.shards.task import ShardSpec, read_spooled, spool_dir
+from eoshard.pipeline.shards.spool import SpoolReader, spool_dir
+from eoshard.pipeline.shards.task import ShardSpec
 from eoshard.pipeline.shards.zarr_store import create_store
 
 if TYPE_CHECKING:
@@ -88,6 +89,7 @@ def run_shards(
     writers = _lmdb_writers(plan, out)
     # one thread per LMDB environment: each is its environment's only writer; environments go in parallel
     executors = {part: ThreadPoolExecutor(max_workers=1, thread_name_prefix=part) for part in writers}
+    readers = {part: SpoolReader() for part in writers}  # each used by its part's thread only
     pending: list[Future[None]] = []
     failures: list[PipelineError] = []
     try:
@@ -113,7 +115,7 @@ def run_shards(
             if part is None:
                 _commit(log, shard, result, None)
             else:
-                pending.append(executors[part].submit(_commit, log, shard, result, writers[part]))
+                pending.append(executors[part].submit(_commit, log, shard, result, writers[part], readers[part]))
             del result
             pending = _raise_failed(pending)
             if on_progress is not None:
@@ -201,17 +203,23 @@ def _raise_failed(pending: list[Future[None]]) -> list[Future[None]]:
     return [p for p in pending if not p.done()]
 
 
-def _commit(log: CommitLog, shard: int, result: dict[str, Any], writer: LmdbWriter | None) -> None:
+def _commit(
+    log: CommitLog,
+    shard: int,
+    result: dict[str, Any],
+    writer: LmdbWriter | None,
+    reader: SpoolReader | None = None,
+) -> None:
     """LMDB values first (one transaction), then the commit record: a recorded shard is complete everywhere."""
     fault_point("lmdb-put")
     spool = result.get("spool")
     if writer is not None:
-        writer.put_many(result["records"] if spool is None else read_spooled(spool))
+        writer.put_many(result["records"] if spool is None else (reader or SpoolReader()).read(spool))
     fault_point("commit-record")
     record = {k: v for k, v in result.items() if k not in ("records", "spool")}
     log.commit(shard, {"shard": shard, **record})
     if spool is not None:
-        Path(spool["path"]).unlink(missing_ok=True)
+        SpoolReader.release(spool)
 
 
 def _first_failure(failures: list[PipelineError], n_shards: int, n_committed: int) -> PipelineError:

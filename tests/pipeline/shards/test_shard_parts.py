@@ -20,7 +20,8 @@ from eoshard.pipeline.shards import stats
 from eoshard.pipeline.shards.commits import CommitLog, PlanMismatchError
 from eoshard.pipeline.shards.lmdb_store import LmdbWriter
 from eoshard.pipeline.shards.splits import block_split
-from eoshard.pipeline.shards.task import ShardSpec, materialize_shard, read_spooled
+from eoshard.pipeline.shards.spool import SpoolReader, spool_values
+from eoshard.pipeline.shards.task import ShardSpec, materialize_shard
 from eoshard.pipeline.shards.zarr_store import create_store
 
 
@@ -150,9 +151,25 @@ def test_spooled_values_reach_lmdb_as_the_returned_ones_would(tmp_path: Path) ->
     assert spooled["records"] == [] and "spool" not in returned
     path = Path(spooled["spool"]["path"])
     assert path == tmp_path / "True" / "_build" / "values" / "shard-000005.bin"
-    back = [(key, bytes(value)) for key, value in read_spooled(spooled["spool"])]
+    back = [(key, bytes(value)) for key, value in SpoolReader().read(spooled["spool"])]
     assert back == returned["records"] and [k for k, _ in back] == ["32633_10_0_0", "32633_10_40_0"]
     assert path.stat().st_size == sum(len(v) for _, v in returned["records"])
     path.write_bytes(path.read_bytes()[:-1])  # a file cut short (a full disk while another process wrote it)
     with pytest.raises(ShardWriteError, match=r"shard-000005\.bin holds"):
-        read_spooled(spooled["spool"])
+        SpoolReader().read(spooled["spool"])
+
+
+def test_one_spool_reader_reads_shards_of_any_size_into_its_buffer(tmp_path: Path) -> None:
+    """The driver's reader reuses one buffer: each shard's views hold that shard's bytes, whether its values fill
+    more or less of the buffer than the shard before; release deletes the file."""
+    reader = SpoolReader()
+    shards = {
+        1: [("a", b"x" * 1000), ("b", b"y" * 24)],
+        2: [("c", b"z" * 10)],
+        3: [("d", bytes(range(256)) * 20), ("e", b""), ("f", b"w" * 7)],
+    }
+    for shard, records in shards.items():
+        spool = spool_values(tmp_path, shard, records)
+        assert [(k, bytes(v)) for k, v in reader.read(spool)] == records
+        reader.release(spool)
+        assert not Path(spool["path"]).exists()

@@ -10,13 +10,13 @@ from typing import Any
 import google_crc32c
 import numpy as np
 
-from eoshard.pipeline.errors import ShardWriteError
 from eoshard.pipeline.patches import Patch
 from eoshard.pipeline.sensors import group_sensor
 from eoshard.pipeline.shards import stats
-from eoshard.pipeline.shards.layout import BUILD_DIR, VALUES_DIR, ZARR_DIR
+from eoshard.pipeline.shards.layout import ZARR_DIR
 from eoshard.pipeline.shards.samples import Sample, SensorSeries, empty_slot, sha256
 from eoshard.pipeline.shards.splits import block_split
+from eoshard.pipeline.shards.spool import spool_values
 from eoshard.pipeline.shards.zarr_store import write_shard
 from eoshard.pipeline.timeseries import MASK_SOURCES, nodata_mask, select_dates
 
@@ -167,50 +167,6 @@ def materialize_shard(
         "dropped": dropped,
         "checksums": checksums,
     }
-
-
-def spool_dir(out: Path) -> Path:
-    """Where shard tasks leave their LMDB values for the driver (see ``spool_values``)."""
-    return out / BUILD_DIR / VALUES_DIR
-
-
-def spool_path(out: Path, shard: int) -> Path:
-    return spool_dir(out) / f"shard-{shard:06d}.bin"
-
-
-def spool_values(out: Path, shard: int, records: Sequence[tuple[str, bytes]]) -> dict[str, Any]:
-    """Write the shard's LMDB values one after another to ``spool_path`` and return the keys and lengths.
-
-    The driver (the only writer of each LMDB environment) reads them from there: a file on the build's own
-    storage costs a write and a read, where returning hundreds of MB through Dask costs a serialisation and a
-    copy through the network stack on both sides. A file left by a killed task is written again by the rerun.
-    """
-    path = spool_path(out, shard)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("wb") as f:
-            for _, value in records:
-                f.write(value)
-    except OSError as err:
-        raise ShardWriteError(
-            f"could not write the LMDB values of shard {shard} to {path}: {err}; the shards committed so far stay "
-            "valid: fix the cause (e.g. free disk space) and rerun the same build"
-        ) from err
-    return {"path": str(path), "keys": [key for key, _ in records], "lengths": [len(v) for _, v in records]}
-
-
-def read_spooled(spool: Mapping[str, Any]) -> list[tuple[str, memoryview]]:
-    """The ``(key, value)`` records ``spool_values`` wrote (views into the file's bytes)."""
-    data = memoryview(Path(spool["path"]).read_bytes())
-    records, start = [], 0
-    for key, length in zip(spool["keys"], spool["lengths"], strict=True):
-        records.append((str(key), data[start : start + length]))
-        start += length
-    if start != len(data):
-        raise ShardWriteError(
-            f"{spool['path']} holds {len(data)} bytes where {start} were written: rerun the build"
-        )
-    return records
 
 
 def sensor_series(spec: ShardSpec, images: Mapping[str, np.ndarray]) -> dict[str, SensorSeries]:
