@@ -115,8 +115,9 @@ class Sample:
             out[f"{sensor}_time_index"] = np.flatnonzero(own).astype(np.int16)
         return out
 
-    def to_safetensors(self) -> bytes:
-        """The LMDB value: a safetensors dict of tensor name -> array, georeferencing in the metadata."""
+    def to_safetensors(self, tensors: Mapping[str, np.ndarray] | None = None) -> bytes:
+        """The LMDB value: a safetensors dict of tensor name -> array (``tensors``, made when not given),
+        georeferencing in the metadata."""
         metadata = {
             "key": self.key,
             "format_version": format_version(self.others),
@@ -130,7 +131,7 @@ class Sample:
             metadata[f"{sensor}_dates"] = json.dumps(series.kept_dates)
         if self.paired:
             metadata["paired"] = json.dumps({name: list(self.paired_bands[name]) for name in self.paired})
-        return canonical_safetensors(save(self.tensors(), metadata=metadata))
+        return canonical_safetensors(save(dict(self.tensors() if tensors is None else tensors), metadata=metadata))
 
     def slot(self) -> dict[str, np.ndarray]:
         """The Zarr arrays of this sample's slot: padded time axis, dropped dates nodata (0, NaN in float groups)."""

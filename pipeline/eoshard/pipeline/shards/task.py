@@ -120,7 +120,8 @@ def materialize_shard(
             others=others,
         )
         slots.append(sample.slot())
-        value = sample.to_safetensors()
+        tensors = sample.tensors()
+        value = sample.to_safetensors(tensors)
         records.append((sample.key, value))
         zarr_index = spec.index * spec.shard_size + n
         rows.append(
@@ -137,9 +138,9 @@ def materialize_shard(
         )
         for group, bands in spec.groups.items():
             values, own = patch_images[group], sample.kept(group)
-            if values.dtype.kind in "ui":  # counted exactly: each band's kept dates in one copy
-                for i, band in enumerate(bands):
-                    histograms[band].add(values[own, i])
+            if values.dtype.kind in "ui":  # counted exactly, from the LMDB tensor (the band's kept dates)
+                for band in bands:
+                    histograms[band].add(tensors[band])
                 continue
             kept = values[own]  # float moments: summed over the same strided views as always (the same bits)
             if group_sensor(group) in others:  # Sentinel-1 nodata is 0.0: statistics leave it out as NaN
