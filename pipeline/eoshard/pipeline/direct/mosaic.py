@@ -79,16 +79,20 @@ def _aligned(
     fill: float,
     dtype: str,
     sweep: Sweep = NO_SWEEP,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
-    """The window of a file on the grid: its internal blocks pasted, nodata and the outside set to ``fill``."""
+    """The window of a file on the grid: its internal blocks pasted, nodata and the outside set to ``fill`` (into
+    ``out`` when given)."""
     r0, c0 = window.row_off + offset[0], window.col_off + offset[1]
     r1, c1 = r0 + window.height, c0 + window.width
     bh, bw = dataset.block_shapes[0]
     rs, cs = max(r0, 0), max(c0, 0)
     re, ce = min(r1, dataset.height), min(c1, dataset.width)
     inside = (rs, cs, re, ce) == (r0, c0, r1, c1)  # the blocks paste over every pixel of the window
-    shape = (window.height, window.width)
-    out = np.empty(shape, dtype=dtype) if inside else np.full(shape, fill, dtype=dtype)
+    if out is None:
+        out = np.empty((window.height, window.width), dtype=dtype)
+    if not inside:
+        out[...] = fill
     done = []
     for br in range(rs // bh, math.ceil(re / bh) if re > rs else rs // bh):
         # right to left: GDAL's /vsicurl/ takes a read that starts where its last download ended for a sequential
@@ -118,8 +122,9 @@ def _aligned(
     return out
 
 
-def _warped(href: str, source: GroupSource, window: Window) -> np.ndarray:
-    """The window of a file warped onto the grid, assembled from stackstac's chunks (same values bit for bit)."""
+def _warped(href: str, source: GroupSource, window: Window, out: np.ndarray | None = None) -> np.ndarray:
+    """The window of a file warped onto the grid, assembled from stackstac's chunks (same values bit for bit),
+    into ``out`` when given."""
     grid = source.grid
     height, width = grid.shape
     t = grid.transform
@@ -128,7 +133,8 @@ def _warped(href: str, source: GroupSource, window: Window) -> np.ndarray:
               "resampling": resampling_of(source.resampling)}  # fmt: skip
     grid_key = (epsg, tuple(t)[:6], height, width, source.resampling)
     size = source.chunksize
-    out = np.empty((window.height, window.width), dtype=source.dtype)
+    if out is None:
+        out = np.empty((window.height, window.width), dtype=source.dtype)
     r0, c0 = window.row_off, window.col_off
     r1, c1 = r0 + window.height, c0 + window.width
     for cr in range(r0 // size, math.ceil(r1 / size)):
@@ -156,17 +162,18 @@ def _overlaps(asset: AssetSource, source: GroupSource, window: Window) -> bool:
 
 
 def read_asset_window(
-    source: GroupSource, asset: AssetSource, window: Window, sweep: Sweep = NO_SWEEP
+    source: GroupSource, asset: AssetSource, window: Window, sweep: Sweep = NO_SWEEP, out: np.ndarray | None = None
 ) -> np.ndarray | None:
-    """One file's pixels in ``window`` of the group grid (fill outside it), or None when it does not reach there."""
+    """One file's pixels in ``window`` of the group grid (fill outside it), or None when it does not reach there.
+    ``out``: where to put them (untouched when None is returned)."""
     if not _overlaps(asset, source, window):
         return None
     try:
         dataset = open_file(asset.href).dataset
         offset = _offset(dataset, source.grid.transform, grid_epsg(source.grid))
         if offset is None:
-            return _warped(asset.href, source, window)
-        return _aligned(asset.href, dataset, offset, window, source.nodata, source.dtype, sweep)
+            return _warped(asset.href, source, window, out)
+        return _aligned(asset.href, dataset, offset, window, source.nodata, source.dtype, sweep, out)
     except AssetReadError:
         raise
     except Exception as err:
@@ -180,25 +187,28 @@ def read_group_window(source: GroupSource, rows: slice, cols: slice, sweep: Swee
     ``sweep`` says which blocks other stripes read too and which the build will not read again.
     """
     window = Window(cols.start, rows.start, cols.stop - cols.start, rows.stop - rows.start)
-    jobs = {
-        (t, p, b): _pool.submit(read_asset_window, source, product.assets[band], window, sweep)
-        for t, step in enumerate(source.steps)
-        for p, product in enumerate(step)
-        for b, band in enumerate(source.bands)
-    }
     fill = np.dtype(source.dtype).type(source.nodata)
     nan = bool(np.isnan(source.nodata))
     shape = (len(source.steps), len(source.bands), window.height, window.width)
     # a NaN fill keeps its own bits where a file has NaN: those windows are filled first and always masked
     out = np.full(shape, fill, dtype=source.dtype) if nan else np.empty(shape, dtype=source.dtype)
+    # a date's first product writes straight into the result (most dates have one); the others go on top
+    jobs = {
+        (t, p, b): _pool.submit(
+            read_asset_window, source, product.assets[band], window, sweep, None if nan or p else out[t, b]
+        )
+        for t, step in enumerate(source.steps)
+        for p, product in enumerate(step)
+        for b, band in enumerate(source.bands)
+    }
     written = np.zeros(shape[:2], dtype=bool)
-    for (t, _, b), job in jobs.items():  # in mosaic order: a later product's valid pixels overwrite
+    for (t, p, b), job in jobs.items():  # in mosaic order: a later product's valid pixels overwrite
         data = job.result()
         if data is None:
             continue
         if nan or written[t, b]:
             np.copyto(out[t, b], data, where=~np.isnan(data) if nan else data != fill)
-        else:  # the first file: its window as it is (fill where it has no data)
+        elif p:  # the first file that reaches the window: its window as it is (fill where it has no data)
             out[t, b] = data
         written[t, b] = True
     if not nan:
