@@ -50,9 +50,10 @@ def _little(codec: dict[str, Any]) -> bool:
     return codec.get("configuration", {}).get("endian", "little") == "little"
 
 
-def encode_shard(chunks: Sequence[np.ndarray], per_shard: int, level: int, dtype: Any) -> bytes:
+def shard_pieces(chunks: Sequence[np.ndarray], per_shard: int, level: int, dtype: Any) -> list[bytes]:
     """The bytes of a shard of ``per_shard`` chunks whose first ``len(chunks)`` are given (the others lie past the
-    array's end), each chunk one sample of ``dtype``."""
+    array's end), each chunk one sample of ``dtype``: in pieces, in order, to be written one after another (a copy
+    joining them would cost as much as the write)."""
     zstd = numcodecs.Zstd(level=level)
     little = np.dtype(dtype).newbyteorder("<")
     index = np.full((per_shard, 2), _EMPTY, dtype="<u8")
@@ -66,4 +67,4 @@ def encode_shard(chunks: Sequence[np.ndarray], per_shard: int, level: int, dtype
         start += len(encoded)
     index_bytes = index.tobytes()
     parts += [index_bytes, google_crc32c.value(index_bytes).to_bytes(4, "little")]
-    return b"".join(parts)
+    return parts

@@ -15,7 +15,7 @@ from zarr.codecs import ZstdCodec
 from eoshard.pipeline.errors import ShardWriteError
 from eoshard.pipeline.faults import fault_point
 from eoshard.pipeline.sensors import group_sensor, is_main
-from eoshard.pipeline.shards.shard_bytes import encode_shard, one_pass_level
+from eoshard.pipeline.shards.shard_bytes import one_pass_level, shard_pieces
 
 _DIMS = {0: [], 1: ["time"], 2: ["y", "x"], 3: ["time", "y", "x"], 4: ["time", "band", "y", "x"]}
 
@@ -121,11 +121,14 @@ def write_shard(
                 target[start : start + len(samples)] = np.stack([s[name] for s in samples])
                 sums.update(checksums(path, shard_index, name))
             else:
-                data = encode_shard([s[name] for s in samples], shard_size, level, array.dtype)
+                pieces = shard_pieces([s[name] for s in samples], shard_size, level, array.dtype)
                 key = array.metadata.encode_chunk_key((shard_index, *[0] * (array.ndim - 1)))
                 file = path / name / key
-                _replace(file, data)
-                sums[str(file.relative_to(path.parent))] = hashlib.sha256(data).hexdigest()
+                _replace(file, pieces)
+                digest = hashlib.sha256()
+                for piece in pieces:
+                    digest.update(piece)
+                sums[str(file.relative_to(path.parent))] = digest.hexdigest()
             fault_point("zarr-shard")
         return dict(sorted(sums.items(), key=lambda item: Path(item[0]).parts))  # shard_files' order
     except OSError as err:
@@ -135,12 +138,13 @@ def write_shard(
         ) from err
 
 
-def _replace(file: Path, data: bytes) -> None:
+def _replace(file: Path, pieces: Sequence[bytes]) -> None:
     """Write ``file`` as zarr's store does: to ``NAME.<uuid>.partial`` beside it, then renamed over it."""
     file.parent.mkdir(parents=True, exist_ok=True)
     tmp = file.with_name(f"{file.name}.{uuid.uuid4().hex}.partial")
     try:
-        tmp.write_bytes(data)
+        with tmp.open("wb") as f:
+            f.writelines(pieces)
         tmp.replace(file)
     finally:
         tmp.unlink(missing_ok=True)
