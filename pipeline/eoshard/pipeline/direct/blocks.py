@@ -158,7 +158,7 @@ class BlockStore:
         try:
             with temporary.open("wb") as f:
                 f.write(header)
-                f.write(np.ascontiguousarray(block).tobytes())
+                f.write(memoryview(np.ascontiguousarray(block)))  # no copy of its own
             temporary.replace(path)
         except OSError:  # a full disk: the store is an optimisation, the block is in hand
             temporary.unlink(missing_ok=True)
