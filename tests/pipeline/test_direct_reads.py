@@ -72,6 +72,54 @@ def test_a_product_on_the_grid_gives_its_own_pixels_and_each_block_is_decoded_on
     np.testing.assert_array_equal(again[0, 0], expected)
 
 
+def test_blocks_are_decoded_into_arrays_the_cache_let_go_and_overwritten_whole(demo_data: Any) -> None:
+    """Spare arrays filled with another value lent to the decoder: the window still equals rasterio's read."""
+    from eoshard.pipeline.direct import blocks
+
+    items, grid = _demo(demo_data)
+    item = next(i for i in items if i["properties"]["proj:epsg"] == grid.crs.epsg)
+    href = item["assets"]["B04"]["href"]
+    close_files()
+    with rasterio.open(href) as src:
+        (bh, bw), dtype = src.block_shapes[0], src.dtypes[0]
+        col, row = ~src.transform * (grid.transform.c, grid.transform.f)
+        expected = src.read(1, window=Window(round(col) + 20, round(row) + 10, 390, 290), boundless=True)
+    for _ in range(8):
+        spare = np.full((bh, bw), 12345, dtype=dtype)
+        blocks.SPARE.give(spare)
+    del spare
+    assert blocks.SPARE._bytes == 8 * bh * bw * np.dtype(dtype).itemsize
+    got = read_group_window(group_source([item], grid, ["B04"], chunksize=256), slice(10, 300), slice(20, 410))
+    np.testing.assert_array_equal(got[0, 0], expected)
+    assert blocks.SPARE._bytes < 8 * bh * bw * np.dtype(dtype).itemsize  # the decoder took some
+    close_files()
+
+
+def test_the_spare_pool_keeps_only_arrays_nothing_else_holds_and_only_up_to_its_bound() -> None:
+    """An array a view (or anything else) still refers to is not lent again: its memory is not free to overwrite.
+    The cache hands the arrays it evicts to the pool."""
+    from eoshard.pipeline.direct import blocks
+
+    spare = blocks.SparePool(2 * 32)
+    held = np.full((2, 2), 7, dtype="int64")
+    view = held[0]
+    spare.give(held)
+    assert spare.take((2, 2), "int64") is not held
+    del view
+    spare.give(held)
+    assert spare.take((2, 2), "int64") is held
+    assert spare.take((2, 2), "int64") is not held  # lent once
+    for n in range(3):
+        spare.give(np.full((2, 2), n, dtype="int64"))
+    assert spare._bytes == 2 * 32  # the third was over the bound
+    cache = blocks.BlockCache(32)
+    before = blocks.SPARE._bytes
+    cache.put("a", np.full((2, 2), 5, dtype="int64"))
+    cache.put("b", np.full((2, 2), 6, dtype="int64"))  # "a" is evicted, and nothing else holds it
+    assert blocks.SPARE._bytes == before + 32
+    assert (blocks.SPARE.take((2, 2), "int64") == 5).all()
+
+
 def test_blocks_decoded_once_are_read_back_from_the_machines_store(
     demo_data: Any, tmp_path: Any, monkeypatch: Any
 ) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import sys
 import tempfile
 import threading
 import time
@@ -51,6 +52,49 @@ STORE_PREFIX = "eoshard-blocks-"
 STALE_STORE_SECONDS = 6 * 3600
 _HEADER = 64  # bytes before a stored block's pixels: "<dtype> <height> <width>", padded with spaces
 MAX_OPEN_FILES = int(os.environ.get("EOSHARD_MAX_OPEN_FILES", "512"))
+SPARE_BYTES = 64 * 2**20  # arrays the cache let go, kept to decode the next blocks into (see SparePool)
+
+
+class SparePool:
+    """Arrays the block cache let go, lent again to decode new blocks into: a new 2 MiB array is a fresh mapping
+    whose pages the kernel faults in and zeroes one by one (1.3 M faults per quarter tile), costly on a machine
+    whose memory is full of page cache. Bounded in bytes; thread-safe."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self._spare: dict[tuple[tuple[int, ...], str], list[np.ndarray]] = {}
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def take(self, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+        """An array of ``shape`` and ``dtype`` (its values are whatever they were: the caller overwrites them)."""
+        with self._lock:
+            found = self._spare.get((shape, np.dtype(dtype).str))
+            if found:
+                array = found.pop()
+                self._bytes -= array.nbytes
+                return array
+        return np.empty(shape, dtype=dtype)
+
+    def give(self, array: np.ndarray) -> None:
+        """Keep ``array`` for ``take`` if nothing else holds it: the caller's one variable is the only other
+        reference (a view, or a thread still reading it, holds one more, and it is left alone)."""
+        # references: the caller's variable, this parameter, getrefcount's argument
+        if sys.getrefcount(array) > 3 or array.base is not None or not array.flags.writeable:
+            return
+        with self._lock:
+            if self._bytes + array.nbytes > self.max_bytes:
+                return
+            self._spare.setdefault((array.shape, array.dtype.str), []).append(array)
+            self._bytes += array.nbytes
+
+    def clear(self) -> None:
+        with self._lock:
+            self._spare.clear()
+            self._bytes = 0
+
+
+SPARE = SparePool(SPARE_BYTES)
 
 
 class BlockCache:
@@ -91,6 +135,7 @@ class BlockCache:
                 else:
                     _, old = self._items.popitem(last=False)
                 self._bytes -= old.nbytes
+                SPARE.give(old)
 
     def retire(self, keys: Iterable[Hashable]) -> None:
         """Mark entries no later read of the sweep needs: they leave first when room is needed (at once when
@@ -101,7 +146,9 @@ class BlockCache:
                     continue
                 if self.eager:
                     self._retired.pop(key, None)
-                    self._bytes -= self._items.pop(key).nbytes
+                    old = self._items.pop(key)
+                    self._bytes -= old.nbytes
+                    SPARE.give(old)
                 else:
                     self._retired[key] = None
 
@@ -110,7 +157,9 @@ class BlockCache:
         with self._lock:
             while self._retired:
                 key, _ = self._retired.popitem()
-                self._bytes -= self._items.pop(key).nbytes
+                old = self._items.pop(key)
+                self._bytes -= old.nbytes
+                SPARE.give(old)
 
     def clear(self) -> None:
         with self._lock:
@@ -158,7 +207,7 @@ class BlockStore:
         try:
             with temporary.open("wb") as f:
                 f.write(header)
-                f.write(memoryview(np.ascontiguousarray(block)))  # no copy of its own
+                f.write(np.ascontiguousarray(block).data)  # its own memory, no copy
             temporary.replace(path)
         except OSError:  # a full disk: the store is an optimisation, the block is in hand
             temporary.unlink(missing_ok=True)
@@ -299,6 +348,7 @@ def close_files() -> None:
                 handle.dataset.close()
         _files.clear()
     CACHE.clear()
+    SPARE.clear()
 
 
 def read_alone(alone: bool) -> None:
@@ -347,8 +397,9 @@ def _decode(href: str, row: int, col: int) -> np.ndarray:
     ds = handle.dataset
     bh, bw = ds.block_shapes[0]
     window = Window(col * bw, row * bh, min(bw, ds.width - col * bw), min(bh, ds.height - row * bh))
+    out = SPARE.take((int(window.height), int(window.width)), ds.dtypes[0])
     with handle.lock:
-        return ds.read(1, window=window)
+        return ds.read(1, window=window, out=out)
 
 
 def warped_chunk(
