@@ -191,14 +191,14 @@ class BlockStore:
         try:
             with self._path(key).open("rb") as f:
                 dtype, height, width = f.read(_HEADER).decode().split()
-                size = int(height) * int(width)
-                block = np.fromfile(f, dtype=np.dtype(dtype), count=size)
+                block = SPARE.take((int(height), int(width)), dtype)
+                got = f.readinto(block.data)
         except (OSError, ValueError):  # absent, or trimmed by another process while opened
             return None
-        if block.size != size:
+        if got != block.nbytes:
             return None
         self.hits += 1
-        return block.reshape(int(height), int(width))
+        return block
 
     def put(self, key: Hashable, block: np.ndarray) -> None:
         path = self._path(key)
@@ -389,6 +389,7 @@ def source_block(
         return block
     part = block[:, cols[0] : cols[1]].copy()
     CACHE.put(part_key, part)
+    SPARE.give(block)  # the whole block is in the store (or not needed again)
     return part
 
 
