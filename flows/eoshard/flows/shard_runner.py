@@ -113,7 +113,7 @@ def run_shards(
                 future.release()
             part = plan.lmdb_part(shard)
             if part is None:
-                _commit(log, shard, result, None)
+                _commit(log, shard, result, None, None)
             else:
                 pending.append(executors[part].submit(_commit, log, shard, result, writers[part], readers[part]))
             del result
@@ -208,13 +208,17 @@ def _commit(
     shard: int,
     result: dict[str, Any],
     writer: LmdbWriter | None,
-    reader: SpoolReader | None = None,
+    reader: SpoolReader | None,
 ) -> None:
     """LMDB values first (one transaction), then the commit record: a recorded shard is complete everywhere."""
     fault_point("lmdb-put")
     spool = result.get("spool")
     if writer is not None:
-        writer.put_many(result["records"] if spool is None else (reader or SpoolReader()).read(spool))
+        if spool is None:
+            writer.put_many(result["records"])
+        else:
+            assert reader is not None, "spooled values are read by their part's reader"
+            writer.put_many(reader.read(spool))
     fault_point("commit-record")
     record = {k: v for k, v in result.items() if k not in ("records", "spool")}
     log.commit(shard, {"shard": shard, **record})

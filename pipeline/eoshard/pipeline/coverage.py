@@ -140,8 +140,9 @@ def window_layers(
     coverage = np.zeros(size)
     # a pixel with one claim: its parcel and share, no mix, no double claim
     one = ~multi[pixel]
-    best[pixel[one]] = owner[one]
-    best_share[pixel[one]] = coverage[pixel[one]] = share[one]
+    alone = pixel[one]
+    best[alone] = owner[one]
+    best_share[alone] = coverage[alone] = share[one]
     pixel, owner, share = pixel[~one], owner[~one], share[~one]
     # per pixel, the largest share first and, among equal shares, the first parcel: the winner leads its pixel
     order = np.lexsort((owner, -share, pixel))

@@ -52,8 +52,8 @@ def _little(codec: dict[str, Any]) -> bool:
 
 def shard_pieces(chunks: Sequence[np.ndarray], per_shard: int, level: int, dtype: Any) -> list[bytes]:
     """The bytes of a shard of ``per_shard`` chunks whose first ``len(chunks)`` are given (the others lie past the
-    array's end), each chunk one sample of ``dtype``: in pieces, in order, to be written one after another (a copy
-    joining them would cost as much as the write)."""
+    array's end), each chunk one sample of ``dtype``: in pieces, in order, to be written one after another (a joined
+    copy of each shard cost fresh pages for every byte)."""
     zstd = numcodecs.Zstd(level=level)
     little = np.dtype(dtype).newbyteorder("<")
     index = np.full((per_shard, 2), _EMPTY, dtype="<u8")

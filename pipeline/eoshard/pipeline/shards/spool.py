@@ -7,6 +7,7 @@ reuses (a new one per shard cost it fresh pages for every byte), then deletes th
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -56,9 +57,11 @@ class SpoolReader:
             self._buffer = bytearray(total)
         data = memoryview(self._buffer)[:total]
         with path.open("rb") as f:
-            got = f.readinto(data)
-        if got != total:
-            raise ShardWriteError(f"{path} holds {got} bytes where {total} were written: rerun the build")
+            size = os.fstat(f.fileno()).st_size
+            if size == total:
+                f.readinto(data)
+        if size != total:
+            raise ShardWriteError(f"{path} holds {size} bytes where {total} were written: rerun the build")
         records, start = [], 0
         for key, length in zip(spool["keys"], spool["lengths"], strict=True):
             records.append((str(key), data[start : start + length]))
