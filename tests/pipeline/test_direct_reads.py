@@ -145,7 +145,7 @@ def test_blocks_decoded_once_are_read_back_from_the_machines_store(
             (tmp_path / f"{blocks.STORE_PREFIX}test").iterdir()
         )  # local files: decoded again, not stored
         close_files()
-        monkeypatch.setattr(blocks, "_remote", lambda href: True)  # as if the files were fetched over HTTP
+        monkeypatch.setattr(blocks, "is_remote", lambda href: True)  # as if the files were fetched over HTTP
         misses = blocks.CACHE.misses
         first = read_group_window(source, slice(0, 300), slice(0, 400))
         stored = sorted((tmp_path / f"{blocks.STORE_PREFIX}test").glob("*.block"))

@@ -40,7 +40,7 @@ from eoshard.pipeline.shards.layout import (
 )
 from eoshard.pipeline.shards.lmdb_store import LmdbWriter, part_name
 from eoshard.pipeline.shards.manifest import index_frame, summarise_records, write_collection, write_index
-from eoshard.pipeline.shards.reads import Meetings, meeting, read_shard
+from eoshard.pipeline.shards.reads import MAX_AHEAD_SHARDS, Meetings, Origins, meeting, read_shard
 from eoshard.pipeline.shards.samples import format_version
 from eoshard.pipeline.shards.spool import SpoolReader, spool_dir
 from eoshard.pipeline.shards.task import ShardSpec
@@ -163,19 +163,26 @@ def submit_shards(plan: BuildPlan, client: Client, todo: dict[int, Any]) -> dict
         shared = client.scatter(plan.sources, broadcast=True, hash=False)
     futures: dict[int, DaskFuture] = {}
     token = uuid.uuid4().hex[:8]
-    meetings = _meetings(plan, list(todo.values()), per)
+    tasks = list(todo.values())
+    meetings = _meetings(plan, tasks, per)
     for position, (k, task) in enumerate(todo.items()):
         where: dict[str, Any] = {}
         if workers:
             where = {"workers": [workers[position // per]], "allow_other_workers": True}
         if isinstance(task, DirectShard):
             futures[k] = client.submit(
-                read_shard, task.spec, shared, task.size, meetings,
+                read_shard, task.spec, shared, task.size, meetings, _ahead(tasks, position, per),
                 key=f"shard-{k}-{token}", priority=-position, pure=False, **where,
             )  # fmt: skip
         else:
             futures[k] = client.compute(task, priority=-position, **where)
     return futures
+
+
+def _ahead(tasks: list[Any], position: int, per: int) -> tuple[Origins, ...]:
+    """The patch origins of the shards the same worker runs after the one at ``position`` (see ``read_shard``)."""
+    end = min(len(tasks), (position // per + 1) * per, position + 1 + MAX_AHEAD_SHARDS)
+    return tuple(tuple(t.spec.origins) for t in tasks[position + 1 : end] if isinstance(t, DirectShard))
 
 
 def _meetings(plan: BuildPlan, tasks: list[Any], per: int) -> Meetings:

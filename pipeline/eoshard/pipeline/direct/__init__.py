@@ -13,7 +13,7 @@ from eoshard.pipeline.direct.blocks import (
     remove_block_store,
     use_block_store,
 )
-from eoshard.pipeline.direct.mosaic import Sweep, read_group_window
+from eoshard.pipeline.direct.mosaic import Sweep, prefetch_group_window, read_group_window
 from eoshard.pipeline.direct.sources import AssetSource, GroupSource, ProductSource, group_source, paired_source
 
 __all__ = [
@@ -25,6 +25,7 @@ __all__ = [
     "drop_retired_blocks",
     "group_source",
     "paired_source",
+    "prefetch_group_window",
     "read_alone",
     "read_group_window",
     "remove_block_store",

@@ -16,7 +16,8 @@ import tempfile
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Hashable, Iterable
+from collections.abc import Hashable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -108,6 +109,7 @@ class BlockCache:
         self._items: OrderedDict[Hashable, np.ndarray] = OrderedDict()
         self._retired: OrderedDict[Hashable, None] = OrderedDict()
         self._bytes = 0
+        self._retired_bytes = 0
         self._lock = threading.Lock()
         self.hits = self.misses = 0
 
@@ -119,7 +121,9 @@ class BlockCache:
                 return None
             self.hits += 1
             self._items.move_to_end(key)
-            self._retired.pop(key, None)  # read again after all: it lives as any other entry
+            if key in self._retired:  # read again after all: it lives as any other entry
+                del self._retired[key]
+                self._retired_bytes -= value.nbytes
             return value
 
     def put(self, key: Hashable, value: np.ndarray) -> None:
@@ -132,6 +136,7 @@ class BlockCache:
                 if self._retired:
                     old_key, _ = self._retired.popitem(last=False)
                     old = self._items.pop(old_key)
+                    self._retired_bytes -= old.nbytes
                 else:
                     _, old = self._items.popitem(last=False)
                 self._bytes -= old.nbytes
@@ -145,12 +150,15 @@ class BlockCache:
                 if key not in self._items:
                     continue
                 if self.eager:
-                    self._retired.pop(key, None)
                     old = self._items.pop(key)
+                    if key in self._retired:
+                        del self._retired[key]
+                        self._retired_bytes -= old.nbytes
                     self._bytes -= old.nbytes
                     SPARE.give(old)
-                else:
+                elif key not in self._retired:
                     self._retired[key] = None
+                    self._retired_bytes += self._items[key].nbytes
 
     def drop_retired(self) -> None:
         """Let the retired entries go now (a process reading one shard at a time needs none of them again)."""
@@ -160,12 +168,19 @@ class BlockCache:
                 old = self._items.pop(key)
                 self._bytes -= old.nbytes
                 SPARE.give(old)
+            self._retired_bytes = 0
+
+    def has_room(self, nbytes: int) -> bool:
+        """Whether ``nbytes`` more fit beside the entries the sweep still needs, with a quarter of the bound left
+        for the reads at hand (a read ahead asks first, and stops when the answer is no)."""
+        with self._lock:
+            return self._bytes - self._retired_bytes + nbytes <= self.max_bytes * 3 // 4
 
     def clear(self) -> None:
         with self._lock:
             self._items.clear()
             self._retired.clear()
-            self._bytes = 0
+            self._bytes = self._retired_bytes = 0
 
 
 class BlockStore:
@@ -269,7 +284,7 @@ def remove_block_store(name: str) -> None:
     shutil.rmtree(Path(tempfile.gettempdir()) / name, ignore_errors=True)
 
 
-def _remote(href: str) -> bool:
+def is_remote(href: str) -> bool:
     """Whether ``href`` is fetched over a network (a local file is cheaper to decode again than to store)."""
     return "://" in href and not href.startswith("file://")
 
@@ -277,7 +292,7 @@ def _remote(href: str) -> bool:
 def _store_for(href: str, shared: bool) -> BlockStore | None:
     """The machine's store when a block of ``href`` goes there (and is looked for there): blocks that another
     stripe reads too, and with ``EOSHARD_BLOCK_STORE=all`` every block of a remote file; else None."""
-    return _store if shared or (STORE_ALL_REMOTE and _remote(href)) else None
+    return _store if shared or (STORE_ALL_REMOTE and is_remote(href)) else None
 
 
 def _cached(key: Hashable, href: str, shared: bool = False, remember: bool = True) -> np.ndarray | None:
@@ -380,17 +395,40 @@ def source_block(
     key, part_key = block_key(href, row, col), block_key(href, row, col, cols)
     if cols is not None and (part := CACHE.get(part_key)) is not None:
         return part
-    remember = cols is None  # a part is kept in memory, not the whole block
-    block = _cached(key, href, shared, remember)
-    if block is None:
-        block = _decode(href, row, col)
-        _keep(key, href, block, shared, remember)
-    if cols is None:
-        return block
-    part = block[:, cols[0] : cols[1]].copy()
-    CACHE.put(part_key, part)
+    with _one_reader(key):  # a block another thread is fetching (a read ahead, see ``mosaic``) is waited for
+        if cols is not None and (part := CACHE.get(part_key)) is not None:
+            return part
+        remember = cols is None  # a part is kept in memory, not the whole block
+        block = _cached(key, href, shared, remember)
+        if block is None:
+            block = _decode(href, row, col)
+            _keep(key, href, block, shared, remember)
+        if cols is None:
+            return block
+        part = block[:, cols[0] : cols[1]].copy()
+        CACHE.put(part_key, part)
     SPARE.give(block)  # the whole block is in the store (or not needed again)
     return part
+
+
+_readers: dict[Hashable, list[Any]] = {}  # block key -> [its lock, threads holding or waiting for it]
+_readers_lock = threading.Lock()
+
+
+@contextmanager
+def _one_reader(key: Hashable) -> Iterator[None]:
+    """Hold the lock of block ``key``: one thread at a time fetches and decodes a block, the others then find it."""
+    with _readers_lock:
+        entry = _readers.setdefault(key, [threading.Lock(), 0])
+        entry[1] += 1
+    try:
+        with entry[0]:
+            yield
+    finally:
+        with _readers_lock:
+            entry[1] -= 1
+            if not entry[1]:
+                del _readers[key]
 
 
 def _decode(href: str, row: int, col: int) -> np.ndarray:

@@ -13,12 +13,22 @@ from affine import Affine
 from rasterio.windows import Window
 
 from eoshard.pipeline.cube import grid_epsg
-from eoshard.pipeline.direct.blocks import CACHE, block_key, open_file, resampling_of, source_block, warped_chunk
+from eoshard.pipeline.direct.blocks import (
+    CACHE,
+    block_key,
+    is_remote,
+    open_file,
+    resampling_of,
+    source_block,
+    warped_chunk,
+)
 from eoshard.pipeline.direct.sources import AssetSource, GroupSource
 from eoshard.pipeline.errors import AssetReadError
 
 READ_THREADS = int(os.environ.get("EOSHARD_READ_THREADS", "8"))
 _pool = ThreadPoolExecutor(max_workers=READ_THREADS, thread_name_prefix="eoshard-read")
+# reads ahead (``prefetch_group_window``) have threads of their own: a read needed now never queues behind them
+_ahead = ThreadPoolExecutor(max_workers=READ_THREADS, thread_name_prefix="eoshard-ahead")
 
 
 @dataclass(frozen=True)
@@ -71,29 +81,37 @@ def _offset(dataset: Any, grid_transform: Affine, epsg: int) -> tuple[int, int] 
     return round(rows), round(cols)
 
 
-def _aligned(
-    href: str,
-    dataset: Any,
-    offset: tuple[int, int],
-    window: Window,
-    fill: float,
-    dtype: str,
-    sweep: Sweep = NO_SWEEP,
-    out: np.ndarray | None = None,
-) -> np.ndarray:
-    """The window of a file on the grid: its internal blocks pasted, nodata and the outside set to ``fill`` (into
-    ``out`` when given)."""
+@dataclass(frozen=True)
+class BlockPiece:
+    """What a window takes of one internal block: the block ``(row, col)``, its pixels ``ya:yb, xa:xb`` of the
+    file, where its returned array starts (``y0, x0``: the block's or, for ``cols``, the part's first pixel), whether
+    other stripes read it (``shared``), the columns kept in memory (``cols``) and whether the sweep is ``done`` with it.
+    """
+
+    row: int
+    col: int
+    ya: int
+    yb: int
+    xa: int
+    xb: int
+    y0: int
+    x0: int
+    shared: bool
+    cols: tuple[int, int] | None
+    done: bool
+
+
+def block_pieces(
+    dataset: Any, offset: tuple[int, int], window: Window, sweep: Sweep = NO_SWEEP
+) -> list[BlockPiece]:
+    """The internal blocks of a file on the grid (``offset`` from it) that ``window`` of the grid covers, in the
+    order they are read."""
     r0, c0 = window.row_off + offset[0], window.col_off + offset[1]
     r1, c1 = r0 + window.height, c0 + window.width
     bh, bw = dataset.block_shapes[0]
     rs, cs = max(r0, 0), max(c0, 0)
     re, ce = min(r1, dataset.height), min(c1, dataset.width)
-    inside = (rs, cs, re, ce) == (r0, c0, r1, c1)  # the blocks paste over every pixel of the window
-    if out is None:
-        out = np.empty((window.height, window.width), dtype=dtype)
-    if not inside:
-        out[...] = fill
-    done = []
+    pieces = []
     for br in range(rs // bh, math.ceil(re / bh) if re > rs else rs // bh):
         # right to left: GDAL's /vsicurl/ takes a read that starts where its last download ended for a sequential
         # read and fetches twice as much, the next block too (often not needed, or gone before it is)
@@ -109,11 +127,38 @@ def _aligned(
             # memory holds those, not the whole block, while the stripe goes down (the whole one waits in the store)
             reach = sweep.in_reach(xa - offset[1], xb - offset[1]) and xb - xa < gx1 - gx0
             cols = (xa - x0, xb - x0) if reach else None
-            block = source_block(href, br, bc, shared=shared, cols=cols)
-            bx = x0 if cols is None else xa
-            out[ya - r0 : yb - r0, xa - c0 : xb - c0] = block[ya - y0 : yb - y0, xa - bx : xb - bx]
-            if gy1 <= sweep.done_row and (gx1 <= sweep.done_col or shared):
-                done.append(block_key(href, br, bc, cols))
+            done = gy1 <= sweep.done_row and (gx1 <= sweep.done_col or shared)
+            pieces.append(BlockPiece(br, bc, ya, yb, xa, xb, y0, x0 if cols is None else xa, shared, cols, done))
+    return pieces
+
+
+def _aligned(
+    href: str,
+    dataset: Any,
+    offset: tuple[int, int],
+    window: Window,
+    fill: float,
+    dtype: str,
+    sweep: Sweep = NO_SWEEP,
+    out: np.ndarray | None = None,
+) -> np.ndarray:
+    """The window of a file on the grid: its internal blocks pasted, nodata and the outside set to ``fill`` (into
+    ``out`` when given)."""
+    r0, c0 = window.row_off + offset[0], window.col_off + offset[1]
+    r1, c1 = r0 + window.height, c0 + window.width
+    inside = (max(r0, 0), max(c0, 0), min(r1, dataset.height), min(c1, dataset.width)) == (r0, c0, r1, c1)
+    if out is None:
+        out = np.empty((window.height, window.width), dtype=dtype)
+    if not inside:  # the blocks do not paste over every pixel of the window
+        out[...] = fill
+    done = []
+    for p in block_pieces(dataset, offset, window, sweep):
+        block = source_block(href, p.row, p.col, shared=p.shared, cols=p.cols)
+        out[p.ya - r0 : p.yb - r0, p.xa - c0 : p.xb - c0] = block[
+            p.ya - p.y0 : p.yb - p.y0, p.xa - p.x0 : p.xb - p.x0
+        ]
+        if p.done:
+            done.append(block_key(href, p.row, p.col, p.cols))
     if done:
         CACHE.retire(done)
     nodata = dataset.nodata
@@ -214,3 +259,33 @@ def read_group_window(source: GroupSource, rows: slice, cols: slice, sweep: Swee
     if not nan:
         out[~written] = fill
     return out
+
+
+def prefetch_group_window(source: GroupSource, rows: slice, cols: slice, sweep: Sweep = NO_SWEEP) -> None:
+    """Start fetching, in the background, the blocks of remote files that ``read_group_window`` with the same
+    arguments will read, into the memory cache (and the store, as that read would): called for the shards a worker
+    runs next, so that a block row that comes over the network arrives while the worker still computes. Files
+    that need warping, and local files, are left to the read itself."""
+    window = Window(cols.start, rows.start, cols.stop - cols.start, rows.stop - rows.start)
+    for step in source.steps:
+        for product in step:
+            for band in source.bands:
+                asset = product.assets[band]
+                if is_remote(asset.href) and _overlaps(asset, source, window):
+                    _ahead.submit(_fetch_ahead, source, asset.href, window, sweep)
+
+
+def _fetch_ahead(source: GroupSource, href: str, window: Window, sweep: Sweep) -> None:
+    try:
+        dataset = open_file(href).dataset
+        offset = _offset(dataset, source.grid.transform, grid_epsg(source.grid))
+        if offset is None:
+            return
+        bh, bw = dataset.block_shapes[0]
+        block_bytes = bh * bw * np.dtype(dataset.dtypes[0]).itemsize
+        for p in block_pieces(dataset, offset, window, sweep):
+            if not CACHE.has_room(block_bytes):  # the blocks at hand come first: the read fetches the rest
+                return
+            source_block(href, p.row, p.col, shared=p.shared, cols=p.cols)
+    except Exception:
+        return

@@ -8,6 +8,7 @@ hands numpy arrays to ``materialize_shard``, the same function the graph engine 
 from __future__ import annotations
 
 import math
+import os
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from eoshard.pipeline.direct import (
     GroupSource,
     Sweep,
     drop_retired_blocks,
+    prefetch_group_window,
     read_alone,
     read_group_window,
     tune_malloc,
@@ -45,6 +47,13 @@ class PatchOrder:
 
 
 Meetings = tuple[tuple[float, float, float, float], ...]  # see ``meeting``
+Origins = tuple[tuple[int, int], ...]  # a shard's patch origins, in sweep order
+
+# How many of the shards a worker runs next a task reads ahead for (remote files only, see ``read_shard``): on the
+# quarter tile, about the time a new block row takes to come over the network (0: no reads ahead). A task is told
+# of up to ``MAX_AHEAD_SHARDS``.
+AHEAD_SHARDS = int(os.environ.get("EOSHARD_AHEAD_SHARDS", "8"))
+MAX_AHEAD_SHARDS = 16
 
 
 @dataclass(frozen=True)
@@ -96,11 +105,15 @@ _reading = 0  # shard tasks reading in this process
 _reading_lock = threading.Lock()
 
 
-def read_shard(spec: ShardSpec, sources: ShardSources, size: int, meetings: Meetings = ()) -> dict[str, Any]:
+def read_shard(
+    spec: ShardSpec, sources: ShardSources, size: int, meetings: Meetings = (), ahead: Sequence[Origins] = ()
+) -> dict[str, Any]:
     """Read the windows of the shard's patches, then ``materialize_shard`` (see there for what it returns).
 
     ``meetings``: where the runs of shards given to different workers meet (see ``meeting``): the blocks both
     sides read go to the machine's store, so that one worker decodes them and the other reads them back.
+    ``ahead``: the patch origins of the shards this worker runs next: their blocks of remote files are fetched in
+    the background while this shard is made (see ``direct.mosaic.prefetch_group_window``).
     """
     global _reading
     tune_malloc()
@@ -114,7 +127,33 @@ def read_shard(spec: ShardSpec, sources: ShardSources, size: int, meetings: Meet
         with _reading_lock:
             _reading -= 1
             read_alone(_reading == 1)
+    for origins in ahead[:AHEAD_SHARDS]:
+        _read_ahead(origins, sources, size, meetings)
     return materialize_shard(spec, images, labels, paired, masks=masks)
+
+
+_ahead_done: dict[Origins, None] = {}  # shards read ahead for in this process (the latest ones)
+
+
+def _read_ahead(origins: Origins, sources: ShardSources, size: int, meetings: Meetings) -> None:
+    """Start fetching the remote blocks a shard with patches at ``origins`` will read (once per shard)."""
+    if origins in _ahead_done:
+        return
+    _ahead_done[origins] = None
+    if len(_ahead_done) > 2 * MAX_AHEAD_SHARDS:
+        del _ahead_done[next(iter(_ahead_done))]
+    for run in patch_runs(origins, size):
+        rows = slice(run.row, run.row + size)
+        sweep = run_sweep(sources.order, run, size, (sources.grid.shape[0], sources.grid.shape[1]), meetings)
+        for name, group in sources.groups.items():
+            f = sources.factors[name]
+            prefetch_group_window(group, *_zoom_out(rows, run, f), sweep.scaled(1 / f))
+        for source, f in ((sources.scl, sources.scl_factor), (sources.qa, sources.qa_factor)):
+            if source is not None:
+                prefetch_group_window(source, *_class_slices(f, rows, run), sweep.scaled(1 / f))
+        if sources.hr is not None:
+            f = sources.hr_factor
+            prefetch_group_window(sources.hr, *_zoom_in(rows, run, f), sweep.scaled(f))
 
 
 def _read_windows(
@@ -151,12 +190,7 @@ def _read_windows(
             _cut(masks, run, _class_window(sources.qa, sources.qa_factor, rows, run, sweep, valid), size, 1)
         if sources.hr is not None:
             f = sources.hr_factor
-            hr = read_group_window(
-                sources.hr,
-                slice(run.row * f, (run.row + size) * f),
-                slice(run.col0 * f, run.col1 * f),
-                sweep.scaled(f),
-            )[0]
+            hr = read_group_window(sources.hr, *_zoom_in(rows, run, f), sweep.scaled(f))[0]
             _cut(paired["hr"], run, hr, size, 1, zoom_in=f)
         if _reading == 1:  # no other shard of this process may still need the blocks the sweep has passed
             drop_retired_blocks()
@@ -233,8 +267,8 @@ def _class_window(
     of the pixels of ``source`` (``f`` times coarser) that cover it, repeated and cut to it (a patch need not start
     on a class pixel's edge: the patches align with the bands' groups, not the mask's). ``valid`` goes pixel by
     pixel, so it runs on the coarse pixels, before they are repeated."""
-    r0, c0 = rows.start // f, run.col0 // f
-    window = slice(r0, -(-rows.stop // f)), slice(c0, -(-run.col1 // f))
+    window = _class_slices(f, rows, run)
+    r0, c0 = window[0].start, window[1].start
     values = valid(read_group_window(source, *window, sweep.scaled(1 / f))[:, 0])
     if f > 1:
         values = values.repeat(f, axis=-2).repeat(f, axis=-1)
@@ -244,6 +278,15 @@ def _class_window(
 
 def _zoom_out(rows: slice, run: Run, factor: int) -> tuple[slice, slice]:
     return slice(rows.start // factor, rows.stop // factor), slice(run.col0 // factor, run.col1 // factor)
+
+
+def _zoom_in(rows: slice, run: Run, factor: int) -> tuple[slice, slice]:
+    return slice(rows.start * factor, rows.stop * factor), slice(run.col0 * factor, run.col1 * factor)
+
+
+def _class_slices(f: int, rows: slice, run: Run) -> tuple[slice, slice]:
+    """The pixels of a class source ``f`` times coarser that cover the run (its edges need not be on theirs)."""
+    return slice(rows.start // f, -(-rows.stop // f)), slice(run.col0 // f, -(-run.col1 // f))
 
 
 def _cut(target: list[Any], run: Run, window: np.ndarray, size: int, factor: int, *, zoom_in: int = 1) -> None:

@@ -1,0 +1,114 @@
+"""Reads ahead: the blocks of remote files a worker's next shards read are fetched in the background, once."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import rasterio
+from affine import Affine
+from odc.geo.geobox import GeoBox
+from rasterio.windows import Window
+
+from eoshard.flows.demo.serve import serve_folder
+from eoshard.pipeline.direct import AssetSource, GroupSource, ProductSource, blocks, mosaic, read_group_window
+from eoshard.pipeline.direct.blocks import CACHE, block_key, close_files, source_block
+
+TRANSFORM = Affine(10, 0, 600000, 0, -10, 5000000)
+
+
+def _three_blocks(folder: Path) -> np.ndarray:
+    """One row of three 1024 px blocks of noise in ``folder/b04.tif``: its pixels."""
+    values = np.random.default_rng(5).integers(0, 3000, size=(1, 1024, 3072), dtype="uint16")
+    profile = {"driver": "COG", "width": 3072, "height": 1024, "count": 1, "dtype": "uint16", "crs": "EPSG:32632",
+               "transform": TRANSFORM, "blocksize": 1024, "compress": "deflate", "overviews": "NONE"}  # fmt: skip
+    with rasterio.open(folder / "b04.tif", "w", **profile) as dst:
+        dst.write(values)
+    return values[0]
+
+
+def _source(href: str) -> GroupSource:
+    grid = GeoBox((1024, 3072), TRANSFORM, "EPSG:32632")
+    step = (ProductSource("p", {"B04": AssetSource(href, None)}),)
+    return GroupSource(grid, ("B04",), "uint16", 0.0, "nearest", 1024, (step,))
+
+
+def _wait_for(keys: list[Any], seconds: float = 20.0) -> None:
+    deadline = time.monotonic() + seconds
+    while any(k not in CACHE._items for k in keys):
+        assert time.monotonic() < deadline, "the read ahead did not bring the blocks"
+        time.sleep(0.01)
+
+
+def test_a_read_ahead_brings_the_blocks_so_the_read_fetches_nothing(tmp_path: Path) -> None:
+    values = _three_blocks(tmp_path)
+    with rasterio.open(tmp_path / "b04.tif") as src:
+        needed = src.block_size(1, 0, 1) + src.block_size(1, 0, 2)
+    close_files()
+    with serve_folder(tmp_path, latency=0.01) as served:
+        href = f"{served.url}/b04.tif"
+        source = _source(href)
+        mosaic.prefetch_group_window(source, slice(0, 1024), slice(1500, 3072))
+        _wait_for([block_key(href, 0, 1), block_key(href, 0, 2)])
+        assert block_key(href, 0, 0) not in CACHE._items  # only the window's blocks
+        ahead = served.traffic.bytes
+        served.traffic.reset()
+        got = read_group_window(source, slice(0, 1024), slice(1500, 3072))
+        assert served.traffic.requests == 0
+    close_files()
+    np.testing.assert_array_equal(got[0, 0], values[:, 1500:])
+    assert needed <= ahead <= needed + 32768 + 4 * 16384, (ahead, needed)  # the header, and each block once
+
+
+def test_local_files_are_left_to_the_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _three_blocks(tmp_path)
+    submitted: list[Any] = []
+    monkeypatch.setattr(mosaic._ahead, "submit", lambda *a, **k: submitted.append(a))
+    mosaic.prefetch_group_window(_source(str(tmp_path / "b04.tif")), slice(0, 1024), slice(0, 3072))
+    assert submitted == []
+
+
+def test_a_read_ahead_stops_where_the_cache_would_crowd_the_blocks_at_hand(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Room for one block beside a quarter of the bound: the second is left to the read."""
+    _three_blocks(tmp_path)
+    close_files()
+    monkeypatch.setattr(CACHE, "max_bytes", int(1024 * 1024 * 2 * 4 / 3) + 1)
+    with serve_folder(tmp_path, latency=0.0) as served:
+        href = f"{served.url}/b04.tif"
+        mosaic._fetch_ahead(_source(href), href, Window(0, 0, 3072, 1024), mosaic.NO_SWEEP)
+        kept = [k for k in CACHE._items if k[1] == href]
+    close_files()
+    assert kept == [block_key(href, 0, 2)]  # right to left, as the read goes; then no room
+
+
+def test_a_block_two_threads_ask_for_at_once_is_fetched_and_decoded_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    values = _three_blocks(tmp_path)
+    href = str(tmp_path / "b04.tif")
+    close_files()
+    decode = blocks._decode
+    calls: list[tuple[int, int]] = []
+
+    def slow_decode(href: str, row: int, col: int) -> np.ndarray:
+        calls.append((row, col))
+        time.sleep(0.2)  # the other thread asks meanwhile
+        return decode(href, row, col)
+
+    monkeypatch.setattr(blocks, "_decode", slow_decode)
+    got: list[np.ndarray] = []
+    threads = [threading.Thread(target=lambda: got.append(source_block(href, 0, 1))) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    close_files()
+    assert calls == [(0, 1)]
+    assert got[0] is got[1]
+    np.testing.assert_array_equal(got[0], values[:, 1024:2048])
