@@ -393,12 +393,12 @@ def main() -> None:
         path = config(big, items, work / "out-remote")
         for workers in sorted({1, args.workers}, reverse=True):
             served.traffic.reset()
-            remote[workers], _ = build(path, workers)
+            remote[workers], remote_peak = build(path, workers)
             if workers == args.workers:
                 fetched = served.traffic.bytes
             print(f"build over HTTP ({args.latency * 1000:.0f} ms per request), {workers} worker(s): "
                   f"{remote[workers]:.1f} s, {served.traffic.requests} requests, "
-                  f"{served.traffic.bytes / 2**20:.0f} MiB fetched")  # fmt: skip
+                  f"{served.traffic.bytes / 2**20:.0f} MiB fetched, peak RSS {remote_peak / 2**20:.0f} MiB")  # fmt: skip
 
     small_cfg = config(small, small / "catalog" / "catalog.json", work / "out-small")
     _, small_peak = build(small_cfg, args.workers)

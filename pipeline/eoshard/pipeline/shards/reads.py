@@ -113,11 +113,13 @@ def read_shard(
     ``meetings``: where the runs of shards given to different workers meet (see ``meeting``): the blocks both
     sides read go to the machine's store, so that one worker decodes them and the other reads them back.
     ``ahead``: the patch origins of the shards this worker runs next: their blocks of remote files are fetched in
-    the background while this shard is made (see ``direct.mosaic.prefetch_group_window``).
+    the background while this shard is read and made (see ``direct.mosaic.prefetch_group_window``).
     """
     global _reading
     tune_malloc()
     use_block_store(sources.block_store)
+    for origins in ahead[:AHEAD_SHARDS]:  # first: a worker's first shards fetch their block row on both pools
+        _read_ahead(origins, sources, size, meetings)
     with _reading_lock:
         _reading += 1
         read_alone(_reading == 1)
@@ -127,8 +129,6 @@ def read_shard(
         with _reading_lock:
             _reading -= 1
             read_alone(_reading == 1)
-    for origins in ahead[:AHEAD_SHARDS]:
-        _read_ahead(origins, sources, size, meetings)
     return materialize_shard(spec, images, labels, paired, masks=masks)
 
 
