@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-import dask
+import threading
+from typing import Any
 
-from eoshard.flows.cluster import dask_client
+import dask
+import pytest
+
+from eoshard.flows.cluster import client_started_meanwhile, dask_client
 
 
 def _profiler(dask_worker: object) -> tuple[bool, bool]:  # client.run passes the worker by this name
@@ -17,3 +21,36 @@ def test_local_workers_run_without_the_profiler_and_leave_the_config_as_it_was()
         assert len(client.scheduler_info()["workers"]) == 1
         assert list(client.run(_profiler).values()) == [(False, True)]
     assert dask.config.get("distributed.worker.profile.enabled") is True
+
+
+def _imported() -> bool:
+    import sys
+
+    return "eoshard.pipeline.shards.reads" in sys.modules
+
+
+def test_a_cluster_started_meanwhile_is_up_with_the_shard_tasks_imported_and_closed_after() -> None:
+    with client_started_meanwhile(n_workers=1) as started:
+        client = started()
+        assert started() is client
+        assert list(client.run(_imported).values()) == [True]  # imported before any task ran
+        cluster = client.cluster
+    assert client.status == "closed" and cluster is not None and cluster.status.name == "closed"
+
+
+def test_an_error_meanwhile_closes_the_cluster_that_was_starting() -> None:
+    seen: list[Any] = []
+    with pytest.raises(ValueError, match="no products"), client_started_meanwhile(n_workers=1) as started:
+        seen.append(started)
+        raise ValueError("no products")  # what planning raises before it asks for the client
+    assert not any(t.name == "eoshard-cluster" for t in threading.enumerate())
+    assert seen[0]().status == "closed"  # it had started, and was closed on the way out
+
+
+def test_a_scheduler_that_cannot_be_reached_is_said_when_the_client_is_asked_for() -> None:
+    with (
+        dask.config.set({"distributed.comm.timeouts.connect": "1s"}),
+        client_started_meanwhile("tcp://127.0.0.1:9") as started,
+        pytest.raises(OSError, match=r"127\.0\.0\.1:9"),
+    ):
+        started()

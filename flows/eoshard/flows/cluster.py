@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from contextlib import contextmanager
 from typing import Any
 
@@ -44,6 +47,48 @@ def dask_client(scheduler: str | None = None, n_workers: int | None = None) -> I
         # the work is done: a worker's heartbeat racing the scheduler's shutdown would print a harmless traceback
         client.run(_quiet_shutdown)
         client.run_on_scheduler(_quiet_shutdown)
+
+
+@contextmanager
+def client_started_meanwhile(
+    scheduler: str | None = None, n_workers: int | None = None
+) -> Iterator[Callable[[], Client]]:
+    """``dask_client`` started in the background while the caller goes on (a build plans meanwhile): yields a
+    function that waits for the client and returns it. The workers import the shard tasks' modules as soon as they
+    are up. On the way out the client (and its LocalCluster) close, once started.
+
+    One thread enters and leaves ``dask_client`` (a client is entered and left in the same thread); an error in
+    starting is raised by the function, one in closing on the way out."""
+    ready: Future[Client] = Future()
+    done = threading.Event()
+    closing: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            with dask_client(scheduler, n_workers) as client:
+                with contextlib.suppress(Exception):  # a worker that cannot import them says so in its first task
+                    client.run(_import_shard_tasks)
+                ready.set_result(client)
+                done.wait()
+        except BaseException as err:
+            if ready.done():
+                closing.append(err)
+            else:
+                ready.set_exception(err)
+
+    thread = threading.Thread(target=run, name="eoshard-cluster", daemon=True)
+    thread.start()
+    try:
+        yield ready.result
+    finally:
+        done.set()
+        thread.join()
+    if closing:
+        raise closing[0]
+
+
+def _import_shard_tasks() -> None:
+    import eoshard.pipeline.shards.reads  # noqa: F401
 
 
 def _quiet_shutdown() -> None:

@@ -45,23 +45,25 @@ def build(
     """Build a dataset: select products, cube them lazily, rasterize labels, cut patches, write shards."""
     from eoshard.flows.block_cache import block_cache_note
     from eoshard.flows.build import plan_build, run_build
-    from eoshard.flows.cluster import dashboard_note, dask_client
+    from eoshard.flows.cluster import client_started_meanwhile, dashboard_note
     from eoshard.flows.masking import mask_note
     from eoshard.flows.storage import publish, redact_url
 
     with user_errors():
         cfg = load_config(config)
-        with console.status("searching products and planning the build"):
-            plan = plan_build(cfg)
-        console.print(
-            f"{len(plan.items)} products, {len(plan.dates)} dates, grid {plan.grid.shape.y} x {plan.grid.shape.x}"
-            f" px in {plan.grid.crs}, {len(plan.patches)} patches in {len(plan.shards())} shards"
-        )
-        console.print(mask_note(cfg.timeseries.mask, plan.config.timeseries.model_dump()))
-        cache_note = block_cache_note(plan.sources, plan.grid.shape[1], patch_size=cfg.patches.size)
-        if cache_note is not None:
-            console.print(cache_note, style="yellow")
-        with dask_client(scheduler, workers) as client:
+        # the cluster starts (and its workers import) while the driver plans
+        with client_started_meanwhile(scheduler, workers) as started_client:
+            with console.status("searching products and planning the build"):
+                plan = plan_build(cfg)
+            console.print(
+                f"{len(plan.items)} products, {len(plan.dates)} dates, grid {plan.grid.shape.y} x "
+                f"{plan.grid.shape.x} px in {plan.grid.crs}, {len(plan.patches)} patches in {len(plan.shards())} shards"
+            )
+            console.print(mask_note(cfg.timeseries.mask, plan.config.timeseries.model_dump()))
+            cache_note = block_cache_note(plan.sources, plan.grid.shape[1], patch_size=cfg.patches.size)
+            if cache_note is not None:
+                console.print(cache_note, style="yellow")
+            client = started_client()
             console.print(dashboard_note(client))
             with progress_bar() as progress:
                 result = run_build(plan, client, progress_callback(progress, "writing shards"))
