@@ -22,7 +22,7 @@ import pystac
 from shapely.geometry import box, mapping
 
 from eoshard.flows.demo.cog import write_cog
-from eoshard.flows.demo.scene import Tile, _land_cover, _vegetation, _world_coords
+from eoshard.flows.demo.scene import Tile, _vegetation, tile_layers
 from eoshard.flows.demo.world import World
 
 S1_COLLECTION = "sentinel-1-rtc"
@@ -63,8 +63,8 @@ def overpasses() -> list[Overpass]:
 
 def render_backscatter(world: World, tile: Tile, op: Overpass) -> dict[str, np.ndarray]:
     """``{"vv", "vh"}``: float32 linear backscatter on the tile's 10 m grid, 0.0 outside the swath."""
-    wx, wy = _world_coords(tile)
-    codes, index, cover = _land_cover(world, tile)
+    layers = tile_layers(world, tile)
+    wx, wy, codes, index, cover = layers.wx, layers.wy, layers.codes, layers.index, layers.cover
     veg = _vegetation(codes, index, op.start.timetuple().tm_yday)
     rng = np.random.default_rng(op.seed * 1000 + tile.epsg)
     moisture = rng.uniform(-1.0, 1.0)  # dB, the whole scene: rain before the overpass or not

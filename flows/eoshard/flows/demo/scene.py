@@ -103,6 +103,35 @@ def _land_cover(world: World, tile: Tile) -> tuple[np.ndarray, np.ndarray, np.nd
     return codes, index, cover
 
 
+@dataclass(frozen=True)
+class TileLayers:
+    """What a tile's scenes share whatever the date: world coordinates of its 10 m pixels and its land cover (see
+    ``_world_coords`` and ``_land_cover``), read-only."""
+
+    world: World
+    wx: np.ndarray
+    wy: np.ndarray
+    codes: np.ndarray
+    index: np.ndarray
+    cover: np.ndarray
+
+
+_layers: dict[Tile, TileLayers] = {}
+
+
+def tile_layers(world: World, tile: Tile) -> TileLayers:
+    """The tile's layers, made once per world and tile (every acquisition of a tile used to make them again)."""
+    found = _layers.get(tile)
+    if found is None or found.world is not world:
+        if len(_layers) >= 8:
+            _layers.clear()
+        arrays = (*_world_coords(tile), *_land_cover(world, tile))
+        for array in arrays:
+            array.flags.writeable = False
+        found = _layers[tile] = TileLayers(world, *arrays)
+    return found
+
+
 def _vegetation(codes: np.ndarray, index: np.ndarray, doy: int) -> np.ndarray:
     rng = np.random.default_rng(7)
     vigour = np.concatenate([[1.0], rng.uniform(0.8, 1.1, index.max())])[index]
@@ -141,8 +170,8 @@ def _block_any(a: np.ndarray, k: int) -> np.ndarray:
 
 def render_scene(world: World, tile: Tile, acq: Acquisition) -> Scene:
     """Pixels of the tile at the acquisition: fields follow their phenology, clouds and swath edges apply."""
-    wx, wy = _world_coords(tile)
-    codes, index, cover = _land_cover(world, tile)
+    layers = tile_layers(world, tile)
+    wx, wy, codes, index, cover = layers.wx, layers.wy, layers.codes, layers.index, layers.cover
     doy = acq.start.timetuple().tm_yday
     veg = _vegetation(codes, index, doy)
     cloud = _cloud_density(wx, wy, acq)
