@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 import dask
@@ -54,3 +55,29 @@ def test_a_scheduler_that_cannot_be_reached_is_said_when_the_client_is_asked_for
         pytest.raises(OSError, match=r"127\.0\.0\.1:9"),
     ):
         started()
+
+
+class _Slow:
+    """Garbage in a reference cycle whose finalizer lets other threads run while the collection goes on."""
+
+    def __init__(self) -> None:
+        self.me = self
+
+    def __del__(self) -> None:
+        time.sleep(0.0005)
+
+
+def test_full_collections_while_the_scheduler_starts_meet_no_half_timed_callback() -> None:
+    """distributed's GC callback, added by the scheduler from the cluster's thread while this thread collected (a
+    finalizer let it run), was called to stop a timing it never started: an "Exception ignored" on the console,
+    an error under pytest."""
+    import gc
+
+    with client_started_meanwhile(n_workers=1) as started:
+        waiting = threading.Thread(target=started)
+        waiting.start()
+        while waiting.is_alive():
+            garbage = [_Slow() for _ in range(20)]
+            del garbage
+            gc.collect()
+        assert len(started().scheduler_info()["workers"]) == 1

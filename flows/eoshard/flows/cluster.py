@@ -13,6 +13,7 @@ from typing import Any
 import dask
 from dask.system import CPU_COUNT
 from distributed import Client, LocalCluster
+from distributed.gc import disable_gc_diagnosis, enable_gc_diagnosis
 
 
 @contextmanager
@@ -76,6 +77,10 @@ def client_started_meanwhile(
             else:
                 ready.set_exception(err)
 
+    # A LocalCluster's scheduler adds distributed's GC callback from its own thread: one added while this thread
+    # collects is called to stop a timing it never started ("Exception ignored in ... _gc_callback"). Added here
+    # first, the scheduler only counts one more user.
+    enable_gc_diagnosis()
     thread = threading.Thread(target=run, name="eoshard-cluster", daemon=True)
     thread.start()
     try:
@@ -83,6 +88,7 @@ def client_started_meanwhile(
     finally:
         done.set()
         thread.join()
+        disable_gc_diagnosis()
     if closing:
         raise closing[0]
 
