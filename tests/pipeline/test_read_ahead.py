@@ -112,3 +112,21 @@ def test_a_block_two_threads_ask_for_at_once_is_fetched_and_decoded_once(
     assert calls == [(0, 1)]
     assert got[0] is got[1]
     np.testing.assert_array_equal(got[0], values[:, 1024:2048])
+
+
+def test_the_room_left_counts_what_the_sweep_still_needs_and_not_what_it_passed() -> None:
+    cache = blocks.BlockCache(400)  # three quarters: 300 bytes for the blocks the sweep still needs
+    for k in range(3):
+        cache.put(k, np.zeros(100, dtype="uint8"))
+    assert not cache.has_room(1)  # 300 needed
+    cache.retire([0, 1])
+    assert cache.has_room(200) and not cache.has_room(201)
+    assert cache.get(1) is not None  # read again after all: needed again
+    assert cache.has_room(100) and not cache.has_room(101)
+    cache.put(3, np.zeros(200, dtype="uint8"))  # 500 bytes: the passed block 0 leaves first
+    assert 0 not in cache._items and not cache.has_room(1)
+    cache.eager = True
+    cache.retire([1, 3])
+    assert cache.has_room(200) and not cache.has_room(201)  # only block 2 is left
+    cache.drop_retired()
+    assert cache.has_room(200) and not cache.has_room(201)
