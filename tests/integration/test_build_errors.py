@@ -187,6 +187,41 @@ def test_a_corrupt_tile_fails_only_the_shards_that_read_it(demo_data, tmp_path: 
     assert lmdb_contents(out) == lmdb_contents(reference)
 
 
+def test_over_http_a_corrupt_tile_fails_only_the_shards_that_read_it_with_reads_ahead(
+    demo_data, tmp_path: Path
+) -> None:
+    """The same corrupt tile served over HTTP, where the worker fetches its next shards' blocks ahead (one worker:
+    every later shard is its). The read ahead leaves the error to the read, which names the asset by its URL; the
+    same one shard fails and the others commit, valid."""
+    from eoshard.flows.demo.serve import remote_item_collection, serve_folder
+
+    world = tmp_path / "world"
+    shutil.copytree(demo_data.root, world)
+    catalog = world / "catalog" / "catalog.json"
+    (item,) = (
+        i for i in pystac.Catalog.from_file(str(catalog)).get_items(recursive=True)
+        if "20240915T102021_N0510_R065_T32UQU" in i.id
+    )  # fmt: skip
+    path = Path(item.assets["B02"].get_absolute_href())
+    _tiled_copy(path, 16)
+    _garble_tile(path, 448 // 16, 240 // 16)
+    out = tmp_path / "out"
+    with serve_folder(world, latency=0.002) as served:
+        items = remote_item_collection(catalog, world, served.url, tmp_path / "items.json")
+        remote = type(demo_data)(world, items, demo_data.aoi, demo_data.parcels, 0)
+        code, output = _build(_config(remote, out))
+        href = f"{served.url}/{path.relative_to(world).as_posix()}"
+    assert code == 1, output
+    assert "Traceback" not in output
+    assert f"could not read asset B02 of product {item.id} ({href})" in output, output
+    assert f"(1 of {N_SHARDS} shards failed, {N_SHARDS - 1} are committed)" in output
+    records = {
+        int(p.stem.split("-")[1]): json.loads(p.read_text()) for p in (out / "_build" / "commits").glob("shard-*")
+    }
+    assert set(records) == set(range(N_SHARDS)) - {18}
+    _check_committed(out, records.values())
+
+
 def _check_committed(out: Path, records: Iterable[dict[str, Any]]) -> None:
     """Committed shards read with plain zarr, lmdb and safetensors: checksums hold and both formats agree."""
     group = zarr.open_group(str(out / "data.zarr"), mode="r")
