@@ -77,10 +77,12 @@ def client_started_meanwhile(
             else:
                 ready.set_exception(err)
 
-    # A LocalCluster's scheduler adds distributed's GC callback from its own thread: one added while this thread
-    # collects is called to stop a timing it never started ("Exception ignored in ... _gc_callback"). Added here
-    # first, the scheduler only counts one more user.
-    enable_gc_diagnosis()
+    # A LocalCluster's scheduler (in this process) adds distributed's GC callback from its own thread: one added
+    # while this thread collects is called to stop a timing it never started ("Exception ignored in ...
+    # _gc_callback"). Added here first, the scheduler only counts one more user.
+    local = not scheduler
+    if local:
+        enable_gc_diagnosis()
     thread = threading.Thread(target=run, name="eoshard-cluster", daemon=True)
     thread.start()
     try:
@@ -88,7 +90,8 @@ def client_started_meanwhile(
     finally:
         done.set()
         thread.join()
-        disable_gc_diagnosis()
+        if local:
+            disable_gc_diagnosis()
     if closing:
         raise closing[0]
 
