@@ -20,19 +20,20 @@ WIDTH = 5478  # the quarter-tile benchmark's grid
 GRID = GeoBox((5484, WIDTH), Affine(10, 0, 600000, 0, -10, 5300000), "EPSG:32632")
 
 
-def _group(grid: GeoBox, bands: tuple[str, ...], dates: int, dtype: str = "uint16") -> GroupSource:
+def _group(grid: GeoBox, bands: tuple[str, ...], dates: int, dtype: str = "uint16", root: str = "") -> GroupSource:
     steps = tuple(
-        (ProductSource(f"p{d}", {b: AssetSource(f"/p{d}/{b}.tif", None) for b in bands}),) for d in range(dates)
+        (ProductSource(f"p{d}", {b: AssetSource(f"{root}/p{d}/{b}.tif", None) for b in bands}),)
+        for d in range(dates)
     )
     return GroupSource(grid, bands, dtype, 0.0, "nearest", 1024, steps)
 
 
-def _sources(dates: int) -> ShardSources:
+def _sources(dates: int, root: str = "") -> ShardSources:
     groups = {
-        "s2_10m": _group(GRID, ("B02", "B03", "B04", "B08"), dates),
-        "s2_20m": _group(GRID.zoom_out(2), ("B05", "B06", "B07", "B8A", "B11", "B12"), dates),
+        "s2_10m": _group(GRID, ("B02", "B03", "B04", "B08"), dates, root=root),
+        "s2_20m": _group(GRID.zoom_out(2), ("B05", "B06", "B07", "B8A", "B11", "B12"), dates, root=root),
     }
-    scl = _group(GRID.zoom_out(2), ("SCL",), dates, "uint8")
+    scl = _group(GRID.zoom_out(2), ("SCL",), dates, "uint8", root=root)
     return ShardSources(GRID, groups, {"s2_10m": 1, "s2_20m": 2}, scl=scl, scl_factor=2,
                         order=PatchOrder(2048, 6, 128))  # fmt: skip
 
@@ -59,6 +60,17 @@ def test_the_note_says_when_the_cache_is_too_small_and_what_to_set() -> None:
     assert "holds 1024 MB per worker (EOSHARD_BLOCK_CACHE_MB)" in note and "about 1048 MB" in note
     assert "Set EOSHARD_BLOCK_CACHE_MB=2048 where the workers start" in note  # 1.25 x 1048 MB, in whole GB
     assert block_cache_note(None, WIDTH) is None  # builds that read through the cubes' graph
+
+
+def test_over_the_network_the_note_says_when_the_next_row_cannot_be_read_ahead_whole() -> None:
+    remote = "https://sentinel-cogs.s3.us-west-2.amazonaws.com/sentinel-s2-l2a-cogs"
+    assert block_cache_note(_sources(12, remote), WIDTH, cache_bytes=2**30) is None  # 2 x 349 MB: in 768 MB
+    assert block_cache_note(_sources(18), WIDTH, cache_bytes=2**30) is None  # local files are not read ahead
+    note = block_cache_note(_sources(18, remote), WIDTH, cache_bytes=2**30)  # 2 x 524 MB
+    assert note is not None and note.startswith("note: over the network")
+    assert "both rows (about 1048 MB)" in note and "(1024 MB, EOSHARD_BLOCK_CACHE_MB)" in note
+    assert "Set EOSHARD_BLOCK_CACHE_MB=2048 where the workers start" in note  # 4/3 x 1048 MB, in whole GB
+    assert block_cache_note(_sources(36, remote), WIDTH, cache_bytes=2**30).startswith("warning")  # type: ignore[union-attr]
 
 
 def test_a_build_whose_stripe_rows_outgrow_the_cache_says_so(

@@ -55,18 +55,39 @@ def block_cache_note(
     sources: ShardSources | None, grid_width: int, cache_bytes: int | None = None, patch_size: int | None = None
 ) -> str | None:
     """A warning when one block row of a stripe of the build is more than the block cache holds (this process's
-    ``EOSHARD_BLOCK_CACHE_MB``), else None."""
+    ``EOSHARD_BLOCK_CACHE_MB``), a note when a build over the network cannot read the next row ahead whole (see
+    ``shards.reads.AHEAD_SHARDS``), else None."""
     if sources is None:
         return None
     cache_bytes = blocks.CACHE_BYTES if cache_bytes is None else cache_bytes
     need = stripe_row_bytes(sources, grid_width, patch_size=patch_size)
-    if need <= cache_bytes:
-        return None
-    suggest = math.ceil(need * 1.25 / 2**30) * 1024
-    return (
-        f"warning: the block cache holds {cache_bytes / 2**20:.0f} MB per worker (EOSHARD_BLOCK_CACHE_MB), less "
-        f"than a block row of this build's stripes needs (about {need / 2**20:.0f} MB for its dates and bands, "
-        f"{BLOCK_PX} px blocks): source blocks would be decoded and fetched again for every shard. Set "
-        f"EOSHARD_BLOCK_CACHE_MB={suggest} where the workers start (the local cluster's workers take it from this "
-        "shell), or build fewer dates or bands at a time"
+    if need > cache_bytes:
+        suggest = math.ceil(need * 1.25 / 2**30) * 1024
+        return (
+            f"warning: the block cache holds {cache_bytes / 2**20:.0f} MB per worker (EOSHARD_BLOCK_CACHE_MB), less "
+            f"than a block row of this build's stripes needs (about {need / 2**20:.0f} MB for its dates and bands, "
+            f"{BLOCK_PX} px blocks): source blocks would be decoded and fetched again for every shard. Set "
+            f"EOSHARD_BLOCK_CACHE_MB={suggest} where the workers start (the local cluster's workers take it from "
+            "this shell), or build fewer dates or bands at a time"
+        )
+    # reads ahead (remote files) fill at most three quarters of the cache: the row at hand and the next one
+    if _reads_remote_files(sources) and 2 * need > cache_bytes * 3 // 4:
+        suggest = math.ceil(2 * need * 4 / 3 / 2**30) * 1024
+        return (
+            f"note: over the network each worker fetches the next block row of its stripe while it works on this one; "
+            f"both rows (about {2 * need / 2**20:.0f} MB) do not fit in three quarters of its block cache "
+            f"({cache_bytes / 2**20:.0f} MB, EOSHARD_BLOCK_CACHE_MB), so it reads only part of the next row ahead and "
+            f"waits for the rest. Set EOSHARD_BLOCK_CACHE_MB={suggest} where the workers start to read it all ahead"
+        )
+    return None
+
+
+def _reads_remote_files(sources: ShardSources) -> bool:
+    groups = [*sources.groups.values(), *(g for g in (sources.scl, sources.qa, sources.hr) if g is not None)]
+    return any(
+        blocks.is_remote(asset.href)
+        for group in groups
+        for step in group.steps[:1]
+        for product in step
+        for asset in product.assets.values()
     )
