@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import os
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -142,9 +142,7 @@ def _read_ahead(origins: Origins, sources: ShardSources, size: int, meetings: Me
     _ahead_done[origins] = None
     if len(_ahead_done) > 2 * MAX_AHEAD_SHARDS:
         del _ahead_done[next(iter(_ahead_done))]
-    for run in patch_runs(origins, size):
-        rows = slice(run.row, run.row + size)
-        sweep = run_sweep(sources.order, run, size, (sources.grid.shape[0], sources.grid.shape[1]), meetings)
+    for run, rows, sweep in _runs(origins, sources, size, meetings):
         for name, group in sources.groups.items():
             f = sources.factors[name]
             prefetch_group_window(group, *_zoom_out(rows, run, f), sweep.scaled(1 / f))
@@ -154,6 +152,15 @@ def _read_ahead(origins: Origins, sources: ShardSources, size: int, meetings: Me
         if sources.hr is not None:
             f = sources.hr_factor
             prefetch_group_window(sources.hr, *_zoom_in(rows, run, f), sweep.scaled(f))
+
+
+def _runs(
+    origins: Sequence[tuple[int, int]], sources: ShardSources, size: int, meetings: Meetings
+) -> Iterator[tuple[Run, slice, Sweep]]:
+    """The runs of patches at ``origins``, each with its rows of the base grid and its place in the sweep."""
+    for run in patch_runs(origins, size):
+        sweep = run_sweep(sources.order, run, size, (sources.grid.shape[0], sources.grid.shape[1]), meetings)
+        yield run, slice(run.row, run.row + size), sweep
 
 
 def _read_windows(
@@ -167,9 +174,7 @@ def _read_windows(
         labels = {name: [None] * n for name in sources.labels.layers}
     paired: dict[str, list[Any]] = {"hr": [None] * n} if sources.hr is not None else {}
     masks: list[Any] | None = [None] * n if sources.scl is not None or sources.qa is not None else None
-    for run in patch_runs(spec.origins, size):
-        rows = slice(run.row, run.row + size)
-        sweep = run_sweep(sources.order, run, size, (sources.grid.shape[0], sources.grid.shape[1]), meetings)
+    for run, rows, sweep in _runs(spec.origins, sources, size, meetings):
         for name, group in sources.groups.items():
             f = sources.factors[name]
             window = read_group_window(group, *_zoom_out(rows, run, f), sweep.scaled(1 / f))
