@@ -37,6 +37,14 @@ GDAL_REMOTE_DEFAULTS = {
     "GDAL_INGESTED_BYTES_AT_OPEN": "32768",
     "CPL_VSIL_CURL_ALLOWED_EXTENSIONS": ".tif,.tiff,.TIF,.TIFF,.jp2,.JP2",
     "VSI_CACHE": "FALSE",
+    # a server that stops answering fails the read (which names the asset) instead of holding the build forever;
+    # what object stores answer when busy (429, 500, 502-504) is asked again, up to 3 times, GDAL waiting 1 s and
+    # longer each time
+    "GDAL_HTTP_CONNECTTIMEOUT": "30",
+    "GDAL_HTTP_LOW_SPEED_TIME": "60",
+    "GDAL_HTTP_LOW_SPEED_LIMIT": "1",
+    "GDAL_HTTP_MAX_RETRY": "3",
+    "GDAL_HTTP_RETRY_DELAY": "1",
     # decoded blocks live in eoshard's own caches (below): GDAL's block cache (5 % of RAM by default) would hold them
     # a second time
     "GDAL_CACHEMAX": "256",
