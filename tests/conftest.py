@@ -47,4 +47,5 @@ pytest_plugins = [
     "tests.services.fault_proxy",
     "tests.services.dhus_replay",
     "tests.services.moto_s3",
+    "tests.services.run_watch",  # under CI: a hang's stacks, and the peak memory in the summary
 ]

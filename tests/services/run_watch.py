@@ -1,0 +1,80 @@
+"""What a CI run says about itself when it goes wrong: a hang ends with every thread's stack, and the run's summary
+gives the machine's peak memory with the processes that held it (a test process that dies without a word, as the
+kernel's OOM killer leaves it, is then explained or ruled out)."""
+
+from __future__ import annotations
+
+import faulthandler
+import os
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+
+import psutil
+import pytest
+
+# A test process still running after this long (a hang outside any test, which pytest-timeout does not watch: a
+# thread the interpreter waits for at exit) prints every thread's stack and exits.
+SESSION_LIMIT_S = 40 * 60
+SAMPLE_S = 2.0
+
+
+def _under_ci() -> bool:
+    return os.environ.get("CI", "").lower() == "true"
+
+
+@dataclass
+class MemoryPeak:
+    """The most memory in use on the machine while the tests ran, when, and the largest processes then."""
+
+    used: int = 0
+    total: int = 0
+    at: float = 0.0
+    top: list[tuple[int, int, str]] = field(default_factory=list)  # (rss, pid, command)
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def sample(self) -> None:
+        memory = psutil.virtual_memory()
+        self.total = memory.total
+        used = memory.total - memory.available
+        if used <= self.used:
+            return
+        processes = []
+        for proc in psutil.process_iter(["pid", "memory_info", "cmdline"]):
+            info = proc.info
+            if info["memory_info"] is not None:
+                command = " ".join(info["cmdline"] or [])[:100]
+                processes.append((int(info["memory_info"].rss), int(info["pid"]), command))
+        self.used, self.at, self.top = used, time.time(), sorted(processes, reverse=True)[:6]
+
+    def run(self) -> None:
+        while not self.stop.wait(SAMPLE_S):
+            try:
+                self.sample()
+            except (psutil.Error, OSError):
+                continue
+
+
+_peak = MemoryPeak()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if not _under_ci():
+        return
+    faulthandler.dump_traceback_later(SESSION_LIMIT_S, exit=True, file=sys.__stderr__)
+    if not hasattr(config, "workerinput"):  # the controller (or a run without xdist) watches the machine
+        threading.Thread(target=_peak.run, name="eoshard-memory-watch", daemon=True).start()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    _peak.stop.set()
+    if not _peak.used:
+        return
+    gib = 2**30
+    when = time.strftime("%H:%M:%S", time.localtime(_peak.at))
+    terminalreporter.write_line(
+        f"peak memory in use: {_peak.used / gib:.1f} of {_peak.total / gib:.1f} GiB at {when}; largest processes then:"
+    )
+    for rss, pid, command in _peak.top:
+        terminalreporter.write_line(f"  {rss / gib:5.2f} GiB  pid {pid}  {command}")
