@@ -10,8 +10,9 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
+from importlib.util import find_spec
+from typing import Any
 
-import psutil
 import pytest
 
 # A test process still running after this long (a hang outside any test, which pytest-timeout does not watch: a
@@ -34,7 +35,7 @@ class MemoryPeak:
     top: list[tuple[int, int, str]] = field(default_factory=list)  # (rss, pid, command)
     stop: threading.Event = field(default_factory=threading.Event)
 
-    def sample(self) -> None:
+    def sample(self, psutil: Any) -> None:
         memory = psutil.virtual_memory()
         self.total = memory.total
         used = memory.total - memory.available
@@ -49,9 +50,11 @@ class MemoryPeak:
         self.used, self.at, self.top = used, time.time(), sorted(processes, reverse=True)[:6]
 
     def run(self) -> None:
+        import psutil
+
         while not self.stop.wait(SAMPLE_S):
             try:
-                self.sample()
+                self.sample(psutil)
             except (psutil.Error, OSError):
                 continue
 
@@ -63,7 +66,8 @@ def pytest_configure(config: pytest.Config) -> None:
     if not _under_ci():
         return
     faulthandler.dump_traceback_later(SESSION_LIMIT_S, exit=True, file=sys.__stderr__)
-    if not hasattr(config, "workerinput"):  # the controller (or a run without xdist) watches the machine
+    # the controller (or a run without xdist) watches the machine; the training package's own venv has no psutil
+    if not hasattr(config, "workerinput") and find_spec("psutil") is not None:
         threading.Thread(target=_peak.run, name="eoshard-memory-watch", daemon=True).start()
 
 
