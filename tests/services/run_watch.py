@@ -1,17 +1,21 @@
-"""What a CI run says about itself when it goes wrong: a hang ends with every thread's stack, and the run's summary
-gives the machine's peak memory with the processes that held it (a test process that dies without a word, as the
-kernel's OOM killer leaves it, is then explained or ruled out)."""
+"""What a CI run says about itself when it goes wrong. A test process that crashes or hangs leaves every thread's
+stack in a file of its own, which the run's summary prints (a test process's stderr may not reach CI's log); the
+summary also gives the machine's peak memory with the processes that held it, so that a test process that dies
+without a word, as the kernel's OOM killer leaves it, is explained or ruled out."""
 
 from __future__ import annotations
 
 import faulthandler
 import os
+import shutil
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
 from importlib.util import find_spec
-from typing import Any
+from pathlib import Path
+from typing import IO, Any
 
 import pytest
 
@@ -19,6 +23,7 @@ import pytest
 # thread the interpreter waits for at exit) prints every thread's stack and exits.
 SESSION_LIMIT_S = 40 * 60
 SAMPLE_S = 2.0
+FAULTS_ENV = "EOSHARD_TEST_FAULTS"  # the folder of the test processes' faulthandler files, made by the controller
 
 
 def _under_ci() -> bool:
@@ -60,18 +65,32 @@ class MemoryPeak:
 
 
 _peak = MemoryPeak()
+_faults: list[IO[str]] = []  # this process's faulthandler file, kept open
 
 
+@pytest.hookimpl(trylast=True)  # after pytest's own faulthandler plugin, which writes to stderr
 def pytest_configure(config: pytest.Config) -> None:
     if not _under_ci():
         return
-    faulthandler.dump_traceback_later(SESSION_LIMIT_S, exit=True, file=sys.__stderr__)
+    worker = hasattr(config, "workerinput")
+    if worker and FAULTS_ENV in os.environ:
+        path = Path(os.environ[FAULTS_ENV]) / f"{os.environ.get('PYTEST_XDIST_WORKER')}-{os.getpid()}.txt"
+        _faults.append(path.open("w"))
+        faulthandler.enable(file=_faults[0], all_threads=True)
+    else:  # the controller, or a run without xdist: its stderr is CI's log
+        os.environ[FAULTS_ENV] = tempfile.mkdtemp(prefix="eoshard-test-faults-")  # the workers inherit it
+    faulthandler.dump_traceback_later(SESSION_LIMIT_S, exit=True, file=_faults[0] if _faults else sys.__stderr__)
     # the controller (or a run without xdist) watches the machine; the training package's own venv has no psutil
-    if not hasattr(config, "workerinput") and find_spec("psutil") is not None:
+    if not worker and find_spec("psutil") is not None:
         threading.Thread(target=_peak.run, name="eoshard-memory-watch", daemon=True).start()
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    folder = os.environ.get(FAULTS_ENV)
+    for path in sorted(Path(folder).glob("*.txt")) if folder else []:
+        if text := path.read_text(errors="replace").strip():
+            terminalreporter.write_line(f"{path.stem} stopped with this on its faulthandler:")
+            terminalreporter.write_line(text[-12000:])
     _peak.stop.set()
     if not _peak.used:
         return
@@ -82,3 +101,8 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     )
     for rss, pid, command in _peak.top:
         terminalreporter.write_line(f"  {rss / gib:5.2f} GiB  pid {pid}  {command}")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _under_ci() and not hasattr(config, "workerinput") and FAULTS_ENV in os.environ:
+        shutil.rmtree(os.environ.pop(FAULTS_ENV), ignore_errors=True)
