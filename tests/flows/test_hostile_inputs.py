@@ -120,3 +120,65 @@ def test_the_dashboard_is_named_only_where_one_is_served(tmp_path: Path) -> None
     ):
         note = dashboard_note(client)
         assert note.startswith("dask dashboard: http://") and note.endswith("/status")
+
+
+def test_a_server_that_refuses_access_says_sign_the_items(config_for, demo_data, tmp_path: Path) -> None:
+    """Every asset answered 403, as an expired or missing signature gets from Planetary Computer's storage."""
+    import http.server
+    import threading
+
+    from eoshard.flows.demo.serve import remote_item_collection
+
+    class Refuse(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_HEAD(self) -> None:
+            self.send_response(403)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def do_GET(self) -> None:
+            self.do_HEAD()
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Refuse)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}"
+        items = remote_item_collection(demo_data.catalog, demo_data.root, url, tmp_path / "items.json")
+        path = config_for(catalog={"source": str(items), "max_cloud": 60})
+        result = _run("build", str(path))
+    finally:
+        server.shutdown()
+        server.server_close()
+    _assert_clean_failure(
+        result, 1, "could not read asset B02 of product", f"({url}/", "HTTP response code: 403",
+        "the server refused access: sign the items (catalog.modifier", "then run the build again",
+    )  # fmt: skip
+    assert not (tmp_path / "out" / "dataset.json").exists()
+
+
+def test_a_read_refused_mid_build_names_the_asset_and_says_sign_and_rerun(demo_data) -> None:
+    """A signature that expires while the build runs: the shard's error names product and asset, and says what to do
+    (the committed shards stay valid; a rerun searches and signs again)."""
+    from types import SimpleNamespace
+
+    import pystac
+
+    from eoshard.flows.shard_runner import _asset_error
+    from eoshard.pipeline.items import stackstac_ready
+
+    item = next(iter(pystac.Catalog.from_file(str(demo_data.catalog)).get_items(recursive=True)))
+    ready = stackstac_ready(item)
+    href = str(ready["assets"]["B04"]["href"])
+    refused = OSError(f"could not read {href}: RasterioIOError: HTTP response code: 403")
+    message = str(_asset_error(SimpleNamespace(items=[ready]), 7, refused))  # type: ignore[arg-type]
+    assert message.startswith(f"could not read asset B04 of product {item.id} ({href}) while making shard 7: ")
+    assert message.endswith("the server refused access: sign the items (catalog.modifier, e.g. "
+                            "planetary_computer:sign_inplace; signed URLs expire, and a rerun signs them again) or "
+                            "give the credentials the store needs (AWS_* for s3://), then rerun the same build to "
+                            "finish")  # fmt: skip
+    corrupt = OSError(f"could not read {href}: RasterioIOError: TIFFReadEncodedTile() failed")
+    assert str(_asset_error(SimpleNamespace(items=[ready]), 7, corrupt)).endswith(  # type: ignore[arg-type]
+        "stay valid: repair or remove the product, then rerun the same build to finish"
+    )

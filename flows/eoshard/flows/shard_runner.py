@@ -20,7 +20,7 @@ from eoshard.flows.config import BuildConfig
 from eoshard.pipeline.classes import encode_classes
 from eoshard.pipeline.cube import stackstac_ready
 from eoshard.pipeline.direct import remove_block_store
-from eoshard.pipeline.errors import AssetReadError, PipelineError, ShardWriteError
+from eoshard.pipeline.errors import AssetReadError, PipelineError, ShardWriteError, read_remedy
 from eoshard.pipeline.faults import fault_point
 from eoshard.pipeline.reflectance import product_radiometry
 from eoshard.pipeline.shards.cards import write_cards
@@ -250,10 +250,11 @@ def _asset_error(plan: BuildPlan, shard: int, err: Exception) -> PipelineError:
         for band, asset in ready["assets"].items():
             href = str(asset.get("href", ""))
             if href and (href in message or href.removeprefix("file://") in message):
+                remedy = read_remedy(message, then="rerun the same build to finish")
                 return AssetReadError(
                     f"could not read asset {band} of product {ready['id']} ({href}) while making shard {shard}: "
                     f"{message.splitlines()[0] if message else type(err).__name__}. The shards committed so far "
-                    "stay valid: repair or remove the product, then rerun the same build to finish"
+                    f"stay valid: {remedy}"
                 )
     return PipelineError(f"shard {shard} failed: {type(err).__name__}: {message}")
 

@@ -26,6 +26,18 @@ class AssetReadError(PipelineError, OSError):
     """A product's asset could not be read (missing or corrupt file)."""
 
 
+def read_remedy(message: str, then: str = "run the build again") -> str:
+    """What to do about an asset that could not be read, from the reader's message, ending with ``then``: a server
+    that refused access (401, 403) needs signed items or credentials, not a repaired file."""
+    if "response code: 401" in message or "response code: 403" in message:
+        return (
+            "the server refused access: sign the items (catalog.modifier, e.g. planetary_computer:sign_inplace; "
+            "signed URLs expire, and a rerun signs them again) or give the credentials the store needs (AWS_* for "
+            f"s3://), then {then}"
+        )
+    return f"repair or remove the product, then {then}"
+
+
 class ShardWriteError(PipelineError, OSError):
     """A shard could not be written (full disk, permissions)."""
 
