@@ -3,6 +3,7 @@ one message that says what was expected, what came and what to do; non-zero exit
 
 from __future__ import annotations
 
+import itertools
 import json
 import subprocess
 import sys
@@ -21,6 +22,7 @@ from eoshard.pipeline.shards.commits import CommitLog, PlanMismatchError
 from tests.flows.test_cli_errors import _assert_clean_failure, _run
 from tests.flows.test_cli_errors import config_for as config_for  # the fixture
 from tests.services.dask_cluster import free_port
+from tests.services.http_answers import answering
 
 
 def test_a_zero_byte_labels_file(config_for, tmp_path: Path) -> None:
@@ -124,33 +126,12 @@ def test_the_dashboard_is_named_only_where_one_is_served(tmp_path: Path) -> None
 
 def test_a_server_that_refuses_access_says_sign_the_items(config_for, demo_data, tmp_path: Path) -> None:
     """Every asset answered 403, as an expired or missing signature gets from Planetary Computer's storage."""
-    import http.server
-    import threading
-
     from eoshard.flows.demo.serve import remote_item_collection
 
-    class Refuse(http.server.BaseHTTPRequestHandler):
-        def log_message(self, *args: object) -> None:
-            pass
-
-        def do_HEAD(self) -> None:
-            self.send_response(403)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def do_GET(self) -> None:
-            self.do_HEAD()
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Refuse)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        url = f"http://127.0.0.1:{server.server_port}"
+    with answering(b"", itertools.repeat(403)) as (url, _):
         items = remote_item_collection(demo_data.catalog, demo_data.root, url, tmp_path / "items.json")
         path = config_for(catalog={"source": str(items), "max_cloud": 60})
         result = _run("build", str(path))
-    finally:
-        server.shutdown()
-        server.server_close()
     _assert_clean_failure(
         result, 1, "could not read asset B02 of product", f"({url}/", "HTTP response code: 403",
         "the server refused access: sign the items (catalog.modifier", "then run the build again",
