@@ -160,3 +160,29 @@ def test_signed_hrefs_lose_their_signature_when_saved() -> None:
     saved = json.dumps(unsigned_item_dict(item))
     assert "secret" not in saved and "sig=" not in saved
     assert json.loads(saved)["assets"]["B04"]["roles"] == ["data"]
+
+
+def _signing(calls: list[str]) -> Any:
+    """A modifier as users write them: it takes a pystac Item and appends a signature to each asset's href."""
+
+    def sign(item: pystac.Item) -> None:
+        calls.append(item.id)
+        for asset in item.assets.values():
+            asset.href = f"{asset.href}?sig=s3cret"
+
+    return sign
+
+
+@pytest.mark.parametrize("source", ["api", "static"])
+def test_a_modifier_signs_every_item_once(api: tuple[str, Path], source: str) -> None:
+    url, static = api
+    calls: list[str] = []
+    found = search(
+        url if source == "api" else static, area=shapely.box(-180, -90, 180, 90), start="2000-01-01",
+        end="2030-12-31", collection="sentinel-2-c1-l2a", options=ApiOptions(page_size=10, modifier=_signing(calls)),
+    )  # fmt: skip
+    assert len(found) == 33
+    assert sorted(calls) == sorted(i.id for i in found)
+    hrefs = [a.href for i in found for a in i.assets.values()]
+    assert hrefs and all(h.endswith(".tif?sig=s3cret") or h.endswith("?sig=s3cret") for h in hrefs)
+    assert all(h.count("?sig=") == 1 for h in hrefs)

@@ -61,6 +61,9 @@ def search(
         case _:
             items = read_static_items(source, collection)
             found = [item for item in items if matches(item, area, start, end, max_cloud)]
+            if options.modifier is not None:  # a static catalog of signed storage: signed as an API's items are
+                for item in found:
+                    options.modifier(item)
     if not found:
         cloud = "" if max_cloud is None else f" with eo:cloud_cover <= {max_cloud:g}%"
         where = public_url(str(source)) if str(source).startswith("http") else str(source)

@@ -140,10 +140,12 @@ def open_api(url: str, options: ApiOptions | None = None) -> Client:
         max_retries=options.retry.urllib3_retry(),
     )
     try:
-        # Client.open hands its own headers and timeout to the StacApiIO again: give them there too.
+        # Client.open hands its own headers and timeout to the StacApiIO again: give them there too. No
+        # ``modifier`` here: pystac-client would call it on whole result pages (dicts), and ``search_api`` calls it
+        # once on each Item, as a modifier written for Items expects.
         return Client.open(
-            url, headers=dict(options.headers), modifier=options.modifier,
-            request_modifier=options.request_modifier, stac_io=io, timeout=options.retry.timeout,
+            url, headers=dict(options.headers), request_modifier=options.request_modifier, stac_io=io,
+            timeout=options.retry.timeout,
         )  # fmt: skip
     except APIError as err:
         raise _api_error(url, err, "reading its landing page") from err
