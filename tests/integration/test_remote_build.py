@@ -8,13 +8,18 @@ from typing import Any
 
 import pytest
 import yaml
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from eoshard.flows.cli import app
-from eoshard.flows.demo.serve import remote_item_collection, serve_folder
+from eoshard.flows.demo.serve import Tokens, remote_item_collection, serve_folder
 from eoshard.flows.demo.tile import TileWorld, write_tile_world
+from eoshard.flows.shard_runner import MAX_FRUITLESS_SIGNINGS
 from tests.dataset_bytes import dataset_files, lmdb_contents
 from tests.services.moto_s3 import BUCKET
+
+LIFETIME = 150  # files served with one token
+ASSETS = 33  # 3 products x 11 assets
+REVOKE_AFTER = 80  # files served before the credentials are revoked: the planning's and a few of the shards'
 
 
 @pytest.fixture(scope="module")
@@ -23,10 +28,10 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> TileWorld:
     return write_tile_world(tmp_path_factory.mktemp("tile-world"), "small", dates=3)
 
 
-def _build(world: TileWorld, source: Path, out: Path) -> Path:
+def _run(world: TileWorld, source: Path, out: Path, **catalog: Any) -> Result:
     config = {
         "name": out.name,
-        "catalog": {"source": str(source), "collection": "sentinel-2-l2a", "max_cloud": 100},
+        "catalog": {"source": str(source), "collection": "sentinel-2-l2a", "max_cloud": 100, **catalog},
         "aoi": str(world.aoi),
         "period": {"start": "2024-04-01", "end": "2024-10-31"},
         "bands": ["B02", "B04", "B08", "B11", "B12"],
@@ -37,9 +42,12 @@ def _build(world: TileWorld, source: Path, out: Path) -> Path:
     }
     path = out.parent / f"{out.name}.yaml"
     path.write_text(yaml.safe_dump(config))
-    result = CliRunner().invoke(app, ["build", str(path), "--workers", "2"])
+    return CliRunner().invoke(app, ["build", str(path), "--workers", "2"])
+
+
+def _build(world: TileWorld, source: Path, out: Path, **catalog: Any) -> None:
+    result = _run(world, source, out, **catalog)
     assert result.exit_code == 0, result.output
-    return out
 
 
 def _same(a: Path, b: Path) -> None:
@@ -52,7 +60,9 @@ def _same(a: Path, b: Path) -> None:
 
 @pytest.fixture(scope="module")
 def local(world: TileWorld, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _build(world, world.catalog, tmp_path_factory.mktemp("local") / "tile")
+    out = tmp_path_factory.mktemp("local") / "tile"
+    _build(world, world.catalog, out)
+    return out
 
 
 @pytest.mark.slow
@@ -60,9 +70,9 @@ def test_a_build_over_http_equals_the_build_from_files(world: TileWorld, local: 
     with serve_folder(world.root, latency=0.005) as served:
         items = remote_item_collection(world.catalog, world.root, served.url, tmp_path / "items.json")
         assert '"href": "http://127.0.0.1:' in items.read_text()
-        remote = _build(world, items, tmp_path / "tile")
+        _build(world, items, tmp_path / "tile")
         requests, fetched = served.traffic.requests, served.traffic.bytes
-    _same(local, remote)
+    _same(local, tmp_path / "tile")
     tif = sum(p.stat().st_size for p in world.root.rglob("*.tif"))
     assert requests > 0 and 0 < fetched < 2 * tif  # ranges of the files, not whole files per patch
 
@@ -73,5 +83,48 @@ def test_a_build_from_s3_equals_the_build_from_files(
 ) -> None:
     s3_env.put(str(world.root / "catalog"), f"{BUCKET}/tile-world/catalog", recursive=True)
     items = remote_item_collection(world.catalog, world.root, f"s3://{BUCKET}/tile-world", tmp_path / "items.json")
-    remote = _build(world, items, tmp_path / "tile")
-    _same(local, remote)
+    _build(world, items, tmp_path / "tile")
+    _same(local, tmp_path / "tile")
+
+
+@pytest.mark.slow
+def test_a_build_that_outlives_its_signatures_signs_again_and_equals_the_build_from_files(
+    world: TileWorld, local: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The server's token expires after LIFETIME files, fewer than the build reads (159 without expiry): the driver
+    signs the products again (``catalog.modifier``), submits the refused shards again, and the bytes are those of
+    the build from files."""
+    tokens = Tokens(lifetime=LIFETIME)
+    with serve_folder(world.root, latency=0.005, tokens=tokens) as served:
+        items = remote_item_collection(world.catalog, world.root, served.url, tmp_path / "items.json")
+        _build(world, items, tmp_path / "tile", modifier="tests.services.signing:sign_inplace")
+    _same(local, tmp_path / "tile")
+    signings = [r.getMessage() for r in caplog.records if "signing the products again" in r.getMessage()]
+    assert tokens.expired >= 1 and len(signings) >= 1
+    assert tokens.issued == ASSETS * (
+        1 + len(signings)
+    )  # every asset of the 3 products, at planning and each time
+    assert all("(asked again: HTTP response code: 403)" in m and "with tests.services.signing:sign_inplace" in m
+               for m in signings)  # fmt: skip
+    assert "token=t" not in caplog.text  # the signatures are never logged
+
+
+def test_signatures_the_store_never_accepts_fail_the_build_with_what_to_do(
+    world: TileWorld, tmp_path: Path
+) -> None:
+    """A modifier whose signatures the store refuses (wrong credentials, not expiry): the driver signs again
+    MAX_FRUITLESS_SIGNINGS times, then the build fails, says so and names the asset, without the signature."""
+    tokens = Tokens(lifetime=10**9, revoke_after=REVOKE_AFTER)
+    with serve_folder(world.root, latency=0.005, tokens=tokens) as served:
+        items = remote_item_collection(world.catalog, world.root, served.url, tmp_path / "items.json")
+        result = _run(world, items, tmp_path / "tile", modifier="tests.services.signing:sign_inplace")
+    assert result.exit_code == 1
+    output = " ".join(result.output.split())  # unwrapped
+    assert tokens.issued == ASSETS * (1 + MAX_FRUITLESS_SIGNINGS)
+    assert "error: could not read asset " in output and "Traceback" not in output
+    assert (
+        f"the store refused the files again after the build signed the products again {MAX_FRUITLESS_SIGNINGS} "
+        "times (tests.services.signing:sign_inplace): its credentials or signatures are wrong, not expired; check "
+        "them, then rerun the same build to finish" in output
+    )
+    assert "token=t" not in output

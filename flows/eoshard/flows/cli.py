@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 import warnings
 
@@ -10,6 +11,7 @@ from rich.markup import escape
 import eoshard.flows.commands.jobs
 import eoshard.flows.commands.refresh
 import eoshard.flows.commands.submit  # noqa: F401
+from eoshard.catalog.credentials import redact_text
 from eoshard.flows.app import app, errors
 from eoshard.flows.commands import build, convert, demo, inspect, predict, select, verify  # noqa: F401  (each registers its commands)
 
@@ -17,10 +19,18 @@ __all__ = ["app", "main"]
 
 
 def _show_warning(message: Warning | str, category: type[Warning], *_: object, **__: object) -> None:
-    errors.print(f"[yellow]warning:[/] {escape(str(message))}", highlight=False, soft_wrap=True)
+    errors.print(f"[yellow]warning:[/] {escape(redact_text(str(message)))}", highlight=False, soft_wrap=True)
+
+
+class _WarningLines(logging.Handler):
+    """eoshard's logged warnings (a build signing its products again, a stale lock taken over) as warnings are."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        _show_warning(record.getMessage(), UserWarning)
 
 
 def main() -> None:
     """Entry point of the ``eoshard`` script: warnings as one line each, errors without a traceback."""
     warnings.showwarning = _show_warning
+    logging.getLogger("eoshard").addHandler(_WarningLines(logging.WARNING))
     sys.exit(app())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import shutil
 import uuid
 from collections.abc import Callable, Mapping
@@ -16,11 +17,20 @@ import geopandas as gpd
 from distributed import Client, as_completed
 from distributed import Future as DaskFuture
 
+from eoshard.catalog.credentials import redact_text
 from eoshard.flows.config import BuildConfig
+from eoshard.flows.signing import can_sign_again, signed_again
 from eoshard.pipeline.classes import encode_classes
 from eoshard.pipeline.cube import stackstac_ready
 from eoshard.pipeline.direct import remove_block_store
-from eoshard.pipeline.errors import AssetReadError, PipelineError, ShardWriteError, read_remedy
+from eoshard.pipeline.errors import (
+    AssetReadError,
+    PipelineError,
+    ShardWriteError,
+    read_remedy,
+    refused,
+    shown_href,
+)
 from eoshard.pipeline.faults import fault_point
 from eoshard.pipeline.reflectance import product_radiometry
 from eoshard.pipeline.shards.cards import write_cards
@@ -50,6 +60,7 @@ if TYPE_CHECKING:
     from eoshard.flows.build import BuildPlan
 
 ShardTask = Callable[["BuildPlan", int, list[Any]], Any]
+MAX_FRUITLESS_SIGNINGS = 3  # signings in a row that let no shard be committed: the store refuses more than expiry
 
 
 def run_shards(
@@ -85,32 +96,39 @@ def run_shards(
     todo = {k: shard_task(plan, k, shard) for k, shard in enumerate(shards) if k not in done}
     if on_progress is not None:
         on_progress(len(done), len(shards))
-    pending_futures = submit_shards(plan, client, todo)
+    submitter = ShardSubmitter(plan, client, todo)
+    pending_futures = {k: submitter.submit(k) for k in todo}
     writers = _lmdb_writers(plan, out)
     # one thread per LMDB environment: each is its environment's only writer; environments go in parallel
     executors = {part: ThreadPoolExecutor(max_workers=1, thread_name_prefix=part) for part in writers}
     readers = {part: SpoolReader() for part in writers}  # each used by its part's thread only
     pending: list[Future[None]] = []
     failures: list[PipelineError] = []
+    count = len(done)
     try:
         completed = as_completed(list(pending_futures.values()))
-        for count, future in enumerate(completed, start=len(done) + 1):
+        for future in completed:
             shard = next(k for k, f in pending_futures.items() if f.key == future.key)
             del pending_futures[shard]  # released once committed: results never pile up on the workers
             try:
                 result = future.result()
             except ShardWriteError:
                 raise  # a full disk fails every other shard too: stop now
-            except PipelineError as err:
-                failures.append(err)  # the other shards go on and are committed as they complete
-                continue
             except Exception as err:
-                error = _asset_error(plan, shard, err)
+                if refused(str(err)) and submitter.can_submit_again(shard):
+                    pending_futures[shard] = submitter.submit_again(shard, str(err))
+                    completed.add(pending_futures[shard])
+                    continue
+                if isinstance(err, PipelineError) and not isinstance(err, AssetReadError):
+                    failures.append(err)  # the other shards go on and are committed as they complete
+                    continue
+                error = _asset_error(submitter.plan, shard, err, submitter.signatures)
                 error.__cause__ = err
                 failures.append(error)
                 continue
             finally:
                 future.release()
+            submitter.committed(shard)
             part = plan.lmdb_part(shard)
             if part is None:
                 _commit(log, shard, result, None, None)
@@ -118,6 +136,7 @@ def run_shards(
                 pending.append(executors[part].submit(_commit, log, shard, result, writers[part], readers[part]))
             del result
             pending = _raise_failed(pending)
+            count += 1
             if on_progress is not None:
                 on_progress(count, len(shards))
         for p in pending:
@@ -133,7 +152,7 @@ def run_shards(
         for writer in writers.values():
             writer.close()
         _remove_block_stores(plan, client)
-    return finalize(plan, log)
+    return finalize(submitter.plan, log)
 
 
 def _remove_block_stores(plan: BuildPlan, client: Client) -> None:
@@ -152,31 +171,73 @@ class DirectShard:
     size: int
 
 
-def submit_shards(plan: BuildPlan, client: Client, todo: dict[int, Any]) -> dict[int, DaskFuture]:
-    """Submit the shard tasks: neighbours (in patch order) to the same worker, in order, so that a worker decodes
+class ShardSubmitter:
+    """Submits the shard tasks: neighbours (in patch order) to the same worker, in order, so that a worker decodes
     the source blocks its shards share once (see ``eoshard.pipeline.direct.blocks``), and every task told where the
-    runs meet; a lost worker's shards go to the others (loose restrictions)."""
-    workers = sorted(client.scheduler_info().get("workers", {}))
-    per = max(1, -(-len(todo) // max(1, len(workers))))
-    shared = None
-    if any(isinstance(t, DirectShard) for t in todo.values()):
-        shared = client.scatter(plan.sources, broadcast=True, hash=False)
-    futures: dict[int, DaskFuture] = {}
-    token = uuid.uuid4().hex[:8]
-    tasks = list(todo.values())
-    meetings = _meetings(plan, tasks, per)
-    for position, (k, task) in enumerate(todo.items()):
+    runs meet; a lost worker's shards go to the others (loose restrictions).
+
+    A shard whose reads the store refused (HTTP 401/403) is submitted again: after the items are signed again
+    (``eoshard.flows.signing``) when it was refused with the newest signatures. Signatures refused
+    ``MAX_FRUITLESS_SIGNINGS`` times in a row with no shard committed in between are not a matter of expiry:
+    the shard fails with the error that says so.
+    """
+
+    def __init__(self, plan: BuildPlan, client: Client, todo: dict[int, Any]) -> None:
+        self.plan, self.client, self.todo = plan, client, todo
+        self.workers = sorted(client.scheduler_info().get("workers", {}))
+        self.per = max(1, -(-len(todo) // max(1, len(self.workers))))
+        self.tasks = list(todo.values())
+        self.positions = {k: position for position, k in enumerate(todo)}
+        self.meetings = _meetings(plan, self.tasks, self.per)
+        self.token = uuid.uuid4().hex[:8]
+        self.shared = None
+        if any(isinstance(t, DirectShard) for t in self.tasks):
+            self.shared = client.scatter(plan.sources, broadcast=True, hash=False)
+        self.signatures = 0  # how often the items were signed again
+        self.signed_with: dict[int, int] = {}  # shard -> the signatures its task was submitted with
+        self.fruitless = 0  # signings since a shard read with the newest signatures was committed
+
+    def submit(self, k: int) -> DaskFuture:
+        position, task = self.positions[k], self.todo[k]
+        self.signed_with[k] = self.signatures
         where: dict[str, Any] = {}
-        if workers:
-            where = {"workers": [workers[position // per]], "allow_other_workers": True}
+        if self.workers:
+            where = {"workers": [self.workers[position // self.per]], "allow_other_workers": True}
         if isinstance(task, DirectShard):
-            futures[k] = client.submit(
-                read_shard, task.spec, shared, task.size, meetings, _ahead(tasks, position, per),
-                key=f"shard-{k}-{token}", priority=-position, pure=False, **where,
+            again = f"-{self.signatures}" if self.signatures else ""
+            return self.client.submit(
+                read_shard, task.spec, self.shared, task.size, self.meetings, _ahead(self.tasks, position, self.per),
+                key=f"shard-{k}-{self.token}{again}", priority=-position, pure=False, **where,
             )  # fmt: skip
-        else:
-            futures[k] = client.compute(task, priority=-position, **where)
-    return futures
+        return self.client.compute(task, priority=-position, **where)
+
+    def committed(self, k: int) -> None:
+        if self.signed_with.get(k) == self.signatures:
+            self.fruitless = 0
+
+    def can_submit_again(self, k: int) -> bool:
+        """Whether shard ``k``, refused by the store, is worth submitting again."""
+        if self.signed_with[k] < self.signatures:
+            return True  # refused with older signatures than the newest
+        return can_sign_again(self.plan) and self.fruitless < MAX_FRUITLESS_SIGNINGS
+
+    def submit_again(self, k: int, message: str) -> DaskFuture:
+        """Shard ``k`` submitted again, after signing the items again when its signatures were the newest."""
+        if self.signed_with[k] == self.signatures:
+            logging.getLogger(__name__).warning(
+                "the store refused to serve shard %d's files (%s): signing the products again with %s and "
+                "submitting the refused shards again", k, _first_line(message), self.plan.config.catalog.modifier,
+            )  # fmt: skip
+            self.plan = signed_again(self.plan)
+            self.shared = self.client.scatter(self.plan.sources, broadcast=True, hash=False)
+            self.signatures += 1
+            self.fruitless += 1
+        return self.submit(k)
+
+
+def _first_line(message: str) -> str:
+    """The first line of a reader's message, without signatures (they are credentials)."""
+    return redact_text(message.strip().splitlines()[0]) if message.strip() else "no message"
 
 
 def _ahead(tasks: list[Any], position: int, per: int) -> tuple[Origins, ...]:
@@ -242,21 +303,29 @@ def _first_failure(failures: list[PipelineError], n_shards: int, n_committed: in
     return error
 
 
-def _asset_error(plan: BuildPlan, shard: int, err: Exception) -> PipelineError:
-    """Name the product and asset whose file failed (stackstac quotes the href in its message)."""
+def _asset_error(plan: BuildPlan, shard: int, err: Exception, signings: int = 0) -> PipelineError:
+    """Name the product and asset whose file failed (stackstac quotes the href in its message); ``signings``: how
+    often the build signed its products again."""
     message = str(err)
     for item in plan.items:
         ready = stackstac_ready(item)
         for band, asset in ready["assets"].items():
-            href = str(asset.get("href", ""))
+            href = shown_href(str(asset.get("href", "")))
             if href and (href in message or href.removeprefix("file://") in message):
-                remedy = read_remedy(message, then="rerun the same build to finish")
+                then = "rerun the same build to finish"
+                remedy = read_remedy(message, then=then)
+                if refused(message) and signings:
+                    remedy = (
+                        f"the store refused the files again after the build signed the products again {signings} "
+                        f"times ({plan.config.catalog.modifier}): its credentials or signatures are wrong, not "
+                        f"expired; check them, then {then}"
+                    )
                 return AssetReadError(
-                    f"could not read asset {band} of product {ready['id']} ({href}) while making shard {shard}: "
-                    f"{message.splitlines()[0] if message else type(err).__name__}. The shards committed so far "
-                    f"stay valid: {remedy}"
+                    f"could not read asset {band} of product {ready['id']} ({href}) while making shard "
+                    f"{shard}: {_first_line(message) if message.strip() else type(err).__name__}. The shards "
+                    f"committed so far stay valid: {remedy}"
                 )
-    return PipelineError(f"shard {shard} failed: {type(err).__name__}: {message}")
+    return PipelineError(f"shard {shard} failed: {type(err).__name__}: {redact_text(message)}")
 
 
 def finalize(plan: BuildPlan, log: CommitLog) -> dict[str, Any]:

@@ -15,7 +15,7 @@ import rasterio
 from affine import Affine
 from rasterio.crs import CRS
 
-from eoshard.pipeline.errors import AssetReadError, PipelineError, read_remedy
+from eoshard.pipeline.errors import AssetReadError, PipelineError, read_remedy, shown_href, without_query
 from eoshard.pipeline.items import epsg_of
 
 # transforms agree when every coefficient is within this many metres (or degrees) of the declared one
@@ -73,7 +73,9 @@ def read_asset_georef(item: Mapping[str, Any], band: str) -> None:
             crs, transform, shape = ds.crs, ds.transform, (ds.height, ds.width)
     except rasterio.errors.RasterioIOError as err:
         raise AssetReadError(
-            f"could not read asset {band} of product {item.get('id')} ({href}): {err}; {read_remedy(str(err))}"
+            f"could not read asset {band} of product {item.get('id')} ({shown_href(href)}): "
+            f"{without_query(str(err), href)}; "
+            f"{read_remedy(str(err))}"
         ) from err
     check_asset_georef(item, band, crs, transform, shape)
 

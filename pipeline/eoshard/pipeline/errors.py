@@ -26,10 +26,27 @@ class AssetReadError(PipelineError, OSError):
     """A product's asset could not be read (missing or corrupt file)."""
 
 
+def shown_href(href: str) -> str:
+    """``href`` as an error message shows it: without its query, where signed URLs carry their signature (errors
+    travel into logs; the driver matches them to their asset by this same text)."""
+    return href.partition("?")[0]
+
+
+def without_query(text: str, href: str) -> str:
+    """``text`` (a reader's message) without ``href``'s query wherever it quotes it (see ``shown_href``)."""
+    query = href.partition("?")[2]
+    return text.replace(f"?{query}", "") if query else text
+
+
+def refused(message: str) -> bool:
+    """Whether a reader's message says the server refused access (HTTP 401 or 403, as GDAL words it)."""
+    return "response code: 401" in message or "response code: 403" in message
+
+
 def read_remedy(message: str, then: str = "run the build again") -> str:
     """What to do about an asset that could not be read, from the reader's message, ending with ``then``: a server
     that refused access (401, 403) needs signed items or credentials, not a repaired file."""
-    if "response code: 401" in message or "response code: 403" in message:
+    if refused(message):
         return (
             "the server refused access: sign the items (catalog.modifier, e.g. planetary_computer:sign_inplace; "
             "signed URLs expire, and a rerun signs them again) or give the credentials the store needs (AWS_* for "

@@ -36,19 +36,58 @@ class Traffic:
             self.requests = self.bytes = 0
 
 
+@dataclass
+class Tokens:
+    """Signed URLs that expire, as Planetary Computer's: ``GET /token`` answers ``{"token": ...}``, and a file is
+    served only to ``?token=`` the current token (else 403). After ``lifetime`` files served with it, the token
+    expires, as a time limit would end it, and ``/token`` gives the next one. ``revoke_after``: every token is
+    refused once that many files were served (credentials revoked)."""
+
+    lifetime: int
+    issued: int = 0  # tokens given out by /token
+    expired: int = 0  # tokens that expired
+    served: int = 0  # files served with the current token
+    revoke_after: int | None = None  # files served in all after which no token is accepted (revoked credentials)
+    total: int = 0  # files served in all
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def current(self) -> str:
+        return f"t{self.expired}"
+
+    def issue(self) -> str:
+        with self.lock:
+            self.issued += 1
+            return self.current
+
+    def admit(self, token: str | None) -> bool:
+        with self.lock:
+            if token != self.current or (self.revoke_after is not None and self.total >= self.revoke_after):
+                return False
+            self.served, self.total = self.served + 1, self.total + 1
+            if self.served >= self.lifetime:
+                self.expired, self.served = self.expired + 1, 0
+            return True
+
+
 @dataclass(frozen=True)
 class Served:
     url: str  # http://127.0.0.1:PORT, serving the folder's files under /
     traffic: Traffic
 
 
-def _app(root: Path, latency: float, traffic: Traffic) -> web.Application:
+def _app(root: Path, latency: float, traffic: Traffic, tokens: Tokens | None) -> web.Application:
     @web.middleware
     async def delay(
         request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
         if latency > 0:
             await asyncio.sleep(latency)
+        if tokens is not None:
+            if request.path == "/token":
+                return web.json_response({"token": tokens.issue()})
+            if not tokens.admit(request.query.get("token")):
+                return web.Response(status=403, text="the token is missing or expired")
         return await handler(request)
 
     async def count(request: web.Request, response: web.StreamResponse) -> None:
@@ -64,11 +103,12 @@ def _app(root: Path, latency: float, traffic: Traffic) -> web.Application:
 
 
 @contextmanager
-def serve_folder(root: Path, latency: float = DEFAULT_LATENCY_S) -> Iterator[Served]:
-    """Serve ``root`` on a free port of 127.0.0.1 from a background thread until the block ends."""
+def serve_folder(root: Path, latency: float = DEFAULT_LATENCY_S, tokens: Tokens | None = None) -> Iterator[Served]:
+    """Serve ``root`` on a free port of 127.0.0.1 from a background thread until the block ends (to holders of
+    ``tokens`` only, when given)."""
     traffic = Traffic()
     loop = asyncio.new_event_loop()
-    runner = web.AppRunner(_app(Path(root), latency, traffic), access_log=None)
+    runner = web.AppRunner(_app(Path(root), latency, traffic, tokens), access_log=None)
     started = threading.Event()
     port: list[int] = []
 

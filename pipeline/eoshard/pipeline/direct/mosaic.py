@@ -13,6 +13,7 @@ from affine import Affine
 from rasterio.windows import Window
 
 from eoshard.pipeline.cube import grid_epsg
+from eoshard.pipeline.direct.answers import http_answer
 from eoshard.pipeline.direct.blocks import (
     CACHE,
     block_key,
@@ -23,7 +24,7 @@ from eoshard.pipeline.direct.blocks import (
     warped_chunk,
 )
 from eoshard.pipeline.direct.sources import AssetSource, GroupSource
-from eoshard.pipeline.errors import AssetReadError
+from eoshard.pipeline.errors import AssetReadError, shown_href, without_query
 
 READ_THREADS = int(os.environ.get("EOSHARD_READ_THREADS", "8"))
 _pool = ThreadPoolExecutor(max_workers=READ_THREADS, thread_name_prefix="eoshard-read")
@@ -222,7 +223,21 @@ def read_asset_window(
     except AssetReadError:
         raise
     except Exception as err:
-        raise AssetReadError(f"could not read {asset.href}: {type(err).__name__}: {err}") from err
+        reason = f"{type(err).__name__}: {err}{_deepest(err)}"
+        reason += http_answer(asset.href, reason)
+    # raised outside the handler, with no cause or context: rasterio's chained GDAL errors cannot be rebuilt in the
+    # driver (Dask would send a bare Exception instead of this one); the deepest one's message, GDAL's reason, is
+    # in this one's
+    raise AssetReadError(f"could not read {shown_href(asset.href)}: {without_query(reason, asset.href)}")
+
+
+def _deepest(err: BaseException) -> str:
+    """`` (the deepest cause's message)`` of a chained error (GDAL's own reason for a failed read), else ``""``."""
+    cause, seen = err, {id(err)}
+    while (nxt := cause.__cause__ or cause.__context__) is not None and id(nxt) not in seen:
+        cause = nxt
+        seen.add(id(cause))
+    return f" ({cause})" if cause is not err and str(cause) != str(err) else ""
 
 
 def read_group_window(source: GroupSource, rows: slice, cols: slice, sweep: Sweep = NO_SWEEP) -> np.ndarray:

@@ -7,7 +7,7 @@ directly equals the window of the lazy cube.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -48,6 +48,17 @@ class GroupSource:
     resampling: str
     chunksize: int
     steps: tuple[tuple[ProductSource, ...], ...]
+
+    def with_hrefs(self, hrefs: Mapping[str, str]) -> GroupSource:
+        """The same recipe with each asset href found in ``hrefs`` replaced (the items signed again)."""
+        steps = tuple(
+            tuple(
+                replace(p, assets={b: replace(a, href=hrefs.get(a.href, a.href)) for b, a in p.assets.items()})
+                for p in step
+            )
+            for step in self.steps
+        )
+        return replace(self, steps=steps)
 
 
 def _footprint(item: Mapping[str, Any], band: str, epsg: int) -> Bounds | None:

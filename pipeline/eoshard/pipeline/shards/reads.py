@@ -11,7 +11,7 @@ import math
 import os
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any
 
@@ -75,6 +75,15 @@ class ShardSources:
     qa: GroupSource | None = None  # Landsat's qa_pixel on its own grid, with mask: qa_pixel
     qa_factor: int = 1
     qa_bits: int = 0  # the QA_PIXEL bits that make a pixel invalid
+
+    def with_hrefs(self, hrefs: Mapping[str, str]) -> ShardSources:
+        """The same sources with each asset href found in ``hrefs`` replaced (the items signed again)."""
+
+        def again(group: GroupSource | None) -> GroupSource | None:
+            return None if group is None else group.with_hrefs(hrefs)
+
+        groups = {name: group.with_hrefs(hrefs) for name, group in self.groups.items()}
+        return replace(self, groups=groups, scl=again(self.scl), hr=again(self.hr), qa=again(self.qa))
 
 
 @dataclass(frozen=True)

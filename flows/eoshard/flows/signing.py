@@ -1,0 +1,47 @@
+"""Signing a build's items again when the store refuses their signatures in the middle of the build.
+
+Signed URLs expire (Planetary Computer's SAS tokens within hours): a build that outlives them would see its later
+shards refused. The driver then removes each signature, as a saved selection does, and calls ``catalog.modifier``
+again, which signs with a fresh token.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+import pystac
+
+from eoshard.catalog.credentials import unsigned_item_dict
+from eoshard.catalog.stac_api import import_callable
+
+if TYPE_CHECKING:
+    from eoshard.flows.build import BuildPlan
+
+
+def can_sign_again(plan: BuildPlan) -> bool:
+    """Whether ``signed_again`` can help: the config names a modifier and the shard tasks read the sources
+    themselves (a build that reads through the cubes' graph has the hrefs in its graph)."""
+    return plan.config.catalog.modifier is not None and plan.sources is not None
+
+
+def signed_again(plan: BuildPlan) -> BuildPlan:
+    """``plan`` with every asset of its products signed anew: each href without its signature, through the
+    config's ``catalog.modifier`` (the products, patches and everything else unchanged)."""
+    assert plan.config.catalog.modifier is not None and plan.sources is not None, "see can_sign_again"
+    modifier = import_callable(plan.config.catalog.modifier)
+    hrefs: dict[str, str] = {}
+    items = [_sign(modifier, item, hrefs) for item in plan.items]
+    return replace(plan, items=items, sources=plan.sources.with_hrefs(hrefs))
+
+
+def _sign(modifier: Any, item: dict[str, Any], hrefs: dict[str, str]) -> dict[str, Any]:
+    """``item`` with fresh signatures; ``hrefs`` gets each old href -> its new one."""
+    fresh = pystac.Item.from_dict(unsigned_item_dict(item), preserve_dict=False)
+    modifier(fresh)
+    assets = {}
+    for key, asset in item["assets"].items():
+        new = fresh.assets[key].href if key in fresh.assets else asset["href"]
+        hrefs[str(asset["href"])] = new
+        assets[key] = {**asset, "href": new}
+    return {**item, "assets": assets}
