@@ -17,6 +17,7 @@ from affine import Affine
 from odc.geo.geobox import GeoBox
 
 from eoshard.pipeline.direct import AssetSource, GroupSource, ProductSource, read_group_window
+from eoshard.flows.demo.serve import Tokens, serve_folder
 from eoshard.pipeline.direct.blocks import GDAL_REMOTE_DEFAULTS, close_files
 from eoshard.pipeline.errors import AssetReadError
 from tests.services.http_answers import answering
@@ -116,3 +117,22 @@ def test_a_missing_file_is_not_asked_again() -> None:
         read_group_window(_source(f"{url}/b04.tif"), slice(0, 256), slice(0, 256))
     close_files()
     assert asked == ["HEAD"]
+
+
+def test_a_range_refused_after_the_open_says_the_status(tmp_path: Path) -> None:
+    """GDAL reports a range refused after the file was opened only as a short read ("got 0 bytes"): the reader asks
+    once more and the message says 403, without the URL's signature (the token expires after the 2 requests of
+    the open)."""
+    _cog(tmp_path / "b04.tif")
+    close_files()
+    tokens = Tokens(expire_at=(2,))
+    with serve_folder(tmp_path, latency=0, tokens=tokens) as served:
+        href = f"{served.url}/b04.tif?token=t0"
+        with pytest.raises(AssetReadError) as refused:
+            read_group_window(_source(href), slice(0, 256), slice(0, 256))
+    close_files()
+    assert tokens.expired == 1
+    message = str(refused.value)
+    assert message.startswith(f"could not read {served.url}/b04.tif: RasterioIOError: ")
+    assert "got 0 bytes" in message and message.endswith(" (asked again: HTTP response code: 403)")
+    assert "t0" not in message

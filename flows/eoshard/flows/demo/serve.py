@@ -39,16 +39,15 @@ class Traffic:
 @dataclass
 class Tokens:
     """Signed URLs that expire, as Planetary Computer's: ``GET /token`` answers ``{"token": ...}``, and a file is
-    served only to ``?token=`` the current token (else 403). After ``lifetime`` files served with it, the token
-    expires, as a time limit would end it, and ``/token`` gives the next one. ``revoke_after``: every token is
-    refused once that many files were served (credentials revoked)."""
+    served only to ``?token=`` the current token (else 403). When the files served in all reach a count of
+    ``expire_at``, the current token expires, as a time limit would end it, and ``/token`` gives the next one.
+    ``revoke_after``: every token is refused once that many files were served (credentials revoked)."""
 
-    lifetime: int
+    expire_at: tuple[int, ...] = ()
+    revoke_after: int | None = None
     issued: int = 0  # tokens given out by /token
     expired: int = 0  # tokens that expired
-    served: int = 0  # files served with the current token
-    revoke_after: int | None = None  # files served in all after which no token is accepted (revoked credentials)
-    total: int = 0  # files served in all
+    served: int = 0  # files served in all
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
@@ -62,11 +61,11 @@ class Tokens:
 
     def admit(self, token: str | None) -> bool:
         with self.lock:
-            if token != self.current or (self.revoke_after is not None and self.total >= self.revoke_after):
+            if token != self.current or (self.revoke_after is not None and self.served >= self.revoke_after):
                 return False
-            self.served, self.total = self.served + 1, self.total + 1
-            if self.served >= self.lifetime:
-                self.expired, self.served = self.expired + 1, 0
+            self.served += 1
+            if self.served in self.expire_at:
+                self.expired += 1
             return True
 
 
