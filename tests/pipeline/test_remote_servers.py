@@ -16,8 +16,8 @@ import rasterio
 from affine import Affine
 from odc.geo.geobox import GeoBox
 
-from eoshard.pipeline.direct import AssetSource, GroupSource, ProductSource, read_group_window
 from eoshard.flows.demo.serve import Tokens, serve_folder
+from eoshard.pipeline.direct import AssetSource, GroupSource, ProductSource, read_group_window
 from eoshard.pipeline.direct.blocks import GDAL_REMOTE_DEFAULTS, close_files
 from eoshard.pipeline.errors import AssetReadError
 from tests.services.http_answers import answering
