@@ -7,6 +7,7 @@ import json
 import shutil
 import struct
 import subprocess
+import sys
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -242,3 +243,24 @@ def _check_committed(out: Path, records: Iterable[dict[str, Any]]) -> None:
             assert slot[kept].any()
             n_samples += 1
     assert n_samples > 30
+
+
+def test_the_terminal_shows_a_failed_shard_once_without_the_workers_tracebacks(demo_data, tmp_path: Path) -> None:
+    """``eoshard build`` in a terminal (its own process, the LocalCluster's workers writing to the same stderr): the
+    corrupt tile's shard is reported in the one error line, not also as the workers' "Compute Failed" records."""
+    world = tmp_path / "world"
+    shutil.copytree(demo_data.root, world)
+    demo = type(demo_data)(world, world / "catalog" / "catalog.json", demo_data.aoi, demo_data.parcels, 0)
+    (item,) = (
+        i for i in pystac.Catalog.from_file(str(demo.catalog)).get_items(recursive=True)
+        if "20240915T102021_N0510_R065_T32UQU" in i.id
+    )  # fmt: skip
+    path = Path(item.assets["B02"].get_absolute_href())
+    _tiled_copy(path, 16)
+    _garble_tile(path, 448 // 16, 240 // 16)
+    command = [sys.executable, "-c", "from eoshard.flows.cli import main; main()", "build",
+               str(_config(demo, tmp_path / "out")), "--workers", "2"]  # fmt: skip
+    run = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 1, run.stderr
+    assert f"could not read asset B02 of product {item.id} ({path})" in run.stderr
+    assert "Compute Failed" not in run.stderr and "Traceback" not in run.stderr, run.stderr

@@ -3,6 +3,7 @@ holding a build forever; a busy answer (503, 429) is asked again; a missing file
 
 from __future__ import annotations
 
+import re
 import socket
 import threading
 import time
@@ -134,5 +135,6 @@ def test_a_range_refused_after_the_open_says_the_status(tmp_path: Path) -> None:
     assert tokens.expired == 1
     message = str(refused.value)
     assert message.startswith(f"could not read {served.url}/b04.tif: RasterioIOError: ")
-    assert "got 0 bytes" in message and message.endswith(" (asked again: HTTP response code: 403)")
+    # GDAL's own words: a short read (the bytes of the tile that came with the header, if any)
+    assert re.search(r"got \d+ bytes, expected \d+\) \(asked again: HTTP response code: 403\)$", message), message
     assert "t0" not in message

@@ -12,7 +12,7 @@ from typing import Any
 
 import dask
 from dask.system import CPU_COUNT
-from distributed import Client, LocalCluster
+from distributed import Client, LocalCluster, WorkerPlugin
 from distributed.gc import disable_gc_diagnosis, enable_gc_diagnosis
 
 
@@ -44,6 +44,7 @@ def dask_client(scheduler: str | None = None, n_workers: int | None = None) -> I
         local as cluster,
         Client(cluster) as client,
     ):
+        client.register_plugin(QuietTaskFailures())
         yield client
         # the work is done: a worker's heartbeat racing the scheduler's shutdown would print a harmless traceback
         client.run(_quiet_shutdown)
@@ -98,6 +99,27 @@ def client_started_meanwhile(
 
 def _import_shard_tasks() -> None:
     import eoshard.pipeline.shards.reads  # noqa: F401
+
+
+class _DriverReports(logging.Filter):
+    """Drops a worker's "Compute Failed" record (a traceback in the terminal): the build reports every failed shard
+    itself, in one line that names the asset and says what to do."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Compute Failed")
+
+
+DRIVER_REPORTS = _DriverReports()
+
+
+class QuietTaskFailures(WorkerPlugin):
+    """On the workers of eoshard's own LocalCluster (a restarted one too): no "Compute Failed" tracebacks in the
+    terminal of ``eoshard build``. A scheduler of your own keeps its workers' logs as they are."""
+
+    name = "eoshard-quiet-task-failures"
+
+    def setup(self, worker: Any) -> None:
+        logging.getLogger("distributed.worker").addFilter(DRIVER_REPORTS)
 
 
 def _quiet_shutdown() -> None:
