@@ -20,3 +20,19 @@ def sign_inplace(item: pystac.Item) -> pystac.Item:
             token = json.load(answer)["token"]
         asset.href = f"{asset.href}?token={token}"
     return item
+
+
+def stamp_s2(item: pystac.Item) -> pystac.Item:
+    """A modifier that marks each href ``?sig=s2`` (it opens nothing: for tests of who signs what)."""
+    return _stamp(item, "s2")
+
+
+def stamp_s1(item: pystac.Item) -> pystac.Item:
+    """The same with ``?sig=s1``."""
+    return _stamp(item, "s1")
+
+
+def _stamp(item: pystac.Item, who: str) -> pystac.Item:
+    for asset in item.assets.values():
+        asset.href = f"{asset.href}?sig={who}"
+    return item

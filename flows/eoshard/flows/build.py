@@ -23,6 +23,7 @@ from rasterio.enums import Resampling
 
 from eoshard.catalog import EmptySelectionError, search
 from eoshard.catalog.credentials import redact_url
+from eoshard.catalog.stac_api import ApiOptions, import_callable
 from eoshard.flows.aoi import read_aoi
 from eoshard.flows.config import BuildConfig, ConfigError
 from eoshard.flows.masking import resolve_bands, resolve_mask
@@ -268,8 +269,10 @@ def s1_products(config: BuildConfig, area_4326: Any) -> pystac.ItemCollection:
     """The Sentinel-1 products of the config's ``s1`` section in its AOI and period."""
     assert config.s1 is not None
     try:
+        modifier = import_callable(config.s1.modifier) if config.s1.modifier else None
         return search(config.s1.source, area=area_4326, start=config.period.start, end=config.period.end,
-                      collection=config.s1.collection, kind=config.s1.kind)  # fmt: skip
+                      collection=config.s1.collection, kind=config.s1.kind,
+                      options=ApiOptions(modifier=modifier))  # fmt: skip
     except EmptySelectionError as err:
         raise EmptySelectionError(
             f"s1: no Sentinel-1 product of {redact_url(config.s1.source)} (collection {config.s1.collection}) in the "

@@ -220,6 +220,11 @@ class S1Config(_Model):
     )
     kind: Literal["auto", "stac-api", "static"] = "auto"
     collection: str | None = Field(None, description="e.g. sentinel-1-grd or sentinel-1-rtc")
+    modifier: str | None = Field(
+        None,
+        description="package.module:function that signs the Sentinel-1 items (as catalog.modifier does the "
+        "others), e.g. planetary_computer:sign_inplace",
+    )
     min_valid_fraction: float = Field(
         0.5, ge=0, le=1, description="Sentinel-1 dates below this valid share are dropped"
     )

@@ -7,6 +7,7 @@ again, which signs with a fresh token.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -14,6 +15,7 @@ import pystac
 
 from eoshard.catalog.credentials import unsigned_item_dict
 from eoshard.catalog.stac_api import import_callable
+from eoshard.pipeline.sensors import S1, item_sensor
 
 if TYPE_CHECKING:
     from eoshard.flows.build import BuildPlan
@@ -22,20 +24,33 @@ if TYPE_CHECKING:
 def can_sign_again(plan: BuildPlan) -> bool:
     """Whether ``signed_again`` can help: the config names a modifier and the shard tasks read the sources
     themselves (a build that reads through the cubes' graph has the hrefs in its graph)."""
-    return plan.config.catalog.modifier is not None and plan.sources is not None
+    return plan.sources is not None and any(_modifiers(plan).values())
 
 
 def signed_again(plan: BuildPlan) -> BuildPlan:
     """``plan`` with every asset of its products signed anew: each href without its signature, through the
-    config's ``catalog.modifier`` (the products, patches and everything else unchanged)."""
-    assert plan.config.catalog.modifier is not None and plan.sources is not None, "see can_sign_again"
-    modifier = import_callable(plan.config.catalog.modifier)
+    modifier of the product's source (``s1.modifier`` for Sentinel-1, else ``catalog.modifier``); the products,
+    patches and everything else unchanged."""
+    assert plan.sources is not None, "see can_sign_again"
+    modifiers = _modifiers(plan)
     hrefs: dict[str, str] = {}
-    items = [_sign(modifier, item, hrefs) for item in plan.items]
+    items = []
+    for item in plan.items:
+        modifier = modifiers[S1 if item_sensor(item) == S1 else "catalog"]
+        items.append(item if modifier is None else _sign(modifier, item, hrefs))
     return replace(plan, items=items, sources=plan.sources.with_hrefs(hrefs))
 
 
-def _sign(modifier: Any, item: dict[str, Any], hrefs: dict[str, str]) -> dict[str, Any]:
+def _modifiers(plan: BuildPlan) -> dict[str, Callable[[Any], Any] | None]:
+    config = plan.config
+    s1 = config.s1.modifier if config.s1 is not None else None
+    return {
+        "catalog": import_callable(config.catalog.modifier) if config.catalog.modifier else None,
+        S1: import_callable(s1) if s1 else None,
+    }
+
+
+def _sign(modifier: Callable[[Any], Any], item: dict[str, Any], hrefs: dict[str, str]) -> dict[str, Any]:
     """``item`` with fresh signatures; ``hrefs`` gets each old href -> its new one."""
     fresh = pystac.Item.from_dict(unsigned_item_dict(item), preserve_dict=False)
     modifier(fresh)

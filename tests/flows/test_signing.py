@@ -1,0 +1,75 @@
+"""Each product is signed by the modifier of its own source, at the search and again in the middle of a build
+(``eoshard.flows.signing``): Sentinel-1 by ``s1.modifier``, the others by ``catalog.modifier``."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import geopandas as gpd
+import pytest
+
+from eoshard.flows.aoi import read_aoi
+from eoshard.flows.build import BuildPlan, plan_build, s1_products
+from eoshard.flows.config import BuildConfig, parse_config
+from eoshard.flows.signing import signed_again
+from eoshard.pipeline.sensors import S1, item_sensor
+from tests.demo_config import demo_s1_config
+
+pytestmark = pytest.mark.filterwarnings("ignore:1 of 480 label geometries were invalid:UserWarning")
+
+S2_SIGNS = "tests.services.signing:stamp_s2"
+S1_SIGNS = "tests.services.signing:stamp_s1"
+
+
+def _config(demo_data: Any, tmp_path: Path, s1_modifier: str | None = None) -> BuildConfig:
+    data = demo_s1_config(demo_data, tmp_path / "out")
+    data["s1"]["modifier"] = s1_modifier
+    return parse_config(data, tmp_path)
+
+
+def _with_modifiers(config: BuildConfig) -> BuildConfig:
+    assert config.s1 is not None
+    return config.model_copy(update={
+        "catalog": config.catalog.model_copy(update={"modifier": S2_SIGNS}),
+        "s1": config.s1.model_copy(update={"modifier": S1_SIGNS}),
+    })  # fmt: skip
+
+
+def test_the_sentinel_1_search_signs_with_s1_modifier(demo_data: Any, tmp_path: Path) -> None:
+    config = _config(demo_data, tmp_path, S1_SIGNS)
+    area, crs = read_aoi(config.aoi)
+    items = list(s1_products(config, gpd.GeoSeries([area], crs=crs).to_crs(4326).iloc[0]))
+    hrefs = [a.href for i in items for a in i.assets.values()]
+    assert len(items) == 8 and len(hrefs) >= 16  # 4 overpasses x 2 tiles
+    assert all(h.endswith("?sig=s1") and h.count("?") == 1 for h in hrefs)
+
+
+def _hrefs(plan: BuildPlan) -> dict[str, set[str]]:
+    """Product id -> the hrefs of its assets in the shard tasks' sources."""
+    assert plan.sources is not None
+    groups = [*plan.sources.groups.values(), *(g for g in (plan.sources.scl, plan.sources.qa) if g is not None)]
+    found: dict[str, set[str]] = {}
+    for group in groups:
+        for step in group.steps:
+            for product in step:
+                found.setdefault(product.id, set()).update(a.href for a in product.assets.values())
+    return found
+
+
+def test_signing_again_gives_each_product_its_own_sources_signature_once(demo_data: Any, tmp_path: Path) -> None:
+    plan = plan_build(_config(demo_data, tmp_path))  # unsigned local files: the planning opens them
+    plan = replace(plan, config=_with_modifiers(plan.config))
+    sensors = {str(i["id"]): item_sensor(i) for i in plan.items}
+    assert S1 in sensors.values() and len(set(sensors.values())) == 2
+    before = _hrefs(plan)
+    for _ in range(2):  # the second time, each old signature is removed before the new one
+        plan = signed_again(plan)
+        for product, hrefs in _hrefs(plan).items():
+            mark = "?sig=s1" if sensors[product] == S1 else "?sig=s2"
+            assert {h.removesuffix(mark) for h in hrefs} == before[product]
+            assert all(h.endswith(mark) and h.count("?") == 1 for h in hrefs)
+        for item in plan.items:
+            mark = "?sig=s1" if item_sensor(item) == S1 else "?sig=s2"
+            assert all(str(a["href"]).endswith(mark) for a in item["assets"].values())
