@@ -13,6 +13,7 @@ import pytest
 from eoshard.flows.aoi import read_aoi
 from eoshard.flows.build import BuildPlan, plan_build, s1_products
 from eoshard.flows.config import BuildConfig, parse_config
+from eoshard.flows.redaction import public_config
 from eoshard.flows.signing import signed_again
 from eoshard.pipeline.sensors import S1, item_sensor
 from tests.demo_config import demo_s1_config
@@ -73,3 +74,11 @@ def test_signing_again_gives_each_product_its_own_sources_signature_once(demo_da
         for item in plan.items:
             mark = "?sig=s1" if item_sensor(item) == S1 else "?sig=s2"
             assert all(str(a["href"]).endswith(mark) for a in item["assets"].values())
+
+
+def test_a_config_without_s1_modifier_stores_what_it_stored_before(demo_data: Any, tmp_path: Path) -> None:
+    """The build's fingerprint and ``plan.json`` hold the config: one without ``s1.modifier`` keeps the fields it
+    had before the field existed (a build resumes, a dataset refreshes), one with it records it."""
+    before = {"source", "kind", "collection", "min_valid_fraction", "min_dates"}
+    assert set(public_config(_config(demo_data, tmp_path))["s1"]) == before
+    assert public_config(_config(demo_data, tmp_path, S1_SIGNS))["s1"]["modifier"] == S1_SIGNS

@@ -56,6 +56,7 @@ _MAY_CHANGE = {
         ("catalog", field)
         for field in ("source", "kind", "page_size", "modifier", "headers_from_env", "selection")
     ),
+    ("s1", "modifier"),
     ("period", "end"),
     ("refresh",),
 }
