@@ -82,3 +82,13 @@ def test_a_config_without_s1_modifier_stores_what_it_stored_before(demo_data: An
     before = {"source", "kind", "collection", "min_valid_fraction", "min_dates"}
     assert set(public_config(_config(demo_data, tmp_path))["s1"]) == before
     assert public_config(_config(demo_data, tmp_path, S1_SIGNS))["s1"]["modifier"] == S1_SIGNS
+
+
+def test_without_s1_modifier_the_catalogs_signs_the_sentinel_1_products_again(
+    demo_data: Any, tmp_path: Path
+) -> None:
+    """A saved selection's Sentinel-1 products were signed by ``catalog.modifier``: so they are signed again."""
+    plan = plan_build(_config(demo_data, tmp_path))
+    catalog = plan.config.catalog.model_copy(update={"modifier": S2_SIGNS})
+    plan = signed_again(replace(plan, config=plan.config.model_copy(update={"catalog": catalog})))
+    assert all(h.endswith("?sig=s2") for hrefs in _hrefs(plan).values() for h in hrefs)

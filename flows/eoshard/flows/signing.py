@@ -29,14 +29,15 @@ def can_sign_again(plan: BuildPlan) -> bool:
 
 def signed_again(plan: BuildPlan) -> BuildPlan:
     """``plan`` with every asset of its products signed anew: each href without its signature, through the
-    modifier of the product's source (``s1.modifier`` for Sentinel-1, else ``catalog.modifier``); the products,
-    patches and everything else unchanged."""
+    modifier of the product's source (``s1.modifier`` for Sentinel-1 when it is set: their own search; else
+    ``catalog.modifier``, which signed a saved selection's Sentinel-1 products too); the products, patches and
+    everything else unchanged."""
     assert plan.sources is not None, "see can_sign_again"
     modifiers = _modifiers(plan)
     hrefs: dict[str, str] = {}
     items = []
     for item in plan.items:
-        modifier = modifiers[S1 if item_sensor(item) == S1 else "catalog"]
+        modifier = modifiers[S1] if item_sensor(item) == S1 and modifiers[S1] else modifiers["catalog"]
         items.append(item if modifier is None else _sign(modifier, item, hrefs))
     return replace(plan, items=items, sources=plan.sources.with_hrefs(hrefs))
 
