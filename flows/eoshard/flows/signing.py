@@ -1,8 +1,8 @@
 """Signing a build's items again when the store refuses their signatures in the middle of the build.
 
 Signed URLs expire (Planetary Computer's SAS tokens within hours): a build that outlives them would see its later
-shards refused. The driver then removes each signature, as a saved selection does, and calls ``catalog.modifier``
-again, which signs with a fresh token.
+shards refused. The driver then removes each signature, as a saved selection does, and calls the modifier of the
+product's source again (``catalog.modifier``, ``s1.modifier``), which signs with a fresh token.
 """
 
 from __future__ import annotations
