@@ -14,7 +14,7 @@ from eoshard.flows.aoi import read_aoi
 from eoshard.flows.build import BuildPlan, plan_build, s1_products
 from eoshard.flows.config import BuildConfig, parse_config
 from eoshard.flows.redaction import public_config
-from eoshard.flows.signing import signed_again
+from eoshard.flows.signing import SigningError, signed_again
 from eoshard.pipeline.sensors import S1, item_sensor
 from tests.demo_config import demo_s1_config
 
@@ -92,3 +92,14 @@ def test_without_s1_modifier_the_catalogs_signs_the_sentinel_1_products_again(
     catalog = plan.config.catalog.model_copy(update={"modifier": S2_SIGNS})
     plan = signed_again(replace(plan, config=plan.config.model_copy(update={"catalog": catalog})))
     assert all(h.endswith("?sig=s2") for hrefs in _hrefs(plan).values() for h in hrefs)
+
+
+def test_a_modifier_that_fails_when_signing_again_is_one_clear_error(demo_data: Any, tmp_path: Path) -> None:
+    plan = plan_build(_config(demo_data, tmp_path))
+    catalog = plan.config.catalog.model_copy(update={"modifier": "tests.services.signing:unreachable"})
+    with pytest.raises(SigningError) as failed:
+        signed_again(replace(plan, config=plan.config.model_copy(update={"catalog": catalog})))
+    message = str(failed.value)
+    assert "signing product S2" in message and "ConnectionError: token service http://127.0.0.1:9/token" in message
+    assert message.endswith("check the modifier's service and the network, then rerun the same build to finish")
+    assert "s3cret" not in message

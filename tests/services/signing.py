@@ -36,3 +36,8 @@ def _stamp(item: pystac.Item, who: str) -> pystac.Item:
     for asset in item.assets.values():
         asset.href = f"{asset.href}?sig={who}"
     return item
+
+
+def unreachable(item: pystac.Item) -> pystac.Item:
+    """A modifier whose token service cannot be reached."""
+    raise ConnectionError("token service http://127.0.0.1:9/token?key=s3cret refused the connection")

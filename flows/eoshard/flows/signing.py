@@ -13,12 +13,17 @@ from typing import TYPE_CHECKING, Any
 
 import pystac
 
-from eoshard.catalog.credentials import unsigned_item_dict
+from eoshard.catalog.credentials import redact_text, unsigned_item_dict
 from eoshard.catalog.stac_api import import_callable
+from eoshard.flows.errors import FlowsError
 from eoshard.pipeline.sensors import S1, item_sensor
 
 if TYPE_CHECKING:
     from eoshard.flows.build import BuildPlan
+
+
+class SigningError(FlowsError):
+    """The modifier failed while a build signed its products again (its token service unreachable, ...)."""
 
 
 def can_sign_again(plan: BuildPlan) -> bool:
@@ -54,7 +59,14 @@ def _modifiers(plan: BuildPlan) -> dict[str, Callable[[Any], Any] | None]:
 def _sign(modifier: Callable[[Any], Any], item: dict[str, Any], hrefs: dict[str, str]) -> dict[str, Any]:
     """``item`` with fresh signatures; ``hrefs`` gets each old href -> its new one."""
     fresh = pystac.Item.from_dict(unsigned_item_dict(item), preserve_dict=False)
-    modifier(fresh)
+    try:
+        modifier(fresh)
+    except Exception as err:
+        raise SigningError(
+            f"the store refused the products' expired signatures, and signing product {item.get('id')} again failed: "
+            f"{type(err).__name__}: {redact_text(str(err))}. The shards committed so far stay valid: check the "
+            "modifier's service and the network, then rerun the same build to finish"
+        ) from err
     assets = {}
     for key, asset in item["assets"].items():
         new = fresh.assets[key].href if key in fresh.assets else asset["href"]
