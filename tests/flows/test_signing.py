@@ -16,12 +16,13 @@ from eoshard.flows.config import BuildConfig, parse_config
 from eoshard.flows.redaction import public_config
 from eoshard.flows.signing import SigningError, signed_again
 from eoshard.pipeline.sensors import S1, item_sensor
-from tests.demo_config import demo_s1_config
+from tests.demo_config import demo_build_config, demo_s1_config
 
 pytestmark = pytest.mark.filterwarnings("ignore:1 of 480 label geometries were invalid:UserWarning")
 
 S2_SIGNS = "tests.services.signing:stamp_s2"
 S1_SIGNS = "tests.services.signing:stamp_s1"
+HR_SIGNS = "tests.services.signing:stamp_hr"
 
 
 def _config(demo_data: Any, tmp_path: Path, s1_modifier: str | None = None) -> BuildConfig:
@@ -103,3 +104,38 @@ def test_a_modifier_that_fails_when_signing_again_is_one_clear_error(demo_data: 
     assert "signing product S2" in message and "ConnectionError: token service http://127.0.0.1:9/token" in message
     assert message.endswith("check the modifier's service and the network, then rerun the same build to finish")
     assert "s3cret" not in message
+
+
+def test_the_hr_products_are_signed_by_hr_modifier_at_the_search_and_again(demo_data: Any, tmp_path: Path) -> None:
+    """The paired HR source (a static catalog, e.g. of the Planetary Computer's NAIP) has its own modifier."""
+    hr = {"source": str(demo_data.hr), "bands": ["red", "green", "blue"], "resolution": 2.5, "modifier": HR_SIGNS}
+    config = parse_config(demo_build_config(demo_data, tmp_path / "out", hr=hr), tmp_path)
+    plan = plan_build(config)  # the HR files are opened only by the shard tasks
+    assert [i["id"] for i in plan.hr_items] == ["VHR_20230804_DEMO", "VHR_20240612_DEMO_WEST"]
+    assert all(str(a["href"]).endswith("?sig=hr") for i in plan.hr_items for a in i["assets"].values())
+    assert plan.sources is not None and plan.sources.hr is not None
+    assert all(h.endswith("?sig=hr") for step in plan.sources.hr.steps for p in step for h in _asset_hrefs(p))
+    # signed again by the HR modifier (here another one, to tell them apart), the old signature removed first
+    other = config.model_copy(update={"hr": config.hr.model_copy(update={"modifier": S2_SIGNS})})  # type: ignore[union-attr]
+    again = signed_again(replace(plan, config=other))
+    assert again.sources is not None and again.sources.hr is not None
+    hrefs = [h for step in again.sources.hr.steps for p in step for h in _asset_hrefs(p)]
+    assert hrefs and all(h.endswith(".tif?sig=s2") and h.count("?") == 1 for h in hrefs), hrefs
+    assert all(str(a["href"]).endswith(".tif?sig=s2") for i in again.hr_items for a in i["assets"].values())
+    assert _hrefs(again) == _hrefs(plan)  # the Sentinel-2 products: no catalog.modifier, untouched
+    assert (
+        "modifier"
+        not in public_config(
+            config.model_copy(
+                update={
+                    "hr": config.hr.model_copy(  # type: ignore[union-attr]
+                        update={"modifier": None}
+                    )
+                }
+            )
+        )["hr"]
+    )
+
+
+def _asset_hrefs(product: Any) -> list[str]:
+    return [a.href for a in product.assets.values()]

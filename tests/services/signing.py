@@ -32,6 +32,11 @@ def stamp_s1(item: pystac.Item) -> pystac.Item:
     return _stamp(item, "s1")
 
 
+def stamp_hr(item: pystac.Item) -> pystac.Item:
+    """The same with ``?sig=hr``."""
+    return _stamp(item, "hr")
+
+
 def _stamp(item: pystac.Item, who: str) -> pystac.Item:
     for asset in item.assets.values():
         asset.href = f"{asset.href}?sig={who}"

@@ -410,6 +410,7 @@ def _open_hr(
         start=date(1900, 1, 1),
         end=config.period.end,
         collection=config.hr.collection,
+        options=ApiOptions(modifier=import_callable(config.hr.modifier) if config.hr.modifier else None),
     )
     hr_grid = group_grid(grid, config.hr.resolution)
     mosaic = open_paired(list(items), hr_grid, config.hr.bands, chunksize=config.grid.chunksize)

@@ -210,6 +210,11 @@ class HrConfig(_Model):
     collection: str | None = None
     bands: tuple[str, ...] = Field(min_length=1, description="asset keys of the HR products")
     resolution: float = Field(gt=0, description="metres; must divide the grid resolution (e.g. 2.5 for 10)")
+    modifier: str | None = Field(
+        None,
+        description="package.module:function that signs the HR items (as catalog.modifier does the others), e.g. "
+        "planetary_computer:sign_inplace for the Planetary Computer's NAIP",
+    )
 
 
 class S1Config(_Model):

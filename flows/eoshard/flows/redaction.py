@@ -20,8 +20,9 @@ def public_config(config: BuildConfig, exclude: Any = None) -> dict[str, Any]:
     data: dict[str, Any] = config.model_dump(mode="json", exclude=exclude)
     if data.get("s1", 0) is None:
         del data["s1"]  # a Sentinel-2-only config stores what it stored before the s1 section existed
-    elif isinstance(data.get("s1"), dict) and data["s1"].get("modifier") is None:
-        data["s1"].pop("modifier", None)  # nor does one without s1.modifier
+    for section in ("s1", "hr"):  # nor does one without s1.modifier or hr.modifier
+        if isinstance(data.get(section), dict) and data[section].get("modifier") is None:
+            data[section].pop("modifier", None)
     timeseries = data.get("timeseries")
     if isinstance(timeseries, dict) and timeseries.get("mask") != "qa_pixel":
         timeseries.pop("qa_pixel_invalid", None)  # nor does a config without the Landsat mask

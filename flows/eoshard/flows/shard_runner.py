@@ -238,7 +238,8 @@ class ShardSubmitter:
 def _modifier_names(config: BuildConfig) -> str:
     """The config's modifiers, as the messages name them."""
     s1 = config.s1.modifier if config.s1 is not None else None
-    names = [n for n in (config.catalog.modifier, s1 and f"{s1} for Sentinel-1") if n]
+    hr = config.hr.modifier if config.hr is not None else None
+    names = [n for n in (config.catalog.modifier, s1 and f"{s1} for Sentinel-1", hr and f"{hr} for HR") if n]
     return " and ".join(names) or "no modifier"
 
 

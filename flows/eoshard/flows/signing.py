@@ -2,7 +2,7 @@
 
 Signed URLs expire (Planetary Computer's SAS tokens within hours): a build that outlives them would see its later
 shards refused. The driver then removes each signature, as a saved selection does, and calls the modifier of the
-product's source again (``catalog.modifier``, ``s1.modifier``), which signs with a fresh token.
+product's source again (``catalog.modifier``, ``s1.modifier``, ``hr.modifier``), which signs with a fresh token.
 """
 
 from __future__ import annotations
@@ -35,8 +35,8 @@ def can_sign_again(plan: BuildPlan) -> bool:
 def signed_again(plan: BuildPlan) -> BuildPlan:
     """``plan`` with every asset of its products signed anew: each href without its signature, through the
     modifier of the product's source (``s1.modifier`` for Sentinel-1 when it is set: their own search; else
-    ``catalog.modifier``, which signed a saved selection's Sentinel-1 products too); the products, patches and
-    everything else unchanged."""
+    ``catalog.modifier``, which signed a saved selection's Sentinel-1 products too; ``hr.modifier`` for the paired
+    HR products); the products, patches and everything else unchanged."""
     assert plan.sources is not None, "see can_sign_again"
     modifiers = _modifiers(plan)
     hrefs: dict[str, str] = {}
@@ -44,15 +44,19 @@ def signed_again(plan: BuildPlan) -> BuildPlan:
     for item in plan.items:
         modifier = modifiers[S1] if item_sensor(item) == S1 and modifiers[S1] else modifiers["catalog"]
         items.append(item if modifier is None else _sign(modifier, item, hrefs))
-    return replace(plan, items=items, sources=plan.sources.with_hrefs(hrefs))
+    hr = modifiers["hr"]
+    hr_items = [item if hr is None else _sign(hr, item, hrefs) for item in plan.hr_items]
+    return replace(plan, items=items, hr_items=hr_items, sources=plan.sources.with_hrefs(hrefs))
 
 
 def _modifiers(plan: BuildPlan) -> dict[str, Callable[[Any], Any] | None]:
     config = plan.config
     s1 = config.s1.modifier if config.s1 is not None else None
+    hr = config.hr.modifier if config.hr is not None else None
     return {
         "catalog": import_callable(config.catalog.modifier) if config.catalog.modifier else None,
         S1: import_callable(s1) if s1 else None,
+        "hr": import_callable(hr) if hr else None,
     }
 
 

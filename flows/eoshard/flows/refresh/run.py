@@ -57,6 +57,7 @@ _MAY_CHANGE = {
         for field in ("source", "kind", "page_size", "modifier", "headers_from_env", "selection")
     ),
     ("s1", "modifier"),
+    ("hr", "modifier"),
     ("period", "end"),
     ("refresh",),
 }
