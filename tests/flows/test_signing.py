@@ -48,10 +48,13 @@ def test_the_sentinel_1_search_signs_with_s1_modifier(demo_data: Any, tmp_path: 
     assert all(h.endswith("?sig=s1") and h.count("?") == 1 for h in hrefs)
 
 
-def _hrefs(plan: BuildPlan) -> dict[str, set[str]]:
-    """Product id -> the hrefs of its assets in the shard tasks' sources."""
+def _hrefs(plan: BuildPlan, hr: bool = False) -> dict[str, set[str]]:
+    """Product id -> the hrefs of its assets in the shard tasks' sources (the paired HR source's, with ``hr``)."""
     assert plan.sources is not None
     groups = [*plan.sources.groups.values(), *(g for g in (plan.sources.scl, plan.sources.qa) if g is not None)]
+    if hr:
+        assert plan.sources.hr is not None
+        groups = [plan.sources.hr]
     found: dict[str, set[str]] = {}
     for group in groups:
         for step in group.steps:
@@ -113,13 +116,11 @@ def test_the_hr_products_are_signed_by_hr_modifier_at_the_search_and_again(demo_
     plan = plan_build(config)  # the HR files are opened only by the shard tasks
     assert [i["id"] for i in plan.hr_items] == ["VHR_20230804_DEMO", "VHR_20240612_DEMO_WEST"]
     assert all(str(a["href"]).endswith("?sig=hr") for i in plan.hr_items for a in i["assets"].values())
-    assert plan.sources is not None and plan.sources.hr is not None
-    assert all(h.endswith("?sig=hr") for step in plan.sources.hr.steps for p in step for h in _asset_hrefs(p))
+    assert all(h.endswith("?sig=hr") for hrefs in _hrefs(plan, hr=True).values() for h in hrefs)
     # signed again by the HR modifier (here another one, to tell them apart), the old signature removed first
     other = config.model_copy(update={"hr": config.hr.model_copy(update={"modifier": S2_SIGNS})})  # type: ignore[union-attr]
     again = signed_again(replace(plan, config=other))
-    assert again.sources is not None and again.sources.hr is not None
-    hrefs = [h for step in again.sources.hr.steps for p in step for h in _asset_hrefs(p)]
+    hrefs = [h for product in _hrefs(again, hr=True).values() for h in product]
     assert hrefs and all(h.endswith(".tif?sig=s2") and h.count("?") == 1 for h in hrefs), hrefs
     assert all(str(a["href"]).endswith(".tif?sig=s2") for i in again.hr_items for a in i["assets"].values())
     assert _hrefs(again) == _hrefs(plan)  # the Sentinel-2 products: no catalog.modifier, untouched
@@ -135,7 +136,3 @@ def test_the_hr_products_are_signed_by_hr_modifier_at_the_search_and_again(demo_
             )
         )["hr"]
     )
-
-
-def _asset_hrefs(product: Any) -> list[str]:
-    return [a.href for a in product.assets.values()]

@@ -23,7 +23,7 @@ from rasterio.enums import Resampling
 
 from eoshard.catalog import EmptySelectionError, search
 from eoshard.catalog.credentials import redact_url
-from eoshard.catalog.stac_api import ApiOptions, import_callable
+from eoshard.catalog.stac_api import ApiOptions
 from eoshard.flows.aoi import read_aoi
 from eoshard.flows.config import BuildConfig, ConfigError
 from eoshard.flows.masking import resolve_bands, resolve_mask
@@ -31,6 +31,7 @@ from eoshard.flows.products import find_products, select_products
 from eoshard.flows.redaction import public_config
 from eoshard.flows.refresh.lock import LockInfo, build_lock
 from eoshard.flows.shard_runner import DirectShard, run_shards
+from eoshard.flows.signing import modifier_of
 from eoshard.pipeline.assets import check_assets
 from eoshard.pipeline.cube import band_groups, onto_grid, open_cube, stackstac_ready
 from eoshard.pipeline.direct import STORE_PREFIX, group_source, paired_source
@@ -269,10 +270,9 @@ def s1_products(config: BuildConfig, area_4326: Any) -> pystac.ItemCollection:
     """The Sentinel-1 products of the config's ``s1`` section in its AOI and period."""
     assert config.s1 is not None
     try:
-        modifier = import_callable(config.s1.modifier) if config.s1.modifier else None
         return search(config.s1.source, area=area_4326, start=config.period.start, end=config.period.end,
                       collection=config.s1.collection, kind=config.s1.kind,
-                      options=ApiOptions(modifier=modifier))  # fmt: skip
+                      options=ApiOptions(modifier=modifier_of(config.s1.modifier)))  # fmt: skip
     except EmptySelectionError as err:
         raise EmptySelectionError(
             f"s1: no Sentinel-1 product of {redact_url(config.s1.source)} (collection {config.s1.collection}) in the "
@@ -410,7 +410,7 @@ def _open_hr(
         start=date(1900, 1, 1),
         end=config.period.end,
         collection=config.hr.collection,
-        options=ApiOptions(modifier=import_callable(config.hr.modifier) if config.hr.modifier else None),
+        options=ApiOptions(modifier=modifier_of(config.hr.modifier)),
     )
     hr_grid = group_grid(grid, config.hr.resolution)
     mosaic = open_paired(list(items), hr_grid, config.hr.bands, chunksize=config.grid.chunksize)

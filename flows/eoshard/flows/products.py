@@ -9,9 +9,10 @@ import pystac
 import shapely
 
 from eoshard.catalog import Selection, search, select
-from eoshard.catalog.stac_api import ApiOptions, import_callable
+from eoshard.catalog.stac_api import ApiOptions
 from eoshard.catalog.static import read_static_items
 from eoshard.flows.config import BuildConfig, CatalogConfig, ConfigError
+from eoshard.flows.signing import modifier_of
 
 
 def api_options(catalog: CatalogConfig) -> ApiOptions:
@@ -27,7 +28,7 @@ def api_options(catalog: CatalogConfig) -> ApiOptions:
     return ApiOptions(
         page_size=catalog.page_size,
         headers=headers,
-        modifier=import_callable(catalog.modifier) if catalog.modifier else None,
+        modifier=modifier_of(catalog.modifier),
     )
 
 

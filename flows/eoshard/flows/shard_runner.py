@@ -19,7 +19,7 @@ from distributed import Future as DaskFuture
 
 from eoshard.catalog.credentials import redact_text
 from eoshard.flows.config import BuildConfig
-from eoshard.flows.signing import can_sign_again, signed_again
+from eoshard.flows.signing import can_sign_again, modifier_names, signed_again
 from eoshard.pipeline.classes import encode_classes
 from eoshard.pipeline.cube import stackstac_ready
 from eoshard.pipeline.direct import remove_block_store
@@ -226,21 +226,13 @@ class ShardSubmitter:
         if self.signed_with[k] == self.signatures:
             logging.getLogger(__name__).warning(
                 "the store refused to serve shard %d's files (%s): signing the products again with %s and "
-                "submitting the refused shards again", k, _first_line(message), _modifier_names(self.plan.config),
+                "submitting the refused shards again", k, _first_line(message), modifier_names(self.plan.config),
             )  # fmt: skip
             self.plan = signed_again(self.plan)
             self.shared = self.client.scatter(self.plan.sources, broadcast=True, hash=False)
             self.signatures += 1
             self.fruitless += 1
         return self.submit(k)
-
-
-def _modifier_names(config: BuildConfig) -> str:
-    """The config's modifiers, as the messages name them."""
-    s1 = config.s1.modifier if config.s1 is not None else None
-    hr = config.hr.modifier if config.hr is not None else None
-    names = [n for n in (config.catalog.modifier, s1 and f"{s1} for Sentinel-1", hr and f"{hr} for HR") if n]
-    return " and ".join(names) or "no modifier"
 
 
 def _first_line(message: str) -> str:
@@ -325,7 +317,7 @@ def _asset_error(plan: BuildPlan, shard: int, err: Exception, signings: int = 0)
                 if refused(message) and signings:
                     remedy = (
                         f"the store refused the files again after the build signed the products again {signings} "
-                        f"times ({_modifier_names(plan.config)}): its credentials or signatures are wrong, not "
+                        f"times ({modifier_names(plan.config)}): its credentials or signatures are wrong, not "
                         f"expired; check them, then {then}"
                     )
                 return AssetReadError(

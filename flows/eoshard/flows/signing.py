@@ -20,6 +20,7 @@ from eoshard.pipeline.sensors import S1, item_sensor
 
 if TYPE_CHECKING:
     from eoshard.flows.build import BuildPlan
+    from eoshard.flows.config import BuildConfig
 
 
 class SigningError(FlowsError):
@@ -49,15 +50,33 @@ def signed_again(plan: BuildPlan) -> BuildPlan:
     return replace(plan, items=items, hr_items=hr_items, sources=plan.sources.with_hrefs(hrefs))
 
 
-def _modifiers(plan: BuildPlan) -> dict[str, Callable[[Any], Any] | None]:
-    config = plan.config
-    s1 = config.s1.modifier if config.s1 is not None else None
-    hr = config.hr.modifier if config.hr is not None else None
+def modifier_of(path: str | None) -> Callable[[Any], Any] | None:
+    """The function that ``package.module:function`` names, or None."""
+    return import_callable(path) if path else None
+
+
+def modifier_paths(config: BuildConfig) -> dict[str, str | None]:
+    """The config's modifiers by the source they sign: ``catalog``, ``s1``, ``hr`` (None where not set)."""
     return {
-        "catalog": import_callable(config.catalog.modifier) if config.catalog.modifier else None,
-        S1: import_callable(s1) if s1 else None,
-        "hr": import_callable(hr) if hr else None,
+        "catalog": config.catalog.modifier,
+        S1: config.s1.modifier if config.s1 is not None else None,
+        "hr": config.hr.modifier if config.hr is not None else None,
     }
+
+
+def modifier_names(config: BuildConfig) -> str:
+    """The config's modifiers, as messages name them."""
+    paths = modifier_paths(config)
+    named = [
+        paths["catalog"],
+        paths[S1] and f"{paths[S1]} for Sentinel-1",
+        paths["hr"] and f"{paths['hr']} for HR",
+    ]
+    return " and ".join(n for n in named if n) or "no modifier"
+
+
+def _modifiers(plan: BuildPlan) -> dict[str, Callable[[Any], Any] | None]:
+    return {source: modifier_of(path) for source, path in modifier_paths(plan.config).items()}
 
 
 def _sign(modifier: Callable[[Any], Any], item: dict[str, Any], hrefs: dict[str, str]) -> dict[str, Any]:
