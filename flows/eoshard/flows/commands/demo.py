@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from eoshard.flows.app import app, console
+from eoshard.flows.commands.build import progress_bar, progress_callback
 
 
 @app.command("demo-data")
@@ -26,8 +27,12 @@ def demo_data(
 
         if scale not in SCALES:
             raise typer.BadParameter(f"expected one of {', '.join(SCALES)}, got {scale!r}", param_hint="--scale")
-        with console.status(f"rendering the {scale} tile world ({SCALES[scale]} x {SCALES[scale]} px at 10 m)"):
-            world = write_tile_world(directory, scale)
+        with progress_bar() as progress:  # minutes per product at the larger scales
+            side = SCALES[scale]
+            update = progress_callback(
+                progress, f"rendering the {scale} tile world ({side} x {side} px), products"
+            )
+            world = write_tile_world(directory, scale, on_progress=update)
         console.print(
             f"wrote {world.n_items} products of {world.size} x {world.size} px to {world.catalog}, "
             f"{world.n_parcels} parcels to {world.parcels}, AOI {world.aoi}"

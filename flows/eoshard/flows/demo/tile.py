@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -179,10 +180,17 @@ def _item(index: int, date: datetime, cover: float, size: int, folder: Path) -> 
     return item
 
 
-def write_tile_world(root: Path, scale: str = "quarter", *, dates: int = N_DATES) -> TileWorld:
+def write_tile_world(
+    root: Path,
+    scale: str = "quarter",
+    *,
+    dates: int = N_DATES,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> TileWorld:
     """Write the world of ``scale`` (see ``SCALES``) under ``root``: ``catalog/``, ``parcels.gpkg``, ``aoi.geojson``.
 
-    ``dates`` (at most 12) keeps the first acquisitions only, for quick tests.
+    ``dates`` (at most 12) keeps the first acquisitions only, for quick tests; ``on_progress(done, total)`` is
+    called before the first product and after each one.
     """
     if scale not in SCALES:
         raise ValueError(f"unknown scale {scale!r}: use one of {', '.join(SCALES)}")
@@ -203,12 +211,16 @@ def write_tile_world(root: Path, scale: str = "quarter", *, dates: int = N_DATES
     )  # fmt: skip
     catalog = pystac.Catalog("eoshard-tile", f"eoshard tile-scale benchmark world ({scale})")
     catalog.add_child(collection)
+    if on_progress is not None:
+        on_progress(0, dates)
     for i, (date, cover) in enumerate(zip(_dates()[:dates], _CLOUD_COVER[:dates], strict=True)):
         item = _item(i, date, cover, size, folder)
         (folder / item.id).mkdir(parents=True, exist_ok=True)
         for band, array in _render(classes, date, cover, seed=100 + i).items():
             _write_cog(folder / item.id / f"{band}.tif", array, 20 if array.shape[0] < size else 10)
         collection.add_item(item)
+        if on_progress is not None:
+            on_progress(i + 1, dates)
     catalog.normalize_hrefs(str(root / "catalog"))
     catalog.make_all_asset_hrefs_relative()
     catalog.save(pystac.CatalogType.SELF_CONTAINED)
