@@ -98,6 +98,7 @@ def run_shards(
         on_progress(len(done), len(shards))
     submitter = ShardSubmitter(plan, client, todo)
     pending_futures = {k: submitter.submit(k) for k in todo}
+    shard_of = {f.key: k for k, f in pending_futures.items()}  # a lookup per completion, not a scan
     writers = _lmdb_writers(plan, out)
     # one thread per LMDB environment: each is its environment's only writer; environments go in parallel
     executors = {part: ThreadPoolExecutor(max_workers=1, thread_name_prefix=part) for part in writers}
@@ -108,7 +109,7 @@ def run_shards(
     try:
         completed = as_completed(list(pending_futures.values()))
         for future in completed:
-            shard = next(k for k, f in pending_futures.items() if f.key == future.key)
+            shard = shard_of.pop(future.key)
             del pending_futures[shard]  # released once committed: results never pile up on the workers
             try:
                 result = future.result()
@@ -117,6 +118,7 @@ def run_shards(
             except Exception as err:
                 if refused(str(err)) and submitter.can_submit_again(shard):
                     pending_futures[shard] = submitter.submit_again(shard, str(err))
+                    shard_of[pending_futures[shard].key] = shard
                     completed.add(pending_futures[shard])
                     continue
                 if isinstance(err, PipelineError) and not isinstance(err, AssetReadError):
