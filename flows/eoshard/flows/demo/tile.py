@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -122,15 +122,28 @@ def _write_cog(path: Path, array: np.ndarray, resolution: int) -> None:
         ds.write(array, 1)
 
 
-def _render(classes: dict[int, np.ndarray], date: datetime, cover: float, seed: int) -> dict[str, np.ndarray]:
-    """The 10 bands and the SCL of one acquisition from the class maps at 10 and 20 m."""
+def _band(rng: np.random.Generator, b: int, veg: np.ndarray, clouds: np.ndarray, res: int) -> np.ndarray:
+    """Band ``b``'s digital numbers where ``veg`` is the vegetation fraction."""
+    surface = _SOIL[b] * (1 - veg) + _VEG[b] * veg
+    texture = 1.0 + 0.12 * (_smooth(rng, surface.shape, 40 // (res // 10)) - 0.5)
+    noise = rng.standard_normal(surface.shape, dtype=np.float32) * np.float32(0.006)
+    reflectance = surface * texture + noise
+    reflectance = np.where(clouds, _CLOUD + noise * 4, reflectance)
+    dn = reflectance * QUANTIFICATION + BOA_ADD_OFFSET
+    return np.clip(dn, 1, 65535).astype(np.uint16)
+
+
+def _render(
+    classes: dict[int, np.ndarray], date: datetime, cover: float, seed: int
+) -> Iterator[tuple[str, np.ndarray]]:
+    """The 10 bands and the SCL of one acquisition from the class maps at 10 and 20 m, one at a time (a whole
+    tile's bands at once, with their float intermediates, took 10 GB)."""
     rng = np.random.default_rng(seed)
     doy = date.timetuple().tm_yday
     peaks = np.array([0, 140, 215, 115, 170, 225, 190], dtype=np.float32)  # class -> day of peak green
     widths = np.array([1, 45, 40, 40, 200, 45, 35], dtype=np.float32)
     fraction = np.exp(-(((doy - peaks) / widths) ** 2)).astype(np.float32) * 0.9
     fraction[0] = 0.15  # background: grass and trees between the fields
-    out: dict[str, np.ndarray] = {}
     clouds: dict[int, np.ndarray] = {}
     for res, shape in ((20, classes[20].shape), (10, classes[10].shape)):
         lattice = np.random.default_rng(seed + 7)  # the same clouds at both resolutions
@@ -138,21 +151,13 @@ def _render(classes: dict[int, np.ndarray], date: datetime, cover: float, seed: 
         clouds[res] = field > np.quantile(field, 1.0 - cover) if cover > 0 else np.zeros(shape, dtype=bool)
     for b, band in enumerate(BANDS_10 + BANDS_20):
         res = 10 if band in BANDS_10 else 20
-        veg = fraction[classes[res]]
-        surface = _SOIL[b] * (1 - veg) + _VEG[b] * veg
-        texture = 1.0 + 0.12 * (_smooth(rng, surface.shape, 40 // (res // 10)) - 0.5)
-        noise = rng.standard_normal(surface.shape, dtype=np.float32) * np.float32(0.006)
-        reflectance = surface * texture + noise
-        reflectance = np.where(clouds[res], _CLOUD + noise * 4, reflectance)
-        dn = reflectance * QUANTIFICATION + BOA_ADD_OFFSET
-        out[band] = np.clip(dn, 1, 65535).astype(np.uint16)
+        yield band, _band(rng, b, fraction[classes[res]], clouds[res], res)
     scl = np.where(classes[20] > 0, 4, 5).astype(np.uint8)
     shadow = np.roll(clouds[20], (8, -8), axis=(0, 1)) & ~clouds[20]
     scl[shadow] = SCL_SHADOW
     scl[clouds[20]] = SCL_CLOUD_HIGH
     scl[clouds[20] & (rng.random(clouds[20].shape) < 0.2)] = SCL_CLOUD_MEDIUM
-    out[SCL] = scl
-    return out
+    yield SCL, scl
 
 
 def _item(index: int, date: datetime, cover: float, size: int, folder: Path) -> pystac.Item:
@@ -216,7 +221,7 @@ def write_tile_world(
     for i, (date, cover) in enumerate(zip(_dates()[:dates], _CLOUD_COVER[:dates], strict=True)):
         item = _item(i, date, cover, size, folder)
         (folder / item.id).mkdir(parents=True, exist_ok=True)
-        for band, array in _render(classes, date, cover, seed=100 + i).items():
+        for band, array in _render(classes, date, cover, seed=100 + i):
             _write_cog(folder / item.id / f"{band}.tif", array, 20 if array.shape[0] < size else 10)
         collection.add_item(item)
         if on_progress is not None:
