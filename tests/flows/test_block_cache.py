@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +12,7 @@ from affine import Affine
 from odc.geo.geobox import GeoBox
 from typer.testing import CliRunner
 
-from eoshard.flows.block_cache import block_cache_note, stripe_row_bytes
+from eoshard.flows.block_cache import block_cache_note, store_bytes, stripe_edge_bytes, stripe_row_bytes
 from eoshard.flows.cli import app
 from eoshard.pipeline.direct import AssetSource, GroupSource, ProductSource
 from eoshard.pipeline.shards.reads import PatchOrder, ShardSources
@@ -90,3 +92,65 @@ def test_a_build_whose_stripe_rows_outgrow_the_cache_says_so(
     said = " ".join(result.output.split())
     assert "warning: the block cache holds 1 MB per worker (EOSHARD_BLOCK_CACHE_MB)" in said
     assert "Set EOSHARD_BLOCK_CACHE_MB=1024 where the workers start" in said
+
+
+def test_the_blocks_waiting_for_the_next_stripe_are_counted_down_the_whole_grid() -> None:
+    # per date, the first block column of the next stripe, down the grid's 5484 px: 6 block rows of the 4 bands at
+    # 10 m, 3 of the 6 bands at 20 m (2 MiB blocks) and of the SCL (1 MiB)
+    per_date = 6 * 4 * 2 + 3 * 6 * 2 + 3 * 1
+    assert stripe_edge_bytes(_sources(12)) == 12 * per_date * 2**20  # 1044 MiB at the quarter tile
+    # with 2 workers on the machine: 1.25 x 3 edges, 3915 MiB, within the 4096 MB default
+    assert store_bytes(_sources(12), 2) == math.ceil(1.25 * 3 * 12 * per_date * 2**20)
+    assert store_bytes(_sources(12), 2) < 4096 * 2**20
+    tile = GeoBox((10992, 10968), GRID.affine, GRID.crs)
+    whole = replace(_sources(12), grid=tile)  # a whole tile: 11 block rows at 10 m, 6 at 20 m
+    assert stripe_edge_bytes(whole) == 12 * (11 * 4 * 2 + 6 * 6 * 2 + 6 * 1) * 2**20  # 1992 MiB
+    assert store_bytes(whole, 2) == math.ceil(1.25 * 3 * 1992 * 2**20)  # 7470 MiB: past the default
+    one_stripe = replace(_sources(12), order=PatchOrder(8192, 6, 128))
+    assert stripe_edge_bytes(one_stripe) == store_bytes(one_stripe, 2) == 0
+    assert store_bytes(None, 2) == 0  # builds that read through the cubes' graph
+
+
+def test_the_store_takes_the_builds_estimate_within_half_the_free_disk(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import tempfile
+
+    from eoshard.pipeline.direct import blocks
+
+    default = 4096 * 2**20
+    monkeypatch.setattr(blocks, "STORE_BYTES", default)
+    monkeypatch.setattr(blocks, "STORE_BYTES_SET", False)
+    assert blocks.store_bound(0, 100 * 2**30) == default
+    assert blocks.store_bound(7470 * 2**20, 100 * 2**30) == 7470 * 2**20
+    assert blocks.store_bound(7470 * 2**20, 10 * 2**30) == 5 * 2**30  # half of 10 GiB free
+    assert blocks.store_bound(7470 * 2**20, 2**30) == default  # never below the default
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setattr(blocks, "STORE_BYTES", 2**20)
+    try:
+        blocks.use_block_store(f"{blocks.STORE_PREFIX}bound", 3 * 2**20)  # what a shard task is told
+        assert blocks._store is not None and blocks._store.max_bytes == 3 * 2**20
+    finally:
+        blocks.remove_block_store(f"{blocks.STORE_PREFIX}bound")
+    monkeypatch.setattr(blocks, "STORE_BYTES_SET", True)  # EOSHARD_BLOCK_STORE_MB given: it is the bound
+    assert blocks.store_bound(7470 * 2**20, 100 * 2**30) == 2**20
+
+
+def test_the_shard_tasks_are_told_what_waits_in_their_machines_store(demo_data, tmp_path: Path) -> None:
+    """The submitter counts the workers of each machine (2 on this one) and hands the estimate to the shard tasks
+    with their sources; a shard task's store takes it as its bound."""
+    from eoshard.flows.build import plan_build
+    from eoshard.flows.cluster import dask_client
+    from eoshard.flows.shard_runner import ShardSubmitter
+    from tests.flows.test_build_plan import _config
+
+    with pytest.warns(UserWarning, match="were repaired"):
+        plan = plan_build(_config(demo_data, tmp_path))
+    assert plan.sources is not None and plan.sources.order is not None
+    # the demo's grid is narrower than one stripe: stripes of 128 px make its neighbours share blocks
+    narrow = replace(plan, sources=replace(plan.sources, order=replace(plan.sources.order, width=128)))
+    with dask_client(n_workers=2) as client:
+        sources = ShardSubmitter(narrow, client, {})._sources()
+        whole = ShardSubmitter(plan, client, {})._sources()
+    assert sources is not None and sources.block_store_bytes == store_bytes(narrow.sources, 2) > 0
+    assert whole is not None and whole.block_store_bytes == 0  # one stripe: nothing waits

@@ -388,3 +388,22 @@ def test_the_scl_table_lookup_equals_isin_for_every_class_value() -> None:
     assert scl_valid(every, invalid).tolist() == expected.tolist() and expected.sum() == 250
     wide = np.array([0, 2, 3, 300, 4, 65535], dtype=np.uint16)  # not 8-bit: isin
     assert scl_valid(wide, invalid).tolist() == [False, True, False, True, True, True]
+
+
+def test_the_machines_store_lets_go_of_the_blocks_read_back_first(tmp_path: Any) -> None:
+    """A shared block has two readers; once read back it is done with, and it goes before the blocks still waiting
+    for their second reader, however new it is (by age alone, a store smaller than the blocks waiting let go of
+    exactly the ones to be read next)."""
+    from eoshard.pipeline.direct.blocks import _HEADER, BlockStore
+
+    block = np.arange(64 * 64, dtype=np.uint16).reshape(64, 64)
+    store = BlockStore(tmp_path / "store", max_bytes=3 * (_HEADER + block.nbytes))
+    for k in ("a", "b", "c"):
+        store.put(k, block + ord(k))
+    got = store.get("c")  # the newest, read back by its second reader
+    assert got is not None
+    np.testing.assert_array_equal(got, block + ord("c"))
+    store.put("d", block + ord("d"))  # past the bound: one file goes
+    kept = {k for k in "abcd" if store.get(k) is not None}
+    assert kept == {"a", "b", "d"}
+    assert store.hits == 4

@@ -28,15 +28,43 @@ def stripe_row_bytes(
     order = sources.order
     width = order.width if order is not None and order.width else grid_width
     reach = _reach(order, patch_size, grid_width, block_px)
-    groups: list[tuple[GroupSource, int]] = [(g, sources.factors[n]) for n, g in sources.groups.items()]
-    groups += [(g, f) for g, f in ((sources.scl, sources.scl_factor), (sources.qa, sources.qa_factor)) if g]
     total = 0
-    for group, factor in groups:
+    for group, factor in _groups(sources):
         files = sum(len(step) for step in group.steps) * len(group.bands)
         whole = min(math.ceil(width / factor / block_px), math.ceil(grid_width / factor / block_px))
         columns = whole * block_px + (math.ceil(reach / factor) + 1 if reach else 0)
         total += files * block_px * columns * np.dtype(group.dtype).itemsize
     return total
+
+
+def stripe_edge_bytes(sources: ShardSources, block_px: int = BLOCK_PX) -> int:
+    """Decoded bytes of the blocks two neighbouring stripes share, down the whole grid: the first block column of
+    the next stripe, of every file (0 with a single stripe). They wait in the machine's store from the stripe that
+    reaches into them until the next stripe reads them."""
+    order = sources.order
+    height, width = sources.grid.shape
+    if order is None or not order.width or width <= order.width:
+        return 0
+    total = 0
+    for group, factor in _groups(sources):
+        files = sum(len(step) for step in group.steps) * len(group.bands)
+        rows = math.ceil(height / factor / block_px)
+        total += files * rows * block_px * block_px * np.dtype(group.dtype).itemsize
+    return total
+
+
+def store_bytes(sources: ShardSources | None, workers: int) -> int:
+    """What waits in a machine's store of decoded blocks at once when ``workers`` of the build run there: each
+    worker's stripe edge, one more for the edges that wait longer where the workers' runs begin mid-stripe, and a
+    quarter more (0 where no stripes meet)."""
+    if sources is None:
+        return 0
+    return math.ceil(1.25 * (workers + 1) * stripe_edge_bytes(sources))
+
+
+def _groups(sources: ShardSources) -> list[tuple[GroupSource, int]]:
+    groups: list[tuple[GroupSource, int]] = [(g, sources.factors[n]) for n, g in sources.groups.items()]
+    return groups + [(g, f) for g, f in ((sources.scl, sources.scl_factor), (sources.qa, sources.qa_factor)) if g]
 
 
 def _reach(order: PatchOrder | None, patch_size: int | None, grid_width: int, block_px: int) -> int:

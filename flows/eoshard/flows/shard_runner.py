@@ -7,9 +7,10 @@ import json
 import logging
 import shutil
 import uuid
+from collections import Counter
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +19,7 @@ from distributed import Client, as_completed
 from distributed import Future as DaskFuture
 
 from eoshard.catalog.credentials import redact_text
+from eoshard.flows.block_cache import store_bytes
 from eoshard.flows.config import BuildConfig
 from eoshard.flows.signing import can_sign_again, modifier_names, signed_again
 from eoshard.pipeline.classes import encode_classes
@@ -50,7 +52,7 @@ from eoshard.pipeline.shards.layout import (
 )
 from eoshard.pipeline.shards.lmdb_store import LmdbWriter, part_name
 from eoshard.pipeline.shards.manifest import index_frame, summarise_records, write_collection, write_index
-from eoshard.pipeline.shards.reads import MAX_AHEAD_SHARDS, Meetings, Origins, meeting, read_shard
+from eoshard.pipeline.shards.reads import MAX_AHEAD_SHARDS, Meetings, Origins, ShardSources, meeting, read_shard
 from eoshard.pipeline.shards.samples import format_version
 from eoshard.pipeline.shards.spool import SpoolReader, spool_dir
 from eoshard.pipeline.shards.task import ShardSpec
@@ -194,10 +196,18 @@ class ShardSubmitter:
         self.token = uuid.uuid4().hex[:8]
         self.shared = None
         if any(isinstance(t, DirectShard) for t in self.tasks):
-            self.shared = client.scatter(plan.sources, broadcast=True, hash=False)
+            self.shared = client.scatter(self._sources(), broadcast=True, hash=False)
         self.signatures = 0  # how often the items were signed again
         self.signed_with: dict[int, int] = {}  # shard -> the signatures its task was submitted with
         self.fruitless = 0  # signings since a shard read with the newest signatures was committed
+
+    def _sources(self) -> ShardSources | None:
+        """The plan's sources, with what waits in each machine's block store for the most workers on one machine."""
+        if self.plan.sources is None:
+            return None
+        hosts = Counter(str(w.get("host")) for w in self.client.scheduler_info().get("workers", {}).values())
+        wanted = store_bytes(self.plan.sources, max(hosts.values(), default=1))
+        return replace(self.plan.sources, block_store_bytes=wanted)
 
     def submit(self, k: int) -> DaskFuture:
         position, task = self.positions[k], self.todo[k]
@@ -231,7 +241,7 @@ class ShardSubmitter:
                 "submitting the refused shards again", k, _first_line(message), modifier_names(self.plan.config),
             )  # fmt: skip
             self.plan = signed_again(self.plan)
-            self.shared = self.client.scatter(self.plan.sources, broadcast=True, hash=False)
+            self.shared = self.client.scatter(self._sources(), broadcast=True, hash=False)
             self.signatures += 1
             self.fruitless += 1
         return self.submit(k)

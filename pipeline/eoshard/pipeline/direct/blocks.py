@@ -8,6 +8,7 @@ decoded once per process while it stays in the cache. Neighbouring shards run on
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
@@ -56,6 +57,7 @@ CACHE_BYTES = int(float(os.environ.get("EOSHARD_BLOCK_CACHE_MB", "1024")) * 2**2
 # The machine's store of decoded blocks (0: none): blocks two stripes share, and every block of a remote file when
 # EOSHARD_BLOCK_STORE=all (see design 0012)
 STORE_BYTES = int(float(os.environ.get("EOSHARD_BLOCK_STORE_MB", "4096")) * 2**20)
+STORE_BYTES_SET = "EOSHARD_BLOCK_STORE_MB" in os.environ  # then a build's own estimate does not raise it
 STORE_ALL_REMOTE = os.environ.get("EOSHARD_BLOCK_STORE", "shared") == "all"
 STORE_PREFIX = "eoshard-blocks-"
 STALE_STORE_SECONDS = 6 * 3600
@@ -194,8 +196,8 @@ class BlockCache:
 class BlockStore:
     """Decoded blocks as files in the machine's temporary folder, shared by a build's worker processes on
     that machine: a block that another process (or this one, before its memory cache let it go) decoded is read
-    back, not decoded and fetched again. Bounded in bytes: past the bound the oldest files go. Writes are atomic
-    (a temporary file renamed), so a reader sees a whole block or none."""
+    back, not decoded and fetched again. Bounded in bytes: past the bound the blocks already read back go first,
+    then the oldest. Writes are atomic (a temporary file renamed), so a reader sees a whole block or none."""
 
     def __init__(self, root: Path, max_bytes: int) -> None:
         self.root = root
@@ -221,7 +223,16 @@ class BlockStore:
         if got != block.nbytes:
             return None
         self.hits += 1
+        self._consumed(key)
         return block
+
+    def _consumed(self, key: Hashable) -> None:
+        """A block read back has had its second reader (a stripe's edge and the next stripe; two workers where
+        their runs meet): it goes first when the store is trimmed. By age alone, the blocks read back stayed and
+        the next ones to be read went: where the blocks waiting for their second reader outgrew the bound (a whole
+        tile's stripe edges), none of them was found any more."""
+        with contextlib.suppress(OSError):  # trimmed meanwhile
+            os.utime(self._path(key), (0, 0))
 
     def put(self, key: Hashable, block: np.ndarray) -> None:
         path = self._path(key)
@@ -244,6 +255,7 @@ class BlockStore:
             self._trim()
 
     def _trim(self) -> None:
+        """The blocks read back first (their time set to 0), then the oldest, until the store fits its bound."""
         files = []
         for entry in os.scandir(self.root):
             if entry.name.endswith(".block"):
@@ -263,8 +275,18 @@ class BlockStore:
 _store: BlockStore | None = None
 
 
-def use_block_store(name: str | None) -> None:
-    """Share decoded blocks through the store ``name`` of this machine's temporary folder (None: no store).
+def store_bound(wanted: int, free: int) -> int:
+    """The store's bound: ``EOSHARD_BLOCK_STORE_MB`` where it is set, else the build's estimate ``wanted`` of what
+    waits there at once (see ``flows.block_cache.store_bytes``), at least the default and at most half the
+    ``free`` bytes of the temporary folder."""
+    if STORE_BYTES_SET or wanted <= STORE_BYTES:
+        return STORE_BYTES
+    return max(STORE_BYTES, min(wanted, free // 2))
+
+
+def use_block_store(name: str | None, wanted: int = 0) -> None:
+    """Share decoded blocks through the store ``name`` of this machine's temporary folder (None: no store),
+    bounded by ``store_bound(wanted, ...)``.
 
     Stores of builds that ended long ago (killed, so nobody removed them) are removed on the way."""
     global _store
@@ -282,6 +304,8 @@ def use_block_store(name: str | None) -> None:
         except OSError:
             continue
     _store = BlockStore(root / name, STORE_BYTES)
+    if wanted > STORE_BYTES:
+        _store.max_bytes = store_bound(wanted, shutil.disk_usage(_store.root).free)
 
 
 def remove_block_store(name: str) -> None:

@@ -71,6 +71,7 @@ class ShardSources:
     hr_factor: int = 1
     label_zoom: int = 1  # label pixels per base pixel along each axis (``labels.resolution``)
     block_store: str | None = None  # the build's store of decoded blocks on each machine (see ``direct.blocks``)
+    block_store_bytes: int = 0  # what waits in that store at once, estimated (0: its default bound)
     order: PatchOrder | None = None  # None: no hints to the block cache
     qa: GroupSource | None = None  # Landsat's qa_pixel on its own grid, with mask: qa_pixel
     qa_factor: int = 1
@@ -126,7 +127,7 @@ def read_shard(
     """
     global _reading
     tune_malloc()
-    use_block_store(sources.block_store)
+    use_block_store(sources.block_store, sources.block_store_bytes)
     for origins in ahead[:AHEAD_SHARDS]:  # first: a worker's first shards fetch their block row on both pools
         _read_ahead(origins, sources, size, meetings)
     with _reading_lock:
