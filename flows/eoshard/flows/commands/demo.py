@@ -35,7 +35,8 @@ def demo_data(
             world = write_tile_world(directory, scale, on_progress=update)
         console.print(
             f"wrote {world.n_items} products of {world.size} x {world.size} px to {world.catalog}, "
-            f"{world.n_parcels} parcels to {world.parcels}, AOI {world.aoi}"
+            f"{world.n_parcels} parcels to {world.parcels}, AOI {world.aoi}\n"
+            f"build it (10 bands, labels, 128 px patches) with: eoshard build {world.config}"
         )
         return
 

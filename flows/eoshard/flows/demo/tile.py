@@ -50,6 +50,7 @@ class TileWorld:
     catalog: Path
     aoi: Path
     parcels: Path
+    config: Path
     size: int
     n_items: int
     n_parcels: int
@@ -185,6 +186,33 @@ def _item(index: int, date: datetime, cover: float, size: int, folder: Path) -> 
     return item
 
 
+_CONFIG = """\
+# A build of this world, written with it by `eoshard demo-data --scale {scale}`: eoshard build {path}
+# (the build of benchmarks/bench_tile.py). Relative paths are relative to this file.
+name: tile-world-{scale}
+catalog:
+  source: catalog/catalog.json
+  collection: {collection}
+  max_cloud: 100
+aoi: aoi.geojson
+period:
+  start: 2024-04-01
+  end: 2024-10-31
+bands: [{bands}]
+labels:
+  path: parcels.gpkg
+  class_column: class_code
+  id_column: parcel_id
+patches:
+  size: 128
+timeseries:
+  mask: scl
+output:
+  path: dataset
+  shard_size: 16
+"""
+
+
 def write_tile_world(
     root: Path,
     scale: str = "quarter",
@@ -192,7 +220,8 @@ def write_tile_world(
     dates: int = N_DATES,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> TileWorld:
-    """Write the world of ``scale`` (see ``SCALES``) under ``root``: ``catalog/``, ``parcels.gpkg``, ``aoi.geojson``.
+    """Write the world of ``scale`` (see ``SCALES``) under ``root``: ``catalog/``, ``parcels.gpkg``, ``aoi.geojson``
+    and ``build.yaml``, a build of all of it (10 bands, labels, 128 px patches) into ``root/dataset``.
 
     ``dates`` (at most 12) keeps the first acquisitions only, for quick tests; ``on_progress(done, total)`` is
     called before the first product and after each one.
@@ -238,4 +267,9 @@ def write_tile_world(
     aoi_path = root / "aoi.geojson"
     aoi_path.write_text(json.dumps({"type": "FeatureCollection", "features": [
         {"type": "Feature", "properties": {"scale": scale}, "geometry": mapping(aoi_4326)}]}))  # fmt: skip
-    return TileWorld(root, root / "catalog" / "catalog.json", aoi_path, parcels_path, size, dates, len(parcels))
+    config = root / "build.yaml"
+    bands = ", ".join(BANDS_10 + BANDS_20)
+    config.write_text(_CONFIG.format(scale=scale, path=config, collection=COLLECTION_ID, bands=bands))
+    return TileWorld(
+        root, root / "catalog" / "catalog.json", aoi_path, parcels_path, config, size, dates, len(parcels)
+    )
