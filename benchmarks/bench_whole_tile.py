@@ -21,6 +21,7 @@ import os
 import shutil
 from pathlib import Path
 from typing import Any
+from unittest.mock import patch
 
 from bench_tile import CPU_SECONDS, FLOOR_CPU, build, config, floor, needed_blocks, planning, world
 
@@ -29,10 +30,10 @@ from eoshard.flows.demo.serve import remote_item_collection, serve_folder
 
 def _remote(big: Path, work: Path, workers: int, latency: float, store_mb: str | None) -> dict[str, Any]:
     """The build over HTTP (``store_mb``: ``EOSHARD_BLOCK_STORE_MB`` for its workers, None: unset)."""
-    before = os.environ.pop("EOSHARD_BLOCK_STORE_MB", None)
-    if store_mb is not None:
-        os.environ["EOSHARD_BLOCK_STORE_MB"] = store_mb
-    try:
+    with patch.dict(os.environ):
+        os.environ.pop("EOSHARD_BLOCK_STORE_MB", None)
+        if store_mb is not None:
+            os.environ["EOSHARD_BLOCK_STORE_MB"] = store_mb
         with serve_folder(big, latency=latency) as served:
             items = remote_item_collection(
                 big / "catalog" / "catalog.json", big, served.url, work / "tile-items.json"
@@ -40,10 +41,6 @@ def _remote(big: Path, work: Path, workers: int, latency: float, store_mb: str |
             path = config(big, items, work / "out-tile-remote")
             seconds, peak = build(path, workers)
             figures = {"s": seconds, "requests": served.traffic.requests, "bytes": served.traffic.bytes}
-    finally:
-        os.environ.pop("EOSHARD_BLOCK_STORE_MB", None)
-        if before is not None:
-            os.environ["EOSHARD_BLOCK_STORE_MB"] = before
     shutil.rmtree(work / "out-tile-remote")
     return {**figures, "peak": peak, "cpu": CPU_SECONDS["last"]}
 

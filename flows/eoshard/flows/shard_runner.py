@@ -99,8 +99,8 @@ def run_shards(
     if on_progress is not None:
         on_progress(len(done), len(shards))
     submitter = ShardSubmitter(plan, client, todo)
-    pending_futures = {k: submitter.submit(k) for k in todo}
-    shard_of = {f.key: k for k, f in pending_futures.items()}  # a lookup per completion, not a scan
+    # shard and future by the future's key: a lookup per completion, not a scan
+    running = {f.key: (k, f) for k, f in ((k, submitter.submit(k)) for k in todo)}
     writers = _lmdb_writers(plan, out)
     # one thread per LMDB environment: each is its environment's only writer; environments go in parallel
     executors = {part: ThreadPoolExecutor(max_workers=1, thread_name_prefix=part) for part in writers}
@@ -109,19 +109,18 @@ def run_shards(
     failures: list[PipelineError] = []
     count = len(done)
     try:
-        completed = as_completed(list(pending_futures.values()))
+        completed = as_completed([f for _, f in running.values()])
         for future in completed:
-            shard = shard_of.pop(future.key)
-            del pending_futures[shard]  # released once committed: results never pile up on the workers
+            shard, _ = running.pop(future.key)  # released once committed: results never pile up on the workers
             try:
                 result = future.result()
             except ShardWriteError:
                 raise  # a full disk fails every other shard too: stop now
             except Exception as err:
                 if refused(str(err)) and submitter.can_submit_again(shard):
-                    pending_futures[shard] = submitter.submit_again(shard, str(err))
-                    shard_of[pending_futures[shard].key] = shard
-                    completed.add(pending_futures[shard])
+                    again = submitter.submit_again(shard, str(err))
+                    running[again.key] = (shard, again)
+                    completed.add(again)
                     continue
                 if isinstance(err, PipelineError) and not isinstance(err, AssetReadError):
                     failures.append(err)  # the other shards go on and are committed as they complete
@@ -148,7 +147,7 @@ def run_shards(
         if failures:
             raise _first_failure(failures, len(shards), len(log.done()))
     except BaseException:
-        client.cancel(list(pending_futures.values()))
+        client.cancel([f for _, f in running.values()])
         raise
     finally:
         for executor in executors.values():

@@ -303,9 +303,8 @@ def use_block_store(name: str | None, wanted: int = 0) -> None:
                 shutil.rmtree(old, ignore_errors=True)
         except OSError:
             continue
-    _store = BlockStore(root / name, STORE_BYTES)
-    if wanted > STORE_BYTES:
-        _store.max_bytes = store_bound(wanted, shutil.disk_usage(_store.root).free)
+    _store = BlockStore(root / name, STORE_BYTES)  # the folder first: the temporary folder may not exist yet
+    _store.max_bytes = store_bound(wanted, shutil.disk_usage(_store.root).free)
 
 
 def remove_block_store(name: str) -> None:
