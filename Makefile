@@ -38,10 +38,11 @@ contracts: venv
 # Test files run on PYTEST_WORKERS processes (pytest-xdist; a file's tests share one, so its module fixtures are built
 # once); every session service (pgSTAC, moto, the demo world) is per process, on free ports and its own folders.
 # A test process that dies ends the run, naming its test: xdist 3.8 replacing it under --dist loadfile can wait
-# forever at the end of the run for work it re-queued (pytest-xdist#1378).
+# forever at the end of the run for work it re-queued (pytest-xdist#1378). The 25 slowest tests are listed at the end,
+# to keep the run under half an hour.
 PYTEST_WORKERS ?= 2
 pytest: venv
-	$(VENV)/bin/pytest -n $(PYTEST_WORKERS) --dist loadfile --max-worker-restart 0
+	$(VENV)/bin/pytest -n $(PYTEST_WORKERS) --dist loadfile --max-worker-restart 0 --durations 25
 
 # The eoshard wheel in a clean venv: the CLI runs, and eoshard/__init__.py (shipped by this wheel only) gives
 # eoshard.open_dataset from the pipeline portion.

@@ -13,7 +13,7 @@ import shapely
 
 from eoshard.catalog import select
 from eoshard.catalog.errors import EmptySelectionError
-from eoshard.catalog.search import search, search_records
+from eoshard.catalog.product_search import search, search_records
 from eoshard.catalog.stac_api import ApiOptions, UnknownCollectionError, search_api
 from eoshard.catalog.static import matches, read_static_items
 from tests.conftest import shared_path

@@ -18,7 +18,7 @@ from rasterio.windows import from_bounds
 from safetensors.numpy import load
 
 from eoshard.flows.config import ConfigError, parse_config
-from eoshard.pipeline.paired import nested_grid
+from eoshard.pipeline.grid import nested_grid
 from tests.flows.test_config import _valid
 from tests.integration.test_build_errors import _build, _verify
 from tests.integration.test_resume import _config

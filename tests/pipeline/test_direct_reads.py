@@ -380,7 +380,7 @@ def test_a_remote_window_fetches_its_blocks_and_not_the_next(tmp_path: Any) -> N
 
 
 def test_the_scl_table_lookup_equals_isin_for_every_class_value() -> None:
-    from eoshard.pipeline.masks import scl_valid
+    from eoshard.pipeline.scl import scl_valid
 
     invalid = (0, 1, 3, 8, 9, 10)
     every = np.arange(256, dtype=np.uint8).reshape(2, 8, 16)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ast
+import importlib
 import json
 import subprocess
 import sys
@@ -36,3 +38,42 @@ def test_import_eoshard_loads_nothing_until_open_dataset_is_asked_for() -> None:
     )
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd="/")
     assert json.loads(run.stdout) == [[], "eoshard.pipeline.shards.xarray_view", True]
+
+
+def _typed_names(package: str) -> dict[str, str]:
+    """Name -> module of the imports the package's ``__init__`` makes for type checkers (``if TYPE_CHECKING:``)."""
+    path = Path(importlib.import_module(package).__file__ or "")
+    block = next(n for n in ast.parse(path.read_text()).body if isinstance(n, ast.If))
+    assert ast.unparse(block.test) == "TYPE_CHECKING"
+    return {a.name: str(n.module) for n in block.body if isinstance(n, ast.ImportFrom) for a in n.names}
+
+
+@pytest.mark.parametrize("package", ["eoshard.pipeline", "eoshard.catalog"])
+def test_every_public_name_is_what_the_type_checker_sees(package: str) -> None:
+    module = importlib.import_module(package)
+    typed = _typed_names(package)
+    assert sorted(typed) == sorted(module.__all__) == sorted(dir(module))
+    for name, home in typed.items():
+        assert getattr(module, name) is getattr(importlib.import_module(home), name), name
+    with pytest.raises(AttributeError, match=f"No {package} attribute nothing_here"):
+        module.nothing_here  # noqa: B018
+
+
+def test_importing_one_module_of_a_portion_loads_only_what_it_needs() -> None:
+    code = (
+        "import json, sys\n"
+        "import eoshard.catalog.product_search, eoshard.pipeline.errors, eoshard.pipeline.shards.reads\n"
+        "from eoshard.catalog import search\n"
+        "from eoshard.pipeline import open_cube\n"
+        "print(json.dumps([search.__module__, open_cube.__module__]))"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd="/")
+    # the function, not the module of the same name that was imported first
+    assert json.loads(run.stdout) == ["eoshard.catalog.product_search", "eoshard.pipeline.cube"]
+    probe = (
+        "import json, sys\n"
+        "import eoshard.pipeline.shards.reads, eoshard.catalog.credentials\n"
+        "print(json.dumps([m for m in ('stackstac', 'pystac_client', 'odc.stac') if m in sys.modules]))"
+    )
+    run = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd="/")
+    assert json.loads(run.stdout) == []  # a shard task's worker does not load the cube engines or the API client

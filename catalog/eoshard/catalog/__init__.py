@@ -1,39 +1,43 @@
 """Find Sentinel-1/2 products in STAC APIs, static catalogs and DHuS mirrors, and select the best set."""
 
-from eoshard.catalog.dhus import search_dhus
-from eoshard.catalog.errors import CatalogError, EmptySelectionError, InvalidSourceError, SourceNotFoundError
-from eoshard.catalog.records import ProductRecord, record_of
-from eoshard.catalog.search import search, search_records, source_kind
-from eoshard.catalog.selection import Selection, select, spread_dates
-from eoshard.catalog.stac_api import (
-    ApiError,
-    ApiOptions,
-    CredentialsError,
-    UnknownCollectionError,
-    open_api,
-    search_api,
-)
-from eoshard.catalog.static import read_static_items
+from typing import TYPE_CHECKING
 
-__all__ = [
-    "ApiError",
-    "ApiOptions",
-    "CatalogError",
-    "CredentialsError",
-    "EmptySelectionError",
-    "InvalidSourceError",
-    "ProductRecord",
-    "Selection",
-    "SourceNotFoundError",
-    "UnknownCollectionError",
-    "open_api",
-    "read_static_items",
-    "record_of",
-    "search",
-    "search_api",
-    "search_dhus",
-    "search_records",
-    "select",
-    "source_kind",
-    "spread_dates",
-]
+import lazy_loader
+
+if TYPE_CHECKING:
+    from eoshard.catalog.dhus import search_dhus
+    from eoshard.catalog.errors import CatalogError, EmptySelectionError, InvalidSourceError, SourceNotFoundError
+    from eoshard.catalog.product_search import search, search_records, source_kind
+    from eoshard.catalog.records import ProductRecord, record_of
+    from eoshard.catalog.selection import Selection, select, spread_dates
+    from eoshard.catalog.stac_api import (
+        ApiError,
+        ApiOptions,
+        CredentialsError,
+        UnknownCollectionError,
+        open_api,
+        search_api,
+    )
+    from eoshard.catalog.static import read_static_items
+
+# each public name and the module that defines it, imported when the name is first asked for (design record
+# 0020): importing one module of the package, as the CLI and the shard tasks do, loads no other
+__getattr__, __dir__, __all__ = lazy_loader.attach(
+    __name__,
+    submod_attrs={
+        "dhus": ["search_dhus"],
+        "errors": ["CatalogError", "EmptySelectionError", "InvalidSourceError", "SourceNotFoundError"],
+        "product_search": ["search", "search_records", "source_kind"],
+        "records": ["ProductRecord", "record_of"],
+        "selection": ["Selection", "select", "spread_dates"],
+        "stac_api": [
+            "ApiError",
+            "ApiOptions",
+            "CredentialsError",
+            "UnknownCollectionError",
+            "open_api",
+            "search_api",
+        ],
+        "static": ["read_static_items"],
+    },
+)

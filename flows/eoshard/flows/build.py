@@ -35,12 +35,12 @@ from eoshard.flows.signing import modifier_of
 from eoshard.pipeline.assets import check_assets
 from eoshard.pipeline.cube import band_groups, onto_grid, open_cube, stackstac_ready
 from eoshard.pipeline.direct import STORE_PREFIX, group_source, paired_source
-from eoshard.pipeline.grid import grid_for_area, grid_of, group_factor, group_grid
+from eoshard.pipeline.grid import grid_for_area, grid_of, group_factor, group_grid, nested_grid
 from eoshard.pipeline.indices import compute_indices, formula
 from eoshard.pipeline.labels import label_source, prepare_parcels, rasterize_labels
 from eoshard.pipeline.landsat import QA_BAND, qa_bits
 from eoshard.pipeline.masks import open_qa_valid_mask, open_valid_mask, qa_nodata
-from eoshard.pipeline.paired import nested_grid, open_paired
+from eoshard.pipeline.paired import open_paired
 from eoshard.pipeline.patches import STRIPE_PX, Patch, parcel_centred, patch_grid, select_labelled, stripe_order
 from eoshard.pipeline.sensors import LS, S1, S2, group_sensor, is_main, item_sensor
 from eoshard.pipeline.shards.lmdb_store import part_name

@@ -17,11 +17,10 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from rasterio.enums import Resampling
 
 from eoshard.flows.errors import FlowsError
 from eoshard.pipeline.bands import canonical_band
-from eoshard.pipeline.indices import expression_bands, parse_expression
+from eoshard.pipeline.expressions import expression_bands, parse_expression
 from eoshard.pipeline.landsat import QA_PIXEL_BITS, QA_PIXEL_INVALID, qa_bits
 from eoshard.pipeline.sensors import S1, band_sensor
 
@@ -129,6 +128,8 @@ class CubeConfig(_Model):
     @field_validator("resampling")
     @classmethod
     def _known_resampling(cls, value: str) -> str:
+        from rasterio.enums import Resampling  # rasterio loads when a config is read, not with every command
+
         if value not in Resampling.__members__:
             raise ValueError(f"unknown resampling; expected one of {', '.join(Resampling.__members__)}")
         return value

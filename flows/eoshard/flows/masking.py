@@ -20,7 +20,7 @@ from eoshard.pipeline.bands import canonical_keys
 from eoshard.pipeline.errors import BandError
 from eoshard.pipeline.items import stackstac_ready
 from eoshard.pipeline.landsat import QA_BAND, QA_PIXEL_BITS, landsat_bands
-from eoshard.pipeline.masks import SCL_CLASSES
+from eoshard.pipeline.scl import SCL_CLASSES
 from eoshard.pipeline.sensors import LS, item_sensor, sensor_bands
 
 

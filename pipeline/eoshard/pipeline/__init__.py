@@ -9,88 +9,94 @@ ds = open_dataset("out/demo")  # a built dataset, as xarray
 ```
 """
 
-from eoshard.pipeline.cube import ENGINES, band_groups, onto_grid, open_band_group, open_cube
-from eoshard.pipeline.errors import (
-    AssetReadError,
-    BandError,
-    DatasetError,
-    GridError,
-    ManifestError,
-    PipelineError,
-    ShardWriteError,
-    UnsupportedProductError,
-)
-from eoshard.pipeline.grid import (
-    attach_grid,
-    grid_for_area,
-    grid_of,
-    group_factor,
-    group_grid,
-    utm_crs_for,
-    zoom_factor,
-)
-from eoshard.pipeline.indices import STANDARD_INDICES, compute_index, compute_indices
-from eoshard.pipeline.items import acquisition_key, stackstac_ready
-from eoshard.pipeline.labels import prepare_parcels, rasterize_labels
-from eoshard.pipeline.masks import open_valid_mask, valid_fraction
-from eoshard.pipeline.paired import nested_grid, open_paired
-from eoshard.pipeline.patches import (
-    Patch,
-    extract_patches,
-    labelled_fractions,
-    parcel_centred,
-    patch_grid,
-    select_labelled,
-)
-from eoshard.pipeline.reflectance import to_reflectance
-from eoshard.pipeline.shards.layout import DatasetLayout, GroupLayout
-from eoshard.pipeline.shards.reader import ShardedDataset, open_shards, read_layout
-from eoshard.pipeline.shards.xarray_view import open_dataset, sample_image
+from typing import TYPE_CHECKING
 
-__all__ = [
-    "ENGINES",
-    "STANDARD_INDICES",
-    "AssetReadError",
-    "BandError",
-    "DatasetError",
-    "DatasetLayout",
-    "GridError",
-    "GroupLayout",
-    "ManifestError",
-    "Patch",
-    "PipelineError",
-    "ShardWriteError",
-    "ShardedDataset",
-    "UnsupportedProductError",
-    "acquisition_key",
-    "attach_grid",
-    "band_groups",
-    "compute_index",
-    "compute_indices",
-    "extract_patches",
-    "grid_for_area",
-    "grid_of",
-    "group_factor",
-    "group_grid",
-    "labelled_fractions",
-    "nested_grid",
-    "onto_grid",
-    "open_band_group",
-    "open_cube",
-    "open_dataset",
-    "open_paired",
-    "open_shards",
-    "open_valid_mask",
-    "parcel_centred",
-    "patch_grid",
-    "prepare_parcels",
-    "rasterize_labels",
-    "read_layout",
-    "sample_image",
-    "select_labelled",
-    "stackstac_ready",
-    "to_reflectance",
-    "utm_crs_for",
-    "valid_fraction",
-    "zoom_factor",
-]
+import lazy_loader
+
+if TYPE_CHECKING:
+    from eoshard.pipeline.cube import ENGINES, band_groups, onto_grid, open_band_group, open_cube
+    from eoshard.pipeline.errors import (
+        AssetReadError,
+        BandError,
+        DatasetError,
+        GridError,
+        ManifestError,
+        PipelineError,
+        ShardWriteError,
+        UnsupportedProductError,
+    )
+    from eoshard.pipeline.expressions import STANDARD_INDICES
+    from eoshard.pipeline.grid import (
+        attach_grid,
+        grid_for_area,
+        grid_of,
+        group_factor,
+        group_grid,
+        nested_grid,
+        utm_crs_for,
+        zoom_factor,
+    )
+    from eoshard.pipeline.indices import compute_index, compute_indices
+    from eoshard.pipeline.items import acquisition_key, stackstac_ready
+    from eoshard.pipeline.labels import prepare_parcels, rasterize_labels
+    from eoshard.pipeline.masks import open_valid_mask, valid_fraction
+    from eoshard.pipeline.paired import open_paired
+    from eoshard.pipeline.patches import (
+        Patch,
+        extract_patches,
+        labelled_fractions,
+        parcel_centred,
+        patch_grid,
+        select_labelled,
+    )
+    from eoshard.pipeline.reflectance import to_reflectance
+    from eoshard.pipeline.shards.layout import DatasetLayout, GroupLayout
+    from eoshard.pipeline.shards.reader import ShardedDataset, open_shards, read_layout
+    from eoshard.pipeline.shards.xarray_view import open_dataset, sample_image
+
+# each public name and the module that defines it, imported when the name is first asked for (design record
+# 0020): importing one module of the package, as the CLI and the shard tasks do, loads no other
+__getattr__, __dir__, __all__ = lazy_loader.attach(
+    __name__,
+    submod_attrs={
+        "cube": ["ENGINES", "band_groups", "onto_grid", "open_band_group", "open_cube"],
+        "errors": [
+            "AssetReadError",
+            "BandError",
+            "DatasetError",
+            "GridError",
+            "ManifestError",
+            "PipelineError",
+            "ShardWriteError",
+            "UnsupportedProductError",
+        ],
+        "expressions": ["STANDARD_INDICES"],
+        "grid": [
+            "attach_grid",
+            "grid_for_area",
+            "grid_of",
+            "group_factor",
+            "group_grid",
+            "nested_grid",
+            "utm_crs_for",
+            "zoom_factor",
+        ],
+        "indices": ["compute_index", "compute_indices"],
+        "items": ["acquisition_key", "stackstac_ready"],
+        "labels": ["prepare_parcels", "rasterize_labels"],
+        "masks": ["open_valid_mask", "valid_fraction"],
+        "paired": ["open_paired"],
+        "patches": [
+            "Patch",
+            "extract_patches",
+            "labelled_fractions",
+            "parcel_centred",
+            "patch_grid",
+            "select_labelled",
+        ],
+        "reflectance": ["to_reflectance"],
+        "shards.layout": ["DatasetLayout", "GroupLayout"],
+        "shards.reader": ["ShardedDataset", "open_shards", "read_layout"],
+        "shards.xarray_view": ["open_dataset", "sample_image"],
+    },
+)

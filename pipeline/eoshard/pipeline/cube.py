@@ -16,7 +16,14 @@ from rasterio.enums import Resampling
 from eoshard.pipeline.cube_odc import odc_band_group
 from eoshard.pipeline.errors import BandError, PipelineError
 from eoshard.pipeline.grid import attach_grid, grid_of, group_grid
-from eoshard.pipeline.items import acquisition_key, stackstac_ready
+from eoshard.pipeline.items import (
+    acquisition_key,
+    acquisition_order,
+    acquisition_times,
+    grid_epsg,
+    prepare_items,
+    stackstac_ready,
+)
 from eoshard.pipeline.landsat import to_physical
 from eoshard.pipeline.reflectance import acquisition_baselines, to_reflectance
 from eoshard.pipeline.sensors import (
@@ -24,7 +31,6 @@ from eoshard.pipeline.sensors import (
     NODATA,
     S1_DTYPE,
     S2,
-    check_sensor,
     declared_dtype,
     declared_nodata,
     is_main,
@@ -145,37 +151,6 @@ def _default_nodata(dtype: str) -> float:
     return float("nan") if np.issubdtype(np.dtype(dtype), np.floating) else NODATA
 
 
-def prepare_items(
-    items: Sequence[pystac.Item | Mapping[str, Any]], grid: GeoBox, bands: Sequence[str]
-) -> list[dict[str, Any]]:
-    """The items as stackstac-ready dicts, checked for ``bands``, in mosaic order.
-
-    Within an acquisition the last product is on top: products in the grid's CRS go last, so where they
-    overlap another product their pixels pass unresampled.
-    """
-    dicts = [stackstac_ready(item) for item in items]
-    if not dicts:
-        raise PipelineError("no products to build a cube from: the selection is empty")
-    for data in dicts:
-        check_sensor(data, bands)
-        missing = [b for b in bands if b not in data["assets"]]
-        if missing:
-            raise BandError(
-                f"product {data['id']} has no asset for band(s) {missing}; it has {sorted(data['assets'])}: "
-                "fix the config's bands"
-            )
-    epsg = grid_epsg(grid)
-    dicts.sort(key=lambda d: (acquisition_key(d), d["properties"]["proj:epsg"] == epsg, d["id"]))
-    return dicts
-
-
-def grid_epsg(grid: GeoBox) -> int:
-    epsg = grid.crs.epsg if grid.crs is not None else None
-    if epsg is None:
-        raise PipelineError(f"the grid's CRS {grid.crs} has no EPSG code: give the grid an EPSG CRS (e.g. UTM)")
-    return int(epsg)
-
-
 def open_band_group(
     items: Sequence[pystac.Item | Mapping[str, Any]],
     grid: GeoBox,
@@ -240,23 +215,12 @@ def _stackstac_band_group(
     return groups.map(stackstac.mosaic, dim="time", nodata=nodata).drop_vars("time", errors="ignore")
 
 
-def _acquisition_times(dicts: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """Each acquisition's datetime (that of its last product in ``dicts``)."""
-    return {acquisition_key(d): d["properties"]["datetime"] for d in dicts}
-
-
-def acquisition_order(dicts: Sequence[Mapping[str, Any]]) -> list[str]:
-    """The acquisitions of ``dicts`` in the cube's time order (datetime, then key)."""
-    times = _acquisition_times(dicts)
-    return sorted(times, key=lambda k: (times[k], k))
-
-
 def finish_cube(
     by_acquisition: xr.DataArray, dicts: list[dict[str, Any]], grid: GeoBox, nodata: float = NODATA
 ) -> xr.DataArray:
     """Acquisitions in time order with their time (and Sentinel-2 baseline and BOA offset) coordinates."""
     keys = [acquisition_key(d) for d in dicts]
-    times = _acquisition_times(dicts)
+    times = acquisition_times(dicts)
     order = acquisition_order(dicts)
     # an acquisition whose products all miss the grid is all nodata, as a product that misses part of it
     cube = by_acquisition.reindex(acquisition=order, fill_value=nodata).rename(acquisition="time")

@@ -128,3 +128,10 @@ def grid_of(values: xr.DataArray | xr.Dataset) -> GeoBox:
             "make them with eoshard.pipeline (open_cube, rasterize_labels) or give them one with attach_grid"
         )
     return geobox
+
+
+def nested_grid(grid: GeoBox, factor: int) -> GeoBox:
+    """``grid`` with each pixel cut into ``factor`` x ``factor``: same extent, so every patch nests exactly."""
+    if factor < 1:
+        raise GridError(f"the finer grid needs an integer zoom factor >= 1, got {factor}")
+    return group_grid(grid, abs(grid.resolution.x) / factor)

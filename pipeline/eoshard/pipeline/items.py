@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import pystac
 
 from eoshard.pipeline.bands import canonical_assets
-from eoshard.pipeline.errors import PipelineError
+from eoshard.pipeline.errors import BandError, PipelineError
 from eoshard.pipeline.landsat import landsat_assets
-from eoshard.pipeline.sensors import is_landsat
+from eoshard.pipeline.sensors import check_sensor, is_landsat
+
+if TYPE_CHECKING:
+    from odc.geo.geobox import GeoBox
 
 
 def epsg_of(properties: Mapping[str, Any]) -> int | None:
@@ -80,3 +83,45 @@ def acquisition_key(item: Mapping[str, Any]) -> str:
     props = item["properties"]
     day = str(props["datetime"])[:10]
     return f"{props.get('platform', '')}_{day}_R{props.get('sat:relative_orbit', '')}"
+
+
+def prepare_items(
+    items: Sequence[pystac.Item | Mapping[str, Any]], grid: GeoBox, bands: Sequence[str]
+) -> list[dict[str, Any]]:
+    """The items as stackstac-ready dicts, checked for ``bands``, in mosaic order.
+
+    Within an acquisition the last product is on top: products in the grid's CRS go last, so where they
+    overlap another product their pixels pass unresampled.
+    """
+    dicts = [stackstac_ready(item) for item in items]
+    if not dicts:
+        raise PipelineError("no products to build a cube from: the selection is empty")
+    for data in dicts:
+        check_sensor(data, bands)
+        missing = [b for b in bands if b not in data["assets"]]
+        if missing:
+            raise BandError(
+                f"product {data['id']} has no asset for band(s) {missing}; it has {sorted(data['assets'])}: "
+                "fix the config's bands"
+            )
+    epsg = grid_epsg(grid)
+    dicts.sort(key=lambda d: (acquisition_key(d), d["properties"]["proj:epsg"] == epsg, d["id"]))
+    return dicts
+
+
+def grid_epsg(grid: GeoBox) -> int:
+    epsg = grid.crs.epsg if grid.crs is not None else None
+    if epsg is None:
+        raise PipelineError(f"the grid's CRS {grid.crs} has no EPSG code: give the grid an EPSG CRS (e.g. UTM)")
+    return int(epsg)
+
+
+def acquisition_times(dicts: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Each acquisition's datetime (that of its last product in ``dicts``)."""
+    return {acquisition_key(d): d["properties"]["datetime"] for d in dicts}
+
+
+def acquisition_order(dicts: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The acquisitions of ``dicts`` in the cube's time order (datetime, then key)."""
+    times = acquisition_times(dicts)
+    return sorted(times, key=lambda k: (times[k], k))

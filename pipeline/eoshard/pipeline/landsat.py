@@ -9,13 +9,15 @@ band Landsat lacks (``B08``/``nir``, the red edges) is refused. See docs/design/
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import xarray as xr
 
 from eoshard.pipeline.bands import ALIASES, CANONICAL, canonical_band
 from eoshard.pipeline.errors import BandError, PipelineError
+
+if TYPE_CHECKING:  # the band names are read by the config, which should not load xarray
+    import xarray as xr
 
 # Surface reflectance bands (OLI 1-7), surface temperature, and the quality bands, as the C2 L2 STAC items key them
 REFLECTANCE_BANDS = ("coastal", "blue", "green", "red", "nir08", "swir16", "swir22")
@@ -111,6 +113,8 @@ def band_scaling(dicts: Sequence[Mapping[str, Any]], band: str) -> tuple[float, 
 def to_physical(cube: xr.DataArray, dicts: Sequence[Mapping[str, Any]]) -> xr.DataArray:
     """Float32 ``DN * scale + offset`` per band as the products declare it (reflectance, kelvin for ``lwir11``);
     bands without a scale (``qa_pixel``) keep their values; nodata -> NaN; lazy."""
+    import xarray as xr
+
     bands = [str(b) for b in cube.band.values]
     scaling = [band_scaling(dicts, b) or (1.0, 0.0) for b in bands]
     scale = xr.DataArray(np.array([s for s, _ in scaling], dtype=np.float32), dims="band")

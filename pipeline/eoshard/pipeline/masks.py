@@ -15,34 +15,8 @@ from eoshard.pipeline.cube import Engine, band_groups, onto_grid, open_band_grou
 from eoshard.pipeline.grid import group_grid
 from eoshard.pipeline.items import stackstac_ready
 from eoshard.pipeline.landsat import QA_BAND, qa_valid
+from eoshard.pipeline.scl import SCL_INVALID, check_scl_classes
 from eoshard.pipeline.sensors import declared_nodata
-
-# The SCL classes of the L2A scene classification.
-SCL_CLASSES: dict[int, str] = {
-    0: "no data", 1: "saturated or defective", 2: "dark area pixels", 3: "cloud shadows", 4: "vegetation",
-    5: "not vegetated", 6: "water", 7: "unclassified", 8: "cloud medium probability",
-    9: "cloud high probability", 10: "thin cirrus", 11: "snow",
-}  # fmt: skip
-# Classes that make a pixel invalid by default: nodata, defective, cloud shadows, clouds and cirrus.
-SCL_INVALID: tuple[int, ...] = (0, 1, 3, 8, 9, 10)
-
-
-def check_scl_classes(classes: Iterable[int]) -> tuple[int, ...]:
-    """The classes as a sorted tuple, refused when one is not an SCL class."""
-    found = tuple(sorted({int(c) for c in classes}))
-    unknown = [c for c in found if c not in SCL_CLASSES]
-    if unknown:
-        raise ValueError(f"SCL classes {unknown} do not exist: use codes 0-11 ({SCL_CLASSES})")
-    return found
-
-
-def scl_valid(scl: np.ndarray, invalid: Sequence[int]) -> np.ndarray:
-    """``scl_valid_mask`` on numpy classes (the build's direct reads): one table lookup per pixel for 8-bit ones."""
-    if scl.dtype != np.uint8:
-        return ~np.isin(scl, invalid)
-    table = np.ones(256, dtype=bool)
-    table[list(invalid)] = False
-    return table[scl]
 
 
 def scl_valid_mask(scl: xr.DataArray, invalid: Iterable[int] = SCL_INVALID) -> xr.DataArray:

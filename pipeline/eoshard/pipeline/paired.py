@@ -14,16 +14,9 @@ from rasterio.enums import Resampling
 
 from eoshard.pipeline.cube import stackstac_ready
 from eoshard.pipeline.errors import BandError, GridError, PipelineError
-from eoshard.pipeline.grid import attach_grid, group_grid
+from eoshard.pipeline.grid import attach_grid
 
 NODATA = 0
-
-
-def nested_grid(grid: GeoBox, factor: int) -> GeoBox:
-    """``grid`` with each pixel cut into ``factor`` x ``factor``: same extent, so every patch nests exactly."""
-    if factor < 1:
-        raise GridError(f"the finer grid needs an integer zoom factor >= 1, got {factor}")
-    return group_grid(grid, abs(grid.resolution.x) / factor)
 
 
 def _dtype(item: Mapping[str, Any], band: str) -> str:

@@ -5,19 +5,18 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import numpy as np
 import typer
-from distributed import Client
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from eoshard.flows.app import app, console, user_errors
-from eoshard.pipeline.converters import DATASETS, SourceGroup, discover, write_lmdb, write_zarr
-from eoshard.pipeline.converters.errors import ConversionError, DatasetLayoutError
-from eoshard.pipeline.converters.lmdb_writer import PUTS_PER_TRANSACTION
-from eoshard.pipeline.converters.reading import encode_batch, read_batch
-from eoshard.pipeline.converters.safety import check_target, unique_keys
+
+if TYPE_CHECKING:  # the converters (zarr, lmdb, distributed) load when a conversion runs, not with every command
+    import numpy as np
+    from distributed import Client
+
+    from eoshard.pipeline.converters import SourceGroup
 
 convert_app = typer.Typer(help="Convert a public EO benchmark dataset into LMDB (rico-hdl layout) or Zarr v3.")
 app.add_typer(convert_app, name="convert")
@@ -37,6 +36,12 @@ Folder = Annotated[Path | None, typer.Option(file_okay=False)]
 
 def run_conversion(dataset: str, roots: dict[str, Path | None], target: Path, fmt: Format, client: Client) -> int:
     """Find the patches of every given part, then read them on the cluster and write them here, in order."""
+    from eoshard.pipeline.converters import DATASETS, discover, write_lmdb, write_zarr
+    from eoshard.pipeline.converters.errors import ConversionError, DatasetLayoutError
+    from eoshard.pipeline.converters.lmdb_writer import PUTS_PER_TRANSACTION
+    from eoshard.pipeline.converters.reading import encode_batch, read_batch
+    from eoshard.pipeline.converters.safety import check_target, unique_keys
+
     groups = DATASETS[dataset]
     given = [(groups[part], root) for part, root in roots.items() if root is not None]
     if not given:

@@ -17,10 +17,8 @@ from datetime import date
 from pathlib import Path
 from typing import Annotated
 
-import geopandas as gpd
 import typer
 
-from eoshard.flows.aoi import read_aoi
 from eoshard.flows.app import app, console, user_errors
 from eoshard.flows.commands.select import parse_aoi
 from eoshard.flows.config import ConfigError
@@ -74,6 +72,9 @@ def predict_command(
     scene_only: Annotated[bool, typer.Option(help="write the input stack (--scene) and stop")] = False,
 ) -> None:
     """Predict an AOI from a catalog: the package's bands and dates, stacked as the build does, blended tiles."""
+    import geopandas as gpd
+
+    from eoshard.flows.aoi import read_aoi
     from eoshard.flows.model_input import ModelInput, plan_stack, write_stack
 
     with user_errors():

@@ -5,22 +5,20 @@ from __future__ import annotations
 import json
 from datetime import date
 from pathlib import Path
-from typing import Annotated, Any, cast
+from typing import TYPE_CHECKING, Annotated, Any, cast
 
-import geopandas as gpd
-import pandas as pd
 import typer
 from rich.table import Table
 
-from eoshard.catalog import Selection, read_static_items, search, select
 from eoshard.catalog.credentials import unsigned_item_dict
-from eoshard.catalog.search import SourceKind
-from eoshard.catalog.search import source_kind as resolve_kind
-from eoshard.catalog.stac_api import ApiOptions
-from eoshard.flows.aoi import read_aoi
 from eoshard.flows.app import app, console, user_errors
 from eoshard.flows.config import ConfigError, load_config
-from eoshard.flows.products import api_options
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from eoshard.catalog import Selection
+    from eoshard.catalog.product_search import SourceKind
 
 
 def parse_aoi(text: str) -> Path | tuple[float, float, float, float]:
@@ -64,6 +62,14 @@ def select_command(
     ] = None,
 ) -> None:
     """Select products: newest baselines, under the cloud limit, covering the AOI, dates spread in time."""
+    import geopandas as gpd  # here, not with every command: the CLI starts in a fraction of the time
+
+    from eoshard.catalog import read_static_items, search, select
+    from eoshard.catalog.product_search import source_kind as resolve_kind
+    from eoshard.catalog.stac_api import ApiOptions
+    from eoshard.flows.aoi import read_aoi
+    from eoshard.flows.products import api_options
+
     with user_errors():
         if config is not None:
             cfg = load_config(config)
@@ -81,7 +87,7 @@ def select_command(
             source_path = source
             if kind not in ("auto", "stac-api", "static", "dhus"):
                 raise ConfigError(f"--kind must be auto, stac-api, static or dhus, not {kind!r}")
-            source_kind = cast(SourceKind, kind)
+            source_kind = cast("SourceKind", kind)
             options = ApiOptions()
             area, area_crs = read_aoi(parse_aoi(aoi))
             try:

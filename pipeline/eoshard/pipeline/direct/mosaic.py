@@ -12,7 +12,6 @@ import numpy as np
 from affine import Affine
 from rasterio.windows import Window
 
-from eoshard.pipeline.cube import grid_epsg
 from eoshard.pipeline.direct.answers import http_answer
 from eoshard.pipeline.direct.blocks import (
     CACHE,
@@ -25,6 +24,7 @@ from eoshard.pipeline.direct.blocks import (
 )
 from eoshard.pipeline.direct.sources import AssetSource, GroupSource
 from eoshard.pipeline.errors import AssetReadError, shown_href, without_query
+from eoshard.pipeline.items import grid_epsg
 
 READ_THREADS = int(os.environ.get("EOSHARD_READ_THREADS", "8"))
 _pool = ThreadPoolExecutor(max_workers=READ_THREADS, thread_name_prefix="eoshard-read")

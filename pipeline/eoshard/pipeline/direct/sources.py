@@ -14,7 +14,7 @@ import numpy as np
 from odc.geo.geobox import GeoBox
 from rasterio.warp import transform_bounds
 
-from eoshard.pipeline.cube import acquisition_key, acquisition_order, grid_epsg, prepare_items
+from eoshard.pipeline.items import acquisition_key, acquisition_order, grid_epsg, prepare_items
 
 Bounds = tuple[float, float, float, float]
 

@@ -28,10 +28,10 @@ from eoshard.pipeline.direct import (
     tune_malloc,
     use_block_store,
 )
+from eoshard.pipeline.grid import nested_grid
 from eoshard.pipeline.labels import LabelSource, label_window, layer_values
 from eoshard.pipeline.landsat import qa_valid
-from eoshard.pipeline.masks import scl_valid
-from eoshard.pipeline.paired import nested_grid
+from eoshard.pipeline.scl import scl_valid
 from eoshard.pipeline.shards.task import ShardSpec, materialize_shard
 
 
