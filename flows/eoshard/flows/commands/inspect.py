@@ -19,11 +19,12 @@ def inspect(
 ) -> None:
     """Summarise a dataset and draw quicklooks of some samples with their labels."""
     from eoshard.flows.commands.build import print_summary
-    from eoshard.flows.quicklooks import draw_quicklooks
     from eoshard.flows.verify import read_manifest
 
     with user_errors():
         manifest = read_manifest(dataset)
+        from eoshard.flows.quicklooks import draw_quicklooks  # matplotlib, once the folder is a dataset
+
         print_summary(dataset, manifest)
         labels = manifest["labels"]
         if labels:

@@ -210,6 +210,14 @@ class BandStats:
             parts.append({int(v): int(c) for v, c in zip(values, self.counts[values], strict=True)})
         return combine(parts)
 
+    def dumped(self) -> Any:
+        """``dump(self.result())``; an integer band's running count goes to ``to_json``'s lists straight from numpy
+        (no dict of its values per shard and band)."""
+        if self.parts or self.counts is None:
+            return dump(self.result())
+        values = np.flatnonzero(self.counts[1:]) + 1  # 0 is the nodata of integer bands
+        return [values.tolist(), self.counts[values].tolist()]
+
 
 def collect(values: np.ndarray) -> Partial:
     """The partial statistics of one band's values: an integer histogram, or ``FloatStats`` for float bands."""

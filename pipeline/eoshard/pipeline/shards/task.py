@@ -163,7 +163,7 @@ def materialize_shard(
         **spooled,
         "records": records,
         "rows": rows,
-        "histograms": {band: stats.dump(h.result()) for band, h in histograms.items()},
+        "histograms": {band: h.dumped() for band, h in histograms.items()},
         "class_counts": stats.to_json(stats.merge(class_counts)),
         "dropped": dropped,
         "checksums": checksums,
