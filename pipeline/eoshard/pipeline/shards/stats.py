@@ -202,12 +202,16 @@ class BandStats:
         else:
             self.parts.append(collect(values))
 
+    def _counted(self) -> list[list[int]]:
+        """The running count as ``to_json``'s lists: counted values (0, the nodata of integer bands, left out)."""
+        assert self.counts is not None
+        values = np.flatnonzero(self.counts[1:]) + 1
+        return [values.tolist(), self.counts[values].tolist()]
+
     def result(self) -> Partial:
         parts = list(self.parts)
         if self.counts is not None:
-            values = np.flatnonzero(self.counts)
-            values = values[values != 0]  # 0 is the nodata of integer bands
-            parts.append({int(v): int(c) for v, c in zip(values, self.counts[values], strict=True)})
+            parts.append(from_json(self._counted()))
         return combine(parts)
 
     def dumped(self) -> Any:
@@ -215,8 +219,7 @@ class BandStats:
         (no dict of its values per shard and band)."""
         if self.parts or self.counts is None:
             return dump(self.result())
-        values = np.flatnonzero(self.counts[1:]) + 1  # 0 is the nodata of integer bands
-        return [values.tolist(), self.counts[values].tolist()]
+        return self._counted()
 
 
 def collect(values: np.ndarray) -> Partial:
