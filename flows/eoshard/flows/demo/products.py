@@ -19,6 +19,7 @@ from rasterio.features import shapes
 from shapely.geometry import box, mapping, shape
 
 from eoshard.flows.demo.cog import write_cog
+from eoshard.flows.demo.gpkg import write_gpkg
 from eoshard.flows.demo.hr import write_hr
 from eoshard.flows.demo.s1 import write_s1
 from eoshard.flows.demo.scene import (
@@ -169,8 +170,7 @@ def write_demo_data(root: Path) -> DemoData:
     catalog.save(pystac.CatalogType.SELF_CONTAINED)
 
     parcels_path = root / "parcels.gpkg"
-    parcels_path.unlink(missing_ok=True)
-    world.parcels.to_crs(PARCELS_CRS).to_file(parcels_path, layer="parcels", driver="GPKG")
+    write_gpkg(world.parcels.to_crs(PARCELS_CRS), parcels_path)
     aoi_path = root / "aoi.geojson"
     aoi = {"type": "FeatureCollection", "features": [
         {"type": "Feature", "properties": {"name": "demo AOI"}, "geometry": mapping(box(*AOI_BOUNDS_LONLAT))}]}  # fmt: skip

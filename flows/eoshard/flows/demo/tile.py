@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import itertools
 import json
+import multiprocessing
+import os
 from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -24,6 +27,7 @@ from affine import Affine
 from rasterio.features import rasterize
 from shapely.geometry import box, mapping
 
+from eoshard.flows.demo.gpkg import write_gpkg
 from eoshard.flows.demo.scene import BOA_ADD_OFFSET, QUANTIFICATION, SCL_CLOUD_HIGH, SCL_CLOUD_MEDIUM, SCL_SHADOW
 
 # Side of the written square in 10 m pixels; "quarter" is a quarter of a 10980 px tile.
@@ -99,9 +103,10 @@ def _smooth(rng: np.random.Generator, shape: tuple[int, int], cell: int) -> np.n
     xs = np.arange(shape[1], dtype=np.float32) / cell
     y0, x0 = ys.astype(int), xs.astype(int)
     fy, fx = (ys - y0)[:, None], (xs - x0)[None, :]
-    top = coarse[y0][:, x0] * (1 - fx) + coarse[y0][:, x0 + 1] * fx
-    bottom = coarse[y0 + 1][:, x0] * (1 - fx) + coarse[y0 + 1][:, x0 + 1] * fx
-    return top * (1 - fy) + bottom * fy
+    # along the lattice's rows first, then between them: per pixel the same operations as from its four lattice
+    # values (the same bits), on (ny, W) values instead of four gathers of (H, W)
+    across = coarse[:, x0] * (1 - fx) + coarse[:, x0 + 1] * fx
+    return across[y0] * (1 - fy) + across[y0 + 1] * fy
 
 
 def _dates() -> list[datetime]:
@@ -126,12 +131,20 @@ def _write_cog(path: Path, array: np.ndarray, resolution: int) -> None:
 def _band(rng: np.random.Generator, b: int, veg: np.ndarray, clouds: np.ndarray, res: int) -> np.ndarray:
     """Band ``b``'s digital numbers where ``veg`` is the vegetation fraction."""
     surface = _SOIL[b] * (1 - veg) + _VEG[b] * veg
-    texture = 1.0 + 0.12 * (_smooth(rng, surface.shape, 40 // (res // 10)) - 0.5)
-    noise = rng.standard_normal(surface.shape, dtype=np.float32) * np.float32(0.006)
-    reflectance = surface * texture + noise
-    reflectance = np.where(clouds, _CLOUD + noise * 4, reflectance)
-    dn = reflectance * QUANTIFICATION + BOA_ADD_OFFSET
-    return np.clip(dn, 1, 65535).astype(np.uint16)
+    # in place, in the order of ``(surface * (1 + 0.12 * (smooth - 0.5)) + noise) * Q + offset`` (the same bits):
+    # fresh temporaries of a whole band cost more than the arithmetic
+    dn = _smooth(rng, surface.shape, 40 // (res // 10))
+    dn -= 0.5
+    dn *= 0.12
+    dn += 1.0
+    noise = rng.standard_normal(surface.shape, dtype=np.float32)
+    noise *= np.float32(0.006)
+    dn *= surface
+    dn += noise
+    dn[clouds] = _CLOUD + noise[clouds] * 4
+    dn *= QUANTIFICATION
+    dn += BOA_ADD_OFFSET
+    return np.clip(dn, 1, 65535, out=dn).astype(np.uint16)
 
 
 def _render(
@@ -186,6 +199,65 @@ def _item(index: int, date: datetime, cover: float, size: int, folder: Path) -> 
     return item
 
 
+_BYTES_PER_PIXEL = 64  # what rendering a product holds at once per 10 m pixel (52 measured), beside the classes
+
+
+def _processes(size: int, dates: int) -> int:
+    """Products rendered at once by default: one per core, as many as the available memory holds; one where a
+    product takes under a second (starting a process costs about as much)."""
+    if size < SCALES["sixteenth"]:
+        return 1
+    import psutil
+
+    fits = psutil.virtual_memory().available // (_BYTES_PER_PIXEL * size * size + 2**28)
+    return max(1, min(os.cpu_count() or 1, dates, int(fits)))
+
+
+Job = tuple[Path, datetime, float, int, int]  # a product's folder, date, cloud cover, seed and 10 m side
+
+
+def _write_product(classes: dict[int, np.ndarray], job: Job) -> None:
+    """The 10 bands and SCL of one product, as COGs in its folder."""
+    folder, date, cover, seed, size = job
+    for band, array in _render(classes, date, cover, seed):
+        _write_cog(folder / f"{band}.tif", array, 20 if array.shape[0] < size else 10)
+
+
+_CLASSES: dict[int, np.ndarray] = {}  # a rendering process's class maps, given once when it starts
+
+
+def _keep_classes(classes: dict[int, np.ndarray]) -> None:
+    _CLASSES.update(classes)
+
+
+def _write_pooled(job: Job) -> None:
+    _write_product(_CLASSES, job)
+
+
+def _write_products(
+    classes: dict[int, np.ndarray], jobs: list[Job], processes: int, on_progress: Callable[[int, int], None] | None
+) -> None:
+    """Every product of ``jobs``, ``processes`` at a time (spawned: the caller may hold threads, such as a progress
+    bar's, and GDAL's state, which a fork would copy mid-use)."""
+    if processes <= 1:
+        for done, job in enumerate(jobs, start=1):
+            _write_product(classes, job)
+            if on_progress is not None:
+                on_progress(done, len(jobs))
+        return
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(processes, context, initializer=_keep_classes, initargs=(classes,)) as pool:
+        try:
+            futures = [pool.submit(_write_pooled, job) for job in jobs]
+            for done, future in enumerate(as_completed(futures), start=1):
+                future.result()  # a failed product (a full disk) raises here
+                if on_progress is not None:
+                    on_progress(done, len(jobs))
+        except BaseException:
+            pool.shutdown(cancel_futures=True)  # the products not started are not written
+            raise
+
+
 _CONFIG = """\
 # A build of this world, written with it by `eoshard demo-data --scale {scale}`: eoshard build {path}
 # (the build of benchmarks/bench_tile.py). Relative paths are relative to this file.
@@ -219,12 +291,15 @@ def write_tile_world(
     *,
     dates: int = N_DATES,
     on_progress: Callable[[int, int], None] | None = None,
+    processes: int | None = None,
 ) -> TileWorld:
     """Write the world of ``scale`` (see ``SCALES``) under ``root``: ``catalog/``, ``parcels.gpkg``, ``aoi.geojson``
     and ``build.yaml``, a build of all of it (10 bands, labels, 128 px patches) into ``root/dataset``.
 
     ``dates`` (at most 12) keeps the first acquisitions only, for quick tests; ``on_progress(done, total)`` is
-    called before the first product and after each one.
+    called before the first product and after each one. ``processes`` render products at once (default: one
+    per core, as many as the available memory holds, one at the small scale); each product has its own seed, so
+    the bytes are the same whatever the number.
     """
     if scale not in SCALES:
         raise ValueError(f"unknown scale {scale!r}: use one of {', '.join(SCALES)}")
@@ -247,20 +322,18 @@ def write_tile_world(
     catalog.add_child(collection)
     if on_progress is not None:
         on_progress(0, dates)
+    jobs = []
     for i, (date, cover) in enumerate(zip(_dates()[:dates], _CLOUD_COVER[:dates], strict=True)):
         item = _item(i, date, cover, size, folder)
         (folder / item.id).mkdir(parents=True, exist_ok=True)
-        for band, array in _render(classes, date, cover, seed=100 + i):
-            _write_cog(folder / item.id / f"{band}.tif", array, 20 if array.shape[0] < size else 10)
         collection.add_item(item)
-        if on_progress is not None:
-            on_progress(i + 1, dates)
+        jobs.append((folder / item.id, date, cover, 100 + i, size))
+    _write_products(classes, jobs, _processes(size, dates) if processes is None else processes, on_progress)
     catalog.normalize_hrefs(str(root / "catalog"))
     catalog.make_all_asset_hrefs_relative()
     catalog.save(pystac.CatalogType.SELF_CONTAINED)
     parcels_path = root / "parcels.gpkg"
-    parcels_path.unlink(missing_ok=True)
-    parcels.to_file(parcels_path, layer="parcels", driver="GPKG")
+    write_gpkg(parcels, parcels_path)
     inset = 95.0  # the AOI stops short of the products' edge, as a user's AOI inside a tile does
     aoi = box(ORIGIN[0] + inset, ORIGIN[1] - size * 10 + inset, ORIGIN[0] + size * 10 - inset, ORIGIN[1] - inset)
     aoi_4326 = gpd.GeoSeries([aoi], crs=EPSG).to_crs(4326).iloc[0]
