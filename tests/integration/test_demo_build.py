@@ -281,6 +281,56 @@ def test_verify_compares_shards_with_the_source_pixels(built: Path, tmp_path: Pa
     assert problems == [f"sample {row.key}: group s2_20m differs from the source pixels"]
 
 
+def test_verify_finds_missing_foreign_and_changed_lmdb_values(built: Path, tmp_path: Path) -> None:
+    from eoshard.flows.verify import verify_dataset
+
+    copy = tmp_path / "copy"
+    shutil.copytree(built, copy)
+    index = gpd.read_parquet(copy / "index.parquet").sort_values("zarr_index")
+    part = index[index.lmdb_part == "part-00"]
+    gone, changed, other = part.iloc[1], part.iloc[3], part.iloc[4]
+    env = lmdb.open(str(copy / "data.lmdb" / gone.lmdb_part), map_size=2**30)
+    with env.begin(write=True) as txn:
+        assert txn.delete(gone.key.encode())
+        txn.put(changed.key.encode(), txn.get(other.key.encode()))  # a valid value, of another sample
+        txn.put(b"32632_10_0_0", txn.get(other.key.encode()))  # a sample the index does not list
+    env.close()
+    problems = verify_dataset(copy, n_source=0)
+    assert problems[:3] == [
+        f"LMDB lacks sample {gone.key}",
+        "LMDB holds a sample not in the index: 32632_10_0_0",
+        f"LMDB value of {changed.key} differs from its checksum",
+    ]
+    assert f"sample {changed.key}: band B04 differs between Zarr and LMDB" in problems
+    assert f"sample {changed.key}: label layer class differs between Zarr and LMDB" in problems
+    assert all(changed.key in p for p in problems[3:])  # every other sample is as built
+
+
+def test_verify_holds_a_shard_of_samples_not_the_dataset(built: Path) -> None:
+    import tracemalloc
+
+    from eoshard.flows.verify import verify_dataset
+
+    values = sum(len(v) for part in (built / "data.lmdb").iterdir() for v in _lmdb_values(part))
+    tracemalloc.start()
+    try:
+        assert verify_dataset(built, n_source=0) == []
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    n = len(gpd.read_parquet(built / "index.parquet"))
+    assert n >= 40  # shards of 5: a shard is an eighth of the samples or less
+    assert peak < values / 4, (peak, values)
+
+
+def _lmdb_values(part: Path) -> list[bytes]:
+    env = lmdb.open(str(part), readonly=True, lock=False)
+    with env.begin() as txn:
+        found = [bytes(v) for _, v in txn.cursor()]
+    env.close()
+    return found
+
+
 def test_inspect_prints_a_summary_and_draws_quicklooks(built: Path, tmp_path: Path) -> None:
     out = tmp_path / "looks.png"
     result = CliRunner().invoke(app, ["inspect", str(built), "--out", str(out), "--samples", "3"])

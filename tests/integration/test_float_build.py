@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -16,7 +17,8 @@ from safetensors.numpy import load
 
 from eoshard.flows.build import BuildPlan, plan_build, run_build
 from eoshard.flows.config import ConfigError, parse_config
-from eoshard.flows.verify import read_lmdb_values, verify_dataset
+from eoshard.flows.verify import verify_dataset
+from eoshard.pipeline.shards.reader import open_shards
 from tests.services.dask_cluster import in_process_client
 
 SMALL_AOI = [11.958, 48.003, 11.99, 48.022]  # both UTM tiles' products, clouds on several dates
@@ -168,11 +170,12 @@ def test_lmdb_holds_float32_tensors_equal_to_zarr_and_verify_passes(built: tuple
     assert manifest["groups"]["indices"]["expressions"]["ndvi"] == "(B08 - B04) / (B08 + B04)"
     assert manifest["groups"]["indices"]["factor"] == 1
     index = gpd.read_parquet(out / "index.parquet")
-    values, problems = read_lmdb_values(out, index)
-    assert problems == []
     root = zarr.open_group(str(out / "data.zarr"), mode="r")
     row = index.iloc[0]
-    sample = load(values[row.key])
+    with open_shards(out) as dataset:
+        value = dataset.read_value(row.key, row.lmdb_part)
+    assert value is not None and hashlib.sha256(value).hexdigest() == row.lmdb_sha256
+    sample = load(value)
     kept = root["time_mask"][row.zarr_index]
     assert sample["ndvi"].dtype == np.float32 and sample["B04"].dtype == np.float32
     assert np.array_equal(sample["ndvi"], root["indices"][row.zarr_index][kept, 1], equal_nan=True)

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 
 import dask
 import geopandas as gpd
 import numpy as np
+import pandas as pd
 import zarr
 from safetensors.numpy import load
 
@@ -22,6 +24,8 @@ from eoshard.pipeline.shards.reader import ShardedDataset, open_shards, read_lay
 from eoshard.pipeline.shards.samples import time_mask_of
 
 __all__ = ["DatasetError", "read_manifest", "verify_dataset"]
+
+SOURCE_BATCH = 16  # samples re-read from the sources in one compute (their windows held at once)
 
 
 def read_slot(group: zarr.Group, name: str, n: int) -> np.ndarray:
@@ -40,62 +44,104 @@ def read_manifest(path: Path) -> dict[str, Any]:
     return read_layout(path).to_manifest()
 
 
-def check_checksums(path: Path, manifest: dict[str, Any]) -> list[str]:
+def check_checksums(path: Path, manifest: dict[str, Any], step: Callable[[], None] = lambda: None) -> list[str]:
+    """Every file of the manifest's checksums read back (in pieces: memory holds no whole file) and hashed."""
     problems = []
     for name, expected in manifest["checksums"].items():
         file = path / name
         if not file.is_file():
             problems.append(f"missing file {name}")
-        elif hashlib.sha256(file.read_bytes()).hexdigest() != expected:
-            problems.append(f"checksum mismatch in {name}")
+        else:
+            with file.open("rb") as f:
+                if hashlib.file_digest(f, "sha256").hexdigest() != expected:
+                    problems.append(f"checksum mismatch in {name}")
+        step()
     return problems
 
 
-def read_lmdb_values(
-    dataset: ShardedDataset | Path, index: gpd.GeoDataFrame
-) -> tuple[dict[str, bytes], list[str]]:
-    """Every sample's LMDB value, and the problems: missing keys, extra keys, SHA-256 mismatches."""
-    if isinstance(dataset, Path):
-        with open_shards(dataset) as opened:
-            return read_lmdb_values(opened, index)
-    values = dict(dataset.lmdb_values())
-    problems: list[str] = []
-    expected = dict(zip(index["key"], index["lmdb_sha256"], strict=True))
-    problems += [f"LMDB lacks sample {k}" for k in sorted(set(expected) - set(values))]
-    problems += [f"LMDB holds a sample not in the index: {k}" for k in sorted(set(values) - set(expected))]
-    for key in sorted(set(expected) & set(values)):
-        if hashlib.sha256(values[key]).hexdigest() != expected[key]:
-            problems.append(f"LMDB value of {key} differs from its checksum")
-    return values, problems
+def check_lmdb_keys(dataset: ShardedDataset, index: pd.DataFrame) -> list[str]:
+    """The samples the index lists and LMDB lacks, and those LMDB holds beyond the index (keys only)."""
+    held = {key for _, key in dataset.lmdb_keys()}
+    listed = set(index["key"])
+    return [f"LMDB lacks sample {k}" for k in sorted(listed - held)] + [
+        f"LMDB holds a sample not in the index: {k}" for k in sorted(held - listed)
+    ]
 
 
-def compare_zarr_with_lmdb(
-    path: Path, manifest: dict[str, Any], rows: gpd.GeoDataFrame, values: dict[str, bytes]
+def check_samples(
+    dataset: ShardedDataset, manifest: dict[str, Any], index: pd.DataFrame, step: Callable[[], None] = lambda: None
 ) -> list[str]:
-    group = open_shards(path).zarr_group()
-    problems = []
-    for row in rows.itertuples():
-        if row.key not in values:
-            continue
-        sample = load(values[row.key])
-        for name, spec in manifest["groups"].items():
-            arr = read_slot(group, name, row.zarr_index)[read_slot(group, time_mask_of(name), row.zarr_index)]
-            for i, band in enumerate(spec["bands"]):
-                if not same(arr[:, i], sample[band]):
-                    problems.append(f"sample {row.key}: band {band} differs between Zarr and LMDB")
-        hr = manifest.get("hr")
-        if hr is not None:
-            values_hr = read_slot(group, "hr", row.zarr_index)
-            for i, tensor in enumerate(hr["tensors"]):
-                if not same(values_hr[i], sample[tensor]):
-                    problems.append(f"sample {row.key}: HR band {tensor} differs between Zarr and LMDB")
-        for layer in (manifest["labels"] or {}).get("layers", {}):
-            if not same(read_slot(group, layer, row.zarr_index), sample[layer]):
-                problems.append(f"sample {row.key}: label layer {layer} differs between Zarr and LMDB")
+    """Every sample's LMDB value against its SHA-256 in the index and, with Zarr, against its Zarr slot.
+
+    A Zarr shard at a time: each array's slots of the shard are read in one go, and memory holds one shard's
+    samples whatever the size of the dataset (reading every value first held the whole LMDB).
+    """
+    lmdb = dataset.layout.lmdb is not None
+    group = dataset.zarr_group() if manifest["formats"]["zarr"] else None
+    per = _slots_per_shard(group, manifest)
+    rows = index.sort_values("zarr_index", kind="stable") if "zarr_index" in index else index
+    problems = check_lmdb_keys(dataset, index) if lmdb else []
+    for _, shard in rows.groupby(rows["zarr_index"] // per, sort=False) if group is not None else [(0, rows)]:
+        slots = _ShardSlots(group, shard["zarr_index"]) if group is not None else None
+        for row in shard.to_dict("records"):
+            key = str(row["key"])
+            value = dataset.read_value(key, str(row["lmdb_part"])) if lmdb else None
+            if value is not None:
+                if hashlib.sha256(value).hexdigest() != row["lmdb_sha256"]:
+                    problems.append(f"LMDB value of {key} differs from its checksum")
+                if slots is not None:
+                    problems += _compare_slot(manifest, key, load(value), slots, int(row["zarr_index"]))
+            step()
     return problems
 
 
-def compare_with_sources(path: Path, manifest: dict[str, Any], rows: gpd.GeoDataFrame) -> list[str]:
+def _slots_per_shard(group: zarr.Group | None, manifest: dict[str, Any]) -> int:
+    """Slots per Zarr shard file (or chunk, unsharded) of the image arrays: the unit read at once."""
+    if group is None or not manifest["groups"]:
+        return 1
+    array = cast(zarr.Array, group[next(iter(manifest["groups"]))])
+    return int((array.shards or array.chunks)[0])
+
+
+class _ShardSlots:
+    """The slots ``zarr_index`` of one shard, read an array at a time when first asked for."""
+
+    def __init__(self, group: zarr.Group, zarr_index: pd.Series) -> None:
+        self.group = group
+        self.start, self.stop = int(zarr_index.min()), int(zarr_index.max()) + 1
+        self._read: dict[str, np.ndarray] = {}
+
+    def slot(self, name: str, n: int) -> np.ndarray:
+        if name not in self._read:
+            self._read[name] = np.asarray(cast(zarr.Array, self.group[name])[self.start : self.stop])
+        return self._read[name][n - self.start]
+
+
+def _compare_slot(
+    manifest: dict[str, Any], key: str, sample: dict[str, np.ndarray], slots: _ShardSlots, n: int
+) -> list[str]:
+    """What differs between a sample's LMDB tensors and its Zarr slot ``n``."""
+    problems = []
+    for name, spec in manifest["groups"].items():
+        arr = slots.slot(name, n)[slots.slot(time_mask_of(name), n)]
+        for i, band in enumerate(spec["bands"]):
+            if not same(arr[:, i], sample[band]):
+                problems.append(f"sample {key}: band {band} differs between Zarr and LMDB")
+    hr = manifest.get("hr")
+    if hr is not None:
+        values_hr = slots.slot("hr", n)
+        for i, tensor in enumerate(hr["tensors"]):
+            if not same(values_hr[i], sample[tensor]):
+                problems.append(f"sample {key}: HR band {tensor} differs between Zarr and LMDB")
+    for layer in (manifest["labels"] or {}).get("layers", {}):
+        if not same(slots.slot(layer, n), sample[layer]):
+            problems.append(f"sample {key}: label layer {layer} differs between Zarr and LMDB")
+    return problems
+
+
+def compare_with_sources(
+    path: Path, manifest: dict[str, Any], rows: gpd.GeoDataFrame, step: Callable[[], None] = lambda: None
+) -> list[str]:
     """Re-read the source pixels of ``rows`` through the build's grid and cube, and compare bit for bit.
 
     Float groups are compared after the same transform as the build's (reflectance, indices), NaN equal to NaN.
@@ -111,33 +157,57 @@ def compare_with_sources(path: Path, manifest: dict[str, Any], rows: gpd.GeoData
     grids = {name: grid_of(cube) for name, cube in plan.cubes.items()}  # each group's own nested grid
     group = open_shards(path).zarr_group()
     problems = []
-    for row in rows.itertuples():
-        patch = by_key[row.key]
-        for name, cube in plan.cubes.items():
+    rows_list = list(rows.itertuples())
+    for start in range(0, len(rows_list), SOURCE_BATCH):
+        batch = rows_list[start : start + SOURCE_BATCH]
+        windows: list[tuple[Any, str, Any]] = []  # (row, Zarr array, lazy source pixels)
+        for row in batch:
+            patch = by_key[row.key]
+            for name, cube in plan.cubes.items():
+                rs, cs = patch.window_in(grids[name])
+                windows.append((row, name, cube.data[..., rs, cs]))
+            if plan.hr is not None:
+                rs, cs = patch.window_in(grid_of(plan.hr))
+                windows.append((row, "hr", plan.hr.data[:, rs, cs]))
+        # one compute for the batch, on threads: the windows' blocks are decoded in parallel
+        sources = dask.compute(*(w for _, _, w in windows), scheduler="threads")
+        for (row, name, _), source in zip(windows, sources, strict=True):
+            stored = read_slot(group, name, row.zarr_index)
+            if name == "hr" and plan.hr is not None:  # one date, all of it kept
+                if not same(source, stored):
+                    problems.append(f"sample {row.key}: hr differs from the source pixels")
+                continue
             kept = read_slot(group, time_mask_of(name), row.zarr_index)
-            rs, cs = patch.window_in(grids[name])
-            (source,) = dask.compute(cube.data[..., rs, cs], scheduler="synchronous")
-            if not same(source[kept], read_slot(group, name, row.zarr_index)[kept]):
+            if not same(source[kept], stored[kept]):
                 problems.append(f"sample {row.key}: group {name} differs from the source pixels")
-        if plan.hr is not None:
-            rs, cs = patch.window_in(grid_of(plan.hr))
-            (source,) = dask.compute(plan.hr.data[:, rs, cs], scheduler="synchronous")
-            if not same(source, read_slot(group, "hr", row.zarr_index)):
-                problems.append(f"sample {row.key}: hr differs from the source pixels")
+        for _ in batch:
+            step()
     return problems
 
 
-def verify_dataset(path: Path, n_source: int = 4, seed: int = 0) -> list[str]:
-    """Every problem found (empty: the dataset is intact)."""
+def verify_dataset(
+    path: Path, n_source: int = 4, seed: int = 0, on_progress: Callable[[int, int], None] | None = None
+) -> list[str]:
+    """Every problem found (empty: the dataset is intact). ``on_progress(done, total)`` counts the files
+    checksummed, the samples checked and the samples re-read from the sources."""
     with open_shards(path) as dataset:
         manifest = dataset.layout.to_manifest()
         index = dataset.index()
-        problems = check_checksums(path, manifest)
-        values, lmdb_problems = read_lmdb_values(dataset, index) if dataset.layout.lmdb else ({}, [])
-    problems += lmdb_problems
-    if manifest["formats"]["zarr"] and values:
-        problems += compare_zarr_with_lmdb(path, manifest, index, values)
-    if manifest["formats"]["zarr"] and n_source > 0 and len(index):
-        chosen = np.random.default_rng(seed).choice(len(index), size=min(n_source, len(index)), replace=False)
-        problems += compare_with_sources(path, manifest, index.iloc[sorted(chosen)])
+        chosen: list[int] = []
+        if manifest["formats"]["zarr"] and n_source > 0 and len(index):
+            picked = np.random.default_rng(seed).choice(len(index), size=min(n_source, len(index)), replace=False)
+            chosen = sorted(int(i) for i in picked)
+        total = len(manifest["checksums"]) + len(index) + len(chosen)
+        done = 0
+
+        def step() -> None:
+            nonlocal done
+            done += 1
+            if on_progress is not None:
+                on_progress(done, total)
+
+        problems = check_checksums(path, manifest, step)
+        problems += check_samples(dataset, manifest, index, step)
+    if chosen:
+        problems += compare_with_sources(path, manifest, index.iloc[chosen], step)
     return problems

@@ -18,11 +18,13 @@ def verify(
     seed: Annotated[int, typer.Option(help="seed of the choice of those samples")] = 0,
 ) -> None:
     """Check a dataset bit for bit; exits 1 on any difference."""
+    from eoshard.flows.commands.build import progress_bar, progress_callback
     from eoshard.flows.verify import verify_dataset
 
     with user_errors():
-        with console.status("verifying"):
-            problems = verify_dataset(dataset, n_source=sources, seed=seed)
+        with progress_bar() as progress:  # minutes at a whole tile
+            update = progress_callback(progress, "verifying files, samples and source samples")
+            problems = verify_dataset(dataset, n_source=sources, seed=seed, on_progress=update)
         if problems:
             for problem in problems[:50]:
                 errors.print(f"[bold red]difference:[/] {escape(problem)}", highlight=False, soft_wrap=True)

@@ -72,6 +72,13 @@ class ShardedDataset:
                 for key, value in txn.cursor():
                     yield key.decode(), bytes(value)
 
+    def lmdb_keys(self) -> Iterator[tuple[str, str]]:
+        """Every ``(part, key)`` of every LMDB part, without reading the values."""
+        for part in self.layout.lmdb.parts if self.layout.lmdb is not None else ():
+            with self._env(part).begin() as txn:
+                for key in txn.cursor().iternext(keys=True, values=False):
+                    yield part, bytes(key).decode()
+
     def read_value(self, key: str, part: str) -> bytes | None:
         """The safetensors bytes of sample ``key`` in LMDB ``part`` (None when it is not there)."""
         with self._env(part).begin() as txn:
