@@ -28,3 +28,8 @@ def __getattr__(name: str) -> Any:
 
         return open_dataset
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    """The module's names and the lazy ``open_dataset`` (Python suggests from these for a misspelt name)."""
+    return sorted({*globals(), *__all__})

@@ -55,7 +55,7 @@ def test_every_public_name_is_what_the_type_checker_sees(package: str) -> None:
     assert sorted(typed) == sorted(module.__all__) == sorted(dir(module))
     for name, home in typed.items():
         assert getattr(module, name) is getattr(importlib.import_module(home), name), name
-    with pytest.raises(AttributeError, match=f"No {package} attribute nothing_here"):
+    with pytest.raises(AttributeError, match=f"^module '{package}' has no attribute 'nothing_here'$"):
         module.nothing_here  # noqa: B018
 
 
@@ -77,3 +77,23 @@ def test_importing_one_module_of_a_portion_loads_only_what_it_needs() -> None:
     )
     run = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd="/")
     assert json.loads(run.stdout) == []  # a shard task's worker does not load the cube engines or the API client
+
+
+@pytest.mark.parametrize(
+    ("statement", "said"),
+    [
+        ("import eoshard.pipeline as m; m.open_cub", "module 'eoshard.pipeline' has no attribute 'open_cub'. "
+         "Did you mean: 'open_cube'?"),
+        ("import eoshard.catalog as m; m.serch", "module 'eoshard.catalog' has no attribute 'serch'. "
+         "Did you mean: 'search'?"),
+        ("import eoshard as m; m.open_datset", "module 'eoshard' has no attribute 'open_datset'. "
+         "Did you mean: 'open_dataset'?"),
+        ("import eoshard.pipeline as m; m.zzzz", "module 'eoshard.pipeline' has no attribute 'zzzz'"),
+    ],
+)  # fmt: skip
+def test_a_misspelt_name_gets_pythons_message_and_suggestion(statement: str, said: str) -> None:
+    run = subprocess.run(
+        [sys.executable, "-c", statement], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert run.returncode == 1
+    assert run.stderr.strip().splitlines()[-1] == f"AttributeError: {said}"

@@ -9,7 +9,7 @@ ds = open_dataset("out/demo")  # a built dataset, as xarray
 ```
 """
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import lazy_loader
 
@@ -56,7 +56,7 @@ if TYPE_CHECKING:
 
 # each public name and the module that defines it, imported when the name is first asked for (design record
 # 0020): importing one module of the package, as the CLI and the shard tasks do, loads no other
-__getattr__, __dir__, __all__ = lazy_loader.attach(
+_lazy_getattr, __dir__, __all__ = lazy_loader.attach(
     __name__,
     submod_attrs={
         "cube": ["ENGINES", "band_groups", "onto_grid", "open_band_group", "open_cube"],
@@ -100,3 +100,11 @@ __getattr__, __dir__, __all__ = lazy_loader.attach(
         "shards.xarray_view": ["open_dataset", "sample_image"],
     },
 )
+
+
+def __getattr__(name: str) -> Any:
+    """A public name, imported on first use; any other gets Python's wording (and its "Did you mean", from
+    ``__dir__``) instead of lazy_loader's."""
+    if name in __all__:
+        return _lazy_getattr(name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
