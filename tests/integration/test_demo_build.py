@@ -377,7 +377,9 @@ def test_open_dataset_gives_the_samples_with_real_coordinates(built: Path, tmp_p
     assert list(ds.sample.values) == list(index["key"]) and ds.attrs["crs"] == "EPSG:32632"
     assert [str(t)[:19] for t in ds.time.values] == manifest["dates"]
     assert list(ds.band_s2_10m.values) == ["B02", "B03", "B04", "B08"] and list(ds.band_s2_20m.values) == ["B11"]
-    assert ds.s2_10m.chunks is not None  # lazy
+    assert ds.s2_10m.chunks is not None  # lazy, a chunk per Zarr shard (5 slots), less the dropped samples
+    by_shard = index.groupby(index["zarr_index"] // manifest["formats"]["zarr"]["shard_size"]).size().tolist()
+    assert list(ds.s2_10m.chunks[0]) == by_shard and max(by_shard) == 5 and len(by_shard) < len(index) / 3
     group = zarr.open_group(str(built / "data.zarr"), mode="r")
     row = index.iloc[2]
     np.testing.assert_array_equal(ds.s2_20m.sel(sample=row.key).values, group["s2_20m"][row.zarr_index])
