@@ -168,10 +168,14 @@ def _remove_block_stores(plan: BuildPlan, client: Client) -> None:
 
 @dataclass(frozen=True)
 class DirectShard:
-    """A shard whose task reads its own pixels: submitted with the build's shared sources (scattered once)."""
+    """A shard whose task reads its own pixels: submitted with the build's shared sources (scattered once).
+
+    ``task`` is called as ``read_shard(spec, sources, size, meetings, ahead)`` is (a refresh's puts the held
+    samples' old steps beside the new ones it reads)."""
 
     spec: ShardSpec
     size: int
+    task: Callable[..., dict[str, Any]] = read_shard
 
 
 class ShardSubmitter:
@@ -217,7 +221,7 @@ class ShardSubmitter:
         if isinstance(task, DirectShard):
             again = f"-{self.signatures}" if self.signatures else ""
             return self.client.submit(
-                read_shard, task.spec, self.shared, task.size, self.meetings, _ahead(self.tasks, position, self.per),
+                task.task, task.spec, self.shared, task.size, self.meetings, _ahead(self.tasks, position, self.per),
                 key=f"shard-{k}-{self.token}{again}", priority=-position, pure=False, **where,
             )  # fmt: skip
         return self.client.compute(task, priority=-position, **where)

@@ -20,7 +20,7 @@ so the refreshed dataset equals a single build over the whole period; only the S
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,9 +31,11 @@ from safetensors.numpy import load
 
 from eoshard.flows.refresh.errors import RefreshError
 from eoshard.pipeline.cube import acquisition_key
+from eoshard.pipeline.direct import GroupSource
 from eoshard.pipeline.patches import Patch
 from eoshard.pipeline.sensors import group_sensor, is_main
 from eoshard.pipeline.shards.reader import open_shards
+from eoshard.pipeline.shards.reads import Meetings, Origins, ShardSources, read_shard_windows
 from eoshard.pipeline.shards.task import ShardSpec, materialize_shard
 
 if TYPE_CHECKING:
@@ -108,11 +110,19 @@ def open_old(path: Path, plan: BuildPlan, manifest: Mapping[str, Any]) -> OldDat
 def refreshed_shard_task(
     old: OldDataset, samples: Mapping[str, HeldSample], plan: BuildPlan, index: int, shard: list[Patch]
 ) -> Any:
-    """The lazy task of shard ``index``: new steps of held samples, every step of the others, from the sources."""
+    """The task of shard ``index``: new steps of held samples, every step of the others, from the sources.
+
+    A ``DirectShard`` that reads its windows as a build's shard task does (``read_refreshed_shard``) when the plan
+    reads directly, else a Delayed over windows of the lazy cubes.
+    """
     from eoshard.flows.build import label_windows, shard_spec
+    from eoshard.flows.shard_runner import DirectShard
 
     fresh = old.fresh
     held = [samples.get(p.key) for p in shard]
+    if plan.sources is not None:
+        task = partial(read_refreshed_shard, old=old, held=tuple(held))
+        return DirectShard(shard_spec(plan, index, shard), plan.config.patches.size, task)
     images: dict[str, list[Any]] = {}
     for name, cube in plan.cubes.items():
         windows = [plan.window(name, p) for p in shard]
@@ -137,6 +147,54 @@ def refreshed_shard_task(
     spec = shard_spec(plan, index, shard)
     task = partial(materialize_refreshed_shard, old=old, held=held)
     return dask.delayed(task, pure=True)(spec, images, label_windows(plan, shard), paired, masks)
+
+
+def read_refreshed_shard(
+    spec: ShardSpec,
+    sources: ShardSources,
+    size: int,
+    meetings: Meetings = (),
+    ahead: Sequence[Origins] = (),
+    *,
+    old: OldDataset,
+    held: Sequence[HeldSample | None],
+) -> dict[str, Any]:
+    """A refreshed shard read directly, as ``read_shard`` reads a build's: the new steps (``fresh_sources``) when
+    every sample is held, else every step, of which the held samples keep the new ones (a candidate the old
+    dataset dropped needs all its steps from the sources, and the shard's blocks are read once for all)."""
+    fresh = fresh_sources(sources, old)
+    everything = any(h is None for h in held)
+    images, labels, paired, masks = read_shard_windows(
+        spec, sources if everything else fresh, size, meetings, ahead, ahead_sources=fresh
+    )
+    if everything:
+        steps = old.fresh
+        images = {
+            g: [v if h is None or g not in old.groups else v[steps] for v, h in zip(values, held, strict=True)]
+            for g, values in images.items()
+        }
+        if masks is not None:
+            masks = [m if h is None else m[steps] for m, h in zip(masks, held, strict=True)]
+    if old.hr_bands and "hr" in paired:  # a held sample's HR is read back
+        paired = {"hr": [None if h is not None else w for w, h in zip(paired["hr"], held, strict=True)]}
+    return materialize_refreshed_shard(spec, images, labels, paired, masks, old=old, held=held)
+
+
+def fresh_sources(sources: ShardSources, old: OldDataset) -> ShardSources:
+    """The shard sources of the steps the old dataset lacks: its groups and the valid mask's source keep those
+    steps only (other sensors' groups keep theirs: they are read anew every time); no HR when it is read back."""
+    steps = old.fresh
+
+    def only_fresh(group: GroupSource) -> GroupSource:
+        return replace(group, steps=tuple(group.steps[t] for t in steps))
+
+    return replace(
+        sources,
+        groups={name: only_fresh(g) if name in old.groups else g for name, g in sources.groups.items()},
+        scl=None if sources.scl is None else only_fresh(sources.scl),
+        qa=None if sources.qa is None else only_fresh(sources.qa),
+        hr=None if old.hr_bands else sources.hr,
+    )
 
 
 def materialize_refreshed_shard(

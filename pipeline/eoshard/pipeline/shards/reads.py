@@ -125,21 +125,35 @@ def read_shard(
     ``ahead``: the patch origins of the shards this worker runs next: their blocks of remote files are fetched in
     the background while this shard is read and made (see ``direct.mosaic.prefetch_group_window``).
     """
+    images, labels, paired, masks = read_shard_windows(spec, sources, size, meetings, ahead)
+    return materialize_shard(spec, images, labels, paired, masks=masks)
+
+
+def read_shard_windows(
+    spec: ShardSpec,
+    sources: ShardSources,
+    size: int,
+    meetings: Meetings = (),
+    ahead: Sequence[Origins] = (),
+    ahead_sources: ShardSources | None = None,
+) -> tuple[Any, Any, Any, Any]:
+    """``read_shard``'s reads without the shard: per patch, its images by group, label layers, paired windows and
+    valid mask (see ``materialize_shard``). ``ahead_sources``: what the next shards will read (default ``sources``).
+    """
     global _reading
     tune_malloc()
     use_block_store(sources.block_store, sources.block_store_bytes)
     for origins in ahead[:AHEAD_SHARDS]:  # first: a worker's first shards fetch their block row on both pools
-        _read_ahead(origins, sources, size, meetings)
+        _read_ahead(origins, ahead_sources or sources, size, meetings)
     with _reading_lock:
         _reading += 1
         read_alone(_reading == 1)
     try:
-        images, labels, paired, masks = _read_windows(spec, sources, size, meetings)
+        return _read_windows(spec, sources, size, meetings)
     finally:
         with _reading_lock:
             _reading -= 1
             read_alone(_reading == 1)
-    return materialize_shard(spec, images, labels, paired, masks=masks)
 
 
 _ahead_done: dict[Origins, None] = {}  # shards read ahead for in this process (the latest ones)
