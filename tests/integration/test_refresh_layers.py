@@ -119,3 +119,21 @@ def test_an_lmdb_only_scl_float_hr_dataset_refreshes_from_its_lmdb(demo_data: An
         half["dates"]
     )
     assert_same_as_a_single_build(case)
+
+
+def test_a_direct_read_scl_hr_dataset_refreshes_reading_only_new_steps(demo_data: Any, tmp_path: Path) -> None:
+    """uint16 pixels read directly, as builds read (no reflectance, no indices): the refresh's shard tasks read the
+    new steps only, and held samples' HR layers come back from the shards. East: the HR mosaic is unchanged, and
+    the first half's products and the HR files are hidden during the refresh."""
+    case = build_half(tmp_path, demo_data, EAST, "2024-09-30", cube={})
+    half = case["half"]
+    assert half["groups"]["s2_10m"]["dtype"] == "uint16" and half["hr"]["products"] == ["VHR_20230804_DEMO"]
+    old = old_dataset(case, tmp_path)
+    assert old.hr_bands == tuple(HR_BANDS) and old.read_mask
+    hr_items = list(pystac.ItemCollection.from_file(str(demo_data.hr)))
+    refreshed = refresh_hiding(case, [*case["first"], *hr_items])
+    assert refreshed["hr"]["products"] == half["hr"]["products"]
+    assert refreshed["dates"][: len(half["dates"])] == half["dates"] and len(refreshed["dates"]) > len(
+        half["dates"]
+    )
+    assert_same_as_a_single_build(case)

@@ -175,8 +175,9 @@ def read_refreshed_shard(
         }
         if masks is not None:
             masks = [m if h is None else m[steps] for m, h in zip(masks, held, strict=True)]
-    if old.hr_bands and "hr" in paired:  # a held sample's HR is read back
-        paired = {"hr": [None if h is not None else w for w, h in zip(paired["hr"], held, strict=True)]}
+    if old.hr_bands and sources.hr is not None:  # a held sample's HR is read back (the new steps' read has none)
+        windows = paired.get("hr", [None] * len(held))
+        paired = {**paired, "hr": [None if h is not None else w for w, h in zip(windows, held, strict=True)]}
     return materialize_refreshed_shard(spec, images, labels, paired, masks, old=old, held=held)
 
 
