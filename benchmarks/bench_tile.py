@@ -67,7 +67,12 @@ def config(root: Path, source: Path, out: Path) -> Path:
         "aoi": str(root / "aoi.geojson"),
         "period": {"start": "2024-04-01", "end": "2024-10-31"},
         "bands": BANDS,
-        "labels": {"path": str(root / "parcels.gpkg"), "class_column": "class_code", "id_column": "parcel_id"},
+        "labels": {
+            "path": str(root / "parcels.gpkg"),
+            "class_column": "class_code",
+            "class_name_column": "class_name",
+            "id_column": "parcel_id",
+        },
         "patches": {"size": 128},
         "timeseries": {"mask": "scl"},
         "output": {"path": str(out), "shard_size": 16, "lmdb_parts": 2},

@@ -15,7 +15,8 @@ import pytest
 from typer.testing import CliRunner
 
 from eoshard.flows.cli import app
-from eoshard.flows.demo.tile import BANDS_10, BANDS_20, _smooth, write_tile_world
+from eoshard.flows.demo.tile import BANDS_10, BANDS_20, SCALES, _smooth, make_parcels, write_tile_world
+from eoshard.flows.demo.world import CLASSES
 
 
 def test_the_world_reports_each_product_written(tmp_path: Path) -> None:
@@ -27,6 +28,12 @@ def test_the_world_reports_each_product_written(tmp_path: Path) -> None:
     items = list(pystac.Catalog.from_file(str(world.catalog)).get_items(recursive=True))
     assert len(items) == world.n_items == 2
     assert all(Path(a.get_absolute_href() or "").is_file() for item in items for a in item.assets.values())
+
+
+def test_the_parcels_carry_the_demo_worlds_crop_names() -> None:
+    parcels = make_parcels(SCALES["small"])
+    assert len(parcels) == 1273 and set(parcels.class_code) == set(CLASSES)
+    assert all(CLASSES[code] == name for code, name in zip(parcels.class_code, parcels.class_name, strict=True))
 
 
 def test_an_unknown_scale_is_refused_with_the_ones_there_are(tmp_path: Path) -> None:
@@ -53,6 +60,7 @@ def test_the_world_comes_with_a_build_of_itself(tmp_path: Path) -> None:
     assert manifest["n_candidates"] == side * side == 64
     assert manifest["n_samples"] + sum(manifest["dropped"].values()) == 64
     assert sorted(manifest["formats"]) == ["lmdb", "zarr"]
+    assert manifest["labels"]["classes"] == {str(code): name for code, name in CLASSES.items()}
 
 
 def test_the_world_has_the_same_bytes_whatever_the_processes(tmp_path: Path) -> None:

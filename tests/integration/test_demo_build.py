@@ -23,6 +23,7 @@ from safetensors.numpy import load
 from typer.testing import CliRunner
 
 from eoshard.flows.cli import app
+from eoshard.flows.quicklooks import _BACKGROUND_COLOUR
 from tests.demo_config import demo_build_config, write_config
 from tests.pipeline.test_labels_exact import reference
 
@@ -336,8 +337,11 @@ def test_inspect_prints_a_summary_and_draws_quicklooks(built: Path, tmp_path: Pa
     result = CliRunner().invoke(app, ["inspect", str(built), "--out", str(out), "--samples", "3"])
     assert result.exit_code == 0, result.output
     assert "winter_wheat" in result.output and "n_samples" in result.output
+    assert "background" in result.output  # code 0, which the parcels do not name
     image = plt.imread(out)
     assert image.shape[0] > image.shape[1] > 100  # 3 rows of image + labels
+    grey = np.isclose(image[..., :3], np.array(_BACKGROUND_COLOUR), atol=1 / 255).all(axis=-1)
+    assert grey.sum() >= 50  # the legend's patch for the background (these samples have little of it)
 
 
 @pytest.mark.slow

@@ -1,4 +1,4 @@
-"""Quicklook grids of samples: a true-colour (or first band) image beside its class labels."""
+"""Quicklook grids of samples: a true-colour (or first band) image beside its class labels, with a legend."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ from typing import Any
 
 import matplotlib as mpl
 import numpy as np
+from matplotlib.colors import ListedColormap
+from matplotlib.patches import Patch
 
 from eoshard.pipeline.shards.reader import open_shards
 
@@ -22,6 +24,38 @@ def _rgb(sample: dict[str, np.ndarray], bands: list[str]) -> np.ndarray:
     return np.clip((image - lo) / max(hi - lo, 1.0), 0, 1)
 
 
+_BACKGROUND_COLOUR = (0.86, 0.86, 0.86)  # light grey: the pixels no parcel claims recede behind the classes
+
+
+class ClassColours:
+    """One colour per class code of the dataset (grey for the background), the same in every panel."""
+
+    def __init__(self, labels: dict[str, Any]) -> None:
+        background = int(labels.get("background", 0))
+        self.codes = np.array(
+            sorted({background, *map(int, labels["class_counts"]), *map(int, labels["classes"])})
+        )
+        palette = [
+            mpl.colors.to_rgb(c) for c in mpl.color_sequences["tab10" if len(self.codes) <= 11 else "tab20"]
+        ]
+        others = iter(palette * (len(self.codes) // len(palette) + 1))
+        self.colours = [_BACKGROUND_COLOUR if c == background else next(others) for c in self.codes]
+        self.names = {
+            int(c): labels["classes"].get(str(c), "background" if c == background else "") for c in self.codes
+        }
+        self.cmap = ListedColormap(self.colours)
+
+    def indices(self, layer: np.ndarray) -> np.ndarray:
+        """``layer``'s codes as positions in the palette (a code the counts do not know is drawn as the nearest)."""
+        return np.searchsorted(self.codes, layer).clip(0, len(self.codes) - 1)
+
+    def legend(self) -> list[Patch]:
+        return [
+            Patch(facecolor=colour, edgecolor="none", label=f"{code} {self.names[int(code)]}".rstrip())
+            for code, colour in zip(self.codes, self.colours, strict=True)
+        ]
+
+
 def draw_quicklooks(dataset: Path, manifest: dict[str, Any], out: Path, count: int) -> int:
     """Save a grid of ``count`` samples (image and labels) as a PNG; returns how many were drawn."""
     with open_shards(dataset) as shards:
@@ -30,18 +64,28 @@ def draw_quicklooks(dataset: Path, manifest: dict[str, Any], out: Path, count: i
             index.iloc[np.linspace(0, len(index) - 1, min(count, len(index))).astype(int)] if len(index) else index
         )
         with_labels = bool(manifest["labels"])
+        colours = ClassColours(manifest["labels"]) if with_labels else None
         cols = 2 if with_labels else 1
-        fig, axes = plt.subplots(len(rows), cols, figsize=(3 * cols, 3 * max(len(rows), 1)), squeeze=False)
+        fig, axes = plt.subplots(
+            len(rows), cols, figsize=(3 * cols, 3 * max(len(rows), 1) + 0.4), squeeze=False, layout="constrained"
+        )
         for ax_row, row in zip(axes, rows.itertuples(), strict=False):
             sample = shards.read_sample(str(row.key), str(row.lmdb_part))
             ax_row[0].imshow(_rgb(sample, manifest["bands"]))
             ax_row[0].set_title(f"{row.key}\n{row.split}, {row.n_dates} dates", fontsize=7)
-            if with_labels:
-                ax_row[1].imshow(sample["class"], cmap="tab10", interpolation="nearest", vmin=0, vmax=9)
+            if colours is not None:
+                ax_row[1].imshow(
+                    colours.indices(sample["class"]), cmap=colours.cmap, interpolation="nearest",
+                    vmin=-0.5, vmax=len(colours.codes) - 0.5,
+                )  # fmt: skip
                 ax_row[1].set_title("class", fontsize=7)
             for ax in ax_row:
                 ax.set_axis_off()
-    fig.tight_layout()
+    if colours is not None:  # below the grid, as many columns as fit its width
+        handles = colours.legend()
+        fig.legend(
+            handles=handles, loc="outside lower center", ncols=min(len(handles), 3), fontsize=7, frameon=False
+        )
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=80)
     plt.close(fig)

@@ -31,8 +31,10 @@ def inspect(
             table = Table(title="classes (pixels over all samples)")
             for column in ("code", "name", "pixels"):
                 table.add_column(column, justify="right" if column != "name" else "left")
+            background = str(labels.get("background", 0))
             for code, count in labels["class_counts"].items():
-                table.add_row(code, labels["classes"].get(code, ""), f"{count:,}")
+                name = labels["classes"].get(code, "background" if code == background else "")
+                table.add_row(code, name, f"{count:,}")
             console.print(table)
         target = out or dataset / "quicklooks.png"
         shown = draw_quicklooks(dataset, manifest, target, samples)

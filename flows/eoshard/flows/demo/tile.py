@@ -29,6 +29,7 @@ from shapely.geometry import box, mapping
 
 from eoshard.flows.demo.gpkg import write_gpkg
 from eoshard.flows.demo.scene import BOA_ADD_OFFSET, QUANTIFICATION, SCL_CLOUD_HIGH, SCL_CLOUD_MEDIUM, SCL_SHADOW
+from eoshard.flows.demo.world import CLASSES
 
 # Side of the written square in 10 m pixels; "quarter" is a quarter of a 10980 px tile.
 SCALES: dict[str, int] = {"tile": 10980, "quarter": 5490, "sixteenth": 2745, "small": 1098}
@@ -65,7 +66,8 @@ def _transform(resolution: int) -> Affine:
 
 
 def make_parcels(size: int, seed: int = 7) -> gpd.GeoDataFrame:
-    """Fields of about 8 ha in road-separated blocks over the square: quadrilaterals, a crop code each."""
+    """Fields of about 8 ha in road-separated blocks over the square: quadrilaterals, a crop code and name each
+    (the demo world's crops)."""
     rng = np.random.default_rng(seed)
     extent = size * 10.0
     x0, y1 = ORIGIN
@@ -91,7 +93,13 @@ def make_parcels(size: int, seed: int = 7) -> gpd.GeoDataFrame:
                     codes.append(int(rng.integers(1, 7)))
     ids = np.arange(1, len(polys) + 1, dtype=np.int64)
     return gpd.GeoDataFrame(
-        {"parcel_id": ids, "class_code": np.array(codes, dtype=np.int32)}, geometry=polys, crs=f"EPSG:{EPSG}"
+        {
+            "parcel_id": ids,
+            "class_code": np.array(codes, dtype=np.int32),
+            "class_name": [CLASSES[c] for c in codes],
+        },
+        geometry=polys,
+        crs=f"EPSG:{EPSG}",
     )
 
 
@@ -117,12 +125,12 @@ def _dates() -> list[datetime]:
 _CLOUD_COVER = (0.02, 0.35, 0.0, 0.6, 0.1, 0.05, 0.85, 0.0, 0.2, 0.45, 0.03, 0.15)
 
 
-def _write_cog(path: Path, array: np.ndarray, resolution: int) -> None:
+def _write_cog(path: Path, array: np.ndarray, resolution: int, threads: str) -> None:
     profile = {
         "driver": "COG", "dtype": array.dtype.name, "count": 1, "width": array.shape[1], "height": array.shape[0],
         "crs": f"EPSG:{EPSG}", "transform": _transform(resolution), "nodata": 0, "compress": "DEFLATE",
         "predictor": 2, "blocksize": COG_BLOCK, "overviews": "AUTO", "overview_resampling": "nearest",
-        "num_threads": "ALL_CPUS",
+        "num_threads": threads,
     }  # fmt: skip
     with rasterio.open(path, "w", **profile) as ds:
         ds.write(array, 1)
@@ -216,22 +224,24 @@ def _processes(size: int, dates: int) -> int:
 Job = tuple[Path, datetime, float, int, int]  # a product's folder, date, cloud cover, seed and 10 m side
 
 
-def _write_product(classes: dict[int, np.ndarray], job: Job) -> None:
-    """The 10 bands and SCL of one product, as COGs in its folder."""
+def _write_product(classes: dict[int, np.ndarray], job: Job, threads: str = "ALL_CPUS") -> None:
+    """The 10 bands and SCL of one product, as COGs in its folder, compressed on GDAL's ``threads``."""
     folder, date, cover, seed, size = job
     for band, array in _render(classes, date, cover, seed):
-        _write_cog(folder / f"{band}.tif", array, 20 if array.shape[0] < size else 10)
+        _write_cog(folder / f"{band}.tif", array, 20 if array.shape[0] < size else 10, threads)
 
 
 _CLASSES: dict[int, np.ndarray] = {}  # a rendering process's class maps, given once when it starts
+_THREADS: list[str] = []  # and its share of the cores for GDAL's compression
 
 
-def _keep_classes(classes: dict[int, np.ndarray]) -> None:
+def _start_renderer(classes: dict[int, np.ndarray], threads: int) -> None:
     _CLASSES.update(classes)
+    _THREADS.append(str(threads))
 
 
 def _write_pooled(job: Job) -> None:
-    _write_product(_CLASSES, job)
+    _write_product(_CLASSES, job, _THREADS[0])
 
 
 def _write_products(
@@ -246,7 +256,8 @@ def _write_products(
                 on_progress(done, len(jobs))
         return
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(processes, context, initializer=_keep_classes, initargs=(classes,)) as pool:
+    threads = max(1, (os.cpu_count() or 1) // processes)  # GDAL's ALL_CPUS in each process would oversubscribe
+    with ProcessPoolExecutor(processes, context, initializer=_start_renderer, initargs=(classes, threads)) as pool:
         try:
             futures = [pool.submit(_write_pooled, job) for job in jobs]
             for done, future in enumerate(as_completed(futures), start=1):
@@ -274,6 +285,7 @@ bands: [{bands}]
 labels:
   path: parcels.gpkg
   class_column: class_code
+  class_name_column: class_name
   id_column: parcel_id
 patches:
   size: 128
