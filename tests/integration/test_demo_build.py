@@ -338,6 +338,8 @@ def test_inspect_prints_a_summary_and_draws_quicklooks(built: Path, tmp_path: Pa
     assert result.exit_code == 0, result.output
     assert "winter_wheat" in result.output and "n_samples" in result.output
     assert "background" in result.output  # code 0, which the parcels do not name
+    counts = json.loads((built / "dataset.json").read_text())["labels"]["class_counts"]
+    assert f"{100 * counts['1'] / sum(counts.values()):.1f} %" in result.output  # winter wheat's share
     image = plt.imread(out)
     assert image.shape[0] > image.shape[1] > 100  # 3 rows of image + labels
     grey = np.isclose(image[..., :3], np.array(_BACKGROUND_COLOUR), atol=1 / 255).all(axis=-1)

@@ -29,12 +29,13 @@ def inspect(
         labels = manifest["labels"]
         if labels:
             table = Table(title="classes (pixels over all samples)")
-            for column in ("code", "name", "pixels"):
+            for column in ("code", "name", "pixels", "share"):
                 table.add_column(column, justify="right" if column != "name" else "left")
             background = str(labels.get("background", 0))
+            total = max(sum(labels["class_counts"].values()), 1)
             for code, count in labels["class_counts"].items():
                 name = labels["classes"].get(code, "background" if code == background else "")
-                table.add_row(code, name, f"{count:,}")
+                table.add_row(code, name, f"{count:,}", f"{100 * count / total:.1f} %")
             console.print(table)
         target = out or dataset / "quicklooks.png"
         shown = draw_quicklooks(dataset, manifest, target, samples)
