@@ -390,6 +390,8 @@ def test_open_dataset_gives_the_samples_with_real_coordinates(built: Path, tmp_p
     row = index.iloc[2]
     np.testing.assert_array_equal(ds.s2_20m.sel(sample=row.key).values, group["s2_20m"][row.zarr_index])
     np.testing.assert_array_equal(ds["class"].sel(sample=row.key).values, group["class"][row.zarr_index])
+    assert ds["class"].attrs["flag_values"].tolist() == [0, 1, 2, 3, 4, 5, 6]  # CF: the codes and their names
+    assert ds["class"].attrs["flag_meanings"] == "background winter_wheat maize rapeseed grassland sugar_beet potato"
     x0, y0, x1, y1 = row.geometry.bounds
     assert ds.easting_s2_20m.sel(sample=row.key).values[[0, -1]].tolist() == [x0 + 10, x1 - 10]
     assert ds.northing.sel(sample=row.key).values[[0, -1]].tolist() == [y1 - 5, y0 + 5]

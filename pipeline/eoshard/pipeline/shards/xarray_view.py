@@ -9,6 +9,7 @@ import xarray as xr
 from odc.geo.xr import assign_crs
 
 from eoshard.pipeline.errors import DatasetError
+from eoshard.pipeline.shards.layout import LabelLayout
 from eoshard.pipeline.shards.reader import open_shards
 
 BASE = ""  # the suffix of the base grid's dimensions (``y``, ``x``)
@@ -21,7 +22,8 @@ def open_dataset(path: Path | str) -> xr.Dataset:
     arrays ``y, x``). Coordinates: ``sample`` (the sample keys), ``time`` (the dataset's dates; ``time_s1`` the Sentinel-1 dates of format 1.1), ``band_<group>``,
     per sample ``split``, ``lmdb_part``, ``row``, ``col`` and its affine ``transform`` (``a, b, c, d, e, f``),
     and the pixel-centre ``easting_<group>`` / ``northing_<group>`` (``easting`` / ``northing`` on the base grid)
-    of every sample in the dataset's CRS (attribute ``crs``). ``sample_image(ds, key, group)`` gives one sample
+    of every sample in the dataset's CRS (attribute ``crs``); the ``class`` layer carries CF's ``flag_values`` and
+    ``flag_meanings`` (the class names). ``sample_image(ds, key, group)`` gives one sample
     as a DataArray on its own ``GeoBox``, ready to plot. Dask chunks hold a Zarr shard's samples each.
     """
     with open_shards(path) as shards:
@@ -58,8 +60,23 @@ def open_dataset(path: Path | str) -> xr.Dataset:
     if layout.hr is not None:
         ds = ds.assign_coords(band_hr=list(layout.hr["bands"]))
         ds = _pixel_centres(ds, origins, float(layout.hr["resolution"]), "_hr")
+    if layout.labels is not None and "class" in ds.data_vars:
+        ds["class"].attrs = class_flags(layout.labels)
     ds.attrs = {"name": layout.name, "crs": str(layout.grid.crs), "format_version": layout.format_version}
     return ds
+
+
+def class_flags(labels: LabelLayout) -> dict[str, object]:
+    """CF's ``flag_values`` and ``flag_meanings`` of the class layer: every code the dataset names or counts, the
+    background named ``background``, a code without a name ``class_<code>``, spaces in names as underscores."""
+    codes = sorted({labels.background, *map(int, labels.classes), *map(int, labels.class_counts)})
+    fallback = {labels.background: "background"}
+    meanings = [labels.classes.get(str(c), fallback.get(c, f"class_{c}")).replace(" ", "_") for c in codes]
+    return {
+        "long_name": "class code",
+        "flag_values": np.array(codes, dtype=np.int32),
+        "flag_meanings": " ".join(meanings),
+    }
 
 
 def sample_image(ds: xr.Dataset, key: str, group: str) -> xr.DataArray:
