@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
+from collections import Counter
 from pathlib import Path
 
 import geopandas as gpd
@@ -344,6 +345,25 @@ def test_inspect_prints_a_summary_and_draws_quicklooks(built: Path, tmp_path: Pa
     assert image.shape[0] > image.shape[1] > 100  # 3 rows of image + labels
     grey = np.isclose(image[..., :3], np.array(_BACKGROUND_COLOUR), atol=1 / 255).all(axis=-1)
     assert grey.sum() >= 50  # the legend's patch for the background (these samples have little of it)
+    assert plt.imread(tmp_path / "classes.png").shape[1] > 300  # the bar chart beside the quicklooks
+
+
+def test_the_class_counts_per_split_add_up_to_the_builds_counts(built: Path) -> None:
+    """Counted again from the Zarr store a shard at a time, split by split: the build's own statistics (counted
+    in the shard tasks) are their sum, and each split has its samples' pixels."""
+    from eoshard.flows.class_histogram import split_class_counts
+
+    per_split = split_class_counts(built)
+    index = gpd.read_parquet(built / "index.parquet")
+    assert list(per_split) == [s for s in ("train", "val", "test") if s in set(index["split"])]
+    total: Counter[int] = Counter()
+    for counts in per_split.values():
+        total.update(counts)
+    manifest = json.loads((built / "dataset.json").read_text())
+    assert {str(code): n for code, n in total.items()} == manifest["labels"]["class_counts"]
+    pixels = int(np.prod(zarr.open_group(str(built / "data.zarr"), mode="r")["class"].shape[1:]))
+    for split, counts in per_split.items():
+        assert sum(counts.values()) == (index["split"] == split).sum() * pixels
 
 
 @pytest.mark.slow
@@ -391,7 +411,9 @@ def test_open_dataset_gives_the_samples_with_real_coordinates(built: Path, tmp_p
     np.testing.assert_array_equal(ds.s2_20m.sel(sample=row.key).values, group["s2_20m"][row.zarr_index])
     np.testing.assert_array_equal(ds["class"].sel(sample=row.key).values, group["class"][row.zarr_index])
     assert ds["class"].attrs["flag_values"].tolist() == [0, 1, 2, 3, 4, 5, 6]  # CF: the codes and their names
-    assert ds["class"].attrs["flag_meanings"] == "background winter_wheat maize rapeseed grassland sugar_beet potato"
+    assert (
+        ds["class"].attrs["flag_meanings"] == "background winter_wheat maize rapeseed grassland sugar_beet potato"
+    )
     x0, y0, x1, y1 = row.geometry.bounds
     assert ds.easting_s2_20m.sel(sample=row.key).values[[0, -1]].tolist() == [x0 + 10, x1 - 10]
     assert ds.northing.sel(sample=row.key).values[[0, -1]].tolist() == [y1 - 5, y0 + 5]

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
 
 from eoshard.flows.app import app, console, user_errors
+
+if TYPE_CHECKING:
+    from eoshard.flows.quicklooks import ClassColours
 
 
 @app.command()
@@ -23,20 +26,31 @@ def inspect(
 
     with user_errors():
         manifest = read_manifest(dataset)
-        from eoshard.flows.quicklooks import draw_quicklooks  # matplotlib, once the folder is a dataset
+        from eoshard.flows.quicklooks import ClassColours, draw_quicklooks  # matplotlib, once it is a dataset
 
         print_summary(dataset, manifest)
-        labels = manifest["labels"]
-        if labels:
-            table = Table(title="classes (pixels over all samples)")
-            for column in ("code", "name", "pixels", "share"):
-                table.add_column(column, justify="right" if column != "name" else "left")
-            background = str(labels.get("background", 0))
-            total = max(sum(labels["class_counts"].values()), 1)
-            for code, count in labels["class_counts"].items():
-                name = labels["classes"].get(code, "background" if code == background else "")
-                table.add_row(code, name, f"{count:,}", f"{100 * count / total:.1f} %")
-            console.print(table)
         target = out or dataset / "quicklooks.png"
+        if manifest["labels"]:
+            _classes(dataset, manifest, ClassColours(manifest["labels"]), target.parent / "classes.png")
         shown = draw_quicklooks(dataset, manifest, target, samples)
         console.print(f"quicklooks of {shown} samples: {target}")
+
+
+def _classes(dataset: Path, manifest: dict[str, Any], colours: ClassColours, png: Path) -> None:
+    """The class table (all samples, and each split's share where the dataset has Zarr) and its bar chart."""
+    from eoshard.flows.class_histogram import draw_class_histogram, shares, split_class_counts
+
+    labels = manifest["labels"]
+    per_split = split_class_counts(dataset) if "zarr" in manifest["formats"] else {}
+    table = Table(title="classes (pixels over all samples; share of each split's pixels)")
+    for column in ("code", "name", "pixels", "share", *per_split):
+        table.add_column(column, justify="right" if column != "name" else "left")
+    total = max(sum(labels["class_counts"].values()), 1)
+    split_shares = {split: shares(counts) for split, counts in per_split.items()}
+    for code, count in labels["class_counts"].items():
+        in_splits = [f"{split_shares[s].get(int(code), 0.0):.1f} %" for s in per_split]
+        table.add_row(code, colours.names[int(code)], f"{count:,}", f"{100 * count / total:.1f} %", *in_splits)
+    console.print(table)
+    if per_split:
+        draw_class_histogram(colours, per_split, png)
+        console.print(f"classes per split: {png}")
