@@ -348,6 +348,18 @@ def test_inspect_prints_a_summary_and_draws_quicklooks(built: Path, tmp_path: Pa
     assert plt.imread(tmp_path / "classes.png").shape[1] > 300  # the bar chart beside the quicklooks
 
 
+def test_inspect_leaves_out_the_split_shares_when_a_class_shard_is_missing(built: Path, tmp_path: Path) -> None:
+    """zarr reads a missing shard file as zeros (background): inspect sees the counts disagree and says so."""
+    copy = tmp_path / "copy"
+    shutil.copytree(built, copy)
+    next(p for p in sorted((copy / "data.zarr" / "class" / "c").rglob("*")) if p.is_file()).unlink()
+    result = CliRunner().invoke(app, ["inspect", str(copy), "--out", str(tmp_path / "q.png"), "--samples", "1"])
+    assert result.exit_code == 0, result.output
+    assert "does not add up to the class counts" in " ".join(result.output.split())
+    assert "train" not in result.output.split("classes (pixels over all samples)")[1].split("quicklooks")[0]
+    assert not (tmp_path / "classes.png").exists()
+
+
 def test_the_class_counts_per_split_add_up_to_the_builds_counts(built: Path) -> None:
     """Counted again from the Zarr store a shard at a time, split by split: the build's own statistics (counted
     in the shard tasks) are their sum, and each split has its samples' pixels."""

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from eoshard.flows.app import app, console, user_errors
@@ -41,8 +43,23 @@ def _classes(dataset: Path, manifest: dict[str, Any], colours: ClassColours, png
     from eoshard.flows.class_histogram import draw_class_histogram, shares, split_class_counts
 
     labels = manifest["labels"]
-    per_split = split_class_counts(dataset) if "zarr" in manifest["formats"] else {}
-    table = Table(title="classes (pixels over all samples; share of each split's pixels)")
+    per_split = {}
+    if "zarr" in manifest["formats"]:
+        verify = f"`eoshard verify {escape(str(dataset))}` tells what is damaged"
+        try:
+            per_split = split_class_counts(dataset)
+        except (OSError, ValueError, KeyError, RuntimeError) as err:  # inspect still shows what it can read
+            problem = f"could not count the classes per split from the Zarr store ({type(err).__name__}: {err})"
+            console.print(f"[yellow]warning:[/] {escape(problem[:400])}; {verify}")
+        # zarr reads a missing shard file as its fill value: counts that do not add up are not shown
+        if per_split and _summed(per_split) != {int(k): v for k, v in labels["class_counts"].items() if v}:
+            console.print(
+                "[yellow]warning:[/] the Zarr store's class layer does not add up to the class counts of "
+                f"dataset.json (a shard file is missing or changed), so the shares per split are left out; {verify}"
+            )
+            per_split = {}
+    title = "classes (pixels over all samples" + ("; share of each split's pixels)" if per_split else ")")
+    table = Table(title=title)
     for column in ("code", "name", "pixels", "share", *per_split):
         table.add_column(column, justify="right" if column != "name" else "left")
     total = max(sum(labels["class_counts"].values()), 1)
@@ -54,3 +71,10 @@ def _classes(dataset: Path, manifest: dict[str, Any], colours: ClassColours, png
     if per_split:
         draw_class_histogram(colours, per_split, png)
         console.print(f"classes per split: {png}")
+
+
+def _summed(per_split: dict[str, Counter[int]]) -> dict[int, int]:
+    total: Counter[int] = Counter()
+    for counts in per_split.values():
+        total.update(counts)
+    return dict(total)
