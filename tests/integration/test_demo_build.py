@@ -348,15 +348,39 @@ def test_inspect_prints_a_summary_and_draws_quicklooks(built: Path, tmp_path: Pa
     assert plt.imread(tmp_path / "classes.png").shape[1] > 300  # the bar chart beside the quicklooks
 
 
+def test_open_dataset_refuses_a_dataset_that_lost_a_zarr_shard(built: Path, tmp_path: Path) -> None:
+    """zarr would read the missing shard file as zeros: open_dataset names the file instead."""
+    from eoshard.pipeline import DatasetError, open_dataset
+
+    copy = tmp_path / "copy"
+    shutil.copytree(built, copy)
+    (copy / "data.zarr" / "s2_10m" / "c" / "1" / "0" / "0" / "0" / "0").unlink()
+    with pytest.raises(
+        DatasetError, match=r"1 Zarr shard file\(s\) of .* are missing \(data.zarr/s2_10m/c/1/0/0/0/0\)"
+    ):
+        open_dataset(copy)
+
+
 def test_inspect_leaves_out_the_split_shares_when_a_class_shard_is_missing(built: Path, tmp_path: Path) -> None:
-    """zarr reads a missing shard file as zeros (background): inspect sees the counts disagree and says so."""
+    """inspect still summarises a dataset that lost a class shard, without the shares per split, and says why."""
     copy = tmp_path / "copy"
     shutil.copytree(built, copy)
     next(p for p in sorted((copy / "data.zarr" / "class" / "c").rglob("*")) if p.is_file()).unlink()
     result = CliRunner().invoke(app, ["inspect", str(copy), "--out", str(tmp_path / "q.png"), "--samples", "1"])
     assert result.exit_code == 0, result.output
-    assert "does not add up to the class counts" in " ".join(result.output.split())
+    assert "1 Zarr shard file(s) of" in " ".join(result.output.split())
+    assert "eoshard verify" in result.output
     assert "train" not in result.output.split("classes (pixels over all samples)")[1].split("quicklooks")[0]
+    assert not (tmp_path / "classes.png").exists()
+
+
+def test_inspect_leaves_out_the_split_shares_when_the_class_layer_was_changed(built: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "copy"
+    shutil.copytree(built, copy)
+    zarr.open_array(str(copy / "data.zarr" / "class"), mode="r+")[0] = 99  # a valid shard, other labels
+    result = CliRunner().invoke(app, ["inspect", str(copy), "--out", str(tmp_path / "q.png"), "--samples", "1"])
+    assert result.exit_code == 0, result.output
+    assert "does not add up to the class counts of dataset.json" in " ".join(result.output.split())
     assert not (tmp_path / "classes.png").exists()
 
 

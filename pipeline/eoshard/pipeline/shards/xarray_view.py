@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +32,7 @@ def open_dataset(path: Path | str) -> xr.Dataset:
         shards.zarr_group()  # a DatasetError when the dataset has no Zarr store
         index = shards.index(columns=["key", "zarr_index", "split", "lmdb_part", "row", "col"])
     assert layout.zarr is not None
+    _refuse_missing_shards(Path(path), layout.zarr.path, layout.checksums)
     # a dask chunk per Zarr shard, not per sample (zarr's inner chunk): a shard is read and decoded in one go, and
     # a whole-dataset reduction has 16 times fewer tasks
     chunks = {"sample": layout.zarr.shard_size}
@@ -64,6 +66,17 @@ def open_dataset(path: Path | str) -> xr.Dataset:
         ds["class"].attrs = class_flags(layout.labels)
     ds.attrs = {"name": layout.name, "crs": str(layout.grid.crs), "format_version": layout.format_version}
     return ds
+
+
+def _refuse_missing_shards(path: Path, zarr_path: str, checksums: Mapping[str, str]) -> None:
+    """zarr reads a missing shard file as its fill value (zeros): a dataset that lost one is refused, not read."""
+    missing = [name for name in checksums if name.startswith(f"{zarr_path}/") and not (path / name).is_file()]
+    if missing:
+        raise DatasetError(
+            f"{len(missing)} Zarr shard file(s) of {path} are missing ({', '.join(missing[:3])}"
+            f"{', ...' if len(missing) > 3 else ''}); zarr would read them as zeros. Run `eoshard verify {path}`, "
+            "then rebuild it (`eoshard build` with its config) or restore the files"
+        )
 
 
 def class_flags(labels: LabelLayout) -> dict[str, object]:
