@@ -51,11 +51,11 @@ def _classes(dataset: Path, manifest: dict[str, Any], colours: ClassColours, png
         except (OSError, ValueError, KeyError, RuntimeError) as err:  # inspect still shows what it can read
             problem = f"could not count the classes per split from the Zarr store ({type(err).__name__}: {err})"
             console.print(f"[yellow]warning:[/] {escape(problem[:400])}; {verify}")
-        # zarr reads a missing shard file as its fill value: counts that do not add up are not shown
+        # a shard rewritten with other labels reads fine (open_dataset refuses a missing one): check the sum
         if per_split and _summed(per_split) != {int(k): v for k, v in labels["class_counts"].items() if v}:
             console.print(
                 "[yellow]warning:[/] the Zarr store's class layer does not add up to the class counts of "
-                f"dataset.json (a shard file is missing or changed), so the shares per split are left out; {verify}"
+                f"dataset.json (a shard file was changed), so the shares per split are left out; {verify}"
             )
             per_split = {}
     title = "classes (pixels over all samples" + ("; share of each split's pixels)" if per_split else ")")
