@@ -85,6 +85,19 @@ def refresh_hiding(case: dict[str, Any], hidden: list[Any]) -> dict[str, Any]:
     return dict(json.loads((case["out"] / "dataset.json").read_text()))
 
 
+def refresh_hiding_the_hr_too(case: dict[str, Any], demo_data: Any) -> None:
+    """A refresh with the first half's products and the HR files hidden keeps the HR products, adds dates, and
+    equals a single build."""
+    half = case["half"]
+    hr_items = list(pystac.ItemCollection.from_file(str(demo_data.hr)))
+    refreshed = refresh_hiding(case, [*case["first"], *hr_items])
+    assert refreshed["hr"]["products"] == half["hr"]["products"]
+    assert refreshed["dates"][: len(half["dates"])] == half["dates"] and len(refreshed["dates"]) > len(
+        half["dates"]
+    )
+    assert_same_as_a_single_build(case)
+
+
 def test_scl_float_and_new_hr_products_refresh_to_a_single_build(demo_data: Any, tmp_path: Path) -> None:
     """Zarr + LMDB (held steps read from Zarr). West, where a second HR product (2024-06-12) covers the AOI: the
     first half's period ends before it, so the refresh's mosaic differs and every HR window comes from the
@@ -112,13 +125,7 @@ def test_an_lmdb_only_scl_float_hr_dataset_refreshes_from_its_lmdb(demo_data: An
     assert not (case["out"] / "data.zarr").exists()
     assert half["hr"]["products"] == ["VHR_20230804_DEMO"]
     assert old_dataset(case, tmp_path).hr_bands == tuple(HR_BANDS)
-    hr_items = list(pystac.ItemCollection.from_file(str(demo_data.hr)))
-    refreshed = refresh_hiding(case, [*case["first"], *hr_items])
-    assert refreshed["hr"]["products"] == half["hr"]["products"]
-    assert refreshed["dates"][: len(half["dates"])] == half["dates"] and len(refreshed["dates"]) > len(
-        half["dates"]
-    )
-    assert_same_as_a_single_build(case)
+    refresh_hiding_the_hr_too(case, demo_data)
 
 
 def test_a_direct_read_scl_hr_dataset_refreshes_reading_only_new_steps(demo_data: Any, tmp_path: Path) -> None:
@@ -130,10 +137,4 @@ def test_a_direct_read_scl_hr_dataset_refreshes_reading_only_new_steps(demo_data
     assert half["groups"]["s2_10m"]["dtype"] == "uint16" and half["hr"]["products"] == ["VHR_20230804_DEMO"]
     old = old_dataset(case, tmp_path)
     assert old.hr_bands == tuple(HR_BANDS) and old.read_mask
-    hr_items = list(pystac.ItemCollection.from_file(str(demo_data.hr)))
-    refreshed = refresh_hiding(case, [*case["first"], *hr_items])
-    assert refreshed["hr"]["products"] == half["hr"]["products"]
-    assert refreshed["dates"][: len(half["dates"])] == half["dates"] and len(refreshed["dates"]) > len(
-        half["dates"]
-    )
-    assert_same_as_a_single_build(case)
+    refresh_hiding_the_hr_too(case, demo_data)

@@ -23,9 +23,9 @@ def split_class_counts(dataset: Path) -> dict[str, Counter[int]]:
     counts: dict[str, Counter[int]] = {}
     start = 0
     for size in layer.chunks[0] if layer.chunks else (layer.sizes["sample"],):
-        block = layer.isel(sample=slice(start, start + size)).values
-        for split in np.unique(splits[start : start + size]):
-            codes, n = np.unique(block[splits[start : start + size] == split], return_counts=True)
+        block, in_block = layer.isel(sample=slice(start, start + size)).values, splits[start : start + size]
+        for split in np.unique(in_block):
+            codes, n = np.unique(block[in_block == split], return_counts=True)
             counts.setdefault(str(split), Counter()).update(dict(zip(codes.tolist(), n.tolist(), strict=True)))
         start += size
     return dict(sorted(counts.items(), key=lambda kv: (_split_rank(kv[0]), kv[0])))

@@ -10,6 +10,7 @@ import numpy as np
 from matplotlib.colors import ListedColormap
 from matplotlib.patches import Patch
 
+from eoshard.pipeline.shards.layout import LabelLayout
 from eoshard.pipeline.shards.reader import open_shards
 
 mpl.use("Agg")
@@ -32,9 +33,7 @@ class ClassColours:
 
     def __init__(self, labels: dict[str, Any]) -> None:
         background = int(labels.get("background", 0))
-        self.codes = np.array(
-            sorted({background, *map(int, labels["class_counts"]), *map(int, labels["classes"])})
-        )
+        self.codes = np.array(LabelLayout({}, labels["classes"], labels["class_counts"], background).codes())
         palette = [
             mpl.colors.to_rgb(c) for c in mpl.color_sequences["tab10" if len(self.codes) <= 11 else "tab20"]
         ]

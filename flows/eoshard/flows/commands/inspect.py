@@ -52,7 +52,9 @@ def _classes(dataset: Path, manifest: dict[str, Any], colours: ClassColours, png
             problem = f"could not count the classes per split from the Zarr store ({type(err).__name__}: {err})"
             console.print(f"[yellow]warning:[/] {escape(problem[:400])}; {verify}")
         # a shard rewritten with other labels reads fine (open_dataset refuses a missing one): check the sum
-        if per_split and _summed(per_split) != {int(k): v for k, v in labels["class_counts"].items() if v}:
+        if per_split and dict(sum(per_split.values(), Counter[int]())) != {
+            int(k): v for k, v in labels["class_counts"].items() if v
+        }:
             console.print(
                 "[yellow]warning:[/] the Zarr store's class layer does not add up to the class counts of "
                 f"dataset.json (a shard file was changed), so the shares per split are left out; {verify}"
@@ -71,10 +73,3 @@ def _classes(dataset: Path, manifest: dict[str, Any], colours: ClassColours, png
     if per_split:
         draw_class_histogram(colours, per_split, png)
         console.print(f"classes per split: {png}")
-
-
-def _summed(per_split: dict[str, Counter[int]]) -> dict[int, int]:
-    total: Counter[int] = Counter()
-    for counts in per_split.values():
-        total.update(counts)
-    return dict(total)

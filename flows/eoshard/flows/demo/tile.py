@@ -232,16 +232,14 @@ def _write_product(classes: dict[int, np.ndarray], job: Job, threads: str = "ALL
 
 
 _CLASSES: dict[int, np.ndarray] = {}  # a rendering process's class maps, given once when it starts
-_THREADS: list[str] = []  # and its share of the cores for GDAL's compression
 
 
-def _start_renderer(classes: dict[int, np.ndarray], threads: int) -> None:
+def _keep_classes(classes: dict[int, np.ndarray]) -> None:
     _CLASSES.update(classes)
-    _THREADS.append(str(threads))
 
 
-def _write_pooled(job: Job) -> None:
-    _write_product(_CLASSES, job, _THREADS[0])
+def _write_pooled(job: Job, threads: str) -> None:
+    _write_product(_CLASSES, job, threads)
 
 
 def _write_products(
@@ -256,10 +254,10 @@ def _write_products(
                 on_progress(done, len(jobs))
         return
     context = multiprocessing.get_context("spawn")
-    threads = max(1, (os.cpu_count() or 1) // processes)  # GDAL's ALL_CPUS in each process would oversubscribe
-    with ProcessPoolExecutor(processes, context, initializer=_start_renderer, initargs=(classes, threads)) as pool:
+    threads = str(max(1, (os.cpu_count() or 1) // processes))  # ALL_CPUS in each process would oversubscribe
+    with ProcessPoolExecutor(processes, context, initializer=_keep_classes, initargs=(classes,)) as pool:
         try:
-            futures = [pool.submit(_write_pooled, job) for job in jobs]
+            futures = [pool.submit(_write_pooled, job, threads) for job in jobs]
             for done, future in enumerate(as_completed(futures), start=1):
                 future.result()  # a failed product (a full disk) raises here
                 if on_progress is not None:

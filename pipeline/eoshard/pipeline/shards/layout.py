@@ -93,6 +93,10 @@ class LabelLayout:
     class_counts: Mapping[str, int] = field(default_factory=dict)
     background: int = 0
 
+    def codes(self) -> list[int]:
+        """Every class code the dataset names or counts, and the background, in order."""
+        return sorted({self.background, *map(int, self.classes), *map(int, self.class_counts)})
+
     def to_json(self) -> Json:
         return {
             "layers": {k: {"dtype": d, "resolution": r} for k, (d, r) in self.layers.items()},

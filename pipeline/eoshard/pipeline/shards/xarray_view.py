@@ -82,7 +82,7 @@ def _refuse_missing_shards(path: Path, zarr_path: str, checksums: Mapping[str, s
 def class_flags(labels: LabelLayout) -> dict[str, object]:
     """CF's ``flag_values`` and ``flag_meanings`` of the class layer: every code the dataset names or counts, the
     background named ``background``, a code without a name ``class_<code>``, spaces in names as underscores."""
-    codes = sorted({labels.background, *map(int, labels.classes), *map(int, labels.class_counts)})
+    codes = labels.codes()
     fallback = {labels.background: "background"}
     meanings = [labels.classes.get(str(c), fallback.get(c, f"class_{c}")).replace(" ", "_") for c in codes]
     return {
