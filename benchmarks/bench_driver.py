@@ -4,7 +4,7 @@
 
 On a cluster the workers' work spreads over many machines; the driver's does not. Cases:
 - builds of the ``--scale`` tile world (``bench_tile.py``'s) with ``eoshard build --workers N``: Zarr only at 16
-  and at 8 samples per shard (the same pixels in twice the shards), then Zarr and LMDB at 16. The driver's CPU
+  and at 4 samples per shard (the same pixels in 4x the shards), then Zarr and LMDB at 16. The driver's CPU
   seconds are sampled per thread (``/proc/PID/task``): its main thread (planning, commits, the final manifest) and
   the others (the event loop of Dask's comms and of a LocalCluster's scheduler, which lives in the driver; the
   LMDB writers). What a shard costs the main thread is the difference between the two Zarr builds over their
@@ -110,7 +110,7 @@ def main() -> None:
     base = config(root, root / "catalog" / "catalog.json", args.work / "out-driver")
     cases = {
         "Zarr, 16 samples a shard": variant(base, "out-driver-16", 16, ["zarr"]),
-        "Zarr, 8 samples a shard": variant(base, "out-driver-8", 8, ["zarr"]),
+        "Zarr, 4 samples a shard": variant(base, "out-driver-4", 4, ["zarr"]),
         "Zarr and LMDB, 16 samples a shard": variant(base, "out-driver-lmdb", 16, ["zarr", "lmdb"]),
     }
     figures = {}
@@ -119,8 +119,8 @@ def main() -> None:
         print(f"build, {label}, {args.workers} workers: {wall:.1f} s, {shards} shards; driver CPU s: {all_s:.1f}, "
               f"{main_s:.1f} in its main thread, {(all_s - main_s) / wall:.2f} in the others per second of the "
               f"build")  # fmt: skip
-    (wall16, main16, all16, n16), (_, main8, _, n8), (wall_lmdb, _, all_lmdb, _) = figures.values()
-    per_shard = (main8 - main16) / (n8 - n16)
+    (wall16, main16, all16, n16), (_, main4, _, n4), (wall_lmdb, _, all_lmdb, _) = figures.values()
+    per_shard = (main4 - main16) / (n4 - n16)
     # the other threads' periodic work (comms, a LocalCluster's scheduler) follows the build's duration: the LMDB
     # build's is taken to be the Zarr build's per second, the rest of its other threads' time is the LMDB writers'
     periodic = (all16 - main16) / wall16
