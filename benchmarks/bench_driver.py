@@ -25,7 +25,9 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import orjson
 import yaml
@@ -81,20 +83,21 @@ def variant(base: Path, name: str, shard_size: int, formats: list[str]) -> Path:
     return path
 
 
-def commits(records: list[bytes], dump: object, load: object) -> float:
+def commits(
+    records: list[dict[str, Any]], dump: Callable[[dict[str, Any]], bytes], load: Callable[[bytes], Any]
+) -> float:
     """CPU seconds per record to write every record as a commit does and read them all back."""
-    assert callable(dump) and callable(load)
-    parsed = [json.loads(r) for r in records]
     with tempfile.TemporaryDirectory() as tmp:
+        paths = [Path(tmp) / f"shard-{k:06d}.json" for k in range(len(records))]
         start = time.process_time()
-        for k, record in enumerate(parsed):
-            atomic_write(Path(tmp) / f"shard-{k:06d}.json", dump(record))
-        for k in range(len(parsed)):
-            load((Path(tmp) / f"shard-{k:06d}.json").read_bytes())
-        return (time.process_time() - start) / len(parsed)
+        for path, record in zip(paths, records, strict=True):
+            atomic_write(path, dump(record))
+        for path in paths:
+            load(path.read_bytes())
+        return (time.process_time() - start) / len(records)
 
 
-def _json_dump(record: dict[str, object]) -> bytes:
+def _json_dump(record: dict[str, Any]) -> bytes:
     return json.dumps(record, sort_keys=True, separators=(",", ":")).encode()
 
 
@@ -128,14 +131,15 @@ def main() -> None:
     print(f"the driver's main thread per shard: {per_shard * 1000:.1f} ms; the LMDB writes per shard: "
           f"{lmdb_per_shard * 1000:.1f} ms")  # fmt: skip
 
-    records = [p.read_bytes() for p in sorted((args.work / "out-driver-16" / "_build" / "commits").glob("*.json"))]
+    files = sorted((args.work / "out-driver-16" / "_build" / "commits").glob("*.json"))
+    records = [json.loads(p.read_bytes()) for p in files]
     ours, baseline = [], []
     for _ in range(3):  # alternating: the first writes of a run pay for fresh pages
         ours.append(commits(records, record_json, orjson.loads))
         baseline.append(commits(records, _json_dump, json.loads))
-    print(f"commit records ({len(records)}, {sum(map(len, records)) / len(records) / 1024:.0f} KiB each), written "
-          f"and read back: eoshard {min(ours) * 1000:.1f} ms, json {min(baseline) * 1000:.1f} ms per record (the "
-          f"best of 3)")  # fmt: skip
+    size = sum(p.stat().st_size for p in files) / len(files)
+    print(f"commit records ({len(records)}, {size / 1024:.0f} KiB each), written and read back: eoshard "
+          f"{min(ours) * 1000:.1f} ms, json {min(baseline) * 1000:.1f} ms per record (the best of 3)")  # fmt: skip
     quarters = round((10980 / SCALES[args.scale]) ** 2)
     shards = n16 * quarters * 100
     print(f"projection, 100 tiles ({shards} shards): the driver's main thread {shards * per_shard / 3600:.2f} h "
