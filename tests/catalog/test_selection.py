@@ -11,7 +11,7 @@ import pytest
 import shapely
 from shapely.geometry import box, shape
 
-from eoshard.catalog import EmptySelectionError, read_static_items, select, spread_dates
+from eoshard.catalog import EmptySelectionError, InvalidSourceError, read_static_items, select, spread_dates
 from eoshard.catalog.records import record_of
 from tests.conftest import shared_path
 
@@ -29,6 +29,28 @@ def test_records_normalise_both_conventions() -> None:
         assert r.cloud_cover is not None and r.processing_baseline is not None
         assert "_N" not in r.datatake.rsplit("_", 1)[0][-7:]
     assert es.tile == es.item.properties["grid:code"].removeprefix("MGRS-")
+
+
+@pytest.mark.parametrize(
+    ("where", "key", "value"),
+    [
+        ("properties", "proj:epsg", [32632]),  # found by the fuzz test: a TypeError in record_of
+        ("asset", "proj:epsg", "EPSG:32632"),
+        ("properties", "sat:relative_orbit", "R022"),
+        ("properties", "s2:nodata_pixel_percentage", {"value": 3}),
+    ],
+)
+def test_a_malformed_field_records_read_is_refused_with_the_item_and_field_named(
+    tmp_path, where: str, key: str, value: object
+) -> None:
+    data = json.loads(shared_path("stac", "earth-search__sentinel-2-l2a.json").read_text())
+    feature = data["features"][1]
+    fields = feature["properties"] if where == "properties" else next(iter(feature["assets"].values()))
+    fields[key] = value
+    path = tmp_path / "items.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(InvalidSourceError, match=f"feature 1 of {path}.*{key} {value!r}".replace("[", r"\[")):
+        list(read_static_items(path))
 
 
 @pytest.mark.parametrize(

@@ -67,6 +67,14 @@ def _problem(data: Any) -> str | None:
     cloud = props.get("eo:cloud_cover")
     if cloud is not None and not _number(cloud):
         return f"its eo:cloud_cover {cloud!r} is not a number"
+    for key in ("s2:nodata_pixel_percentage", "sat:relative_orbit"):  # what product records read as numbers
+        value = props.get(key)
+        if value is not None and not _number(value):
+            return f"its {key} {value!r} is not a number"
+    for where, fields in [("properties", props), *((f"asset {name!r}", a) for name, a in assets.items())]:
+        epsg = fields.get("proj:epsg")
+        if epsg is not None and not (_number(epsg) and float(epsg).is_integer()):
+            return f"the proj:epsg {epsg!r} of its {where} is not an EPSG code (an integer)"
     for key in ("datetime", "start_datetime", "end_datetime"):
         value = props.get(key)
         if value is not None and not _timestamp(value):
