@@ -15,6 +15,7 @@ from zarr.codecs import ZstdCodec
 from eoshard.pipeline.errors import ShardWriteError
 from eoshard.pipeline.faults import fault_point
 from eoshard.pipeline.sensors import group_sensor, is_main
+from eoshard.pipeline.shards.direct_io import write_new_file
 from eoshard.pipeline.shards.shard_bytes import one_pass_level, shard_pieces
 
 _DIMS = {0: [], 1: ["time"], 2: ["y", "x"], 3: ["time", "y", "x"], 4: ["time", "band", "y", "x"]}
@@ -139,12 +140,12 @@ def write_shard(
 
 
 def _replace(file: Path, pieces: Sequence[bytes]) -> None:
-    """Write ``file`` as zarr's store does: to ``NAME.<uuid>.partial`` beside it, then renamed over it."""
+    """Write ``file`` as zarr's store does: to ``NAME.<uuid>.partial`` beside it (past the page cache, see
+    ``write_new_file``), then renamed over it."""
     file.parent.mkdir(parents=True, exist_ok=True)
     tmp = file.with_name(f"{file.name}.{uuid.uuid4().hex}.partial")
     try:
-        with tmp.open("wb") as f:
-            f.writelines(pieces)
+        write_new_file(tmp, pieces)
         tmp.replace(file)
     finally:
         tmp.unlink(missing_ok=True)
