@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ctypes
 import json
 import math
+import mmap
 from pathlib import Path
 
 import lmdb
@@ -16,7 +18,7 @@ from safetensors.numpy import load
 
 from eoshard.pipeline.errors import ShardWriteError
 from eoshard.pipeline.patches import patch_grid
-from eoshard.pipeline.shards import stats
+from eoshard.pipeline.shards import lmdb_store, stats
 from eoshard.pipeline.shards.commits import CommitLog, PlanMismatchError
 from eoshard.pipeline.shards.lmdb_store import LmdbWriter
 from eoshard.pipeline.shards.splits import block_split
@@ -70,6 +72,44 @@ def test_lmdb_map_grows_when_full_and_keeps_existing_keys(tmp_path: Path) -> Non
     env = lmdb.open(str(tmp_path / "part-00"), readonly=True, lock=False)
     with env.begin() as txn:
         assert txn.get(b"k0") == bytes([0]) * 50_000 and txn.stat()["entries"] == 20
+    env.close()
+
+
+def _resident_bytes(path: Path) -> int:
+    """How many bytes of ``path`` the page cache holds (``mincore`` on a private map of it)."""
+    size = path.stat().st_size
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]
+    pages = -(-size // mmap.PAGESIZE)
+    vector = (ctypes.c_ubyte * pages)()
+    with path.open("rb") as f, mmap.mmap(f.fileno(), size, access=mmap.ACCESS_COPY) as mapped:
+        start = ctypes.c_char.from_buffer(mapped)
+        try:
+            assert libc.mincore(ctypes.addressof(start), size, vector) == 0, ctypes.get_errno()
+        finally:
+            del start  # the map closes only without it
+    return sum(v & 1 for v in vector) * mmap.PAGESIZE
+
+
+@pytest.mark.parametrize("drop", [True, False])
+def test_lmdb_commits_leave_the_page_cache_and_the_values_stay(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, drop: bool
+) -> None:
+    """Committed pages (synced by LMDB) leave the page cache, so the next commit's writes reuse freed pages."""
+    monkeypatch.setattr(lmdb_store, "_DROP_COMMITTED", drop)
+    rng = np.random.default_rng(5)
+    values = [(f"k{i:03d}", rng.integers(0, 2**16, 2**20, dtype=np.uint16).tobytes()) for i in range(24)]
+    with LmdbWriter(tmp_path / "part-00") as writer:
+        for n in range(0, 24, 8):
+            assert writer.put_many(values[n : n + 8]) == 8
+        resident = _resident_bytes(tmp_path / "part-00" / "data.mdb")
+    if drop:
+        assert resident < 2**20  # of 48 MiB written: the pages LMDB's map holds at most
+    else:
+        assert resident > 40 * 2**20
+    env = lmdb.open(str(tmp_path / "part-00"), readonly=True, lock=False)
+    with env.begin() as txn:
+        assert [(k.decode(), bytes(v)) for k, v in txn.cursor()] == values
     env.close()
 
 

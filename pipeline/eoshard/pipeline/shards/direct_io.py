@@ -19,7 +19,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 ALIGN = 4096  # offsets, lengths and memory of O_DIRECT writes: a multiple of every logical block size in use
-ENABLED = os.environ.get("EOSHARD_DIRECT_WRITES", "1") != "0" and hasattr(os, "O_DIRECT")
+# what the build writes and does not read back is kept out of the page cache (here, and LMDB's committed pages)
+BYPASS = os.environ.get("EOSHARD_DIRECT_WRITES", "1") != "0"
+ENABLED = BYPASS and hasattr(os, "O_DIRECT")
 
 _local = (
     threading.local()
