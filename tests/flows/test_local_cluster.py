@@ -81,3 +81,42 @@ def test_full_collections_while_the_scheduler_starts_meet_no_half_timed_callback
             del garbage
             gc.collect()
         assert len(started().scheduler_info()["workers"]) == 1
+
+
+_WHILE_STARTING = """
+import json
+import os
+from eoshard.flows.cluster import client_started_meanwhile
+
+with client_started_meanwhile(n_workers=1) as started:
+    meanwhile = set(os.environ)  # the main thread plans now, reading the environment (GDAL, PROJ, time zones)
+    started()
+    print(json.dumps([sorted(set(os.environ) - meanwhile), sorted(meanwhile)]))
+"""
+
+
+def test_no_environment_variable_is_added_while_the_cluster_starts_beside_planning(tmp_path: Any) -> None:
+    """glibc moves its array of variables to add one, and a thread reading them then reads freed memory (a driver
+    died in ``getenv``): what the nannies and the shard modules set is set before the cluster's thread starts."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from eoshard.pipeline.gdal_defaults import GDAL_REMOTE_DEFAULTS
+
+    added_by_start = {
+        "MALLOC_TRIM_THRESHOLD_",
+        "OMP_NUM_THREADS",
+        "PYTHONHASHSEED",
+        "__DASK_PARENT_PID",
+        *GDAL_REMOTE_DEFAULTS,
+    }
+    env = {k: v for k, v in os.environ.items() if k not in added_by_start}
+    done = subprocess.run(
+        [sys.executable, "-c", _WHILE_STARTING], env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr
+    added, meanwhile = json.loads(done.stdout.strip().splitlines()[-1])
+    assert added == []
+    assert added_by_start <= set(meanwhile)

@@ -19,8 +19,9 @@ from odc.geo.geobox import GeoBox
 
 from eoshard.flows.demo.serve import Tokens, serve_folder
 from eoshard.pipeline.direct import AssetSource, GroupSource, ProductSource, read_group_window
-from eoshard.pipeline.direct.blocks import GDAL_REMOTE_DEFAULTS, close_files
+from eoshard.pipeline.direct.blocks import close_files
 from eoshard.pipeline.errors import AssetReadError
+from eoshard.pipeline.gdal_defaults import GDAL_REMOTE_DEFAULTS
 from tests.services.http_answers import answering
 
 TRANSFORM = Affine(10, 0, 600000, 0, -10, 5000000)

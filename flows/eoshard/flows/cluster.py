@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
@@ -14,6 +15,25 @@ import dask
 from dask.system import CPU_COUNT
 from distributed import Client, LocalCluster, WorkerPlugin
 from distributed.gc import disable_gc_diagnosis, enable_gc_diagnosis
+from distributed.proctitle import enable_proctitle_on_children
+
+from eoshard.pipeline.gdal_defaults import apply_gdal_defaults
+
+
+def settle_environment() -> None:
+    """Set now, in this thread, every environment variable that a LocalCluster's start would add from its own:
+    distributed's nannies ``os.environ.update`` their ``pre-spawn-environ`` (and ``PYTHONHASHSEED`` and
+    ``__DASK_PARENT_PID``) before each worker starts, and the shard tasks' modules set GDAL's defaults
+    (``eoshard.pipeline.gdal_defaults``). glibc makes room for a new variable by moving its array of them, and a
+    thread reading the environment meanwhile (GDAL, PROJ and time zone lookups call ``getenv`` all the time) reads
+    freed memory: a quarter-tile build died of a segfault in ``getenv`` (2026-12-04), its driver planning beside its
+    starting cluster. Variables already present are replaced in place, which is safe."""
+    for key, value in dask.config.get("distributed.nanny.pre-spawn-environ", {}).items():
+        if value is not None:
+            os.environ.setdefault(key, str(value))
+    os.environ.setdefault("PYTHONHASHSEED", "6640")  # what each nanny sets unless configured (distributed#8400)
+    enable_proctitle_on_children()  # what each nanny calls: the driver's pid in __DASK_PARENT_PID
+    apply_gdal_defaults()
 
 
 @contextmanager
@@ -32,6 +52,7 @@ def dask_client(scheduler: str | None = None, n_workers: int | None = None) -> I
         with Client(scheduler) as client:
             yield client
         return
+    settle_environment()
     workers = n_workers or max(1, CPU_COUNT)
     # the nannies pass the profiler setting to the workers; the scheduler reads its own when it is made, here
     with dask.config.set(
@@ -84,6 +105,7 @@ def client_started_meanwhile(
     local = not scheduler
     if local:
         enable_gc_diagnosis()
+        settle_environment()
     thread = threading.Thread(target=run, name="eoshard-cluster", daemon=True)
     thread.start()
     try:

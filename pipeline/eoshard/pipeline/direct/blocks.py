@@ -29,29 +29,9 @@ from rasterio.enums import Resampling
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
-# Remote COGs: no directory listings, merged ranges, and a header read big enough for a COG's IFDs.
-GDAL_REMOTE_DEFAULTS = {
-    "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
-    "GDAL_HTTP_MERGE_CONSECUTIVE_RANGES": "YES",
-    "GDAL_HTTP_MULTIPLEX": "YES",
-    "GDAL_HTTP_VERSION": "2TLS",
-    "GDAL_INGESTED_BYTES_AT_OPEN": "32768",
-    "CPL_VSIL_CURL_ALLOWED_EXTENSIONS": ".tif,.tiff,.TIF,.TIFF,.jp2,.JP2",
-    "VSI_CACHE": "FALSE",
-    # a server that stops answering fails the read (which names the asset) instead of holding the build forever;
-    # what object stores answer when busy (429, 500, 502-504) is asked again, up to 3 times, GDAL waiting 1 s and
-    # longer each time
-    "GDAL_HTTP_CONNECTTIMEOUT": "30",
-    "GDAL_HTTP_LOW_SPEED_TIME": "60",
-    "GDAL_HTTP_LOW_SPEED_LIMIT": "1",
-    "GDAL_HTTP_MAX_RETRY": "3",
-    "GDAL_HTTP_RETRY_DELAY": "1",
-    # decoded blocks live in eoshard's own caches (below): GDAL's block cache (5 % of RAM by default) would hold them
-    # a second time
-    "GDAL_CACHEMAX": "256",
-}
-for _key, _value in GDAL_REMOTE_DEFAULTS.items():
-    os.environ.setdefault(_key, _value)
+from eoshard.pipeline.gdal_defaults import apply_gdal_defaults
+
+apply_gdal_defaults()
 
 CACHE_BYTES = int(float(os.environ.get("EOSHARD_BLOCK_CACHE_MB", "1024")) * 2**20)
 # The machine's store of decoded blocks (0: none): blocks two stripes share, and every block of a remote file when
