@@ -48,6 +48,7 @@ from eoshard.flows.demo.serve import remote_item_collection, serve_folder
 from eoshard.flows.demo.tile import BANDS_10, BANDS_20, SCALES, write_tile_world
 
 BANDS = [*BANDS_10, *BANDS_20]
+SHARD_SIZE = 16  # samples per shard (and per LMDB commit)
 
 
 def world(work: Path, scale: str) -> Path:
@@ -75,7 +76,7 @@ def config(root: Path, source: Path, out: Path) -> Path:
         },
         "patches": {"size": 128},
         "timeseries": {"mask": "scl"},
-        "output": {"path": str(out), "shard_size": 16, "lmdb_parts": 2},
+        "output": {"path": str(out), "shard_size": SHARD_SIZE, "lmdb_parts": 2},
     }
     path = out.parent / f"{out.name}.yaml"
     path.write_text(yaml.safe_dump(data))
@@ -183,13 +184,16 @@ OUTPUT_CPU: dict[str, float] = {}  # the last output floor's CPU seconds (all th
 def output_floor(out: Path, threads: int) -> float:
     """What writing the build's output costs by itself, ``threads`` at a time: every Zarr chunk encoded again with
     its own codec (zstd at the store's level), every Zarr shard file and every LMDB value SHA-256'd (the values also
-    CRC-32C'd, as the build records) and written to a fresh file. The chunks and values are read before the clock
-    runs, a batch at a time; planning, reading, labels, statistics and the LMDB B-tree are left out."""
+    CRC-32C'd, as the build records) and written to a fresh file as the build writes them: shard files past the page
+    cache where it can (``write_new_file``), values synced and dropped from it (as LMDB's commits are). The chunks
+    and values are read before the clock runs, a batch at a time; planning, reading, labels, statistics and the LMDB
+    B-tree are left out."""
     import google_crc32c
     import lmdb
     import numcodecs
     import zarr
 
+    from eoshard.pipeline.shards.direct_io import BYPASS, write_new_file
     from eoshard.pipeline.shards.shard_bytes import one_pass_level
 
     scratch = out.parent / f"{out.name}-output-floor"
@@ -211,7 +215,7 @@ def output_floor(out: Path, threads: int) -> float:
         zstd = numcodecs.Zstd(level=level)
         data = b"".join([*(zstd.encode(r) for r in raws), tail])
         hashlib.sha256(data).hexdigest()
-        (scratch / f"zarr-{n}").write_bytes(data)
+        write_new_file(scratch / f"zarr-{n}", [data])
 
     root = zarr.open_group(str(out / "data.zarr"), mode="r")
     jobs: list[tuple[int, list[bytes], bytes, int]] = []
@@ -233,22 +237,33 @@ def output_floor(out: Path, threads: int) -> float:
                 jobs, batch_bytes = [], 0
     timed(shard_file, jobs)
 
-    def value(job: tuple[int, bytes]) -> None:
-        n, data = job
-        hashlib.sha256(data).hexdigest()
-        google_crc32c.value(data)
-        (scratch / f"lmdb-{n}").write_bytes(data)
+    def commit(job: tuple[int, list[bytes]]) -> None:
+        """A shard's values: checksummed, appended to one new file, synced once (as an LMDB commit)."""
+        n, datas = job
+        with (scratch / f"lmdb-{n}").open("wb") as f:
+            for data in datas:
+                hashlib.sha256(data).hexdigest()
+                google_crc32c.value(data)
+                f.write(data)
+            f.flush()
+            os.fdatasync(f.fileno())
+            if BYPASS:
+                os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
 
     for part in sorted((out / "data.lmdb").iterdir()):
         env = lmdb.open(str(part), readonly=True, lock=False)
         with env.begin() as txn:
-            values: list[tuple[int, bytes]] = []
+            commits: list[tuple[int, list[bytes]]] = []
+            shard: list[bytes] = []
             for _, data in txn.cursor():
-                values.append((next(names), bytes(data)))
-                if len(values) == 64:
-                    timed(value, values)
-                    values = []
-            timed(value, values)
+                shard.append(bytes(data))
+                if len(shard) == SHARD_SIZE:
+                    commits.append((next(names), shard))
+                    shard = []
+                if len(commits) == 4:
+                    timed(commit, commits)
+                    commits = []
+            timed(commit, [*commits, *([(next(names), shard)] if shard else [])])
         env.close()
     shutil.rmtree(scratch)
     OUTPUT_CPU["last"] = cpu
