@@ -33,6 +33,14 @@ def settle_environment() -> None:
             os.environ.setdefault(key, str(value))
     os.environ.setdefault("PYTHONHASHSEED", "6640")  # what each nanny sets unless configured (distributed#8400)
     enable_proctitle_on_children()  # what each nanny calls: the driver's pid in __DASK_PARENT_PID
+    settle_gdal_environment()
+
+
+def settle_gdal_environment() -> None:
+    """Set what planning's first reads would add to the environment: rasterio's import sets GDAL_CURL_CA_BUNDLE and
+    PROJ_CURL_CA_BUNDLE, the shard tasks' modules GDAL's defaults (see ``settle_environment``)."""
+    import rasterio  # noqa: F401
+
     apply_gdal_defaults()
 
 
@@ -106,6 +114,8 @@ def client_started_meanwhile(
     if local:
         enable_gc_diagnosis()
         settle_environment()
+    else:
+        settle_gdal_environment()  # set by planning otherwise, while the client's thread connects
     thread = threading.Thread(target=run, name="eoshard-cluster", daemon=True)
     thread.start()
     try:
