@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 from datetime import date, timedelta
+from pathlib import Path
 
 import pystac
 import pytest
@@ -38,6 +39,8 @@ def test_records_normalise_both_conventions() -> None:
         ("asset", "proj:epsg", "EPSG:32632"),
         ("properties", "sat:relative_orbit", "R022"),
         ("properties", "s2:nodata_pixel_percentage", {"value": 3}),
+        ("asset", "proj:code", "EPSG:326x2"),
+        ("properties", "proj:code", 32632),
     ],
 )
 def test_a_malformed_field_records_read_is_refused_with_the_item_and_field_named(
@@ -50,6 +53,34 @@ def test_a_malformed_field_records_read_is_refused_with_the_item_and_field_named
     path = tmp_path / "items.json"
     path.write_text(json.dumps(data))
     with pytest.raises(InvalidSourceError, match=f"feature 1 of {path}.*{key} {value!r}".replace("[", r"\[")):
+        list(read_static_items(path))
+
+
+def _catalog_of(features: list[dict[str, object]], folder: Path) -> Path:
+    catalog = pystac.Catalog("malformed", "a catalog of real recorded items, one of them changed")
+    for feature in features:
+        catalog.add_item(pystac.Item.from_dict({**feature, "links": []}, migrate=False))  # offline: no API links
+    catalog.normalize_and_save(str(folder), pystac.CatalogType.SELF_CONTAINED)
+    return folder / "catalog.json"
+
+
+def test_a_malformed_item_of_a_catalog_is_refused_by_name(tmp_path: Path) -> None:
+    features = json.loads(shared_path("stac", "earth-search__sentinel-2-l2a.json").read_text())["features"][:3]
+    assert len(list(read_static_items(_catalog_of(features, tmp_path / "good")))) == 3
+    features[2]["properties"]["proj:epsg"] = [32632]
+    path = _catalog_of(features, tmp_path / "bad")
+    with pytest.raises(
+        InvalidSourceError,
+        match=rf"item '{features[2]['id']}' \(.*{features[2]['id']}\.json\) of catalog {path} .*proj:code 'EPSG:\[32632\]'",
+    ):
+        list(read_static_items(path))
+
+
+def test_a_catalog_linking_to_a_missing_item_is_a_clear_error(tmp_path: Path) -> None:
+    features = json.loads(shared_path("stac", "earth-search__sentinel-2-l2a.json").read_text())["features"][:2]
+    path = _catalog_of(features, tmp_path / "cat")
+    (tmp_path / "cat" / features[1]["id"] / f"{features[1]['id']}.json").unlink()
+    with pytest.raises(InvalidSourceError, match=rf"catalog {path}: an item or child .* cannot be read"):
         list(read_static_items(path))
 
 

@@ -12,7 +12,7 @@ import pytest
 import shapely
 
 from eoshard.catalog import select
-from eoshard.catalog.errors import EmptySelectionError
+from eoshard.catalog.errors import EmptySelectionError, InvalidSourceError
 from eoshard.catalog.product_search import search, search_records
 from eoshard.catalog.stac_api import ApiOptions, UnknownCollectionError, search_api
 from eoshard.catalog.static import matches, read_static_items
@@ -128,6 +128,26 @@ def test_empty_result_is_a_clear_error(api: tuple[str, Path]) -> None:
             end="1990-02-01",
             collection="sentinel-2-l2a",
         )
+
+
+def test_a_malformed_item_the_api_serves_is_refused_by_name(api: tuple[str, Path], pgstac: Any) -> None:
+    url, _ = api
+    feature = _features(FILES[1])[3]
+    feature = {**feature, "id": "malformed-epsg", "collection": "malformed-s2"}
+    feature["properties"] = {**feature["properties"], "proj:epsg": [32632]}
+    pgstac.load([feature])
+    try:
+        with pytest.raises(
+            InvalidSourceError,
+            match=r"item 'malformed-epsg' on page 1 of the STAC API http://127\.0\.0\.1:\d+.* proj:epsg \[32632\] "
+            r".*tell its maintainers",
+        ):
+            search_api(
+                url, area=shapely.box(-180, -90, 180, 90), start="2000-01-01", end="2030-12-31",
+                collection="malformed-s2",
+            )  # fmt: skip
+    finally:
+        pgstac.delete_collection("malformed-s2")
 
 
 def test_items_from_the_api_are_stac_items_with_a_projection(api: tuple[str, Path]) -> None:

@@ -18,9 +18,9 @@ from pystac_client.exceptions import APIError
 from pystac_client.stac_api_io import StacApiIO
 
 from eoshard.catalog.credentials import redact_text, redact_url
-from eoshard.catalog.errors import CatalogError, SourceNotFoundError
+from eoshard.catalog.errors import CatalogError, InvalidSourceError, SourceNotFoundError
 from eoshard.catalog.retries import RetryPolicy
-from eoshard.catalog.static import as_utc, item_from_dict
+from eoshard.catalog.static import as_utc, checked_item
 
 CloudFilter = Literal["auto", "cql2", "query", "client"]
 
@@ -179,6 +179,12 @@ def _check_collection(client: Client, url: str, collection: str) -> None:
         )
 
 
+def _item_id(feature: Any) -> str:
+    """The feature's id, quoted, for an error message (or that it has none)."""
+    found = feature.get("id") if isinstance(feature, dict) else None
+    return repr(found) if isinstance(found, str) else "(without an id)"
+
+
 def search_api(
     url: str,
     *,
@@ -217,7 +223,20 @@ def search_api(
     try:
         for page in search.pages_as_dicts():
             pages += 1
-            items.extend(item_from_dict(feature) for feature in page["features"])
+            features = page.get("features")
+            if not isinstance(features, list):
+                raise InvalidSourceError(
+                    f"page {pages} of the search at the STAC API {public_url(url)} has no list of 'features' "
+                    f"(got {type(features).__name__}): expected an ItemCollection; is {public_url(url)} a STAC API?"
+                )
+            items.extend(
+                checked_item(
+                    feature,
+                    f"item {_item_id(feature)} on page {pages} of the STAC API {public_url(url)}",
+                    "the API serves it so: tell its maintainers, or narrow the area or period to leave it out",
+                )
+                for feature in features
+            )
     except APIError as err:
         raise _api_error(url, err, f"searching (page {pages + 1})") from err
     if options.modifier is not None:

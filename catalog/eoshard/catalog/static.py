@@ -75,6 +75,14 @@ def _problem(data: Any) -> str | None:
         epsg = fields.get("proj:epsg")
         if epsg is not None and not (_number(epsg) and float(epsg).is_integer()):
             return f"the proj:epsg {epsg!r} of its {where} is not an EPSG code (an integer)"
+        code = fields.get("proj:code")  # pystac's migration writes proj:epsg [32632] as "EPSG:[32632]"
+        if code is not None and not (
+            isinstance(code, str) and (not code.upper().startswith("EPSG:") or code[5:].isdigit())
+        ):
+            return (
+                f"the proj:code {code!r} of its {where} is not a CRS code such as 'EPSG:32632' "
+                "(pystac reads a proj:epsg so)"
+            )
     for key in ("datetime", "start_datetime", "end_datetime"):
         value = props.get(key)
         if value is not None and not _timestamp(value):
@@ -98,8 +106,8 @@ def _timestamp(value: Any) -> bool:
     return True
 
 
-def checked_item(data: Any, where: str) -> pystac.Item:
-    """``data`` as an item, or an ``InvalidSourceError`` naming ``where`` and what is wrong with it."""
+def checked_item(data: Any, where: str, what_to_do: str = "fix or drop that item") -> pystac.Item:
+    """``data`` as an item, or an ``InvalidSourceError`` naming ``where``, what is wrong with it and ``what_to_do``."""
     problem = _problem(data)
     if problem is None:
         try:
@@ -108,7 +116,7 @@ def checked_item(data: Any, where: str) -> pystac.Item:
             problem = f"pystac cannot read it ({type(err).__name__}: {str(err)[:120]})"
     raise InvalidSourceError(
         f"{where} is not a usable STAC Item: {problem}. Expected a Feature with id, geometry, properties "
-        "(datetime) and assets as the STAC Item spec describes; fix or drop that item"
+        f"(datetime) and assets as the STAC Item spec describes; {what_to_do}"
     )
 
 
@@ -138,7 +146,23 @@ def read_static_items(source: Path | str, collection: str | None = None) -> Iter
         )
     root = pystac.read_file(str(path.resolve()))
     assert isinstance(root, pystac.Catalog)
-    for item in root.get_items(recursive=True):
+    walk = root.get_items(recursive=True)
+    while True:
+        try:
+            item = next(walk)
+        except StopIteration:
+            return
+        except (KeyError, TypeError, ValueError, AttributeError, OSError, pystac.STACError) as err:
+            raise InvalidSourceError(
+                f"catalog {path}: an item or child catalog it links to cannot be read ({type(err).__name__}: "
+                f"{str(err)[:160]}); expected STAC JSON at every link: fix or drop that link"
+            ) from err
+        problem = _problem(item.to_dict(include_self_link=False, transform_hrefs=False))
+        if problem is not None:
+            raise InvalidSourceError(
+                f"item {item.id!r} ({item.get_self_href()}) of catalog {path} is not a usable STAC Item: {problem}; "
+                "fix or drop that item"
+            )
         if collection is None or item.collection_id == collection:
             yield item
 
