@@ -114,7 +114,11 @@ def checked_item(data: Any, where: str, what_to_do: str = "fix or drop that item
             return item_from_dict(data)
         except (KeyError, TypeError, ValueError, AttributeError, pystac.STACError, pystac.STACTypeError) as err:
             problem = f"pystac cannot read it ({type(err).__name__}: {str(err)[:120]})"
-    raise InvalidSourceError(
+    raise _refusal(where, problem, what_to_do)
+
+
+def _refusal(where: str, problem: str, what_to_do: str = "fix or drop that item") -> InvalidSourceError:
+    return InvalidSourceError(
         f"{where} is not a usable STAC Item: {problem}. Expected a Feature with id, geometry, properties "
         f"(datetime) and assets as the STAC Item spec describes; {what_to_do}"
     )
@@ -159,10 +163,7 @@ def read_static_items(source: Path | str, collection: str | None = None) -> Iter
             ) from err
         problem = _problem(item.to_dict(include_self_link=False, transform_hrefs=False))
         if problem is not None:
-            raise InvalidSourceError(
-                f"item {item.id!r} ({item.get_self_href()}) of catalog {path} is not a usable STAC Item: {problem}; "
-                "fix or drop that item"
-            )
+            raise _refusal(f"item {item.id!r} ({item.get_self_href()}) of catalog {path}", problem)
         if collection is None or item.collection_id == collection:
             yield item
 

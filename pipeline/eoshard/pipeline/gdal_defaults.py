@@ -27,8 +27,8 @@ GDAL_REMOTE_DEFAULTS = {
     "GDAL_HTTP_LOW_SPEED_LIMIT": "1",
     "GDAL_HTTP_MAX_RETRY": "3",
     "GDAL_HTTP_RETRY_DELAY": "1",
-    # decoded blocks live in eoshard's own caches (pipeline.direct.blocks): GDAL's block cache (5 % of RAM by default) would hold them
-    # a second time
+    # decoded blocks live in eoshard's own caches (pipeline.direct.blocks): GDAL's block cache (5 % of RAM by
+    # default) would hold them a second time
     "GDAL_CACHEMAX": "256",
 }
 

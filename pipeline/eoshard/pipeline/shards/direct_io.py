@@ -23,9 +23,8 @@ ALIGN = 4096  # offsets, lengths and memory of O_DIRECT writes: a multiple of ev
 BYPASS = os.environ.get("EOSHARD_DIRECT_WRITES", "1") != "0"
 ENABLED = BYPASS and hasattr(os, "O_DIRECT")
 
-_local = (
-    threading.local()
-)  # each thread's aligned buffer, kept from file to file (new pages cost as much as above)
+# each thread's aligned buffer, kept from file to file (new pages cost as much as above)
+_local = threading.local()
 
 
 def _buffer(size: int) -> mmap.mmap:
