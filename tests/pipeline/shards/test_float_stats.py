@@ -112,3 +112,25 @@ def test_histogram_total_equals_the_merged_histograms_whatever_the_batch(batch: 
     merged = stats.merge(histograms)
     assert total.result() == merged and list(total.result()) == sorted(merged)
     assert stats.HistogramTotal().result() == {}
+
+
+def test_band_stats_of_float_arrays_equal_the_merged_per_array_statistics() -> None:
+    """A shard task's running bins and merged moments give exactly what merging each array's own statistics gives."""
+    rng = np.random.default_rng(7)
+    arrays = [_values(seed) for seed in range(3)]
+    arrays.append(rng.uniform(-1, 1, (4, 9, 9)).astype(np.float32))  # an index: negative bit patterns, larger bins
+    arrays.append(np.full((2, 3), np.nan, np.float32))  # all nodata
+    arrays.append(np.array([np.inf, -np.inf, 1e30, -1e-30, 0.0], np.float32))  # infinities left out
+    running = stats.BandStats()
+    for a in arrays:
+        running.add(a)
+    expected = stats.merge_float(stats.float_stats(a) for a in arrays)
+    assert running.result() == expected and len(expected.bins) > 1000
+    assert running.dumped() == stats.dump(expected)
+    assert min(expected.bins) == 0 and max(expected.bins) >= 0x80000000  # 0.0 and negatives have their bins
+    # independently: the finite values' float32 bit patterns, the low 12 bits cleared, counted by numpy's unique
+    finite = np.concatenate([a.ravel() for a in arrays])
+    finite = finite[np.isfinite(finite)] + np.float32(0.0)
+    keys, counts = np.unique(finite.view(np.uint32) & np.uint32(0xFFFFF000), return_counts=True)
+    assert expected.bins == dict(zip(keys.tolist(), counts.tolist(), strict=True))
+    assert expected.count == finite.size

@@ -6,7 +6,7 @@ Integer bands: exact, from value histograms. Float bands: float64 moments, exact
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -123,16 +123,34 @@ class FloatStats:
 
 def float_stats(values: np.ndarray) -> FloatStats:
     """The statistics of the finite ``values`` (NaN is the nodata of float bands; infinities are left out too)."""
+    flat = _finite(values)
+    return replace(_moments(flat), bins=_bins(_bin_counts(flat)))
+
+
+def _finite(values: np.ndarray) -> np.ndarray:
     flat = np.asarray(values, dtype=np.float32).ravel()
-    flat = flat[np.isfinite(flat)] + np.float32(0.0)  # -0.0 + 0.0 = 0.0: one bin for zero
+    return flat[np.isfinite(flat)] + np.float32(0.0)  # -0.0 + 0.0 = 0.0: one bin for zero
+
+
+def _moments(flat: np.ndarray) -> FloatStats:
+    """``flat``'s statistics without bins."""
     if flat.size == 0:
         return FloatStats(0, 0.0, 0.0, float("inf"), float("-inf"), {})
     wide = flat.astype(np.float64)
     total = float(wide.sum())
     m2 = float(((wide - total / flat.size) ** 2).sum())
-    keys, counts = np.unique(flat.view(np.uint32) & _BIN_MASK, return_counts=True)
-    bins = {int(k): int(c) for k, c in zip(keys, counts, strict=True)}
-    return FloatStats(int(flat.size), total, m2, float(flat.min()), float(flat.max()), bins)
+    return FloatStats(int(flat.size), total, m2, float(flat.min()), float(flat.max()), {})
+
+
+def _bin_counts(flat: np.ndarray) -> np.ndarray:
+    """Count per bin, indexed by the bit pattern shifted right by ``FLOAT_DROPPED_BITS`` (no sort, unlike
+    ``np.unique``: at most 2**20 counts)."""
+    return np.bincount(flat.view(np.uint32) >> FLOAT_DROPPED_BITS)
+
+
+def _bins(counts: np.ndarray) -> dict[int, int]:
+    keys = np.flatnonzero(counts)
+    return dict(zip((keys << FLOAT_DROPPED_BITS).tolist(), counts[keys].tolist(), strict=True))
 
 
 def merge_float(parts: Iterable[FloatStats]) -> FloatStats:
@@ -185,10 +203,13 @@ Partial = Histogram | FloatStats
 
 class BandStats:
     """One band's partial statistics over many arrays: a running ``bincount`` for 8- and 16-bit integers (the
-    same histogram as ``histogram``, without a dict per array), ``collect`` per array otherwise."""
+    same histogram as ``histogram``, without a dict per array); for float arrays their moments, merged as
+    ``merge_float`` merges them, and a running count of their bins (the bins ``float_stats`` gives, without a sort
+    and a dict per array); ``collect`` per array otherwise."""
 
     def __init__(self) -> None:
         self.counts: np.ndarray | None = None
+        self.bin_counts: np.ndarray | None = None
         self.parts: list[Partial] = []
 
     def add(self, values: np.ndarray) -> None:
@@ -199,6 +220,16 @@ class BandStats:
             if self.counts is None:
                 self.counts = np.zeros(1 << (8 * values.dtype.itemsize), dtype=counts.dtype)
             self.counts[: counts.size] += counts
+        elif values.dtype.kind == "f":
+            flat = _finite(values)
+            self.parts.append(_moments(flat))
+            counts = _bin_counts(flat)
+            if self.bin_counts is None or self.bin_counts.size < counts.size:
+                grown = np.zeros(counts.size, dtype=np.int64)
+                if self.bin_counts is not None:
+                    grown[: self.bin_counts.size] = self.bin_counts
+                self.bin_counts = grown
+            self.bin_counts[: counts.size] += counts
         else:
             self.parts.append(collect(values))
 
@@ -212,7 +243,10 @@ class BandStats:
         parts = list(self.parts)
         if self.counts is not None:
             parts.append(from_json(self._counted()))
-        return combine(parts)
+        merged = combine(parts)
+        if self.bin_counts is not None and isinstance(merged, FloatStats):
+            return replace(merged, bins=_bins(self.bin_counts))
+        return merged
 
     def dumped(self) -> Any:
         """``dump(self.result())``; an integer band's running count goes to ``to_json``'s lists straight from numpy
