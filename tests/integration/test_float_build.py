@@ -115,6 +115,27 @@ def test_reflectance_and_indices_equal_numpy_on_the_source_pixels(built: tuple[B
     assert kept_any >= 3 and dropped_dates >= 1
 
 
+def test_reading_through_the_cubes_graph_gives_the_same_bytes(
+    built: tuple[BuildPlan, BuildPlan], demo_data: Any, tmp_path: Path
+) -> None:
+    """The shard tasks make reflectance and indices from the digital numbers they read: the same float32 bits as
+    the lazy cubes' graph (the reference path), in every file and LMDB value."""
+    from tests.dataset_bytes import dataset_files, lmdb_contents
+
+    plan, _ = built
+    assert plan.sources is not None and plan.sources.derived is not None  # the fixture's build read directly
+    out = tmp_path / "ds"
+    graph = plan_build(_config(demo_data, out, reflectance=True, indices=INDICES, reads="graph"))
+    assert graph.sources is None
+    with in_process_client() as client:
+        run_build(graph, client)
+    direct = {k: v for k, v in dataset_files(plan.config.output.path).items() if not k.startswith("_build")}
+    through_graph = {k: v for k, v in dataset_files(out).items() if not k.startswith("_build")}
+    assert sorted(direct) == sorted(through_graph) and "data.zarr/indices/c/0/0/0/0/0" in direct
+    assert [k for k in direct if direct[k] != through_graph[k]] == []
+    assert lmdb_contents(plan.config.output.path) == lmdb_contents(out)
+
+
 def test_reflectance_equals_the_product_pixels_read_with_rasterio(built: tuple[BuildPlan, BuildPlan]) -> None:
     """Independently of the cube: B04 of a product in the grid's CRS, read with rasterio, scaled here."""
     plan, _ = built

@@ -19,6 +19,7 @@ from rasterio.windows import from_bounds
 from typer.testing import CliRunner
 
 from eoshard.flows.cli import app
+from tests.dataset_bytes import dataset_files, lmdb_contents
 from tests.demo_config import write_config
 from tests.real_items import (
     inner_window,
@@ -252,7 +253,7 @@ def test_landsat_qa_pixel_masks_clouds_by_default_and_nodata_keeps_them(tmp_path
 
 
 def test_landsat_reflectance_is_dn_times_scale_plus_offset_and_the_lazy_mask_agrees(tmp_path: Path) -> None:
-    """cube.reflectance takes the lazy cube (graph path): DN * 2.75e-05 - 0.2, and the lazy QA_PIXEL mask."""
+    """cube.reflectance: DN * 2.75e-05 - 0.2, and the QA_PIXEL mask; the lazy cubes' graph gives the same bytes."""
     local, source, aoi = _world("landsat", tmp_path)
     config = {**_config(local, source, aoi, ["SR_B4"], tmp_path / "r", min_valid_fraction=0.0),
               "cube": {"reflectance": True}}  # fmt: skip
@@ -267,3 +268,11 @@ def test_landsat_reflectance_is_dn_times_scale_plus_offset_and_the_lazy_mask_agr
     np.testing.assert_array_equal(
         group["valid_mask"][0, 0], _qa_valid(_read(local, "qa_pixel", manifest["keys"][0]))
     )
+    graph = {
+        **config,
+        "output": {**config["output"], "path": str(tmp_path / "g")},
+        "cube": {"reflectance": True, "reads": "graph"},
+    }
+    _build_and_verify(graph, tmp_path / "g.yaml")
+    assert dataset_files(tmp_path / "r" / "data.zarr") == dataset_files(tmp_path / "g" / "data.zarr")
+    assert lmdb_contents(tmp_path / "r") == lmdb_contents(tmp_path / "g")

@@ -38,11 +38,12 @@ from eoshard.pipeline.direct import STORE_PREFIX, group_source, paired_source
 from eoshard.pipeline.grid import grid_for_area, grid_of, group_factor, group_grid, nested_grid
 from eoshard.pipeline.indices import compute_indices, formula
 from eoshard.pipeline.labels import label_source, prepare_parcels, rasterize_labels
-from eoshard.pipeline.landsat import QA_BAND, qa_bits
+from eoshard.pipeline.landsat import QA_BAND, band_scalings, qa_bits
 from eoshard.pipeline.masks import open_qa_valid_mask, open_valid_mask, qa_nodata
 from eoshard.pipeline.paired import open_paired
 from eoshard.pipeline.patches import STRIPE_PX, Patch, parcel_centred, patch_grid, select_labelled, stripe_order
-from eoshard.pipeline.sensors import LS, S1, S2, group_sensor, is_main, item_sensor
+from eoshard.pipeline.sensors import DN_DTYPE, LS, NODATA, S1, S2, group_sensor, is_main, item_sensor
+from eoshard.pipeline.shards.derived import Derived, GroupUnits
 from eoshard.pipeline.shards.lmdb_store import part_name
 from eoshard.pipeline.shards.reads import PatchOrder, ShardSources
 from eoshard.pipeline.shards.samples import RESERVED_TENSORS, format_version, sensor_layouts
@@ -289,7 +290,7 @@ def sensor_items(items: Sequence[dict[str, Any]], sensor: str) -> list[dict[str,
 def direct_reads(config: BuildConfig) -> bool:
     """Whether the shard tasks read their pixels directly (else from the lazy cubes' graph)."""
     cube = config.cube
-    return cube.reads == "direct" and cube.engine == "stackstac" and not cube.reflectance and not cube.indices
+    return cube.reads == "direct" and cube.engine == "stackstac"
 
 
 def shard_sources(plan: BuildPlan, parcels: gpd.GeoDataFrame | None, order: PatchOrder) -> ShardSources:
@@ -297,13 +298,18 @@ def shard_sources(plan: BuildPlan, parcels: gpd.GeoDataFrame | None, order: Patc
     shard tasks."""
     config, grid = plan.config, plan.grid
     chunk = config.grid.chunksize
+    derived = derived_values(plan)
     groups = {}
     for name, cube in plan.cubes.items():
+        if name == INDEX_GROUP:
+            continue
         f = plan.factors[name]
+        dtype, nodata = str(cube.dtype), float(cube.attrs.get("nodata", 0))
+        if config.cube.reflectance and is_main(group_sensor(name)):  # read as digital numbers (see derived_values)
+            dtype, nodata = DN_DTYPE, float(NODATA)
         groups[name] = group_source(
             sensor_items(plan.items, group_sensor(name)), grid if f == 1 else grid.zoom_out(f), [str(b) for b in cube.band.values],
-            chunksize=max(64, int(chunk / f)), resampling=config.cube.resampling, dtype=str(cube.dtype),
-            nodata=float(cube.attrs.get("nodata", 0)),
+            chunksize=max(64, int(chunk / f)), resampling=config.cube.resampling, dtype=dtype, nodata=nodata,
         )  # fmt: skip
     labels = None
     if parcels is not None and config.labels is not None:
@@ -340,7 +346,25 @@ def shard_sources(plan: BuildPlan, parcels: gpd.GeoDataFrame | None, order: Patc
         plan.label_zoom(labels.layers[0]) if labels is not None else 1,
         f"{STORE_PREFIX}{uuid.uuid4().hex[:12]}",
         order=order, qa=qa, qa_factor=qa_factor, qa_bits=qa_bits(config.timeseries.qa_pixel_invalid),
+        derived=derived,
     )  # fmt: skip
+
+
+def derived_values(plan: BuildPlan) -> Derived | None:
+    """How the shard tasks make the cubes' reflectance and indices from the digital numbers they read (None: the
+    cubes hold the numbers as read)."""
+    cube = plan.config.cube
+    if not cube.reflectance and not cube.indices:
+        return None
+    units = {}
+    for name, values in plan.cubes.items():
+        if name == INDEX_GROUP:
+            continue
+        sensor, bands = group_sensor(name), tuple(str(b) for b in values.band.values)
+        offsets = tuple(int(v) for v in values["boa_offset"].values) if sensor == S2 else ()
+        scaling = band_scalings(sensor_items(plan.items, LS), bands) if sensor == LS and cube.reflectance else []
+        units[name] = GroupUnits(sensor, bands, cube.reflectance, offsets, tuple(scaling))
+    return Derived(units, dict(sorted((cube.indices or {}).items())), INDEX_GROUP)
 
 
 def _block_phase(grid: GeoBox, items: Sequence[pystac.Item]) -> int:

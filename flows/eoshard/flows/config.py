@@ -113,8 +113,8 @@ class CubeConfig(_Model):
     reads: Literal["direct", "graph"] = Field(
         "direct",
         description="how the build reads pixels: 'direct' (each shard task reads its source blocks itself; the "
-        "stackstac engine's values, bit for bit) or 'graph' (from the lazy cubes' Dask graph). Builds with "
-        "reflectance, indices or the odc-stac engine read through the graph",
+        "stackstac engine's values, bit for bit, reflectance and indices made from them) or 'graph' (from the lazy "
+        "cubes' Dask graph). Builds with the odc-stac engine read through the graph",
     )
     resampling: str = Field("nearest", description="rasterio Resampling name; nearest keeps source values")
     reflectance: bool = Field(

@@ -27,6 +27,7 @@ from eoshard.pipeline.items import (
 from eoshard.pipeline.landsat import to_physical
 from eoshard.pipeline.reflectance import acquisition_baselines, to_reflectance
 from eoshard.pipeline.sensors import (
+    DN_DTYPE,
     LS,
     NODATA,
     S1_DTYPE,
@@ -100,7 +101,7 @@ def open_cube(
     *,
     chunksize: int = 512,
     resampling: Resampling = Resampling.nearest,
-    dtype: str = "uint16",
+    dtype: str = DN_DTYPE,
     single_resolution: bool = False,
     engine: Engine = "stackstac",
     reflectance: bool = False,

@@ -6,13 +6,13 @@ parentheses); nothing is ever evaluated by Python itself.
 
 from __future__ import annotations
 
-import ast
 from collections.abc import Mapping
 
 import numpy as np
 import xarray as xr
 from odc.geo.geobox import GeoBox
 
+from eoshard.pipeline.band_math import band_values, evaluate
 from eoshard.pipeline.cube import onto_grid
 from eoshard.pipeline.expressions import (
     STANDARD_INDICES,
@@ -22,7 +22,6 @@ from eoshard.pipeline.expressions import (
     parse_expression,
 )
 from eoshard.pipeline.grid import grid_of, group_grid
-from eoshard.pipeline.reflectance import to_reflectance
 
 # the expressions' names stay importable from here
 __all__ = [
@@ -57,8 +56,8 @@ def compute_index(cubes: Mapping[str, xr.DataArray], grid: GeoBox, expression: s
         )
     finest = min(abs(grid_of(cubes[where[b]]).resolution.x) for b in bands)
     target = group_grid(grid, finest)
-    values = {b: onto_grid(_band(cubes[where[b]], b), target) for b in bands}
-    result = _evaluate(parse_expression(expression), values).astype(np.float32)
+    values = {b: onto_grid(band_values(cubes[where[b]], b), target) for b in bands}
+    result = evaluate(parse_expression(expression), values).astype(np.float32)
     result.attrs = {"expression": formula(expression)}
     return result
 
@@ -68,37 +67,3 @@ def compute_indices(
 ) -> dict[str, xr.DataArray]:
     """``compute_index`` for each ``name: expression``."""
     return {name: compute_index(cubes, grid, expr).rename(name) for name, expr in indices.items()}
-
-
-def _band(cube: xr.DataArray, band: str) -> xr.DataArray:
-    values = cube if cube.dtype.kind == "f" else to_reflectance(cube)
-    return values.sel(band=band, drop=True)
-
-
-def _evaluate(node: ast.expr, values: Mapping[str, xr.DataArray]) -> xr.DataArray:
-    # parse_expression has checked every node, so the cases below are all there is
-    if isinstance(node, ast.Name):
-        return values[node.id]
-    if isinstance(node, ast.Constant):
-        return np.float32(float(node.value))  # type: ignore[arg-type,return-value]
-    if isinstance(node, ast.UnaryOp):
-        operand = _evaluate(node.operand, values)
-        return -operand if isinstance(node.op, ast.USub) else operand
-    assert isinstance(node, ast.BinOp)
-    left, right = _evaluate(node.left, values), _evaluate(node.right, values)
-    if isinstance(node.op, ast.Add):
-        return left + right
-    if isinstance(node.op, ast.Sub):
-        return left - right
-    if isinstance(node.op, ast.Mult):
-        return left * right
-    return left / _nonzero(right)
-
-
-def _nonzero(values: xr.DataArray) -> xr.DataArray:
-    """Zero denominators become NaN (no division warnings, no infinities)."""
-    if isinstance(values, xr.DataArray):
-        return values.where(values != 0)
-    if values == 0:
-        raise ExpressionError("the expression divides by the number 0")
-    return values

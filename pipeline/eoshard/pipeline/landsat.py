@@ -113,13 +113,22 @@ def band_scaling(dicts: Sequence[Mapping[str, Any]], band: str) -> tuple[float, 
 def to_physical(cube: xr.DataArray, dicts: Sequence[Mapping[str, Any]]) -> xr.DataArray:
     """Float32 ``DN * scale + offset`` per band as the products declare it (reflectance, kelvin for ``lwir11``);
     bands without a scale (``qa_pixel``) keep their values; nodata -> NaN; lazy."""
+    return scaled(cube, band_scalings(dicts, [str(b) for b in cube.band.values]))
+
+
+def band_scalings(dicts: Sequence[Mapping[str, Any]], bands: Sequence[str]) -> list[tuple[float, float]]:
+    """``(scale, offset)`` of each of ``bands`` as the products declare it, ``(1, 0)`` for a band without."""
+    return [band_scaling(dicts, b) or (1.0, 0.0) for b in bands]
+
+
+def scaled(cube: xr.DataArray, scaling: Sequence[tuple[float, float]]) -> xr.DataArray:
+    """Float32 ``DN * scale + offset`` with each band's ``scaling``, nodata -> NaN (``to_physical``'s values, for a
+    lazy cube or a window in memory)."""
     import xarray as xr
 
-    bands = [str(b) for b in cube.band.values]
-    scaling = [band_scaling(dicts, b) or (1.0, 0.0) for b in bands]
     scale = xr.DataArray(np.array([s for s, _ in scaling], dtype=np.float32), dims="band")
     offset = xr.DataArray(np.array([o for _, o in scaling], dtype=np.float32), dims="band")
     out = (cube.astype(np.float32) * scale + offset).where(cube != cube.attrs.get("nodata", 0))
-    out = out.astype(np.float32).transpose(*cube.dims)
+    out = out.astype(np.float32, copy=False).transpose(*cube.dims)
     out.attrs = {**cube.attrs, "nodata": float("nan"), "units": "reflectance"}
     return out

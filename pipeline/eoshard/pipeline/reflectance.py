@@ -159,10 +159,12 @@ def to_reflectance(cube: xr.DataArray) -> xr.DataArray:
     Other bands (SCL, AOT, ...) keep their values as float32, with their nodata as NaN too.
     """
     values = cube.astype(np.float32)
-    is_reflectance = xr.DataArray([str(b) in REFLECTANCE_BANDS for b in cube.band.values], dims="band")
+    flags = [str(b) in REFLECTANCE_BANDS for b in cube.band.values]
     offset = cube["boa_offset"].astype(np.float32)
     scaled = (values + offset) / np.float32(QUANTIFICATION)
-    out = xr.where(is_reflectance, scaled, values).where(cube != cube.attrs.get("nodata", 0))
-    out = out.astype(np.float32).transpose(*cube.dims)
+    if not all(flags):  # SCL, AOT, ... keep their values
+        scaled = xr.where(xr.DataArray(flags, dims="band"), scaled, values)
+    out = scaled.where(cube != cube.attrs.get("nodata", 0))
+    out = out.astype(np.float32, copy=False).transpose(*cube.dims)
     out.attrs = {**cube.attrs, "nodata": float("nan"), "units": "reflectance"}
     return out

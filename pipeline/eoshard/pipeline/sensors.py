@@ -17,6 +17,7 @@ from eoshard.pipeline.landsat import landsat_bands
 
 S1, S2, LS = "s1", "s2", "ls"
 NODATA = 0  # of Sentinel-2 and Landsat digital numbers
+DN_DTYPE = "uint16"  # the cubes' type of those numbers (before ``reflectance``)
 SENSOR_NAMES = {S2: "Sentinel-2", S1: "Sentinel-1", LS: "Landsat"}
 MAIN_SENSORS = (S2, LS)  # optical: their dates are the dataset's ``dates`` (one of them per build)
 # Polarisation channels: the asset keys of Sentinel-1 GRD and RTC products (Planetary Computer, Element 84)

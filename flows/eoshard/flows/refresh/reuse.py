@@ -195,6 +195,7 @@ def fresh_sources(sources: ShardSources, old: OldDataset) -> ShardSources:
         scl=None if sources.scl is None else only_fresh(sources.scl),
         qa=None if sources.qa is None else only_fresh(sources.qa),
         hr=None if old.hr_bands else sources.hr,
+        derived=None if sources.derived is None else sources.derived.at_steps(steps, old.groups),
     )
 
 

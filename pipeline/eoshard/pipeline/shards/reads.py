@@ -32,6 +32,7 @@ from eoshard.pipeline.grid import nested_grid
 from eoshard.pipeline.labels import LabelSource, label_window, layer_values
 from eoshard.pipeline.landsat import qa_valid
 from eoshard.pipeline.scl import scl_valid
+from eoshard.pipeline.shards.derived import Derived
 from eoshard.pipeline.shards.task import ShardSpec, materialize_shard
 
 
@@ -76,6 +77,7 @@ class ShardSources:
     qa: GroupSource | None = None  # Landsat's qa_pixel on its own grid, with mask: qa_pixel
     qa_factor: int = 1
     qa_bits: int = 0  # the QA_PIXEL bits that make a pixel invalid
+    derived: Derived | None = None  # reflectance and indices from the groups' digital numbers (None: neither)
 
     def with_hrefs(self, hrefs: Mapping[str, str]) -> ShardSources:
         """The same sources with each asset href found in ``hrefs`` replaced (the items signed again)."""
@@ -192,17 +194,24 @@ def _read_windows(
 ) -> tuple[Any, Any, Any, Any]:
     """Images, labels, paired and mask windows of each patch, read run by run."""
     n = len(spec.keys)
-    images: dict[str, list[Any]] = {name: [None] * n for name in sources.groups}
+    names = list(sources.groups)
+    if sources.derived is not None and sources.derived.indices:
+        names.append(sources.derived.index_group)
+    images: dict[str, list[Any]] = {name: [None] * n for name in names}
     labels: dict[str, list[Any]] = {}
     if sources.labels is not None:
         labels = {name: [None] * n for name in sources.labels.layers}
     paired: dict[str, list[Any]] = {"hr": [None] * n} if sources.hr is not None else {}
     masks: list[Any] | None = [None] * n if sources.scl is not None or sources.qa is not None else None
     for run, rows, sweep in _runs(spec.origins, sources, size, meetings):
+        windows = {}
         for name, group in sources.groups.items():
             f = sources.factors[name]
-            window = read_group_window(group, *_zoom_out(rows, run, f), sweep.scaled(1 / f))
-            _cut(images[name], run, window, size, f)
+            windows[name] = read_group_window(group, *_zoom_out(rows, run, f), sweep.scaled(1 / f))
+        if sources.derived is not None:
+            windows = sources.derived.windows(windows, sources.factors)
+        for name, window in windows.items():
+            _cut(images[name], run, window, size, sources.factors[name])
         if sources.labels is not None:
             z = sources.label_zoom
             grid = sources.grid if z == 1 else nested_grid(sources.grid, z)
