@@ -49,7 +49,15 @@ def test_the_example_config_is_valid() -> None:
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        (lambda d: d["catalog"].update(colection="x"), "catalog.colection: Extra inputs are not permitted"),
+        (
+            lambda d: d["catalog"].update(colection="x"),
+            "catalog.colection: not a setting (got 'x'); did you mean 'collection'? the settings of catalog are: "
+            "source, kind, collection, max_cloud,",
+        ),
+        (
+            lambda d: d["period"].update(start="2024-13-01"),
+            "period.start: Input should be a valid date or datetime, month value is outside expected range",
+        ),
         (lambda d: d.update(patches={"size": "big"}), "patches.size: Input should be a valid integer"),
         (
             lambda d: d["catalog"].update(max_cloud=150),

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import difflib
 from datetime import date
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
 from pydantic import (
@@ -379,10 +380,38 @@ def _format_errors(source: str, err: ValidationError) -> str:
         message = problem["msg"].removeprefix("Value error, ")
         got = problem.get("input")
         shown = "" if problem["type"] == "missing" or isinstance(got, dict | Path) else f" (got {got!r})"
+        if problem["type"] == "extra_forbidden":
+            message = f"not a setting{shown}{_known_keys_hint(parts)}"
+            shown = ""
         problems.append(f"{where}: {message}{shown}")
     if len(problems) == 1:
         return f"{source}: {problems[0]}"
     return "\n".join([f"{source}: {len(problems)} problems in the config", *(f"  - {p}" for p in problems)])
+
+
+def _known_keys_hint(parts: list[str]) -> str:
+    """``; did you mean 'max_cloud'? the settings of catalog are: ...`` for the unknown key at ``parts``."""
+    model: type[BaseModel] | None = BuildConfig
+    for part in parts[:-1]:
+        field = model.model_fields.get(part) if model is not None else None
+        model = _model_of(field.annotation) if field is not None else None
+    if model is None:
+        return ""
+    keys = list(model.model_fields)
+    close = difflib.get_close_matches(parts[-1], keys, n=1)
+    section = f"the settings of {'.'.join(parts[:-1])}" if len(parts) > 1 else "the top-level settings"
+    return f"; {f'did you mean {close[0]!r}? ' if close else ''}{section} are: {', '.join(keys)}"
+
+
+def _model_of(annotation: Any) -> type[BaseModel] | None:
+    """The config section's model in a field's annotation (``HrConfig | None`` gives ``HrConfig``)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in get_args(annotation):
+        found = _model_of(arg)
+        if found is not None:
+            return found
+    return None
 
 
 def parse_config(data: Any, base_dir: Path, source: str = "config") -> BuildConfig:
@@ -395,12 +424,23 @@ def parse_config(data: Any, base_dir: Path, source: str = "config") -> BuildConf
         raise ConfigError(_format_errors(source, err)) from err
 
 
+class _ConfigLoader(yaml.SafeLoader):
+    """YAML's safe loader with dates left as text: the config's models parse them, so an impossible date
+    (``2024-13-01``) is a field's error, not PyYAML's ``ValueError``."""
+
+
+_ConfigLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
 def load_config(path: Path) -> BuildConfig:
     """Read and validate a YAML config file."""
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.load(path.read_text(), Loader=_ConfigLoader)
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML: {err}") from err
     return parse_config(data, path.parent, str(path))
