@@ -50,7 +50,28 @@ def _assert_clean_failure(result: subprocess.CompletedProcess[str], code: int, *
 
 def test_unknown_key(config_for) -> None:
     path = config_for(colour="blue")
-    _assert_clean_failure(_run("build", str(path)), 2, "colour: Extra inputs are not permitted")
+    _assert_clean_failure(
+        _run("build", str(path)),
+        2,
+        "colour: not a setting (got 'blue'); the top-level settings are: name, catalog,",
+    )
+
+
+def test_an_output_path_that_cannot_be_a_folder_is_refused_before_planning(config_for, tmp_path: Path) -> None:
+    (tmp_path / "taken").write_text("a file")
+    path = config_for(output={"path": str(tmp_path / "taken" / "out")})
+    _assert_clean_failure(
+        _run("build", str(path)), 1, f"output.path {tmp_path}/taken/out: {tmp_path}/taken is a file, not a folder"
+    )
+
+
+def test_an_impossible_date_in_the_yaml_is_the_field_s_error(config_for) -> None:
+    path = config_for()
+    path.write_text(path.read_text().replace("'2024-04-01'", "2024-13-01"))  # unquoted: YAML's date form
+    assert "start: 2024-13-01\n" in path.read_text()
+    _assert_clean_failure(
+        _run("build", str(path)), 2, "period.start: Input should be a valid date", "'2024-13-01'"
+    )
 
 
 def test_wrong_type(config_for) -> None:

@@ -48,13 +48,32 @@ def test_an_error_meanwhile_closes_the_cluster_that_was_starting() -> None:
     assert seen[0]().status == "closed"  # it had started, and was closed on the way out
 
 
-def test_a_scheduler_that_cannot_be_reached_is_said_when_the_client_is_asked_for() -> None:
+def test_a_scheduler_that_cannot_be_reached_is_said_before_the_caller_plans(monkeypatch) -> None:
+    from eoshard.flows import cluster
+    from eoshard.flows.errors import FlowsError
+
+    monkeypatch.setattr(cluster, "CONNECT_TIMEOUT", "1s")
+    entered = False
     with (
-        dask.config.set({"distributed.comm.timeouts.connect": "1s"}),
-        client_started_meanwhile("tcp://127.0.0.1:9") as started,
-        pytest.raises(OSError, match=r"127\.0\.0\.1:9"),
+        pytest.raises(FlowsError, match=r"no Dask scheduler answered at 'tcp://127\.0\.0\.1:9' within 1s"),
+        client_started_meanwhile("tcp://127.0.0.1:9"),
     ):
-        started()
+        entered = True
+    assert not entered
+
+
+@pytest.mark.parametrize("address", ["http://127.0.0.1:8787/status", "not an address", "tcp://host-without-port"])
+def test_what_is_no_scheduler_address_is_refused_at_once(address: str) -> None:
+    """A dashboard's URL or a typo: refused before any client is made (one would wait 20 s as it is collected)."""
+    from eoshard.flows.errors import FlowsError
+
+    start = time.monotonic()
+    with (
+        pytest.raises(FlowsError, match=r"is not a Dask scheduler address .* tcp://HOST:PORT"),
+        client_started_meanwhile(address),
+    ):
+        pass
+    assert time.monotonic() - start < 5
 
 
 class _Slow:

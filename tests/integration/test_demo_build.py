@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import math
 import shutil
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -345,7 +347,19 @@ def test_inspect_prints_a_summary_and_draws_quicklooks(built: Path, tmp_path: Pa
     assert image.shape[0] > image.shape[1] > 100  # 3 rows of image + labels
     grey = np.isclose(image[..., :3], np.array(_BACKGROUND_COLOUR), atol=1 / 255).all(axis=-1)
     assert grey.sum() >= 50  # the legend's patch for the background (these samples have little of it)
-    assert plt.imread(tmp_path / "classes.png").shape[1] > 300  # the bar chart beside the quicklooks
+    assert plt.imread(tmp_path / "looks-classes.png").shape[1] > 300  # the bar chart beside the quicklooks
+
+
+def test_inspect_tells_a_path_it_cannot_write_without_a_traceback(built: Path, tmp_path: Path) -> None:
+    (tmp_path / "taken").write_text("a file")
+    out = tmp_path / "taken" / "looks.png"
+    result = subprocess.run(
+        [sys.executable, "-c", "from eoshard.flows.cli import main; main()", "inspect", str(built), "--out", str(out)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    message = " ".join(result.stderr.split())
+    assert f"error: {out.parent}: File exists: check that the path exists, that this user may" in message
 
 
 def test_open_dataset_refuses_a_dataset_that_lost_a_zarr_shard(built: Path, tmp_path: Path) -> None:
@@ -371,7 +385,7 @@ def test_inspect_leaves_out_the_split_shares_when_a_class_shard_is_missing(built
     assert "1 Zarr shard file(s) of" in " ".join(result.output.split())
     assert "eoshard verify" in result.output
     assert "train" not in result.output.split("classes (pixels over all samples)")[1].split("quicklooks")[0]
-    assert not (tmp_path / "classes.png").exists()
+    assert not (tmp_path / "q-classes.png").exists()
 
 
 def test_inspect_leaves_out_the_split_shares_when_the_class_layer_was_changed(built: Path, tmp_path: Path) -> None:
@@ -381,7 +395,7 @@ def test_inspect_leaves_out_the_split_shares_when_the_class_layer_was_changed(bu
     result = CliRunner().invoke(app, ["inspect", str(copy), "--out", str(tmp_path / "q.png"), "--samples", "1"])
     assert result.exit_code == 0, result.output
     assert "does not add up to the class counts of dataset.json" in " ".join(result.output.split())
-    assert not (tmp_path / "classes.png").exists()
+    assert not (tmp_path / "q-classes.png").exists()
 
 
 def test_the_class_counts_per_split_add_up_to_the_builds_counts(built: Path) -> None:

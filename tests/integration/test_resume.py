@@ -9,6 +9,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -82,14 +83,22 @@ STAGES: dict[str, Callable[[Path], bool]] = {
 }
 
 
-def test_killed_builds_resume_to_an_identical_dataset(demo_data, tmp_path: Path) -> None:
-    reference = tmp_path / "reference"
-    _run(_config(demo_data, reference))
-    assert _commits(reference) == N_SHARDS
-    expected_files, expected_lmdb = dataset_files(reference), lmdb_contents(reference)
+@pytest.fixture(scope="module")
+def reference(demo_data, tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, bytes], dict[str, Any]]:
+    """The files and LMDB contents of an uninterrupted build (its output folder has the same name as the others')."""
+    out = tmp_path_factory.mktemp("reference") / "out"
+    _run(_config(demo_data, out))
+    assert _commits(out) == N_SHARDS
+    expected_files, expected_lmdb = dataset_files(out), lmdb_contents(out)
     assert sum(len(v) for v in expected_lmdb.values()) > 30
+    return expected_files, expected_lmdb
+
+
+def test_killed_builds_resume_to_an_identical_dataset(demo_data, tmp_path: Path, reference) -> None:
+    expected_files, expected_lmdb = reference
     for stage, condition in STAGES.items():
-        out = tmp_path / stage
+        out = tmp_path / stage / "out"
+        out.parent.mkdir()
         config = _config(demo_data, out)
         _kill_when(config, out, condition)
         if stage != "finalize":
@@ -99,3 +108,24 @@ def test_killed_builds_resume_to_an_identical_dataset(demo_data, tmp_path: Path)
         for name, data in expected_files.items():
             assert dataset_files(out)[name] == data, f"{name} differs after a kill at {stage}"
         assert lmdb_contents(out) == expected_lmdb, stage
+
+
+def test_ctrl_c_stops_the_build_with_one_line_and_the_rerun_resumes(demo_data, tmp_path: Path, reference) -> None:
+    """SIGINT to the build's process group, as a terminal's Ctrl-C sends it to the driver and its workers: exit 130,
+    one line that says how to resume, no traceback from any process; the rerun gives the uninterrupted bytes."""
+    out = tmp_path / "out"
+    config = _config(demo_data, out)
+    process = _build(config)
+    deadline = time.monotonic() + 300
+    while _commits(out) < 4:
+        assert process.poll() is None, f"the build ended early: {config.with_suffix('.log').read_text()}"
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+    os.killpg(process.pid, signal.SIGINT)
+    assert process.wait(timeout=60) == 130
+    said = config.with_suffix(".log").read_text()
+    assert "Traceback" not in said and "KeyboardInterrupt" not in said, said
+    assert "interrupted: the shards committed so far are kept: run the same command again to resume" in said
+    assert not (out / "dataset.json").exists() and not (out / ".eoshard.lock").exists()
+    _run(config)
+    assert dataset_files(out) == reference[0] and lmdb_contents(out) == reference[1]

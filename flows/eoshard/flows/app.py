@@ -26,17 +26,38 @@ console = Console()
 errors = Console(stderr=True)
 
 
+RESUME_NOTE = "the shards committed so far are kept: run the same command again to resume"
+
+
 @contextmanager
-def user_errors() -> Iterator[None]:
-    """Print eoshard's errors as one readable message and exit non-zero, without a traceback.
+def user_errors(interrupted: str | None = None) -> Iterator[None]:
+    """Print eoshard's errors as one readable message and exit non-zero, without a traceback; so are the file
+    system's (a read-only folder, a full disk). ``interrupted``: what to tell on Ctrl-C (exit 130).
 
     Messages quote names from outside (file names, URLs): they are escaped, never read as Rich markup, and a URL's
     signature or password is never printed (``redact_text``)."""
     try:
         yield
     except ConfigError as err:
-        errors.print(f"[bold red]error:[/] {escape(redact_text(str(err)))}", highlight=False, soft_wrap=True)
+        _error(str(err))
         raise typer.Exit(2) from None
     except (CatalogError, PipelineError, FlowsError) as err:
-        errors.print(f"[bold red]error:[/] {escape(redact_text(str(err)))}", highlight=False, soft_wrap=True)
+        _error(str(err))
         raise typer.Exit(1) from None
+    except OSError as err:
+        if err.filename is None:  # not about a path (a network error has its own messages)
+            raise
+        _error(
+            f"{err.filename}: {err.strerror or err}: check that the path exists, that this user may read and "
+            "write it, and that its disk has room"
+        )
+        raise typer.Exit(1) from None
+    except KeyboardInterrupt:
+        if interrupted is None:
+            raise
+        errors.print(f"[bold yellow]interrupted:[/] {interrupted}", highlight=False, soft_wrap=True)
+        raise typer.Exit(130) from None
+
+
+def _error(message: str) -> None:
+    errors.print(f"[bold red]error:[/] {escape(redact_text(message))}", highlight=False, soft_wrap=True)

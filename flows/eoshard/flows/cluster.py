@@ -14,9 +14,12 @@ from typing import Any
 import dask
 from dask.system import CPU_COUNT
 from distributed import Client, LocalCluster, WorkerPlugin
+from distributed.comm.addressing import parse_address, parse_host_port
+from distributed.comm.registry import get_backend
 from distributed.gc import disable_gc_diagnosis, enable_gc_diagnosis
 from distributed.proctitle import enable_proctitle_on_children
 
+from eoshard.flows.errors import FlowsError
 from eoshard.pipeline.gdal_defaults import apply_gdal_defaults
 
 
@@ -44,6 +47,33 @@ def settle_gdal_environment() -> None:
     apply_gdal_defaults()
 
 
+CONNECT_TIMEOUT = "10s"
+
+
+def connect(address: str, *, set_as_default: bool = True) -> Client:
+    """A client of the scheduler at ``address``; a clear error if it is no scheduler address or none answers.
+
+    The address is checked first: a client made with one that cannot work waits 20 s as it is collected, then
+    prints a traceback."""
+    try:
+        scheme, location = parse_address(address)
+        get_backend(scheme)
+        if scheme in ("tcp", "tls", "ws", "wss"):
+            parse_host_port(location)
+    except ValueError as err:
+        raise FlowsError(
+            f"{address!r} is not a Dask scheduler address ({err}): give the address the scheduler printed, "
+            "tcp://HOST:PORT (not its dashboard's http:// address)"
+        ) from None
+    try:
+        return Client(address, timeout=CONNECT_TIMEOUT, set_as_default=set_as_default)
+    except (OSError, TimeoutError, ValueError) as err:
+        raise FlowsError(
+            f"no Dask scheduler answered at {address!r} within {CONNECT_TIMEOUT}: {err}. "
+            "Give the address the scheduler printed (tcp://HOST:PORT) and check that it runs"
+        ) from err
+
+
 @contextmanager
 def dask_client(scheduler: str | None = None, n_workers: int | None = None) -> Iterator[Client]:
     """A client of the scheduler at ``scheduler``, or of a new LocalCluster sized to the machine.
@@ -57,7 +87,7 @@ def dask_client(scheduler: str | None = None, n_workers: int | None = None) -> I
     its settings (see docs/running-scheduler.md).
     """
     if scheduler:
-        with Client(scheduler) as client:
+        with connect(scheduler) as client:
             yield client
         return
     settle_environment()
@@ -67,8 +97,9 @@ def dask_client(scheduler: str | None = None, n_workers: int | None = None) -> I
         {"distributed.worker.profile.enabled": False, "distributed.scheduler.work-stealing": False}
     ):
         local = LocalCluster(
-            n_workers=workers, threads_per_worker=1, processes=True, memory_limit="auto", dashboard_address=":0"
-        )
+            n_workers=workers, threads_per_worker=1, processes=True, memory_limit="auto", dashboard_address=":0",
+            preload=[*dask.config.get("distributed.worker.preload", []), "eoshard.flows.worker_interrupt"],
+        )  # fmt: skip
     with (
         local as cluster,
         Client(cluster) as client,
@@ -89,19 +120,24 @@ def client_started_meanwhile(
     are up. On the way out the client (and its LocalCluster) close, once started.
 
     One thread enters and leaves ``dask_client`` (a client is entered and left in the same thread); an error in
-    starting is raised by the function, one in closing on the way out."""
+    starting is raised by the function (a scheduler given by address that does not answer: at once), one in
+    closing on the way out."""
     ready: Future[Client] = Future()
+    connected: Future[None] = Future()
     done = threading.Event()
     closing: list[BaseException] = []
 
     def run() -> None:
         try:
             with dask_client(scheduler, n_workers) as client:
+                connected.set_result(None)
                 with contextlib.suppress(Exception):  # a worker that cannot import them says so in its first task
                     client.run(_import_shard_tasks)
                 ready.set_result(client)
                 done.wait()
         except BaseException as err:
+            if not connected.done():
+                connected.set_exception(err)
             if ready.done():
                 closing.append(err)
             else:
@@ -119,6 +155,8 @@ def client_started_meanwhile(
     thread = threading.Thread(target=run, name="eoshard-cluster", daemon=True)
     thread.start()
     try:
+        if scheduler:  # a scheduler that does not answer is told now, not after planning
+            connected.result()
         yield ready.result
     finally:
         done.set()

@@ -10,8 +10,9 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from eoshard.flows.app import app, console, user_errors
+from eoshard.flows.app import RESUME_NOTE, app, console, user_errors
 from eoshard.flows.config import load_config
+from eoshard.flows.writable import check_writable_folder
 
 
 def progress_callback(progress: Progress, label: str) -> Callable[[int, int], None]:
@@ -26,7 +27,11 @@ def progress_callback(progress: Progress, label: str) -> Callable[[int, int], No
 
 # The cluster options that every command running a build takes.
 SchedulerOption = Annotated[
-    str | None, typer.Option(help="address of an existing Dask scheduler (default: a LocalCluster)")
+    str | None,
+    typer.Option(
+        envvar="DASK_SCHEDULER_ADDRESS",
+        help="address of an existing Dask scheduler, tcp://HOST:PORT (default: a LocalCluster)",
+    ),
 ]
 WorkersOption = Annotated[int | None, typer.Option(help="workers of the LocalCluster (default: one per core)")]
 
@@ -43,8 +48,9 @@ def build(
     workers: WorkersOption = None,
 ) -> None:
     """Build a dataset: select products, cube them lazily, rasterize labels, cut patches, write shards."""
-    with user_errors():
+    with user_errors(interrupted=RESUME_NOTE):
         cfg = load_config(config)  # a config error is told before the planner and Dask load
+        check_writable_folder(cfg.output.path, "output.path")
         from eoshard.flows.block_cache import block_cache_note
         from eoshard.flows.build import plan_build, run_build
         from eoshard.flows.cluster import client_started_meanwhile, dashboard_note

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -11,6 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from eoshard.flows.app import app, console, user_errors
+from eoshard.flows.errors import FlowsError
 
 if TYPE_CHECKING:
     from eoshard.flows.quicklooks import ClassColours
@@ -19,7 +21,13 @@ if TYPE_CHECKING:
 @app.command()
 def inspect(
     dataset: Annotated[Path, typer.Argument(help="dataset folder (holds dataset.json)")],
-    out: Annotated[Path | None, typer.Option(help="PNG of quicklooks (default: DATASET/quicklooks.png)")] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            help="PNG of quicklooks (default: DATASET/quicklooks.png); the class chart goes beside it, as "
+            "OUT's name with -classes (default: DATASET/classes.png)"
+        ),
+    ] = None,
     samples: Annotated[int, typer.Option(help="samples in the quicklook grid")] = 8,
 ) -> None:
     """Summarise a dataset and draw quicklooks of some samples with their labels."""
@@ -28,12 +36,18 @@ def inspect(
 
     with user_errors():
         manifest = read_manifest(dataset)
+        if out is None and not os.access(dataset, os.W_OK):
+            raise FlowsError(
+                f"{dataset} cannot be written to (read-only), and inspect draws its PNGs into the dataset by "
+                "default: give --out PNG (a path you can write to)"
+            )
         from eoshard.flows.quicklooks import ClassColours, draw_quicklooks  # matplotlib, once it is a dataset
 
         print_summary(dataset, manifest)
         target = out or dataset / "quicklooks.png"
+        chart = dataset / "classes.png" if out is None else out.with_name(f"{out.stem}-classes.png")
         if manifest["labels"]:
-            _classes(dataset, manifest, ClassColours(manifest["labels"]), target.parent / "classes.png")
+            _classes(dataset, manifest, ClassColours(manifest["labels"]), chart)
         shown = draw_quicklooks(dataset, manifest, target, samples)
         console.print(f"quicklooks of {shown} samples: {target}")
 

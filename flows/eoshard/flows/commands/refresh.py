@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from rich.progress import Progress
 
-from eoshard.flows.app import app, console, user_errors
+from eoshard.flows.app import RESUME_NOTE, app, console, user_errors
 from eoshard.flows.commands.build import (
     SchedulerOption,
     WorkersOption,
@@ -19,6 +19,7 @@ from eoshard.flows.commands.build import (
     progress_callback,
 )
 from eoshard.flows.config import load_config
+from eoshard.flows.writable import check_writable_folder
 
 
 @app.command()
@@ -32,8 +33,9 @@ def refresh(
     from eoshard.flows.refresh.run import refresh_dataset
     from eoshard.flows.storage import publish, redact_url
 
-    with user_errors():
+    with user_errors(interrupted=RESUME_NOTE):
         cfg = load_config(config)
+        check_writable_folder(cfg.output.path, "output.path")
         bar = _LazyBar()
         try:
             result = refresh_dataset(cfg, partial(dask_client, scheduler, workers), bar)

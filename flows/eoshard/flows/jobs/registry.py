@@ -9,11 +9,11 @@ from typing import Any
 
 from distributed import Client, Event
 
+from eoshard.flows import cluster
 from eoshard.flows.errors import FlowsError
 
 JOBS = "eoshard-jobs"
 STATES = ("queued", "running", "cancelling", "finished", "failed", "cancelled")
-CONNECT_TIMEOUT = "10s"
 
 
 class JobError(FlowsError, RuntimeError):
@@ -61,12 +61,9 @@ def cancel_event(job_id: str, client: Client) -> Event:
 def connect(address: str) -> Client:
     """A client of the scheduler at ``address``; a clear error if none answers."""
     try:
-        return Client(address, timeout=CONNECT_TIMEOUT, set_as_default=False)
-    except (OSError, TimeoutError, ValueError) as err:
-        raise JobError(
-            f"no Dask scheduler answered at {address!r} within {CONNECT_TIMEOUT}: {err}. "
-            "Give the address the scheduler printed (tcp://HOST:PORT) and check that it runs"
-        ) from err
+        return cluster.connect(address, set_as_default=False)
+    except FlowsError as err:
+        raise JobError(str(err)) from err.__cause__
 
 
 def update(client: Client, job_id: str, **fields: Any) -> None:
