@@ -43,12 +43,15 @@ def _config(demo_data, out: Path) -> Path:
 
 
 def _build(config: Path) -> subprocess.Popen[bytes]:
-    """The build as a process of its own session (so that its Dask workers can be killed with it)."""
+    """The build as a process of its own session (so that its Dask workers can be killed with it), with SIGINT
+    handled as in a terminal (a shell without job control starts background commands with SIGINT ignored, and the
+    tests' processes would pass that on)."""
     command = [sys.executable, "-c", "from eoshard.flows.cli import main; main()", "build", str(config)]
     with config.with_suffix(".log").open("ab") as log:
         return subprocess.Popen(
-            [*command, "--workers", "1"], stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
+            [*command, "--workers", "1"], stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )  # fmt: skip
 
 
 def _run(config: Path) -> None:
