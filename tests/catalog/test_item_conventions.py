@@ -68,7 +68,7 @@ def test_each_date_takes_the_clearest_cover_not_the_largest_tile() -> None:
     cloudy = table[table.tile == "58VFH"]
     assert not cloudy.selected.any()
     assert set(cloudy.reason) <= {
-        "the AOI is already covered by clearer tiles of this acquisition",
+        "the AOI is covered by tiles of this acquisition that add more cloud-free area",
         *(r for r in cloudy.reason if r.startswith("reprocessed copy")),
     }
     chosen = table[table.selected]

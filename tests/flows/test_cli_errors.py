@@ -112,3 +112,23 @@ def test_inspect_and_verify_of_a_newer_or_broken_dataset(tmp_path: Path) -> None
         _assert_clean_failure(_run(command, str(tmp_path)), 1, "format 9.0 is newer than this eoshard reads")
     (tmp_path / "dataset.json").write_text('{"format_version": "1.0", "name": "x"}')
     _assert_clean_failure(_run("inspect", str(tmp_path)), 1, "which are missing", "rebuild the dataset")
+
+
+def test_jobs_without_a_scheduler_says_how_to_give_one(monkeypatch) -> None:
+    monkeypatch.delenv("DASK_SCHEDULER_ADDRESS", raising=False)
+    _assert_clean_failure(
+        _run("jobs", "logs", "some-job"), 1, "no scheduler given: add --scheduler tcp://HOST:PORT"
+    )
+    helped = _run("jobs", "cancel", "--help")
+    assert helped.returncode == 0 and "--scheduler" in helped.stdout
+
+
+def test_version() -> None:
+    from importlib.metadata import version
+
+    shown = _run("--version")
+    assert shown.returncode == 0 and shown.stdout.strip() == f"eoshard {version('eoshard')}"
+
+
+def test_a_folder_given_as_the_config_is_named_so(tmp_path: Path) -> None:
+    _assert_clean_failure(_run("build", str(tmp_path)), 2, f"{tmp_path} is a folder: give the YAML config file")

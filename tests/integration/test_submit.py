@@ -169,7 +169,7 @@ def test_cancel_stops_a_job_cleanly(dask_cluster: Any, demo_data: Any, tmp_path:
     again = run_cli("jobs", "--scheduler", dask_cluster.address, "cancel", job_id)
     assert again.returncode == 1
     assert f"job {job_id} has already ended (cancelled)" in again.stderr
-    logs = run_cli("jobs", "--scheduler", dask_cluster.address, "logs", job_id)
+    logs = run_cli("jobs", "logs", job_id, "--scheduler", dask_cluster.address)  # the option after the command too
     assert "cancel requested" in logs.stdout
     assert "cancelled: no further shards are written" in logs.stdout
 

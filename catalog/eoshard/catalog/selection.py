@@ -163,7 +163,7 @@ def select(
         chosen_ids = {r.id for r in chosen}
         for r in group:
             if r.id not in chosen_ids:
-                reasons[r.id] = "the AOI is already covered by clearer tiles of this acquisition"
+                reasons[r.id] = "the AOI is covered by tiles of this acquisition that add more cloud-free area"
         cover[key] = 1.0 - remaining.area / aoi.area
         if cover[key] < min_aoi_coverage:
             for r in chosen:

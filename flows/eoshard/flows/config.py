@@ -437,6 +437,8 @@ _ConfigLoader.yaml_implicit_resolvers = {
 
 def load_config(path: Path) -> BuildConfig:
     """Read and validate a YAML config file."""
+    if path.is_dir():
+        raise ConfigError(f"{path} is a folder: give the YAML config file (e.g. {path}/build.yaml)")
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:

@@ -142,6 +142,10 @@ def test_no_manifest_or_no_json_is_a_dataset_error(tmp_path: Path) -> None:
     (tmp_path / "dataset.json").write_text('{"format_version": "1.0",')
     with pytest.raises(ManifestError, match="is not valid JSON"):
         read_layout(tmp_path)
+    with pytest.raises(DatasetError, match=r"nosuch does not exist: give the folder a build wrote"):
+        read_layout(tmp_path / "nosuch")
+    with pytest.raises(DatasetError, match=r"dataset\.json is a file, not a dataset folder"):
+        read_layout(tmp_path / "dataset.json")
 
 
 def test_open_dataset_of_an_lmdb_only_dataset_says_what_to_do(tmp_path: Path) -> None:

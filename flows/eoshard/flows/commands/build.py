@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -78,6 +78,24 @@ def build(
             with console.status(f"publishing to {redact_url(cfg.output.url)}"):
                 publish(result.path, cfg.output.url)
         print_summary(result.path, result.manifest)
+        note = empty_split_note(result.manifest)
+        if note is not None:
+            console.print(f"[yellow]warning:[/] {note}", highlight=False)
+
+
+def empty_split_note(manifest: dict[str, Any]) -> str | None:
+    """A warning when a split that should hold samples holds none (patches of one block share a split, so a small
+    AOI, or one mostly outside the products, may put every sample in one split)."""
+    splits = manifest["splits"]
+    counts, fractions = splits["counts"], splits["fractions"]
+    empty = [name for name, share in zip(counts, fractions, strict=True) if share > 0 and counts[name] == 0]
+    if not empty or not sum(counts.values()):
+        return None
+    return (
+        f"the {' and '.join(empty)} split{'s hold' if len(empty) > 1 else ' holds'} no sample: patches of one "
+        f"{splits['block_size']:g} m block share a split, and the samples lie in too few blocks; lower "
+        "splits.block_size or widen the AOI (and check that the products cover it)"
+    )
 
 
 def print_summary(path: Path, manifest: dict[str, object]) -> None:

@@ -9,21 +9,38 @@ import typer
 from rich.table import Table
 
 from eoshard.flows.app import app, console, user_errors
-from eoshard.flows.commands.submit import Scheduler
+from eoshard.flows.errors import FlowsError
 
 jobs_app = typer.Typer(help="Jobs on a Dask scheduler: list (default), logs ID, cancel ID.", no_args_is_help=False)
 app.add_typer(jobs_app, name="jobs")
 
 
+# given before or after the subcommand (``jobs --scheduler A logs ID`` or ``jobs logs ID --scheduler A``)
+Scheduler = Annotated[
+    str | None,
+    typer.Option(envvar="DASK_SCHEDULER_ADDRESS", help="address of the Dask scheduler, tcp://HOST:PORT"),
+]
+
+
+def _address(ctx: typer.Context, scheduler: str | None) -> str:
+    address = scheduler or (ctx.obj if isinstance(ctx.obj, str) else None)
+    if not address:
+        raise FlowsError(
+            "no scheduler given: add --scheduler tcp://HOST:PORT (the address the scheduler printed) or set "
+            "DASK_SCHEDULER_ADDRESS"
+        )
+    return address
+
+
 @jobs_app.callback(invoke_without_command=True)
-def jobs(ctx: typer.Context, scheduler: Scheduler) -> None:
+def jobs(ctx: typer.Context, scheduler: Scheduler = None) -> None:
     """List the jobs on the scheduler with their state and progress."""
     ctx.obj = scheduler
     if ctx.invoked_subcommand is not None:
         return
     from eoshard.flows.jobs import connect, list_jobs
 
-    with user_errors(), connect(scheduler) as client:
+    with user_errors(), connect(_address(ctx, scheduler)) as client:
         table = Table("job", "state", "progress", "submitted", "output", title=f"jobs on {scheduler}")
         for job in list_jobs(client):
             progress = f"{job.done}/{job.total} shards" if job.total else "-"
@@ -32,21 +49,29 @@ def jobs(ctx: typer.Context, scheduler: Scheduler) -> None:
 
 
 @jobs_app.command()
-def logs(ctx: typer.Context, job_id: Annotated[str, typer.Argument(help="job id printed by submit")]) -> None:
+def logs(
+    ctx: typer.Context,
+    job_id: Annotated[str, typer.Argument(help="job id printed by submit")],
+    scheduler: Scheduler = None,
+) -> None:
     """Print the driver's log of a job."""
     from eoshard.flows.jobs import connect, job_logs
 
-    with user_errors(), connect(ctx.obj) as client:
+    with user_errors(), connect(_address(ctx, scheduler)) as client:
         for when, message in job_logs(client, job_id):
             stamp = datetime.fromtimestamp(when, UTC).isoformat(timespec="seconds")
             console.print(f"{stamp} {message}", highlight=False, markup=False, soft_wrap=True)
 
 
 @jobs_app.command()
-def cancel(ctx: typer.Context, job_id: Annotated[str, typer.Argument(help="job id printed by submit")]) -> None:
+def cancel(
+    ctx: typer.Context,
+    job_id: Annotated[str, typer.Argument(help="job id printed by submit")],
+    scheduler: Scheduler = None,
+) -> None:
     """Stop a job cleanly: its driver cancels the remaining shards and closes its writers."""
     from eoshard.flows.jobs import cancel_job, connect
 
-    with user_errors(), connect(ctx.obj) as client:
+    with user_errors(), connect(_address(ctx, scheduler)) as client:
         job = cancel_job(client, job_id)
         console.print(f"job {job_id}: {job.state}")

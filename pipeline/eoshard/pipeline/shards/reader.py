@@ -23,6 +23,9 @@ from eoshard.pipeline.shards.layout import INDEX_FILE, MANIFEST_FILE, DatasetLay
 def read_layout(path: Path) -> DatasetLayout:
     """The layout of the finished dataset at ``path`` (its ``dataset.json``)."""
     manifest = path / MANIFEST_FILE
+    if not path.is_dir():
+        what = "is a file, not a dataset folder" if path.exists() else "does not exist"
+        raise DatasetError(f"{path} {what}: give the folder a build wrote (its output.path)")
     if not manifest.is_file():
         raise DatasetError(
             f"{path} has no {MANIFEST_FILE}: it is not an eoshard dataset, or its build did not finish "
