@@ -14,8 +14,9 @@ from eoshard.pipeline.reflectance import to_reflectance
 
 
 def band_values(cube: xr.DataArray, band: str) -> xr.DataArray:
-    """One band of a group as reflectance: digital numbers become reflectance first (the BOA offset applied)."""
-    values = cube if cube.dtype.kind == "f" else to_reflectance(cube)
+    """One band of a group as reflectance: digital numbers become reflectance first (the BOA offset applied; the
+    band alone, not its whole group)."""
+    values = cube if cube.dtype.kind == "f" else to_reflectance(cube.sel(band=[band]))
     return values.sel(band=band, drop=True)
 
 
