@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -10,13 +11,14 @@ import pytest
 import yaml
 
 
-def _run(*args: str) -> subprocess.CompletedProcess[str]:
+def _run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-c", "from eoshard.flows.cli import main; main()", *args],
         capture_output=True,
         text=True,
         timeout=120,
         check=False,
+        env=None if env is None else {**os.environ, **env},
     )
 
 
@@ -132,3 +134,10 @@ def test_version() -> None:
 
 def test_a_folder_given_as_the_config_is_named_so(tmp_path: Path) -> None:
     _assert_clean_failure(_run("build", str(tmp_path)), 2, f"{tmp_path} is a folder: give the YAML config file")
+
+
+def test_build_takes_its_scheduler_from_dask_scheduler_address_and_checks_it_first(config_for) -> None:
+    """As Dask's own Client() does; an address that is no scheduler's (a dashboard URL) is refused before planning."""
+    result = _run("build", str(config_for()), env={"DASK_SCHEDULER_ADDRESS": "http://127.0.0.1:8787/status"})
+    _assert_clean_failure(result, 1, "'http://127.0.0.1:8787/status' is not a Dask scheduler address")
+    assert "products" not in result.stdout  # nothing was planned
