@@ -305,7 +305,7 @@ def shard_sources(plan: BuildPlan, parcels: gpd.GeoDataFrame | None, order: Patc
             continue
         f = plan.factors[name]
         dtype, nodata = str(cube.dtype), float(cube.attrs.get("nodata", 0))
-        if config.cube.reflectance and is_main(group_sensor(name)):  # read as digital numbers (see derived_values)
+        if derived is not None and derived.units[name].converted:  # read as digital numbers, then converted
             dtype, nodata = DN_DTYPE, float(NODATA)
         groups[name] = group_source(
             sensor_items(plan.items, group_sensor(name)), grid if f == 1 else grid.zoom_out(f), [str(b) for b in cube.band.values],

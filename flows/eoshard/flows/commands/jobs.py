@@ -23,7 +23,7 @@ Scheduler = Annotated[
 
 
 def _address(ctx: typer.Context, scheduler: str | None) -> str:
-    address = scheduler or (ctx.obj if isinstance(ctx.obj, str) else None)
+    address: str | None = scheduler or ctx.obj  # the option after the subcommand, else the one before it
     if not address:
         raise FlowsError(
             "no scheduler given: add --scheduler tcp://HOST:PORT (the address the scheduler printed) or set "

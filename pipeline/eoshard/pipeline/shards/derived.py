@@ -31,6 +31,11 @@ class GroupUnits:
     boa_offsets: tuple[int, ...] = ()
     scaling: tuple[tuple[float, float], ...] = ()
 
+    @property
+    def converted(self) -> bool:
+        """Whether the cube holds other values than the digital numbers read (float32 reflectance or units)."""
+        return self.reflectance and self.sensor in (S2, LS)
+
     def as_read(self, window: np.ndarray) -> xr.DataArray:
         """A ``(time, band, y, x)`` window of digital numbers with the coordinates the cube's group has."""
         coords: dict[str, object] = {"band": list(self.bands)}
@@ -40,11 +45,9 @@ class GroupUnits:
 
     def as_held(self, numbers: xr.DataArray) -> xr.DataArray:
         """``numbers`` (see ``as_read``) as the cube's group holds them."""
-        if self.reflectance and self.sensor == S2:
-            return to_reflectance(numbers)
-        if self.reflectance and self.sensor == LS:
-            return scaled(numbers, self.scaling)
-        return numbers
+        if not self.converted:
+            return numbers
+        return to_reflectance(numbers) if self.sensor == S2 else scaled(numbers, self.scaling)
 
 
 @dataclass(frozen=True)
