@@ -73,10 +73,12 @@ def test_importing_one_module_of_a_portion_loads_only_what_it_needs() -> None:
     probe = (
         "import json, sys\n"
         "import eoshard.pipeline.shards.reads, eoshard.catalog.credentials\n"
-        "print(json.dumps([m for m in ('stackstac', 'pystac_client', 'odc.stac') if m in sys.modules]))"
+        "print(json.dumps([m for m in ('stackstac', 'pystac_client', 'odc.stac', 'xarray', 'dask.array', 'pandas',"
+        " 'geopandas', 'scipy') if m in sys.modules]))"
     )
     run = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd="/")
-    assert json.loads(run.stdout) == []  # a shard task's worker does not load the cube engines or the API client
+    # a shard task's worker does not load the cube engines, the API client, dataframes or dask arrays
+    assert json.loads(run.stdout) == []
 
 
 @pytest.mark.parametrize(

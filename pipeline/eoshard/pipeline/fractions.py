@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import threading
+from operator import itemgetter
 
 import numpy as np
 import shapely
@@ -85,8 +86,9 @@ def cell_fractions(geoms: np.ndarray, transform: Affine, shape: tuple[int, int])
     )
     features = WkbFeatureSource(list(zip(some.tolist(), shapely.to_wkb(geoms[some]), strict=True)))
     with _EXACTEXTRACT:
-        table = exact_extract(raster, features, ["cell_id", "coverage"], include_cols=["n"], output="pandas")
-    for n, ids, cover in table[["n", "cell_id", "coverage"]].itertuples(index=False, name=None):
+        found = exact_extract(raster, features, ["cell_id", "coverage"], include_cols=["n"], output="geojson")
+    # GeoJSON-like features of numpy arrays, not a DataFrame: a shard task's worker loads no pandas
+    for n, ids, cover in (itemgetter("n", "cell_id", "coverage")(f["properties"]) for f in found):
         rows, cols = np.divmod(np.asarray(ids, dtype=np.int64), c1 - c0)
         rows, cols = rows + r0, cols + c0
         cover = np.asarray(cover, dtype=np.float32).astype(np.float64)

@@ -1,28 +1,34 @@
-"""Target grids: an odc-geo ``GeoBox`` over an area of interest, aligned so Sentinel-2 grids nest."""
+"""Target grids: an odc-geo ``GeoBox`` over an area of interest, aligned so Sentinel-2 grids nest.
+
+geopandas and xarray load when a function needs them: the shard tasks' workers use the grid arithmetic alone
+(design record 0020).
+"""
 
 from __future__ import annotations
 
 import math
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
-import geopandas as gpd
 import shapely
-import xarray as xr
 from odc.geo import CRS
 from odc.geo.geobox import GeoBox
 from odc.geo.geom import BoundingBox
-from odc.geo.xr import xr_coords
 
 from eoshard.pipeline.errors import GridError
+
+if TYPE_CHECKING:
+    import xarray as xr
 
 # Sentinel-2 tile origins are multiples of 60 m, so snapping to 60 m keeps the 10, 20 and 60 m grids nested
 # and pixel-aligned with the products (no resampling where the CRS matches).
 S2_ALIGNMENT_M = 60.0
-XrT = TypeVar("XrT", xr.DataArray, xr.Dataset)
+XrT = TypeVar("XrT", "xr.DataArray", "xr.Dataset")
 
 
 def utm_crs_for(area: shapely.Geometry, area_crs: CRS | str = "EPSG:4326") -> CRS:
     """The UTM zone (WGS 84) that holds the centroid of ``area``."""
+    import geopandas as gpd
+
     centroid = gpd.GeoSeries([area], crs=str(area_crs)).to_crs(4326).iloc[0].centroid
     lon, lat = centroid.x, centroid.y
     zone = min(int((lon + 180.0) // 6.0) + 1, 60)
@@ -31,6 +37,8 @@ def utm_crs_for(area: shapely.Geometry, area_crs: CRS | str = "EPSG:4326") -> CR
 
 def reproject_area(area: shapely.Geometry, area_crs: CRS | str, crs: CRS | str) -> shapely.Geometry:
     """``area`` in ``crs``, densified first so that curved edges keep their extent."""
+    import geopandas as gpd
+
     densified = shapely.segmentize(area, max_segment_length=_segment_length(area))
     return gpd.GeoSeries([densified], crs=str(area_crs)).to_crs(str(crs)).iloc[0]
 
@@ -116,11 +124,15 @@ def attach_grid(values: XrT, grid: GeoBox) -> XrT:
     and a window of them (``isel``) knows its own grid, one-pixel windows included (``GeoTransform``)."""
     if grid.crs is None:
         raise GridError(f"the grid {grid} has no CRS: make it with grid_for_area or give GeoBox a crs")
+    from odc.geo.xr import xr_coords
+
     return values.assign_coords(spatial_ref=xr_coords(grid)["spatial_ref"])
 
 
 def grid_of(values: xr.DataArray | xr.Dataset) -> GeoBox:
     """The ``GeoBox`` that a cube, label layer or patch carries (its ``spatial_ref`` and ``y``/``x``)."""
+    import odc.geo.xr  # noqa: F401  (gives xarray objects their ``.odc`` accessor)
+
     geobox = values.odc.geobox
     if not isinstance(geobox, GeoBox) or geobox.crs is None:
         raise GridError(

@@ -13,7 +13,7 @@ import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from odc.geo.geobox import GeoBox
@@ -29,11 +29,13 @@ from eoshard.pipeline.direct import (
     use_block_store,
 )
 from eoshard.pipeline.grid import nested_grid
-from eoshard.pipeline.labels import LabelSource, label_window, layer_values
+from eoshard.pipeline.label_windows import LabelSource, label_window, layer_values
 from eoshard.pipeline.landsat import qa_valid
 from eoshard.pipeline.scl import scl_valid
-from eoshard.pipeline.shards.derived import Derived
 from eoshard.pipeline.shards.task import ShardSpec, materialize_shard
+
+if TYPE_CHECKING:  # loaded with a build's sources that make reflectance or indices (xarray: see derived.py)
+    from eoshard.pipeline.shards.derived import Derived
 
 
 @dataclass(frozen=True)
