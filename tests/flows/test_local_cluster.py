@@ -16,25 +16,38 @@ def _profiler(dask_worker: object) -> tuple[bool, bool]:  # client.run passes th
     return bool(dask.config.get("distributed.worker.profile.enabled")), hasattr(dask_worker, "profile_keys")
 
 
+def _tick(dask_worker: Any) -> float:
+    return float(dask_worker._tick_interval)
+
+
 def test_local_workers_run_without_the_profiler_and_leave_the_config_as_it_was() -> None:
     assert dask.config.get("distributed.worker.profile.enabled") is True
+    assert dask.config.get("distributed.admin.tick.interval") == "20ms"
     with dask_client(n_workers=1) as client:
         assert len(client.scheduler_info()["workers"]) == 1
         assert list(client.run(_profiler).values()) == [(False, True)]
+        # the servers' event loops are checked every 500 ms (distributed's default: 20 ms)
+        assert list(client.run(_tick).values()) == [0.5]
+        assert client.run_on_scheduler(_tick) == 0.5
+        assert client.cluster is not None and client.cluster.scheduler is not None
+        assert [n._tick_interval for n in client.cluster.workers.values()] == [0.5]  # the nanny
     assert dask.config.get("distributed.worker.profile.enabled") is True
+    assert dask.config.get("distributed.admin.tick.interval") == "20ms"
 
 
-def _imported() -> bool:
+def _imported() -> tuple[bool, list[str]]:
     import sys
 
-    return "eoshard.pipeline.shards.reads" in sys.modules
+    heavy = ("pandas", "geopandas", "xarray", "dask.array", "scipy", "stackstac", "pystac_client")
+    return "eoshard.pipeline.shards.reads" in sys.modules, [m for m in heavy if m in sys.modules]
 
 
 def test_a_cluster_started_meanwhile_is_up_with_the_shard_tasks_imported_and_closed_after() -> None:
     with client_started_meanwhile(n_workers=1) as started:
         client = started()
         assert started() is client
-        assert list(client.run(_imported).values()) == [True]  # imported before any task ran
+        # imported before any task ran, without the cube engines, dataframes or dask arrays (design record 0020)
+        assert list(client.run(_imported).values()) == [(True, [])]
         cluster = client.cluster
     assert client.status == "closed" and cluster is not None and cluster.status.name == "closed"
 

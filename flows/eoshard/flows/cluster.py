@@ -49,6 +49,13 @@ def settle_gdal_environment() -> None:
 
 CONNECT_TIMEOUT = "10s"
 
+# eoshard's LocalCluster: see ``dask_client``
+LOCAL_CLUSTER_SETTINGS = {
+    "distributed.worker.profile.enabled": False,
+    "distributed.scheduler.work-stealing": False,
+    "distributed.admin.tick.interval": "500ms",
+}
+
 
 def connect(address: str, *, set_as_default: bool = True) -> Client:
     """A client of the scheduler at ``address``; a clear error if it is no scheduler address or none answers.
@@ -83,8 +90,9 @@ def dask_client(scheduler: str | None = None, n_workers: int | None = None) -> I
     profiler (a stack sample of every thread each 10 ms): with a shard task's read threads it cost 14 % of the
     tile build's CPU time. Its scheduler does not steal work: a build gives each worker a run of neighbouring
     shards whose source blocks it decodes once, and a shard moved to a worker that holds none of them reads them
-    all again (over HTTP, 3-5 % more bytes for the last shards of a quarter tile). A scheduler of your own keeps
-    its settings (see docs/running-scheduler.md).
+    all again (over HTTP, 3-5 % more bytes for the last shards of a quarter tile). Its servers check their event
+    loops every 500 ms instead of every 20 ms: the scheduler and nannies in this process woke 250 times a second
+    for it (4 % of a core, idle). A scheduler of your own keeps its settings (see docs/running-scheduler.md).
     """
     if scheduler:
         with connect(scheduler) as client:
@@ -92,10 +100,8 @@ def dask_client(scheduler: str | None = None, n_workers: int | None = None) -> I
         return
     settle_environment()
     workers = n_workers or max(1, CPU_COUNT)
-    # the nannies pass the profiler setting to the workers; the scheduler reads its own when it is made, here
-    with dask.config.set(
-        {"distributed.worker.profile.enabled": False, "distributed.scheduler.work-stealing": False}
-    ):
+    # the nannies pass these settings to the workers; the scheduler and nannies read theirs when made, here
+    with dask.config.set(LOCAL_CLUSTER_SETTINGS):
         local = LocalCluster(
             n_workers=workers, threads_per_worker=1, processes=True, memory_limit="auto", dashboard_address=":0",
             preload=[*dask.config.get("distributed.worker.preload", []), "eoshard.flows.worker_interrupt"],
