@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import sys
 import warnings
@@ -33,4 +34,10 @@ def main() -> None:
     """Entry point of the ``eoshard`` script: warnings as one line each, errors without a traceback."""
     warnings.showwarning = _show_warning
     logging.getLogger("eoshard").addHandler(_WarningLines(logging.WARNING))
-    sys.exit(app())
+    try:
+        sys.exit(app())
+    finally:
+        # Every file a command writes is closed by now. The interpreter's collections at exit would walk every
+        # object the command made (0.7-0.9 s after a build of a sixteenth tile) to free memory the process is
+        # about to give back: frozen objects are left out of them.
+        gc.freeze()
