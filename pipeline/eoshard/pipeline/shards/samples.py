@@ -142,8 +142,8 @@ class Sample:
             if own.all():  # the common case: the values as they are (the shard stacks them into one copy)
                 out[group] = values
                 continue
-            fill = np.full_like(values, np.nan) if values.dtype.kind == "f" else np.zeros_like(values)
-            out[group] = np.where(own[:, None, None, None], values, fill)
+            out[group] = masked = values.copy()  # one pass, where ``np.where`` against a filled array took three
+            masked[~own] = np.nan if values.dtype.kind == "f" else 0
         out.update(self.labels)
         out.update(self.paired)
         out["valid_mask"] = self.selection.mask & kept[:, None, None]
