@@ -15,6 +15,7 @@ from rasterio.windows import Window
 from eoshard.pipeline.direct.answers import http_answer
 from eoshard.pipeline.direct.blocks import (
     CACHE,
+    OpenFile,
     block_key,
     is_remote,
     open_file,
@@ -68,10 +69,10 @@ class Sweep:
 NO_SWEEP = Sweep()
 
 
-def _offset(dataset: Any, grid_transform: Affine, epsg: int) -> tuple[int, int] | None:
+def _offset(handle: OpenFile, grid_transform: Affine, epsg: int) -> tuple[int, int] | None:
     """The file's pixel offset from the grid when it lies on the grid (same CRS, size and phase), else None."""
-    t = dataset.transform
-    if dataset.crs is None or dataset.crs.to_epsg() != epsg:
+    t = handle.dataset.transform
+    if handle.epsg is None or handle.epsg != epsg:
         return None
     g = grid_transform
     if (t.a, t.b, t.d, t.e) != (g.a, g.b, g.d, g.e):
@@ -215,8 +216,9 @@ def read_asset_window(
     if not _overlaps(asset, source, window):
         return None
     try:
-        dataset = open_file(asset.href).dataset
-        offset = _offset(dataset, source.grid.transform, grid_epsg(source.grid))
+        handle = open_file(asset.href)
+        dataset = handle.dataset
+        offset = _offset(handle, source.grid.transform, grid_epsg(source.grid))
         if offset is None:
             return _warped(asset.href, source, window, out)
         return _aligned(asset.href, dataset, offset, window, source.nodata, source.dtype, sweep, out)
@@ -292,8 +294,9 @@ def prefetch_group_window(source: GroupSource, rows: slice, cols: slice, sweep: 
 
 def _fetch_ahead(source: GroupSource, href: str, window: Window, sweep: Sweep) -> None:
     try:
-        dataset = open_file(href).dataset
-        offset = _offset(dataset, source.grid.transform, grid_epsg(source.grid))
+        handle = open_file(href)
+        dataset = handle.dataset
+        offset = _offset(handle, source.grid.transform, grid_epsg(source.grid))
         if offset is None:
             return
         bh, bw = dataset.block_shapes[0]
