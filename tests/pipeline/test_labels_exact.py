@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pickle
+
 import geopandas as gpd
 import numpy as np
 import pytest
@@ -11,7 +13,7 @@ from odc.geo.geobox import GeoBox
 from odc.geo.geom import BoundingBox
 from shapely.geometry import Polygon, box
 
-from eoshard.pipeline.labels import label_source, rasterize_labels
+from eoshard.pipeline.labels import label_source, label_window, rasterize_labels
 from tests.conftest import shared_path
 from tests.laziness import computing_forbidden
 
@@ -135,3 +137,20 @@ def test_the_label_source_token_follows_every_parcel_and_attribute() -> None:
     others = {token(moved), token(recoded), token(renumbered), token(parcels, background=9)}
     others |= {token(parcels, double_by="id")}
     assert first not in others and len(others) == 5
+
+
+def test_a_label_source_sent_to_a_worker_gives_the_same_windows() -> None:
+    """A build pickles its parcels once for every worker, as WKB in one call: the real parcels come back bit for
+    bit, and so does every layer of a window."""
+    parcels = gpd.read_file(shared_path("parcels", "fr_rpg_lpis_iacs_193parcels_epsg2154.gpkg"))
+    parcels["code"] = parcels["code_group"].astype(np.int64)
+    grid = _grid(859_103.0, 6_522_404.0, 120, 10.0, "EPSG:2154")
+    source = label_source(parcels, grid, class_column="code", id_column="id")
+    source.tree  # noqa: B018  (built here; the copy builds its own)
+    sent = pickle.loads(pickle.dumps(source, protocol=5))
+    assert "tree" not in sent.__dict__ and len(sent.geoms) == len(source.geoms) == 193
+    assert [g.wkb for g in sent.geoms] == [g.wkb for g in source.geoms]
+    for name in ("codes", "ids", "compare"):
+        np.testing.assert_array_equal(getattr(sent, name), getattr(source, name))
+    assert (sent.background, sent.layers) == (source.background, source.layers)
+    np.testing.assert_array_equal(label_window(sent, grid), label_window(source, grid))
