@@ -131,6 +131,7 @@ if sys.argv[1] == "scheduler":  # a scheduler of the user's own (in this process
 before = set(os.environ)
 with client_started_meanwhile(scheduler, n_workers=1) as started:
     meanwhile = set(os.environ)  # the main thread plans now, reading the environment (GDAL, PROJ, time zones)
+    import eoshard.flows.build  # the planner, imported while the cluster starts
     import eoshard.pipeline.direct.blocks  # what planning imports (GDAL's defaults)
 
     started()

@@ -51,13 +51,14 @@ def build(
     with user_errors(interrupted=RESUME_NOTE):
         cfg = load_config(config)  # a config error is told before the planner and Dask load
         check_writable_folder(cfg.output.path, "output.path")
-        from eoshard.flows.block_cache import block_cache_note
-        from eoshard.flows.build import plan_build, run_build
         from eoshard.flows.cluster import client_started_meanwhile, dashboard_note
-        from eoshard.flows.masking import mask_note
 
-        # the cluster starts (and its workers import) while the driver plans
+        # the cluster starts (and its workers import) while the driver imports the planner and plans
         with client_started_meanwhile(scheduler, workers) as started_client:
+            from eoshard.flows.block_cache import block_cache_note
+            from eoshard.flows.build import plan_build, run_build
+            from eoshard.flows.masking import mask_note
+
             with console.status("searching products and planning the build"):
                 plan = plan_build(cfg)
             console.print(
