@@ -211,7 +211,12 @@ def _stackstac_band_group(
     )
     # stackstac drops products that miss the grid: label what it kept, by id, not by position
     key_of = {str(d["id"]): acquisition_key(d) for d in dicts}
-    stack = stack.assign_coords(acquisition=("time", [key_of[str(i)] for i in stack["id"].values]))
+    acquisitions = [key_of[str(i)] for i in stack["id"].values]
+    stack = stack.assign_coords(acquisition=("time", acquisitions))
+    if len(set(acquisitions)) == len(acquisitions):
+        # one product per acquisition (an AOI within one tile): the mosaic of one layer is that layer, and the
+        # groupby below cost 1.1 s of a quarter tile's 2.2 s plan; ``finish_cube`` orders and labels both alike
+        return stack.swap_dims(time="acquisition").drop_vars("time")
     groups = stack.groupby("acquisition", squeeze=False)
     return groups.map(stackstac.mosaic, dim="time", nodata=nodata).drop_vars("time", errors="ignore")
 

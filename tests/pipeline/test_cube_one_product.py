@@ -1,0 +1,56 @@
+"""Cubes whose acquisitions each have one product (an AOI within one tile): the layer is taken as it is, without
+stackstac's mosaic, and it is the product's own pixels."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pystac
+import rasterio
+import shapely
+from rasterio.windows import from_bounds
+
+from eoshard.flows.demo.tile import write_tile_world
+from eoshard.pipeline.cube import open_cube
+from eoshard.pipeline.grid import grid_for_area
+from eoshard.pipeline.masks import open_valid_mask
+from eoshard.pipeline.scl import SCL_INVALID
+from tests.laziness import computing_forbidden
+
+
+def test_each_acquisition_is_its_product_as_read_by_rasterio(tmp_path: Path) -> None:
+    world = write_tile_world(tmp_path, "small", dates=3)
+    items = sorted(
+        pystac.Catalog.from_file(str(world.catalog)).get_items(recursive=True), key=lambda i: i.datetime
+    )
+    area = shapely.geometry.shape(json.loads(world.aoi.read_text())["features"][0]["geometry"])
+    grid = grid_for_area(area, "EPSG:4326", resolution=10)
+    with computing_forbidden():
+        cubes = open_cube(items, grid, ["B04", "B11"])
+        valid = open_valid_mask(items, grid)
+    assert [str(t)[:10] for t in cubes["s2_10m"].time.values] == [i.datetime.strftime("%Y-%m-%d") for i in items]
+    assert list(cubes["s2_10m"].acquisition.values) == list(cubes["s2_20m"].acquisition.values)
+    assert cubes["s2_10m"].dims == ("time", "band", "y", "x") and cubes["s2_10m"].dtype == np.uint16
+    for name, band in (("s2_10m", "B04"), ("s2_20m", "B11")):
+        cube = cubes[name]
+        got = cube.sel(band=band).isel(y=slice(37, 301), x=slice(5, 250)).values
+        y, x = cube.y.values, cube.x.values
+        res = float(x[1] - x[0])
+        bounds = (x[5] - res / 2, y[300] - res / 2, x[249] + res / 2, y[37] + res / 2)
+        for t, item in enumerate(items):
+            with rasterio.open(item.assets[band].get_absolute_href() or "") as src:
+                want = src.read(1, window=from_bounds(*bounds, transform=src.transform).round_offsets())
+            np.testing.assert_array_equal(got[t], want, err_msg=f"{name} {band} date {t}")
+    # the SCL valid mask: classes read at 20 m by rasterio, each pixel repeated 2 x 2 onto the 10 m grid
+    got_valid = valid.isel(y=slice(40, 300), x=slice(6, 250)).values
+    y, x = valid.y.values, valid.x.values
+    bounds = (x[6] - 5, y[299] - 5, x[249] + 5, y[40] + 5)
+    wanted = []
+    for t, item in enumerate(items):
+        with rasterio.open(item.assets["SCL"].get_absolute_href() or "") as src:
+            scl = src.read(1, window=from_bounds(*bounds, transform=src.transform).round_offsets())
+        wanted.append(~np.isin(scl, SCL_INVALID).repeat(2, axis=0).repeat(2, axis=1))
+        np.testing.assert_array_equal(got_valid[t], wanted[t], err_msg=f"SCL date {t}")
+    assert 0 < np.mean(wanted) < 1  # pixels of both kinds
