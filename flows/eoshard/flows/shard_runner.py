@@ -54,7 +54,7 @@ from eoshard.pipeline.shards.lmdb_store import LmdbWriter, part_name
 from eoshard.pipeline.shards.manifest import index_frame, summarise_records, write_collection, write_index
 from eoshard.pipeline.shards.reads import MAX_AHEAD_SHARDS, Meetings, Origins, ShardSources, meeting, read_shard
 from eoshard.pipeline.shards.samples import format_version
-from eoshard.pipeline.shards.spool import SpoolReader, spool_dir
+from eoshard.pipeline.shards.spool import read_spooled, release_spooled, spool_dir
 from eoshard.pipeline.shards.task import ShardSpec
 from eoshard.pipeline.shards.zarr_store import create_store
 
@@ -104,7 +104,6 @@ def run_shards(
     writers = _lmdb_writers(plan, out)
     # one thread per LMDB environment: each is its environment's only writer; environments go in parallel
     executors = {part: ThreadPoolExecutor(max_workers=1, thread_name_prefix=part) for part in writers}
-    readers = {part: SpoolReader() for part in writers}  # each used by its part's thread only
     pending: list[Future[None]] = []
     failures: list[PipelineError] = []
     count = len(done)
@@ -134,9 +133,9 @@ def run_shards(
             submitter.committed(shard)
             part = plan.lmdb_part(shard)
             if part is None:
-                _commit(log, shard, result, None, None)
+                _commit(log, shard, result, None)
             else:
-                pending.append(executors[part].submit(_commit, log, shard, result, writers[part], readers[part]))
+                pending.append(executors[part].submit(_commit, log, shard, result, writers[part]))
             del result
             pending = _raise_failed(pending)
             count += 1
@@ -291,7 +290,6 @@ def _commit(
     shard: int,
     result: dict[str, Any],
     writer: LmdbWriter | None,
-    reader: SpoolReader | None,
 ) -> None:
     """LMDB values first (one transaction), then the commit record: a recorded shard is complete everywhere."""
     fault_point("lmdb-put")
@@ -300,13 +298,12 @@ def _commit(
         if spool is None:
             writer.put_many(result["records"])
         else:
-            assert reader is not None, "spooled values are read by their part's reader"
-            writer.put_many(reader.read(spool))
+            writer.put_many(read_spooled(spool))
     fault_point("commit-record")
     record = {k: v for k, v in result.items() if k not in ("records", "spool")}
     log.commit(shard, {"shard": shard, **record})
     if spool is not None:
-        SpoolReader.release(spool)
+        release_spooled(spool)
 
 
 def _first_failure(failures: list[PipelineError], n_shards: int, n_committed: int) -> PipelineError:

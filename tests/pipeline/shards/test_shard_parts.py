@@ -22,7 +22,7 @@ from eoshard.pipeline.shards import lmdb_store, stats
 from eoshard.pipeline.shards.commits import CommitLog, PlanMismatchError
 from eoshard.pipeline.shards.lmdb_store import LmdbWriter
 from eoshard.pipeline.shards.splits import block_split
-from eoshard.pipeline.shards.spool import SpoolReader, spool_dir, spool_values
+from eoshard.pipeline.shards.spool import read_spooled, release_spooled, spool_dir, spool_values
 from eoshard.pipeline.shards.task import ShardSpec, materialize_shard
 from eoshard.pipeline.shards.zarr_store import create_store
 
@@ -212,19 +212,20 @@ def test_spooled_values_reach_lmdb_as_the_returned_ones_would(tmp_path: Path) ->
     assert spooled["records"] == [] and "spool" not in returned
     path = Path(spooled["spool"]["path"])
     assert path == tmp_path / "True" / "_build" / "values" / "shard-000005.bin"
-    back = [(key, bytes(value)) for key, value in SpoolReader().read(spooled["spool"])]
+    back = [(key, bytes(value)) for key, value in read_spooled(spooled["spool"])]
     assert back == returned["records"] and [k for k, _ in back] == ["32633_10_0_0", "32633_10_40_0"]
     assert path.stat().st_size == sum(len(v) for _, v in returned["records"])
     path.write_bytes(path.read_bytes()[:-1])  # a file cut short (a full disk while another process wrote it)
     with pytest.raises(ShardWriteError, match=r"shard-000005\.bin holds"):
-        SpoolReader().read(spooled["spool"])
+        read_spooled(spooled["spool"])
 
 
-def test_one_spool_reader_maps_shards_of_any_size_and_a_second_run_replaces_the_file(tmp_path: Path) -> None:
-    """The driver's reader hands out views of each file mapped: each shard's views hold that shard's bytes, empty
+def test_spooled_values_are_mapped_for_shards_of_any_size_and_a_second_run_replaces_the_file(
+    tmp_path: Path,
+) -> None:
+    """The driver gets views of each file mapped: each shard's views hold that shard's bytes, empty
     values and empty shards included, and stay so after the file is deleted (release) or written again by a second
     run of the same task (it writes a new file and renames it over the old one)."""
-    reader = SpoolReader()
     shards = {
         1: [("a", b"x" * 1000), ("b", b"y" * 24)],
         2: [("c", b"z" * 10)],
@@ -234,12 +235,12 @@ def test_one_spool_reader_maps_shards_of_any_size_and_a_second_run_replaces_the_
     held = {}
     for shard, records in shards.items():
         spool = spool_values(tmp_path, shard, records)
-        held[shard] = reader.read(spool)
+        held[shard] = read_spooled(spool)
         assert [(k, bytes(v)) for k, v in held[shard]] == records
-        reader.release(spool)
+        release_spooled(spool)
         assert not Path(spool["path"]).exists()
     again = spool_values(tmp_path, 1, [("a", b"Q" * 1000), ("b", b"R" * 24)])  # the same task run again
     assert [(k, bytes(v)) for k, v in held[1]] == shards[1]
-    assert [bytes(v) for _, v in reader.read(again)] == [b"Q" * 1000, b"R" * 24]
+    assert [bytes(v) for _, v in read_spooled(again)] == [b"Q" * 1000, b"R" * 24]
     assert sorted(p.name for p in spool_dir(tmp_path).iterdir()) == ["shard-000001.bin"]  # no partial file left
     assert {k: [(key, bytes(v)) for key, v in views] for k, views in held.items()} == shards

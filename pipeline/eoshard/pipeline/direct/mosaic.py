@@ -72,7 +72,7 @@ NO_SWEEP = Sweep()
 def _offset(handle: OpenFile, grid_transform: Affine, epsg: int) -> tuple[int, int] | None:
     """The file's pixel offset from the grid when it lies on the grid (same CRS, size and phase), else None."""
     t = handle.dataset.transform
-    if handle.epsg is None or handle.epsg != epsg:
+    if handle.epsg != epsg:
         return None
     g = grid_transform
     if (t.a, t.b, t.d, t.e) != (g.a, g.b, g.d, g.e):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,12 @@ def atomic_write(path: Path, data: bytes) -> None:
     except OSError as err:
         tmp.unlink(missing_ok=True)
         raise ShardWriteError(f"could not write {path}: {err}") from err
+
+
+def partial_path(path: Path) -> Path:
+    """A temporary name of its own beside ``path`` (``NAME.<uuid>.partial``, as zarr's store names them) to write
+    to and rename over ``path``; ``remove_leftovers`` deletes those a killed writer left."""
+    return path.with_name(f"{path.name}.{uuid.uuid4().hex}.partial")
 
 
 def remove_leftovers(root: Path) -> list[Path]:

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import mmap
 import os
-import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from eoshard.pipeline.errors import ShardWriteError
+from eoshard.pipeline.shards.commits import partial_path
 from eoshard.pipeline.shards.layout import BUILD_DIR, VALUES_DIR
 
 
@@ -31,11 +31,11 @@ def spool_path(out: Path, shard: int) -> Path:
 def spool_values(out: Path, shard: int, records: Sequence[tuple[str, bytes]]) -> dict[str, Any]:
     """Write the shard's LMDB values one after another to ``spool_path`` and return the keys and lengths.
 
-    The file is written under a name of its own, then renamed: the driver maps it (``SpoolReader``), and a second
+    The file is written under a name of its own, then renamed: the driver maps it (``read_spooled``), and a second
     run of the same task (a rerun, or a worker presumed lost that was not) replaces it instead of rewriting the
     pages the driver reads."""
     path = spool_path(out, shard)
-    partial = path.with_name(f"{path.name}.{uuid.uuid4().hex[:12]}.partial")
+    partial = partial_path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with partial.open("wb") as f:
@@ -51,29 +51,26 @@ def spool_values(out: Path, shard: int, records: Sequence[tuple[str, bytes]]) ->
     return {"path": str(path), "keys": [key for key, _ in records], "lengths": [len(v) for _, v in records]}
 
 
-class SpoolReader:
-    """Maps spooled values (one reader per thread)."""
+def read_spooled(spool: Mapping[str, Any]) -> list[tuple[str, memoryview]]:
+    """The ``(key, value)`` records ``spool_values`` wrote: views of the file mapped read-only, valid while any is
+    held (deleting the file meanwhile is safe)."""
+    path = Path(spool["path"])
+    total = sum(int(n) for n in spool["lengths"])
+    with path.open("rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        if size != total:
+            raise ShardWriteError(f"{path} holds {size} bytes where {total} were written: rerun the build")
+        data = memoryview(_mapped(f.fileno(), total))
+    records, start = [], 0
+    for key, length in zip(spool["keys"], spool["lengths"], strict=True):
+        records.append((str(key), data[start : start + length]))
+        start += length
+    return records
 
-    def read(self, spool: Mapping[str, Any]) -> list[tuple[str, memoryview]]:
-        """The ``(key, value)`` records ``spool_values`` wrote: views of the file mapped read-only, valid while any
-        is held (deleting the file meanwhile is safe)."""
-        path = Path(spool["path"])
-        total = sum(int(n) for n in spool["lengths"])
-        with path.open("rb") as f:
-            size = os.fstat(f.fileno()).st_size
-            if size != total:
-                raise ShardWriteError(f"{path} holds {size} bytes where {total} were written: rerun the build")
-            data = memoryview(_mapped(f.fileno(), total))
-        records, start = [], 0
-        for key, length in zip(spool["keys"], spool["lengths"], strict=True):
-            records.append((str(key), data[start : start + length]))
-            start += length
-        return records
 
-    @staticmethod
-    def release(spool: Mapping[str, Any]) -> None:
-        """Delete the file (its values are committed)."""
-        Path(spool["path"]).unlink(missing_ok=True)
+def release_spooled(spool: Mapping[str, Any]) -> None:
+    """Delete the file (its values are committed)."""
+    Path(spool["path"]).unlink(missing_ok=True)
 
 
 def _mapped(fd: int, size: int) -> mmap.mmap | bytes:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import uuid
 from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ from zarr.codecs import ZstdCodec
 from eoshard.pipeline.errors import ShardWriteError
 from eoshard.pipeline.faults import fault_point
 from eoshard.pipeline.sensors import group_sensor, is_main
+from eoshard.pipeline.shards.commits import partial_path
 from eoshard.pipeline.shards.direct_io import write_new_file
 from eoshard.pipeline.shards.shard_bytes import one_pass_level, shard_pieces
 
@@ -143,7 +143,7 @@ def _replace(file: Path, pieces: Sequence[bytes]) -> None:
     """Write ``file`` as zarr's store does: to ``NAME.<uuid>.partial`` beside it (past the page cache, see
     ``write_new_file``), then renamed over it."""
     file.parent.mkdir(parents=True, exist_ok=True)
-    tmp = file.with_name(f"{file.name}.{uuid.uuid4().hex}.partial")
+    tmp = partial_path(file)
     try:
         write_new_file(tmp, pieces)
         tmp.replace(file)
