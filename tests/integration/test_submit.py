@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -121,8 +122,12 @@ def test_submitted_job_outlives_its_client_and_equals_a_local_build(
 
     listed = run_cli("jobs", "--scheduler", dask_cluster.address)
     assert listed.returncode == 0, listed.stderr
-    line = next(row for row in listed.stdout.splitlines() if job_id[:12] in row)
-    assert "finished" in line
+    lines = listed.stdout.splitlines()  # piped: a header and one tab-separated line per job, no value cut
+    assert lines[0] == "job\tstate\tprogress\tsubmitted\toutput"
+    fields = next(line.split("\t") for line in lines[1:] if line.startswith(f"{job_id}\t"))
+    assert fields[:3] == [job_id, "finished", f"{N_SHARDS}/{N_SHARDS} shards"]
+    assert datetime.fromisoformat(fields[3]).tzinfo is not None  # when it was submitted, in UTC
+    assert fields[4] == str(out)
     logs = run_cli("jobs", "--scheduler", dask_cluster.address, "logs", job_id)
     assert "driver started on tcp://127.0.0.1:" in logs.stdout
     assert f"wrote 108 samples x 7 dates to {out}" in logs.stdout

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
 from eoshard.flows.app import app, console, user_errors
 from eoshard.flows.errors import FlowsError
+
+if TYPE_CHECKING:
+    from eoshard.flows.jobs.registry import JobInfo
 
 jobs_app = typer.Typer(help="Jobs on a Dask scheduler: list (default), logs ID, cancel ID.", no_args_is_help=False)
 app.add_typer(jobs_app, name="jobs")
@@ -22,6 +25,9 @@ Scheduler = Annotated[
 ]
 
 
+JOB_COLUMNS = ("job", "state", "progress", "submitted", "output")
+
+
 def _address(ctx: typer.Context, scheduler: str | None) -> str:
     address: str | None = scheduler or ctx.obj  # the option after the subcommand, else the one before it
     if not address:
@@ -32,6 +38,11 @@ def _address(ctx: typer.Context, scheduler: str | None) -> str:
     return address
 
 
+def _row(job: JobInfo) -> tuple[str, ...]:
+    """A job's values in ``JOB_COLUMNS`` order."""
+    return job.id, job.state, f"{job.done}/{job.total} shards" if job.total else "-", job.submitted, job.output
+
+
 @jobs_app.callback(invoke_without_command=True)
 def jobs(ctx: typer.Context, scheduler: Scheduler = None) -> None:
     """List the jobs on the scheduler with their state and progress."""
@@ -40,12 +51,18 @@ def jobs(ctx: typer.Context, scheduler: Scheduler = None) -> None:
         return
     from eoshard.flows.jobs import connect, list_jobs
 
-    with user_errors(), connect(_address(ctx, scheduler)) as client:
-        table = Table("job", "state", "progress", "submitted", "output", title=f"jobs on {scheduler}")
-        for job in list_jobs(client):
-            progress = f"{job.done}/{job.total} shards" if job.total else "-"
-            table.add_row(job.id, job.state, progress, job.submitted, job.output)
-        console.print(table)
+    with user_errors():
+        address = _address(ctx, scheduler)
+        with connect(address) as client:
+            rows = [_row(job) for job in list_jobs(client)]
+    if not console.is_terminal:  # piped: whole values, one tab-separated line per job (a table cuts them to fit)
+        for row in [JOB_COLUMNS, *rows]:
+            typer.echo("\t".join(row))  # not through rich, which turns tabs into spaces
+        return
+    table = Table(*JOB_COLUMNS, title=f"jobs on {address}")
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
 
 
 @jobs_app.command()
