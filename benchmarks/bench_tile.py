@@ -376,7 +376,7 @@ def main() -> None:
 
     runs, peaks, cpus, drivers = [], [], [], []
     remote_runs: list[float] = []
-    remote_one, fetched, requests, remote_peak = 0.0, 0, 0, 0
+    remote_one, fetched = 0.0, 0
     with serve_folder(big, latency=args.latency) as served:
         items = remote_item_collection(big / "catalog" / "catalog.json", big, served.url, work / "http-items.json")
         remote_cfg = config(big, items, work / "out-remote")

@@ -13,7 +13,8 @@ from odc.geo.geobox import GeoBox
 from odc.geo.geom import BoundingBox
 from shapely.geometry import Polygon, box
 
-from eoshard.pipeline.labels import label_source, label_window, rasterize_labels
+from eoshard.pipeline.label_windows import label_window
+from eoshard.pipeline.labels import label_source, rasterize_labels
 from tests.conftest import shared_path
 from tests.laziness import computing_forbidden
 

@@ -22,11 +22,6 @@ from eoshard.pipeline.errors import PipelineError
 from eoshard.pipeline.grid import attach_grid
 from eoshard.pipeline.label_windows import LAYERS, LabelSource, label_window, layer_values
 
-__all__ = [
-    "LAYERS", "InvalidGeometryWarning", "LabelSource", "label_source", "label_window", "layer_values",
-    "prepare_parcels", "rasterize_labels",
-]  # fmt: skip
-
 
 class InvalidGeometryWarning(UserWarning):
     """Some parcels had invalid geometries and were repaired."""

@@ -217,11 +217,10 @@ def read_asset_window(
         return None
     try:
         handle = open_file(asset.href)
-        dataset = handle.dataset
         offset = _offset(handle, source.grid.transform, grid_epsg(source.grid))
         if offset is None:
             return _warped(asset.href, source, window, out)
-        return _aligned(asset.href, dataset, offset, window, source.nodata, source.dtype, sweep, out)
+        return _aligned(asset.href, handle.dataset, offset, window, source.nodata, source.dtype, sweep, out)
     except AssetReadError:
         raise
     except Exception as err:
