@@ -4,10 +4,12 @@
 
 The world (`eoshard demo-data DIR --scale tile`, written once into ``--work``: about 25 minutes and 15 GB) and the
 cases of ``bench_tile.py``, at 4x the quarter's area, one run each (they take minutes):
-- plan; build from local files; the floor (every needed block decoded once); the quarter's build, for memory;
-- over HTTP with ``--latency`` s per request: the build as it runs by default (the machine's block store bounded
-  by the build's estimate) beside the same build with ``EOSHARD_BLOCK_STORE_MB=4096`` (the fixed default bound
-  before the estimate), each with the server's byte counter against the compressed size of the needed blocks.
+- plan; build from local files, then the same build over HTTP with ``--latency`` s per request right after it
+  (as ``bench_tile.py`` pairs them: the baselines change the machine for the builds that follow them);
+- the floor (every needed block decoded once); the quarter's build, for memory;
+- over HTTP again with ``EOSHARD_BLOCK_STORE_MB=4096`` (the fixed default bound before the build's estimate), beside
+  the first (the machine's block store bounded by the build's estimate, the default); each with the server's byte
+  counter against the compressed size of the needed blocks.
 
 Each output is deleted once measured, so the run needs about 30 GB besides the world (a whole tile's output is
 23 GB); ``bench_tile.py --scale tile`` keeps several and needs more. The output floor is left out for that reason.
@@ -45,6 +47,12 @@ def _remote(big: Path, work: Path, workers: int, latency: float, store_mb: str |
     return {**figures, "peak": peak, "cpu": CPU_SECONDS["last"]}
 
 
+def _print_remote(name: str, r: dict[str, Any], args: argparse.Namespace, note: str = "") -> None:
+    print(f"build over HTTP ({args.latency * 1000:.0f} ms per request), {args.workers} workers, block store bound "
+          f"{name}: {r['s']:.1f} s, {r['cpu']:.0f} CPU s, {r['requests']} requests, {r['bytes'] / 2**20:.0f} MiB "
+          f"fetched, peak RSS {r['peak'] / 2**20:.0f} MiB{note}")  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--work", type=Path, default=Path("/tmp/eoshard-bench-tile"))
@@ -68,6 +76,8 @@ def main() -> None:
           f"{build_cpu:.0f} CPU s ({CPU_SECONDS['driver']:.0f} in the driver), peak RSS {peak / 2**20:.0f} MiB, "
           f"{written / 2**30:.1f} GiB written")  # fmt: skip
     shutil.rmtree(out)
+    runs = {"estimate": _remote(big, work, args.workers, args.latency, None)}
+    _print_remote("estimate", runs["estimate"], args, f" (local files just before: {build_s:.1f} s)")
 
     blocks = needed_blocks(big, manifest)
     needed = sum(b[3] for b in blocks)
@@ -80,12 +90,8 @@ def main() -> None:
     shutil.rmtree(work / "out-quarter")
     print(f"peak RSS: {small_peak / 2**20:.0f} MiB at the quarter, {peak / 2**20:.0f} MiB at the whole tile")
 
-    runs = {}
-    for name, store_mb in (("estimate", None), ("4096 MB", "4096")):
-        runs[name] = r = _remote(big, work, args.workers, args.latency, store_mb)
-        print(f"build over HTTP ({args.latency * 1000:.0f} ms per request), {args.workers} workers, block store bound "
-              f"{name}: {r['s']:.1f} s, {r['cpu']:.0f} CPU s, {r['requests']} requests, {r['bytes'] / 2**20:.0f} MiB "
-              f"fetched, peak RSS {r['peak'] / 2**20:.0f} MiB")  # fmt: skip
+    runs["4096 MB"] = _remote(big, work, args.workers, args.latency, "4096")
+    _print_remote("4096 MB", runs["4096 MB"], args)
     print(f"load average at end: {os.getloadavg()}")
     print(f"ratio build/floor: {build_s / floor_s:.2f} (CPU seconds {build_cpu / FLOOR_CPU['last']:.2f})")
     print(f"ratio remote/local: {runs['estimate']['s'] / build_s:.2f}")
