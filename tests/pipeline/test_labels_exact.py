@@ -155,3 +155,22 @@ def test_a_label_source_sent_to_a_worker_gives_the_same_windows() -> None:
         np.testing.assert_array_equal(getattr(sent, name), getattr(source, name))
     assert (sent.background, sent.layers) == (source.background, source.layers)
     np.testing.assert_array_equal(label_window(sent, grid), label_window(source, grid))
+
+
+def test_the_parcels_within_an_area_give_its_windows_the_same_layers() -> None:
+    """A worker gets only the parcels its shards' windows touch (``LabelSource.within``): fewer than all, in the
+    same order, and every window inside the area gets the layers the whole set gives it, edge windows included."""
+    parcels = gpd.read_file(shared_path("parcels", "fr_rpg_lpis_iacs_193parcels_epsg2154.gpkg"))
+    parcels["code"] = parcels["code_group"].astype(np.int64)
+    grid = _grid(859_103.0, 6_522_404.0, 120, 10.0, "EPSG:2154")
+    source = label_source(parcels, grid, class_column="code", id_column="id")
+    area = grid[30:70, 40:100]
+    within = source.within(np.array([area.extent.geom]))
+    touching = shapely.intersects(source.geoms, area.extent.geom)
+    assert 10 < len(within.geoms) == int(touching.sum()) < len(source.geoms)
+    np.testing.assert_array_equal(within.ids, source.ids[touching])  # the same parcels, in the same order
+    np.testing.assert_array_equal(within.codes, source.codes[touching])
+    for window in (area, grid[30:50, 40:60], grid[50:70, 80:100], grid[45:46, 40:100]):
+        np.testing.assert_array_equal(label_window(within, window), label_window(source, window))
+    outside = grid[0:30, 0:40]  # a window the area does not hold: the parcels it needs are not all there
+    assert not np.array_equal(label_window(within, outside), label_window(source, outside))

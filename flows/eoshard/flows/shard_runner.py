@@ -196,9 +196,9 @@ class ShardSubmitter:
         self.positions = {k: position for position, k in enumerate(todo)}
         self.meetings = _meetings(plan, self.tasks, self.per)
         self.token = uuid.uuid4().hex[:8]
-        self.shared = None
+        self.shared: DaskFuture | dict[str, DaskFuture] | None = None  # the sources, on every worker or one each
         if any(isinstance(t, DirectShard) for t in self.tasks):
-            self.shared = client.scatter(self._sources(), broadcast=True, hash=False)
+            self.shared = self._scatter()
         self.signatures = 0  # how often the items were signed again
         self.signed_with: dict[int, int] = {}  # shard -> the signatures its task was submitted with
         self.fruitless = 0  # signings since a shard read with the newest signatures was committed
@@ -211,6 +211,22 @@ class ShardSubmitter:
         wanted = store_bytes(self.plan.sources, max(hosts.values(), default=1))
         return replace(self.plan.sources, block_store_bytes=wanted)
 
+    def _scatter(self) -> DaskFuture | dict[str, DaskFuture]:
+        """The sources on the workers: on each, with only the parcels its run of shards touches (the AOI's
+        parcels on every worker would make each worker's memory follow the AOI); the same on all where there are
+        no parcels, or no workers to give runs to."""
+        sources = self._sources()
+        if sources is None or sources.labels is None or not self.workers:
+            return self.client.scatter(sources, broadcast=True, hash=False)
+        runs: dict[str, list[tuple[Origins, int]]] = {}
+        for position, task in enumerate(self.tasks):
+            if isinstance(task, DirectShard):
+                runs.setdefault(self.workers[position // self.per], []).append((task.spec.origins, task.size))
+        return {
+            worker: self.client.scatter(sources.for_shards(shards), workers=[worker], hash=False)
+            for worker, shards in runs.items()
+        }
+
     def submit(self, k: int) -> DaskFuture:
         position, task = self.positions[k], self.todo[k]
         self.signed_with[k] = self.signatures
@@ -219,8 +235,9 @@ class ShardSubmitter:
             where = {"workers": [self.workers[position // self.per]], "allow_other_workers": True}
         if isinstance(task, DirectShard):
             again = f"-{self.signatures}" if self.signatures else ""
+            shared = self.shared[where["workers"][0]] if isinstance(self.shared, dict) else self.shared
             return self.client.submit(
-                task.task, task.spec, self.shared, task.size, self.meetings, _ahead(self.tasks, position, self.per),
+                task.task, task.spec, shared, task.size, self.meetings, _ahead(self.tasks, position, self.per),
                 key=f"shard-{k}-{self.token}{again}", priority=-position, pure=False, **where,
             )  # fmt: skip
         return self.client.compute(task, priority=-position, **where)
@@ -243,7 +260,7 @@ class ShardSubmitter:
                 "submitting the refused shards again", k, _first_line(message), modifier_names(self.plan.config),
             )  # fmt: skip
             self.plan = signed_again(self.plan)
-            self.shared = self.client.scatter(self._sources(), broadcast=True, hash=False)
+            self.shared = self._scatter()
             self.signatures += 1
             self.fruitless += 1
         return self.submit(k)

@@ -8,7 +8,7 @@ makes the lazy layers of a cube from the same functions.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import Any
 
@@ -67,6 +67,15 @@ class LabelSource:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state, geoms=shapely.from_wkb(state["geoms"]))
+
+    def within(self, areas: np.ndarray) -> LabelSource:
+        """The parcels that intersect any of ``areas`` (shapely geometries in the grid's CRS), in the same order:
+        a window inside one of them gets the same layers from these as from all (``label_window`` takes the
+        parcels that intersect the window, in this order)."""
+        hits = np.unique(self.tree.query(areas, predicate="intersects")[1])
+        return replace(
+            self, geoms=self.geoms[hits], codes=self.codes[hits], ids=self.ids[hits], compare=self.compare[hits]
+        )
 
 
 def label_window(source: LabelSource, sub: GeoBox) -> np.ndarray:

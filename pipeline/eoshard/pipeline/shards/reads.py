@@ -16,6 +16,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import shapely
 from odc.geo.geobox import GeoBox
 
 from eoshard.pipeline.direct import (
@@ -81,6 +82,14 @@ class ShardSources:
     qa_bits: int = 0  # the QA_PIXEL bits that make a pixel invalid
     derived: Derived | None = None  # reflectance and indices from the groups' digital numbers (None: neither)
 
+    def for_shards(self, shards: Sequence[tuple[Origins, int]]) -> ShardSources:
+        """The same sources with only the parcels that the windows of ``shards`` (each its patch origins and
+        size on the base grid) touch: what the worker that runs them needs, whatever the AOI's size."""
+        if self.labels is None or not shards:
+            return self
+        boxes = np.array([_shard_bounds(self.grid, origins, size) for origins, size in shards])
+        return replace(self, labels=self.labels.within(shapely.box(*boxes.T)))
+
     def with_hrefs(self, hrefs: Mapping[str, str]) -> ShardSources:
         """The same sources with each asset href found in ``hrefs`` replaced (the items signed again)."""
 
@@ -89,6 +98,16 @@ class ShardSources:
 
         groups = {name: group.with_hrefs(hrefs) for name, group in self.groups.items()}
         return replace(self, groups=groups, scl=again(self.scl), hr=again(self.hr), qa=again(self.qa))
+
+
+def _shard_bounds(grid: GeoBox, origins: Origins, size: int) -> tuple[float, float, float, float]:
+    """The bounding box, in the grid's CRS, of the patches at ``origins`` (rows and columns of their corners)."""
+    rows, cols = np.array(origins).T
+    corners = [
+        grid.transform * (c, r) for r in (rows.min(), rows.max() + size) for c in (cols.min(), cols.max() + size)
+    ]
+    xs, ys = zip(*corners, strict=True)
+    return min(xs), min(ys), max(xs), max(ys)
 
 
 @dataclass(frozen=True)
