@@ -1,4 +1,5 @@
-"""Each worker of a build holds only the parcels its run of shards touches, not the AOI's."""
+"""Each worker of a build holds only the parcels its run of shards touches, not the AOI's; what all the shard tasks
+share is sent to the workers once, not inside every task."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import pytest
 
 from eoshard.flows.build import plan_build, shard_task
 from eoshard.flows.cluster import dask_client
-from eoshard.flows.shard_runner import ShardSubmitter
+from eoshard.flows.shard_runner import ShardSubmitter, _meetings
 from eoshard.pipeline.label_windows import label_window
 from tests.flows.test_build_plan import _config
 
@@ -27,6 +28,7 @@ def test_each_worker_holds_only_the_parcels_of_its_shards(demo_data, tmp_path: P
         assert isinstance(submitter.shared, dict) and sorted(submitter.shared) == submitter.workers
         placed = client.who_has(list(submitter.shared.values()))
         held = {worker: client.gather(future) for worker, future in submitter.shared.items()}
+        meetings = client.gather(submitter.meetings)
     assert placed == {future.key: (worker,) for worker, future in submitter.shared.items()}
     counts = sorted(len(sources.labels.geoms) for sources in held.values())
     assert 0 < counts[0] <= counts[1] < len(whole.geoms)
@@ -38,3 +40,5 @@ def test_each_worker_holds_only_the_parcels_of_its_shards(demo_data, tmp_path: P
             np.testing.assert_array_equal(label_window(labels, window), label_window(whole, window))
             windows += 1
     assert windows == len(plan.patches) and len(todo) >= 2
+    # where the two workers' runs meet: one value for every task, sent once
+    assert meetings == _meetings(plan, list(todo.values()), submitter.per) and len(meetings) >= 1

@@ -194,7 +194,12 @@ class ShardSubmitter:
         self.per = max(1, -(-len(todo) // max(1, len(self.workers))))
         self.tasks = list(todo.values())
         self.positions = {k: position for position, k in enumerate(todo)}
-        self.meetings = _meetings(plan, self.tasks, self.per)
+        meetings = _meetings(plan, self.tasks, self.per)
+        # sent once, not inside every task (on 100 workers they are two thirds of the size of a task's own spec);
+        # in a list: scatter sends a tuple's items one by one
+        self.meetings: Meetings | DaskFuture = (
+            client.scatter([meetings], broadcast=True, hash=False)[0] if meetings else meetings
+        )
         self.token = uuid.uuid4().hex[:8]
         self.shared: DaskFuture | dict[str, DaskFuture] | None = None  # the sources, on every worker or one each
         if any(isinstance(t, DirectShard) for t in self.tasks):
