@@ -26,8 +26,8 @@ def test_each_worker_holds_only_the_parcels_of_its_shards(demo_data, tmp_path: P
     with dask_client(n_workers=2) as client:
         submitter = ShardSubmitter(plan, client, todo)
         assert isinstance(submitter.shared, dict) and sorted(submitter.shared) == submitter.workers
-        placed = client.who_has(list(submitter.shared.values()))
         held = {worker: client.gather(future) for worker, future in submitter.shared.items()}
+        placed = client.who_has(list(submitter.shared.values()))
         meetings = client.gather(submitter.meetings)
     assert placed == {future.key: (worker,) for worker, future in submitter.shared.items()}
     counts = sorted(len(sources.labels.geoms) for sources in held.values())

@@ -7,6 +7,7 @@ import json
 import logging
 import shutil
 import uuid
+import warnings
 from collections import Counter
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -219,7 +220,11 @@ class ShardSubmitter:
     def _scatter(self) -> DaskFuture | dict[str, DaskFuture]:
         """The sources on the workers: on each, with only the parcels its run of shards touches (the AOI's
         parcels on every worker would make each worker's memory follow the AOI); the same on all where there are
-        no parcels, or no workers to give runs to."""
+        no parcels, or no workers to give runs to.
+
+        A run's sources are a task's result, not scattered data: the scheduler keeps the task, so when the worker
+        that holds them dies they are made again where its shards go (scattered data would die with it, and its
+        shards with it)."""
         sources = self._sources()
         if sources is None or sources.labels is None or not self.workers:
             return self.client.scatter(sources, broadcast=True, hash=False)
@@ -227,10 +232,15 @@ class ShardSubmitter:
         for position, task in enumerate(self.tasks):
             if isinstance(task, DirectShard):
                 runs.setdefault(self.workers[position // self.per], []).append((task.spec.origins, task.size))
-        return {
-            worker: self.client.scatter(sources.for_shards(shards), workers=[worker], hash=False)
-            for worker, shards in runs.items()
-        }
+        with warnings.catch_warnings():
+            # one run's parcels, sent once: what distributed's warning about large graphs asks for
+            warnings.filterwarnings("ignore", message="Sending large graph", category=UserWarning)
+            return {
+                worker: self.client.submit(
+                    _held, sources.for_shards(shards), workers=[worker], allow_other_workers=True, pure=False
+                )
+                for worker, shards in runs.items()
+            }
 
     def submit(self, k: int) -> DaskFuture:
         position, task = self.positions[k], self.todo[k]
@@ -269,6 +279,11 @@ class ShardSubmitter:
             self.signatures += 1
             self.fruitless += 1
         return self.submit(k)
+
+
+def _held(value: Any) -> Any:
+    """``value`` itself: a task whose result the worker keeps for the shard tasks that name it."""
+    return value
 
 
 def _first_line(message: str) -> str:
