@@ -13,6 +13,7 @@ from eoshard.flows.cluster import dask_client
 from eoshard.flows.shard_runner import ShardSubmitter, _meetings
 from eoshard.pipeline.label_windows import label_window
 from tests.flows.test_build_plan import _config
+from tests.flows.test_local_cluster import _imported
 
 
 def test_each_worker_holds_only_the_parcels_of_its_shards(demo_data, tmp_path: Path) -> None:
@@ -28,6 +29,8 @@ def test_each_worker_holds_only_the_parcels_of_its_shards(demo_data, tmp_path: P
         assert isinstance(submitter.shared, dict) and sorted(submitter.shared) == submitter.workers
         held = {worker: client.gather(future) for worker, future in submitter.shared.items()}
         placed = client.who_has(list(submitter.shared.values()))
+        # the task that made them loaded nothing the shard tasks do not (design record 0020)
+        assert list(client.run(_imported).values()) == [(True, [])] * 2
         meetings = client.gather(submitter.meetings)
     assert placed == {future.key: (worker,) for worker, future in submitter.shared.items()}
     counts = sorted(len(sources.labels.geoms) for sources in held.values())

@@ -53,7 +53,15 @@ from eoshard.pipeline.shards.layout import (
 )
 from eoshard.pipeline.shards.lmdb_store import LmdbWriter, part_name
 from eoshard.pipeline.shards.manifest import index_frame, summarise_records, write_collection, write_index
-from eoshard.pipeline.shards.reads import MAX_AHEAD_SHARDS, Meetings, Origins, ShardSources, meeting, read_shard
+from eoshard.pipeline.shards.reads import (
+    MAX_AHEAD_SHARDS,
+    Meetings,
+    Origins,
+    ShardSources,
+    held_sources,
+    meeting,
+    read_shard,
+)
 from eoshard.pipeline.shards.samples import format_version
 from eoshard.pipeline.shards.spool import read_spooled, release_spooled, spool_dir
 from eoshard.pipeline.shards.task import ShardSpec
@@ -237,7 +245,11 @@ class ShardSubmitter:
             warnings.filterwarnings("ignore", message="Sending large graph", category=UserWarning)
             return {
                 worker: self.client.submit(
-                    _held, sources.for_shards(shards), workers=[worker], allow_other_workers=True, pure=False
+                    held_sources,
+                    sources.for_shards(shards),
+                    workers=[worker],
+                    allow_other_workers=True,
+                    pure=False,
                 )
                 for worker, shards in runs.items()
             }
@@ -279,11 +291,6 @@ class ShardSubmitter:
             self.signatures += 1
             self.fruitless += 1
         return self.submit(k)
-
-
-def _held(value: Any) -> Any:
-    """``value`` itself: a task whose result the worker keeps for the shard tasks that name it."""
-    return value
 
 
 def _first_line(message: str) -> str:

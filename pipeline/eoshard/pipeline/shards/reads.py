@@ -100,6 +100,13 @@ class ShardSources:
         return replace(self, groups=groups, scl=again(self.scl), hr=again(self.hr), qa=again(self.qa))
 
 
+def held_sources(sources: ShardSources) -> ShardSources:
+    """``sources`` themselves: a task whose result a worker keeps for the shard tasks that name it (and that the
+    scheduler runs again where they go if that worker dies). It lives here, in the module the workers import for the
+    shard tasks: a task's function from the flows would load their dataframes into every worker."""
+    return sources
+
+
 def _shard_bounds(grid: GeoBox, origins: Origins, size: int) -> tuple[float, float, float, float]:
     """The bounding box, in the grid's CRS, of the patches at ``origins`` (rows and columns of their corners)."""
     rows, cols = np.array(origins).T
