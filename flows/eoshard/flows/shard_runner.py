@@ -239,7 +239,7 @@ class ShardSubmitter:
         runs: dict[str, list[tuple[Origins, int]]] = {}
         for position, task in enumerate(self.tasks):
             if isinstance(task, DirectShard):
-                runs.setdefault(self.workers[position // self.per], []).append((task.spec.origins, task.size))
+                runs.setdefault(self._worker(position), []).append((task.spec.origins, task.size))
         with warnings.catch_warnings():
             # one run's parcels, sent once: what distributed's warning about large graphs asks for
             warnings.filterwarnings("ignore", message="Sending large graph", category=UserWarning)
@@ -254,15 +254,19 @@ class ShardSubmitter:
                 for worker, shards in runs.items()
             }
 
+    def _worker(self, position: int) -> str:
+        """The worker given the run of shards that the task at ``position`` belongs to."""
+        return self.workers[position // self.per]
+
     def submit(self, k: int) -> DaskFuture:
         position, task = self.positions[k], self.todo[k]
         self.signed_with[k] = self.signatures
         where: dict[str, Any] = {}
         if self.workers:
-            where = {"workers": [self.workers[position // self.per]], "allow_other_workers": True}
+            where = {"workers": [self._worker(position)], "allow_other_workers": True}
         if isinstance(task, DirectShard):
             again = f"-{self.signatures}" if self.signatures else ""
-            shared = self.shared[where["workers"][0]] if isinstance(self.shared, dict) else self.shared
+            shared = self.shared[self._worker(position)] if isinstance(self.shared, dict) else self.shared
             return self.client.submit(
                 task.task, task.spec, shared, task.size, self.meetings, _ahead(self.tasks, position, self.per),
                 key=f"shard-{k}-{self.token}{again}", priority=-position, pure=False, **where,

@@ -16,7 +16,6 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import shapely
 from odc.geo.geobox import GeoBox
 
 from eoshard.pipeline.direct import (
@@ -87,8 +86,8 @@ class ShardSources:
         size on the base grid) touch: what the worker that runs them needs, whatever the AOI's size."""
         if self.labels is None or not shards:
             return self
-        boxes = np.array([_shard_bounds(self.grid, origins, size) for origins, size in shards])
-        return replace(self, labels=self.labels.within(shapely.box(*boxes.T)))
+        areas = np.array([_shard_area(self.grid, origins, size) for origins, size in shards], dtype=object)
+        return replace(self, labels=self.labels.within(areas))
 
     def with_hrefs(self, hrefs: Mapping[str, str]) -> ShardSources:
         """The same sources with each asset href found in ``hrefs`` replaced (the items signed again)."""
@@ -107,14 +106,10 @@ def held_sources(sources: ShardSources) -> ShardSources:
     return sources
 
 
-def _shard_bounds(grid: GeoBox, origins: Origins, size: int) -> tuple[float, float, float, float]:
-    """The bounding box, in the grid's CRS, of the patches at ``origins`` (rows and columns of their corners)."""
-    rows, cols = np.array(origins).T
-    corners = [
-        grid.transform * (c, r) for r in (rows.min(), rows.max() + size) for c in (cols.min(), cols.max() + size)
-    ]
-    xs, ys = zip(*corners, strict=True)
-    return min(xs), min(ys), max(xs), max(ys)
+def _shard_area(grid: GeoBox, origins: Origins, size: int) -> Any:
+    """The outline (a shapely polygon in the grid's CRS) of the box around the patches at ``origins``."""
+    rows, cols = zip(*origins, strict=True)
+    return grid[min(rows) : max(rows) + size, min(cols) : max(cols) + size].extent.geom
 
 
 @dataclass(frozen=True)
