@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import threading
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
@@ -13,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pystac
+import yaml
 from aiohttp import web
 
 DEFAULT_LATENCY_S = 0.040  # a typical first-byte latency of an object store seen from its own region
@@ -102,33 +104,46 @@ def _app(root: Path, latency: float, traffic: Traffic, tokens: Tokens | None) ->
 
 
 @contextmanager
-def serve_folder(root: Path, latency: float = DEFAULT_LATENCY_S, tokens: Tokens | None = None) -> Iterator[Served]:
-    """Serve ``root`` on a free port of 127.0.0.1 from a background thread until the block ends (to holders of
-    ``tokens`` only, when given)."""
+def serve_folder(
+    root: Path, latency: float = DEFAULT_LATENCY_S, tokens: Tokens | None = None, port: int = 0
+) -> Iterator[Served]:
+    """Serve ``root`` on ``port`` of 127.0.0.1 (0: a free one) from a background thread until the block ends (to
+    holders of ``tokens`` only, when given). A port that cannot be bound raises ``OSError`` at once."""
     traffic = Traffic()
     loop = asyncio.new_event_loop()
     runner = web.AppRunner(_app(Path(root), latency, traffic, tokens), access_log=None)
     started = threading.Event()
-    port: list[int] = []
+    bound: list[int] = []
+    failed: list[BaseException] = []
 
     async def start() -> None:
         await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
+        site = web.TCPSite(runner, "127.0.0.1", port)
         await site.start()
-        port.append(int(runner.addresses[0][1]))
-        started.set()
+        bound.append(int(runner.addresses[0][1]))
 
     def run() -> None:
         asyncio.set_event_loop(loop)
-        loop.run_until_complete(start())
+        try:
+            loop.run_until_complete(start())
+        except BaseException as err:  # handed to the caller's thread, raised there
+            failed.append(err)
+            return
+        finally:
+            started.set()
         loop.run_forever()
 
     thread = threading.Thread(target=run, name="eoshard-cog-server", daemon=True)
     thread.start()
     if not started.wait(30):
         raise RuntimeError("the local COG server did not start within 30 s")
+    if failed:
+        thread.join(30)
+        loop.run_until_complete(runner.cleanup())
+        loop.close()
+        raise failed[0]
     try:
-        yield Served(f"http://127.0.0.1:{port[0]}", traffic)
+        yield Served(f"http://127.0.0.1:{bound[0]}", traffic)
     finally:
         asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(30)
         loop.call_soon_threadsafe(loop.stop)
@@ -153,3 +168,17 @@ def remote_item_collection(catalog: Path, root: Path, base_url: str, out: Path) 
         items.append(data)
     out.write_text(json.dumps({"type": "FeatureCollection", "features": items}))
     return out
+
+
+def remote_build_config(config: Path, items: Path, out: Path) -> Path:
+    """A copy of the world's build ``config`` that reads the products of ``items`` (say, the world served over
+    HTTP) and writes its dataset beside the local build's, as ``dataset-http``; written to ``out``, beside it."""
+    data = yaml.safe_load(Path(config).read_text())
+    data["name"] = f"{data['name']}-http"
+    data["catalog"]["source"] = os.path.relpath(items, Path(out).parent)
+    data["output"]["path"] = "dataset-http"
+    Path(out).write_text(
+        f"# The build of {Path(config).name}, reading the products over HTTP: eoshard build {out}\n"
+        + yaml.safe_dump(data, sort_keys=False)
+    )
+    return Path(out)
