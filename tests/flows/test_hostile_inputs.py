@@ -139,6 +139,26 @@ def test_a_server_that_refuses_access_says_sign_the_items(config_for, demo_data,
     assert not (tmp_path / "out" / "dataset.json").exists()
 
 
+def test_a_server_that_does_not_answer_says_check_it_not_remove_the_product(
+    config_for, demo_data, tmp_path: Path
+) -> None:
+    """Items whose store is down (nothing listens on their port): GDAL's own words, and a remedy about the server,
+    not the file (repairing or removing the product would lose it for nothing)."""
+    from eoshard.flows.demo.serve import remote_item_collection
+
+    url = f"http://127.0.0.1:{free_port()}"
+    items = remote_item_collection(demo_data.catalog, demo_data.root, url, tmp_path / "items.json")
+    path = config_for(catalog={"source": str(items), "max_cloud": 60})
+    result = _run("build", str(path))
+    _assert_clean_failure(
+        result, 1, "could not read asset B02 of product", f"({url}/", "CURL error: Failed to connect to 127.0.0.1",
+        "the server could not be reached or did not answer, which says nothing about the file: check the URL, "
+        "that the server runs and that this machine reaches it (network, proxy, firewall), then run the build again",
+    )  # fmt: skip
+    assert "repair or remove" not in result.stderr + result.stdout
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_read_refused_mid_build_names_the_asset_and_says_sign_and_rerun(demo_data) -> None:
     """A signature that expires while the build runs: the shard's error names product and asset, and says what to do
     (the committed shards stay valid; a rerun searches and signs again)."""
@@ -159,6 +179,12 @@ def test_a_read_refused_mid_build_names_the_asset_and_says_sign_and_rerun(demo_d
                             "planetary_computer:sign_inplace; signed URLs expire, and a rerun signs them again) or "
                             "give the credentials the store needs (AWS_* for s3://), then rerun the same build to "
                             "finish")  # fmt: skip
+    failing = OSError(f"could not read {href}: RasterioIOError: HTTP response code: 502")
+    assert str(_asset_error(SimpleNamespace(items=[ready]), 7, failing)).endswith(  # type: ignore[arg-type]
+        "stay valid: the server could not be reached or did not answer, which says nothing about the file: check "
+        "the URL, that the server runs and that this machine reaches it (network, proxy, firewall), then rerun the "
+        "same build to finish"
+    )
     corrupt = OSError(f"could not read {href}: RasterioIOError: TIFFReadEncodedTile() failed")
     assert str(_asset_error(SimpleNamespace(items=[ready]), 7, corrupt)).endswith(  # type: ignore[arg-type]
         "stay valid: repair or remove the product, then rerun the same build to finish"

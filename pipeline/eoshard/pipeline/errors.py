@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 
 class PipelineError(Exception):
     """Base of every error raised by ``eoshard.pipeline``."""
@@ -43,14 +45,26 @@ def refused(message: str) -> bool:
     return "response code: 401" in message or "response code: 403" in message
 
 
+def unreachable(message: str) -> bool:
+    """Whether a reader's message says the server could not be reached or failed (GDAL quotes libcurl's errors:
+    no connection, an unknown host, a timeout; or an HTTP 5xx answer after GDAL's retries)."""
+    return "CURL error" in message or re.search(r"HTTP response code: 5\d\d", message) is not None
+
+
 def read_remedy(message: str, then: str = "run the build again") -> str:
     """What to do about an asset that could not be read, from the reader's message, ending with ``then``: a server
-    that refused access (401, 403) needs signed items or credentials, not a repaired file."""
+    that refused access (401, 403) needs signed items or credentials, one that did not answer needs to be reached,
+    not a repaired file (removing the product would lose it for nothing)."""
     if refused(message):
         return (
             "the server refused access: sign the items (catalog.modifier, e.g. planetary_computer:sign_inplace; "
             "signed URLs expire, and a rerun signs them again) or give the credentials the store needs (AWS_* for "
             f"s3://), then {then}"
+        )
+    if unreachable(message):
+        return (
+            "the server could not be reached or did not answer, which says nothing about the file: check the URL, "
+            f"that the server runs and that this machine reaches it (network, proxy, firewall), then {then}"
         )
     return f"repair or remove the product, then {then}"
 
