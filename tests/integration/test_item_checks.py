@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pystac
 import pytest
@@ -54,8 +55,9 @@ def test_common_names_in_the_config_are_the_band_ids(demo_data, tmp_path: Path) 
         load_config(write_config(twice, tmp_path / "twice.yaml"))
 
 
-def test_verify_names_a_cog_whose_crs_changed_after_the_build(demo_data, tmp_path: Path) -> None:
-    """verify re-reads through the build's plan, so it checks the files against their items too."""
+def _built_june(demo_data, tmp_path: Path) -> tuple[Path, str, str]:
+    """A copy of the demo world and a dataset built from its June products: the dataset, its first product and the
+    path of that product's B08 file."""
     world = tmp_path / "world"
     shutil.copytree(demo_data.root, world)
     demo = type(demo_data)(world, world / "catalog" / "catalog.json", demo_data.aoi, demo_data.parcels, 0)
@@ -69,11 +71,42 @@ def test_verify_names_a_cog_whose_crs_changed_after_the_build(demo_data, tmp_pat
     product = json.loads((out / "dataset.json").read_text())["products"][0]
     catalog = pystac.Catalog.from_file(str(world / "catalog" / "catalog.json"))
     item = next(i for i in catalog.get_items(recursive=True) if i.id == product)
-    with rasterio.open(item.assets["B08"].get_absolute_href(), "r+", IGNORE_COG_LAYOUT_BREAK="YES") as ds:
-        ds.crs = CRS.from_epsg(3035)
+    return out, product, item.assets["B08"].get_absolute_href() or ""
+
+
+def _verify(out: Path, sources: int) -> Any:
     with pytest.warns(UserWarning, match="label geometries were invalid"):
-        verified = CliRunner().invoke(app, ["verify", str(out), "--sources", "1"])
+        return CliRunner().invoke(app, ["verify", str(out), "--sources", str(sources)])
+
+
+def test_verify_names_a_cog_whose_crs_changed_after_the_build(demo_data, tmp_path: Path) -> None:
+    """verify re-reads through the build's plan, so it checks the files against their items too."""
+    out, product, b08 = _built_june(demo_data, tmp_path)
+    with rasterio.open(b08, "r+", IGNORE_COG_LAYOUT_BREAK="YES") as ds:
+        ds.crs = CRS.from_epsg(3035)
+    verified = _verify(out, 1)
     assert verified.exit_code != 0
     text = " ".join(verified.output.split())
     assert f"product {product} asset B08 (" in text and "the file says EPSG:3035" in text
     assert "Traceback" not in verified.output
+
+
+def test_verify_of_a_source_file_gone_says_verify_again_or_check_the_dataset_alone(
+    demo_data, tmp_path: Path
+) -> None:
+    """A source file removed after the build: verify cannot re-read it, says so and what to do about verify (not
+    about a build), and the dataset's own files still verify without the sources."""
+    out, product, b08 = _built_june(demo_data, tmp_path)
+    Path(b08).unlink()
+    verified = _verify(out, 1)
+    assert verified.exit_code == 1
+    text = " ".join(verified.output.split())
+    assert f"could not read asset B08 of product {product} (" in text
+    assert text.rstrip().endswith(
+        "repair or remove the product, then run eoshard verify again (or with --sources 0, to check the dataset's "
+        "own files alone)"
+    ), text
+    assert "Traceback" not in verified.output
+    alone = CliRunner().invoke(app, ["verify", str(out), "--sources", "0"])
+    assert alone.exit_code == 0, alone.output
+    assert "no difference" in alone.output

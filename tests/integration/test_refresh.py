@@ -168,6 +168,15 @@ def test_refresh_appends_the_new_dates_reading_only_new_products(season: dict[st
     store = zarr.open_group(str(out / "data.zarr"), mode="r")
     fraction, kept = np.asarray(store["valid_fraction"][:]), np.asarray(store["time_mask"][:])
     assert (((fraction > 0) & ~kept).sum(axis=0) > 0).tolist() == [False, True, False]
+    # The new products' files cannot be read: the refresh says what to do about the refresh, and changes nothing.
+    before = snapshot(out)
+    with hidden_files([i for i in season["items"] if acquired(i) >= CUT], season["root"] / "hidden-new"):
+        failed = invoke("refresh", str(season["config"]))
+    assert failed.exit_code == 1
+    message = " ".join(failed.output.split())
+    assert "could not read asset" in message and "Traceback" not in failed.output
+    assert message.endswith("repair or remove the product, then run the refresh again"), message
+    assert snapshot(out) == before
     # The old products' files go away during the refresh: what the dataset holds must come from its own shards.
     with hidden_files(season["first"], season["root"] / "hidden"):
         result = invoke("refresh", str(season["config"]))

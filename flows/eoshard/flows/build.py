@@ -200,9 +200,13 @@ def selected_products(config: BuildConfig) -> pystac.ItemCollection:
 
 
 def plan_build(
-    config: BuildConfig, items: Sequence[pystac.Item] | None = None, checked: Collection[str] | None = None
+    config: BuildConfig,
+    items: Sequence[pystac.Item] | None = None,
+    checked: Collection[str] | None = None,
+    then: str = "run the build again",
 ) -> BuildPlan:
-    """Search (unless ``items`` are given), then set up the lazy cubes, labels and patches; reads no pixels."""
+    """Search (unless ``items`` are given), then set up the lazy cubes, labels and patches; reads no pixels but the
+    files' headers. ``then``: what an error about a file that could not be read says to do once it is dealt with."""
     area, area_crs = read_aoi(config.aoi)
     products = list(selected_products(config) if items is None else items)
     config = resolve_bands(config, products)  # Landsat products: their own band names (B04/red/SR_B4 -> red)
@@ -252,7 +256,7 @@ def plan_build(
                                    engine=config.cube.engine, chunksize=config.grid.chunksize)  # fmt: skip
     ready = [stackstac_ready(i) for i in products]
     # each file's CRS/transform/shape is its item's (headers only); ``checked``: only these products' files
-    check_assets([d for d in ready if checked is None or d["id"] in checked], config.bands)
+    check_assets([d for d in ready if checked is None or d["id"] in checked], config.bands, then=then)
     plan = BuildPlan(config, ready, grid, cubes, labels, patches, hr, hr_items, valid)
     if not direct_reads(config):
         return plan

@@ -152,7 +152,9 @@ def compare_with_sources(
     config_data = plan_data["config"]
     config_data["output"]["path"] = str(path)
     config = BuildConfig.model_validate(config_data, context={"base_dir": path})
-    plan = plan_build(config)
+    plan = plan_build(
+        config, then="run eoshard verify again (or with --sources 0, to check the dataset's own files alone)"
+    )
     by_key = {p.key: p for p in plan.patches}
     grids = {name: grid_of(cube) for name, cube in plan.cubes.items()}  # each group's own nested grid
     group = open_shards(path).zarr_group()

@@ -65,8 +65,9 @@ def check_asset_georef(
         )
 
 
-def read_asset_georef(item: Mapping[str, Any], band: str) -> None:
-    """Read the header of asset ``band`` of ``item`` and check it (:func:`check_asset_georef`)."""
+def read_asset_georef(item: Mapping[str, Any], band: str, then: str = "run the build again") -> None:
+    """Read the header of asset ``band`` of ``item`` and check it (:func:`check_asset_georef`); ``then``: what to
+    do once a file that could not be read is dealt with (see ``read_remedy``)."""
     href = str(item["assets"][band]["href"])
     try:
         with rasterio.open(href) as ds:
@@ -75,18 +76,23 @@ def read_asset_georef(item: Mapping[str, Any], band: str) -> None:
         raise AssetReadError(
             f"could not read asset {band} of product {item.get('id')} ({shown_href(href)}): "
             f"{without_query(str(err), href)}; "
-            f"{read_remedy(str(err))}"
+            f"{read_remedy(str(err), then)}"
         ) from err
     check_asset_georef(item, band, crs, transform, shape)
 
 
-def check_assets(items: Sequence[Mapping[str, Any]], bands: Sequence[str], max_workers: int = 16) -> None:
+def check_assets(
+    items: Sequence[Mapping[str, Any]],
+    bands: Sequence[str],
+    max_workers: int = 16,
+    then: str = "run the build again",
+) -> None:
     """Check every asset ``bands`` of ``items`` against its item, headers read concurrently; the first
-    mismatch (in item and band order) is raised."""
+    mismatch (in item and band order) is raised. ``then``: see ``read_asset_georef``."""
     pairs = [(item, band) for item in items for band in bands if band in item["assets"]]
     if not pairs:
         return
     with ThreadPoolExecutor(max_workers=min(max_workers, len(pairs))) as pool:
-        futures = [pool.submit(read_asset_georef, item, band) for item, band in pairs]
+        futures = [pool.submit(read_asset_georef, item, band, then) for item, band in pairs]
     for future in futures:
         future.result()

@@ -190,7 +190,7 @@ def _staged_plan(config: BuildConfig, items: list[pystac.Item], new: set[str]) -
     """
     staging = swap.staging_path(config.output.path)
     staged = config.model_copy(update={"output": config.output.model_copy(update={"path": staging})})
-    plan = plan_build(staged, items, checked=new)
+    plan = plan_build(staged, items, checked=new, then="run the refresh again")
     previous = staging / BUILD_DIR / "plan.json"
     if not previous.is_file() or json.loads(previous.read_text()) != json.loads(json.dumps(plan.fingerprint())):
         swap.discard_staging(config.output.path)  # not the same plan: nothing in it to resume
