@@ -35,6 +35,7 @@ from eoshard.flows.signing import modifier_of
 from eoshard.pipeline.assets import check_assets
 from eoshard.pipeline.cube import band_groups, onto_grid, open_cube, stackstac_ready
 from eoshard.pipeline.direct import STORE_PREFIX, group_source, paired_source
+from eoshard.pipeline.errors import BUILD_AGAIN
 from eoshard.pipeline.grid import grid_for_area, grid_of, group_factor, group_grid, nested_grid
 from eoshard.pipeline.indices import compute_indices, formula
 from eoshard.pipeline.labels import label_source, prepare_parcels, rasterize_labels
@@ -203,7 +204,7 @@ def plan_build(
     config: BuildConfig,
     items: Sequence[pystac.Item] | None = None,
     checked: Collection[str] | None = None,
-    then: str = "run the build again",
+    then: str = BUILD_AGAIN,
 ) -> BuildPlan:
     """Search (unless ``items`` are given), then set up the lazy cubes, labels and patches; reads no pixels but the
     files' headers. ``then``: what an error about a file that could not be read says to do once it is dealt with."""

@@ -15,7 +15,14 @@ import rasterio
 from affine import Affine
 from rasterio.crs import CRS
 
-from eoshard.pipeline.errors import AssetReadError, PipelineError, read_remedy, shown_href, without_query
+from eoshard.pipeline.errors import (
+    BUILD_AGAIN,
+    AssetReadError,
+    PipelineError,
+    read_remedy,
+    shown_href,
+    without_query,
+)
 from eoshard.pipeline.items import epsg_of
 
 # transforms agree when every coefficient is within this many metres (or degrees) of the declared one
@@ -65,7 +72,7 @@ def check_asset_georef(
         )
 
 
-def read_asset_georef(item: Mapping[str, Any], band: str, then: str = "run the build again") -> None:
+def read_asset_georef(item: Mapping[str, Any], band: str, then: str = BUILD_AGAIN) -> None:
     """Read the header of asset ``band`` of ``item`` and check it (:func:`check_asset_georef`); ``then``: what to
     do once a file that could not be read is dealt with (see ``read_remedy``)."""
     href = str(item["assets"][band]["href"])
@@ -85,7 +92,7 @@ def check_assets(
     items: Sequence[Mapping[str, Any]],
     bands: Sequence[str],
     max_workers: int = 16,
-    then: str = "run the build again",
+    then: str = BUILD_AGAIN,
 ) -> None:
     """Check every asset ``bands`` of ``items`` against its item, headers read concurrently; the first
     mismatch (in item and band order) is raised. ``then``: see ``read_asset_georef``."""

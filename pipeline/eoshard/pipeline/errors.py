@@ -51,7 +51,10 @@ def unreachable(message: str) -> bool:
     return "CURL error" in message or re.search(r"HTTP response code: 5\d\d", message) is not None
 
 
-def read_remedy(message: str, then: str = "run the build again") -> str:
+BUILD_AGAIN = "run the build again"  # what to do once an unreadable file is dealt with, unless a caller says else
+
+
+def read_remedy(message: str, then: str = BUILD_AGAIN) -> str:
     """What to do about an asset that could not be read, from the reader's message, ending with ``then``: a server
     that refused access (401, 403) needs signed items or credentials, one that did not answer needs to be reached,
     not a repaired file (removing the product would lose it for nothing)."""

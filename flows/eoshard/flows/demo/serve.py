@@ -112,38 +112,20 @@ def serve_folder(
     traffic = Traffic()
     loop = asyncio.new_event_loop()
     runner = web.AppRunner(_app(Path(root), latency, traffic, tokens), access_log=None)
-    started = threading.Event()
-    bound: list[int] = []
-    failed: list[BaseException] = []
 
-    async def start() -> None:
+    async def start() -> int:
         await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", port)
-        await site.start()
-        bound.append(int(runner.addresses[0][1]))
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        return int(runner.addresses[0][1])
 
-    def run() -> None:
-        asyncio.set_event_loop(loop)
-        try:
-            loop.run_until_complete(start())
-        except BaseException as err:  # handed to the caller's thread, raised there
-            failed.append(err)
-            return
-        finally:
-            started.set()
-        loop.run_forever()
-
-    thread = threading.Thread(target=run, name="eoshard-cog-server", daemon=True)
+    thread = threading.Thread(target=loop.run_forever, name="eoshard-cog-server", daemon=True)
     thread.start()
-    if not started.wait(30):
-        raise RuntimeError("the local COG server did not start within 30 s")
-    if failed:
-        thread.join(30)
-        loop.run_until_complete(runner.cleanup())
-        loop.close()
-        raise failed[0]
     try:
-        yield Served(f"http://127.0.0.1:{bound[0]}", traffic)
+        try:  # a port that cannot be bound raises here, in the caller's thread
+            bound = asyncio.run_coroutine_threadsafe(start(), loop).result(30)
+        except TimeoutError as err:
+            raise RuntimeError("the local COG server did not start within 30 s") from err
+        yield Served(f"http://127.0.0.1:{bound}", traffic)
     finally:
         asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(30)
         loop.call_soon_threadsafe(loop.stop)
