@@ -12,7 +12,13 @@ from affine import Affine
 from odc.geo.geobox import GeoBox
 from typer.testing import CliRunner
 
-from eoshard.flows.block_cache import block_cache_note, store_bytes, stripe_edge_bytes, stripe_row_bytes
+from eoshard.flows.block_cache import (
+    block_cache_note,
+    open_files_note,
+    store_bytes,
+    stripe_edge_bytes,
+    stripe_row_bytes,
+)
 from eoshard.flows.cli import app
 from eoshard.pipeline.direct import AssetSource, GroupSource, ProductSource
 from eoshard.pipeline.shards.reads import PatchOrder, ShardSources
@@ -73,6 +79,44 @@ def test_over_the_network_the_note_says_when_the_next_row_cannot_be_read_ahead_w
     assert "both rows (about 1048 MB)" in note and "(1024 MB, EOSHARD_BLOCK_CACHE_MB)" in note
     assert "Set EOSHARD_BLOCK_CACHE_MB=2048 where the workers start" in note  # 4/3 x 1048 MB, in whole GB
     assert block_cache_note(_sources(36, remote), WIDTH, cache_bytes=2**30).startswith("warning")  # type: ignore[union-attr]
+
+
+def test_the_open_files_note_counts_the_files_a_block_row_of_a_stripe_reads() -> None:
+    remote = "https://sentinel-cogs.s3.us-west-2.amazonaws.com/sentinel-s2-l2a-cogs"
+    assert open_files_note(_sources(12, remote), max_files=512) is None  # 12 dates x 11 files
+    assert open_files_note(_sources(48), max_files=512) is None  # local files open in a millisecond
+    note = open_files_note(_sources(48, remote), max_files=512)  # 48 dates x 11 files: 528
+    assert note is not None
+    assert "reads 528 source files, more than each worker keeps open (512, EOSHARD_MAX_OPEN_FILES)" in note
+    assert "Set EOSHARD_MAX_OPEN_FILES=704 where the workers start" in note  # 1.25 x 528, in 64s
+    assert open_files_note(None) is None  # builds that read through the cubes' graph
+
+
+def _tiles(split: str) -> ShardSources:
+    """Products of two tiles, 10 of each: one above the other (``split="y"``, meeting at the grid's second block
+    row edge, 20480 m down) or side by side (``"x"``, meeting at the first stripe edge, 2042 px)."""
+    x0, y0 = GRID.affine.c, GRID.affine.f
+    x1, y1 = x0 + 10 * WIDTH, y0 - 10 * GRID.shape.y
+    first, second = ((x0, y0 - 20480, x1, y0), (x0, y1, x1, y0 - 20480))
+    if split == "x":
+        first, second = ((x0, y1, x0 + 20420, y0), (x0 + 20420, y1, x1, y0))
+    steps = tuple(
+        (ProductSource(f"p{d}", {"B04": AssetSource(f"http://store/p{d}.tif", first if d < 10 else second)}),)
+        for d in range(20)
+    )
+    group = GroupSource(GRID, ("B04",), "uint16", 0.0, "nearest", 1024, steps)
+    return ShardSources(GRID, {"s2_10m": group}, {"s2_10m": 1}, order=PatchOrder(2048, 6, 128))
+
+
+def test_the_open_files_note_counts_only_the_files_whose_footprints_meet_the_row() -> None:
+    for split in ("y", "x"):
+        assert open_files_note(_tiles(split), max_files=10) is None  # 10 a row, not 20
+        note = open_files_note(_tiles(split), max_files=9)
+        assert note is not None and "reads 10 source files" in note
+    unknown = _tiles("y")
+    step = (ProductSource("p", {"B04": AssetSource("http://store/p.tif", None)}),)
+    group = replace(unknown.groups["s2_10m"], steps=(*unknown.groups["s2_10m"].steps, step))
+    assert "reads 11 source files" in str(open_files_note(replace(unknown, groups={"s2_10m": group}), max_files=9))
 
 
 def test_a_build_whose_stripe_rows_outgrow_the_cache_says_so(

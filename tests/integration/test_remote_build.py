@@ -78,6 +78,27 @@ def test_a_build_over_http_equals_the_build_from_files(world: TileWorld, local: 
 
 
 @pytest.mark.slow
+def test_a_build_over_http_that_keeps_few_files_open_warns_and_equals_the_build_from_files(
+    world: TileWorld, local: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each worker keeps 4 of the 18 files of a block row open: the build says so and what to set, its workers close
+    and open files again while their 8 read threads read, and the bytes are those of the build from files."""
+    from eoshard.pipeline.direct import blocks
+
+    monkeypatch.setenv("EOSHARD_MAX_OPEN_FILES", "4")  # the workers', read when they start
+    monkeypatch.setattr(blocks, "MAX_OPEN_FILES", 4)  # the driver's, for the note
+    with serve_folder(world.root, latency=0.005) as served:
+        items = remote_item_collection(world.catalog, world.root, served.url, tmp_path / "items.json")
+        result = _run(world, items, tmp_path / "tile")
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.output.split())
+    # 3 dates x (B02, B04, B08, B11, B12 and the SCL)
+    assert "reads 18 source files, more than each worker keeps open (4, EOSHARD_MAX_OPEN_FILES)" in said
+    assert "Set EOSHARD_MAX_OPEN_FILES=64 where the workers start" in said
+    _same(local, tmp_path / "tile")
+
+
+@pytest.mark.slow
 def test_a_build_from_s3_equals_the_build_from_files(
     world: TileWorld, local: Path, s3_env: Any, tmp_path: Path
 ) -> None:

@@ -130,3 +130,29 @@ def test_the_room_left_counts_what_the_sweep_still_needs_and_not_what_it_passed(
     assert cache.has_room(200) and not cache.has_room(201)  # only block 2 is left
     cache.drop_retired()
     assert cache.has_room(200) and not cache.has_room(201)
+
+
+def test_a_file_let_go_past_the_open_files_limit_stays_open_for_the_thread_reading_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With one file open at most, opening a second lets the first go while a thread still holds it: that thread
+    reads on (a closed handle said "Dataset is closed", and the build blamed the file), and the file closes once
+    no thread holds it."""
+    values = _three_blocks(tmp_path)
+    (tmp_path / "other.tif").write_bytes((tmp_path / "b04.tif").read_bytes())
+    close_files()
+    monkeypatch.setattr(blocks, "MAX_OPEN_FILES", 1)
+    first = str(tmp_path / "b04.tif")
+
+    def open_fds() -> int:
+        return sum(str(fd.resolve()) == first for fd in Path("/proc/self/fd").iterdir() if fd.exists())
+
+    held = blocks.open_file(first)
+    blocks.open_file(str(tmp_path / "other.tif"))  # lets the first go
+    assert first not in blocks._files and open_fds() == 1
+    with held.lock:
+        got = held.dataset.read(1, window=Window(1024, 0, 1024, 1024))
+    np.testing.assert_array_equal(got, values[:, 1024:2048])
+    del held
+    assert open_fds() == 0
+    close_files()

@@ -55,7 +55,7 @@ def build(
 
         # the cluster starts (and its workers import) while the driver imports the planner and plans
         with client_started_meanwhile(scheduler, workers) as started_client:
-            from eoshard.flows.block_cache import block_cache_note
+            from eoshard.flows.block_cache import block_cache_note, open_files_note
             from eoshard.flows.build import plan_build, run_build
             from eoshard.flows.masking import mask_note
 
@@ -67,8 +67,9 @@ def build(
             )
             console.print(mask_note(cfg.timeseries.mask, plan.config.timeseries.model_dump()))
             cache_note = block_cache_note(plan.sources, plan.grid.shape[1], patch_size=cfg.patches.size)
-            if cache_note is not None:
-                console.print(cache_note, style="yellow")
+            for note in (cache_note, open_files_note(plan.sources)):
+                if note is not None:
+                    console.print(note, style="yellow")
             client = started_client()
             console.print(dashboard_note(client))
             with progress_bar() as progress:

@@ -349,7 +349,8 @@ CACHE = BlockCache(CACHE_BYTES)
 
 
 def open_file(href: str) -> OpenFile:
-    """The process's open handle of ``href`` (opened on first use; the least recently used closed past the limit)."""
+    """The process's open handle of ``href``, opened on first use. Past ``MAX_OPEN_FILES`` the least recently used is
+    let go, not closed: a thread may still be reading it, and it closes when the last one is done with it."""
     with _files_lock:
         found = _files.get(href)
         if found is not None:
@@ -364,11 +365,7 @@ def open_file(href: str) -> OpenFile:
         with _files_lock:
             _files[href] = handle
             while len(_files) > MAX_OPEN_FILES:
-                _, old = _files.popitem(last=False)
-                with old.lock:
-                    for vrt in old.warped.values():
-                        vrt.close()
-                    old.dataset.close()
+                _files.popitem(last=False)
         return handle
 
 
