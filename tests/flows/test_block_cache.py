@@ -198,3 +198,28 @@ def test_the_shard_tasks_are_told_what_waits_in_their_machines_store(demo_data, 
         whole = ShardSubmitter(plan, client, {})._sources()
     assert sources is not None and sources.block_store_bytes == store_bytes(narrow.sources, 2) > 0
     assert whole is not None and whole.block_store_bytes == 0  # one stripe: nothing waits
+
+
+def _held() -> tuple[int, int]:
+    from eoshard.pipeline.direct import blocks
+
+    return len(blocks.CACHE._items), len(blocks._files)
+
+
+def test_the_workers_let_go_of_the_builds_blocks_and_files_when_it_ends(demo_data, tmp_path: Path) -> None:
+    """A long-lived cluster's workers hold no decoded blocks, open files or block store of a build that is over
+    (the next build would otherwise read blocks of files changed meanwhile from memory)."""
+    import tempfile
+
+    from eoshard.flows.build import plan_build, run_build
+    from eoshard.flows.cluster import dask_client
+    from tests.flows.test_build_plan import _config
+
+    with pytest.warns(UserWarning, match="were repaired"):
+        plan = plan_build(_config(demo_data, tmp_path))
+    assert plan.sources is not None and plan.sources.block_store is not None
+    with dask_client(n_workers=2) as client:
+        run_build(plan, client)
+        held = client.run(_held)
+    assert list(held.values()) == [(0, 0), (0, 0)]
+    assert not (Path(tempfile.gettempdir()) / plan.sources.block_store).exists()

@@ -22,7 +22,7 @@ from eoshard.flows.block_cache import store_bytes
 from eoshard.flows.finalize import finalize
 from eoshard.flows.signing import can_sign_again, modifier_names, signed_again
 from eoshard.pipeline.cube import stackstac_ready
-from eoshard.pipeline.direct import remove_block_store
+from eoshard.pipeline.direct import release_build
 from eoshard.pipeline.errors import (
     AssetReadError,
     PipelineError,
@@ -144,16 +144,17 @@ def run_shards(
             executor.shutdown(wait=True)
         for writer in writers.values():
             writer.close()
-        _remove_block_stores(plan, client)
+        _release_workers(plan, client)
     return finalize(submitter.plan, log)
 
 
-def _remove_block_stores(plan: BuildPlan, client: Client) -> None:
-    """Every worker machine's store of this build's decoded blocks goes (a killed build's goes hours later)."""
-    if plan.sources is None or plan.sources.block_store is None:
+def _release_workers(plan: BuildPlan, client: Client) -> None:
+    """Every worker lets go of what the build's reads left: its machine's store of decoded blocks (a killed build's
+    goes hours later), its decoded blocks and its open files (``direct.blocks.release_build``)."""
+    if plan.sources is None:
         return
     with contextlib.suppress(Exception):  # a lost worker keeps nothing that matters: the next build's start trims
-        client.run(remove_block_store, plan.sources.block_store)
+        client.run(release_build, plan.sources.block_store)
 
 
 @dataclass(frozen=True)

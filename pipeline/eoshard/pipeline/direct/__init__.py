@@ -10,6 +10,7 @@ from eoshard.pipeline.direct.blocks import (
     STORE_PREFIX,
     drop_retired_blocks,
     read_alone,
+    release_build,
     remove_block_store,
     use_block_store,
 )
@@ -28,6 +29,7 @@ __all__ = [
     "prefetch_group_window",
     "read_alone",
     "read_group_window",
+    "release_build",
     "remove_block_store",
     "tune_malloc",
     "use_block_store",

@@ -296,6 +296,19 @@ def remove_block_store(name: str) -> None:
     shutil.rmtree(Path(tempfile.gettempdir()) / name, ignore_errors=True)
 
 
+def release_build(store: str | None) -> None:
+    """What a build left in this worker process, let go when it ends: its machine's store ``store``, the decoded
+    blocks, the spare arrays and the open files. A worker of a long-lived cluster then holds no memory for a build
+    that is over, and the next build opens its files again (a local file written again meanwhile is read afresh).
+    An open file is let go, not closed: a thread of another build on the same worker may still be reading it."""
+    if store:
+        remove_block_store(store)
+    with _files_lock:
+        _files.clear()
+    CACHE.clear()
+    SPARE.clear()
+
+
 def is_remote(href: str) -> bool:
     """Whether ``href`` is fetched over a network (a local file is cheaper to decode again than to store)."""
     return "://" in href and not href.startswith("file://")
