@@ -63,3 +63,10 @@ def test_a_missing_config_is_told_before_the_planner_and_dask_load(tmp_path: Pat
     assert _loaded_after(code) == []
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd="/")
     assert run.stdout.splitlines()[0] == f"2 error: config file not found: {tmp_path / 'missing.yaml'} "
+
+
+def test_counts_are_said_in_the_singular_for_one() -> None:
+    from eoshard.flows.app import counted
+
+    assert [counted(n, "patch", "patches") for n in (0, 1, 2)] == ["0 patches", "1 patch", "2 patches"]
+    assert [counted(n, "shard") for n in (1, 111)] == ["1 shard", "111 shards"]

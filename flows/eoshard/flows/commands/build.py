@@ -10,7 +10,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from eoshard.flows.app import RESUME_NOTE, app, console, user_errors
+from eoshard.flows.app import RESUME_NOTE, app, console, counted, user_errors
 from eoshard.flows.config import load_config
 from eoshard.flows.writable import check_writable_folder
 
@@ -62,8 +62,9 @@ def build(
             with console.status("searching products and planning the build"):
                 plan = plan_build(cfg)
             console.print(
-                f"{len(plan.items)} products, {len(plan.dates)} dates, grid {plan.grid.shape.y} x "
-                f"{plan.grid.shape.x} px in {plan.grid.crs}, {len(plan.patches)} patches in {len(plan.shards())} shards"
+                f"{counted(len(plan.items), 'product')}, {counted(len(plan.dates), 'date')}, grid {plan.grid.shape.y} "
+                f"x {plan.grid.shape.x} px in {plan.grid.crs}, {counted(len(plan.patches), 'patch', 'patches')} in "
+                f"{counted(len(plan.shards()), 'shard')}"
             )
             console.print(mask_note(cfg.timeseries.mask, plan.config.timeseries.model_dump()))
             cache_note = block_cache_note(plan.sources, plan.grid.shape[1], patch_size=cfg.patches.size)

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from eoshard.flows.app import app, console, user_errors
+from eoshard.flows.app import app, console, counted, user_errors
 
 if TYPE_CHECKING:  # the converters (zarr, lmdb, distributed) load when a conversion runs, not with every command
     import numpy as np
@@ -83,7 +83,7 @@ def _convert(dataset: str, roots: dict[str, Path | None], target: Path, fmt: For
 
     with user_errors(), dask_client(scheduler, workers) as client:
         n = run_conversion(dataset, roots, target, fmt, client)
-        console.print(f"wrote {n} samples of {dataset} to {target} ({fmt.value})")
+        console.print(f"wrote {counted(n, 'sample')} of {dataset} to {target} ({fmt.value})")
 
 
 @convert_app.command("bigearthnet")

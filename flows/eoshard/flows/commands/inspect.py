@@ -11,7 +11,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from eoshard.flows.app import app, console, user_errors
+from eoshard.flows.app import app, console, counted, user_errors
 from eoshard.flows.errors import FlowsError
 
 if TYPE_CHECKING:
@@ -49,7 +49,7 @@ def inspect(
         if manifest["labels"]:
             _classes(dataset, manifest, ClassColours(manifest["labels"]), chart)
         shown = draw_quicklooks(dataset, manifest, target, samples)
-        console.print(f"quicklooks of {shown} samples: {target}")
+        console.print(f"quicklooks of {counted(shown, 'sample')}: {target}")
 
 
 def _classes(dataset: Path, manifest: dict[str, Any], colours: ClassColours, png: Path) -> None:

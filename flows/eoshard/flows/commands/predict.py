@@ -19,7 +19,7 @@ from typing import Annotated
 
 import typer
 
-from eoshard.flows.app import app, console, user_errors
+from eoshard.flows.app import app, console, counted, user_errors
 from eoshard.flows.commands.select import parse_aoi
 from eoshard.flows.config import ConfigError
 from eoshard.flows.errors import FlowsError
@@ -89,7 +89,7 @@ def predict_command(
             spec, source, area, area_crs, area_4326, first, last, collection=collection, max_cloud=max_cloud
         )
         t, c, h, w = plan.stack.shape
-        console.print(f"{len(plan.products)} products, dates {', '.join(d[:10] for d in plan.dates)}, "
+        console.print(f"{counted(len(plan.products), 'product')}, dates {', '.join(d[:10] for d in plan.dates)}, "
                       f"input {t} x {c} x {h} x {w} in {plan.grid.crs}")  # fmt: skip
         with tempfile.TemporaryDirectory() as tmp:
             path = write_stack(plan, scene or Path(tmp) / "scene.zarr")
