@@ -180,6 +180,31 @@ def test_the_store_takes_the_builds_estimate_within_half_the_free_disk(
     assert blocks.store_bound(7470 * 2**20, 100 * 2**30) == 2**20
 
 
+def test_a_build_removes_at_once_the_stores_that_killed_runs_of_its_output_left(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A whole tile's store holds gigabytes: a killed build resumed at once does not keep its old one for hours
+    beside the new. Another output's store, as fresh, stays (its build may run)."""
+    import tempfile
+
+    from eoshard.pipeline.direct import blocks, store_name
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    killed, resumed, other = store_name("/data/out"), store_name("/data/out"), store_name("/data/other")
+    assert killed != resumed and killed[:-8] == resumed[:-8] != other[:-8]
+    for name in (killed, other):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "a.block").write_bytes(b"1")
+    try:
+        blocks.use_block_store(resumed)
+        assert not (tmp_path / killed).exists() and (tmp_path / other).exists() and (tmp_path / resumed).is_dir()
+        blocks.use_block_store(f"{blocks.STORE_PREFIX}test")  # a name of no output's: removes no fresh store
+        assert (tmp_path / other).exists() and (tmp_path / resumed).exists()
+    finally:
+        for name in (resumed, other, f"{blocks.STORE_PREFIX}test"):
+            blocks.remove_block_store(name)
+
+
 def test_the_shard_tasks_are_told_what_waits_in_their_machines_store(demo_data, tmp_path: Path) -> None:
     """The submitter counts the workers of each machine (2 on this one) and hands the estimate to the shard tasks
     with their sources; a shard task's store takes it as its bound."""

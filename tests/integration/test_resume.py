@@ -97,16 +97,26 @@ def reference(demo_data, tmp_path_factory: pytest.TempPathFactory) -> tuple[dict
     return expected_files, expected_lmdb
 
 
-def test_killed_builds_resume_to_an_identical_dataset(demo_data, tmp_path: Path, reference) -> None:
+def test_killed_builds_resume_to_an_identical_dataset(
+    demo_data, tmp_path: Path, reference, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Also: the store of decoded blocks a build killed in the middle of its shards left in the machine's temporary
+    folder is gone once the rerun ends (the rerun's own too)."""
     expected_files, expected_lmdb = reference
     for stage, condition in STAGES.items():
         out = tmp_path / stage / "out"
         out.parent.mkdir()
+        temporary = out.parent / "tmp"
+        temporary.mkdir()
+        monkeypatch.setenv("TMPDIR", str(temporary))  # the build's and its workers' temporary folder
         config = _config(demo_data, out)
         _kill_when(config, out, condition)
         if stage != "finalize":
             assert not (out / "dataset.json").exists(), f"killed at {stage}, yet the build finished"
+        if stage == "shards":
+            assert len(list(temporary.glob("eoshard-blocks-*"))) == 1
         _run(config)
+        assert list(temporary.glob("eoshard-blocks-*")) == [], stage
         assert dataset_files(out).keys() == expected_files.keys(), stage
         for name, data in expected_files.items():
             assert dataset_files(out)[name] == data, f"{name} differs after a kill at {stage}"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import uuid
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date
@@ -34,7 +33,7 @@ from eoshard.flows.shard_runner import DirectShard, run_shards
 from eoshard.flows.signing import modifier_of
 from eoshard.pipeline.assets import check_assets
 from eoshard.pipeline.cube import band_groups, onto_grid, open_cube, stackstac_ready
-from eoshard.pipeline.direct import STORE_PREFIX, group_source, paired_source
+from eoshard.pipeline.direct import group_source, paired_source, store_name
 from eoshard.pipeline.errors import BUILD_AGAIN
 from eoshard.pipeline.grid import grid_for_area, grid_of, group_factor, group_grid, nested_grid
 from eoshard.pipeline.indices import compute_indices, formula
@@ -349,7 +348,7 @@ def shard_sources(plan: BuildPlan, parcels: gpd.GeoDataFrame | None, order: Patc
         grid, groups, dict(plan.factors), labels, scl, scl_factor, tuple(config.timeseries.scl_invalid), hr,
         plan.hr_factor if plan.hr is not None else 1,
         plan.label_zoom(labels.layers[0]) if labels is not None else 1,
-        f"{STORE_PREFIX}{uuid.uuid4().hex[:12]}",
+        store_name(str(config.output.path.absolute())),
         order=order, qa=qa, qa_factor=qa_factor, qa_bits=qa_bits(config.timeseries.qa_pixel_invalid),
         derived=derived,
     )  # fmt: skip

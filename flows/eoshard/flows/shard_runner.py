@@ -150,7 +150,8 @@ def run_shards(
 
 def _release_workers(plan: BuildPlan, client: Client) -> None:
     """Every worker lets go of what the build's reads left: its machine's store of decoded blocks (a killed build's
-    goes hours later), its decoded blocks and its open files (``direct.blocks.release_build``)."""
+    goes when its output is built again, see ``direct.blocks.use_block_store``), its decoded blocks and its open
+    files (``direct.blocks.release_build``)."""
     if plan.sources is None:
         return
     with contextlib.suppress(Exception):  # a lost worker keeps nothing that matters: the next build's start trims

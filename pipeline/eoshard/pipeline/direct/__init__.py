@@ -12,6 +12,7 @@ from eoshard.pipeline.direct.blocks import (
     read_alone,
     release_build,
     remove_block_store,
+    store_name,
     use_block_store,
 )
 from eoshard.pipeline.direct.mosaic import Sweep, prefetch_group_window, read_group_window
@@ -31,6 +32,7 @@ __all__ = [
     "read_group_window",
     "release_build",
     "remove_block_store",
+    "store_name",
     "tune_malloc",
     "use_block_store",
 ]

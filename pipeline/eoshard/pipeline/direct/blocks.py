@@ -11,11 +11,13 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import re
 import shutil
 import sys
 import tempfile
 import threading
 import time
+import uuid
 from collections import OrderedDict
 from collections.abc import Hashable, Iterable, Iterator
 from contextlib import contextmanager
@@ -265,11 +267,30 @@ def store_bound(wanted: int, free: int) -> int:
     return max(STORE_BYTES, min(wanted, free // 2))
 
 
+def store_name(output: str) -> str:
+    """A new store's name for a build of ``output``: the output's own prefix, then this run's (see
+    ``use_block_store``)."""
+    return f"{_output_prefix(output)}{uuid.uuid4().hex[:8]}"
+
+
+def _output_prefix(output: str) -> str:
+    return f"{STORE_PREFIX}{hashlib.sha1(output.encode()).hexdigest()[:8]}-"
+
+
+def _prefix_of(name: str) -> str | None:
+    """The output's prefix of a store named by ``store_name`` (None for any other name)."""
+    found = re.match(rf"{STORE_PREFIX}[0-9a-f]{{8}}-", name)
+    return found.group(0) if found else None
+
+
 def use_block_store(name: str | None, wanted: int = 0) -> None:
     """Share decoded blocks through the store ``name`` of this machine's temporary folder (None: no store),
     bounded by ``store_bound(wanted, ...)``.
 
-    Stores of builds that ended long ago (killed, so nobody removed them) are removed on the way."""
+    Stores that killed builds left (nobody removed them) are removed on the way: at once those of earlier runs
+    of the same output (``store_name``: one build of an output runs at a time, under its lock), so a killed
+    whole-tile build resumed at once does not leave its gigabytes beside the new store; others after
+    ``STALE_STORE_SECONDS``."""
     global _store
     if not name or STORE_BYTES <= 0:
         _store = None
@@ -278,9 +299,11 @@ def use_block_store(name: str | None, wanted: int = 0) -> None:
         return
     root = Path(tempfile.gettempdir())
     now = time.time()
+    same_output = _prefix_of(name)
     for old in root.glob(f"{STORE_PREFIX}*"):
         try:
-            if old.name != name and now - old.stat().st_mtime > STALE_STORE_SECONDS:
+            earlier_run = same_output is not None and old.name.startswith(same_output)
+            if old.name != name and (earlier_run or now - old.stat().st_mtime > STALE_STORE_SECONDS):
                 shutil.rmtree(old, ignore_errors=True)
         except OSError:
             continue
