@@ -76,3 +76,18 @@ def test_a_cube_that_does_not_nest_is_refused(demo_data) -> None:
     coarse = open_cube(items, grid, ["B01"])["s2_60m"]
     with pytest.raises(PipelineError, match="does not nest in the 10 m grid"):
         onto_grid(coarse.isel(x=slice(1, None)), grid)
+
+
+def test_a_cube_repeated_onto_the_finer_grid_is_each_pixel_twice_with_one_task_per_chunk(demo_data) -> None:
+    from eoshard.pipeline.cube import onto_grid
+
+    items, grid = demo_items(demo_data.catalog), demo_grid(demo_data.aoi)
+    coarse = open_cube(items, grid, ["B11"])["s2_20m"].isel(time=slice(0, 2))
+    fine = onto_grid(coarse, grid)
+    assert fine.shape == (2, 1, *grid.shape)
+    assert fine.data.chunks[2:] == tuple(tuple(2 * c for c in sizes) for sizes in coarse.data.chunks[2:])
+    assert len(fine.data.__dask_graph__()) - len(coarse.data.__dask_graph__()) == coarse.data.npartitions
+    values = coarse.values
+    expected = values.repeat(2, axis=2).repeat(2, axis=3)
+    np.testing.assert_array_equal(fine.values, expected)
+    np.testing.assert_array_equal(onto_grid(coarse.copy(data=values), grid).values, expected)  # in memory too

@@ -258,6 +258,10 @@ def finish_cube(
     return attach_grid(cube.transpose("time", "band", "y", "x"), grid)
 
 
+def _repeated(block: np.ndarray, factor: int, axes: tuple[int, int]) -> np.ndarray:
+    return block.repeat(factor, axis=axes[0]).repeat(factor, axis=axes[1])
+
+
 def onto_grid(cube: xr.DataArray, grid: GeoBox) -> xr.DataArray:
     """``cube`` (on a grid nested in ``grid``, ``factor`` times coarser) with every pixel repeated onto ``grid``.
 
@@ -275,11 +279,13 @@ def onto_grid(cube: xr.DataArray, grid: GeoBox) -> xr.DataArray:
             f"a {res:g} m cube of {cube.sizes['y']} x {cube.sizes['x']} px does not nest in the "
             f"{base:g} m grid of {ny} x {nx} px: build both from the same grid"
         )
-    data = (
-        cube.data
-        if f == 1
-        else cube.data.repeat(f, axis=cube.dims.index("y")).repeat(f, axis=cube.dims.index("x"))
-    )
+    axes = (cube.dims.index("y"), cube.dims.index("x"))
+    data = cube.data
+    if f > 1 and isinstance(data, np.ndarray):
+        data = _repeated(data, f, axes)
+    elif f > 1:  # one task per chunk (dask's own repeat slices and concatenates every chunk: a task per piece)
+        chunks = [tuple(c * f for c in sizes) if i in axes else sizes for i, sizes in enumerate(data.chunks)]
+        data = data.map_blocks(_repeated, factor=f, axes=axes, chunks=tuple(chunks), dtype=data.dtype)
     coords = {k: v for k, v in cube.coords.items() if "y" not in v.dims and "x" not in v.dims}
     coords["y"] = t.f + (np.arange(ny) + 0.5) * t.e
     coords["x"] = t.c + (np.arange(nx) + 0.5) * t.a
