@@ -200,6 +200,12 @@ def test_a_build_removes_at_once_the_stores_that_killed_runs_of_its_output_left(
         assert not (tmp_path / killed).exists() and (tmp_path / other).exists() and (tmp_path / resumed).is_dir()
         blocks.use_block_store(f"{blocks.STORE_PREFIX}test")  # a name of no output's: removes no fresh store
         assert (tmp_path / other).exists() and (tmp_path / resumed).exists()
+        # a run killed after its last shard: its rerun reads nothing, and removes the old store when it ends
+        (tmp_path / killed).mkdir()
+        blocks.release_build(resumed)
+        assert (
+            not (tmp_path / killed).exists() and not (tmp_path / resumed).exists() and (tmp_path / other).exists()
+        )
     finally:
         for name in (resumed, other, f"{blocks.STORE_PREFIX}test"):
             blocks.remove_block_store(name)

@@ -311,21 +311,29 @@ def use_block_store(name: str | None, wanted: int = 0) -> None:
     _store.max_bytes = store_bound(wanted, shutil.disk_usage(_store.root).free)
 
 
-def remove_block_store(name: str) -> None:
-    """Remove this machine's store ``name`` (a build calls it on every worker when it ends)."""
+def remove_block_store(name: str, earlier_runs: bool = False) -> None:
+    """Remove this machine's store ``name`` (a build calls it on every worker when it ends) and, with
+    ``earlier_runs``, those that killed runs of the same output left (``store_name``)."""
     global _store
     if _store is not None and _store.root.name == name:
         _store = None
-    shutil.rmtree(Path(tempfile.gettempdir()) / name, ignore_errors=True)
+    root = Path(tempfile.gettempdir())
+    shutil.rmtree(root / name, ignore_errors=True)
+    prefix = _prefix_of(name)
+    if earlier_runs and prefix is not None:
+        for old in root.glob(f"{prefix}*"):
+            shutil.rmtree(old, ignore_errors=True)
 
 
 def release_build(store: str | None) -> None:
     """What a build left in this worker process, let go when it ends: its machine's store ``store``, the decoded
     blocks, the spare arrays and the open files. A worker of a long-lived cluster then holds no memory for a build
     that is over, and the next build opens its files again (a local file written again meanwhile is read afresh).
-    An open file is let go, not closed: a thread of another build on the same worker may still be reading it."""
+    An open file is let go, not closed: a thread of another build on the same worker may still be reading it.
+    The stores that killed runs of the same output left go too."""
     if store:
-        remove_block_store(store)
+        # a run killed after its last shard left its store, and a rerun that finds every shard done reads nothing
+        remove_block_store(store, earlier_runs=True)
     with _files_lock:
         _files.clear()
     CACHE.clear()
