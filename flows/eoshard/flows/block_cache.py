@@ -76,8 +76,14 @@ def _reach(order: PatchOrder | None, patch_size: int | None, grid_width: int, bl
     size = patch_size or order.step
     if order.step is None or size is None:
         return block_px
-    edges = range(order.width - order.offset, grid_width, order.width)
-    return max((max(0, stripe_reach(order, edge, size)) for edge in edges if edge > 0), default=0)
+    return max((max(0, stripe_reach(order, edge, size)) for edge in _stripe_edges(order, grid_width)), default=0)
+
+
+def _stripe_edges(order: PatchOrder | None, grid_width: int) -> list[int]:
+    """The columns where one stripe of ``order`` ends and the next begins (none with a single stripe)."""
+    if order is None or not order.width:
+        return []
+    return [e for e in range(order.width - order.offset, grid_width, order.width) if e > 0]
 
 
 def block_cache_note(
@@ -139,9 +145,7 @@ def _most_files_in_a_row(sources: ShardSources, block_px: int) -> int:
     a file of unknown footprint meets every row)."""
     grid = sources.grid
     height, width = grid.shape
-    order = sources.order
-    inner = range(order.width - order.offset, width, order.width) if order is not None and order.width else ()
-    edges = [0, *(e for e in inner if e > 0), width]
+    edges = [0, *_stripe_edges(sources.order, width), width]
     everywhere = (-math.inf, -math.inf, math.inf, math.inf)
     bounds = np.array(
         [

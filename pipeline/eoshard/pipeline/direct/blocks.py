@@ -270,17 +270,18 @@ def store_bound(wanted: int, free: int) -> int:
 def store_name(output: str) -> str:
     """A new store's name for a build of ``output``: the output's own prefix, then this run's (see
     ``use_block_store``)."""
-    return f"{_output_prefix(output)}{uuid.uuid4().hex[:8]}"
+    return f"{STORE_PREFIX}{hashlib.sha1(output.encode()).hexdigest()[:8]}-{uuid.uuid4().hex[:8]}"
 
 
-def _output_prefix(output: str) -> str:
-    return f"{STORE_PREFIX}{hashlib.sha1(output.encode()).hexdigest()[:8]}-"
-
-
-def _prefix_of(name: str) -> str | None:
-    """The output's prefix of a store named by ``store_name`` (None for any other name)."""
-    found = re.match(rf"{STORE_PREFIX}[0-9a-f]{{8}}-", name)
-    return found.group(0) if found else None
+def _remove_earlier_runs(name: str, root: Path) -> None:
+    """Remove the stores that killed runs of the output of store ``name`` left (names made by ``store_name``; one
+    build of an output runs at a time, under its lock). Any other name has none."""
+    prefix = re.match(rf"{STORE_PREFIX}[0-9a-f]{{8}}-", name)
+    if prefix is None:
+        return
+    for old in root.glob(f"{prefix.group(0)}*"):
+        if old.name != name:
+            shutil.rmtree(old, ignore_errors=True)
 
 
 def use_block_store(name: str | None, wanted: int = 0) -> None:
@@ -288,9 +289,8 @@ def use_block_store(name: str | None, wanted: int = 0) -> None:
     bounded by ``store_bound(wanted, ...)``.
 
     Stores that killed builds left (nobody removed them) are removed on the way: at once those of earlier runs
-    of the same output (``store_name``: one build of an output runs at a time, under its lock), so a killed
-    whole-tile build resumed at once does not leave its gigabytes beside the new store; others after
-    ``STALE_STORE_SECONDS``."""
+    of the same output, so a killed whole-tile build resumed at once does not leave its gigabytes beside the new
+    store; others after ``STALE_STORE_SECONDS``."""
     global _store
     if not name or STORE_BYTES <= 0:
         _store = None
@@ -298,12 +298,11 @@ def use_block_store(name: str | None, wanted: int = 0) -> None:
     if _store is not None and _store.root.name == name:
         return
     root = Path(tempfile.gettempdir())
+    _remove_earlier_runs(name, root)
     now = time.time()
-    same_output = _prefix_of(name)
     for old in root.glob(f"{STORE_PREFIX}*"):
         try:
-            earlier_run = same_output is not None and old.name.startswith(same_output)
-            if old.name != name and (earlier_run or now - old.stat().st_mtime > STALE_STORE_SECONDS):
+            if old.name != name and now - old.stat().st_mtime > STALE_STORE_SECONDS:
                 shutil.rmtree(old, ignore_errors=True)
         except OSError:
             continue
@@ -311,18 +310,16 @@ def use_block_store(name: str | None, wanted: int = 0) -> None:
     _store.max_bytes = store_bound(wanted, shutil.disk_usage(_store.root).free)
 
 
-def remove_block_store(name: str, earlier_runs: bool = False) -> None:
-    """Remove this machine's store ``name`` (a build calls it on every worker when it ends) and, with
-    ``earlier_runs``, those that killed runs of the same output left (``store_name``)."""
+def remove_block_store(name: str) -> None:
+    """Remove this machine's store ``name`` (a build calls it on every worker when it ends), and those that killed
+    runs of the same output left: a run killed after its last shard left one, and a rerun that finds every shard
+    done reads nothing, so it never met them in ``use_block_store``."""
     global _store
     if _store is not None and _store.root.name == name:
         _store = None
     root = Path(tempfile.gettempdir())
     shutil.rmtree(root / name, ignore_errors=True)
-    prefix = _prefix_of(name)
-    if earlier_runs and prefix is not None:
-        for old in root.glob(f"{prefix}*"):
-            shutil.rmtree(old, ignore_errors=True)
+    _remove_earlier_runs(name, root)
 
 
 def release_build(store: str | None) -> None:
@@ -332,8 +329,7 @@ def release_build(store: str | None) -> None:
     An open file is let go, not closed: a thread of another build on the same worker may still be reading it.
     The stores that killed runs of the same output left go too."""
     if store:
-        # a run killed after its last shard left its store, and a rerun that finds every shard done reads nothing
-        remove_block_store(store, earlier_runs=True)
+        remove_block_store(store)
     with _files_lock:
         _files.clear()
     CACHE.clear()
