@@ -1,13 +1,16 @@
 """What a CI run says about itself when it goes wrong. A test process that crashes or hangs leaves every thread's
 stack in a file of its own, which the run's summary prints (a test process's stderr may not reach CI's log); the
 summary also gives the machine's peak memory with the processes that held it, so that a test process that dies
-without a word, as the kernel's OOM killer leaves it, is explained or ruled out."""
+without a word, as the kernel's OOM killer leaves it, is explained or ruled out. A test process that grows past a
+quarter of the machine's memory is asked for its stacks once (``SIGUSR2``): what it ran while it grew is in the
+summary even when the kernel kills it a moment later."""
 
 from __future__ import annotations
 
 import faulthandler
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import threading
@@ -22,7 +25,8 @@ import pytest
 # A test process still running after this long (a hang outside any test, which pytest-timeout does not watch: a
 # thread the interpreter waits for at exit) prints every thread's stack and exits.
 SESSION_LIMIT_S = 40 * 60
-SAMPLE_S = 2.0
+SAMPLE_S = 0.5  # memory can grow by gigabytes a second: sampled less often, a process killed for it went unseen
+STACKS_SIGNAL = signal.SIGUSR2
 FAULTS_ENV = "EOSHARD_TEST_FAULTS"  # the folder of the test processes' faulthandler files, made by the controller
 
 
@@ -39,11 +43,14 @@ class MemoryPeak:
     at: float = 0.0
     top: list[tuple[int, int, str]] = field(default_factory=list)  # (rss, pid, command)
     stop: threading.Event = field(default_factory=threading.Event)
+    asked: set[int] = field(default_factory=set)  # the test processes asked for their stacks
 
     def sample(self, psutil: Any) -> None:
         memory = psutil.virtual_memory()
         self.total = memory.total
         used = memory.total - memory.available
+        if used > memory.total // 4:
+            self.ask_the_large(psutil)
         if used <= self.used:
             return
         processes = []
@@ -53,6 +60,20 @@ class MemoryPeak:
                 command = " ".join(info["cmdline"] or [])[:100]
                 processes.append((int(info["memory_info"].rss), int(info["pid"]), command))
         self.used, self.at, self.top = used, time.time(), sorted(processes, reverse=True)[:6]
+
+    def ask_the_large(self, psutil: Any) -> None:
+        """Signals each test process past a quarter of the memory, once: only those that have a faulthandler file,
+        and so a handler for the signal (by default it ends a process)."""
+        folder = Path(os.environ.get(FAULTS_ENV, "/nonexistent"))
+        for child in psutil.Process().children():
+            try:
+                if child.pid in self.asked or child.memory_info().rss <= self.total // 4:
+                    continue
+                if any(folder.glob(f"*-{child.pid}.txt")):
+                    self.asked.add(child.pid)
+                    child.send_signal(STACKS_SIGNAL)
+            except psutil.Error:
+                continue
 
     def run(self) -> None:
         import psutil
@@ -77,6 +98,7 @@ def pytest_configure(config: pytest.Config) -> None:
         path = Path(os.environ[FAULTS_ENV]) / f"{os.environ.get('PYTEST_XDIST_WORKER')}-{os.getpid()}.txt"
         _faults.append(path.open("w"))
         faulthandler.enable(file=_faults[0], all_threads=True)
+        faulthandler.register(STACKS_SIGNAL, file=_faults[0], all_threads=True)
     else:  # the controller, or a run without xdist: its stderr is CI's log
         os.environ[FAULTS_ENV] = tempfile.mkdtemp(prefix="eoshard-test-faults-")  # the workers inherit it
     faulthandler.dump_traceback_later(SESSION_LIMIT_S, exit=True, file=_faults[0] if _faults else sys.__stderr__)
