@@ -340,6 +340,8 @@ def test_inspect_prints_a_summary_and_draws_quicklooks(built: Path, tmp_path: Pa
     result = CliRunner().invoke(app, ["inspect", str(built), "--out", str(out), "--samples", "3"])
     assert result.exit_code == 0, result.output
     assert "winter_wheat" in result.output and "n_samples" in result.output
+    dropped = json.loads((built / "dataset.json").read_text())["dropped"]["too_few_dates"]
+    assert f"│ dropped      │ too few dates {dropped} " in result.output  # the reason in words, not a dict
     assert "background" in result.output  # code 0, which the parcels do not name
     counts = json.loads((built / "dataset.json").read_text())["labels"]["class_counts"]
     assert f"{100 * counts['1'] / sum(counts.values()):.1f} %" in result.output  # winter wheat's share

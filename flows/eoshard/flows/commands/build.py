@@ -109,7 +109,10 @@ def print_summary(path: Path, manifest: dict[str, object]) -> None:
     table.add_row("patch", f"{patch['size']} px, mode {patch['mode']}")
     for key in ("n_samples", "n_candidates", "dropped", "bands", "dates", "crs", "resolution"):
         value = manifest[key]
-        shown = ", ".join(map(str, value)) if isinstance(value, list) else str(value)
+        if isinstance(value, dict):  # the samples dropped, by reason
+            shown = ", ".join(f"{reason.replace('_', ' ')} {count}" for reason, count in value.items())
+        else:
+            shown = ", ".join(map(str, value)) if isinstance(value, list) else str(value)
         table.add_row(key, shown)
     formats = manifest["formats"]
     assert isinstance(formats, dict)
