@@ -116,6 +116,12 @@ def test_killed_builds_resume_to_an_identical_dataset(
         if stage == "shards":
             assert len(list(temporary.glob("eoshard-blocks-*"))) == 1
         _run(config)
+        if stage == "finalize":
+            said = " ".join(config.with_suffix(".log").read_text().split())
+            kept = (
+                f"resuming: {N_SHARDS} of {N_SHARDS} shards committed by an earlier run, kept; writing the index"
+            )
+            assert kept in said, said
         assert list(temporary.glob("eoshard-blocks-*")) == [], stage
         assert dataset_files(out).keys() == expected_files.keys(), stage
         for name, data in expected_files.items():
@@ -140,5 +146,9 @@ def test_ctrl_c_stops_the_build_with_one_line_and_the_rerun_resumes(demo_data, t
     assert "Traceback" not in said and "KeyboardInterrupt" not in said, said
     assert "interrupted: the shards committed so far are kept: run the same command again to resume" in said
     assert not (out / "dataset.json").exists() and not (out / ".eoshard.lock").exists()
+    kept = _commits(out)
     _run(config)
     assert dataset_files(out) == reference[0] and lmdb_contents(out) == reference[1]
+    rerun = config.with_suffix(".log").read_text()[len(said) :]
+    expected = f"resuming: {kept} of {N_SHARDS} shards committed by an earlier run, kept; writing the other"
+    assert f"{expected} {N_SHARDS - kept}" in " ".join(rerun.split()), rerun

@@ -25,6 +25,24 @@ def progress_callback(progress: Progress, label: str) -> Callable[[int, int], No
     return update
 
 
+def resume_note(update: Callable[[int, int], None]) -> Callable[[int, int], None]:
+    """``update``, and a line first when a rerun finds shards committed by an earlier run (kept, not written
+    again)."""
+    said = False
+
+    def note_then_update(done: int, total: int) -> None:
+        nonlocal said
+        if not said and done:
+            rest = f"writing the other {total - done}" if done < total else "writing the index and manifest"
+            console.print(
+                f"resuming: {done} of {counted(total, 'shard')} committed by an earlier run, kept; {rest}"
+            )
+        said = True
+        update(done, total)
+
+    return note_then_update
+
+
 # The cluster options that every command running a build takes.
 SchedulerOption = Annotated[
     str | None,
@@ -74,7 +92,7 @@ def build(
             client = started_client()
             console.print(dashboard_note(client))
             with progress_bar() as progress:
-                result = run_build(plan, client, progress_callback(progress, "writing shards"))
+                result = run_build(plan, client, resume_note(progress_callback(progress, "writing shards")))
         if cfg.output.url is not None:  # object-store output: publish the staged dataset (storage.py)
             from eoshard.flows.storage import publish, redact_url
 
