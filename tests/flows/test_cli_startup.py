@@ -66,7 +66,7 @@ def test_a_missing_config_is_told_before_the_planner_and_dask_load(tmp_path: Pat
 
 
 def test_counts_are_said_in_the_singular_for_one() -> None:
-    from eoshard.flows.app import counted
+    from eoshard.flows.words import counted
 
     assert [counted(n, "patch", "patches") for n in (0, 1, 2)] == ["0 patches", "1 patch", "2 patches"]
     assert [counted(n, "shard") for n in (1, 111)] == ["1 shard", "111 shards"]

@@ -27,11 +27,6 @@ console = Console()
 errors = Console(stderr=True)
 
 
-def counted(n: int, noun: str, plural: str | None = None) -> str:
-    """``n`` and its noun, singular for one: ``counted(1, "patch", "patches")`` is "1 patch"."""
-    return f"{n} {noun if n == 1 else plural or noun + 's'}"
-
-
 def _print_version(wanted: bool) -> None:
     if wanted:
         from importlib.metadata import version

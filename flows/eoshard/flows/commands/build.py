@@ -10,8 +10,9 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from eoshard.flows.app import RESUME_NOTE, app, console, counted, user_errors
+from eoshard.flows.app import RESUME_NOTE, app, console, user_errors
 from eoshard.flows.config import load_config
+from eoshard.flows.words import counted
 from eoshard.flows.writable import check_writable_folder
 
 

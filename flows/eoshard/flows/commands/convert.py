@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from eoshard.flows.app import app, console, counted, user_errors
+from eoshard.flows.app import app, console, user_errors
+from eoshard.flows.words import counted
 
 if TYPE_CHECKING:  # the converters (zarr, lmdb, distributed) load when a conversion runs, not with every command
     import numpy as np

@@ -11,8 +11,9 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from eoshard.flows.app import app, console, counted, user_errors
+from eoshard.flows.app import app, console, user_errors
 from eoshard.flows.errors import FlowsError
+from eoshard.flows.words import counted
 
 if TYPE_CHECKING:
     from eoshard.flows.quicklooks import ClassColours

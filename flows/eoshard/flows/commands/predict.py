@@ -19,10 +19,11 @@ from typing import Annotated
 
 import typer
 
-from eoshard.flows.app import app, console, counted, user_errors
+from eoshard.flows.app import app, console, user_errors
 from eoshard.flows.commands.select import parse_aoi
 from eoshard.flows.config import ConfigError
 from eoshard.flows.errors import FlowsError
+from eoshard.flows.words import counted
 
 
 class TrainingMissingError(FlowsError, RuntimeError):

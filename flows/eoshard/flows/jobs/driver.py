@@ -14,6 +14,7 @@ from eoshard.flows.build import BuildResult, plan_build, run_build
 from eoshard.flows.config import BuildConfig, parse_config
 from eoshard.flows.jobs.registry import cancel_event, log, now, update
 from eoshard.flows.storage import publish, redact_url
+from eoshard.flows.words import counted
 
 Progress = Callable[[int, int], None]
 
@@ -65,6 +66,10 @@ def run_job(job_id: str, config: dict[str, Any]) -> str:
             )
             log(client, job_id, "failed:\n" + redact_text("".join(traceback.format_exception(err))))
             raise
-        log(client, job_id, f"wrote {result.n_samples} samples x {result.n_dates} dates to {output_name(cfg)}")
+        log(
+            client,
+            job_id,
+            f"wrote {counted(result.n_samples, 'sample')} x {counted(result.n_dates, 'date')} to {output_name(cfg)}",
+        )
         update(client, job_id, state="finished", finished=now())
         return "finished"
