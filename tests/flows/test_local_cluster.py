@@ -92,11 +92,16 @@ def test_what_is_no_scheduler_address_is_refused_at_once(address: str) -> None:
 class _Slow:
     """Garbage in a reference cycle whose finalizer lets other threads run while the collection goes on."""
 
+    MOST_ALIVE = 200
+    alive = 0  # made and not yet finalized
+
     def __init__(self) -> None:
         self.me = self
+        _Slow.alive += 1
 
     def __del__(self) -> None:
         time.sleep(0.0005)
+        _Slow.alive -= 1
 
 
 def test_full_collections_while_the_scheduler_starts_meet_no_half_timed_callback() -> None:
@@ -109,6 +114,11 @@ def test_full_collections_while_the_scheduler_starts_meet_no_half_timed_callback
         waiting = threading.Thread(target=started)
         waiting.start()
         while waiting.is_alive():
+            # a collection the cluster's thread runs finalizes this garbage slowly, and meanwhile gc.collect()
+            # here returns at once: made without this bound, the garbage outgrew the machine (22 GB in one CI run)
+            if _Slow.alive > _Slow.MOST_ALIVE:
+                time.sleep(0.001)
+                continue
             garbage = [_Slow() for _ in range(20)]
             del garbage
             gc.collect()
