@@ -14,7 +14,9 @@ from typer.testing import CliRunner
 
 from eoshard.flows.block_cache import (
     block_cache_note,
+    cache_bytes_for,
     open_files_note,
+    smallest_memory_limit,
     store_bytes,
     stripe_edge_bytes,
     stripe_row_bytes,
@@ -81,6 +83,54 @@ def test_over_the_network_the_note_says_when_the_next_row_cannot_be_read_ahead_w
     assert block_cache_note(_sources(36, remote), WIDTH, cache_bytes=2**30).startswith("warning")  # type: ignore[union-attr]
 
 
+def test_a_build_raises_the_cache_for_a_season_within_the_workers_memory(monkeypatch: Any) -> None:
+    """A block row of 36 dates (1048 MB) outgrows the 1 GB default: the build gives the workers a quarter more than
+    the row, or two rows and a third more over the network, within 40 % of their memory limit."""
+    from eoshard.pipeline.direct import blocks
+
+    remote = "https://sentinel-cogs.s3.us-west-2.amazonaws.com/sentinel-s2-l2a-cogs"
+    gib, season = 2**30, stripe_row_bytes(_sources(36), WIDTH)
+    assert cache_bytes_for(_sources(12), WIDTH, 8 * gib) == 0  # 1.25 x 349 MB: the default holds it
+    assert cache_bytes_for(_sources(36), WIDTH, 8 * gib) == math.ceil(season * 1.25)
+    assert cache_bytes_for(_sources(18, remote), WIDTH, 8 * gib) == math.ceil(2 * season / 2 * 4 / 3)
+    assert cache_bytes_for(_sources(12, remote), WIDTH, 8 * gib) == 0  # 2 x 349 MB in three quarters of 1 GB
+    assert cache_bytes_for(_sources(36), WIDTH, 3 * gib) == int(0.4 * 3 * gib)  # within the workers' memory
+    assert cache_bytes_for(_sources(36), WIDTH, 2 * gib) == 0  # 40 % of 2 GB is less than the default
+    assert cache_bytes_for(_sources(36), WIDTH, 0) == 0  # no memory limit known
+    assert cache_bytes_for(None, WIDTH, 8 * gib) == 0
+    note = block_cache_note(_sources(36), WIDTH, raised=math.ceil(season * 1.25))
+    assert note == (
+        "note: each worker's block cache holds 1310 MB for this build, to keep a block row of its stripes (about "
+        "1048 MB for its dates and bands) decoded once (EOSHARD_BLOCK_CACHE_MB fixes it)"
+    )
+    short = block_cache_note(_sources(48), WIDTH, raised=int(0.4 * 3 * gib))  # 48 dates: 1398 MB, 1229 given
+    assert short is not None and short.startswith(
+        "warning: the block cache holds 1229 MB per worker (for this build,"
+    )
+    assert "40% of the workers' memory limit at most; EOSHARD_BLOCK_CACHE_MB sets it), less than" in short
+    monkeypatch.setattr(blocks, "CACHE_BYTES_SET", True)  # the user's own setting stays
+    assert cache_bytes_for(_sources(36), WIDTH, 8 * gib) == 0
+    workers = {"a": {"memory_limit": 6 * gib}, "b": {"memory_limit": 4 * gib}, "c": {"memory_limit": None}}
+    assert smallest_memory_limit(workers) == 4 * gib and smallest_memory_limit({}) == 0
+
+
+def test_a_worker_takes_the_builds_cache_and_gives_it_back_when_the_build_ends(monkeypatch: Any) -> None:
+    from eoshard.pipeline.direct import blocks
+
+    monkeypatch.setattr(blocks, "CACHE_BYTES", 2**20)
+    monkeypatch.setattr(blocks.CACHE, "max_bytes", 2**20)
+    blocks.use_block_cache(5 * 2**20)
+    assert blocks.CACHE.max_bytes == 5 * 2**20
+    blocks.use_block_cache(0)  # a build that needs no more: the default
+    assert blocks.CACHE.max_bytes == 2**20
+    blocks.use_block_cache(5 * 2**20)
+    blocks.release_build(None)
+    assert blocks.CACHE.max_bytes == 2**20
+    monkeypatch.setattr(blocks, "CACHE_BYTES_SET", True)  # EOSHARD_BLOCK_CACHE_MB where the worker started
+    blocks.use_block_cache(5 * 2**20)
+    assert blocks.CACHE.max_bytes == 2**20
+
+
 def test_the_open_files_note_counts_the_files_a_block_row_of_a_stripe_reads() -> None:
     remote = "https://sentinel-cogs.s3.us-west-2.amazonaws.com/sentinel-s2-l2a-cogs"
     assert open_files_note(_sources(12, remote), max_files=512) is None  # 12 dates x 11 files
@@ -119,13 +169,16 @@ def test_the_open_files_note_counts_only_the_files_whose_footprints_meet_the_row
     assert "reads 11 source files" in str(open_files_note(replace(unknown, groups={"s2_10m": group}), max_files=9))
 
 
+@pytest.mark.parametrize("user_set", [True, False])
 def test_a_build_whose_stripe_rows_outgrow_the_cache_says_so(
-    demo_data: Any, tmp_path: Path, monkeypatch: Any
+    demo_data: Any, tmp_path: Path, monkeypatch: Any, user_set: bool
 ) -> None:
-    """`eoshard build` prints the note (here with a 1 MB cache) and builds all the same."""
+    """`eoshard build` prints the warning with a 1 MB cache the user set, which the build does not raise, and a note
+    with a 1 MB default, which it raises; it builds all the same."""
     from eoshard.pipeline.direct import blocks
 
     monkeypatch.setattr(blocks, "CACHE_BYTES", 2**20)
+    monkeypatch.setattr(blocks, "CACHE_BYTES_SET", user_set)
     config = demo_build_config(demo_data, tmp_path / "out", period={"start": "2024-04-01", "end": "2024-04-30"},
                                patches={"size": 96})  # fmt: skip
     with pytest.warns(UserWarning, match="1 of 480 label geometries were invalid"):
@@ -134,8 +187,15 @@ def test_a_build_whose_stripe_rows_outgrow_the_cache_says_so(
         )
     assert result.exit_code == 0, result.output
     said = " ".join(result.output.split())
-    assert "warning: the block cache holds 1 MB per worker (EOSHARD_BLOCK_CACHE_MB)" in said
-    assert "Set EOSHARD_BLOCK_CACHE_MB=1024 where the workers start" in said
+    if user_set:
+        assert "warning: the block cache holds 1 MB per worker (EOSHARD_BLOCK_CACHE_MB)" in said
+        assert "Set EOSHARD_BLOCK_CACHE_MB=1024 where the workers start" in said
+    else:
+        assert (
+            "note: each worker's block cache holds 20 MB for this build, to keep a block row of its stripes (about 16 MB"
+            in said
+        )
+        assert "warning: the block cache" not in said, said
 
 
 def test_the_blocks_waiting_for_the_next_stripe_are_counted_down_the_whole_grid() -> None:
@@ -211,12 +271,15 @@ def test_a_build_removes_at_once_the_stores_that_killed_runs_of_its_output_left(
             blocks.remove_block_store(name)
 
 
-def test_the_shard_tasks_are_told_what_waits_in_their_machines_store(demo_data, tmp_path: Path) -> None:
+def test_the_shard_tasks_are_told_what_waits_in_their_machines_store(
+    demo_data, tmp_path: Path, monkeypatch: Any
+) -> None:
     """The submitter counts the workers of each machine (2 on this one) and hands the estimate to the shard tasks
-    with their sources; a shard task's store takes it as its bound."""
+    with their sources; a shard task's store takes it as its bound. So with the block cache the rows need."""
     from eoshard.flows.build import plan_build
     from eoshard.flows.cluster import dask_client
     from eoshard.flows.shard_runner import ShardSubmitter
+    from eoshard.pipeline.direct import blocks
     from tests.flows.test_build_plan import _config
 
     with pytest.warns(UserWarning, match="were repaired"):
@@ -227,8 +290,15 @@ def test_the_shard_tasks_are_told_what_waits_in_their_machines_store(demo_data, 
     with dask_client(n_workers=2) as client:
         sources = ShardSubmitter(narrow, client, {})._sources()
         whole = ShardSubmitter(plan, client, {})._sources()
+        limit = smallest_memory_limit(client.scheduler_info()["workers"])
+        monkeypatch.setattr(blocks, "CACHE_BYTES", 2**20)  # a default smaller than the demo's block rows
+        raised = ShardSubmitter(plan, client, {})._sources()
     assert sources is not None and sources.block_store_bytes == store_bytes(narrow.sources, 2) > 0
     assert whole is not None and whole.block_store_bytes == 0  # one stripe: nothing waits
+    assert whole.block_cache_bytes == 0  # the demo's rows fit the default cache
+    width, size = plan.grid.shape[1], plan.config.patches.size
+    assert raised is not None and raised.block_cache_bytes == cache_bytes_for(plan.sources, width, limit, size)
+    assert raised.block_cache_bytes == math.ceil(1.25 * stripe_row_bytes(plan.sources, width, patch_size=size))
 
 
 def _held() -> tuple[int, int]:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -17,6 +19,7 @@ from eoshard.pipeline.direct import GroupSource, blocks
 from eoshard.pipeline.shards.reads import PatchOrder, ShardSources, stripe_reach
 
 BLOCK_PX = 1024  # the internal blocks of Sentinel-2 COGs (Earth Search, Planetary Computer, CDSE)
+CACHE_SHARE_OF_MEMORY = 0.4  # the most of a worker's memory limit that a build raises its block cache to
 
 
 def stripe_row_bytes(
@@ -86,24 +89,55 @@ def _stripe_edges(order: PatchOrder | None, grid_width: int) -> list[int]:
     return [e for e in range(order.width - order.offset, grid_width, order.width) if e > 0]
 
 
+def cache_bytes_for(
+    sources: ShardSources | None, grid_width: int, memory_limit: int, patch_size: int | None = None
+) -> int:
+    """The block cache a build gives each worker (0: the default, ``EOSHARD_BLOCK_CACHE_MB``): a block row of its
+    stripes and a quarter more, or over the network that row and the next, read ahead into three quarters of the
+    cache; at most ``CACHE_SHARE_OF_MEMORY`` of the workers' ``memory_limit`` (0, none known: the default stays).
+    Never below the default, and not raised where ``EOSHARD_BLOCK_CACHE_MB`` is set."""
+    if sources is None or blocks.CACHE_BYTES_SET or memory_limit <= 0:
+        return 0
+    need = stripe_row_bytes(sources, grid_width, patch_size=patch_size)
+    wanted = math.ceil(2 * need * 4 / 3) if _reads_remote_files(sources) else math.ceil(need * 1.25)
+    given = min(wanted, int(memory_limit * CACHE_SHARE_OF_MEMORY))
+    return given if given > blocks.CACHE_BYTES else 0
+
+
+def smallest_memory_limit(workers: Mapping[str, Mapping[str, Any]]) -> int:
+    """The smallest memory limit of the workers of ``scheduler_info()["workers"]`` (0: none has one)."""
+    return min((int(w.get("memory_limit") or 0) for w in workers.values() if w.get("memory_limit")), default=0)
+
+
 def block_cache_note(
-    sources: ShardSources | None, grid_width: int, cache_bytes: int | None = None, patch_size: int | None = None
+    sources: ShardSources | None,
+    grid_width: int,
+    cache_bytes: int | None = None,
+    patch_size: int | None = None,
+    raised: int = 0,
 ) -> str | None:
     """A warning when one block row of a stripe of the build is more than the block cache holds (this process's
-    ``EOSHARD_BLOCK_CACHE_MB``), a note when a build over the network cannot read the next row ahead whole (see
-    ``shards.reads.AHEAD_SHARDS``), else None."""
+    ``EOSHARD_BLOCK_CACHE_MB``, or ``raised``, what the build gives the workers: see ``cache_bytes_for``), a note
+    when a build over the network cannot read the next row ahead whole (see ``shards.reads.AHEAD_SHARDS``) or
+    when the build raised the cache, else None."""
     if sources is None:
         return None
-    cache_bytes = blocks.CACHE_BYTES if cache_bytes is None else cache_bytes
+    cache_bytes = raised or (blocks.CACHE_BYTES if cache_bytes is None else cache_bytes)
+    setting = (
+        f"for this build, {CACHE_SHARE_OF_MEMORY:.0%} of the workers' memory limit at most; EOSHARD_BLOCK_CACHE_MB "
+        "sets it"
+        if raised
+        else "EOSHARD_BLOCK_CACHE_MB"
+    )
     need = stripe_row_bytes(sources, grid_width, patch_size=patch_size)
     if need > cache_bytes:
         suggest = math.ceil(need * 1.25 / 2**30) * 1024
         return (
-            f"warning: the block cache holds {cache_bytes / 2**20:.0f} MB per worker (EOSHARD_BLOCK_CACHE_MB), less "
+            f"warning: the block cache holds {cache_bytes / 2**20:.0f} MB per worker ({setting}), less "
             f"than a block row of this build's stripes needs (about {need / 2**20:.0f} MB for its dates and bands, "
             f"{BLOCK_PX} px blocks): source blocks would be decoded and fetched again for every shard. Set "
             f"EOSHARD_BLOCK_CACHE_MB={suggest} where the workers start (the local cluster's workers take it from "
-            "this shell), or build fewer dates or bands at a time"
+            "this shell) and give them the memory, or build fewer dates or bands at a time"
         )
     # reads ahead (remote files) fill at most three quarters of the cache: the row at hand and the next one
     if _reads_remote_files(sources) and 2 * need > cache_bytes * 3 // 4:
@@ -111,8 +145,13 @@ def block_cache_note(
         return (
             f"note: over the network each worker fetches the next block row of its stripe while it works on this one; "
             f"both rows (about {2 * need / 2**20:.0f} MB) do not fit in three quarters of its block cache "
-            f"({cache_bytes / 2**20:.0f} MB, EOSHARD_BLOCK_CACHE_MB), so it reads only part of the next row ahead and "
+            f"({cache_bytes / 2**20:.0f} MB, {setting}), so it reads only part of the next row ahead and "
             f"waits for the rest. Set EOSHARD_BLOCK_CACHE_MB={suggest} where the workers start to read it all ahead"
+        )
+    if raised:
+        return (
+            f"note: each worker's block cache holds {raised / 2**20:.0f} MB for this build, to keep a block row of its "
+            f"stripes (about {need / 2**20:.0f} MB for its dates and bands) decoded once (EOSHARD_BLOCK_CACHE_MB fixes it)"
         )
     return None
 

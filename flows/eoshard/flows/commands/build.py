@@ -74,7 +74,12 @@ def build(
 
         # the cluster starts (and its workers import) while the driver imports the planner and plans
         with client_started_meanwhile(scheduler, workers) as started_client:
-            from eoshard.flows.block_cache import block_cache_note, open_files_note
+            from eoshard.flows.block_cache import (
+                block_cache_note,
+                cache_bytes_for,
+                open_files_note,
+                smallest_memory_limit,
+            )
             from eoshard.flows.build import plan_build, run_build
             from eoshard.flows.masking import mask_note
 
@@ -86,11 +91,13 @@ def build(
                 f"{counted(len(plan.shards()), 'shard')}"
             )
             console.print(mask_note(cfg.timeseries.mask, plan.config.timeseries.model_dump()))
-            cache_note = block_cache_note(plan.sources, plan.grid.shape[1], patch_size=cfg.patches.size)
+            client = started_client()
+            width, limit = plan.grid.shape[1], smallest_memory_limit(client.scheduler_info().get("workers", {}))
+            raised = cache_bytes_for(plan.sources, width, limit, patch_size=cfg.patches.size)  # as the build does
+            cache_note = block_cache_note(plan.sources, width, patch_size=cfg.patches.size, raised=raised)
             for note in (cache_note, open_files_note(plan.sources)):
                 if note is not None:
                     console.print(note, style="yellow")
-            client = started_client()
             console.print(dashboard_note(client))
             with progress_bar() as progress:
                 result = run_build(plan, client, resume_note(progress_callback(progress, "writing shards")))

@@ -13,6 +13,7 @@ from eoshard.pipeline.direct.blocks import (
     release_build,
     remove_block_store,
     store_name,
+    use_block_cache,
     use_block_store,
 )
 from eoshard.pipeline.direct.mosaic import Sweep, prefetch_group_window, read_group_window
@@ -34,5 +35,6 @@ __all__ = [
     "remove_block_store",
     "store_name",
     "tune_malloc",
+    "use_block_cache",
     "use_block_store",
 ]

@@ -37,6 +37,7 @@ from eoshard.pipeline.gdal_defaults import apply_gdal_defaults
 apply_gdal_defaults()
 
 CACHE_BYTES = int(float(os.environ.get("EOSHARD_BLOCK_CACHE_MB", "1024")) * 2**20)
+CACHE_BYTES_SET = "EOSHARD_BLOCK_CACHE_MB" in os.environ  # then a build's own estimate does not raise it
 # The machine's store of decoded blocks (0: none): blocks two stripes share, and every block of a remote file when
 # EOSHARD_BLOCK_STORE=all (see design 0012)
 STORE_BYTES = int(float(os.environ.get("EOSHARD_BLOCK_STORE_MB", "4096")) * 2**20)
@@ -322,9 +323,15 @@ def remove_block_store(name: str) -> None:
     _remove_earlier_runs(name, root)
 
 
+def use_block_cache(wanted: int) -> None:
+    """Bound this process's block cache by ``wanted`` bytes, a build's estimate of what a block row of its stripes
+    needs (0: the default): never below ``CACHE_BYTES``, and ``EOSHARD_BLOCK_CACHE_MB`` set keeps its value."""
+    CACHE.max_bytes = CACHE_BYTES if CACHE_BYTES_SET else max(CACHE_BYTES, wanted)
+
+
 def release_build(store: str | None) -> None:
     """What a build left in this worker process, let go when it ends: its machine's store ``store``, the decoded
-    blocks, the spare arrays and the open files. A worker of a long-lived cluster then holds no memory for a build
+    blocks (and the bound the build gave their cache), the spare arrays and the open files. A worker of a long-lived cluster then holds no memory for a build
     that is over, and the next build opens its files again (a local file written again meanwhile is read afresh).
     An open file is let go, not closed: a thread of another build on the same worker may still be reading it.
     The stores that killed runs of the same output left go too."""
@@ -333,6 +340,7 @@ def release_build(store: str | None) -> None:
     with _files_lock:
         _files.clear()
     CACHE.clear()
+    CACHE.max_bytes = CACHE_BYTES  # as a build that raised it found it
     SPARE.clear()
 
 

@@ -26,6 +26,7 @@ from eoshard.pipeline.direct import (
     read_alone,
     read_group_window,
     tune_malloc,
+    use_block_cache,
     use_block_store,
 )
 from eoshard.pipeline.grid import nested_grid
@@ -75,6 +76,7 @@ class ShardSources:
     label_zoom: int = 1  # label pixels per base pixel along each axis (``labels.resolution``)
     block_store: str | None = None  # the build's store of decoded blocks on each machine (see ``direct.blocks``)
     block_store_bytes: int = 0  # what waits in that store at once, estimated (0: its default bound)
+    block_cache_bytes: int = 0  # each worker's block cache for a block row of the stripes (0: its default bound)
     order: PatchOrder | None = None  # None: no hints to the block cache
     qa: GroupSource | None = None  # Landsat's qa_pixel on its own grid, with mask: qa_pixel
     qa_factor: int = 1
@@ -168,6 +170,7 @@ def read_shard_windows(
     global _reading
     tune_malloc()
     use_block_store(sources.block_store, sources.block_store_bytes)
+    use_block_cache(sources.block_cache_bytes)
     for origins in ahead[:AHEAD_SHARDS]:  # first: a worker's first shards fetch their block row on both pools
         _read_ahead(origins, ahead_sources or sources, size, meetings)
     with _reading_lock:
