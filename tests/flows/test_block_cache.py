@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 from eoshard.flows.block_cache import (
     block_cache_note,
     cache_bytes_for,
+    open_files_for,
     open_files_note,
     smallest_memory_limit,
     store_bytes,
@@ -140,6 +141,27 @@ def test_the_open_files_note_counts_the_files_a_block_row_of_a_stripe_reads() ->
     assert "reads 528 source files, more than each worker keeps open (512, EOSHARD_MAX_OPEN_FILES)" in note
     assert "Set EOSHARD_MAX_OPEN_FILES=704 where the workers start" in note  # 1.25 x 528, in 64s
     assert open_files_note(None) is None  # builds that read through the cubes' graph
+
+
+def test_a_build_keeps_open_the_remote_files_a_row_reads_within_the_descriptors(monkeypatch: Any) -> None:
+    from eoshard.pipeline.direct import blocks
+
+    remote = "https://sentinel-cogs.s3.us-west-2.amazonaws.com/sentinel-s2-l2a-cogs"
+    assert open_files_for(_sources(48, remote)) == 660  # 1.25 x 528 files
+    assert open_files_note(_sources(48, remote)) is None  # the workers keep them open
+    assert open_files_for(_sources(12, remote)) == 0  # 1.25 x 132: the default's 512 hold them
+    assert open_files_for(_sources(48)) == 0  # local files
+    monkeypatch.setattr(blocks.resource, "getrlimit", lambda _: (900, 4096))  # `ulimit -n` 900
+    assert blocks.open_files_bound(660) == 644  # 900 less the 256 kept for sockets and the output
+    assert blocks.open_files_bound(100) == 512  # never fewer than the default
+    blocks.use_open_files(660)
+    assert blocks._max_open == 644
+    blocks.release_build(None)  # the build is over: the default again
+    assert blocks._max_open == 512
+    monkeypatch.setattr(blocks, "MAX_OPEN_FILES_SET", True)  # EOSHARD_MAX_OPEN_FILES set: kept
+    assert blocks.open_files_bound(660) == 512 and open_files_for(_sources(48, remote)) == 0
+    note = open_files_note(_sources(48, remote))
+    assert note is not None and "reads 528 source files, more than each worker keeps open (512" in note
 
 
 def _tiles(split: str) -> ShardSources:
@@ -296,6 +318,7 @@ def test_the_shard_tasks_are_told_what_waits_in_their_machines_store(
     assert sources is not None and sources.block_store_bytes == store_bytes(narrow.sources, 2) > 0
     assert whole is not None and whole.block_store_bytes == 0  # one stripe: nothing waits
     assert whole.block_cache_bytes == 0  # the demo's rows fit the default cache
+    assert whole.open_files == 0  # local files
     width, size = plan.grid.shape[1], plan.config.patches.size
     assert raised is not None and raised.block_cache_bytes == cache_bytes_for(plan.sources, width, limit, size)
     assert raised.block_cache_bytes == math.ceil(1.25 * stripe_row_bytes(plan.sources, width, patch_size=size))

@@ -87,6 +87,7 @@ def test_a_build_over_http_that_keeps_few_files_open_warns_and_equals_the_build_
 
     monkeypatch.setenv("EOSHARD_MAX_OPEN_FILES", "4")  # the workers', read when they start
     monkeypatch.setattr(blocks, "MAX_OPEN_FILES", 4)  # the driver's, for the note
+    monkeypatch.setattr(blocks, "MAX_OPEN_FILES_SET", True)  # the user's setting: the build does not raise it
     with serve_folder(world.root, latency=0.005) as served:
         items = remote_item_collection(world.catalog, world.root, served.url, tmp_path / "items.json")
         result = _run(world, items, tmp_path / "tile")

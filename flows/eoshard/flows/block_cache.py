@@ -156,17 +156,28 @@ def block_cache_note(
     return None
 
 
+def open_files_for(sources: ShardSources | None, block_px: int = BLOCK_PX) -> int:
+    """The files a build's workers keep open (0: the default, ``EOSHARD_MAX_OPEN_FILES``): a quarter more than the
+    remote files a block row of its stripes reads, where they outnumber the default (each worker keeps within its
+    limit of file descriptors, see ``direct.blocks.use_open_files``). Local files open in a millisecond: not
+    raised for them, nor where ``EOSHARD_MAX_OPEN_FILES`` is set."""
+    if sources is None or blocks.MAX_OPEN_FILES_SET or not _reads_remote_files(sources):
+        return 0
+    wanted = math.ceil(_most_files_in_a_row(sources, block_px) * 1.25)
+    return wanted if wanted > blocks.MAX_OPEN_FILES else 0
+
+
 def open_files_note(
     sources: ShardSources | None, max_files: int | None = None, block_px: int = BLOCK_PX
 ) -> str | None:
     """A warning when a block row of a stripe reads more remote files than each worker keeps open (this process's
-    ``EOSHARD_MAX_OPEN_FILES``), else None. Past it every file is opened again in every block row, and its header
-    fetched again: 264 blocks of 132 remote files read in two rows took 660 requests with 8 files open, 528 with all
+    ``EOSHARD_MAX_OPEN_FILES``, or what the build raises it to: ``open_files_for``), else None. Past it every file
+    is opened again in every block row, and its header fetched again: 264 blocks of 132 remote files read in two rows took 660 requests with 8 files open, 528 with all
     (828 and 696 with GDAL's /vsicurl/ cache at 1 MB instead of 16, as when the headers outgrow it). Local files
     open in a millisecond: no warning."""
     if sources is None or not _reads_remote_files(sources):
         return None
-    max_files = blocks.MAX_OPEN_FILES if max_files is None else max_files
+    max_files = blocks.open_files_bound(open_files_for(sources, block_px)) if max_files is None else max_files
     most = _most_files_in_a_row(sources, block_px)
     if most <= max_files:
         return None

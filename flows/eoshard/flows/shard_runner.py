@@ -18,7 +18,7 @@ from distributed import Client, as_completed
 from distributed import Future as DaskFuture
 
 from eoshard.catalog.credentials import redact_text
-from eoshard.flows.block_cache import cache_bytes_for, smallest_memory_limit, store_bytes
+from eoshard.flows.block_cache import cache_bytes_for, open_files_for, smallest_memory_limit, store_bytes
 from eoshard.flows.finalize import finalize
 from eoshard.flows.signing import can_sign_again, modifier_names, signed_again
 from eoshard.pipeline.cube import stackstac_ready
@@ -203,7 +203,7 @@ class ShardSubmitter:
 
     def _sources(self) -> ShardSources | None:
         """The plan's sources, with what waits in each machine's block store for the most workers on one machine,
-        and the block cache the workers need for a block row of the stripes."""
+        and the block cache and open files the workers need for a block row of the stripes."""
         if self.plan.sources is None:
             return None
         workers = self.client.scheduler_info().get("workers", {})
@@ -211,7 +211,8 @@ class ShardSubmitter:
         wanted = store_bytes(self.plan.sources, max(hosts.values(), default=1))
         limit, width = smallest_memory_limit(workers), self.plan.grid.shape[1]
         cache = cache_bytes_for(self.plan.sources, width, limit, patch_size=self.plan.config.patches.size)
-        return replace(self.plan.sources, block_store_bytes=wanted, block_cache_bytes=cache)
+        files = open_files_for(self.plan.sources)
+        return replace(self.plan.sources, block_store_bytes=wanted, block_cache_bytes=cache, open_files=files)
 
     def _scatter(self) -> DaskFuture | dict[str, DaskFuture]:
         """The sources on the workers: on each, with only the parcels its run of shards touches (the AOI's

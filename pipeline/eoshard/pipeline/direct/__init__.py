@@ -15,6 +15,7 @@ from eoshard.pipeline.direct.blocks import (
     store_name,
     use_block_cache,
     use_block_store,
+    use_open_files,
 )
 from eoshard.pipeline.direct.mosaic import Sweep, prefetch_group_window, read_group_window
 from eoshard.pipeline.direct.sources import AssetSource, GroupSource, ProductSource, group_source, paired_source
@@ -37,4 +38,5 @@ __all__ = [
     "tune_malloc",
     "use_block_cache",
     "use_block_store",
+    "use_open_files",
 ]

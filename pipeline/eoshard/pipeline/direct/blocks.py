@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import os
 import re
+import resource
 import shutil
 import sys
 import tempfile
@@ -47,6 +48,8 @@ STORE_PREFIX = "eoshard-blocks-"
 STALE_STORE_SECONDS = 6 * 3600
 _HEADER = 64  # bytes before a stored block's pixels: "<dtype> <height> <width>", padded with spaces
 MAX_OPEN_FILES = int(os.environ.get("EOSHARD_MAX_OPEN_FILES", "512"))
+MAX_OPEN_FILES_SET = "EOSHARD_MAX_OPEN_FILES" in os.environ  # then a build's own count does not raise it
+FILE_DESCRIPTORS_KEPT = 256  # of the process's limit, left to sockets, the store's files and the output's
 SPARE_BYTES = 64 * 2**20  # arrays the cache let go, kept to decode the next blocks into (see SparePool)
 
 
@@ -329,9 +332,27 @@ def use_block_cache(wanted: int) -> None:
     CACHE.max_bytes = CACHE_BYTES if CACHE_BYTES_SET else max(CACHE_BYTES, wanted)
 
 
+def open_files_bound(wanted: int) -> int:
+    """The files ``use_open_files(wanted)`` keeps open in this process: never fewer than ``MAX_OPEN_FILES``, within
+    the process's limit of file descriptors less ``FILE_DESCRIPTORS_KEPT``; ``EOSHARD_MAX_OPEN_FILES`` set is
+    kept."""
+    if MAX_OPEN_FILES_SET or wanted <= MAX_OPEN_FILES:
+        return MAX_OPEN_FILES
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    room = wanted if soft == resource.RLIM_INFINITY else min(wanted, soft - FILE_DESCRIPTORS_KEPT)
+    return max(MAX_OPEN_FILES, room)
+
+
+def use_open_files(wanted: int) -> None:
+    """Keep up to ``open_files_bound(wanted)`` files open in this process; ``wanted`` is a build's count of the
+    remote files a block row of its stripes reads (0: the default)."""
+    global _max_open
+    _max_open = open_files_bound(wanted)
+
+
 def release_build(store: str | None) -> None:
     """What a build left in this worker process, let go when it ends: its machine's store ``store``, the decoded
-    blocks (and the bound the build gave their cache), the spare arrays and the open files. A worker of a long-lived cluster then holds no memory for a build
+    blocks (and the bounds the build gave the cache and the open files), the spare arrays and the open files. A worker of a long-lived cluster then holds no memory for a build
     that is over, and the next build opens its files again (a local file written again meanwhile is read afresh).
     An open file is let go, not closed: a thread of another build on the same worker may still be reading it.
     The stores that killed runs of the same output left go too."""
@@ -341,6 +362,7 @@ def release_build(store: str | None) -> None:
         _files.clear()
     CACHE.clear()
     CACHE.max_bytes = CACHE_BYTES  # as a build that raised it found it
+    use_open_files(0)
     SPARE.clear()
 
 
@@ -393,12 +415,14 @@ class OpenFile:
 _files: OrderedDict[str, OpenFile] = OrderedDict()
 _files_lock = threading.Lock()
 _opening: dict[str, threading.Lock] = {}
+_max_open = MAX_OPEN_FILES  # a build may raise it (``use_open_files``)
 CACHE = BlockCache(CACHE_BYTES)
 
 
 def open_file(href: str) -> OpenFile:
-    """The process's open handle of ``href``, opened on first use. Past ``MAX_OPEN_FILES`` the least recently used is
-    let go, not closed: a thread may still be reading it, and it closes when the last one is done with it."""
+    """The process's open handle of ``href``, opened on first use. Past ``MAX_OPEN_FILES`` (or what the build raised
+    it to) the least recently used is let go, not closed: a thread may still be reading it, and it closes when the
+    last one is done with it."""
     with _files_lock:
         found = _files.get(href)
         if found is not None:
@@ -412,7 +436,7 @@ def open_file(href: str) -> OpenFile:
         handle = OpenFile(rasterio.open(href, sharing=False))
         with _files_lock:
             _files[href] = handle
-            while len(_files) > MAX_OPEN_FILES:
+            while len(_files) > _max_open:
                 _files.popitem(last=False)
         return handle
 

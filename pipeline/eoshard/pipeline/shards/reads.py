@@ -28,6 +28,7 @@ from eoshard.pipeline.direct import (
     tune_malloc,
     use_block_cache,
     use_block_store,
+    use_open_files,
 )
 from eoshard.pipeline.grid import nested_grid
 from eoshard.pipeline.label_windows import LabelSource, label_window, layer_values
@@ -77,6 +78,7 @@ class ShardSources:
     block_store: str | None = None  # the build's store of decoded blocks on each machine (see ``direct.blocks``)
     block_store_bytes: int = 0  # what waits in that store at once, estimated (0: its default bound)
     block_cache_bytes: int = 0  # each worker's block cache for a block row of the stripes (0: its default bound)
+    open_files: int = 0  # the files each worker keeps open for a block row of the stripes (0: its default)
     order: PatchOrder | None = None  # None: no hints to the block cache
     qa: GroupSource | None = None  # Landsat's qa_pixel on its own grid, with mask: qa_pixel
     qa_factor: int = 1
@@ -171,6 +173,7 @@ def read_shard_windows(
     tune_malloc()
     use_block_store(sources.block_store, sources.block_store_bytes)
     use_block_cache(sources.block_cache_bytes)
+    use_open_files(sources.open_files)
     for origins in ahead[:AHEAD_SHARDS]:  # first: a worker's first shards fetch their block row on both pools
         _read_ahead(origins, ahead_sources or sources, size, meetings)
     with _reading_lock:
