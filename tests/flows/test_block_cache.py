@@ -147,6 +147,7 @@ def test_a_build_keeps_open_the_remote_files_a_row_reads_within_the_descriptors(
     from eoshard.pipeline.direct import blocks
 
     remote = "https://sentinel-cogs.s3.us-west-2.amazonaws.com/sentinel-s2-l2a-cogs"
+    monkeypatch.setattr(blocks.resource, "getrlimit", lambda _: (4096, 4096))  # `ulimit -n` 4096
     assert open_files_for(_sources(48, remote)) == 660  # 1.25 x 528 files
     assert open_files_note(_sources(48, remote)) is None  # the workers keep them open
     assert open_files_for(_sources(12, remote)) == 0  # 1.25 x 132: the default's 512 hold them
