@@ -215,8 +215,8 @@ def test_a_build_whose_stripe_rows_outgrow_the_cache_says_so(
         assert "Set EOSHARD_BLOCK_CACHE_MB=1024 where the workers start" in said
     else:
         assert (
-            "note: each worker's block cache holds 20 MB for this build, to keep a block row of its stripes (about 16 MB"
-            in said
+            "note: each worker's block cache holds 20 MB for this build, to keep a block row of its stripes "
+            "(about 16 MB" in said
         )
         assert "warning: the block cache" not in said, said
 

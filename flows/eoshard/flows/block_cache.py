@@ -150,8 +150,9 @@ def block_cache_note(
         )
     if raised:
         return (
-            f"note: each worker's block cache holds {raised / 2**20:.0f} MB for this build, to keep a block row of its "
-            f"stripes (about {need / 2**20:.0f} MB for its dates and bands) decoded once (EOSHARD_BLOCK_CACHE_MB fixes it)"
+            f"note: each worker's block cache holds {raised / 2**20:.0f} MB for this build, to keep a block row of "
+            f"its stripes (about {need / 2**20:.0f} MB for its dates and bands) decoded once "
+            "(EOSHARD_BLOCK_CACHE_MB fixes it)"
         )
     return None
 
@@ -172,9 +173,9 @@ def open_files_note(
 ) -> str | None:
     """A warning when a block row of a stripe reads more remote files than each worker keeps open (this process's
     ``EOSHARD_MAX_OPEN_FILES``, or what the build raises it to: ``open_files_for``), else None. Past it every file
-    is opened again in every block row, and its header fetched again: 264 blocks of 132 remote files read in two rows took 660 requests with 8 files open, 528 with all
-    (828 and 696 with GDAL's /vsicurl/ cache at 1 MB instead of 16, as when the headers outgrow it). Local files
-    open in a millisecond: no warning."""
+    is opened again in every block row, and its header fetched again: 264 blocks of 132 remote files read in two
+    rows took 660 requests with 8 files open, 528 with all (828 and 696 with GDAL's /vsicurl/ cache at 1 MB instead
+    of 16, as when the headers outgrow it). Local files open in a millisecond: no warning."""
     if sources is None or not _reads_remote_files(sources):
         return None
     max_files = blocks.open_files_bound(open_files_for(sources, block_px)) if max_files is None else max_files

@@ -352,8 +352,9 @@ def use_open_files(wanted: int) -> None:
 
 def release_build(store: str | None) -> None:
     """What a build left in this worker process, let go when it ends: its machine's store ``store``, the decoded
-    blocks (and the bounds the build gave the cache and the open files), the spare arrays and the open files. A worker of a long-lived cluster then holds no memory for a build
-    that is over, and the next build opens its files again (a local file written again meanwhile is read afresh).
+    blocks, the spare arrays and the open files, and the bounds the build gave the cache and the open files. A
+    worker of a long-lived cluster then holds no memory for a build that is over, and the next build opens its
+    files again (a local file written again meanwhile is read afresh).
     An open file is let go, not closed: a thread of another build on the same worker may still be reading it.
     The stores that killed runs of the same output left go too."""
     if store:
