@@ -72,10 +72,11 @@ def _refuse_missing_shards(path: Path, zarr_path: str, checksums: Mapping[str, s
     """zarr reads a missing shard file as its fill value (zeros): a dataset that lost one is refused, not read."""
     missing = [name for name in checksums if name.startswith(f"{zarr_path}/") and not (path / name).is_file()]
     if missing:
+        files, are, them = ("file", "is", "it") if len(missing) == 1 else ("files", "are", "them")
         raise DatasetError(
-            f"{len(missing)} Zarr shard file(s) of {path} are missing ({', '.join(missing[:3])}"
-            f"{', ...' if len(missing) > 3 else ''}); zarr would read them as zeros. Run `eoshard verify {path}`, "
-            "then rebuild it (`eoshard build` with its config) or restore the files"
+            f"{len(missing)} Zarr shard {files} of {path} {are} missing ({', '.join(missing[:3])}"
+            f"{', ...' if len(missing) > 3 else ''}); zarr would read {them} as zeros. Run `eoshard verify {path}`, "
+            f"then rebuild it (`eoshard build` with its config) or restore the {files}"
         )
 
 
