@@ -164,8 +164,13 @@ def open_files_for(sources: ShardSources | None, block_px: int = BLOCK_PX) -> in
     raised for them, nor where ``EOSHARD_MAX_OPEN_FILES`` is set."""
     if sources is None or blocks.MAX_OPEN_FILES_SET or not _reads_remote_files(sources):
         return 0
-    wanted = math.ceil(_most_files_in_a_row(sources, block_px) * 1.25)
+    wanted = _files_wanted(_most_files_in_a_row(sources, block_px))
     return wanted if wanted > blocks.MAX_OPEN_FILES else 0
+
+
+def _files_wanted(most: int) -> int:
+    """The files to keep open for a block row that reads ``most``: a quarter more."""
+    return math.ceil(most * 1.25)
 
 
 def open_files_note(
@@ -178,8 +183,9 @@ def open_files_note(
     of 16, as when the headers outgrow it). Local files open in a millisecond: no warning."""
     if sources is None or not _reads_remote_files(sources):
         return None
-    max_files = blocks.open_files_bound(open_files_for(sources, block_px)) if max_files is None else max_files
     most = _most_files_in_a_row(sources, block_px)
+    if max_files is None:  # what the build's workers keep open (``open_files_for``, bounded on each worker)
+        max_files = blocks.open_files_bound(_files_wanted(most))
     if most <= max_files:
         return None
     suggest = math.ceil(most * 1.25 / 64) * 64

@@ -362,7 +362,7 @@ def release_build(store: str | None) -> None:
     with _files_lock:
         _files.clear()
     CACHE.clear()
-    CACHE.max_bytes = CACHE_BYTES  # as a build that raised it found it
+    use_block_cache(0)  # the bounds as a build that raised them found them
     use_open_files(0)
     SPARE.clear()
 
