@@ -81,7 +81,7 @@ def refresh_hiding(case: dict[str, Any], hidden: list[Any]) -> dict[str, Any]:
     with hidden_files(hidden, case["root"] / "hidden"):
         result = invoke("refresh", str(case["config"]))
     assert result.exit_code == 0, result.output
-    assert "new product(s)" in result.output
+    assert "new product(s)" in " ".join(result.output.split())
     return dict(json.loads((case["out"] / "dataset.json").read_text()))
 
 
