@@ -379,14 +379,15 @@ def test_open_dataset_refuses_a_dataset_that_lost_a_zarr_shard(built: Path, tmp_
 
 
 def test_inspect_leaves_out_the_split_shares_when_a_class_shard_is_missing(built: Path, tmp_path: Path) -> None:
-    """inspect still summarises a dataset that lost a class shard, without the shares per split, and says why."""
-    copy = tmp_path / "copy"
+    """inspect still summarises a dataset that lost a class shard, without the shares per split, and says why, with
+    the command that tells more on one line (a path longer than the terminal's 80 columns is not folded)."""
+    copy = tmp_path / "a-copy-whose-path-is-longer-than-a-terminal-line-of-eighty-columns-where-it-would-be-folded"
     shutil.copytree(built, copy)
     next(p for p in sorted((copy / "data.zarr" / "class" / "c").rglob("*")) if p.is_file()).unlink()
     result = CliRunner().invoke(app, ["inspect", str(copy), "--out", str(tmp_path / "q.png"), "--samples", "1"])
     assert result.exit_code == 0, result.output
     assert "1 Zarr shard file of" in " ".join(result.output.split())
-    assert "eoshard verify" in " ".join(result.output.split())
+    assert f"`eoshard verify {copy}` tells what is damaged" in result.output
     assert "train" not in result.output.split("classes (pixels over all samples)")[1].split("quicklooks")[0]
     assert not (tmp_path / "q-classes.png").exists()
 

@@ -69,7 +69,8 @@ def _write_world(directory: Path, scale: str | None) -> None:
         console.print(
             f"wrote {world.n_items} products of {world.size} x {world.size} px to {world.catalog}, "
             f"{world.n_parcels} parcels to {world.parcels}, AOI {world.aoi}\n"
-            f"build it (10 bands, labels, 128 px patches) with: eoshard build {world.config}"
+            f"build it (10 bands, labels, 128 px patches) with: eoshard build {world.config}",
+            soft_wrap=True,
         )
         return
 
@@ -77,7 +78,8 @@ def _write_world(directory: Path, scale: str | None) -> None:
         made = write_demo_data(directory)
     console.print(
         f"wrote {made.n_items} products to {made.catalog}, parcels to {made.parcels}, AOI {made.aoi}, "
-        f"HR products to {made.hr}, Sentinel-1 products to {made.s1}"
+        f"HR products to {made.hr}, Sentinel-1 products to {made.s1}",
+        soft_wrap=True,
     )
 
 

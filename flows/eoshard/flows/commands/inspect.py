@@ -50,7 +50,7 @@ def inspect(
         if manifest["labels"]:
             _classes(dataset, manifest, ClassColours(manifest["labels"]), chart)
         shown = draw_quicklooks(dataset, manifest, target, samples)
-        console.print(f"quicklooks of {counted(shown, 'sample')}: {target}")
+        console.print(f"quicklooks of {counted(shown, 'sample')}: {target}", soft_wrap=True)
 
 
 def _classes(dataset: Path, manifest: dict[str, Any], colours: ClassColours, png: Path) -> None:
@@ -65,14 +65,15 @@ def _classes(dataset: Path, manifest: dict[str, Any], colours: ClassColours, png
             per_split = split_class_counts(dataset)
         except (OSError, ValueError, KeyError, RuntimeError) as err:  # inspect still shows what it can read
             problem = f"could not count the classes per split from the Zarr store ({type(err).__name__}: {err})"
-            console.print(f"[yellow]warning:[/] {escape(problem[:400])}; {verify}")
+            console.print(f"[yellow]warning:[/] {escape(problem[:400])}; {verify}", soft_wrap=True)
         # a shard rewritten with other labels reads fine (open_dataset refuses a missing one): check the sum
         if per_split and dict(sum(per_split.values(), Counter[int]())) != {
             int(k): v for k, v in labels["class_counts"].items() if v
         }:
             console.print(
                 "[yellow]warning:[/] the Zarr store's class layer does not add up to the class counts of "
-                f"dataset.json (a shard file was changed), so the shares per split are left out; {verify}"
+                f"dataset.json (a shard file was changed), so the shares per split are left out; {verify}",
+                soft_wrap=True,
             )
             per_split = {}
     title = "classes (pixels over all samples" + ("; share of each split's pixels)" if per_split else ")")
@@ -87,4 +88,4 @@ def _classes(dataset: Path, manifest: dict[str, Any], colours: ClassColours, png
     console.print(table)
     if per_split:
         draw_class_histogram(colours, per_split, png)
-        console.print(f"classes per split: {png}")
+        console.print(f"classes per split: {png}", soft_wrap=True)

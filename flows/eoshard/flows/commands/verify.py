@@ -32,4 +32,7 @@ def verify(
                 f"[bold red]error:[/] {len(problems)} difference(s) in {escape(str(dataset))}", highlight=False
             )
             raise typer.Exit(1)
-        console.print(f"{dataset}: checksums, LMDB, Zarr and {sources} source samples verified, no difference")
+        console.print(
+            f"{dataset}: checksums, LMDB, Zarr and {sources} source samples verified, no difference",
+            soft_wrap=True,
+        )
