@@ -61,6 +61,12 @@ def test_the_world_comes_with_a_build_of_itself(tmp_path: Path) -> None:
     assert manifest["n_samples"] + sum(manifest["dropped"].values()) == 64
     assert sorted(manifest["formats"]) == ["lmdb", "zarr"]
     assert manifest["labels"]["classes"] == {str(code): name for code, name in CLASSES.items()}
+    # 2560 m split blocks: 5120 m ones, the default, leave the small world's test split empty (and warn). Of the
+    # 64 candidates, 48, 6 and 10 lie in train, val and test blocks; one of val has too few valid dates of the two
+    assert manifest["splits"]["block_size"] == 2560
+    assert manifest["dropped"] == {"too_few_dates": 1}
+    assert manifest["splits"]["counts"] == {"train": 48, "val": 5, "test": 10}
+    assert "holds no sample" not in result.output
 
 
 def test_the_world_has_the_same_bytes_whatever_the_processes(tmp_path: Path) -> None:

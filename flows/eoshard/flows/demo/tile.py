@@ -292,6 +292,10 @@ timeseries:
 output:
   path: dataset
   shard_size: 16
+{splits}"""
+_SMALL_SPLITS = """\
+splits:
+  block_size: 2560  # the default 5120 m blocks are too few in 11 km for a test split
 """
 
 
@@ -352,7 +356,10 @@ def write_tile_world(
         {"type": "Feature", "properties": {"scale": scale}, "geometry": mapping(aoi_4326)}]}))  # fmt: skip
     config = root / "build.yaml"
     bands = ", ".join(BANDS_10 + BANDS_20)
-    config.write_text(_CONFIG.format(scale=scale, path=config, collection=COLLECTION_ID, bands=bands))
+    splits = _SMALL_SPLITS if scale == "small" else ""
+    config.write_text(
+        _CONFIG.format(scale=scale, path=config, collection=COLLECTION_ID, bands=bands, splits=splits)
+    )
     return TileWorld(
         root, root / "catalog" / "catalog.json", aoi_path, parcels_path, config, size, dates, len(parcels)
     )
