@@ -10,6 +10,7 @@ matplotlib.use("Agg")
 import geopandas as gpd
 import matplotlib.pyplot as plt
 import shapely
+from matplotlib.colors import to_rgb
 from shapely.geometry import shape
 
 from eoshard.catalog import Selection
@@ -29,7 +30,9 @@ def plot_selection(selection: Selection, area: shapely.Geometry, path: Path) -> 
     timeline.set_title("products over the period")
     timeline.legend(loc="upper right")
     footprints = gpd.GeoSeries([shape(i.geometry) for i in selection.items], crs=4326)
-    footprints.boundary.plot(ax=layout, color="tab:blue", linewidth=0.8)
+    # filled, faintly: overlapping products darken, and a footprint that follows the AOI's edge (an AOI drawn on
+    # the tile) still shows, where its outline alone would lie under the AOI's
+    footprints.plot(ax=layout, facecolor=(*to_rgb("tab:blue"), 0.18), edgecolor="tab:blue", linewidth=0.8)
     gpd.GeoSeries([area], crs=4326).boundary.plot(ax=layout, color="black", linewidth=2)
     if not selection.uncovered.is_empty:
         gpd.GeoSeries([selection.uncovered], crs=4326).plot(ax=layout, color="tab:red", alpha=0.5)

@@ -11,7 +11,7 @@ import typer
 from rich.table import Table
 
 from eoshard.catalog.credentials import unsigned_item_dict
-from eoshard.flows.app import app, console, user_errors
+from eoshard.flows.app import app, console, errors, user_errors
 from eoshard.flows.config import ConfigError, load_config
 
 if TYPE_CHECKING:
@@ -122,6 +122,11 @@ def select_command(
             typer.echo(json.dumps(rows, indent=1))
         else:
             _print_table(selection)
+        said = errors if as_json else console  # with --json, stdout holds the JSON alone
+        if out is not None:
+            said.print(f"selection saved to {out}", highlight=False, soft_wrap=True)
+        if plot is not None:
+            said.print(f"selection plot: {plot}", highlight=False, soft_wrap=True)
 
 
 def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
