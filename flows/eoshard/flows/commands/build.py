@@ -7,7 +7,15 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 from eoshard.flows.app import RESUME_NOTE, app, console, user_errors
@@ -55,8 +63,14 @@ SchedulerOption = Annotated[
 WorkersOption = Annotated[int | None, typer.Option(help="workers of the LocalCluster (default: one per core)")]
 
 
+def time_columns() -> tuple[ProgressColumn, ...]:
+    """The time so far and, after "eta", what is left at the pace of the last 30 s (rich's estimate): new columns
+    for each bar (a column caches what it showed per task id, and every bar numbers its tasks from 0)."""
+    return (TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn())
+
+
 def progress_bar() -> Progress:
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), *time_columns())
     return Progress(*columns, console=console)
 
 

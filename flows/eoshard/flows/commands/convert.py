@@ -8,9 +8,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from eoshard.flows.app import app, console, user_errors
+from eoshard.flows.commands.build import time_columns
 from eoshard.flows.words import counted
 
 if TYPE_CHECKING:  # the converters (zarr, lmdb, distributed) load when a conversion runs, not with every command
@@ -69,7 +70,7 @@ def run_conversion(dataset: str, roots: dict[str, Path | None], target: Path, fm
     def read(group: SourceGroup, chunk: Sequence[Path]) -> list[dict[str, np.ndarray]]:
         return run(read_batch, group, chunk)
 
-    columns = (TextColumn("converting {task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    columns = (TextColumn("converting {task.description}"), BarColumn(), MofNCompleteColumn(), *time_columns())
     with Progress(*columns, console=console) as progress:
         task = progress.add_task(dataset, total=total)
         advance = lambda n: progress.advance(task, n)  # noqa: E731
