@@ -41,6 +41,18 @@ def test_json_plot_and_saved_selection(demo_data, tmp_path: Path) -> None:
     assert result.stderr.splitlines() == [f"selection saved to {out}", f"selection plot: {plot}"]  # stdout: JSON
 
 
+def test_the_files_are_named_as_they_are(demo_data, tmp_path: Path) -> None:
+    """Paths are printed as they are, not read as rich's markup (``[bold]`` was dropped, ``[/x]`` a traceback)."""
+    folder = tmp_path / "runs[" / "x]"  # "runs[/x]"
+    folder.mkdir(parents=True)
+    out, plot = folder / "sel[bold].json", folder / "sel[bold].png"
+    result = _run("--source", str(demo_data.catalog), "--aoi", "11.955,48.0,12.035,48.04", "--start", "2024-04-01",
+                  "--end", "2024-09-30", "--out", str(out), "--plot", str(plot))  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-2:] == [f"selection saved to {out}", f"selection plot: {plot}"]
+    assert out.is_file() and plot.is_file()
+
+
 def test_the_map_shows_footprints_that_follow_the_aoi(demo_data, tmp_path: Path) -> None:
     """A footprint whose edge lies under the AOI's outline (an AOI drawn on the tile) still shows: footprints are
     filled. The AOI here is the bounding box of the demo's first product's footprint."""

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -143,7 +144,7 @@ def empty_split_note(manifest: dict[str, Any]) -> str | None:
 
 def print_summary(path: Path, manifest: dict[str, object]) -> None:
     """A table of what a dataset holds."""
-    table = Table(title=f"dataset {manifest['name']} at {path}", show_header=False)
+    table = Table(title=escape(f"dataset {manifest['name']} at {path}"), show_header=False)
     patch = manifest["patch"]
     assert isinstance(patch, dict)
     table.add_row("patch", f"{patch['size']} px, mode {patch['mode']}")
@@ -156,7 +157,7 @@ def print_summary(path: Path, manifest: dict[str, object]) -> None:
         table.add_row(key, shown)
     formats = manifest["formats"]
     assert isinstance(formats, dict)
-    table.add_row("files", ", ".join(str(path / f["path"]) for f in formats.values() if f))
+    table.add_row("files", escape(", ".join(str(path / f["path"]) for f in formats.values() if f)))
     splits = manifest["splits"]
     assert isinstance(splits, dict)
     table.add_row("splits", ", ".join(f"{k} {v}" for k, v in splits["counts"].items()))

@@ -85,7 +85,9 @@ def _convert(dataset: str, roots: dict[str, Path | None], target: Path, fmt: For
 
     with user_errors(), dask_client(scheduler, workers) as client:
         n = run_conversion(dataset, roots, target, fmt, client)
-        console.print(f"wrote {counted(n, 'sample')} of {dataset} to {target} ({fmt.value})", soft_wrap=True)
+        console.print(
+            f"wrote {counted(n, 'sample')} of {dataset} to {target} ({fmt.value})", markup=False, soft_wrap=True
+        )
 
 
 @convert_app.command("bigearthnet")

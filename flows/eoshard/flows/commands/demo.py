@@ -70,6 +70,7 @@ def _write_world(directory: Path, scale: str | None) -> None:
             f"wrote {world.n_items} products of {world.size} x {world.size} px to {world.catalog}, "
             f"{world.n_parcels} parcels to {world.parcels}, AOI {world.aoi}\n"
             f"build it (10 bands, labels, 128 px patches) with: eoshard build {world.config}",
+            markup=False,
             soft_wrap=True,
         )
         return
@@ -79,6 +80,7 @@ def _write_world(directory: Path, scale: str | None) -> None:
     console.print(
         f"wrote {made.n_items} products to {made.catalog}, parcels to {made.parcels}, AOI {made.aoi}, "
         f"HR products to {made.hr}, Sentinel-1 products to {made.s1}",
+        markup=False,
         soft_wrap=True,
     )
 

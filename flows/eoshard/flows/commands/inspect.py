@@ -50,7 +50,7 @@ def inspect(
         if manifest["labels"]:
             _classes(dataset, manifest, ClassColours(manifest["labels"]), chart)
         shown = draw_quicklooks(dataset, manifest, target, samples)
-        console.print(f"quicklooks of {counted(shown, 'sample')}: {target}", soft_wrap=True)
+        console.print(f"quicklooks of {counted(shown, 'sample')}: {target}", markup=False, soft_wrap=True)
 
 
 def _classes(dataset: Path, manifest: dict[str, Any], colours: ClassColours, png: Path) -> None:
@@ -88,4 +88,4 @@ def _classes(dataset: Path, manifest: dict[str, Any], colours: ClassColours, png
     console.print(table)
     if per_split:
         draw_class_histogram(colours, per_split, png)
-        console.print(f"classes per split: {png}", soft_wrap=True)
+        console.print(f"classes per split: {png}", markup=False, soft_wrap=True)

@@ -95,7 +95,7 @@ def predict_command(
         with tempfile.TemporaryDirectory() as tmp:
             path = write_stack(plan, scene or Path(tmp) / "scene.zarr")
             if scene_only:
-                console.print(f"input stack written to {path}", soft_wrap=True)
+                console.print(f"input stack written to {path}", markup=False, soft_wrap=True)
                 return
             args = [*run, "predict", str(package), str(path), str(output), "--block", str(block),
                     "--overlap", str(overlap), "--margin", str(margin)]  # fmt: skip
@@ -105,4 +105,4 @@ def predict_command(
             raise FlowsError(
                 f"eoshard-train predict failed (exit {done.returncode}): {done.stderr.strip()[-2000:]}"
             )
-        console.print(f"prediction written to {output}", soft_wrap=True)
+        console.print(f"prediction written to {output}", markup=False, soft_wrap=True)

@@ -42,7 +42,9 @@ def refresh(
         finally:
             bar.stop()
         if result.up_to_date:
-            console.print(f"{result.path} is up to date: no acquisitions after its newest date", soft_wrap=True)
+            console.print(
+                f"{result.path} is up to date: no acquisitions after its newest date", markup=False, soft_wrap=True
+            )
             return
         console.print(
             f"{len(result.new_products)} new product(s), {len(result.reprocessed_products)} reprocessed; "

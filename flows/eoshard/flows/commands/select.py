@@ -124,9 +124,9 @@ def select_command(
             _print_table(selection)
         said = errors if as_json else console  # with --json, stdout holds the JSON alone
         if out is not None:
-            said.print(f"selection saved to {out}", highlight=False, soft_wrap=True)
+            said.print(f"selection saved to {out}", highlight=False, markup=False, soft_wrap=True)
         if plot is not None:
-            said.print(f"selection plot: {plot}", highlight=False, soft_wrap=True)
+            said.print(f"selection plot: {plot}", highlight=False, markup=False, soft_wrap=True)
 
 
 def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:

@@ -25,8 +25,10 @@ def submit(config: Annotated[Path, typer.Argument(help="YAML build config")], sc
         cfg = load_config(config)
         with connect(scheduler) as client:
             job_id = submit_job(client, cfg)
-            console.print(f"job {job_id} submitted to {scheduler}", soft_wrap=True)
+            console.print(f"job {job_id} submitted to {scheduler}", markup=False, soft_wrap=True)
             console.print(dashboard_note(client), soft_wrap=True)
             # one line whatever the width (piped output is 80 columns): it is meant to be copied
-            console.print(f"follow it with: eoshard jobs --scheduler {scheduler} logs {job_id}", soft_wrap=True)
+            console.print(
+                f"follow it with: eoshard jobs --scheduler {scheduler} logs {job_id}", markup=False, soft_wrap=True
+            )
         print(job_id)

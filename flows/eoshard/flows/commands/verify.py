@@ -34,5 +34,6 @@ def verify(
             raise typer.Exit(1)
         console.print(
             f"{dataset}: checksums, LMDB, Zarr and {sources} source samples verified, no difference",
+            markup=False,
             soft_wrap=True,
         )
