@@ -27,6 +27,12 @@ console = Console()
 errors = Console(stderr=True)
 
 
+def say(text: str, to: Console = console) -> None:
+    """``text`` as it is, not read as markup (``[...]`` in a path), and whole: rich folds no path or command in it
+    across lines, so it can be copied (the terminal wraps it)."""
+    to.print(text, markup=False, soft_wrap=True)
+
+
 def _print_version(wanted: bool) -> None:
     if wanted:
         from importlib.metadata import version

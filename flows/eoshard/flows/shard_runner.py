@@ -8,7 +8,7 @@ import shutil
 import uuid
 import warnings
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -53,6 +53,15 @@ if TYPE_CHECKING:
     from eoshard.flows.build import BuildPlan
 
 ShardTask = Callable[["BuildPlan", int, list[Any]], Any]
+
+
+def worker_cache_bytes(plan: BuildPlan, workers: Mapping[str, Mapping[str, Any]]) -> int:
+    """The block cache the build of ``plan`` gives each of ``workers`` (``scheduler_info()["workers"]``; 0: the
+    default, see ``block_cache.cache_bytes_for``)."""
+    limit = smallest_memory_limit(workers)
+    return cache_bytes_for(plan.sources, plan.grid.shape[1], limit, patch_size=plan.config.patches.size)
+
+
 MAX_FRUITLESS_SIGNINGS = 3  # signings in a row that let no shard be committed: the store refuses more than expiry
 
 
@@ -209,8 +218,7 @@ class ShardSubmitter:
         workers = self.client.scheduler_info().get("workers", {})
         hosts = Counter(str(w.get("host")) for w in workers.values())
         wanted = store_bytes(self.plan.sources, max(hosts.values(), default=1))
-        limit, width = smallest_memory_limit(workers), self.plan.grid.shape[1]
-        cache = cache_bytes_for(self.plan.sources, width, limit, patch_size=self.plan.config.patches.size)
+        cache = worker_cache_bytes(self.plan, workers)
         files = open_files_for(self.plan.sources)
         return replace(self.plan.sources, block_store_bytes=wanted, block_cache_bytes=cache, open_files=files)
 

@@ -89,14 +89,10 @@ def build(
 
         # the cluster starts (and its workers import) while the driver imports the planner and plans
         with client_started_meanwhile(scheduler, workers) as started_client:
-            from eoshard.flows.block_cache import (
-                block_cache_note,
-                cache_bytes_for,
-                open_files_note,
-                smallest_memory_limit,
-            )
+            from eoshard.flows.block_cache import block_cache_note, open_files_note
             from eoshard.flows.build import plan_build, run_build
             from eoshard.flows.masking import mask_note
+            from eoshard.flows.shard_runner import worker_cache_bytes
 
             with console.status("searching products and planning the build"):
                 plan = plan_build(cfg)
@@ -107,9 +103,10 @@ def build(
             )
             console.print(mask_note(cfg.timeseries.mask, plan.config.timeseries.model_dump()))
             client = started_client()
-            width, limit = plan.grid.shape[1], smallest_memory_limit(client.scheduler_info().get("workers", {}))
-            raised = cache_bytes_for(plan.sources, width, limit, patch_size=cfg.patches.size)  # as the build does
-            cache_note = block_cache_note(plan.sources, width, patch_size=cfg.patches.size, raised=raised)
+            raised = worker_cache_bytes(plan, client.scheduler_info().get("workers", {}))  # as the build does
+            cache_note = block_cache_note(
+                plan.sources, plan.grid.shape[1], patch_size=cfg.patches.size, raised=raised
+            )
             for note in (cache_note, open_files_note(plan.sources)):
                 if note is not None:
                     console.print(note, style="yellow")

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-from eoshard.flows.app import app, console, user_errors
+from eoshard.flows.app import app, console, say, user_errors
 from eoshard.flows.commands.build import time_columns
 from eoshard.flows.words import counted
 
@@ -85,9 +85,7 @@ def _convert(dataset: str, roots: dict[str, Path | None], target: Path, fmt: For
 
     with user_errors(), dask_client(scheduler, workers) as client:
         n = run_conversion(dataset, roots, target, fmt, client)
-        console.print(
-            f"wrote {counted(n, 'sample')} of {dataset} to {target} ({fmt.value})", markup=False, soft_wrap=True
-        )
+        say(f"wrote {counted(n, 'sample')} of {dataset} to {target} ({fmt.value})")
 
 
 @convert_app.command("bigearthnet")

@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from eoshard.flows.app import app, console, user_errors
+from eoshard.flows.app import app, console, say, user_errors
 from eoshard.flows.commands.build import progress_bar, progress_callback
 from eoshard.flows.errors import FlowsError
 
@@ -66,22 +66,18 @@ def _write_world(directory: Path, scale: str | None) -> None:
                 progress, f"rendering the {scale} tile world ({side} x {side} px), products"
             )
             world = write_tile_world(directory, scale, on_progress=update)
-        console.print(
+        say(
             f"wrote {world.n_items} products of {world.size} x {world.size} px to {world.catalog}, "
             f"{world.n_parcels} parcels to {world.parcels}, AOI {world.aoi}\n"
-            f"build it (10 bands, labels, 128 px patches) with: eoshard build {world.config}",
-            markup=False,
-            soft_wrap=True,
+            f"build it (10 bands, labels, 128 px patches) with: eoshard build {world.config}"
         )
         return
 
     with console.status("rendering the demo products"):
         made = write_demo_data(directory)
-    console.print(
+    say(
         f"wrote {made.n_items} products to {made.catalog}, parcels to {made.parcels}, AOI {made.aoi}, "
-        f"HR products to {made.hr}, Sentinel-1 products to {made.s1}",
-        markup=False,
-        soft_wrap=True,
+        f"HR products to {made.hr}, Sentinel-1 products to {made.s1}"
     )
 
 

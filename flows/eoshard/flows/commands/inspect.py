@@ -11,7 +11,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from eoshard.flows.app import app, console, user_errors
+from eoshard.flows.app import app, console, say, user_errors
 from eoshard.flows.errors import FlowsError
 from eoshard.flows.words import counted
 
@@ -50,7 +50,7 @@ def inspect(
         if manifest["labels"]:
             _classes(dataset, manifest, ClassColours(manifest["labels"]), chart)
         shown = draw_quicklooks(dataset, manifest, target, samples)
-        console.print(f"quicklooks of {counted(shown, 'sample')}: {target}", markup=False, soft_wrap=True)
+        say(f"quicklooks of {counted(shown, 'sample')}: {target}")
 
 
 def _classes(dataset: Path, manifest: dict[str, Any], colours: ClassColours, png: Path) -> None:
@@ -88,4 +88,4 @@ def _classes(dataset: Path, manifest: dict[str, Any], colours: ClassColours, png
     console.print(table)
     if per_split:
         draw_class_histogram(colours, per_split, png)
-        console.print(f"classes per split: {png}", markup=False, soft_wrap=True)
+        say(f"classes per split: {png}")

@@ -19,7 +19,7 @@ from typing import Annotated
 
 import typer
 
-from eoshard.flows.app import app, console, user_errors
+from eoshard.flows.app import app, console, say, user_errors
 from eoshard.flows.commands.select import parse_aoi
 from eoshard.flows.config import ConfigError
 from eoshard.flows.errors import FlowsError
@@ -95,7 +95,7 @@ def predict_command(
         with tempfile.TemporaryDirectory() as tmp:
             path = write_stack(plan, scene or Path(tmp) / "scene.zarr")
             if scene_only:
-                console.print(f"input stack written to {path}", markup=False, soft_wrap=True)
+                say(f"input stack written to {path}")
                 return
             args = [*run, "predict", str(package), str(path), str(output), "--block", str(block),
                     "--overlap", str(overlap), "--margin", str(margin)]  # fmt: skip
@@ -105,4 +105,4 @@ def predict_command(
             raise FlowsError(
                 f"eoshard-train predict failed (exit {done.returncode}): {done.stderr.strip()[-2000:]}"
             )
-        console.print(f"prediction written to {output}", markup=False, soft_wrap=True)
+        say(f"prediction written to {output}")

@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from rich.progress import Progress
 
-from eoshard.flows.app import RESUME_NOTE, app, console, user_errors
+from eoshard.flows.app import RESUME_NOTE, app, console, say, user_errors
 from eoshard.flows.commands.build import (
     SchedulerOption,
     WorkersOption,
@@ -42,9 +42,7 @@ def refresh(
         finally:
             bar.stop()
         if result.up_to_date:
-            console.print(
-                f"{result.path} is up to date: no acquisitions after its newest date", markup=False, soft_wrap=True
-            )
+            say(f"{result.path} is up to date: no acquisitions after its newest date")
             return
         console.print(
             f"{len(result.new_products)} new product(s), {len(result.reprocessed_products)} reprocessed; "

@@ -11,7 +11,7 @@ import typer
 from rich.table import Table
 
 from eoshard.catalog.credentials import unsigned_item_dict
-from eoshard.flows.app import app, console, errors, user_errors
+from eoshard.flows.app import app, console, errors, say, user_errors
 from eoshard.flows.config import ConfigError, load_config
 
 if TYPE_CHECKING:
@@ -124,9 +124,9 @@ def select_command(
             _print_table(selection)
         said = errors if as_json else console  # with --json, stdout holds the JSON alone
         if out is not None:
-            said.print(f"selection saved to {out}", highlight=False, markup=False, soft_wrap=True)
+            say(f"selection saved to {out}", said)
         if plot is not None:
-            said.print(f"selection plot: {plot}", highlight=False, markup=False, soft_wrap=True)
+            say(f"selection plot: {plot}", said)
 
 
 def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:

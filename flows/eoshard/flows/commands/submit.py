@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from eoshard.flows.app import app, console, user_errors
+from eoshard.flows.app import app, console, say, user_errors
 from eoshard.flows.config import load_config
 
 Scheduler = Annotated[
@@ -25,10 +25,8 @@ def submit(config: Annotated[Path, typer.Argument(help="YAML build config")], sc
         cfg = load_config(config)
         with connect(scheduler) as client:
             job_id = submit_job(client, cfg)
-            console.print(f"job {job_id} submitted to {scheduler}", markup=False, soft_wrap=True)
+            say(f"job {job_id} submitted to {scheduler}")
             console.print(dashboard_note(client), soft_wrap=True)
             # one line whatever the width (piped output is 80 columns): it is meant to be copied
-            console.print(
-                f"follow it with: eoshard jobs --scheduler {scheduler} logs {job_id}", markup=False, soft_wrap=True
-            )
+            say(f"follow it with: eoshard jobs --scheduler {scheduler} logs {job_id}")
         print(job_id)

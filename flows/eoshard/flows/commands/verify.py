@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from eoshard.flows.app import app, console, errors, user_errors
+from eoshard.flows.app import app, errors, say, user_errors
 
 
 @app.command()
@@ -32,8 +32,4 @@ def verify(
                 f"[bold red]error:[/] {len(problems)} difference(s) in {escape(str(dataset))}", highlight=False
             )
             raise typer.Exit(1)
-        console.print(
-            f"{dataset}: checksums, LMDB, Zarr and {sources} source samples verified, no difference",
-            markup=False,
-            soft_wrap=True,
-        )
+        say(f"{dataset}: checksums, LMDB, Zarr and {sources} source samples verified, no difference")
