@@ -488,6 +488,33 @@ def test_open_dataset_gives_the_samples_with_real_coordinates(built: Path, tmp_p
     assert (tmp_path / "b04.png").stat().st_size > 1000
 
 
+def test_open_dataset_reads_one_sample_not_its_shard(built: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A chunk per Zarr shard, yet ``.sel`` of one sample asks zarr for that sample's slot alone, in a shard that
+    kept all its slots and in one that dropped some; a whole read still equals the kept slots of the store."""
+    from eoshard.pipeline import open_dataset
+
+    index = gpd.read_parquet(built / "index.parquet")
+    size = json.loads((built / "dataset.json").read_text())["formats"]["zarr"]["shard_size"]
+    group = zarr.open_group(str(built / "data.zarr"), mode="r")
+    slots = index["zarr_index"].to_numpy()
+    kept = np.bincount(slots // size, minlength=int(slots.max()) // size + 1)
+    whole, gappy = np.flatnonzero(kept == size)[0], np.flatnonzero((kept > 0) & (kept < size))[0]
+    ds = open_dataset(built)
+    asked: list[object] = []
+    read = zarr.Array.__getitem__
+    monkeypatch.setattr(zarr.Array, "__getitem__", lambda self, sel: asked.append(sel) or read(self, sel))
+    for shard in (whole, gappy):
+        row = index[index["zarr_index"] // size == shard].iloc[-1]
+        asked.clear()
+        values = ds.s2_20m.sel(sample=row.key).values
+        assert [sel[0] for sel in asked] == [row.zarr_index]  # type: ignore[index]
+        np.testing.assert_array_equal(values, read(group["s2_20m"], row.zarr_index))
+    monkeypatch.undo()
+    assert ds.s2_10m.chunks is not None and list(ds.s2_10m.chunks[0]) == [int(n) for n in kept if n]
+    np.testing.assert_array_equal(ds.s2_10m.values, group["s2_10m"][:][slots])
+    np.testing.assert_array_equal(ds["class"].isel(sample=[1, 4, 9]).values, group["class"][:][slots[[1, 4, 9]]])
+
+
 def test_eoshard_open_dataset_at_the_top_level_is_the_pipeline_reader(built: Path) -> None:
     import eoshard
     import eoshard.pipeline

@@ -5,8 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
+import dask.array as da
 import numpy as np
 import xarray as xr
+from dask.base import tokenize
 from odc.geo.xr import assign_crs
 
 from eoshard.pipeline.errors import DatasetError
@@ -33,23 +35,24 @@ def open_dataset(path: Path | str) -> xr.Dataset:
         index = shards.index(columns=["key", "zarr_index", "split", "lmdb_part", "row", "col"])
     assert layout.zarr is not None
     _refuse_missing_shards(Path(path), layout.zarr.path, layout.checksums)
-    # a dask chunk per Zarr shard, not per sample (zarr's inner chunk): a shard is read and decoded in one go, and
-    # a whole-dataset reduction has 16 times fewer tasks
-    chunks = {"sample": layout.zarr.shard_size}
-    raw = xr.open_zarr(str(Path(path) / layout.zarr.path), consolidated=False, chunks=chunks)
-    ds = raw.isel(sample=index["zarr_index"].to_numpy())
+    store = Path(path) / layout.zarr.path
+    raw = xr.open_zarr(str(store), consolidated=False, chunks=None)
+    slots = index["zarr_index"].to_numpy()
+    ds = _kept_samples(raw, slots, layout.zarr.shard_size, tokenize(str(store.resolve()), layout.checksums, slots))
     keys = index["key"].astype(str).to_numpy()
+    sensor_times = {
+        f"time_{s}": np.array([np.datetime64(d, "ns") for d in dates]) for s, dates in layout.sensor_dates.items()
+    }
     ds = ds.assign_coords(
-        sample=keys,
-        time=np.array([np.datetime64(d, "ns") for d in layout.dates]),
-        split=("sample", index["split"].astype(str).to_numpy()),
-        lmdb_part=("sample", index["lmdb_part"].astype(str).to_numpy()),
-        row=("sample", index["row"].to_numpy()),
-        col=("sample", index["col"].to_numpy()),
-        **{
-            f"time_{s}": np.array([np.datetime64(d, "ns") for d in dates])
-            for s, dates in layout.sensor_dates.items()
-        },
+        {
+            "sample": keys,
+            "time": np.array([np.datetime64(d, "ns") for d in layout.dates]),
+            "split": ("sample", index["split"].astype(str).to_numpy()),
+            "lmdb_part": ("sample", index["lmdb_part"].astype(str).to_numpy()),
+            "row": ("sample", index["row"].to_numpy()),
+            "col": ("sample", index["col"].to_numpy()),
+            **sensor_times,
+        }
     )
     origins = [layout.grid.transform * (c, r) for r, c in zip(index["row"], index["col"], strict=True)]
     res = abs(layout.grid.resolution.x)
@@ -66,6 +69,50 @@ def open_dataset(path: Path | str) -> xr.Dataset:
         ds["class"].attrs = class_flags(layout.labels)
     ds.attrs = {"name": layout.name, "crs": str(layout.grid.crs), "format_version": layout.format_version}
     return ds
+
+
+def _kept_samples(raw: xr.Dataset, slots: np.ndarray, shard_size: int, token: str) -> xr.Dataset:
+    """The samples at ``slots`` (sorted) of ``raw`` (lazy, not yet dask), each array a dask chunk per Zarr shard.
+
+    A chunk per shard, not per sample (zarr's inner chunk): a shard is read and decoded in one go, and a
+    whole-dataset reduction has ``shard_size`` times fewer tasks. The chunks read the slots through `KeptSlots`, so
+    dask folds a later ``.isel`` into the read: one sample reads one sample, not its shard.
+    """
+    ds = raw.isel(sample=slots)
+    _, per_shard = np.unique(slots // shard_size, return_counts=True)
+    for name, variable in raw.data_vars.items():
+        if variable.dims[:1] != ("sample",):
+            ds[name] = ds[name].chunk()
+            continue
+        chunks = (tuple(int(n) for n in per_shard), *((n,) for n in variable.shape[1:]))
+        data = da.from_array(
+            KeptSlots(variable.variable, slots), chunks=chunks, name=f"open_dataset-{name}-{token}"
+        )
+        ds[name] = ds[name].copy(data=data)
+    return ds
+
+
+class KeptSlots:
+    """A lazy array of the kept samples of ``variable``, read by slices of its slots: sample ``i`` is slot
+    ``slots[i]``. Keys over kept samples that fall on consecutive slots read them as one slice (zarr's fast path);
+    others read the slots' span and take the kept ones (an index array would go through zarr's orthogonal selection,
+    many times slower)."""
+
+    def __init__(self, variable: xr.Variable, slots: np.ndarray) -> None:
+        self.variable, self.slots = variable, slots
+        self.shape = (len(slots), *variable.shape[1:])
+        self.dtype, self.ndim = variable.dtype, variable.ndim
+
+    def __getitem__(self, key: tuple[int | slice, ...]) -> np.ndarray:
+        first, *rest = key if isinstance(key, tuple) else (key,)
+        if isinstance(first, int | np.integer):
+            return np.asarray(self.variable[(int(self.slots[first]), *rest)].values)
+        wanted = self.slots[first]
+        if len(wanted) == 0:
+            return np.asarray(self.variable[(slice(0, 0), *rest)].values)
+        lo, hi = int(wanted.min()), int(wanted.max()) + 1
+        span = np.asarray(self.variable[(slice(lo, hi), *rest)].values)
+        return span if hi - lo == len(wanted) and np.all(np.diff(wanted) == 1) else span[wanted - lo]
 
 
 def _refuse_missing_shards(path: Path, zarr_path: str, checksums: Mapping[str, str]) -> None:
