@@ -7,14 +7,17 @@ import json
 from datetime import date, timedelta
 from pathlib import Path
 
+import geopandas as gpd
 import pystac
 import pytest
 import shapely
 from shapely.geometry import box, shape
 
 from eoshard.catalog import EmptySelectionError, InvalidSourceError, read_static_items, select, spread_dates
+from eoshard.catalog.errors import InvalidQueryError, SourceNotFoundError
 from eoshard.catalog.records import record_of
 from tests.conftest import shared_path
+from tests.services.http_answers import answering
 
 
 def _items(name: str) -> list[pystac.Item]:
@@ -148,14 +151,160 @@ def _largest_gap(days: list[date], start: date, end: date) -> int:
 
 @pytest.mark.parametrize("seed", range(6))
 def test_spread_dates_is_as_good_as_exhaustive_search(seed: int) -> None:
+    """As many dates as the minimum gap allows, then the smallest largest gap, then the lowest total cost: each
+    against every combination."""
     import random
 
     rng = random.Random(seed)
     start = date(2024, 1, 1)
     end = start + timedelta(days=180)
     days = sorted({start + timedelta(days=rng.randrange(181)) for _ in range(10)})
-    for k in (1, 2, 3, 4):
-        got = spread_dates(days, k, start, end)
-        assert len(got) == min(k, len(days))
-        best = min(_largest_gap(list(c), start, end) for c in itertools.combinations(days, min(k, len(days))))
-        assert _largest_gap([days[i] for i in got], start, end) == best
+    costs = [float(rng.choice([0, 1, 5, 40])) for _ in days]
+    for k, min_gap in itertools.product((1, 2, 3, 4, 6), (0, 20)):
+        got = spread_dates(days, k, start, end, min_gap, costs)
+        allowed = [
+            c
+            for size in range(1, min(k, len(days)) + 1)
+            for c in itertools.combinations(range(len(days)), size)
+            if all((days[b] - days[a]).days >= max(min_gap, 1) for a, b in itertools.pairwise(c))
+        ]
+        most = max(len(c) for c in allowed)
+
+        def score(c: tuple[int, ...] | list[int]) -> tuple[int, float]:
+            return _largest_gap([days[i] for i in c], start, end), sum(costs[i] for i in c)
+
+        assert len(got) == most
+        assert score(got) == min(score(c) for c in allowed if len(c) == most)
+
+
+def test_spread_dates_breaks_a_tie_in_the_gap_by_cost_even_when_an_earlier_gap_is_wider() -> None:
+    """Both pairs leave 50 days at the end; the pair through the clear 10th day has the wider gap before it."""
+    start = date(2024, 1, 1)
+    days = [start + timedelta(days=n) for n in (10, 20, 50)]
+    assert spread_dates(days, 2, start, start + timedelta(days=100), costs=[0.0, 100.0, 0.0]) == [0, 2]
+
+
+def _es_s1() -> list[pystac.Item]:
+    return _items("earth-search__sentinel-1-grd.json")
+
+
+def test_the_slices_of_one_sentinel1_datatake_are_not_copies_of_each_other() -> None:
+    """14 real GRD slices of datatake 425493 (2024-04-19): an AOI across two of them takes both."""
+    items = [i for i in _es_s1() if i.properties["s1:datatake_id"] == "425493"]
+    assert len(items) == 14
+    by_slice = {i.properties["s1:slice_number"]: i for i in items}
+    two = shapely.union_all([shape(by_slice[n].geometry) for n in ("9", "10")])
+    aoi = two.centroid.buffer(0.2)
+    table = select(items, aoi, date(2024, 4, 19), date(2024, 4, 19)).table.set_index("id")
+    assert sorted(table.index[table.selected]) == sorted(by_slice[n].id for n in ("9", "10"))
+    assert not table.reason.str.startswith("reprocessed").any()
+
+
+def test_an_l1c_and_an_l2a_of_one_datatake_are_different_products() -> None:
+    """Earth Search's L1C and L2A of tile 24MVV, 2025-07-31: not copies; the L2A of v1 and of c1 are."""
+    items = [
+        i
+        for name in ("sentinel-2-l2a", "sentinel-2-c1-l2a", "sentinel-2-l1c")
+        for i in _items(f"earth-search__{name}.json")
+        if record_of(i).tile == "24MVV" and str(i.datetime)[:10] == "2025-07-31"
+    ]
+    assert sorted(str(i.collection_id) for i in items) == ["sentinel-2-c1-l2a", "sentinel-2-l1c", "sentinel-2-l2a"]
+    aoi = shape(items[0].geometry).representative_point().buffer(0.01)
+    table = select(items, aoi, date(2025, 7, 31), date(2025, 7, 31)).table.set_index("id")
+    copies = table[table.reason.str.startswith("reprocessed copy")]
+    assert [str(next(i for i in items if i.id == c).collection_id) for c in copies.index] in (
+        ["sentinel-2-l2a"],
+        ["sentinel-2-c1-l2a"],
+    )
+    l1c = next(i.id for i in items if i.collection_id == "sentinel-2-l1c")
+    assert not table.loc[l1c, "reason"].startswith("reprocessed")
+
+
+def test_an_item_listed_twice_is_one_product() -> None:
+    item = _items("earth-search__sentinel-2-l2a.json")[0]
+    aoi = shape(item.geometry).representative_point().buffer(0.01)
+    day = item.datetime.date()  # type: ignore[union-attr]
+    table = select([item, item.clone()], aoi, day, day).table
+    assert (list(table.id), list(table.selected)) == ([item.id], [True])
+
+
+def test_the_valid_fraction_counts_the_nodata_once() -> None:
+    """A real Planetary Computer product with 72 % nodata: its footprint traces the data already, so its valid
+    fraction is its AOI overlap. Drawn as the whole tile instead, the nodata share is taken off."""
+    item = _items("planetarycomputer__sentinel-2-l2a.json")[0]
+    nodata = item.properties["s2:nodata_pixel_percentage"]
+    assert nodata > 70
+    footprint = shape(item.geometry)
+    aoi = footprint.convex_hull.buffer(0.5)  # the whole product inside the AOI
+    day = item.datetime.date()  # type: ignore[union-attr]
+    row = select([item], aoi, day, day).table.iloc[0]
+    assert row.valid_fraction == pytest.approx(row.aoi_overlap, rel=0.01)
+    b02 = item.assets["B02"].extra_fields
+    x0, y1 = b02["proj:transform"][2], b02["proj:transform"][5]
+    x1, y0 = x0 + 10 * b02["proj:shape"][1], y1 - 10 * b02["proj:shape"][0]
+    tile = gpd.GeoSeries([box(x0, y0, x1, y1)], crs=item.properties["proj:epsg"]).to_crs(4326).iloc[0]
+    whole = item.clone()
+    whole.geometry = shapely.geometry.mapping(tile)
+    row = select([whole], tile.buffer(0.5), day, day).table.iloc[0]
+    assert row.valid_fraction == pytest.approx(row.aoi_overlap * (1 - nodata / 100), rel=0.01)
+
+
+def test_a_whole_tile_in_a_continent_sized_aoi_is_no_sliver() -> None:
+    """A tile covers 0.05 % of a 60 x 40 degree AOI: taken (it is all of its own footprint); a product adding
+    under 0.1 % of a small AOI and of itself is a sliver, and says so."""
+    item = _items("earth-search__sentinel-2-l2a.json")[0]
+    day = item.datetime.date()  # type: ignore[union-attr]
+    centre = shape(item.geometry).centroid
+    huge = box(centre.x - 30, centre.y - 20, centre.x + 30, centre.y + 20)
+    assert select([item], huge, day, day).table.selected.all()
+    footprint = shape(item.geometry)
+    _, y0, x1, y1 = footprint.bounds
+    strip = box(x1 - 0.0004, (y0 + y1) / 2 - 0.2, x1 + 0.5, (y0 + y1) / 2 + 0.2)  # the footprint's east edge
+    assert strip.intersects(footprint)
+    with pytest.raises(EmptySelectionError, match=r"1 slivers of the AOI"):
+        select([item], strip, day, day)
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ({"start": "2024-05-01", "end": "2024-04-01"}, r"ends \(2024-04-01\) before it starts \(2024-05-01\)"),
+        ({"start": "2024-04-01", "end": "May"}, r"end 'May' is not a date: expected YYYY-MM-DD"),
+        ({"max_cloud": -5}, r"max_cloud is a percentage, 0..100, not -5"),
+        ({"dates": 0}, r"dates is how many dates to choose, at least 1, not 0"),
+        ({"min_aoi_coverage": 95}, r"min_aoi_coverage is a share of the AOI, 0..1, not 95"),
+        ({"area": box(500000, 4000000, 510000, 4010000)}, r"not longitude and latitude in degrees"),
+        ({"area": box(27.3, -7.9, 27.3, -7.5)}, r"has no area"),
+    ],
+)
+def test_an_impossible_query_is_refused_with_what_to_give(query: dict[str, object], message: str) -> None:
+    item = _items("earth-search__sentinel-2-l2a.json")[0]
+    args: dict[str, object] = {"area": shape(item.geometry).representative_point().buffer(0.01),
+                               "start": "2025-07-01", "end": "2025-07-31", **query}  # fmt: skip
+    with pytest.raises(InvalidQueryError, match=message):
+        select([item], args.pop("area"), args.pop("start"), args.pop("end"), **args)  # type: ignore[arg-type]
+
+
+def test_strings_are_dates_to_select_as_to_search() -> None:
+    item = _items("earth-search__sentinel-2-l2a.json")[0]
+    aoi = shape(item.geometry).representative_point().buffer(0.01)
+    day = str(item.datetime)[:10]
+    assert select([item], aoi, day, day).table.selected.all()
+
+
+def test_a_static_source_over_http_and_its_errors() -> None:
+    """A FeatureCollection served by a real HTTP server reads as the file does; a 404 names the URL."""
+    path = shared_path("stac", "site2-2020_jun_jul-35MNM.geojson")
+    with answering(path.read_bytes(), [404]) as (url, _):
+        with pytest.raises(SourceNotFoundError, match=rf"catalog source {url}/items.json could not be read \(404"):
+            list(read_static_items(f"{url}/items.json"))
+        remote = [i.id for i in read_static_items(f"{url}/items.json")]
+    assert remote == [i.id for i in read_static_items(path)] and len(remote) == 13
+    with pytest.raises(SourceNotFoundError, match=r"http://127.0.0.1:9/x.json could not be read"):
+        list(read_static_items("http://127.0.0.1:9/x.json"))
+
+
+def test_a_collection_the_source_lacks_is_named_beside_those_it_holds() -> None:
+    with pytest.raises(EmptySelectionError, match=r"no item of collection 'sentinel-2-L1C'; its items are of "
+                       r"'sentinel-2-l1c' \(31\)"):  # fmt: skip
+        list(read_static_items(shared_path("stac", "earth-search__sentinel-2-l1c.json"), "sentinel-2-L1C"))

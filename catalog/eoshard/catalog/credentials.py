@@ -11,14 +11,17 @@ from __future__ import annotations
 
 import re
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import unquote_plus, urlsplit, urlunsplit
 
 # Query parameters known to carry no credential (compared case-insensitively).
 HARMLESS_PARAMS = frozenset(
     {"collections", "collection", "bbox", "datetime", "limit", "page", "ids", "intersects", "query", "filter",
      "filter-lang", "filter_lang", "filter-crs", "sortby", "fields", "f", "format", "q", "version", "versionid",
      "generation", "alt", "service", "request", "crs", "layers", "width", "height", "offset", "start", "rows",
-     "$format", "$skip", "$top", "$filter", "$orderby", "orderby"}
+     "$format", "$skip", "$top", "$filter", "$orderby", "orderby",
+     # titiler's, in Planetary Computer's rendered_preview and tilejson links: which item and bands to draw
+     "item", "items", "assets", "asset_bidx", "bidx", "nodata", "rescale", "colormap_name", "color_formula",
+     "expression", "resampling", "tile_format", "tile_scale", "minzoom", "maxzoom"}
 )  # fmt: skip
 
 REDACTED = "REDACTED"
@@ -44,9 +47,10 @@ def redact_url(url: str) -> str:
         return url
     if not parts.scheme and "=" not in parts.query:
         return url  # a file name with a "?" in it, not a query
-    kept = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if harmless(k)]
+    # the kept parameters as they were written (``bidx=1,2,3`` stays, not ``bidx=1%2C2%2C3``)
+    kept = [p for p in parts.query.split("&") if p and harmless(unquote_plus(p.partition("=")[0]))]
     netloc = parts.netloc.rpartition("@")[2]
-    return urlunsplit((parts.scheme, netloc, parts.path, urlencode(kept), parts.fragment))
+    return urlunsplit((parts.scheme, netloc, parts.path, "&".join(kept), parts.fragment))
 
 
 _USERINFO = re.compile(r"(?P<scheme>\b[a-zA-Z][a-zA-Z0-9+.-]*://)[^/\s@'\"<>]*@")

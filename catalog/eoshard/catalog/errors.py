@@ -17,3 +17,7 @@ class InvalidSourceError(CatalogError, ValueError):
 
 class EmptySelectionError(CatalogError, LookupError):
     """No product matches the area, period and filters."""
+
+
+class InvalidQueryError(CatalogError, ValueError):
+    """A search or selection asks for something impossible: a period ending before it starts, a limit out of range."""

@@ -9,10 +9,10 @@ from typing import Any, Literal
 import pystac
 import shapely
 
-from eoshard.catalog.errors import EmptySelectionError
+from eoshard.catalog.errors import EmptySelectionError, InvalidSourceError
 from eoshard.catalog.records import ProductRecord, record_of
 from eoshard.catalog.stac_api import ApiOptions, public_url, search_api
-from eoshard.catalog.static import matches, read_static_items
+from eoshard.catalog.static import is_url, matches, read_static_items
 
 SourceKind = Literal["auto", "stac-api", "static", "dhus"]
 
@@ -45,7 +45,13 @@ def search(
     Raises ``EmptySelectionError`` when nothing matches.
     """
     options = options or ApiOptions()
-    match source_kind(source, kind):
+    resolved = source_kind(source, kind)
+    if resolved in ("stac-api", "dhus") and not is_url(source):
+        raise InvalidSourceError(
+            f"{source} is not an http(s) URL, and a {resolved} source is one (its root URL); a catalog or "
+            "ItemCollection file is a static source (kind static, or auto)"
+        )
+    match resolved:
         case "stac-api":
             found = list(
                 search_api(

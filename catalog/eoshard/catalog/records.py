@@ -27,8 +27,14 @@ class ProductRecord:
     cloud_cover: float | None
     nodata_percentage: float | None
     footprint: shapely.Geometry  # EPSG:4326
+    extent_area: float | None  # m² of the product's whole raster grid (a UTM grid's proj:shape and proj:transform)
     epsg: int | None
     item: pystac.Item
+
+    @property
+    def radar(self) -> bool:
+        """A SAR product (Sentinel-1): clouds do not hide its pixels."""
+        return self.platform.startswith("sentinel-1") or any(k.startswith("sar:") for k in self.item.properties)
 
     @property
     def acquisition(self) -> str:
@@ -95,6 +101,21 @@ def _epsg(item: pystac.Item) -> int | None:
     return found.pop() if len(found) == 1 else None
 
 
+def _extent_area(item: pystac.Item, epsg: int | None) -> float | None:
+    """The area in m² of the raster grid the product's pixels lie on (``proj:shape`` x ``proj:transform`` of the
+    item or of its first asset declaring both), for a grid in UTM metres; else None."""
+    if epsg is None or not (32601 <= epsg <= 32660 or 32701 <= epsg <= 32760):
+        return None
+    for fields in (item.properties, *(a.extra_fields for a in item.assets.values())):
+        shape_, transform = fields.get("proj:shape"), fields.get("proj:transform")
+        if isinstance(shape_, list) and len(shape_) == 2 and isinstance(transform, list) and len(transform) >= 6:
+            try:
+                return abs(float(transform[0]) * float(transform[4])) * int(shape_[0]) * int(shape_[1])
+            except (TypeError, ValueError):
+                continue
+    return None
+
+
 def _baseline(props: dict[str, Any]) -> str | None:
     value = (
         props.get("s2:processing_baseline")
@@ -102,6 +123,22 @@ def _baseline(props: dict[str, Any]) -> str | None:
         or props.get("processing:version")
     )
     return None if value is None else str(value)
+
+
+def _copies_key(
+    datatake: str, product: str | None, tile: str | None, props: dict[str, Any], when: datetime
+) -> str:
+    """What reprocessed copies of one product share: its product type (L1C and L2A, GRD and SLC of one datatake
+    are different products), the datatake, and the part of it: the MGRS tile of Sentinel-2, the slice of a
+    Sentinel-1 datatake (``s1:slice_number``, else its start time: the slices of one datatake are not copies)."""
+    part = tile
+    if part is None and (
+        props.get("s1:datatake_id") or str(props.get("platform", "")).lower().startswith("sentinel-1")
+    ):
+        number = props.get("s1:slice_number")
+        start = props.get("start_datetime") or when.isoformat()
+        part = f"slice{number}" if number is not None else str(start)[:19]
+    return "_".join(str(p) for p in (product, datatake, part) if p)
 
 
 def record_of(item: pystac.Item) -> ProductRecord:
@@ -119,15 +156,17 @@ def record_of(item: pystac.Item) -> ProductRecord:
     )
     datatake = re.sub(r"_N\d{2}\.\d{2}$", "", str(datatake))  # ESA's datatake ids carry the baseline: drop it
     tile = _tile(props)
+    epsg = _epsg(item)
+    product_type = props.get("s2:product_type") or props.get("sar:product_type")
     return ProductRecord(
         id=item.id,
         platform=str(props.get("platform", "")).lower(),
-        product_type=props.get("s2:product_type") or props.get("sar:product_type"),
+        product_type=product_type,
         datetime=when,
         tile=tile,
         relative_orbit=orbit,
         processing_baseline=_baseline(props),
-        datatake=f"{datatake}_{tile}" if tile else str(datatake),
+        datatake=_copies_key(str(datatake), product_type or item.collection_id, tile, props, when),
         cloud_cover=None if cloud is None else float(cloud),
         nodata_percentage=None if nodata is None else float(nodata),
         footprint=shape(item.geometry)
@@ -135,6 +174,7 @@ def record_of(item: pystac.Item) -> ProductRecord:
         else shapely.box(*item.bbox)
         if item.bbox
         else shapely.Point(),
-        epsg=_epsg(item),
+        epsg=epsg,
+        extent_area=_extent_area(item, epsg),
         item=item,
     )

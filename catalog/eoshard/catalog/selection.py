@@ -5,7 +5,7 @@ Deterministic: the same items give the same selection, and every product left ou
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 
@@ -15,7 +15,7 @@ import pandas as pd
 import pystac
 import shapely
 
-from eoshard.catalog.errors import EmptySelectionError
+from eoshard.catalog.errors import EmptySelectionError, InvalidQueryError
 from eoshard.catalog.records import ProductRecord, record_of
 
 _EPS = 1e-9
@@ -64,7 +64,10 @@ def spread_dates(days: Sequence[date], k: int, start: date, end: date, min_gap: 
                  costs: Sequence[float] | None = None) -> list[int]:  # fmt: skip
     """Indices of up to ``k`` of the sorted ``days`` minimising the largest gap (period edges included).
 
-    Ties in the largest gap go to the lowest total cost (e.g. cloud cover). Exact dynamic programme, O(n² k), vectorised over the previous date.
+    As many dates as ``min_gap`` allows (up to ``k``); among the choices with the smallest largest gap, the lowest
+    total cost (e.g. cloud cover), then the earliest indices. Exact: one dynamic programme finds the smallest
+    largest gap, a second the cheapest choice whose every gap stays within it; O(n² k), vectorised over the
+    previous date.
     """
     n = len(days)
     k = min(k, n)
@@ -72,45 +75,63 @@ def spread_dates(days: Sequence[date], k: int, start: date, end: date, min_gap: 
         return []
     cost = np.asarray(costs if costs is not None else [0.0] * n, dtype=np.float64)
     ordinal = np.array([d.toordinal() for d in days], dtype=np.int64)
-    # gap[m, j], total[m, j]: the best (largest gap so far, cost) choosing m+1 dates ending at day j
+    lead = (ordinal - start.toordinal()).astype(np.float64)
+    tail = (end.toordinal() - ordinal).astype(np.float64)
+    shortest = max(min_gap, 1)
+    # gap[m, j]: the smallest largest gap choosing m+1 dates ending at day j (a bottleneck path: exact)
     gap = np.full((k, n), np.inf)
-    total = np.full((k, n), np.inf)
-    back = np.full((k, n), -1, dtype=np.int64)
-    gap[0] = (ordinal - start.toordinal()).astype(np.float64)
-    total[0] = cost
+    gap[0] = lead
     for m in range(1, k):
-        for j in range(1, n):
-            step = (ordinal[j] - ordinal[:j]).astype(np.float64)
-            ok = (step >= max(min_gap, 1)) & np.isfinite(gap[m - 1, :j])
-            if not ok.any():
-                continue
-            cand_gap = np.where(ok, np.maximum(gap[m - 1, :j], step), np.inf)
-            cand_total = np.where(ok, total[m - 1, :j] + cost[j], np.inf)
-            # lexicographic minimum of (gap, cost); the first such i on ties
-            tied = np.flatnonzero(cand_gap == cand_gap.min())
-            i = int(tied[np.argmin(cand_total[tied])])
-            gap[m, j], total[m, j], back[m, j] = cand_gap[i], cand_total[i], i
-    for m in range(k - 1, -1, -1):  # the most dates the gap rule allows
-        reachable = np.isfinite(gap[m])
-        if not reachable.any():
-            continue
-        final = np.where(reachable, np.maximum(gap[m], (end.toordinal() - ordinal).astype(np.float64)), np.inf)
-        tied = np.flatnonzero(final == final.min())
-        tied = tied[total[m, tied] == total[m, tied].min()]
-        j = int(tied[0])
-        chosen = [j]
-        for level in range(m, 0, -1):
-            j = int(back[level, j])
-            chosen.append(j)
-        return sorted(chosen)
-    return []
+        for cols, rows, step in _steps(ordinal, shortest):
+            gap[m, cols] = np.where(step >= shortest, np.maximum(gap[m - 1, rows, None], step), np.inf).min(axis=0)
+    m = max(m for m in range(k) if np.isfinite(gap[m]).any())  # the most dates the gap rule allows
+    best = float(np.maximum(gap[m], tail).min())
+    # total[level, j], back[level, j]: the cheapest level+1 dates ending at day j with every gap within ``best``
+    total = np.full((m + 1, n), np.inf)
+    back = np.full((m + 1, n), -1, dtype=np.int64)
+    total[0] = np.where(lead <= best, cost, np.inf)
+    for level in range(1, m + 1):
+        for cols, rows, step in _steps(ordinal, shortest, best):
+            candidates = np.where((step >= shortest) & (step <= best), total[level - 1, rows, None], np.inf)
+            back[level, cols] = rows.start + candidates.argmin(axis=0)  # the earliest previous date on ties
+            total[level, cols] = candidates.min(axis=0) + cost[cols]
+    j = int(np.where(tail <= best, total[m], np.inf).argmin())
+    chosen = [j]
+    for level in range(m, 0, -1):
+        j = int(back[level, j])
+        chosen.append(j)
+    return sorted(chosen)
+
+
+def _steps(
+    ordinal: np.ndarray, shortest: int, longest: float = np.inf, width: int = 256
+) -> Iterator[tuple[slice, slice, np.ndarray]]:
+    """Column blocks of the days from earlier dates (rows) to each date (columns), the rows cut to those a step
+    of ``shortest..longest`` days can come from (the dates are sorted): memory and time stay near ``n x width``
+    where the longest step spans a fraction of the period."""
+    n = len(ordinal)
+    for first in range(0, n, width):
+        cols = slice(first, min(first + width, n))
+        low = 0 if np.isinf(longest) else int(np.searchsorted(ordinal, ordinal[first] - longest, side="left"))
+        high = max(int(np.searchsorted(ordinal, ordinal[cols.stop - 1] - shortest, side="right")), low + 1)
+        rows = slice(low, high)
+        yield cols, rows, (ordinal[None, cols] - ordinal[rows, None]).astype(np.float64)
 
 
 def _equal_area(
     geoms: Iterable[shapely.Geometry], aoi: shapely.Geometry
 ) -> tuple[list[shapely.Geometry], shapely.Geometry]:
-    series = gpd.GeoSeries([aoi, *geoms], crs=4326)
-    projected = series.to_crs(series.estimate_utm_crs())
+    """The footprints and the AOI in a Lambert azimuthal equal-area projection centred on the AOI: areas are
+    exact at any AOI size (a UTM zone's are not, far from it; an AOI wider or taller than 90 degrees is projected
+    with Lambert's cylindrical equal-area projection instead). Edges are straight in longitude and latitude (GeoJSON), so they are densified to 0.1 degree first: projected as chords, the edges that products and AOIs share at different vertices part by slivers (0.14 % of an AOI)."""
+    minx, miny, maxx, maxy = aoi.bounds
+    if maxx - minx > 90 or maxy - miny > 90:  # beyond a hemisphere the azimuthal one tears: a global one
+        crs = "+proj=cea +lon_0=0 +lat_ts=0 +datum=WGS84 +units=m +no_defs"
+    else:
+        centre = aoi.centroid
+        crs = f"+proj=laea +lat_0={centre.y:.6f} +lon_0={centre.x:.6f} +datum=WGS84 +units=m +no_defs"
+    series = gpd.GeoSeries(shapely.segmentize([aoi, *geoms], 0.1), crs=4326)
+    projected = series.to_crs(crs)
     return list(projected.iloc[1:]), projected.iloc[0]
 
 
@@ -132,24 +153,38 @@ def select(
     a date whose products cover less than ``min_aoi_coverage`` (0..1) of the AOI is left out. The table gives
     every product's ``aoi_uncovered``: the share of the AOI its date's chosen products leave uncovered.
     """
-    records = sorted((record_of(i) for i in items), key=lambda r: (r.datetime, r.id))
+    first, last = _period(start, end)
+    _check_limits(max_cloud, dates, min_aoi_coverage)
+    bounds = area.bounds
+    if area.is_empty or not (bounds[0] >= -180 and bounds[2] <= 180 and bounds[1] >= -90 and bounds[3] <= 90):
+        raise InvalidQueryError(
+            f"the AOI's bounds {tuple(round(v, 5) for v in bounds)} are not longitude and latitude in degrees: "
+            "expected the AOI in EPSG:4326 (a file in metres needs its CRS declared)"
+        )
+    records = _unique(sorted((record_of(i) for i in items), key=lambda r: (r.datetime, r.id)))
     reasons: dict[str, str] = {}
-    first, last = (d.date() if isinstance(d, datetime) else d for d in (start, end))
+    footprints, aoi = _equal_area([r.footprint for r in records], area)
+    if aoi.area <= 0:
+        raise InvalidQueryError(
+            f"the AOI {tuple(round(v, 5) for v in area.bounds)} has no area: expected a polygon in degrees "
+            "(minx,miny,maxx,maxy with minx < maxx and miny < maxy)"
+        )
+    geom_of = {r.id: fp for r, fp in zip(records, footprints, strict=True)}
+    overlap = {r.id: geom_of[r.id].intersection(aoi).area / aoi.area for r in records}
+    inside = {r.id: geom_of[r.id].intersection(aoi).area / max(geom_of[r.id].area, _EPS) for r in records}
     in_period = []
     for r in records:
         if not first <= r.datetime.date() <= last:
             reasons[r.id] = f"acquired {r.datetime:%Y-%m-%d}, outside {first}..{last}"
-        elif max_cloud is not None and r.cloud_cover is not None and r.cloud_cover > max_cloud:
+        elif r.radar or max_cloud is None:
+            in_period.append(r)
+        elif r.cloud_cover is not None and r.cloud_cover > max_cloud:
             reasons[r.id] = f"cloud cover {r.cloud_cover}% above {max_cloud:g}%"
-        elif max_cloud is not None and max_cloud < 100 and r.cloud_cover is None:  # 100 %: no limit at all
+        elif max_cloud < 100 and r.cloud_cover is None:  # 100 %: no limit at all
             reasons[r.id] = f"cloud cover unknown (no eo:cloud_cover), max_cloud {max_cloud:g}%"
         else:
             in_period.append(r)
     kept = _keep_newest(in_period, reasons)
-    footprints, aoi = _equal_area([r.footprint for r in kept], area)
-    overlap = {r.id: fp.intersection(aoi).area / aoi.area for r, fp in zip(kept, footprints, strict=True)}
-    inside = {r.id: fp.intersection(aoi).area / max(fp.area, _EPS) for r, fp in zip(kept, footprints, strict=True)}
-    geom_of = {r.id: fp for r, fp in zip(kept, footprints, strict=True)}
     acquisitions: dict[str, list[ProductRecord]] = {}
     for r in kept:
         if overlap[r.id] <= _EPS:
@@ -162,8 +197,12 @@ def select(
         chosen, remaining = _clearest_cover(group, geom_of, aoi)
         chosen_ids = {r.id for r in chosen}
         for r in group:
-            if r.id not in chosen_ids:
+            if r.id in chosen_ids:
+                continue
+            if chosen:
                 reasons[r.id] = "the AOI is covered by tiles of this acquisition that add more cloud-free area"
+            else:
+                reasons[r.id] = f"covers {overlap[r.id]:.3%} of the AOI, a sliver (under {MIN_GAIN:.1%} of it)"
         cover[key] = 1.0 - remaining.area / aoi.area
         if cover[key] < min_aoi_coverage:
             for r in chosen:
@@ -193,10 +232,9 @@ def select(
         )
     rows = [
         {"id": r.id, "datetime": r.datetime, "acquisition": r.acquisition, "tile": r.tile,
-         "cloud_cover": r.cloud_cover, "aoi_overlap": overlap.get(r.id, 0.0), "product_in_aoi": inside.get(r.id, 0.0),
-         "valid_fraction": overlap.get(r.id, 0.0) * (1.0 - (r.nodata_percentage or 0.0) / 100.0)
-         if r.nodata_percentage is not None and inside.get(r.id, 0.0) >= 0.999 else overlap.get(r.id, 0.0),
-         "aoi_uncovered": 1.0 - cover[r.acquisition] if r.acquisition in cover else 1.0,
+         "cloud_cover": r.cloud_cover, "aoi_overlap": overlap[r.id], "product_in_aoi": inside[r.id],
+         "valid_fraction": overlap[r.id] * _valid_share(r, geom_of[r.id].area),
+         "aoi_uncovered": 1.0 - cover[r.acquisition] if r.acquisition in cover else None,
          "selected": r.id not in reasons, "reason": reasons.get(r.id, "")}
         for r in records
     ]  # fmt: skip
@@ -205,16 +243,59 @@ def select(
     return Selection(pystac.ItemCollection([r.item for r in selected], clone_items=False), table, uncovered_4326)
 
 
+def _period(start: date | datetime | str, end: date | datetime | str) -> tuple[date, date]:
+    """The first and last day (dates, datetimes or ISO strings, as ``search`` takes them), in order."""
+    days = []
+    for name, value in (("start", start), ("end", end)):
+        if isinstance(value, str):
+            try:
+                value = date.fromisoformat(value[:10])
+            except ValueError as err:
+                raise InvalidQueryError(f"{name} {value!r} is not a date: expected YYYY-MM-DD") from err
+        days.append(value.date() if isinstance(value, datetime) else value)
+    if days[1] < days[0]:
+        raise InvalidQueryError(f"the period ends ({days[1]}) before it starts ({days[0]}): swap start and end")
+    return days[0], days[1]
+
+
+def _check_limits(max_cloud: float | None, dates: int | None, min_aoi_coverage: float) -> None:
+    if max_cloud is not None and not 0 <= max_cloud <= 100:
+        raise InvalidQueryError(f"max_cloud is a percentage, 0..100, not {max_cloud:g}")
+    if dates is not None and dates < 1:
+        raise InvalidQueryError(f"dates is how many dates to choose, at least 1, not {dates}")
+    if not 0 <= min_aoi_coverage <= 1:
+        raise InvalidQueryError(f"min_aoi_coverage is a share of the AOI, 0..1, not {min_aoi_coverage:g}")
+
+
+def _unique(records: list[ProductRecord]) -> list[ProductRecord]:
+    """One record per id: a source that lists an item twice (two pages, two catalogs merged) gives it once."""
+    first: dict[str, ProductRecord] = {}
+    for r in records:
+        first.setdefault(r.id, r)
+    return list(first.values())
+
+
+def _valid_share(record: ProductRecord, footprint_area: float) -> float:
+    """The share of the footprint that holds data: ``1 - s2:nodata_pixel_percentage`` of the product's whole
+    grid, over the footprint's part of it. Earth Search's and Planetary Computer's footprints trace the data
+    already (a share near 1); a footprint drawn as the whole tile keeps the nodata percentage. 1 where either
+    area is unknown (the footprint is taken as the data's)."""
+    if record.nodata_percentage is None or record.extent_area is None or footprint_area <= 0:
+        return 1.0
+    return float(np.clip((1.0 - record.nodata_percentage / 100.0) * record.extent_area / footprint_area, 0.0, 1.0))
+
+
 def _clearest_cover(
     group: list[ProductRecord], geom_of: dict[str, shapely.Geometry], aoi: shapely.Geometry
 ) -> tuple[list[ProductRecord], shapely.Geometry]:
     """The products of one date that cover the AOI with the least cloud, and the part none covers.
 
     Greedy: each step takes the product adding the most *clear* AOI area, ``new area x (1 - cloud %)``
-    (unknown cloud counts as fully cloudy), ties to the larger new area, then the first in time/id order; it
-    stops when no product adds at least ``MIN_GAIN`` of the AOI. So a 98.6 %-cloud tile covering the whole AOI
-    loses to two clearer tiles that cover it together, and is kept only for the part they leave uncovered.
-    A product adding less than ``MIN_GAIN`` of the AOI (slivers between footprints) is not taken.
+    (unknown cloud counts as fully cloudy), ties to the larger new area, then the first in time/id order, among
+    the products that add more than a sliver; it stops when none does. So a 98.6 %-cloud tile covering the whole
+    AOI loses to two clearer tiles that cover it together, and is kept only for the part they leave uncovered.
+    A sliver adds less than ``MIN_GAIN`` of the AOI or, for an AOI larger than the product, of the product's own
+    footprint (a strip between footprints is not worth a product; a whole tile in a continent-sized AOI is).
     """
     remaining, chosen = aoi, []
     candidates = list(group)
@@ -222,11 +303,13 @@ def _clearest_cover(
         scored = []
         for i, r in enumerate(candidates):
             gain = remaining.intersection(geom_of[r.id]).area
+            if gain < MIN_GAIN * min(aoi.area, geom_of[r.id].area):
+                continue
             clear = 1.0 - (100.0 if r.cloud_cover is None else r.cloud_cover) / 100.0
             scored.append((gain * clear, gain, -i, r))
-        _, gain, _, best = max(scored, key=lambda g: (g[0], g[1], g[2]))
-        if gain / aoi.area < MIN_GAIN:
+        if not scored:
             break
+        best = max(scored, key=lambda g: (g[0], g[1], g[2]))[3]
         chosen.append(best)
         candidates.remove(best)
         remaining = remaining.difference(geom_of[best.id])
@@ -239,6 +322,7 @@ def _uncovered(area: shapely.Geometry, footprints: list[shapely.Geometry]) -> sh
 
 def _summary(reasons: dict[str, str]) -> str:
     kinds = {"cloud cover": "too cloudy", "acquired": "outside the period", "reprocessed": "reprocessed copies",
-             "does not overlap": "off the AOI", "its date covers": "on dates covering too little of the AOI"}  # fmt: skip
+             "does not overlap": "off the AOI", "its date covers": "on dates covering too little of the AOI",
+             "covers": "slivers of the AOI"}  # fmt: skip
     counts = {label: sum(r.startswith(prefix) for r in reasons.values()) for prefix, label in kinds.items()}
     return ", ".join(f"{n} {label}" for label, n in counts.items() if n) or "no products"

@@ -9,24 +9,48 @@ from pathlib import Path
 from typing import Any
 
 import pystac
+import requests
 import shapely
 from shapely.geometry import shape
 
-from eoshard.catalog.errors import InvalidSourceError, SourceNotFoundError
+from eoshard.catalog.errors import EmptySelectionError, InvalidSourceError, SourceNotFoundError
 
 
-def _load_json(path: Path) -> dict[str, Any]:
-    if not path.exists():
-        raise SourceNotFoundError(
-            f"catalog source {path} does not exist: expected a STAC catalog.json, an ItemCollection or a "
-            "FeatureCollection file; check the path (relative paths are relative to the config file)"
-        )
+def is_url(source: Path | str) -> bool:
+    return str(source).startswith(("http://", "https://"))
+
+
+def _load_json(source: Path | str) -> dict[str, Any]:
+    """The JSON object of a static source: a local file, or an http(s) URL (read with pystac's ``StacIO``)."""
+    if is_url(source):
+        try:
+            response = requests.get(str(source), timeout=60)
+            response.raise_for_status()
+            text: str | bytes = response.content
+        except requests.RequestException as err:
+            raise SourceNotFoundError(
+                f"catalog source {source} could not be read ({err}): expected a STAC catalog.json, an "
+                "ItemCollection or a FeatureCollection at that URL; check the URL and that this machine reaches it"
+            ) from err
+    else:
+        path = Path(source)
+        if not path.exists():
+            raise SourceNotFoundError(
+                f"catalog source {path} does not exist: expected a STAC catalog.json, an ItemCollection or a "
+                "FeatureCollection file; check the path (relative paths are relative to the config file)"
+            )
+        if not path.is_file():
+            raise InvalidSourceError(
+                f"catalog source {path} is a folder: expected its catalog.json, an ItemCollection or a "
+                "FeatureCollection file"
+            )
+        text = path.read_bytes()
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(text)
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise InvalidSourceError(f"catalog source {path} is not valid JSON ({err}): expected STAC JSON") from err
+        raise InvalidSourceError(f"catalog source {source} is not valid JSON ({err}): expected STAC JSON") from err
     if not isinstance(data, dict):
-        raise InvalidSourceError(f"catalog source {path} holds a JSON {type(data).__name__}, expected an object")
+        raise InvalidSourceError(f"catalog source {source} holds a JSON {type(data).__name__}, expected an object")
     return data
 
 
@@ -128,27 +152,42 @@ def read_static_items(source: Path | str, collection: str | None = None) -> Iter
     """All items of a static source, optionally only those of one collection.
 
     ``source`` is a ``catalog.json``/``collection.json`` (children are walked) or an
-    ItemCollection/FeatureCollection file.
+    ItemCollection/FeatureCollection file, a local path or an http(s) URL. A source with no item (of
+    ``collection``) is an ``EmptySelectionError`` that names the collections it holds.
     """
-    path = Path(source)
-    data = _load_json(path)
+    name = str(source) if is_url(source) else str(Path(source))
+    seen: dict[str | None, int] = {}
+    for item in _all_items(source, name):
+        seen[item.collection_id] = seen.get(item.collection_id, 0) + 1
+        if collection is None or item.collection_id == collection:
+            yield item
+    if collection is None and not seen:
+        raise EmptySelectionError(f"catalog source {name} holds no STAC items: expected at least one")
+    if collection is not None and collection not in seen:
+        held = ", ".join(f"{c!r} ({n})" for c, n in sorted(seen.items(), key=lambda kv: str(kv[0])))
+        raise EmptySelectionError(
+            f"catalog source {name} holds no item of collection {collection!r}; its items are of "
+            f"{held or 'no collection at all'}: give one of those, or no collection"
+        )
+
+
+def _all_items(source: Path | str, name: str) -> Iterator[pystac.Item]:
+    data = _load_json(source)
     kind = data.get("type")
     if kind == "FeatureCollection":
         features = data.get("features", [])
         if not isinstance(features, list):
             raise InvalidSourceError(
-                f"catalog source {path}: 'features' is a JSON {type(features).__name__}, expected a list of STAC Items"
+                f"catalog source {name}: 'features' is a JSON {type(features).__name__}, expected a list of STAC Items"
             )
         for n, feature in enumerate(features):
-            item = checked_item(feature, f"feature {n} of {path}")
-            if collection is None or item.collection_id == collection:
-                yield item
+            yield checked_item(feature, f"feature {n} of {name}")
         return
     if kind not in ("Catalog", "Collection"):
         raise InvalidSourceError(
-            f"catalog source {path} has type {kind!r}: expected 'Catalog', 'Collection' or 'FeatureCollection'"
+            f"catalog source {name} has type {kind!r}: expected 'Catalog', 'Collection' or 'FeatureCollection'"
         )
-    root = pystac.read_file(str(path.resolve()))
+    root = pystac.read_file(name if is_url(source) else str(Path(source).resolve()))
     assert isinstance(root, pystac.Catalog)
     walk = root.get_items(recursive=True)
     while True:
@@ -156,16 +195,15 @@ def read_static_items(source: Path | str, collection: str | None = None) -> Iter
             item = next(walk)
         except StopIteration:
             return
-        except (KeyError, TypeError, ValueError, AttributeError, OSError, pystac.STACError) as err:
+        except Exception as err:  # pystac raises a bare Exception for a link it cannot read over HTTP
             raise InvalidSourceError(
-                f"catalog {path}: an item or child catalog it links to cannot be read ({type(err).__name__}: "
+                f"catalog {name}: an item or child catalog it links to cannot be read ({type(err).__name__}: "
                 f"{str(err)[:160]}); expected STAC JSON at every link: fix or drop that link"
             ) from err
         problem = _problem(item.to_dict(include_self_link=False, transform_hrefs=False))
         if problem is not None:
-            raise _refusal(f"item {item.id!r} ({item.get_self_href()}) of catalog {path}", problem)
-        if collection is None or item.collection_id == collection:
-            yield item
+            raise _refusal(f"item {item.id!r} ({item.get_self_href()}) of catalog {name}", problem)
+        yield item
 
 
 def as_utc(value: date | datetime | str, end: bool) -> datetime:
