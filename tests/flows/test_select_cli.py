@@ -10,8 +10,11 @@ from pathlib import Path
 
 import numpy as np
 import pystac
+import pytest
 import shapely
 from PIL import Image
+
+from tests.conftest import shared_path
 
 
 def _run(*args: str) -> subprocess.CompletedProcess[str]:
@@ -86,18 +89,79 @@ def test_missing_arguments_are_a_clear_error() -> None:
 
 
 def test_the_uncovered_part_per_date_and_min_aoi_coverage(demo_data) -> None:
-    """The demo's swath edge leaves 38.1 % of the AOI uncovered on 2024-05-18 and 63.0 % on 2024-07-17."""
+    """The demo's swath edge leaves 38.0 % of the AOI uncovered on 2024-05-18 and 62.9 % on 2024-07-17 (38.1 and
+    63.0 % in a UTM zone, where edges were projected as chords between their vertices)."""
     args = ("--source", str(demo_data.catalog), "--aoi", str(demo_data.aoi), "--start", "2024-04-01",
             "--end", "2024-09-30", "--max-cloud", "60")  # fmt: skip
     rows = json.loads(_run(*args, "--json").stdout)
     uncovered = {r["datetime"][:10]: round(r["aoi_uncovered"], 3) for r in rows}
-    assert uncovered == {"2024-04-08": 0.0, "2024-05-18": 0.381, "2024-06-07": 0.0, "2024-07-17": 0.63,
+    assert uncovered == {"2024-04-08": 0.0, "2024-05-18": 0.38, "2024-06-07": 0.0, "2024-07-17": 0.629,
                          "2024-08-06": 0.0, "2024-08-26": 0.0, "2024-09-15": 0.0}  # fmt: skip
     table = _run(*args)
     assert table.returncode == 0, table.stderr
-    assert "AOI uncovered" in table.stdout and "38.1%" in table.stdout
+    assert "AOI uncovered" in table.stdout and "38.0%" in table.stdout
     kept = json.loads(_run(*args, "--min-aoi-coverage", "0.9", "--json").stdout)
     assert sorted({r["datetime"][:10] for r in kept}) == ["2024-04-08", "2024-06-07", "2024-08-06", "2024-08-26",
                                                          "2024-09-15"]  # fmt: skip
     shown = " ".join(_run(*args, "--min-aoi-coverage", "0.9").stdout.split())
-    assert "its date covers 61.9% of the AOI, below min_aoi_coverage 90.0%" in shown
+    assert "its date covers 62.0% of the AOI, below min_aoi_coverage 90.0%" in shown
+
+
+def test_json_writes_a_missing_cloud_cover_as_null(tmp_path: Path) -> None:
+    """Earth Search's Sentinel-1 items have no eo:cloud_cover: JSON's null, not Python's NaN (invalid JSON)."""
+    items = shared_path("stac", "earth-search__sentinel-1-grd.json")
+    result = _run("--source", str(items), "--aoi=-55,51.2,-53.5,52.5", "--start", "2024-04-19", "--end", "2024-04-19",
+                  "--json")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "NaN" not in result.stdout
+    rows = json.loads(result.stdout)
+    assert [(r["cloud_cover"], r["tile"]) for r in rows] == [(None, None), (None, None)]  # two slices of one take
+
+
+def test_a_plot_path_is_checked_before_the_work_and_named_as_written(demo_data, tmp_path: Path) -> None:
+    args = ("--source", str(demo_data.catalog), "--aoi", "11.955,48.0,12.035,48.04", "--start", "2024-04-01",
+            "--end", "2024-09-30")  # fmt: skip
+    wrong = _run(*args, "--plot", str(tmp_path / "p.xyz"))
+    assert wrong.returncode == 2 and "Traceback" not in wrong.stderr
+    assert f"--plot {tmp_path / 'p.xyz'}: matplotlib cannot write a .xyz file" in " ".join(wrong.stderr.split())
+    bare = _run(*args, "--plot", str(tmp_path / "p"))
+    assert bare.returncode == 0, bare.stderr
+    assert bare.stdout.splitlines()[-1] == f"selection plot: {tmp_path / 'p.png'}"
+    assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_select_of_a_config_with_a_saved_selection_shows_the_saved_products(demo_data, tmp_path: Path) -> None:
+    """The build uses a saved selection as it is: ``select CONFIG`` shows those products, not a new search."""
+    saved = tmp_path / "saved.json"
+    picked = _run("--source", str(demo_data.catalog), "--aoi", str(demo_data.aoi), "--start", "2024-04-01",
+                  "--end", "2024-09-30", "--dates", "2", "--out", str(saved), "--json")  # fmt: skip
+    assert picked.returncode == 0, picked.stderr
+    ids = sorted(r["id"] for r in json.loads(picked.stdout))
+    config = tmp_path / "build.yaml"
+    config.write_text(
+        f"name: saved\ncatalog:\n  source: {demo_data.catalog}\n  selection: {saved}\naoi: {demo_data.aoi}\n"
+        f"period:\n  start: 2024-04-01\n  end: 2024-09-30\nbands: [B04]\noutput:\n  path: {tmp_path / 'out'}\n"
+    )
+    shown = _run(str(config), "--json")
+    assert shown.returncode == 0, shown.stderr
+    assert sorted(r["id"] for r in json.loads(shown.stdout)) == ids
+    assert f"names a saved selection (catalog.selection: {saved})" in " ".join(shown.stderr.split())
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--aoi", "500000,4000000,510000,4010000"), "is not minx,miny,maxx,maxy in degrees"),
+        (("--aoi", "NOTVECTOR"), "cannot be read as vector data"),
+        (("--aoi", "11.955,48.0,12.035,48.04", "--kind", "stac-api"), "is not an http(s) URL"),
+        (("--aoi", "11.955,48.0,12.035,48.04", "--max-cloud", "-5"), "max_cloud is a percentage, 0..100, not -5"),
+    ],
+)
+def test_wrong_input_is_one_line_without_a_traceback(
+    demo_data, tmp_path: Path, args: tuple[str, ...], message: str
+) -> None:
+    (tmp_path / "aoi.txt").write_text("not a vector file")
+    args = tuple(str(tmp_path / "aoi.txt") if a == "NOTVECTOR" else a for a in args)
+    result = _run("--source", str(demo_data.catalog), "--start", "2024-04-01", "--end", "2024-09-30", *args)
+    assert result.returncode in (1, 2) and "Traceback" not in result.stderr
+    assert message in " ".join(result.stderr.split())

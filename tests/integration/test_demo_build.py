@@ -362,6 +362,12 @@ def test_inspect_tells_a_path_it_cannot_write_without_a_traceback(built: Path, t
     assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
     message = " ".join(result.stderr.split())
     assert f"error: {out.parent}: File exists: check that the path exists, that this user may" in message
+    wrong = CliRunner().invoke(app, ["inspect", str(built), "--out", str(tmp_path / "looks.xyz")])
+    assert wrong.exit_code == 2 and not (tmp_path / "looks.xyz").exists()
+    assert "matplotlib cannot write a .xyz file" in " ".join(wrong.output.split())
+    pdf = CliRunner().invoke(app, ["inspect", str(built), "--out", str(tmp_path / "looks.pdf"), "--samples", "2"])
+    assert pdf.exit_code == 0, pdf.output
+    assert [(tmp_path / n).read_bytes()[:4] for n in ("looks.pdf", "looks-classes.pdf")] == [b"%PDF", b"%PDF"]
 
 
 def test_open_dataset_refuses_a_dataset_that_lost_a_zarr_shard(built: Path, tmp_path: Path) -> None:

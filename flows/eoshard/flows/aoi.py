@@ -6,6 +6,7 @@ from pathlib import Path
 
 import geopandas as gpd
 import shapely
+from pyogrio.errors import DataSourceError
 from shapely.geometry import box
 
 from eoshard.pipeline.errors import GridError
@@ -14,8 +15,20 @@ from eoshard.pipeline.errors import GridError
 def read_aoi(aoi: Path | tuple[float, float, float, float]) -> tuple[shapely.Geometry, str]:
     """The AOI as one geometry and its CRS: a bbox is EPSG:4326; a file's features are unioned."""
     if isinstance(aoi, tuple):
+        minx, miny, maxx, maxy = aoi
+        if not (-180 <= minx < maxx <= 180 and -90 <= miny < maxy <= 90):
+            raise GridError(
+                f"the AOI bbox {aoi} is not minx,miny,maxx,maxy in degrees: expected -180 <= minx < maxx <= 180 "
+                "and -90 <= miny < maxy <= 90 (longitude first; for metres, give a vector file with its CRS)"
+            )
         return box(*aoi), "EPSG:4326"
-    frame = gpd.read_file(aoi)
+    try:
+        frame = gpd.read_file(aoi)
+    except (DataSourceError, ValueError) as err:
+        raise GridError(
+            f"the AOI file {aoi} cannot be read as vector data ({err}): expected a GeoJSON, GeoPackage, "
+            "Shapefile or other file GDAL reads, with polygons"
+        ) from None
     if frame.empty:
         raise GridError(f"the AOI file {aoi} holds no features: expected at least one polygon")
     if frame.crs is None:

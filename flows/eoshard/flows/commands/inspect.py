@@ -13,6 +13,7 @@ from rich.table import Table
 
 from eoshard.flows.app import app, console, say, user_errors
 from eoshard.flows.errors import FlowsError
+from eoshard.flows.figure_files import figure_path
 from eoshard.flows.words import counted
 
 if TYPE_CHECKING:
@@ -36,6 +37,8 @@ def inspect(
     from eoshard.flows.verify import read_manifest
 
     with user_errors():
+        if out is not None:
+            out = figure_path(out, "--out")
         manifest = read_manifest(dataset)
         if out is None and not os.access(dataset, os.W_OK):
             raise FlowsError(
@@ -46,7 +49,7 @@ def inspect(
 
         print_summary(dataset, manifest)
         target = out or dataset / "quicklooks.png"
-        chart = dataset / "classes.png" if out is None else out.with_name(f"{out.stem}-classes.png")
+        chart = dataset / "classes.png" if out is None else out.with_name(f"{out.stem}-classes{out.suffix}")
         if manifest["labels"]:
             _classes(dataset, manifest, ClassColours(manifest["labels"]), chart)
         shown = draw_quicklooks(dataset, manifest, target, samples)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, cast
@@ -13,6 +14,7 @@ from rich.table import Table
 from eoshard.catalog.credentials import unsigned_item_dict
 from eoshard.flows.app import app, console, errors, say, user_errors
 from eoshard.flows.config import ConfigError, load_config
+from eoshard.flows.figure_files import figure_path
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -71,10 +73,16 @@ def select_command(
     from eoshard.flows.products import api_options
 
     with user_errors():
+        if plot is not None:
+            plot = figure_path(plot, "--plot")
         if config is not None:
             cfg = load_config(config)
             source_path: str = str(cfg.catalog.source)
             source_kind = cfg.catalog.kind
+            if cfg.catalog.selection is not None:  # what the build uses: the saved products, not a search
+                source_path, source_kind = str(cfg.catalog.selection), "static"
+                say(f"{config} names a saved selection (catalog.selection: {cfg.catalog.selection}): the build "
+                    "uses its products as they are; shown here under the config's rules", errors)  # fmt: skip
             options = api_options(cfg.catalog)
             collection = collection or cfg.catalog.collection
             area, area_crs = read_aoi(cfg.aoi)
@@ -130,7 +138,16 @@ def select_command(
 
 
 def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    return [{str(k): v for k, v in row.items()} for row in frame.to_dict("records")]
+    """The table's rows; a missing value (NaN, as pandas holds it) is None, JSON's null."""
+    return [{str(k): None if _missing(v) else v for k, v in row.items()} for row in frame.to_dict("records")]
+
+
+def _missing(value: object) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _share(value: float | None) -> str:
+    return "" if value is None else f"{value:.1%}"
 
 
 def _print_table(selection: Selection) -> None:
@@ -140,6 +157,6 @@ def _print_table(selection: Selection) -> None:
     for r in _records(selection.table):
         cloud = "" if r["cloud_cover"] is None else f"{r['cloud_cover']:.1f}"
         status = "[green]selected[/]" if r["selected"] else str(r["reason"])
-        table.add_row(f"{r['datetime']:%Y-%m-%d}", str(r["tile"]), cloud, f"{r['aoi_overlap']:.1%}",
-                      f"{r['aoi_uncovered']:.1%}", status)  # fmt: skip
+        table.add_row(f"{r['datetime']:%Y-%m-%d}", r["tile"] or "", cloud, _share(r["aoi_overlap"]),
+                      _share(r["aoi_uncovered"]), status)  # fmt: skip
     console.print(table)
