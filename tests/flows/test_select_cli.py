@@ -165,3 +165,12 @@ def test_wrong_input_is_one_line_without_a_traceback(
     result = _run("--source", str(demo_data.catalog), "--start", "2024-04-01", "--end", "2024-09-30", *args)
     assert result.returncode in (1, 2) and "Traceback" not in result.stderr
     assert message in " ".join(result.stderr.split())
+
+
+def test_a_config_and_the_options_it_replaces_are_not_mixed(demo_data, tmp_path: Path) -> None:
+    config = tmp_path / "build.yaml"
+    config.write_text(f"name: x\ncatalog:\n  source: {demo_data.catalog}\naoi: {demo_data.aoi}\nbands: [B04]\n"
+                      f"period:\n  start: 2024-04-01\n  end: 2024-09-30\noutput:\n  path: {tmp_path / 'out'}\n")  # fmt: skip
+    result = _run(str(config), "--start", "2024-05-01")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "give a CONFIG or --start, not both" in " ".join(result.stderr.split())

@@ -19,7 +19,8 @@ def read_aoi(aoi: Path | tuple[float, float, float, float]) -> tuple[shapely.Geo
         if not (-180 <= minx < maxx <= 180 and -90 <= miny < maxy <= 90):
             raise GridError(
                 f"the AOI bbox {aoi} is not minx,miny,maxx,maxy in degrees: expected -180 <= minx < maxx <= 180 "
-                "and -90 <= miny < maxy <= 90 (longitude first; for metres, give a vector file with its CRS)"
+                "and -90 <= miny < maxy <= 90 (longitude first; for metres, give a vector file with its CRS; "
+                "for an AOI across the antimeridian, a vector file of its two halves)"
             )
         return box(*aoi), "EPSG:4326"
     try:

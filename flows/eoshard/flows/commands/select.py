@@ -75,6 +75,12 @@ def select_command(
     with user_errors():
         if plot is not None:
             plot = figure_path(plot, "--plot")
+        if config is not None and any((source, aoi, start, end)):
+            given = [n for n, v in (("--source", source), ("--aoi", aoi), ("--start", start), ("--end", end)) if v]
+            raise ConfigError(
+                f"give a CONFIG or {', '.join(given)}, not both: CONFIG names its catalog, AOI and period "
+                "(--max-cloud, --dates, --min-aoi-coverage and --collection may narrow it)"
+            )
         if config is not None:
             cfg = load_config(config)
             source_path: str = str(cfg.catalog.source)
