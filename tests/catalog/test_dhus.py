@@ -86,3 +86,16 @@ def test_wrong_credentials_are_named_without_the_password(dhus_replay: DhusRepla
     with pytest.raises(CredentialsError, match=r"refused the credentials .*DHUS_USER") as err:
         search(dhus_replay.url, kind="dhus", area=area, start=datetime(2015, 1, 1), end=datetime(2015, 1, 2))
     assert "hunter2-secret" not in str(err.value)
+
+
+def test_an_unreachable_mirror_says_what_to_check(monkeypatch) -> None:
+    from eoshard.catalog.dhus import search_dhus
+    from eoshard.catalog.retries import RetryPolicy
+    from eoshard.catalog.stac_api import ApiError, ApiOptions
+
+    monkeypatch.setenv("DHUS_USER", "someone")
+    monkeypatch.setenv("DHUS_PASSWORD", "secret")
+    with pytest.raises(ApiError, match=r"DHuS mirror at http://127.0.0.1:9/dhus could not be reached: .*; check the "
+                       r"URL \(the mirror's root, e.g. https://host/dhus\) and the network"):  # fmt: skip
+        search_dhus("http://127.0.0.1:9/dhus", area=RONDONIA, start=date(2018, 12, 12), end=date(2018, 12, 28),
+                    options=ApiOptions(retry=RetryPolicy(attempts=0)))  # fmt: skip

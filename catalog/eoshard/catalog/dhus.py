@@ -127,5 +127,8 @@ def search_dhus(
             "the query, or try again later"
         ) from err
     except OSError as err:
-        raise ApiError(f"the DHuS mirror at {public_url(url)} could not be reached: {err}") from err
+        raise ApiError(
+            f"the DHuS mirror at {public_url(url)} could not be reached: {err}; check the URL (the mirror's root, "
+            "e.g. https://host/dhus) and the network, or try again later"
+        ) from err
     return [item_of(uuid, product) for uuid, product in products.items()]
