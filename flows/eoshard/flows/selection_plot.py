@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")
 import geopandas as gpd
+import matplotlib.dates as mdates
 import matplotlib.pyplot as plt
+import pandas as pd
 import shapely
 from matplotlib.colors import to_rgb
 from shapely.geometry import shape
@@ -16,9 +19,17 @@ from shapely.geometry import shape
 from eoshard.catalog import Selection
 
 
-def plot_selection(selection: Selection, area: shapely.Geometry, path: Path) -> None:
-    """Write a two-panel PNG: timeline (left) and map (right)."""
+def plot_selection(
+    selection: Selection, area: shapely.Geometry, path: Path, period: tuple[date, date] | None = None
+) -> None:
+    """Write a two-panel figure: timeline (left) and map (right); the timeline spans ``period`` (and a day on each
+    side) when given, not every product the source listed."""
     table = selection.table
+    if period is not None:
+        first, last = (pd.Timestamp(d, tz="UTC") for d in period)
+        table = table[
+            (table.datetime >= first - pd.Timedelta(days=1)) & (table.datetime < last + pd.Timedelta(days=2))
+        ]
     fig, (timeline, layout) = plt.subplots(1, 2, figsize=(13, 4.5), gridspec_kw={"width_ratios": [3, 2]})
     left = table[~table.selected]
     chosen = table[table.selected]
@@ -26,6 +37,11 @@ def plot_selection(selection: Selection, area: shapely.Geometry, path: Path) -> 
     timeline.scatter(chosen.datetime, chosen.cloud_cover.fillna(0), c="tab:blue", s=30, label="selected")
     for when in sorted(set(chosen.datetime.dt.normalize())):
         timeline.axvline(when, color="tab:blue", alpha=0.25, lw=1)
+    if period is not None:
+        timeline.set_xlim(
+            pd.Timestamp(period[0]) - pd.Timedelta(days=1), pd.Timestamp(period[1]) + pd.Timedelta(days=2)
+        )
+    timeline.xaxis.set_major_formatter(mdates.ConciseDateFormatter(timeline.xaxis.get_major_locator()))
     timeline.set_ylabel("cloud cover (%)")
     timeline.set_title("products over the period")
     timeline.legend(loc="upper right")

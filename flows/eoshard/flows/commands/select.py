@@ -126,7 +126,7 @@ def select_command(
         if plot is not None:
             from eoshard.flows.selection_plot import plot_selection
 
-            plot_selection(selection, area_4326, plot)
+            plot_selection(selection, area_4326, plot, (first, last))
         if as_json:
             chosen = selection.table[selection.table.selected]
             keep = ["id", "datetime", "cloud_cover", "aoi_overlap", "valid_fraction", "tile", "aoi_uncovered"]
