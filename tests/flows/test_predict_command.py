@@ -156,3 +156,39 @@ def test_memory_stays_flat_when_the_aoi_grows_4x(demo_data, tmp_path: Path) -> N
     # windows written one at a time add what varies with thread timing: 0.3-0.8 MB measured, more on a loaded machine.
     grown, more_input = peaks[1] - peaks[0], sizes[1] - sizes[0]
     assert grown < 0.75 * more_input, (peaks, sizes)
+
+
+def test_the_model_input_is_made_of_the_products_the_build_uses(demo_data, tmp_path: Path) -> None:
+    """The search narrowed by ``eoshard select``'s rules, as the build does: tiles the AOI does not need are left
+    out (the search alone finds 15 products; the build keeps 14)."""
+    from eoshard.flows.config import load_config
+    from eoshard.flows.products import select_products
+
+    config = tmp_path / "build.yaml"
+    config.write_text(
+        f"name: same\ncatalog:\n  source: {demo_data.catalog}\n  collection: sentinel-2-l2a\n  max_cloud: 60\n"
+        f"aoi: {demo_data.aoi}\nperiod:\n  start: {PERIOD[0]}\n  end: {PERIOD[1]}\nbands: [B04]\n"
+        f"output:\n  path: {tmp_path / 'out'}\n"
+    )
+    area, crs = read_aoi(demo_data.aoi)
+    built = select_products(load_config(config), gpd.GeoSeries([area], crs=crs).to_crs(4326).iloc[0])
+    plan = _reference_stack(demo_data, n_dates=7)
+    assert plan.products == sorted(i.id for i in built) and len(plan.products) == 14
+
+
+def test_a_package_may_name_its_bands_by_common_names(demo_data) -> None:
+    """``red`` is ``B04``: the stack holds the same pixels, under the package's names."""
+    area, crs = read_aoi(demo_data.aoi)
+    area_4326 = gpd.GeoSeries([area], crs=crs).to_crs(4326).iloc[0]
+    first, last = (date.fromisoformat(d) for d in PERIOD)
+    common = ModelInput(["blue", "green", "red", "nir"], 2, 10.0, False)
+    named = plan_stack(common, str(demo_data.catalog), area, crs, area_4326, first, last, max_cloud=60)
+    plan = _reference_stack(demo_data, n_dates=2)
+    assert list(named.stack.band.values) == ["blue", "green", "red", "nir"]
+    np.testing.assert_array_equal(named.stack[:, :, :40, :40].values, plan.stack[:, :, :40, :40].values)
+
+
+def test_an_output_that_is_neither_a_tif_nor_a_zarr_is_refused_first(demo_data, tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, _args(demo_data, tmp_path / "no-package", tmp_path / "map.png"))
+    assert result.exit_code == 2 and not (tmp_path / "map.png").exists()
+    assert f"the output {tmp_path / 'map.png'} ends in .png: give a .tif" in " ".join(result.output.split())

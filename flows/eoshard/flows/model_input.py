@@ -25,8 +25,9 @@ import xarray as xr
 import zarr
 from odc.geo.geobox import GeoBox
 
-from eoshard.catalog import search, spread_dates
+from eoshard.catalog import search, select, spread_dates
 from eoshard.flows.config import ConfigError
+from eoshard.pipeline.bands import canonical_band
 from eoshard.pipeline.cube import onto_grid, open_cube
 from eoshard.pipeline.grid import grid_for_area
 
@@ -72,12 +73,20 @@ def plan_stack(
     start: date, end: date, *, collection: str | None = None, max_cloud: float | None = None,
     chunksize: int = 256,
 ) -> StackPlan:  # fmt: skip
-    """Search, cube and choose dates exactly as the build does; reads no pixels."""
+    """Search, select, cube and choose dates exactly as the build does; reads no pixels.
+
+    The products are those ``eoshard select`` and the build keep (reprocessed copies and tiles the AOI does not
+    need left out), not every product the search finds. The package's band names may be any the cube knows
+    (``red`` or ``B04``): the stack's bands carry the package's names, in its order.
+    """
     grid = grid_for_area(area, area_crs, resolution=spec.resolution)
-    items = list(search(source, area=area_4326, start=start, end=end, collection=collection, max_cloud=max_cloud))
-    cubes = open_cube(items, grid, spec.bands, chunksize=chunksize, reflectance=spec.reflectance)
-    on_base = {b: onto_grid(c, grid).sel(band=b) for c in cubes.values() for b in c.band.values if b in spec.bands}
-    stack = xr.concat([on_base[b] for b in spec.bands], dim="band").transpose("time", "band", "y", "x")
+    found = search(source, area=area_4326, start=start, end=end, collection=collection, max_cloud=max_cloud)
+    items = list(select(list(found), area_4326, start, end, max_cloud=max_cloud).items)
+    wanted = [canonical_band(b) for b in spec.bands]
+    cubes = open_cube(items, grid, wanted, chunksize=chunksize, reflectance=spec.reflectance)
+    on_base = {b: onto_grid(c, grid).sel(band=b) for c in cubes.values() for b in c.band.values if b in wanted}
+    stack = xr.concat([on_base[b] for b in wanted], dim="band").transpose("time", "band", "y", "x")
+    stack = stack.assign_coords(band=spec.bands)
     days = [date.fromisoformat(str(t)[:10]) for t in stack.time.values]
     if len(days) < spec.n_dates:
         raise ConfigError(

@@ -79,6 +79,11 @@ def predict_command(
     from eoshard.flows.model_input import ModelInput, plan_stack, write_stack
 
     with user_errors():
+        if output.suffix.lower() not in (".tif", ".tiff", ".zarr"):
+            raise ConfigError(
+                f"the output {output} ends in {output.suffix or 'no suffix'}: give a .tif (a Cloud-Optimized GeoTIFF) "
+                "or a .zarr path"
+            )
         spec = ModelInput.read(package)
         first, last = _day(start, "--start"), _day(end, "--end")
         area, area_crs = read_aoi(parse_aoi(aoi))
