@@ -448,6 +448,7 @@ def test_the_manifest_is_the_layout_value_as_written(built: Path) -> None:
 
     layout = read_layout(built)
     assert json.dumps(layout.to_manifest(), indent=2) == (built / "dataset.json").read_text()
+    assert read_layout(str(built)).to_manifest() == layout.to_manifest()  # a str, as open_dataset takes
     s2_20m = layout.groups["s2_20m"]
     assert (s2_20m.bands, s2_20m.factor, s2_20m.resolution) == (("B11",), 2, 20.0)
     assert s2_20m.grid(layout.grid).shape == tuple(-(-n // 2) for n in layout.grid.shape)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pystac
+import pytest
 import rasterio
 import shapely
 from rasterio.windows import from_bounds
@@ -77,3 +78,13 @@ def test_products_listed_out_of_time_order_need_no_reordering_in_the_graph(tmp_p
         assert [k for k in layers if k.startswith(("getitem", "reindex", "take"))] == []
         window = {"y": slice(0, 64), "x": slice(100, 164)}
         np.testing.assert_array_equal(reversed_cube.isel(window).values, cube.isel(window).values)
+
+
+def test_a_grid_no_product_touches_is_refused_not_a_cube_without_bands(tmp_path: Path) -> None:
+    from eoshard.flows.demo.products import write_demo_data
+    from eoshard.pipeline.errors import PipelineError
+
+    demo = write_demo_data(tmp_path / "demo")
+    items = list(pystac.Catalog.from_file(str(demo.catalog)).get_items(recursive=True))
+    with pytest.raises(PipelineError, match=rf"none of the {len(items)} products touches the grid"):
+        open_cube(items, grid_for_area(shapely.box(10.0, 50.0, 10.05, 50.03)), ["B04", "B11"])

@@ -113,3 +113,22 @@ def test_extract_patches_cuts_any_nested_grid_and_each_window_carries_its_grid()
         np.testing.assert_array_equal(window.values, values[patch.window(2)])
     with pytest.raises(GridError, match="the values carry no grid"):
         grid_of(xr.DataArray(values, dims=("y", "x")))
+
+
+@pytest.mark.parametrize(
+    ("area", "kwargs", "message"),
+    [
+        # the real French parcels' EPSG:3035 bounds, given without their CRS (read as degrees, an infinite grid)
+        (shapely.box(4465929, 2766390, 4473597, 2772763), {}, r"are not longitude and latitude, as its CRS EPSG"),
+        (shapely.box(11.9, 48.0, 12.0, 48.04), {"crs": "EPSG:4326"}, r"is not projected in metres .*degrees"),
+    ],
+)
+def test_grid_for_area_refuses_coordinates_and_grids_that_are_not_what_they_say(
+    area: shapely.Geometry, kwargs: dict[str, str], message: str
+) -> None:
+    from eoshard.pipeline import grid_for_area
+
+    with pytest.raises(GridError, match=message):
+        grid_for_area(area, **kwargs)  # type: ignore[arg-type]
+    grid = grid_for_area(shapely.box(4465929, 2766390, 4473597, 2772763), "EPSG:3035")
+    assert grid.crs.epsg == 32632 and grid.shape == (654, 780)

@@ -70,7 +70,19 @@ def grid_for_area(
             f"resolution {resolution} m does not divide the {alignment:g} m alignment: "
             "use 60, 20, 10, 5, 2.5 m or another divisor of 60"
         )
+    if CRS(area_crs).geographic:
+        minx, miny, maxx, maxy = area.bounds
+        if not (-180 <= minx and maxx <= 180 and -90 <= miny and maxy <= 90):  # noqa: SIM300
+            raise GridError(
+                f"the area's bounds {tuple(round(v, 3) for v in area.bounds)} are not longitude and latitude, as "
+                f"its CRS {area_crs} says: pass area_crs, the CRS its coordinates are in (e.g. a GeoDataFrame's .crs)"
+            )
     target = CRS(crs) if crs is not None else utm_crs_for(area, area_crs)
+    if target.geographic or set(target.units) != {"metre"}:
+        raise GridError(
+            f"the grid's CRS {target} is not projected in metres (its axes are in {', '.join(target.units)}): "
+            "give a projected CRS such as the UTM zone of the AOI (the default) or leave crs out"
+        )
     x0, y0, x1, y1 = reproject_area(area, area_crs, target).bounds
     snapped = BoundingBox(
         math.floor(x0 / alignment) * alignment,

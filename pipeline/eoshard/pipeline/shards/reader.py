@@ -20,8 +20,9 @@ from eoshard.pipeline.errors import DatasetError, ManifestError
 from eoshard.pipeline.shards.layout import INDEX_FILE, MANIFEST_FILE, DatasetLayout
 
 
-def read_layout(path: Path) -> DatasetLayout:
+def read_layout(path: Path | str) -> DatasetLayout:
     """The layout of the finished dataset at ``path`` (its ``dataset.json``)."""
+    path = Path(path)
     manifest = path / MANIFEST_FILE
     if not path.is_dir():
         what = "is a file, not a dataset folder" if path.exists() else "does not exist"
