@@ -46,3 +46,43 @@ def peak_in_fresh_interpreter(module: str, function: str, *args: object) -> int:
     )
     assert run.returncode == 0, run.stderr[-3000:]
     return int(run.stdout.split()[-1])
+
+
+HR = ["red", "green", "blue"]
+
+
+def fake_dataset(folder: Path, formats: dict | None = None) -> Path:
+    """A ``dataset.json`` (format 0.x: no index, no shards) with statistics for :data:`BANDS` and the HR bands,
+    two dates and classes 1..6: enough for everything that reads only the manifest."""
+    folder.mkdir(parents=True, exist_ok=True)
+    stats = {b: {"mean": 1000.0 + i, "std": 300.0 + i, "max": 4000.0} for i, b in enumerate(BANDS)}
+    stats |= {f"hr_{b}": {"mean": 80.0 + i, "std": 20.0 + i, "max": 255.0} for i, b in enumerate(HR)}
+    raw = {
+        "format_version": "0.3", "keys": [f"s{i:02d}" for i in range(20)], "dates": ["2024-05-01", "2024-06-01"],
+        "groups": {"s2_10m": {"bands": BANDS, "dtype": "uint16"}}, "patch_size": 32, "statistics": stats,
+        "labels": {"layer": "class", "classes": {str(i): f"c{i}" for i in range(1, 7)}},
+        "formats": formats or {"zarr": {"path": "data.zarr"}, "lmdb": {"path": "data.lmdb"}},
+    }  # fmt: skip
+    (folder / "dataset.json").write_text(json.dumps(raw))
+    return folder
+
+
+def fake_run(tmp: Path, sr: bool = False) -> Path:
+    """A finished ``fit`` run folder (``fit-sr`` with ``sr``) over :func:`fake_dataset`, with random weights."""
+    run = tmp / "run"
+    run.mkdir(parents=True)
+    dataset = fake_dataset(tmp / "dataset")
+    torch.manual_seed(3)
+    net = build_model("sr4", 3, 0, width=8, blocks=1) if sr else build_model("fcn", 8, 7, width=8, layers=2)
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(run / "best.safetensors"))
+    bands = ["B04", "B03", "B02"] if sr else BANDS
+    config: dict = {"architecture": "sr4" if sr else "fcn", "dataset": str(dataset), "output": str(run)}
+    config |= (
+        {"bands": bands, "hr_bands": HR, "model": {"width": 8, "blocks": 1}}
+        if sr
+        else {"model": {"width": 8, "layers": 2}}
+    )
+    stats = {"bands": bands, "mean": [1000.0] * len(bands), "std": [300.0] * len(bands)}
+    (run / "config.json").write_text(json.dumps(config))
+    (run / "stats.json").write_text(json.dumps(stats))
+    return run

@@ -137,3 +137,54 @@ def test_temporal_smp_model_trains_exports_and_reloads(shards: Path, tmp_path: P
     with torch.no_grad():
         out = package.model(sample["image"][None], sample["pad"][None], sample["dates"][None])
     assert out.shape == (1, m.n_classes, 32, 32) and torch.isfinite(out).all()
+
+
+def test_a_folder_holding_a_run_is_refused_and_a_failed_fit_leaves_it_as_it_was(
+    shards: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import yaml
+
+    run = tmp_path / "run"
+    raw = {"dataset": str(shards), "output": str(run), "architecture": "fcn", "model": {"width": 4, "layers": 1},
+           "epochs": 1, "batch_size": 16, "checkpoint_every": 2, "class_weights": None}  # fmt: skip
+    config = tmp_path / "run.yaml"
+    config.write_text(yaml.safe_dump(raw))
+    assert main(["fit", str(config)]) == 0
+    capsys.readouterr()
+    last = run / "checkpoints" / "last.pt"
+    before = {p: p.read_bytes() for p in sorted(run.rglob("*")) if p.is_file() and "tensorboard" not in p.parts}
+    assert {p.name for p in before} >= {
+        "config.json",
+        "stats.json",
+        "best.safetensors",
+        "last.pt",
+        "step-000002.pt",
+    }
+
+    def unchanged() -> bool:
+        return all(p.read_bytes() == data for p, data in before.items())
+
+    assert main(["fit", str(config)]) == 1  # a rerun would start over at epoch 1 and overwrite the checkpoints
+    assert capsys.readouterr().err == (
+        f"error: output folder {run} already holds a run (checkpoint {last}): continue it with `--resume {last}`, "
+        "or start over into another output folder or with --overwrite\n"
+    )
+    assert unchanged()
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(raw | {"model": {"widht": 8}}))
+    assert main(["fit", str(tmp_path / "bad.yaml"), "--resume", str(last)]) == 1
+    assert "model options {'widht': 8} do not fit architecture 'fcn'" in capsys.readouterr().err
+    assert unchanged()
+    (tmp_path / "wider.yaml").write_text(yaml.safe_dump(raw | {"model": {"width": 8, "layers": 1}}))
+    assert main(["fit", str(tmp_path / "wider.yaml"), "--resume", str(last)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: checkpoint {last} does not fit the model and optimiser of this config (size ")
+    assert err.endswith("resume with the config of the run that wrote it\n")
+    assert unchanged()
+    assert main(["export", str(run), str(tmp_path / "pkg")]) == 0  # the finished run still exports
+
+    (tmp_path / "two.yaml").write_text(yaml.safe_dump(raw | {"epochs": 2, "checkpoint_every": 1000}))
+    assert main(["fit", str(tmp_path / "two.yaml"), "--overwrite"]) == 0
+    printed = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert len(printed["train_loss"]) == 2  # started over: epochs 1 and 2
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["last.pt"]  # the old step checkpoints went
+    assert json.loads((run / "config.json").read_text())["epochs"] == 2

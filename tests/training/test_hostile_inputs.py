@@ -13,7 +13,7 @@ from eoshard.training.data import split_indices
 from eoshard.training.errors import DatasetFormatError, PackageError
 from eoshard.training.manifest import Manifest
 from eoshard.training.package import ITEM, load
-from tests.training.helpers import random_package
+from tests.training.helpers import HR, fake_dataset, fake_run, random_package
 
 
 def test_a_pickled_resume_file_is_refused_without_unpickling(tmp_path: Path, capsys) -> None:
@@ -58,3 +58,179 @@ def test_an_unknown_split_names_the_splits_and_leaves_no_folder(shards: Path, tm
     assert main(["evaluate", str(tmp_path / "pkg"), str(shards), str(out), "--split", "test"]) == 1  # 0 samples
     assert "holds no samples" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_a_weights_file_cannot_resume_a_run(tmp_path: Path, capsys) -> None:
+    from safetensors.torch import save_file
+
+    save_file({"net.0.weight": torch.zeros(2)}, str(tmp_path / "best.safetensors"))
+    assert main(["fit", str(tmp_path / "any.yaml"), "--resume", str(tmp_path / "best.safetensors")]) == 1
+    err = capsys.readouterr().err
+    assert err == (
+        f"error: --resume {tmp_path / 'best.safetensors'} is not a checkpoint written by `eoshard-train fit`: it "
+        "lacks ['model', 'opt', 'rng', 'sched', 'state'] (weights alone, e.g. best.safetensors, cannot resume a "
+        "run). Pass checkpoints/last.pt of a fit output folder\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "expected"),
+    [
+        ("folder.yaml", None, "cannot be read as text ([Errno 21] Is a directory"),
+        ("c.yaml", "dataset: d\noutput: [o\n", "is not valid YAML (expected ',' or ']', but got '<stream end>' at line 3, column 1)"),
+        ("c.yaml", "dataset: d\n output: o\n", "is not valid YAML (mapping values are not allowed here at line 2, column 8)"),
+        ("c.json", '{"dataset": ', "is not valid JSON (Expecting value: line 1 column 13 (char 12))"),
+    ],
+)  # fmt: skip
+def test_a_config_that_is_a_folder_or_malformed_is_one_line(
+    tmp_path: Path, capsys, name: str, text: str | None, expected: str
+) -> None:
+    path = tmp_path / name
+    if text is None:
+        path.mkdir()
+    else:
+        path.write_text(text)
+    assert main(["fit", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: config {path} {expected}") and err.count("\n") == 1
+
+
+def test_ctrl_c_during_fit_is_one_line_and_exit_130(tmp_path: Path, capsys, monkeypatch) -> None:
+    from eoshard.training import fit
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(fit, "fit", interrupted)
+    config = tmp_path / "c.yaml"
+    config.write_text("dataset: d\noutput: run\n")
+    assert main(["fit", str(config)]) == 130
+    assert capsys.readouterr().err == "interrupted: fit stopped\n"
+    (tmp_path / "run" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "run" / "checkpoints" / "last.pt").write_bytes(b"")
+    assert main(["fit", str(config)]) == 130
+    assert capsys.readouterr().err == (
+        f"interrupted: fit stopped; continue with `eoshard-train fit {config} --resume "
+        f"{tmp_path / 'run' / 'checkpoints' / 'last.pt'}`\n"
+    )
+
+
+def _lmdb_null_config(tmp_path: Path) -> Path:
+    dataset = fake_dataset(tmp_path / "zarr-only", formats={"zarr": {"path": "data.zarr"}, "lmdb": None})
+    config = tmp_path / "c.json"
+    config.write_text(
+        json.dumps({"dataset": str(dataset), "output": str(tmp_path / "run"), "architecture": "fcn"})
+    )
+    return config
+
+
+def test_a_zarr_only_dataset_read_as_lmdb_says_to_set_format_zarr(tmp_path: Path, capsys) -> None:
+    config = _lmdb_null_config(tmp_path)
+    expected = (
+        f"error: the dataset {tmp_path / 'zarr-only'} has no 'lmdb' shards (it has ['zarr']): set `format: zarr` in "
+        "the training config (evaluate: --format zarr), or rebuild it with lmdb\n"
+    )
+    assert main(["fit", str(config)]) == 1
+    assert capsys.readouterr().err == expected
+    assert not (tmp_path / "run").exists()
+    random_package(tmp_path)
+    assert main(["evaluate", str(tmp_path / "pkg"), str(tmp_path / "zarr-only"), str(tmp_path / "eval")]) == 1
+    assert capsys.readouterr().err == expected
+    assert not (tmp_path / "eval").exists()
+
+
+@pytest.mark.parametrize(
+    ("mask", "expected"),
+    [
+        ("B03 >", "mask expression 'B03 >' is not valid: invalid syntax"),
+        ("B05 > 0", "mask expression 'B05 > 0' names 'B05', which is not one of the model's bands "
+                    "['B02', 'B03', 'B04', 'B08']: use those names"),
+        ("__import__('os')", "mask expression \"__import__('os')\" uses Call: only numbers"),
+    ],
+)  # fmt: skip
+def test_export_checks_the_mask_as_predict_does(tmp_path: Path, capsys, mask: str, expected: str) -> None:
+    run = fake_run(tmp_path)
+    assert main(["export", str(run), str(tmp_path / "pkg"), "--mask", mask]) == 1
+    assert capsys.readouterr().err.startswith(f"error: {expected}")
+    assert not (tmp_path / "pkg").exists()
+    assert main(["export", str(run), str(tmp_path / "pkg"), "--mask", "B03 > B08"]) == 0
+    assert load(tmp_path / "pkg").item["properties"]["mlm:input"][0]["eoshard:mask"] == "B03 > B08"
+
+
+def test_export_of_a_fit_sr_run_writes_an_sr_package(tmp_path: Path) -> None:
+    run = fake_run(tmp_path, sr=True)
+    assert main(["export", str(run), str(tmp_path / "pkg")]) == 0
+    package = load(tmp_path / "pkg")
+    assert (package.scale, package.n_dates, package.classes) == (4, 1, {})
+    assert (package.bands, package.out_bands) == (["B04", "B03", "B02"], HR)
+    assert (package.out_mean, package.out_std) == ([80.0, 81.0, 82.0], [20.0, 21.0, 22.0])
+    output = package.item["properties"]["mlm:output"][0]
+    assert output["eoshard:scale"] == 4 and output["result"]["shape"] == [-1, 3, -1, -1]
+
+
+def _zarr_scene(path: Path) -> Path:
+    import numpy as np
+    import zarr
+
+    arr = zarr.create_array(str(path), shape=(4, 20, 20), dtype="uint16", chunks=(4, 20, 20))
+    arr[:] = np.full((4, 20, 20), 1000, dtype="uint16")
+    arr.attrs.update(
+        {"bands": ["B02", "B03", "B04", "B08"], "crs": "EPSG:32632", "transform": [10, 0, 0, 0, -10, 0]}
+    )
+    return path
+
+
+def _damage(pkg: Path, what: str) -> None:
+    weights, item = pkg / "model.safetensors", pkg / ITEM
+    if what == "truncated weights":
+        weights.write_bytes(weights.read_bytes()[:-10])
+    elif what == "missing weights":
+        weights.unlink()
+    elif what == "truncated item":
+        item.write_text(item.read_text()[:200])
+    elif what == "no mlm:input":
+        raw = json.loads(item.read_text())
+        del raw["properties"]["mlm:input"]
+        item.write_text(json.dumps(raw))
+
+
+@pytest.mark.parametrize(
+    ("args", "damage", "expected"),
+    [
+        (["--band-index", "1", "2", "3"], None, "--band-index lists 3 bands, the model needs 4 (its bands, date after date): pass 4"),
+        (["--band-index", "1", "2", "3", "5"], None, "--band-index [5] out of range: the input has bands 1 to 4"),
+        (["--band-index", "0", "2", "3", "4"], None, "--band-index [0] out of range: the input has bands 1 to 4"),
+        (["--pad", "foo"], None, "--pad 'foo' unknown: expected one of edge, reflect, symmetric, wrap, constant"),
+        ([], "truncated weights", "model.safetensors is damaged (Error while deserializing header: incomplete metadata"),
+        ([], "missing weights", "the weights file {pkg}/model.safetensors does not exist"),
+        ([], "truncated item", "{pkg}/item.json is not valid JSON (Unterminated string"),
+        ([], "no mlm:input", "{pkg}/item.json lacks or misstates a field (KeyError 'mlm:input'): expected the MLM item"),
+    ],
+)  # fmt: skip
+def test_predict_errors_are_one_line(
+    tmp_path: Path, capsys, args: list[str], damage: str | None, expected: str
+) -> None:
+    random_package(tmp_path)
+    pkg = tmp_path / "pkg"
+    if damage:
+        _damage(pkg, damage)
+    scene = _zarr_scene(tmp_path / "in.zarr")
+    assert main(["predict", str(pkg), str(scene), str(tmp_path / "out.zarr"), *args]) == 1
+    err = capsys.readouterr().err
+    assert expected.format(pkg=pkg) in err and err.startswith("error: ") and err.count("\n") == 1
+    assert not (tmp_path / "out.zarr").exists()
+
+
+@pytest.mark.needs_build  # needs rasterio (the geotiff extra)
+def test_predict_on_a_missing_tif_is_one_line_and_a_tif_output_gets_its_folder(tmp_path: Path, capsys) -> None:
+    random_package(tmp_path)
+    pkg = tmp_path / "pkg"
+    assert main(["predict", str(pkg), str(tmp_path / "absent.tif"), str(tmp_path / "out.tif")]) == 1
+    err = capsys.readouterr().err
+    assert (
+        err.startswith(f"error: {tmp_path / 'absent.tif'} cannot be opened as a GeoTIFF (")
+        and err.count("\n") == 1
+    )
+    out = tmp_path / "new" / "folder" / "out.tif"
+    assert main(["predict", str(pkg), str(_zarr_scene(tmp_path / "in.zarr")), str(out)]) == 0
+    assert out.is_file() and out.with_suffix(".qml").is_file()

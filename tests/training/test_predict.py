@@ -127,3 +127,46 @@ def test_geotiff_to_cog_keeps_georeferencing(tmp_path: Path) -> None:
         assert (src.height, src.width) == (280, 360)
         assert src.transform == Affine(2.5, 0.0, 720240.0, 0.0, -2.5, 5325240.0)
         assert src.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG"
+
+
+def _tif(path: Path, image: np.ndarray, descriptions: list[str] | None) -> Path:
+    import rasterio
+    from rasterio.transform import Affine
+
+    profile = {"driver": "GTiff", "count": image.shape[0], "height": image.shape[1], "width": image.shape[2],
+               "dtype": "uint16", "crs": "EPSG:32632", "transform": Affine(*TRANSFORM)}  # fmt: skip
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(image)
+        if descriptions is not None:
+            dst.descriptions = tuple(descriptions)
+    return path
+
+
+@pytest.mark.needs_build  # needs rasterio (the geotiff extra)
+def test_multi_date_geotiff_bands_are_matched_by_description_date_after_date(tmp_path: Path, capsys) -> None:
+    import rasterio
+
+    from eoshard.training.cli import main
+
+    package = random_package(tmp_path, n_dates=2)  # model input: B02 B03 B04 B08 of date 1, then of date 2
+    image = np.concatenate([_scene(40, 50, seed=1), _scene(40, 50, seed=2)]).astype("uint16")
+    expected = _whole(model_fn(package), image.astype("f4"), 4).argmax(0)
+    stored = image[[3, 2, 1, 0, 7, 6, 5, 4]]  # each date stored as B08 B04 B03 B02
+    src = _tif(tmp_path / "in.tif", stored, ["B08", "B04", "B03", "B02"] * 2)
+    with rasterio.open(predict(package, src, tmp_path / "out.tif", Tiling(48, 16, 4))) as out:
+        np.testing.assert_array_equal(out.read(1), expected)
+    plain = _tif(tmp_path / "plain.tif", image, None)  # no descriptions: file order, the model's order
+    with rasterio.open(predict(package, plain, tmp_path / "plain-out.tif", Tiling(48, 16, 4))) as out:
+        np.testing.assert_array_equal(out.read(1), expected)
+
+    other = _tif(tmp_path / "other.tif", stored, ["B05", "B06", "B07", "B11"] * 2)
+    assert main(["predict", str(tmp_path / "pkg"), str(other), str(tmp_path / "other-out.tif")]) == 1
+    assert capsys.readouterr().err == (
+        "error: the input's date 1 of 2 (bands 1 to 4) bands ['B05', 'B06', 'B07', 'B11'] lack the model's bands "
+        "['B02', 'B03', 'B04', 'B08']: name the bands ['B02', 'B03', 'B04', 'B08'] (GeoTIFF descriptions / Zarr "
+        "attrs 'bands') or pass --band-index\n"
+    )
+    odd = _tif(tmp_path / "odd.tif", stored[:7], ["B08", "B04", "B03", "B02", "B08", "B04", "B03"])
+    assert main(["predict", str(tmp_path / "pkg"), str(odd), str(tmp_path / "odd-out.tif")]) == 1
+    assert "the input's 7 bands do not split into the model's 2 dates" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.glob("*out.tif")) == ["out.tif", "plain-out.tif"]

@@ -10,14 +10,22 @@ from typing import Any
 
 from eoshard.training.errors import TrainingError
 
+CHECKPOINT_KEYS = {"model", "opt", "sched", "state", "rng"}  # what `fit` saves and `--resume` restores
+
 
 def _fit(args: argparse.Namespace) -> None:
     from eoshard.training.config import TrainConfig
-    from eoshard.training.fit import fit
+    from eoshard.training.fit import fit, last_checkpoint
 
     if args.resume is not None:
         _check_checkpoint(args.resume)
-    result = fit(TrainConfig.load(args.config), resume=args.resume)
+    config = TrainConfig.load(args.config)
+    try:
+        result = fit(config, resume=args.resume, overwrite=args.overwrite)
+    except KeyboardInterrupt:
+        last = last_checkpoint(Path(config.output))
+        hint = f"; continue with `eoshard-train fit {args.config} --resume {last}`" if last else ""
+        raise KeyboardInterrupt(f"fit stopped{hint}") from None
     print(
         json.dumps({"train_loss": result.train_loss, "val_loss": result.val_loss, "weights": str(result.weights)})
     )
@@ -30,7 +38,7 @@ def _check_checkpoint(path: Path) -> None:
     import torch
 
     try:
-        torch.load(path, weights_only=True, map_location="cpu")
+        ckpt = torch.load(path, weights_only=True, map_location="cpu")
     except FileNotFoundError as err:
         raise TrainingError(
             f"--resume {path} does not exist: pass checkpoints/last.pt of a fit output folder"
@@ -41,6 +49,12 @@ def _check_checkpoint(path: Path) -> None:
             f"--resume {path} is not a checkpoint written by `eoshard-train fit` ({first[:200]}); objects other "
             "than tensors are never unpickled. Pass checkpoints/last.pt of a fit output folder"
         ) from err
+    missing = sorted(CHECKPOINT_KEYS - set(ckpt)) if isinstance(ckpt, dict) else sorted(CHECKPOINT_KEYS)
+    if missing:
+        raise TrainingError(
+            f"--resume {path} is not a checkpoint written by `eoshard-train fit`: it lacks {missing} (weights alone, "
+            "e.g. best.safetensors, cannot resume a run). Pass checkpoints/last.pt of a fit output folder"
+        )
 
 
 def _run_dir(run: Path) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -51,23 +65,27 @@ def _run_dir(run: Path) -> tuple[dict[str, Any], dict[str, Any]]:
 
 
 def _export(args: argparse.Namespace) -> None:
+    from eoshard.training.bandmath import parse_mask
     from eoshard.training.manifest import Manifest
     from eoshard.training.package import export
+    from eoshard.training.sr import sr_output_facts
 
     config, stats = _run_dir(args.run)
+    if args.mask:
+        parse_mask(args.mask, stats["bands"])  # as predict checks it
     manifest = Manifest.read(config["dataset"])
     weights = args.weights or args.run / "best.safetensors"
-    export(
-        weights,
-        config,
-        stats,
-        manifest.classes,
-        len(manifest.dates),
-        manifest.patch_size,
-        args.output,
-        args.name,
-        input_facts=input_facts(manifest, args.mask),
-    )
+    facts = input_facts(manifest, args.mask)
+    if config.get("hr_bands") is not None:  # a `fit-sr` run: one date in, the HR bands out
+        export(
+            weights, config, stats, {}, 1, manifest.patch_size, args.output, args.name, input_facts=facts,
+            output_facts=sr_output_facts(manifest, config["hr_bands"]),
+        )  # fmt: skip
+    else:
+        export(
+            weights, config, stats, manifest.classes, len(manifest.dates), manifest.patch_size, args.output,
+            args.name, input_facts=facts,
+        )  # fmt: skip
     print(args.output)
 
 
@@ -140,6 +158,9 @@ def parser() -> argparse.ArgumentParser:
     f = sub.add_parser("fit", help="train a model from a YAML/JSON config")
     f.add_argument("config", type=Path)
     f.add_argument("--resume", type=Path, help="checkpoint to continue from (checkpoints/last.pt)")
+    f.add_argument(
+        "--overwrite", action="store_true", help="start over in an output folder that already holds a run"
+    )
     f.set_defaults(func=_fit)
     e = sub.add_parser("export", help="package a fit output folder: safetensors + STAC MLM item + config")
     e.add_argument("run", type=Path)
@@ -191,6 +212,9 @@ def main(argv: list[str] | None = None) -> int:
     except TrainingError as err:
         print(f"error: {message(err)}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt as err:  # Ctrl-C: one line, the shell's exit status for SIGINT
+        print(f"interrupted{f': {err}' if str(err) else ''}", file=sys.stderr)
+        return 130
     return 0
 
 

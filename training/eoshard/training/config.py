@@ -69,17 +69,7 @@ class TrainConfig(BaseModel):
     @classmethod
     def load(cls, path: str | Path) -> TrainConfig:
         path = Path(path)
-        try:
-            text = path.read_text()
-        except FileNotFoundError as err:
-            raise ConfigError(f"config {path} does not exist: pass a YAML or JSON training config") from err
-        if path.suffix in (".yaml", ".yml"):
-            import yaml
-
-            raw = yaml.safe_load(text)
-        else:
-            raw = json.loads(text)
-        config = cls.from_dict(raw)
+        config = cls.from_dict(read_config(path, "training"))
         base = path.parent
         return config.model_copy(
             update={
@@ -102,6 +92,34 @@ class TrainConfig(BaseModel):
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
+
+
+def read_config(path: Path, kind: str) -> Any:
+    """The parsed text of a YAML (``.yaml``/``.yml``) or JSON config file; a missing, unreadable or malformed
+    file is a ``ConfigError`` naming it."""
+    try:
+        text = path.read_text()
+    except FileNotFoundError as err:
+        raise ConfigError(f"config {path} does not exist: pass a YAML or JSON {kind} config") from err
+    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as err:
+        raise ConfigError(
+            f"config {path} cannot be read as text ({err}): pass a YAML or JSON {kind} config file"
+        ) from err
+    if path.suffix not in (".yaml", ".yml"):
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as err:
+            raise ConfigError(
+                f"config {path} is not valid JSON ({err}): fix it, or name a YAML file .yaml"
+            ) from err
+    import yaml
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark, problem = getattr(err, "problem_mark", None), getattr(err, "problem", None) or type(err).__name__
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise ConfigError(f"config {path} is not valid YAML ({problem}{where}): fix the syntax") from err
 
 
 def _explain(err: ValidationError) -> str:

@@ -38,7 +38,7 @@ def band_stats(manifest: Manifest, bands: Sequence[str], n_samples: int = 16) ->
         mean = np.array([stats[b]["mean"] or 0.0 for b in bands], "f4")
         std = np.array([stats[b]["std"] or 1.0 for b in bands], "f4")
         return Stats(mean, np.maximum(std, np.float32(1e-6)))
-    fmt = "zarr" if "zarr" in (manifest.raw.get("formats") or {}) else "lmdb"
+    fmt = "zarr" if (manifest.raw.get("formats") or {}).get("zarr") else "lmdb"
     reader = make_dataset(manifest, fmt, bands=bands, normalise=False)
     picks = np.linspace(0, len(reader) - 1, min(n_samples, len(reader))).astype(int)
     stack = np.stack([reader[int(i)]["image"].numpy() for i in picks])  # (S, T, C, H, W)

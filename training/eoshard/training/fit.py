@@ -144,11 +144,18 @@ def validate(
     return sum(losses) / len(val)
 
 
-def fit(config: TrainConfig, resume: str | Path | None = None, stop_after_steps: int | None = None) -> FitResult:
+def fit(
+    config: TrainConfig, resume: str | Path | None = None, stop_after_steps: int | None = None,
+    overwrite: bool = False,
+) -> FitResult:  # fmt: skip
     """Train; ``resume`` continues a checkpoint exactly; ``stop_after_steps`` interrupts (to test resume).
 
+    An output folder that already holds a run is refused unless ``resume`` continues it or ``overwrite`` starts it
+    over. Nothing is written there before the dataset, the model and the checkpoint to resume have loaded.
     Under ``torchrun`` each process trains on its share of every global batch (see ``distributed``); process 0
     writes the outputs."""
+    if resume is None and not overwrite:
+        refuse_existing_run(Path(config.output))
     config = resolve_input(config, Manifest.read(config.dataset))  # a foundation model's bands, normalisation
     runtime = distributed.start(config.device)
     before, warn = (
@@ -162,6 +169,27 @@ def fit(config: TrainConfig, resume: str | Path | None = None, stop_after_steps:
         distributed.stop(runtime)
 
 
+def last_checkpoint(out: Path) -> Path | None:
+    """The checkpoint a run in ``out`` continues from: ``checkpoints/last.pt``, else the latest step checkpoint."""
+    last = out / "checkpoints" / "last.pt"
+    steps = sorted((out / "checkpoints").glob("step-*.pt"))
+    return last if last.exists() else (steps[-1] if steps else None)
+
+
+def refuse_existing_run(out: Path) -> None:
+    """Raise when ``out`` already holds a run's checkpoints or weights (a new run would overwrite them)."""
+    last = last_checkpoint(out)
+    weights = [p.name for p in (out / "best.safetensors", out / "last.safetensors") if p.exists()]
+    if last is None and not weights:
+        return
+    held = f"checkpoint {last}" if last is not None else f"weights {weights}"
+    resume = f"continue it with `--resume {last}`, or " if last is not None else ""
+    raise ConfigError(
+        f"output folder {out} already holds a run ({held}): {resume}start over into another output folder "
+        "or with --overwrite"
+    )
+
+
 class _Run:
     """One training run's state: model, optimiser, schedule, counters; checkpoints restore all of it."""
 
@@ -170,12 +198,6 @@ class _Run:
         torch.use_deterministic_algorithms(True, warn_only=True)
         self.config, self.runtime, self.out = config, runtime, Path(config.output)
         self.manifest, self.train_set, self.val_set, stats = datasets(config)
-        if runtime.main:
-            (self.out / "checkpoints").mkdir(parents=True, exist_ok=True)
-            (self.out / "config.json").write_text(json.dumps(config.to_dict(), indent=2))
-            (self.out / "stats.json").write_text(
-                json.dumps({"bands": self.train_set.bands, "mean": stats.mean.tolist(), "std": stats.std.tolist()})
-            )
         self.model = model_for(config, self.manifest).to(runtime.device)
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         self.sched = torch.optim.lr_scheduler.CosineAnnealingLR(self.opt, T_max=max(config.epochs, 1))
@@ -192,19 +214,45 @@ class _Run:
                                       "best": float("inf"), "bad_epochs": 0, "epoch_sum": 0.0}  # fmt: skip
         if resume is not None:
             self._restore(resume)
+        if runtime.main:  # only now: a run that fails to start leaves the folder's files as they were
+            self._write_start(stats, fresh=resume is None)
         self.net = distributed.wrap(self.model, runtime)
         self.timing = {"samples": 0.0, "loader_s": 0.0, "model_s": 0.0}
 
+    def _write_start(self, stats: Stats, fresh: bool) -> None:
+        """``config.json``, ``stats.json`` and ``checkpoints/``; a ``fresh`` run (one started over with
+        ``overwrite``) first removes the checkpoints and weights of the run it replaces."""
+        (self.out / "checkpoints").mkdir(parents=True, exist_ok=True)
+        if fresh:
+            old = [
+                *(self.out / "checkpoints").glob("*.pt"),
+                self.out / "best.safetensors",
+                self.out / "last.safetensors",
+            ]
+            for path in old:
+                path.unlink(missing_ok=True)
+        (self.out / "config.json").write_text(json.dumps(self.config.to_dict(), indent=2))
+        (self.out / "stats.json").write_text(
+            json.dumps({"bands": self.train_set.bands, "mean": stats.mean.tolist(), "std": stats.std.tolist()})
+        )
+
     def _restore(self, path: str | Path) -> None:
         ckpt = torch.load(path, weights_only=True, map_location=self.runtime.device)
-        self.model.load_state_dict(ckpt["model"])
-        self.opt.load_state_dict(ckpt["opt"])
-        self.sched.load_state_dict(ckpt["sched"])
-        if self.disc is not None and self.disc_opt is not None:
-            self.disc.load_state_dict(ckpt["disc"])
-            self.disc_opt.load_state_dict(ckpt["disc_opt"])
-        self.state = json.loads(ckpt["state"])
-        torch.set_rng_state(ckpt["rng"].cpu())
+        try:
+            self.model.load_state_dict(ckpt["model"])
+            self.opt.load_state_dict(ckpt["opt"])
+            self.sched.load_state_dict(ckpt["sched"])
+            if self.disc is not None and self.disc_opt is not None:
+                self.disc.load_state_dict(ckpt["disc"])
+                self.disc_opt.load_state_dict(ckpt["disc_opt"])
+            self.state = json.loads(ckpt["state"])
+            torch.set_rng_state(ckpt["rng"].cpu())
+        except (KeyError, RuntimeError, ValueError, TypeError) as err:
+            first = (str(err).strip().splitlines() or [type(err).__name__])[-1].strip()[:300]
+            raise ConfigError(
+                f"checkpoint {path} does not fit the model and optimiser of this config ({first}): resume with "
+                "the config of the run that wrote it"
+            ) from err
 
     def checkpoint(self, name: str) -> None:
         if not self.runtime.main:

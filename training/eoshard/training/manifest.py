@@ -88,10 +88,14 @@ class Manifest:
         raise DatasetFormatError(f"band {band!r} is not in the dataset; it has {self.bands}")
 
     def format_path(self, fmt: str) -> Path:
-        formats = self.raw.get("formats") or {}
+        formats = {k: v for k, v in (self.raw.get("formats") or {}).items() if v is not None}  # "lmdb": null
         if fmt not in formats:
+            other = next((f for f in sorted(formats) if f != fmt), None)
+            use = (
+                f"set `format: {other}` in the training config (evaluate: --format {other}), or " if other else ""
+            )
             raise DatasetFormatError(
-                f"the dataset has no {fmt!r} shards (it has {sorted(formats)}); rebuild with it"
+                f"the dataset {self.root} has no {fmt!r} shards (it has {sorted(formats)}): {use}rebuild it with {fmt}"
             )
         return self.root / formats[fmt].get("path", f"data.{fmt}")
 

@@ -57,7 +57,8 @@ def need_rasterio() -> Any:
 
 
 def open_writer(spec: OutputSpec) -> Any:
-    """The writer for ``spec.path``: a COG for ``.tif``/``.tiff``, else a Zarr array."""
+    """The writer for ``spec.path`` (its folder made if missing): a COG for ``.tif``/``.tiff``, else a Zarr array."""
+    spec.path.parent.mkdir(parents=True, exist_ok=True)
     return write_cog(spec) if spec.path.suffix.lower() in (".tif", ".tiff") else write_zarr(spec)
 
 

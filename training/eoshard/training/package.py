@@ -80,12 +80,10 @@ def _rebuilt(config: dict[str, Any]) -> dict[str, Any]:
 
 def _check_outputs(weights: Path, config: dict[str, Any], n_bands: int, n_dates: int, n_out: int) -> None:
     """The weights must fit the architecture with ``n_out`` output channels (the class list of the item)."""
-    from safetensors.torch import load_file
-
     arch = config["architecture"]
     model = build_model(arch, in_channels(arch, n_bands, n_dates), n_out, **_rebuilt(config))
     try:
-        model.load_state_dict(load_file(str(weights)))
+        model.load_state_dict(read_weights(weights))
     except RuntimeError as err:
         raise PackageError(
             f"{weights} does not fit {arch!r} with {n_bands} bands x {n_dates} dates in and {n_out} channels out "
@@ -163,12 +161,28 @@ def _through_stac_model(props: dict[str, Any]) -> tuple[list[str], dict[str, Any
     return [SCHEMA_URI], {k: v for k, v in written.items() if v is not None}
 
 
+def read_weights(path: Path) -> dict[str, torch.Tensor]:
+    """The tensors of a safetensors file; a truncated or damaged one is a ``PackageError``."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path))
+    except SafetensorError as err:
+        raise PackageError(f"{path} is damaged ({err}): copy or export the weights again") from err
+
+
 def _check_safetensors(path: Path) -> None:
     """Refuse anything but a safetensors file (8-byte header length + JSON header); name pickles as such."""
-    with path.open("rb") as f:
-        head = f.read(8)
-        size = int.from_bytes(head, "little") if len(head) == 8 else 0
-        header = f.read(size) if 0 < size < 100_000_000 else b""
+    try:
+        with path.open("rb") as f:
+            head = f.read(8)
+            size = int.from_bytes(head, "little") if len(head) == 8 else 0
+            header = f.read(size) if 0 < size < 100_000_000 else b""
+    except FileNotFoundError as err:
+        raise PackageError(
+            f"the weights file {path} does not exist: pass a safetensors file, or export the package again"
+        ) from err
     try:
         json.loads(header)
     except ValueError as err:
@@ -193,36 +207,65 @@ def _inside(folder: Path, href: str) -> Path:
     return path
 
 
-def load(folder: str | Path) -> ModelPackage:
-    """Load a package written by :func:`export`; pickled weights are refused."""
-    from safetensors.torch import load_file
-
-    folder = Path(folder)
+def _read_json(folder: Path, name: str) -> dict[str, Any]:
+    path = folder / name
     try:
-        item = json.loads((folder / ITEM).read_text())
-        config = json.loads((folder / CONFIG).read_text())
+        value = json.loads(path.read_text())
     except FileNotFoundError as err:
         raise PackageError(f"{folder} is not a model package: {err.filename} is missing") from err
-    weight_assets = [a for a in item["assets"].values() if "mlm:model" in a.get("roles", [])]
-    if not weight_assets:
+    except (OSError, ValueError) as err:  # a folder, unreadable, truncated, not JSON
+        raise PackageError(
+            f"{path} is not valid JSON ({err}): export the package again with `eoshard-train export`"
+        ) from err
+    if not isinstance(value, dict):
+        raise PackageError(f"{path} holds a {type(value).__name__}, not a JSON object: export the package again")
+    return value
+
+
+def _facts(folder: Path, item: dict[str, Any]) -> dict[str, Any]:
+    """What ``load`` needs from the MLM item; a missing or malformed field is a ``PackageError`` naming it."""
+    try:
+        props = item["properties"]
+        inp, output = props["mlm:input"][0], props["mlm:output"][0]
+        weight_assets = [a for a in item["assets"].values() if "mlm:model" in a.get("roles", [])]
+        out_scaling = output.get("eoshard:value_scaling")
+        return {
+            "assets": weight_assets, "arch": str(props["mlm:architecture"]), "bands": list(inp["bands"]),
+            "n_dates": int(inp["eoshard:n_dates"]), "n_classes": int(output["result"]["shape"][1]),
+            "classes": {c["value"]: c["name"] for c in output.get("classification:classes", [])},
+            "mean": [s["mean"] for s in inp["value_scaling"]], "std": [s["stddev"] for s in inp["value_scaling"]],
+            "out_bands": output.get("eoshard:bands"),
+            "out_mean": [s["mean"] for s in out_scaling] if out_scaling else None,
+            "out_std": [s["stddev"] for s in out_scaling] if out_scaling else None,
+        }  # fmt: skip
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError) as err:
+        raise PackageError(
+            f"{folder / ITEM} lacks or misstates a field ({type(err).__name__} {err}): expected the MLM item `eoshard-train "
+            "export` writes (mlm:architecture, mlm:input with bands, eoshard:n_dates and value_scaling, mlm:output "
+            "with result.shape); export the package again"
+        ) from err
+
+
+def load(folder: str | Path) -> ModelPackage:
+    """Load a package written by :func:`export`; pickled weights are refused."""
+    folder = Path(folder)
+    item, config = _read_json(folder, ITEM), _read_json(folder, CONFIG)
+    facts = _facts(folder, item)
+    if not facts["assets"]:
         raise PackageError(f"{folder / ITEM} has no asset with role mlm:model")
-    weights = _inside(folder, str(weight_assets[0]["href"]))
+    weights = _inside(folder, str(facts["assets"][0]["href"]))
     _check_safetensors(weights)
-    props = item["properties"]
-    inp = props["mlm:input"][0]
-    arch = props["mlm:architecture"]
-    classes = {c["value"]: c["name"] for c in props["mlm:output"][0].get("classification:classes", [])}
-    bands, n_dates = inp["bands"], int(inp["eoshard:n_dates"])
-    n_classes = props["mlm:output"][0]["result"]["shape"][1]
-    model = build_model(arch, in_channels(arch, len(bands), n_dates), n_classes, **_rebuilt(config))
-    model.load_state_dict(load_file(str(weights)))
+    arch, bands, n_dates = facts["arch"], facts["bands"], facts["n_dates"]
+    model = build_model(arch, in_channels(arch, len(bands), n_dates), facts["n_classes"], **_rebuilt(config))
+    try:
+        model.load_state_dict(read_weights(weights))
+    except RuntimeError as err:
+        raise PackageError(
+            f"{weights} does not fit the model {folder / ITEM} describes ({str(err).splitlines()[-1].strip()}): "
+            "export the package again"
+        ) from err
     model.eval()
-    scaling = inp["value_scaling"]
-    output = props["mlm:output"][0]
-    out_scaling = output.get("eoshard:value_scaling")
     return ModelPackage(
-        model, arch, bands, n_dates, [s["mean"] for s in scaling], [s["stddev"] for s in scaling], classes,
-        4 if arch == "sr4" else 1, item, output.get("eoshard:bands"),
-        [s["mean"] for s in out_scaling] if out_scaling else None,
-        [s["stddev"] for s in out_scaling] if out_scaling else None,
+        model, arch, bands, n_dates, facts["mean"], facts["std"], facts["classes"], 4 if arch == "sr4" else 1,
+        item, facts["out_bands"], facts["out_mean"], facts["out_std"],
     )  # fmt: skip

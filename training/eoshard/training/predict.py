@@ -21,6 +21,9 @@ from eoshard.training.models import forward
 from eoshard.training.package import ModelPackage
 
 Reader = Callable[[int, int, int, int], np.ndarray]  # (row, col, height, width) -> (C, h, w), padded
+# numpy.pad modes beyond the scene edges (not "empty": its values are undefined)
+PAD_MODES = ("edge", "reflect", "symmetric", "wrap", "constant", "mean", "median", "minimum", "maximum",
+             "linear_ramp")  # fmt: skip
 
 
 @dataclass(frozen=True)

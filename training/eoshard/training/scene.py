@@ -9,10 +9,10 @@ from typing import Any
 
 import numpy as np
 
-from eoshard.training.errors import InputError
+from eoshard.training.errors import ConfigError, InputError
 from eoshard.training.outputs import OutputSpec, need_rasterio, open_writer
 from eoshard.training.package import ModelPackage
-from eoshard.training.predict import Reader, Tiling, blend, model_fn, padded_read
+from eoshard.training.predict import PAD_MODES, Reader, Tiling, blend, model_fn, padded_read
 
 
 @dataclass(frozen=True)
@@ -27,41 +27,64 @@ class Scene:
     nodata: float | None = None  # the input's nodata value (NaN for float scenes), None when it declares none
 
 
-def _pick(names: Sequence[str | None], wanted: list[str], n_dates: int, index: Sequence[int] | None) -> list[int]:
-    """0-based channel indices: explicit (1-based) ``index``, else names matched to the model's bands."""
+def _pick(
+    names: Sequence[str | None], wanted: list[str], n_dates: int, index: Sequence[int] | None, n_channels: int
+) -> list[int]:
+    """0-based channel indices of the model's input (``n_dates`` x ``wanted``, date after date): the explicit
+    (1-based) ``index``, else the bands named in ``names`` (each date's block of channels in turn), else, where no
+    channel is named, the channels in order."""
+    need = n_dates * len(wanted)
     if index:
-        return [i - 1 for i in index]
-    if n_dates == 1 and all(b in names for b in wanted):
-        return [list(names).index(b) for b in wanted]
-    if len(names) == n_dates * len(wanted):
-        return list(range(len(names)))
+        return _checked_index(index, need, n_channels)
+    if any(names):
+        return _by_name(names, wanted, n_dates)
+    if len(names) == need:
+        return list(range(need))
     raise InputError(
-        f"cannot pick the model's bands {wanted} x {n_dates} dates from an input with bands {list(names)}; "
-        "name the bands (GeoTIFF descriptions / Zarr attrs 'bands') or pass --band-index"
+        f"the input has {len(names)} unnamed bands, the model needs {len(wanted)} bands {wanted} x {n_dates} dates "
+        f"= {need}: name the bands (GeoTIFF descriptions / Zarr attrs 'bands') or pass --band-index"
     )
+
+
+def _checked_index(index: Sequence[int], need: int, n_channels: int) -> list[int]:
+    if len(index) != need:
+        raise InputError(
+            f"--band-index lists {len(index)} bands, the model needs {need} (its bands, date after date): pass {need}"
+        )
+    wrong = [i for i in index if not 1 <= i <= n_channels]
+    if wrong:
+        raise InputError(f"--band-index {wrong} out of range: the input has bands 1 to {n_channels}")
+    return [i - 1 for i in index]
+
+
+def _by_name(names: Sequence[str | None], wanted: list[str], n_dates: int) -> list[int]:
+    """Channels of ``wanted`` found by name in each of ``n_dates`` equal blocks of ``names`` (dates in turn)."""
+    if len(names) % n_dates:
+        raise InputError(
+            f"the input's {len(names)} bands do not split into the model's {n_dates} dates of equal band count: "
+            "store the dates one after the other, each with the same bands, or pass --band-index"
+        )
+    per = len(names) // n_dates
+    picked = []
+    for t in range(n_dates):
+        block = list(names[t * per : (t + 1) * per])
+        missing = [b for b in wanted if b not in block]
+        if missing:
+            where = f"date {t + 1} of {n_dates} (bands {t * per + 1} to {(t + 1) * per}) " if n_dates > 1 else ""
+            raise InputError(
+                f"the input's {where}bands {block} lack the model's bands {missing}: name the bands {wanted} "
+                "(GeoTIFF descriptions / Zarr attrs 'bands') or pass --band-index"
+            )
+        picked += [t * per + block.index(b) for b in wanted]
+    return picked
 
 
 def open_scene(path: Path, package: ModelPackage, index: Sequence[int] | None = None, pad: str = "edge") -> Scene:
     """A GeoTIFF/COG (by suffix .tif/.tiff) or a Zarr array/group (array ``image``), bands picked per the model."""
+    if pad not in PAD_MODES:
+        raise ConfigError(f"--pad {pad!r} unknown: expected one of {', '.join(PAD_MODES)} (numpy.pad modes)")
     if path.suffix.lower() in (".tif", ".tiff"):
-        rasterio = need_rasterio()
-        from rasterio.windows import Window
-
-        src = rasterio.open(path)
-        chans = [i + 1 for i in _pick(src.descriptions, package.bands, package.n_dates, index)]
-
-        def read_tif(r: int, c: int, h: int, w: int) -> np.ndarray:
-            return np.asarray(src.read(chans, window=Window(c, r, w, h)))
-
-        t = src.transform
-        return Scene(
-            padded_read(read_tif, src.height, src.width, pad),
-            src.height,
-            src.width,
-            src.crs.to_wkt(),
-            [t.a, t.b, t.c, t.d, t.e, t.f],
-            src.nodata,
-        )
+        return _open_tif(path, package, index, pad)
     import zarr
 
     try:
@@ -73,10 +96,12 @@ def open_scene(path: Path, package: ModelPackage, index: Sequence[int] | None = 
     if arr.ndim not in (3, 4):
         raise InputError(f"{path}: expected a (C, H, W) or (T, C, H, W) array, got shape {arr.shape}")
     names = list(attrs.get("bands", [None] * arr.shape[-3]))
-    per_date = arr.ndim == 4
-    wanted = _pick(names if not per_date else names * arr.shape[0], package.bands, package.n_dates, index)
-    if per_date and not index:
-        wanted = [t * arr.shape[1] + names.index(b) for t in range(package.n_dates) for b in package.bands]
+    if arr.ndim == 4:  # (T, C, H, W): the model's dates are the first ones
+        if arr.shape[0] < package.n_dates and not index:
+            raise InputError(f"{path} holds {arr.shape[0]} dates, the model needs {package.n_dates}")
+        names = names * min(arr.shape[0], package.n_dates)
+    n_channels = int(np.prod(arr.shape[:-2]))
+    wanted = _pick(names, package.bands, package.n_dates, index, n_channels)
 
     def read_zarr(r: int, c: int, h: int, w: int) -> np.ndarray:
         block = np.asarray(arr[..., r : r + h, c : c + w]).reshape(-1, h, w)
@@ -88,6 +113,31 @@ def open_scene(path: Path, package: ModelPackage, index: Sequence[int] | None = 
         padded_read(read_zarr, h, w, pad), h, w, attrs.get("crs"), attrs.get("transform"),
         None if nodata is None else float(nodata),
     )  # fmt: skip
+
+
+def _open_tif(path: Path, package: ModelPackage, index: Sequence[int] | None, pad: str) -> Scene:
+    rasterio = need_rasterio()
+    from rasterio.errors import RasterioIOError
+    from rasterio.windows import Window
+
+    try:
+        src = rasterio.open(path)
+    except RasterioIOError as err:
+        raise InputError(f"{path} cannot be opened as a GeoTIFF ({err}): pass an existing GeoTIFF/COG") from err
+    chans = [i + 1 for i in _pick(src.descriptions, package.bands, package.n_dates, index, src.count)]
+
+    def read_tif(r: int, c: int, h: int, w: int) -> np.ndarray:
+        return np.asarray(src.read(chans, window=Window(c, r, w, h)))
+
+    t = src.transform
+    return Scene(
+        padded_read(read_tif, src.height, src.width, pad),
+        src.height,
+        src.width,
+        src.crs.to_wkt() if src.crs else None,
+        [t.a, t.b, t.c, t.d, t.e, t.f],
+        src.nodata,
+    )
 
 
 def valid_pixels(block: np.ndarray, nodata: float | None) -> np.ndarray:

@@ -19,9 +19,9 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F  # noqa: N812 - the usual torch spelling
-import yaml
 from torch import nn
 
+from eoshard.training.config import read_config
 from eoshard.training.errors import ConfigError, DatasetFormatError
 from eoshard.training.manifest import Manifest
 from eoshard.training.models import Discriminator, build_model, gradient_penalty
@@ -50,7 +50,9 @@ class SRConfig:
     @classmethod
     def load(cls, path: str | Path) -> SRConfig:
         path = Path(path)
-        raw = yaml.safe_load(path.read_text())
+        raw = read_config(path, "super-resolution")
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{path}: a super-resolution config is a mapping, got {type(raw).__name__}")
         for key in ("dataset", "output", "perceptual_weights"):
             if raw.get(key) is not None:
                 raw[key] = str((path.parent / raw[key]).resolve())
@@ -252,15 +254,20 @@ def _package(config: SRConfig, manifest: Manifest, pairs: Pairs, out: Path) -> P
     raw = {"architecture": "sr4", **asdict(config)}
     (out / "config.json").write_text(json.dumps(raw, indent=2))
     (out / "stats.json").write_text(json.dumps(stats, indent=2))
-    output = {
-        "eoshard:bands": config.hr_bands, "eoshard:scale": SCALE,
-        "eoshard:value_scaling": [{"type": "z-score", "mean": m, "stddev": s} for m, s in zip(*pairs.hr_stats, strict=True)],
-    }  # fmt: skip
     facts = input_facts(manifest, None) | {"eoshard:n_dates": 1}
     return export(
         out / "best.safetensors", raw, stats, {}, 1, manifest.patch_size, out / "package", "eoshard-sr4",
-        input_facts=facts, output_facts=output,
+        input_facts=facts, output_facts=sr_output_facts(manifest, config.hr_bands),
     )  # fmt: skip
+
+
+def sr_output_facts(manifest: Manifest, hr_bands: list[str]) -> dict[str, Any]:
+    """The ``mlm:output`` facts of an SR package: the HR bands it writes, the scale and their z-score."""
+    mean, std = _stats(manifest, [f"hr_{b}" for b in hr_bands])
+    return {
+        "eoshard:bands": list(hr_bands), "eoshard:scale": SCALE,
+        "eoshard:value_scaling": [{"type": "z-score", "mean": m, "stddev": s} for m, s in zip(mean, std, strict=True)],
+    }  # fmt: skip
 
 
 def ssim(a: torch.Tensor, b: torch.Tensor, data_range: float) -> torch.Tensor:
