@@ -170,3 +170,31 @@ def test_multi_date_geotiff_bands_are_matched_by_description_date_after_date(tmp
     assert main(["predict", str(tmp_path / "pkg"), str(odd), str(tmp_path / "odd-out.tif")]) == 1
     assert "the input's 7 bands do not split into the model's 2 dates" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.glob("*out.tif")) == ["out.tif", "plain-out.tif"]
+
+
+@pytest.mark.needs_build  # needs rasterio (the geotiff extra)
+def test_the_class_maps_stac_item_has_its_footprint_and_the_inputs_period(tmp_path: Path) -> None:
+    """STAC requires a datetime, or a start and an end: the period of the scene's dates (``eoshard predict``'s Zarr
+    says them); and the footprint, in longitude and latitude, of the map's grid."""
+    import json
+
+    from rasterio.warp import transform_bounds
+
+    src = _zarr_input(tmp_path / "in.zarr", _scene(70, 90)[[3, 0, 1, 2]])
+    zarr.open_array(str(src), mode="r+").attrs["dates"] = ["2024-05-18T10:20:21", "2024-07-17T10:20:21"]
+    package = random_package(tmp_path)
+    out = predict(package, src, tmp_path / "classes.tif", Tiling(48, 16, 4))
+    item = json.loads(out.with_suffix(".json").read_text())
+    x0, y1 = TRANSFORM[2], TRANSFORM[5]
+    expected = transform_bounds("EPSG:32632", "EPSG:4326", x0, y1 - 70 * 10, x0 + 90 * 10, y1, densify_pts=21)
+    assert item["bbox"] == pytest.approx(list(expected), abs=1e-12)
+    assert item["geometry"]["type"] == "Polygon" and item["geometry"]["coordinates"][0][2] == pytest.approx(
+        list(expected[2:]), abs=1e-12
+    )
+    assert item["properties"] == {"datetime": None, "start_datetime": "2024-05-18T10:20:21Z",
+                                  "end_datetime": "2024-05-18T10:20:21Z"}  # fmt: skip
+    assert item["assets"]["classes"]["proj:shape"] == [70, 90]
+    undated = predict(package, _zarr_input(tmp_path / "undated.zarr", _scene(70, 90)), tmp_path / "u.tif",
+                      Tiling(48, 16, 4))  # fmt: skip
+    props = json.loads(undated.with_suffix(".json").read_text())["properties"]
+    assert props["datetime"] is not None and props["datetime"] == props["created"]

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import colorsys
 import json
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 from xml.sax.saxutils import quoteattr
 
 CLASSIFICATION_SCHEMA = "https://stac-extensions.github.io/classification/v2.0.0/schema.json"
+PROJECTION_SCHEMA = "https://stac-extensions.github.io/projection/v2.0.0/schema.json"
 CLASS_NODATA = 255  # the class map is uint8; classes are 0..254
 
 
@@ -56,22 +59,56 @@ def write_qml(path: Path, names: dict[int, str]) -> Path:
     return path
 
 
-def write_classification(path: Path, raster: Path, names: dict[int, str], crs: str | None) -> Path:
-    """A STAC Item (``classification`` extension) describing the class map ``raster``."""
+def write_classification(
+    path: Path,
+    raster: Path,
+    names: dict[int, str],
+    crs: str | None,
+    transform: list[float] | None = None,
+    shape: tuple[int, int] | None = None,
+    dates: list[str] | None = None,
+) -> Path:
+    """A STAC Item (``classification`` extension) describing the class map ``raster``: its footprint in
+    longitude and latitude (when its grid is known), the period of the input's ``dates`` (else the time it was
+    made, as ``datetime``), and its classes."""
     colours = class_colours(sorted(names))
     classes = [
         {"value": k, "name": names[k], "color_hint": "{:02X}{:02X}{:02X}".format(*colours[k])}
         for k in sorted(names)
     ]
-    item = {
-        "type": "Feature", "stac_version": "1.1.0", "stac_extensions": [CLASSIFICATION_SCHEMA],
-        "id": raster.stem, "geometry": None, "bbox": None, "links": [],
-        "properties": {"datetime": None, "start_datetime": None, "end_datetime": None},
-        "assets": {"classes": {
-            "href": f"./{raster.name}", "type": "image/tiff; application=geotiff; profile=cloud-optimized",
-            "roles": ["data"], "classification:classes": classes,
-            "raster:bands": [{"nodata": CLASS_NODATA, "data_type": "uint8"}], "proj:wkt2": crs,
-        }},
+    asset: dict[str, Any] = {
+        "href": f"./{raster.name}", "type": "image/tiff; application=geotiff; profile=cloud-optimized",
+        "roles": ["data"], "classification:classes": classes,
+        "raster:bands": [{"nodata": CLASS_NODATA, "data_type": "uint8"}], "proj:wkt2": crs,
     }  # fmt: skip
+    item: dict[str, Any] = {
+        "type": "Feature", "stac_version": "1.1.0", "stac_extensions": [CLASSIFICATION_SCHEMA, PROJECTION_SCHEMA],
+        "id": raster.stem, "geometry": None, "links": [], "properties": _when(dates), "assets": {"classes": asset},
+    }  # fmt: skip
+    if crs and transform and shape:
+        asset.update({"proj:shape": list(shape), "proj:transform": list(transform[:6])})
+        item["bbox"] = list(_bounds_4326(crs, transform, shape))
+        west, south, east, north = item["bbox"]
+        ring = [[west, south], [east, south], [east, north], [west, north], [west, south]]
+        item["geometry"] = {"type": "Polygon", "coordinates": [ring]}
     path.write_text(json.dumps(item, indent=2))
     return path
+
+
+def _when(dates: list[str] | None) -> dict[str, Any]:
+    """STAC's time of an item: the period of the input's dates, else now (``datetime`` may be null only beside a
+    start and an end)."""
+    if dates:
+        stamps = sorted(d if d.endswith("Z") or "+" in d[10:] else f"{d}Z" for d in dates)
+        return {"datetime": None, "start_datetime": stamps[0], "end_datetime": stamps[-1]}
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return {"datetime": now, "created": now}
+
+
+def _bounds_4326(crs: str, transform: list[float], shape: tuple[int, int]) -> tuple[float, float, float, float]:
+    from rasterio.warp import transform_bounds
+
+    a, _, c, _, e, f = transform[:6]
+    height, width = shape
+    xs, ys = (c, c + a * width), (f, f + e * height)
+    return transform_bounds(crs, "EPSG:4326", min(xs), min(ys), max(xs), max(ys), densify_pts=21)

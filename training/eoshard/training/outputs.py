@@ -34,6 +34,7 @@ class OutputSpec:
     classes: dict[int, str] | None = None  # a class map's classes (codes are output values)
     band_names: list[str] | None = None  # band descriptions (super-resolution keeps the input bands)
     chunk: int = 256  # Zarr chunk side: the blocks written, so no chunk is read back and rewritten
+    dates: list[str] | None = None  # the input's dates (its period goes into a class map's STAC Item)
 
     @property
     def nodata(self) -> float:
@@ -125,4 +126,12 @@ def write_cog(spec: OutputSpec) -> Iterator[Write]:
         copy(tmp_path, spec.path, driver="COG", compress="deflate", overview_resampling=resampling, **options)
     if spec.classes is not None:
         write_qml(spec.path.with_suffix(".qml"), spec.names)
-        write_classification(spec.path.with_suffix(".json"), spec.path, spec.names, spec.crs)
+        write_classification(
+            spec.path.with_suffix(".json"),
+            spec.path,
+            spec.names,
+            spec.crs,
+            spec.transform,
+            (height, width),
+            spec.dates,
+        )

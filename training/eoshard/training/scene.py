@@ -25,6 +25,7 @@ class Scene:
     crs: str | None
     transform: list[float] | None
     nodata: float | None = None  # the input's nodata value (NaN for float scenes), None when it declares none
+    dates: list[str] | None = None  # the acquisition times of the input, where it says (``eoshard predict``'s)
 
 
 def _pick(
@@ -111,8 +112,15 @@ def open_scene(path: Path, package: ModelPackage, index: Sequence[int] | None = 
     nodata = attrs.get("nodata")
     return Scene(
         padded_read(read_zarr, h, w, pad), h, w, attrs.get("crs"), attrs.get("transform"),
-        None if nodata is None else float(nodata),
+        None if nodata is None else float(nodata), _dates(attrs.get("dates"), package.n_dates),
     )  # fmt: skip
+
+
+def _dates(value: Any, n_dates: int) -> list[str] | None:
+    """The dates of a scene's attrs the model reads (its first ``n_dates``), as ISO strings; None if it names none."""
+    if not isinstance(value, list) or not value:
+        return None
+    return [str(d) for d in value[:n_dates]]
 
 
 def _open_tif(path: Path, package: ModelPackage, index: Sequence[int] | None, pad: str) -> Scene:
@@ -193,6 +201,7 @@ def predict(
     spec = OutputSpec(
         Path(output), (n_out if floats else 1, scene.height * s, scene.width * s), "float32" if floats else "uint8",
         scene.crs, transform, None if floats else package.classes, (package.out_bands or package.bands) if sr else None, tiling.block * s,
+        scene.dates,
     )  # fmt: skip
     with open_writer(spec) as write:
         for row, col, values in blend(run, scene.read, scene.height, scene.width, n_out, tiling, s):
