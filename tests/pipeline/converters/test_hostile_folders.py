@@ -193,3 +193,20 @@ def test_cli_refuses_a_hostile_folder_without_traceback(tmp_path: Path, tamper: 
     assert "Traceback" not in result.stdout + result.stderr
     assert expected in " ".join(result.stderr.split())
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("fmt", [Format.lmdb, Format.zarr])
+@pytest.mark.parametrize("made", [True, False])
+def test_a_conversion_that_fails_halfway_leaves_the_target_as_it_found_it(
+    client: Client, tmp_path: Path, fmt: Format, made: bool
+) -> None:
+    """Real Hydro patches (12 bands) read as EuroSAT-MS (13) fail after the target was opened: the target is new
+    again (or empty, as it was given), and the right converter then writes into it."""
+    target = tmp_path / "out"
+    if not made:
+        target.mkdir()
+    hydro = shared_path("rico-hdl", "Hydro")
+    with pytest.raises(ConversionError, match=r"has 12 bands, expected at least 13"):
+        run_conversion("eurosat-ms", {"eurosat-ms": hydro}, target, fmt, client)
+    assert target.exists() != made and (made or _files(target) == [])
+    assert run_conversion("hydro", {"hydro": hydro}, target, fmt, client) > 0

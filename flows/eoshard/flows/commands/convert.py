@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator, Sequence
 from enum import StrEnum
 from pathlib import Path
@@ -71,12 +72,29 @@ def run_conversion(dataset: str, roots: dict[str, Path | None], target: Path, fm
         return run(read_batch, group, chunk)
 
     columns = (TextColumn("converting {task.description}"), BarColumn(), MofNCompleteColumn(), *time_columns())
-    with Progress(*columns, console=console) as progress:
-        task = progress.add_task(dataset, total=total)
-        advance = lambda n: progress.advance(task, n)  # noqa: E731
-        if fmt is Format.lmdb:
-            return write_lmdb(target, found, encode, advance)
-        return write_zarr(target, found, read, advance)
+    created = not target.exists()
+    try:
+        with Progress(*columns, console=console) as progress:
+            task = progress.add_task(dataset, total=total)
+            advance = lambda n: progress.advance(task, n)  # noqa: E731
+            if fmt is Format.lmdb:
+                return write_lmdb(target, found, encode, advance)
+            return write_zarr(target, found, read, advance)
+    except BaseException:  # the target was new or empty (check_target): what it holds now is this run's, half done
+        _remove_partial(target, created)
+        raise
+
+
+def _remove_partial(target: Path, created: bool) -> None:
+    """Empty ``target`` (remove it if this run made it), so that the same command can run again."""
+    if created:
+        shutil.rmtree(target, ignore_errors=True)
+        return
+    for child in target.iterdir() if target.is_dir() else ():
+        if child.is_dir():
+            shutil.rmtree(child, ignore_errors=True)
+        else:
+            child.unlink(missing_ok=True)
 
 
 def _convert(dataset: str, roots: dict[str, Path | None], target: Path, fmt: Format, scheduler: str | None,
