@@ -117,10 +117,14 @@ def test_predict_needs_enough_dates(demo_data, tmp_path: Path) -> None:
     package = _package(tmp_path, n_dates=40)
     result = CliRunner().invoke(app, _args(demo_data, package, tmp_path / "x.tif"))
     assert result.exit_code == 2  # a config error
-    assert (
-        "the model expects 40 dates but the catalog has" in " ".join(result.output.split())
-        and "Traceback" not in result.output
-    )
+    shown = " ".join(result.output.split())
+    assert "the model expects 40 dates but the catalog has 7" in shown and "Traceback" not in result.output
+    assert "from 2024-04-01 to 2024-09-30 (max cloud 60 %): widen the period or raise --max-cloud" in shown
+    args = _args(demo_data, package, tmp_path / "x.tif")
+    args[args.index("--start") + 1], args[args.index("--end") + 1] = PERIOD[1], PERIOD[0]
+    reversed_period = CliRunner().invoke(app, args)
+    assert reversed_period.exit_code == 2
+    assert "--end 2024-04-01 is before --start 2024-09-30: swap them" in " ".join(reversed_period.output.split())
 
 
 @pytest.mark.slow

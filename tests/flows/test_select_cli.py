@@ -155,6 +155,10 @@ def test_select_of_a_config_with_a_saved_selection_shows_the_saved_products(demo
         (("--aoi", "NOTVECTOR"), "cannot be read as vector data"),
         (("--aoi", "11.955,48.0,12.035,48.04", "--kind", "stac-api"), "is not an http(s) URL"),
         (("--aoi", "11.955,48.0,12.035,48.04", "--max-cloud", "-5"), "max_cloud is a percentage, 0..100, not -5"),
+        (
+            ("--aoi", "11.955,48.0,12.035,48.04", "--end", "2024-03-01"),
+            "--end 2024-03-01 is before --start 2024-04-01",
+        ),
     ],
 )
 def test_wrong_input_is_one_line_without_a_traceback(

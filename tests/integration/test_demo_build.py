@@ -522,6 +522,17 @@ def test_open_dataset_reads_one_sample_not_its_shard(built: Path, monkeypatch: p
     np.testing.assert_array_equal(ds["class"].isel(sample=[1, 4, 9]).values, group["class"][:][slots[[1, 4, 9]]])
 
 
+def test_sample_image_names_the_keys_and_images_there_are(built: Path) -> None:
+    from eoshard.pipeline import DatasetError, open_dataset, sample_image
+
+    ds = open_dataset(built)
+    first = str(ds.sample.values[0])
+    with pytest.raises(DatasetError, match=rf"no sample 'nope': give one of its keys .*'{first}'"):
+        sample_image(ds, "nope", "s2_10m")
+    with pytest.raises(DatasetError, match=r"no image 'time_mask': its images are \['class', .*'s2_10m'"):
+        sample_image(ds, first, "time_mask")
+
+
 def test_eoshard_open_dataset_at_the_top_level_is_the_pipeline_reader(built: Path) -> None:
     import eoshard
     import eoshard.pipeline

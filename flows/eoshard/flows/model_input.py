@@ -91,7 +91,8 @@ def plan_stack(
     if len(days) < spec.n_dates:
         raise ConfigError(
             f"the model expects {spec.n_dates} dates but the catalog has {len(days)} acquisitions over the AOI "
-            f"from {start} to {end} (max cloud {max_cloud}): widen the period or raise --max-cloud"
+            f"from {start} to {end}{'' if max_cloud is None else f' (max cloud {max_cloud:g} %)'}: widen the "
+            "period" + ("" if max_cloud is None else " or raise --max-cloud")
         )
     keep = spread_dates(days, spec.n_dates, start, end) if len(days) > spec.n_dates else list(range(len(days)))
     stack = stack.isel(time=sorted(keep))

@@ -86,6 +86,8 @@ def predict_command(
             )
         spec = ModelInput.read(package)
         first, last = _day(start, "--start"), _day(end, "--end")
+        if last < first:
+            raise ConfigError(f"--end {last} is before --start {first}: swap them")
         area, area_crs = read_aoi(parse_aoi(aoi))
         area_4326 = gpd.GeoSeries([area], crs=area_crs).to_crs(4326).iloc[0]
         if scene_only and scene is None:

@@ -108,6 +108,8 @@ def select_command(
                 first, last = date.fromisoformat(start), date.fromisoformat(end)
             except ValueError as err:
                 raise ConfigError(f"--start/--end must be dates like 2024-04-01: {err}") from err
+            if last < first:
+                raise ConfigError(f"--end {last} is before --start {first}: swap them")
         area_4326 = gpd.GeoSeries([area], crs=area_crs).to_crs(4326).iloc[0]
         if resolve_kind(source_path, source_kind) == "static":
             items = list(read_static_items(source_path, collection))  # every item, so every drop has a reason

@@ -143,8 +143,13 @@ def class_flags(labels: LabelLayout) -> dict[str, object]:
 def sample_image(ds: xr.Dataset, key: str, group: str) -> xr.DataArray:
     """Sample ``key`` of ``group`` (a band group, a label layer or ``hr``) with ``y``/``x`` coordinates and its
     ``GeoBox`` (``.odc.geobox``): ``sample_image(ds, key, "s2_10m").isel(time=0).sel(band="B04").plot()``."""
-    if group not in ds.data_vars:
-        raise DatasetError(f"the dataset has no array {group!r}; it has {sorted(map(str, ds.data_vars))}")
+    images = sorted(str(n) for n, v in ds.data_vars.items() if {"x", f"x_{n}"} & {str(d) for d in v.dims})
+    if group not in images:
+        raise DatasetError(f"the dataset has no image {group!r}: its images are {images}")
+    if key not in ds.indexes["sample"]:
+        raise DatasetError(
+            f"the dataset has no sample {key!r}: give one of its keys (ds.sample.values, e.g. {ds.sample.values[0]!r})"
+        )
     values = ds[group].sel(sample=key)
     suffix = "" if "y" in values.dims else f"_{group}"
     renames = {f"y{suffix}": "y", f"x{suffix}": "x", f"band{suffix}": "band"}
