@@ -164,7 +164,7 @@ def test_memory_stays_flat_when_the_aoi_grows_4x(demo_data, tmp_path: Path) -> N
 
 def test_the_model_input_is_made_of_the_products_the_build_uses(demo_data, tmp_path: Path) -> None:
     """The search narrowed by ``eoshard select``'s rules, as the build does: tiles the AOI does not need are left
-    out (the search alone finds 15 products; the build keeps 14)."""
+    out (the search alone finds 15 products; the build keeps 12)."""
     from eoshard.flows.config import load_config
     from eoshard.flows.products import select_products
 
@@ -177,7 +177,7 @@ def test_the_model_input_is_made_of_the_products_the_build_uses(demo_data, tmp_p
     area, crs = read_aoi(demo_data.aoi)
     built = select_products(load_config(config), gpd.GeoSeries([area], crs=crs).to_crs(4326).iloc[0])
     plan = _reference_stack(demo_data, n_dates=7)
-    assert plan.products == sorted(i.id for i in built) and len(plan.products) == 14
+    assert plan.products == sorted(i.id for i in built) and len(plan.products) == 12
 
 
 def test_a_package_may_name_its_bands_by_common_names(demo_data) -> None:

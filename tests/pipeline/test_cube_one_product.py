@@ -86,5 +86,7 @@ def test_a_grid_no_product_touches_is_refused_not_a_cube_without_bands(tmp_path:
 
     demo = write_demo_data(tmp_path / "demo")
     items = list(pystac.Catalog.from_file(str(demo.catalog)).get_items(recursive=True))
-    with pytest.raises(PipelineError, match=rf"none of the {len(items)} products touches the grid"):
+    with pytest.raises(
+        PipelineError, match=rf"none of the {len(items)} products has pixels of \[.B04.\] on the grid"
+    ):
         open_cube(items, grid_for_area(shapely.box(10.0, 50.0, 10.05, 50.03)), ["B04", "B11"])

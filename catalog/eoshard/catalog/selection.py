@@ -19,7 +19,8 @@ from eoshard.catalog.errors import EmptySelectionError, InvalidQueryError
 from eoshard.catalog.records import ProductRecord, record_of
 
 _EPS = 1e-9
-MIN_GAIN = 1e-3  # a product adding less than 0.1 % of the AOI to its date's cover is not taken
+MIN_GAIN = 1e-3  # a product adding less than 0.1 % of the AOI to its date's cover is not taken...
+MIN_GAIN_OF_PRODUCT = 1e-2  # ...unless that is at least 1 % of its own footprint (an AOI much larger than a tile)
 
 
 @dataclass(frozen=True)
@@ -294,7 +295,7 @@ def _clearest_cover(
     (unknown cloud counts as fully cloudy), ties to the larger new area, then the first in time/id order, among
     the products that add more than a sliver; it stops when none does. So a 98.6 %-cloud tile covering the whole
     AOI loses to two clearer tiles that cover it together, and is kept only for the part they leave uncovered.
-    A sliver adds less than ``MIN_GAIN`` of the AOI or, for an AOI larger than the product, of the product's own
+    A sliver adds less than ``MIN_GAIN`` of the AOI and less than ``MIN_GAIN_OF_PRODUCT`` of the product's own
     footprint (a strip between footprints is not worth a product; a whole tile in a continent-sized AOI is).
     """
     remaining, chosen = aoi, []
@@ -303,7 +304,7 @@ def _clearest_cover(
         scored = []
         for i, r in enumerate(candidates):
             gain = remaining.intersection(geom_of[r.id]).area
-            if gain < MIN_GAIN * min(aoi.area, geom_of[r.id].area):
+            if gain < MIN_GAIN * aoi.area and gain < MIN_GAIN_OF_PRODUCT * geom_of[r.id].area:
                 continue
             clear = 1.0 - (100.0 if r.cloud_cover is None else r.cloud_cover) / 100.0
             scored.append((gain * clear, gain, -i, r))

@@ -8,12 +8,10 @@ from typing import Any, Literal
 
 import numpy as np
 import pystac
-import shapely
 import stackstac
 import xarray as xr
 from odc.geo.geobox import GeoBox
 from rasterio.enums import Resampling
-from shapely.geometry import shape
 
 from eoshard.pipeline.cube_odc import odc_band_group
 from eoshard.pipeline.errors import BandError, PipelineError
@@ -126,7 +124,6 @@ def open_cube(
         raise PipelineError(f"unknown cube engine {engine!r}: use one of {', '.join(ENGINES)}")
     if not items:
         raise PipelineError("no products to build a cube from: the selection is empty")
-    _refuse_a_grid_off_the_products(items, grid)
     base = abs(grid.resolution.x)
     cubes = {}
     for sensor, (products, wanted) in split_by_sensor([stackstac_ready(i) for i in items], bands).items():
@@ -143,6 +140,7 @@ def open_cube(
                 products, sub, group, chunksize=max(64, int(chunksize / factor)), resampling=resampling,
                 dtype=kind, engine=engine, nodata=nodata,
             )  # fmt: skip
+            _refuse_missing_bands(cube, group, products, sub)
             if reflectance and sensor == S2:
                 cube = to_reflectance(cube)
             elif reflectance and sensor == LS:
@@ -151,22 +149,17 @@ def open_cube(
     return cubes
 
 
-def _refuse_a_grid_off_the_products(items: Sequence[pystac.Item | Mapping[str, Any]], grid: GeoBox) -> None:
-    """A grid no product's footprint touches would come back as a cube without bands (stackstac) or of nodata."""
-    extent = grid.extent.to_crs("EPSG:4326").geom
-    for item in items:
-        if isinstance(item, pystac.Item):
-            geometry, bbox = item.geometry, item.bbox
-        else:
-            geometry, bbox = item.get("geometry"), item.get("bbox")
-        footprint = shape(geometry) if geometry else shapely.box(*bbox[:2], *bbox[-2:]) if bbox else None
-        if footprint is None or footprint.intersects(extent):
-            return
-    x0, y0, x1, y1 = extent.bounds
-    raise PipelineError(
-        f"none of the {len(items)} products touches the grid (its bounds in degrees: {x0:.4f}, {y0:.4f}, "
-        f"{x1:.4f}, {y1:.4f}): the grid lies outside their footprints; check the AOI and its CRS, or the products"
-    )
+def _refuse_missing_bands(cube: xr.DataArray, group: Sequence[str], products: Sequence[Any], grid: GeoBox) -> None:
+    """stackstac drops the assets whose footprint (``proj:bbox``, ``proj:transform``) misses the grid: a grid no
+    product touches came back as a cube without bands."""
+    missing = [b for b in group if b not in {str(v) for v in cube.band.values}]
+    if missing:
+        x0, y0, x1, y1 = grid.extent.to_crs("EPSG:4326").boundingbox
+        raise PipelineError(
+            f"none of the {len(products)} products has pixels of {missing} on the grid (its bounds in degrees: "
+            f"{x0:.4f}, {y0:.4f}, {x1:.4f}, {y1:.4f}): the grid lies outside their footprints; check the AOI and "
+            "its CRS, or the products"
+        )
 
 
 def _default_nodata(dtype: str) -> float:
