@@ -234,3 +234,15 @@ def test_predict_on_a_missing_tif_is_one_line_and_a_tif_output_gets_its_folder(t
     out = tmp_path / "new" / "folder" / "out.tif"
     assert main(["predict", str(pkg), str(_zarr_scene(tmp_path / "in.zarr")), str(out)]) == 0
     assert out.is_file() and out.with_suffix(".qml").is_file()
+
+
+def test_predict_into_a_path_that_is_neither_tif_nor_zarr_is_refused(tmp_path: Path, capsys) -> None:
+    """``x.png`` became a Zarr folder named x.png."""
+    random_package(tmp_path)
+    out = tmp_path / "map.png"
+    assert main(["predict", str(tmp_path / "pkg"), str(_zarr_scene(tmp_path / "in.zarr")), str(out)]) == 1
+    err = capsys.readouterr().err
+    assert (
+        err == f"error: the output {out} ends in .png: give a .tif (a Cloud-Optimized GeoTIFF) or a .zarr path\n"
+    )
+    assert not out.exists()

@@ -186,6 +186,11 @@ def predict(
     """
     from eoshard.training.bandmath import evaluate_mask, parse_mask
 
+    if Path(output).suffix.lower() not in (".tif", ".tiff", ".zarr"):
+        raise ConfigError(
+            f"the output {output} ends in {Path(output).suffix or 'no suffix'}: give a .tif (a Cloud-Optimized "
+            "GeoTIFF) or a .zarr path"
+        )
     scene = open_scene(Path(source), package, index, pad)
     s = package.scale
     sr = s > 1
