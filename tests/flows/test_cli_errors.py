@@ -141,3 +141,49 @@ def test_build_takes_its_scheduler_from_dask_scheduler_address_and_checks_it_fir
     result = _run("build", str(config_for()), env={"DASK_SCHEDULER_ADDRESS": "http://127.0.0.1:8787/status"})
     _assert_clean_failure(result, 1, "'http://127.0.0.1:8787/status' is not a Dask scheduler address")
     assert "products" not in result.stdout  # nothing was planned
+
+
+FIBOA = ("parcels", "fiboa")
+
+
+@pytest.mark.parametrize(
+    ("labels", "code", "fragments"),
+    [
+        # real Austrian parcels against the Bavarian demo AOI: a dataset of background alone, said before any pixel
+        ({"path": ("at", "inspire_schlaege_2025-1_polygon.gpkg.zip"), "class_column": "SNAR_CODE"}, 2,
+         ["labels: none of the 100 polygons of", "overlaps the AOI", "check the AOI and the label file"]),
+        # a misspelt name column failed after every shard was written
+        ({"path": ("..", "si_raba_lulc_88polygons_epsg32633.gpkg"), "class_column": "LULC_ID",
+          "class_name_column": "lulc_name"}, 2,
+         ["has no column 'lulc_name' (labels.class_name_column); it has", "'LULC_NAME'"]),
+    ],
+)  # fmt: skip
+def test_labels_that_would_fail_late_or_say_nothing_are_refused_first(
+    config_for, labels: dict[str, object], code: int, fragments: list[str]
+) -> None:
+    from tests.conftest import shared_path
+
+    path = shared_path(*FIBOA, *labels.pop("path"))  # type: ignore[misc]
+    result = _run("build", str(config_for(labels={"path": str(path), **labels})))
+    _assert_clean_failure(result, code, *fragments)
+    assert "shard" not in result.stdout  # refused while planning
+
+
+def test_labels_of_points_and_geoparquet_labels(config_for, tmp_path: Path) -> None:
+    """Points are no label polygons (said, not built as background); GeoParquet is read by geopandas (GDAL's
+    Parquet driver is optional and absent here)."""
+    import geopandas as gpd
+
+    from tests.conftest import shared_path
+
+    parcels = gpd.read_file(shared_path("parcels", "si_raba_lulc_88polygons_epsg32633.gpkg"))
+    points = tmp_path / "points.gpkg"
+    parcels.assign(geometry=parcels.geometry.representative_point()).to_file(points)
+    _assert_clean_failure(
+        _run("build", str(config_for(labels={"path": str(points), "class_column": "LULC_ID"}))), 2,
+        f"labels: {points} holds no polygons (its geometries: Point)",
+    )  # fmt: skip
+    parquet = tmp_path / "parcels.parquet"
+    parcels.to_parquet(parquet)
+    result = _run("build", str(config_for(labels={"path": str(parquet), "class_column": "LULC_ID"})))
+    _assert_clean_failure(result, 2, f"labels: none of the 88 polygons of {parquet} overlaps the AOI")

@@ -174,3 +174,35 @@ def test_the_parcels_within_an_area_give_its_windows_the_same_layers() -> None:
         np.testing.assert_array_equal(label_window(within, window), label_window(source, window))
     outside = grid[0:30, 0:40]  # a window the area does not hold: the parcels it needs are not all there
     assert not np.array_equal(label_window(within, outside), label_window(source, outside))
+
+
+def test_parcel_ids_that_are_not_integers_are_refused_by_name() -> None:
+    """Real Danish parcels: their field numbers (``Marknr``, "1-0"; in id order, as the parcels are sorted) are
+    text; the parcel_id layer is int64 (it
+    raised numpy's ValueError, and empty or fractional ids were cast silently)."""
+    from eoshard.pipeline.errors import PipelineError
+    from eoshard.pipeline.grid import grid_for_area
+
+    dk = gpd.read_file(shared_path("parcels", "fiboa", "dk", "Marker_2026.zip"))
+    grid = grid_for_area(dk.union_all(), dk.crs)
+    with pytest.raises(
+        PipelineError, match=r"parcel id column 'Marknr' holds text \(e.g. \['1-0', '1-1', '1-12'\]\)"
+    ):
+        label_source(dk, grid, class_column="Afgkode", id_column="Marknr")
+    cases = {"empty id\\(s\\)": [1.0, np.nan], "fractions": [215.5, 3.0], "numbers past int64": [2.0**64, 3.0]}
+    for what, ids in cases.items():
+        two = dk.iloc[:2].assign(pid=ids)
+        with pytest.raises(PipelineError, match=rf"parcel id column 'pid' holds .*{what}"):
+            label_source(two, grid, class_column="Afgkode", id_column="pid")
+    text_numbers = dk.iloc[:2].assign(pid=["0042", " 7"])
+    assert sorted(label_source(text_numbers, grid, class_column="Afgkode", id_column="pid").ids) == [7, 42]
+
+
+def test_class_codes_past_the_int32_layer_are_refused() -> None:
+    from eoshard.pipeline.classes import ClassColumnError
+    from eoshard.pipeline.grid import grid_for_area
+
+    dk = gpd.read_file(shared_path("parcels", "fiboa", "dk", "Marker_2026.zip")).iloc[:2]
+    grid = grid_for_area(dk.union_all(), dk.crs)
+    with pytest.raises(ClassColumnError, match=r"holds codes past the int32 class layer \(e.g. \[5000000000\]"):
+        label_source(dk.assign(hcat=[5_000_000_000, 3]), grid, class_column="hcat")

@@ -17,7 +17,6 @@ import pystac
 import xarray as xr
 from distributed import Client
 from odc.geo.geobox import GeoBox
-from pyogrio.errors import DataSourceError
 from rasterio.enums import Resampling
 
 from eoshard.catalog import EmptySelectionError, search
@@ -25,6 +24,7 @@ from eoshard.catalog.credentials import redact_url
 from eoshard.catalog.stac_api import ApiOptions
 from eoshard.flows.aoi import read_aoi
 from eoshard.flows.config import BuildConfig, ConfigError
+from eoshard.flows.label_files import check_labels, read_labels
 from eoshard.flows.masking import resolve_bands, resolve_mask
 from eoshard.flows.products import find_products, select_products
 from eoshard.flows.redaction import public_config
@@ -230,6 +230,7 @@ def plan_build(
     if config.labels is not None:
         # prepared once (repaired with one warning): the labels, the patch selection and the shard sources share it
         parcels = prepare_parcels(read_labels(config), grid, config.labels.class_column)
+        check_labels(config, parcels, grid)
         labels = rasterize_labels(
             parcels,
             label_grid(config, grid),
@@ -533,24 +534,3 @@ def _took_over(holder: LockInfo) -> None:
     logging.getLogger(__name__).warning(
         "the build %s no longer runs: its lock is taken over and its committed shards are kept", holder.describe()
     )
-
-
-def read_labels(config: BuildConfig) -> gpd.GeoDataFrame:
-    """The label features of ``config.labels``; a file that cannot be read, or holds none, is a ``ConfigError``."""
-    assert config.labels is not None
-    path, layer = config.labels.path, config.labels.layer
-    try:
-        parcels = gpd.read_file(path, layer=layer)
-    except (DataSourceError, OSError, ValueError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ConfigError(
-            f"labels: {path} cannot be read as vector data ({first}); expected a GeoPackage, GeoJSON, Shapefile or "
-            "GeoParquet file of label polygons"
-        ) from err
-    if parcels.empty:
-        where = f" (layer {layer})" if layer else ""
-        raise ConfigError(
-            f"labels: {path}{where} holds no features: expected polygons with the column "
-            f"{config.labels.class_column!r}; give the file that holds them, or remove `labels:` to build without"
-        )
-    return parcels

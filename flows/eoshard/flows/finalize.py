@@ -7,9 +7,8 @@ import shutil
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-import geopandas as gpd
-
 from eoshard.flows.config import BuildConfig
+from eoshard.flows.label_files import read_labels
 from eoshard.pipeline.classes import encode_classes
 from eoshard.pipeline.faults import fault_point
 from eoshard.pipeline.reflectance import product_radiometry
@@ -60,12 +59,12 @@ def _class_names(plan: BuildPlan) -> dict[str, str]:
     labels = plan.config.labels
     if labels is None:
         return {}
-    parcels = gpd.read_file(labels.path, layer=labels.layer, ignore_geometry=True)
+    parcels = read_labels(plan.config, geometry=False)
     _, names = encode_classes(parcels[labels.class_column], labels.class_codes, labels.class_column)
     if names or not labels.class_name_column:  # a text class column: its names and their codes
         return {str(code): name for code, name in sorted(names.items())}
-    pairs = parcels[[labels.class_column, labels.class_name_column]].drop_duplicates()
-    return {str(int(c)): str(n) for c, n in sorted(pairs.itertuples(index=False, name=None))}
+    pairs = parcels[[labels.class_column, labels.class_name_column]].dropna().drop_duplicates()
+    return {str(int(c)): str(n) for c, n in sorted(pairs.itertuples(index=False, name=None), key=lambda p: p[0])}
 
 
 def _hr_manifest(plan: BuildPlan) -> dict[str, Any] | None:

@@ -44,6 +44,7 @@ def encode_classes(
                 f"labels.class_codes maps names to codes, but class column {column!r} already holds integer "
                 "codes: remove class_codes"
             )
+        _fit_int32(numbers, f"class column {column!r}")
         return values.to_numpy().astype(np.int64), {}
     names = values.where(values.notna(), "").astype(str).str.strip()  # blank or missing: background (0)
     named = sorted(set(names) - {""})
@@ -57,7 +58,20 @@ def encode_classes(
         codes = {str(k): int(v) for k, v in mapping.items()}
         if any(code <= 0 for code in codes.values()):
             raise ClassColumnError("labels.class_codes must map names to codes of 1 or more: 0 is the background")
+        _fit_int32(np.array(list(codes.values()), dtype=np.float64), "labels.class_codes")
     else:
         codes = {name: i for i, name in enumerate(named, start=1)}
     out = names.map({**codes, "": 0}).to_numpy().astype(np.int64)
     return out, {codes[name]: name for name in named}
+
+
+def _fit_int32(codes: np.ndarray, where: str) -> None:
+    """The class layer is int32: a code past it would wrap (EuroCrops' 10-digit HCAT codes do)."""
+    limits = np.iinfo(np.int32)
+    past = sorted({int(c) for c in codes if not limits.min <= c <= limits.max})
+    if past:
+        raise ClassColumnError(
+            f"{where} holds codes past the int32 class layer (e.g. {past[:3]}; it holds "
+            f"{limits.min}..{limits.max}): map the classes to smaller codes (a text column with labels.class_codes, "
+            "or a column of your own)"
+        )

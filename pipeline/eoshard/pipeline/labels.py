@@ -14,6 +14,7 @@ from typing import Any, Literal
 import dask.array as da
 import geopandas as gpd
 import numpy as np
+import pandas as pd
 import xarray as xr
 from odc.geo.geobox import GeoBox
 
@@ -77,10 +78,39 @@ def label_source(
         prepared = prepared.sort_values(id_column, kind="stable")
     geoms = prepared.geometry.to_numpy()
     codes, _ = encode_classes(prepared[class_column], class_codes, class_column)
-    ids = prepared[id_column].to_numpy().astype(np.int64) if id_column else np.zeros(len(prepared), np.int64)
+    ids = parcel_ids(prepared[id_column], id_column) if id_column else np.zeros(len(prepared), np.int64)
     compare = ids if double_by == "id" else codes
     names = tuple(n for n in LAYERS if n != "parcel_id" or id_column is not None)
     return LabelSource(geoms, codes, ids, compare, background, names)
+
+
+def parcel_ids(values: pd.Series, column: str) -> np.ndarray:
+    """The parcel ids as int64, or a ``PipelineError`` that names the column and what it holds instead: text, empty
+    ids, fractions or numbers past int64 would be cut, wrapped or fail deep in the build. Text that is all whole
+    numbers (``"0042"``) is read as numbers."""
+
+    def refuse(what: str, examples: list[Any]) -> PipelineError:
+        return PipelineError(
+            f"the parcel id column {column!r} holds {what} (e.g. {examples[:3]}): parcel ids are integers (the "
+            "parcel_id layer is int64); name an integer column as labels.id_column, or leave it out"
+        )
+
+    if values.isna().any():
+        rows = list(values.index[values.isna()][:3])
+        raise refuse(f"{int(values.isna().sum())} empty id(s)", [f"row {r}" for r in rows])
+    if not pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
+        text = values.astype(str).str.strip()
+        numeric = pd.to_numeric(text, errors="coerce")
+        if numeric.isna().any():
+            raise refuse("text", list(dict.fromkeys(text[numeric.isna()].tolist())))
+        values = numeric
+    numbers = values.to_numpy()
+    if numbers.dtype.kind == "f" and not np.array_equal(numbers, np.round(numbers)):
+        raise refuse("fractions", sorted({float(v) for v in numbers[numbers != np.round(numbers)]}))
+    past = [v for v in numbers.tolist() if not -(2**63) <= v < 2**63]
+    if past:
+        raise refuse("numbers past int64", past)
+    return numbers.astype(np.int64)
 
 
 def rasterize_labels(
