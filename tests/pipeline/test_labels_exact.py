@@ -206,3 +206,23 @@ def test_class_codes_past_the_int32_layer_are_refused() -> None:
     grid = grid_for_area(dk.union_all(), dk.crs)
     with pytest.raises(ClassColumnError, match=r"holds codes past the int32 class layer \(e.g. \[5000000000\]"):
         label_source(dk.assign(hcat=[5_000_000_000, 3]), grid, class_column="hcat")
+
+
+def test_a_missing_geometry_is_dropped_not_counted_as_repaired() -> None:
+    import warnings
+
+    from eoshard.pipeline.grid import grid_for_area
+    from eoshard.pipeline.labels import prepare_parcels
+
+    si = gpd.read_file(shared_path("parcels", "si_raba_lulc_88polygons_epsg32633.gpkg"))
+    grid = grid_for_area(si.union_all(), si.crs)
+    bow_tie = Polygon([(0, 0), (1, 1), (1, 0), (0, 1)])
+    si.loc[0, "geometry"] = shapely.affinity.translate(bow_tie, *si.geometry.iloc[0].centroid.coords[0])
+    si.loc[1, "geometry"] = None
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        prepared = prepare_parcels(si, grid, "LULC_ID")
+    assert [str(w.message) for w in said] == [
+        "1 of 87 label geometries were invalid and were repaired with make_valid"
+    ]
+    assert len(prepared) == 87 and prepared.geometry.is_valid.all()

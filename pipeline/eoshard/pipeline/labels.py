@@ -38,6 +38,7 @@ def prepare_parcels(parcels: gpd.GeoDataFrame, grid: GeoBox, class_column: str) 
     if parcels.crs is None:
         raise PipelineError("the labels have no CRS: write one into the file (e.g. with ogr2ogr -a_srs)")
     out = parcels.to_crs(str(grid.crs))
+    out = out[out.geometry.notna() & ~out.geometry.is_empty]  # nothing to repair or rasterize
     invalid = ~out.geometry.is_valid
     if invalid.any():
         warnings.warn(
@@ -46,7 +47,7 @@ def prepare_parcels(parcels: gpd.GeoDataFrame, grid: GeoBox, class_column: str) 
             stacklevel=2,
         )
         out.loc[invalid, "geometry"] = out.geometry[invalid].make_valid()
-    return out[~out.geometry.is_empty & out.geometry.notna()]
+    return out[~out.geometry.is_empty]
 
 
 def _label_block(source: LabelSource, grid: GeoBox, block_info: dict[Any, Any] | None = None) -> np.ndarray:
