@@ -124,7 +124,11 @@ def _equal_area(
 ) -> tuple[list[shapely.Geometry], shapely.Geometry]:
     """The footprints and the AOI in a Lambert azimuthal equal-area projection centred on the AOI: areas are
     exact at any AOI size (a UTM zone's are not, far from it; an AOI wider or taller than 90 degrees is projected
-    with Lambert's cylindrical equal-area projection instead). Edges are straight in longitude and latitude (GeoJSON), so they are densified to 0.1 degree first: projected as chords, the edges that products and AOIs share at different vertices part by slivers (0.14 % of an AOI)."""
+    with Lambert's cylindrical equal-area projection instead).
+
+    Edges are straight in longitude and latitude (GeoJSON), so they are densified to 0.1 degree first: projected
+    as chords, the edges that products and AOIs share at different vertices parted by slivers (0.14 % of an AOI).
+    """
     minx, miny, maxx, maxy = aoi.bounds
     if maxx - minx > 90 or maxy - miny > 90:  # beyond a hemisphere the azimuthal one tears: a global one
         crs = "+proj=cea +lon_0=0 +lat_ts=0 +datum=WGS84 +units=m +no_defs"
