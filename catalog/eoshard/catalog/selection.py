@@ -175,8 +175,9 @@ def select(
             "(minx,miny,maxx,maxy with minx < maxx and miny < maxy)"
         )
     geom_of = {r.id: fp for r, fp in zip(records, footprints, strict=True)}
-    overlap = {r.id: geom_of[r.id].intersection(aoi).area / aoi.area for r in records}
-    inside = {r.id: geom_of[r.id].intersection(aoi).area / max(geom_of[r.id].area, _EPS) for r in records}
+    shared = dict(zip(geom_of, shapely.area(shapely.intersection(list(geom_of.values()), aoi)), strict=True))
+    overlap = {r.id: shared[r.id] / aoi.area for r in records}
+    inside = {r.id: shared[r.id] / max(geom_of[r.id].area, _EPS) for r in records}
     in_period = []
     for r in records:
         if not first <= r.datetime.date() <= last:
