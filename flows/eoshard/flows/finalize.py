@@ -7,6 +7,8 @@ import shutil
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+import pandas as pd
+
 from eoshard.flows.config import BuildConfig
 from eoshard.flows.label_files import read_labels
 from eoshard.pipeline.classes import encode_classes
@@ -60,11 +62,24 @@ def _class_names(plan: BuildPlan) -> dict[str, str]:
     if labels is None:
         return {}
     parcels = read_labels(plan.config, geometry=False)
-    _, names = encode_classes(parcels[labels.class_column], labels.class_codes, labels.class_column)
-    if names or not labels.class_name_column:  # a text class column: its names and their codes
-        return {str(code): name for code, name in sorted(names.items())}
-    pairs = parcels[[labels.class_column, labels.class_name_column]].dropna().drop_duplicates()
-    return {str(int(c)): str(n) for c, n in sorted(pairs.itertuples(index=False, name=None), key=lambda p: p[0])}
+    return class_names(parcels, labels.class_column, labels.class_name_column, labels.class_codes)
+
+
+def class_names(
+    parcels: pd.DataFrame, class_column: str, name_column: str | None, class_codes: Mapping[str, int] | None
+) -> dict[str, str]:
+    """Code -> name of the dataset's classes. A name column names the codes of an integer class column and of a
+    text one alike (a text column's own values name its codes where it has none); a code that parcels name in two
+    ways takes the name most of them give (ties: the first in text order)."""
+    codes, own = encode_classes(parcels[class_column], class_codes, class_column)
+    if not name_column:
+        return {str(code): name for code, name in sorted(own.items())}
+    named = pd.DataFrame({"code": codes, "name": parcels[name_column].to_numpy()}).dropna()
+    named = named[(named["name"].astype(str).str.strip() != "") & ((named["code"] != 0) | (not own))]
+    counts = named.groupby(["code", named["name"].astype(str)]).size().reset_index(name="n")
+    first = counts.sort_values(["code", "n", "name"], ascending=[True, False, True]).drop_duplicates("code")
+    chosen = {int(c): str(n) for c, n in zip(first["code"], first["name"], strict=True)}
+    return {str(code): chosen.get(code, own.get(code, "")) for code in sorted({*chosen, *own})}
 
 
 def _hr_manifest(plan: BuildPlan) -> dict[str, Any] | None:
