@@ -84,7 +84,7 @@ def _kept_samples(raw: xr.Dataset, slots: np.ndarray, shard_size: int, token: st
         if variable.dims[:1] != ("sample",):
             ds[name] = ds[name].chunk()
             continue
-        chunks = (tuple(int(n) for n in per_shard), *((n,) for n in variable.shape[1:]))
+        chunks = (tuple(int(n) for n in per_shard) or (0,), *((n,) for n in variable.shape[1:]))
         data = da.from_array(
             KeptSlots(variable.variable, slots), chunks=chunks, name=f"open_dataset-{name}-{token}"
         )
