@@ -7,6 +7,7 @@ import re
 import socket
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,6 +26,12 @@ from eoshard.pipeline.gdal_defaults import GDAL_REMOTE_DEFAULTS
 from tests.services.http_answers import answering
 
 TRANSFORM = Affine(10, 0, 600000, 0, -10, 5000000)
+
+
+def _fresh(url: str) -> str:
+    """A URL of a name no earlier test served: GDAL's /vsicurl/ caches what a URL answered for the whole process,
+    and a server on a port an earlier one used would be answered from that cache (a 404 read as the COG before)."""
+    return f"{url}/b04-{uuid.uuid4().hex[:12]}.tif"
 
 
 def _source(href: str, block: int = 256) -> GroupSource:
@@ -107,7 +114,7 @@ def test_a_busy_answer_is_asked_again_and_the_read_gets_the_pixels(tmp_path: Pat
     values = _cog(tmp_path / "b04.tif")
     close_files()
     with answering((tmp_path / "b04.tif").read_bytes(), [status]) as (url, asked):
-        got = read_group_window(_source(f"{url}/b04.tif"), slice(0, 256), slice(0, 256))
+        got = read_group_window(_source(_fresh(url)), slice(0, 256), slice(0, 256))
     close_files()
     assert asked[:2] == ["HEAD", "HEAD"]  # the busy answer, then the same question again
     np.testing.assert_array_equal(got[0, 0], values)
@@ -116,7 +123,7 @@ def test_a_busy_answer_is_asked_again_and_the_read_gets_the_pixels(tmp_path: Pat
 def test_a_missing_file_is_not_asked_again() -> None:
     close_files()
     with answering(b"", [404]) as (url, asked), pytest.raises(AssetReadError, match="404"):
-        read_group_window(_source(f"{url}/b04.tif"), slice(0, 256), slice(0, 256))
+        read_group_window(_source(_fresh(url)), slice(0, 256), slice(0, 256))
     close_files()
     assert asked == ["HEAD"]
 
