@@ -21,9 +21,8 @@ def source_kind(source: Path | str, kind: SourceKind = "auto") -> SourceKind:
     """``auto``: an http(s) URL ending in ``.json`` is a static file, any other URL a STAC API, a path static."""
     if kind != "auto":
         return kind
-    text = str(source)
-    if text.startswith(("http://", "https://")):
-        return "static" if text.split("?")[0].endswith((".json", ".geojson")) else "stac-api"
+    if is_url(source):
+        return "static" if str(source).split("?")[0].endswith((".json", ".geojson")) else "stac-api"
     return "static"
 
 
@@ -72,7 +71,7 @@ def search(
                     options.modifier(item)
     if not found:
         cloud = "" if max_cloud is None else f" with eo:cloud_cover <= {max_cloud:g}%"
-        where = public_url(str(source)) if str(source).startswith("http") else str(source)
+        where = public_url(str(source)) if is_url(source) else str(source)
         raise EmptySelectionError(
             f"no product{' of collection ' + repr(collection) if collection else ''} in {where} intersects the "
             f"AOI (bounds {tuple(round(v, 5) for v in area.bounds)}, EPSG:4326) between {start} and {end}{cloud}: "

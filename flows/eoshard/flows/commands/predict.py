@@ -13,14 +13,13 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from datetime import date
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from eoshard.flows.app import app, console, say, user_errors
-from eoshard.flows.commands.select import parse_aoi
+from eoshard.flows.commands.select import parse_aoi, parse_period
 from eoshard.flows.config import ConfigError
 from eoshard.flows.errors import FlowsError
 from eoshard.flows.words import counted
@@ -42,13 +41,6 @@ def training_command() -> list[str]:
         "eoshard.training, no eoshard-train on the PATH): `pip install ./training` (add '[geotiff]' for COG "
         "output), or pass --scene-only and run `eoshard-train predict PACKAGE SCENE.zarr OUT.tif` where torch is"
     )
-
-
-def _day(text: str, option: str) -> date:
-    try:
-        return date.fromisoformat(text)
-    except ValueError as err:
-        raise ConfigError(f"{option} must be a date like 2024-04-01, got {text!r}") from err
 
 
 @app.command("predict")
@@ -85,9 +77,7 @@ def predict_command(
                 "or a .zarr path"
             )
         spec = ModelInput.read(package)
-        first, last = _day(start, "--start"), _day(end, "--end")
-        if last < first:
-            raise ConfigError(f"--end {last} is before --start {first}: swap them")
+        first, last = parse_period(start, end)
         area, area_crs = read_aoi(parse_aoi(aoi))
         area_4326 = gpd.GeoSeries([area], crs=area_crs).to_crs(4326).iloc[0]
         if scene_only and scene is None:

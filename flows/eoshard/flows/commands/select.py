@@ -39,6 +39,19 @@ def parse_aoi(text: str) -> Path | tuple[float, float, float, float]:
     return path
 
 
+def parse_period(start: str, end: str) -> tuple[date, date]:
+    """``--start`` and ``--end`` as days, in order; a ``ConfigError`` that names the option otherwise."""
+    days = []
+    for text, option in ((start, "--start"), (end, "--end")):
+        try:
+            days.append(date.fromisoformat(text))
+        except ValueError as err:
+            raise ConfigError(f"{option} must be a date like 2024-04-01, got {text!r}") from err
+    if days[1] < days[0]:
+        raise ConfigError(f"--end {days[1]} is before --start {days[0]}: swap them")
+    return days[0], days[1]
+
+
 @app.command("select")
 def select_command(
     config: Annotated[Path | None, typer.Argument(help="YAML build config (its catalog, aoi and period)")] = None,
@@ -104,12 +117,7 @@ def select_command(
             source_kind = cast("SourceKind", kind)
             options = ApiOptions()
             area, area_crs = read_aoi(parse_aoi(aoi))
-            try:
-                first, last = date.fromisoformat(start), date.fromisoformat(end)
-            except ValueError as err:
-                raise ConfigError(f"--start/--end must be dates like 2024-04-01: {err}") from err
-            if last < first:
-                raise ConfigError(f"--end {last} is before --start {first}: swap them")
+            first, last = parse_period(start, end)
         area_4326 = gpd.GeoSeries([area], crs=area_crs).to_crs(4326).iloc[0]
         if resolve_kind(source_path, source_kind) == "static":
             items = list(read_static_items(source_path, collection))  # every item, so every drop has a reason
