@@ -14,7 +14,7 @@ import shapely
 from rasterio.windows import from_bounds
 
 from eoshard.flows.demo.tile import write_tile_world
-from eoshard.pipeline.cube import open_cube
+from eoshard.pipeline.cube import Engine, open_cube
 from eoshard.pipeline.grid import grid_for_area
 from eoshard.pipeline.masks import open_valid_mask
 from eoshard.pipeline.scl import SCL_INVALID
@@ -80,7 +80,10 @@ def test_products_listed_out_of_time_order_need_no_reordering_in_the_graph(tmp_p
         np.testing.assert_array_equal(reversed_cube.isel(window).values, cube.isel(window).values)
 
 
-def test_a_grid_no_product_touches_is_refused_not_a_cube_without_bands(tmp_path: Path) -> None:
+@pytest.mark.parametrize("engine", ["stackstac", "odc-stac"])
+def test_a_grid_no_product_touches_is_refused_not_a_cube_without_bands_or_of_nodata(
+    tmp_path: Path, engine: Engine
+) -> None:
     from eoshard.flows.demo.products import write_demo_data
     from eoshard.pipeline.errors import PipelineError
 
@@ -89,4 +92,4 @@ def test_a_grid_no_product_touches_is_refused_not_a_cube_without_bands(tmp_path:
     with pytest.raises(
         PipelineError, match=rf"none of the {len(items)} products has pixels of \[.B04.\] on the grid"
     ):
-        open_cube(items, grid_for_area(shapely.box(10.0, 50.0, 10.05, 50.03)), ["B04", "B11"])
+        open_cube(items, grid_for_area(shapely.box(10.0, 50.0, 10.05, 50.03)), ["B04", "B11"], engine=engine)

@@ -20,6 +20,7 @@ from eoshard.pipeline.items import (
     acquisition_key,
     acquisition_order,
     acquisition_times,
+    asset_bounds,
     grid_epsg,
     prepare_items,
     stackstac_ready,
@@ -136,6 +137,8 @@ def open_cube(
         for name, (res, group) in groups.items():
             factor = res / base
             sub = group_grid(grid, res)
+            if engine == "odc-stac":  # odc-stac fills a grid off every product with nodata
+                _refuse_a_grid_off_the_assets(products, group, sub)
             cube = open_band_group(
                 products, sub, group, chunksize=max(64, int(chunksize / factor)), resampling=resampling,
                 dtype=kind, engine=engine, nodata=nodata,
@@ -152,13 +155,32 @@ def open_cube(
 def _refuse_missing_bands(cube: xr.DataArray, group: Sequence[str], products: Sequence[Any], grid: GeoBox) -> None:
     """stackstac drops the assets whose footprint (``proj:bbox``, ``proj:transform``) misses the grid: a grid no
     product touches came back as a cube without bands."""
-    missing = [b for b in group if b not in {str(v) for v in cube.band.values}]
+    _refuse_bands_off_the_grid([b for b in group if b not in {str(v) for v in cube.band.values}], products, grid)
+
+
+def _refuse_a_grid_off_the_assets(
+    products: Sequence[Mapping[str, Any]], group: Sequence[str], grid: GeoBox
+) -> None:
+    """The bands none of whose assets' footprints (as stackstac reads them) meet the grid, refused before reading."""
+    epsg = grid_epsg(grid)
+    x0, y0, x1, y1 = grid.extent.boundingbox
+    banded = [(b, [asset_bounds(p, b, epsg) for p in products if b in p["assets"]]) for b in group]
+    missing = [
+        band
+        for band, footprints in banded
+        if footprints
+        and not any(f is None or (f[0] < x1 and f[2] > x0 and f[1] < y1 and f[3] > y0) for f in footprints)
+    ]
+    _refuse_bands_off_the_grid(missing, products, grid)
+
+
+def _refuse_bands_off_the_grid(missing: Sequence[str], products: Sequence[Any], grid: GeoBox) -> None:
     if missing:
         x0, y0, x1, y1 = grid.extent.to_crs("EPSG:4326").boundingbox
         raise PipelineError(
-            f"none of the {len(products)} products has pixels of {missing} on the grid (its bounds in degrees: "
-            f"{x0:.4f}, {y0:.4f}, {x1:.4f}, {y1:.4f}): the grid lies outside their footprints; check the AOI and "
-            "its CRS, or the products"
+            f"none of the {len(products)} products has pixels of {list(missing)} on the grid (its bounds in "
+            f"degrees: {x0:.4f}, {y0:.4f}, {x1:.4f}, {y1:.4f}): the grid lies outside their footprints; check the "
+            "AOI and its CRS, or the products"
         )
 
 

@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import pystac
+from rasterio.warp import transform_bounds
 
 from eoshard.pipeline.bands import canonical_assets
 from eoshard.pipeline.errors import BandError, PipelineError
@@ -14,6 +15,8 @@ from eoshard.pipeline.sensors import check_sensor, is_landsat
 
 if TYPE_CHECKING:
     from odc.geo.geobox import GeoBox
+
+Bounds = tuple[float, float, float, float]
 
 
 def epsg_of(properties: Mapping[str, Any]) -> int | None:
@@ -125,3 +128,25 @@ def acquisition_order(dicts: Sequence[Mapping[str, Any]]) -> list[str]:
     """The acquisitions of ``dicts`` in the cube's time order (datetime, then key)."""
     times = acquisition_times(dicts)
     return sorted(times, key=lambda k: (times[k], k))
+
+
+def asset_bounds(item: Mapping[str, Any], band: str, epsg: int) -> Bounds | None:
+    """The asset's bounds in ``epsg``, from its (or its item's) ``proj:transform`` and ``proj:shape``, or the bbox."""
+    asset, props = item["assets"][band], item["properties"]
+    transform = asset.get("proj:transform") or props.get("proj:transform")
+    shape = asset.get("proj:shape") or props.get("proj:shape")
+    own = int(props["proj:epsg"])
+    if transform and shape:
+        a, _, c, _, e, f = (float(v) for v in transform[:6])
+        height, width = int(shape[0]), int(shape[1])
+        xs, ys = (c, c + a * width), (f, f + e * height)
+        bounds: Bounds = (min(xs), min(ys), max(xs), max(ys))
+    elif props.get("proj:bbox"):
+        bounds = tuple(float(v) for v in props["proj:bbox"][:4])  # type: ignore[assignment]
+    elif item.get("bbox"):
+        own, bounds = 4326, tuple(float(v) for v in item["bbox"][:4])  # type: ignore[assignment]
+    else:
+        return None
+    if own == epsg:
+        return bounds
+    return tuple(float(v) for v in transform_bounds(f"EPSG:{own}", f"EPSG:{epsg}", *bounds, densify_pts=21))  # type: ignore[return-value]

@@ -12,11 +12,15 @@ from typing import Any
 
 import numpy as np
 from odc.geo.geobox import GeoBox
-from rasterio.warp import transform_bounds
 
-from eoshard.pipeline.items import acquisition_key, acquisition_order, grid_epsg, prepare_items
-
-Bounds = tuple[float, float, float, float]
+from eoshard.pipeline.items import (
+    Bounds,
+    acquisition_key,
+    acquisition_order,
+    asset_bounds,
+    grid_epsg,
+    prepare_items,
+)
 
 
 @dataclass(frozen=True)
@@ -61,30 +65,8 @@ class GroupSource:
         return replace(self, steps=steps)
 
 
-def _footprint(item: Mapping[str, Any], band: str, epsg: int) -> Bounds | None:
-    """The asset's bounds in ``epsg``, from its (or its item's) ``proj:transform`` and ``proj:shape``, or the bbox."""
-    asset, props = item["assets"][band], item["properties"]
-    transform = asset.get("proj:transform") or props.get("proj:transform")
-    shape = asset.get("proj:shape") or props.get("proj:shape")
-    own = int(props["proj:epsg"])
-    if transform and shape:
-        a, _, c, _, e, f = (float(v) for v in transform[:6])
-        height, width = int(shape[0]), int(shape[1])
-        xs, ys = (c, c + a * width), (f, f + e * height)
-        bounds: Bounds = (min(xs), min(ys), max(xs), max(ys))
-    elif props.get("proj:bbox"):
-        bounds = tuple(float(v) for v in props["proj:bbox"][:4])  # type: ignore[assignment]
-    elif item.get("bbox"):
-        own, bounds = 4326, tuple(float(v) for v in item["bbox"][:4])  # type: ignore[assignment]
-    else:
-        return None
-    if own == epsg:
-        return bounds
-    return tuple(float(v) for v in transform_bounds(f"EPSG:{own}", f"EPSG:{epsg}", *bounds, densify_pts=21))  # type: ignore[return-value]
-
-
 def _product(item: Mapping[str, Any], bands: Sequence[str], epsg: int) -> ProductSource:
-    assets = {b: AssetSource(str(item["assets"][b]["href"]), _footprint(item, b, epsg)) for b in bands}
+    assets = {b: AssetSource(str(item["assets"][b]["href"]), asset_bounds(item, b, epsg)) for b in bands}
     return ProductSource(str(item["id"]), assets)
 
 
