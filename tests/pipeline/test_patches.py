@@ -8,7 +8,7 @@ import shapely
 from odc.geo.geobox import GeoBox
 
 from eoshard.pipeline.errors import GridError
-from eoshard.pipeline.grid import group_factor, group_grid, zoom_factor
+from eoshard.pipeline.grid import grid_for_area, group_factor, group_grid, zoom_factor
 from eoshard.pipeline.patches import labelled_fractions, parcel_centred, patch_grid, select_labelled, stripe_order
 
 GRID = GeoBox.from_bbox((500000, 4000000, 501200, 4000600), "EPSG:32633", resolution=10)  # 60 x 120 px
@@ -78,6 +78,12 @@ def test_group_grids_nest_and_a_patch_knows_its_window_in_each() -> None:
     assert (zoom_factor(base, 60.0), zoom_factor(base, 2.5), group_factor(base, g20)) == (6.0, 0.25, 2)
     with pytest.raises(GridError, match="a 15 m group does not nest in the 10 m grid"):
         group_grid(base, 15.0)
+    with pytest.raises(GridError, match=r"the 72 x 125 px grid at 10 m holds no whole number of 60 m pixels"):
+        group_grid(GeoBox.from_bbox((600_000, 5_000_000, 601_250, 5_000_720), "EPSG:32633", resolution=10), 60.0)
+    aoi = shapely.box(10.0, 50.0, 10.013, 50.011)
+    assert group_grid(grid_for_area(aoi), 60.0).shape == (22, 17)  # the default 60 m alignment: 132 x 102 px
+    with pytest.raises(GridError, match=r"the 125 x 95 px grid .* alignment at a multiple of 60 m"):
+        group_grid(grid_for_area(aoi, alignment=50), 60.0)
     (patch,) = [p for p in patch_grid(base, 12, align=6) if (p.row, p.col) == (24, 36)]
     assert patch.window_in(base) == patch.window(1) == (slice(24, 36), slice(36, 48))
     assert patch.window_in(g20) == patch.window(2) == (slice(12, 18), slice(18, 24))
@@ -113,6 +119,17 @@ def test_extract_patches_cuts_any_nested_grid_and_each_window_carries_its_grid()
         np.testing.assert_array_equal(window.values, values[patch.window(2)])
     with pytest.raises(GridError, match="the values carry no grid"):
         grid_of(xr.DataArray(values, dims=("y", "x")))
+    elsewhere = GeoBox.from_bbox((601_200, 5_000_000, 602_400, 5_000_720), "EPSG:32633", resolution=10)
+    beside = patch_grid(elsewhere, 12, align=2)  # the next grid east: whole 20 m pixels, none of them in ``cube``
+    with pytest.raises(
+        GridError, match=r"patch 32633_10_601200_5000720 lies outside the 36 x 60 px grid .*columns 60\.\.66"
+    ):
+        extract_patches(cube, beside[:1])
+    straddling = patch_grid(
+        GeoBox.from_bbox((601_080, 5_000_000, 601_320, 5_000_720), "EPSG:32633", resolution=10), 24
+    )
+    with pytest.raises(GridError, match=r"lies outside .*columns 54\.\.66"):
+        extract_patches(cube, straddling[:1])
 
 
 @pytest.mark.parametrize(

@@ -125,6 +125,15 @@ def group_factor(base: GeoBox, grid: GeoBox) -> int:
 
 def _zoomed(base: GeoBox, factor: float) -> GeoBox:
     if factor >= 1:
+        ny, nx = base.shape
+        f = round(factor)
+        if ny % f or nx % f:
+            res = f * abs(base.resolution.x)
+            raise GridError(
+                f"the {ny} x {nx} px grid at {abs(base.resolution.x):g} m holds no whole number of {res:g} m pixels "
+                f"({f} x {f} px each): make its width and height multiples of {f} px, e.g. with grid_for_area's "
+                f"alignment at a multiple of {res:g} m (the default, 60 m, nests every Sentinel-2 band)"
+            )
         return base.zoom_out(factor)
     n = round(1 / factor)
     ny, nx = base.shape

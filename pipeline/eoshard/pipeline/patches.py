@@ -38,7 +38,7 @@ class Patch:
 
         ``patch.window_in(group_grid(base, 20.0))`` equals ``patch.window(2)`` on a 10 m base grid; on a
         2.5 m grid it is the patch's 4 x 4 times as many pixels. A patch that does not cover whole pixels
-        of ``grid`` is a ``GridError``.
+        of ``grid``, or lies partly outside it, is a ``GridError``.
         """
         t, g = self.geobox.transform, grid.transform
         ny, nx = self.geobox.shape
@@ -50,6 +50,12 @@ class Patch:
                 f"in {grid.crs}: cut patches and groups from the same base grid (see eoshard.pipeline.group_grid)"
             )
         row, col, h, w = whole
+        gy, gx = grid.shape
+        if row < 0 or col < 0 or row + h > gy or col + w > gx:
+            raise GridError(
+                f"patch {self.key} lies outside the {gy} x {gx} px grid at ({g.c:g}, {g.f:g}) (its rows {row}..{row + h}, "
+                f"columns {col}..{col + w}): cut patches from the grid of the values they are taken from"
+            )
         return slice(row, row + h), slice(col, col + w)
 
     @property
