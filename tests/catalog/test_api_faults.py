@@ -75,16 +75,21 @@ def test_the_time_budget_stops_retrying(fault_proxy: FaultProxy, loaded: int) ->
     assert len(fault_proxy.log) == 1
 
 
-def test_unreachable_api_is_a_clear_error() -> None:
+@pytest.mark.parametrize(
+    ("host", "message"),
+    [("127.0.0.1:{port}", "Connection refused"), ("no-such-host.invalid", "Failed to resolve")],
+)
+def test_unreachable_api_is_a_clear_error_after_two_quick_retries(host: str, message: str) -> None:
     from tests.services.dask_cluster import free_port
 
-    url = f"http://127.0.0.1:{free_port()}"
+    url = f"http://{host.format(port=free_port())}"
+    start = time.monotonic()
     with pytest.raises(
-        ApiError,
-        match=rf"STAC API at {url} failed while reading its landing page: .*Connection refused.*check the URL",
+        ApiError, match=rf"STAC API at {url} failed while reading its landing page: .*{message}.*check the URL"
     ):
-        search_api(url, area=WORLD, start="2020-01-01", end="2020-01-02",
-                   options=ApiOptions(retry=RetryPolicy(attempts=1, backoff=0.01, budget=2.0, timeout=1.0)))  # fmt: skip
+        search_api(url, area=WORLD, start="2020-01-01", end="2020-01-02")  # the default policy: 6 retries, else
+    # two retries, at once and after 1-1.5 s (urllib3's backoff with jitter); the six of a 503 take 31 s and more
+    assert 0.9 < time.monotonic() - start < 5.0
 
 
 def test_refused_credentials_never_show_the_secret(
