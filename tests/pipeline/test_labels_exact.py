@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import warnings
 
 import geopandas as gpd
 import numpy as np
@@ -226,3 +227,32 @@ def test_a_missing_geometry_is_dropped_not_counted_as_repaired() -> None:
         "1 of 87 label geometries were invalid and were repaired with make_valid"
     ]
     assert len(prepared) == 87 and prepared.geometry.is_valid.all()
+
+
+def test_parcels_without_a_class_on_the_grid_are_counted_in_one_warning() -> None:
+    from eoshard.pipeline.grid import grid_for_area
+    from eoshard.pipeline.labels import UnclassifiedParcelsWarning, rasterize_labels
+
+    bb = gpd.read_file(shared_path("parcels", "fiboa", "de_bb", "antrag.zip"))  # 29 of 100 have no crop code
+    assert (int(bb["code"].isna().sum()), int((bb["egs_code"] == 0).sum())) == (29, 29)
+    for column in ("code", "egs_code"):  # a missing name, and the background's own code
+        with pytest.warns(UnclassifiedParcelsWarning) as said:
+            rasterize_labels(bb, grid_for_area(bb.union_all(), bb.crs), class_column=column)
+        assert [str(w.message) for w in said if w.category is UnclassifiedParcelsWarning] == [
+            f"29 of the 100 parcels on the grid have no class in column {column!r} (blank, missing or 0): their "
+            "pixels are background (0) in the class layer; give them a class, or drop them from the labels if that "
+            "is not what they are"
+        ]
+    west = bb.geometry.centroid.x < bb.geometry.centroid.x.median()
+    grid = grid_for_area(bb[west].union_all(), bb.crs)
+    on_grid = bb.to_crs(str(grid.crs)).intersects(shapely.box(*grid.extent.boundingbox))
+    expected = int((on_grid & bb["code"].isna()).sum()), int(on_grid.sum())
+    assert expected[1] < 100
+    with pytest.warns(
+        UnclassifiedParcelsWarning, match=rf"^{expected[0]} of the {expected[1]} parcels on the grid"
+    ):
+        rasterize_labels(bb, grid, class_column="code")
+    classified = bb[bb["code"].notna()]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UnclassifiedParcelsWarning)
+        rasterize_labels(classified, grid_for_area(classified.union_all(), classified.crs), class_column="code")

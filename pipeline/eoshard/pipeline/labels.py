@@ -15,6 +15,7 @@ import dask.array as da
 import geopandas as gpd
 import numpy as np
 import pandas as pd
+import shapely
 import xarray as xr
 from odc.geo.geobox import GeoBox
 
@@ -26,6 +27,10 @@ from eoshard.pipeline.label_windows import LAYERS, LabelSource, label_window, la
 
 class InvalidGeometryWarning(UserWarning):
     """Some parcels had invalid geometries and were repaired."""
+
+
+class UnclassifiedParcelsWarning(UserWarning):
+    """Some parcels on the grid have no class: their pixels are background in the class layer."""
 
 
 def prepare_parcels(parcels: gpd.GeoDataFrame, grid: GeoBox, class_column: str) -> gpd.GeoDataFrame:
@@ -85,6 +90,21 @@ def label_source(
     return LabelSource(geoms, codes, ids, compare, background, names)
 
 
+def _warn_unclassified(source: LabelSource, grid: GeoBox, class_column: str) -> None:
+    """Parcels without a class (a blank or missing name, or the background's own code) on the grid are labelled
+    as background: said once, since whole crops can go missing that way (29 of Brandenburg's 100 have no code)."""
+    on_grid = shapely.intersects(source.geoms, shapely.box(*grid.extent.boundingbox))
+    unclassified = int(np.count_nonzero(source.codes[on_grid] == source.background))
+    if unclassified:
+        warnings.warn(
+            f"{unclassified} of the {int(on_grid.sum())} parcels on the grid have no class in column {class_column!r} "
+            f"(blank, missing or {source.background}): their pixels are background ({source.background}) in the class "
+            "layer; give them a class, or drop them from the labels if that is not what they are",
+            UnclassifiedParcelsWarning,
+            stacklevel=3,
+        )
+
+
 def parcel_ids(values: pd.Series, column: str) -> np.ndarray:
     """The parcel ids as int64, or a ``PipelineError`` that names the column and what it holds instead: text, empty
     ids, fractions or numbers past int64 would be cut, wrapped or fail deep in the build. Text that is all whole
@@ -141,6 +161,7 @@ def rasterize_labels(
         parcels, grid, class_column=class_column, id_column=id_column, background=background, double_by=double_by,
         class_codes=class_codes,
     )  # fmt: skip
+    _warn_unclassified(source, grid, class_column)
     ny, nx = grid.shape
     chunks = ((len(LAYERS),), *da.empty((ny, nx), chunks=(chunksize, chunksize)).chunks)
     stacked = da.map_blocks(
