@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tracemalloc
 from datetime import date
 from pathlib import Path
@@ -196,3 +197,22 @@ def test_an_output_that_is_neither_a_tif_nor_a_zarr_is_refused_first(demo_data, 
     result = CliRunner().invoke(app, _args(demo_data, tmp_path / "no-package", tmp_path / "map.png"))
     assert result.exit_code == 2 and not (tmp_path / "map.png").exists()
     assert f"the output {tmp_path / 'map.png'} ends in .png: give a .tif" in " ".join(result.output.split())
+
+
+@pytest.mark.parametrize(
+    ("mask", "message"),
+    [
+        ("(B03 - B8) > 0", r"--mask '\(B03 - B8\) > 0' names \['B8'\], which are not among the model's bands"),
+        ("B03 >", r"--mask 'B03 >' is not a valid expression: invalid syntax"),
+    ],
+)
+def test_a_mask_with_unknown_bands_or_bad_syntax_is_refused_before_any_stacking(
+    demo_data, tmp_path: Path, mask: str, message: str
+) -> None:
+    package, scene = _package(tmp_path), tmp_path / "scene.zarr"
+    result = CliRunner().invoke(
+        app, _args(demo_data, package, tmp_path / "map.tif", "--mask", mask, "--scene", str(scene))
+    )
+    assert result.exit_code == 2, result.output
+    assert re.search(message, " ".join(result.output.split())), result.output
+    assert not scene.exists() and not (tmp_path / "map.tif").exists()

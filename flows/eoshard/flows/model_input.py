@@ -10,6 +10,7 @@ Zarr array chunk by chunk. ``eoshard-train predict`` reads that array (the scene
 
 from __future__ import annotations
 
+import ast
 import itertools
 import json
 import math
@@ -56,6 +57,19 @@ class ModelInput:
             ) from err
         resolution = float(spec.get("eoshard:resolution", 10.0))
         return cls(bands, n_dates, resolution, bool(spec.get("eoshard:reflectance", False)))
+
+
+def check_mask(expression: str, bands: list[str]) -> None:
+    """The mask's syntax and band names, before any stacking (``eoshard-train predict`` checks the rest of it)."""
+    try:
+        tree = ast.parse(expression, mode="eval")
+    except SyntaxError as err:
+        raise ConfigError(f"--mask {expression!r} is not a valid expression: {err.msg}") from err
+    unknown = sorted({n.id for n in ast.walk(tree) if isinstance(n, ast.Name)} - set(bands))
+    if unknown:
+        raise ConfigError(
+            f"--mask {expression!r} names {unknown}, which are not among the model's bands {bands}: use those names"
+        )
 
 
 @dataclass(frozen=True)

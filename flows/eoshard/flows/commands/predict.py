@@ -68,7 +68,7 @@ def predict_command(
     import geopandas as gpd
 
     from eoshard.flows.aoi import read_aoi
-    from eoshard.flows.model_input import ModelInput, plan_stack, write_stack
+    from eoshard.flows.model_input import ModelInput, check_mask, plan_stack, write_stack
 
     with user_errors():
         if output.suffix.lower() not in (".tif", ".tiff", ".zarr"):
@@ -77,6 +77,8 @@ def predict_command(
                 "or a .zarr path"
             )
         spec = ModelInput.read(package)
+        if mask:
+            check_mask(mask, spec.bands)
         first, last = parse_period(start, end)
         area, area_crs = read_aoi(parse_aoi(aoi))
         area_4326 = gpd.GeoSeries([area], crs=area_crs).to_crs(4326).iloc[0]
