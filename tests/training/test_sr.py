@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,7 @@ import pytest
 import torch
 import yaml
 import zarr
+from PIL import Image
 from safetensors.torch import save_file
 
 from eoshard.training.cli import main
@@ -58,6 +60,11 @@ def _config(dataset: Path, out: Path, **extra) -> SRConfig:
 @pytest.mark.needs_build
 def test_sr_on_real_pairs_beats_bicubic_and_predicts_a_x4_cog(pairs_dataset: Path, tmp_path: Path, capsys) -> None:
     package = fit_pairs(_config(pairs_dataset, tmp_path / "run"))
+    told = capsys.readouterr()
+    epochs = re.findall(r"^epoch (\d+)/12: train L1 [0-9.]+, val L1 [0-9.]+, [0-9.]+ pairs/s$", told.err, re.M)
+    assert epochs == [str(e) for e in range(1, 13)] and told.out == ""  # one line per epoch, on stderr
+    with Image.open(tmp_path / "run" / "training_curve.png") as curve:
+        assert curve.size == (600, 400)
     assert main(["evaluate-sr", str(package), str(pairs_dataset), "--split", "val"]) == 0
     report = json.loads(capsys.readouterr().out)
     print(report)

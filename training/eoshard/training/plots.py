@@ -18,7 +18,7 @@ def _pyplot() -> Any:
     return plt
 
 
-def training_curve(train: list[float], val: list[float], path: Path) -> None:
+def training_curve(train: list[float], val: list[float], path: Path, ylabel: str = "loss") -> None:
     """Train and validation loss per epoch, the best validation epoch marked."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
@@ -28,7 +28,7 @@ def training_curve(train: list[float], val: list[float], path: Path) -> None:
     if val:
         best = int(np.argmin(val))
         ax.scatter([best + 1], [val[best]], s=120, facecolors="none", edgecolors="k", label="best validation")
-    ax.set(xlabel="epoch", ylabel="loss", title="training curve")
+    ax.set(xlabel="epoch", ylabel=ylabel, title="training curve")
     ax.legend()
     fig.tight_layout()
     fig.savefig(path)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -172,13 +173,16 @@ class FeatureNet(nn.Module):
 def fit_pairs(config: SRConfig) -> Path:
     """Train on the train split, keep the weights of the best validation L1; write a model package.
 
-    Output folder: ``config.json``, ``stats.json``, ``best.safetensors``, ``tensorboard/`` (losses and
-    LR-bicubic / SR / HR previews) and ``package/`` (``eoshard-train predict`` writes the x4 COG from it).
+    Output folder: ``config.json``, ``stats.json``, ``best.safetensors``, ``training_curve.png`` (train and
+    validation L1 per epoch), ``tensorboard/`` (losses and LR-bicubic / SR / HR previews) and ``package/`` (``eoshard-train predict`` writes the x4 COG from it).
     """
+    from rich.console import Console
+    from rich.progress import Progress
     from torch.utils.tensorboard import SummaryWriter
 
     from eoshard.training.data import split_indices
     from eoshard.training.fit import save_weights
+    from eoshard.training.plots import training_curve
 
     manifest = Manifest.read(config.dataset)
     train = read_pairs(manifest, config.bands, config.hr_bands, split_indices(manifest, "train"))
@@ -198,37 +202,65 @@ def fit_pairs(config: SRConfig) -> Path:
     writer = SummaryWriter(str(out / "tensorboard"))
     gen = torch.Generator().manual_seed(config.seed)
     best = math.inf
-    for epoch in range(config.epochs):
-        model.train()
-        for batch in torch.randperm(len(train.lr), generator=gen).split(config.batch_size):
-            lr, hr = train.lr[batch], train.hr[batch]
-            fake = model(lr)
-            if disc is not None and d_opt is not None:
-                d_loss = (
-                    disc(fake.detach()).mean()
-                    - disc(hr).mean()
-                    + config.gp * gradient_penalty(disc, hr, fake.detach())
-                )
-                d_opt.zero_grad()
-                d_loss.backward()
-                d_opt.step()
-            loss = config.l1 * F.l1_loss(fake, hr)
-            if disc is not None:
-                loss = loss - config.adversarial * disc(fake).mean()
-            if feats is not None:
-                loss = loss + config.perceptual * F.l1_loss(feats(fake), feats(hr))
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-        val_l1 = _val_l1(model, val)
-        writer.add_scalar("loss/train", float(loss.detach()), epoch)
-        writer.add_scalar("loss/val_l1", val_l1, epoch)
-        _preview(writer, model, val, epoch)
-        if val_l1 < best:
-            best = val_l1
-            save_weights(model, out / "best.safetensors")
+    curve: tuple[list[float], list[float]] = ([], [])
+    batches = math.ceil(len(train.lr) / config.batch_size)
+    with Progress(transient=True, console=Console(stderr=True)) as progress:  # stdout is the command's JSON
+        task = progress.add_task("fit-sr", total=config.epochs * batches)
+        for epoch in range(config.epochs):
+            began, l1_sum = time.perf_counter(), 0.0
+            model.train()
+            for batch in torch.randperm(len(train.lr), generator=gen).split(config.batch_size):
+                loss, l1 = _step(config, model, opt, disc, d_opt, feats, train.lr[batch], train.hr[batch])
+                l1_sum += l1 * len(batch)
+                progress.advance(task)
+            val_l1 = _val_l1(model, val)
+            writer.add_scalar("loss/train", loss, epoch)
+            writer.add_scalar("loss/val_l1", val_l1, epoch)
+            _preview(writer, model, val, epoch)
+            if val_l1 < best:
+                best = val_l1
+                save_weights(model, out / "best.safetensors")
+            curve[0].append(l1_sum / len(train.lr))
+            curve[1].append(val_l1)
+            training_curve(*curve, out / "training_curve.png", ylabel="L1 (normalised HR)")
+            rate = len(train.lr) / max(time.perf_counter() - began, 1e-9)
+            progress.console.print(
+                f"epoch {epoch + 1}/{config.epochs}: train L1 {curve[0][-1]:.4f}, val L1 {val_l1:.4f}, "
+                f"{rate:.1f} pairs/s", highlight=False,
+            )  # fmt: skip
     writer.close()
     return _package(config, manifest, train, out)
+
+
+def _step(
+    config: SRConfig,
+    model: nn.Module,
+    opt: torch.optim.Optimizer,
+    disc: nn.Module | None,
+    d_opt: torch.optim.Optimizer | None,
+    feats: nn.Module | None,
+    lr: torch.Tensor,
+    hr: torch.Tensor,
+) -> tuple[float, float]:
+    """One critic step (with an adversarial term) and one generator step: the generator's loss and its L1."""
+    fake = model(lr)
+    if disc is not None and d_opt is not None:
+        d_loss = (
+            disc(fake.detach()).mean() - disc(hr).mean() + config.gp * gradient_penalty(disc, hr, fake.detach())
+        )
+        d_opt.zero_grad()
+        d_loss.backward()
+        d_opt.step()
+    l1 = F.l1_loss(fake, hr)
+    loss = config.l1 * l1
+    if disc is not None:
+        loss = loss - config.adversarial * disc(fake).mean()
+    if feats is not None:
+        loss = loss + config.perceptual * F.l1_loss(feats(fake), feats(hr))
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    return float(loss.detach()), float(l1.detach())
 
 
 def _val_l1(model: nn.Module, pairs: Pairs) -> float:
