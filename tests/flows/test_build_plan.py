@@ -7,6 +7,7 @@ from typing import Any
 
 import geopandas as gpd
 import numpy as np
+import pandas as pd
 import pytest
 import shapely
 
@@ -75,3 +76,24 @@ def test_a_plan_says_the_repaired_geometries_once(demo_data, tmp_path: Path) -> 
         assert [str(w.message) for w in repaired] == [
             "1 of 480 label geometries were invalid and were repaired with make_valid"
         ], mode
+
+
+def test_class_names_follow_the_codes_of_the_parcels_the_labels_are_made_of(demo_data, tmp_path: Path) -> None:
+    """A row without a geometry is dropped before rasterizing: its class, first in text order, once took code 1 in
+    dataset.json while the class layer gave 1 to the next name (every class named one code off)."""
+    from eoshard.flows.demo.world import CLASSES
+
+    parcels = gpd.read_file(demo_data.parcels)
+    ghost = parcels.iloc[[0, 1]].copy()
+    ghost["class_name"], ghost["geometry"] = ["aaa, no geometry", "aab, empty"], [None, shapely.Polygon()]
+    path = tmp_path / "with-rows-without-geometry.gpkg"
+    gpd.GeoDataFrame(pd.concat([parcels, ghost]), crs=parcels.crs).to_file(path)
+    with pytest.warns(UserWarning, match="were repaired"):
+        plan = plan_build(_config(demo_data, tmp_path, labels={"path": str(path), "class_column": "class_name"}))
+    names = sorted(n for c, n in CLASSES.items() if c != 0)
+    assert dict(plan.class_names) == {str(i): n for i, n in enumerate(names, start=1)}
+    assert plan.sources is not None and plan.sources.labels is not None
+    codes = plan.sources.labels.codes  # the class layer's codes, parcel by parcel in file order
+    by_name = dict(zip(parcels["class_name"], parcels["class_code"], strict=True))
+    demo_code = {int(code): by_name[name] for code, name in plan.class_names.items()}
+    assert [demo_code[int(c)] for c in codes] == parcels["class_code"].tolist()  # each name on its own parcels

@@ -5,7 +5,7 @@ from __future__ import annotations
 import geopandas as gpd
 import pandas as pd
 
-from eoshard.flows.finalize import class_names
+from eoshard.flows.label_files import class_names
 from tests.conftest import shared_path
 
 

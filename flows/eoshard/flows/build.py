@@ -24,7 +24,7 @@ from eoshard.catalog.credentials import redact_url
 from eoshard.catalog.stac_api import ApiOptions
 from eoshard.flows.aoi import read_aoi
 from eoshard.flows.config import BuildConfig, ConfigError
-from eoshard.flows.label_files import check_labels, read_labels
+from eoshard.flows.label_files import check_labels, class_names, read_labels
 from eoshard.flows.masking import resolve_bands, resolve_mask
 from eoshard.flows.products import find_products, select_products
 from eoshard.flows.redaction import public_config
@@ -69,6 +69,9 @@ class BuildPlan:
     hr_items: list[dict[str, Any]] = field(default_factory=list)
     valid: xr.DataArray | None = None  # the SCL or QA_PIXEL valid mask, (time, y, x) on the base grid
     sources: ShardSources | None = None  # what direct shard tasks read (None: the tasks compute the cubes' graph)
+    class_names: Mapping[str, str] = field(
+        default_factory=dict
+    )  # code -> name, of the parcels the labels are made of
 
     @property
     def dates(self) -> list[str]:
@@ -227,10 +230,15 @@ def plan_build(
     if config.cube.indices:
         cubes[INDEX_GROUP] = index_cube(cubes, grid, config.cube.indices)
     labels = parcels = None
+    names: dict[str, str] = {}
     if config.labels is not None:
         # prepared once (repaired with one warning): the labels, the patch selection and the shard sources share it
         parcels = prepare_parcels(read_labels(config), grid, config.labels.class_column)
         check_labels(config, parcels, grid)
+        # from the rows the labels are made of: a class only a row without a geometry has would shift the codes
+        names = class_names(
+            parcels, config.labels.class_column, config.labels.class_name_column, config.labels.class_codes
+        )
         labels = rasterize_labels(
             parcels,
             label_grid(config, grid),
@@ -258,7 +266,7 @@ def plan_build(
     ready = [stackstac_ready(i) for i in products]
     # each file's CRS/transform/shape is its item's (headers only); ``checked``: only these products' files
     check_assets([d for d in ready if checked is None or d["id"] in checked], config.bands, then=then)
-    plan = BuildPlan(config, ready, grid, cubes, labels, patches, hr, hr_items, valid)
+    plan = BuildPlan(config, ready, grid, cubes, labels, patches, hr, hr_items, valid, class_names=names)
     if not direct_reads(config):
         return plan
     return replace(plan, sources=shard_sources(plan, parcels, order))

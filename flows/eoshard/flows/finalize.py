@@ -7,11 +7,7 @@ import shutil
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-import pandas as pd
-
 from eoshard.flows.config import BuildConfig
-from eoshard.flows.label_files import read_labels
-from eoshard.pipeline.classes import encode_classes
 from eoshard.pipeline.faults import fault_point
 from eoshard.pipeline.reflectance import product_radiometry
 from eoshard.pipeline.shards.cards import write_cards
@@ -57,31 +53,6 @@ def finalize(plan: BuildPlan, log: CommitLog) -> dict[str, Any]:
     return manifest
 
 
-def _class_names(plan: BuildPlan) -> dict[str, str]:
-    labels = plan.config.labels
-    if labels is None:
-        return {}
-    parcels = read_labels(plan.config, geometry=False)
-    return class_names(parcels, labels.class_column, labels.class_name_column, labels.class_codes)
-
-
-def class_names(
-    parcels: pd.DataFrame, class_column: str, name_column: str | None, class_codes: Mapping[str, int] | None
-) -> dict[str, str]:
-    """Code -> name of the dataset's classes. A name column names the codes of an integer class column and of a
-    text one alike (a text column's own values name its codes where it has none); a code that parcels name in two
-    ways takes the name most of them give (ties: the first in text order)."""
-    codes, own = encode_classes(parcels[class_column], class_codes, class_column)
-    if not name_column:
-        return {str(code): name for code, name in sorted(own.items())}
-    named = pd.DataFrame({"code": codes, "name": parcels[name_column].to_numpy()}).dropna()
-    named = named[(named["name"].astype(str).str.strip() != "") & ((named["code"] != 0) | (not own))]
-    counts = named.groupby(["code", named["name"].astype(str)]).size().reset_index(name="n")
-    first = counts.sort_values(["code", "n", "name"], ascending=[True, False, True]).drop_duplicates("code")
-    chosen = {int(c): str(n) for c, n in zip(first["code"], first["name"], strict=True)}
-    return {str(code): chosen.get(code, own.get(code, "")) for code in sorted({*chosen, *own})}
-
-
 def _hr_manifest(plan: BuildPlan) -> dict[str, Any] | None:
     """The paired HR source (``hr`` in Zarr, ``hr_<band>`` in LMDB), or None."""
     if plan.hr is None or plan.config.hr is None:
@@ -111,7 +82,7 @@ def dataset_layout(plan: BuildPlan, summary: dict[str, Any], n_samples: int) -> 
             str(k): (str(v.dtype), base * plan.label_factor(str(k)) / plan.label_zoom(str(k)))
             for k, v in plan.labels.data_vars.items()
         }
-        labels = LabelLayout(layers, _class_names(plan), summary["class_counts"])
+        labels = LabelLayout(layers, dict(plan.class_names), summary["class_counts"])
     zarr = lmdb = None
     if "zarr" in config.output.formats:
         zarr = ZarrLayout(config.output.shard_size, len(plan.shards()), len(plan.patches))

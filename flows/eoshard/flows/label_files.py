@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import geopandas as gpd
+import pandas as pd
 import shapely
 from odc.geo.geobox import GeoBox
 from pyogrio.errors import DataLayerError, DataSourceError
 
 from eoshard.flows.config import BuildConfig, ConfigError
+from eoshard.pipeline.classes import encode_classes
 
 
 def read_labels(config: BuildConfig, geometry: bool = True) -> gpd.GeoDataFrame:
@@ -62,3 +65,20 @@ def check_labels(config: BuildConfig, parcels: gpd.GeoDataFrame, grid: GeoBox) -
             f"span {x0:.0f}, {y0:.0f}, {x1:.0f}, {y1:.0f} in {grid.crs}; the AOI's grid "
             f"{', '.join(f'{v:.0f}' for v in grid.extent.boundingbox)}): check the AOI and the label file"
         )
+
+
+def class_names(
+    parcels: pd.DataFrame, class_column: str, name_column: str | None, class_codes: Mapping[str, int] | None
+) -> dict[str, str]:
+    """Code -> name of the dataset's classes. A name column names the codes of an integer class column and of a
+    text one alike (a text column's own values name its codes where it has none); a code that parcels name in two
+    ways takes the name most of them give (ties: the first in text order)."""
+    codes, own = encode_classes(parcels[class_column], class_codes, class_column)
+    if not name_column:
+        return {str(code): name for code, name in sorted(own.items())}
+    named = pd.DataFrame({"code": codes, "name": parcels[name_column].to_numpy()}).dropna()
+    named = named[(named["name"].astype(str).str.strip() != "") & ((named["code"] != 0) | (not own))]
+    counts = named.groupby(["code", named["name"].astype(str)]).size().reset_index(name="n")
+    first = counts.sort_values(["code", "n", "name"], ascending=[True, False, True]).drop_duplicates("code")
+    chosen = {int(c): str(n) for c, n in zip(first["code"], first["name"], strict=True)}
+    return {str(code): chosen.get(code, own.get(code, "")) for code in sorted({*chosen, *own})}

@@ -43,7 +43,8 @@ def prepare_parcels(parcels: gpd.GeoDataFrame, grid: GeoBox, class_column: str) 
     if parcels.crs is None:
         raise PipelineError("the labels have no CRS: write one into the file (e.g. with ogr2ogr -a_srs)")
     out = parcels.to_crs(str(grid.crs))
-    out = out[out.geometry.notna() & ~out.geometry.is_empty]  # nothing to repair or rasterize
+    geoms = out.geometry.to_numpy()  # missing and empty alike: nothing to repair or rasterize (shapely's test;
+    out = out[~shapely.is_missing(geoms) & ~shapely.is_empty(geoms)]  # geopandas' notna() warns about empties)
     invalid = ~out.geometry.is_valid
     if invalid.any():
         warnings.warn(
