@@ -256,3 +256,20 @@ def test_parcels_without_a_class_on_the_grid_are_counted_in_one_warning() -> Non
     with warnings.catch_warnings():
         warnings.simplefilter("error", UnclassifiedParcelsWarning)
         rasterize_labels(classified, grid_for_area(classified.union_all(), classified.crs), class_column="code")
+
+
+def test_parcel_ids_past_2_to_the_53_are_stored_exactly() -> None:
+    """The layers of a window stack as float64: an id past 2**53 came back rounded (2**63 - 1 as -2**63)."""
+    from eoshard.pipeline.label_windows import layer_values
+
+    ids = [2**53 + 1, 2**62 + 12345, 2**63 - 1, -(2**63) + 7]
+    squares = [box(500_000 + 100 * i, 4_000_000, 500_080 + 100 * i, 4_000_080) for i in range(4)]
+    parcels = gpd.GeoDataFrame({"code": [1, 2, 3, 4], "pid": ids}, geometry=squares, crs="EPSG:32633")
+    grid = GeoBox.from_bbox((500_000, 4_000_000, 500_400, 4_000_100), "EPSG:32633", resolution=10)
+    source = label_source(parcels, grid, class_column="code", id_column="pid")
+    direct = layer_values(label_window(source, grid), "parcel_id")  # as a shard task computes it
+    lazy = rasterize_labels(parcels, grid, class_column="code", id_column="pid", chunksize=16)["parcel_id"]
+    for layer in (direct, lazy.values):
+        assert layer.dtype == np.int64
+        assert [int(layer[5, 10 * i + 4]) for i in range(4)] == ids  # inside each square
+        assert int(layer[5, 9]) == 0 and int(layer[0, 0]) == 0  # between squares, and the row above them

@@ -19,6 +19,10 @@ from odc.geo.geobox import GeoBox
 from eoshard.pipeline.coverage import window_layers
 
 LAYERS = ("class", "parcel_id", "coverage", "double_partial", "double_full")
+# A window's layers stack as float64, which holds int32 codes exactly but not every int64 id: a parcel id goes as
+# the high and the low 32 bits of its two's complement (row 1 and the extra last row), each exact in float64.
+STACKED_ROWS = len(LAYERS) + 1
+_LOW_BITS = np.uint64(0xFFFFFFFF)
 _DTYPES = {"class": np.int32, "parcel_id": np.int64, "coverage": np.float32, "double_partial": bool,
            "double_full": bool}  # fmt: skip
 
@@ -79,9 +83,10 @@ class LabelSource:
 
 
 def label_window(source: LabelSource, sub: GeoBox) -> np.ndarray:
-    """The five layers of the window ``sub`` of the grid, stacked as float64 (exact for int32 codes and ids)."""
+    """The five layers of the window ``sub`` of the grid, stacked as float64 (``STACKED_ROWS``: the parcel ids in
+    two rows of 32 bits); ``layer_values`` gives each layer back, exactly, in its dtype."""
     r1, c1 = sub.shape
-    out = np.zeros((len(LAYERS), r1, c1))
+    out = np.zeros((STACKED_ROWS, r1, c1))
     out[0] = source.background
     hits = np.sort(source.tree.query(sub.extent.geom, predicate="intersects"))
     if hits.size == 0:
@@ -89,7 +94,9 @@ def label_window(source: LabelSource, sub: GeoBox) -> np.ndarray:
     layers = window_layers(source.geoms[hits], source.compare[hits], sub.transform, (r1, c1))
     some = layers.best >= 0
     out[0][some] = source.codes[hits][layers.best[some]]
-    out[1][some] = source.ids[hits][layers.best[some]]
+    bits = source.ids[hits][layers.best[some]].astype(np.int64).view(np.uint64)
+    out[1][some] = bits >> np.uint64(32)
+    out[-1][some] = bits & _LOW_BITS
     out[2] = layers.coverage
     out[3] = layers.mixed
     out[4] = layers.full_and_claimed
@@ -97,5 +104,8 @@ def label_window(source: LabelSource, sub: GeoBox) -> np.ndarray:
 
 
 def layer_values(stacked: Any, name: str) -> Any:
-    """Layer ``name`` of a ``label_window`` result, in the layer's dtype."""
+    """Layer ``name`` of a ``label_window`` result (numpy or dask), in the layer's dtype."""
+    if name == "parcel_id":
+        high, low = stacked[1].astype(np.uint64), stacked[-1].astype(np.uint64)
+        return ((high << np.uint64(32)) | low).view(np.int64)
     return stacked[LAYERS.index(name)].astype(_DTYPES[name])

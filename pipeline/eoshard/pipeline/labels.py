@@ -22,7 +22,7 @@ from odc.geo.geobox import GeoBox
 from eoshard.pipeline.classes import encode_classes
 from eoshard.pipeline.errors import PipelineError
 from eoshard.pipeline.grid import attach_grid
-from eoshard.pipeline.label_windows import LAYERS, LabelSource, label_window, layer_values
+from eoshard.pipeline.label_windows import LAYERS, STACKED_ROWS, LabelSource, label_window, layer_values
 
 
 class InvalidGeometryWarning(UserWarning):
@@ -164,7 +164,7 @@ def rasterize_labels(
     )  # fmt: skip
     _warn_unclassified(source, grid, class_column)
     ny, nx = grid.shape
-    chunks = ((len(LAYERS),), *da.empty((ny, nx), chunks=(chunksize, chunksize)).chunks)
+    chunks = ((STACKED_ROWS,), *da.empty((ny, nx), chunks=(chunksize, chunksize)).chunks)
     stacked = da.map_blocks(
         _label_block, source, grid, dtype=np.float64, chunks=chunks, meta=np.array((), dtype=np.float64)
     )
