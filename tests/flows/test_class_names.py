@@ -32,3 +32,9 @@ def test_a_code_named_two_ways_takes_the_name_most_parcels_give() -> None:
     assert class_names(renamed, "LULC_ID", "LULC_NAME", None)["2"] == "forest"
     tie = pd.DataFrame({"c": [5, 5], "n": ["b", "a"]})
     assert class_names(tie, "c", "n", None) == {"5": "a"}
+
+
+def test_the_background_code_is_never_named_after_a_class() -> None:
+    """Parcels of integer code 0 are background: their name column ("winter_wheat") named every background pixel."""
+    parcels = pd.DataFrame({"c": [0, 0, 1, 1], "n": ["winter_wheat", "winter_wheat", "maize", "maize"]})
+    assert class_names(parcels, "c", "n", None) == {"1": "maize"}

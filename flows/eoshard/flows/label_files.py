@@ -77,7 +77,7 @@ def class_names(
     if not name_column:
         return {str(code): name for code, name in sorted(own.items())}
     named = pd.DataFrame({"code": codes, "name": parcels[name_column].to_numpy()}).dropna()
-    named = named[(named["name"].astype(str).str.strip() != "") & ((named["code"] != 0) | (not own))]
+    named = named[(named["name"].astype(str).str.strip() != "") & (named["code"] != 0)]  # 0: the background
     counts = named.groupby(["code", named["name"].astype(str)]).size().reset_index(name="n")
     first = counts.sort_values(["code", "n", "name"], ascending=[True, False, True]).drop_duplicates("code")
     chosen = {int(c): str(n) for c, n in zip(first["code"], first["name"], strict=True)}

@@ -32,6 +32,7 @@ class Manifest:
     digests: list[str | None] = field(default_factory=list)  # SHA-256 of each sample's LMDB value, None: unknown
     crcs: list[int | None] = field(default_factory=list)  # CRC-32C of each sample's LMDB value, None: unknown
     sensor_dates: dict[str, list[str]] = field(default_factory=dict)  # format 1.1: {"s1": dates} beside ``dates``
+    class_counts: dict[int, int] = field(default_factory=dict)  # pixels of each class code in the dataset
 
     @classmethod
     def read(cls, root: str | Path) -> Manifest:
@@ -54,12 +55,14 @@ class Manifest:
         labels = raw.get("labels") or {}
         layer = labels.get("layer") or ("class" if "class" in (labels.get("layers") or {}) else None)
         classes = {int(k): str(v) for k, v in (labels.get("classes") or {}).items()}
+        counts = {int(k): int(v) for k, v in (labels.get("class_counts") or {}).items()}
         keys, slots, parts, digests, crcs = _samples(root, raw, keys)
         background = int(labels.get("background", 0))
         sensor_dates = {str(k): list(v) for k, v in (raw.get("sensor_dates") or {}).items()}
         return cls(
-            root, raw, groups, keys, dates, layer, background, classes, slots, parts, digests, crcs, sensor_dates
-        )
+            root, raw, groups, keys, dates, layer, background, classes, slots, parts, digests, crcs, sensor_dates,
+            counts,
+        )  # fmt: skip
 
     @property
     def patch_size(self) -> int:
@@ -101,8 +104,9 @@ class Manifest:
 
     @property
     def n_classes(self) -> int:
-        """Class codes are used as indices: background 0 plus the highest code."""
-        return max([self.background, *self.classes]) + 1
+        """Class codes are used as indices: background 0 plus the highest code, named or counted in the data (an
+        integer class column has no names, and a code may have none)."""
+        return max([self.background, *self.classes, *self.class_counts]) + 1
 
     def splits(self) -> np.ndarray | None:
         """The split column of ``index.parquet`` when present (read with pyarrow if installed)."""
