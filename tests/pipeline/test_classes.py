@@ -44,6 +44,21 @@ def test_a_mapping_gives_the_codes_and_names_it_lacks_are_listed() -> None:
     codes, names = encode_classes(lpis["code_cultu"], full, "code_cultu")
     assert int((codes == 10).sum()) == 59 and int((codes == 20).sum()) == 24  # 59 maize, 24 soft wheat parcels
     assert names[20] == "BTH" and len(names) == 24
+    grouped = full | {"MIS": 20, "AVP": 20}  # maize, soft wheat and another crop in one class, named by all three
+    codes, names = encode_classes(lpis["code_cultu"], grouped, "code_cultu")
+    avp = int((lpis["code_cultu"] == "AVP").sum())
+    assert names[20] == "AVP | BTH | MIS" and 10 not in names and int((codes == 20).sum()) == 59 + 24 + avp > 83
+
+
+def test_a_categorical_column_reads_as_its_values() -> None:
+    """GeoParquet's dictionary columns come back as pandas categoricals; a missing one crashed the fill with ''."""
+    text = pd.Series(["maize", None, "wheat", "maize"], dtype="category")
+    codes, names = encode_classes(text, column="crop")
+    assert codes.tolist() == [1, 0, 2, 1] and names == {1: "maize", 2: "wheat"}
+    numbers = pd.Series([3, 5, 3], dtype="category")
+    assert encode_classes(numbers)[0].tolist() == [3, 5, 3] and encode_classes(numbers)[1] == {}
+    with pytest.raises(ClassColumnError, match=r"class column 'crop' is empty for 1 parcel"):
+        encode_classes(pd.Series([3, None, 5], dtype="category"), column="crop")
 
 
 def test_non_integer_numbers_are_refused_with_advice() -> None:

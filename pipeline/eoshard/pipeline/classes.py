@@ -24,6 +24,9 @@ def encode_classes(
     values: pd.Series, mapping: Mapping[str, int] | None = None, column: str = "class"
 ) -> tuple[np.ndarray, dict[int, str]]:
     """``(codes, names)``: int64 codes per parcel, and code -> name for a text column (``{}`` for integers)."""
+    if isinstance(values.dtype, pd.CategoricalDtype):  # GeoParquet's dictionary columns: their plain values
+        numbers = pd.api.types.is_numeric_dtype(values.dtype.categories)
+        values = values.astype("float64" if numbers else object)
     numeric = pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
     if numeric and values.isna().any():
         rows = list(values.index[values.isna()][:3])
@@ -62,7 +65,10 @@ def encode_classes(
     else:
         codes = {name: i for i, name in enumerate(named, start=1)}
     out = names.map({**codes, "": 0}).to_numpy().astype(np.int64)
-    return out, {codes[name]: name for name in named}
+    grouped: dict[int, list[str]] = {}
+    for name in named:  # a mapping may give several names one code: the code is named by all of them
+        grouped.setdefault(codes[name], []).append(name)
+    return out, {code: " | ".join(group) for code, group in grouped.items()}
 
 
 def _fit_int32(codes: np.ndarray, where: str) -> None:
