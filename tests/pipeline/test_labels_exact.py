@@ -273,3 +273,19 @@ def test_parcel_ids_past_2_to_the_53_are_stored_exactly() -> None:
         assert layer.dtype == np.int64
         assert [int(layer[5, 10 * i + 4]) for i in range(4)] == ids  # inside each square
         assert int(layer[5, 9]) == 0 and int(layer[0, 0]) == 0  # between squares, and the row above them
+
+
+def test_a_geometry_that_does_not_reproject_is_refused_by_row() -> None:
+    """One far-off vertex (a digitising slip in EPSG:3035) became Inf in UTM, and make_valid raised GEOS' NaN/Inf."""
+    from eoshard.pipeline.errors import PipelineError
+    from eoshard.pipeline.grid import grid_for_area
+    from eoshard.pipeline.labels import prepare_parcels
+
+    si = gpd.read_file(shared_path("parcels", "si_raba_lulc_88polygons_epsg32633.gpkg"))
+    grid = grid_for_area(si.union_all(), si.crs)
+    laea = si.to_crs(3035)
+    x, y = laea.geometry.iloc[3].representative_point().coords[0]
+    laea.loc[laea.index[3], "geometry"] = Polygon([(x, y), (-68_779_075, 3_637_099), (x + 10, y + 10)])
+    with pytest.raises(PipelineError, match=r"^1 label geometries have points that do not exist in the grid's CRS "
+                       r"EPSG:32633 \(rows 3; their coordinates in EPSG:3035 are far outside"):  # fmt: skip
+        prepare_parcels(laea, grid, "LULC_ID")

@@ -45,6 +45,14 @@ def prepare_parcels(parcels: gpd.GeoDataFrame, grid: GeoBox, class_column: str) 
     out = parcels.to_crs(str(grid.crs))
     geoms = out.geometry.to_numpy()  # missing and empty alike: nothing to repair or rasterize (shapely's test;
     out = out[~shapely.is_missing(geoms) & ~shapely.is_empty(geoms)]  # geopandas' notna() warns about empties)
+    unprojected = ~np.isfinite(shapely.bounds(out.geometry.to_numpy())).all(axis=1)
+    if unprojected.any():
+        rows = [str(r) for r in out.index[unprojected][:3]]
+        raise PipelineError(
+            f"{int(unprojected.sum())} label geometries have points that do not exist in the grid's CRS {grid.crs} "
+            f"(rows {', '.join(rows)}; their coordinates in {parcels.crs} are far outside its area of use): fix or "
+            "drop those geometries"
+        )
     invalid = ~out.geometry.is_valid
     if invalid.any():
         warnings.warn(
