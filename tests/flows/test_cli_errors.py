@@ -156,6 +156,14 @@ FIBOA = ("parcels", "fiboa")
         ({"path": ("..", "si_raba_lulc_88polygons_epsg32633.gpkg"), "class_column": "LULC_ID",
           "class_name_column": "lulc_name"}, 2,
          ["has no column 'lulc_name' (labels.class_name_column); it has", "'LULC_NAME'"]),
+        # a misspelt class or id column: exit 1 without the file's name, or "labels:"
+        ({"path": ("..", "si_raba_lulc_88polygons_epsg32633.gpkg"), "class_column": "lulc_id"}, 2,
+         ["labels: ", "has no column 'lulc_id' (labels.class_column); it has", "'LULC_ID'"]),
+        ({"path": ("..", "si_raba_lulc_88polygons_epsg32633.gpkg"), "class_column": "LULC_ID", "id_column": "pid"},
+         2, ["has no column 'pid' (labels.id_column)", "or leave it out"]),
+        # a layer the file lacks: "expected a GeoPackage" about a GeoPackage
+        ({"path": ("..", "si_raba_lulc_88polygons_epsg32633.gpkg"), "class_column": "LULC_ID", "layer": "fields"},
+         2, ["has no layer 'fields' (labels.layer); it has ['LULC']: name one of them"]),
     ],
 )  # fmt: skip
 def test_labels_that_would_fail_late_or_say_nothing_are_refused_first(
@@ -183,6 +191,17 @@ def test_labels_of_points_and_geoparquet_labels(config_for, tmp_path: Path) -> N
         _run("build", str(config_for(labels={"path": str(points), "class_column": "LULC_ID"}))), 2,
         f"labels: {points} holds no polygons (its geometries: Point)",
     )  # fmt: skip
+    two = tmp_path / "two-layers.gpkg"
+    parcels.to_file(two, layer="fields")
+    parcels.iloc[:3].to_file(two, layer="farms")
+    result = _run("build", str(config_for(labels={"path": str(two), "class_column": "LULC_ID"})))
+    said = " ".join(result.stderr.split())
+    assert result.returncode == 2 and "Traceback" not in said, said
+    assert said.startswith(
+        f"warning: labels: {two} has 2 layers with geometries (fields, farms): reading the first, 'fields'; name "
+        "the parcels' layer with labels.layer"
+    )
+    assert f"error: labels: none of the 88 polygons of {two}" in said  # the first layer was read
     parquet = tmp_path / "parcels.parquet"
     parcels.to_parquet(parquet)
     result = _run("build", str(config_for(labels={"path": str(parquet), "class_column": "LULC_ID"})))

@@ -118,3 +118,14 @@ def test_config_errors_are_flows_errors() -> None:
     from eoshard.flows.errors import FlowsError
 
     assert issubclass(ConfigError, FlowsError) and issubclass(ConfigError, ValueError)
+
+
+def test_class_codes_keyed_by_yaml_numbers_name_the_text_classes(tmp_path: Path) -> None:
+    """Austria's crop codes are text ("109"); ``109: 4`` in YAML is a number key, once refused six times over."""
+    data = _valid(tmp_path)
+    data["labels"]["class_codes"] = yaml.safe_load("{109: 4, '110': 5, winter_wheat: 1}")
+    config = parse_config(data, tmp_path)
+    assert config.labels is not None and config.labels.class_codes == {"109": 4, "110": 5, "winter_wheat": 1}
+    data["labels"]["class_codes"] = {True: 3}
+    with pytest.raises(ConfigError, match=r"labels.class_codes.*: Input should be a valid string \(got True\)"):
+        parse_config(data, tmp_path)

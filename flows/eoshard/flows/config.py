@@ -11,6 +11,7 @@ import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -145,12 +146,20 @@ class CubeConfig(_Model):
         return value
 
 
+def _class_name(value: object) -> object:
+    """A YAML key that reads as a whole number (``10: 4``) names the text class "10", as the file's column has it."""
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+ClassName = Annotated[str, BeforeValidator(_class_name)]
+
+
 class LabelsConfig(_Model):
     path: ExistingPath
     layer: str | None = None
     class_column: str
     class_name_column: str | None = None
-    class_codes: dict[str, int] | None = Field(
+    class_codes: dict[ClassName, int] | None = Field(
         None,
         description="text class names -> integer codes (1 or more); without it a text class_column gets the "
         "codes 1, 2, ... in sorted order of its names, recorded in dataset.json",

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 
 import geopandas as gpd
 import pandas as pd
+import pyogrio
 import shapely
 from odc.geo.geobox import GeoBox
 from pyogrio.errors import DataLayerError, DataSourceError
@@ -15,16 +17,15 @@ from eoshard.flows.config import BuildConfig, ConfigError
 from eoshard.pipeline.classes import encode_classes
 
 
-def read_labels(config: BuildConfig, geometry: bool = True) -> gpd.GeoDataFrame:
+def read_labels(config: BuildConfig) -> gpd.GeoDataFrame:
     """The label features of ``config.labels`` (GeoParquet through geopandas' own reader: GDAL's Parquet driver is
-    optional); a file that cannot be read, or holds none, is a ``ConfigError``."""
+    optional); a file that cannot be read, holds none, or lacks a column the config names is a ``ConfigError``."""
     assert config.labels is not None
     path, layer = config.labels.path, config.labels.layer
+    parquet = Path(path).suffix.lower() in (".parquet", ".geoparquet")
+    chosen = None if parquet else _layer(path, layer)
     try:
-        if Path(path).suffix.lower() in (".parquet", ".geoparquet"):
-            parcels = gpd.read_parquet(path)
-        else:
-            parcels = gpd.read_file(path, layer=layer, ignore_geometry=not geometry)
+        parcels = gpd.read_parquet(path) if parquet else gpd.read_file(path, layer=chosen)
     except (DataSourceError, DataLayerError, OSError, ValueError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ConfigError(
@@ -37,19 +38,52 @@ def read_labels(config: BuildConfig, geometry: bool = True) -> gpd.GeoDataFrame:
             f"labels: {path}{where} holds no features: expected polygons with the column "
             f"{config.labels.class_column!r}; give the file that holds them, or remove `labels:` to build without"
         )
+    _check_columns(config, parcels)
     return parcels
 
 
-def check_labels(config: BuildConfig, parcels: gpd.GeoDataFrame, grid: GeoBox) -> None:
-    """What would only fail after the shards, or give a dataset of background alone: a class name column the file
-    lacks, a file of no polygons, polygons that all miss the AOI's grid. ``parcels`` are in the grid's CRS."""
-    assert config.labels is not None
-    name_column = config.labels.class_name_column
-    if name_column and name_column not in parcels.columns:
+def _layer(path: Path, layer: str | None) -> str | None:
+    """The layer to read: the one named (which must be there), or the only one with geometries; several of them
+    and none named reads the first, with a warning that lists them."""
+    try:
+        listed = pyogrio.list_layers(path)
+    except (DataSourceError, OSError):
+        return layer  # read_file says what is wrong with the file
+    names = [str(name) for name, _ in listed]
+    spatial = [str(name) for name, kind in listed if kind is not None]
+    if layer is not None and layer not in names:
         raise ConfigError(
-            f"labels: {config.labels.path} has no column {name_column!r} (labels.class_name_column); it has "
-            f"{sorted(map(str, parcels.columns))}: name one of them, or leave class_name_column out"
+            f"labels: {path} has no layer {layer!r} (labels.layer); it has {names}: name one of them"
         )
+    if layer is None and len(spatial) > 1:
+        warnings.warn(
+            f"labels: {path} has {len(spatial)} layers with geometries ({', '.join(spatial)}): reading the first, "
+            f"{spatial[0]!r}; name the parcels' layer with labels.layer",
+            UserWarning,
+            stacklevel=3,
+        )
+        return spatial[0]
+    return layer
+
+
+def _check_columns(config: BuildConfig, parcels: gpd.GeoDataFrame) -> None:
+    assert config.labels is not None
+    labels = config.labels
+    named = {"class_column": labels.class_column, "class_name_column": labels.class_name_column,
+             "id_column": labels.id_column}  # fmt: skip
+    for option, column in named.items():
+        if column is not None and column not in parcels.columns:
+            raise ConfigError(
+                f"labels: {labels.path} has no column {column!r} (labels.{option}); it has "
+                f"{sorted(map(str, parcels.columns))}: name one of them"
+                + (", or leave it out" if option != "class_column" else "")
+            )
+
+
+def check_labels(config: BuildConfig, parcels: gpd.GeoDataFrame, grid: GeoBox) -> None:
+    """What would give a dataset of background alone: a file of no polygons, or polygons that all miss the AOI's
+    grid. ``parcels`` are in the grid's CRS."""
+    assert config.labels is not None
     polygons = parcels[parcels.geometry.geom_type.isin(["Polygon", "MultiPolygon", "GeometryCollection"])]
     if polygons.empty or not (polygons.geometry.area > 0).any():
         kinds = sorted({str(k) for k in parcels.geometry.geom_type.dropna()})
