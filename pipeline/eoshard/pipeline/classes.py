@@ -25,8 +25,8 @@ def encode_classes(
 ) -> tuple[np.ndarray, dict[int, str]]:
     """``(codes, names)``: int64 codes per parcel, and code -> name for a text column (``{}`` for integers)."""
     if isinstance(values.dtype, pd.CategoricalDtype):  # GeoParquet's dictionary columns: their plain values
-        numbers = pd.api.types.is_numeric_dtype(values.dtype.categories)
-        values = values.astype("float64" if numbers else object)
+        of_numbers = pd.api.types.is_numeric_dtype(values.dtype.categories)
+        values = values.astype("float64" if of_numbers else object)
     numeric = pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
     if numeric and values.isna().any():
         rows = list(values.index[values.isna()][:3])
