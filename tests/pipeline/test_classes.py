@@ -61,6 +61,11 @@ def test_a_categorical_column_reads_as_its_values() -> None:
         encode_classes(pd.Series([3, None, 5], dtype="category"), column="crop")
 
 
+def test_negative_codes_are_refused() -> None:
+    with pytest.raises(ClassColumnError, match=r"class column 'c' holds negative codes \(e.g. \[-3, -1\]\)"):
+        encode_classes(pd.Series([2, -1, -3, 0]), column="c")
+
+
 def test_non_integer_numbers_are_refused_with_advice() -> None:
     with pytest.raises(ClassColumnError, match=r"holds non-integer numbers \(e.g. \[0.5\]\)"):
         encode_classes(pd.Series([1.0, 0.5, 2.0]), column="c")

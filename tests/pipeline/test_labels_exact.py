@@ -195,6 +195,8 @@ def test_parcel_ids_that_are_not_integers_are_refused_by_name() -> None:
         two = dk.iloc[:2].assign(pid=ids)
         with pytest.raises(PipelineError, match=rf"parcel id column 'pid' holds .*{what}"):
             label_source(two, grid, class_column="Afgkode", id_column="pid")
+    with pytest.raises(PipelineError, match=r"parcel id column 'pid' holds the id 0 \(\['row 1'\]\), which the "):
+        label_source(dk.iloc[:2].assign(pid=[5, 0]), grid, class_column="Afgkode", id_column="pid")
     text_numbers = dk.iloc[:2].assign(pid=["0042", " 7"])
     assert sorted(label_source(text_numbers, grid, class_column="Afgkode", id_column="pid").ids) == [7, 42]
 

@@ -48,6 +48,12 @@ def encode_classes(
                 "codes: remove class_codes"
             )
         _fit_int32(numbers, f"class column {column!r}")
+        if (numbers < 0).any():
+            negative = sorted({int(v) for v in numbers[numbers < 0]})[:3]
+            raise ClassColumnError(
+                f"class column {column!r} holds negative codes (e.g. {negative}): class codes are 0 (the background) "
+                "and up, and the trainers use them as indices; map them to codes of 0 or more"
+            )
         return values.to_numpy().astype(np.int64), {}
     names = values.where(values.notna(), "").astype(str).str.strip()  # blank or missing: background (0)
     named = sorted(set(names) - {""})

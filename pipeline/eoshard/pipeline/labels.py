@@ -140,6 +140,13 @@ def parcel_ids(values: pd.Series, column: str) -> np.ndarray:
     past = [v for v in numbers.tolist() if not -(2**63) <= v < 2**63]
     if past:
         raise refuse("numbers past int64", past)
+    if (numbers == 0).any():
+        rows = [f"row {r}" for r in values.index[numbers == 0][:3]]
+        raise PipelineError(
+            f"the parcel id column {column!r} holds the id 0 ({rows}), which the parcel_id layer keeps for pixels of "
+            "no parcel: those parcels could not be told from the background; shift the ids (e.g. id + 1) or leave "
+            "labels.id_column out"
+        )
     return numbers.astype(np.int64)
 
 
