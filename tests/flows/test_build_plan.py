@@ -97,3 +97,23 @@ def test_class_names_follow_the_codes_of_the_parcels_the_labels_are_made_of(demo
     by_name = dict(zip(parcels["class_name"], parcels["class_code"], strict=True))
     demo_code = {int(code): by_name[name] for code, name in plan.class_names.items()}
     assert [demo_code[int(c)] for c in codes] == parcels["class_code"].tolist()  # each name on its own parcels
+
+
+def test_the_fingerprint_holds_the_parcels_so_a_relabelled_file_is_not_resumed(demo_data, tmp_path: Path) -> None:
+    """A build killed, its label file relabelled, then run again mixed both labellings and passed verify."""
+    from eoshard.pipeline.shards.commits import differences
+
+    parcels = gpd.read_file(demo_data.parcels)
+    copy, relabelled = tmp_path / "same.gpkg", tmp_path / "relabelled.gpkg"
+    parcels.to_file(copy)
+    parcels.assign(class_code=parcels["class_code"].replace({1: 2})).to_file(relabelled)
+    prints = []
+    for path in (demo_data.parcels, copy, relabelled):
+        with pytest.warns(UserWarning, match="were repaired"):
+            plan = plan_build(
+                _config(demo_data, tmp_path, labels={"path": str(path), "class_column": "class_code"})
+            )
+        prints.append(plan.fingerprint())
+    assert len(prints[0]["labels_sha256"]) == 64
+    assert differences(prints[0], prints[1]) == ["config.labels.path"]  # the same parcels in another file
+    assert differences(prints[1], prints[2]) == ["config.labels.path", "labels_sha256"]

@@ -24,7 +24,7 @@ from eoshard.catalog.credentials import redact_url
 from eoshard.catalog.stac_api import ApiOptions
 from eoshard.flows.aoi import read_aoi
 from eoshard.flows.config import BuildConfig, ConfigError
-from eoshard.flows.label_files import check_labels, class_names, read_labels
+from eoshard.flows.label_files import check_labels, class_names, labels_digest, read_labels
 from eoshard.flows.masking import resolve_bands, resolve_mask
 from eoshard.flows.products import find_products, select_products
 from eoshard.flows.redaction import public_config
@@ -69,9 +69,9 @@ class BuildPlan:
     hr_items: list[dict[str, Any]] = field(default_factory=list)
     valid: xr.DataArray | None = None  # the SCL or QA_PIXEL valid mask, (time, y, x) on the base grid
     sources: ShardSources | None = None  # what direct shard tasks read (None: the tasks compute the cubes' graph)
-    class_names: Mapping[str, str] = field(
-        default_factory=dict
-    )  # code -> name, of the parcels the labels are made of
+    # code -> name, and the SHA-256 (``label_files.labels_digest``, in the fingerprint), of the labels' parcels
+    class_names: Mapping[str, str] = field(default_factory=dict)
+    labels_sha256: str | None = None
 
     @property
     def dates(self) -> list[str]:
@@ -168,9 +168,11 @@ class BuildPlan:
         keys = "\n".join(p.key for p in self.patches).encode()
         hr = {"hr_products": sorted(i["id"] for i in self.hr_items)} if self.hr is not None else {}
         others = {"sensor_dates": self.other_dates} if self.other_dates else {}
+        labels = {"labels_sha256": self.labels_sha256} if self.labels_sha256 is not None else {}
         return {
             **hr,
             **others,
+            **labels,
             "format_version": format_version(self.other_dates),
             "config": public_config(self.config, exclude=FINGERPRINT_EXCLUDE),
             "dates": self.dates,
@@ -231,6 +233,7 @@ def plan_build(
         cubes[INDEX_GROUP] = index_cube(cubes, grid, config.cube.indices)
     labels = parcels = None
     names: dict[str, str] = {}
+    digest = None
     if config.labels is not None:
         # prepared once (repaired with one warning): the labels, the patch selection and the shard sources share it
         parcels = prepare_parcels(read_labels(config), grid, config.labels.class_column)
@@ -239,6 +242,7 @@ def plan_build(
         names = class_names(
             parcels, config.labels.class_column, config.labels.class_name_column, config.labels.class_codes
         )
+        digest = labels_digest(config, parcels)
         labels = rasterize_labels(
             parcels,
             label_grid(config, grid),
@@ -266,7 +270,9 @@ def plan_build(
     ready = [stackstac_ready(i) for i in products]
     # each file's CRS/transform/shape is its item's (headers only); ``checked``: only these products' files
     check_assets([d for d in ready if checked is None or d["id"] in checked], config.bands, then=then)
-    plan = BuildPlan(config, ready, grid, cubes, labels, patches, hr, hr_items, valid, class_names=names)
+    plan = BuildPlan(
+        config, ready, grid, cubes, labels, patches, hr, hr_items, valid, class_names=names, labels_sha256=digest
+    )
     if not direct_reads(config):
         return plan
     return replace(plan, sources=shard_sources(plan, parcels, order))

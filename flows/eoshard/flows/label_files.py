@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -116,3 +118,19 @@ def class_names(
     first = counts.sort_values(["code", "n", "name"], ascending=[True, False, True]).drop_duplicates("code")
     chosen = {int(c): str(n) for c, n in zip(first["code"], first["name"], strict=True)}
     return {str(code): chosen.get(code, own.get(code, "")) for code in sorted({*chosen, *own})}
+
+
+def labels_digest(config: BuildConfig, parcels: gpd.GeoDataFrame) -> str:
+    """SHA-256 of what the label layers and class names are made of: the parcels' geometries (WKB) and their class,
+    name and id columns. A build resumed or rerun over a label file whose parcels changed is refused by it."""
+    assert config.labels is not None
+    labels = config.labels
+    digest = hashlib.sha256()
+    for wkb in shapely.to_wkb(parcels.geometry.to_numpy()):
+        digest.update(wkb)  # WKB is self-delimiting
+    for column in (labels.class_column, labels.class_name_column, labels.id_column):
+        if column is not None:
+            digest.update(b"\0" + column.encode() + b"\0")
+            digest.update(json.dumps(parcels[column].astype(object).where(parcels[column].notna()).tolist(),
+                                     default=str).encode())  # fmt: skip
+    return digest.hexdigest()

@@ -121,6 +121,16 @@ def test_commit_log_resumes_only_the_same_plan(tmp_path: Path) -> None:
     assert log.start({"a": 1}) and log.done() == {3}
     with pytest.raises(PlanMismatchError, match=r"differs in \['a'\]"):
         log.start({"a": 2})
+    # the labels' parcels, a key plans of earlier builds lack: compared where both have it
+    log.record_plan({"a": 1, "config": {"period": {"start": "2024-04-01", "end": "2024-05-01"}, "bands": ["B02"]}})
+    same = {"a": 1, "config": {"period": {"start": "2024-04-01", "end": "2024-05-01"}, "bands": ["B02"]}}
+    assert log.start({**same, "labels_sha256": "f00"})
+    log.record_plan({**same, "labels_sha256": "f00"})
+    with pytest.raises(PlanMismatchError, match=r"differs in \['labels_sha256'\]"):
+        log.start({**same, "labels_sha256": "ba4"})
+    later = {**same, "config": {**same["config"], "period": {"start": "2024-04-01", "end": "2024-06-01"}}}
+    with pytest.raises(PlanMismatchError, match=r"differs in \['config.period.end', 'labels_sha256'\]"):
+        log.start(later)
 
 
 def test_commit_records_read_back_as_json_wrote_them(tmp_path: Path) -> None:

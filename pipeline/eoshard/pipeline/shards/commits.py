@@ -50,6 +50,9 @@ def remove_leftovers(root: Path) -> list[Path]:
     return leftovers
 
 
+ADDED_PLAN_KEYS = ("labels_sha256",)  # recorded since the builds of 2026-12-05
+
+
 class CommitLog:
     """``_build/plan.json`` (what is being built) and ``_build/commits/shard-NNNNNN.json`` (what is done)."""
 
@@ -65,8 +68,10 @@ class CommitLog:
         if not self.plan_path.exists():
             return False
         previous = json.loads(self.plan_path.read_text())
+        # keys that plans of earlier versions lack: such a plan is compared without them
+        previous |= {k: plan[k] for k in ADDED_PLAN_KEYS if k in plan and k not in previous}
         if previous != plan:
-            changed = sorted(k for k in {*plan, *previous} if plan.get(k) != previous.get(k))
+            changed = differences(previous, plan)
             if (self.root.parent / MANIFEST_FILE).is_file():
                 raise PlanMismatchError(
                     f"{self.root.parent} holds a finished dataset built from a different plan (differs in "
@@ -98,6 +103,17 @@ class CommitLog:
         """The commit records in shard order, read one at a time (the driver never holds them all)."""
         for k in sorted(self.done()):
             yield orjson.loads(self._path(k).read_bytes())
+
+
+def differences(old: Any, new: Any, prefix: str = "") -> list[str]:
+    """The dotted keys whose values differ between two JSON objects (``config.period.end``, ``labels_sha256``)."""
+    if not (isinstance(old, dict) and isinstance(new, dict)):
+        return [] if old == new else [prefix or "the whole plan"]
+    out: list[str] = []
+    for key in sorted({*old, *new}):
+        if old.get(key) != new.get(key):
+            out += differences(old.get(key), new.get(key), f"{prefix}.{key}" if prefix else str(key))
+    return out
 
 
 def record_json(data: dict[str, Any]) -> bytes:
