@@ -129,9 +129,16 @@ def test_killed_builds_resume_to_an_identical_dataset(
         assert lmdb_contents(out) == expected_lmdb, stage
 
 
-def test_ctrl_c_stops_the_build_with_one_line_and_the_rerun_resumes(demo_data, tmp_path: Path, reference) -> None:
+@pytest.mark.parametrize(
+    ("sent", "code", "what"), [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")]
+)
+def test_ctrl_c_or_sigterm_stops_the_build_with_one_line_and_the_rerun_resumes(
+    demo_data, tmp_path: Path, reference, sent: signal.Signals, code: int, what: str
+) -> None:
     """SIGINT to the build's process group, as a terminal's Ctrl-C sends it to the driver and its workers: exit 130,
-    one line that says how to resume, no traceback from any process; the rerun gives the uninterrupted bytes."""
+    one line that says how to resume, no traceback from any process; the rerun gives the uninterrupted bytes.
+    SIGTERM to the group (systemd stopping a service) the same, exit 143: it left the lock behind, and a refresh's
+    stale lock is never taken over."""
     out = tmp_path / "out"
     config = _config(demo_data, out)
     process = _build(config)
@@ -140,11 +147,11 @@ def test_ctrl_c_stops_the_build_with_one_line_and_the_rerun_resumes(demo_data, t
         assert process.poll() is None, f"the build ended early: {config.with_suffix('.log').read_text()}"
         assert time.monotonic() < deadline
         time.sleep(0.005)
-    os.killpg(process.pid, signal.SIGINT)
-    assert process.wait(timeout=60) == 130
+    os.killpg(process.pid, sent)
+    assert process.wait(timeout=60) == code
     said = config.with_suffix(".log").read_text()
-    assert "Traceback" not in said and "KeyboardInterrupt" not in said, said
-    assert "interrupted: the shards committed so far are kept: run the same command again to resume" in said
+    assert "Traceback" not in said and "KeyboardInterrupt" not in said and "Terminated" not in said, said
+    assert f"{what}: the shards committed so far are kept: run the same command again to resume" in said
     assert not (out / "dataset.json").exists() and not (out / ".eoshard.lock").exists()
     kept = _commits(out)
     _run(config)

@@ -59,10 +59,21 @@ def _options(
 RESUME_NOTE = "the shards committed so far are kept: run the same command again to resume"
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (systemd stopping a service, Kubernetes deleting a pod), stopped as Ctrl-C stops a command: its locks
+    released, what it kept told; exit 143."""
+
+
+def terminate(_signum: int, _frame: object) -> None:
+    """The ``eoshard`` script's SIGTERM handler."""
+    raise Terminated
+
+
 @contextmanager
 def user_errors(interrupted: str | None = None) -> Iterator[None]:
     """Print eoshard's errors as one readable message and exit non-zero, without a traceback; so are the file
-    system's (a read-only folder, a full disk). ``interrupted``: what to tell on Ctrl-C (exit 130).
+    system's (a read-only folder, a full disk). ``interrupted``: what to tell on Ctrl-C (exit 130) or SIGTERM
+    (exit 143).
 
     Messages quote names from outside (file names, URLs): they are escaped, never read as Rich markup, and a URL's
     signature or password is never printed (``redact_text``)."""
@@ -82,11 +93,12 @@ def user_errors(interrupted: str | None = None) -> Iterator[None]:
             "write it, and that its disk has room"
         )
         raise typer.Exit(1) from None
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as err:
         if interrupted is None:
             raise
-        errors.print(f"[bold yellow]interrupted:[/] {interrupted}", highlight=False, soft_wrap=True)
-        raise typer.Exit(130) from None
+        what, code = ("terminated", 143) if isinstance(err, Terminated) else ("interrupted", 130)
+        errors.print(f"[bold yellow]{what}:[/] {interrupted}", highlight=False, soft_wrap=True)
+        raise typer.Exit(code) from None
 
 
 def _error(message: str) -> None:

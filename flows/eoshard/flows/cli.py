@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import signal
 import sys
 import warnings
 
@@ -13,7 +14,7 @@ import eoshard.flows.commands.jobs
 import eoshard.flows.commands.refresh
 import eoshard.flows.commands.submit  # noqa: F401
 from eoshard.catalog.credentials import redact_text
-from eoshard.flows.app import app, errors
+from eoshard.flows.app import app, errors, terminate
 from eoshard.flows.commands import build, convert, demo, inspect, predict, select, verify  # noqa: F401  (each registers its commands)
 
 __all__ = ["app", "main"]
@@ -33,6 +34,7 @@ class _WarningLines(logging.Handler):
 def main() -> None:
     """Entry point of the ``eoshard`` script: warnings as one line each, errors without a traceback."""
     warnings.showwarning = _show_warning
+    signal.signal(signal.SIGTERM, terminate)
     logging.getLogger("eoshard").addHandler(_WarningLines(logging.WARNING))
     try:
         sys.exit(app())
