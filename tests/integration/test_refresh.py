@@ -260,6 +260,22 @@ def reprocessed(demo_data: Any, tmp_path_factory: pytest.TempPathFactory) -> dic
     )
 
 
+def test_without_reprocessed_a_new_product_of_a_held_date_is_named_not_left_out_silently(
+    reprocessed: dict[str, Any],
+) -> None:
+    """A tile published hours after the others of its pass was never added, and every later refresh said "up to
+    date"; only ``refresh.reprocessed`` reads held dates again, so without it the product is named."""
+    from eoshard.flows.config import load_config
+    from eoshard.flows.refresh.run import select_products
+
+    config = load_config(reprocessed["config"])
+    config = config.model_copy(update={"refresh": config.refresh.model_copy(update={"reprocessed": False})})
+    with pytest.warns(UserWarning, match=rf"^1 product\(s\) of dates the dataset holds are not in it \(e.g. "
+                      rf"{REPROCESSED}; .*set refresh.reprocessed: true"):  # fmt: skip
+        items, newer, again = select_products(config, reprocessed["half"])
+    assert again == [] and REPROCESSED not in {i.id for i in items} and len(newer) == NEW_PRODUCTS
+
+
 def test_reprocessed_dates_and_newly_qualifying_samples_come_from_the_sources(reprocessed: dict[str, Any]) -> None:
     half = reprocessed["half"]
     # east of the 05-18 swath edge, patches keep two of the first half's three dates: too few for min_dates 3

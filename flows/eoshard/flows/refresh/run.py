@@ -9,6 +9,7 @@ sources only the steps the dataset does not hold (see ``reuse.py``), and switche
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -110,16 +111,40 @@ def select_products(
     missing = held - {i.id for i in [*found, *sar]}
     if missing:
         raise RefreshError(
-            f"{len(missing)} product(s) of the dataset are no longer in the catalog {redact_url(config.catalog.source)} "
-            f"(e.g. {sorted(missing)[0]}): a refresh cannot add to it; build the dataset anew"
+            f"{len(missing)} product(s) of the dataset are not found by the config's search of "
+            f"{redact_url(config.catalog.source)} (e.g. {sorted(missing)[0]}): if the config's period or AOI now "
+            "leaves them out, give the ones the dataset was built with; if the catalog dropped them, a refresh "
+            "cannot add to the dataset: build it anew"
         )
     chosen = _chosen(config, found)  # what a build over the whole period would use
     newer = newer_items(chosen, watermark(manifest))
     reprocessed = reprocessed_items(chosen, manifest) if config.refresh.reprocessed else []
+    if not config.refresh.reprocessed:
+        _warn_of_late_products(chosen, newer, manifest)
     if reprocessed:  # the dates read again use what a build would: a superseded held copy is left out
         held &= {i.id for i in chosen}
     wanted = held | {i.id for i in [*newer, *reprocessed]}
     return [i for i in found if i.id in wanted] + sar, newer, reprocessed
+
+
+def _warn_of_late_products(
+    chosen: list[pystac.Item], newer: list[pystac.Item], manifest: Mapping[str, Any]
+) -> None:
+    """Products of days the dataset holds that it lacks (a tile of a pass published hours after the others): only
+    ``refresh.reprocessed`` reads those dates again, so without it they are named, not silently left out."""
+    days = {str(d)[:10] for d in manifest.get("dates", [])}
+    known = set(manifest.get("products", [])) | {i.id for i in newer}
+    late = sorted(
+        i.id for i in chosen if i.id not in known and i.datetime and i.datetime.date().isoformat() in days
+    )
+    if late:
+        warnings.warn(
+            f"{len(late)} product(s) of dates the dataset holds are not in it (e.g. {late[0]}; a tile published after "
+            "the others of its pass, or a new processing baseline): set refresh.reprocessed: true in the config to "
+            "read those dates again with them",
+            UserWarning,
+            stacklevel=3,
+        )
 
 
 def _s1_products(config: BuildConfig) -> list[pystac.Item]:
