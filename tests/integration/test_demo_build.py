@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import re
 import shutil
 import subprocess
 import sys
@@ -546,3 +548,34 @@ def test_eoshard_open_dataset_at_the_top_level_is_the_pipeline_reader(built: Pat
     assert ds.easting.sel(sample=row.key).values[[0, -1]].tolist() == [x0 + 5, x1 - 5]
     assert ds.northing_s2_20m.sel(sample=row.key).values[[0, -1]].tolist() == [y1 - 10, y0 + 10]
     assert str(ds.time.values[0])[:19] == json.loads((built / "dataset.json").read_text())["dates"][0]
+
+
+def test_verify_names_a_cut_shard_a_truncated_lmdb_and_a_garbled_zarr_json(built: Path, tmp_path: Path) -> None:
+    """A shard's end flipped or cut short raised zarr's checksum traceback; a truncated data.mdb killed verify with
+    SIGBUS (exit 135, nothing said); a garbled zarr.json raised JSONDecodeError."""
+    from eoshard.flows.verify import verify_dataset
+
+    copy = tmp_path / "copy"
+    shutil.copytree(built, copy)
+    manifest = json.loads((copy / "dataset.json").read_text())
+    name = next(n for n in manifest["checksums"] if n.startswith("data.zarr/s2_10m/c/"))
+    shard = copy / name
+    shard.write_bytes(shard.read_bytes()[:-64])  # the shard index at its end, cut
+    problems = verify_dataset(copy, n_source=0)
+    assert problems[0] == f"checksum mismatch in {name}"
+    assert len(problems) == 2 and re.fullmatch(r"the Zarr slots \d+\.\.\d+ cannot be read \(.+\)", problems[1])
+    shutil.rmtree(copy)
+    shutil.copytree(built, copy)
+    mdb = copy / "data.lmdb" / "part-00" / "data.mdb"
+    os.truncate(mdb, mdb.stat().st_size - 8192)
+    result = CliRunner().invoke(app, ["verify", str(copy), "--sources", "0"])
+    said = " ".join(result.output.split())
+    assert result.exit_code == 1 and f"{mdb} is truncated: " in said and "copy the dataset again" in said
+    shutil.rmtree(copy)
+    shutil.copytree(built, copy)
+    (copy / "data.zarr" / "zarr.json").write_text("{garbage")
+    assert verify_dataset(copy, n_source=0) == [
+        f"the samples cannot be read back: {copy / 'data.zarr'} cannot be opened as a Zarr group (Expecting "
+        "property name enclosed in double quotes: line 1 column 2 (char 1)): the dataset is damaged; copy it again, "
+        "or rebuild it"
+    ]

@@ -11,6 +11,7 @@ from typing import Any, cast
 
 import dask
 import geopandas as gpd
+import lmdb
 import numpy as np
 import pandas as pd
 import zarr
@@ -83,6 +84,7 @@ def check_samples(
     problems = check_lmdb_keys(dataset, index) if lmdb else []
     for _, shard in rows.groupby(rows["zarr_index"] // per, sort=False) if group is not None else [(0, rows)]:
         slots = _ShardSlots(group, shard["zarr_index"]) if group is not None else None
+        first, last = int(shard["zarr_index"].min()), int(shard["zarr_index"].max())
         for row in shard.to_dict("records"):
             key = str(row["key"])
             value = dataset.read_value(key, str(row["lmdb_part"])) if lmdb else None
@@ -90,7 +92,11 @@ def check_samples(
                 if hashlib.sha256(value).hexdigest() != row["lmdb_sha256"]:
                     problems.append(f"LMDB value of {key} differs from its checksum")
                 if slots is not None:
-                    problems += _compare_slot(manifest, key, load(value), slots, int(row["zarr_index"]))
+                    try:
+                        problems += _compare_slot(manifest, key, load(value), slots, int(row["zarr_index"]))
+                    except ValueError as err:  # a damaged shard (zstd's or the shard index's checksum): said once
+                        problems.append(f"the Zarr slots {first}..{last} cannot be read ({err})")
+                        slots = None
             step()
     return problems
 
@@ -209,7 +215,14 @@ def verify_dataset(
                 on_progress(done, total)
 
         problems = check_checksums(path, manifest, step)
-        problems += check_samples(dataset, manifest, index, step)
+        try:
+            problems += check_samples(dataset, manifest, index, step)
+        except (
+            DatasetError,
+            ValueError,
+            lmdb.Error,
+        ) as err:  # a damaged zarr.json or LMDB file: said, with the rest
+            return [*problems, f"the samples cannot be read back: {err}"]
     if chosen:
         problems += compare_with_sources(path, manifest, index.iloc[chosen], step)
     return problems

@@ -63,7 +63,14 @@ class ShardedDataset:
                 f"{self.path} was built without Zarr (formats: lmdb only): read its samples from LMDB, or rebuild "
                 "with output.formats [zarr, lmdb]"
             )
-        return zarr.open_group(str(self.path / self.layout.zarr.path), mode="r")
+        where = self.path / self.layout.zarr.path
+        try:
+            return zarr.open_group(str(where), mode="r")
+        except ValueError as err:  # a garbled zarr.json (JSONDecodeError is a ValueError)
+            raise DatasetError(
+                f"{where} cannot be opened as a Zarr group ({err}): the dataset is damaged; copy it again, or "
+                "rebuild it"
+            ) from err
 
     def read_slot(self, name: str, slot: int) -> np.ndarray:
         """Slot ``slot`` of Zarr array ``name``."""
@@ -104,7 +111,9 @@ class ShardedDataset:
                 raise DatasetError(
                     f"{self.path} lacks the LMDB part {part}: the dataset is incomplete; rebuild it"
                 )
-            self._envs[part] = lmdb.open(str(where), readonly=True, lock=False, subdir=True)
+            env = lmdb.open(str(where), readonly=True, lock=False, subdir=True)
+            _refuse_truncated(env, where / "data.mdb")
+            self._envs[part] = env
         return self._envs[part]
 
     def close(self) -> None:
@@ -119,6 +128,19 @@ class ShardedDataset:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+
+def _refuse_truncated(env: lmdb.Environment, file: Path) -> None:
+    """A ``data.mdb`` shorter than the pages its header counts (a full disk, a copy cut short): reading a value on
+    the missing pages kills the process with SIGBUS, so it is refused before any read."""
+    needed = (int(env.info()["last_pgno"]) + 1) * int(env.stat()["psize"])
+    size = file.stat().st_size
+    if size < needed:
+        env.close()
+        raise DatasetError(
+            f"{file} is truncated: {size} bytes where its pages need {needed} (a full disk, or a copy cut short); "
+            "copy the dataset again, or rebuild it"
+        )
 
 
 def open_shards(path: Path | str) -> ShardedDataset:
