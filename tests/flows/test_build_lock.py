@@ -65,3 +65,23 @@ def test_a_dead_refreshs_lock_is_not_taken_over(tmp_path: Path) -> None:
     with pytest.raises(StaleLockError, match=r"stale lock.*half-done refresh"), build_lock(tmp_path):
         pass
     assert lock_path(tmp_path).exists()
+
+
+def test_the_blocks_error_is_told_when_the_lock_cannot_be_removed_too(tmp_path: Path, monkeypatch) -> None:
+    """An output folder turned read-only midway: the shard's write failed, and the lock's removal failed after it
+    and was told in its place (`.eoshard.lock: Operation not permitted`)."""
+    from pathlib import Path as PathType
+
+    unlink = PathType.unlink
+
+    def refused(self: PathType, missing_ok: bool = False) -> None:
+        if self.name == lock_path(tmp_path).name:
+            raise PermissionError(1, "Operation not permitted", str(self))
+        unlink(self, missing_ok=missing_ok)
+
+    with pytest.raises(OSError, match="could not write shard 8"), build_lock(tmp_path):
+        monkeypatch.setattr(PathType, "unlink", refused)
+        raise OSError("could not write shard 8")
+    monkeypatch.undo()
+    with pytest.raises(PermissionError, match="Operation not permitted"), build_lock(tmp_path / "other"):
+        monkeypatch.setattr(PathType, "unlink", refused)  # no error of the block's: the lock's own is told

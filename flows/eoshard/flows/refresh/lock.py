@@ -132,9 +132,18 @@ def dataset_lock(dataset: Path, command: str | None = None) -> Iterator[LockInfo
     _acquire(dataset, mine)
     try:
         yield mine
-    finally:
-        if read_lock(dataset) == mine:
-            lock_path(dataset).unlink()
+    except BaseException:
+        # the block's error is the one to tell: a lock that cannot be removed (the folder turned read-only, the
+        # cause of that error too) would hide it
+        with suppress(OSError):
+            _release(dataset, mine)
+        raise
+    _release(dataset, mine)
+
+
+def _release(dataset: Path, mine: LockInfo) -> None:
+    if read_lock(dataset) == mine:
+        lock_path(dataset).unlink()
 
 
 @contextmanager
