@@ -310,6 +310,12 @@ def test_verify_finds_missing_foreign_and_changed_lmdb_values(built: Path, tmp_p
     assert f"sample {changed.key}: band B04 differs between Zarr and LMDB" in problems
     assert f"sample {changed.key}: label layer class differs between Zarr and LMDB" in problems
     assert all(changed.key in p for p in problems[3:])  # every other sample is as built
+    moved = index[index.lmdb_part == "part-01"].iloc[0]  # the index says part-00: a reader would not find it
+    index.loc[index.key == moved.key, "lmdb_part"] = "part-00"
+    index.to_parquet(copy / "index.parquet")
+    assert f"sample {moved.key} is not in the LMDB part the index names (part-00)" in verify_dataset(
+        copy, n_source=0
+    )
 
 
 def test_verify_holds_a_shard_of_samples_not_the_dataset(built: Path) -> None:

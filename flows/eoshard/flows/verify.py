@@ -60,9 +60,8 @@ def check_checksums(path: Path, manifest: dict[str, Any], step: Callable[[], Non
     return problems
 
 
-def check_lmdb_keys(dataset: ShardedDataset, index: pd.DataFrame) -> list[str]:
-    """The samples the index lists and LMDB lacks, and those LMDB holds beyond the index (keys only)."""
-    held = {key for _, key in dataset.lmdb_keys()}
+def check_lmdb_keys(held: set[str], index: pd.DataFrame) -> list[str]:
+    """The samples the index lists and LMDB (``held``: its keys) lacks, and those it holds beyond the index."""
     listed = set(index["key"])
     return [f"LMDB lacks sample {k}" for k in sorted(listed - held)] + [
         f"LMDB holds a sample not in the index: {k}" for k in sorted(held - listed)
@@ -81,13 +80,16 @@ def check_samples(
     group = dataset.zarr_group() if manifest["formats"]["zarr"] else None
     per = _slots_per_shard(group, manifest)
     rows = index.sort_values("zarr_index", kind="stable") if "zarr_index" in index else index
-    problems = check_lmdb_keys(dataset, index) if lmdb else []
+    held = {key for _, key in dataset.lmdb_keys()} if lmdb else set()
+    problems = check_lmdb_keys(held, index) if lmdb else []
     for _, shard in rows.groupby(rows["zarr_index"] // per, sort=False) if group is not None else [(0, rows)]:
         slots = _ShardSlots(group, shard["zarr_index"]) if group is not None else None
         first, last = int(shard["zarr_index"].min()), int(shard["zarr_index"].max())
         for row in shard.to_dict("records"):
             key = str(row["key"])
             value = dataset.read_value(key, str(row["lmdb_part"])) if lmdb else None
+            if lmdb and value is None and key in held:  # in another part than the index says: readers miss it
+                problems.append(f"sample {key} is not in the LMDB part the index names ({row['lmdb_part']})")
             if value is not None:
                 if hashlib.sha256(value).hexdigest() != row["lmdb_sha256"]:
                     problems.append(f"LMDB value of {key} differs from its checksum")
