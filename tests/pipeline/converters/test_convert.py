@@ -208,3 +208,24 @@ def test_cli_prints_the_error_without_traceback(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     assert "no hydro patches under" in " ".join(result.stderr.split())
+
+
+def test_ctrl_c_in_convert_is_one_line_that_says_the_target_was_emptied(tmp_path: Path, monkeypatch) -> None:
+    """It exited 130 with no word of what became of the target (which ``run_conversion`` empties)."""
+    from typer.testing import CliRunner
+
+    from eoshard.flows.cli import app
+    from eoshard.flows.commands import convert
+
+    def interrupted(*_: object) -> int:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(convert, "run_conversion", interrupted)
+    target = tmp_path / "out"
+    result = CliRunner().invoke(
+        app, ["convert", "hydro", "--input", str(shared_path("rico-hdl", "Hydro")), "--target", str(target),
+              "--workers", "1"],
+    )  # fmt: skip
+    assert result.exit_code == 130, result.output
+    said = " ".join(result.output.split())
+    assert f"interrupted: what this run wrote to {target} was removed: run the same command again" in said

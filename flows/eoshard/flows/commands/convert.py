@@ -101,7 +101,8 @@ def _convert(dataset: str, roots: dict[str, Path | None], target: Path, fmt: For
              workers: int | None) -> None:  # fmt: skip
     from eoshard.flows.cluster import dask_client
 
-    with user_errors(), dask_client(scheduler, workers) as client:
+    interrupted = f"what this run wrote to {target} was removed: run the same command again to convert it"
+    with user_errors(interrupted=interrupted), dask_client(scheduler, workers) as client:
         n = run_conversion(dataset, roots, target, fmt, client)
         say(f"wrote {counted(n, 'sample')} of {dataset} to {target} ({fmt.value})")
 
