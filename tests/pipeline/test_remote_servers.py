@@ -146,3 +146,23 @@ def test_a_range_refused_after_the_open_says_the_status(tmp_path: Path) -> None:
     # GDAL's own words: a short read (the bytes of the tile that came with the header, if any)
     assert re.search(r"got \d+ bytes, expected \d+\) \(asked again: HTTP response code: 403\)$", message), message
     assert "t0" not in message
+
+
+def test_a_server_gone_after_the_open_and_refused_s3_credentials_get_their_own_advice() -> None:
+    """A server killed midway gave "got 0 bytes" and the probe's refused connection was dropped, so the advice was
+    to repair or remove the product; S3's refused or missing keys got the same."""
+    from eoshard.pipeline.direct.answers import http_answer
+    from eoshard.pipeline.errors import read_remedy
+    from tests.services.dask_cluster import free_port
+
+    gone = f"http://127.0.0.1:{free_port()}/b04.tif"
+    said = "RasterioIOError: TIFFFillTile:Read error at row 0, col 0, tile 0; got 0 bytes, expected 8192"
+    answer = http_answer(gone, said)
+    assert answer.startswith(" (asked again: no answer: ") and "Connection refused" in answer, answer
+    assert read_remedy(said + answer).startswith("the server could not be reached or did not answer")
+    for s3 in (
+        "The AWS Access Key Id you provided does not exist in our records. (InvalidAccessKeyId)",
+        "AWS_SECRET_ACCESS_KEY and AWS_NO_SIGN_REQUEST configuration options not defined",
+    ):
+        assert read_remedy(s3).startswith("the server refused access: sign the items"), s3
+    assert read_remedy(said).startswith("repair or remove the product")  # a short read the server still answers

@@ -40,15 +40,29 @@ def without_query(text: str, href: str) -> str:
     return text.replace(f"?{query}", "") if query else text
 
 
+# an object store's own words for credentials it refuses or lacks (S3: GDAL quotes its XML error, or its own note)
+_CREDENTIALS = ("InvalidAccessKeyId", "does not exist in our records", "SignatureDoesNotMatch", "AccessDenied",
+                "AWS_SECRET_ACCESS_KEY")  # fmt: skip
+
+
 def refused(message: str) -> bool:
-    """Whether a reader's message says the server refused access (HTTP 401 or 403, as GDAL words it)."""
-    return "response code: 401" in message or "response code: 403" in message
+    """Whether a reader's message says the server refused access (HTTP 401 or 403, as GDAL words it, or an object
+    store's refused or missing credentials)."""
+    return (
+        "response code: 401" in message
+        or "response code: 403" in message
+        or any(said in message for said in _CREDENTIALS)
+    )
 
 
 def unreachable(message: str) -> bool:
     """Whether a reader's message says the server could not be reached or failed (GDAL quotes libcurl's errors:
     no connection, an unknown host, a timeout; or an HTTP 5xx answer after GDAL's retries)."""
-    return "CURL error" in message or re.search(r"HTTP response code: 5\d\d", message) is not None
+    return (
+        "CURL error" in message
+        or "(asked again: no answer" in message
+        or re.search(r"HTTP response code: 5\d\d", message) is not None
+    )
 
 
 BUILD_AGAIN = "run the build again"  # what to do once an unreadable file is dealt with, unless a caller says else

@@ -10,11 +10,13 @@ import urllib.request
 PROBE_TIMEOUT_S = 10
 # GDAL's messages that already say why: an HTTP status, or a transfer that failed (timeout, refused connection)
 SAID = ("response code", "CURL error")
+NO_ANSWER = "no answer"  # what ``errors.unreachable`` reads in a message the probe completed
 
 
 def http_answer(href: str, message: str) -> str:
     """``" (asked again: HTTP response code: 403)"`` for an http(s) ``href`` whose read failed with ``message``,
-    when the message does not say why and the server now answers with an error status; else ``""``."""
+    when the message does not say why and the server now answers with an error status (or ``no answer: ...``
+    when it does not answer at all); else ``""``."""
     if not href.startswith(("http://", "https://")) or any(said in message for said in SAID):
         return ""
     request = urllib.request.Request(href, headers={"Range": "bytes=0-0"})
@@ -23,5 +25,7 @@ def http_answer(href: str, message: str) -> str:
             return ""
     except urllib.error.HTTPError as err:
         return f" (asked again: HTTP response code: {err.code})"
-    except (OSError, ValueError):
+    except OSError as err:  # refused, reset or timed out: the server is gone, not the file damaged
+        return f" (asked again: {NO_ANSWER}: {getattr(err, 'reason', err)})"
+    except ValueError:
         return ""
