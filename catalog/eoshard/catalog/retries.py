@@ -94,11 +94,12 @@ class BudgetRetry(Retry):
                 RetryBudgetError(f"retry budget of {self.budget:g} s exhausted ({why}; {last})"),
             )
         error = kwargs.get("error")
-        if _unreachable(error) and self.unreachable <= 0:
+        unreachable = _unreachable(error)
+        if unreachable and self.unreachable <= 0:
             raise MaxRetryError(kwargs.get("_pool"), url or "", error)  # type: ignore[arg-type]
         new = super().increment(method, url, *args, **kwargs)
         new.started = started
-        if _unreachable(error):
+        if unreachable:
             new.unreachable = self.unreachable - 1
         return new
 

@@ -55,12 +55,15 @@ def refused(message: str) -> bool:
     )
 
 
+NO_ANSWER = "(asked again: no answer"  # how ``direct.answers.http_answer`` says its probe got no answer at all
+
+
 def unreachable(message: str) -> bool:
     """Whether a reader's message says the server could not be reached or failed (GDAL quotes libcurl's errors:
     no connection, an unknown host, a timeout; or an HTTP 5xx answer after GDAL's retries)."""
     return (
         "CURL error" in message
-        or "(asked again: no answer" in message
+        or NO_ANSWER in message
         or re.search(r"HTTP response code: 5\d\d", message) is not None
     )
 

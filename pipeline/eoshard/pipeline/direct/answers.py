@@ -7,10 +7,11 @@ from __future__ import annotations
 import urllib.error
 import urllib.request
 
+from eoshard.pipeline.errors import NO_ANSWER
+
 PROBE_TIMEOUT_S = 10
 # GDAL's messages that already say why: an HTTP status, or a transfer that failed (timeout, refused connection)
 SAID = ("response code", "CURL error")
-NO_ANSWER = "no answer"  # what ``errors.unreachable`` reads in a message the probe completed
 
 
 def http_answer(href: str, message: str) -> str:
@@ -26,6 +27,6 @@ def http_answer(href: str, message: str) -> str:
     except urllib.error.HTTPError as err:
         return f" (asked again: HTTP response code: {err.code})"
     except OSError as err:  # refused, reset or timed out: the server is gone, not the file damaged
-        return f" (asked again: {NO_ANSWER}: {getattr(err, 'reason', err)})"
+        return f" {NO_ANSWER}: {getattr(err, 'reason', err)})"
     except ValueError:
         return ""
