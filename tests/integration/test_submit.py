@@ -4,6 +4,8 @@ worker killed with SIGKILL, can be cancelled, and writes the same dataset as a l
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -226,3 +228,29 @@ def test_cancel_mid_build_keeps_what_was_written_and_closes_the_writer(
     assert not (out / "dataset.json").exists()
     # the driver stopped at a progress tick: LMDB holds exactly the records of the shards it had counted
     assert len(lmdb_items(out / "data.lmdb")) == 3 * job.done
+
+
+def test_a_build_whose_every_worker_is_killed_goes_on_when_the_nannies_bring_new_ones(
+    dask_cluster: Any, demo_data: Any, local_build: Path, tmp_path: Path
+) -> None:
+    """What every worker held for the shards (the sources, where the workers' runs meet) dies with them: the
+    scheduler makes it again on the new workers, and the build does not wait for it forever."""
+    out = tmp_path / "demo"
+    build = subprocess.Popen(
+        [EOSHARD, "build", str(write_config(demo_data, out)), "--scheduler", dask_cluster.address],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + JOB_TIMEOUT
+        while len(list((out / "_build" / "commits").glob("*.json"))) < 2:
+            assert build.poll() is None, build.communicate()
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        for pid in dask_cluster.worker_pids().values():
+            os.kill(pid, signal.SIGKILL)
+        _, stderr = build.communicate(timeout=JOB_TIMEOUT)
+    finally:
+        build.kill()
+    assert build.returncode == 0, stderr
+    assert_same_dataset(out, local_build)
+    dask_cluster.wait_for_workers()

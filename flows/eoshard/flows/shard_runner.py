@@ -40,7 +40,7 @@ from eoshard.pipeline.shards.reads import (
     Meetings,
     Origins,
     ShardSources,
-    held_sources,
+    held,
     meeting,
     read_shard,
 )
@@ -169,7 +169,7 @@ def _release_workers(plan: BuildPlan, client: Client) -> None:
 
 @dataclass(frozen=True)
 class DirectShard:
-    """A shard whose task reads its own pixels: submitted with the build's shared sources (scattered once).
+    """A shard whose task reads its own pixels: submitted with the build's shared sources (sent once, see ``held``).
 
     ``task`` is called as ``read_shard(spec, sources, size, meetings, ahead)`` is (a refresh's puts the held
     samples' old steps beside the new ones it reads)."""
@@ -197,11 +197,8 @@ class ShardSubmitter:
         self.tasks = list(todo.values())
         self.positions = {k: position for position, k in enumerate(todo)}
         meetings = _meetings(plan, self.tasks, self.per)
-        # sent once, not inside every task (on 100 workers they are two thirds of the size of a task's own spec);
-        # in a list: scatter sends a tuple's items one by one
-        self.meetings: Meetings | DaskFuture = (
-            client.scatter([meetings], broadcast=True, hash=False)[0] if meetings else meetings
-        )
+        # sent once, not inside every task (on 100 workers they are two thirds of the size of a task's own spec)
+        self.meetings: DaskFuture = self._held(meetings)
         self.token = uuid.uuid4().hex[:8]
         self.shared: DaskFuture | dict[str, DaskFuture] | None = None  # the sources, on every worker or one each
         if any(isinstance(t, DirectShard) for t in self.tasks):
@@ -232,7 +229,7 @@ class ShardSubmitter:
         shards with it)."""
         sources = self._sources()
         if sources is None or sources.labels is None or not self.workers:
-            return self.client.scatter(sources, broadcast=True, hash=False)
+            return self._held(sources)
         runs: dict[str, list[tuple[Origins, int]]] = {}
         for position, task in enumerate(self.tasks):
             if isinstance(task, DirectShard):
@@ -241,15 +238,23 @@ class ShardSubmitter:
             # one run's parcels, sent once: what distributed's warning about large graphs asks for
             warnings.filterwarnings("ignore", message="Sending large graph", category=UserWarning)
             return {
+                # after the meetings, a task with no restriction: distributed (2026.8) gives a task that waits for
+                # no other and may run on other workers than its own (``allow_other_workers``) to a new worker only
+                # when its own is that one, so once every worker has died it would never run again
                 worker: self.client.submit(
-                    held_sources,
+                    held,
                     sources.for_shards(shards),
+                    self.meetings,
                     workers=[worker],
                     allow_other_workers=True,
                     pure=False,
                 )
                 for worker, shards in runs.items()
             }
+
+    def _held(self, value: Any) -> DaskFuture:
+        """``value`` as a task's result that the workers fetch when their tasks need it (see ``held``)."""
+        return self.client.submit(held, value, pure=False)
 
     def _worker(self, position: int) -> str:
         """The worker given the run of shards that the task at ``position`` belongs to."""

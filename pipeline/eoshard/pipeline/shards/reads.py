@@ -13,7 +13,7 @@ import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 from odc.geo.geobox import GeoBox
@@ -53,6 +53,7 @@ class PatchOrder:
 
 Meetings = tuple[tuple[float, float, float, float], ...]  # see ``meeting``
 Origins = tuple[tuple[int, int], ...]  # a shard's patch origins, in sweep order
+T = TypeVar("T")
 
 # How many of the shards a worker runs next a task reads ahead for (remote files only, see ``read_shard``): on the
 # quarter tile, about the time a new block row takes to come over the network (0: no reads ahead). A task is told
@@ -103,11 +104,13 @@ class ShardSources:
         return replace(self, groups=groups, scl=again(self.scl), hr=again(self.hr), qa=again(self.qa))
 
 
-def held_sources(sources: ShardSources) -> ShardSources:
-    """``sources`` themselves: a task whose result a worker keeps for the shard tasks that name it (and that the
-    scheduler runs again where they go if that worker dies). It lives here, in the module the workers import for the
-    shard tasks: a task's function from the flows would load their dataframes into every worker."""
-    return sources
+def held(value: T, *after: Any) -> T:
+    """``value`` itself: a task whose result a worker keeps for the shard tasks that name it (the build's sources,
+    where the runs meet), and that the scheduler runs again where they go if the workers holding it die (scattered
+    data dies with them, and the tasks that need it wait for it forever). ``after``: results it waits for, unused.
+    It lives here, in the module the workers import for the shard tasks: a task's function from the flows would
+    load their dataframes into every worker."""
+    return value
 
 
 def _shard_area(grid: GeoBox, origins: Origins, size: int) -> Any:
