@@ -11,7 +11,7 @@ import yaml
 from typer.testing import CliRunner, Result
 
 from eoshard.flows.cli import app
-from eoshard.flows.demo.serve import Tokens, remote_item_collection, serve_folder
+from eoshard.flows.demo.serve import Outage, Tokens, remote_item_collection, serve_folder
 from eoshard.flows.demo.tile import TileWorld, write_tile_world
 from eoshard.flows.shard_runner import MAX_FRUITLESS_SIGNINGS
 from tests.dataset_bytes import dataset_files, lmdb_contents
@@ -20,6 +20,7 @@ from tests.services.moto_s3 import BUCKET
 EXPIRE_AT = (110, 200)  # files served when the tokens expire: after the planning's 33 headers, within the shards'
 ASSETS = 33  # 3 products x 11 assets
 REVOKE_AFTER = 80  # files served before the credentials are revoked: the planning's and a few of the shards'
+OUTAGE_AFTER = 140  # requests answered before the server stops answering: the planning's and about half the shards'
 
 
 @pytest.fixture(scope="module")
@@ -150,3 +151,35 @@ def test_signatures_the_store_never_accepts_fail_the_build_with_what_to_do(
         "them, then rerun the same build to finish" in output
     )
     assert "token=t" not in output
+
+
+@pytest.mark.slow
+def test_a_server_that_stops_answering_stops_the_build_at_once_and_a_rerun_finishes_it(
+    world: TileWorld, local: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server hangs midway (its requests wait unanswered): the first shard that cannot read stops the build,
+    with the server's advice, instead of each shard failing in turn after its own wait; the shards committed stay,
+    and a rerun once the server answers gives the bytes of the build from files."""
+    monkeypatch.setenv("GDAL_HTTP_LOW_SPEED_TIME", "2")  # the workers inherit it: a hung read fails after 2 s
+    monkeypatch.setenv("GDAL_HTTP_MAX_RETRY", "0")
+    outage = Outage(after=OUTAGE_AFTER)
+    out = tmp_path / "tile"
+    with serve_folder(world.root, latency=0.005, outage=outage) as served:
+        items = remote_item_collection(world.catalog, world.root, served.url, tmp_path / "items.json")
+        try:
+            stopped = _run(world, items, out)
+        finally:
+            outage.end()
+        assert stopped.exit_code == 1
+        output = " ".join(stopped.output.split())  # unwrapped
+        assert "error: could not read asset " in output and "Traceback" not in output
+        assert "(asked again: no answer: timed out)" in output
+        assert "the server could not be reached or did not answer, which says nothing about the file" in output
+        committed = len(list((out / "_build" / "commits").glob("*.json")))
+        assert (
+            "then rerun the same build to finish (the build stopped at this shard: the others read from the same "
+            f"server; {committed} of 4 shards are committed)" in output
+        )
+        assert "shards failed" not in output  # not every shard waiting for the server in turn
+        _build(world, items, out)
+    _same(local, out)

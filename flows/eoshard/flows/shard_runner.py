@@ -30,6 +30,7 @@ from eoshard.pipeline.errors import (
     read_remedy,
     refused,
     shown_href,
+    unreachable,
 )
 from eoshard.pipeline.faults import fault_point
 from eoshard.pipeline.shards.commits import CommitLog, remove_leftovers
@@ -126,6 +127,10 @@ def run_shards(
                     continue
                 error = _asset_error(submitter.plan, shard, err, submitter.signatures)
                 error.__cause__ = err
+                if fails_every_shard(str(err)):
+                    for commit in pending:  # the shards read so far are committed before the build stops
+                        commit.result()
+                    raise _stopped(error, len(shards), len(log.done())) from err
                 failures.append(error)
                 continue
             finally:
@@ -354,6 +359,21 @@ def _commit(
     log.commit(shard, {"shard": shard, **record})
     if spool is not None:
         release_spooled(spool)
+
+
+def fails_every_shard(message: str) -> bool:
+    """Whether a reader's error is one every other shard meets too: a server that cannot be reached or does not
+    answer, or that refuses the build's credentials (signing again is tried before): waiting for each shard to
+    fail in turn (minutes each, on a server that stopped answering) tells nothing more."""
+    return unreachable(message) or refused(message)
+
+
+def _stopped(error: PipelineError, n_shards: int, n_committed: int) -> PipelineError:
+    """``error``, saying that the build stopped at it and how many shards are committed (and stay valid)."""
+    return type(error)(
+        f"{error} (the build stopped at this shard: the others read from the same server; {n_committed} of "
+        f"{n_shards} shards are committed)"
+    )
 
 
 def _first_failure(failures: list[PipelineError], n_shards: int, n_committed: int) -> PipelineError:

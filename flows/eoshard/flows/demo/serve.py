@@ -71,19 +71,46 @@ class Tokens:
             return True
 
 
+@dataclass
+class Outage:
+    """A server that stops answering, as one whose process hangs: once ``after`` requests were answered, every
+    request waits unanswered (its connection open) until ``end()``."""
+
+    after: int
+    answered: int = 0
+    ended: threading.Event = field(default_factory=threading.Event, repr=False)
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def answers(self) -> bool:
+        """Whether the next request is answered now (counting it when it is)."""
+        with self.lock:
+            if self.answered < self.after or self.ended.is_set():
+                self.answered += 1
+                return True
+            return False
+
+    def end(self) -> None:
+        self.ended.set()
+
+
 @dataclass(frozen=True)
 class Served:
     url: str  # http://127.0.0.1:PORT, serving the folder's files under /
     traffic: Traffic
 
 
-def _app(root: Path, latency: float, traffic: Traffic, tokens: Tokens | None) -> web.Application:
+def _app(
+    root: Path, latency: float, traffic: Traffic, tokens: Tokens | None, outage: Outage | None = None
+) -> web.Application:
     @web.middleware
     async def delay(
         request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
         if latency > 0:
             await asyncio.sleep(latency)
+        if outage is not None:
+            while not outage.answers():
+                await asyncio.sleep(0.1)
         if tokens is not None:
             if request.path == "/token":
                 return web.json_response({"token": tokens.issue()})
@@ -105,13 +132,18 @@ def _app(root: Path, latency: float, traffic: Traffic, tokens: Tokens | None) ->
 
 @contextmanager
 def serve_folder(
-    root: Path, latency: float = DEFAULT_LATENCY_S, tokens: Tokens | None = None, port: int = 0
+    root: Path,
+    latency: float = DEFAULT_LATENCY_S,
+    tokens: Tokens | None = None,
+    port: int = 0,
+    outage: Outage | None = None,
 ) -> Iterator[Served]:
     """Serve ``root`` on ``port`` of 127.0.0.1 (0: a free one) from a background thread until the block ends (to
-    holders of ``tokens`` only, when given). A port that cannot be bound raises ``OSError`` at once."""
+    holders of ``tokens`` only, when given; answering nothing during ``outage``). A port that cannot be bound
+    raises ``OSError`` at once."""
     traffic = Traffic()
     loop = asyncio.new_event_loop()
-    runner = web.AppRunner(_app(Path(root), latency, traffic, tokens), access_log=None)
+    runner = web.AppRunner(_app(Path(root), latency, traffic, tokens, outage), access_log=None)
 
     async def start() -> int:
         await runner.setup()
