@@ -20,7 +20,7 @@ from tests.services.moto_s3 import BUCKET
 EXPIRE_AT = (110, 200)  # files served when the tokens expire: after the planning's 33 headers, within the shards'
 ASSETS = 33  # 3 products x 11 assets
 REVOKE_AFTER = 80  # files served before the credentials are revoked: the planning's and a few of the shards'
-OUTAGE_AFTER = 140  # requests answered before the server stops answering: the planning's and about half the shards'
+OUTAGE_AFTER = 140  # requests answered before the server hangs: the planning's and about half the shards'
 
 
 @pytest.fixture(scope="module")
