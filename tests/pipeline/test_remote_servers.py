@@ -20,7 +20,7 @@ from odc.geo.geobox import GeoBox
 
 from eoshard.flows.demo.serve import Tokens, serve_folder
 from eoshard.pipeline.direct import AssetSource, GroupSource, ProductSource, read_group_window
-from eoshard.pipeline.direct.blocks import close_files
+from eoshard.pipeline.direct.blocks import close_files, release_build
 from eoshard.pipeline.errors import AssetReadError
 from eoshard.pipeline.gdal_defaults import GDAL_REMOTE_DEFAULTS
 from tests.services.http_answers import answering
@@ -100,8 +100,8 @@ def test_a_server_that_stops_answering_fails_the_read_and_names_the_asset(monkey
     assert 1.5 < elapsed < 30, elapsed
 
 
-def _cog(path: Path) -> np.ndarray:
-    values = np.random.default_rng(2).integers(0, 3000, size=(1, 256, 256), dtype="uint16")
+def _cog(path: Path, seed: int = 2) -> np.ndarray:
+    values = np.random.default_rng(seed).integers(0, 3000, size=(1, 256, 256), dtype="uint16")
     profile = {"driver": "COG", "width": 256, "height": 256, "count": 1, "dtype": "uint16", "crs": "EPSG:32632",
                "transform": TRANSFORM, "blocksize": 256, "compress": "deflate", "overviews": "NONE"}  # fmt: skip
     with rasterio.open(path, "w", **profile) as dst:
@@ -166,3 +166,22 @@ def test_a_server_gone_after_the_open_and_refused_s3_credentials_get_their_own_a
     ):
         assert read_remedy(s3).startswith("the server refused access: sign the items"), s3
     assert read_remedy(said).startswith("repair or remove the product")  # a short read the server still answers
+
+
+def test_a_process_that_outlives_a_build_reads_the_files_as_they_are_at_the_next(tmp_path: Path) -> None:
+    """A cluster's worker (or a notebook) serves one build after another: GDAL remembered, for the whole process,
+    that a file was missing (its server was down) and the ranges it had downloaded (a file replaced since). What
+    a build leaves (``release_build``) includes that now."""
+    name = f"b04-{uuid.uuid4().hex[:12]}.tif"
+    with serve_folder(tmp_path, latency=0) as served:
+        source = _source(f"{served.url}/{name}")
+        with pytest.raises(AssetReadError, match="404"):
+            read_group_window(source, slice(0, 256), slice(0, 256))
+        release_build(None)
+        first = _cog(tmp_path / name, seed=3)
+        np.testing.assert_array_equal(read_group_window(source, slice(0, 256), slice(0, 256))[0, 0], first)
+        release_build(None)
+        second = _cog(tmp_path / name, seed=4)
+        assert (tmp_path / name).stat().st_size > 0 and not np.array_equal(first, second)
+        np.testing.assert_array_equal(read_group_window(source, slice(0, 256), slice(0, 256))[0, 0], second)
+    close_files()

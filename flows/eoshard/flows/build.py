@@ -33,7 +33,7 @@ from eoshard.flows.shard_runner import DirectShard, run_shards
 from eoshard.flows.signing import modifier_of
 from eoshard.pipeline.assets import check_assets
 from eoshard.pipeline.cube import band_groups, onto_grid, open_cube, stackstac_ready
-from eoshard.pipeline.direct import group_source, paired_source, store_name
+from eoshard.pipeline.direct import forget_remote_files, group_source, paired_source, store_name
 from eoshard.pipeline.errors import BUILD_AGAIN
 from eoshard.pipeline.grid import grid_for_area, grid_of, group_factor, group_grid, nested_grid
 from eoshard.pipeline.indices import compute_indices, formula
@@ -212,6 +212,7 @@ def plan_build(
 ) -> BuildPlan:
     """Search (unless ``items`` are given), then set up the lazy cubes, labels and patches; reads no pixels but the
     files' headers. ``then``: what an error about a file that could not be read says to do once it is dealt with."""
+    forget_remote_files()  # a notebook's second build reads the files as they are now, not as the first found them
     area, area_crs = read_aoi(config.aoi)
     products = list(selected_products(config) if items is None else items)
     config = resolve_bands(config, products)  # Landsat products: their own band names (B04/red/SR_B4 -> red)

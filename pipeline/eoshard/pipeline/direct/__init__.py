@@ -9,6 +9,7 @@ from eoshard.pipeline.direct.allocator import tune_malloc
 from eoshard.pipeline.direct.blocks import (
     STORE_PREFIX,
     drop_retired_blocks,
+    forget_remote_files,
     read_alone,
     release_build,
     remove_block_store,
@@ -27,6 +28,7 @@ __all__ = [
     "ProductSource",
     "Sweep",
     "drop_retired_blocks",
+    "forget_remote_files",
     "group_source",
     "paired_source",
     "prefetch_group_window",

@@ -9,6 +9,7 @@ decoded once per process while it stays in the cache. Neighbouring shards run on
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import hashlib
 import os
 import re
@@ -29,6 +30,7 @@ from typing import Any
 
 import numpy as np
 import rasterio
+import rasterio._base
 from rasterio.enums import Resampling
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
@@ -301,6 +303,7 @@ def use_block_store(name: str | None, wanted: int = 0) -> None:
         return
     if _store is not None and _store.root.name == name:
         return
+    forget_remote_files()  # a new build's first task here: what a killed build left unreleased is not its files
     root = Path(tempfile.gettempdir())
     _remove_earlier_runs(name, root)
     now = time.time()
@@ -350,17 +353,32 @@ def use_open_files(wanted: int) -> None:
     _max_open = open_files_bound(wanted)
 
 
+def forget_remote_files() -> None:
+    """Make GDAL forget what it remembers of remote files in this process (``VSICurlClearCache``): their sizes,
+    that one did not exist, ranges already downloaded. A process that outlives a build (a cluster's worker, a
+    notebook's kernel) would else answer the next build from the last one's: a file replaced since with its old
+    pixels, one missing while its server was down as still missing. rasterio has no call for it: GDAL's own
+    function, from the library rasterio loaded (nothing where it is not found)."""
+    try:
+        clear = ctypes.CDLL(rasterio._base.__file__).VSICurlClearCache
+    except (OSError, AttributeError):
+        return
+    clear.restype = None
+    clear()
+
+
 def release_build(store: str | None) -> None:
     """What a build left in this worker process, let go when it ends: its machine's store ``store``, the decoded
     blocks, the spare arrays and the open files, and the bounds the build gave the cache and the open files. A
     worker of a long-lived cluster then holds no memory for a build that is over, and the next build opens its
     files again (a local file written again meanwhile is read afresh).
     An open file is let go, not closed: a thread of another build on the same worker may still be reading it.
-    The stores that killed runs of the same output left go too."""
+    The stores that killed runs of the same output left go too, and what GDAL remembers of remote files."""
     if store:
         remove_block_store(store)
     with _files_lock:
         _files.clear()
+    forget_remote_files()
     CACHE.clear()
     use_block_cache(0)  # the bounds as a build that raised them found them
     use_open_files(0)
