@@ -24,6 +24,7 @@ from eoshard.flows.cli import app
 from eoshard.flows.config import load_config
 from eoshard.flows.jobs import cancel_job, connect, list_jobs, submit_job
 from eoshard.flows.jobs.registry import get_job, wait_for_state
+from tests.services.dask_cluster import running_cluster
 
 EOSHARD = str(Path(sys.executable).parent / "eoshard")
 BANDS = ["B02", "B03", "B04", "B08", "B11"]
@@ -125,11 +126,11 @@ def test_submitted_job_outlives_its_client_and_equals_a_local_build(
     listed = run_cli("jobs", "--scheduler", dask_cluster.address)
     assert listed.returncode == 0, listed.stderr
     lines = listed.stdout.splitlines()  # piped: a header and one tab-separated line per job, no value cut
-    assert lines[0] == "job\tstate\tprogress\tsubmitted\toutput"
+    assert lines[0] == "job\tstate\tprogress\tsubmitted\toutput\terror"
     fields = next(line.split("\t") for line in lines[1:] if line.startswith(f"{job_id}\t"))
     assert fields[:3] == [job_id, "finished", f"{N_SHARDS}/{N_SHARDS} shards"]
     assert datetime.fromisoformat(fields[3]).tzinfo is not None  # when it was submitted, in UTC
-    assert fields[4] == str(out)
+    assert fields[4:] == [str(out), "-"]
     logs = run_cli("jobs", "--scheduler", dask_cluster.address, "logs", job_id)
     assert "driver started on tcp://127.0.0.1:" in logs.stdout
     assert f"wrote 108 samples x 7 dates to {out}" in logs.stdout
@@ -210,6 +211,9 @@ def test_a_failing_job_records_its_error(dask_cluster: Any, demo_data: Any, tmp_
         job = wait_for_state(client, job_id, ("finished", "failed", "cancelled"), JOB_TIMEOUT)
     assert job.state == "failed"
     assert job.error is not None and "B99" in job.error
+    listed = run_cli("jobs", "--scheduler", dask_cluster.address).stdout.splitlines()
+    fields = next(line.split("\t") for line in listed[1:] if line.startswith(f"{job_id}\t"))
+    assert fields[1] == "failed" and fields[5] == " ".join(job.error.split())  # the error, on its line
     logs = run_cli("jobs", "--scheduler", dask_cluster.address, "logs", job_id)
     assert "failed:\nTraceback" in logs.stdout
 
@@ -254,3 +258,40 @@ def test_a_build_whose_every_worker_is_killed_goes_on_when_the_nannies_bring_new
     assert build.returncode == 0, stderr
     assert_same_dataset(out, local_build)
     dask_cluster.wait_for_workers()
+
+
+def _commits(out: Path) -> int:
+    return len(list((out / "_build" / "commits").glob("*.json")))
+
+
+def test_a_build_whose_scheduler_dies_says_so_once_and_a_rerun_on_another_finishes(
+    dask_cluster: Any, demo_data: Any, local_build: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "demo"
+    config = str(write_config(demo_data, out))
+    (tmp_path / "logs").mkdir()
+    with running_cluster(tmp_path / "logs", n_workers=1) as doomed:
+        build = subprocess.Popen([EOSHARD, "build", config, "--scheduler", doomed.address],
+                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+        try:
+            deadline = time.monotonic() + JOB_TIMEOUT
+            while _commits(out) < 2:
+                assert build.poll() is None, build.communicate()
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+            doomed.processes[0].kill()  # the scheduler
+            output, _ = build.communicate(timeout=JOB_TIMEOUT)
+        finally:
+            build.kill()
+    said = " ".join(output.split())  # unwrapped
+    assert build.returncode == 1, output
+    assert (
+        f"error: lost the Dask scheduler ({doomed.address}) while writing the shards: {_commits(out)} of "
+        f"{N_SHARDS} shards are committed and stay valid; start the scheduler and its workers again, then rerun "
+        "the same build to finish" in said
+    )
+    assert "shards failed" not in said and "Traceback" not in said
+    assert 2 <= _commits(out) < N_SHARDS
+    rerun = run_cli("build", config, "--scheduler", dask_cluster.address)
+    assert rerun.returncode == 0, rerun.stderr
+    assert_same_dataset(out, local_build)

@@ -75,22 +75,22 @@ def _start(cluster: DaskCluster, args: list[str], log: Path) -> None:
         )
 
 
-@pytest.fixture(scope="session")
-def dask_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaskCluster]:
-    """``dask scheduler`` and two single-threaded ``dask worker`` processes on free ports, stopped at the end."""
-    logs = tmp_path_factory.mktemp("dask-logs")
+@contextmanager
+def running_cluster(logs: Path, n_workers: int = N_WORKERS) -> Iterator[DaskCluster]:
+    """``dask scheduler`` and ``n_workers`` single-threaded ``dask worker`` processes on free ports (logs in
+    ``logs``), stopped when the block ends."""
     port, dash = free_port(), free_port()
     cluster = DaskCluster(f"tcp://127.0.0.1:{port}", f"http://127.0.0.1:{dash}/status", logs=logs)
     try:
         _start(cluster, ["scheduler", "--host", "127.0.0.1", "--port", str(port), "--dashboard-address",
                          f"127.0.0.1:{dash}", "--no-show"], logs / "scheduler.log")  # fmt: skip
-        for n in range(N_WORKERS):
+        for n in range(n_workers):
             _start(cluster, ["worker", cluster.address, "--host", "127.0.0.1", "--nthreads", "1", "--name",
                              f"worker-{n}", "--no-dashboard", "--memory-limit", "3GiB"], logs / f"worker-{n}.log")  # fmt: skip
         deadline = time.monotonic() + START_TIMEOUT
         while True:
             try:
-                cluster.wait_for_workers()
+                cluster.wait_for_workers(n_workers)
                 break
             except OSError:
                 if time.monotonic() > deadline:
@@ -99,6 +99,13 @@ def dask_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaskClust
         yield cluster
     finally:
         _stop(cluster.processes)
+
+
+@pytest.fixture(scope="session")
+def dask_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaskCluster]:
+    """``dask scheduler`` and two single-threaded ``dask worker`` processes on free ports, stopped at the end."""
+    with running_cluster(tmp_path_factory.mktemp("dask-logs")) as cluster:
+        yield cluster
 
 
 @contextmanager

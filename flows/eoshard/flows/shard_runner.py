@@ -16,9 +16,11 @@ from typing import TYPE_CHECKING, Any
 
 from distributed import Client, as_completed
 from distributed import Future as DaskFuture
+from distributed.client import FutureCancelledError
 
 from eoshard.catalog.credentials import redact_text
 from eoshard.flows.block_cache import cache_bytes_for, open_files_for, smallest_memory_limit, store_bytes
+from eoshard.flows.errors import FlowsError
 from eoshard.flows.finalize import finalize
 from eoshard.flows.signing import can_sign_again, modifier_names, signed_again
 from eoshard.pipeline.cube import stackstac_ready
@@ -54,6 +56,11 @@ if TYPE_CHECKING:
     from eoshard.flows.build import BuildPlan
 
 ShardTask = Callable[["BuildPlan", int, list[Any]], Any]
+SCHEDULER_LOST = "scheduler-connection-lost"  # why distributed cancels every future when its scheduler is gone
+
+
+class SchedulerLostError(FlowsError):
+    """The build's Dask scheduler went away (killed, its machine gone) while the shards were written."""
 
 
 def worker_cache_bytes(plan: BuildPlan, workers: Mapping[str, Mapping[str, Any]]) -> int:
@@ -116,6 +123,16 @@ def run_shards(
                 result = future.result()
             except ShardWriteError:
                 raise  # a full disk fails every other shard too: stop now
+            except FutureCancelledError as err:
+                if err.reason != SCHEDULER_LOST:
+                    raise
+                for commit in pending:
+                    commit.result()
+                raise SchedulerLostError(
+                    f"lost the Dask scheduler ({client.scheduler.address}) while writing the shards: {len(log.done())} "
+                    f"of {len(shards)} shards are committed and stay valid; start the scheduler and its workers "
+                    "again, then rerun the same build to finish"
+                ) from None
             except Exception as err:
                 if refused(str(err)) and submitter.can_submit_again(shard):
                     again = submitter.submit_again(shard, str(err))

@@ -25,7 +25,7 @@ Scheduler = Annotated[
 ]
 
 
-JOB_COLUMNS = ("job", "state", "progress", "submitted", "output")
+JOB_COLUMNS = ("job", "state", "progress", "submitted", "output", "error")
 
 
 def _address(ctx: typer.Context, scheduler: str | None) -> str:
@@ -39,8 +39,10 @@ def _address(ctx: typer.Context, scheduler: str | None) -> str:
 
 
 def _row(job: JobInfo) -> tuple[str, ...]:
-    """A job's values in ``JOB_COLUMNS`` order."""
-    return job.id, job.state, f"{job.done}/{job.total} shards" if job.total else "-", job.submitted, job.output
+    """A job's values in ``JOB_COLUMNS`` order (a failed job's error on one line; ``jobs logs`` has the rest)."""
+    progress = f"{job.done}/{job.total} shards" if job.total else "-"
+    error = " ".join(job.error.split()) if job.error else "-"
+    return job.id, job.state, progress, job.submitted, job.output, error
 
 
 @jobs_app.callback(invoke_without_command=True)
