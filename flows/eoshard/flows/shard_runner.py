@@ -128,10 +128,11 @@ def run_shards(
                     raise
                 for commit in pending:
                     commit.result()
+                address = getattr(client.scheduler, "address", "?")
                 raise SchedulerLostError(
-                    f"lost the Dask scheduler ({client.scheduler.address}) while writing the shards: {len(log.done())} "
-                    f"of {len(shards)} shards are committed and stay valid; start the scheduler and its workers "
-                    "again, then rerun the same build to finish"
+                    f"lost the Dask scheduler ({address}) while writing the shards: {len(log.done())} of "
+                    f"{len(shards)} shards are committed and stay valid; start the scheduler and its workers again, "
+                    "then rerun the same build to finish"
                 ) from None
             except Exception as err:
                 if refused(str(err)) and submitter.can_submit_again(shard):
