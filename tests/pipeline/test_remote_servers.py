@@ -18,9 +18,10 @@ import rasterio
 from affine import Affine
 from odc.geo.geobox import GeoBox
 
-from eoshard.flows.demo.serve import Tokens, serve_folder
+from eoshard.flows.demo.serve import Outage, Tokens, serve_folder
 from eoshard.pipeline.direct import AssetSource, GroupSource, ProductSource, read_group_window
-from eoshard.pipeline.direct.blocks import close_files, release_build
+from eoshard.pipeline.direct import answers
+from eoshard.pipeline.direct.blocks import close_files, forget_remote_files, open_file, release_build
 from eoshard.pipeline.errors import AssetReadError
 from eoshard.pipeline.gdal_defaults import GDAL_REMOTE_DEFAULTS
 from tests.services.http_answers import answering
@@ -185,3 +186,38 @@ def test_a_process_that_outlives_a_build_reads_the_files_as_they_are_at_the_next
         assert (tmp_path / name).stat().st_size > 0 and not np.array_equal(first, second)
         np.testing.assert_array_equal(read_group_window(source, slice(0, 256), slice(0, 256))[0, 0], second)
     close_files()
+
+
+def test_a_block_whose_read_failed_is_read_again_through_a_new_handle_never_as_zeros(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """GDAL loads a COG's tile offsets as reads need them: when that load fails (the server stopped answering), the
+    same handle then answers the block as all nodata, with no error, even once the server is back. Builds
+    committed such zeros (a server hung for minutes); a failed read now lets its handle go."""
+    monkeypatch.setenv("GDAL_HTTP_LOW_SPEED_TIME", "1")
+    monkeypatch.setenv("GDAL_HTTP_MAX_RETRY", "0")
+    monkeypatch.setattr(answers, "PROBE_TIMEOUT_S", 1)
+    values = np.random.default_rng(5).integers(1, 3000, size=(1, 540, 540), dtype="uint16")
+    # overviews, as the products have: without them the handle went on raising instead
+    profile = {"driver": "COG", "width": 540, "height": 540, "count": 1, "dtype": "uint16", "crs": "EPSG:32632",
+               "transform": TRANSFORM, "blocksize": 256, "compress": "deflate", "overviews": "AUTO", "nodata": 0}  # fmt: skip
+    name = f"b04-{uuid.uuid4().hex[:12]}.tif"
+    with rasterio.open(tmp_path / name, "w", **profile) as dst:
+        dst.write(values)
+    close_files()
+    outage = Outage(after=10**9)
+    with serve_folder(tmp_path, latency=0, outage=outage) as served:
+        step = (ProductSource("p", {"B04": AssetSource(f"{served.url}/{name}", None)}),)
+        source = GroupSource(GeoBox((540, 540), TRANSFORM, "EPSG:32632"), ("B04",), "uint16", 0.0, "nearest", 256,
+                             (step,))  # fmt: skip
+        open_file(f"{served.url}/{name}")  # open (its header read), no block read yet
+        forget_remote_files()  # as when GDAL's cache of downloaded ranges (16 MB) let the file's header go
+        outage.begin()
+        try:
+            with pytest.raises(AssetReadError, match="no answer"):
+                read_group_window(source, slice(256, 512), slice(0, 256))
+        finally:
+            outage.end()
+        bottom = read_group_window(source, slice(256, 512), slice(0, 256))
+    close_files()
+    np.testing.assert_array_equal(bottom[0, 0], values[0, 256:512, :256])  # not 65,536 zeros

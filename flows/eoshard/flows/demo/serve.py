@@ -89,6 +89,11 @@ class Outage:
                 return True
             return False
 
+    def begin(self) -> None:
+        """Stop answering from now on (until ``end()``)."""
+        with self.lock:
+            self.after = self.answered
+
     def end(self) -> None:
         self.ended.set()
 

@@ -422,6 +422,7 @@ class OpenFile:
     dataset: Any
     lock: threading.Lock = field(default_factory=threading.Lock)
     warped: dict[Hashable, WarpedVRT] = field(default_factory=dict)
+    broken: bool = False  # a read through it failed: it is let go, and never read through again (see ``_reading``)
 
     @cached_property
     def epsg(self) -> int | None:
@@ -458,6 +459,28 @@ def open_file(href: str) -> OpenFile:
             while len(_files) > _max_open:
                 _files.popitem(last=False)
         return handle
+
+
+@contextmanager
+def _reading(href: str) -> Iterator[OpenFile]:
+    """The open handle of ``href``, its lock held, for one read. A read that fails breaks the handle for good: GDAL
+    reads a COG's tile offsets as they are needed, and once loading them failed (a server that stopped answering)
+    the same handle answers that block as all nodata, without an error, even when the server is back. So a failed
+    read lets the handle go, and a thread that waited for it to read opens the file again."""
+    while True:
+        handle = open_file(href)
+        with handle.lock:
+            if handle.broken:  # failed while this thread waited: open_file now opens the file again
+                continue
+            try:
+                yield handle
+            except BaseException:
+                handle.broken = True
+                with _files_lock:
+                    if _files.get(href) is handle:
+                        del _files[href]
+                raise
+            return
 
 
 def close_files() -> None:
@@ -539,12 +562,11 @@ def _one_reader(key: Hashable) -> Iterator[None]:
 
 
 def _decode(href: str, row: int, col: int) -> np.ndarray:
-    handle = open_file(href)
-    ds = handle.dataset
-    bh, bw = ds.block_shapes[0]
-    window = Window(col * bw, row * bh, min(bw, ds.width - col * bw), min(bh, ds.height - row * bh))
-    out = SPARE.take((int(window.height), int(window.width)), ds.dtypes[0])
-    with handle.lock:
+    with _reading(href) as handle:
+        ds = handle.dataset
+        bh, bw = ds.block_shapes[0]
+        window = Window(col * bw, row * bh, min(bw, ds.width - col * bw), min(bh, ds.height - row * bh))
+        out = SPARE.take((int(window.height), int(window.width)), ds.dtypes[0])
         return ds.read(1, window=window, out=out)
 
 
@@ -556,8 +578,7 @@ def warped_chunk(
     cached = _cached(key, href)
     if cached is not None:
         return cached
-    handle = open_file(href)
-    with handle.lock:
+    with _reading(href) as handle:
         vrt = handle.warped.get(grid_key)
         if vrt is None:
             ds = handle.dataset

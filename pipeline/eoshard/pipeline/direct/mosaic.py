@@ -304,5 +304,5 @@ def _fetch_ahead(source: GroupSource, href: str, window: Window, sweep: Sweep) -
             if not CACHE.has_room(block_bytes):  # the blocks at hand come first: the read fetches the rest
                 return
             source_block(href, p.row, p.col, shared=p.shared, cols=p.cols)
-    except Exception:
+    except Exception:  # the read itself meets the error again, and says it (the failed handle is let go)
         return
