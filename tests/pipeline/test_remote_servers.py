@@ -19,8 +19,7 @@ from affine import Affine
 from odc.geo.geobox import GeoBox
 
 from eoshard.flows.demo.serve import Outage, Tokens, serve_folder
-from eoshard.pipeline.direct import AssetSource, GroupSource, ProductSource, read_group_window
-from eoshard.pipeline.direct import answers
+from eoshard.pipeline.direct import AssetSource, GroupSource, ProductSource, answers, read_group_window
 from eoshard.pipeline.direct.blocks import close_files, forget_remote_files, open_file, release_build
 from eoshard.pipeline.errors import AssetReadError
 from eoshard.pipeline.gdal_defaults import GDAL_REMOTE_DEFAULTS
