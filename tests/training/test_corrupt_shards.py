@@ -11,7 +11,7 @@ import pytest
 
 from eoshard.training.cli import main
 from eoshard.training.data import make_dataset
-from eoshard.training.errors import CorruptSampleError
+from eoshard.training.errors import CorruptSampleError, DatasetFormatError
 from eoshard.training.manifest import Manifest
 
 pytestmark = pytest.mark.needs_build
@@ -121,3 +121,17 @@ def test_an_error_from_a_loader_worker_is_printed_without_the_workers_traceback(
         shown.startswith(f"sample {manifest.keys[2]!r} of dataset {dataset} is corrupt")
         and "Traceback" not in shown
     )
+
+
+def test_a_truncated_data_mdb_is_refused_before_a_read_kills_the_process(shards: Path, tmp_path: Path) -> None:
+    """A copy cut short: reading a value on the missing pages killed the process (and the loader's workers) with
+    SIGBUS, no message."""
+    dataset = _copy(shards, tmp_path)
+    manifest = Manifest.read(dataset)
+    mdb = dataset / "data.lmdb" / str(manifest.parts[-1]) / "data.mdb"
+    size = mdb.stat().st_size
+    with mdb.open("r+b") as f:
+        f.truncate(size // 2)
+    data = make_dataset(manifest, "lmdb", normalise=False)
+    with pytest.raises(DatasetFormatError, match=f"{mdb} is truncated: {size // 2} bytes where its pages need"):
+        data[len(manifest.keys) - 1]

@@ -8,6 +8,7 @@ import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import google_crc32c
@@ -234,8 +235,23 @@ def _lmdb_env(path: str, pid: int) -> Any:
         # an environment inherited through fork must not be used; closing it in the child only unmaps it here
         for key in [k for k in _ENVS if k[0] == path]:
             _ENVS.pop(key).close()
-        _ENVS[(path, pid)] = lmdb.open(path, readonly=True, lock=False, readahead=False, subdir=True)
+        env = lmdb.open(path, readonly=True, lock=False, readahead=False, subdir=True)
+        _refuse_truncated(env, Path(path) / "data.mdb")
+        _ENVS[(path, pid)] = env
     return _ENVS[(path, pid)]
+
+
+def _refuse_truncated(env: Any, file: Path) -> None:
+    """A ``data.mdb`` shorter than the pages its header counts (a full disk, a copy cut short): a read on the
+    missing pages would kill the process (and a data loader's workers) with SIGBUS, so it is refused first."""
+    needed = (int(env.info()["last_pgno"]) + 1) * int(env.stat()["psize"])
+    size = file.stat().st_size
+    if size < needed:
+        env.close()
+        raise DatasetFormatError(
+            f"{file} is truncated: {size} bytes where its pages need {needed} (a full disk, or a copy cut short); "
+            "copy the dataset again"
+        )
 
 
 class LmdbDataset(ShardDataset):
