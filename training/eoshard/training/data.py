@@ -243,7 +243,8 @@ def _lmdb_env(path: str, pid: int) -> Any:
 
 def _refuse_truncated(env: Any, file: Path) -> None:
     """A ``data.mdb`` shorter than the pages its header counts (a full disk, a copy cut short): a read on the
-    missing pages would kill the process (and a data loader's workers) with SIGBUS, so it is refused first."""
+    missing pages would kill the process (and a data loader's workers) with SIGBUS, so it is refused first. The
+    pipeline's reader has the same check: eoshard-training installs without the pipeline."""
     needed = (int(env.info()["last_pgno"]) + 1) * int(env.stat()["psize"])
     size = file.stat().st_size
     if size < needed:
