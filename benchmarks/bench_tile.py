@@ -371,7 +371,7 @@ def main() -> None:
 
     local = config(big, big / "catalog" / "catalog.json", work / "out-local")
     plan_s, n_patches, n_shards = planning(local)
-    print(f"plan: {n_patches} patches in {n_shards} shards, {n_shards} shard tasks (+1 task holding their shared input); "
+    print(f"plan: {n_patches} patches in {n_shards} shards, {n_shards} shard tasks (+ one small task per worker holding its input); "
           f"planning {plan_s:.1f} s")  # fmt: skip
 
     runs, peaks, cpus, drivers = [], [], [], []
