@@ -21,9 +21,9 @@ from odc.geo.geobox import GeoBox
 from eoshard.flows.demo.serve import Outage, Tokens, serve_folder
 from eoshard.pipeline.direct import AssetSource, GroupSource, ProductSource, answers, read_group_window
 from eoshard.pipeline.direct.blocks import close_files, forget_remote_files, open_file, release_build
-from eoshard.pipeline.errors import AssetReadError
+from eoshard.pipeline.errors import AssetReadError, read_remedy
 from eoshard.pipeline.gdal_defaults import GDAL_REMOTE_DEFAULTS
-from tests.services.http_answers import answering
+from tests.services.http_answers import CUT, SERVE, answering
 
 TRANSFORM = Affine(10, 0, 600000, 0, -10, 5000000)
 
@@ -117,6 +117,55 @@ def test_a_busy_answer_is_asked_again_and_the_read_gets_the_pixels(tmp_path: Pat
         got = read_group_window(_source(_fresh(url)), slice(0, 256), slice(0, 256))
     close_files()
     assert asked[:2] == ["HEAD", "HEAD"]  # the busy answer, then the same question again
+    np.testing.assert_array_equal(got[0, 0], values)
+
+
+def test_a_transfer_cut_short_is_asked_for_again_through_a_new_handle(tmp_path: Path) -> None:
+    """A connection dropped in the middle of a block's range (object stores do, now and then): GDAL does not ask
+    again, and every shard that read the file failed, told to repair or remove the product."""
+    values = _cog(tmp_path / "b04.tif")
+    close_files()
+    with answering((tmp_path / "b04.tif").read_bytes(), [SERVE, SERVE, CUT]) as (url, asked):
+        got = read_group_window(_source(_fresh(url)), slice(0, 256), slice(0, 256))
+    close_files()
+    assert asked[:5] == ["HEAD", "GET", "GET", "GET", "HEAD"]  # the open, the cut read, the probe, a new open
+    np.testing.assert_array_equal(got[0, 0], values)
+    close_files()
+    with (
+        # the open (HEAD, the header's GET), the cut read, the server asked whether it answers (a GET), all again
+        answering((tmp_path / "b04.tif").read_bytes(), [SERVE, SERVE, CUT, SERVE] * 2) as (url, asked),
+        pytest.raises(AssetReadError) as cut,
+    ):
+        read_group_window(_source(_fresh(url)), slice(0, 256), slice(0, 256))
+    close_files()
+    message = str(cut.value)
+    assert asked == ["HEAD", "GET", "GET", "GET"] * 2, asked
+    assert re.search(r"got \d+ bytes, expected \d+\) \(read twice\)$", message), message
+    assert read_remedy(message).startswith("the server sent fewer bytes than asked for, twice")
+
+
+def test_a_file_whose_open_timed_out_is_read_once_its_server_answers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """GDAL remembers a file whose open timed out as missing, for the life of the process, and then says only that
+    it "does not exist in the file system": after a server's short outage every later shard that read the file
+    failed at once, told to repair or remove the product."""
+    monkeypatch.setenv("GDAL_HTTP_LOW_SPEED_TIME", "1")
+    monkeypatch.setenv("GDAL_HTTP_MAX_RETRY", "0")
+    monkeypatch.setattr(answers, "PROBE_TIMEOUT_S", 1)
+    name = f"b04-{uuid.uuid4().hex[:12]}.tif"
+    values = _cog(tmp_path / name)
+    close_files()
+    outage = Outage(after=0)
+    with serve_folder(tmp_path, latency=0, outage=outage) as served:
+        source = _source(f"{served.url}/{name}")
+        try:
+            with pytest.raises(AssetReadError, match="Operation too slow"):
+                read_group_window(source, slice(0, 256), slice(0, 256))
+        finally:
+            outage.end()
+        got = read_group_window(source, slice(0, 256), slice(0, 256))
+    close_files()
     np.testing.assert_array_equal(got[0, 0], values)
 
 

@@ -1,5 +1,6 @@
 """An HTTP server on 127.0.0.1 that answers as told: each request takes the next status of a script (a busy 503, a
-refusing 403, a missing 404); once the script is spent, it serves one file's bytes with Range requests."""
+refusing 403, a missing 404, ``CUT``: the range's headers and half its bytes, then the connection closed; ``SERVE``:
+the bytes); once the script is spent, it serves one file's bytes with Range requests."""
 
 from __future__ import annotations
 
@@ -8,12 +9,17 @@ import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
+CUT = 0  # in a script: answer a GET's range with half its bytes, then close the connection (a dropped transfer)
+SERVE = 200  # in a script: answer with the file's bytes, as after the script
+
 
 @contextmanager
 def answering(data: bytes, statuses: Iterable[int]) -> Iterator[tuple[str, list[str]]]:
     """Serve ``data`` at any path after answering ``statuses`` (empty bodies) to the first requests; yields the
     server's URL and the methods it was asked, in order."""
     script = iter(statuses)
+    ahead: list[int | None] = []  # the next status, looked at (a cut waits for a GET)
+    lock = threading.Lock()
     asked: list[str] = []
 
     class Handler(http.server.BaseHTTPRequestHandler):
@@ -28,8 +34,15 @@ def answering(data: bytes, statuses: Iterable[int]) -> Iterator[tuple[str, list[
 
         def _answer(self, body: bool) -> None:
             asked.append(self.command)
-            status = next(script, None)
-            if status is not None:
+            with lock:
+                if not ahead:
+                    ahead.append(next(script, None))
+                status = ahead[0]
+                if status == CUT and not body:  # a cut waits for a transfer: a GET
+                    status = None
+                else:
+                    ahead.pop()
+            if status is not None and status not in (CUT, SERVE):
                 self.send_response(status)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
@@ -45,6 +58,11 @@ def answering(data: bytes, statuses: Iterable[int]) -> Iterator[tuple[str, list[
             self.send_header("Content-Length", str(end - start + 1))
             self.send_header("Accept-Ranges", "bytes")
             self.end_headers()
+            if status == CUT:
+                self.wfile.write(data[start : start + (end - start + 1) // 2])
+                self.wfile.flush()
+                self.close_connection = True
+                return
             if body:
                 self.wfile.write(data[start : end + 1])
 

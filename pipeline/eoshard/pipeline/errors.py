@@ -69,6 +69,16 @@ def unreachable(message: str) -> bool:
 
 
 BUILD_AGAIN = "run the build again"  # what to do once an unreadable file is dealt with, unless a caller says else
+CUT_SHORT = re.compile(r"got \d+ bytes, expected \d+")  # how GDAL (libtiff) says a read returned fewer bytes
+READ_TWICE = "(read twice)"  # a remote read that failed for a passing reason, asked for again, and failed again
+GONE_FOR_NOW = "does not exist in the file system"  # GDAL's words for a file it remembers missing, with no status
+
+
+def worth_reading_again(message: str) -> bool:
+    """Whether a remote read's error may pass when the same read is made again through a new handle: a transfer cut
+    short (a connection dropped midway), or a file GDAL remembers as missing (an open failed while its server did
+    not answer) without the server's own status."""
+    return CUT_SHORT.search(message) is not None or (GONE_FOR_NOW in message and "response code" not in message)
 
 
 def read_remedy(message: str, then: str = BUILD_AGAIN) -> str:
@@ -85,6 +95,11 @@ def read_remedy(message: str, then: str = BUILD_AGAIN) -> str:
         return (
             "the server could not be reached or did not answer, which says nothing about the file: check the URL, "
             f"that the server runs and that this machine reaches it (network, proxy, firewall), then {then}"
+        )
+    if READ_TWICE in message and CUT_SHORT.search(message) and "response code" not in message:
+        return (
+            "the server sent fewer bytes than asked for, twice (connections dropped midway, or a file cut short "
+            f"on the server): {then}; if it fails the same way again, repair or remove the product"
         )
     return f"repair or remove the product, then {then}"
 

@@ -353,18 +353,35 @@ def use_open_files(wanted: int) -> None:
     _max_open = open_files_bound(wanted)
 
 
+def _gdal_function(name: str) -> Any | None:
+    """GDAL's own function ``name``, from the library rasterio loaded (None where it is not found)."""
+    try:
+        function = ctypes.CDLL(rasterio._base.__file__)[name]
+    except (OSError, AttributeError):
+        return None
+    function.restype = None
+    return function
+
+
 def forget_remote_files() -> None:
     """Make GDAL forget what it remembers of remote files in this process (``VSICurlClearCache``): their sizes,
     that one did not exist, ranges already downloaded. A process that outlives a build (a cluster's worker, a
     notebook's kernel) would else answer the next build from the last one's: a file replaced since with its old
-    pixels, one missing while its server was down as still missing. rasterio has no call for it: GDAL's own
-    function, from the library rasterio loaded (nothing where it is not found)."""
-    try:
-        clear = ctypes.CDLL(rasterio._base.__file__).VSICurlClearCache
-    except (OSError, AttributeError):
-        return
-    clear.restype = None
-    clear()
+    pixels, one missing while its server was down as still missing. rasterio has no call for it."""
+    clear = _gdal_function("VSICurlClearCache")
+    if clear is not None:
+        clear()
+
+
+def forget_remote_file(href: str) -> None:
+    """Make GDAL forget what it downloaded of ``href`` (``VSICurlPartialClearCache``): a transfer cut short stays
+    in its cache, and a new handle would read the same short range again."""
+    scheme, _, rest = href.partition("://")
+    prefix = {"http": "/vsicurl/", "https": "/vsicurl/", "s3": "/vsis3/", "gs": "/vsigs/", "az": "/vsiaz/"}
+    clear = _gdal_function("VSICurlPartialClearCache")
+    if clear is not None and scheme in prefix:
+        clear.argtypes = [ctypes.c_char_p]
+        clear(f"{prefix[scheme]}{href if prefix[scheme] == '/vsicurl/' else rest}".encode())
 
 
 def release_build(store: str | None) -> None:

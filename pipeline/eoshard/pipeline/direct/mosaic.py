@@ -17,6 +17,7 @@ from eoshard.pipeline.direct.blocks import (
     CACHE,
     OpenFile,
     block_key,
+    forget_remote_file,
     is_remote,
     open_file,
     resampling_of,
@@ -24,7 +25,7 @@ from eoshard.pipeline.direct.blocks import (
     warped_chunk,
 )
 from eoshard.pipeline.direct.sources import AssetSource, GroupSource
-from eoshard.pipeline.errors import AssetReadError, shown_href, without_query
+from eoshard.pipeline.errors import READ_TWICE, AssetReadError, shown_href, without_query, worth_reading_again
 from eoshard.pipeline.items import grid_epsg
 
 READ_THREADS = int(os.environ.get("EOSHARD_READ_THREADS", "8"))
@@ -216,20 +217,39 @@ def read_asset_window(
     if not _overlaps(asset, source, window):
         return None
     try:
-        handle = open_file(asset.href)
-        offset = _offset(handle, source.grid.transform, grid_epsg(source.grid))
-        if offset is None:
-            return _warped(asset.href, source, window, out)
-        return _aligned(asset.href, handle.dataset, offset, window, source.nodata, source.dtype, sweep, out)
+        return _read_window(source, asset, window, sweep, out)
     except AssetReadError:
         raise
     except Exception as err:
         reason = f"{type(err).__name__}: {err}{_deepest(err)}"
-        reason += http_answer(asset.href, reason)
+    answer = http_answer(asset.href, reason)
+    if not answer and is_remote(asset.href) and worth_reading_again(reason):
+        # a transfer cut short, or a file GDAL remembers missing, from a server that answers now: asked for once
+        # more, through a new handle (the failed one is let go: see ``blocks._reading``); GDAL asks again only
+        # after busy answers and timeouts
+        forget_remote_file(asset.href)  # GDAL keeps the short range it got, and that the file was missing
+        try:
+            return _read_window(source, asset, window, sweep, out)
+        except AssetReadError:
+            raise
+        except Exception as err:
+            reason = f"{type(err).__name__}: {err}{_deepest(err)} {READ_TWICE}"
+        answer = http_answer(asset.href, reason)
+    reason += answer
     # raised outside the handler, with no cause or context: rasterio's chained GDAL errors cannot be rebuilt in the
     # driver (Dask would send a bare Exception instead of this one); the deepest one's message, GDAL's reason, is
     # in this one's
     raise AssetReadError(f"could not read {shown_href(asset.href)}: {without_query(reason, asset.href)}")
+
+
+def _read_window(
+    source: GroupSource, asset: AssetSource, window: Window, sweep: Sweep, out: np.ndarray | None
+) -> np.ndarray:
+    handle = open_file(asset.href)
+    offset = _offset(handle, source.grid.transform, grid_epsg(source.grid))
+    if offset is None:
+        return _warped(asset.href, source, window, out)
+    return _aligned(asset.href, handle.dataset, offset, window, source.nodata, source.dtype, sweep, out)
 
 
 def _deepest(err: BaseException) -> str:
