@@ -100,6 +100,17 @@ def test_a_server_that_stops_answering_fails_the_read_and_names_the_asset(monkey
     assert 1.5 < elapsed < 30, elapsed
 
 
+def _fails_then_reads(source: GroupSource, rows: slice, outage: Outage, said: str) -> np.ndarray:
+    """The window read while the server does not answer (the error must match ``said``), then once it answers."""
+    outage.begin()
+    try:
+        with pytest.raises(AssetReadError, match=said):
+            read_group_window(source, rows, slice(0, 256))
+    finally:
+        outage.end()
+    return read_group_window(source, rows, slice(0, 256))
+
+
 def _cog(path: Path, seed: int = 2) -> np.ndarray:
     values = np.random.default_rng(seed).integers(0, 3000, size=(1, 256, 256), dtype="uint16")
     profile = {"driver": "COG", "width": 256, "height": 256, "count": 1, "dtype": "uint16", "crs": "EPSG:32632",
@@ -156,15 +167,9 @@ def test_a_file_whose_open_timed_out_is_read_once_its_server_answers(
     name = f"b04-{uuid.uuid4().hex[:12]}.tif"
     values = _cog(tmp_path / name)
     close_files()
-    outage = Outage(after=0)
+    outage = Outage(after=10**9)
     with serve_folder(tmp_path, latency=0, outage=outage) as served:
-        source = _source(f"{served.url}/{name}")
-        try:
-            with pytest.raises(AssetReadError, match="Operation too slow"):
-                read_group_window(source, slice(0, 256), slice(0, 256))
-        finally:
-            outage.end()
-        got = read_group_window(source, slice(0, 256), slice(0, 256))
+        got = _fails_then_reads(_source(f"{served.url}/{name}"), slice(0, 256), outage, "Operation too slow")
     close_files()
     np.testing.assert_array_equal(got[0, 0], values)
 
@@ -260,12 +265,6 @@ def test_a_block_whose_read_failed_is_read_again_through_a_new_handle_never_as_z
                              (step,))  # fmt: skip
         open_file(f"{served.url}/{name}")  # open (its header read), no block read yet
         forget_remote_files()  # as when GDAL's cache of downloaded ranges (16 MB) let the file's header go
-        outage.begin()
-        try:
-            with pytest.raises(AssetReadError, match="no answer"):
-                read_group_window(source, slice(256, 512), slice(0, 256))
-        finally:
-            outage.end()
-        bottom = read_group_window(source, slice(256, 512), slice(0, 256))
+        bottom = _fails_then_reads(source, slice(256, 512), outage, "no answer")
     close_files()
     np.testing.assert_array_equal(bottom[0, 0], values[0, 256:512, :256])  # not 65,536 zeros
