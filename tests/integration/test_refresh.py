@@ -177,6 +177,21 @@ def test_refresh_appends_the_new_dates_reading_only_new_products(season: dict[st
     assert "could not read asset" in message and "Traceback" not in failed.output
     assert message.endswith("repair or remove the product, then run the refresh again"), message
     assert snapshot(out) == before
+    # A new product's file cut short behind its header: planning passes, the shards that read it fail
+    (late,) = (i for i in season["items"] if acquired(i) >= SECOND_HALF[0][:10] and "T33UUP" in i.id and
+               acquired(i) < SECOND_HALF[1][:10])  # fmt: skip
+    cut = Path(late.assets["B02"].href)
+    whole = cut.read_bytes()
+    cut.write_bytes(whole[: len(whole) // 2])
+    try:
+        failed = invoke("refresh", str(season["config"]))
+    finally:
+        cut.write_bytes(whole)
+    message = " ".join(failed.output.split())
+    assert failed.exit_code == 1 and "Traceback" not in failed.output, failed.output
+    assert f"could not read asset B02 of product {late.id}" in message, message
+    assert "then run the refresh again to finish (" in message and "rerun the same build" not in message, message
+    assert snapshot(out) == before
     # The old products' files go away during the refresh: what the dataset holds must come from its own shards.
     with hidden_files(season["first"], season["root"] / "hidden"):
         result = invoke("refresh", str(season["config"]))

@@ -56,6 +56,7 @@ if TYPE_CHECKING:
     from eoshard.flows.build import BuildPlan
 
 ShardTask = Callable[["BuildPlan", int, list[Any]], Any]
+RERUN = "rerun the same build to finish"  # what a build's error says to do, once the cause is dealt with
 SCHEDULER_LOST = "scheduler-connection-lost"  # why distributed cancels every future when its scheduler is gone
 
 
@@ -74,9 +75,14 @@ MAX_FRUITLESS_SIGNINGS = 3  # signings in a row that let no shard be committed: 
 
 
 def run_shards(
-    plan: BuildPlan, client: Client, shard_task: ShardTask, on_progress: Callable[[int, int], None] | None
+    plan: BuildPlan,
+    client: Client,
+    shard_task: ShardTask,
+    on_progress: Callable[[int, int], None] | None,
+    then: str = RERUN,
 ) -> dict[str, Any]:
-    """Write every uncommitted shard, then the index, STAC Collection and ``dataset.json`` (last)."""
+    """Write every uncommitted shard, then the index, STAC Collection and ``dataset.json`` (last). ``then``: what
+    an error says to do to finish (a refresh's: run the refresh again)."""
     config = plan.config
     out = config.output.path
     log = CommitLog(out)
@@ -132,7 +138,7 @@ def run_shards(
                 raise SchedulerLostError(
                     f"lost the Dask scheduler ({address}) while writing the shards: {len(log.done())} of "
                     f"{len(shards)} shards are committed and stay valid; start the scheduler and its workers again, "
-                    "then rerun the same build to finish"
+                    f"then {then}"
                 ) from None
             except Exception as err:
                 if refused(str(err)) and submitter.can_submit_again(shard):
@@ -143,7 +149,7 @@ def run_shards(
                 if isinstance(err, PipelineError) and not isinstance(err, AssetReadError):
                     failures.append(err)  # the other shards go on and are committed as they complete
                     continue
-                error = _asset_error(submitter.plan, shard, err, submitter.signatures)
+                error = _asset_error(submitter.plan, shard, err, submitter.signatures, then)
                 error.__cause__ = err
                 if fails_every_shard(str(err)):
                     for commit in pending:  # the shards read so far are committed before the build stops
@@ -403,7 +409,9 @@ def _first_failure(failures: list[PipelineError], n_shards: int, n_committed: in
     return error
 
 
-def _asset_error(plan: BuildPlan, shard: int, err: Exception, signings: int = 0) -> PipelineError:
+def _asset_error(
+    plan: BuildPlan, shard: int, err: Exception, signings: int = 0, then: str = RERUN
+) -> PipelineError:
     """Name the product and asset whose file failed (stackstac quotes the href in its message); ``signings``: how
     often the build signed its products again."""
     message = str(err)
@@ -412,7 +420,6 @@ def _asset_error(plan: BuildPlan, shard: int, err: Exception, signings: int = 0)
         for band, asset in ready["assets"].items():
             href = shown_href(str(asset.get("href", "")))
             if href and (href in message or href.removeprefix("file://") in message):
-                then = "rerun the same build to finish"
                 remedy = read_remedy(message, then=then)
                 if refused(message) and signings:
                     remedy = (

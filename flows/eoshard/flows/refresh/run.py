@@ -193,8 +193,9 @@ def refresh_dataset(
         old = open_old(dataset, plan, manifest)
         with connect() as client:
             new_manifest = run_shards(
-                plan, client, partial(refreshed_shard_task, old, held_samples(dataset)), on_progress
-            )
+                plan, client, partial(refreshed_shard_task, old, held_samples(dataset)), on_progress,
+                then="run the refresh again to finish",
+            )  # fmt: skip
         swap.switch(dataset)
     fresh = [d for d, step in zip(plan.dates, old.steps, strict=True) if step is None]
     return RefreshResult(
