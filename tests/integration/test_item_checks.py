@@ -110,3 +110,22 @@ def test_verify_of_a_source_file_gone_says_verify_again_or_check_the_dataset_alo
     alone = CliRunner().invoke(app, ["verify", str(out), "--sources", "0"])
     assert alone.exit_code == 0, alone.output
     assert "no difference" in alone.output
+
+
+def test_verify_of_a_source_file_cut_behind_its_header_says_so_without_a_traceback(
+    demo_data, tmp_path: Path
+) -> None:
+    """The file opens (its header is whole), its blocks do not read: stackstac's error came out as 88 lines of
+    traceback."""
+    out, _, b08 = _built_june(demo_data, tmp_path)
+    whole = Path(b08).read_bytes()
+    Path(b08).write_bytes(whole[: len(whole) // 2])
+    verified = _verify(out, 4)
+    assert verified.exit_code == 1
+    text = " ".join(verified.output.split())
+    assert "error: could not re-read the source pixels of samples " in text and Path(b08).name in text, text
+    assert text.rstrip().endswith(
+        "repair or remove the product, then run eoshard verify again (or with --sources 0, to check the dataset's "
+        "own files alone)"
+    ), text
+    assert "Traceback" not in verified.output

@@ -17,8 +17,9 @@ import pandas as pd
 import zarr
 from safetensors.numpy import load
 
+from eoshard.catalog.credentials import redact_text
 from eoshard.flows.config import BuildConfig
-from eoshard.pipeline.errors import DatasetError
+from eoshard.pipeline.errors import AssetReadError, DatasetError, read_remedy
 from eoshard.pipeline.grid import grid_of
 from eoshard.pipeline.shards.layout import BUILD_DIR
 from eoshard.pipeline.shards.reader import ShardedDataset, open_shards, read_layout
@@ -26,6 +27,7 @@ from eoshard.pipeline.shards.samples import time_mask_of
 
 __all__ = ["DatasetError", "read_manifest", "verify_dataset"]
 
+VERIFY_AGAIN = "run eoshard verify again (or with --sources 0, to check the dataset's own files alone)"
 SOURCE_BATCH = 16  # samples re-read from the sources in one compute (their windows held at once)
 
 
@@ -160,9 +162,7 @@ def compare_with_sources(
     config_data = plan_data["config"]
     config_data["output"]["path"] = str(path)
     config = BuildConfig.model_validate(config_data, context={"base_dir": path})
-    plan = plan_build(
-        config, then="run eoshard verify again (or with --sources 0, to check the dataset's own files alone)"
-    )
+    plan = plan_build(config, then=VERIFY_AGAIN)
     by_key = {p.key: p for p in plan.patches}
     grids = {name: grid_of(cube) for name, cube in plan.cubes.items()}  # each group's own nested grid
     group = open_shards(path).zarr_group()
@@ -180,7 +180,14 @@ def compare_with_sources(
                 rs, cs = patch.window_in(grid_of(plan.hr))
                 windows.append((row, "hr", plan.hr.data[:, rs, cs]))
         # one compute for the batch, on threads: the windows' blocks are decoded in parallel
-        sources = dask.compute(*(w for _, _, w in windows), scheduler="threads")
+        try:
+            sources = dask.compute(*(w for _, _, w in windows), scheduler="threads")
+        except Exception as err:  # stackstac's RuntimeError quotes the file and rasterio's error
+            message = redact_text(" ".join(str(err).split()))
+            raise AssetReadError(
+                f"could not re-read the source pixels of samples {', '.join(r.key for r in batch)}: "
+                f"{type(err).__name__}: {message}; {read_remedy(message, then=VERIFY_AGAIN)}"
+            ) from None
         for (row, name, _), source in zip(windows, sources, strict=True):
             stored = read_slot(group, name, row.zarr_index)
             if name == "hr" and plan.hr is not None:  # one date, all of it kept
