@@ -19,7 +19,14 @@ from affine import Affine
 from odc.geo.geobox import GeoBox
 
 from eoshard.flows.demo.serve import Outage, Tokens, serve_folder
-from eoshard.pipeline.direct import AssetSource, GroupSource, ProductSource, answers, read_group_window
+from eoshard.pipeline.direct import (
+    AssetSource,
+    GroupSource,
+    ProductSource,
+    answers,
+    prefetch_group_window,
+    read_group_window,
+)
 from eoshard.pipeline.direct.blocks import close_files, forget_remote_files, open_file, release_build
 from eoshard.pipeline.errors import AssetReadError, read_remedy
 from eoshard.pipeline.gdal_defaults import GDAL_REMOTE_DEFAULTS
@@ -268,3 +275,29 @@ def test_a_block_whose_read_failed_is_read_again_through_a_new_handle_never_as_z
         bottom = _fails_then_reads(source, slice(256, 512), outage, "no answer")
     close_files()
     np.testing.assert_array_equal(bottom[0, 0], values[0, 256:512, :256])  # not 65,536 zeros
+
+
+def test_a_read_waiting_for_a_read_ahead_that_got_no_answer_does_not_wait_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A read ahead opens a file of a hung server and waits out the timeout; the shard's own read of that file waited
+    for it, then asked the server itself and waited as long again (a build on a hung server took 10 minutes to stop,
+    not 4). It now fails with the read ahead's error, having asked nothing."""
+    monkeypatch.setenv("GDAL_HTTP_LOW_SPEED_TIME", "2")
+    monkeypatch.setenv("GDAL_HTTP_MAX_RETRY", "0")
+    name = f"b04-{uuid.uuid4().hex[:12]}.tif"
+    _cog(tmp_path / name)
+    close_files()
+    outage = Outage(after=0)
+    with serve_folder(tmp_path, latency=0, outage=outage) as served:
+        source = _source(f"{served.url}/{name}")
+        try:
+            prefetch_group_window(source, slice(0, 256), slice(0, 256))
+            while outage.held < 1:  # the read ahead's open waits for the server
+                time.sleep(0.01)
+            with pytest.raises(AssetReadError, match="Operation too slow") as failed:
+                read_group_window(source, slice(0, 256), slice(0, 256))
+        finally:
+            outage.end()
+    close_files()
+    assert outage.held == 1, str(failed.value)  # the read ahead's request alone

@@ -55,6 +55,24 @@ def refused(message: str) -> bool:
     )
 
 
+class NoAnswerError(OSError):
+    """A read that another thread made of the same file or block failed while this one waited for it, because the
+    server did not answer (the message is that read's): the waiting thread does not wait out the same timeout."""
+
+
+def read_reason(err: BaseException) -> str:
+    """A reader's error as a message says it: ``Type: message (the deepest cause's message)`` (GDAL's own reason
+    for a failed read is the deepest of rasterio's chained errors)."""
+    if isinstance(err, NoAnswerError):
+        return str(err)
+    cause, seen = err, {id(err)}
+    while (nxt := cause.__cause__ or cause.__context__) is not None and id(nxt) not in seen:
+        cause = nxt
+        seen.add(id(cause))
+    deepest = f" ({cause})" if cause is not err and str(cause) != str(err) else ""
+    return f"{type(err).__name__}: {err}{deepest}"
+
+
 NO_ANSWER = "(asked again: no answer"  # how ``direct.answers.http_answer`` says its probe got no answer at all
 
 

@@ -78,6 +78,7 @@ class Outage:
 
     after: int
     answered: int = 0
+    held: int = 0  # requests that came while it lasted
     ended: threading.Event = field(default_factory=threading.Event, repr=False)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -113,7 +114,9 @@ def _app(
     ) -> web.StreamResponse:
         if latency > 0:
             await asyncio.sleep(latency)
-        if outage is not None:
+        if outage is not None and not outage.answers():
+            with outage.lock:
+                outage.held += 1
             while not outage.answers():
                 await asyncio.sleep(0.1)
         if tokens is not None:

@@ -35,6 +35,7 @@ from rasterio.enums import Resampling
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
+from eoshard.pipeline.errors import NoAnswerError, read_reason, unreachable
 from eoshard.pipeline.gdal_defaults import apply_gdal_defaults
 
 apply_gdal_defaults()
@@ -395,6 +396,8 @@ def release_build(store: str | None) -> None:
         remove_block_store(store)
     with _files_lock:
         _files.clear()
+    with _no_answer_lock:
+        _no_answer.clear()
     forget_remote_files()
     CACHE.clear()
     use_block_cache(0)  # the bounds as a build that raised them found them
@@ -456,6 +459,36 @@ _max_open = MAX_OPEN_FILES  # a build may raise it (``use_open_files``)
 CACHE = BlockCache(CACHE_BYTES)
 
 
+_no_answer: dict[Hashable, tuple[float, str]] = {}  # file or block -> when a read of it got no answer, and why
+_no_answer_lock = threading.Lock()
+
+
+def _unanswered_meanwhile(key: Hashable, since: float) -> None:
+    """Raise ``NoAnswerError`` if a read of ``key`` (a file's href, a block's key) by another thread got no answer from
+    its server after ``since`` (while this thread waited for that read): a read ahead, which waited out the whole
+    timeout, held this one for as long, and this one would wait as long again (10 minutes a shard, not 4)."""
+    with _no_answer_lock:
+        found = _no_answer.get(key)
+    if found is not None and found[0] >= since:
+        raise NoAnswerError(found[1])
+
+
+@contextmanager
+def _telling_waiters(key: Hashable) -> Iterator[None]:
+    """Note a read of ``key`` that gets no answer from its server, for the threads waiting for it (see
+    ``_unanswered_meanwhile``); a read that succeeds clears the note."""
+    try:
+        yield
+    except Exception as err:
+        reason = read_reason(err)
+        if unreachable(reason):
+            with _no_answer_lock:
+                _no_answer[key] = (time.monotonic(), reason)
+        raise
+    with _no_answer_lock:
+        _no_answer.pop(key, None)
+
+
 def open_file(href: str) -> OpenFile:
     """The process's open handle of ``href``, opened on first use. Past ``MAX_OPEN_FILES`` (or what the build raised
     it to) the least recently used is let go, not closed: a thread may still be reading it, and it closes when the
@@ -466,11 +499,14 @@ def open_file(href: str) -> OpenFile:
             _files.move_to_end(href)
             return found
         opening = _opening.setdefault(href, threading.Lock())
+    since = time.monotonic()
     with opening:  # one opener per file; the others wait for its handle
         with _files_lock:
             if href in _files:
                 return _files[href]
-        handle = OpenFile(rasterio.open(href, sharing=False))
+        _unanswered_meanwhile(href, since)
+        with _telling_waiters(href):
+            handle = OpenFile(rasterio.open(href, sharing=False))
         with _files_lock:
             _files[href] = handle
             while len(_files) > _max_open:
@@ -542,13 +578,16 @@ def source_block(
     key, part_key = block_key(href, row, col), block_key(href, row, col, cols)
     if cols is not None and (part := CACHE.get(part_key)) is not None:
         return part
+    since = time.monotonic()
     with _one_reader(key):  # a block another thread is fetching (a read ahead, see ``mosaic``) is waited for
         if cols is not None and (part := CACHE.get(part_key)) is not None:
             return part
         remember = cols is None  # a part is kept in memory, not the whole block
         block = _cached(key, href, shared, remember)
         if block is None:
-            block = _decode(href, row, col)
+            _unanswered_meanwhile(key, since)
+            with _telling_waiters(key):
+                block = _decode(href, row, col)
             _keep(key, href, block, shared, remember)
         if cols is None:
             return block

@@ -25,7 +25,14 @@ from eoshard.pipeline.direct.blocks import (
     warped_chunk,
 )
 from eoshard.pipeline.direct.sources import AssetSource, GroupSource
-from eoshard.pipeline.errors import READ_TWICE, AssetReadError, shown_href, without_query, worth_reading_again
+from eoshard.pipeline.errors import (
+    READ_TWICE,
+    AssetReadError,
+    read_reason,
+    shown_href,
+    without_query,
+    worth_reading_again,
+)
 from eoshard.pipeline.items import grid_epsg
 
 READ_THREADS = int(os.environ.get("EOSHARD_READ_THREADS", "8"))
@@ -221,7 +228,7 @@ def read_asset_window(
     except AssetReadError:
         raise
     except Exception as err:
-        reason = f"{type(err).__name__}: {err}{_deepest(err)}"
+        reason = read_reason(err)
     answer = http_answer(asset.href, reason)
     if not answer and is_remote(asset.href) and worth_reading_again(reason):
         # a transfer cut short, or a file GDAL remembers missing, from a server that answers now: asked for once
@@ -233,7 +240,7 @@ def read_asset_window(
         except AssetReadError:
             raise
         except Exception as err:
-            reason = f"{type(err).__name__}: {err}{_deepest(err)} {READ_TWICE}"
+            reason = f"{read_reason(err)} {READ_TWICE}"
         answer = http_answer(asset.href, reason)
     reason += answer
     # raised outside the handler, with no cause or context: rasterio's chained GDAL errors cannot be rebuilt in the
@@ -250,15 +257,6 @@ def _read_window(
     if offset is None:
         return _warped(asset.href, source, window, out)
     return _aligned(asset.href, handle.dataset, offset, window, source.nodata, source.dtype, sweep, out)
-
-
-def _deepest(err: BaseException) -> str:
-    """`` (the deepest cause's message)`` of a chained error (GDAL's own reason for a failed read), else ``""``."""
-    cause, seen = err, {id(err)}
-    while (nxt := cause.__cause__ or cause.__context__) is not None and id(nxt) not in seen:
-        cause = nxt
-        seen.add(id(cause))
-    return f" ({cause})" if cause is not err and str(cause) != str(err) else ""
 
 
 def read_group_window(source: GroupSource, rows: slice, cols: slice, sweep: Sweep = NO_SWEEP) -> np.ndarray:
