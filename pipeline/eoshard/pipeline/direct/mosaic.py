@@ -322,5 +322,5 @@ def _fetch_ahead(source: GroupSource, href: str, window: Window, sweep: Sweep) -
             if not CACHE.has_room(block_bytes):  # the blocks at hand come first: the read fetches the rest
                 return
             source_block(href, p.row, p.col, shared=p.shared, cols=p.cols)
-    except Exception:  # the read itself meets the error again, and says it (the failed handle is let go)
-        return
+    except Exception:  # the read itself says it: it meets the error again (the failed handle is let go), or, the
+        return  # server having not answered, is told of it at once (``blocks._unanswered_meanwhile``)
