@@ -55,7 +55,7 @@ def refused(message: str) -> bool:
     )
 
 
-class NoAnswerError(OSError):
+class NoAnswerError(PipelineError, OSError):
     """A read that another thread made of the same file or block failed while this one waited for it, because the
     server did not answer (the message is that read's): the waiting thread does not wait out the same timeout."""
 
