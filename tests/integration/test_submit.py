@@ -234,6 +234,10 @@ def test_cancel_mid_build_keeps_what_was_written_and_closes_the_writer(
     assert len(lmdb_items(out / "data.lmdb")) == 3 * job.done
 
 
+def _commits(out: Path) -> int:
+    return len(list((out / "_build" / "commits").glob("*.json")))
+
+
 def test_a_build_whose_every_worker_is_killed_goes_on_when_the_nannies_bring_new_ones(
     dask_cluster: Any, demo_data: Any, local_build: Path, tmp_path: Path
 ) -> None:
@@ -246,7 +250,7 @@ def test_a_build_whose_every_worker_is_killed_goes_on_when_the_nannies_bring_new
     )  # fmt: skip
     try:
         deadline = time.monotonic() + JOB_TIMEOUT
-        while len(list((out / "_build" / "commits").glob("*.json"))) < 2:
+        while _commits(out) < 2:
             assert build.poll() is None, build.communicate()
             assert time.monotonic() < deadline
             time.sleep(0.05)
@@ -258,10 +262,6 @@ def test_a_build_whose_every_worker_is_killed_goes_on_when_the_nannies_bring_new
     assert build.returncode == 0, stderr
     assert_same_dataset(out, local_build)
     dask_cluster.wait_for_workers()
-
-
-def _commits(out: Path) -> int:
-    return len(list((out / "_build" / "commits").glob("*.json")))
 
 
 def test_a_build_whose_scheduler_dies_says_so_once_and_a_rerun_on_another_finishes(
@@ -290,7 +290,7 @@ def test_a_build_whose_scheduler_dies_says_so_once_and_a_rerun_on_another_finish
         f"{N_SHARDS} shards are committed and stay valid; start the scheduler and its workers again, then rerun "
         "the same build to finish" in said
     )
-    assert "shards failed" not in said and "Traceback" not in said
+    assert "shards failed" not in said and "Traceback" not in said, said
     assert 2 <= _commits(out) < N_SHARDS
     rerun = run_cli("build", config, "--scheduler", dask_cluster.address)
     assert rerun.returncode == 0, rerun.stderr

@@ -132,11 +132,9 @@ def run_shards(
             except FutureCancelledError as err:
                 if err.reason != SCHEDULER_LOST:
                     raise
-                for commit in pending:
-                    commit.result()
                 address = getattr(client.scheduler, "address", "?")
                 raise SchedulerLostError(
-                    f"lost the Dask scheduler ({address}) while writing the shards: {len(log.done())} of "
+                    f"lost the Dask scheduler ({address}) while writing the shards: {_committed(pending, log)} of "
                     f"{len(shards)} shards are committed and stay valid; start the scheduler and its workers again, "
                     f"then {then}"
                 ) from None
@@ -152,9 +150,7 @@ def run_shards(
                 error = _asset_error(submitter.plan, shard, err, submitter.signatures, then)
                 error.__cause__ = err
                 if fails_every_shard(str(err)):
-                    for commit in pending:  # the shards read so far are committed before the build stops
-                        commit.result()
-                    raise _stopped(error, len(shards), len(log.done())) from err
+                    raise _stopped(error, len(shards), _committed(pending, log)) from err
                 failures.append(error)
                 continue
             finally:
@@ -170,10 +166,9 @@ def run_shards(
             count += 1
             if on_progress is not None:
                 on_progress(count, len(shards))
-        for p in pending:
-            p.result()
+        committed = _committed(pending, log)
         if failures:
-            raise _first_failure(failures, len(shards), len(log.done()))
+            raise _first_failure(failures, len(shards), committed)
     except BaseException:
         client.cancel([f for _, f in running.values()])
         raise
@@ -355,6 +350,13 @@ def _lmdb_writers(plan: BuildPlan, out: Path) -> dict[str, LmdbWriter]:
         return {}
     parts = [part_name(i) for i in range(plan.config.output.lmdb_parts)]
     return {part: LmdbWriter(out / LMDB_DIR / part) for part in parts}
+
+
+def _committed(pending: list[Future[None]], log: CommitLog) -> int:
+    """How many shards are committed once the commits under way are done (a build that stops says so)."""
+    for commit in pending:
+        commit.result()
+    return len(log.done())
 
 
 def _raise_failed(pending: list[Future[None]]) -> list[Future[None]]:
