@@ -173,7 +173,8 @@ def test_a_server_that_stops_answering_stops_the_build_at_once_and_a_rerun_finis
         assert stopped.exit_code == 1
         output = " ".join(stopped.output.split())  # unwrapped
         assert "error: could not read asset " in output and "Traceback" not in output
-        assert "(asked again: no answer: timed out)" in output
+        # a block read, which GDAL fails without a reason, asked again; or an open, whose timeout GDAL names itself
+        assert "(asked again: no answer: timed out)" in output or "CURL error: Operation too slow" in output
         assert "the server could not be reached or did not answer, which says nothing about the file" in output
         committed = len(list((out / "_build" / "commits").glob("*.json")))
         assert (
