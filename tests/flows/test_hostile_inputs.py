@@ -3,10 +3,13 @@ one message that says what was expected, what came and what to do; non-zero exit
 
 from __future__ import annotations
 
+import functools
+import http.server
 import itertools
 import json
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -161,6 +164,31 @@ def test_a_server_that_does_not_answer_says_check_it_not_remove_the_product(
     assert not (tmp_path / "out").exists()
 
 
+def test_a_server_without_byte_ranges_says_serve_the_files_otherwise_not_remove_the_product(
+    config_for, demo_data, tmp_path: Path
+) -> None:
+    """Items served by Python's own ``http.server``, which answers every request with the whole file: GDAL's words,
+    and a remedy about the server (the files are fine), before any shard is written."""
+    from eoshard.flows.demo.serve import remote_item_collection
+
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(demo_data.root))
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler) as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        items = remote_item_collection(demo_data.catalog, demo_data.root, url, tmp_path / "items.json")
+        path = config_for(catalog={"source": str(items), "max_cloud": 60})
+        result = _run("build", str(path))
+        server.shutdown()
+    _assert_clean_failure(
+        result, 1, "could not read asset B02 of product", f"({url}/", "Range downloading not supported by this server",
+        "the server sends whole files where a reader asks for byte ranges (HTTP Range requests), and COGs are read by "
+        "ranges; the file may be fine: serve the files with a server that answers ranges (nginx, Apache, an object "
+        "store; Python's `http.server` does not) or point the items at local copies, then run the build again",
+    )  # fmt: skip
+    assert "repair or remove" not in result.stderr + result.stdout
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_read_refused_mid_build_names_the_asset_and_says_sign_and_rerun(demo_data) -> None:
     """A signature that expires while the build runs: the shard's error names product and asset, and says what to do
     (the committed shards stay valid; a rerun searches and signs again)."""
@@ -183,9 +211,9 @@ def test_a_read_refused_mid_build_names_the_asset_and_says_sign_and_rerun(demo_d
                             "finish")  # fmt: skip
     failing = OSError(f"could not read {href}: RasterioIOError: HTTP response code: 502")
     assert str(_asset_error(SimpleNamespace(items=[ready]), 7, failing)).endswith(  # type: ignore[arg-type]
-        "stay valid: the server could not be reached or did not answer, which says nothing about the file: check "
-        "the URL, that the server runs and that this machine reaches it (network, proxy, firewall), then rerun the "
-        "same build to finish"
+        "stay valid: the server failed (HTTP 502: busy, overloaded or broken), also when GDAL asked again, which "
+        "says nothing about the file: wait until it serves again, or let GDAL ask more often and wait longer "
+        "(GDAL_HTTP_MAX_RETRY, GDAL_HTTP_RETRY_DELAY), then rerun the same build to finish"
     )
     corrupt = OSError(f"could not read {href}: RasterioIOError: TIFFReadEncodedTile() failed")
     assert str(_asset_error(SimpleNamespace(items=[ready]), 7, corrupt)).endswith(  # type: ignore[arg-type]

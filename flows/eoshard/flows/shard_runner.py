@@ -31,6 +31,7 @@ from eoshard.pipeline.errors import (
     ShardWriteError,
     read_remedy,
     refused,
+    serves_no_ranges,
     shown_href,
     unreachable,
 )
@@ -389,9 +390,9 @@ def _commit(
 
 def fails_every_shard(message: str) -> bool:
     """Whether a reader's error is one every other shard meets too: a server that cannot be reached or does not
-    answer, or that refuses the build's credentials (signing again is tried before): waiting for each shard to
-    fail in turn (minutes each, on a server that stopped answering) tells nothing more."""
-    return unreachable(message) or refused(message)
+    answer, that refuses the build's credentials (signing again is tried before), or that serves no byte ranges:
+    waiting for each shard to fail in turn (minutes each, on a server that stopped answering) tells nothing more."""
+    return unreachable(message) or refused(message) or serves_no_ranges(message)
 
 
 def _stopped(error: PipelineError, n_shards: int, n_committed: int) -> PipelineError:

@@ -99,15 +99,38 @@ def worth_reading_again(message: str) -> bool:
     return CUT_SHORT.search(message) is not None or (GONE_FOR_NOW in message and "response code" not in message)
 
 
+NO_RANGES = "Range downloading not supported"  # GDAL's words for a server that answers a range with the whole file
+FAILING = re.compile(r"HTTP response code: (5\d\d)")
+
+
+def serves_no_ranges(message: str) -> bool:
+    """Whether a reader's message says the server sends whole files where GDAL asks for byte ranges."""
+    return NO_RANGES in message
+
+
 def read_remedy(message: str, then: str = BUILD_AGAIN) -> str:
     """What to do about an asset that could not be read, from the reader's message, ending with ``then``: a server
-    that refused access (401, 403) needs signed items or credentials, one that did not answer needs to be reached,
-    not a repaired file (removing the product would lose it for nothing)."""
+    that refused access (401, 403) needs signed items or credentials, one that did not answer or failed needs to be
+    reached, one that serves no byte ranges needs replacing, not a repaired file (removing the product would lose
+    it for nothing)."""
     if refused(message):
         return (
             "the server refused access: sign the items (catalog.modifier, e.g. planetary_computer:sign_inplace; "
             "signed URLs expire, and a rerun signs them again) or give the credentials the store needs (AWS_* for "
             f"s3://), then {then}"
+        )
+    if serves_no_ranges(message):
+        return (
+            "the server sends whole files where a reader asks for byte ranges (HTTP Range requests), and COGs are "
+            "read by ranges; the file may be fine: serve the files with a server that answers ranges (nginx, "
+            "Apache, an object store; Python's `http.server` does not) or point the items at local copies, then "
+            f"{then}"
+        )
+    if (failing := FAILING.search(message)) is not None:
+        return (
+            f"the server failed (HTTP {failing.group(1)}: busy, overloaded or broken), also when GDAL asked again, "
+            "which says nothing about the file: wait until it serves again, or let GDAL ask more often and wait "
+            f"longer (GDAL_HTTP_MAX_RETRY, GDAL_HTTP_RETRY_DELAY), then {then}"
         )
     if unreachable(message):
         return (
