@@ -557,9 +557,11 @@ def test_eoshard_open_dataset_at_the_top_level_is_the_pipeline_reader(built: Pat
 
 
 def test_verify_names_a_cut_shard_a_truncated_lmdb_and_a_garbled_zarr_json(built: Path, tmp_path: Path) -> None:
-    """A shard's end flipped or cut short raised zarr's checksum traceback; a truncated data.mdb killed verify with
-    SIGBUS (exit 135, nothing said); a garbled zarr.json raised JSONDecodeError."""
+    """A shard's end flipped or cut short raised zarr's checksum traceback (in verify, and in ``open_dataset``'s
+    reads); a truncated data.mdb killed verify with SIGBUS (exit 135, nothing said); a garbled zarr.json raised
+    JSONDecodeError."""
     from eoshard.flows.verify import verify_dataset
+    from eoshard.pipeline import DatasetError, open_dataset
 
     copy = tmp_path / "copy"
     shutil.copytree(built, copy)
@@ -570,6 +572,15 @@ def test_verify_names_a_cut_shard_a_truncated_lmdb_and_a_garbled_zarr_json(built
     problems = verify_dataset(copy, n_source=0)
     assert problems[0] == f"checksum mismatch in {name}"
     assert len(problems) == 2 and re.fullmatch(r"the Zarr slots \d+\.\.\d+ cannot be read \(.+\)", problems[1])
+    index = int(name.split("/")[3])  # data.zarr/s2_10m/c/SHARD/...
+    with pytest.raises(DatasetError) as failed:  # it was zarr's ValueError, naming no file
+        open_dataset(copy).s2_10m.load()
+    assert re.fullmatch(
+        rf"could not read slots \d+\.\.\d+ of array 's2_10m' of {re.escape(str(copy))} \(its Zarr shard {index}\): "
+        r"\w+: .+\. The file is damaged or unreadable \(a disk, or a copy, that went wrong\): run `eoshard verify "
+        rf"{re.escape(str(copy))}`, which names every damaged file, then copy the dataset again or rebuild it",
+        str(failed.value),
+    ), failed.value
     shutil.rmtree(copy)
     shutil.copytree(built, copy)
     mdb = copy / "data.lmdb" / "part-00" / "data.mdb"

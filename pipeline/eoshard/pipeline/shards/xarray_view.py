@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import dask.array as da
@@ -38,7 +39,8 @@ def open_dataset(path: Path | str) -> xr.Dataset:
     store = Path(path) / layout.zarr.path
     raw = xr.open_zarr(str(store), consolidated=False, chunks=None)
     slots = index["zarr_index"].to_numpy()
-    ds = _kept_samples(raw, slots, layout.zarr.shard_size, tokenize(str(store.resolve()), layout.checksums, slots))
+    token = tokenize(str(store.resolve()), layout.checksums, slots)
+    ds = _kept_samples(raw, slots, layout.zarr.shard_size, token, where=str(path))
     keys = index["key"].astype(str).to_numpy()
     sensor_times = {
         f"time_{s}": np.array([np.datetime64(d, "ns") for d in dates]) for s, dates in layout.sensor_dates.items()
@@ -71,12 +73,13 @@ def open_dataset(path: Path | str) -> xr.Dataset:
     return ds
 
 
-def _kept_samples(raw: xr.Dataset, slots: np.ndarray, shard_size: int, token: str) -> xr.Dataset:
+def _kept_samples(raw: xr.Dataset, slots: np.ndarray, shard_size: int, token: str, where: str = "") -> xr.Dataset:
     """The samples at ``slots`` (sorted) of ``raw`` (lazy, not yet dask), each array a dask chunk per Zarr shard.
 
     A chunk per shard, not per sample (zarr's inner chunk): a shard is read and decoded in one go, and a
     whole-dataset reduction has ``shard_size`` times fewer tasks. The chunks read the slots through `KeptSlots`, so
-    dask folds a later ``.isel`` into the read: one sample reads one sample, not its shard.
+    dask folds a later ``.isel`` into the read: one sample reads one sample, not its shard. ``where``: the dataset,
+    as an error about a shard that cannot be read names it.
     """
     ds = raw.isel(sample=slots)
     _, per_shard = np.unique(slots // shard_size, return_counts=True)
@@ -86,10 +89,34 @@ def _kept_samples(raw: xr.Dataset, slots: np.ndarray, shard_size: int, token: st
             continue
         chunks = (tuple(int(n) for n in per_shard) or (0,), *((n,) for n in variable.shape[1:]))
         data = da.from_array(
-            KeptSlots(variable.variable, slots), chunks=chunks, name=f"open_dataset-{name}-{token}"
+            KeptSlots(variable.variable, slots, Shards(where, str(name), shard_size)),
+            chunks=chunks,
+            name=f"open_dataset-{name}-{token}",
         )
         ds[name] = ds[name].copy(data=data)
     return ds
+
+
+@dataclass(frozen=True)
+class Shards:
+    """Where an array's Zarr shards are, as an error names them: dataset ``where``, array ``array``, ``size``
+    slots a shard."""
+
+    where: str
+    array: str
+    size: int
+
+    def unreadable(self, lo: int, hi: int, err: Exception) -> DatasetError:
+        """The error for slots ``lo..hi-1`` whose read failed with ``err`` (zarr says a damaged shard only as a
+        checksum or a codec that failed, naming no file)."""
+        first, last = lo // self.size, (hi - 1) // self.size
+        shards = f"shard {first}" if first == last else f"shards {first}..{last}"
+        return DatasetError(
+            f"could not read slots {lo}..{hi - 1} of array {self.array!r} of {self.where} (its Zarr {shards}): "
+            f"{type(err).__name__}: {str(err).rstrip('.')}. The file is damaged or unreadable (a disk, or a copy, that went wrong): "
+            f"run `eoshard verify {self.where}`, which names every damaged file, then copy the dataset again or "
+            "rebuild it"
+        )
 
 
 class KeptSlots:
@@ -98,21 +125,28 @@ class KeptSlots:
     others read the slots' span and take the kept ones (an index array would go through zarr's orthogonal selection,
     many times slower)."""
 
-    def __init__(self, variable: xr.Variable, slots: np.ndarray) -> None:
-        self.variable, self.slots = variable, slots
+    def __init__(self, variable: xr.Variable, slots: np.ndarray, shards: Shards) -> None:
+        self.variable, self.slots, self.shards = variable, slots, shards
         self.shape = (len(slots), *variable.shape[1:])
         self.dtype, self.ndim = variable.dtype, variable.ndim
 
     def __getitem__(self, key: tuple[int | slice, ...]) -> np.ndarray:
         first, *rest = key if isinstance(key, tuple) else (key,)
         if isinstance(first, int | np.integer):
-            return np.asarray(self.variable[(int(self.slots[first]), *rest)].values)
+            slot = int(self.slots[first])
+            return self._read(slot, slot + 1, (slot, *rest))
         wanted = self.slots[first]
         if len(wanted) == 0:
-            return np.asarray(self.variable[(slice(0, 0), *rest)].values)
+            return self._read(0, 0, (slice(0, 0), *rest))
         lo, hi = int(wanted.min()), int(wanted.max()) + 1
-        span = np.asarray(self.variable[(slice(lo, hi), *rest)].values)
+        span = self._read(lo, hi, (slice(lo, hi), *rest))
         return span if hi - lo == len(wanted) and np.all(np.diff(wanted) == 1) else span[wanted - lo]
+
+    def _read(self, lo: int, hi: int, key: tuple[int | slice, ...]) -> np.ndarray:
+        try:
+            return np.asarray(self.variable[key].values)
+        except Exception as err:
+            raise self.shards.unreadable(lo, hi, err) from err
 
 
 def _refuse_missing_shards(path: Path, zarr_path: str, checksums: Mapping[str, str]) -> None:
