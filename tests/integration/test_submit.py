@@ -34,8 +34,9 @@ JOB_TIMEOUT = 600.0
 pytestmark = pytest.mark.slow
 
 
-def write_config(demo_data: Any, out: Path) -> Path:
+def write_config(demo_data: Any, out: Path, reads: str = "direct") -> Path:
     config = {
+        "cube": {"reads": reads},
         "name": "demo-submit",
         "catalog": {"source": str(demo_data.catalog), "collection": "sentinel-2-l2a", "max_cloud": 60},
         "aoi": str(demo_data.aoi),
@@ -238,14 +239,16 @@ def _commits(out: Path) -> int:
     return len(list((out / "_build" / "commits").glob("*.json")))
 
 
+@pytest.mark.parametrize("reads", ["direct", "graph"])
 def test_a_build_whose_every_worker_is_killed_goes_on_when_the_nannies_bring_new_ones(
-    dask_cluster: Any, demo_data: Any, local_build: Path, tmp_path: Path
+    dask_cluster: Any, demo_data: Any, local_build: Path, tmp_path: Path, reads: str
 ) -> None:
     """What every worker held for the shards (the sources, where the workers' runs meet) dies with them: the
-    scheduler makes it again on the new workers, and the build does not wait for it forever."""
+    scheduler makes it again on the new workers, and the build does not wait for it forever. So too for the shards
+    read through the cubes' graph, whose reads wait for no other task."""
     out = tmp_path / "demo"
     build = subprocess.Popen(
-        [EOSHARD, "build", str(write_config(demo_data, out)), "--scheduler", dask_cluster.address],
+        [EOSHARD, "build", str(write_config(demo_data, out, reads)), "--scheduler", dask_cluster.address],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:

@@ -207,7 +207,8 @@ class DirectShard:
 class ShardSubmitter:
     """Submits the shard tasks: neighbours (in patch order) to the same worker, in order, so that a worker decodes
     the source blocks its shards share once (see ``eoshard.pipeline.direct.blocks``), and every task told where the
-    runs meet; a lost worker's shards go to the others (loose restrictions).
+    runs meet; a lost worker's shards go to the others (loose restrictions). Shards read through the cubes' graph
+    share its chunks as tasks, where the scheduler places them.
 
     A shard whose reads the store refused (HTTP 401/403) is submitted again: after the items are signed again
     (``eoshard.flows.signing``) when it was refused with the newest signatures. Signatures refused
@@ -288,17 +289,20 @@ class ShardSubmitter:
     def submit(self, k: int) -> DaskFuture:
         position, task = self.positions[k], self.todo[k]
         self.signed_with[k] = self.signatures
-        where: dict[str, Any] = {}
-        if self.workers:
-            where = {"workers": [self._worker(position)], "allow_other_workers": True}
         if isinstance(task, DirectShard):
+            where: dict[str, Any] = {}
+            if self.workers:
+                where = {"workers": [self._worker(position)], "allow_other_workers": True}
             again = f"-{self.signatures}" if self.signatures else ""
             shared = self.shared[self._worker(position)] if isinstance(self.shared, dict) else self.shared
             return self.client.submit(
                 task.task, task.spec, shared, task.size, self.meetings, _ahead(self.tasks, position, self.per),
                 key=f"shard-{k}-{self.token}{again}", priority=-position, pure=False, **where,
             )  # fmt: skip
-        return self.client.compute(task, priority=-position, **where)
+        # a graph's shard goes where the scheduler places it: restrictions would reach every task of its graph, and
+        # distributed (2026.8) never runs again a restricted task that waits for no other (the graph's reads) once
+        # every worker it could run on has died, so the build would hang (see ``_scatter``)
+        return self.client.compute(task, priority=-position)
 
     def committed(self, k: int) -> None:
         if self.signed_with.get(k) == self.signatures:
