@@ -294,8 +294,7 @@ def test_a_build_whose_scheduler_dies_says_so_once_and_a_rerun_on_another_finish
         "the same build to finish" in said
     )
     assert "shards failed" not in said, said
-    # distributed's client may log a traceback of its own closing before the error; none follows it
-    assert "Traceback" not in said.partition("error: lost the Dask scheduler")[2], said
+    assert "Traceback" not in said, said  # distributed's client logged its own closing's CancelledError, twice
     assert 2 <= _commits(out) < N_SHARDS
     rerun = run_cli("build", config, "--scheduler", dask_cluster.address)
     assert rerun.returncode == 0, rerun.stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -95,8 +96,13 @@ def dask_client(scheduler: str | None = None, n_workers: int | None = None) -> I
     for it (4 % of a core, idle). A scheduler of your own keeps its settings (see docs/running-scheduler.md).
     """
     if scheduler:
-        with connect(scheduler) as client:
-            yield client
+        client_log = logging.getLogger("distributed.client")
+        client_log.addFilter(CLOSING_NOISE)
+        try:
+            with connect(scheduler) as client:
+                yield client
+        finally:
+            client_log.removeFilter(CLOSING_NOISE)
         return
     settle_environment()
     workers = n_workers or max(1, CPU_COUNT)
@@ -186,6 +192,17 @@ class _DriverReports(logging.Filter):
 
 
 DRIVER_REPORTS = _DriverReports()
+
+
+class _ClosingNoise(logging.Filter):
+    """Drops the tracebacks of distributed's client closing itself after its scheduler was lost (a ``CancelledError``
+    of its own close, logged twice): the build says in one line that the scheduler was lost and what to do."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and isinstance(record.exc_info[1], asyncio.CancelledError))
+
+
+CLOSING_NOISE = _ClosingNoise()
 
 
 class QuietTaskFailures(WorkerPlugin):
