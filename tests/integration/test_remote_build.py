@@ -3,17 +3,28 @@ build from local files."""
 
 from __future__ import annotations
 
+import contextlib
+import re
+import shutil
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pystac
 import pytest
+import rasterio
 import yaml
 from typer.testing import CliRunner, Result
 
+from eoshard.flows.build import plan_build, run_build
 from eoshard.flows.cli import app
+from eoshard.flows.cluster import dask_client
+from eoshard.flows.config import load_config
 from eoshard.flows.demo.serve import Outage, Tokens, remote_item_collection, serve_folder
 from eoshard.flows.demo.tile import TileWorld, write_tile_world
 from eoshard.flows.shard_runner import MAX_FRUITLESS_SIGNINGS
+from eoshard.pipeline import open_dataset
+from eoshard.pipeline.errors import AssetReadError
 from tests.dataset_bytes import dataset_files, lmdb_contents
 from tests.services.moto_s3 import BUCKET
 
@@ -29,7 +40,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> TileWorld:
     return write_tile_world(tmp_path_factory.mktemp("tile-world"), "small", dates=3)
 
 
-def _run(world: TileWorld, source: Path, out: Path, **catalog: Any) -> Result:
+def _config(world: TileWorld, source: Path, out: Path, **catalog: Any) -> Path:
     config = {
         "name": out.name,
         "catalog": {"source": str(source), "collection": "sentinel-2-l2a", "max_cloud": 100, **catalog},
@@ -43,7 +54,11 @@ def _run(world: TileWorld, source: Path, out: Path, **catalog: Any) -> Result:
     }
     path = out.parent / f"{out.name}.yaml"
     path.write_text(yaml.safe_dump(config))
-    return CliRunner().invoke(app, ["build", str(path), "--workers", "2"])
+    return path
+
+
+def _run(world: TileWorld, source: Path, out: Path, **catalog: Any) -> Result:
+    return CliRunner().invoke(app, ["build", str(_config(world, source, out, **catalog)), "--workers", "2"])
 
 
 def _build(world: TileWorld, source: Path, out: Path, **catalog: Any) -> None:
@@ -184,3 +199,62 @@ def test_a_server_that_stops_answering_stops_the_build_at_once_and_a_rerun_finis
         assert "shards failed" not in output  # not every shard waiting for the server in turn
         _build(world, items, out)
     _same(local, out)
+
+
+def _rewrite(path: Path) -> tuple[int, int]:
+    """The COG at ``path`` written again with other pixels and another compression; its sizes before and after."""
+    before = path.stat().st_size
+    with rasterio.open(path) as src:
+        profile, values = src.profile, src.read()
+    with rasterio.open(path, "w", **{**profile, "compress": "lzw", "predictor": 1}) as dst:
+        dst.write(values + 1)
+    return before, path.stat().st_size
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("served", [False, True], ids=["files", "http"])
+def test_a_file_replaced_after_planning_stops_the_build_and_its_rerun_is_refused(
+    world: TileWorld, local: Path, tmp_path: Path, served: bool
+) -> None:
+    """A product's file written again between the planning and the reads (a sync of the archive, a new processing
+    under the same name): the shards would mix its two versions. The first read of it stops the build and names it;
+    a rerun into the same folder is refused, naming the file; a build into a new folder reads the new file."""
+    root = tmp_path / "world"
+    shutil.copytree(world.root, root)
+    catalog = root / world.catalog.relative_to(world.root)
+    item = next(iter(pystac.Catalog.from_file(str(catalog)).get_items(recursive=True)))
+    target = Path(str(item.assets["B04"].get_absolute_href()))
+    with contextlib.ExitStack() as stack:
+        source = catalog
+        if served:
+            url = stack.enter_context(serve_folder(root, latency=0.002)).url
+            source = remote_item_collection(catalog, root, url, tmp_path / "items.json")
+        config = _config(world, source, tmp_path / "tile")
+        plan = plan_build(load_config(config))
+        before, after = _rewrite(target)
+        assert before != after
+        with dask_client(n_workers=2) as client, pytest.raises(AssetReadError) as stopped:
+            run_build(plan, client)
+        said = str(stopped.value)
+        href = f"{url}/{target.relative_to(root).as_posix()}" if served else str(target)
+        assert re.fullmatch(
+            rf"could not read asset B04 of product {item.id} \({re.escape(href)}\) while making shard \d+: could not "
+            rf"read {re.escape(href)}: the file changed since the build was planned \({before} bytes then, {after} "
+            r"bytes now\)\. The shards committed so far read it as it was: build into a new output path, or delete "
+            r"this one, to read every sample from the files as they are now \(the build stopped at this shard: "
+            r"samples read from two versions of a file would not agree; \d+ of 4 shards are committed\)",
+            said,
+        ), said
+        rerun = _run(world, source, tmp_path / "tile")
+        assert rerun.exit_code == 1
+        assert (
+            f"differs in file_sizes.{item.id}.B04; the file of product {item.id} asset B04 is not the size it was "
+            "when this build started: it was replaced, and the samples written read the old one): use a new output "
+            "path, or delete the folder to start over" in " ".join(rerun.output.split())
+        )
+        _build(world, source, tmp_path / "new")
+    got, was = open_dataset(tmp_path / "new"), open_dataset(local)
+    date = [str(t)[:10] for t in got.time.values].index(str(item.datetime)[:10])  # one product a date
+    np.testing.assert_array_equal(got.s2_10m[:, date, 1].values, was.s2_10m[:, date, 1].values + 1)  # B04: new
+    np.testing.assert_array_equal(got.s2_10m[:, :, [0, 2]].values, was.s2_10m[:, :, [0, 2]].values)  # B02, B08
+    assert list(got.band_s2_10m.values) == ["B02", "B04", "B08"]

@@ -27,7 +27,8 @@ from eoshard.pipeline.direct import (
     prefetch_group_window,
     read_group_window,
 )
-from eoshard.pipeline.direct.blocks import close_files, forget_remote_files, open_file, release_build
+from eoshard.pipeline.direct.blocks import close_files, open_file, release_build
+from eoshard.pipeline.direct.vsi import forget_remote_files
 from eoshard.pipeline.errors import AssetReadError, read_remedy
 from eoshard.pipeline.gdal_defaults import GDAL_REMOTE_DEFAULTS
 from tests.services.http_answers import CUT, SERVE, answering

@@ -34,7 +34,7 @@ from eoshard.flows.signing import modifier_of
 from eoshard.pipeline.assets import check_assets
 from eoshard.pipeline.cube import band_groups, onto_grid, open_cube, stackstac_ready
 from eoshard.pipeline.direct import forget_remote_files, group_source, paired_source, store_name
-from eoshard.pipeline.errors import BUILD_AGAIN
+from eoshard.pipeline.errors import BUILD_AGAIN, shown_href
 from eoshard.pipeline.grid import grid_for_area, grid_of, group_factor, group_grid, nested_grid
 from eoshard.pipeline.indices import compute_indices, formula
 from eoshard.pipeline.labels import label_source, prepare_parcels, rasterize_labels
@@ -72,6 +72,9 @@ class BuildPlan:
     # code -> name, and the SHA-256 (``label_files.labels_digest``, in the fingerprint), of the labels' parcels
     class_names: Mapping[str, str] = field(default_factory=dict)
     labels_sha256: str | None = None
+    # each checked file's size in bytes when planned, by product and band (in the fingerprint): a file replaced
+    # since is refused by the reads, and a rerun after it by the fingerprint
+    file_sizes: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
 
     @property
     def dates(self) -> list[str]:
@@ -169,10 +172,12 @@ class BuildPlan:
         hr = {"hr_products": sorted(i["id"] for i in self.hr_items)} if self.hr is not None else {}
         others = {"sensor_dates": self.other_dates} if self.other_dates else {}
         labels = {"labels_sha256": self.labels_sha256} if self.labels_sha256 is not None else {}
+        sizes = {"file_sizes": {k: dict(v) for k, v in self.file_sizes.items()}} if self.file_sizes else {}
         return {
             **hr,
             **others,
             **labels,
+            **sizes,
             "format_version": format_version(self.other_dates),
             "config": public_config(self.config, exclude=FINGERPRINT_EXCLUDE),
             "dates": self.dates,
@@ -270,10 +275,11 @@ def plan_build(
                                    engine=config.cube.engine, chunksize=config.grid.chunksize)  # fmt: skip
     ready = [stackstac_ready(i) for i in products]
     # each file's CRS/transform/shape is its item's (headers only); ``checked``: only these products' files
-    check_assets([d for d in ready if checked is None or d["id"] in checked], config.bands, then=then)
+    sizes = check_assets([d for d in ready if checked is None or d["id"] in checked], config.bands, then=then)
     plan = BuildPlan(
-        config, ready, grid, cubes, labels, patches, hr, hr_items, valid, class_names=names, labels_sha256=digest
-    )
+        config, ready, grid, cubes, labels, patches, hr, hr_items, valid, class_names=names, labels_sha256=digest,
+        file_sizes=sizes,
+    )  # fmt: skip
     if not direct_reads(config):
         return plan
     return replace(plan, sources=shard_sources(plan, parcels, order))
@@ -366,8 +372,17 @@ def shard_sources(plan: BuildPlan, parcels: gpd.GeoDataFrame | None, order: Patc
         plan.label_zoom(labels.layers[0]) if labels is not None else 1,
         store_name(str(config.output.path.absolute())),
         order=order, qa=qa, qa_factor=qa_factor, qa_bits=qa_bits(config.timeseries.qa_pixel_invalid),
-        derived=derived,
+        derived=derived, file_sizes=planned_sizes(plan),
     )  # fmt: skip
+
+
+def planned_sizes(plan: BuildPlan) -> dict[str, int]:
+    """The checked files' sizes by href without query (signing again changes only the query)."""
+    return {
+        shown_href(str(item["assets"][band]["href"])): size
+        for item in plan.items
+        for band, size in plan.file_sizes.get(str(item["id"]), {}).items()
+    }
 
 
 def derived_values(plan: BuildPlan) -> Derived | None:

@@ -29,6 +29,8 @@ from eoshard.pipeline.errors import (
     AssetReadError,
     PipelineError,
     ShardWriteError,
+    blames_the_file,
+    changed_since_planning,
     read_remedy,
     refused,
     serves_no_ranges,
@@ -150,6 +152,10 @@ def run_shards(
                     continue
                 error = _asset_error(submitter.plan, shard, err, submitter.signatures, then)
                 error.__cause__ = err
+                if blames_the_file(str(err)) and (asset := failed_asset(submitter.plan, str(err))) is not None:
+                    log.record_unreadable(asset[0], asset[1])  # a rerun accepts it repaired, at another size
+                if changed_since_planning(str(err)):
+                    raise _stopped(error, len(shards), _committed(pending, log), TWO_VERSIONS) from err
                 if fails_every_shard(str(err)):
                     raise _stopped(error, len(shards), _committed(pending, log)) from err
                 failures.append(error)
@@ -399,11 +405,14 @@ def fails_every_shard(message: str) -> bool:
     return unreachable(message) or refused(message) or serves_no_ranges(message)
 
 
-def _stopped(error: PipelineError, n_shards: int, n_committed: int) -> PipelineError:
-    """``error``, saying that the build stopped at it and how many shards are committed (and stay valid)."""
+SAME_SERVER = "the others read from the same server"
+TWO_VERSIONS = "samples read from two versions of a file would not agree"
+
+
+def _stopped(error: PipelineError, n_shards: int, n_committed: int, why: str = SAME_SERVER) -> PipelineError:
+    """``error``, saying that the build stopped at it, ``why``, and how many shards are committed."""
     return type(error)(
-        f"{error} (the build stopped at this shard: the others read from the same server; {n_committed} of "
-        f"{n_shards} shards are committed)"
+        f"{error} (the build stopped at this shard: {why}; {n_committed} of {n_shards} shards are committed)"
     )
 
 
@@ -416,27 +425,42 @@ def _first_failure(failures: list[PipelineError], n_shards: int, n_committed: in
     return error
 
 
+def failed_asset(plan: BuildPlan, message: str) -> tuple[str, str, str] | None:
+    """The product id, band and href (without query) of the file a reader's ``message`` quotes (None: none)."""
+    for item in plan.items:
+        ready = stackstac_ready(item)
+        for band, asset in ready["assets"].items():
+            href = shown_href(str(asset.get("href", "")))
+            if href and (href in message or href.removeprefix("file://") in message):
+                return str(ready["id"]), str(band), href
+    return None
+
+
 def _asset_error(
     plan: BuildPlan, shard: int, err: Exception, signings: int = 0, then: str = RERUN
 ) -> PipelineError:
     """Name the product and asset whose file failed (stackstac quotes the href in its message); ``signings``: how
     often the build signed its products again."""
     message = str(err)
-    for item in plan.items:
-        ready = stackstac_ready(item)
-        for band, asset in ready["assets"].items():
-            href = shown_href(str(asset.get("href", "")))
-            if href and (href in message or href.removeprefix("file://") in message):
-                remedy = read_remedy(message, then=then)
-                if refused(message) and signings:
-                    remedy = (
-                        f"the store refused the files again after the build signed the products again {signings} "
-                        f"times ({modifier_names(plan.config)}): its credentials or signatures are wrong, not "
-                        f"expired; check them, then {then}"
-                    )
-                return AssetReadError(
-                    f"could not read asset {band} of product {ready['id']} ({href}) while making shard "
-                    f"{shard}: {_first_line(message) if message.strip() else type(err).__name__}. The shards "
-                    f"committed so far stay valid: {remedy}"
-                )
+    found = failed_asset(plan, message)
+    if found is not None:
+        product, band, href = found
+        remedy = f"The shards committed so far stay valid: {read_remedy(message, then=then)}"
+        if changed_since_planning(message):
+            remedy = (
+                "The shards committed so far read it as it was: build into a new output path, or delete this "
+                "one, to read every sample from the files as they are now"
+                if then == RERUN
+                else f"The refresh's staged shards read it as it was: {then}, which starts them over"
+            )
+        elif refused(message) and signings:
+            remedy = (
+                "The shards committed so far stay valid: the store refused the files again after the build "
+                f"signed the products again {signings} times ({modifier_names(plan.config)}): its "
+                f"credentials or signatures are wrong, not expired; check them, then {then}"
+            )
+        return AssetReadError(
+            f"could not read asset {band} of product {product} ({href}) while making shard "
+            f"{shard}: {_first_line(message) if message.strip() else type(err).__name__}. {remedy}"
+        )
     return PipelineError(f"shard {shard} failed: {type(err).__name__}: {redact_text(message)}")

@@ -15,6 +15,7 @@ import rasterio
 from affine import Affine
 from rasterio.crs import CRS
 
+from eoshard.pipeline.direct.vsi import file_size
 from eoshard.pipeline.errors import (
     BUILD_AGAIN,
     AssetReadError,
@@ -72,13 +73,15 @@ def check_asset_georef(
         )
 
 
-def read_asset_georef(item: Mapping[str, Any], band: str, then: str = BUILD_AGAIN) -> None:
+def read_asset_georef(item: Mapping[str, Any], band: str, then: str = BUILD_AGAIN) -> int | None:
     """Read the header of asset ``band`` of ``item`` and check it (:func:`check_asset_georef`); ``then``: what to
-    do once a file that could not be read is dealt with (see ``read_remedy``)."""
+    do once a file that could not be read is dealt with (see ``read_remedy``). Returns the file's size in bytes
+    (None: unknown), which the build's reads expect it to keep."""
     href = str(item["assets"][band]["href"])
     try:
         with rasterio.open(href) as ds:
             crs, transform, shape = ds.crs, ds.transform, (ds.height, ds.width)
+            size = file_size(href)
     except rasterio.errors.RasterioIOError as err:
         raise AssetReadError(
             f"could not read asset {band} of product {item.get('id')} ({shown_href(href)}): "
@@ -86,6 +89,7 @@ def read_asset_georef(item: Mapping[str, Any], band: str, then: str = BUILD_AGAI
             f"{read_remedy(str(err), then)}"
         ) from err
     check_asset_georef(item, band, crs, transform, shape)
+    return size
 
 
 def check_assets(
@@ -93,13 +97,17 @@ def check_assets(
     bands: Sequence[str],
     max_workers: int = 16,
     then: str = BUILD_AGAIN,
-) -> None:
+) -> dict[str, dict[str, int]]:
     """Check every asset ``bands`` of ``items`` against its item, headers read concurrently; the first
-    mismatch (in item and band order) is raised. ``then``: see ``read_asset_georef``."""
+    mismatch (in item and band order) is raised. ``then``: see ``read_asset_georef``. Returns each file's size in
+    bytes, by product id and band (files of unknown size left out)."""
     pairs = [(item, band) for item in items for band in bands if band in item["assets"]]
     if not pairs:
-        return
+        return {}
     with ThreadPoolExecutor(max_workers=min(max_workers, len(pairs))) as pool:
         futures = [pool.submit(read_asset_georef, item, band, then) for item, band in pairs]
-    for future in futures:
-        future.result()
+    sizes: dict[str, dict[str, int]] = {}
+    for (item, band), future in zip(pairs, futures, strict=True):
+        if (size := future.result()) is not None:
+            sizes.setdefault(str(item["id"]), {})[band] = size
+    return sizes

@@ -99,6 +99,14 @@ def worth_reading_again(message: str) -> bool:
     return CUT_SHORT.search(message) is not None or (GONE_FOR_NOW in message and "response code" not in message)
 
 
+CHANGED = "the file changed since the build was planned"  # a source file's size is not the one planning found
+
+
+def changed_since_planning(message: str) -> bool:
+    """Whether a reader's message says a source file was replaced while the build read it (its size changed)."""
+    return CHANGED in message
+
+
 NO_RANGES = "Range downloading not supported"  # GDAL's words for a server that answers a range with the whole file
 FAILING = re.compile(r"HTTP response code: (5\d\d)")
 
@@ -106,6 +114,14 @@ FAILING = re.compile(r"HTTP response code: (5\d\d)")
 def serves_no_ranges(message: str) -> bool:
     """Whether a reader's message says the server sends whole files where GDAL asks for byte ranges."""
     return NO_RANGES in message
+
+
+def blames_the_file(message: str) -> bool:
+    """Whether a reader's message says a file is damaged (cut short, undecodable, missing), not that its server failed,
+    refused, serves no ranges, or that it was replaced during the build."""
+    return not (
+        unreachable(message) or refused(message) or serves_no_ranges(message) or changed_since_planning(message)
+    )
 
 
 def read_remedy(message: str, then: str = BUILD_AGAIN) -> str:

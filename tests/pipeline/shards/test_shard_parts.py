@@ -119,18 +119,53 @@ def test_commit_log_resumes_only_the_same_plan(tmp_path: Path) -> None:
     log.record_plan({"a": 1})
     log.commit(3, {"shard": 3})
     assert log.start({"a": 1}) and log.done() == {3}
-    with pytest.raises(PlanMismatchError, match=r"differs in \['a'\]"):
+    with pytest.raises(PlanMismatchError, match=r"differs in a\)"):
         log.start({"a": 2})
     # the labels' parcels, a key plans of earlier builds lack: compared where both have it
     log.record_plan({"a": 1, "config": {"period": {"start": "2024-04-01", "end": "2024-05-01"}, "bands": ["B02"]}})
     same = {"a": 1, "config": {"period": {"start": "2024-04-01", "end": "2024-05-01"}, "bands": ["B02"]}}
     assert log.start({**same, "labels_sha256": "f00"})
     log.record_plan({**same, "labels_sha256": "f00"})
-    with pytest.raises(PlanMismatchError, match=r"differs in \['labels_sha256'\]"):
+    with pytest.raises(PlanMismatchError, match=r"differs in labels_sha256\)"):
         log.start({**same, "labels_sha256": "ba4"})
     later = {**same, "config": {**same["config"], "period": {"start": "2024-04-01", "end": "2024-06-01"}}}
-    with pytest.raises(PlanMismatchError, match=r"differs in \['config.period.end', 'labels_sha256'\]"):
+    with pytest.raises(PlanMismatchError, match=r"differs in config.period.end, labels_sha256\)"):
         log.start(later)
+    # the files' sizes, too: a file replaced since the build started is named
+    sizes = {**same, "labels_sha256": "f00", "file_sizes": {"P1": {"B02": 10, "B03": 11}, "P2": {"B02": 12}}}
+    assert log.start(sizes)
+    log.record_plan(sizes)
+    replaced = {**sizes, "file_sizes": {"P1": {"B02": 10, "B03": 13}, "P2": {"B02": 12}}}
+    with pytest.raises(PlanMismatchError) as refused:
+        log.start(replaced)
+    assert str(refused.value) == (
+        f"{tmp_path} holds an unfinished build of a different plan (differs in file_sizes.P1.B03; the file of product "
+        "P1 asset B03 is not the size it was when this build started: it was replaced, and the samples written read "
+        "the old one): use a new output path, or delete the folder to start over"
+    )
+    many = {**sizes, "a": 2, "b": 3, "c": 4, "d": 5, "e": 6, "f": 7}
+    with pytest.raises(PlanMismatchError, match=r"differs in a, b, c, d, e and 1 more\)"):
+        log.start(many)
+
+
+def test_a_rerun_accepts_a_file_it_could_not_read_at_another_size_and_no_other(tmp_path: Path) -> None:
+    """A file a run could not read (cut short) is repaired: the rerun resumes, with its new size recorded; a file
+    that read well and changed size since is still refused."""
+    log = CommitLog(tmp_path)
+    plan = {"a": 1, "file_sizes": {"P1": {"B02": 10, "B03": 11}, "P2": {"B02": 12}}}
+    assert not log.start(plan)
+    log.record_plan(plan)
+    log.record_unreadable("P1", "B03")
+    log.record_unreadable("P1", "B03")
+    assert log.unreadable() == {"P1": ["B03"]}
+    other = {**plan, "file_sizes": {"P1": {"B02": 10, "B03": 11}, "P2": {"B02": 99}}}
+    with pytest.raises(PlanMismatchError, match=r"differs in file_sizes.P2.B02; the file of product P2 asset B02"):
+        log.start(other)
+    repaired = {**plan, "file_sizes": {"P1": {"B02": 10, "B03": 31}, "P2": {"B02": 12}}}
+    assert log.start(repaired)
+    assert json.loads(log.plan_path.read_text()) == repaired and log.unreadable() == {}
+    with pytest.raises(PlanMismatchError, match=r"differs in file_sizes.P1.B03;"):
+        log.start(plan)  # accepted once: the plan now records the repaired file
 
 
 def test_commit_records_read_back_as_json_wrote_them(tmp_path: Path) -> None:

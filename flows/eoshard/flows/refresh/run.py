@@ -12,7 +12,7 @@ import json
 import warnings
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -35,6 +35,7 @@ from eoshard.flows.refresh.lock import dataset_lock
 from eoshard.flows.refresh.reuse import held_samples, open_old, refreshed_shard_task
 from eoshard.flows.refresh.watermark import newer_items, reprocessed_items, watermark
 from eoshard.flows.shard_runner import run_shards
+from eoshard.pipeline.shards.commits import CommitLog
 from eoshard.pipeline.shards.layout import BUILD_DIR, MANIFEST_FILE
 from eoshard.pipeline.shards.reader import read_layout
 
@@ -212,11 +213,17 @@ def refresh_dataset(
 def _staged_plan(config: BuildConfig, items: list[pystac.Item], new: set[str]) -> BuildPlan:
     """The plan of a build over ``items``, writing into the staging folder (a stale staging plan is dropped).
 
-    Only the ``new`` products' files are read, so only theirs are checked against their items.
+    Only the ``new`` products' files are read, so only theirs are checked against their items; the sizes of the
+    others' files are those the dataset's plan recorded, as a single build over ``items`` would record them.
     """
     staging = swap.staging_path(config.output.path)
     staged = config.model_copy(update={"output": config.output.model_copy(update={"path": staging})})
     plan = plan_build(staged, items, checked=new, then="run the refresh again")
+    recorded = CommitLog(config.output.path).recorded_plan().get("file_sizes", {})
+    held = {item.id for item in items} - new
+    kept = {product: sizes for product, sizes in recorded.items() if product in held}
+    if kept:
+        plan = replace(plan, file_sizes={**kept, **plan.file_sizes})
     previous = staging / BUILD_DIR / "plan.json"
     if not previous.is_file() or json.loads(previous.read_text()) != json.loads(json.dumps(plan.fingerprint())):
         swap.discard_staging(config.output.path)  # not the same plan: nothing in it to resume

@@ -9,7 +9,7 @@ from eoshard.pipeline.direct.allocator import tune_malloc
 from eoshard.pipeline.direct.blocks import (
     STORE_PREFIX,
     drop_retired_blocks,
-    forget_remote_files,
+    expect_sizes,
     read_alone,
     release_build,
     remove_block_store,
@@ -20,6 +20,7 @@ from eoshard.pipeline.direct.blocks import (
 )
 from eoshard.pipeline.direct.mosaic import Sweep, prefetch_group_window, read_group_window
 from eoshard.pipeline.direct.sources import AssetSource, GroupSource, ProductSource, group_source, paired_source
+from eoshard.pipeline.direct.vsi import forget_remote_files
 
 __all__ = [
     "STORE_PREFIX",
@@ -28,6 +29,7 @@ __all__ = [
     "ProductSource",
     "Sweep",
     "drop_retired_blocks",
+    "expect_sizes",
     "forget_remote_files",
     "group_source",
     "paired_source",

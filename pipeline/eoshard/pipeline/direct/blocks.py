@@ -9,7 +9,6 @@ decoded once per process while it stays in the cache. Neighbouring shards run on
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import hashlib
 import os
 import re
@@ -21,7 +20,7 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Hashable, Iterable, Iterator
+from collections.abc import Hashable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -30,12 +29,12 @@ from typing import Any
 
 import numpy as np
 import rasterio
-import rasterio._base
 from rasterio.enums import Resampling
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
-from eoshard.pipeline.errors import NoAnswerError, read_reason, unreachable
+from eoshard.pipeline.direct.vsi import file_size, forget_remote_files
+from eoshard.pipeline.errors import CHANGED, AssetReadError, NoAnswerError, read_reason, shown_href, unreachable
 from eoshard.pipeline.gdal_defaults import apply_gdal_defaults
 
 apply_gdal_defaults()
@@ -354,37 +353,6 @@ def use_open_files(wanted: int) -> None:
     _max_open = open_files_bound(wanted)
 
 
-def _gdal_function(name: str) -> Any | None:
-    """GDAL's own function ``name``, from the library rasterio loaded (None where it is not found)."""
-    try:
-        function = ctypes.CDLL(rasterio._base.__file__)[name]
-    except (OSError, AttributeError):
-        return None
-    function.restype = None
-    return function
-
-
-def forget_remote_files() -> None:
-    """Make GDAL forget what it remembers of remote files in this process (``VSICurlClearCache``): their sizes,
-    that one did not exist, ranges already downloaded. A process that outlives a build (a cluster's worker, a
-    notebook's kernel) would else answer the next build from the last one's: a file replaced since with its old
-    pixels, one missing while its server was down as still missing. rasterio has no call for it."""
-    clear = _gdal_function("VSICurlClearCache")
-    if clear is not None:
-        clear()
-
-
-def forget_remote_file(href: str) -> None:
-    """Make GDAL forget what it downloaded of ``href`` (``VSICurlPartialClearCache``): a transfer cut short stays
-    in its cache, and a new handle would read the same short range again."""
-    scheme, _, rest = href.partition("://")
-    prefix = {"http": "/vsicurl/", "https": "/vsicurl/", "s3": "/vsis3/", "gs": "/vsigs/", "az": "/vsiaz/"}
-    clear = _gdal_function("VSICurlPartialClearCache")
-    if clear is not None and scheme in prefix:
-        clear.argtypes = [ctypes.c_char_p]
-        clear(f"{prefix[scheme]}{href if prefix[scheme] == '/vsicurl/' else rest}".encode())
-
-
 def release_build(store: str | None) -> None:
     """What a build left in this worker process, let go when it ends: its machine's store ``store``, the decoded
     blocks, the spare arrays and the open files, and the bounds the build gave the cache and the open files. A
@@ -398,6 +366,7 @@ def release_build(store: str | None) -> None:
         _files.clear()
     with _no_answer_lock:
         _no_answer.clear()
+    _sizes.clear()
     forget_remote_files()
     CACHE.clear()
     use_block_cache(0)  # the bounds as a build that raised them found them
@@ -507,11 +476,33 @@ def open_file(href: str) -> OpenFile:
         _unanswered_meanwhile(href, since)
         with _telling_waiters(href):
             handle = OpenFile(rasterio.open(href, sharing=False))
+        _refuse_changed(href, handle)
         with _files_lock:
             _files[href] = handle
             while len(_files) > _max_open:
                 _files.popitem(last=False)
         return handle
+
+
+_sizes: dict[str, int] = {}  # each source file's size (by its href without query) when the build was planned
+
+
+def expect_sizes(sizes: Mapping[str, int]) -> None:
+    """Say the sizes the build's files had when it was planned (by href without query): a file opened here with
+    another size was replaced since, and is refused."""
+    _sizes.update(sizes)
+
+
+def _refuse_changed(href: str, handle: OpenFile) -> None:
+    """Raise when the file just opened is not the size the build was planned with: its samples would read another
+    version of the file than those already written (for a remote file GDAL tells the size its open learnt)."""
+    planned = _sizes.get(shown_href(href))
+    now = None if planned is None else file_size(href)
+    if planned is not None and now is not None and now != planned:
+        handle.dataset.close()
+        raise AssetReadError(
+            f"could not read {shown_href(href)}: {CHANGED} ({planned} bytes then, {now} bytes now)"
+        )
 
 
 @contextmanager

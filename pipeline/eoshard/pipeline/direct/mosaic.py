@@ -17,7 +17,6 @@ from eoshard.pipeline.direct.blocks import (
     CACHE,
     OpenFile,
     block_key,
-    forget_remote_file,
     is_remote,
     open_file,
     resampling_of,
@@ -25,6 +24,7 @@ from eoshard.pipeline.direct.blocks import (
     warped_chunk,
 )
 from eoshard.pipeline.direct.sources import AssetSource, GroupSource
+from eoshard.pipeline.direct.vsi import forget_remote_file
 from eoshard.pipeline.errors import (
     READ_TWICE,
     AssetReadError,

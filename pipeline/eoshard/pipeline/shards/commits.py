@@ -50,7 +50,7 @@ def remove_leftovers(root: Path) -> list[Path]:
     return leftovers
 
 
-ADDED_PLAN_KEYS = ("labels_sha256",)  # recorded since the builds of 2026-12-05
+ADDED_PLAN_KEYS = ("labels_sha256", "file_sizes")  # recorded since the builds of 2026-12-05
 
 
 class CommitLog:
@@ -63,15 +63,37 @@ class CommitLog:
     def plan_path(self) -> Path:
         return self.root / "plan.json"
 
+    @property
+    def unreadable_path(self) -> Path:
+        return self.root / "unreadable.json"
+
+    def unreadable(self) -> dict[str, list[str]]:
+        """The files a run of this build could not read (their content was damaged), by product and band."""
+        return json.loads(self.unreadable_path.read_text()) if self.unreadable_path.is_file() else {}
+
+    def record_unreadable(self, product: str, band: str) -> None:
+        """Note that a run could not read the file of ``product``'s ``band``: a rerun accepts it at another size
+        (repaired, downloaded again), where it refuses any other file whose size changed."""
+        known = self.unreadable()
+        if band not in known.get(product, []):
+            known[product] = sorted({*known.get(product, []), band})
+            atomic_write(self.unreadable_path, record_json(known))
+
     def start(self, plan: dict[str, Any]) -> bool:
-        """True when a build of this same plan was started before (resume); raises for another plan."""
+        """True when a build of this same plan was started before (resume); raises for another plan. Files a run
+        could not read may have another size now (repaired): the build resumes with them, and records the plan."""
         if not self.plan_path.exists():
             return False
         previous = json.loads(self.plan_path.read_text())
         # keys that plans of earlier versions lack: such a plan is compared without them
         previous |= {k: plan[k] for k in ADDED_PLAN_KEYS if k in plan and k not in previous}
+        repaired = self.unreadable()
+        if previous != plan and _without_files(previous, repaired) == _without_files(plan, repaired):
+            self.record_plan(plan)
+            self.unreadable_path.unlink(missing_ok=True)
+            return True
         if previous != plan:
-            changed = differences(previous, plan)
+            changed = _listed(differences(previous, plan))
             if (self.root.parent / MANIFEST_FILE).is_file():
                 raise PlanMismatchError(
                     f"{self.root.parent} holds a finished dataset built from a different plan (differs in "
@@ -83,6 +105,10 @@ class CommitLog:
                 "use a new output path, or delete the folder to start over"
             )
         return True
+
+    def recorded_plan(self) -> dict[str, Any]:
+        """The plan this build recorded (empty when none is)."""
+        return json.loads(self.plan_path.read_text()) if self.plan_path.is_file() else {}
 
     def record_plan(self, plan: dict[str, Any]) -> None:
         atomic_write(self.plan_path, record_json(plan))
@@ -103,6 +129,34 @@ class CommitLog:
         """The commit records in shard order, read one at a time (the driver never holds them all)."""
         for k in sorted(self.done()):
             yield orjson.loads(self._path(k).read_bytes())
+
+
+SHOWN_DIFFERENCES = 5
+
+
+def _without_files(plan: dict[str, Any], files: dict[str, list[str]]) -> dict[str, Any]:
+    """``plan`` without the sizes of ``files`` (bands by product)."""
+    if not files or "file_sizes" not in plan:
+        return plan
+    sizes = {
+        product: {band: size for band, size in bands.items() if band not in files.get(product, [])}
+        for product, bands in plan["file_sizes"].items()
+    }
+    return {**plan, "file_sizes": sizes}
+
+
+def _listed(changed: list[str]) -> str:
+    """The keys two plans differ in, as a message lists them (the first few), and what a file's size says."""
+    said = ", ".join(changed[:SHOWN_DIFFERENCES])
+    if len(changed) > SHOWN_DIFFERENCES:
+        said += f" and {len(changed) - SHOWN_DIFFERENCES} more"
+    files = [k.removeprefix("file_sizes.").replace(".", " asset ") for k in changed if k.startswith("file_sizes.")]
+    if files and "products" not in changed:
+        said += (
+            f"; the file of product {files[0]} is not the size it was when this build started: it was replaced, "
+            "and the samples written read the old one"
+        )
+    return said
 
 
 def differences(old: Any, new: Any, prefix: str = "") -> list[str]:

@@ -11,7 +11,7 @@ import math
 import os
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -22,6 +22,7 @@ from eoshard.pipeline.direct import (
     GroupSource,
     Sweep,
     drop_retired_blocks,
+    expect_sizes,
     prefetch_group_window,
     read_alone,
     read_group_window,
@@ -85,6 +86,7 @@ class ShardSources:
     qa_factor: int = 1
     qa_bits: int = 0  # the QA_PIXEL bits that make a pixel invalid
     derived: Derived | None = None  # reflectance and indices from the groups' digital numbers (None: neither)
+    file_sizes: Mapping[str, int] = field(default_factory=dict)  # href without query -> size when planned
 
     def for_shards(self, shards: Sequence[tuple[Origins, int]]) -> ShardSources:
         """The same sources with only the parcels that the windows of ``shards`` (each its patch origins and
@@ -177,6 +179,7 @@ def read_shard_windows(
     use_block_store(sources.block_store, sources.block_store_bytes)
     use_block_cache(sources.block_cache_bytes)
     use_open_files(sources.open_files)
+    expect_sizes(sources.file_sizes)
     for origins in ahead[:AHEAD_SHARDS]:  # first: a worker's first shards fetch their block row on both pools
         _read_ahead(origins, ahead_sources or sources, size, meetings)
     with _reading_lock:
