@@ -37,6 +37,7 @@ def finalize(plan: BuildPlan, log: CommitLog) -> dict[str, Any]:
     config = plan.config
     out = config.output.path
     remove_leftovers(out)  # every shard is committed: temporary files of killed writers are garbage now
+    log.unreadable_path.unlink(missing_ok=True)  # and the files runs could not read have been read since
     shutil.rmtree(spool_dir(out), ignore_errors=True)
     rows: list[Mapping[str, Any]] = []
     summary = summarise_records(log.records(), rows)
