@@ -5,19 +5,34 @@ loaded (``ctypes``)."""
 from __future__ import annotations
 
 import ctypes
+import functools
 from typing import Any
 
 import rasterio
+import rasterio._base
 
 _PREFIXES = {"http": "/vsicurl/", "https": "/vsicurl/", "s3": "/vsis3/", "gs": "/vsigs/", "az": "/vsiaz/"}
 _SEEK_END = 2
 
 
-def _gdal_function(name: str, restype: Any = None, argtypes: list[Any] | None = None) -> Any | None:
-    """GDAL's own function ``name``, from the library rasterio loaded (None where it is not found)."""
+@functools.cache
+def _gdal() -> ctypes.CDLL | None:
+    """The library rasterio loaded, GDAL's functions among its symbols (None where it cannot be opened)."""
     try:
-        function = ctypes.CDLL(rasterio._base.__file__)[name]
-    except (OSError, AttributeError):
+        return ctypes.CDLL(rasterio._base.__file__)
+    except OSError:
+        return None
+
+
+def _gdal_function(name: str, restype: Any = None, argtypes: list[Any] | None = None) -> Any | None:
+    """GDAL's own function ``name``, from the library rasterio loaded (None where it is not found). A new function
+    object each call: its ``restype`` and ``argtypes`` are its own."""
+    library = _gdal()
+    if library is None:
+        return None
+    try:
+        function = library[name]
+    except AttributeError:
         return None
     function.restype = restype
     if argtypes is not None:
