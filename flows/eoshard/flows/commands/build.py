@@ -13,6 +13,7 @@ from rich.progress import (
     MofNCompleteColumn,
     Progress,
     ProgressColumn,
+    TaskID,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
@@ -26,10 +27,14 @@ from eoshard.flows.writable import check_writable_folder
 
 
 def progress_callback(progress: Progress, label: str) -> Callable[[int, int], None]:
-    """A ``(done, total)`` callback that drives one rich progress bar."""
-    task = progress.add_task(label, total=None)
+    """A ``(done, total)`` callback that drives one rich progress bar, shown from its first call (a build refused
+    before its first shard shows none)."""
+    task: TaskID | None = None
 
     def update(done: int, total: int) -> None:
+        nonlocal task
+        if task is None:
+            task = progress.add_task(label, total=total)
         progress.update(task, completed=done, total=total)
 
     return update
