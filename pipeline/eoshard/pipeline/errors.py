@@ -74,16 +74,13 @@ def read_reason(err: BaseException) -> str:
 
 
 NO_ANSWER = "(asked again: no answer"  # how ``direct.answers.http_answer`` says its probe got no answer at all
+FAILING = re.compile(r"HTTP response code: (5\d\d)")  # GDAL's words for a server's error answer, after its retries
 
 
 def unreachable(message: str) -> bool:
     """Whether a reader's message says the server could not be reached or failed (GDAL quotes libcurl's errors:
     no connection, an unknown host, a timeout; or an HTTP 5xx answer after GDAL's retries)."""
-    return (
-        "CURL error" in message
-        or NO_ANSWER in message
-        or re.search(r"HTTP response code: 5\d\d", message) is not None
-    )
+    return "CURL error" in message or NO_ANSWER in message or FAILING.search(message) is not None
 
 
 BUILD_AGAIN = "run the build again"  # what to do once an unreadable file is dealt with, unless a caller says else
@@ -108,7 +105,6 @@ def changed_since_planning(message: str) -> bool:
 
 
 NO_RANGES = "Range downloading not supported"  # GDAL's words for a server that answers a range with the whole file
-FAILING = re.compile(r"HTTP response code: (5\d\d)")
 
 
 def serves_no_ranges(message: str) -> bool:

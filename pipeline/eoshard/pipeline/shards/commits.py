@@ -82,9 +82,9 @@ class CommitLog:
     def start(self, plan: dict[str, Any]) -> bool:
         """True when a build of this same plan was started before (resume); raises for another plan. Files a run
         could not read may have another size now (repaired): the build resumes with them, and records the plan."""
-        if not self.plan_path.exists():
+        previous = self.recorded_plan()
+        if not previous:
             return False
-        previous = json.loads(self.plan_path.read_text())
         # keys that plans of earlier versions lack: such a plan is compared without them
         previous |= {k: plan[k] for k in ADDED_PLAN_KEYS if k in plan and k not in previous}
         repaired = self.unreadable()
