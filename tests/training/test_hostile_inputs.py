@@ -73,6 +73,26 @@ def test_a_weights_file_cannot_resume_a_run(tmp_path: Path, capsys) -> None:
     )
 
 
+def test_a_checkpoint_of_the_other_training_command_is_refused_by_name(tmp_path: Path, capsys) -> None:
+    sr = tmp_path / "sr" / "last.pt"
+    sr.parent.mkdir()
+    torch.save({"command": "fit-sr", "model": {}, "opt": {}, "state": "{}", "rng": torch.zeros(2)}, sr)
+    assert main(["fit", str(tmp_path / "any.yaml"), "--resume", str(sr)]) == 1
+    assert capsys.readouterr().err == (
+        f"error: --resume {sr} was written by `eoshard-train fit-sr`, not `fit`: pass checkpoints/last.pt of a fit "
+        "output folder\n"
+    )
+    seg = tmp_path / "last.pt"  # a fit checkpoint of before fit-sr wrote any: no "command" in it
+    torch.save({"model": {}, "opt": {}, "sched": {}, "state": "{}", "rng": torch.zeros(2)}, seg)
+    config = tmp_path / "sr.yaml"
+    config.write_text(f"dataset: {tmp_path}\noutput: {tmp_path / 'out'}\nbands: [B04]\nhr_bands: [red]\n")
+    assert main(["fit-sr", str(config), "--resume", str(seg)]) == 1
+    assert capsys.readouterr().err == (
+        f"error: --resume {seg} was written by `eoshard-train fit`, not `fit-sr`: pass checkpoints/last.pt of a "
+        "fit-sr output folder\n"
+    )
+
+
 @pytest.mark.parametrize(
     ("name", "text", "expected"),
     [

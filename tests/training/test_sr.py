@@ -19,7 +19,8 @@ from eoshard.training.errors import ConfigError
 from eoshard.training.package import load
 from eoshard.training.predict import Tiling
 from eoshard.training.scene import predict
-from eoshard.training.sr import FeatureNet, SRConfig, evaluate_pairs, fit_pairs, ssim
+from eoshard.training.sr import FeatureNet, SRConfig, evaluate_pairs, ssim
+from eoshard.training.sr_fit import fit_pairs
 
 LR, HR = ["B04", "B03", "B02"], ["red", "green", "blue"]
 
@@ -108,6 +109,43 @@ def test_adversarial_and_perceptual_terms_train(pairs_dataset: Path, tmp_path: P
                      perceptual_weights=str(tmp_path / "features.safetensors"))  # fmt: skip
     report = evaluate_pairs(fit_pairs(config), pairs_dataset)
     assert np.isfinite(report["psnr"]) and report["pairs"] >= 10
+
+
+def _state(run: Path) -> dict:
+    return json.loads(torch.load(run / "checkpoints" / "last.pt", weights_only=True)["state"])
+
+
+@pytest.mark.slow
+@pytest.mark.needs_build
+def test_a_stopped_fit_sr_resumes_to_the_weights_of_an_uninterrupted_run(
+    pairs_dataset: Path, tmp_path: Path, capsys
+) -> None:
+    extra = {"epochs": 2, "adversarial": 0.01}  # the critic too: its weights, its optimiser, the penalty's draws
+    fit_pairs(_config(pairs_dataset, tmp_path / "straight", **extra))
+    out = tmp_path / "stopped"
+    config = _config(pairs_dataset, out, **extra)
+    last = out / "checkpoints" / "last.pt"
+    assert fit_pairs(config, stop_after_epochs=1) == last
+    assert not (out / "package").exists()
+    capsys.readouterr()
+
+    assert main(["fit-sr", str(tmp_path / "stopped.yaml")]) == 1  # a plain rerun would train over the run
+    assert capsys.readouterr().err == (
+        f"error: output folder {out} already holds a run (checkpoint {last}): continue it with `--resume {last}`, "
+        "or start over into another output folder or with --overwrite\n"
+    )
+    assert main(["fit-sr", str(tmp_path / "stopped.yaml"), "--resume", str(last)]) == 0
+    told = capsys.readouterr()
+    assert re.findall(r"^epoch (\d)/2: ", told.err, re.M) == ["2"]
+    assert json.loads(told.out) == {"package": str(out / "package")}
+    straight = _state(tmp_path / "straight")
+    assert _state(out) == straight and straight["epoch"] == 2 and len(straight["val_l1"]) == 2
+    for name in ("best.safetensors", "package/model.safetensors"):
+        assert (out / name).read_bytes() == (tmp_path / "straight" / name).read_bytes(), name
+
+    fit_pairs(config, overwrite=True, stop_after_epochs=1)  # starts over: the first epoch again, the same
+    again = _state(out)
+    assert again["epoch"] == 1 and again["train_l1"] == straight["train_l1"][:1]
 
 
 def test_ssim_is_one_for_equal_images_and_follows_the_formula() -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -15,46 +17,30 @@ CHECKPOINT_KEYS = {"model", "opt", "sched", "state", "rng"}  # what `fit` saves 
 
 def _fit(args: argparse.Namespace) -> None:
     from eoshard.training.config import TrainConfig
-    from eoshard.training.fit import fit, last_checkpoint
+    from eoshard.training.fit import fit
+    from eoshard.training.runs import read_checkpoint
 
     if args.resume is not None:
-        _check_checkpoint(args.resume)
+        read_checkpoint(args.resume, "fit", CHECKPOINT_KEYS)
     config = TrainConfig.load(args.config)
-    try:
+    with _resume_hint("fit", args.config, Path(config.output)):
         result = fit(config, resume=args.resume, overwrite=args.overwrite)
-    except KeyboardInterrupt:
-        last = last_checkpoint(Path(config.output))
-        hint = f"; continue with `eoshard-train fit {args.config} --resume {last}`" if last else ""
-        raise KeyboardInterrupt(f"fit stopped{hint}") from None
     print(
         json.dumps({"train_loss": result.train_loss, "val_loss": result.val_loss, "weights": str(result.weights)})
     )
 
 
-def _check_checkpoint(path: Path) -> None:
-    """Refuse a ``--resume`` file that is not a checkpoint of tensors (a pickle of objects is never unpickled)."""
-    import pickle
-
-    import torch
+@contextmanager
+def _resume_hint(command: str, config: Path, out: Path) -> Iterator[None]:
+    """Ctrl-C names the checkpoint to continue from."""
+    from eoshard.training.runs import last_checkpoint
 
     try:
-        ckpt = torch.load(path, weights_only=True, map_location="cpu")
-    except FileNotFoundError as err:
-        raise TrainingError(
-            f"--resume {path} does not exist: pass checkpoints/last.pt of a fit output folder"
-        ) from err
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise TrainingError(
-            f"--resume {path} is not a checkpoint written by `eoshard-train fit` ({first[:200]}); objects other "
-            "than tensors are never unpickled. Pass checkpoints/last.pt of a fit output folder"
-        ) from err
-    missing = sorted(CHECKPOINT_KEYS - set(ckpt)) if isinstance(ckpt, dict) else sorted(CHECKPOINT_KEYS)
-    if missing:
-        raise TrainingError(
-            f"--resume {path} is not a checkpoint written by `eoshard-train fit`: it lacks {missing} (weights alone, "
-            "e.g. best.safetensors, cannot resume a run). Pass checkpoints/last.pt of a fit output folder"
-        )
+        yield
+    except KeyboardInterrupt:
+        last = last_checkpoint(out)
+        hint = f"; continue with `eoshard-train {command} {config} --resume {last}`" if last else ""
+        raise KeyboardInterrupt(f"{command} stopped{hint}") from None
 
 
 def _run_dir(run: Path) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -122,9 +108,13 @@ def _evaluate(args: argparse.Namespace) -> None:
 
 
 def _fit_sr(args: argparse.Namespace) -> None:
-    from eoshard.training.sr import SRConfig, fit_pairs
+    from eoshard.training.sr import SRConfig
+    from eoshard.training.sr_fit import fit_pairs
 
-    print(json.dumps({"package": str(fit_pairs(SRConfig.load(args.config)))}))
+    config = SRConfig.load(args.config)
+    with _resume_hint("fit-sr", args.config, Path(config.output)):
+        package = fit_pairs(config, resume=args.resume, overwrite=args.overwrite)
+    print(json.dumps({"package": str(package)}))
 
 
 def _evaluate_sr(args: argparse.Namespace) -> None:
@@ -180,6 +170,10 @@ def parser() -> argparse.ArgumentParser:
     v.set_defaults(func=_evaluate)
     s = sub.add_parser("fit-sr", help="super-resolution on real pairs (the dataset's hr layers); writes a package")
     s.add_argument("config", type=Path)
+    s.add_argument("--resume", type=Path, help="checkpoint to continue from (checkpoints/last.pt)")
+    s.add_argument(
+        "--overwrite", action="store_true", help="start over in an output folder that already holds a run"
+    )
     s.set_defaults(func=_fit_sr)
     q = sub.add_parser(
         "evaluate-sr", help="PSNR/SSIM of an SR package and of bicubic upsampling on held-back pairs"

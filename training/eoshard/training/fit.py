@@ -26,6 +26,7 @@ from eoshard.training.foundation import resolve_input
 from eoshard.training.manifest import Manifest
 from eoshard.training.models import Discriminator, build_model, forward, gradient_penalty, in_channels, sr_loss
 from eoshard.training.normalisation import foundation_stats
+from eoshard.training.runs import clear_run, refuse_existing_run, restoring, save_checkpoint, save_weights
 
 
 @dataclass
@@ -169,27 +170,6 @@ def fit(
         distributed.stop(runtime)
 
 
-def last_checkpoint(out: Path) -> Path | None:
-    """The checkpoint a run in ``out`` continues from: ``checkpoints/last.pt``, else the latest step checkpoint."""
-    last = out / "checkpoints" / "last.pt"
-    steps = sorted((out / "checkpoints").glob("step-*.pt"))
-    return last if last.exists() else (steps[-1] if steps else None)
-
-
-def refuse_existing_run(out: Path) -> None:
-    """Raise when ``out`` already holds a run's checkpoints or weights (a new run would overwrite them)."""
-    last = last_checkpoint(out)
-    weights = [p.name for p in (out / "best.safetensors", out / "last.safetensors") if p.exists()]
-    if last is None and not weights:
-        return
-    held = f"checkpoint {last}" if last is not None else f"weights {weights}"
-    resume = f"continue it with `--resume {last}`, or " if last is not None else ""
-    raise ConfigError(
-        f"output folder {out} already holds a run ({held}): {resume}start over into another output folder "
-        "or with --overwrite"
-    )
-
-
 class _Run:
     """One training run's state: model, optimiser, schedule, counters; checkpoints restore all of it."""
 
@@ -224,13 +204,7 @@ class _Run:
         ``overwrite``) first removes the checkpoints and weights of the run it replaces."""
         (self.out / "checkpoints").mkdir(parents=True, exist_ok=True)
         if fresh:
-            old = [
-                *(self.out / "checkpoints").glob("*.pt"),
-                self.out / "best.safetensors",
-                self.out / "last.safetensors",
-            ]
-            for path in old:
-                path.unlink(missing_ok=True)
+            clear_run(self.out)
         (self.out / "config.json").write_text(json.dumps(self.config.to_dict(), indent=2))
         (self.out / "stats.json").write_text(
             json.dumps({"bands": self.train_set.bands, "mean": stats.mean.tolist(), "std": stats.std.tolist()})
@@ -238,7 +212,7 @@ class _Run:
 
     def _restore(self, path: str | Path) -> None:
         ckpt = torch.load(path, weights_only=True, map_location=self.runtime.device)
-        try:
+        with restoring(path):
             self.model.load_state_dict(ckpt["model"])
             self.opt.load_state_dict(ckpt["opt"])
             self.sched.load_state_dict(ckpt["sched"])
@@ -247,21 +221,15 @@ class _Run:
                 self.disc_opt.load_state_dict(ckpt["disc_opt"])
             self.state = json.loads(ckpt["state"])
             torch.set_rng_state(ckpt["rng"].cpu())
-        except (KeyError, RuntimeError, ValueError, TypeError) as err:
-            first = (str(err).strip().splitlines() or [type(err).__name__])[-1].strip()[:300]
-            raise ConfigError(
-                f"checkpoint {path} does not fit the model and optimiser of this config ({first}): resume with "
-                "the config of the run that wrote it"
-            ) from err
 
     def checkpoint(self, name: str) -> None:
         if not self.runtime.main:
             return
-        ckpt = {"model": self.model.state_dict(), "opt": self.opt.state_dict(), "sched": self.sched.state_dict(),
-                "state": json.dumps(self.state), "rng": torch.get_rng_state()}  # fmt: skip
+        ckpt = {"command": "fit", "model": self.model.state_dict(), "opt": self.opt.state_dict(),
+                "sched": self.sched.state_dict(), "state": json.dumps(self.state), "rng": torch.get_rng_state()}  # fmt: skip
         if self.disc is not None and self.disc_opt is not None:
             ckpt |= {"disc": self.disc.state_dict(), "disc_opt": self.disc_opt.state_dict()}
-        torch.save(ckpt, self.out / "checkpoints" / name)
+        save_checkpoint(ckpt, self.out / "checkpoints" / name)
 
     def step(self, batch: dict[str, torch.Tensor]) -> float:
         """One optimiser step on this process's part of a global batch; the loss of the global batch."""
@@ -405,12 +373,6 @@ def _preview(
     writer.add_image(
         "preview/label_prediction", torch.cat([sample["label"], pred], 1)[None].float() / scale, epoch
     )
-
-
-def save_weights(model: nn.Module, path: Path) -> None:
-    from safetensors.torch import save_file
-
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
 
 
 def majority_accuracy(labels: np.ndarray, ignore: np.ndarray) -> float:

@@ -10,10 +10,7 @@ and an optional perceptual term (VGG-style features from a local safetensors fil
 
 from __future__ import annotations
 
-import json
-import math
-import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +22,6 @@ from torch import nn
 from eoshard.training.config import read_config
 from eoshard.training.errors import ConfigError, DatasetFormatError
 from eoshard.training.manifest import Manifest
-from eoshard.training.models import Discriminator, build_model, gradient_penalty
 
 SCALE = 4
 
@@ -168,129 +164,6 @@ class FeatureNet(nn.Module):
                 else x.repeat(1, self.channels, 1, 1)[:, : self.channels]
             )
         return self.net(x)
-
-
-def fit_pairs(config: SRConfig) -> Path:
-    """Train on the train split, keep the weights of the best validation L1; write a model package.
-
-    Output folder: ``config.json``, ``stats.json``, ``best.safetensors``, ``training_curve.png`` (train and
-    validation L1 per epoch), ``tensorboard/`` (losses and LR-bicubic / SR / HR previews) and ``package/`` (``eoshard-train predict`` writes the x4 COG from it).
-    """
-    from rich.console import Console
-    from rich.progress import Progress
-    from torch.utils.tensorboard import SummaryWriter
-
-    from eoshard.training.data import split_indices
-    from eoshard.training.fit import save_weights
-    from eoshard.training.plots import training_curve
-
-    manifest = Manifest.read(config.dataset)
-    train = read_pairs(manifest, config.bands, config.hr_bands, split_indices(manifest, "train"))
-    val = read_pairs(manifest, config.bands, config.hr_bands, split_indices(manifest, "val"))
-    torch.manual_seed(config.seed)
-    model = build_model("sr4", len(config.bands), 0, **config.model)
-    disc = Discriminator(len(config.bands)) if config.adversarial > 0 else None
-    feats = (
-        FeatureNet(config.perceptual_weights, config.perceptual_layers)
-        if config.perceptual > 0 and config.perceptual_weights
-        else None
-    )
-    opt = torch.optim.Adam(model.parameters(), lr=config.lr)
-    d_opt = torch.optim.Adam(disc.parameters(), lr=config.lr, betas=(0.0, 0.9)) if disc is not None else None
-    out = Path(config.output)
-    out.mkdir(parents=True, exist_ok=True)
-    writer = SummaryWriter(str(out / "tensorboard"))
-    gen = torch.Generator().manual_seed(config.seed)
-    best = math.inf
-    curve: tuple[list[float], list[float]] = ([], [])
-    batches = math.ceil(len(train.lr) / config.batch_size)
-    with Progress(transient=True, console=Console(stderr=True)) as progress:  # stdout is the command's JSON
-        task = progress.add_task("fit-sr", total=config.epochs * batches)
-        for epoch in range(config.epochs):
-            began, l1_sum = time.perf_counter(), 0.0
-            model.train()
-            for batch in torch.randperm(len(train.lr), generator=gen).split(config.batch_size):
-                loss, l1 = _step(config, model, opt, disc, d_opt, feats, train.lr[batch], train.hr[batch])
-                l1_sum += l1 * len(batch)
-                progress.advance(task)
-            val_l1 = _val_l1(model, val)
-            writer.add_scalar("loss/train", loss, epoch)
-            writer.add_scalar("loss/val_l1", val_l1, epoch)
-            _preview(writer, model, val, epoch)
-            if val_l1 < best:
-                best = val_l1
-                save_weights(model, out / "best.safetensors")
-            curve[0].append(l1_sum / len(train.lr))
-            curve[1].append(val_l1)
-            training_curve(*curve, out / "training_curve.png", ylabel="L1 (normalised HR)")
-            rate = len(train.lr) / max(time.perf_counter() - began, 1e-9)
-            progress.console.print(
-                f"epoch {epoch + 1}/{config.epochs}: train L1 {curve[0][-1]:.4f}, val L1 {val_l1:.4f}, "
-                f"{rate:.1f} pairs/s", highlight=False,
-            )  # fmt: skip
-    writer.close()
-    return _package(config, manifest, train, out)
-
-
-def _step(
-    config: SRConfig,
-    model: nn.Module,
-    opt: torch.optim.Optimizer,
-    disc: nn.Module | None,
-    d_opt: torch.optim.Optimizer | None,
-    feats: nn.Module | None,
-    lr: torch.Tensor,
-    hr: torch.Tensor,
-) -> tuple[float, float]:
-    """One critic step (with an adversarial term) and one generator step: the generator's loss and its L1."""
-    fake = model(lr)
-    if disc is not None and d_opt is not None:
-        d_loss = (
-            disc(fake.detach()).mean() - disc(hr).mean() + config.gp * gradient_penalty(disc, hr, fake.detach())
-        )
-        d_opt.zero_grad()
-        d_loss.backward()
-        d_opt.step()
-    l1 = F.l1_loss(fake, hr)
-    loss = config.l1 * l1
-    if disc is not None:
-        loss = loss - config.adversarial * disc(fake).mean()
-    if feats is not None:
-        loss = loss + config.perceptual * F.l1_loss(feats(fake), feats(hr))
-    opt.zero_grad()
-    loss.backward()
-    opt.step()
-    return float(loss.detach()), float(l1.detach())
-
-
-def _val_l1(model: nn.Module, pairs: Pairs) -> float:
-    model.eval()
-    with torch.no_grad():
-        return float(F.l1_loss(model(pairs.lr), pairs.hr))
-
-
-def _preview(writer: Any, model: nn.Module, pairs: Pairs, epoch: int) -> None:
-    """One validation pair: bicubic | SR | HR side by side (first three bands, min-max stretched)."""
-    lr, hr = pairs.lr[:1], pairs.hr[:1]
-    with torch.no_grad():
-        row = torch.cat([F.interpolate(lr, scale_factor=SCALE, mode="bicubic"), model(lr), hr], dim=3)[0, :3]
-    row = (row - row.min()) / (row.max() - row.min() + 1e-6)
-    writer.add_image("preview/bicubic_sr_hr", row, epoch)
-
-
-def _package(config: SRConfig, manifest: Manifest, pairs: Pairs, out: Path) -> Path:
-    from eoshard.training.cli import input_facts
-    from eoshard.training.package import export
-
-    stats = {"bands": config.bands, "mean": pairs.lr_stats[0], "std": pairs.lr_stats[1]}
-    raw = {"architecture": "sr4", **asdict(config)}
-    (out / "config.json").write_text(json.dumps(raw, indent=2))
-    (out / "stats.json").write_text(json.dumps(stats, indent=2))
-    facts = input_facts(manifest, None) | {"eoshard:n_dates": 1}
-    return export(
-        out / "best.safetensors", raw, stats, {}, 1, manifest.patch_size, out / "package", "eoshard-sr4",
-        input_facts=facts, output_facts=sr_output_facts(manifest, config.hr_bands),
-    )  # fmt: skip
 
 
 def sr_output_facts(manifest: Manifest, hr_bands: list[str]) -> dict[str, Any]:
