@@ -50,8 +50,15 @@ def clear_run(out: Path) -> None:
 def save_checkpoint(checkpoint: dict[str, Any], path: Path) -> None:
     """Write ``path`` whole or not at all: a run killed while saving keeps its previous checkpoint."""
     partial = path.with_name(f"{path.name}.partial")
-    torch.save(checkpoint, partial)
-    partial.replace(path)
+    try:
+        torch.save(checkpoint, partial)
+        partial.replace(path)
+    except (OSError, RuntimeError) as err:  # torch says a full disk as a RuntimeError of its zip writer
+        partial.unlink(missing_ok=True)
+        kept = "the previous one stays: continue from it with --resume once" if path.exists() else "once"
+        raise TrainingError(
+            f"could not write the checkpoint {path} ({err}); {kept} the cause (e.g. a full disk) is fixed"
+        ) from err
 
 
 def read_checkpoint(path: Path, command: str, keys: set[str]) -> dict[str, Any]:
