@@ -87,8 +87,38 @@ def test_a_changed_config_over_a_finished_dataset_says_finished(tmp_path: Path) 
     ):
         log.start({"config": {"bands": ["B03"]}, "dates": ["2024-05-01"]})
     (tmp_path / "dataset.json").unlink()
+    log.commit(0, {"shard": 0})
     with pytest.raises(PlanMismatchError, match="holds an unfinished build of a different plan"):
         log.start({"config": {"bands": ["B03"]}, "dates": ["2024-05-01"]})
+
+
+def test_a_dataset_whose_bookkeeping_is_gone_is_never_built_over(tmp_path: Path) -> None:
+    (tmp_path / "dataset.json").write_text(json.dumps({"name": "copied"}))  # e.g. copied without _build/
+    with pytest.raises(PlanMismatchError) as refused:
+        CommitLog(tmp_path).start({"config": {"bands": ["B03"]}})
+    assert str(refused.value) == (
+        f"{tmp_path} holds a dataset (dataset.json) that no build records there (_build/plan.json is missing, e.g. "
+        "a copy of a dataset without its bookkeeping): build into a new output path, or delete the folder to build "
+        "it again"
+    )
+    assert [p.name for p in tmp_path.iterdir()] == ["dataset.json"]
+
+
+def test_an_unfinished_build_that_committed_no_shard_is_removed_for_a_new_plan(tmp_path: Path, caplog) -> None:
+    log = CommitLog(tmp_path)
+    log.record_plan({"config": {"bands": ["B02"]}, "dates": ["2024-05-01"]})
+    for folder in ("data.lmdb/part-00", "data.zarr/s2_10m", "_build/values"):
+        (tmp_path / folder).mkdir(parents=True)
+    (tmp_path / "data.lmdb/part-00/data.mdb").write_bytes(b"values of the old plan, no record")
+    (tmp_path / "notes.txt").write_text("the user's")
+    with caplog.at_level("WARNING"):
+        assert log.start({"config": {"bands": ["B03"]}, "dates": ["2024-05-01"]}) is False
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+    assert log.recorded_plan() == {}
+    assert caplog.messages == [
+        f"{tmp_path} held an unfinished build of another plan (it differed in config.bands) that had committed no "
+        "shard: starting over with this one"
+    ]
 
 
 def test_the_dashboard_is_named_only_where_one_is_served(tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from eoshard.flows.refresh.lock import BUILD_COMMAND, lock_path
 from tests.dataset_bytes import dataset_files, lmdb_contents
@@ -66,6 +67,37 @@ def test_a_build_killed_at_any_write_stage_resumes_to_an_identical_dataset(demo_
         for name, data in expected_files.items():
             assert files[name] == data, f"{name} differs after a kill at {stage}:{count}"
         assert lmdb_contents(out) == expected_lmdb, f"{stage}:{count}"
+
+
+def test_a_build_that_committed_no_shard_starts_over_when_its_config_changed(demo_data, tmp_path: Path) -> None:
+    """Killed with shard 0's LMDB values committed and no commit record: a resume of the same plan would keep them,
+    so a changed config removes the unfinished build and starts over, to the bytes of a build done afresh."""
+    out = tmp_path / "out"
+    killed = _build(_config(demo_data, out), "commit-record:1")
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    assert _commits(out) == 0 and (out / "data.lmdb").is_dir()
+
+    def fewer_dates(config: Path) -> Path:  # the same sample keys, other values under them
+        raw = yaml.safe_load(config.read_text())
+        raw["period"]["end"] = "2024-07-31"
+        config.write_text(yaml.safe_dump(raw))
+        return config
+
+    rerun = _build(fewer_dates(_config(demo_data, out)))
+    assert rerun.returncode == 0, rerun.stderr
+    said = [line for line in rerun.stderr.splitlines() if "starting over" in line]
+    assert said == [
+        f"warning: {out} held an unfinished build of another plan (it differed in config.period.end, dates, "
+        "file_sizes.S2A_MSIL2A_20240806T102021_N0510_R065_T32UQU_20240806T133202, "
+        "file_sizes.S2A_MSIL2A_20240915T102021_N0510_R065_T32UQU_20240915T133202, "
+        "file_sizes.S2B_MSIL2A_20240826T102021_N0510_R065_T32UQU_20240826T133202 and 6 more) that had committed no "
+        "shard: starting over with this one"
+    ], rerun.stderr
+    reference = tmp_path / "reference"
+    done = _build(fewer_dates(_config(demo_data, reference)))
+    assert done.returncode == 0, done.stderr
+    assert dataset_files(out) == dataset_files(reference)
+    assert lmdb_contents(out) == lmdb_contents(reference)
 
 
 def test_a_second_build_of_one_output_is_refused_and_touches_nothing(demo_data, tmp_path: Path) -> None:

@@ -214,11 +214,12 @@ def _rewrite(path: Path) -> tuple[int, int]:
 @pytest.mark.slow
 @pytest.mark.parametrize("served", [False, True], ids=["files", "http"])
 def test_a_file_replaced_after_planning_stops_the_build_and_its_rerun_is_refused(
-    world: TileWorld, local: Path, tmp_path: Path, served: bool
+    world: TileWorld, local: Path, tmp_path: Path, served: bool, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A product's file written again between the planning and the reads (a sync of the archive, a new processing
     under the same name): the shards would mix its two versions. The first read of it stops the build and names it;
-    a rerun into the same folder is refused, naming the file; a build into a new folder reads the new file."""
+    a rerun into the same folder is refused, naming the file (or, when no shard was committed, starts over); a build
+    into a new folder reads the new file."""
     root = tmp_path / "world"
     shutil.copytree(world.root, root)
     catalog = root / world.catalog.relative_to(world.root)
@@ -242,18 +243,30 @@ def test_a_file_replaced_after_planning_stops_the_build_and_its_rerun_is_refused
             rf"read {re.escape(href)}: the file changed since the build was planned \({before} bytes then, {after} "
             r"bytes now\)\. The shards committed so far read it as it was: build into a new output path, or delete "
             r"this one, to read every sample from the files as they are now \(the build stopped at this shard: "
-            r"samples read from two versions of a file would not agree; \d+ of 4 shards are committed\)",
+            r"samples read from two versions of a file would not agree; (\d+) of 4 shards are committed\)",
             said,
         ), said
+        committed = int(said.rsplit("; ", 1)[1].split(" of ")[0])
         rerun = _run(world, source, tmp_path / "tile")
-        assert rerun.exit_code == 1 and "writing shards" not in rerun.output  # refused before a bar starts
-        assert (
-            f"differs in file_sizes.{item.id}.B04; the file of product {item.id} asset B04 is not the size it was "
-            "when this build started: it was replaced, and the samples written read the old one): use a new output "
-            "path, or delete the folder to start over" in " ".join(rerun.output.split())
-        )
-        _build(world, source, tmp_path / "new")
-    got, was = open_dataset(tmp_path / "new"), open_dataset(local)
+        if committed:  # samples of the old file are in the folder: refused
+            assert rerun.exit_code == 1 and "writing shards" not in rerun.output  # refused before a bar starts
+            assert (
+                f"differs in file_sizes.{item.id}.B04; the file of product {item.id} asset B04 is not the size it was "
+                "when this build started: it was replaced, and the samples written read the old one): use a new "
+                "output path, or delete the folder to start over" in " ".join(rerun.output.split())
+            )
+        else:  # none are: the rerun starts over, reading the new file
+            assert rerun.exit_code == 0, rerun.output
+            assert (
+                f"{tmp_path / 'tile'} held an unfinished build of another plan (it differed in file_sizes.{item.id}.B04) "
+                "that had committed no shard: starting over with this one"
+            ) in caplog.messages
+        new = tmp_path / "new" / "tile"  # the same name: the same STAC Collection
+        new.parent.mkdir()
+        _build(world, source, new)
+        if not committed:
+            _same(tmp_path / "tile", new)
+    got, was = open_dataset(new), open_dataset(local)
     date = [str(t)[:10] for t in got.time.values].index(str(item.datetime)[:10])  # one product a date
     np.testing.assert_array_equal(got.s2_10m[:, date, 1].values, was.s2_10m[:, date, 1].values + 1)  # B04: new
     np.testing.assert_array_equal(got.s2_10m[:, :, [0, 2]].values, was.s2_10m[:, :, [0, 2]].values)  # B02, B08

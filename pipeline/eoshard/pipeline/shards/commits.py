@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
+import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,11 +15,11 @@ import orjson
 
 from eoshard.pipeline.errors import PipelineError, ShardWriteError
 from eoshard.pipeline.faults import fault_point
-from eoshard.pipeline.shards.layout import BUILD_DIR, MANIFEST_FILE
+from eoshard.pipeline.shards.layout import BUILD_DIR, LMDB_DIR, MANIFEST_FILE, ZARR_DIR
 
 
 class PlanMismatchError(PipelineError, ValueError):
-    """The output folder holds an unfinished build of another plan."""
+    """The output folder holds a dataset or an unfinished build of another plan."""
 
 
 def atomic_write(path: Path, data: bytes) -> None:
@@ -80,10 +82,12 @@ class CommitLog:
             atomic_write(self.unreadable_path, record_json(known))
 
     def start(self, plan: dict[str, Any]) -> bool:
-        """True when a build of this same plan was started before (resume); raises for another plan. Files a run
+        """True when a build of this same plan was started before (resume); raises for another plan, unless the
+        build of that plan committed no shard: then it is removed, and this one starts afresh (False). Files a run
         could not read may have another size now (repaired): the build resumes with them, and records the plan."""
         previous = self.recorded_plan()
         if not previous:
+            self._refuse_unrecorded_dataset()
             return False
         # keys that plans of earlier versions lack: such a plan is compared without them
         previous |= {k: plan[k] for k in ADDED_PLAN_KEYS if k in plan and k not in previous}
@@ -100,11 +104,37 @@ class CommitLog:
                     f"{changed}): build into a new output path, use `eoshard refresh` to add new acquisitions to "
                     "it, or delete the folder to rebuild it"
                 )
+            if not self.done():
+                self._start_over(differences(previous, plan))
+                return False
             raise PlanMismatchError(
                 f"{self.root.parent} holds an unfinished build of a different plan (differs in {changed}): "
                 "use a new output path, or delete the folder to start over"
             )
         return True
+
+    def _refuse_unrecorded_dataset(self) -> None:
+        """A finished dataset whose bookkeeping is gone (copied without ``_build/``) is never built over."""
+        out = self.root.parent
+        if (out / MANIFEST_FILE).is_file():
+            raise PlanMismatchError(
+                f"{out} holds a dataset ({MANIFEST_FILE}) that no build records there ({BUILD_DIR}/plan.json is "
+                "missing, e.g. a copy of a dataset without its bookkeeping): build into a new output path, or delete "
+                "the folder to build it again"
+            )
+
+    def _start_over(self, changed: list[str]) -> None:
+        """Remove an unfinished build that committed no shard: its stores may hold values of the old plan that no
+        record vouches for (LMDB's are put before the record), which a resume would keep as they are."""
+        out = self.root.parent
+        for folder in (out / LMDB_DIR, out / ZARR_DIR, self.root):
+            shutil.rmtree(folder, ignore_errors=True)
+        logging.getLogger(__name__).warning(
+            "%s held an unfinished build of another plan (it differed in %s) that had committed no shard: "
+            "starting over with this one",
+            out,
+            _listed(changed, files=False),
+        )
 
     def recorded_plan(self) -> dict[str, Any]:
         """The plan this build recorded (empty when none is)."""
@@ -145,15 +175,18 @@ def _without_files(plan: dict[str, Any], files: dict[str, list[str]]) -> dict[st
     return {**plan, "file_sizes": sizes}
 
 
-def _listed(changed: list[str]) -> str:
-    """The keys two plans differ in, as a message lists them (the first few), and what a file's size says."""
+def _listed(changed: list[str], files: bool = True) -> str:
+    """The keys two plans differ in, as a message lists them (the first few), and, with ``files``, what a file's size
+    says about the samples written."""
     said = ", ".join(changed[:SHOWN_DIFFERENCES])
     if len(changed) > SHOWN_DIFFERENCES:
         said += f" and {len(changed) - SHOWN_DIFFERENCES} more"
-    files = [k.removeprefix("file_sizes.").replace(".", " asset ") for k in changed if k.startswith("file_sizes.")]
-    if files and "products" not in changed:
+    replaced = [
+        k.removeprefix("file_sizes.").replace(".", " asset ") for k in changed if k.startswith("file_sizes.")
+    ]
+    if files and replaced and "products" not in changed:
         said += (
-            f"; the file of product {files[0]} is not the size it was when this build started: it was replaced, "
+            f"; the file of product {replaced[0]} is not the size it was when this build started: it was replaced, "
             "and the samples written read the old one"
         )
     return said
