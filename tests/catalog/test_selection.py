@@ -144,6 +144,23 @@ def test_the_demo_duplicate_collapses_to_the_newest_baseline(demo_data) -> None:
         select(items, box(-106.1, 35.5, -105.9, 35.7), date(2024, 4, 1), date(2024, 9, 30))
 
 
+def test_an_excluded_product_is_left_out_by_id_and_its_older_copy_takes_its_place(demo_data) -> None:
+    items = list(read_static_items(demo_data.catalog))
+    aoi = shape(json.loads(demo_data.aoi.read_text())["features"][0]["geometry"])
+    old = "S2A_MSIL2A_20240518T102021_N0510_R065_T32UQU_20240518T133202"
+    new = "S2A_MSIL2A_20240518T102021_N0511_R065_T32UQU_20241002T080513"
+    table = select(items, aoi, date(2024, 4, 1), date(2024, 9, 30), max_cloud=60, exclude=[new]).table
+    table = table.set_index("id")
+    assert table.loc[new, "reason"] == "excluded by id" and not table.loc[new, "selected"]
+    assert table.loc[old, "selected"] and table.loc[old, "reason"] == ""
+    everything = select(items, aoi, date(2024, 4, 1), date(2024, 9, 30), max_cloud=60)
+    assert sorted(table.index[table.selected]) == sorted(
+        old if i == new else i for i in everything.table.id[everything.table.selected]
+    )
+    with pytest.raises(EmptySelectionError, match=r"none of 19 products qualifies .*: 19 excluded by id;"):
+        select(items, aoi, date(2024, 4, 1), date(2024, 9, 30), exclude=[i.id for i in items])
+
+
 def _largest_gap(days: list[date], start: date, end: date) -> int:
     points = [start.toordinal(), *(d.toordinal() for d in days), end.toordinal()]
     return max(b - a for a, b in itertools.pairwise(points))

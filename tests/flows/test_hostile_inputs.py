@@ -247,5 +247,18 @@ def test_a_read_refused_mid_build_names_the_asset_and_says_sign_and_rerun(demo_d
     )
     corrupt = OSError(f"could not read {href}: RasterioIOError: TIFFReadEncodedTile() failed")
     assert str(_asset_error(SimpleNamespace(items=[ready]), 7, corrupt)).endswith(  # type: ignore[arg-type]
-        "stay valid: repair or remove the product, then rerun the same build to finish"
+        "stay valid: repair the file, or leave the product out (its id under catalog.exclude in the config), then "
+        "rerun the same build to finish"
     )
+    for gone in (  # a local file, an HTTP 404, an object store's missing key (asked for twice)
+        f"{href}: No such file or directory",
+        "HTTP response code: 404",
+        "'/vsis3/bucket/b04.tif' does not exist in the file system, and is not recognized as a supported dataset "
+        "name. (read twice)",
+    ):
+        said = str(_asset_error(SimpleNamespace(items=[ready]), 7, OSError(f"could not read {href}: {gone}")))  # type: ignore[arg-type]
+        assert said.endswith(
+            "stay valid: the file is not there (deleted or moved since its item was written: archives withdraw "
+            "products, and process them again under new names): put it back, or leave the product out (its id "
+            "under catalog.exclude in the config), then rerun the same build to finish"
+        ), said

@@ -90,6 +90,70 @@ def test_the_build_uses_a_saved_selection(demo_data, tmp_path: Path) -> None:
     assert len(plan.dates) == 3
 
 
+NEWEST = "S2A_MSIL2A_20240518T102021_N0511_R065_T32UQU_20241002T080513"  # the demo's reprocessed product
+OLDER = "S2A_MSIL2A_20240518T102021_N0510_R065_T32UQU_20240518T133202"
+
+
+@pytest.mark.parametrize("saved", [False, True], ids=["search", "saved selection"])
+def test_a_product_whose_file_is_gone_is_left_out_by_catalog_exclude(
+    demo_data, tmp_path: Path, saved: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The newest processing of a datatake lost a file: the build names it and says to leave it out; with its id
+    under ``catalog.exclude`` the older processing takes its place, and the plan records the exclusion."""
+    import shutil
+
+    from eoshard.pipeline.errors import AssetReadError
+
+    world = tmp_path / "world"
+    shutil.copytree(demo_data.catalog.parent, world)
+    catalog = world / demo_data.catalog.name
+    gone = next(world.rglob(f"{NEWEST}/B02.tif"))
+    gone.unlink()
+    extra: dict[str, Any] = {"source": str(catalog)}
+    if saved:
+        result = _select("--source", str(catalog), "--aoi", AOI, "--start", "2024-04-01", "--end", "2024-09-30",
+                         "--max-cloud", "60", "--out", str(tmp_path / "selection.json"))  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        extra["selection"] = str(tmp_path / "selection.json")
+    with pytest.raises(AssetReadError) as told:
+        plan_build(parse_config(_config(demo_data, tmp_path, **extra), tmp_path))
+    assert str(told.value) == (
+        f"could not read asset B02 of product {NEWEST} ({gone}): {gone}: No such file or directory; the file is not "
+        "there (deleted or moved since its item was written: archives withdraw products, and process them again "
+        "under new names): put it back, or leave the product out (its id under catalog.exclude in the config), "
+        "then run the build again"
+    )
+    if saved:  # the saved selection held only the newest processing
+        with pytest.raises(AssetReadError, match="No such file"):
+            plan_build(parse_config(_config(demo_data, tmp_path, **extra, exclude=["S2A_TYPO"]), tmp_path))
+        assert caplog.messages[-1] == (
+            "1 id(s) to exclude match none of the 12 products found (S2A_TYPO): check the ids"
+        )
+    plan = plan_build(parse_config(_config(demo_data, tmp_path, **extra, exclude=[NEWEST]), tmp_path))
+    ids = {i["id"] for i in plan.items}
+    assert NEWEST not in ids and (OLDER in ids) is not saved  # a search falls back on the older processing
+    assert plan.fingerprint()["config"]["catalog"]["exclude"] == [NEWEST]
+    unexcluded = plan_build(parse_config(_config(demo_data, tmp_path, source=str(demo_data.catalog)), tmp_path))
+    assert "exclude" not in unexcluded.fingerprint()["config"]["catalog"]  # as plans of before it recorded
+
+
+def test_a_refresh_may_exclude_products_the_build_did_not(demo_data, tmp_path: Path) -> None:
+    """A product gone from the archive after the build: its refresh may leave it out, as the error says to."""
+    from eoshard.flows.build import FINGERPRINT_EXCLUDE
+    from eoshard.flows.redaction import public_config
+    from eoshard.flows.refresh.run import check_config
+    from eoshard.pipeline.shards.layout import BUILD_DIR
+
+    built = parse_config(_config(demo_data, tmp_path), tmp_path)
+    (tmp_path / "out" / BUILD_DIR).mkdir(parents=True)
+    plan = {"config": public_config(built, exclude=FINGERPRINT_EXCLUDE)}
+    (tmp_path / "out" / BUILD_DIR / "plan.json").write_text(json.dumps(plan))
+    refreshed = check_config(
+        parse_config(_config(demo_data, tmp_path, exclude=[NEWEST]), tmp_path), tmp_path / "out"
+    )
+    assert refreshed.catalog.exclude == [NEWEST]
+
+
 def test_catalog_config_keeps_urls_and_reads_header_values_from_the_environment(
     demo_data, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -147,6 +147,28 @@ def test_select_of_a_config_with_a_saved_selection_shows_the_saved_products(demo
     assert f"names a saved selection (catalog.selection: {saved})" in " ".join(shown.stderr.split())
 
 
+def test_exclude_leaves_products_out_by_id_and_names_ids_it_did_not_find(demo_data, tmp_path: Path) -> None:
+    newest = "S2A_MSIL2A_20240518T102021_N0511_R065_T32UQU_20241002T080513"
+    older = "S2A_MSIL2A_20240518T102021_N0510_R065_T32UQU_20240518T133202"
+    config = tmp_path / "build.yaml"
+    config.write_text(
+        f"name: x\ncatalog:\n  source: {demo_data.catalog}\n  max_cloud: 60\n  exclude: [{newest}]\n"
+        f"aoi: {demo_data.aoi}\nperiod:\n  start: 2024-04-01\n  end: 2024-09-30\nbands: [B04]\n"
+        f"output:\n  path: {tmp_path / 'out'}\n"
+    )
+    shown = _run(str(config), "--exclude", "S2A_TYPO", "--json")
+    assert shown.returncode == 0, shown.stderr
+    ids = [r["id"] for r in json.loads(shown.stdout)]
+    assert older in ids and newest not in ids
+    assert shown.stderr.splitlines() == [
+        "warning: 1 id(s) to exclude match none of the 19 products found (S2A_TYPO): check the ids"
+    ]
+    table = _run(str(config))
+    assert table.returncode == 0, table.stderr
+    (row,) = [line for line in table.stdout.splitlines() if "excluded by id" in line]  # the table names no ids
+    assert row.split()[1:4] == ["2024-05-18", "│", "32UQU"], row
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

@@ -103,8 +103,9 @@ def test_verify_of_a_source_file_gone_says_verify_again_or_check_the_dataset_alo
     text = " ".join(verified.output.split())
     assert f"could not read asset B08 of product {product} (" in text
     assert text.rstrip().endswith(
-        "repair or remove the product, then run eoshard verify again (or with --sources 0, to check the dataset's "
-        "own files alone)"
+        "the file is not there (deleted or moved since its item was written: archives withdraw products, and process "
+        "them again under new names): put it back, then run eoshard verify again (or with --sources 0, to check the "
+        "dataset's own files alone)"
     ), text
     assert "Traceback" not in verified.output
     alone = CliRunner().invoke(app, ["verify", str(out), "--sources", "0"])
@@ -125,7 +126,6 @@ def test_verify_of_a_source_file_cut_behind_its_header_says_so_without_a_traceba
     text = " ".join(verified.output.split())
     assert "error: could not re-read the source pixels of samples " in text and Path(b08).name in text, text
     assert text.rstrip().endswith(
-        "repair or remove the product, then run eoshard verify again (or with --sources 0, to check the dataset's "
-        "own files alone)"
+        "repair the file, then run eoshard verify again (or with --sources 0, to check the dataset's own files alone)"
     ), text
     assert "Traceback" not in verified.output

@@ -175,7 +175,11 @@ def test_refresh_appends_the_new_dates_reading_only_new_products(season: dict[st
     assert failed.exit_code == 1
     message = " ".join(failed.output.split())
     assert "could not read asset" in message and "Traceback" not in failed.output
-    assert message.endswith("repair or remove the product, then run the refresh again"), message
+    assert message.endswith(
+        "the file is not there (deleted or moved since its item was written: archives withdraw products, and process "
+        "them again under new names): put it back, or leave the product out (its id under catalog.exclude in the "
+        "config), then run the refresh again"
+    ), message
     assert snapshot(out) == before
     # A new product's file cut short behind its header: planning passes, the shards that read it fail
     (late,) = (i for i in season["items"] if acquired(i) >= SECOND_HALF[0][:10] and "T33UUP" in i.id and

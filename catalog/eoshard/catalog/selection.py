@@ -151,10 +151,12 @@ def select(
     min_gap_days: int = 0,
     cloud_weight: float = 1.0,
     min_aoi_coverage: float = 0.0,
+    exclude: Iterable[str] = (),
 ) -> Selection:
     """Choose products covering ``area`` (EPSG:4326) over the period; see the module docstring.
 
-    Per date (acquisition) the products covering the AOI with the least cloud are kept (``_clearest_cover``);
+    Products whose id is in ``exclude`` (a broken or withdrawn product) are left out first: an older processing of
+    the same datatake may then take its place. Per date (acquisition) the products covering the AOI with the least cloud are kept (``_clearest_cover``);
     a date whose products cover less than ``min_aoi_coverage`` (0..1) of the AOI is left out. The table gives
     every product's ``aoi_uncovered``: the share of the AOI its date's chosen products leave uncovered.
     """
@@ -179,8 +181,11 @@ def select(
     overlap = {r.id: shared[r.id] / aoi.area for r in records}
     inside = {r.id: shared[r.id] / max(geom_of[r.id].area, _EPS) for r in records}
     in_period = []
+    excluded = set(exclude)
     for r in records:
-        if not first <= r.datetime.date() <= last:
+        if r.id in excluded:
+            reasons[r.id] = "excluded by id"
+        elif not first <= r.datetime.date() <= last:
             reasons[r.id] = f"acquired {r.datetime:%Y-%m-%d}, outside {first}..{last}"
         elif r.radar or max_cloud is None:
             in_period.append(r)
@@ -327,7 +332,7 @@ def _uncovered(area: shapely.Geometry, footprints: list[shapely.Geometry]) -> sh
 
 
 def _summary(reasons: dict[str, str]) -> str:
-    kinds = {"cloud cover": "too cloudy", "acquired": "outside the period", "reprocessed": "reprocessed copies",
+    kinds = {"excluded": "excluded by id", "cloud cover": "too cloudy", "acquired": "outside the period", "reprocessed": "reprocessed copies",
              "does not overlap": "off the AOI", "its date covers": "on dates covering too little of the AOI",
              "covers": "slivers of the AOI"}  # fmt: skip
     counts = {label: sum(r.startswith(prefix) for r in reasons.values()) for prefix, label in kinds.items()}

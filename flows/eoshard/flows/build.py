@@ -34,7 +34,7 @@ from eoshard.flows.signing import modifier_of
 from eoshard.pipeline.assets import check_assets
 from eoshard.pipeline.cube import band_groups, onto_grid, open_cube, stackstac_ready
 from eoshard.pipeline.direct import forget_remote_files, group_source, paired_source, store_name
-from eoshard.pipeline.errors import BUILD_AGAIN, shown_href
+from eoshard.pipeline.errors import BUILD_AGAIN, LEAVE_OUT, shown_href
 from eoshard.pipeline.grid import grid_for_area, grid_of, group_factor, group_grid, nested_grid
 from eoshard.pipeline.indices import compute_indices, formula
 from eoshard.pipeline.labels import label_source, prepare_parcels, rasterize_labels
@@ -214,9 +214,11 @@ def plan_build(
     items: Sequence[pystac.Item] | None = None,
     checked: Collection[str] | None = None,
     then: str = BUILD_AGAIN,
+    leave_out: str | None = LEAVE_OUT,
 ) -> BuildPlan:
     """Search (unless ``items`` are given), then set up the lazy cubes, labels and patches; reads no pixels but the
-    files' headers. ``then``: what an error about a file that could not be read says to do once it is dealt with."""
+    files' headers. ``then``: what an error about a file that could not be read says to do once it is dealt with;
+    ``leave_out``: how to leave its product out (None: no such advice)."""
     forget_remote_files()  # a notebook's second build reads the files as they are now, not as the first found them
     area, area_crs = read_aoi(config.aoi)
     products = list(selected_products(config) if items is None else items)
@@ -275,7 +277,8 @@ def plan_build(
                                    engine=config.cube.engine, chunksize=config.grid.chunksize)  # fmt: skip
     ready = [stackstac_ready(i) for i in products]
     # each file's CRS/transform/shape is its item's (headers only); ``checked``: only these products' files
-    sizes = check_assets([d for d in ready if checked is None or d["id"] in checked], config.bands, then=then)
+    checks = [d for d in ready if checked is None or d["id"] in checked]
+    sizes = check_assets(checks, config.bands, then=then, leave_out=leave_out)
     plan = BuildPlan(
         config, ready, grid, cubes, labels, patches, hr, hr_items, valid, class_names=names, labels_sha256=digest,
         file_sizes=sizes,

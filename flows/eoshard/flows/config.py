@@ -88,6 +88,11 @@ class CatalogConfig(_Model):
         description="a selection saved by `eoshard select --out`: the build uses it as reviewed; without it "
         "the build applies the rules of `eoshard select` to what the search finds",
     )
+    exclude: list[str] = Field(
+        default_factory=list,
+        description="ids of products to leave out (a damaged or withdrawn file): `select`, `build` and `refresh` "
+        "skip them, from a search or a saved selection",
+    )
 
 
 class PeriodConfig(_Model):

@@ -3,6 +3,7 @@ narrowed by the same selection rules as ``eoshard select`` (``select_products``)
 
 from __future__ import annotations
 
+import logging
 import os
 
 import pystac
@@ -56,15 +57,30 @@ def find_products(config: BuildConfig, area_4326: shapely.Geometry) -> pystac.It
 def apply_selection(config: BuildConfig, items: list[pystac.Item], area_4326: shapely.Geometry) -> Selection:
     """The selection rules of ``eoshard select`` with the config's AOI, period and cloud limit."""
     return select(items, area_4326, config.period.start, config.period.end, max_cloud=config.catalog.max_cloud,
-                  min_aoi_coverage=config.catalog.min_aoi_coverage)  # fmt: skip
+                  min_aoi_coverage=config.catalog.min_aoi_coverage, exclude=config.catalog.exclude)  # fmt: skip
 
 
 def select_products(config: BuildConfig, area_4326: shapely.Geometry) -> pystac.ItemCollection:
     """What the build uses: the saved selection as it was reviewed, else the search narrowed by the rules of
     ``eoshard select`` (reprocessed copies, tiles the AOI does not need and products off the AOI left out), so
-    that ``select`` and ``build`` agree on the same config."""
+    that ``select`` and ``build`` agree on the same config; never a product ``catalog.exclude`` names."""
     found = find_products(config, area_4326)
+    exclude = config.catalog.exclude
+    unknown_exclusions(exclude, [i.id for i in found])
     if config.catalog.selection is not None:
-        return found
+        return pystac.ItemCollection([i for i in found if i.id not in exclude], clone_items=False)
     ids = {i.id for i in apply_selection(config, list(found), area_4326).items}
     return pystac.ItemCollection([i for i in found if i.id in ids], clone_items=False)  # in the search's order
+
+
+def unknown_exclusions(exclude: list[str], found: list[str]) -> None:
+    """Warn of ids in ``catalog.exclude`` that ``found`` (the ids a search or saved selection holds) lacks: a typo
+    would leave the product in."""
+    missing = sorted(set(exclude) - set(found))
+    if missing:
+        logging.getLogger(__name__).warning(
+            "%d id(s) to exclude match none of the %d products found (%s): check the ids",
+            len(missing),
+            len(found),
+            ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else ""),
+        )

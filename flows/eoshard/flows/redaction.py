@@ -23,6 +23,8 @@ def public_config(config: BuildConfig, exclude: Any = None) -> dict[str, Any]:
     for section in ("s1", "hr"):  # nor does one without s1.modifier or hr.modifier
         if isinstance(data.get(section), dict) and data[section].get("modifier") is None:
             data[section].pop("modifier", None)
+    if isinstance(data.get("catalog"), dict) and data["catalog"].get("exclude") == []:
+        del data["catalog"]["exclude"]  # nor does one that leaves no product out
     timeseries = data.get("timeseries")
     if isinstance(timeseries, dict) and timeseries.get("mask") != "qa_pixel":
         timeseries.pop("qa_pixel_invalid", None)  # nor does a config without the Landsat mask

@@ -162,7 +162,7 @@ def compare_with_sources(
     config_data = plan_data["config"]
     config_data["output"]["path"] = str(path)
     config = BuildConfig.model_validate(config_data, context={"base_dir": path})
-    plan = plan_build(config, then=VERIFY_AGAIN)
+    plan = plan_build(config, then=VERIFY_AGAIN, leave_out=None)
     by_key = {p.key: p for p in plan.patches}
     grids = {name: grid_of(cube) for name, cube in plan.cubes.items()}  # each group's own nested grid
     group = open_shards(path).zarr_group()
@@ -186,7 +186,7 @@ def compare_with_sources(
             message = redact_text(" ".join(str(err).split()))
             raise AssetReadError(
                 f"could not re-read the source pixels of samples {', '.join(r.key for r in batch)}: "
-                f"{type(err).__name__}: {message}; {read_remedy(message, then=VERIFY_AGAIN)}"
+                f"{type(err).__name__}: {message}; {read_remedy(message, then=VERIFY_AGAIN, leave_out=None)}"
             ) from None
         for (row, name, _), source in zip(windows, sources, strict=True):
             stored = read_slot(group, name, row.zarr_index)

@@ -18,6 +18,7 @@ from rasterio.crs import CRS
 from eoshard.pipeline.direct.vsi import file_size
 from eoshard.pipeline.errors import (
     BUILD_AGAIN,
+    LEAVE_OUT,
     AssetReadError,
     PipelineError,
     read_remedy,
@@ -73,10 +74,13 @@ def check_asset_georef(
         )
 
 
-def read_asset_georef(item: Mapping[str, Any], band: str, then: str = BUILD_AGAIN) -> int | None:
-    """Read the header of asset ``band`` of ``item`` and check it (:func:`check_asset_georef`); ``then``: what to
-    do once a file that could not be read is dealt with (see ``read_remedy``). Returns the file's size in bytes
-    (None: unknown), which the build's reads expect it to keep."""
+def read_asset_georef(
+    item: Mapping[str, Any], band: str, then: str = BUILD_AGAIN, leave_out: str | None = LEAVE_OUT
+) -> int | None:
+    """Read the header of asset ``band`` of ``item`` and check it (:func:`check_asset_georef`); ``then`` and
+    ``leave_out``: what to do once a file that could not be read is dealt with, and how to leave its product out
+    (see ``read_remedy``). Returns the file's size in bytes (None: unknown), which the build's reads expect it to
+    keep."""
     href = str(item["assets"][band]["href"])
     try:
         with rasterio.open(href) as ds:
@@ -86,7 +90,7 @@ def read_asset_georef(item: Mapping[str, Any], band: str, then: str = BUILD_AGAI
         raise AssetReadError(
             f"could not read asset {band} of product {item.get('id')} ({shown_href(href)}): "
             f"{without_query(str(err), href)}; "
-            f"{read_remedy(str(err), then)}"
+            f"{read_remedy(str(err), then, leave_out)}"
         ) from err
     check_asset_georef(item, band, crs, transform, shape)
     return size
@@ -97,15 +101,16 @@ def check_assets(
     bands: Sequence[str],
     max_workers: int = 16,
     then: str = BUILD_AGAIN,
+    leave_out: str | None = LEAVE_OUT,
 ) -> dict[str, dict[str, int]]:
     """Check every asset ``bands`` of ``items`` against its item, headers read concurrently; the first
-    mismatch (in item and band order) is raised. ``then``: see ``read_asset_georef``. Returns each file's size in
-    bytes, by product id and band (files of unknown size left out)."""
+    mismatch (in item and band order) is raised. ``then``, ``leave_out``: see ``read_asset_georef``. Returns each
+    file's size in bytes, by product id and band (files of unknown size left out)."""
     pairs = [(item, band) for item in items for band in bands if band in item["assets"]]
     if not pairs:
         return {}
     with ThreadPoolExecutor(max_workers=min(max_workers, len(pairs))) as pool:
-        futures = [pool.submit(read_asset_georef, item, band, then) for item, band in pairs]
+        futures = [pool.submit(read_asset_georef, item, band, then, leave_out) for item, band in pairs]
     sizes: dict[str, dict[str, int]] = {}
     for (item, band), future in zip(pairs, futures, strict=True):
         if (size := future.result()) is not None:

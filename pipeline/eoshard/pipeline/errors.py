@@ -112,6 +112,18 @@ def serves_no_ranges(message: str) -> bool:
     return NO_RANGES in message
 
 
+MISSING = re.compile(r"No such file or directory|response code: 404|does not exist in the file system")
+
+
+def missing_file(message: str) -> bool:
+    """Whether a reader's message says the file is not there: no such local file, an HTTP 404, a key an object store
+    does not hold (GDAL: "does not exist in the file system"), and not that its server failed or refused."""
+    return MISSING.search(message) is not None and not (unreachable(message) or refused(message))
+
+
+LEAVE_OUT = "leave the product out (its id under catalog.exclude in the config)"
+
+
 def blames_the_file(message: str) -> bool:
     """Whether a reader's message says a file is damaged (cut short, undecodable, missing), not that its server failed,
     refused, serves no ranges, or that it was replaced during the build."""
@@ -120,11 +132,13 @@ def blames_the_file(message: str) -> bool:
     )
 
 
-def read_remedy(message: str, then: str = BUILD_AGAIN) -> str:
+def read_remedy(message: str, then: str = BUILD_AGAIN, leave_out: str | None = LEAVE_OUT) -> str:
     """What to do about an asset that could not be read, from the reader's message, ending with ``then``: a server
     that refused access (401, 403) needs signed items or credentials, one that did not answer or failed needs to be
-    reached, one that serves no byte ranges needs replacing, not a repaired file (removing the product would lose
-    it for nothing)."""
+    reached, one that serves no byte ranges needs replacing, not a repaired file (leaving the product out would
+    lose it for nothing); a file that is not there needs putting back, a damaged one repairing, or the product
+    left out (``leave_out``: how; None where that is no remedy, as in ``verify``)."""
+    alternative = f", or {leave_out}," if leave_out else ","
     if refused(message):
         return (
             "the server refused access: sign the items (catalog.modifier, e.g. planetary_computer:sign_inplace; "
@@ -149,12 +163,18 @@ def read_remedy(message: str, then: str = BUILD_AGAIN) -> str:
             "the server could not be reached or did not answer, which says nothing about the file: check the URL, "
             f"that the server runs and that this machine reaches it (network, proxy, firewall), then {then}"
         )
+    if missing_file(message):
+        return (
+            "the file is not there (deleted or moved since its item was written: archives withdraw products, and "
+            f"process them again under new names): put it back{alternative} then {then}"
+        )
     if READ_TWICE in message and CUT_SHORT.search(message) and "response code" not in message:
         return (
             "the server sent fewer bytes than asked for, twice (connections dropped midway, or a file cut short "
-            f"on the server): {then}; if it fails the same way again, repair or remove the product"
+            f"on the server): {then}; if it fails the same way again, repair the file"
+            + (f" or {leave_out}" if leave_out else "")
         )
-    return f"repair or remove the product, then {then}"
+    return f"repair the file{alternative} then {then}"
 
 
 class ShardWriteError(PipelineError, OSError):

@@ -70,6 +70,10 @@ def select_command(
         float | None,
         typer.Option(help="leave out dates covering less of the AOI, 0..1 (config: catalog.min_aoi_coverage)"),
     ] = None,
+    exclude: Annotated[
+        list[str] | None,
+        typer.Option(help="leave out the product of this id (repeat it; config: catalog.exclude)"),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the selected products as JSON")] = False,
     out: Annotated[Path | None, typer.Option(help="save the selection as an ItemCollection JSON")] = None,
     plot: Annotated[
@@ -83,7 +87,7 @@ def select_command(
     from eoshard.catalog.product_search import source_kind as resolve_kind
     from eoshard.catalog.stac_api import ApiOptions
     from eoshard.flows.aoi import read_aoi
-    from eoshard.flows.products import api_options
+    from eoshard.flows.products import api_options, unknown_exclusions
 
     with user_errors():
         if plot is not None:
@@ -92,7 +96,7 @@ def select_command(
             given = [n for n, v in (("--source", source), ("--aoi", aoi), ("--start", start), ("--end", end)) if v]
             raise ConfigError(
                 f"give a CONFIG or {', '.join(given)}, not both: CONFIG names its catalog, AOI and period "
-                "(--max-cloud, --dates, --min-aoi-coverage and --collection may narrow it)"
+                "(--max-cloud, --dates, --min-aoi-coverage, --exclude and --collection may narrow it)"
             )
         if config is not None:
             cfg = load_config(config)
@@ -108,6 +112,7 @@ def select_command(
             first, last = cfg.period.start, cfg.period.end
             max_cloud = cfg.catalog.max_cloud if max_cloud is None else max_cloud
             min_aoi_coverage = cfg.catalog.min_aoi_coverage if min_aoi_coverage is None else min_aoi_coverage
+            exclude = [*cfg.catalog.exclude, *(exclude or [])]
         else:
             if not (source and aoi and start and end):
                 raise ConfigError("give a CONFIG, or --source, --aoi, --start and --end")
@@ -126,8 +131,9 @@ def select_command(
                                 kind=source_kind, options=options))  # fmt: skip
         if not 0 <= (min_aoi_coverage or 0.0) <= 1:
             raise ConfigError(f"--min-aoi-coverage must be between 0 and 1, not {min_aoi_coverage}")
+        unknown_exclusions(exclude or [], [i.id for i in items])
         selection = select(items, area_4326, first, last, max_cloud=max_cloud, dates=dates,
-                           min_aoi_coverage=min_aoi_coverage or 0.0)  # fmt: skip
+                           min_aoi_coverage=min_aoi_coverage or 0.0, exclude=exclude or ())  # fmt: skip
         if out is not None:
             # signed asset URLs (Planetary Computer) lose their signature: the build signs them again
             saved = selection.items.to_dict()

@@ -56,7 +56,7 @@ class RefreshResult:
 _MAY_CHANGE = {
     *(
         ("catalog", field)
-        for field in ("source", "kind", "page_size", "modifier", "headers_from_env", "selection")
+        for field in ("source", "kind", "page_size", "modifier", "headers_from_env", "selection", "exclude")
     ),
     ("s1", "modifier"),
     ("hr", "modifier"),
@@ -157,9 +157,10 @@ def _s1_products(config: BuildConfig) -> list[pystac.Item]:
 
 
 def _chosen(config: BuildConfig, found: list[pystac.Item]) -> list[pystac.Item]:
-    """The products the rules of ``eoshard select`` keep (all of a saved selection), as ``eoshard build`` does."""
+    """The products the rules of ``eoshard select`` keep (all of a saved selection), as ``eoshard build`` does;
+    none that ``catalog.exclude`` names."""
     if config.catalog.selection is not None or not found:
-        return found
+        return [i for i in found if i.id not in config.catalog.exclude]
     area, area_crs = read_aoi(config.aoi)
     try:
         selection = apply_selection(config, found, gpd.GeoSeries([area], crs=area_crs).to_crs(4326).iloc[0])
