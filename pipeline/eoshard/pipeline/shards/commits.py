@@ -177,10 +177,15 @@ def _without_files(plan: dict[str, Any], files: dict[str, list[str]]) -> dict[st
 
 def _listed(changed: list[str], files: bool = True) -> str:
     """The keys two plans differ in, as a message lists them (the first few), and, with ``files``, what a file's size
-    says about the samples written."""
-    said = ", ".join(changed[:SHOWN_DIFFERENCES])
-    if len(changed) > SHOWN_DIFFERENCES:
-        said += f" and {len(changed) - SHOWN_DIFFERENCES} more"
+    says about the samples written. Other products have other files: their sizes are not listed one by one."""
+    shown = changed
+    if "products" in changed:
+        shown = [k for k in changed if not k.startswith("file_sizes.")]
+        shown += ["file_sizes"] if len(shown) < len(changed) else []
+        shown.sort()
+    said = ", ".join(shown[:SHOWN_DIFFERENCES])
+    if len(shown) > SHOWN_DIFFERENCES:
+        said += f" and {len(shown) - SHOWN_DIFFERENCES} more"
     replaced = [
         k.removeprefix("file_sizes.").replace(".", " asset ") for k in changed if k.startswith("file_sizes.")
     ]
