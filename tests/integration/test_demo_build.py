@@ -268,6 +268,24 @@ def test_verify_passes_then_catches_a_flipped_byte(built: Path, tmp_path: Path) 
     assert f"checksum mismatch in {name}" in " ".join(result.output.split())
 
 
+def test_a_copy_without_its_build_folder_verifies_its_own_files_and_says_why_not_its_sources(
+    built: Path, tmp_path: Path
+) -> None:
+    """Readers ignore ``_build/``, so copies leave it behind; verify needs its plan to re-read the sources."""
+    copy = tmp_path / "copy"
+    shutil.copytree(built, copy, ignore=shutil.ignore_patterns("_build"))
+    result = CliRunner().invoke(app, ["verify", str(copy), "--sources", "2"])
+    assert result.exit_code == 1
+    assert " ".join(result.output.split()) == (
+        f"error: verify re-reads source pixels through the plan of the build, and {copy} has no _build/plan.json (a "
+        "copy of the dataset without _build/?): verify with --sources 0 to check the dataset's own files alone, or "
+        "copy _build/ beside them"
+    )
+    result = CliRunner().invoke(app, ["verify", str(copy), "--sources", "0"])
+    assert result.exit_code == 0, result.output
+    assert "0 source samples verified, no difference" in " ".join(result.output.split())
+
+
 def test_verify_compares_shards_with_the_source_pixels(built: Path, tmp_path: Path) -> None:
     """A changed pixel with a matching checksum is still found: the shard is compared with the products."""
     from eoshard.flows.verify import compare_with_sources

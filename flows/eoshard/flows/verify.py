@@ -214,6 +214,12 @@ def verify_dataset(
         if manifest["formats"]["zarr"] and n_source > 0 and len(index):
             picked = np.random.default_rng(seed).choice(len(index), size=min(n_source, len(index)), replace=False)
             chosen = sorted(int(i) for i in picked)
+        if chosen and not (path / BUILD_DIR / "plan.json").is_file():
+            raise DatasetError(
+                f"verify re-reads source pixels through the plan of the build, and {path} has no "
+                f"{BUILD_DIR}/plan.json (a copy of the dataset without {BUILD_DIR}/?): verify with --sources 0 to "
+                f"check the dataset's own files alone, or copy {BUILD_DIR}/ beside them"
+            )
         total = len(manifest["checksums"]) + len(index) + len(chosen)
         done = 0
 
