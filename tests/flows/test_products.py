@@ -141,6 +141,7 @@ def test_a_refresh_may_exclude_products_the_build_did_not(demo_data, tmp_path: P
     """A product gone from the archive after the build: its refresh may leave it out, as the error says to."""
     from eoshard.flows.build import FINGERPRINT_EXCLUDE
     from eoshard.flows.redaction import public_config
+    from eoshard.flows.refresh.errors import RefreshError
     from eoshard.flows.refresh.run import check_config
     from eoshard.pipeline.shards.layout import BUILD_DIR
 
@@ -152,6 +153,13 @@ def test_a_refresh_may_exclude_products_the_build_did_not(demo_data, tmp_path: P
         parse_config(_config(demo_data, tmp_path, exclude=[NEWEST]), tmp_path), tmp_path / "out"
     )
     assert refreshed.catalog.exclude == [NEWEST]
+    (tmp_path / "out" / BUILD_DIR / "plan.json").unlink()  # a copy of the dataset without _build/
+    with pytest.raises(RefreshError) as refused:
+        check_config(built, tmp_path / "out")
+    assert str(refused.value) == (
+        f"{tmp_path / 'out'} has no plan.json under _build/, which a refresh compares its config with: the dataset "
+        "was not made by eoshard build, or was copied without _build/ (copy that too)"
+    )
 
 
 def test_catalog_config_keeps_urls_and_reads_header_values_from_the_environment(

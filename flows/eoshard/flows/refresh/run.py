@@ -73,7 +73,10 @@ def check_config(config: BuildConfig, dataset: Path) -> BuildConfig:
     """
     plan_file = dataset / BUILD_DIR / "plan.json"
     if not plan_file.is_file():
-        raise RefreshError(f"{dataset} has no {plan_file.name} under _build/: it was not made by eoshard build")
+        raise RefreshError(
+            f"{dataset} has no {plan_file.name} under _build/, which a refresh compares its config with: the dataset "
+            "was not made by eoshard build, or was copied without _build/ (copy that too)"
+        )
     built = json.loads(plan_file.read_text())["config"]
     if config.timeseries.mask == "auto":
         config = with_mask(config, built.get("timeseries", {}).get("mask", "nodata"))
