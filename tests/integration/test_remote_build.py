@@ -14,6 +14,7 @@ import pystac
 import pytest
 import rasterio
 import yaml
+from affine import Affine
 from typer.testing import CliRunner, Result
 
 from eoshard.flows.build import plan_build, run_build
@@ -24,6 +25,7 @@ from eoshard.flows.demo.serve import Outage, Tokens, remote_item_collection, ser
 from eoshard.flows.demo.tile import TileWorld, write_tile_world
 from eoshard.flows.shard_runner import MAX_FRUITLESS_SIGNINGS
 from eoshard.pipeline import open_dataset
+from eoshard.pipeline.assets import GeorefMismatchError
 from eoshard.pipeline.errors import AssetReadError
 from tests.dataset_bytes import dataset_files, lmdb_contents
 from tests.services.moto_s3 import BUCKET
@@ -209,6 +211,31 @@ def _rewrite(path: Path) -> tuple[int, int]:
     with rasterio.open(path, "w", **{**profile, "compress": "lzw", "predictor": 1}) as dst:
         dst.write(values + 1)
     return before, path.stat().st_size
+
+
+def test_the_mask_files_are_checked_as_the_bands_are(world: TileWorld, tmp_path: Path) -> None:
+    """The SCL files decide which dates a sample keeps: planning checks their georeferencing against the items and
+    records their sizes, and a worker stops at an SCL file replaced since, as at a band's."""
+    root = tmp_path / "world"
+    shutil.copytree(world.root, root)
+    catalog = root / world.catalog.relative_to(world.root)
+    item = next(iter(pystac.Catalog.from_file(str(catalog)).get_items(recursive=True)))
+    target = Path(str(item.assets["SCL"].get_absolute_href()))
+    plan = plan_build(load_config(_config(world, catalog, tmp_path / "tile")))
+    assert plan.file_sizes[item.id]["SCL"] == target.stat().st_size
+    assert sorted(plan.file_sizes[item.id]) == ["B02", "B04", "B08", "B11", "B12", "SCL"]
+    before, after = _rewrite(target)
+    with dask_client(n_workers=1) as client, pytest.raises(AssetReadError) as stopped:
+        run_build(plan, client)
+    said = str(stopped.value)
+    assert said.startswith(f"could not read asset SCL of product {item.id} ({target}) while making shard "), said
+    assert f"the file changed since the build was planned ({before} bytes then, {after} bytes now)" in said
+    with rasterio.open(target, "r+") as ds:  # one pixel's shift: the masks would land beside the bands
+        ds.transform = ds.transform * Affine.translation(1, 0)
+    with pytest.raises(
+        GeorefMismatchError, match=rf"product {item.id} asset SCL \(.*\): the item says .*transform"
+    ):
+        plan_build(load_config(_config(world, catalog, tmp_path / "tile2")))
 
 
 @pytest.mark.slow

@@ -276,9 +276,12 @@ def plan_build(
         valid = open_qa_valid_mask(products, grid, qa_bits(config.timeseries.qa_pixel_invalid),
                                    engine=config.cube.engine, chunksize=config.grid.chunksize)  # fmt: skip
     ready = [stackstac_ready(i) for i in products]
-    # each file's CRS/transform/shape is its item's (headers only); ``checked``: only these products' files
+    # each file's CRS/transform/shape is its item's (headers only), the mask's too: a misplaced mask keeps the wrong
+    # dates; ``checked``: only these products' files
     checks = [d for d in ready if checked is None or d["id"] in checked]
-    sizes = check_assets(checks, config.bands, then=then, leave_out=leave_out)
+    mask_band = {"scl": ["SCL"], "qa_pixel": [QA_BAND]}.get(config.timeseries.mask, [])
+    bands = [*config.bands, *(b for b in mask_band if b not in config.bands)]
+    sizes = check_assets(checks, bands, then=then, leave_out=leave_out)
     plan = BuildPlan(
         config, ready, grid, cubes, labels, patches, hr, hr_items, valid, class_names=names, labels_sha256=digest,
         file_sizes=sizes,

@@ -148,6 +148,22 @@ def test_commit_log_resumes_only_the_same_plan(tmp_path: Path) -> None:
         log.start(many)
 
 
+def test_a_plan_of_before_the_mask_files_were_checked_resumes_and_a_changed_mask_file_does_not(
+    tmp_path: Path,
+) -> None:
+    log = CommitLog(tmp_path)
+    before = {"a": 1, "file_sizes": {"P1": {"B02": 10}, "P2": {"B02": 12}}}  # no SCL sizes recorded
+    log.record_plan(before)
+    log.commit(0, {"shard": 0})
+    now = {"a": 1, "file_sizes": {"P1": {"B02": 10, "SCL": 5}, "P2": {"B02": 12, "SCL": 6}}}
+    assert log.start(now) and log.recorded_plan() == before
+    with pytest.raises(PlanMismatchError, match=r"differs in file_sizes.P1.B02; the file of product P1 asset B02"):
+        log.start({"a": 1, "file_sizes": {"P1": {"B02": 11, "SCL": 5}, "P2": {"B02": 12, "SCL": 6}}})
+    log.record_plan(now)
+    with pytest.raises(PlanMismatchError, match=r"differs in file_sizes.P2.SCL; the file of product P2 asset SCL"):
+        log.start({"a": 1, "file_sizes": {"P1": {"B02": 10, "SCL": 5}, "P2": {"B02": 12, "SCL": 7}}})
+
+
 def test_a_rerun_accepts_a_file_it_could_not_read_at_another_size_and_no_other(tmp_path: Path) -> None:
     """A file a run could not read (cut short) is repaired: the rerun resumes, with its new size recorded; a file
     that read well and changed size since is still refused."""

@@ -89,14 +89,16 @@ class CommitLog:
         if not previous:
             self._refuse_unrecorded_dataset()
             return False
-        # keys that plans of earlier versions lack: such a plan is compared without them
+        # keys that plans of earlier versions lack, and files they did not check: compared without them
         previous |= {k: plan[k] for k in ADDED_PLAN_KEYS if k in plan and k not in previous}
+        compared = _as_checked_before(plan, previous)
         repaired = self.unreadable()
-        if previous != plan and _without_files(previous, repaired) == _without_files(plan, repaired):
+        if previous != compared and _without_files(previous, repaired) == _without_files(compared, repaired):
             self.record_plan(plan)
             self.unreadable_path.unlink(missing_ok=True)
             return True
-        if previous != plan:
+        if previous != compared:
+            plan = compared
             changed = _listed(differences(previous, plan))
             if (self.root.parent / MANIFEST_FILE).is_file():
                 raise PlanMismatchError(
@@ -171,6 +173,19 @@ def _without_files(plan: dict[str, Any], files: dict[str, list[str]]) -> dict[st
     sizes = {
         product: {band: size for band, size in bands.items() if band not in files.get(product, [])}
         for product, bands in plan["file_sizes"].items()
+    }
+    return {**plan, "file_sizes": sizes}
+
+
+def _as_checked_before(plan: dict[str, Any], previous: dict[str, Any]) -> dict[str, Any]:
+    """``plan`` without the sizes of the files of a product that ``previous`` recorded sizes of, other than
+    those: a build of an earlier version checked fewer files (not the SCL or QA_PIXEL masks, before 2026-12-06)."""
+    old, new = previous.get("file_sizes"), plan.get("file_sizes")
+    if not old or not new:
+        return plan
+    sizes = {
+        product: {band: size for band, size in bands.items() if band in old[product]} if product in old else bands
+        for product, bands in new.items()
     }
     return {**plan, "file_sizes": sizes}
 
