@@ -256,7 +256,8 @@ def test_a_read_refused_mid_build_names_the_asset_and_says_sign_and_rerun(demo_d
         "'/vsis3/bucket/b04.tif' does not exist in the file system, and is not recognized as a supported dataset "
         "name. (read twice)",
     ):
-        said = str(_asset_error(SimpleNamespace(items=[ready]), 7, OSError(f"could not read {href}: {gone}")))  # type: ignore[arg-type]
+        error = OSError(f"could not read {href}: {gone}")
+        said = str(_asset_error(SimpleNamespace(items=[ready]), 7, error))  # type: ignore[arg-type]
         assert said.endswith(
             "stay valid: the file is not there (deleted or moved since its item was written: archives withdraw "
             "products, and process them again under new names): put it back, or leave the product out (its id "

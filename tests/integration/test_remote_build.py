@@ -285,8 +285,8 @@ def test_a_file_replaced_after_planning_stops_the_build_and_its_rerun_is_refused
         else:  # none are: the rerun starts over, reading the new file
             assert rerun.exit_code == 0, rerun.output
             assert (
-                f"{tmp_path / 'tile'} held an unfinished build of another plan (it differed in file_sizes.{item.id}.B04) "
-                "that had committed no shard: starting over with this one"
+                f"{tmp_path / 'tile'} held an unfinished build of another plan (it differed in "
+                f"file_sizes.{item.id}.B04) that had committed no shard: starting over with this one"
             ) in caplog.messages
         new = tmp_path / "new" / "tile"  # the same name: the same STAC Collection
         new.parent.mkdir()

@@ -156,9 +156,10 @@ def select(
     """Choose products covering ``area`` (EPSG:4326) over the period; see the module docstring.
 
     Products whose id is in ``exclude`` (a broken or withdrawn product) are left out first: an older processing of
-    the same datatake may then take its place. Per date (acquisition) the products covering the AOI with the least cloud are kept (``_clearest_cover``);
-    a date whose products cover less than ``min_aoi_coverage`` (0..1) of the AOI is left out. The table gives
-    every product's ``aoi_uncovered``: the share of the AOI its date's chosen products leave uncovered.
+    the same datatake may then take its place. Per date (acquisition) the products covering the AOI with the least
+    cloud are kept (``_clearest_cover``); a date whose products cover less than ``min_aoi_coverage`` (0..1) of the
+    AOI is left out. The table gives every product's ``aoi_uncovered``: the share of the AOI its date's chosen
+    products leave uncovered.
     """
     first, last = _period(start, end)
     _check_limits(max_cloud, dates, min_aoi_coverage)
@@ -332,8 +333,8 @@ def _uncovered(area: shapely.Geometry, footprints: list[shapely.Geometry]) -> sh
 
 
 def _summary(reasons: dict[str, str]) -> str:
-    kinds = {"excluded": "excluded by id", "cloud cover": "too cloudy", "acquired": "outside the period", "reprocessed": "reprocessed copies",
-             "does not overlap": "off the AOI", "its date covers": "on dates covering too little of the AOI",
-             "covers": "slivers of the AOI"}  # fmt: skip
+    kinds = {"excluded": "excluded by id", "cloud cover": "too cloudy", "acquired": "outside the period",
+             "reprocessed": "reprocessed copies", "does not overlap": "off the AOI",
+             "its date covers": "on dates covering too little of the AOI", "covers": "slivers of the AOI"}  # fmt: skip
     counts = {label: sum(r.startswith(prefix) for r in reasons.values()) for prefix, label in kinds.items()}
     return ", ".join(f"{n} {label}" for label, n in counts.items() if n) or "no products"
