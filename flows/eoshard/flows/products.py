@@ -64,13 +64,20 @@ def select_products(config: BuildConfig, area_4326: shapely.Geometry) -> pystac.
     """What the build uses: the saved selection as it was reviewed, else the search narrowed by the rules of
     ``eoshard select`` (reprocessed copies, tiles the AOI does not need and products off the AOI left out), so
     that ``select`` and ``build`` agree on the same config; never a product ``catalog.exclude`` names."""
-    found = find_products(config, area_4326)
-    exclude = config.catalog.exclude
-    unknown_exclusions(exclude, [i.id for i in found])
+    found = list(find_products(config, area_4326))
+    unknown_exclusions(config.catalog.exclude, [i.id for i in found])
+    return pystac.ItemCollection(chosen_products(config, found, area_4326), clone_items=False)
+
+
+def chosen_products(
+    config: BuildConfig, found: list[pystac.Item], area_4326: shapely.Geometry
+) -> list[pystac.Item]:
+    """Of ``found`` (the search's or saved selection's products), those the build uses, in their order: all of a
+    saved selection, else those the rules of ``eoshard select`` keep; none that ``catalog.exclude`` names."""
     if config.catalog.selection is not None:
-        return pystac.ItemCollection([i for i in found if i.id not in exclude], clone_items=False)
-    ids = {i.id for i in apply_selection(config, list(found), area_4326).items}
-    return pystac.ItemCollection([i for i in found if i.id in ids], clone_items=False)  # in the search's order
+        return [i for i in found if i.id not in config.catalog.exclude]
+    ids = {i.id for i in apply_selection(config, found, area_4326).items}
+    return [i for i in found if i.id in ids]
 
 
 def unknown_exclusions(exclude: list[str], found: list[str]) -> None:

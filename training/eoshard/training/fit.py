@@ -26,7 +26,16 @@ from eoshard.training.foundation import resolve_input
 from eoshard.training.manifest import Manifest
 from eoshard.training.models import Discriminator, build_model, forward, gradient_penalty, in_channels, sr_loss
 from eoshard.training.normalisation import foundation_stats
-from eoshard.training.runs import clear_run, refuse_existing_run, restoring, save_checkpoint, save_weights
+from eoshard.training.runs import (
+    Stateful,
+    clear_run,
+    load_states,
+    refuse_existing_run,
+    restoring,
+    save_checkpoint,
+    save_weights,
+    states,
+)
 
 
 @dataclass
@@ -213,23 +222,25 @@ class _Run:
     def _restore(self, path: str | Path) -> None:
         ckpt = torch.load(path, weights_only=True, map_location=self.runtime.device)
         with restoring(path):
-            self.model.load_state_dict(ckpt["model"])
-            self.opt.load_state_dict(ckpt["opt"])
-            self.sched.load_state_dict(ckpt["sched"])
-            if self.disc is not None and self.disc_opt is not None:
-                self.disc.load_state_dict(ckpt["disc"])
-                self.disc_opt.load_state_dict(ckpt["disc_opt"])
+            load_states(ckpt, self._parts())
             self.state = json.loads(ckpt["state"])
             torch.set_rng_state(ckpt["rng"].cpu())
 
     def checkpoint(self, name: str) -> None:
         if not self.runtime.main:
             return
-        ckpt = {"command": "fit", "model": self.model.state_dict(), "opt": self.opt.state_dict(),
-                "sched": self.sched.state_dict(), "state": json.dumps(self.state), "rng": torch.get_rng_state()}  # fmt: skip
-        if self.disc is not None and self.disc_opt is not None:
-            ckpt |= {"disc": self.disc.state_dict(), "disc_opt": self.disc_opt.state_dict()}
+        ckpt = {
+            "command": "fit",
+            **states(self._parts()),
+            "state": json.dumps(self.state),
+            "rng": torch.get_rng_state(),
+        }
         save_checkpoint(ckpt, self.out / "checkpoints" / name)
+
+    def _parts(self) -> dict[str, Stateful | None]:
+        """What a checkpoint holds the state of (the critic and its optimiser with an adversarial term only)."""
+        return {"model": self.model, "opt": self.opt, "sched": self.sched, "disc": self.disc,
+                "disc_opt": self.disc_opt}  # fmt: skip
 
     def step(self, batch: dict[str, torch.Tensor]) -> float:
         """One optimiser step on this process's part of a global batch; the loss of the global batch."""

@@ -7,10 +7,10 @@ and ``--resume`` loads tensors and plain values only (``torch.load(weights_only=
 from __future__ import annotations
 
 import pickle
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from torch import nn
@@ -89,6 +89,26 @@ def read_checkpoint(path: Path, command: str, keys: set[str]) -> dict[str, Any]:
             f"(weights alone, e.g. best.safetensors, cannot resume a run). Pass {folder}"
         )
     return checkpoint
+
+
+class Stateful(Protocol):
+    """What a checkpoint holds the state of: a module, an optimiser, a schedule."""
+
+    def state_dict(self) -> Any: ...
+
+    def load_state_dict(self, state_dict: Any, /) -> Any: ...
+
+
+def states(parts: Mapping[str, Stateful | None]) -> dict[str, Any]:
+    """The states of a run's parts by name, for its checkpoint; parts the run lacks (None) left out."""
+    return {name: part.state_dict() for name, part in parts.items() if part is not None}
+
+
+def load_states(checkpoint: Mapping[str, Any], parts: Mapping[str, Stateful | None]) -> None:
+    """Load each part the run has (not None) from the checkpoint's state of its name."""
+    for name, part in parts.items():
+        if part is not None:
+            part.load_state_dict(checkpoint[name])
 
 
 @contextmanager

@@ -18,12 +18,15 @@ from torch import nn
 from eoshard.training.manifest import Manifest
 from eoshard.training.models import Discriminator, build_model, gradient_penalty
 from eoshard.training.runs import (
+    Stateful,
     clear_run,
+    load_states,
     read_checkpoint,
     refuse_existing_run,
     restoring,
     save_checkpoint,
     save_weights,
+    states,
 )
 from eoshard.training.sr import SCALE, FeatureNet, Pairs, SRConfig, read_pairs, sr_output_facts
 
@@ -93,23 +96,21 @@ class _SRRun:
 
     def _restore(self, path: Path, checkpoint: dict[str, Any]) -> None:
         with restoring(path):
-            self.model.load_state_dict(checkpoint["model"])
-            self.opt.load_state_dict(checkpoint["opt"])
-            if self.disc is not None and self.d_opt is not None:
-                self.disc.load_state_dict(checkpoint["disc"])
-                self.d_opt.load_state_dict(checkpoint["disc_opt"])
+            load_states(checkpoint, self._parts())
             self.state = json.loads(checkpoint["state"])
             torch.set_rng_state(checkpoint["rng"])
             self.order.set_state(checkpoint["order"])
 
     def _checkpoint(self) -> None:
         checkpoint = {
-            "command": "fit-sr", "model": self.model.state_dict(), "opt": self.opt.state_dict(),
-            "state": json.dumps(self.state), "rng": torch.get_rng_state(), "order": self.order.get_state(),
+            "command": "fit-sr", **states(self._parts()), "state": json.dumps(self.state),
+            "rng": torch.get_rng_state(), "order": self.order.get_state(),
         }  # fmt: skip
-        if self.disc is not None and self.d_opt is not None:
-            checkpoint |= {"disc": self.disc.state_dict(), "disc_opt": self.d_opt.state_dict()}
         save_checkpoint(checkpoint, self.out / "checkpoints" / "last.pt")
+
+    def _parts(self) -> dict[str, Stateful | None]:
+        """What a checkpoint holds the state of (the critic and its optimiser with an adversarial term only)."""
+        return {"model": self.model, "opt": self.opt, "disc": self.disc, "disc_opt": self.d_opt}
 
     def train(self, stop_after_epochs: int | None) -> Path:
         from rich.console import Console

@@ -27,7 +27,7 @@ from eoshard.flows.aoi import read_aoi
 from eoshard.flows.build import FINGERPRINT_EXCLUDE, BuildPlan, plan_build, s1_products, search_products
 from eoshard.flows.config import BuildConfig
 from eoshard.flows.masking import with_landsat_bands, with_mask
-from eoshard.flows.products import apply_selection
+from eoshard.flows.products import chosen_products
 from eoshard.flows.redaction import public_config
 from eoshard.flows.refresh import swap
 from eoshard.flows.refresh.errors import RefreshError
@@ -162,15 +162,13 @@ def _s1_products(config: BuildConfig) -> list[pystac.Item]:
 def _chosen(config: BuildConfig, found: list[pystac.Item]) -> list[pystac.Item]:
     """The products the rules of ``eoshard select`` keep (all of a saved selection), as ``eoshard build`` does;
     none that ``catalog.exclude`` names."""
-    if config.catalog.selection is not None or not found:
-        return [i for i in found if i.id not in config.catalog.exclude]
+    if not found:
+        return []
     area, area_crs = read_aoi(config.aoi)
     try:
-        selection = apply_selection(config, found, gpd.GeoSeries([area], crs=area_crs).to_crs(4326).iloc[0])
+        return chosen_products(config, found, gpd.GeoSeries([area], crs=area_crs).to_crs(4326).iloc[0])
     except EmptySelectionError:
         return []
-    ids = {i.id for i in selection.items}
-    return [i for i in found if i.id in ids]
 
 
 def refresh_dataset(

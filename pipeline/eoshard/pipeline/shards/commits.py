@@ -98,8 +98,8 @@ class CommitLog:
             self.unreadable_path.unlink(missing_ok=True)
             return True
         if previous != compared:
-            plan = compared
-            changed = _listed(differences(previous, plan))
+            diffs = differences(previous, compared)
+            changed = _listed(diffs)
             if (self.root.parent / MANIFEST_FILE).is_file():
                 raise PlanMismatchError(
                     f"{self.root.parent} holds a finished dataset built from a different plan (differs in "
@@ -107,7 +107,7 @@ class CommitLog:
                     "it, or delete the folder to rebuild it"
                 )
             if not self.done():
-                self._start_over(differences(previous, plan))
+                self._start_over(diffs)
                 return False
             raise PlanMismatchError(
                 f"{self.root.parent} holds an unfinished build of a different plan (differs in {changed}): "
