@@ -144,6 +144,18 @@ def _lmdb_null_config(tmp_path: Path) -> Path:
     return config
 
 
+def test_fit_with_an_empty_validation_split_says_what_to_change(tmp_path: Path, capsys) -> None:
+    dataset = fake_dataset(tmp_path / "ds")  # no index.parquet: a hash of each key puts val_fraction in val
+    config = tmp_path / "run.yaml"
+    config.write_text(json.dumps({"dataset": "ds", "output": "run", "architecture": "fcn", "val_fraction": 0.001}))
+    assert main(["fit", str(config)]) == 1
+    assert capsys.readouterr().err == (
+        f"error: empty split: the dataset {dataset} has 20 train and 0 validation samples, and fit needs both; no "
+        "sample key falls in 'val': set val_fraction (now 0.001) in the config\n"
+    )
+    assert not (tmp_path / "run").exists()
+
+
 def test_a_zarr_only_dataset_read_as_lmdb_says_to_set_format_zarr(tmp_path: Path, capsys) -> None:
     config = _lmdb_null_config(tmp_path)
     expected = (
@@ -175,6 +187,21 @@ def test_export_checks_the_mask_as_predict_does(tmp_path: Path, capsys, mask: st
     assert not (tmp_path / "pkg").exists()
     assert main(["export", str(run), str(tmp_path / "pkg"), "--mask", "B03 > B08"]) == 0
     assert load(tmp_path / "pkg").item["properties"]["mlm:input"][0]["eoshard:mask"] == "B03 > B08"
+
+
+def test_export_of_a_run_on_a_dataset_without_class_names_declares_every_counted_class(tmp_path: Path) -> None:
+    run = fake_run(tmp_path)  # an FCN of 7 outputs, as fit makes it for the codes 0..6 the dataset counts
+    manifest = tmp_path / "dataset" / "dataset.json"
+    raw = json.loads(manifest.read_text())
+    # an integer class column without a name column: no names, the codes counted (export declared 1 class)
+    raw["labels"] = {"layer": "class", "background": 0, "classes": {}, "class_counts": {"0": 9, "2": 5, "6": 1}}
+    manifest.write_text(json.dumps(raw))
+    assert main(["export", str(run), str(tmp_path / "pkg")]) == 0
+    output = load(tmp_path / "pkg").item["properties"]["mlm:output"][0]
+    assert output["result"]["shape"][1] == 7
+    assert [c["name"] for c in output["classification:classes"]] == ["background"] + [
+        f"class {c}" for c in range(1, 7)
+    ]
 
 
 def test_export_of_a_fit_sr_run_writes_an_sr_package(tmp_path: Path) -> None:

@@ -70,7 +70,7 @@ def _export(args: argparse.Namespace) -> None:
     else:
         export(
             weights, config, stats, manifest.classes, len(manifest.dates), manifest.patch_size, args.output,
-            args.name, input_facts=facts,
+            args.name, n_classes=manifest.n_classes, background=manifest.background, input_facts=facts,
         )  # fmt: skip
     print(args.output)
 

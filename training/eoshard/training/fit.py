@@ -91,7 +91,17 @@ def datasets(config: TrainConfig) -> tuple[Manifest, ShardDataset, ShardDataset,
     train_idx = split_indices(manifest, "train", config.val_fraction)
     val_idx = split_indices(manifest, "val", config.val_fraction)
     if not train_idx or not val_idx:
-        raise ConfigError(f"empty split: {len(train_idx)} train and {len(val_idx)} validation samples")
+        empty = "train" if not train_idx else "val"
+        remedy = (
+            f"its index.parquet puts no sample in {empty!r}: rebuild it with a smaller splits.block_size (the "
+            "patches of one block share a split) or a wider AOI, or with other splits.fractions"
+            if manifest.splits() is not None
+            else f"no sample key falls in {empty!r}: set val_fraction (now {config.val_fraction}) in the config"
+        )
+        raise ConfigError(
+            f"empty split: the dataset {manifest.root} has {len(train_idx)} train and {len(val_idx)} validation "
+            f"samples, and fit needs both; {remedy}"
+        )
     train = make_dataset(manifest, config.format, indices=train_idx, augment=config.augment, **common)
     val = make_dataset(manifest, config.format, indices=val_idx, augment=False, **common)
     return manifest, train, val, stats
