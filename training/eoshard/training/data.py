@@ -102,7 +102,7 @@ class ShardDataset(Dataset[Sample]):
     ) -> None:
         self.manifest = manifest
         self.verify = verify  # check every sample against the build's checksums (LMDB value, Zarr shard files)
-        self.bands = list(bands or manifest.sensor_bands())
+        self.bands = manifest.band_names(bands) if bands else manifest.sensor_bands()
         for band in self.bands:
             sensor = manifest.sensor_of(manifest.group_of(band))
             if sensor is not None:

@@ -35,8 +35,10 @@ def order_by_wavelength(manifest: Manifest, bands: Sequence[str], table: str) ->
 
 
 def resolve_input(config: TrainConfig, manifest: Manifest) -> TrainConfig:
-    """``config`` with the bands, normalisation and model options a foundation architecture needs (see above);
-    other architectures' configs are returned as they are."""
+    """``config`` with its bands as the dataset names them (``red`` -> ``B04``, ``Manifest.band_names``) and the
+    bands, normalisation and model options a foundation architecture needs (see above)."""
+    if config.bands and (stored := manifest.band_names(config.bands)) != config.bands:
+        config = config.model_copy(update={"bands": stored})
     table = FOUNDATION.get(config.architecture)
     if table is None:
         return config

@@ -81,7 +81,7 @@ class ShardDataModule(LightningDataModule):
         super().__init__()
         self.manifest = Manifest.read(dataset)
         self.format, self.batch_size, self.workers = format, batch_size, workers
-        self.bands = bands or self.manifest.sensor_bands()
+        self.bands = self.manifest.band_names(bands) if bands else self.manifest.sensor_bands()
         self.val_fraction, self.augment, self.seed, self.reader = val_fraction, augment, seed, reader
         self.ignore_index, self.layout, self.normalisation = ignore_index, layout, normalisation
         self.time_series = time_series or layout == "terratorch"

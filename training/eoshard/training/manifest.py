@@ -6,6 +6,7 @@ Fields relied on are listed in docs/training.md. New image groups and label laye
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -88,7 +89,34 @@ class Manifest:
         for group, bands in self.groups.items():
             if band in bands:
                 return group
-        raise DatasetFormatError(f"band {band!r} is not in the dataset; it has {self.bands}")
+        raise DatasetFormatError(f"band {band!r} is not in the dataset; it has {self._bands_described()}")
+
+    def band_names(self, names: Sequence[str]) -> list[str]:
+        """The stored band each of ``names`` stands for: itself, or the band whose common name it is
+        (``band_metadata``: ``red`` for ``B04``, ``nir08`` for ``B8A``, as Earth Search's asset keys), in any case."""
+        described = self.raw.get("band_metadata") or {}
+        found = []
+        for name in names:
+            if name in self.bands:
+                found.append(name)
+                continue
+            same = [
+                b for b in self.bands
+                if name.lower() in (b.lower(), str((described.get(b) or {}).get("common_name", "")).lower())
+            ]  # fmt: skip
+            if len(same) != 1:
+                what = f"stands for {same}, more than one" if same else "is not in the dataset"
+                raise DatasetFormatError(
+                    f"band {name!r} {what}; it has {self._bands_described()}: name the bands as the dataset does"
+                )
+            found.append(same[0])
+        return found
+
+    def _bands_described(self) -> str:
+        """``B04 (red), B03 (green), ...``: the stored bands with their common names."""
+        described = self.raw.get("band_metadata") or {}
+        common = {b: (described.get(b) or {}).get("common_name") for b in self.bands}
+        return ", ".join(f"{b} ({c})" if c and c != b else b for b, c in common.items())
 
     def format_path(self, fmt: str) -> Path:
         formats = {k: v for k, v in (self.raw.get("formats") or {}).items() if v is not None}  # "lmdb": null

@@ -7,7 +7,7 @@ import json
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -67,8 +67,9 @@ class _SRRun:
         from eoshard.training.data import split_indices
 
         torch.use_deterministic_algorithms(True, warn_only=True)
-        self.config, self.out = config, Path(config.output)
         self.manifest = Manifest.read(config.dataset)
+        config = replace(config, bands=self.manifest.band_names(config.bands))  # red -> B04
+        self.config, self.out = config, Path(config.output)
         self.train_pairs, self.val_pairs = (
             read_pairs(self.manifest, config.bands, config.hr_bands, split_indices(self.manifest, split))
             for split in ("train", "val")
