@@ -31,5 +31,6 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    """The module's names and the lazy ``open_dataset`` (Python suggests from these for a misspelt name)."""
-    return sorted({*globals(), *__all__})
+    """The module's names and the lazy ``open_dataset``, not this file's typing imports (what Jupyter completes,
+    and Python suggests from for a misspelt name)."""
+    return sorted(({*globals()} - {"Any", "TYPE_CHECKING"}) | set(__all__))

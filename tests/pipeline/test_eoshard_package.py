@@ -25,6 +25,14 @@ def test_eoshard_spans_the_four_portions() -> None:
 def test_open_dataset_is_the_pipeline_reader_and_nothing_else_appears() -> None:
     assert eoshard.open_dataset is eoshard.pipeline.open_dataset
     assert "open_dataset" in eoshard.__all__
+    # what Jupyter completes after `eoshard.`: the reader and the portions, not the file's typing imports
+    assert {n for n in dir(eoshard) if not n.startswith("_")} <= {
+        "open_dataset",
+        "catalog",
+        "pipeline",
+        "flows",
+        "training",
+    }
     with pytest.raises(AttributeError, match="module 'eoshard' has no attribute 'open_cube'"):
         eoshard.open_cube  # noqa: B018
 
