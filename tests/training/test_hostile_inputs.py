@@ -16,20 +16,26 @@ from eoshard.training.package import ITEM, load
 from tests.training.helpers import HR, fake_dataset, fake_run, random_package
 
 
+def _any_config(tmp: Path) -> str:
+    """A fit config whose dataset is never read: ``--resume`` is checked first (by ``fit``, from the CLI or Python)."""
+    (tmp / "any.yaml").write_text("dataset: nowhere\noutput: run\narchitecture: fcn\n")
+    return str(tmp / "any.yaml")
+
+
 def test_a_pickled_resume_file_is_refused_without_unpickling(tmp_path: Path, capsys) -> None:
     evil = tmp_path / "last.pt"
     torch.save({"model": {}, "payload": Path("/etc/passwd")}, evil)  # an object, not a tensor: needs unpickling
-    assert main(["fit", str(tmp_path / "any.yaml"), "--resume", str(evil)]) == 1
+    assert main(["fit", _any_config(tmp_path), "--resume", str(evil)]) == 1
     err = capsys.readouterr().err
     assert f"--resume {evil} is not a checkpoint written by `eoshard-train fit`" in err
     assert "never unpickled" in err and "Traceback" not in err
 
 
 def test_a_missing_or_garbage_resume_file(tmp_path: Path, capsys) -> None:
-    assert main(["fit", str(tmp_path / "any.yaml"), "--resume", str(tmp_path / "absent.pt")]) == 1
+    assert main(["fit", _any_config(tmp_path), "--resume", str(tmp_path / "absent.pt")]) == 1
     assert "does not exist" in capsys.readouterr().err
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint at all")
-    assert main(["fit", str(tmp_path / "any.yaml"), "--resume", str(tmp_path / "junk.pt")]) == 1
+    assert main(["fit", _any_config(tmp_path), "--resume", str(tmp_path / "junk.pt")]) == 1
     assert "is not a checkpoint" in capsys.readouterr().err
 
 
@@ -64,7 +70,7 @@ def test_a_weights_file_cannot_resume_a_run(tmp_path: Path, capsys) -> None:
     from safetensors.torch import save_file
 
     save_file({"net.0.weight": torch.zeros(2)}, str(tmp_path / "best.safetensors"))
-    assert main(["fit", str(tmp_path / "any.yaml"), "--resume", str(tmp_path / "best.safetensors")]) == 1
+    assert main(["fit", _any_config(tmp_path), "--resume", str(tmp_path / "best.safetensors")]) == 1
     err = capsys.readouterr().err
     assert err == (
         f"error: --resume {tmp_path / 'best.safetensors'} is not a checkpoint written by `eoshard-train fit`: it "
@@ -77,7 +83,7 @@ def test_a_checkpoint_of_the_other_training_command_is_refused_by_name(tmp_path:
     sr = tmp_path / "sr" / "last.pt"
     sr.parent.mkdir()
     torch.save({"command": "fit-sr", "model": {}, "opt": {}, "state": "{}", "rng": torch.zeros(2)}, sr)
-    assert main(["fit", str(tmp_path / "any.yaml"), "--resume", str(sr)]) == 1
+    assert main(["fit", _any_config(tmp_path), "--resume", str(sr)]) == 1
     assert capsys.readouterr().err == (
         f"error: --resume {sr} was written by `eoshard-train fit-sr`, not `fit`: pass checkpoints/last.pt of a fit "
         "output folder\n"

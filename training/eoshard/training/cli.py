@@ -12,16 +12,11 @@ from typing import Any
 
 from eoshard.training.errors import TrainingError
 
-CHECKPOINT_KEYS = {"model", "opt", "sched", "state", "rng"}  # what `fit` saves and `--resume` restores
-
 
 def _fit(args: argparse.Namespace) -> None:
     from eoshard.training.config import TrainConfig
     from eoshard.training.fit import fit
-    from eoshard.training.runs import read_checkpoint
 
-    if args.resume is not None:
-        read_checkpoint(args.resume, "fit", CHECKPOINT_KEYS)
     config = TrainConfig.load(args.config)
     with _resume_hint("fit", args.config, Path(config.output)):
         result = fit(config, resume=args.resume, overwrite=args.overwrite)

@@ -30,12 +30,15 @@ from eoshard.training.runs import (
     Stateful,
     clear_run,
     load_states,
+    read_checkpoint,
     refuse_existing_run,
     restoring,
     save_checkpoint,
     save_weights,
     states,
 )
+
+CHECKPOINT_KEYS = {"model", "opt", "sched", "state", "rng"}  # what `fit` saves and `--resume` restores
 
 
 @dataclass
@@ -176,6 +179,7 @@ def fit(
     writes the outputs."""
     if resume is None and not overwrite:
         refuse_existing_run(Path(config.output))
+    checkpoint = None if resume is None else (Path(resume), read_checkpoint(Path(resume), "fit", CHECKPOINT_KEYS))
     config = resolve_input(config, Manifest.read(config.dataset))  # a foundation model's bands, normalisation
     runtime = distributed.start(config.device)
     before, warn = (
@@ -183,7 +187,7 @@ def fit(
         torch.is_deterministic_algorithms_warn_only_enabled(),
     )
     try:
-        return _Run(config, runtime, resume).train(stop_after_steps)
+        return _Run(config, runtime, checkpoint).train(stop_after_steps)
     finally:
         torch.use_deterministic_algorithms(before, warn_only=warn)
         distributed.stop(runtime)
@@ -192,7 +196,7 @@ def fit(
 class _Run:
     """One training run's state: model, optimiser, schedule, counters; checkpoints restore all of it."""
 
-    def __init__(self, config: TrainConfig, runtime: Runtime, resume: str | Path | None) -> None:
+    def __init__(self, config: TrainConfig, runtime: Runtime, resume: tuple[Path, dict[str, Any]] | None) -> None:
         torch.manual_seed(config.seed)
         torch.use_deterministic_algorithms(True, warn_only=True)
         self.config, self.runtime, self.out = config, runtime, Path(config.output)
@@ -212,7 +216,7 @@ class _Run:
         self.state: dict[str, Any] = {"epoch": 0, "batch": 0, "step": 0, "train_loss": [], "val_loss": [],
                                       "best": float("inf"), "bad_epochs": 0, "epoch_sum": 0.0}  # fmt: skip
         if resume is not None:
-            self._restore(resume)
+            self._restore(*resume)
         if runtime.main:  # only now: a run that fails to start leaves the folder's files as they were
             self._write_start(stats, fresh=resume is None)
         self.net = distributed.wrap(self.model, runtime)
@@ -229,8 +233,7 @@ class _Run:
             json.dumps({"bands": self.train_set.bands, "mean": stats.mean.tolist(), "std": stats.std.tolist()})
         )
 
-    def _restore(self, path: str | Path) -> None:
-        ckpt = torch.load(path, weights_only=True, map_location=self.runtime.device)
+    def _restore(self, path: Path, ckpt: dict[str, Any]) -> None:
         with restoring(path):
             load_states(ckpt, self._parts())
             self.state = json.loads(ckpt["state"])
