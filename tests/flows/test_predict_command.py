@@ -6,6 +6,7 @@ import json
 import os
 import re
 import tracemalloc
+from dataclasses import replace
 from datetime import date
 from pathlib import Path
 from types import SimpleNamespace
@@ -114,6 +115,45 @@ def _picture(path: Path, png: Path) -> None:
     plt.close(fig)
 
 
+@pytest.mark.parametrize("reflectance", [False, True])
+def test_the_stack_read_straight_from_the_files_equals_the_lazy_stack(
+    demo_data, tmp_path: Path, reflectance: bool
+) -> None:
+    """The direct reads (the build's) give the lazy stack's values bit for bit: 10 m and 20 m bands (repeated onto
+    the 10 m grid), products of the other UTM zone (warped), digital numbers or reflectance (NaN for nodata)."""
+    area, crs = read_aoi(demo_data.aoi)
+    area_4326 = gpd.GeoSeries([area], crs=crs).to_crs(4326).iloc[0]
+    spec = ModelInput(["B02", "nir", "B11", "B04", "B8A"], 4, 10.0, reflectance)
+    first, last = (date.fromisoformat(d) for d in PERIOD)
+    plan = plan_stack(spec, str(demo_data.catalog), area, crs, area_4326, first, last, chunksize=128)
+    assert plan.direct is not None and plan.direct.factors == {"s2_10m": 1, "s2_20m": 2}
+    done: list[tuple[int, int]] = []
+    direct = zarr.open_array(
+        str(write_stack(plan, tmp_path / "direct.zarr", on_progress=lambda *d: done.append(d)))
+    )
+    lazy = zarr.open_array(str(write_stack(plan, tmp_path / "lazy.zarr", graph=True)))
+    assert done == [
+        (i, 20) for i in range(1, 21)
+    ]  # 4 x 5 windows of 128 px: the demo grid (474 x 618) has no stripe edge
+    assert direct.dtype == ("float32" if reflectance else "uint16") and direct.attrs == lazy.attrs
+    np.testing.assert_array_equal(direct[:], lazy[:])
+    np.testing.assert_array_equal(direct[:], plan.stack.values)
+    nodata = np.isnan(direct[:]) if reflectance else direct[:] == 0  # the demo's clouds and its AOI's corners
+    assert 0.1 < nodata.mean() < 0.3
+    # a stripe edge at column 300, inside a Zarr chunk: its windows are cut there, the chunk written in two parts
+    striped = replace(plan, direct=replace(plan.direct, phase=2048 - 300))
+    assert [c for r, c in striped.direct.windows([0, 128], [0, 128, 256, 384, 512, 618])] == [
+        slice(0, 128),
+        slice(128, 256),
+        slice(256, 300),
+        slice(300, 384),
+        slice(384, 512),
+        slice(512, 618),
+    ]
+    again = zarr.open_array(str(write_stack(striped, tmp_path / "striped.zarr")))
+    np.testing.assert_array_equal(again[:], lazy[:])
+
+
 def test_predict_needs_enough_dates(demo_data, tmp_path: Path) -> None:
     package = _package(tmp_path, n_dates=40)
     result = CliRunner().invoke(app, _args(demo_data, package, tmp_path / "x.tif"))
@@ -135,6 +175,9 @@ def _peak_of_one_size(catalog: str, aoi_file: str, bounds: list[float], out: str
     out_dir = Path(out)
     package = load(_package(out_dir, n_dates=1))
     plan = _reference_stack(demo, tuple(bounds), n_dates=1)
+    assert plan.direct is not None
+    # stripes of one demo block (256 px): the real 2048 px ones are wider than the demo AOI (see the docstring below)
+    plan = replace(plan, direct=replace(plan.direct, stripe=256))
     tracemalloc.start()
     scene = write_stack(plan, out_dir / "scene.zarr")
     predict(package, scene, out_dir / "out.zarr", Tiling(64, 16, 4), probabilities=True)
@@ -145,7 +188,10 @@ def _peak_of_one_size(catalog: str, aoi_file: str, bounds: list[float], out: str
 
 def test_memory_stays_flat_when_the_aoi_grows_4x(demo_data, tmp_path: Path) -> None:
     """Peak Python memory of the stack writer and of the predict side, for a quarter of the AOI and the AOI, each in
-    a fresh interpreter (see ``peak_in_fresh_interpreter``)."""
+    a fresh interpreter (see ``peak_in_fresh_interpreter``). The stack holds the source blocks of one block row of
+    one stripe: the stripes are 2048 px wide, wider than the whole demo AOI, so here they are one demo block wide
+    (256 px), as 2048 px are two of a real product's 1024 px blocks (the quarter and the sixteenth tile at 2048 px:
+    ``benchmarks/bench_predict.py``)."""
     x0, y0, x1, y1 = (float(v) for v in gpd.read_file(demo_data.aoi).to_crs(4326).total_bounds)
     quarter = (x0, y0, (x0 + x1) / 2, (y0 + y1) / 2)
     peaks, sizes = [], []
@@ -216,3 +262,14 @@ def test_a_mask_with_unknown_bands_or_bad_syntax_is_refused_before_any_stacking(
     assert result.exit_code == 2, result.output
     assert re.search(message, " ".join(result.output.split())), result.output
     assert not scene.exists() and not (tmp_path / "map.tif").exists()
+
+
+def test_a_failing_model_side_shows_its_own_error_and_exits_non_zero(demo_data, tmp_path: Path, capfd) -> None:
+    """``eoshard-train predict`` runs in a child process whose messages (progress, error) reach the terminal."""
+    package = _package(tmp_path, n_dates=1)
+    (package / "model.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00not json at all!")
+    result = CliRunner().invoke(app, _args(demo_data, package, tmp_path / "map.tif"))
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "eoshard-train predict failed (exit 1); its error is above" in " ".join(result.output.split())
+    assert "is not a safetensors file" in capfd.readouterr().err  # the child's own line, on the same stderr
+    assert not (tmp_path / "map.tif").exists()

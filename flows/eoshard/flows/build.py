@@ -33,7 +33,7 @@ from eoshard.flows.shard_runner import DirectShard, run_shards
 from eoshard.flows.signing import modifier_of
 from eoshard.pipeline.assets import check_assets
 from eoshard.pipeline.cube import band_groups, onto_grid, open_cube, stackstac_ready
-from eoshard.pipeline.direct import forget_remote_files, group_source, paired_source, store_name
+from eoshard.pipeline.direct import GroupSource, forget_remote_files, group_source, paired_source, store_name
 from eoshard.pipeline.errors import BUILD_AGAIN, LEAVE_OUT, shown_href
 from eoshard.pipeline.grid import grid_for_area, grid_of, group_factor, group_grid, nested_grid
 from eoshard.pipeline.indices import compute_indices, formula
@@ -296,7 +296,7 @@ def _patch_order(config: BuildConfig, grid: GeoBox, items: Sequence[pystac.Item]
     step = None if config.patches.mode == "parcels" else config.patches.stride or config.patches.size
     if grid.shape[1] <= STRIPE_PX:
         return PatchOrder(0, 0, step)
-    return PatchOrder(STRIPE_PX, _block_phase(grid, items), step)
+    return PatchOrder(STRIPE_PX, block_phase(grid, items), step)
 
 
 def s1_products(config: BuildConfig, area_4326: Any) -> pystac.ItemCollection:
@@ -331,18 +331,11 @@ def shard_sources(plan: BuildPlan, parcels: gpd.GeoDataFrame | None, order: Patc
     config, grid = plan.config, plan.grid
     chunk = config.grid.chunksize
     derived = derived_values(plan)
-    groups = {}
-    for name, cube in plan.cubes.items():
-        if name == INDEX_GROUP:
-            continue
-        f = plan.factors[name]
-        dtype, nodata = str(cube.dtype), float(cube.attrs.get("nodata", 0))
-        if derived is not None and derived.units[name].converted:  # read as digital numbers, then converted
-            dtype, nodata = DN_DTYPE, float(NODATA)
-        groups[name] = group_source(
-            sensor_items(plan.items, group_sensor(name)), grid if f == 1 else grid.zoom_out(f), [str(b) for b in cube.band.values],
-            chunksize=max(64, int(chunk / f)), resampling=config.cube.resampling, dtype=dtype, nodata=nodata,
-        )  # fmt: skip
+    cubes = {name: cube for name, cube in plan.cubes.items() if name != INDEX_GROUP}
+    groups = cube_sources(
+        cubes, plan.items, grid, plan.factors, chunksize=chunk, resampling=config.cube.resampling,
+        units=derived.units if derived is not None else None,
+    )  # fmt: skip
     labels = None
     if parcels is not None and config.labels is not None:
         labels = label_source(
@@ -382,6 +375,25 @@ def shard_sources(plan: BuildPlan, parcels: gpd.GeoDataFrame | None, order: Patc
     )  # fmt: skip
 
 
+def cube_sources(
+    cubes: Mapping[str, xr.DataArray], items: Sequence[dict[str, Any]], grid: GeoBox, factors: Mapping[str, int],
+    *, chunksize: int, resampling: str, units: Mapping[str, GroupUnits] | None = None,
+) -> dict[str, GroupSource]:  # fmt: skip
+    """The read recipes of ``cubes`` (``open_cube``'s groups on ``grid``, opened with ``chunksize``): a group whose
+    ``units`` convert the numbers (reflectance) is read as the digital numbers it is made from."""
+    sources = {}
+    for name, cube in cubes.items():
+        f = factors[name]
+        dtype, nodata = str(cube.dtype), float(cube.attrs.get("nodata", 0))
+        if units is not None and units[name].converted:  # read as digital numbers, then converted
+            dtype, nodata = DN_DTYPE, float(NODATA)
+        sources[name] = group_source(
+            sensor_items(items, group_sensor(name)), grid if f == 1 else grid.zoom_out(f), [str(b) for b in cube.band.values],
+            chunksize=max(64, int(chunksize / f)), resampling=resampling, dtype=dtype, nodata=nodata,
+        )  # fmt: skip
+    return sources
+
+
 def planned_sizes(plan: BuildPlan) -> dict[str, int]:
     """The checked files' sizes by href without query (signing again changes only the query)."""
     return {
@@ -397,18 +409,25 @@ def derived_values(plan: BuildPlan) -> Derived | None:
     cube = plan.config.cube
     if not cube.reflectance and not cube.indices:
         return None
-    units = {}
-    for name, values in plan.cubes.items():
-        if name == INDEX_GROUP:
-            continue
-        sensor, bands = group_sensor(name), tuple(str(b) for b in values.band.values)
-        offsets = tuple(int(v) for v in values["boa_offset"].values) if sensor == S2 else ()
-        scaling = band_scalings(sensor_items(plan.items, LS), bands) if sensor == LS and cube.reflectance else []
-        units[name] = GroupUnits(sensor, bands, cube.reflectance, offsets, tuple(scaling))
+    cubes = {name: values for name, values in plan.cubes.items() if name != INDEX_GROUP}
+    units = group_units(cubes, plan.items, reflectance=cube.reflectance)
     return Derived(units, dict(sorted((cube.indices or {}).items())), INDEX_GROUP)
 
 
-def _block_phase(grid: GeoBox, items: Sequence[pystac.Item]) -> int:
+def group_units(
+    cubes: Mapping[str, xr.DataArray], items: Sequence[dict[str, Any]], *, reflectance: bool
+) -> dict[str, GroupUnits]:
+    """How each of ``cubes`` (opened with ``reflectance`` or not) holds the digital numbers its products store."""
+    units = {}
+    for name, values in cubes.items():
+        sensor, bands = group_sensor(name), tuple(str(b) for b in values.band.values)
+        offsets = tuple(int(v) for v in values["boa_offset"].values) if sensor == S2 else ()
+        scaling = band_scalings(sensor_items(items, LS), bands) if sensor == LS and reflectance else []
+        units[name] = GroupUnits(sensor, bands, reflectance, offsets, tuple(scaling))
+    return units
+
+
+def block_phase(grid: GeoBox, items: Sequence[pystac.Item | Mapping[str, Any]]) -> int:
     """How many base pixels the grid's first column lies right of a stripe edge aligned with the products' blocks
     (their grids start on the tile's edge); 0 when no product is in the grid's CRS."""
     epsg = grid.crs.epsg if grid.crs is not None else None

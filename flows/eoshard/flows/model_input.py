@@ -14,7 +14,9 @@ import ast
 import itertools
 import json
 import math
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, replace
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -25,12 +27,17 @@ import shapely
 import xarray as xr
 import zarr
 from odc.geo.geobox import GeoBox
+from zarr.codecs import ZstdCodec
 
 from eoshard.catalog import search, select, spread_dates
+from eoshard.flows.build import block_phase, cube_sources, group_factors, group_units
 from eoshard.flows.config import ConfigError
 from eoshard.pipeline.bands import canonical_band
-from eoshard.pipeline.cube import onto_grid, open_cube
+from eoshard.pipeline.cube import onto_grid, open_cube, stackstac_ready
+from eoshard.pipeline.direct import GroupSource, Sweep, read_alone, read_group_window, release_build
 from eoshard.pipeline.grid import grid_for_area
+from eoshard.pipeline.patches import STRIPE_PX
+from eoshard.pipeline.shards.derived import GroupUnits
 
 
 @dataclass(frozen=True)
@@ -73,13 +80,69 @@ def check_mask(expression: str, bands: list[str]) -> None:
 
 
 @dataclass(frozen=True)
+class DirectStack:
+    """How to read a window of the stack straight from the files, as the build's shard tasks do: each group's read
+    recipe at the kept dates, how it holds the numbers it reads (reflectance or not), how many base pixels one of
+    its pixels spans, and where each of the stack's bands comes from (group, position)."""
+
+    sources: dict[str, GroupSource]
+    units: dict[str, GroupUnits]
+    factors: dict[str, int]
+    picks: list[tuple[str, int]]
+    dtype: str
+    shape: tuple[int, int]  # of the base grid
+    phase: int  # base pixels from a stripe edge on the products' block edges to the grid's first column
+    stripe: int = STRIPE_PX  # a multiple of the products' block width, in base pixels
+
+    def windows(self, rows: Sequence[int], cols: Sequence[int]) -> list[tuple[slice, slice]]:
+        """The windows between the edges ``rows`` and ``cols`` (the stack's chunks), also cut at the edges of
+        vertical stripes of ``stripe`` px on the products' block edges; top to bottom in each stripe, stripes left
+        to right, as the build walks its patches. No source block then spans two stripes, and the blocks held at
+        once are a block row of one stripe, whatever the AOI's size."""
+        width = self.shape[1]
+        cuts = sorted({*cols, *range(self.stripe - self.phase % self.stripe, width, self.stripe)})
+        stripes: dict[int, list[slice]] = {}
+        for x0, x1 in itertools.pairwise(cuts):
+            stripes.setdefault((x0 + self.phase) // self.stripe, []).append(slice(x0, x1))
+        spans = [slice(y0, y1) for y0, y1 in itertools.pairwise(rows)]
+        return [(r, c) for stripe in stripes.values() for r in spans for c in stripe]
+
+    def window(self, rows: slice, cols: slice) -> np.ndarray:
+        """``(time, band, h, w)`` of the stack over ``rows``/``cols`` of the base grid: the lazy stack's values."""
+        y0, y1, x0, x1 = rows.start, rows.stop, cols.start, cols.stop
+        held = {}
+        for name, source in self.sources.items():
+            f = self.factors[name]
+            r0, c0 = y0 // f, x0 // f
+            # blocks that end above this window's last row and left of its last column (past the grid's last ones:
+            # every block) are needed by no later window
+            sweep = Sweep(
+                done_row=y1 // f if y1 < self.shape[0] else math.inf,
+                done_col=x1 // f if x1 < self.shape[1] else math.inf,
+            )
+            numbers = read_group_window(source, slice(r0, -(-y1 // f)), slice(c0, -(-x1 // f)), sweep)
+            units = self.units[name]
+            values = np.asarray(units.as_held(units.as_read(numbers)).data)
+            if f > 1:  # onto the base grid, as ``onto_grid`` repeats a coarser group's pixels
+                values = values.repeat(f, axis=2).repeat(f, axis=3)
+                values = values[:, :, y0 - r0 * f : y1 - r0 * f, x0 - c0 * f : x1 - c0 * f]
+            held[name] = values
+        out = np.empty((*held[self.picks[0][0]].shape[:1], len(self.picks), y1 - y0, x1 - x0), dtype=self.dtype)
+        for i, (name, position) in enumerate(self.picks):
+            out[:, i] = held[name][:, position]
+        return out
+
+
+@dataclass(frozen=True)
 class StackPlan:
-    """The lazy model input on the AOI's grid and the products and dates it was made from."""
+    """The lazy model input on the AOI's grid and the products and dates it was made from; ``direct``: how to read
+    its windows without the graph (None: the graph is the way)."""
 
     stack: xr.DataArray  # (time, band, y, x), dask-backed
     grid: GeoBox
     products: list[str]
     dates: list[str]
+    direct: DirectStack | None = None
 
 
 def plan_stack(
@@ -111,23 +174,54 @@ def plan_stack(
     keep = spread_dates(days, spec.n_dates, start, end) if len(days) > spec.n_dates else list(range(len(days)))
     stack = stack.isel(time=sorted(keep))
     ids = sorted({str(i.id) for i in items})
-    return StackPlan(stack, grid, ids, [str(t)[:19] for t in stack.time.values])
+    direct = _direct(
+        cubes, [stackstac_ready(i) for i in items], grid, wanted, sorted(keep), chunksize, spec.reflectance
+    )
+    return StackPlan(stack, grid, ids, [str(t)[:19] for t in stack.time.values], direct)
 
 
-def write_stack(plan: StackPlan, path: Path) -> Path:
+def _direct(
+    cubes: dict[str, xr.DataArray], items: list[dict[str, Any]], grid: GeoBox, wanted: list[str], keep: list[int],
+    chunksize: int, reflectance: bool,
+) -> DirectStack | None:  # fmt: skip
+    """The direct reads of the stack, where every group has the same dates (one sensor); else None."""
+    times = [cube.time.values for cube in cubes.values()]
+    if any(len(t) != len(times[0]) or (t != times[0]).any() for t in times):
+        return None
+    factors = group_factors(grid, cubes)
+    units = group_units(cubes, items, reflectance=reflectance)
+    sources = cube_sources(cubes, items, grid, factors, chunksize=chunksize, resampling="nearest", units=units)
+    sources = {name: replace(s, steps=tuple(s.steps[t] for t in keep)) for name, s in sources.items()}
+    units = {
+        name: replace(u, boa_offsets=tuple(u.boa_offsets[t] for t in keep)) if u.boa_offsets else u
+        for name, u in units.items()
+    }
+    where = {str(b): (name, i) for name, cube in cubes.items() for i, b in enumerate(cube.band.values)}
+    dtype = np.result_type(*(cube.dtype for cube in cubes.values()))
+    picks = [where[b] for b in wanted]
+    shape = (int(grid.shape.y), int(grid.shape.x))
+    return DirectStack(sources, units, factors, picks, str(dtype), shape, block_phase(grid, items))
+
+
+def write_stack(
+    plan: StackPlan, path: Path, *, graph: bool = False, on_progress: Callable[[int, int], None] | None = None
+) -> Path:
     """Stream the stack into a Zarr ``(T, C, H, W)`` array with the scene attributes, one window at a time.
 
     A window is one chunk of the cube in y and x with every date and band (Zarr chunks are the same windows per
-    date and band). Each window is computed on its own (synchronous scheduler, the graph culled to it) and written
-    before the next, so memory holds one window and its graph, whatever the AOI size; computing the whole store at
-    once keeps a task graph that grows with the number of chunks.
+    date and band), written before the next, so memory holds one window (and the source blocks the next windows
+    read), whatever the AOI size. The windows are read straight from the files as the build reads them
+    (``plan.direct``: each source block decoded once, files read concurrently); with ``graph`` (or without a direct
+    way), each is computed from the lazy stack on its own (synchronous scheduler, the graph culled to it: slower,
+    the reference). ``on_progress(done, total)`` is called after each window.
     """
     stack = plan.stack
     dtype = np.dtype(stack.dtype)
     ys, xs = (np.cumsum((0, *c)) for c in stack.data.chunks[2:])
     arr = zarr.create_array(
         str(path), shape=tuple(int(s) for s in stack.shape), dtype=dtype,
-        chunks=(1, 1, int(ys[1]), int(xs[1])), overwrite=True, fill_value=float("nan") if dtype.kind == "f" else 0,
+        chunks=(*(int(s) for s in stack.shape[:2]), int(ys[1]), int(xs[1])), overwrite=True, fill_value=float("nan") if dtype.kind == "f" else 0,
+        compressors=ZstdCodec(level=1), config={"write_empty_chunks": True},
     )  # fmt: skip
     t = plan.grid.transform
     arr.attrs.update({
@@ -135,10 +229,34 @@ def write_stack(plan: StackPlan, path: Path) -> Path:
         "crs": str(plan.grid.crs), "transform": [t.a, t.b, t.c, t.d, t.e, t.f],
         "nodata": "nan" if dtype.kind == "f" else 0,
     })  # fmt: skip
-    with dask.config.set(scheduler="synchronous"):
-        for y0, y1 in itertools.pairwise(ys):
-            for x0, x1 in itertools.pairwise(xs):
-                arr[:, :, y0:y1, x0:x1] = stack.data[:, :, y0:y1, x0:x1].compute()
+    direct = None if graph else plan.direct
+    windows = (
+        direct.windows([int(y) for y in ys], [int(x) for x in xs])
+        if direct
+        else [(slice(*r), slice(*c)) for r in itertools.pairwise(ys) for c in itertools.pairwise(xs)]
+    )
+    if direct is not None:
+        read_alone(True)  # one window reads at a time: the blocks it leaves behind go at once
+    # one thread writes (in order: two windows may share a chunk) while the next window is read
+    writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="eoshard-stack-write")
+    written: Future[None] | None = None
+    try:
+        with dask.config.set(scheduler="synchronous"):
+            for done, (rows, cols) in enumerate(windows, 1):
+                window = direct.window(rows, cols) if direct else stack.data[:, :, rows, cols].compute()
+                if written is not None:
+                    written.result()
+                    if on_progress is not None:
+                        on_progress(done - 1, len(windows))
+                written = writer.submit(arr.__setitem__, (slice(None), slice(None), rows, cols), window)
+            if written is not None:
+                written.result()
+                if on_progress is not None:
+                    on_progress(len(windows), len(windows))
+    finally:
+        writer.shutdown(wait=True)
+        if direct is not None:
+            release_build(None)  # the decoded blocks and open files: the model runs next, in another process
     return path
 
 

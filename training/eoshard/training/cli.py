@@ -119,21 +119,22 @@ def _evaluate_sr(args: argparse.Namespace) -> None:
 
 
 def _predict(args: argparse.Namespace) -> None:
+    from rich.console import Console
+    from rich.progress import Progress
+
     from eoshard.training.package import load
     from eoshard.training.predict import Tiling
     from eoshard.training.scene import predict
 
     tiling = Tiling(args.block, args.overlap, args.margin)
-    predict(
-        load(args.package),
-        args.input,
-        args.output,
-        tiling,
-        args.probabilities,
-        args.band_index,
-        args.pad,
-        args.mask,
-    )
+    package = load(args.package)
+    console = Console(stderr=True)  # stdout: the output's path
+    with Progress(transient=True, console=console, disable=not console.is_terminal) as progress:
+        task = progress.add_task("predicting tiles", total=None)
+        predict(
+            package, args.input, args.output, tiling, args.probabilities, args.band_index, args.pad, args.mask,
+            on_tile=lambda done, total: progress.update(task, completed=done, total=total),
+        )  # fmt: skip
     print(args.output)
 
 

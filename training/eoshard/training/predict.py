@@ -96,11 +96,12 @@ def model_fn(package: ModelPackage, probabilities: bool = True) -> Callable[[np.
 def blend(
     run: Callable[[np.ndarray], np.ndarray], read: Reader, height: int, width: int, n_out: int, tiling: Tiling,
     scale: int = 1, workdir: Path | None = None, strip: int | None = None,
+    on_tile: Callable[[int, int], None] | None = None,
 ) -> Iterator[tuple[int, int, np.ndarray]]:  # fmt: skip
     """Yield ``(row, col, values)`` of the blended output, (K, rows, cols) in squares of ``strip`` pixels.
 
     The sums live in disk-backed memory maps (file pages the kernel can drop), so process memory holds one tile
-    and one output square whatever the scene size.
+    and one output square whatever the scene size. ``on_tile(done, total)`` is called after each tile's forward pass.
     """
     weight = tiling.window(scale).astype(np.float32)
     strip = strip or tiling.block
@@ -110,12 +111,14 @@ def blend(
         acc = np.memmap(Path(tmp) / "acc", np.float32, "w+", shape=shape)
         den = np.memmap(Path(tmp) / "den", np.float32, "w+", shape=shape[1:])
         off = tiling.block * s  # offset so tiles starting at a negative origin fit
-        for r in tiling.origins(height):
-            for c in tiling.origins(width):
-                out = run(read(r, c, tiling.block, tiling.block))
-                rs, cs = slice(off + r * s, off + r * s + b), slice(off + c * s, off + c * s + b)
-                acc[:, rs, cs] += out * weight
-                den[rs, cs] += weight
+        tiles = [(r, c) for r in tiling.origins(height) for c in tiling.origins(width)]
+        for done, (r, c) in enumerate(tiles, 1):
+            out = run(read(r, c, tiling.block, tiling.block))
+            rs, cs = slice(off + r * s, off + r * s + b), slice(off + c * s, off + c * s + b)
+            acc[:, rs, cs] += out * weight
+            den[rs, cs] += weight
+            if on_tile is not None:
+                on_tile(done, len(tiles))
         for top in range(0, height * s, strip * s):
             for left in range(0, width * s, strip * s):
                 rows = slice(off + top, off + min(top + strip * s, height * s))

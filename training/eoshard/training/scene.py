@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -178,11 +178,13 @@ def package_mask(package: ModelPackage) -> str | None:
 def predict(
     package: ModelPackage, source: Path, output: Path, tiling: Tiling, probabilities: bool = False,
     index: Sequence[int] | None = None, pad: str = "edge", mask: str | None = None,
+    on_tile: Callable[[int, int], None] | None = None,
 ) -> Path:  # fmt: skip
     """Predict ``source`` into ``output`` (.tif -> COG, .zarr -> Zarr array) with the input's georeferencing.
 
     Output pixels where the input holds no data, or where the band-math ``mask`` (default: the package's) is
-    true, are nodata: 255 in a class map, NaN in probabilities and super-resolved bands.
+    true, are nodata: 255 in a class map, NaN in probabilities and super-resolved bands. ``on_tile(done, total)``
+    follows the model's passes over the tiles.
     """
     from eoshard.training.bandmath import evaluate_mask, parse_mask
 
@@ -209,7 +211,9 @@ def predict(
         scene.dates,
     )  # fmt: skip
     with open_writer(spec) as write:
-        for row, col, values in blend(run, scene.read, scene.height, scene.width, n_out, tiling, s):
+        for row, col, values in blend(
+            run, scene.read, scene.height, scene.width, n_out, tiling, s, on_tile=on_tile
+        ):
             h, w = values.shape[1] // s, values.shape[2] // s
             block = scene.read(row // s, col // s, h, w)
             off = ~valid_pixels(block, scene.nodata)

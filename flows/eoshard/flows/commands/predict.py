@@ -19,6 +19,7 @@ from typing import Annotated
 import typer
 
 from eoshard.flows.app import app, console, say, user_errors
+from eoshard.flows.commands.build import progress_bar, progress_callback
 from eoshard.flows.commands.select import parse_aoi, parse_period
 from eoshard.flows.config import ConfigError
 from eoshard.flows.errors import FlowsError
@@ -92,16 +93,20 @@ def predict_command(
         console.print(f"{counted(len(plan.products), 'product')}, dates {', '.join(d[:10] for d in plan.dates)}, "
                       f"input {t} x {c} x {h} x {w} in {plan.grid.crs}")  # fmt: skip
         with tempfile.TemporaryDirectory() as tmp:
-            path = write_stack(plan, scene or Path(tmp) / "scene.zarr")
+            with progress_bar() as progress:
+                path = write_stack(
+                    plan,
+                    scene or Path(tmp) / "scene.zarr",
+                    on_progress=progress_callback(progress, "reading the input"),
+                )
             if scene_only:
                 say(f"input stack written to {path}")
                 return
             args = [*run, "predict", str(package), str(path), str(output), "--block", str(block),
                     "--overlap", str(overlap), "--margin", str(margin)]  # fmt: skip
             args += ["--probabilities"] * probabilities + (["--mask", mask] if mask else [])
-            done = subprocess.run(args, capture_output=True, text=True, check=False)
+            # its progress bar and its error go to this terminal; its output (the path written) is kept
+            done = subprocess.run(args, stdout=subprocess.PIPE, text=True, check=False)
         if done.returncode != 0:
-            raise FlowsError(
-                f"eoshard-train predict failed (exit {done.returncode}): {done.stderr.strip()[-2000:]}"
-            )
+            raise FlowsError(f"eoshard-train predict failed (exit {done.returncode}); its error is above")
         say(f"prediction written to {output}")
