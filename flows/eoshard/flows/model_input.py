@@ -208,12 +208,12 @@ def write_stack(
 ) -> Path:
     """Stream the stack into a Zarr ``(T, C, H, W)`` array with the scene attributes, one window at a time.
 
-    A window is one chunk of the cube in y and x with every date and band (Zarr chunks are the same windows per
-    date and band), written before the next, so memory holds one window (and the source blocks the next windows
-    read), whatever the AOI size. The windows are read straight from the files as the build reads them
-    (``plan.direct``: each source block decoded once, files read concurrently); with ``graph`` (or without a direct
-    way), each is computed from the lazy stack on its own (synchronous scheduler, the graph culled to it: slower,
-    the reference). ``on_progress(done, total)`` is called after each window.
+    A window is one chunk of the cube in y and x with every date and band (one Zarr chunk), written before the
+    next, so memory holds one window (and the source blocks the next windows read), whatever the AOI size. The
+    windows are read straight from the files as the build reads them (``plan.direct``: each source block decoded
+    once, files read concurrently); with ``graph`` (or without a direct way), each is computed from the lazy stack
+    on its own (synchronous scheduler, the graph culled to it: slower, the reference). ``on_progress(done, total)``
+    is called after each window is written.
     """
     stack = plan.stack
     dtype = np.dtype(stack.dtype)
@@ -256,6 +256,7 @@ def write_stack(
     finally:
         writer.shutdown(wait=True)
         if direct is not None:
+            read_alone(False)
             release_build(None)  # the decoded blocks and open files: the model runs next, in another process
     return path
 
