@@ -240,19 +240,20 @@ def write_stack(
     # one thread writes (in order: two windows may share a chunk) while the next window is read
     writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="eoshard-stack-write")
     written: Future[None] | None = None
+
+    def wait_for_write(done: int) -> None:
+        if written is not None:
+            written.result()
+            if on_progress is not None:
+                on_progress(done, len(windows))
+
     try:
         with dask.config.set(scheduler="synchronous"):
-            for done, (rows, cols) in enumerate(windows, 1):
+            for done, (rows, cols) in enumerate(windows):
                 window = direct.window(rows, cols) if direct else stack.data[:, :, rows, cols].compute()
-                if written is not None:
-                    written.result()
-                    if on_progress is not None:
-                        on_progress(done - 1, len(windows))
+                wait_for_write(done)
                 written = writer.submit(arr.__setitem__, (slice(None), slice(None), rows, cols), window)
-            if written is not None:
-                written.result()
-                if on_progress is not None:
-                    on_progress(len(windows), len(windows))
+            wait_for_write(len(windows))
     finally:
         writer.shutdown(wait=True)
         if direct is not None:

@@ -30,9 +30,8 @@ from eoshard.training.runs import (
     Stateful,
     clear_run,
     load_states,
-    read_checkpoint,
-    refuse_existing_run,
     restoring,
+    run_start,
     save_checkpoint,
     save_weights,
     states,
@@ -177,9 +176,7 @@ def fit(
     over. Nothing is written there before the dataset, the model and the checkpoint to resume have loaded.
     Under ``torchrun`` each process trains on its share of every global batch (see ``distributed``); process 0
     writes the outputs."""
-    if resume is None and not overwrite:
-        refuse_existing_run(Path(config.output))
-    checkpoint = None if resume is None else (Path(resume), read_checkpoint(Path(resume), "fit", CHECKPOINT_KEYS))
+    checkpoint = run_start(Path(config.output), resume, overwrite, "fit", CHECKPOINT_KEYS)
     config = resolve_input(config, Manifest.read(config.dataset))  # a foundation model's bands, normalisation
     runtime = distributed.start(config.device)
     before, warn = (

@@ -94,16 +94,13 @@ class Manifest:
     def band_names(self, names: Sequence[str]) -> list[str]:
         """The stored band each of ``names`` stands for: itself, or the band whose common name it is
         (``band_metadata``: ``red`` for ``B04``, ``nir08`` for ``B8A``, as Earth Search's asset keys), in any case."""
-        described = self.raw.get("band_metadata") or {}
+        common = self._common_names()
         found = []
         for name in names:
             if name in self.bands:
                 found.append(name)
                 continue
-            same = [
-                b for b in self.bands
-                if name.lower() in (b.lower(), str((described.get(b) or {}).get("common_name", "")).lower())
-            ]  # fmt: skip
+            same = [b for b, c in common.items() if name.lower() in (b.lower(), c.lower())]
             if len(same) != 1:
                 what = f"stands for {same}, more than one" if same else "is not in the dataset"
                 raise DatasetFormatError(
@@ -112,11 +109,14 @@ class Manifest:
             found.append(same[0])
         return found
 
+    def _common_names(self) -> dict[str, str]:
+        """Each stored band's common name in ``band_metadata`` ("" where it has none)."""
+        described = self.raw.get("band_metadata") or {}
+        return {b: str((described.get(b) or {}).get("common_name") or "") for b in self.bands}
+
     def _bands_described(self) -> str:
         """``B04 (red), B03 (green), ...``: the stored bands with their common names."""
-        described = self.raw.get("band_metadata") or {}
-        common = {b: (described.get(b) or {}).get("common_name") for b in self.bands}
-        return ", ".join(f"{b} ({c})" if c and c != b else b for b, c in common.items())
+        return ", ".join(f"{b} ({c})" if c and c != b else b for b, c in self._common_names().items())
 
     def format_path(self, fmt: str) -> Path:
         formats = {k: v for k, v in (self.raw.get("formats") or {}).items() if v is not None}  # "lmdb": null

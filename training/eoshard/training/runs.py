@@ -41,6 +41,18 @@ def refuse_existing_run(out: Path) -> None:
     )
 
 
+def run_start(
+    out: Path, resume: str | Path | None, overwrite: bool, command: str, keys: set[str]
+) -> tuple[Path, dict[str, Any]] | None:
+    """Before a run starts in ``out``: the checkpoint ``resume`` names, read and checked (``read_checkpoint``), or
+    None for a new run, which ``out`` must not hold already unless ``overwrite``."""
+    if resume is None:
+        if not overwrite:
+            refuse_existing_run(out)
+        return None
+    return Path(resume), read_checkpoint(Path(resume), command, keys)
+
+
 def clear_run(out: Path) -> None:
     """Remove the checkpoints and weights of the run a new one (``--overwrite``) replaces."""
     for path in [*(out / "checkpoints").glob("*.pt"), *(out / name for name in WEIGHTS)]:

@@ -21,9 +21,8 @@ from eoshard.training.runs import (
     Stateful,
     clear_run,
     load_states,
-    read_checkpoint,
-    refuse_existing_run,
     restoring,
+    run_start,
     save_checkpoint,
     save_weights,
     states,
@@ -48,11 +47,7 @@ def fit_pairs(
     ``resume`` continues a checkpoint to the same weights as an uninterrupted run; an output folder that holds a
     run is refused unless ``resume`` continues it or ``overwrite`` starts it over. ``stop_after_epochs`` stops
     there (to test resume) and returns the checkpoint instead of the package."""
-    if resume is None and not overwrite:
-        refuse_existing_run(Path(config.output))
-    checkpoint = (
-        None if resume is None else (Path(resume), read_checkpoint(Path(resume), "fit-sr", CHECKPOINT_KEYS))
-    )
+    checkpoint = run_start(Path(config.output), resume, overwrite, "fit-sr", CHECKPOINT_KEYS)
     before = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
     try:
         return _SRRun(config, checkpoint).train(stop_after_epochs)
