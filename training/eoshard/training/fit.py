@@ -18,6 +18,7 @@ from torch.nn import functional as F  # noqa: N812
 from torch.utils.data import DataLoader
 
 from eoshard.training import augmentation, distributed
+from eoshard.training.allocator import keep_freed_memory
 from eoshard.training.config import TrainConfig
 from eoshard.training.data import ShardDataset, Stats, band_stats, make_dataset, split_indices
 from eoshard.training.distributed import Runtime
@@ -177,6 +178,7 @@ def fit(
     Under ``torchrun`` each process trains on its share of every global batch (see ``distributed``); process 0
     writes the outputs."""
     checkpoint = run_start(Path(config.output), resume, overwrite, "fit", CHECKPOINT_KEYS)
+    keep_freed_memory()
     config = resolve_input(config, Manifest.read(config.dataset))  # a foundation model's bands, normalisation
     runtime = distributed.start(config.device)
     before, warn = (

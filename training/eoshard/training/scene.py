@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from eoshard.training.allocator import keep_freed_memory
 from eoshard.training.errors import ConfigError, InputError
 from eoshard.training.outputs import OutputSpec, need_rasterio, open_writer
 from eoshard.training.package import ModelPackage
@@ -193,6 +194,7 @@ def predict(
             f"the output {output} ends in {Path(output).suffix or 'no suffix'}: give a .tif (a Cloud-Optimized "
             "GeoTIFF) or a .zarr path"
         )
+    keep_freed_memory()
     scene = open_scene(Path(source), package, index, pad)
     s = package.scale
     sr = s > 1
