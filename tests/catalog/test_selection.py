@@ -166,10 +166,15 @@ def _largest_gap(days: list[date], start: date, end: date) -> int:
     return max(b - a for a, b in itertools.pairwise(points))
 
 
+def _squared_gaps(days: list[date], start: date, end: date) -> int:
+    points = [start.toordinal(), *(d.toordinal() for d in days), end.toordinal()]
+    return sum((b - a) ** 2 for a, b in itertools.pairwise(points))
+
+
 @pytest.mark.parametrize("seed", range(6))
 def test_spread_dates_is_as_good_as_exhaustive_search(seed: int) -> None:
-    """As many dates as the minimum gap allows, then the smallest largest gap, then the lowest total cost: each
-    against every combination."""
+    """As many dates as the minimum gap allows, then the smallest largest gap, then the lowest total cost, then the
+    smallest sum of squared gaps: each against every combination."""
     import random
 
     rng = random.Random(seed)
@@ -187,8 +192,9 @@ def test_spread_dates_is_as_good_as_exhaustive_search(seed: int) -> None:
         ]
         most = max(len(c) for c in allowed)
 
-        def score(c: tuple[int, ...] | list[int]) -> tuple[int, float]:
-            return _largest_gap([days[i] for i in c], start, end), sum(costs[i] for i in c)
+        def score(c: tuple[int, ...] | list[int]) -> tuple[int, float, int]:
+            chosen = [days[i] for i in c]
+            return _largest_gap(chosen, start, end), sum(costs[i] for i in c), _squared_gaps(chosen, start, end)
 
         assert len(got) == most
         assert score(got) == min(score(c) for c in allowed if len(c) == most)
@@ -199,6 +205,18 @@ def test_spread_dates_breaks_a_tie_in_the_gap_by_cost_even_when_an_earlier_gap_i
     start = date(2024, 1, 1)
     days = [start + timedelta(days=n) for n in (10, 20, 50)]
     assert spread_dates(days, 2, start, start + timedelta(days=100), costs=[0.0, 100.0, 0.0]) == [0, 2]
+
+
+def test_spread_dates_spreads_evenly_where_the_period_end_decides_the_largest_gap() -> None:
+    """Twelve fortnightly acquisitions from 3 April to 15 September, the period to 31 October: every choice of six
+    that ends on 15 September leaves the same 46 days at the end. The most even is every second acquisition from
+    18 April (the earliest-first tie-break took 3 April, 18 April, 3 May, then 45-day steps)."""
+    days = [date(2024, 4, 3) + timedelta(days=15 * n) for n in range(12)]
+    assert spread_dates(days, 6, date(2024, 4, 1), date(2024, 10, 31)) == [1, 3, 5, 7, 9, 11]
+    # a cost still comes before evenness: with 18 April cloudy, 3 May, then steps of 15 and 4 x 30 days (as even as
+    # any choice without it: 3 April first would need a 45-day step)
+    costs = [0.0, 50.0, *[0.0] * 10]
+    assert spread_dates(days, 6, date(2024, 4, 1), date(2024, 10, 31), costs=costs) == [2, 3, 5, 7, 9, 11]
 
 
 def _es_s1() -> list[pystac.Item]:
