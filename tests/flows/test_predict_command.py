@@ -57,7 +57,10 @@ def _reference_stack(demo_data, aoi=None, n_dates: int = 3):
 def test_predict_from_the_catalog_equals_the_whole_image_forward_pass(demo_data, tmp_path: Path) -> None:
     package = _package(tmp_path)
     out, scene = tmp_path / "prob.tif", tmp_path / "scene.zarr"
-    result = CliRunner().invoke(app, _args(demo_data, package, out, "--probabilities", "--scene", str(scene)))
+    args = _args(
+        demo_data, package, out, "--probabilities", "--scene", str(scene), "--device", "cpu", "--batch-size", "3"
+    )
+    result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
 
     plan = _reference_stack(demo_data)
@@ -262,6 +265,15 @@ def test_a_mask_with_unknown_bands_or_bad_syntax_is_refused_before_any_stacking(
     assert result.exit_code == 2, result.output
     assert re.search(message, " ".join(result.output.split())), result.output
     assert not scene.exists() and not (tmp_path / "map.tif").exists()
+
+
+def test_a_device_that_is_not_there_is_refused_before_the_stack_is_written(demo_data, tmp_path: Path) -> None:
+    package, scene = _package(tmp_path), tmp_path / "scene.zarr"
+    args = _args(demo_data, package, tmp_path / "map.tif", "--device", "cuda:99", "--scene", str(scene))
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2, result.output  # a config error, as a bad --mask
+    assert "--device cuda:99: device 'cuda:99' asked for but torch sees" in " ".join(result.output.split())
+    assert "Traceback" not in result.output and not scene.exists()
 
 
 def test_a_failing_model_side_shows_its_own_error_and_exits_non_zero(demo_data, tmp_path: Path, capfd) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import zarr
 
 from eoshard.training.errors import ConfigError
@@ -29,26 +30,48 @@ def _whole(run, image: np.ndarray, margin: int) -> np.ndarray:
     return run(padded)[:, margin:-margin, margin:-margin]
 
 
-def _blended(run, image: np.ndarray, tiling: Tiling, n_out: int) -> np.ndarray:
+def _blended(run, image: np.ndarray, tiling: Tiling, n_out: int, batch: int = 1) -> np.ndarray:
     _, h, w = image.shape
     reader = padded_read(lambda r, c, hh, ww: image[:, r : r + hh, c : c + ww], h, w)
     out = np.full((n_out, h, w), np.nan, dtype=np.float32)
-    for r, c, v in blend(run, reader, h, w, n_out, tiling, strip=40):
+    for r, c, v in blend(run, reader, h, w, n_out, tiling, strip=40, batch=batch):
         out[:, r : r + v.shape[1], c : c + v.shape[2]] = v
     return out
 
 
-@pytest.mark.parametrize(("h", "w"), [(37, 29), (150, 203)])  # smaller than a block; several blocks, partial edges
-def test_blend_equals_whole_forward(tmp_path: Path, h: int, w: int) -> None:
+# smaller than a block; several blocks, partial edges, tiles through the model one at a time and 5 at a time (the
+# last batch short)
+@pytest.mark.parametrize(("h", "w", "batch"), [(37, 29, 1), (150, 203, 1), (150, 203, 5)])
+def test_blend_equals_whole_forward(tmp_path: Path, h: int, w: int, batch: int) -> None:
     package = random_package(tmp_path)  # FCN, 2 conv layers: receptive radius 2 px <= margin
     run = model_fn(package)
     tiling = Tiling(block=64, overlap=24, margin=6)
     image = _scene(h, w)
-    got = _blended(run, image, tiling, 7)
+    got = _blended(run, image, tiling, 7, batch)
     assert got.shape == (7, h, w)
     np.testing.assert_allclose(got, _whole(run, image, 6), atol=1e-5, rtol=0)
     if h > 64:
         assert len(tiling.origins(h)) > 2 and len(tiling.origins(w)) > 3
+
+
+def test_predict_runs_on_the_device_asked_for_or_says_there_is_none(tmp_path: Path) -> None:
+    """``cuda`` where torch sees a GPU gives the CPU's probabilities; where it sees none, an error saying so, before
+    any output is written. A batch size below 1 is refused."""
+    package = random_package(tmp_path)
+    src = _zarr_input(tmp_path / "in.zarr", _scene(70, 90))
+    tiling = Tiling(48, 16, 4)
+    on_cpu = zarr.open_array(str(predict(package, src, tmp_path / "cpu.zarr", tiling, True, device="cpu")))[:]
+    if torch.cuda.is_available():
+        on_gpu = predict(package, src, tmp_path / "gpu.zarr", tiling, True, device="cuda", batch_size=4)
+        np.testing.assert_allclose(zarr.open_array(str(on_gpu))[:], on_cpu, atol=1e-4, rtol=0)
+    else:
+        with pytest.raises(ConfigError, match="device 'cuda' asked for but torch sees no GPU"):
+            predict(package, src, tmp_path / "gpu.zarr", tiling, True, device="cuda")
+        assert not (tmp_path / "gpu.zarr").exists()
+    with pytest.raises(ConfigError, match="at least 1, not 0"):
+        predict(package, src, tmp_path / "none.zarr", tiling, device="cpu", batch_size=0)
+    in_fours = predict(package, src, tmp_path / "fours.zarr", tiling, True, device="cpu", batch_size=4)
+    np.testing.assert_allclose(zarr.open_array(str(in_fours))[:], on_cpu, atol=1e-6, rtol=0)
 
 
 def test_tiling_is_validated() -> None:

@@ -133,9 +133,16 @@ def _predict(args: argparse.Namespace) -> None:
         task = progress.add_task("predicting tiles", total=None)
         predict(
             package, args.input, args.output, tiling, args.probabilities, args.band_index, args.pad, args.mask,
-            on_tile=lambda done, total: progress.update(task, completed=done, total=total),
+            on_tile=lambda done, total: progress.update(task, completed=done, total=total), device=args.device,
+            batch_size=args.batch_size,
         )  # fmt: skip
     print(args.output)
+
+
+def _device(args: argparse.Namespace) -> None:
+    from eoshard.training.distributed import pick_device
+
+    print(pick_device(args.device))
 
 
 def parser() -> argparse.ArgumentParser:
@@ -191,7 +198,12 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--band-index", type=int, nargs="+", help="1-based input bands instead of names")
     r.add_argument("--pad", default="edge", help="numpy.pad mode beyond the scene edges")
     r.add_argument("--mask", help="band-math expression over band names; true pixels become nodata")
+    r.add_argument("--device", default="auto", help="auto (a GPU when torch sees one), cpu, cuda or cuda:N")
+    r.add_argument("--batch-size", type=int, help="tiles per forward pass (default 1 on the CPU, 8 on a GPU)")
     r.set_defaults(func=_predict)
+    d = sub.add_parser("device", help="the torch device a --device value gives here (an error if there is none)")
+    d.add_argument("device", nargs="?", default="auto")
+    d.set_defaults(func=_device)
     return p
 
 

@@ -51,20 +51,30 @@ class Runtime:
         return batch[start : start + n // w + (self.rank < n % w)]
 
 
-def start(device: str) -> Runtime:
-    """The runtime of this process: under ``torchrun`` (``WORLD_SIZE`` > 1) the process group is started."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    local = int(os.environ.get("LOCAL_RANK", "0"))
+def pick_device(device: str, local: int = 0) -> torch.device:
+    """``auto`` (GPU ``local`` when torch sees one, else the CPU), ``cpu``, ``cuda`` or ``cuda:N``, checked."""
     if device == "auto":
         device = f"cuda:{local}" if torch.cuda.is_available() else "cpu"
     try:
         dev = torch.device(device)
     except RuntimeError as err:
         raise ConfigError(f"device {device!r} unknown: expected 'auto', 'cpu', 'cuda' or 'cuda:N'") from err
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {device!r} asked for but torch sees no GPU: use device 'cpu' or 'auto'")
+    if dev.type == "cuda" and (dev.index or 0) >= torch.cuda.device_count():
+        raise ConfigError(
+            f"device {device!r} asked for but torch sees {torch.cuda.device_count()} GPUs (cuda:0 to "
+            f"cuda:{torch.cuda.device_count() - 1}): use one of those or 'auto'"
+        )
+    return dev
+
+
+def start(device: str) -> Runtime:
+    """The runtime of this process: under ``torchrun`` (``WORLD_SIZE`` > 1) the process group is started."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    dev = pick_device(device, int(os.environ.get("LOCAL_RANK", "0")))
     if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ConfigError(f"device {device!r} asked for but torch sees no GPU: use device 'cpu' or 'auto'")
         torch.cuda.set_device(dev)
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")

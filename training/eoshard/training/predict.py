@@ -73,22 +73,38 @@ def padded_read(
     return reader
 
 
-def model_fn(package: ModelPackage, probabilities: bool = True) -> Callable[[np.ndarray], np.ndarray]:
-    """(C_total, h, w) raw values -> (K, h*s, w*s): normalised, run, softmax (segmentation) or de-normalised (SR)."""
+def model_fn(
+    package: ModelPackage, probabilities: bool = True, device: str | torch.device = "cpu"
+) -> Callable[[np.ndarray], np.ndarray]:
+    """(C_total, h, w) raw values -> (K, h*s, w*s), or a batch (B, C_total, h, w) -> (B, K, h*s, w*s): normalised,
+    run on ``device`` (the package's model moves there), softmax (segmentation) or de-normalised (SR)."""
     t, c = package.n_dates, len(package.bands)
-    mean = torch.tensor(package.mean, dtype=torch.float32)[:, None, None]
-    std = torch.tensor(package.std, dtype=torch.float32)[:, None, None]
-    out_mean = torch.tensor(package.out_mean, dtype=torch.float32)[:, None, None] if package.out_mean else mean
-    out_std = torch.tensor(package.out_std, dtype=torch.float32)[:, None, None] if package.out_std else std
+    dev = torch.device(device)
+    model = package.model.to(dev)
+    mean = torch.tensor(package.mean, dtype=torch.float32, device=dev)[:, None, None]
+    std = torch.tensor(package.std, dtype=torch.float32, device=dev)[:, None, None]
+    out_mean = (
+        torch.tensor(package.out_mean, dtype=torch.float32, device=dev)[:, None, None]
+        if package.out_mean
+        else mean
+    )
+    out_std = (
+        torch.tensor(package.out_std, dtype=torch.float32, device=dev)[:, None, None] if package.out_std else std
+    )
 
-    def run(tile: np.ndarray) -> np.ndarray:
-        x = torch.from_numpy(np.ascontiguousarray(tile, dtype=np.float32)).reshape(t, c, *tile.shape[-2:])
-        x = (x - mean) / std
+    def run(tiles: np.ndarray) -> np.ndarray:
+        batch = tiles[None] if tiles.ndim == 3 else tiles
+        n = batch.shape[0]
+        x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).to(dev)
+        x = (x.reshape(n, t, c, *batch.shape[-2:]) - mean) / std
         with torch.no_grad():
             if package.scale > 1:
-                return (package.model(x[:1]) * out_std + out_mean)[0].numpy()
-            y = forward(package.model, package.architecture, x[None], torch.zeros(1, t, dtype=torch.bool))[0]
-            return (y.softmax(0) if probabilities else y).numpy()
+                y = model(x[:, 0]) * out_std + out_mean
+            else:
+                y = forward(model, package.architecture, x, torch.zeros(n, t, dtype=torch.bool, device=dev))
+                y = y.softmax(1) if probabilities else y
+        out = y.cpu().numpy()
+        return out[0] if tiles.ndim == 3 else out
 
     return run
 
@@ -96,12 +112,13 @@ def model_fn(package: ModelPackage, probabilities: bool = True) -> Callable[[np.
 def blend(
     run: Callable[[np.ndarray], np.ndarray], read: Reader, height: int, width: int, n_out: int, tiling: Tiling,
     scale: int = 1, workdir: Path | None = None, strip: int | None = None,
-    on_tile: Callable[[int, int], None] | None = None,
+    on_tile: Callable[[int, int], None] | None = None, batch: int = 1,
 ) -> Iterator[tuple[int, int, np.ndarray]]:  # fmt: skip
     """Yield ``(row, col, values)`` of the blended output, (K, rows, cols) in squares of ``strip`` pixels.
 
-    The sums live in disk-backed memory maps (file pages the kernel can drop), so process memory holds one tile
-    and one output square whatever the scene size. ``on_tile(done, total)`` is called after each tile's forward pass.
+    ``run`` takes ``batch`` tiles at a time, ``(B, C, block, block)``. The sums live in disk-backed memory maps
+    (file pages the kernel can drop), so process memory holds one batch of tiles and one output square whatever
+    the scene size. ``on_tile(done, total)`` is called after each tile's forward pass.
     """
     weight = tiling.window(scale).astype(np.float32)
     strip = strip or tiling.block
@@ -112,13 +129,15 @@ def blend(
         den = np.memmap(Path(tmp) / "den", np.float32, "w+", shape=shape[1:])
         off = tiling.block * s  # offset so tiles starting at a negative origin fit
         tiles = [(r, c) for r in tiling.origins(height) for c in tiling.origins(width)]
-        for done, (r, c) in enumerate(tiles, 1):
-            out = run(read(r, c, tiling.block, tiling.block))
-            rs, cs = slice(off + r * s, off + r * s + b), slice(off + c * s, off + c * s + b)
-            acc[:, rs, cs] += out * weight
-            den[rs, cs] += weight
-            if on_tile is not None:
-                on_tile(done, len(tiles))
+        for first in range(0, len(tiles), batch):
+            group = tiles[first : first + batch]
+            outs = run(np.stack([read(r, c, tiling.block, tiling.block) for r, c in group]))
+            for done, ((r, c), out) in enumerate(zip(group, outs, strict=True), first + 1):
+                rs, cs = slice(off + r * s, off + r * s + b), slice(off + c * s, off + c * s + b)
+                acc[:, rs, cs] += out * weight
+                den[rs, cs] += weight
+                if on_tile is not None:
+                    on_tile(done, len(tiles))
         for top in range(0, height * s, strip * s):
             for left in range(0, width * s, strip * s):
                 rows = slice(off + top, off + min(top + strip * s, height * s))

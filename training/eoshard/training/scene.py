@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from eoshard.training.allocator import keep_freed_memory
+from eoshard.training.distributed import pick_device
 from eoshard.training.errors import ConfigError, InputError
 from eoshard.training.outputs import OutputSpec, need_rasterio, open_writer
 from eoshard.training.package import ModelPackage
@@ -179,13 +180,14 @@ def package_mask(package: ModelPackage) -> str | None:
 def predict(
     package: ModelPackage, source: Path, output: Path, tiling: Tiling, probabilities: bool = False,
     index: Sequence[int] | None = None, pad: str = "edge", mask: str | None = None,
-    on_tile: Callable[[int, int], None] | None = None,
+    on_tile: Callable[[int, int], None] | None = None, device: str = "auto", batch_size: int | None = None,
 ) -> Path:  # fmt: skip
     """Predict ``source`` into ``output`` (.tif -> COG, .zarr -> Zarr array) with the input's georeferencing.
 
     Output pixels where the input holds no data, or where the band-math ``mask`` (default: the package's) is
     true, are nodata: 255 in a class map, NaN in probabilities and super-resolved bands. ``on_tile(done, total)``
-    follows the model's passes over the tiles.
+    follows the model's passes over the tiles. The model runs on ``device`` (``auto``: a GPU when torch sees one),
+    ``batch_size`` tiles per pass (default: 1 on the CPU, where larger batches were no faster, 8 on a GPU).
     """
     from eoshard.training.bandmath import evaluate_mask, parse_mask
 
@@ -199,7 +201,13 @@ def predict(
     s = package.scale
     sr = s > 1
     n_out = len(package.bands) if sr else int(package.item["properties"]["mlm:output"][0]["result"]["shape"][1])
-    run = model_fn(package, probabilities=True)
+    dev = pick_device(device)
+    batch = batch_size if batch_size is not None else (1 if dev.type == "cpu" else 8)
+    if batch < 1:
+        raise ConfigError(
+            f"the batch size is how many tiles go through the model at once, at least 1, not {batch}"
+        )
+    run = model_fn(package, probabilities=True, device=dev)
     expression = mask or package_mask(package)
     tree = parse_mask(expression, package.bands) if expression else None
     transform = None
@@ -214,7 +222,7 @@ def predict(
     )  # fmt: skip
     with open_writer(spec) as write:
         for row, col, values in blend(
-            run, scene.read, scene.height, scene.width, n_out, tiling, s, on_tile=on_tile
+            run, scene.read, scene.height, scene.width, n_out, tiling, s, on_tile=on_tile, batch=batch
         ):
             h, w = values.shape[1] // s, values.shape[2] // s
             block = scene.read(row // s, col // s, h, w)

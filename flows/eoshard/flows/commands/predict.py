@@ -62,6 +62,12 @@ def predict_command(
         str | None,
         typer.Option(help="band-math expression; true pixels become nodata, e.g. '(B03-B08)/(B03+B08) > 0'"),
     ] = None,
+    device: Annotated[
+        str, typer.Option(help="where the model runs: auto (a GPU when torch sees one), cpu, cuda:N")
+    ] = "auto",
+    batch_size: Annotated[
+        int | None, typer.Option(help="tiles per forward pass (default 1 on the CPU, 8 on a GPU)", min=1)
+    ] = None,
     scene: Annotated[Path | None, typer.Option(help="keep the model's input stack in this .zarr")] = None,
     scene_only: Annotated[bool, typer.Option(help="write the input stack (--scene) and stop")] = False,
 ) -> None:
@@ -86,6 +92,10 @@ def predict_command(
         if scene_only and scene is None:
             raise ConfigError("--scene-only needs --scene PATH.zarr to write the input stack to")
         run = [] if scene_only else training_command()
+        if run and device != "auto":  # a device that is not there is said before the stack is written
+            checked = subprocess.run([*run, "device", device], capture_output=True, text=True, check=False)
+            if checked.returncode != 0:
+                raise ConfigError(f"--device {device}: {checked.stderr.strip().removeprefix('error: ')}")
         plan = plan_stack(
             spec, source, area, area_crs, area_4326, first, last, collection=collection, max_cloud=max_cloud
         )
@@ -103,7 +113,8 @@ def predict_command(
                 say(f"input stack written to {path}")
                 return
             args = [*run, "predict", str(package), str(path), str(output), "--block", str(block),
-                    "--overlap", str(overlap), "--margin", str(margin)]  # fmt: skip
+                    "--overlap", str(overlap), "--margin", str(margin), "--device", device]  # fmt: skip
+            args += ["--batch-size", str(batch_size)] if batch_size else []
             args += ["--probabilities"] * probabilities + (["--mask", mask] if mask else [])
             # its progress bar and its error go to this terminal; its output (the path written) is kept
             done = subprocess.run(args, stdout=subprocess.PIPE, text=True, check=False)
