@@ -18,6 +18,7 @@ import rasterio
 import zarr
 from typer.testing import CliRunner
 
+from eoshard.catalog import search, select
 from eoshard.flows.aoi import read_aoi
 from eoshard.flows.cli import app
 from eoshard.flows.model_input import ModelInput, plan_stack, stack_bytes, write_stack
@@ -228,6 +229,22 @@ def test_the_model_input_is_made_of_the_products_the_build_uses(demo_data, tmp_p
     built = select_products(load_config(config), gpd.GeoSeries([area], crs=crs).to_crs(4326).iloc[0])
     plan = _reference_stack(demo_data, n_dates=7)
     assert plan.products == sorted(i.id for i in built) and len(plan.products) == 12
+
+
+def test_the_dates_are_those_eoshard_select_chooses(demo_data) -> None:
+    """Three of the demo's seven acquisitions: no three leave less than a 60-day gap, and among those that do not
+    leave more ``select``'s costs (cloud cover, the AOI a date misses) pick 8 April, 7 June and 6 August, where the
+    dates without costs were the evenest three (18 May, 17 July, 26 August)."""
+    area, crs = read_aoi(demo_data.aoi)
+    area_4326 = gpd.GeoSeries([area], crs=crs).to_crs(4326).iloc[0]
+    first, last = (date.fromisoformat(d) for d in PERIOD)
+    found = search(str(demo_data.catalog), area=area_4326, start=first, end=last, collection="sentinel-2-l2a",
+                   max_cloud=60)  # fmt: skip
+    chosen = select(list(found), area_4326, first, last, max_cloud=60, dates=3).items
+    plan = _reference_stack(demo_data, n_dates=3)
+    assert [d[:10] for d in plan.dates] == ["2024-04-08", "2024-06-07", "2024-08-06"]
+    assert sorted({i.datetime.isoformat()[:19] for i in chosen if i.datetime}) == plan.dates
+    assert plan.products == sorted(i.id for i in chosen)
 
 
 def test_a_package_may_name_its_bands_by_common_names(demo_data) -> None:

@@ -2,9 +2,9 @@
 
 A model package (``item.json``, STAC MLM) names its bands, its number of dates and the grid resolution it was
 trained at. This module reads those facts as plain JSON (no torch), finds the products with the same catalog
-search as the build, opens the same lazy cubes (``open_cube``, coarser groups repeated onto the base grid with
-``onto_grid``), keeps ``n_dates`` acquisitions spread over the period and streams the ``(T, C, H, W)`` stack into a
-Zarr array chunk by chunk. ``eoshard-train predict`` reads that array (the scene format of
+search as the build, keeps ``n_dates`` acquisitions as ``eoshard select --dates`` chooses them (spread over the
+period, the least cloud), opens the same lazy cubes (``open_cube``, coarser groups repeated onto the base grid with
+``onto_grid``) and streams the ``(T, C, H, W)`` stack into a Zarr array chunk by chunk. ``eoshard-train predict`` reads that array (the scene format of
 ``eoshard.training.scene``): the array is the one file handed between the geo side and the torch side.
 """
 
@@ -150,15 +150,19 @@ def plan_stack(
     start: date, end: date, *, collection: str | None = None, max_cloud: float | None = None,
     chunksize: int = 256,
 ) -> StackPlan:  # fmt: skip
-    """Search, select, cube and choose dates exactly as the build does; reads no pixels.
+    """Search, select and cube as the build does, and choose the dates as ``eoshard select --dates``; reads no
+    pixels.
 
     The products are those ``eoshard select`` and the build keep (reprocessed copies and tiles the AOI does not
-    need left out), not every product the search finds. The package's band names may be any the cube knows
-    (``red`` or ``B04``): the stack's bands carry the package's names, in its order.
+    need left out), of the ``n_dates`` acquisitions ``select`` chooses: the largest gap in the period as small as
+    it can be, then the least cloud and the most of the AOI covered, then the most even gaps. The package's band
+    names may be any the cube knows (``red`` or ``B04``): the stack's bands carry the package's names, in its
+    order.
     """
     grid = grid_for_area(area, area_crs, resolution=spec.resolution)
     found = search(source, area=area_4326, start=start, end=end, collection=collection, max_cloud=max_cloud)
-    items = list(select(list(found), area_4326, start, end, max_cloud=max_cloud).items)
+    # the dates as `eoshard select --dates N` chooses them: spread over the period, the least cloud, the most AOI
+    items = list(select(list(found), area_4326, start, end, max_cloud=max_cloud, dates=spec.n_dates).items)
     wanted = [canonical_band(b) for b in spec.bands]
     cubes = open_cube(items, grid, wanted, chunksize=chunksize, reflectance=spec.reflectance)
     on_base = {b: onto_grid(c, grid).sel(band=b) for c in cubes.values() for b in c.band.values if b in wanted}
