@@ -4,8 +4,9 @@ A model package (``item.json``, STAC MLM) names its bands, its number of dates a
 trained at. This module reads those facts as plain JSON (no torch), finds the products with the same catalog
 search as the build, keeps ``n_dates`` acquisitions as ``eoshard select --dates`` chooses them (spread over the
 period, the least cloud), opens the same lazy cubes (``open_cube``, coarser groups repeated onto the base grid with
-``onto_grid``) and streams the ``(T, C, H, W)`` stack into a Zarr array chunk by chunk. ``eoshard-train predict`` reads that array (the scene format of
-``eoshard.training.scene``): the array is the one file handed between the geo side and the torch side.
+``onto_grid``) and streams the ``(T, C, H, W)`` stack into a Zarr array chunk by chunk. ``eoshard-train predict``
+reads that array (the scene format of ``eoshard.training.scene``): the array is the one file handed between the geo
+side and the torch side.
 """
 
 from __future__ import annotations
