@@ -36,7 +36,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def peak_in_fresh_interpreter(module: str, function: str, *args: object) -> int:
-    """``module.function(*args)`` (a peak in bytes) run in a new Python process from the repository root.
+    """``module.function(*args)`` (an integer: a peak in bytes, a count of page faults) run in a new Python process
+    from the repository root.
 
     tracemalloc counts every thread of its process: a fresh one keeps threads and caches left by other tests in the
     pytest process out of the peak."""

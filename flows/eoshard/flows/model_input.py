@@ -17,7 +17,7 @@ import json
 import math
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -30,7 +30,7 @@ import zarr
 from odc.geo.geobox import GeoBox
 from zarr.codecs import ZstdCodec
 
-from eoshard.catalog import search, select, spread_dates
+from eoshard.catalog import search, select
 from eoshard.flows.build import block_phase, cube_sources, group_factors, group_units
 from eoshard.flows.config import ConfigError
 from eoshard.pipeline.bands import canonical_band
@@ -169,25 +169,21 @@ def plan_stack(
     on_base = {b: onto_grid(c, grid).sel(band=b) for c in cubes.values() for b in c.band.values if b in wanted}
     stack = xr.concat([on_base[b] for b in wanted], dim="band").transpose("time", "band", "y", "x")
     stack = stack.assign_coords(band=spec.bands)
-    days = [date.fromisoformat(str(t)[:10]) for t in stack.time.values]
-    if len(days) < spec.n_dates:
+    # one time step per acquisition (the cube's acquisitions are select's): at most n_dates
+    if stack.sizes["time"] < spec.n_dates:
         raise ConfigError(
-            f"the model expects {spec.n_dates} dates but the catalog has {len(days)} acquisitions over the AOI "
-            f"from {start} to {end}{'' if max_cloud is None else f' (max cloud {max_cloud:g} %)'}: widen the "
-            "period" + ("" if max_cloud is None else " or raise --max-cloud")
+            f"the model expects {spec.n_dates} dates but the catalog has {stack.sizes['time']} acquisitions over "
+            f"the AOI from {start} to {end}{'' if max_cloud is None else f' (max cloud {max_cloud:g} %)'}: widen "
+            "the period" + ("" if max_cloud is None else " or raise --max-cloud")
         )
-    keep = spread_dates(days, spec.n_dates, start, end) if len(days) > spec.n_dates else list(range(len(days)))
-    stack = stack.isel(time=sorted(keep))
     ids = sorted({str(i.id) for i in items})
-    direct = _direct(
-        cubes, [stackstac_ready(i) for i in items], grid, wanted, sorted(keep), chunksize, spec.reflectance
-    )
+    direct = _direct(cubes, [stackstac_ready(i) for i in items], grid, wanted, chunksize, spec.reflectance)
     return StackPlan(stack, grid, ids, [str(t)[:19] for t in stack.time.values], direct)
 
 
 def _direct(
-    cubes: dict[str, xr.DataArray], items: list[dict[str, Any]], grid: GeoBox, wanted: list[str], keep: list[int],
-    chunksize: int, reflectance: bool,
+    cubes: dict[str, xr.DataArray], items: list[dict[str, Any]], grid: GeoBox, wanted: list[str], chunksize: int,
+    reflectance: bool,
 ) -> DirectStack | None:  # fmt: skip
     """The direct reads of the stack, where every group has the same dates (one sensor); else None."""
     times = [cube.time.values for cube in cubes.values()]
@@ -196,11 +192,6 @@ def _direct(
     factors = group_factors(grid, cubes)
     units = group_units(cubes, items, reflectance=reflectance)
     sources = cube_sources(cubes, items, grid, factors, chunksize=chunksize, resampling="nearest", units=units)
-    sources = {name: replace(s, steps=tuple(s.steps[t] for t in keep)) for name, s in sources.items()}
-    units = {
-        name: replace(u, boa_offsets=tuple(u.boa_offsets[t] for t in keep)) if u.boa_offsets else u
-        for name, u in units.items()
-    }
     where = {str(b): (name, i) for name, cube in cubes.items() for i, b in enumerate(cube.band.values)}
     dtype = np.result_type(*(cube.dtype for cube in cubes.values()))
     picks = [where[b] for b in wanted]

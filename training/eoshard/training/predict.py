@@ -131,7 +131,8 @@ def blend(
         tiles = [(r, c) for r in tiling.origins(height) for c in tiling.origins(width)]
         for first in range(0, len(tiles), batch):
             group = tiles[first : first + batch]
-            outs = run(np.stack([read(r, c, tiling.block, tiling.block) for r, c in group]))
+            tiles_in = [read(r, c, tiling.block, tiling.block) for r, c in group]
+            outs = run(tiles_in[0][None] if len(tiles_in) == 1 else np.stack(tiles_in))  # one tile: no copy
             for done, ((r, c), out) in enumerate(zip(group, outs, strict=True), first + 1):
                 rs, cs = slice(off + r * s, off + r * s + b), slice(off + c * s, off + c * s + b)
                 acc[:, rs, cs] += out * weight
