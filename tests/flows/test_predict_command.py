@@ -81,7 +81,10 @@ def test_predict_from_the_catalog_equals_the_whole_image_forward_pass(demo_data,
     assert np.isnan(got[:, ~valid]).all()
 
     classes = tmp_path / "classes.tif"
-    result = CliRunner().invoke(app, _args(demo_data, package, classes, "--mask", "(B03 - B08) / (B03 + B08) > 0"))
+    # the NDWI, its bands named by their common names and as stored (the package records both)
+    result = CliRunner().invoke(
+        app, _args(demo_data, package, classes, "--mask", "(green - nir) / (B03 + B08) > 0")
+    )
     assert result.exit_code == 0, result.output
     # each band's mean over the dates holding data at the pixel, then NDWI
     b03, b08 = ((image[:, i].sum(0) / np.maximum((image[:, i] != 0).sum(0), 1)) for i in (1, 3))
@@ -268,7 +271,11 @@ def test_an_output_that_is_neither_a_tif_nor_a_zarr_is_refused_first(demo_data, 
 @pytest.mark.parametrize(
     ("mask", "message"),
     [
-        ("(B03 - B8) > 0", r"--mask '\(B03 - B8\) > 0' names \['B8'\], which are not among the model's bands"),
+        (
+            "(green - B8) > 0",
+            r"--mask '\(green - B8\) > 0' names \['B8'\], which are not among the model's bands "
+            r"B02 \(blue\), B03 \(green\), B04 \(red\), B08 \(nir\): use those names",
+        ),
         ("B03 >", r"--mask 'B03 >' is not a valid expression: invalid syntax"),
     ],
 )

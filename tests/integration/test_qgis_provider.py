@@ -26,6 +26,7 @@ from tests.training.helpers import random_package
 SYSTEM_PYTHON = Path("/usr/bin/python3")
 PLUGINS = Path("/usr/share/qgis/python/plugins")
 MASK = "(B03 - B08) / (B03 + B08) > 0.1"
+COMMON_MASK = "(green - nir) / (green + nir) > 0.1"  # the same, in the common names the package records
 
 QGIS_SCRIPT = """
 import json, sys
@@ -42,6 +43,7 @@ provider = EoshardProvider()
 QgsApplication.processingRegistry().addProvider(provider)
 params = json.loads(sys.argv[3])
 algorithms = [a.id() for a in provider.algorithms()]
+labels = [p.description() for p in provider.algorithms()[0].parameterDefinitions() if p.name().startswith("BAND_")]
 result = processing.run("eoshard:eoshard_model", params)
 layer = QgsRasterLayer(result["OUTPUT"], "prediction")
 QgsProject.instance().addMapLayer(layer)
@@ -53,7 +55,7 @@ job = QgsMapRendererParallelJob(settings)
 job.start()
 job.waitForFinished()
 job.renderedImage().save(sys.argv[4])
-print(json.dumps({"algorithms": algorithms, "output": result["OUTPUT"], "valid": layer.isValid(),
+print(json.dumps({"algorithms": algorithms, "labels": labels, "output": result["OUTPUT"], "valid": layer.isValid(),
                   "renderer": layer.renderer().type(), "layers": len(QgsProject.instance().mapLayers())}))
 app.exitQgis()
 """
@@ -106,7 +108,7 @@ def test_the_qgis_provider_equals_eoshard_train_predict(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
 
     params = {"INPUT": str(tmp_path / "scene.tif"), "BAND_B02_0": 2, "BAND_B03_0": 3, "BAND_B04_0": 4,
-              "BAND_B08_0": 1, "MASK": MASK, "BLOCK": 64, "OVERLAP": 24, "MARGIN": 6, "PROBABILITIES": False,
+              "BAND_B08_0": 1, "MASK": COMMON_MASK, "BLOCK": 64, "OVERLAP": 24, "MARGIN": 6, "PROBABILITIES": False,
               "OUTPUT": str(tmp_path / "qgis.tif")}  # fmt: skip
     env = {"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path), "QT_QPA_PLATFORM": "offscreen",
            "XDG_RUNTIME_DIR": str(tmp_path), "EOSHARD_MODELS": str(tmp_path / "models"), "EOSHARD_TRAIN": train}  # fmt: skip
@@ -119,6 +121,9 @@ def test_the_qgis_provider_equals_eoshard_train_predict(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads(done.stdout.strip().splitlines()[-1])
     assert report["algorithms"] == ["eoshard:eoshard_model"]
+    assert report["labels"] == [
+        f"Layer band for {b}" for b in ("B02 (blue)", "B03 (green)", "B04 (red)", "B08 (nir)")
+    ]
     assert report["valid"] and report["renderer"] == "paletted" and report["layers"] == 1, report
     with rasterio.open(reference) as ref, rasterio.open(report["output"]) as got:
         expected, actual = ref.read(1), got.read(1)

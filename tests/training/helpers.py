@@ -15,6 +15,7 @@ from eoshard.training.models import build_model
 from eoshard.training.package import export, load
 
 BANDS = ["B02", "B03", "B04", "B08"]
+COMMON = {"B02": "blue", "B03": "green", "B04": "red", "B08": "nir"}  # as band_metadata says
 
 
 def random_package(tmp: Path, architecture: str = "fcn", n_dates: int = 1, model: dict | None = None):
@@ -28,7 +29,7 @@ def random_package(tmp: Path, architecture: str = "fcn", n_dates: int = 1, model
     stats = {"bands": BANDS, "mean": [1000.0, 1100.0, 1200.0, 2000.0], "std": [300.0, 310.0, 320.0, 500.0]}
     config = {"architecture": architecture, "model": options, "dataset": "-", "output": "-"}
     classes = {i: f"c{i}" for i in range(1, 7)}
-    out = export(weights, config, stats, classes, n_dates, 32, tmp / "pkg")
+    out = export(weights, config, stats, classes, n_dates, 32, tmp / "pkg", common_names=COMMON)
     return load(out)
 
 
@@ -63,6 +64,7 @@ def fake_dataset(folder: Path, formats: dict | None = None) -> Path:
         "groups": {"s2_10m": {"bands": BANDS, "dtype": "uint16"}}, "patch_size": 32, "statistics": stats,
         "labels": {"layer": "class", "classes": {str(i): f"c{i}" for i in range(1, 7)}},
         "formats": formats or {"zarr": {"path": "data.zarr"}, "lmdb": {"path": "data.lmdb"}},
+        "band_metadata": {b: {"common_name": c} for b, c in COMMON.items()},
     }  # fmt: skip
     (folder / "dataset.json").write_text(json.dumps(raw))
     return folder

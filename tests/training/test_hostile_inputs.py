@@ -182,7 +182,7 @@ def test_a_zarr_only_dataset_read_as_lmdb_says_to_set_format_zarr(tmp_path: Path
     [
         ("B03 >", "mask expression 'B03 >' is not valid: invalid syntax"),
         ("B05 > 0", "mask expression 'B05 > 0' names 'B05', which is not one of the model's bands "
-                    "['B02', 'B03', 'B04', 'B08']: use those names"),
+                    "B02 (blue), B03 (green), B04 (red), B08 (nir): use those names"),
         ("__import__('os')", "mask expression \"__import__('os')\" uses Call: only numbers"),
     ],
 )  # fmt: skip
@@ -191,8 +191,10 @@ def test_export_checks_the_mask_as_predict_does(tmp_path: Path, capsys, mask: st
     assert main(["export", str(run), str(tmp_path / "pkg"), "--mask", mask]) == 1
     assert capsys.readouterr().err.startswith(f"error: {expected}")
     assert not (tmp_path / "pkg").exists()
-    assert main(["export", str(run), str(tmp_path / "pkg"), "--mask", "B03 > B08"]) == 0
-    assert load(tmp_path / "pkg").item["properties"]["mlm:input"][0]["eoshard:mask"] == "B03 > B08"
+    assert main(["export", str(run), str(tmp_path / "pkg"), "--mask", "green > nir"]) == 0  # common names
+    package = load(tmp_path / "pkg")
+    assert package.item["properties"]["mlm:input"][0]["eoshard:mask"] == "green > nir"
+    assert package.common_names == {"B02": "blue", "B03": "green", "B04": "red", "B08": "nir"}  # band_metadata's
 
 
 def test_export_of_a_run_on_a_dataset_without_class_names_declares_every_counted_class(tmp_path: Path) -> None:

@@ -34,6 +34,14 @@ def test_round_trip_keeps_weights_and_mlm_fields(tmp_path: Path) -> None:
     assert item["assets"]["weights"]["mlm:artifact_type"] == "safetensors"
     x = torch.randn(1, 4, 16, 16)
     assert torch.equal(package.model(x), again.model(x))
+    # the input bands' common names, as STAC 1.1 band metadata (eo extension)
+    assert props["bands"] == [{"name": "B02", "eo:common_name": "blue"}, {"name": "B03", "eo:common_name": "green"},
+                              {"name": "B04", "eo:common_name": "red"}, {"name": "B08", "eo:common_name": "nir"}]  # fmt: skip
+    assert "https://stac-extensions.github.io/eo/v2.0.0/schema.json" in item["stac_extensions"]
+    assert again.common_names == {"B02": "blue", "B03": "green", "B04": "red", "B08": "nir"}
+    del props["bands"]  # a package exported before common names were recorded
+    (tmp_path / "pkg" / "item.json").write_text(json.dumps(item))
+    assert load(tmp_path / "pkg").common_names == {}
 
 
 def test_pickled_weights_are_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -214,18 +214,21 @@ def test_multi_date_geotiff_bands_are_matched_by_description_date_after_date(tmp
     plain = _tif(tmp_path / "plain.tif", image, None)  # no descriptions: file order, the model's order
     with rasterio.open(predict(package, plain, tmp_path / "plain-out.tif", Tiling(48, 16, 4))) as out:
         np.testing.assert_array_equal(out.read(1), expected)
+    common = _tif(tmp_path / "common.tif", stored, ["nir", "Red", "B03", "blue"] * 2)  # common names, any case
+    with rasterio.open(predict(package, common, tmp_path / "common-out.tif", Tiling(48, 16, 4))) as out:
+        np.testing.assert_array_equal(out.read(1), expected)
 
     other = _tif(tmp_path / "other.tif", stored, ["B05", "B06", "B07", "B11"] * 2)
     assert main(["predict", str(tmp_path / "pkg"), str(other), str(tmp_path / "other-out.tif")]) == 1
     assert capsys.readouterr().err == (
         "error: the input's date 1 of 2 (bands 1 to 4) bands ['B05', 'B06', 'B07', 'B11'] lack the model's bands "
-        "['B02', 'B03', 'B04', 'B08']: name the bands ['B02', 'B03', 'B04', 'B08'] (GeoTIFF descriptions / Zarr "
-        "attrs 'bands') or pass --band-index\n"
+        "['B02', 'B03', 'B04', 'B08']: name the bands B02 (blue), B03 (green), B04 (red), B08 (nir) (GeoTIFF "
+        "descriptions / Zarr attrs 'bands') or pass --band-index\n"
     )
     odd = _tif(tmp_path / "odd.tif", stored[:7], ["B08", "B04", "B03", "B02", "B08", "B04", "B03"])
     assert main(["predict", str(tmp_path / "pkg"), str(odd), str(tmp_path / "odd-out.tif")]) == 1
     assert "the input's 7 bands do not split into the model's 2 dates" in capsys.readouterr().err
-    assert sorted(p.name for p in tmp_path.glob("*out.tif")) == ["out.tif", "plain-out.tif"]
+    assert sorted(p.name for p in tmp_path.glob("*out.tif")) == ["common-out.tif", "out.tif", "plain-out.tif"]
 
 
 @pytest.mark.needs_build  # needs rasterio (the geotiff extra)

@@ -43,16 +43,20 @@ class PredictAlgorithm(QgsProcessingAlgorithm):
         return f"{self.info.title} ({self.info.task})"
 
     def shortHelpString(self) -> str:  # noqa: N802 - QGIS API
+        bands = ", ".join(self.info.band_label(b) for b in self.info.bands)
         return (f"Applies the eoshard model package {self.info.folder} to a raster layer: pick the layer band for "
-                f"each of the model's bands {self.info.bands} x {self.info.n_dates} date(s). Pixels where the "
-                "mask expression (band names, e.g. (B03 - B08) / (B03 + B08) > 0) is true become nodata.")  # fmt: skip
+                f"each of the model's bands {bands} x {self.info.n_dates} date(s). Pixels where the mask "
+                "expression (band names or their common names, e.g. (B03 - B08) / (B03 + B08) > 0) is true become "
+                "nodata.")  # fmt: skip
 
     def initAlgorithm(self, config: Any = None) -> None:  # noqa: N802 - QGIS API
         self.addParameter(QgsProcessingParameterRasterLayer(INPUT, "Input raster"))
         for t in range(self.info.n_dates):
             for i, band in enumerate(self.info.bands):
                 default = t * len(self.info.bands) + i + 1
-                label = f"Layer band for {band}" + (f" (date {t + 1})" if self.info.n_dates > 1 else "")
+                label = f"Layer band for {self.info.band_label(band)}" + (
+                    f" (date {t + 1})" if self.info.n_dates > 1 else ""
+                )
                 self.addParameter(QgsProcessingParameterBand(band_parameter(band, t), label, default, INPUT))
         self.addParameter(
             QgsProcessingParameterString(MASK, "Mask expression", self.info.mask or "", optional=True)

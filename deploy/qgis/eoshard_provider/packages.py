@@ -20,6 +20,12 @@ class PackageInfo:
     task: str
     classes: dict[int, str]
     mask: str | None
+    common_names: dict[str, str]  # band -> its common name, where the package records it
+
+    def band_label(self, band: str) -> str:
+        """``B03 (green)``: a band as the dialog shows it."""
+        common = self.common_names.get(band)
+        return f"{band} ({common})" if common and common != band else band
 
 
 def read_package(folder: Path) -> PackageInfo:
@@ -27,9 +33,10 @@ def read_package(folder: Path) -> PackageInfo:
     props = item["properties"]
     spec, output = props["mlm:input"][0], props["mlm:output"][0]
     classes = {int(c["value"]): str(c["name"]) for c in output.get("classification:classes", [])}
+    common = {str(b["name"]): str(b["eo:common_name"]) for b in props.get("bands", []) if b.get("eo:common_name")}
     return PackageInfo(
         folder, str(item["id"]), str(props.get("mlm:name", item["id"])), [str(b) for b in spec["bands"]],
-        int(spec.get("eoshard:n_dates", 1)), str(props["mlm:tasks"][0]), classes, spec.get("eoshard:mask"),
+        int(spec.get("eoshard:n_dates", 1)), str(props["mlm:tasks"][0]), classes, spec.get("eoshard:mask"), common,
     )  # fmt: skip
 
 
@@ -39,7 +46,7 @@ def find_packages(root: Path) -> list[PackageInfo]:
     for item in sorted(root.rglob("item.json")) if root.is_dir() else []:
         try:
             found.append(read_package(item.parent))
-        except (KeyError, IndexError, ValueError, TypeError):
+        except (KeyError, IndexError, ValueError, TypeError, AttributeError):
             continue  # a STAC item that is not a model package
     return found
 

@@ -17,7 +17,7 @@ import json
 import math
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -43,12 +43,13 @@ from eoshard.pipeline.shards.derived import GroupUnits
 
 @dataclass(frozen=True)
 class ModelInput:
-    """What a package's ``mlm:input`` asks for."""
+    """What a package's ``mlm:input`` asks for, and its bands' common names (the Item's ``bands``)."""
 
     bands: list[str]
     n_dates: int
     resolution: float
     reflectance: bool
+    common_names: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def read(cls, package: Path) -> ModelInput:
@@ -56,25 +57,31 @@ class ModelInput:
             item = json.loads((package / "item.json").read_text())
             spec = item["properties"]["mlm:input"][0]
             bands, n_dates = [str(b) for b in spec["bands"]], int(spec["eoshard:n_dates"])
+            described = item["properties"].get("bands", [])
+            common = {str(b["name"]): str(b["eo:common_name"]) for b in described if b.get("eo:common_name")}
         except FileNotFoundError as err:
             raise ConfigError(f"{package} is not a model package: {err.filename} is missing") from err
-        except (KeyError, IndexError, ValueError, TypeError) as err:
+        except (KeyError, IndexError, ValueError, TypeError, AttributeError) as err:
             raise ConfigError(
                 f"{package / 'item.json'} lacks the MLM input fields eoshard needs (mlm:input[0].bands and "
                 f"eoshard:n_dates): {err!r}; export the package with `eoshard-train export`"
             ) from err
         resolution = float(spec.get("eoshard:resolution", 10.0))
-        return cls(bands, n_dates, resolution, bool(spec.get("eoshard:reflectance", False)))
+        return cls(bands, n_dates, resolution, bool(spec.get("eoshard:reflectance", False)), common)
 
 
-def check_mask(expression: str, bands: list[str]) -> None:
-    """The mask's syntax and band names, before any stacking (``eoshard-train predict`` checks the rest of it)."""
+def check_mask(expression: str, spec: ModelInput) -> None:
+    """The mask's syntax and band names (the model's bands or their common names, in any case), before any
+    stacking (``eoshard-train predict`` checks the rest of it)."""
     try:
         tree = ast.parse(expression, mode="eval")
     except SyntaxError as err:
         raise ConfigError(f"--mask {expression!r} is not a valid expression: {err.msg}") from err
-    unknown = sorted({n.id for n in ast.walk(tree) if isinstance(n, ast.Name)} - set(bands))
+    spellings = {b.lower() for b in spec.bands} | {c.lower() for c in spec.common_names.values()}
+    named = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
+    unknown = sorted(n for n in named - set(spec.bands) if n.lower() not in spellings)
     if unknown:
+        bands = ", ".join(f"{b} ({spec.common_names[b]})" if b in spec.common_names else b for b in spec.bands)
         raise ConfigError(
             f"--mask {expression!r} names {unknown}, which are not among the model's bands {bands}: use those names"
         )

@@ -2,7 +2,8 @@
 
 ``(B03 - B08) / (B03 + B08) > 0`` is parsed with :mod:`ast` and evaluated with numpy on arrays named by band;
 only numbers, band names, ``+ - * / **``, unary minus, comparisons and ``& | ~`` (and ``and``/``or``/``not``)
-are accepted: nothing is executed.
+are accepted: nothing is executed. A band may be named by its common name where the package records it
+(``(green - nir) / (green + nir) > 0``).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from eoshard.training.band_names import bands_named, described
 from eoshard.training.errors import ConfigError
 
 _BINARY: dict[type, Callable[[Any, Any], Any]] = {
@@ -26,18 +28,26 @@ _COMPARE: dict[type, Callable[[Any, Any], Any]] = {
 }  # fmt: skip
 
 
-def parse_mask(expression: str, bands: Sequence[str]) -> ast.Expression:
-    """Parse and check ``expression`` against the available ``bands``; raise ``ConfigError`` on anything else."""
+def parse_mask(
+    expression: str, bands: Sequence[str], common_names: Mapping[str, str] | None = None
+) -> ast.Expression:
+    """Parse and check ``expression`` against the available ``bands``, or their ``common_names`` (band -> common
+    name), which come back as the bands they name; raise ``ConfigError`` on anything else."""
+    common = common_names or {}
     try:
         tree = ast.parse(expression, mode="eval")
     except SyntaxError as err:
         raise ConfigError(f"mask expression {expression!r} is not valid: {err.msg}") from err
     for node in ast.walk(tree):
-        if isinstance(node, ast.Name) and node.id not in bands:
-            raise ConfigError(
-                f"mask expression {expression!r} names {node.id!r}, which is not one of the model's bands "
-                f"{list(bands)}: use those names"
-            )
+        if isinstance(node, ast.Name):
+            same = bands_named(node.id, bands, common)
+            if len(same) != 1:
+                what = f"which stands for {same}, more than one of" if same else "which is not one of"
+                raise ConfigError(
+                    f"mask expression {expression!r} names {node.id!r}, {what} the model's bands "
+                    f"{described(bands, common)}: use those names"
+                )
+            node.id = same[0]
         allowed = (ast.Expression, ast.BinOp, ast.UnaryOp, ast.Compare, ast.BoolOp, ast.Name, ast.Constant,
                    ast.Load, ast.USub, ast.UAdd, ast.Invert, ast.Not, ast.And, ast.Or, *_BINARY, *_COMPARE)  # fmt: skip
         if not isinstance(node, allowed) or (

@@ -52,20 +52,22 @@ def _export(args: argparse.Namespace) -> None:
     from eoshard.training.sr import sr_output_facts
 
     config, stats = _run_dir(args.run)
-    if args.mask:
-        parse_mask(args.mask, stats["bands"])  # as predict checks it
     manifest = Manifest.read(config["dataset"])
+    common = manifest.common_names()
+    if args.mask:
+        parse_mask(args.mask, stats["bands"], common)  # as predict checks it
     weights = args.weights or args.run / "best.safetensors"
     facts = input_facts(manifest, args.mask)
     if config.get("hr_bands") is not None:  # a `fit-sr` run: one date in, the HR bands out
         export(
             weights, config, stats, {}, 1, manifest.patch_size, args.output, args.name, input_facts=facts,
-            output_facts=sr_output_facts(manifest, config["hr_bands"]),
+            output_facts=sr_output_facts(manifest, config["hr_bands"]), common_names=common,
         )  # fmt: skip
     else:
         export(
             weights, config, stats, manifest.classes, len(manifest.dates), manifest.patch_size, args.output,
             args.name, n_classes=manifest.n_classes, background=manifest.background, input_facts=facts,
+            common_names=common,
         )  # fmt: skip
     print(args.output)
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from eoshard.training.band_names import bands_named, described
 from eoshard.training.errors import DatasetFormatError
 
 
@@ -94,13 +95,10 @@ class Manifest:
     def band_names(self, names: Sequence[str]) -> list[str]:
         """The stored band each of ``names`` stands for: itself, or the band whose common name it is
         (``band_metadata``: ``red`` for ``B04``, ``nir08`` for ``B8A``, as Earth Search's asset keys), in any case."""
-        common = self._common_names()
+        common = self.common_names()
         found = []
         for name in names:
-            if name in self.bands:
-                found.append(name)
-                continue
-            same = [b for b, c in common.items() if name.lower() in (b.lower(), c.lower())]
+            same = bands_named(name, self.bands, common)
             if len(same) != 1:
                 what = f"stands for {same}, more than one" if same else "is not in the dataset"
                 raise DatasetFormatError(
@@ -109,14 +107,15 @@ class Manifest:
             found.append(same[0])
         return found
 
-    def _common_names(self) -> dict[str, str]:
-        """Each stored band's common name in ``band_metadata`` ("" where it has none)."""
-        described = self.raw.get("band_metadata") or {}
-        return {b: str((described.get(b) or {}).get("common_name") or "") for b in self.bands}
+    def common_names(self) -> dict[str, str]:
+        """Each stored band's common name in ``band_metadata``, where it has one."""
+        meta = self.raw.get("band_metadata") or {}
+        names = {b: str((meta.get(b) or {}).get("common_name") or "") for b in self.bands}
+        return {b: c for b, c in names.items() if c}
 
     def _bands_described(self) -> str:
         """``B04 (red), B03 (green), ...``: the stored bands with their common names."""
-        return ", ".join(f"{b} ({c})" if c and c != b else b for b, c in self._common_names().items())
+        return described(self.bands, self.common_names())
 
     def format_path(self, fmt: str) -> Path:
         formats = {k: v for k, v in (self.raw.get("formats") or {}).items() if v is not None}  # "lmdb": null

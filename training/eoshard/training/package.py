@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -17,6 +17,7 @@ from eoshard.training.models import TEMPORAL, build_model, in_channels
 
 MLM_SCHEMA = "https://stac-extensions.github.io/mlm/v1.6.0/schema.json"  # as stac-model 0.7 writes
 CLASSIFICATION_SCHEMA = "https://stac-extensions.github.io/classification/v2.0.0/schema.json"
+EO_SCHEMA = "https://stac-extensions.github.io/eo/v2.0.0/schema.json"  # eo:common_name in STAC 1.1 bands
 WEIGHTS = "model.safetensors"
 ITEM = "item.json"
 CONFIG = "training-config.json"
@@ -38,12 +39,14 @@ class ModelPackage:
     out_bands: list[str] | None = None  # super-resolution on real pairs: the HR bands it writes
     out_mean: list[float] | None = None  # and their z-score (the output is de-normalised with these)
     out_std: list[float] | None = None
+    common_names: dict[str, str] = field(default_factory=dict)  # input band -> its common name, where recorded
 
 
 def export(
     weights: Path, config: dict[str, Any], stats: dict[str, Any], classes: dict[int, str], n_dates: int,
     patch_size: int, out: Path, name: str = "eoshard-model", n_classes: int | None = None, background: int = 0,
     input_facts: dict[str, Any] | None = None, output_facts: dict[str, Any] | None = None,
+    common_names: dict[str, str] | None = None,
 ) -> Path:  # fmt: skip
     """Write ``out/`` with the weights, ``item.json`` (STAC + MLM, written through stac-model) and the training
     config; return ``out``. ``n_classes`` (default: highest class code + 1) must be the model's output channels.
@@ -52,7 +55,8 @@ def export(
     ``eoshard:resolution`` (metres), ``eoshard:reflectance`` (float reflectance input) and ``eoshard:mask`` (a
     band-math mask applied by predict), so ``eoshard predict`` can make the input from a catalog. ``output_facts``
     go into ``mlm:output`` (super-resolution on real pairs: ``eoshard:bands`` and ``eoshard:value_scaling`` of the
-    HR bands).
+    HR bands). ``common_names`` (input band -> common name, the dataset's ``band_metadata``) go into the Item's
+    ``bands`` (``eo:common_name``): masks and GeoTIFF band descriptions may then name the bands by them.
     """
     _check_safetensors(weights)
     arch = config["architecture"]
@@ -63,8 +67,9 @@ def export(
         n_out = n_classes or max([background, *classes]) + 1
     _check_outputs(weights, config, len(stats["bands"]), n_dates, n_out)
     item = mlm_item(
-        config, stats, classes, n_dates, patch_size, name, n_out, background, input_facts, output_facts
-    )
+        config, stats, classes, n_dates, patch_size, name, n_out, background, input_facts, output_facts,
+        common_names,
+    )  # fmt: skip
     out.mkdir(parents=True, exist_ok=True)
     (out / WEIGHTS).write_bytes(weights.read_bytes())
     (out / CONFIG).write_text(json.dumps(config, indent=2))
@@ -94,7 +99,7 @@ def _check_outputs(weights: Path, config: dict[str, Any], n_bands: int, n_dates:
 def mlm_item(
     config: dict[str, Any], stats: dict[str, Any], classes: dict[int, str], n_dates: int, patch_size: int,
     name: str, n_out: int, background: int = 0, input_facts: dict[str, Any] | None = None,
-    output_facts: dict[str, Any] | None = None,
+    output_facts: dict[str, Any] | None = None, common_names: dict[str, str] | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """The STAC Item of a package. The MLM fields are built and validated by stac-model (extra ``mlm``) when it is
     installed, else written as the same JSON (tested equal); the output's ``classification:classes``
@@ -134,10 +139,13 @@ def mlm_item(
     props["mlm:input"][0]["eoshard:n_dates"] = n_dates
     props["mlm:input"][0].update(input_facts or {})
     props["mlm:output"][0].update(output_facts or {})
+    common = {b: c for b, c in (common_names or {}).items() if b in bands and c}
+    if common:  # STAC 1.1 band metadata of the input bands
+        props["bands"] = [{"name": b, **({"eo:common_name": common[b]} if b in common else {})} for b in bands]
     props["datetime"] = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     return {
         "type": "Feature", "stac_version": "1.1.0",
-        "stac_extensions": extensions + ([] if sr else [CLASSIFICATION_SCHEMA]),
+        "stac_extensions": extensions + ([] if sr else [CLASSIFICATION_SCHEMA]) + ([EO_SCHEMA] if common else []),
         "id": name, "geometry": None, "properties": props, "links": [],
         "assets": {
             "weights": {"href": f"./{WEIGHTS}", "type": "application/octet-stream; application=safetensors",
@@ -237,6 +245,9 @@ def _facts(folder: Path, item: dict[str, Any]) -> dict[str, Any]:
             "out_bands": output.get("eoshard:bands"),
             "out_mean": [s["mean"] for s in out_scaling] if out_scaling else None,
             "out_std": [s["stddev"] for s in out_scaling] if out_scaling else None,
+            "common_names": {
+                str(b["name"]): str(b["eo:common_name"]) for b in props.get("bands", []) if b.get("eo:common_name")
+            },
         }  # fmt: skip
     except (KeyError, IndexError, TypeError, ValueError, AttributeError) as err:
         raise PackageError(
@@ -267,5 +278,5 @@ def load(folder: str | Path) -> ModelPackage:
     model.eval()
     return ModelPackage(
         model, arch, bands, n_dates, facts["mean"], facts["std"], facts["classes"], 4 if arch == "sr4" else 1,
-        item, facts["out_bands"], facts["out_mean"], facts["out_std"],
+        item, facts["out_bands"], facts["out_mean"], facts["out_std"], facts["common_names"],
     )  # fmt: skip

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from eoshard.training.allocator import keep_freed_memory
+from eoshard.training.band_names import bands_named, described
 from eoshard.training.distributed import pick_device
 from eoshard.training.errors import ConfigError, InputError
 from eoshard.training.outputs import OutputSpec, need_rasterio, open_writer
@@ -31,16 +32,17 @@ class Scene:
 
 
 def _pick(
-    names: Sequence[str | None], wanted: list[str], n_dates: int, index: Sequence[int] | None, n_channels: int
-) -> list[int]:
+    names: Sequence[str | None], wanted: list[str], n_dates: int, index: Sequence[int] | None, n_channels: int,
+    common_names: Mapping[str, str] | None = None,
+) -> list[int]:  # fmt: skip
     """0-based channel indices of the model's input (``n_dates`` x ``wanted``, date after date): the explicit
-    (1-based) ``index``, else the bands named in ``names`` (each date's block of channels in turn), else, where no
-    channel is named, the channels in order."""
+    (1-based) ``index``, else the bands named in ``names`` (each date's block of channels in turn; a name may be a
+    wanted band's common name), else, where no channel is named, the channels in order."""
     need = n_dates * len(wanted)
     if index:
         return _checked_index(index, need, n_channels)
     if any(names):
-        return _by_name(names, wanted, n_dates)
+        return _by_name(names, wanted, n_dates, common_names or {})
     if len(names) == need:
         return list(range(need))
     raise InputError(
@@ -60,8 +62,11 @@ def _checked_index(index: Sequence[int], need: int, n_channels: int) -> list[int
     return [i - 1 for i in index]
 
 
-def _by_name(names: Sequence[str | None], wanted: list[str], n_dates: int) -> list[int]:
-    """Channels of ``wanted`` found by name in each of ``n_dates`` equal blocks of ``names`` (dates in turn)."""
+def _by_name(
+    names: Sequence[str | None], wanted: list[str], n_dates: int, common_names: Mapping[str, str]
+) -> list[int]:
+    """Channels of ``wanted`` found by name, or by common name, in each of ``n_dates`` equal blocks of ``names``
+    (dates in turn)."""
     if len(names) % n_dates:
         raise InputError(
             f"the input's {len(names)} bands do not split into the model's {n_dates} dates of equal band count: "
@@ -71,15 +76,22 @@ def _by_name(names: Sequence[str | None], wanted: list[str], n_dates: int) -> li
     picked = []
     for t in range(n_dates):
         block = list(names[t * per : (t + 1) * per])
-        missing = [b for b in wanted if b not in block]
+        stored = [_stored_name(n, wanted, common_names) for n in block]
+        missing = [b for b in wanted if b not in stored]
         if missing:
             where = f"date {t + 1} of {n_dates} (bands {t * per + 1} to {(t + 1) * per}) " if n_dates > 1 else ""
             raise InputError(
-                f"the input's {where}bands {block} lack the model's bands {missing}: name the bands {wanted} "
-                "(GeoTIFF descriptions / Zarr attrs 'bands') or pass --band-index"
+                f"the input's {where}bands {block} lack the model's bands {missing}: name the bands "
+                f"{described(wanted, common_names)} (GeoTIFF descriptions / Zarr attrs 'bands') or pass --band-index"
             )
-        picked += [t * per + block.index(b) for b in wanted]
+        picked += [t * per + stored.index(b) for b in wanted]
     return picked
+
+
+def _stored_name(name: str | None, wanted: list[str], common_names: Mapping[str, str]) -> str | None:
+    """The model's band a channel's ``name`` stands for (itself, or the one band whose common name it is)."""
+    same = bands_named(name, wanted, common_names) if name else []
+    return same[0] if len(same) == 1 else name
 
 
 def open_scene(path: Path, package: ModelPackage, index: Sequence[int] | None = None, pad: str = "edge") -> Scene:
@@ -104,7 +116,7 @@ def open_scene(path: Path, package: ModelPackage, index: Sequence[int] | None = 
             raise InputError(f"{path} holds {arr.shape[0]} dates, the model needs {package.n_dates}")
         names = names * min(arr.shape[0], package.n_dates)
     n_channels = int(np.prod(arr.shape[:-2]))
-    wanted = _pick(names, package.bands, package.n_dates, index, n_channels)
+    wanted = _pick(names, package.bands, package.n_dates, index, n_channels, package.common_names)
 
     def read_zarr(r: int, c: int, h: int, w: int) -> np.ndarray:
         block = np.asarray(arr[..., r : r + h, c : c + w]).reshape(-1, h, w)
@@ -134,7 +146,10 @@ def _open_tif(path: Path, package: ModelPackage, index: Sequence[int] | None, pa
         src = rasterio.open(path)
     except RasterioIOError as err:
         raise InputError(f"{path} cannot be opened as a GeoTIFF ({err}): pass an existing GeoTIFF/COG") from err
-    chans = [i + 1 for i in _pick(src.descriptions, package.bands, package.n_dates, index, src.count)]
+    chans = [
+        i + 1
+        for i in _pick(src.descriptions, package.bands, package.n_dates, index, src.count, package.common_names)
+    ]
 
     def read_tif(r: int, c: int, h: int, w: int) -> np.ndarray:
         return np.asarray(src.read(chans, window=Window(c, r, w, h)))
@@ -209,7 +224,7 @@ def predict(
         )
     run = model_fn(package, probabilities=True, device=dev)
     expression = mask or package_mask(package)
-    tree = parse_mask(expression, package.bands) if expression else None
+    tree = parse_mask(expression, package.bands, package.common_names) if expression else None
     transform = None
     if scene.transform is not None:
         a, b, c, d, e, f = scene.transform[:6]

@@ -220,4 +220,5 @@ def _package(config: SRConfig, manifest: Manifest, pairs: Pairs, out: Path) -> P
     return export(
         out / "best.safetensors", raw, stats, {}, 1, manifest.patch_size, out / "package", "eoshard-sr4",
         input_facts=facts, output_facts=sr_output_facts(manifest, config.hr_bands),
+        common_names=manifest.common_names(),
     )  # fmt: skip

@@ -85,7 +85,7 @@ def predict_command(
             )
         spec = ModelInput.read(package)
         if mask:
-            check_mask(mask, spec.bands)
+            check_mask(mask, spec)
         first, last = parse_period(start, end)
         area, area_crs = read_aoi(parse_aoi(aoi))
         area_4326 = gpd.GeoSeries([area], crs=area_crs).to_crs(4326).iloc[0]
