@@ -54,6 +54,15 @@ def test_blend_equals_whole_forward(tmp_path: Path, h: int, w: int, batch: int) 
         assert len(tiling.origins(h)) > 2 and len(tiling.origins(w)) > 3
 
 
+def test_the_model_normalises_a_copy_of_the_tiles_it_is_given(tmp_path: Path) -> None:
+    run = model_fn(random_package(tmp_path))
+    tiles = _scene(40, 50).astype("float32")  # float32 already: no conversion that would copy them anyway
+    before = tiles.copy()
+    first = run(tiles)
+    np.testing.assert_array_equal(tiles, before)
+    np.testing.assert_array_equal(run(tiles), first)
+
+
 def test_predict_runs_on_the_device_asked_for_or_says_there_is_none(tmp_path: Path) -> None:
     """``cuda`` where torch sees a GPU gives the CPU's probabilities; where it sees none, an error saying so, before
     any output is written. A batch size below 1 is refused."""

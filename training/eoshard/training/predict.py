@@ -95,8 +95,9 @@ def model_fn(
     def run(tiles: np.ndarray) -> np.ndarray:
         batch = tiles[None] if tiles.ndim == 3 else tiles
         n = batch.shape[0]
-        x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).to(dev)
-        x = (x.reshape(n, t, c, *batch.shape[-2:]) - mean) / std
+        # a copy of its own (the caller's float32 tiles stay as they are), normalised in place
+        x = torch.from_numpy(np.array(batch, dtype=np.float32)).to(dev)
+        x = x.reshape(n, t, c, *batch.shape[-2:]).sub_(mean).div_(std)
         with torch.no_grad():
             if package.scale > 1:
                 y = model(x[:, 0]) * out_std + out_mean

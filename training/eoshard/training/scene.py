@@ -16,6 +16,7 @@ from eoshard.training.errors import ConfigError, InputError
 from eoshard.training.outputs import OutputSpec, need_rasterio, open_writer
 from eoshard.training.package import ModelPackage
 from eoshard.training.predict import PAD_MODES, Reader, Tiling, blend, model_fn, padded_read
+from eoshard.training.zarr_windows import ChunkWindows
 
 
 @dataclass(frozen=True)
@@ -118,14 +119,10 @@ def open_scene(path: Path, package: ModelPackage, index: Sequence[int] | None = 
     n_channels = int(np.prod(arr.shape[:-2]))
     wanted = _pick(names, package.bands, package.n_dates, index, n_channels, package.common_names)
 
-    def read_zarr(r: int, c: int, h: int, w: int) -> np.ndarray:
-        block = np.asarray(arr[..., r : r + h, c : c + w]).reshape(-1, h, w)
-        return block[wanted]
-
     h, w = arr.shape[-2:]
     nodata = attrs.get("nodata")
     return Scene(
-        padded_read(read_zarr, h, w, pad), h, w, attrs.get("crs"), attrs.get("transform"),
+        padded_read(ChunkWindows(arr, wanted), h, w, pad), h, w, attrs.get("crs"), attrs.get("transform"),
         None if nodata is None else float(nodata), _dates(attrs.get("dates"), package.n_dates),
     )  # fmt: skip
 

@@ -1,0 +1,75 @@
+"""Windows of a Zarr scene read through a small cache of decoded chunks.
+
+Predict's tiles overlap (a 256 px tile every 192 px) and rarely fall on chunk edges: read straight from the array,
+each tile decoded the 2 x 2 chunks under it, so every chunk was decoded by each of the 4 to 9 tiles that touch it.
+The tiles come row after row, so keeping the chunks of the chunk rows a row of tiles spans decodes each chunk once.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+CACHE_BYTES = 256 << 20  # at most this much decoded data is kept, whatever the scene's width
+
+
+class ChunkWindows:
+    """``read(row, col, height, width)`` -> ``(len(channels), height, width)``: the ``channels`` of the array's
+    flattened leading dimensions (``(T, C, H, W)`` -> ``T * C``) in an in-bounds window, values as stored."""
+
+    def __init__(self, array: Any, channels: Sequence[int], cache_bytes: int = CACHE_BYTES) -> None:
+        self.array = array
+        self.chunk_h, self.chunk_w = (int(n) for n in array.chunks[-2:])
+        lead = array.shape[:-2]
+        per_date = int(np.prod(lead[1:])) if len(lead) > 1 else 1
+        # only the leading dates the channels need are decoded (a scene may hold more dates than the model reads)
+        self.dates = max(channels) // per_date + 1 if len(lead) > 1 else None
+        n_read = int(np.prod(lead)) if self.dates is None else self.dates * per_date
+        self.channels: np.ndarray | None = (
+            None if list(channels) == list(range(n_read)) else np.asarray(channels, dtype=np.intp)
+        )
+        cell = len(channels) * self.chunk_h * self.chunk_w * np.dtype(array.dtype).itemsize
+        self.columns = math.ceil(array.shape[-1] / self.chunk_w)
+        self.most_cells = max(4, cache_bytes // max(cell, 1))
+        self.capacity = 4
+        self.cells: OrderedDict[tuple[int, int], np.ndarray] = OrderedDict()
+
+    def _cell(self, i: int, j: int) -> np.ndarray:
+        """The chunk row ``i``, column ``j``: the wanted channels of every leading chunk there, decoded once."""
+        found = self.cells.get((i, j))
+        if found is not None:
+            self.cells.move_to_end((i, j))
+            return found
+        rows = slice(i * self.chunk_h, (i + 1) * self.chunk_h)
+        cols = slice(j * self.chunk_w, (j + 1) * self.chunk_w)
+        lead = (slice(0, self.dates),) if self.dates is not None else ()
+        data = np.asarray(self.array[(*lead, ..., rows, cols)])
+        data = data.reshape(-1, *data.shape[-2:])
+        cell = data if self.channels is None else data[self.channels]
+        self.cells[(i, j)] = cell
+        while len(self.cells) > self.capacity:
+            self.cells.popitem(last=False)
+        return cell
+
+    def __call__(self, row: int, col: int, height: int, width: int) -> np.ndarray:
+        # the chunk rows a row of windows this tall can span, across the whole width
+        rows = math.ceil(height / self.chunk_h) + 1
+        self.capacity = min(self.most_cells, max(self.capacity, rows * (self.columns + 1)))
+        n = len(self.channels) if self.channels is not None else None
+        out: np.ndarray | None = None
+        for i in range(row // self.chunk_h, (row + height - 1) // self.chunk_h + 1):
+            for j in range(col // self.chunk_w, (col + width - 1) // self.chunk_w + 1):
+                cell = self._cell(i, j)
+                if out is None:
+                    out = np.empty((n or cell.shape[0], height, width), dtype=cell.dtype)
+                r0, r1 = max(row, i * self.chunk_h), min(row + height, (i + 1) * self.chunk_h)
+                c0, c1 = max(col, j * self.chunk_w), min(col + width, (j + 1) * self.chunk_w)
+                top, left = i * self.chunk_h, j * self.chunk_w
+                part = cell[:, r0 - top : r1 - top, c0 - left : c1 - left]
+                out[:, r0 - row : r1 - row, c0 - col : c1 - col] = part
+        assert out is not None  # a window of at least one pixel
+        return out
