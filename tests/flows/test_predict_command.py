@@ -274,7 +274,7 @@ def test_an_output_that_is_neither_a_tif_nor_a_zarr_is_refused_first(demo_data, 
         (
             "(green - B8) > 0",
             r"--mask '\(green - B8\) > 0' names \['B8'\], which are not among the model's bands "
-            r"B02 \(blue\), B03 \(green\), B04 \(red\), B08 \(nir\): use those names",
+            r"B02 \(blue\), B03 \(green\), B04 \(red\), B08 \(nir\): use those names or their common names",
         ),
         ("B03 >", r"--mask 'B03 >' is not a valid expression: invalid syntax"),
     ],

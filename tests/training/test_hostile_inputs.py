@@ -182,7 +182,7 @@ def test_a_zarr_only_dataset_read_as_lmdb_says_to_set_format_zarr(tmp_path: Path
     [
         ("B03 >", "mask expression 'B03 >' is not valid: invalid syntax"),
         ("B05 > 0", "mask expression 'B05 > 0' names 'B05', which is not one of the model's bands "
-                    "B02 (blue), B03 (green), B04 (red), B08 (nir): use those names"),
+                    "B02 (blue), B03 (green), B04 (red), B08 (nir): use those names or their common names"),
         ("__import__('os')", "mask expression \"__import__('os')\" uses Call: only numbers"),
     ],
 )  # fmt: skip

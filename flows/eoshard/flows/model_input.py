@@ -84,6 +84,7 @@ def check_mask(expression: str, spec: ModelInput) -> None:
         bands = ", ".join(f"{b} ({spec.common_names[b]})" if b in spec.common_names else b for b in spec.bands)
         raise ConfigError(
             f"--mask {expression!r} names {unknown}, which are not among the model's bands {bands}: use those names"
+            + (" or their common names" if spec.common_names else "")
         )
 
 

@@ -45,7 +45,7 @@ def parse_mask(
                 what = f"which stands for {same}, more than one of" if same else "which is not one of"
                 raise ConfigError(
                     f"mask expression {expression!r} names {node.id!r}, {what} the model's bands "
-                    f"{described(bands, common)}: use those names"
+                    f"{described(bands, common)}: use those names" + (" or their common names" if common else "")
                 )
             node.id = same[0]
         allowed = (ast.Expression, ast.BinOp, ast.UnaryOp, ast.Compare, ast.BoolOp, ast.Name, ast.Constant,
