@@ -291,6 +291,22 @@ def test_a_mask_with_unknown_bands_or_bad_syntax_is_refused_before_any_stacking(
     assert not scene.exists() and not (tmp_path / "map.tif").exists()
 
 
+def test_a_common_name_two_bands_share_is_refused_before_any_stacking(demo_data, tmp_path: Path) -> None:
+    package, scene = _package(tmp_path), tmp_path / "scene.zarr"
+    item = json.loads((package / "item.json").read_text())
+    item["properties"]["bands"][2]["eo:common_name"] = "nir"  # B04 said to be nir too
+    (package / "item.json").write_text(json.dumps(item))
+    result = CliRunner().invoke(
+        app, _args(demo_data, package, tmp_path / "map.tif", "--mask", "NIR > 0", "--scene", str(scene))
+    )
+    assert result.exit_code == 2, result.output
+    assert (
+        "--mask 'NIR > 0' names 'NIR' stands for ['B04', 'B08'], more than one of the model's bands B02 (blue)"
+        in (" ".join(result.output.split()))
+    )
+    assert not scene.exists()
+
+
 def test_a_device_that_is_not_there_is_refused_before_the_stack_is_written(demo_data, tmp_path: Path) -> None:
     package, scene = _package(tmp_path), tmp_path / "scene.zarr"
     args = _args(demo_data, package, tmp_path / "map.tif", "--device", "cuda:99", "--scene", str(scene))

@@ -69,6 +69,12 @@ class ModelInput:
         resolution = float(spec.get("eoshard:resolution", 10.0))
         return cls(bands, n_dates, resolution, bool(spec.get("eoshard:reflectance", False)), common)
 
+    def bands_named(self, name: str) -> list[str]:
+        """The bands ``name`` stands for: itself, else those whose common name it is (any case)."""
+        if name in self.bands:
+            return [name]
+        return [b for b in self.bands if name.lower() in (b.lower(), self.common_names.get(b, "").lower())]
+
 
 def check_mask(expression: str, spec: ModelInput) -> None:
     """The mask's syntax and band names (the model's bands or their common names, in any case), before any
@@ -77,13 +83,18 @@ def check_mask(expression: str, spec: ModelInput) -> None:
         tree = ast.parse(expression, mode="eval")
     except SyntaxError as err:
         raise ConfigError(f"--mask {expression!r} is not a valid expression: {err.msg}") from err
-    spellings = {b.lower() for b in spec.bands} | {c.lower() for c in spec.common_names.values()}
     named = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
-    unknown = sorted(n for n in named - set(spec.bands) if n.lower() not in spellings)
+    bands = ", ".join(f"{b} ({spec.common_names[b]})" if b in spec.common_names else b for b in spec.bands)
+    unknown = sorted(n for n in named if len(spec.bands_named(n)) != 1)
     if unknown:
-        bands = ", ".join(f"{b} ({spec.common_names[b]})" if b in spec.common_names else b for b in spec.bands)
+        shared = [n for n in unknown if spec.bands_named(n)]
+        what = (
+            f"{shared[0]!r} stands for {spec.bands_named(shared[0])}, more than one of the model's bands"
+            if shared
+            else f"{unknown}, which are not among the model's bands"
+        )
         raise ConfigError(
-            f"--mask {expression!r} names {unknown}, which are not among the model's bands {bands}: use those names"
+            f"--mask {expression!r} names {what} {bands}: use those names"
             + (" or their common names" if spec.common_names else "")
         )
 
