@@ -54,6 +54,26 @@ def test_blend_equals_whole_forward(tmp_path: Path, h: int, w: int, batch: int) 
         assert len(tiling.origins(h)) > 2 and len(tiling.origins(w)) > 3
 
 
+def test_blend_yields_each_row_of_squares_once_the_tiles_left_cannot_add_to_it(tmp_path: Path) -> None:
+    """Squares come out while the tiles are still running (a reader's cache still holds their rows), each once, and
+    (test above) equal to the whole forward pass: the tiles after them only add zero-weight margins there."""
+    run, image, tiling = (
+        model_fn(random_package(tmp_path)),
+        _scene(150, 203),
+        Tiling(block=64, overlap=24, margin=6),
+    )
+    reader = padded_read(lambda r, c, hh, ww: image[:, r : r + hh, c : c + ww], 150, 203)
+    events: list[tuple[str, int, int]] = []
+    for r, c, _ in blend(
+        run, reader, 150, 203, 7, tiling, strip=40, on_tile=lambda d, n: events.append(("tile", d, n))
+    ):
+        events.append(("square", r, c))
+    squares = [(r, c) for kind, r, c in events if kind == "square"]
+    assert squares == [(r, c) for r in range(0, 150, 40) for c in range(0, 203, 40)]
+    n_tiles = len(tiling.origins(150)) * len(tiling.origins(203))
+    assert events.index(("square", 0, 0)) < events.index(("tile", n_tiles // 2, n_tiles))  # half the tiles to go
+
+
 def test_the_model_normalises_a_copy_of_the_tiles_it_is_given(tmp_path: Path) -> None:
     run = model_fn(random_package(tmp_path))
     tiles = _scene(40, 50).astype("float32")  # float32 already: no conversion that would copy them anyway

@@ -115,7 +115,9 @@ def blend(
     scale: int = 1, workdir: Path | None = None, strip: int | None = None,
     on_tile: Callable[[int, int], None] | None = None, batch: int = 1,
 ) -> Iterator[tuple[int, int, np.ndarray]]:  # fmt: skip
-    """Yield ``(row, col, values)`` of the blended output, (K, rows, cols) in squares of ``strip`` pixels.
+    """Yield ``(row, col, values)`` of the blended output, (K, rows, cols) in squares of ``strip`` pixels, row of
+    squares after row of squares, each as soon as the tiles left can no longer add to it (their margins weigh zero):
+    a reader with a cache of the rows just read finds the squares' pixels there.
 
     ``run`` takes ``batch`` tiles at a time, ``(B, C, block, block)``. The sums live in disk-backed memory maps
     (file pages the kernel can drop), so process memory holds one batch of tiles and one output square whatever
@@ -129,7 +131,9 @@ def blend(
         acc = np.memmap(Path(tmp) / "acc", np.float32, "w+", shape=shape)
         den = np.memmap(Path(tmp) / "den", np.float32, "w+", shape=shape[1:])
         off = tiling.block * s  # offset so tiles starting at a negative origin fit
-        tiles = [(r, c) for r in tiling.origins(height) for c in tiling.origins(width)]
+        row_origins, col_origins = tiling.origins(height), tiling.origins(width)
+        tiles = [(r, c) for r in row_origins for c in col_origins]
+        top = 0  # the first output row not yet yielded
         for first in range(0, len(tiles), batch):
             group = tiles[first : first + batch]
             tiles_in = [read(r, c, tiling.block, tiling.block) for r, c in group]
@@ -140,8 +144,21 @@ def blend(
                 den[rs, cs] += weight
                 if on_tile is not None:
                     on_tile(done, len(tiles))
-        for top in range(0, height * s, strip * s):
-            for left in range(0, width * s, strip * s):
-                rows = slice(off + top, off + min(top + strip * s, height * s))
-                cols = slice(off + left, off + min(left + strip * s, width * s))
-                yield top, left, np.asarray(acc[:, rows, cols]) / np.asarray(den[rows, cols])
+                if (
+                    done % len(col_origins) == 0
+                ):  # a row of tiles done: the rows above the next row's inside are final
+                    below = done // len(col_origins)
+                    final = (row_origins[below] + tiling.margin) * s if below < len(row_origins) else height * s
+                    while top < height * s and (min(top + strip * s, height * s) <= final):
+                        yield from _squares(acc, den, top, off, strip * s, height * s, width * s)
+                        top += strip * s
+
+
+def _squares(
+    acc: np.ndarray, den: np.ndarray, top: int, off: int, size: int, height: int, width: int
+) -> Iterator[tuple[int, int, np.ndarray]]:
+    """The blended squares of one row of squares, left to right."""
+    rows = slice(off + top, off + min(top + size, height))
+    for left in range(0, width, size):
+        cols = slice(off + left, off + min(left + size, width))
+        yield top, left, np.asarray(acc[:, rows, cols]) / np.asarray(den[rows, cols])
