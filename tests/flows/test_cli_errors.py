@@ -206,3 +206,33 @@ def test_labels_of_points_and_geoparquet_labels(config_for, tmp_path: Path) -> N
     parcels.to_parquet(parquet)
     result = _run("build", str(config_for(labels={"path": str(parquet), "class_column": "LULC_ID"})))
     _assert_clean_failure(result, 2, f"labels: none of the 88 polygons of {parquet} overlaps the AOI")
+
+
+def test_a_warning_under_a_spinner_gets_a_line_of_its_own_in_a_terminal(monkeypatch) -> None:
+    """In a terminal, a warning while a spinner or progress bar runs goes above it, on a line of its own (written
+    to stderr by another console, it was glued to the spinner's line); elsewhere, and without one, to stderr."""
+    import io
+    import re
+    import warnings
+
+    from rich.console import Console
+
+    from eoshard.flows import app as app_module
+    from eoshard.flows.cli import _show_warning
+
+    out, err = io.StringIO(), io.StringIO()
+    terminal = {"force_terminal": True, "width": 100, "color_system": None}
+    monkeypatch.setattr(app_module, "console", Console(file=out, **terminal))
+    monkeypatch.setattr(app_module, "errors", Console(file=err, **terminal))
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")  # shown, not raised as the tests' settings would
+        warnings.showwarning = _show_warning
+        with app_module.console.status("planning the build"):
+            warnings.warn("1 of 480 label geometries were invalid", UserWarning, stacklevel=1)
+        warnings.warn("after the spinner", UserWarning, stacklevel=1)
+    assert err.getvalue() == "warning: after the spinner\n"
+    drawn = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", out.getvalue())
+    shown = [line for part in drawn.split("\r") for line in part.split("\n")]
+    assert (
+        "warning: 1 of 480 label geometries were invalid" in shown
+    )  # a line of its own, the spinner cleared first

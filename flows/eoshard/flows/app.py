@@ -27,6 +27,13 @@ console = Console()
 errors = Console(stderr=True)
 
 
+def warning_console() -> Console:
+    """Where a warning goes: stderr, or stdout while a spinner or progress bar runs there and both are the terminal
+    (rich writes a line from another console straight to the terminal, glued to the live display's line)."""
+    live = getattr(console, "_live_stack", None)  # rich's live displays on this console (absent in other versions)
+    return console if live and console.is_terminal and errors.is_terminal else errors
+
+
 def say(text: str, to: Console = console) -> None:
     """``text`` as it is, not read as markup (``[...]`` in a path), and whole: rich folds no path or command in it
     across lines, so it can be copied (the terminal wraps it)."""

@@ -14,14 +14,15 @@ import eoshard.flows.commands.jobs
 import eoshard.flows.commands.refresh
 import eoshard.flows.commands.submit  # noqa: F401
 from eoshard.catalog.credentials import redact_text
-from eoshard.flows.app import app, errors, terminate
+from eoshard.flows.app import app, terminate, warning_console
 from eoshard.flows.commands import build, convert, demo, inspect, predict, select, verify  # noqa: F401  (each registers its commands)
 
 __all__ = ["app", "main"]
 
 
 def _show_warning(message: Warning | str, category: type[Warning], *_: object, **__: object) -> None:
-    errors.print(f"[yellow]warning:[/] {escape(redact_text(str(message)))}", highlight=False, soft_wrap=True)
+    line = f"[yellow]warning:[/] {escape(redact_text(str(message)))}"
+    warning_console().print(line, highlight=False, soft_wrap=True)
 
 
 class _WarningLines(logging.Handler):
