@@ -45,3 +45,9 @@ def test_windows_equal_the_arrays_slices_and_each_chunk_is_decoded_once(tmp_path
     cells = {(k[-2].start, k[-1].start) for k in counted.reads}
     assert len(counted.reads) == len(cells) == 5 * 4  # 150 / 32 -> 5 chunk rows, 170 / 48 -> 4 columns
     assert all(k[0] == slice(0, 2) for k in counted.reads)  # the third date is never decoded
+    # chunks larger than the cache are read for each window, not kept
+    counted.reads.clear()
+    small = ChunkWindows(counted, channels, cache_bytes=8 * 32 * 48 * 2 - 1)
+    np.testing.assert_array_equal(small(20, 30, 40, 40), image[:2, :, 20:60, 30:70].reshape(8, 40, 40)[channels])
+    np.testing.assert_array_equal(small(20, 30, 40, 40), image[:2, :, 20:60, 30:70].reshape(8, 40, 40)[channels])
+    assert len(counted.reads) == 2 * 4 and not small.cells  # 2 x 2 chunks under the window, twice

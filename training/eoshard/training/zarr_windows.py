@@ -34,8 +34,8 @@ class ChunkWindows:
         )
         cell = len(channels) * self.chunk_h * self.chunk_w * np.dtype(array.dtype).itemsize
         self.columns = math.ceil(array.shape[-1] / self.chunk_w)
-        self.most_cells = max(4, cache_bytes // max(cell, 1))
-        self.capacity = 4
+        self.most_cells = cache_bytes // max(cell, 1)  # 0: chunks larger than the cache are not kept
+        self.capacity = 0
         self.cells: OrderedDict[tuple[int, int], np.ndarray] = OrderedDict()
 
     def _cell(self, i: int, j: int) -> np.ndarray:
@@ -50,9 +50,10 @@ class ChunkWindows:
         data = np.asarray(self.array[(*lead, ..., rows, cols)])
         data = data.reshape(-1, *data.shape[-2:])
         cell = data if self.channels is None else data[self.channels]
-        self.cells[(i, j)] = cell
-        while len(self.cells) > self.capacity:
-            self.cells.popitem(last=False)
+        if self.capacity:
+            self.cells[(i, j)] = cell
+            while len(self.cells) > self.capacity:
+                self.cells.popitem(last=False)
         return cell
 
     def __call__(self, row: int, col: int, height: int, width: int) -> np.ndarray:
