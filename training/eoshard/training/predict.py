@@ -144,9 +144,8 @@ def blend(
                 den[rs, cs] += weight
                 if on_tile is not None:
                     on_tile(done, len(tiles))
-                if (
-                    done % len(col_origins) == 0
-                ):  # a row of tiles done: the rows above the next row's inside are final
+                # a row of tiles done: the rows above the inside of the next row's tiles are final
+                if done % len(col_origins) == 0:
                     below = done // len(col_origins)
                     final = (row_origins[below] + tiling.margin) * s if below < len(row_origins) else height * s
                     while top < height * s and (min(top + strip * s, height * s) <= final):

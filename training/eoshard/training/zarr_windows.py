@@ -22,7 +22,7 @@ class ChunkWindows:
     flattened leading dimensions (``(T, C, H, W)`` -> ``T * C``) in an in-bounds window, values as stored."""
 
     def __init__(self, array: Any, channels: Sequence[int], cache_bytes: int = CACHE_BYTES) -> None:
-        self.array = array
+        self.array, self.n_channels = array, len(channels)
         self.chunk_h, self.chunk_w = (int(n) for n in array.chunks[-2:])
         lead = array.shape[:-2]
         per_date = int(np.prod(lead[1:])) if len(lead) > 1 else 1
@@ -60,17 +60,13 @@ class ChunkWindows:
         # the chunk rows a row of windows this tall can span, across the whole width
         rows = math.ceil(height / self.chunk_h) + 1
         self.capacity = min(self.most_cells, max(self.capacity, rows * (self.columns + 1)))
-        n = len(self.channels) if self.channels is not None else None
-        out: np.ndarray | None = None
+        out = np.empty((self.n_channels, height, width), dtype=self.array.dtype)
         for i in range(row // self.chunk_h, (row + height - 1) // self.chunk_h + 1):
             for j in range(col // self.chunk_w, (col + width - 1) // self.chunk_w + 1):
                 cell = self._cell(i, j)
-                if out is None:
-                    out = np.empty((n or cell.shape[0], height, width), dtype=cell.dtype)
                 r0, r1 = max(row, i * self.chunk_h), min(row + height, (i + 1) * self.chunk_h)
                 c0, c1 = max(col, j * self.chunk_w), min(col + width, (j + 1) * self.chunk_w)
                 top, left = i * self.chunk_h, j * self.chunk_w
                 part = cell[:, r0 - top : r1 - top, c0 - left : c1 - left]
                 out[:, r0 - row : r1 - row, c0 - col : c1 - col] = part
-        assert out is not None  # a window of at least one pixel
         return out
