@@ -2,7 +2,8 @@
 
 Predict's tiles overlap (a 256 px tile every 192 px) and rarely fall on chunk edges: read straight from the array,
 each tile decoded the 2 x 2 chunks under it, so every chunk was decoded by each of the 4 to 9 tiles that touch it.
-The tiles come row after row, so keeping the chunks of the chunk rows a row of tiles spans decodes each chunk once.
+The tiles come row after row, so keeping the chunks of the chunk rows a row of tiles spans, and letting go of the
+oldest first, decodes each chunk once.
 """
 
 from __future__ import annotations
@@ -41,8 +42,7 @@ class ChunkWindows:
     def _cell(self, i: int, j: int) -> np.ndarray:
         """The chunk row ``i``, column ``j``: the wanted channels of every leading chunk there, decoded once."""
         found = self.cells.get((i, j))
-        if found is not None:
-            self.cells.move_to_end((i, j))
+        if found is not None:  # not moved up: the oldest chunks go first, also when a late read came back to them
             return found
         rows = slice(i * self.chunk_h, (i + 1) * self.chunk_h)
         cols = slice(j * self.chunk_w, (j + 1) * self.chunk_w)
