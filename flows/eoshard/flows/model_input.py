@@ -83,16 +83,16 @@ def check_mask(expression: str, spec: ModelInput) -> None:
         tree = ast.parse(expression, mode="eval")
     except SyntaxError as err:
         raise ConfigError(f"--mask {expression!r} is not a valid expression: {err.msg}") from err
-    named = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
-    bands = ", ".join(f"{b} ({spec.common_names[b]})" if b in spec.common_names else b for b in spec.bands)
-    unknown = sorted(n for n in named if len(spec.bands_named(n)) != 1)
-    if unknown:
-        shared = [n for n in unknown if spec.bands_named(n)]
+    matches = {n: spec.bands_named(n) for n in sorted({n.id for n in ast.walk(tree) if isinstance(n, ast.Name)})}
+    unknown = [n for n, same in matches.items() if not same]
+    shared = [n for n, same in matches.items() if len(same) > 1]
+    if shared or unknown:
         what = (
-            f"{shared[0]!r} stands for {spec.bands_named(shared[0])}, more than one of the model's bands"
+            f"{shared[0]!r} stands for {matches[shared[0]]}, more than one of the model's bands"
             if shared
             else f"{unknown}, which are not among the model's bands"
         )
+        bands = ", ".join(f"{b} ({spec.common_names[b]})" if b in spec.common_names else b for b in spec.bands)
         raise ConfigError(
             f"--mask {expression!r} names {what} {bands}: use those names"
             + (" or their common names" if spec.common_names else "")
