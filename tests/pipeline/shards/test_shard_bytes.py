@@ -56,6 +56,17 @@ def _layouts(samples: list[dict[str, np.ndarray]]) -> dict[str, tuple[tuple[int,
     return {name: (v.shape, str(v.dtype)) for name, v in samples[0].items()}
 
 
+def _two_per_chunk(path: Path, samples: list[dict[str, np.ndarray]]) -> zarr.Group:
+    """A store of the samples' arrays that the build did not lay out: two samples per chunk, zstd level 3."""
+    group = zarr.open_group(str(path), mode="w", zarr_format=3)
+    for name, (shape, dtype) in _layouts(samples).items():
+        group.create_array(
+            name, shape=(N_SAMPLES, *shape), chunks=(2, *shape), shards=(SHARD, *shape), dtype=dtype,
+            compressors=ZstdCodec(level=3),
+        )  # fmt: skip
+    return group
+
+
 def test_one_pass_shards_are_zarrs_bytes_and_read_back_exactly(tmp_path: Path) -> None:
     samples = _samples()
     layouts = _layouts(samples)
@@ -90,15 +101,28 @@ def test_one_pass_shards_are_zarrs_bytes_and_read_back_exactly(tmp_path: Path) -
 def test_other_layouts_are_written_by_zarr(tmp_path: Path) -> None:
     samples = _samples()
     path = tmp_path / "two-per-chunk.zarr"
-    group = zarr.open_group(str(path), mode="w", zarr_format=3)
-    for name, (shape, dtype) in _layouts(samples).items():
-        group.create_array(
-            name, shape=(N_SAMPLES, *shape), chunks=(2, *shape), shards=(SHARD, *shape), dtype=dtype,
-            compressors=ZstdCodec(level=3),
-        )  # fmt: skip
+    group = _two_per_chunk(path, samples)
     assert one_pass_level(_array(group, "s2_10m")) is None
     for k in (0, 1):
         write_shard(path, k, SHARD, samples[k * SHARD : (k + 1) * SHARD])
     np.testing.assert_array_equal(_array(group, "s2_10m")[:], np.stack([s["s2_10m"] for s in samples]))
     with pytest.raises(KeyError):
         write_shard(path, 0, SHARD, [{**s, "absent": s["class"]} for s in samples[:SHARD]])
+
+
+def test_a_store_made_again_at_the_same_path_is_written_in_its_own_layout(tmp_path: Path) -> None:
+    """How a store's arrays are written is remembered per process by their metadata, not by their path: a store
+    made again where another was (a notebook's second build of the same output) is written as it is laid out."""
+    samples = _samples()
+    path = tmp_path / "again.zarr"
+    create_store(path, N_SAMPLES, _layouts(samples), shard_size=SHARD, attrs={}, nan_fill=("coverage",))
+    write_shard(path, 0, SHARD, samples[:SHARD])
+    one_pass = shard_files(path, 0)
+    assert [f.name for f in one_pass] == ["0"] * len(samples[0])  # one shard file per array
+
+    group = _two_per_chunk(path, samples)
+    write_shard(path, 0, SHARD, samples[SHARD:] + samples[:1])
+    for name in samples[0]:
+        np.testing.assert_array_equal(
+            _array(group, name)[:SHARD], np.stack([s[name] for s in samples[SHARD:] + samples[:1]])
+        )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -111,20 +111,18 @@ def write_shard(
     """
     sums: dict[str, str] = {}
     try:
-        root = zarr.open_group(str(path), mode="r+", zarr_format=3)
         start = shard_index * shard_size
         for name in samples[0]:
-            array = root[name]
-            assert isinstance(array, zarr.Array)
-            level = one_pass_level(array)
-            if level is None:
+            found = _one_pass(path, name)
+            if found is None:
+                array = zarr.open_array(str(path / name), mode="r+", zarr_format=3)
                 target = array.with_config({"write_empty_chunks": True})
                 target[start : start + len(samples)] = np.stack([s[name] for s in samples])
                 sums.update(checksums(path, shard_index, name))
             else:
-                pieces = shard_pieces([s[name] for s in samples], shard_size, level, array.dtype)
-                key = array.metadata.encode_chunk_key((shard_index, *[0] * (array.ndim - 1)))
-                file = path / name / key
+                level, dtype, key = found
+                pieces = shard_pieces([s[name] for s in samples], shard_size, level, dtype)
+                file = path / name / key(shard_index)
                 _replace(file, pieces)
                 digest = hashlib.sha256()
                 for piece in pieces:
@@ -137,6 +135,33 @@ def write_shard(
             f"could not write shard {shard_index} of {path}: {err}; the shards committed before it stay valid, "
             "free space (or fix the error) and rerun the same build to finish"
         ) from err
+
+
+OnePass = tuple[int, np.dtype[Any], Callable[[int], str]]  # zstd level, dtype, shard index -> shard file key
+_one_pass_arrays: dict[tuple[str, bytes], OnePass | None] = {}  # by array path and the bytes of its metadata
+
+
+def _one_pass(path: Path, name: str) -> OnePass | None:
+    """How to write array ``name``'s shards in one pass (None: with zarr). Asked of zarr once per process for each
+    version of the array's metadata: opening it for every shard cost 1 ms per array."""
+    array_path = path / name
+    try:
+        known = (str(array_path), (array_path / "zarr.json").read_bytes())
+    except OSError:
+        known = None
+    if known is None or known not in _one_pass_arrays:
+        array = zarr.open_group(str(path), mode="r+", zarr_format=3)[name]  # KeyError: no such array
+        assert isinstance(array, zarr.Array)
+        level = one_pass_level(array)
+        encode = array.metadata.encode_chunk_key
+        zeros = [0] * (array.ndim - 1)
+        found = None if level is None else (level, array.dtype, lambda k: encode((k, *zeros)))
+        if known is None:
+            return found
+        if len(_one_pass_arrays) >= 256:  # many stores in one process (a notebook's builds)
+            _one_pass_arrays.clear()
+        _one_pass_arrays[known] = found
+    return _one_pass_arrays[known]
 
 
 def _replace(file: Path, pieces: Sequence[bytes]) -> None:
