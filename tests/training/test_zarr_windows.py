@@ -71,3 +71,35 @@ def test_predicts_tiles_and_output_squares_decode_each_chunk_once(tmp_path: Path
         )
         squares += 1
     assert squares == 10 * 9 and len(counted.reads) == 10 * 9  # 300 / 32 -> 10 chunk rows, 280 / 32 -> 9 columns
+
+
+def test_the_cache_grows_with_the_memory_available(tmp_path: Path, monkeypatch: Any) -> None:
+    """Past its fixed 256 MiB, the cache may take a quarter of the available memory, and no more than a row of
+    tiles needs: a large model's chunk rows are decoded once where memory allows, and the cache stays bounded."""
+    from eoshard.training import zarr_windows
+
+    image = np.random.default_rng(3).integers(0, 10_000, (2, 3, 96, 200)).astype("uint16")
+    arr = zarr.create_array(str(tmp_path / "s.zarr"), shape=image.shape, dtype="uint16", chunks=(2, 3, 32, 32))
+    arr[:] = image
+    cell = 6 * 32 * 32 * 2
+    needed = (2 + 1) * (7 + 1) * cell  # the chunk rows a 40 px row of tiles spans, across the width (7 columns)
+    monkeypatch.setattr(zarr_windows, "CACHE_BYTES", 4 * cell)
+
+    def decodes(available: int) -> tuple[int, int]:
+        monkeypatch.setattr(zarr_windows, "available_memory", lambda: available)
+        counted = _Counting(zarr.open_array(str(tmp_path / "s.zarr"), mode="r"))
+        read = ChunkWindows(counted, list(range(6)))
+        tiling = Tiling(40, 12, 3)
+        for r in tiling.origins(96):
+            for c in tiling.origins(200):
+                r0, c0 = max(r, 0), max(c, 0)
+                h, w = min(r + 40, 96) - r0, min(c + 40, 200) - c0
+                np.testing.assert_array_equal(
+                    read(r0, c0, h, w), image.reshape(6, 96, 200)[:, r0 : r0 + h, c0 : c0 + w]
+                )
+        return len(counted.reads), len(read.cells)
+
+    assert decodes(4 * needed) == (3 * 7, 3 * 7)  # each of the 3 x 7 chunks once, all of them held
+    assert decodes(4 * 2**40) == (3 * 7, 3 * 7)  # no more than the rows need, however much memory
+    few, held = decodes(0)  # the fixed bound alone: 4 chunks
+    assert few > 3 * 7 and held == 4
