@@ -6,6 +6,7 @@ import itertools
 import json
 from datetime import date, timedelta
 from pathlib import Path
+from typing import Any
 
 import geopandas as gpd
 import pystac
@@ -44,6 +45,9 @@ def test_records_normalise_both_conventions() -> None:
         ("properties", "s2:nodata_pixel_percentage", {"value": 3}),
         ("asset", "proj:code", "EPSG:326x2"),
         ("properties", "proj:code", 32632),
+        ("properties", "mgrs:utm_zone", []),  # found by the fuzz test: a TypeError in record_of
+        ("properties", "mgrs:utm_zone", 30.5),
+        ("properties", "landsat:wrs_row", "row 65"),
     ],
 )
 def test_a_malformed_field_records_read_is_refused_with_the_item_and_field_named(
@@ -56,6 +60,24 @@ def test_a_malformed_field_records_read_is_refused_with_the_item_and_field_named
     path = tmp_path / "items.json"
     path.write_text(json.dumps(data))
     with pytest.raises(InvalidSourceError, match=f"feature 1 of {path}.*{key} {value!r}".replace("[", r"\[")):
+        list(read_static_items(path))
+
+
+@pytest.mark.parametrize(
+    ("key", "change", "said"),
+    [
+        ("geometry", lambda g: g["coordinates"][0][2].__setitem__(1, 4069009974.0), "geometry's bounds"),  # fuzz
+        ("bbox", lambda b: b.__setitem__(3, 91.5), "'bbox'"),
+    ],
+)
+def test_a_footprint_not_in_degrees_is_refused(tmp_path: Path, key: str, change: Any, said: str) -> None:
+    """Selection projects footprints from longitude and latitude: a latitude of 4e9 (found by the fuzz test)
+    made GEOS give up densifying the footprint, with no item named."""
+    data = json.loads(shared_path("stac", "earth-search__sentinel-2-l2a.json").read_text())
+    change(data["features"][1][key])
+    path = tmp_path / "items.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(InvalidSourceError, match=f"feature 1 of {path}.*its {said}.*not longitude and latitude"):
         list(read_static_items(path))
 
 

@@ -80,14 +80,18 @@ def _problem(data: Any) -> str | None:
     geometry = data.get("geometry")
     if geometry is not None:
         try:
-            shape(geometry)
+            footprint = shape(geometry)
         except Exception as err:  # shapely raises many kinds for a malformed GeoJSON geometry
             return f"its geometry is not GeoJSON ({type(err).__name__}: {str(err)[:80]})"
+        if not footprint.is_empty and not _degrees(footprint.bounds):
+            return f"its geometry's bounds {_rounded(footprint.bounds)} are not longitude and latitude in degrees"
     bbox = data.get("bbox")
     if bbox is not None and (
         not isinstance(bbox, list) or len(bbox) not in (4, 6) or not all(_number(v) for v in bbox)
     ):
         return "its 'bbox' is not a list of 4 or 6 numbers"
+    if bbox is not None and not _degrees((*bbox[: len(bbox) // 2][:2], *bbox[len(bbox) // 2 :][:2])):
+        return f"its 'bbox' {bbox!r} is not longitude and latitude in degrees"
     cloud = props.get("eo:cloud_cover")
     if cloud is not None and not _number(cloud):
         return f"its eo:cloud_cover {cloud!r} is not a number"
@@ -95,6 +99,10 @@ def _problem(data: Any) -> str | None:
         value = props.get(key)
         if value is not None and not _number(value):
             return f"its {key} {value!r} is not a number"
+    for key in ("mgrs:utm_zone", "sentinel:utm_zone", "landsat:wrs_path", "landsat:wrs_row"):  # the tile's parts
+        value = props.get(key)
+        if value is not None and not _integer(value):
+            return f"its {key} {value!r} is not an integer"
     for where, fields in [("properties", props), *((f"asset {name!r}", a) for name, a in assets.items())]:
         epsg = fields.get("proj:epsg")
         if epsg is not None and not (_number(epsg) and float(epsg).is_integer()):
@@ -118,6 +126,22 @@ def _problem(data: Any) -> str | None:
 
 def _number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and value == value
+
+
+def _degrees(bounds: tuple[float, ...]) -> bool:
+    """Whether ``(minx, miny, maxx, maxy)`` can be longitude and latitude (STAC's WGS 84): latitudes within 90
+    degrees, longitudes within 360 (a footprint across the antimeridian may run past 180)."""
+    minx, miny, maxx, maxy = bounds
+    return -360 <= minx <= 360 and -360 <= maxx <= 360 and -90 <= miny <= maxy <= 90
+
+
+def _rounded(bounds: tuple[float, ...]) -> tuple[float, ...]:
+    return tuple(round(v, 5) for v in bounds)
+
+
+def _integer(value: Any) -> bool:
+    """A whole number, or its digits as text (``int`` reads both)."""
+    return (_number(value) and float(value).is_integer()) or (isinstance(value, str) and value.strip().isdigit())
 
 
 def _timestamp(value: Any) -> bool:
