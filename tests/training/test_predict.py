@@ -286,3 +286,45 @@ def test_the_class_maps_stac_item_has_its_footprint_and_the_inputs_period(tmp_pa
                       Tiling(48, 16, 4))  # fmt: skip
     props = json.loads(undated.with_suffix(".json").read_text())["properties"]
     assert props["datetime"] is not None and props["datetime"] == props["created"]
+
+
+@pytest.mark.needs_build  # needs rasterio (the geotiff extra)
+def test_a_geotiff_scene_raises_gdals_block_cache_to_what_a_row_of_windows_spans(tmp_path: Path) -> None:
+    """GDAL's block cache (5 % of the memory by default) held too few of a many-band scene's blocks, and GDAL
+    decoded them again for each row of windows: reading a scene raises it to the blocks a row of windows spans (a
+    pixel-interleaved block holds every band), never lowers it."""
+    import rasterio
+    from rasterio.env import get_gdal_config, set_gdal_config
+    from rasterio.transform import Affine
+
+    from eoshard.training.scene import gdal_rows_bytes, open_scene
+
+    image = _scene(300, 520).astype("uint16")
+    files = {}
+    for interleave in ("pixel", "band"):
+        files[interleave] = path = tmp_path / f"{interleave}.tif"
+        profile = {"driver": "GTiff", "count": 4, "height": 300, "width": 520, "dtype": "uint16", "crs": "EPSG:32632",
+                   "transform": Affine(*TRANSFORM), "tiled": True, "blockxsize": 64, "blockysize": 64,
+                   "interleave": interleave}  # fmt: skip
+        with rasterio.open(path, "w", **profile) as dst:
+            dst.write(image)
+            dst.descriptions = ("B02", "B03", "B04", "B08")
+    rows_40 = 2 * (9 + 1) * 64 * 64 * 2  # 2 block rows under a 40 px row of windows, 9 block columns and one more
+    with rasterio.open(files["pixel"]) as src:
+        assert gdal_rows_bytes(src, 2, 40) == rows_40 * 4  # every band's block, whichever the model reads
+        assert gdal_rows_bytes(src, 2, 100) == 3 * rows_40 * 4 // 2
+    with rasterio.open(files["band"]) as src:
+        assert gdal_rows_bytes(src, 2, 40) == rows_40 * 2
+    package = random_package(tmp_path)
+    saved = get_gdal_config("GDAL_CACHEMAX")
+    try:
+        set_gdal_config("GDAL_CACHEMAX", 200_000)
+        scene = open_scene(files["pixel"], package)
+        assert get_gdal_config("GDAL_CACHEMAX") == 200_000  # not before the first window
+        np.testing.assert_array_equal(scene.read(20, 30, 40, 40), image[:, 20:60, 30:70])
+        assert get_gdal_config("GDAL_CACHEMAX") == rows_40 * 4
+        set_gdal_config("GDAL_CACHEMAX", 10**9)
+        np.testing.assert_array_equal(open_scene(files["band"], package).read(0, 0, 40, 40), image[:, :40, :40])
+        assert get_gdal_config("GDAL_CACHEMAX") == 10**9  # never lowered
+    finally:
+        set_gdal_config("GDAL_CACHEMAX", saved)

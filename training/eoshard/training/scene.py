@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +17,7 @@ from eoshard.training.errors import ConfigError, InputError
 from eoshard.training.outputs import OutputSpec, need_rasterio, open_writer
 from eoshard.training.package import ModelPackage
 from eoshard.training.predict import PAD_MODES, Reader, Tiling, blend, model_fn, padded_read
-from eoshard.training.zarr_windows import ChunkWindows
+from eoshard.training.zarr_windows import ChunkWindows, cache_budget
 
 
 @dataclass(frozen=True)
@@ -148,7 +149,13 @@ def _open_tif(path: Path, package: ModelPackage, index: Sequence[int] | None, pa
         for i in _pick(src.descriptions, package.bands, package.n_dates, index, src.count, package.common_names)
     ]
 
+    cache_raised = False
+
     def read_tif(r: int, c: int, h: int, w: int) -> np.ndarray:
+        nonlocal cache_raised
+        if not cache_raised:  # at the first window: how tall the windows are is known from there
+            raise_gdal_cache(min(gdal_rows_bytes(src, len(chans), h), cache_budget()))
+            cache_raised = True
         return np.asarray(src.read(chans, window=Window(c, r, w, h)))
 
     t = src.transform
@@ -160,6 +167,31 @@ def _open_tif(path: Path, package: ModelPackage, index: Sequence[int] | None, pa
         [t.a, t.b, t.c, t.d, t.e, t.f],
         src.nodata,
     )
+
+
+def gdal_rows_bytes(src: Any, n_channels: int, height: int) -> int:
+    """The decoded blocks of ``src`` that a row of windows ``height`` tall can span across the file (what GDAL's
+    block cache must hold to decode each block once: see ``raise_gdal_cache``). A pixel-interleaved file's block
+    holds every band, and GDAL caches them all when it decodes one."""
+    bh, bw = src.block_shapes[0]
+    bands = src.count if str(getattr(src.interleaving, "name", "")).lower() == "pixel" else n_channels
+    rows = math.ceil(height / bh) + 1
+    return rows * (math.ceil(src.width / bw) + 1) * bh * bw * bands * np.dtype(src.dtypes[0]).itemsize
+
+
+def raise_gdal_cache(size: int) -> None:
+    """GDAL's block cache (``GDAL_CACHEMAX``, 5 % of the memory by default) to at least ``size`` bytes.
+
+    Windows overlap and come row after row, as in a Zarr scene (``zarr_windows``): with too small a cache GDAL let
+    go of the blocks the next row of windows needed, and decoded them again. A model of 12 dates x 10 bands on 2048
+    rows of a quarter tile's width (512 px blocks of all 120 bands; a row of 256 px windows spans 1440 MiB of them,
+    the default cache holds 1205 MiB here): 47.1-49.9 s, 33.7-34.0 s with the cache raised (240 MiB more peak
+    memory). Within ``cache_budget`` (a quarter of the available memory), and never lowered (a process may have
+    set it); it stays raised for the rest of the process."""
+    from rasterio.env import get_gdal_config, set_gdal_config
+
+    if size > int(get_gdal_config("GDAL_CACHEMAX") or 0):
+        set_gdal_config("GDAL_CACHEMAX", size)  # rasterio sets GDAL's cache size itself (GDALSetCacheMax64)
 
 
 def valid_pixels(block: np.ndarray, nodata: float | None) -> np.ndarray:
