@@ -81,6 +81,21 @@ def test_a_footprint_not_in_degrees_is_refused(tmp_path: Path, key: str, change:
         list(read_static_items(path))
 
 
+def test_an_item_without_geometry_has_its_bbox_as_footprint_heights_or_not(tmp_path: Path) -> None:
+    """STAC allows a null geometry and a bbox of 6 values (heights third and sixth): shapely's box took the 6 as
+    its arguments and raised a TypeError."""
+    data = json.loads(shared_path("stac", "earth-search__sentinel-2-l2a.json").read_text())
+    features = data["features"][:2]
+    minx, miny, maxx, maxy = features[0]["bbox"]
+    features[0].update(geometry=None, bbox=[minx, miny, -10.0, maxx, maxy, 2500.0])
+    features[1].update(geometry=None)
+    path = tmp_path / "items.json"
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": features}))
+    records = [record_of(item) for item in read_static_items(path)]
+    assert records[0].footprint.equals(box(minx, miny, maxx, maxy))
+    assert records[1].footprint.equals(box(*features[1]["bbox"]))
+
+
 def _catalog_of(features: list[dict[str, object]], folder: Path) -> Path:
     catalog = pystac.Catalog("malformed", "a catalog of real recorded items, one of them changed")
     for feature in features:

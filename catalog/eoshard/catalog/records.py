@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -141,6 +142,12 @@ def _copies_key(
     return "_".join(str(p) for p in (product, datatake, part) if p)
 
 
+def bbox_bounds(bbox: Sequence[float]) -> tuple[float, float, float, float]:
+    """``(minx, miny, maxx, maxy)`` of a STAC bbox of 4 values, or of 6 (with heights: the third and sixth)."""
+    half = len(bbox) // 2
+    return bbox[0], bbox[1], bbox[half], bbox[half + 1]
+
+
 def record_of(item: pystac.Item) -> ProductRecord:
     """The item as a product record; missing properties stay ``None``."""
     props = item.properties
@@ -171,7 +178,7 @@ def record_of(item: pystac.Item) -> ProductRecord:
         nodata_percentage=None if nodata is None else float(nodata),
         footprint=shape(item.geometry)
         if item.geometry
-        else shapely.box(*item.bbox)
+        else shapely.box(*bbox_bounds(item.bbox))
         if item.bbox
         else shapely.Point(),
         epsg=epsg,

@@ -14,6 +14,7 @@ import shapely
 from shapely.geometry import shape
 
 from eoshard.catalog.errors import EmptySelectionError, InvalidSourceError, SourceNotFoundError
+from eoshard.catalog.records import bbox_bounds
 
 
 def is_url(source: Path | str) -> bool:
@@ -90,7 +91,7 @@ def _problem(data: Any) -> str | None:
         not isinstance(bbox, list) or len(bbox) not in (4, 6) or not all(_number(v) for v in bbox)
     ):
         return "its 'bbox' is not a list of 4 or 6 numbers"
-    if bbox is not None and not _degrees((*bbox[: len(bbox) // 2][:2], *bbox[len(bbox) // 2 :][:2])):
+    if bbox is not None and not _degrees(bbox_bounds(bbox)):
         return f"its 'bbox' {bbox!r} is not longitude and latitude in degrees"
     cloud = props.get("eo:cloud_cover")
     if cloud is not None and not _number(cloud):
