@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +16,7 @@ from eoshard.training.errors import ConfigError, InputError
 from eoshard.training.outputs import OutputSpec, need_rasterio, open_writer
 from eoshard.training.package import ModelPackage
 from eoshard.training.predict import PAD_MODES, Reader, Tiling, blend, model_fn, padded_read
-from eoshard.training.zarr_windows import ChunkWindows, cache_budget
+from eoshard.training.zarr_windows import ChunkWindows, cache_budget, row_span
 
 
 @dataclass(frozen=True)
@@ -173,10 +172,11 @@ def gdal_rows_bytes(src: Any, n_channels: int, height: int) -> int:
     """The decoded blocks of ``src`` that a row of windows ``height`` tall can span across the file (what GDAL's
     block cache must hold to decode each block once: see ``raise_gdal_cache``). A pixel-interleaved file's block
     holds every band, and GDAL caches them all when it decodes one."""
+    from rasterio.enums import Interleaving
+
     bh, bw = src.block_shapes[0]
-    bands = src.count if str(getattr(src.interleaving, "name", "")).lower() == "pixel" else n_channels
-    rows = math.ceil(height / bh) + 1
-    return rows * (math.ceil(src.width / bw) + 1) * bh * bw * bands * np.dtype(src.dtypes[0]).itemsize
+    bands = src.count if src.interleaving == Interleaving.pixel else n_channels
+    return row_span(height, src.width, bh, bw) * bh * bw * bands * np.dtype(src.dtypes[0]).itemsize
 
 
 def raise_gdal_cache(size: int) -> None:

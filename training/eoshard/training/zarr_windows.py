@@ -45,6 +45,11 @@ def cache_budget() -> int:
     return max(CACHE_BYTES, available_memory() // MEMORY_SHARE)
 
 
+def row_span(height: int, width: int, block_h: int, block_w: int) -> int:
+    """How many blocks (chunks) a row of windows ``height`` tall can span across ``width`` pixels."""
+    return (math.ceil(height / block_h) + 1) * (math.ceil(width / block_w) + 1)
+
+
 class ChunkWindows:
     """``read(row, col, height, width)`` -> ``(len(channels), height, width)``: the ``channels`` of the array's
     flattened leading dimensions (``(T, C, H, W)`` -> ``T * C``) in an in-bounds window, values as stored."""
@@ -61,7 +66,6 @@ class ChunkWindows:
             None if list(channels) == list(range(n_read)) else np.asarray(channels, dtype=np.intp)
         )
         cell = len(channels) * self.chunk_h * self.chunk_w * np.dtype(array.dtype).itemsize
-        self.columns = math.ceil(array.shape[-1] / self.chunk_w)
         budget = cache_budget() if cache_bytes is None else cache_bytes
         self.most_cells = budget // max(cell, 1)  # 0: chunks larger than the cache are not kept
         self.capacity = 0
@@ -86,8 +90,8 @@ class ChunkWindows:
 
     def __call__(self, row: int, col: int, height: int, width: int) -> np.ndarray:
         # the chunk rows a row of windows this tall can span, across the whole width
-        rows = math.ceil(height / self.chunk_h) + 1
-        self.capacity = min(self.most_cells, max(self.capacity, rows * (self.columns + 1)))
+        span = row_span(height, self.array.shape[-1], self.chunk_h, self.chunk_w)
+        self.capacity = min(self.most_cells, max(self.capacity, span))
         out = np.empty((self.n_channels, height, width), dtype=self.array.dtype)
         for i in range(row // self.chunk_h, (row + height - 1) // self.chunk_h + 1):
             for j in range(col // self.chunk_w, (col + width - 1) // self.chunk_w + 1):
