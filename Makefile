@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test checks venv system-deps lint typecheck contracts pytest wheel-check docs clean training-venv-check
+.PHONY: demo test checks venv system-deps lint typecheck contracts pytest wheel-check docs clean training-venv-check fuzz
 
 $(STAMP): pyproject.toml training/pyproject.toml constraints.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -63,6 +63,11 @@ test:
 	$(MAKE) -j2 --output-sync=target system-deps checks
 	$(MAKE) pytest
 checks: $(CHECKS)
+
+# New examples for the fuzz tests (CI draws the same ones every run): EOSHARD_FUZZ times as many, each run new.
+EOSHARD_FUZZ ?= 10
+fuzz: venv
+	EOSHARD_FUZZ=$(EOSHARD_FUZZ) $(VENV)/bin/pytest -n $(PYTEST_WORKERS) tests/flows/test_fuzz_inputs.py
 
 docs: venv
 	$(VENV)/bin/mkdocs build --strict

@@ -30,6 +30,20 @@ from tests.conftest import shared_path
 
 pytestmark = pytest.mark.slow
 
+# CI draws the same examples on every run (derandomized: a red CI names a change, not an unlucky draw, and the
+# failure prints its blob to reproduce it); elsewhere each run draws new ones, and ``make fuzz`` draws
+# ``EOSHARD_FUZZ`` times as many (hypothesis's local database replays what failed first).
+FUZZ_SCALE = int(os.environ.get("EOSHARD_FUZZ", "1"))
+EXPLORE = FUZZ_SCALE > 1 or os.environ.get("CI", "").lower() != "true"
+
+
+def fuzz_settings(examples: int, *, slow_examples: bool = False) -> settings:
+    """``examples`` examples (times ``EOSHARD_FUZZ``), derandomized under CI unless asked to explore."""
+    checks = [HealthCheck.too_slow, HealthCheck.data_too_large] if slow_examples else []
+    return settings(max_examples=examples * FUZZ_SCALE, deadline=None, derandomize=not EXPLORE, print_blob=True,
+                    suppress_health_check=checks)  # fmt: skip
+
+
 BBOX = [11.96, 48.005, 11.97, 48.012]  # a few patches of 24 px: a build that passes is short
 
 VALUES = st.recursive(
@@ -106,7 +120,7 @@ def demo_config(demo_data) -> dict[str, Any]:
     return _demo_config(demo_data)
 
 
-@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@fuzz_settings(15, slow_examples=True)
 @given(data=st.data())
 def test_build_config_yaml_never_ends_in_a_traceback_or_a_broken_dataset(data: st.DataObject, demo_config) -> None:
     config = data.draw(mutated(demo_config))
@@ -146,7 +160,7 @@ def _cli_in_session(args: list[str], timeout: float) -> int | None:
     return process.returncode
 
 
-@settings(max_examples=15, deadline=None)
+@fuzz_settings(15)
 @given(text=st.text(max_size=200))
 def test_config_text_that_is_not_a_config(text: str) -> None:
     with tempfile.TemporaryDirectory() as tmp:
@@ -162,7 +176,7 @@ def _items() -> dict[str, Any]:
     return {"type": "FeatureCollection", "features": collection["features"][:4]}
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@fuzz_settings(40, slow_examples=True)
 @given(data=st.data())
 def test_stac_item_json_never_ends_in_a_traceback(data: st.DataObject) -> None:
     items = data.draw(mutated(_items()))
