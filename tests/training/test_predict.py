@@ -292,7 +292,7 @@ def test_the_class_maps_stac_item_has_its_footprint_and_the_inputs_period(tmp_pa
 def test_a_geotiff_scene_raises_gdals_block_cache_to_what_a_row_of_windows_spans(tmp_path: Path) -> None:
     """GDAL's block cache (5 % of the memory by default) held too few of a many-band scene's blocks, and GDAL
     decoded them again for each row of windows: reading a scene raises it to the blocks a row of windows spans (a
-    pixel-interleaved block holds every band), never lowers it."""
+    pixel-interleaved block holds every band), never lowers it, and sets it back when the scene is closed."""
     import rasterio
     from rasterio.env import get_gdal_config, set_gdal_config
     from rasterio.transform import Affine
@@ -323,8 +323,28 @@ def test_a_geotiff_scene_raises_gdals_block_cache_to_what_a_row_of_windows_spans
         assert get_gdal_config("GDAL_CACHEMAX") == 200_000  # not before the first window
         np.testing.assert_array_equal(scene.read(20, 30, 40, 40), image[:, 20:60, 30:70])
         assert get_gdal_config("GDAL_CACHEMAX") == rows_40 * 4
+        scene.close()
+        assert get_gdal_config("GDAL_CACHEMAX") == 200_000  # the process's own again, the file closed
+        with pytest.raises(rasterio.errors.RasterioIOError):
+            scene.read(20, 30, 40, 40)
         set_gdal_config("GDAL_CACHEMAX", 10**9)
-        np.testing.assert_array_equal(open_scene(files["band"], package).read(0, 0, 40, 40), image[:, :40, :40])
+        scene = open_scene(files["band"], package)
+        np.testing.assert_array_equal(scene.read(0, 0, 40, 40), image[:, :40, :40])
         assert get_gdal_config("GDAL_CACHEMAX") == 10**9  # never lowered
+        scene.close()
+        assert get_gdal_config("GDAL_CACHEMAX") == 10**9
+        # a whole prediction raises it while it reads and sets it back at the end, also when it fails
+        set_gdal_config("GDAL_CACHEMAX", 200_000)
+        predict(package, files["pixel"], tmp_path / "map.tif", Tiling(48, 16, 4))
+        assert get_gdal_config("GDAL_CACHEMAX") == 200_000
+
+        def stop(done: int, total: int) -> None:
+            assert get_gdal_config("GDAL_CACHEMAX") == rows_48 * 4  # raised for the first tile
+            raise RuntimeError("stopped after the first tile")
+
+        rows_48 = 2 * (9 + 1) * 64 * 64 * 2
+        with pytest.raises(RuntimeError, match="stopped after"):
+            predict(package, files["pixel"], tmp_path / "map2.tif", Tiling(48, 16, 4), on_tile=stop)
+        assert get_gdal_config("GDAL_CACHEMAX") == 200_000
     finally:
         set_gdal_config("GDAL_CACHEMAX", saved)

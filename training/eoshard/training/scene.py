@@ -30,6 +30,7 @@ class Scene:
     transform: list[float] | None
     nodata: float | None = None  # the input's nodata value (NaN for float scenes), None when it declares none
     dates: list[str] | None = None  # the acquisition times of the input, where it says (``eoshard predict``'s)
+    close: Callable[[], None] = lambda: None  # lets go of the file and of what reading it changed in the process
 
 
 def _pick(
@@ -148,14 +149,19 @@ def _open_tif(path: Path, package: ModelPackage, index: Sequence[int] | None, pa
         for i in _pick(src.descriptions, package.bands, package.n_dates, index, src.count, package.common_names)
     ]
 
-    cache_raised = False
+    cache_raised, cache_before = False, None
 
     def read_tif(r: int, c: int, h: int, w: int) -> np.ndarray:
-        nonlocal cache_raised
+        nonlocal cache_raised, cache_before
         if not cache_raised:  # at the first window: how tall the windows are is known from there
-            raise_gdal_cache(min(gdal_rows_bytes(src, len(chans), h), cache_budget()))
+            cache_before = raise_gdal_cache(min(gdal_rows_bytes(src, len(chans), h), cache_budget()))
             cache_raised = True
         return np.asarray(src.read(chans, window=Window(c, r, w, h)))
+
+    def close() -> None:
+        src.close()
+        if cache_before is not None:
+            restore_gdal_cache(cache_before)
 
     t = src.transform
     return Scene(
@@ -165,6 +171,7 @@ def _open_tif(path: Path, package: ModelPackage, index: Sequence[int] | None, pa
         src.crs.to_wkt() if src.crs else None,
         [t.a, t.b, t.c, t.d, t.e, t.f],
         src.nodata,
+        close=close,
     )
 
 
@@ -179,19 +186,30 @@ def gdal_rows_bytes(src: Any, n_channels: int, height: int) -> int:
     return row_span(height, src.width, bh, bw) * bh * bw * bands * np.dtype(src.dtypes[0]).itemsize
 
 
-def raise_gdal_cache(size: int) -> None:
-    """GDAL's block cache (``GDAL_CACHEMAX``, 5 % of the memory by default) to at least ``size`` bytes.
+def raise_gdal_cache(size: int) -> int | None:
+    """GDAL's block cache (``GDAL_CACHEMAX``, 5 % of the memory by default) to at least ``size`` bytes; returns the
+    size it had when it was raised (None: it was large enough), which ``restore_gdal_cache`` sets back.
 
     Windows overlap and come row after row, as in a Zarr scene (``zarr_windows``): with too small a cache GDAL let
     go of the blocks the next row of windows needed, and decoded them again. A model of 12 dates x 10 bands on 2048
     rows of a quarter tile's width (512 px blocks of all 120 bands; a row of 256 px windows spans 1440 MiB of them,
     the default cache holds 1205 MiB here): 47.1-49.9 s, 33.7-34.0 s with the cache raised (240 MiB more peak
     memory). Within ``cache_budget`` (a quarter of the available memory), and never lowered (a process may have
-    set it); it stays raised for the rest of the process."""
+    set it); the scene's ``close`` sets it back, so a notebook's later reads keep their own cache."""
     from rasterio.env import get_gdal_config, set_gdal_config
 
-    if size > int(get_gdal_config("GDAL_CACHEMAX") or 0):
-        set_gdal_config("GDAL_CACHEMAX", size)  # rasterio sets GDAL's cache size itself (GDALSetCacheMax64)
+    before = int(get_gdal_config("GDAL_CACHEMAX") or 0)
+    if size <= before:
+        return None
+    set_gdal_config("GDAL_CACHEMAX", size)  # rasterio sets GDAL's cache size itself (GDALSetCacheMax64)
+    return before
+
+
+def restore_gdal_cache(size: int) -> None:
+    """GDAL's block cache back to ``size`` bytes (what ``raise_gdal_cache`` returned); GDAL drops blocks past it."""
+    from rasterio.env import set_gdal_config
+
+    set_gdal_config("GDAL_CACHEMAX", size)
 
 
 def valid_pixels(block: np.ndarray, nodata: float | None) -> np.ndarray:
@@ -233,8 +251,6 @@ def predict(
     follows the model's passes over the tiles. The model runs on ``device`` (``auto``: a GPU when torch sees one),
     ``batch_size`` tiles per pass (default: 1 on the CPU, where larger batches were no faster, 8 on a GPU).
     """
-    from eoshard.training.bandmath import evaluate_mask, parse_mask
-
     if Path(output).suffix.lower() not in (".tif", ".tiff", ".zarr"):
         raise ConfigError(
             f"the output {output} ends in {Path(output).suffix or 'no suffix'}: give a .tif (a Cloud-Optimized "
@@ -242,6 +258,18 @@ def predict(
         )
     keep_freed_memory()
     scene = open_scene(Path(source), package, index, pad)
+    try:
+        return _predict_scene(scene, package, output, tiling, probabilities, mask, on_tile, device, batch_size)
+    finally:
+        scene.close()
+
+
+def _predict_scene(
+    scene: Scene, package: ModelPackage, output: Path, tiling: Tiling, probabilities: bool, mask: str | None,
+    on_tile: Callable[[int, int], None] | None, device: str, batch_size: int | None,
+) -> Path:  # fmt: skip
+    from eoshard.training.bandmath import evaluate_mask, parse_mask
+
     s = package.scale
     sr = s > 1
     n_out = len(package.bands) if sr else int(package.item["properties"]["mlm:output"][0]["result"]["shape"][1])
