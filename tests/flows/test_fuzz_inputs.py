@@ -125,22 +125,46 @@ def demo_config(demo_data) -> dict[str, Any]:
 def test_build_config_yaml_never_ends_in_a_traceback_or_a_broken_dataset(data: st.DataObject, demo_config) -> None:
     config = data.draw(mutated(demo_config))
     with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "out"
         if isinstance(config, dict) and isinstance(config.get("output"), dict):
-            config["output"]["path"] = str(out)  # wherever the rest points, the output stays in the sandbox
-        path = Path(tmp) / "build.yaml"
-        path.write_text(yaml.safe_dump(config, allow_unicode=True))
-        code = _cli_in_session(["build", str(path), "--workers", "1"], timeout=BUILD_SECONDS)
-        event(f"build exit {code}")
-        if code == 0:
-            assert _cli_in_session(["verify", str(out)], timeout=BUILD_SECONDS) == 0, (
-                "the build passed, verify not"
-            )
+            config["output"]["path"] = str(Path(tmp) / "out")  # wherever the rest points, the output stays here
+        _build_then_verify(config, Path(tmp))
+
+
+def _build_then_verify(config: Any, folder: Path) -> None:
+    """``eoshard build`` of ``config`` (written to ``folder``) ends in a message or a dataset ``eoshard verify``
+    accepts (its output is ``folder/out`` where the config has one)."""
+    path = folder / "build.yaml"
+    path.write_text(yaml.safe_dump(config, allow_unicode=True))
+    code = _cli_in_session(["build", str(path), "--workers", "1"], timeout=BUILD_SECONDS)
+    event(f"build exit {code}")
+    if code == 0:
+        verified = _cli_in_session(["verify", str(folder / "out")], timeout=BUILD_SECONDS)
+        assert verified == 0, "the build passed, verify not"
 
 
 # A mutated config may ask for a huge build (a tiny patch size, a fine grid): legitimate, so it is given this long
 # and then stopped with its workers, which counts as neither a pass nor a failure of the properties checked.
 BUILD_SECONDS = 90
+
+
+def _parcels_geojson(demo_data: Any) -> dict[str, Any]:
+    """The demo's parcels inside BBOX (real-shaped multipolygons), as a GeoJSON FeatureCollection in degrees."""
+    import geopandas as gpd
+
+    parcels = gpd.read_file(demo_data.parcels).to_crs(4326).cx[BBOX[0] : BBOX[2], BBOX[1] : BBOX[3]]
+    return json.loads(parcels.iloc[:6].to_json(drop_id=True))
+
+
+@fuzz_settings(10, slow_examples=True)
+@given(data=st.data())
+def test_label_geojson_never_ends_in_a_traceback_or_a_broken_dataset(data: st.DataObject, demo_data) -> None:
+    parcels = data.draw(mutated(_parcels_geojson(demo_data)))
+    with tempfile.TemporaryDirectory() as tmp:
+        labels = Path(tmp) / "parcels.geojson"
+        labels.write_text(json.dumps(parcels, allow_nan=True))
+        config = _demo_config(demo_data)
+        config["labels"]["path"], config["output"]["path"] = str(labels), str(Path(tmp) / "out")
+        _build_then_verify(config, Path(tmp))
 
 
 def _cli_in_session(args: list[str], timeout: float) -> int | None:

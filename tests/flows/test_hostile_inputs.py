@@ -44,6 +44,24 @@ def test_a_labels_file_without_features(config_for, demo_data, tmp_path: Path) -
     assert not (tmp_path / "out" / "dataset.json").exists()
 
 
+def test_a_labels_file_with_unclosed_rings_names_those_features(config_for, demo_data, tmp_path: Path) -> None:
+    """GDAL accepts a GeoJSON ring whose last point is not its first (with a warning), and GEOS then refused to
+    build it: a traceback of shapely's ``from_wkb`` (found by the fuzz test of label files)."""
+    parcels = json.loads(gpd.read_file(demo_data.parcels).iloc[:8].to_crs(4326).to_json(drop_id=True))
+    for row in (2, 6):
+        ring = parcels["features"][row]["geometry"]["coordinates"][0][0]
+        del ring[-1]  # the closing point
+    labels = tmp_path / "labels.geojson"
+    labels.write_text(json.dumps(parcels))
+    path = config_for(labels={"path": str(labels), "class_column": "class_code"})
+    _assert_clean_failure(
+        _run("build", str(path)), 2, f"labels: {labels} holds 2 features whose geometry cannot be made into a shape",
+        "feature 2: Points of LinearRing do not form a closed linestring; feature 6: Points",
+        "the last point repeats the first", "repair those features or remove them",
+    )  # fmt: skip
+    assert not (tmp_path / "out").exists()
+
+
 def test_an_unknown_band(config_for) -> None:
     path = config_for(bands=["B02", "B99"])
     _assert_clean_failure(

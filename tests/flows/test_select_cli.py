@@ -174,6 +174,11 @@ def test_exclude_leaves_products_out_by_id_and_names_ids_it_did_not_find(demo_da
     [
         (("--aoi", "500000,4000000,510000,4010000"), "is not minx,miny,maxx,maxy in degrees"),
         (("--aoi", "NOTVECTOR"), "cannot be read as vector data"),
+        (
+            ("--aoi", "UNCLOSED"),
+            "aoi.geojson holds 1 feature whose geometry cannot be made into a shape (feature 0: Points of "
+            "LinearRing do not form a closed linestring; features counted from 0 in the file's order)",
+        ),
         (("--aoi", "11.955,48.0,12.035,48.04", "--kind", "stac-api"), "is not an http(s) URL"),
         (("--aoi", "11.955,48.0,12.035,48.04", "--max-cloud", "-5"), "max_cloud is a percentage, 0..100, not -5"),
         (
@@ -186,10 +191,20 @@ def test_wrong_input_is_one_line_without_a_traceback(
     demo_data, tmp_path: Path, args: tuple[str, ...], message: str
 ) -> None:
     (tmp_path / "aoi.txt").write_text("not a vector file")
-    args = tuple(str(tmp_path / "aoi.txt") if a == "NOTVECTOR" else a for a in args)
+    ring = [
+        [11.955, 48.0],
+        [12.035, 48.0],
+        [12.035, 48.04],
+        [11.955, 48.04],
+    ]  # not closed: GDAL warns, GEOS refuses
+    polygon = {"type": "Feature", "properties": {}, "geometry": {"type": "Polygon", "coordinates": [ring]}}
+    (tmp_path / "aoi.geojson").write_text(json.dumps({"type": "FeatureCollection", "features": [polygon]}))
+    files = {"NOTVECTOR": str(tmp_path / "aoi.txt"), "UNCLOSED": str(tmp_path / "aoi.geojson")}
+    args = tuple(files.get(a, a) for a in args)
     result = _run("--source", str(demo_data.catalog), "--start", "2024-04-01", "--end", "2024-09-30", *args)
     assert result.returncode in (1, 2) and "Traceback" not in result.stderr
     assert message in " ".join(result.stderr.split())
+    assert result.stderr.startswith("error: "), result.stderr  # no GDAL warning before it
 
 
 def test_a_config_and_the_options_it_replaces_are_not_mixed(demo_data, tmp_path: Path) -> None:

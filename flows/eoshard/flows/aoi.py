@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import geopandas as gpd
 import shapely
+import shapely.errors
 from pyogrio.errors import DataSourceError
 from shapely.geometry import box
 
+from eoshard.flows.vector_features import UNCLOSED_RING_WARNING, unbuildable_features, unbuildable_message
 from eoshard.pipeline.errors import GridError
 
 
@@ -24,12 +27,17 @@ def read_aoi(aoi: Path | tuple[float, float, float, float]) -> tuple[shapely.Geo
             )
         return box(*aoi), "EPSG:4326"
     try:
-        frame = gpd.read_file(aoi)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=UNCLOSED_RING_WARNING)  # the error below names the features
+            frame = gpd.read_file(aoi)
     except (DataSourceError, ValueError) as err:
         raise GridError(
             f"the AOI file {aoi} cannot be read as vector data ({err}): expected a GeoJSON, GeoPackage, "
             "Shapefile or other file GDAL reads, with polygons"
         ) from None
+    except shapely.errors.GEOSException as err:  # GDAL read a geometry that GEOS cannot build (an unclosed ring)
+        message = unbuildable_message(aoi, unbuildable_features(aoi), err)
+        raise GridError(f"the AOI file {message}; repair those features or remove them, then rerun") from None
     if frame.empty:
         raise GridError(f"the AOI file {aoi} holds no features: expected at least one polygon")
     if frame.crs is None:

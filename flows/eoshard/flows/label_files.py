@@ -12,10 +12,12 @@ import geopandas as gpd
 import pandas as pd
 import pyogrio
 import shapely
+import shapely.errors
 from odc.geo.geobox import GeoBox
 from pyogrio.errors import DataLayerError, DataSourceError
 
 from eoshard.flows.config import BuildConfig, ConfigError
+from eoshard.flows.vector_features import UNCLOSED_RING_WARNING, unbuildable_features, unbuildable_message
 from eoshard.pipeline.classes import encode_classes
 
 
@@ -27,12 +29,20 @@ def read_labels(config: BuildConfig) -> gpd.GeoDataFrame:
     parquet = Path(path).suffix.lower() in (".parquet", ".geoparquet")
     chosen = None if parquet else _layer(path, layer)
     try:
-        parcels = gpd.read_parquet(path) if parquet else gpd.read_file(path, layer=chosen)
+        with warnings.catch_warnings():
+            # GDAL accepts such a ring, GEOS then refuses it: the error below names the features
+            warnings.filterwarnings("ignore", message=UNCLOSED_RING_WARNING)
+            parcels = gpd.read_parquet(path) if parquet else gpd.read_file(path, layer=chosen)
     except (DataSourceError, DataLayerError, OSError, ValueError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ConfigError(
             f"labels: {path} cannot be read as vector data ({first}); expected a GeoPackage, GeoJSON, Shapefile or "
             "GeoParquet file of label polygons"
+        ) from err
+    except shapely.errors.GEOSException as err:  # GDAL read a geometry that GEOS cannot build (an unclosed ring)
+        bad = [] if parquet else unbuildable_features(path, chosen)
+        raise ConfigError(
+            f"labels: {unbuildable_message(path, bad, err)}; repair those features or remove them, then rerun"
         ) from err
     if parcels.empty:
         where = f" (layer {layer})" if layer else ""
