@@ -67,7 +67,8 @@ checks: $(CHECKS)
 # New examples for the fuzz tests (CI draws the same ones every run): EOSHARD_FUZZ times as many, each run new.
 EOSHARD_FUZZ ?= 10
 fuzz: venv
-	EOSHARD_FUZZ=$(EOSHARD_FUZZ) $(VENV)/bin/pytest -n $(PYTEST_WORKERS) tests/flows/test_fuzz_inputs.py
+	EOSHARD_FUZZ=$(EOSHARD_FUZZ) $(VENV)/bin/pytest -n $(PYTEST_WORKERS) tests/flows/test_fuzz_inputs.py \
+		tests/training/test_fuzz_packages.py
 
 docs: venv
 	$(VENV)/bin/mkdocs build --strict
@@ -81,6 +82,6 @@ training-venv-check:
 	rm -rf $(TRAIN_VENV)
 	$(PYTHON) -m venv $(TRAIN_VENV)
 	$(TRAIN_VENV)/bin/pip install -q torch==2.13.0
-	$(TRAIN_VENV)/bin/pip install -q -c constraints.txt './training[models]' pytest pytest-timeout
+	$(TRAIN_VENV)/bin/pip install -q -c constraints.txt './training[models]' pytest pytest-timeout hypothesis
 	! $(TRAIN_VENV)/bin/pip list 2>/dev/null | grep -iE '^(dask|distributed|rasterio|geopandas|stackstac|xarray|pystac) '
 	$(TRAIN_VENV)/bin/python -m pytest -p no:cacheprovider -m "not needs_build" tests/training

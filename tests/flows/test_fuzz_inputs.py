@@ -1,15 +1,17 @@
-"""Fuzzing the two inputs users hand eoshard (issue #15): build config YAML and STAC item JSON.
+"""Fuzzing the inputs users hand eoshard (issue #15): build config YAML, STAC item JSON and the label file.
 
 Whatever comes, the CLI ends with a message or a result: never an unhandled exception (a traceback), and never
 exit 0 with a dataset that ``eoshard verify`` rejects. Examples mutate real inputs (the demo config, Earth Search
-items from ../shared/data) one field at a time, so that most reach past parsing into planning and selection.
+items from ../shared/data, the demo's parcels) one field at a time, so that most reach past parsing into planning,
+selection and rasterizing.
 """
 
 from __future__ import annotations
 
-import copy
+import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -21,70 +23,17 @@ from typing import Any
 
 import pytest
 import yaml
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import event, given
 from hypothesis import strategies as st
 from typer.testing import CliRunner, Result
 
 from eoshard.flows.cli import app
 from tests.conftest import shared_path
+from tests.fuzzing import fuzz_settings, mutated, note_changes
 
 pytestmark = pytest.mark.slow
 
-# CI draws the same examples on every run (derandomized: a red CI names a change, not an unlucky draw, and the
-# failure prints its blob to reproduce it); elsewhere each run draws new ones, and ``make fuzz`` draws
-# ``EOSHARD_FUZZ`` times as many (hypothesis's local database replays what failed first).
-FUZZ_SCALE = int(os.environ.get("EOSHARD_FUZZ", "1"))
-EXPLORE = FUZZ_SCALE > 1 or os.environ.get("CI", "").lower() != "true"
-
-
-def fuzz_settings(examples: int, *, slow_examples: bool = False) -> settings:
-    """``examples`` examples (times ``EOSHARD_FUZZ``), derandomized under CI unless asked to explore."""
-    checks = [HealthCheck.too_slow, HealthCheck.data_too_large] if slow_examples else []
-    return settings(max_examples=examples * FUZZ_SCALE, deadline=None, derandomize=not EXPLORE, print_blob=True,
-                    suppress_health_check=checks)  # fmt: skip
-
-
 BBOX = [11.96, 48.005, 11.97, 48.012]  # a few patches of 24 px: a build that passes is short
-
-VALUES = st.recursive(
-    st.none() | st.booleans() | st.integers(-(10**12), 10**12) | st.floats(allow_nan=True) | st.text(max_size=30),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
-    max_leaves=8,
-)
-
-
-def _paths(data: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    """Every key path of a JSON-like value (dict keys and list positions)."""
-    found = [prefix] if prefix else []
-    if isinstance(data, dict):
-        for key, value in data.items():
-            found += _paths(value, (*prefix, key))
-    elif isinstance(data, list):
-        for i, value in enumerate(data[:3]):
-            found += _paths(value, (*prefix, i))
-    return found
-
-
-@st.composite
-def mutated(draw: st.DrawFn, base: Any) -> Any:
-    """``base`` with one to three fields replaced by arbitrary values, deleted, or given an unknown sibling."""
-    data = copy.deepcopy(base)
-    for _ in range(draw(st.integers(1, 3))):
-        paths = _paths(data)
-        if not paths:
-            break
-        path = draw(st.sampled_from(paths))
-        parent = data
-        for step in path[:-1]:
-            parent = parent[step]
-        action = draw(st.sampled_from(["replace", "delete", "add"]))
-        if action == "replace":
-            parent[path[-1]] = draw(VALUES)
-        elif action == "delete":
-            del parent[path[-1]]
-        elif isinstance(parent, dict):
-            parent[draw(st.text(min_size=1, max_size=8))] = draw(VALUES)
-    return data
 
 
 def _invoke(args: list[str]) -> Result:
@@ -211,3 +160,47 @@ def test_stac_item_json_never_ends_in_a_traceback(data: st.DataObject) -> None:
         result = _invoke([*args, "--end", "2025-12-31", "--json"])
         _assert_no_traceback(result)
         event(f"select exit {result.exit_code}")
+
+
+@pytest.fixture(scope="module")
+def built_dataset(demo_data, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A dataset of a few patches (both formats), built once for the manifest examples."""
+    folder = tmp_path_factory.mktemp("fuzz-dataset")
+    config = _demo_config(demo_data)
+    config["output"]["path"] = str(folder / "out")
+    (folder / "build.yaml").write_text(yaml.safe_dump(config))
+    assert _cli_in_session(["build", str(folder / "build.yaml"), "--workers", "1"], timeout=300) == 0
+    return folder / "out"
+
+
+@fuzz_settings(25, slow_examples=True)
+@given(data=st.data())
+def test_a_dataset_manifest_never_ends_in_a_traceback(data: st.DataObject, built_dataset: Path) -> None:
+    """A dataset handed on (``dataset.json`` edited by hand or by another tool): ``eoshard verify`` and ``inspect``
+    end in a message, ``eoshard.open_dataset`` and the training readers raise their own errors, never another."""
+    import eoshard
+    from eoshard.pipeline.errors import PipelineError
+    from eoshard.training.data import close_environments, make_dataset
+    from eoshard.training.errors import TrainingError
+    from eoshard.training.manifest import Manifest
+
+    original = json.loads((built_dataset / "dataset.json").read_text())
+    manifest = data.draw(mutated(original))
+    note_changes(original, manifest)
+    with tempfile.TemporaryDirectory() as tmp:
+        copy = shutil.copytree(built_dataset, Path(tmp) / "dataset")
+        (copy / "dataset.json").write_text(json.dumps(manifest, allow_nan=True))
+        for command in (["verify", str(copy), "--sources", "1"], ["inspect", str(copy), "--out", f"{tmp}/q.png"]):
+            result = _invoke(command)
+            _assert_no_traceback(result)
+            event(f"{command[0]} exit {result.exit_code}")
+        with contextlib.suppress(PipelineError):
+            eoshard.open_dataset(copy).load()
+        try:
+            with contextlib.suppress(TrainingError):
+                for fmt in ("lmdb", "zarr"):
+                    samples = make_dataset(Manifest.read(copy), fmt)
+                    if len(samples):
+                        samples[len(samples) - 1]
+        finally:  # before the folder goes: an environment left open holds the numbers of its deleted inodes
+            close_environments(copy)

@@ -410,6 +410,25 @@ def test_open_dataset_refuses_a_dataset_that_lost_a_zarr_shard(built: Path, tmp_
         open_dataset(copy)
 
 
+def test_open_dataset_names_a_manifest_that_does_not_describe_its_store(built: Path, tmp_path: Path) -> None:
+    """A date dropped from dataset.json by hand: xarray's "conflicting sizes for dimension 'time'" from deep inside
+    before (found by the fuzz test of manifests)."""
+    from eoshard.pipeline import ManifestError, open_dataset
+
+    copy = tmp_path / "copy"
+    shutil.copytree(built, copy)
+    manifest = json.loads((copy / "dataset.json").read_text())
+    n_dates = len(manifest["dates"])
+    manifest["dates"] = manifest["dates"][1:]
+    (copy / "dataset.json").write_text(json.dumps(manifest))
+    with pytest.raises(ManifestError) as caught:
+        open_dataset(copy)
+    message = str(caught.value)
+    assert message.startswith(f"{copy / 'dataset.json'} does not describe its Zarr store (conflicting sizes for ")
+    assert f"length {n_dates - 1} on 'time' and length {n_dates}" in message
+    assert message.endswith("the file was changed, or is another dataset's; restore it, or rebuild the dataset")
+
+
 def test_inspect_leaves_out_the_split_shares_when_a_class_shard_is_missing(built: Path, tmp_path: Path) -> None:
     """inspect still summarises a dataset that lost a class shard, without the shares per split, and says why, with
     the command that tells more on one line (a path longer than the terminal's 80 columns is not folded)."""

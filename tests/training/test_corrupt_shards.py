@@ -135,3 +135,48 @@ def test_a_truncated_data_mdb_is_refused_before_a_read_kills_the_process(shards:
     data = make_dataset(manifest, "lmdb", normalise=False)
     with pytest.raises(DatasetFormatError, match=f"{mdb} is truncated: {size // 2} bytes where its pages need"):
         data[len(manifest.keys) - 1]
+
+
+def test_a_dataset_built_again_at_the_same_path_is_read_from_its_new_files(shards: Path, tmp_path: Path) -> None:
+    """The environments stay open per process: a dataset deleted and made again at its path (a notebook's kernel
+    outlives it) was read through the old, deleted files' environment, silently, whatever the new files hold."""
+    from eoshard.training.data import close_environments
+
+    dataset = _copy(shards, tmp_path)
+    n = 5
+    make_dataset(Manifest.read(dataset), "lmdb", normalise=False)[n]  # opens its environments
+    shutil.rmtree(dataset)
+    dataset = _copy(shards, tmp_path)
+    manifest = Manifest.read(dataset)
+    _flip_lmdb_value(dataset, manifest, n)  # the new files differ from the old ones in one byte of sample n
+    data = make_dataset(manifest, "lmdb", normalise=False)
+    with pytest.raises(CorruptSampleError, match=manifest.keys[n]):
+        data[n]  # read from the new files (the old environment gave the old, intact value)
+    close_environments(tmp_path)
+    shutil.rmtree(dataset)
+    # closed before its folder went: a new dataset whose files reuse the deleted inodes' numbers opens
+    for attempt in range(3):
+        again = _copy(shards, tmp_path / f"again-{attempt}")
+        assert make_dataset(Manifest.read(again), "lmdb", normalise=False)[n]["image"].shape[0] >= 1
+
+
+def test_a_sample_that_is_not_what_the_manifest_says_names_the_sample(shards: Path, tmp_path: Path) -> None:
+    """dataset.json edited (a band renamed) or another dataset's: a KeyError from deep inside the reader before
+    (found by the fuzz test of manifests)."""
+    dataset = _copy(shards, tmp_path)
+    raw = json.loads((dataset / "dataset.json").read_text())
+    raw["groups"]["s2_10m"]["bands"][0] = "B01"
+    raw["statistics"]["B01"] = raw["statistics"]["B02"]
+    (dataset / "dataset.json").write_text(json.dumps(raw))
+    manifest = Manifest.read(dataset)
+    for fmt in ("lmdb", "zarr"):
+        data = make_dataset(manifest, fmt)
+        if fmt == "zarr":
+            assert data[0]["image"].shape[1] == 4  # Zarr holds the group's bands by position: it reads them
+            continue
+        with pytest.raises(DatasetFormatError) as caught:
+            data[0]
+        assert str(caught.value).startswith(
+            f"sample {manifest.keys[0]!r} of {dataset} does not match its dataset.json (KeyError: 'B01'): the "
+            "manifest does not describe these shards"
+        )

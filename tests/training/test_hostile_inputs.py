@@ -247,6 +247,18 @@ def _damage(pkg: Path, what: str) -> None:
         raw = json.loads(item.read_text())
         del raw["properties"]["mlm:input"]
         item.write_text(json.dumps(raw))
+    else:  # a field of the item changed (found by tests/training/test_fuzz_packages.py), ``what`` says which
+        raw = json.loads(item.read_text())
+        scaling = raw["properties"]["mlm:input"][0]["value_scaling"]
+        if what == "a null mean":
+            scaling[1]["mean"] = None
+        elif what == "a stddev of 0":
+            scaling[0]["stddev"] = 0
+        elif what == "a band without its scaling":
+            del scaling[3]
+        elif what == "weights without href":
+            del raw["assets"]["weights"]["href"]
+        item.write_text(json.dumps(raw))
 
 
 @pytest.mark.parametrize(
@@ -260,6 +272,10 @@ def _damage(pkg: Path, what: str) -> None:
         ([], "missing weights", "the weights file {pkg}/model.safetensors does not exist"),
         ([], "truncated item", "{pkg}/item.json is not valid JSON (Unterminated string"),
         ([], "no mlm:input", "{pkg}/item.json lacks or misstates a field (KeyError 'mlm:input'): expected the MLM item"),
+        ([], "a null mean", "{pkg}/item.json misstates mlm:input[0].value_scaling[1].mean: Input should be a valid number, got None; expected"),
+        ([], "a stddev of 0", "{pkg}/item.json misstates mlm:input[0].value_scaling[0].stddev: Input should be greater than 0, got 0;"),
+        ([], "a band without its scaling", "{pkg}/item.json misstates mlm:input[0].value_scaling has 3 entries for 4 bands; expected"),
+        ([], "weights without href", "{pkg}/item.json misstates assets.<mlm:model>.href: String should have at least 1 character, got ''"),
     ],
 )  # fmt: skip
 def test_predict_errors_are_one_line(
@@ -301,3 +317,27 @@ def test_predict_into_a_path_that_is_neither_tif_nor_zarr_is_refused(tmp_path: P
         err == f"error: the output {out} ends in .png: give a .tif (a Cloud-Optimized GeoTIFF) or a .zarr path\n"
     )
     assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (lambda raw: raw["labels"]["classes"].update(x="a"), "misstates a field (ValueError: invalid literal for int() with base 10: 'x')"),
+        (lambda raw: raw.update(dates=["2024-05-01", 7]), "misstates a field (TypeError: expected a string, got 7)"),
+        (lambda raw: raw.update(checksums=True), "misstates a field (TypeError: checksums: expected an object of file -> SHA-256, got True)"),
+        (lambda raw: raw["statistics"].update(B03=None), "misstates statistics.B03: expected an object with a numeric mean and std (null for a band without data), got None"),
+        (lambda raw: raw["statistics"]["B04"].update(std="wide"), "misstates statistics.B04: expected an object with a numeric mean and std"),
+    ],
+)  # fmt: skip
+def test_a_manifest_field_of_another_shape_is_named(tmp_path: Path, change, expected: str) -> None:
+    """Found by the fuzz test of manifests (tests/flows/test_fuzz_inputs.py): each was a TypeError or ValueError
+    from inside the readers, some only when the first batch was read."""
+    from eoshard.training.data import band_stats
+
+    folder = fake_dataset(tmp_path / "d")
+    raw = json.loads((folder / "dataset.json").read_text())
+    change(raw)
+    (folder / "dataset.json").write_text(json.dumps(raw))
+    with pytest.raises(DatasetFormatError) as caught:
+        band_stats(Manifest.read(folder), ["B02", "B03", "B04"])
+    assert str(caught.value).startswith(f"{folder / 'dataset.json'} {expected}")

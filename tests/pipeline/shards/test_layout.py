@@ -120,8 +120,25 @@ def test_a_1_1_manifest_keeps_the_s1_dates_beside_the_s2_dates(tmp_path: Path) -
         (lambda m: m.update(format_version="1.7"), r"format 1.7 is newer than this eoshard reads"),
         (lambda m: m.pop("format_version"), "no format_version string"),
         (lambda m: m.pop("groups"), r"needs the keys \['groups'\], which are missing"),
-        (lambda m: m.update(shape=[48]), "a value does not have the shape of format 1.0"),
-        (lambda m: m["groups"]["s2_10m"].pop("factor"), "a value does not have the shape of format 1.0"),
+        (
+            lambda m: m.update(shape=[48]),
+            r"shape: list should have at least 2 items after validation, not 1, got \[48\] \(docs/format.md\)",
+        ),
+        (
+            lambda m: m["groups"]["s2_10m"].pop("factor"),
+            r"groups.s2_10m.factor is missing \(docs/format.md\): the file is broken",
+        ),
+        # found by the fuzz test of manifests (tests/flows/test_fuzz_inputs.py): inspect's KeyError, verify's TypeError
+        (lambda m: m["patch"].update(size=None), "patch.size: input should be a valid integer, got None"),
+        (
+            lambda m: m["splits"].update(counts=[1, 0, 0]),
+            r"splits.counts: input should be a valid dictionary, got \[1, 0, 0\]",
+        ),
+        (lambda m: m.update(n_samples=True), "n_samples: input should be a valid integer, got True"),
+        (
+            lambda m: m.update(bands=[]),
+            r"bands: list should have at least 1 item after validation, not 0, got \[\]",
+        ),
     ],
 )
 def test_a_broken_or_newer_manifest_is_a_clear_error(tmp_path: Path, change, message: str) -> None:

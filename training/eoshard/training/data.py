@@ -35,9 +35,9 @@ def band_stats(manifest: Manifest, bands: Sequence[str], n_samples: int = 16) ->
     """``stats`` from ``dataset.json`` when present, else computed from an evenly spaced sample of the Zarr shards."""
     stats = manifest.raw.get("statistics") or manifest.raw.get("stats")
     if stats and all(b in stats for b in bands):
-        # a band without any valid pixel has null mean and std: it normalises to 0 (as nodata does)
-        mean = np.array([stats[b]["mean"] or 0.0 for b in bands], "f4")
-        std = np.array([stats[b]["std"] or 1.0 for b in bands], "f4")
+        moments = [_moments(stats[b], b, manifest.root) for b in bands]
+        mean = np.array([m for m, _ in moments], "f4")
+        std = np.array([s for _, s in moments], "f4")
         return Stats(mean, np.maximum(std, np.float32(1e-6)))
     fmt = "zarr" if (manifest.raw.get("formats") or {}).get("zarr") else "lmdb"
     reader = make_dataset(manifest, fmt, bands=bands, normalise=False)
@@ -51,6 +51,23 @@ def band_stats(manifest: Manifest, bands: Sequence[str], n_samples: int = 16) ->
         [stack[:, :, c][valid[:, :, c]].std() if valid[:, :, c].any() else 1.0 for c in range(len(bands))]
     )
     return Stats(mean.astype("f4"), np.maximum(std, 1e-6).astype("f4"))
+
+
+def _moments(entry: Any, band: str, root: Path) -> tuple[float, float]:
+    """A band's mean and std from its ``statistics`` entry; a band without any valid pixel has null ones and
+    normalises to 0 (as nodata does)."""
+    values = [entry.get(k) if isinstance(entry, dict) else None for k in ("mean", "std")]
+    if not isinstance(entry, dict) or not all(v is None or _is_number(v) for v in values):
+        raise DatasetFormatError(
+            f"{root / 'dataset.json'} misstates statistics.{band}: expected an object with a numeric mean and std "
+            f"(null for a band without data), got {entry!r:.120}; copy the dataset again, or rebuild it"
+        )
+    mean, std = values
+    return float(mean or 0.0), float(std or 1.0)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def split_indices(manifest: Manifest, split: str | None, val_fraction: float = 0.2) -> list[int]:
@@ -174,6 +191,19 @@ class ShardDataset(Dataset[Sample]):
 
     def __getitem__(self, i: int) -> Sample:
         n = self.indices[i]
+        try:
+            return self._sample(n)
+        except DatasetFormatError:
+            raise
+        # the sample is not what the manifest says (a band, a layer or a date it does not hold)
+        except (KeyError, IndexError, ValueError, StopIteration) as err:
+            raise DatasetFormatError(
+                f"sample {self.manifest.keys[n]!r} of {self.manifest.root} does not match its dataset.json "
+                f"({type(err).__name__}: {err}): the manifest does not describe these shards (edited, or another "
+                "dataset's); copy the dataset again, or rebuild it"
+            ) from err
+
+    def _sample(self, n: int) -> Sample:
         groups, layers, times = self._read(n)
         size = max(a.shape[-1] for a in groups.values())
         image = self._image(groups, self.bands, self.stats, size)
@@ -221,24 +251,57 @@ def augment(sample: Sample, seed: int) -> Sample:
     return out
 
 
-_ENVS: dict[tuple[str, int], Any] = {}
 # per-date tensors of format 1.0 samples: not label layers
 _PER_DATE = {"valid_mask", "valid_fraction", "date", "doy", "time_index"}
 _PER_SENSOR_DATE = {f"s1_{name}" for name in _PER_DATE}  # format 1.1: Sentinel-1's own dates
 
+_ENVS: dict[tuple[str, int], tuple[Any, tuple[int, int]]] = {}  # (path, pid) -> (environment, its file's identity)
+
+
+def _identity(path: str) -> tuple[int, int] | None:
+    """``(st_dev, st_ino)`` of the environment's ``data.mdb`` (None: not there)."""
+    try:
+        st = (Path(path) / "data.mdb").stat()
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
 
 def _lmdb_env(path: str, pid: int) -> Any:
-    """One environment per path and process (py-lmdb refuses a second open of the same path in a process)."""
+    """One environment per path and process (py-lmdb refuses a second open of the same files in a process).
+
+    An environment whose files were deleted or replaced since it was opened (a dataset removed and built again at
+    the same path, in a notebook's long-lived process) is closed, not used: it read the old samples, and it kept
+    py-lmdb from opening a new environment whose file got the old one's inode number."""
     import lmdb
 
+    for key in [k for k, (_, ident) in _ENVS.items() if k[1] == pid and _identity(k[0]) != ident]:
+        _ENVS.pop(key)[0].close()
     if (path, pid) not in _ENVS:
         # an environment inherited through fork must not be used; closing it in the child only unmaps it here
         for key in [k for k in _ENVS if k[0] == path]:
-            _ENVS.pop(key).close()
-        env = lmdb.open(path, readonly=True, lock=False, readahead=False, subdir=True)
+            _ENVS.pop(key)[0].close()
+        try:
+            env = lmdb.open(path, readonly=True, lock=False, readahead=False, subdir=True)
+        except lmdb.Error as err:  # no such environment: a part missing, or a manifest that names another layout
+            raise DatasetFormatError(
+                f"the LMDB environment {path} cannot be opened ({err}): the dataset is incomplete, or its "
+                "dataset.json names parts it does not hold; copy the dataset again, or rebuild it"
+            ) from err
         _refuse_truncated(env, Path(path) / "data.mdb")
-        _ENVS[(path, pid)] = env
-    return _ENVS[(path, pid)]
+        identity = _identity(path)
+        assert identity is not None  # the environment was just opened
+        _ENVS[(path, pid)] = (env, identity)
+    return _ENVS[(path, pid)][0]
+
+
+def close_environments(folder: str | Path) -> None:
+    """Close this process's LMDB environments inside ``folder`` (they stay open, shared by the dataset objects of
+    a folder, until then). Before deleting a dataset in a long-lived process such as a notebook's: an environment
+    left open keeps py-lmdb from opening a new one whose files reuse the deleted files' inode numbers."""
+    root = Path(folder).resolve()
+    for key in [k for k in _ENVS if k[1] == os.getpid() and Path(k[0]).resolve().is_relative_to(root)]:
+        _ENVS.pop(key)[0].close()
 
 
 def _refuse_truncated(env: Any, file: Path) -> None:
@@ -265,6 +328,10 @@ class LmdbDataset(ShardDataset):
     def _txn(self, part: str | None) -> Any:
         path = self.path if part is None else self.path / part
         return _lmdb_env(str(path), os.getpid()).begin(buffers=True)
+
+    def close(self) -> None:
+        """Close this process's environments of the dataset: see ``close_environments``."""
+        close_environments(self.path)
 
     def _read(self, n: int) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, np.ndarray]]:
         from safetensors.numpy import load

@@ -47,24 +47,48 @@ class Manifest:
         except json.JSONDecodeError as err:
             raise DatasetFormatError(f"{path} is not valid JSON ({err}); rebuild the dataset") from err
         try:
-            groups = _groups(raw)
-            keys = list(raw["keys"])
-            dates = list(raw.get("dates", []))
+            return cls._parsed(root, raw)
+        except DatasetFormatError:
+            raise
         except KeyError as err:
             raise DatasetFormatError(
                 f"{path} lacks the field {err}; expected the format in docs/format.md"
             ) from err
+        except (TypeError, ValueError, AttributeError, IndexError) as err:  # a field of another shape
+            raise DatasetFormatError(
+                f"{path} misstates a field ({type(err).__name__}: {err}): expected the format in docs/format.md; "
+                "copy the dataset again, or rebuild it"
+            ) from err
+
+    @classmethod
+    def _parsed(cls, root: Path, raw: Any) -> Manifest:
+        groups = _groups(raw)
+        keys = [_text(k) for k in raw["keys"]]
+        dates = [_text(d) for d in raw.get("dates", [])]
         labels = raw.get("labels") or {}
         layer = labels.get("layer") or ("class" if "class" in (labels.get("layers") or {}) else None)
-        classes = {int(k): str(v) for k, v in (labels.get("classes") or {}).items()}
+        classes = {int(k): _text(v) for k, v in (labels.get("classes") or {}).items()}
         counts = {int(k): int(v) for k, v in (labels.get("class_counts") or {}).items()}
         keys, slots, parts, digests, crcs = _samples(root, raw, keys)
         background = int(labels.get("background", 0))
-        sensor_dates = {str(k): list(v) for k, v in (raw.get("sensor_dates") or {}).items()}
-        return cls(
-            root, raw, groups, keys, dates, layer, background, classes, slots, parts, digests, crcs, sensor_dates,
-            counts,
+        sensor_dates = {str(k): [_text(d) for d in v] for k, v in (raw.get("sensor_dates") or {}).items()}
+        manifest = cls(
+            root, raw, groups, keys, dates, None if layer is None else _text(layer), background, classes, slots,
+            parts, digests, crcs, sensor_dates, counts,
         )  # fmt: skip
+        # what the readers ask later, asked now: a field of another shape is told here, not mid-epoch
+        manifest.common_names()
+        checksums = raw.get("checksums") or {}
+        if not isinstance(checksums, dict) or not all(isinstance(v, str) for v in checksums.values()):
+            raise TypeError(f"checksums: expected an object of file -> SHA-256, got {checksums!r:.80}")
+        if not isinstance(raw.get("formats") or {}, dict):
+            raise TypeError(f"formats: expected an object, got {raw['formats']!r:.80}")
+        if "patch" in raw or "patch_size" in raw:
+            _ = manifest.patch_size
+        for fmt, where in (raw.get("formats") or {}).items():
+            if where is not None:
+                manifest.format_path(str(fmt))
+        return manifest
 
     @property
     def patch_size(self) -> int:
@@ -176,6 +200,13 @@ def _samples(
 
 def _groups(raw: dict[str, Any]) -> dict[str, list[str]]:
     if raw.get("groups"):
-        return {name: list(g["bands"]) for name, g in raw["groups"].items()}
+        return {_text(name): [_text(b) for b in g["bands"]] for name, g in raw["groups"].items()}
     image = raw["formats"].get("zarr", {}).get("image", "s2_10m")
-    return {image: list(raw["bands"])}
+    return {_text(image): [_text(b) for b in raw["bands"]]}
+
+
+def _text(value: Any) -> str:
+    """A name or date of the manifest, which JSON holds as a string (a number or a list there is a ``TypeError``)."""
+    if not isinstance(value, str):
+        raise TypeError(f"expected a string, got {value!r}")
+    return value

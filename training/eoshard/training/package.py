@@ -7,9 +7,10 @@ import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import torch
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from torch import nn
 
 from eoshard.training.errors import PackageError
@@ -230,24 +231,67 @@ def _read_json(folder: Path, name: str) -> dict[str, Any]:
     return value
 
 
+Number = Annotated[float, Field(strict=True, allow_inf_nan=False)]  # an int or a float, finite; not a bool
+Spread = Annotated[float, Field(strict=True, allow_inf_nan=False, gt=0)]
+
+
+class _Facts(BaseModel):
+    """What ``load`` needs from the MLM item, each as it must be (a z-score per band, positive spreads)."""
+
+    model_config = ConfigDict(strict=True, frozen=True)
+
+    weights: str | None = Field(min_length=1)  # the href of the first asset with role mlm:model (None: none)
+    arch: str
+    bands: list[str] = Field(min_length=1)
+    n_dates: int = Field(ge=1)
+    n_classes: int = Field(ge=1)
+    classes: dict[int, str]
+    mean: list[Number]
+    std: list[Spread]
+    out_bands: list[str] | None
+    out_mean: list[Number] | None
+    out_std: list[Spread] | None
+    common_names: dict[str, str]
+
+    @model_validator(mode="after")
+    def _one_per_band(self) -> _Facts:
+        out_bands = self.out_bands if self.out_bands is not None else self.bands
+        for name, values, bands in (("mean", self.mean, self.bands), ("std", self.std, self.bands),
+                                    ("out_mean", self.out_mean, out_bands), ("out_std", self.out_std, out_bands)):  # fmt: skip
+            if values is not None and len(values) != len(bands):
+                raise ValueError(
+                    f"{_WHERE[name].split('[i]')[0]} has {len(values)} entries for {len(bands)} bands"
+                )
+        return self
+
+
+# where each fact is in the item, for the messages ("[i]": the entry)
+_WHERE = {
+    "weights": "assets.<mlm:model>.href", "arch": "properties.mlm:architecture", "bands": "mlm:input[0].bands",
+    "n_dates": "mlm:input[0].eoshard:n_dates", "n_classes": "mlm:output[0].result.shape[1]",
+    "classes": "mlm:output[0].classification:classes", "mean": "mlm:input[0].value_scaling[i].mean",
+    "std": "mlm:input[0].value_scaling[i].stddev", "out_bands": "mlm:output[0].eoshard:bands",
+    "out_mean": "mlm:output[0].eoshard:value_scaling[i].mean",
+    "out_std": "mlm:output[0].eoshard:value_scaling[i].stddev", "common_names": "properties.bands[i].eo:common_name",
+}  # fmt: skip
+
+
 def _facts(folder: Path, item: dict[str, Any]) -> dict[str, Any]:
     """What ``load`` needs from the MLM item; a missing or malformed field is a ``PackageError`` naming it."""
     try:
         props = item["properties"]
         inp, output = props["mlm:input"][0], props["mlm:output"][0]
         weight_assets = [a for a in item["assets"].values() if "mlm:model" in a.get("roles", [])]
-        out_scaling = output.get("eoshard:value_scaling")
-        return {
-            "assets": weight_assets, "arch": str(props["mlm:architecture"]), "bands": list(inp["bands"]),
-            "n_dates": int(inp["eoshard:n_dates"]), "n_classes": int(output["result"]["shape"][1]),
+        scaling, out_scaling = inp["value_scaling"], output.get("eoshard:value_scaling")
+        raw = {
+            "weights": weight_assets[0].get("href", "") if weight_assets else None, "arch": props["mlm:architecture"], "bands": inp["bands"],
+            "n_dates": inp["eoshard:n_dates"], "n_classes": output["result"]["shape"][1],
             "classes": {c["value"]: c["name"] for c in output.get("classification:classes", [])},
-            "mean": [s["mean"] for s in inp["value_scaling"]], "std": [s["stddev"] for s in inp["value_scaling"]],
+            "mean": [s["mean"] for s in scaling], "std": [s["stddev"] for s in scaling],
             "out_bands": output.get("eoshard:bands"),
             "out_mean": [s["mean"] for s in out_scaling] if out_scaling else None,
             "out_std": [s["stddev"] for s in out_scaling] if out_scaling else None,
-            "common_names": {
-                str(b["name"]): str(b["eo:common_name"]) for b in props.get("bands", []) if b.get("eo:common_name")
-            },
+            "common_names": {b["name"]: b["eo:common_name"] for b in props.get("bands", []) if b.get("eo:common_name")},
         }  # fmt: skip
     except (KeyError, IndexError, TypeError, ValueError, AttributeError) as err:
         raise PackageError(
@@ -255,6 +299,20 @@ def _facts(folder: Path, item: dict[str, Any]) -> dict[str, Any]:
             "export` writes (mlm:architecture, mlm:input with bands, eoshard:n_dates and value_scaling, mlm:output "
             "with result.shape); export the package again"
         ) from err
+    try:
+        return _Facts.model_validate(raw).model_dump()
+    except ValidationError as err:
+        first = err.errors()[0]
+        loc = [str(part) for part in first["loc"]]
+        msg = first["msg"].removeprefix("Value error, ")
+        if loc:  # a field: where it is in the item, what it says and what came
+            where = _WHERE.get(loc[0], loc[0])
+            where = where.replace("[i]", f"[{loc[1]}]") if len(loc) > 1 and "[i]" in where else where
+            msg = f"{where}: {msg}, got {first['input']!r}"
+        raise PackageError(
+            f"{folder / ITEM} misstates {msg}; expected the MLM item `eoshard-train export` writes (a finite mean "
+            "and a positive stddev for each band); export the package again"
+        ) from None
 
 
 def load(folder: str | Path) -> ModelPackage:
@@ -262,9 +320,9 @@ def load(folder: str | Path) -> ModelPackage:
     folder = Path(folder)
     item, config = _read_json(folder, ITEM), _read_json(folder, CONFIG)
     facts = _facts(folder, item)
-    if not facts["assets"]:
+    if facts["weights"] is None:
         raise PackageError(f"{folder / ITEM} has no asset with role mlm:model")
-    weights = _inside(folder, str(facts["assets"][0]["href"]))
+    weights = _inside(folder, facts["weights"])
     _check_safetensors(weights)
     arch, bands, n_dates = facts["arch"], facts["bands"], facts["n_dates"]
     model = build_model(arch, in_channels(arch, len(bands), n_dates), facts["n_classes"], **_rebuilt(config))

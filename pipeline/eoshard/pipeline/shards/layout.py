@@ -17,6 +17,7 @@ from odc.geo.geobox import GeoBox
 
 from eoshard.pipeline.errors import ManifestError
 from eoshard.pipeline.grid import group_grid
+from eoshard.pipeline.shards.manifest_shape import check_manifest_shape
 from eoshard.pipeline.shards.samples import FORMAT_VERSION, SENSORS_FORMAT_VERSION
 
 # the files and folders of a dataset (docs/format.md "Files")
@@ -221,6 +222,7 @@ class DatasetLayout:
                 f"{source}: format {FORMAT_VERSION} needs the keys {missing}, which are missing: the file is "
                 "broken or was not written by eoshard; rebuild the dataset (or restore dataset.json)"
             )
+        check_manifest_shape(data, source)
         try:
             return _from_manifest(cls, data)
         except (KeyError, TypeError, ValueError) as err:

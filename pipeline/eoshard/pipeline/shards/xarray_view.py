@@ -8,12 +8,13 @@ from pathlib import Path
 
 import dask.array as da
 import numpy as np
+import pandas as pd
 import xarray as xr
 from dask.base import tokenize
 from odc.geo.xr import assign_crs
 
-from eoshard.pipeline.errors import DatasetError
-from eoshard.pipeline.shards.layout import LabelLayout
+from eoshard.pipeline.errors import DatasetError, ManifestError
+from eoshard.pipeline.shards.layout import MANIFEST_FILE, DatasetLayout, LabelLayout
 from eoshard.pipeline.shards.reader import open_shards
 
 BASE = ""  # the suffix of the base grid's dimensions (``y``, ``x``)
@@ -41,6 +42,17 @@ def open_dataset(path: Path | str) -> xr.Dataset:
     slots = index["zarr_index"].to_numpy()
     token = tokenize(str(store.resolve()), layout.checksums, slots)
     ds = _kept_samples(raw, slots, layout.zarr.shard_size, token, where=str(path))
+    try:
+        return _described(ds, layout, index)
+    except ValueError as err:  # xarray's "conflicting sizes", numpy's unreadable date
+        raise ManifestError(
+            f"{Path(path) / MANIFEST_FILE} does not describe its Zarr store ({err}): the file was changed, or is "
+            "another dataset's; restore it, or rebuild the dataset"
+        ) from err
+
+
+def _described(ds: xr.Dataset, layout: DatasetLayout, index: pd.DataFrame) -> xr.Dataset:
+    """``ds`` with the coordinates and attributes of ``layout`` and the samples' ``index``."""
     keys = index["key"].astype(str).to_numpy()
     sensor_times = {
         f"time_{s}": np.array([np.datetime64(d, "ns") for d in dates]) for s, dates in layout.sensor_dates.items()
