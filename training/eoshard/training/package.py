@@ -284,7 +284,8 @@ def _facts(folder: Path, item: dict[str, Any]) -> dict[str, Any]:
         weight_assets = [a for a in item["assets"].values() if "mlm:model" in a.get("roles", [])]
         scaling, out_scaling = inp["value_scaling"], output.get("eoshard:value_scaling")
         raw = {
-            "weights": weight_assets[0].get("href", "") if weight_assets else None, "arch": props["mlm:architecture"], "bands": inp["bands"],
+            "weights": weight_assets[0].get("href", "") if weight_assets else None,
+            "arch": props["mlm:architecture"], "bands": inp["bands"],
             "n_dates": inp["eoshard:n_dates"], "n_classes": output["result"]["shape"][1],
             "classes": {c["value"]: c["name"] for c in output.get("classification:classes", [])},
             "mean": [s["mean"] for s in scaling], "std": [s["stddev"] for s in scaling],
@@ -310,8 +311,8 @@ def _facts(folder: Path, item: dict[str, Any]) -> dict[str, Any]:
             where = where.replace("[i]", f"[{loc[1]}]") if len(loc) > 1 and "[i]" in where else where
             msg = f"{where}: {msg}, got {first['input']!r}"
         raise PackageError(
-            f"{folder / ITEM} misstates {msg}; expected the MLM item `eoshard-train export` writes (a finite mean "
-            "and a positive stddev for each band); export the package again"
+            f"{folder / ITEM} misstates {msg}; expected the MLM item `eoshard-train export` writes; export the "
+            "package again"
         ) from None
 
 
