@@ -204,3 +204,37 @@ def test_a_dataset_manifest_never_ends_in_a_traceback(data: st.DataObject, built
                         samples[len(samples) - 1]
         finally:  # before the folder goes: an environment left open holds the numbers of its deleted inodes
             close_environments(copy)
+
+
+@pytest.fixture(scope="module")
+def package_item(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+    """A model package of 3 dates x 4 bands (random weights) and its MLM item."""
+    from eoshard.training.package import ITEM
+    from tests.training.helpers import random_package
+
+    root = tmp_path_factory.mktemp("fuzz-predict")
+    random_package(root, n_dates=3)
+    return root / "pkg", json.loads((root / "pkg" / ITEM).read_text())
+
+
+@fuzz_settings(8, slow_examples=True)  # each a prediction of a few seconds
+@given(data=st.data())
+def test_eoshard_predict_with_a_package_item_never_ends_in_a_traceback(
+    data: st.DataObject, package_item, demo_data
+) -> None:
+    """``eoshard predict`` reads the item's input facts itself (bands, dates, resolution, reflectance) to make
+    the stack from the catalog, before ``eoshard-train predict`` reads the rest."""
+    package, item = package_item
+    changed = data.draw(mutated(item))
+    note_changes(item, changed)
+    with tempfile.TemporaryDirectory() as tmp:
+        copy = shutil.copytree(package, Path(tmp) / "pkg")
+        (copy / "item.json").write_text(json.dumps(changed, allow_nan=True))
+        out = Path(tmp) / "map.tif"
+        args = ["predict", str(copy), str(out), "--source", str(demo_data.catalog), "--aoi", ",".join(map(str, BBOX)),
+                "--start", "2024-04-01", "--end", "2024-09-30", "--max-cloud", "60", "--block", "64",
+                "--overlap", "24", "--margin", "6"]  # fmt: skip
+        code = _cli_in_session(args, timeout=BUILD_SECONDS)
+        event(f"predict exit {code}")
+        if code == 0:
+            assert out.is_file()

@@ -325,3 +325,26 @@ def test_a_failing_model_side_shows_its_own_error_and_exits_non_zero(demo_data, 
     assert "eoshard-train predict failed (exit 1); its error is above" in " ".join(result.output.split())
     assert "is not a safetensors file" in capfd.readouterr().err  # the child's own line, on the same stderr
     assert not (tmp_path / "map.tif").exists()
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "expected"),
+    [
+        ("eoshard:resolution", "ten", "mlm:input[0].eoshard:resolution: input should be a valid number, got 'ten'"),
+        ("eoshard:resolution", 0, "mlm:input[0].eoshard:resolution: input should be greater than 0, got 0"),
+        ("eoshard:n_dates", 0, "mlm:input[0].eoshard:n_dates: input should be greater than or equal to 1, got 0"),
+        ("eoshard:n_dates", 2.5, "mlm:input[0].eoshard:n_dates: input should be a valid integer, got 2.5"),
+        ("eoshard:reflectance", "yes", "mlm:input[0].eoshard:reflectance: input should be a valid boolean, got 'yes'"),
+    ],
+)  # fmt: skip
+def test_a_package_input_fact_of_another_type_is_named(tmp_path: Path, field: str, value, expected: str) -> None:
+    """A resolution of "ten" was a ValueError of float() (a traceback); a resolution of 0 or 0 dates went on."""
+    package = _package(tmp_path)
+    item = json.loads((package / "item.json").read_text())
+    item["properties"]["mlm:input"][0][field] = value
+    (package / "item.json").write_text(json.dumps(item))
+    result = CliRunner().invoke(app, ["predict", str(package), str(tmp_path / "map.tif"), "--source", "x",
+                                      "--aoi", "11.96,48.0,11.97,48.01", "--start", "2024-04-01", "--end", "2024-09-30"])  # fmt: skip
+    assert result.exit_code == 2 and isinstance(result.exception, SystemExit), result.output
+    assert f"{package / 'item.json'} misstates {expected}; export the package" in " ".join(result.output.split())
+    assert not (tmp_path / "map.tif").exists()

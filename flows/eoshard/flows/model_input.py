@@ -28,6 +28,7 @@ import shapely
 import xarray as xr
 import zarr
 from odc.geo.geobox import GeoBox
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from zarr.codecs import ZstdCodec
 
 from eoshard.catalog import search, select
@@ -39,6 +40,25 @@ from eoshard.pipeline.direct import GroupSource, Sweep, read_alone, read_group_w
 from eoshard.pipeline.grid import grid_for_area
 from eoshard.pipeline.patches import STRIPE_PX
 from eoshard.pipeline.shards.derived import GroupUnits
+
+
+class _InputFacts(BaseModel):
+    """The item's input facts as ``eoshard predict`` needs them (a JSON number may be an int)."""
+
+    model_config = ConfigDict(strict=True)
+
+    bands: list[str] = Field(min_length=1)
+    n_dates: int = Field(ge=1)
+    resolution: float = Field(gt=0, allow_inf_nan=False)
+    reflectance: bool
+    common_names: dict[str, str]
+
+
+_INPUT_FIELDS = {
+    "bands": "mlm:input[0].bands", "n_dates": "mlm:input[0].eoshard:n_dates",
+    "resolution": "mlm:input[0].eoshard:resolution", "reflectance": "mlm:input[0].eoshard:reflectance",
+    "common_names": "properties.bands[].eo:common_name",
+}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -56,18 +76,32 @@ class ModelInput:
         try:
             item = json.loads((package / "item.json").read_text())
             spec = item["properties"]["mlm:input"][0]
-            bands, n_dates = [str(b) for b in spec["bands"]], int(spec["eoshard:n_dates"])
             described = item["properties"].get("bands", [])
-            common = {str(b["name"]): str(b["eo:common_name"]) for b in described if b.get("eo:common_name")}
+            facts = _InputFacts.model_validate(
+                {
+                    "bands": spec["bands"], "n_dates": spec["eoshard:n_dates"],
+                    "resolution": spec.get("eoshard:resolution", 10.0),
+                    "reflectance": spec.get("eoshard:reflectance", False),
+                    "common_names": {b["name"]: b["eo:common_name"] for b in described if b.get("eo:common_name")},
+                }
+            )  # fmt: skip
         except FileNotFoundError as err:
             raise ConfigError(f"{package} is not a model package: {err.filename} is missing") from err
+        except ValidationError as err:
+            first = err.errors()[0]
+            where = (
+                _INPUT_FIELDS.get(str(first["loc"][0]), str(first["loc"][0])) if first["loc"] else "mlm:input[0]"
+            )
+            raise ConfigError(
+                f"{package / 'item.json'} misstates {where}: {first['msg'][0].lower()}{first['msg'][1:]}, got "
+                f"{first['input']!r:.80}; export the package with `eoshard-train export`"
+            ) from None
         except (KeyError, IndexError, ValueError, TypeError, AttributeError) as err:
             raise ConfigError(
                 f"{package / 'item.json'} lacks the MLM input fields eoshard needs (mlm:input[0].bands and "
                 f"eoshard:n_dates): {err!r}; export the package with `eoshard-train export`"
             ) from err
-        resolution = float(spec.get("eoshard:resolution", 10.0))
-        return cls(bands, n_dates, resolution, bool(spec.get("eoshard:reflectance", False)), common)
+        return cls(facts.bands, facts.n_dates, facts.resolution, facts.reflectance, facts.common_names)
 
     def bands_named(self, name: str) -> list[str]:
         """The bands ``name`` stands for: itself, else those whose common name it is (any case)."""
