@@ -35,8 +35,8 @@ def reason(err: Exception) -> str:
 
 
 def unbuildable_message(path: Path | str, bad: list[tuple[int, str]], err: Exception) -> str:
-    """ "holds N features whose geometry cannot be made into a shape (feature i: why; ...)": what came, for an error
-    that then says what to do."""
+    """The start of an error about the features GEOS refuses: the file, how many, each one's reason and what a
+    polygon needs (the caller adds what to do)."""
     shown = "; ".join(f"feature {row}: {why}" for row, why in bad[:5]) or reason(err)
     more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
     what = f"{len(bad)} feature{'s' if len(bad) != 1 else ''} whose geometry" if bad else "a geometry that"
