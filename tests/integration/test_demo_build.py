@@ -268,6 +268,32 @@ def test_verify_passes_then_catches_a_flipped_byte(built: Path, tmp_path: Path) 
     assert f"checksum mismatch in {name}" in " ".join(result.output.split())
 
 
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (lambda m: m.update(dates=m["dates"][::-1]), "dataset.json's dates is not the Zarr store's (entry 0: '"),
+        (lambda m: m["groups"]["s2_10m"]["bands"].reverse(), "dataset.json's groups is not the Zarr store's ({'s2_10m': ["),
+        (lambda m: m.update(keys=m["keys"][:-1]), "dataset.json's keys is not the Zarr store's ("),
+    ],
+)  # fmt: skip
+def test_verify_finds_a_manifest_that_does_not_describe_its_store(
+    built: Path, tmp_path: Path, change, expected: str
+) -> None:
+    """Dates reordered or bands swapped by hand in dataset.json: the checksums cover the shard files only, and verify
+    passed such a manifest while the readers took its dates and band names for the samples'."""
+    copy = tmp_path / "copy"
+    shutil.copytree(built, copy)
+    manifest = json.loads((copy / "dataset.json").read_text())
+    change(manifest)
+    (copy / "dataset.json").write_text(json.dumps(manifest))
+    result = CliRunner().invoke(app, ["verify", str(copy), "--sources", "0"])
+    shown = " ".join(result.output.split())
+    assert result.exit_code == 1, shown
+    assert (
+        expected in shown and "the manifest was changed, or is another dataset's; restore it, or rebuild" in shown
+    )
+
+
 def test_a_copy_without_its_build_folder_verifies_its_own_files_and_says_why_not_its_sources(
     built: Path, tmp_path: Path
 ) -> None:

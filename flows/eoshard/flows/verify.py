@@ -62,6 +62,34 @@ def check_checksums(path: Path, manifest: dict[str, Any], step: Callable[[], Non
     return problems
 
 
+def check_store_record(group: zarr.Group, manifest: dict[str, Any]) -> list[str]:
+    """``dataset.json`` against what the Zarr store recorded of itself when the build created it (its root
+    attributes): a manifest edited or swapped for another dataset's named other dates, bands or samples, and the
+    checksums, which cover the shard files only, passed it."""
+    record = dict(group.attrs)
+    described = {
+        "format_version": manifest["format_version"], "dates": manifest["dates"], "keys": manifest["keys"],
+        "groups": {name: g["bands"] for name, g in manifest["groups"].items()},
+        **({"sensor_dates": manifest["sensor_dates"]} if manifest.get("sensor_dates") else {}),
+    }  # fmt: skip
+    return [
+        f"dataset.json's {field} is not the Zarr store's ({_difference(value, record[field])}): the manifest was "
+        "changed, or is another dataset's; restore it, or rebuild the dataset"
+        for field, value in described.items()
+        if field in record and record[field] != value  # a store of an older build may record fewer fields
+    ]
+
+
+def _difference(manifest: Any, store: Any) -> str:
+    """Where two values first differ, briefly (the manifest's first)."""
+    if isinstance(manifest, list) and isinstance(store, list):
+        if len(manifest) != len(store):
+            return f"{len(manifest)} entries against {len(store)}"
+        i = next(i for i, (a, b) in enumerate(zip(manifest, store, strict=True)) if a != b)
+        return f"entry {i}: {manifest[i]!r:.60} against {store[i]!r:.60}"
+    return f"{manifest!r:.100} against {store!r:.100}"
+
+
 def check_lmdb_keys(held: set[str], index: pd.DataFrame) -> list[str]:
     """The samples the index lists and LMDB (``held``: its keys) lacks, and those it holds beyond the index."""
     listed = set(index["key"])
@@ -231,6 +259,8 @@ def verify_dataset(
 
         problems = check_checksums(path, manifest, step)
         try:
+            if manifest["formats"]["zarr"]:
+                problems += check_store_record(dataset.zarr_group(), manifest)
             problems += check_samples(dataset, manifest, index, step)
         except (
             DatasetError,
