@@ -267,17 +267,21 @@ def _identity(path: str) -> tuple[int, int] | None:
     return st.st_dev, st.st_ino
 
 
-def _lmdb_env(path: str, pid: int) -> Any:
-    """One environment per path and process (py-lmdb refuses a second open of the same files in a process).
-
-    An environment whose files were deleted or replaced since it was opened (a dataset removed and built again at
-    the same path, in a notebook's long-lived process) is closed, not used: it read the old samples, and it kept
-    py-lmdb from opening a new environment whose file got the old one's inode number."""
-    import lmdb
-
+def _forget_replaced(pid: int) -> None:
+    """Close the environments of process ``pid`` whose ``data.mdb`` was deleted or replaced since they were opened
+    (a dataset removed and built again at the same path, in a notebook's long-lived process): they read the old
+    samples, and they kept py-lmdb from opening a new environment whose file got the old one's inode number."""
     for key in [k for k, (_, ident) in _ENVS.items() if k[1] == pid and _identity(k[0]) != ident]:
         _ENVS.pop(key)[0].close()
+
+
+def _lmdb_env(path: str, pid: int) -> Any:
+    """One environment per path and process (py-lmdb refuses a second open of the same files in a process); a read
+    finds it in ``_ENVS``, and the replaced ones go before a new one opens and when a dataset object is made."""
+    import lmdb
+
     if (path, pid) not in _ENVS:
+        _forget_replaced(pid)
         # an environment inherited through fork must not be used; closing it in the child only unmaps it here
         for key in [k for k in _ENVS if k[0] == path]:
             _ENVS.pop(key)[0].close()
@@ -323,6 +327,7 @@ class LmdbDataset(ShardDataset):
 
     def __init__(self, manifest: Manifest, **kwargs: Any) -> None:
         self.path = manifest.format_path("lmdb")
+        _forget_replaced(os.getpid())  # a dataset made again at this path is read from its new files
         super().__init__(manifest, **kwargs)
 
     def _txn(self, part: str | None) -> Any:

@@ -159,9 +159,11 @@ def _open_tif(path: Path, package: ModelPackage, index: Sequence[int] | None, pa
         return np.asarray(src.read(chans, window=Window(c, r, w, h)))
 
     def close() -> None:
+        from rasterio.env import set_gdal_config
+
         src.close()
-        if cache_before is not None:
-            restore_gdal_cache(cache_before)
+        if cache_before is not None:  # GDAL drops the blocks past it
+            set_gdal_config("GDAL_CACHEMAX", cache_before)
 
     t = src.transform
     return Scene(
@@ -188,7 +190,7 @@ def gdal_rows_bytes(src: Any, n_channels: int, height: int) -> int:
 
 def raise_gdal_cache(size: int) -> int | None:
     """GDAL's block cache (``GDAL_CACHEMAX``, 5 % of the memory by default) to at least ``size`` bytes; returns the
-    size it had when it was raised (None: it was large enough), which ``restore_gdal_cache`` sets back.
+    size it had when it was raised (None: it was large enough), which the scene's ``close`` sets back.
 
     Windows overlap and come row after row, as in a Zarr scene (``zarr_windows``): with too small a cache GDAL let
     go of the blocks the next row of windows needed, and decoded them again. A model of 12 dates x 10 bands on 2048
@@ -203,13 +205,6 @@ def raise_gdal_cache(size: int) -> int | None:
         return None
     set_gdal_config("GDAL_CACHEMAX", size)  # rasterio sets GDAL's cache size itself (GDALSetCacheMax64)
     return before
-
-
-def restore_gdal_cache(size: int) -> None:
-    """GDAL's block cache back to ``size`` bytes (what ``raise_gdal_cache`` returned); GDAL drops blocks past it."""
-    from rasterio.env import set_gdal_config
-
-    set_gdal_config("GDAL_CACHEMAX", size)
 
 
 def valid_pixels(block: np.ndarray, nodata: float | None) -> np.ndarray:
