@@ -136,6 +136,10 @@ def test_a_1_1_manifest_keeps_the_s1_dates_beside_the_s2_dates(tmp_path: Path) -
         ),
         (lambda m: m.update(n_samples=True), "n_samples: input should be a valid integer, got True"),
         (
+            lambda m: m.update(crs=""),
+            r"a value does not have the shape of format 1.0 \(CRSError: Invalid projection",
+        ),
+        (
             lambda m: m.update(bands=[]),
             r"bands: list should have at least 1 item after validation, not 0, got \[\]",
         ),

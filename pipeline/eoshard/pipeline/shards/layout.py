@@ -14,6 +14,7 @@ from typing import Any
 
 from affine import Affine
 from odc.geo.geobox import GeoBox
+from pyproj.exceptions import CRSError
 
 from eoshard.pipeline.errors import ManifestError
 from eoshard.pipeline.grid import group_grid
@@ -225,7 +226,7 @@ class DatasetLayout:
         check_manifest_shape(data, source)
         try:
             return _from_manifest(cls, data)
-        except (KeyError, TypeError, ValueError) as err:
+        except (KeyError, TypeError, ValueError, CRSError) as err:  # CRSError: a crs pyproj cannot read
             raise ManifestError(
                 f"{source}: a value does not have the shape of format {FORMAT_VERSION} ({type(err).__name__}: "
                 f"{err}): the file is broken; rebuild the dataset (or restore dataset.json)"
