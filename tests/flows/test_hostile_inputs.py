@@ -62,6 +62,22 @@ def test_a_labels_file_with_unclosed_rings_names_those_features(config_for, demo
     assert not (tmp_path / "out").exists()
 
 
+def test_a_labels_file_whose_ids_hold_a_list_names_the_column(config_for, demo_data, tmp_path: Path) -> None:
+    """A GeoJSON property may hold a list (GDAL then reads the whole column as lists): sorting the parcels by such
+    a column was pandas' TypeError (found by the fuzz test of label files). The list of two goes first."""
+    valid = gpd.read_file(demo_data.parcels).pipe(lambda frame: frame[frame.is_valid])  # no repair warning first
+    parcels = json.loads(valid.to_crs(4326).to_json(drop_id=True))
+    parcels["features"][3]["properties"]["parcel_id"] = [4, 5]
+    labels = tmp_path / "labels.geojson"
+    labels.write_text(json.dumps(parcels))
+    path = config_for(labels={"path": str(labels), "class_column": "class_code", "id_column": "parcel_id"})
+    _assert_clean_failure(
+        _run("build", str(path)), 1, "the parcel id column 'parcel_id' holds lists or objects, not single numbers "
+        "(e.g. ['[4, 5]', '[100001]', '[100002]'])", "name an integer column as labels.id_column",
+    )  # fmt: skip
+    assert not (tmp_path / "out").exists()
+
+
 def test_an_unknown_band(config_for) -> None:
     path = config_for(bands=["B02", "B99"])
     _assert_clean_failure(

@@ -71,6 +71,15 @@ def test_non_integer_numbers_are_refused_with_advice() -> None:
         encode_classes(pd.Series([1.0, 0.5, 2.0]), column="c")
 
 
+def test_lists_or_objects_are_refused() -> None:
+    """A GeoJSON property may hold a list: it became the class name "[1, 2]" and renumbered the integer codes."""
+    with pytest.raises(
+        ClassColumnError,
+        match=r"'c' holds lists or objects, not single values \(e.g. \['\[1, 2\]', \"\{'a': 3\}\"\]\)",
+    ):
+        encode_classes(pd.Series([2, [1, 2], {"a": 3}, 5]), column="c")
+
+
 def test_a_text_class_column_rasterizes() -> None:
     """The issue's case: `crop: wheat` ended in `ValueError: invalid literal for int()`."""
     parcels = _slovenia()

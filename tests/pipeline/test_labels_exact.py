@@ -15,7 +15,7 @@ from odc.geo.geom import BoundingBox
 from shapely.geometry import Polygon, box
 
 from eoshard.pipeline.label_windows import label_window
-from eoshard.pipeline.labels import label_source, rasterize_labels
+from eoshard.pipeline.labels import label_source, prepare_parcels, rasterize_labels
 from tests.conftest import shared_path
 from tests.laziness import computing_forbidden
 
@@ -178,7 +178,7 @@ def test_the_parcels_within_an_area_give_its_windows_the_same_layers() -> None:
 
 
 def test_parcel_ids_that_are_not_integers_are_refused_by_name() -> None:
-    """Real Danish parcels: their field numbers (``Marknr``, "1-0"; in id order, as the parcels are sorted) are
+    """Real Danish parcels: their field numbers (``Marknr``, "1-0"; named in the file's order) are
     text; the parcel_id layer is int64 (it
     raised numpy's ValueError, and empty or fractional ids were cast silently)."""
     from eoshard.pipeline.errors import PipelineError
@@ -187,7 +187,7 @@ def test_parcel_ids_that_are_not_integers_are_refused_by_name() -> None:
     dk = gpd.read_file(shared_path("parcels", "fiboa", "dk", "Marker_2026.zip"))
     grid = grid_for_area(dk.union_all(), dk.crs)
     with pytest.raises(
-        PipelineError, match=r"parcel id column 'Marknr' holds text \(e.g. \['1-0', '1-1', '1-12'\]\)"
+        PipelineError, match=r"parcel id column 'Marknr' holds text \(e.g. \['1-0', '1-1', '1-2'\]\)"
     ):
         label_source(dk, grid, class_column="Afgkode", id_column="Marknr")
     cases = {"empty id\\(s\\)": [1.0, np.nan], "fractions": [215.5, 3.0], "numbers past int64": [2.0**64, 3.0]}
@@ -199,6 +199,15 @@ def test_parcel_ids_that_are_not_integers_are_refused_by_name() -> None:
         label_source(dk.iloc[:2].assign(pid=[5, 0]), grid, class_column="Afgkode", id_column="pid")
     text_numbers = dk.iloc[:2].assign(pid=["0042", " 7"])
     assert sorted(label_source(text_numbers, grid, class_column="Afgkode", id_column="pid").ids) == [7, 42]
+    # a GeoJSON property may hold a list, or numbers and text mixed (sorting such a column raised pandas' TypeError)
+    with pytest.raises(
+        PipelineError, match=r"'pid' holds lists or objects, not single numbers \(e.g. \['\[1, 2\]'\]"
+    ):
+        label_source(dk.iloc[:3].assign(pid=[5, [1, 2], 4]), grid, class_column="Afgkode", id_column="pid")
+    mixed = label_source(dk.iloc[:3].assign(pid=[5, "3", 4]), grid, class_column="Afgkode", id_column="pid")
+    assert mixed.ids.tolist() == [3, 4, 5]  # sorted as numbers, the shapes with them
+    on_grid = prepare_parcels(dk.iloc[:3], grid, "Afgkode").geometry
+    assert [g.equals_exact(on_grid.iloc[i], 0) for g, i in zip(mixed.geoms, (1, 2, 0), strict=True)] == [True] * 3
 
 
 def test_class_codes_past_the_int32_layer_are_refused() -> None:

@@ -20,6 +20,14 @@ class ClassColumnError(PipelineError, ValueError):
     """A class column whose values cannot become integer class codes."""
 
 
+def nested_values(values: pd.Series) -> list[str]:
+    """The values that are lists or objects, as text, those of most items first: a GeoJSON property may be either,
+    a class or id cannot (GDAL reads a property as lists in every feature where one feature holds a list)."""
+    nested = values[~values.map(pd.api.types.is_scalar).astype(bool)].tolist()
+    nested.sort(key=lambda v: len(v) if hasattr(v, "__len__") else 0, reverse=True)
+    return [str(v.tolist() if isinstance(v, np.ndarray) else v) for v in nested]  # pyogrio's lists are arrays
+
+
 def encode_classes(
     values: pd.Series, mapping: Mapping[str, int] | None = None, column: str = "class"
 ) -> tuple[np.ndarray, dict[int, str]]:
@@ -27,6 +35,12 @@ def encode_classes(
     if isinstance(values.dtype, pd.CategoricalDtype):  # GeoParquet's dictionary columns: their plain values
         of_numbers = pd.api.types.is_numeric_dtype(values.dtype.categories)
         values = values.astype("float64" if of_numbers else object)
+    nested = nested_values(values)
+    if nested:
+        raise ClassColumnError(
+            f"class column {column!r} holds lists or objects, not single values (e.g. {nested[:3]}): classes are "
+            "integer codes or text names, one per parcel; fix those parcels or use another column"
+        )
     numeric = pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
     if numeric and values.isna().any():
         rows = list(values.index[values.isna()][:3])

@@ -19,7 +19,7 @@ import shapely
 import xarray as xr
 from odc.geo.geobox import GeoBox
 
-from eoshard.pipeline.classes import encode_classes
+from eoshard.pipeline.classes import encode_classes, nested_values
 from eoshard.pipeline.errors import PipelineError
 from eoshard.pipeline.grid import attach_grid
 from eoshard.pipeline.label_windows import LAYERS, STACKED_ROWS, LabelSource, label_window, layer_values
@@ -89,11 +89,12 @@ def label_source(
         )
     if double_by == "id" and id_column is None:
         raise PipelineError("double_by='id' needs an id_column: name the parcel id column")
-    if id_column is not None:
-        prepared = prepared.sort_values(id_column, kind="stable")
+    ids = parcel_ids(prepared[id_column], id_column) if id_column else np.zeros(len(prepared), np.int64)
+    if id_column is not None:  # by the ids as numbers: a column of mixed types has no order of its own
+        order = np.argsort(ids, kind="stable")
+        prepared, ids = prepared.iloc[order], ids[order]
     geoms = prepared.geometry.to_numpy()
     codes, _ = encode_classes(prepared[class_column], class_codes, class_column)
-    ids = parcel_ids(prepared[id_column], id_column) if id_column else np.zeros(len(prepared), np.int64)
     compare = ids if double_by == "id" else codes
     names = tuple(n for n in LAYERS if n != "parcel_id" or id_column is not None)
     return LabelSource(geoms, codes, ids, compare, background, names)
@@ -125,6 +126,9 @@ def parcel_ids(values: pd.Series, column: str) -> np.ndarray:
             "parcel_id layer is int64); name an integer column as labels.id_column, or leave it out"
         )
 
+    nested = nested_values(values)
+    if nested:
+        raise refuse("lists or objects, not single numbers", nested)
     if values.isna().any():
         rows = list(values.index[values.isna()][:3])
         raise refuse(f"{int(values.isna().sum())} empty id(s)", [f"row {r}" for r in rows])
