@@ -81,8 +81,9 @@ class Manifest:
         checksums = raw.get("checksums") or {}
         if not isinstance(checksums, dict) or not all(isinstance(v, str) for v in checksums.values()):
             raise TypeError(f"checksums: expected an object of file -> SHA-256, got {checksums!r:.80}")
-        if not isinstance(raw.get("formats") or {}, dict):
-            raise TypeError(f"formats: expected an object, got {raw['formats']!r:.80}")
+        for name in ("formats", "statistics", "stats"):
+            if not isinstance(raw.get(name) or {}, dict):
+                raise TypeError(f"{name}: expected an object, got {raw[name]!r:.80}")
         if "patch" in raw or "patch_size" in raw:
             _ = manifest.patch_size
         for fmt, where in (raw.get("formats") or {}).items():
