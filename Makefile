@@ -68,7 +68,7 @@ checks: $(CHECKS)
 EOSHARD_FUZZ ?= 10
 fuzz: venv
 	EOSHARD_FUZZ=$(EOSHARD_FUZZ) $(VENV)/bin/pytest -n $(PYTEST_WORKERS) tests/flows/test_fuzz_inputs.py \
-		tests/training/test_fuzz_packages.py
+		tests/training/test_fuzz_packages.py tests/training/test_fuzz_configs.py
 
 docs: venv
 	$(VENV)/bin/mkdocs build --strict
