@@ -29,9 +29,12 @@ BASE: dict[str, Any] = {
 
 
 def _bounded(config: Any) -> Any:
-    """The mutated config with its cost kept to one short epoch in this process: the fuzz is after how a value is
-    read, not after a run that a large epoch count or worker count would make long."""
+    """The mutated config with its cost kept to one short epoch in this process, writing only into its own folder:
+    the fuzz is after how a value is read, not after a run that a large epoch count or worker count would make long,
+    or an output of ``..`` or ``/``."""
     if isinstance(config, dict):
+        if isinstance(config.get("output"), str):
+            config["output"] = "run"
         for field, most in (("epochs", 1), ("workers", 0)):
             value = config.get(field)
             if isinstance(value, int) and not isinstance(value, bool) and value > most:
