@@ -15,7 +15,7 @@ from eoshard.training.errors import ConfigError
 from eoshard.training.predict import Tiling, blend, model_fn, padded_read
 from eoshard.training.scene import predict
 
-from .helpers import peak_in_fresh_interpreter, random_package
+from .helpers import BANDS, peak_in_fresh_interpreter, random_package
 
 TRANSFORM = [10.0, 0.0, 720240.0, 0.0, -10.0, 5325240.0]
 
@@ -113,6 +113,35 @@ def _zarr_input(path: Path, image: np.ndarray) -> Path:
     arr[:] = image.astype("uint16")
     arr.attrs.update({"bands": ["B08", "B02", "B03", "B04"], "crs": "EPSG:32632", "transform": TRANSFORM})
     return path
+
+
+def test_no_data_in_the_input_is_nodata_out_and_reaches_no_neighbour(tmp_path: Path) -> None:
+    """A float scene with NaN holes and no nodata value declared (as xarray writes one): the NaN went into the
+    model and spread to every pixel within its reach, written as class 0. Now a pixel without data in any band is
+    255, and a missing value is fed as training feeds one (the band's mean): the prediction is that of the scene
+    with its holes filled with the means."""
+    package = random_package(tmp_path)
+    image = _scene(70, 90)
+    holes = image.copy()
+    holes[:, 20:32, 30:45] = np.nan  # no band has data
+    holes[1, 50:55, 60:70] = np.nan  # one band lacks it
+    holes[3, 5, 5] = np.inf
+    filled = np.where(np.isfinite(holes), holes, np.asarray(package.mean, "f4")[:, None, None])
+    scenes = []
+    for name, values in (("holes", holes), ("filled", filled)):
+        arr = zarr.create_array(
+            str(tmp_path / f"{name}.zarr"), shape=values.shape, dtype="float32", chunks=(4, 64, 64)
+        )
+        arr[:] = values
+        arr.attrs.update({"bands": BANDS, "crs": "EPSG:32632", "transform": TRANSFORM})
+        out = predict(package, tmp_path / f"{name}.zarr", tmp_path / f"{name}-out.zarr", Tiling(48, 16, 4))
+        scenes.append(zarr.open_array(str(out), mode="r")[0])
+    got, reference = scenes
+    none = np.zeros((70, 90), bool)
+    none[20:32, 30:45] = True
+    assert (got[none] == 255).all()
+    np.testing.assert_array_equal(got[~none], reference[~none])
+    assert set(np.unique(reference[none])) <= set(range(7)) and (reference != 255).all()
 
 
 def test_zarr_scene_class_map_and_x4_georeferencing(tmp_path: Path) -> None:

@@ -98,6 +98,9 @@ def model_fn(
         # a copy of its own (the caller's float32 tiles stay as they are), normalised in place
         x = torch.from_numpy(np.array(batch, dtype=np.float32)).to(dev)
         x = x.reshape(n, t, c, *batch.shape[-2:]).sub_(mean).div_(std)
+        # no data (NaN, as the dataset's float bands hold it) is 0 once normalised, as in training: a NaN fed on
+        # would spread to every output pixel within the model's reach of it
+        x = x.nan_to_num_(nan=0.0, posinf=0.0, neginf=0.0)
         with torch.no_grad():
             if package.scale > 1:
                 y = model(x[:, 0]) * out_std + out_mean

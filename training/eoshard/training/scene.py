@@ -208,10 +208,11 @@ def raise_gdal_cache(size: int) -> int | None:
 
 
 def valid_pixels(block: np.ndarray, nodata: float | None) -> np.ndarray:
-    """(h, w) True where any channel holds data (finite and not ``nodata``); all True without a nodata value."""
-    if nodata is None:
-        return np.ones(block.shape[-2:], dtype=bool)
-    has = np.isfinite(block) if np.isnan(nodata) else np.isfinite(block) & (block != nodata)
+    """(h, w) True where any channel holds data: a finite value that is not ``nodata`` (NaN and infinities are no
+    data whether the input declares a nodata value or not)."""
+    has = np.isfinite(block)
+    if nodata is not None and not np.isnan(nodata):
+        has &= block != nodata
     return np.asarray(has.any(axis=0))
 
 
