@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import quoteattr
 
+import numpy as np
+
 CLASSIFICATION_SCHEMA = "https://stac-extensions.github.io/classification/v2.0.0/schema.json"
 PROJECTION_SCHEMA = "https://stac-extensions.github.io/projection/v2.0.0/schema.json"
 CLASS_NODATA = 255  # the class map is uint8; classes are 0..254
@@ -87,9 +89,9 @@ def write_classification(
     }  # fmt: skip
     if crs and transform and shape:
         asset.update({"proj:shape": list(shape), "proj:transform": list(transform[:6])})
-        item["bbox"] = list(_bounds_4326(crs, transform, shape))
-        west, south, east, north = item["bbox"]
-        ring = [[west, south], [east, south], [east, north], [west, north], [west, south]]
+        ring = _outline_4326(crs, transform, shape)
+        lons, lats = [x for x, _ in ring], [y for _, y in ring]
+        item["bbox"] = [min(lons), min(lats), max(lons), max(lats)]
         item["geometry"] = {"type": "Polygon", "coordinates": [ring]}
     path.write_text(json.dumps(item, indent=2))
     return path
@@ -105,10 +107,19 @@ def _when(dates: list[str] | None) -> dict[str, Any]:
     return {"datetime": now, "created": now}
 
 
-def _bounds_4326(crs: str, transform: list[float], shape: tuple[int, int]) -> tuple[float, float, float, float]:
-    from rasterio.warp import transform_bounds
+def _outline_4326(crs: str, transform: list[float], shape: tuple[int, int]) -> list[list[float]]:
+    """The raster's outline in longitude and latitude, counter-clockwise as GeoJSON asks: its four edges, 20 points
+    each, through the whole affine transform (a rotated or south-up grid's too) and into EPSG:4326."""
+    from affine import Affine
+    from rasterio.warp import transform as reproject_points
 
-    a, _, c, _, e, f = transform[:6]
     height, width = shape
-    xs, ys = (c, c + a * width), (f, f + e * height)
-    return transform_bounds(crs, "EPSG:4326", min(xs), min(ys), max(xs), max(ys), densify_pts=21)
+    steps = np.linspace(0.0, 1.0, 20, endpoint=False)
+    cols = np.concatenate([steps * width, np.full(20, width), (1 - steps) * width, np.zeros(20)])
+    rows = np.concatenate([np.zeros(20), steps * height, np.full(20, height), (1 - steps) * height])
+    xs, ys = Affine(*transform[:6]) * (cols, rows)
+    lons, lats = reproject_points(crs, "EPSG:4326", xs.tolist(), ys.tolist())
+    ring = [[float(x), float(y)] for x, y in zip(lons, lats, strict=True)]
+    twice_area = sum(a[0] * b[1] - b[0] * a[1] for a, b in zip(ring, ring[1:] + ring[:1], strict=True))
+    ring = ring if twice_area > 0 else ring[::-1]
+    return [*ring, ring[0]]
