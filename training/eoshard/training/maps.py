@@ -110,14 +110,14 @@ def _when(dates: list[str] | None) -> dict[str, Any]:
 def _outline_4326(crs: str, transform: list[float], shape: tuple[int, int]) -> list[list[float]]:
     """The raster's outline in longitude and latitude, counter-clockwise as GeoJSON asks: its four edges, 20 points
     each, through the whole affine transform (a rotated or south-up grid's too) and into EPSG:4326."""
-    from affine import Affine
     from rasterio.warp import transform as reproject_points
 
     height, width = shape
     steps = np.linspace(0.0, 1.0, 20, endpoint=False)
     cols = np.concatenate([steps * width, np.full(20, width), (1 - steps) * width, np.zeros(20)])
     rows = np.concatenate([np.zeros(20), steps * height, np.full(20, height), (1 - steps) * height])
-    xs, ys = Affine(*transform[:6]) * (cols, rows)
+    a, b, c, d, e, f = transform[:6]
+    xs, ys = a * cols + b * rows + c, d * cols + e * rows + f
     lons, lats = reproject_points(crs, "EPSG:4326", xs.tolist(), ys.tolist())
     ring = [[float(x), float(y)] for x, y in zip(lons, lats, strict=True)]
     twice_area = sum(a[0] * b[1] - b[0] * a[1] for a, b in zip(ring, ring[1:] + ring[:1], strict=True))
