@@ -307,6 +307,30 @@ def test_predict_on_a_missing_tif_is_one_line_and_a_tif_output_gets_its_folder(t
     assert out.is_file() and out.with_suffix(".qml").is_file()
 
 
+@pytest.mark.needs_build  # needs rasterio (the geotiff extra)
+def test_predict_refuses_values_that_are_not_real_numbers(tmp_path: Path, capsys) -> None:
+    """A SAR SLC's complex values went in with their imaginary part dropped (numpy's ComplexWarning, exit 0)."""
+    import numpy as np
+    import rasterio
+    import zarr
+
+    random_package(tmp_path)
+    slc = tmp_path / "slc.tif"
+    grid = {"crs": "EPSG:32632", "transform": rasterio.transform.from_origin(600000, 5300000, 10, 10)}
+    with rasterio.open(slc, "w", driver="GTiff", count=4, height=20, width=20, dtype="complex64", **grid) as dst:
+        dst.write(np.full((4, 20, 20), 3 + 4j, "complex64"))
+        dst.descriptions = ("B02", "B03", "B04", "B08")
+    flags = zarr.create_array(str(tmp_path / "flags.zarr"), shape=(4, 20, 20), dtype="bool")
+    flags.attrs["bands"] = ["B02", "B03", "B04", "B08"]
+    for scene, dtype, advice in ((slc, "complex64", "take their amplitude (abs) first"),
+                                 (tmp_path / "flags.zarr", "bool", "convert the bands to numbers first")):  # fmt: skip
+        assert main(["predict", str(tmp_path / "pkg"), str(scene), str(tmp_path / "out.tif")]) == 1
+        assert capsys.readouterr().err == (
+            f"error: {scene} holds {dtype} values where the model takes real numbers: {advice}\n"
+        )
+    assert not (tmp_path / "out.tif").exists()
+
+
 def test_predict_into_a_path_that_is_neither_tif_nor_zarr_is_refused(tmp_path: Path, capsys) -> None:
     """``x.png`` became a Zarr folder named x.png."""
     random_package(tmp_path)

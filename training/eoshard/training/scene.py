@@ -109,6 +109,7 @@ def open_scene(path: Path, package: ModelPackage, index: Sequence[int] | None = 
     except FileNotFoundError as err:
         raise InputError(f"{path} is neither a GeoTIFF (.tif) nor a Zarr store") from err
     arr: Any = node["image"] if isinstance(node, zarr.Group) else node
+    _real_numbers(path, arr.dtype)
     attrs: dict[str, Any] = dict(arr.attrs)
     if arr.ndim not in (3, 4):
         raise InputError(f"{path}: expected a (C, H, W) or (T, C, H, W) array, got shape {arr.shape}")
@@ -128,6 +129,15 @@ def open_scene(path: Path, package: ModelPackage, index: Sequence[int] | None = 
     )  # fmt: skip
 
 
+def _real_numbers(path: Path, dtype: Any) -> None:
+    """Refuse values a model cannot take: complex ones (a SAR SLC: numpy dropped their imaginary part with a
+    warning), text or booleans."""
+    kind = "c" if str(dtype).startswith("complex") else np.dtype(dtype).kind  # rasterio's complex_int16 too
+    if kind not in "uif":
+        advice = "take their amplitude (abs) first" if kind == "c" else "convert the bands to numbers first"
+        raise InputError(f"{path} holds {dtype} values where the model takes real numbers: {advice}")
+
+
 def _dates(value: Any, n_dates: int) -> list[str] | None:
     """The dates of a scene's attrs the model reads (its first ``n_dates``), as ISO strings; None if it names none."""
     if not isinstance(value, list) or not value:
@@ -144,10 +154,15 @@ def _open_tif(path: Path, package: ModelPackage, index: Sequence[int] | None, pa
         src = rasterio.open(path)
     except RasterioIOError as err:
         raise InputError(f"{path} cannot be opened as a GeoTIFF ({err}): pass an existing GeoTIFF/COG") from err
-    chans = [
-        i + 1
-        for i in _pick(src.descriptions, package.bands, package.n_dates, index, src.count, package.common_names)
-    ]
+    try:
+        _real_numbers(path, src.dtypes[0])
+        chans = [
+            i + 1
+            for i in _pick(src.descriptions, package.bands, package.n_dates, index, src.count, package.common_names)
+        ]
+    except InputError:
+        src.close()
+        raise
 
     cache_raised, cache_before = False, None
 
