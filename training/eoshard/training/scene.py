@@ -156,13 +156,11 @@ def _open_tif(path: Path, package: ModelPackage, index: Sequence[int] | None, pa
         raise InputError(f"{path} cannot be opened as a GeoTIFF ({err}): pass an existing GeoTIFF/COG") from err
     try:
         _real_numbers(path, src.dtypes[0])
-        chans = [
-            i + 1
-            for i in _pick(src.descriptions, package.bands, package.n_dates, index, src.count, package.common_names)
-        ]
+        picked = _pick(src.descriptions, package.bands, package.n_dates, index, src.count, package.common_names)
     except InputError:
         src.close()
         raise
+    chans = [i + 1 for i in picked]
 
     cache_raised, cache_before = False, None
 
