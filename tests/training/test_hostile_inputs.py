@@ -331,6 +331,50 @@ def test_predict_refuses_values_that_are_not_real_numbers(tmp_path: Path, capsys
     assert not (tmp_path / "out.tif").exists()
 
 
+@pytest.mark.parametrize(
+    ("attrs", "expected"),
+    [
+        ({"nodata": "abc"}, "the Zarr attribute 'nodata' is 'abc': expected a number, or 'nan' for floats; fix the attribute"),
+        ({"nodata": [0]}, "the Zarr attribute 'nodata' is [0]: expected a valid number"),
+        ({"transform": [10, 0]}, "the Zarr attribute 'transform' is [10, 0]: expected the 6 numbers a, b, c, d, e, f of an affine transform"),
+        ({"transform": [0] * 6}, "is [0, 0, 0, 0, 0, 0]: expected a transform whose pixels have an area (a*e - b*d is 0)"),
+        ({"bands": "B02"}, "the Zarr attribute 'bands' is 'B02': expected a valid list"),
+        ({"bands": ["B02", "B03"]}, "the Zarr attribute 'bands' names 2 bands where the array has 4 per date"),
+        ({"dates": ["2024-05-18", 7]}, "the Zarr attribute 'dates' is ['2024-05-18', 7]: expected a valid string"),
+        ({"dates": ["18.05.2024"]}, "expected ISO 8601 dates (2024-05-18 or 2024-05-18T10:20:21Z), not '18.05.2024'"),
+    ],
+)  # fmt: skip
+def test_a_zarr_scenes_attribute_of_another_shape_is_named(
+    tmp_path: Path, capsys, attrs: dict, expected: str
+) -> None:
+    """Found by trying each attribute as a user might misstate it: a ValueError or TypeError from inside predict, or
+    (a transform of zeros) a class map on a grid without area."""
+    import zarr
+
+    random_package(tmp_path)
+    scene = _zarr_scene(tmp_path / "in.zarr")
+    zarr.open_array(str(scene), mode="r+").attrs.update(attrs)
+    assert main(["predict", str(tmp_path / "pkg"), str(scene), str(tmp_path / "out.zarr")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {scene}: ") and expected in err and err.count("\n") == 1, err
+    assert not (tmp_path / "out.zarr").exists()
+
+
+@pytest.mark.needs_build  # needs rasterio (the geotiff extra)
+def test_a_crs_proj_does_not_know_is_named_before_any_prediction(tmp_path: Path, capsys) -> None:
+    import zarr
+
+    random_package(tmp_path)
+    scene = _zarr_scene(tmp_path / "in.zarr")
+    zarr.open_array(str(scene), mode="r+").attrs["crs"] = "EPSG:99999"
+    assert main(["predict", str(tmp_path / "pkg"), str(scene), str(tmp_path / "out.tif")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: the input's CRS 'EPSG:99999' is not one PROJ knows (") and err.endswith(
+        "): give an EPSG code (EPSG:32632) or WKT\n"
+    )
+    assert not (tmp_path / "out.tif").exists()
+
+
 def test_predict_into_a_path_that_is_neither_tif_nor_zarr_is_refused(tmp_path: Path, capsys) -> None:
     """``x.png`` became a Zarr folder named x.png."""
     random_package(tmp_path)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import tempfile
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -99,18 +100,31 @@ def write_cog(spec: OutputSpec) -> Iterator[Write]:
     """
     rasterio = need_rasterio()
     from affine import Affine
+    from rasterio.crs import CRS
+    from rasterio.errors import CRSError
     from rasterio.shutil import copy
     from rasterio.windows import Window
 
+    try:
+        with rasterio.Env():  # PROJ's own complaint goes to logging, not to stderr beside ours
+            crs = CRS.from_user_input(spec.crs) if spec.crs else None
+    except CRSError as err:
+        raise InputError(
+            f"the input's CRS {spec.crs!r:.80} is not one PROJ knows ({err}): give an EPSG code (EPSG:32632) or WKT"
+        ) from None
     bands, height, width = spec.shape
     profile = {
         "driver": "GTiff", "count": bands, "height": height, "width": width, "dtype": spec.dtype,
-        "crs": spec.crs, "transform": Affine(*spec.transform) if spec.transform else None, "tiled": True,
+        "crs": crs, "transform": Affine(*spec.transform) if spec.transform else None, "tiled": True,
         "blockxsize": 256, "blockysize": 256, "nodata": spec.nodata,
     }  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp) / "blocks.tif"
-        with rasterio.open(tmp_path, "w", **profile) as dst:
+        with warnings.catch_warnings():  # an input without a grid makes an output without one: no news
+            if spec.transform is None:
+                warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+            dst = rasterio.open(tmp_path, "w", **profile)
+        with dst:
             yield lambda row, col, v: dst.write(v, window=Window(col, row, v.shape[2], v.shape[1]))
             if spec.classes is not None:
                 names = spec.names

@@ -16,6 +16,7 @@ from eoshard.training.errors import ConfigError, InputError
 from eoshard.training.outputs import OutputSpec, need_rasterio, open_writer
 from eoshard.training.package import ModelPackage
 from eoshard.training.predict import PAD_MODES, Reader, Tiling, blend, model_fn, padded_read
+from eoshard.training.scene_attrs import scene_attrs
 from eoshard.training.zarr_windows import ChunkWindows, cache_budget, row_span
 
 
@@ -110,10 +111,10 @@ def open_scene(path: Path, package: ModelPackage, index: Sequence[int] | None = 
         raise InputError(f"{path} is neither a GeoTIFF (.tif) nor a Zarr store") from err
     arr: Any = node["image"] if isinstance(node, zarr.Group) else node
     _real_numbers(path, arr.dtype)
-    attrs: dict[str, Any] = dict(arr.attrs)
     if arr.ndim not in (3, 4):
         raise InputError(f"{path}: expected a (C, H, W) or (T, C, H, W) array, got shape {arr.shape}")
-    names = list(attrs.get("bands", [None] * arr.shape[-3]))
+    attrs = scene_attrs(path, dict(arr.attrs), arr.shape[-3])
+    names: list[str | None] = list(attrs.bands) if attrs.bands is not None else [None] * arr.shape[-3]
     if arr.ndim == 4:  # (T, C, H, W): the model's dates are the first ones
         if arr.shape[0] < package.n_dates and not index:
             raise InputError(f"{path} holds {arr.shape[0]} dates, the model needs {package.n_dates}")
@@ -122,10 +123,9 @@ def open_scene(path: Path, package: ModelPackage, index: Sequence[int] | None = 
     wanted = _pick(names, package.bands, package.n_dates, index, n_channels, package.common_names)
 
     h, w = arr.shape[-2:]
-    nodata = attrs.get("nodata")
     return Scene(
-        padded_read(ChunkWindows(arr, wanted), h, w, pad), h, w, attrs.get("crs"), attrs.get("transform"),
-        None if nodata is None else float(nodata), _dates(attrs.get("dates"), package.n_dates),
+        padded_read(ChunkWindows(arr, wanted), h, w, pad), h, w, attrs.crs, attrs.transform, attrs.nodata_value,
+        _dates(attrs.dates, package.n_dates),
     )  # fmt: skip
 
 
