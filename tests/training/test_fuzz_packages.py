@@ -1,6 +1,6 @@
-"""Fuzzing the model package users hand ``eoshard-train predict`` (someone else's export, edited by hand): its STAC
-MLM item mutated a field at a time. Whatever comes, predict ends in one ``error:`` line and exit 1, or writes its
-output: never an unhandled exception."""
+"""Fuzzing what users hand ``eoshard-train predict``: a model package (someone else's export, edited by hand), its
+STAC MLM item mutated a field at a time, and a Zarr scene, its attributes mutated the same way. Whatever comes,
+predict ends in one ``error:`` line and exit 1, or writes its output: never an unhandled exception."""
 
 from __future__ import annotations
 
@@ -53,3 +53,24 @@ def test_a_package_item_never_ends_in_a_traceback(data: st.DataObject, package_a
         else:
             assert code == 1 and err.getvalue().startswith("error: "), err.getvalue()
             assert not out.exists(), "a failed predict left its output"
+
+
+@fuzz_settings(40, slow_examples=True)
+@given(data=st.data())
+def test_a_zarr_scenes_attributes_never_end_in_a_traceback(data: st.DataObject, package_and_scene) -> None:
+    package, scene = package_and_scene
+    base = dict(zarr.open_array(str(scene), mode="r").attrs) | {"nodata": 0, "dates": ["2024-05-18T10:20:21"]}
+    attrs: Any = data.draw(mutated(base))
+    with tempfile.TemporaryDirectory() as tmp:
+        copy = shutil.copytree(scene, Path(tmp) / "scene.zarr")
+        zarr.open_array(str(copy), mode="r+").attrs.put(attrs)
+        for out in (Path(tmp) / "out.tif", Path(tmp) / "out.zarr"):
+            err = io.StringIO()
+            with contextlib.redirect_stderr(err):
+                code = main(["predict", str(package), str(copy), str(out)])  # an exception fails the test
+            event(f"predict {out.suffix} exit {code}")
+            if code == 0:
+                assert out.exists()
+            else:
+                assert code == 1 and err.getvalue().startswith("error: "), err.getvalue()
+                assert not out.exists(), "a failed predict left its output"

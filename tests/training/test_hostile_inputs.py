@@ -375,6 +375,24 @@ def test_a_crs_proj_does_not_know_is_named_before_any_prediction(tmp_path: Path,
     assert not (tmp_path / "out.tif").exists()
 
 
+@pytest.mark.needs_build  # needs rasterio (the geotiff extra)
+def test_a_grid_where_its_crs_has_no_place_on_earth_is_named_before_any_prediction(tmp_path: Path, capsys) -> None:
+    """PROJ refused to take its outline to longitude and latitude for the map's STAC item: a rasterio error after
+    the whole scene was predicted (found by the fuzz test of Zarr scenes' attributes)."""
+    import zarr
+
+    random_package(tmp_path)
+    scene = _zarr_scene(tmp_path / "in.zarr")
+    far = [10, 0, -6e16, 0, -10, 5300000]
+    zarr.open_array(str(scene), mode="r+").attrs["transform"] = far
+    assert main(["predict", str(tmp_path / "pkg"), str(scene), str(tmp_path / "out.tif")]) == 1
+    assert capsys.readouterr().err == (
+        f"error: the input's grid (transform {[float(v) for v in far]}, 20 x 20 px) lies where its CRS has no place "
+        "on Earth: check that the transform and the CRS belong together\n"
+    )
+    assert not (tmp_path / "out.tif").exists()
+
+
 def test_predict_into_a_path_that_is_neither_tif_nor_zarr_is_refused(tmp_path: Path, capsys) -> None:
     """``x.png`` became a Zarr folder named x.png."""
     random_package(tmp_path)

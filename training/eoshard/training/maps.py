@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import colorsys
 import json
+import math
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import quoteattr
 
 import numpy as np
+
+from eoshard.training.errors import InputError
 
 CLASSIFICATION_SCHEMA = "https://stac-extensions.github.io/classification/v2.0.0/schema.json"
 PROJECTION_SCHEMA = "https://stac-extensions.github.io/projection/v2.0.0/schema.json"
@@ -89,7 +92,7 @@ def write_classification(
     }  # fmt: skip
     if crs and transform and shape:
         asset.update({"proj:shape": list(shape), "proj:transform": list(transform[:6])})
-        ring = _outline_4326(crs, transform, shape)
+        ring = outline_4326(crs, transform, shape)
         lons, lats = [x for x, _ in ring], [y for _, y in ring]
         item["bbox"] = [min(lons), min(lats), max(lons), max(lats)]
         item["geometry"] = {"type": "Polygon", "coordinates": [ring]}
@@ -107,9 +110,12 @@ def _when(dates: list[str] | None) -> dict[str, Any]:
     return {"datetime": now, "created": now}
 
 
-def _outline_4326(crs: str, transform: list[float], shape: tuple[int, int]) -> list[list[float]]:
+def outline_4326(crs: str, transform: list[float], shape: tuple[int, int]) -> list[list[float]]:
     """The raster's outline in longitude and latitude, counter-clockwise as GeoJSON asks: its four edges, 20 points
-    each, through the whole affine transform (a rotated or south-up grid's too) and into EPSG:4326."""
+    each, through the whole affine transform (a rotated or south-up grid's too) and into EPSG:4326. A grid that lies
+    where its CRS has no place on Earth is an ``InputError``."""
+    import rasterio
+    from rasterio._err import CPLE_BaseError  # what rasterio raises for GDAL's errors (no public name)
     from rasterio.warp import transform as reproject_points
 
     height, width = shape
@@ -118,7 +124,16 @@ def _outline_4326(crs: str, transform: list[float], shape: tuple[int, int]) -> l
     rows = np.concatenate([np.zeros(20), steps * height, np.full(20, height), (1 - steps) * height])
     a, b, c, d, e, f = transform[:6]
     xs, ys = a * cols + b * rows + c, d * cols + e * rows + f
-    lons, lats = reproject_points(crs, "EPSG:4326", xs.tolist(), ys.tolist())
+    try:
+        with rasterio.Env():  # PROJ's complaint goes to logging
+            lons, lats = reproject_points(crs, "EPSG:4326", xs.tolist(), ys.tolist())
+    except CPLE_BaseError:
+        lons = [math.inf]  # PROJ raises once per transformer, then answers inf
+    if not np.isfinite(lons).all() or not np.isfinite(lats).all():
+        raise InputError(
+            f"the input's grid (transform {list(transform[:6])}, {height} x {width} px) lies where its CRS has no "
+            "place on Earth: check that the transform and the CRS belong together"
+        )
     ring = [[float(x), float(y)] for x, y in zip(lons, lats, strict=True)]
     twice_area = sum(a[0] * b[1] - b[0] * a[1] for a, b in zip(ring, ring[1:] + ring[:1], strict=True))
     ring = ring if twice_area > 0 else ring[::-1]

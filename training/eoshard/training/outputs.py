@@ -18,7 +18,14 @@ from typing import Any
 import numpy as np
 
 from eoshard.training.errors import InputError
-from eoshard.training.maps import CLASS_NODATA, class_colours, class_names, write_classification, write_qml
+from eoshard.training.maps import (
+    CLASS_NODATA,
+    class_colours,
+    class_names,
+    outline_4326,
+    write_classification,
+    write_qml,
+)
 
 Write = Callable[[int, int, np.ndarray], None]
 
@@ -113,6 +120,8 @@ def write_cog(spec: OutputSpec) -> Iterator[Write]:
             f"the input's CRS {spec.crs!r:.80} is not one PROJ knows ({err}): give an EPSG code (EPSG:32632) or WKT"
         ) from None
     bands, height, width = spec.shape
+    if spec.classes is not None and spec.crs and spec.transform:  # the map's STAC item needs its footprint
+        outline_4326(spec.crs, spec.transform, (height, width))
     profile = {
         "driver": "GTiff", "count": bands, "height": height, "width": width, "dtype": spec.dtype,
         "crs": crs, "transform": Affine(*spec.transform) if spec.transform else None, "tiled": True,
