@@ -180,3 +180,36 @@ def test_a_sample_that_is_not_what_the_manifest_says_names_the_sample(shards: Pa
             f"sample {manifest.keys[0]!r} of {dataset} does not match its dataset.json (KeyError: 'B01'): the "
             "manifest does not describe these shards"
         )
+
+
+def test_a_file_on_the_inode_of_an_environment_still_open_is_a_message(shards: Path, tmp_path: Path) -> None:
+    """py-lmdb refuses a second environment on a file of the same inode in one process: a dataset deleted and built
+    again at its path while something still reads the old one (the new data.mdb may get the old inode; hard links
+    make it certain here). It was lmdb's own error from the pipeline's reader, and "the dataset is incomplete"
+    from training's."""
+    import os
+
+    from eoshard.pipeline.errors import DatasetError
+    from eoshard.pipeline.shards.reader import open_shards
+    from eoshard.training.data import close_environments
+
+    old = _copy(shards, tmp_path)
+    linked = Path(shutil.copytree(old, tmp_path / "linked", copy_function=os.link))
+    manifest = Manifest.read(old)
+    key, part = manifest.keys[0], str(manifest.parts[0])
+    with open_shards(old) as reading:
+        assert reading.read_sample(key, part)
+        with open_shards(linked) as second, pytest.raises(DatasetError) as caught:
+            second.read_sample(key, part)
+        assert str(caught.value) == (
+            f"{linked / 'data.lmdb' / part} cannot be opened: this process still has an LMDB environment open on a "
+            "file of the same inode, one of a dataset deleted at this path (its data.mdb's inode was given to the new "
+            "one) or a hard link to it: close the objects that read the old dataset (close()), or start a new Python "
+            "process"
+        )
+    make_dataset(manifest, "lmdb")[0]  # training's cache holds the old environment now
+    with pytest.raises(DatasetFormatError, match=r"this process still has one open on a file of the same inode"):
+        make_dataset(Manifest.read(linked), "lmdb")[0]
+    close_environments(old)
+    assert make_dataset(Manifest.read(linked), "lmdb")[0]["image"].shape[0] >= 1
+    close_environments(linked)

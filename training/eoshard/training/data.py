@@ -288,6 +288,13 @@ def _lmdb_env(path: str, pid: int) -> Any:
         try:
             env = lmdb.open(path, readonly=True, lock=False, readahead=False, subdir=True)
         except lmdb.Error as err:  # no such environment: a part missing, or a manifest that names another layout
+            if "already open in this process" in str(err):  # py-lmdb knows environments by their file's inode
+                raise DatasetFormatError(
+                    f"the LMDB environment {path} cannot be opened: this process still has one open on a file of the "
+                    "same inode (a dataset deleted at this path, read by objects still open, or a hard link to its "
+                    "files): close them (close_environments(folder), eoshard's datasets' close()), or start a new "
+                    "Python process"
+                ) from err
             raise DatasetFormatError(
                 f"the LMDB environment {path} cannot be opened ({err}): the dataset is incomplete, or its "
                 "dataset.json names parts it does not hold; copy the dataset again, or rebuild it"

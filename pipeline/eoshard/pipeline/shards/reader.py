@@ -111,7 +111,10 @@ class ShardedDataset:
                 raise DatasetError(
                     f"{self.path} lacks the LMDB part {part}: the dataset is incomplete; rebuild it"
                 )
-            env = lmdb.open(str(where), readonly=True, lock=False, subdir=True)
+            try:
+                env = lmdb.open(str(where), readonly=True, lock=False, subdir=True)
+            except lmdb.Error as err:
+                raise DatasetError(_unopenable(where, err)) from err
             _refuse_truncated(env, where / "data.mdb")
             self._envs[part] = env
         return self._envs[part]
@@ -128,6 +131,17 @@ class ShardedDataset:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+
+def _unopenable(where: Path, err: lmdb.Error) -> str:
+    """Why LMDB ``where`` did not open, and what to do."""
+    if "already open in this process" in str(err):  # py-lmdb knows environments by their file's inode
+        return (
+            f"{where} cannot be opened: this process still has an LMDB environment open on a file of the same inode, "
+            "one of a dataset deleted at this path (its data.mdb's inode was given to the new one) or a hard link to "
+            "it: close the objects that read the old dataset (close()), or start a new Python process"
+        )
+    return f"{where} cannot be opened as LMDB ({err}): the dataset is damaged; copy it again or rebuild it"
 
 
 def _refuse_truncated(env: lmdb.Environment, file: Path) -> None:
