@@ -135,6 +135,6 @@ def outline_4326(crs: str, transform: list[float], shape: tuple[int, int]) -> li
             "place on Earth: check that the transform and the CRS belong together"
         )
     ring = [[float(x), float(y)] for x, y in zip(lons, lats, strict=True)]
-    twice_area = sum(a[0] * b[1] - b[0] * a[1] for a, b in zip(ring, ring[1:] + ring[:1], strict=True))
+    twice_area = sum(p[0] * q[1] - q[0] * p[1] for p, q in zip(ring, ring[1:] + ring[:1], strict=True))  # shoelace
     ring = ring if twice_area > 0 else ring[::-1]
     return [*ring, ring[0]]

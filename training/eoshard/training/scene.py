@@ -138,11 +138,9 @@ def _real_numbers(path: Path, dtype: Any) -> None:
         raise InputError(f"{path} holds {dtype} values where the model takes real numbers: {advice}")
 
 
-def _dates(value: Any, n_dates: int) -> list[str] | None:
-    """The dates of a scene's attrs the model reads (its first ``n_dates``), as ISO strings; None if it names none."""
-    if not isinstance(value, list) or not value:
-        return None
-    return [str(d) for d in value[:n_dates]]
+def _dates(value: list[str] | None, n_dates: int) -> list[str] | None:
+    """The dates of a scene's attrs the model reads (its first ``n_dates``); None if it names none."""
+    return value[:n_dates] if value else None
 
 
 def _open_tif(path: Path, package: ModelPackage, index: Sequence[int] | None, pad: str) -> Scene:
