@@ -238,3 +238,28 @@ def test_no_s1_product_in_the_period_is_a_clear_error(demo_data: Any, tmp_path: 
     said = " ".join(result.output.split())  # rich wraps long lines
     assert "s1: no Sentinel-1 product of" in said and "check the s1 section" in said
     assert "Traceback" not in result.output and not (tmp_path / "none").exists()
+
+
+def test_the_quicklooks_of_a_dataset_without_lmdb_read_the_lmdb_samples_from_zarr(
+    builds: dict[str, Path], tmp_path: Path
+) -> None:
+    """``eoshard inspect`` drew its quicklooks from LMDB alone: a dataset built without LMDB was an AssertionError
+    in the reader (found by the manifest fuzz test). The samples it draws from Zarr equal the LMDB values, bands of
+    both sensors with their own dates, valid fractions and classes; the reader asked for LMDB there says what to do."""
+    from dataclasses import replace
+
+    from eoshard.flows.quicklooks import _sample
+    from eoshard.pipeline.errors import DatasetError
+    from eoshard.pipeline.shards.reader import ShardedDataset, open_shards
+
+    with open_shards(builds["both"]) as both:
+        zarr_only = ShardedDataset(both.path, replace(both.layout, lmdb=None))
+        rows = list(both.index(["key", "lmdb_part", "zarr_index"]).itertuples())
+        for row in rows:
+            expected = both.read_sample(str(row.key), str(row.lmdb_part))
+            got = _sample(zarr_only, row)
+            assert {"B02", "vv", "vh", "valid_fraction", "class"} <= set(got) <= set(expected)
+            for name, values in got.items():
+                np.testing.assert_array_equal(values, expected[name], err_msg=f"{row.key} {name}", strict=True)
+        with pytest.raises(DatasetError, match=r"was built without LMDB \(formats: zarr only\): read its samples"):
+            zarr_only.read_sample(str(rows[0].key), str(rows[0].lmdb_part))

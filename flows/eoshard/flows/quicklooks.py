@@ -11,7 +11,7 @@ from matplotlib.colors import ListedColormap
 from matplotlib.patches import Patch
 
 from eoshard.pipeline.shards.layout import LabelLayout
-from eoshard.pipeline.shards.reader import open_shards
+from eoshard.pipeline.shards.reader import ShardedDataset, open_shards
 
 mpl.use("Agg")
 import matplotlib.pyplot as plt
@@ -55,6 +55,23 @@ class ClassColours:
         ]
 
 
+def _sample(shards: ShardedDataset, row: Any) -> dict[str, np.ndarray]:
+    """Index ``row``'s sample as LMDB holds it (each band's kept dates, their valid fractions, the label layers):
+    from LMDB, or from the Zarr store where the dataset was built without LMDB."""
+    if shards.layout.lmdb is not None:
+        return shards.read_sample(str(row.key), str(row.lmdb_part))
+    slot = int(row.zarr_index)
+    kept = shards.read_slot("time_mask", slot)
+    sample = {"valid_fraction": shards.read_slot("valid_fraction", slot)[kept]}
+    for name, group in shards.layout.groups.items():  # Sentinel-1's groups keep dates of their own (format 1.1)
+        mask = shards.read_slot("s1_time_mask", slot) if name.startswith("s1_") else kept
+        values = shards.read_slot(name, slot)[mask]
+        sample |= {band: values[:, i] for i, band in enumerate(group.bands)}
+    if shards.layout.labels is not None:
+        sample["class"] = shards.read_slot("class", slot)
+    return sample
+
+
 def draw_quicklooks(dataset: Path, manifest: dict[str, Any], out: Path, count: int) -> int:
     """Save a grid of ``count`` samples (image and labels) as a PNG; returns how many were drawn."""
     with open_shards(dataset) as shards:
@@ -69,7 +86,7 @@ def draw_quicklooks(dataset: Path, manifest: dict[str, Any], out: Path, count: i
             len(rows), cols, figsize=(3 * cols, 3 * max(len(rows), 1) + 0.4), squeeze=False, layout="constrained"
         )
         for ax_row, row in zip(axes, rows.itertuples(), strict=False):
-            sample = shards.read_sample(str(row.key), str(row.lmdb_part))
+            sample = _sample(shards, row)
             ax_row[0].imshow(_rgb(sample, manifest["bands"]))
             ax_row[0].set_title(f"{row.key}\n{row.split}, {row.n_dates} dates", fontsize=7)
             if colours is not None:

@@ -105,7 +105,11 @@ class ShardedDataset:
 
     def _env(self, part: str) -> lmdb.Environment:
         if part not in self._envs:
-            assert self.layout.lmdb is not None
+            if self.layout.lmdb is None:
+                raise DatasetError(
+                    f"{self.path} was built without LMDB (formats: zarr only): read its samples from Zarr "
+                    "(read_slot, eoshard.open_dataset), or rebuild with output.formats [zarr, lmdb]"
+                )
             where = self.path / self.layout.lmdb.path / part
             if not where.is_dir():
                 raise DatasetError(
