@@ -412,6 +412,7 @@ def test_predict_into_a_path_that_is_neither_tif_nor_zarr_is_refused(tmp_path: P
         (lambda raw: raw.update(dates=["2024-05-01", 7]), "misstates a field (TypeError: expected a string, got 7)"),
         (lambda raw: raw.update(checksums=True), "misstates a field (TypeError: checksums: expected an object of file -> SHA-256, got True)"),
         (lambda raw: raw.update(statistics=1.0), "misstates a field (TypeError: statistics: expected an object, got 1.0)"),
+        (lambda raw: raw["formats"].update(zarr={"path": "data.zarr", "shard_size": 0.5}), "misstates a field (TypeError: formats.zarr.shard_size: expected a count of samples, 1 or more, got 0.5)"),
         (lambda raw: raw["statistics"].update(B03=None), "misstates statistics.B03: expected an object with a numeric mean and std (null for a band without data), got None"),
         (lambda raw: raw["statistics"]["B04"].update(std="wide"), "misstates statistics.B04: expected an object with a numeric mean and std"),
     ],

@@ -89,6 +89,9 @@ class Manifest:
         for fmt, where in (raw.get("formats") or {}).items():
             if where is not None:
                 manifest.format_path(str(fmt))
+        size = ((raw.get("formats") or {}).get("zarr") or {}).get("shard_size", 1)
+        if not isinstance(size, int) or isinstance(size, bool) or size < 1:
+            raise TypeError(f"formats.zarr.shard_size: expected a count of samples, 1 or more, got {size!r:.80}")
         return manifest
 
     @property
