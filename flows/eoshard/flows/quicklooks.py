@@ -12,6 +12,7 @@ from matplotlib.patches import Patch
 
 from eoshard.pipeline.shards.layout import LabelLayout
 from eoshard.pipeline.shards.reader import ShardedDataset, open_shards
+from eoshard.pipeline.shards.samples import time_mask_of
 
 mpl.use("Agg")
 import matplotlib.pyplot as plt
@@ -63,9 +64,12 @@ def _sample(shards: ShardedDataset, row: Any) -> dict[str, np.ndarray]:
     slot = int(row.zarr_index)
     kept = shards.read_slot("time_mask", slot)
     sample = {"valid_fraction": shards.read_slot("valid_fraction", slot)[kept]}
-    for name, group in shards.layout.groups.items():  # Sentinel-1's groups keep dates of their own (format 1.1)
-        mask = shards.read_slot("s1_time_mask", slot) if name.startswith("s1_") else kept
-        values = shards.read_slot(name, slot)[mask]
+    masks = {"time_mask": kept}  # each sensor keeps dates of its own (format 1.1)
+    for name, group in shards.layout.groups.items():
+        which = time_mask_of(name)
+        if which not in masks:
+            masks[which] = shards.read_slot(which, slot)
+        values = shards.read_slot(name, slot)[masks[which]]
         sample |= {band: values[:, i] for i, band in enumerate(group.bands)}
     if shards.layout.labels is not None:
         sample["class"] = shards.read_slot("class", slot)

@@ -125,7 +125,7 @@ def open_scene(path: Path, package: ModelPackage, index: Sequence[int] | None = 
     h, w = arr.shape[-2:]
     return Scene(
         padded_read(ChunkWindows(arr, wanted), h, w, pad), h, w, attrs.crs, attrs.transform, attrs.nodata_value,
-        _dates(attrs.dates, package.n_dates),
+        attrs.dates[: package.n_dates] if attrs.dates else None,  # the dates the model reads
     )  # fmt: skip
 
 
@@ -136,11 +136,6 @@ def _real_numbers(path: Path, dtype: Any) -> None:
     if kind not in "uif":
         advice = "take their amplitude (abs) first" if kind == "c" else "convert the bands to numbers first"
         raise InputError(f"{path} holds {dtype} values where the model takes real numbers: {advice}")
-
-
-def _dates(value: list[str] | None, n_dates: int) -> list[str] | None:
-    """The dates of a scene's attrs the model reads (its first ``n_dates``); None if it names none."""
-    return value[:n_dates] if value else None
 
 
 def _open_tif(path: Path, package: ModelPackage, index: Sequence[int] | None, pad: str) -> Scene:
@@ -218,13 +213,18 @@ def raise_gdal_cache(size: int) -> int | None:
     return before
 
 
-def valid_pixels(block: np.ndarray, nodata: float | None) -> np.ndarray:
-    """(h, w) True where any channel holds data: a finite value that is not ``nodata`` (NaN and infinities are no
-    data whether the input declares a nodata value or not)."""
-    has = np.isfinite(block)
+def _holds_data(values: np.ndarray, nodata: float | None) -> np.ndarray:
+    """True where a value is data: finite and not ``nodata`` (NaN and infinities are no data whether the input
+    declares a nodata value or not)."""
+    has = np.isfinite(values)
     if nodata is not None and not np.isnan(nodata):
-        has &= block != nodata
-    return np.asarray(has.any(axis=0))
+        has &= values != nodata
+    return has
+
+
+def valid_pixels(block: np.ndarray, nodata: float | None) -> np.ndarray:
+    """(h, w) True where any channel holds data."""
+    return np.asarray(_holds_data(block, nodata).any(axis=0))
 
 
 def band_means(
@@ -232,7 +232,7 @@ def band_means(
 ) -> dict[str, np.ndarray]:
     """Each band's mean over the dates that hold data at a pixel (NaN where none does): the mask's operands."""
     stack = block.reshape(n_dates, len(bands), *block.shape[-2:]).astype(np.float64)
-    ok = np.isfinite(stack) if nodata is None or np.isnan(nodata) else np.isfinite(stack) & (stack != nodata)
+    ok = _holds_data(stack, nodata)
     count = ok.sum(axis=0)
     total = np.where(ok, stack, 0.0).sum(axis=0)
     means = np.full(total.shape, np.nan)
