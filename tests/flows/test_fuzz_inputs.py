@@ -1,4 +1,5 @@
-"""Fuzzing the inputs users hand eoshard (issue #15): build config YAML, STAC item JSON and the label file.
+"""Fuzzing the inputs users hand eoshard (issue #15): build config YAML, STAC item JSON, saved selections and the
+label file.
 
 Whatever comes, the CLI ends with a message or a result: never an unhandled exception (a traceback), and never
 exit 0 with a dataset that ``eoshard verify`` rejects. Examples mutate real inputs (the demo config, Earth Search
@@ -108,12 +109,43 @@ def _parcels_geojson(demo_data: Any) -> dict[str, Any]:
 @given(data=st.data())
 def test_label_geojson_never_ends_in_a_traceback_or_a_broken_dataset(data: st.DataObject, demo_data) -> None:
     parcels = data.draw(mutated(_parcels_geojson(demo_data)))
+    _build_with_file(demo_data, parcels, "parcels.geojson", ("labels", "path"))
+
+
+def _build_with_file(demo_data: Any, content: Any, name: str, setting: tuple[str, str]) -> None:
+    """``_build_then_verify`` of the demo config with ``content`` written as JSON to a file ``name`` that the
+    config's ``setting`` (section, key) names."""
     with tempfile.TemporaryDirectory() as tmp:
-        labels = Path(tmp) / "parcels.geojson"
-        labels.write_text(json.dumps(parcels, allow_nan=True))
+        path = Path(tmp) / name
+        path.write_text(json.dumps(content, allow_nan=True))
         config = _demo_config(demo_data)
-        config["labels"]["path"], config["output"]["path"] = str(labels), str(Path(tmp) / "out")
+        config[setting[0]][setting[1]], config["output"]["path"] = str(path), str(Path(tmp) / "out")
         _build_then_verify(config, Path(tmp))
+
+
+@pytest.fixture(scope="module")
+def saved_selection(demo_data, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The demo config's products as ``eoshard select --out`` saves them (items with self links, relative hrefs)."""
+    out = tmp_path_factory.mktemp("fuzz-selection") / "selection.json"
+    config = _demo_config(demo_data)
+    catalog = config["catalog"]
+    result = _invoke(["select", "--source", catalog["source"], "--collection", catalog["collection"],
+                      "--aoi", ",".join(map(str, BBOX)), "--start", config["period"]["start"],
+                      "--end", config["period"]["end"], "--max-cloud", "60", "--out", str(out)])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    return json.loads(out.read_text())
+
+
+@fuzz_settings(10, slow_examples=True)
+@given(data=st.data())
+def test_a_saved_selection_never_ends_in_a_traceback_or_a_broken_dataset(
+    data: st.DataObject, demo_data, saved_selection
+) -> None:
+    """A selection reviewed and edited by hand (``catalog.selection``): the build plans and reads from the items'
+    fields (projection, assets, raster bands, dates) as they stand."""
+    items = data.draw(mutated(saved_selection))
+    note_changes(saved_selection, items)
+    _build_with_file(demo_data, items, "selection.json", ("catalog", "selection"))
 
 
 def _cli_in_session(args: list[str], timeout: float) -> int | None:

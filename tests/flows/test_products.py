@@ -177,3 +177,22 @@ def test_catalog_config_keeps_urls_and_reads_header_values_from_the_environment(
     assert dict(api_options(config.catalog).headers) == {"Authorization": "Bearer abc"}
     with pytest.raises(ConfigError, match=r"catalog.source: file not found: .*nowhere.json"):
         parse_config(_config(demo_data, tmp_path, source="nowhere.json"), tmp_path)
+
+
+def test_a_saved_selection_edited_out_of_shape_is_refused_by_product_and_field(demo_data, tmp_path: Path) -> None:
+    """A reviewed selection edited by hand: a B11 ``proj:shape`` of one number ended in stackstac's IndexError."""
+    from eoshard.pipeline.item_fields import ItemFieldError
+
+    saved = tmp_path / "selection.json"
+    result = _select("--source", str(demo_data.catalog), "--aoi", AOI, "--start", "2024-04-01", "--end",
+                     "2024-09-30", "--max-cloud", "60", "--out", str(saved))  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    items = json.loads(saved.read_text())
+    edited = items["features"][2]
+    edited["assets"]["B11"]["proj:shape"] = [270]
+    saved.write_text(json.dumps(items))
+    with pytest.raises(ItemFieldError) as told:
+        plan_build(parse_config(_config(demo_data, tmp_path, selection=str(saved)), tmp_path))
+    assert str(told.value).startswith(
+        f"product {edited['id']} asset 'B11': proj:shape [270] is not [rows, columns] (2 whole numbers of 1 or more); "
+    )

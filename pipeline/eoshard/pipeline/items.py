@@ -10,6 +10,7 @@ from rasterio.warp import transform_bounds
 
 from eoshard.pipeline.bands import canonical_assets
 from eoshard.pipeline.errors import BandError, PipelineError
+from eoshard.pipeline.item_fields import check_item_fields, check_one_band
 from eoshard.pipeline.landsat import landsat_assets
 from eoshard.pipeline.sensors import check_sensor, is_landsat
 
@@ -67,7 +68,8 @@ def stackstac_ready(item: pystac.Item | Mapping[str, Any]) -> dict[str, Any]:
     """The item as a dict that stackstac reads: ``proj:epsg`` filled from ``proj:code`` where missing.
 
     stackstac reads only ``proj:epsg``, while pystac 1.15 writes only ``proj:code``; asset hrefs are made absolute;
-    STAC 1.1 raster fields of an asset become its ``raster:bands``; the canonical band keys are added (Landsat's
+    STAC 1.1 raster fields of an asset become its ``raster:bands``; projection and raster fields that break the
+    extensions are refused (``check_item_fields``); the canonical band keys are added (Landsat's
     own for a Landsat scene: ``red`` beside ``SR_B4``, never Sentinel-2's ``B04``).
     """
     if isinstance(item, pystac.Item):
@@ -77,6 +79,7 @@ def stackstac_ready(item: pystac.Item | Mapping[str, Any]) -> dict[str, Any]:
     else:
         data = {**item, "properties": dict(item["properties"]), "assets": dict(item["assets"])}
     data["assets"] = {k: raster_bands(a) if isinstance(a, Mapping) else a for k, a in data["assets"].items()}
+    check_item_fields(data)
     data["properties"]["proj:epsg"] = item_epsg(data)
     return landsat_assets(data) if is_landsat(data) else canonical_assets(data)
 
@@ -107,6 +110,7 @@ def prepare_items(
                 f"product {data['id']} has no asset for band(s) {missing}; it has {sorted(data['assets'])}: "
                 "fix the config's bands"
             )
+        check_one_band(data, bands)
     epsg = grid_epsg(grid)
     dicts.sort(key=lambda d: (acquisition_key(d), d["properties"]["proj:epsg"] == epsg, d["id"]))
     return dicts
