@@ -89,3 +89,24 @@ def test_an_asset_of_several_bands_is_refused_only_when_read() -> None:
         f"product {C1[1]} asset 'TCI': raster:bands describes 3 bands, eoshard reads files of one band (name the "
         f"single-band assets in bands){REMEDY}"
     )
+
+
+def test_an_hr_asset_whose_raster_bands_are_empty_is_refused(demo_data) -> None:
+    """The paired HR source reads its items apart from the cube (stackstac's ValueError before)."""
+    import json
+
+    from affine import Affine
+    from odc.geo.geobox import GeoBox
+
+    from eoshard.pipeline.paired import open_paired
+
+    items = json.loads(demo_data.hr.read_text())["features"]
+    grid = GeoBox((64, 64), Affine(2.5, 0, 720240, 0, -2.5, 5325240), "EPSG:32632")
+    assert open_paired(items, grid, ["green"]).shape == (1, 64, 64)
+    items[1]["assets"]["green"]["raster:bands"] = []
+    with pytest.raises(ItemFieldError) as told:
+        open_paired(items, grid, ["green"])
+    assert str(told.value) == (
+        f"product {items[1]['id']} asset 'green': raster:bands describes 0 bands, eoshard reads files of one band "
+        f"(name the single-band assets in bands){REMEDY}"
+    )

@@ -15,6 +15,7 @@ from rasterio.enums import Resampling
 from eoshard.pipeline.cube import stackstac_ready
 from eoshard.pipeline.errors import BandError, GridError, PipelineError
 from eoshard.pipeline.grid import attach_grid
+from eoshard.pipeline.item_fields import check_one_band
 
 NODATA = 0
 
@@ -45,6 +46,7 @@ def open_paired(
                 f"HR product {data['id']} has no asset for band(s) {missing}; it has {sorted(data['assets'])}: "
                 "fix hr.bands"
             )
+        check_one_band(data, bands)
     epsg = grid.crs.epsg if grid.crs is not None else None
     if epsg is None:
         raise PipelineError(f"the grid's CRS {grid.crs} has no EPSG code, which stackstac needs")
