@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import resource
 import tracemalloc
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,7 @@ import zarr
 
 from eoshard.training.errors import ConfigError
 from eoshard.training.predict import Tiling, blend, model_fn, padded_read
-from eoshard.training.scene import predict
+from eoshard.training.scene import UnnamedBandsWarning, predict
 
 from .helpers import BANDS, peak_in_fresh_interpreter, random_package
 
@@ -269,9 +270,21 @@ def test_multi_date_geotiff_bands_are_matched_by_description_date_after_date(tmp
     src = _tif(tmp_path / "in.tif", stored, ["B08", "B04", "B03", "B02"] * 2)
     with rasterio.open(predict(package, src, tmp_path / "out.tif", Tiling(48, 16, 4))) as out:
         np.testing.assert_array_equal(out.read(1), expected)
-    plain = _tif(tmp_path / "plain.tif", image, None)  # no descriptions: file order, the model's order
-    with rasterio.open(predict(package, plain, tmp_path / "plain-out.tif", Tiling(48, 16, 4))) as out:
+    plain = _tif(tmp_path / "plain.tif", image, None)  # no descriptions: file order, the model's order, said
+    in_order = (
+        "the input's bands carry no names: read in the file's order as B02, B03, B04, B08 for each of 2 dates in "
+        "turn; if that is not their order, name them (GeoTIFF band descriptions / Zarr attrs 'bands') or pass "
+        "--band-index"
+    )
+    with pytest.warns(UnnamedBandsWarning) as said:
+        written = predict(package, plain, tmp_path / "plain-out.tif", Tiling(48, 16, 4))
+    with rasterio.open(written) as out:
         np.testing.assert_array_equal(out.read(1), expected)
+    assert [str(w.message) for w in said] == [in_order]
+    with warnings.catch_warnings():
+        warnings.simplefilter("default", UnnamedBandsWarning)  # pyproject's filter leaves it out of other tests
+        assert main(["predict", str(tmp_path / "pkg"), str(plain), str(tmp_path / "plain-cli-out.tif")]) == 0
+    assert capsys.readouterr().err == f"warning: {in_order}\n"
     common = _tif(tmp_path / "common.tif", stored, ["nir", "Red", "B03", "blue"] * 2)  # common names, any case
     with rasterio.open(predict(package, common, tmp_path / "common-out.tif", Tiling(48, 16, 4))) as out:
         np.testing.assert_array_equal(out.read(1), expected)
@@ -286,7 +299,12 @@ def test_multi_date_geotiff_bands_are_matched_by_description_date_after_date(tmp
     odd = _tif(tmp_path / "odd.tif", stored[:7], ["B08", "B04", "B03", "B02", "B08", "B04", "B03"])
     assert main(["predict", str(tmp_path / "pkg"), str(odd), str(tmp_path / "odd-out.tif")]) == 1
     assert "the input's 7 bands do not split into the model's 2 dates" in capsys.readouterr().err
-    assert sorted(p.name for p in tmp_path.glob("*out.tif")) == ["common-out.tif", "out.tif", "plain-out.tif"]
+    assert sorted(p.name for p in tmp_path.glob("*out.tif")) == [
+        "common-out.tif",
+        "out.tif",
+        "plain-cli-out.tif",
+        "plain-out.tif",
+    ]
 
 
 @pytest.mark.needs_build  # needs rasterio (the geotiff extra)

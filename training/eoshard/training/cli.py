@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -209,10 +210,16 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def _warning_line(message: Warning | str, category: type[Warning], *_: object, **__: object) -> None:
+    print(f"warning: {message}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
-        args.func(args)
+        with warnings.catch_warnings():  # one line each, as errors are (restored for a caller in the process)
+            warnings.showwarning = _warning_line
+            args.func(args)
     except TrainingError as err:
         print(f"error: {message(err)}", file=sys.stderr)
         return 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,10 +48,24 @@ def _pick(
     if any(names):
         return _by_name(names, wanted, n_dates, common_names or {})
     if len(names) == need:
+        if need > 1:
+            warnings.warn(UnnamedBandsWarning(_in_file_order(wanted, n_dates)), stacklevel=3)
         return list(range(need))
     raise InputError(
         f"the input has {len(names)} unnamed bands, the model needs {len(wanted)} bands {wanted} x {n_dates} dates "
         f"= {need}: name the bands (GeoTIFF descriptions / Zarr attrs 'bands') or pass --band-index"
+    )
+
+
+class UnnamedBandsWarning(UserWarning):
+    """A scene's bands carry no names: they are taken in the file's order."""
+
+
+def _in_file_order(wanted: list[str], n_dates: int) -> str:
+    order = ", ".join(wanted) + (f" for each of {n_dates} dates in turn" if n_dates > 1 else "")
+    return (
+        f"the input's bands carry no names: read in the file's order as {order}; if that is not their order, name "
+        "them (GeoTIFF band descriptions / Zarr attrs 'bands') or pass --band-index"
     )
 
 
