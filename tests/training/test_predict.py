@@ -5,6 +5,7 @@ from __future__ import annotations
 import resource
 import tracemalloc
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -305,6 +306,36 @@ def test_multi_date_geotiff_bands_are_matched_by_description_date_after_date(tmp
         "plain-cli-out.tif",
         "plain-out.tif",
     ]
+
+
+@pytest.mark.needs_build  # needs rasterio (the geotiff extra)
+def test_tiles_too_big_for_the_memory_are_refused_with_what_to_change(tmp_path: Path, monkeypatch) -> None:
+    """A --block of 100000 px was numpy's MemoryError from deep in the blending; a GPU's out-of-memory torch's."""
+    import torch
+
+    import eoshard.training.scene as scene_module
+
+    package = random_package(tmp_path)
+    src = _tif(tmp_path / "in.tif", _scene(40, 50).astype("uint16"), list(BANDS))
+    with pytest.raises(ConfigError) as told:
+        predict(package, src, tmp_path / "big.tif", Tiling(100_000, 64, 16))
+    assert str(told.value) == (
+        "tiles of 100000 x 100000 px, as many at a time as the device's default, need more memory than there is "
+        "(Unable to allocate 74.5 GiB for an array with shape (100000, 100000) and data type float64): predict "
+        "with a smaller --block (256 by default) or --batch-size"
+    )
+
+    def no_room(*args: object, **kwargs: object) -> Callable[[torch.Tensor], torch.Tensor]:
+        def run(x: torch.Tensor) -> torch.Tensor:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 79.1 GiB total)")
+
+        return run
+
+    monkeypatch.setattr(scene_module, "model_fn", no_room)
+    with pytest.raises(ConfigError, match=r"^tiles of 512 x 512 px, 8 at a time, need more memory than there is "
+                       r"\(CUDA out of memory\. Tried to allocate 2\.00 GiB"):  # fmt: skip
+        predict(package, src, tmp_path / "gpu.tif", Tiling(512, 64, 16), batch_size=8)
+    assert sorted(p.name for p in tmp_path.glob("*.tif")) == ["in.tif"]  # nothing half-written is left
 
 
 @pytest.mark.needs_build  # needs rasterio (the geotiff extra)
