@@ -188,3 +188,22 @@ def test_a_folder_holding_a_run_is_refused_and_a_failed_fit_leaves_it_as_it_was(
     assert len(printed["train_loss"]) == 2  # started over: epochs 1 and 2
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["last.pt"]  # the old step checkpoints went
     assert json.loads((run / "config.json").read_text())["epochs"] == 2
+
+
+def test_a_batch_too_big_for_the_memory_says_to_lower_batch_size(
+    shards: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A GPU's out-of-memory in the first step was torch's traceback."""
+    import eoshard.training.fit as fit_module
+    from eoshard.training.errors import ConfigError
+
+    def no_room(*args: object, **kwargs: object) -> torch.Tensor:
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 9.00 GiB (GPU 0; 79.1 GiB total)")
+
+    monkeypatch.setattr(fit_module, "forward", no_room)
+    with pytest.raises(ConfigError) as told:
+        fit(_config(shards, tmp_path / "run", epochs=1, batch_size=4096))
+    assert str(told.value) == (
+        "a batch of 4096 samples needs more memory than the device (cpu) has (CUDA out of memory. Tried to allocate 9.00 GiB "
+        "(GPU 0; 79.1 GiB total)): lower batch_size in the config, then fit again (--overwrite starts the run over)"
+    )

@@ -164,3 +164,22 @@ def test_sr_config_pairs_bands_one_to_one(tmp_path: Path) -> None:
     )
     with pytest.raises(ConfigError, match="must pair one to one"):
         SRConfig.load(tmp_path / "c.yaml")
+
+
+def test_a_batch_of_pairs_too_big_for_the_memory_says_to_lower_batch_size(
+    pairs_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import eoshard.training.sr_fit as sr_fit_module
+
+    def no_room(*args: object, **kwargs: object) -> tuple[float, float]:
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:118] DefaultCPUAllocator: can't allocate memory: you tried "
+                           "to allocate 81604378624 bytes. Error code 12 (Cannot allocate memory)")  # fmt: skip
+
+    monkeypatch.setattr(sr_fit_module, "_step", no_room)
+    with pytest.raises(ConfigError) as told:
+        fit_pairs(_config(pairs_dataset, tmp_path / "run", epochs=1, batch_size=512))
+    assert str(told.value) == (
+        "a batch of 512 pairs needs more memory than there is ([enforce fail at alloc_cpu.cpp:118] "
+        "DefaultCPUAllocator: can't allocate memory: you tried to allocate 81604378624 bytes. Error code 12 (Cannot "
+        "allocate memory)): lower batch_size in the config, then fit-sr again (--overwrite starts the run over)"
+    )

@@ -14,6 +14,7 @@ from eoshard.training.allocator import keep_freed_memory
 from eoshard.training.band_names import bands_named, described
 from eoshard.training.distributed import pick_device
 from eoshard.training.errors import ConfigError, InputError
+from eoshard.training.memory_errors import out_of_memory, said
 from eoshard.training.outputs import OutputSpec, need_rasterio, open_writer
 from eoshard.training.package import ModelPackage
 from eoshard.training.predict import PAD_MODES, Reader, Tiling, blend, model_fn, padded_read
@@ -282,28 +283,18 @@ def predict(
     scene = open_scene(Path(source), package, index, pad)
     try:
         return _predict_scene(scene, package, output, tiling, probabilities, mask, on_tile, device, batch_size)
-    except (MemoryError, RuntimeError) as err:  # numpy's MemoryError; torch's out-of-memory are RuntimeErrors
-        if isinstance(err, RuntimeError) and not _out_of_memory(err):
+    except (MemoryError, RuntimeError) as err:
+        if not out_of_memory(err):
             raise
-        raise ConfigError(_too_big(tiling, batch_size, err)) from err
+        at_once = (
+            f"{batch_size} at a time" if batch_size is not None else "as many at a time as the device's default"
+        )
+        raise ConfigError(
+            f"tiles of {tiling.block} x {tiling.block} px, {at_once}, need more memory than there is ({said(err)}): "
+            "predict with a smaller --block (256 by default) or --batch-size"
+        ) from err
     finally:
         scene.close()
-
-
-def _out_of_memory(err: RuntimeError) -> bool:
-    """torch's ``OutOfMemoryError`` (a GPU's) or its CPU allocator's refusal."""
-    import torch
-
-    return isinstance(err, torch.OutOfMemoryError) or "can't allocate memory" in str(err)
-
-
-def _too_big(tiling: Tiling, batch_size: int | None, err: BaseException) -> str:
-    at_once = f"{batch_size} at a time" if batch_size is not None else "as many at a time as the device's default"
-    said = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-    return (
-        f"tiles of {tiling.block} x {tiling.block} px, {at_once}, need more memory than there is ({said}): "
-        "predict with a smaller --block (256 by default) or --batch-size"
-    )
 
 
 def _predict_scene(
