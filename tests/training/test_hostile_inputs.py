@@ -376,15 +376,22 @@ def test_a_crs_proj_does_not_know_is_named_before_any_prediction(tmp_path: Path,
 
 
 @pytest.mark.needs_build  # needs rasterio (the geotiff extra)
-def test_a_grid_where_its_crs_has_no_place_on_earth_is_named_before_any_prediction(tmp_path: Path, capsys) -> None:
+@pytest.mark.parametrize(
+    ("crs", "far"),
+    [("EPSG:32632", [10, 0, -6e16, 0, -10, 5300000]), ("EPSG:4326", [10, 0, 500000, 0, -10, 5300000])],
+    ids=["utm", "degrees"],
+)
+def test_a_grid_where_its_crs_has_no_place_on_earth_is_named_before_any_prediction(
+    tmp_path: Path, capsys, crs: str, far: list[float]
+) -> None:
     """PROJ refused to take its outline to longitude and latitude for the map's STAC item: a rasterio error after
-    the whole scene was predicted (found by the fuzz test of Zarr scenes' attributes)."""
+    the whole scene was predicted (found by the fuzz test of Zarr scenes' attributes). Metres read as degrees passed
+    through PROJ unchanged, into an item whose bbox said 500000 degrees east."""
     import zarr
 
     random_package(tmp_path)
     scene = _zarr_scene(tmp_path / "in.zarr")
-    far = [10, 0, -6e16, 0, -10, 5300000]
-    zarr.open_array(str(scene), mode="r+").attrs["transform"] = far
+    zarr.open_array(str(scene), mode="r+").attrs.update({"crs": crs, "transform": far})
     assert main(["predict", str(tmp_path / "pkg"), str(scene), str(tmp_path / "out.tif")]) == 1
     assert capsys.readouterr().err == (
         f"error: the input's grid (transform {[float(v) for v in far]}, 20 x 20 px) lies where its CRS has no place "

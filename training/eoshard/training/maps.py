@@ -128,8 +128,9 @@ def outline_4326(crs: str, transform: list[float], shape: tuple[int, int]) -> li
         with rasterio.Env():  # PROJ's complaint goes to logging
             lons, lats = reproject_points(crs, "EPSG:4326", xs.tolist(), ys.tolist())
     except CPLE_BaseError:
-        lons = [math.inf]  # PROJ raises once per transformer, then answers inf
-    if not np.isfinite(lons).all() or not np.isfinite(lats).all():
+        lons = lats = [math.inf]  # PROJ raises once per transformer, then answers inf
+    # PROJ passes a geographic CRS's degrees through unchecked: a latitude past the pole has no place either
+    if not (np.abs(lats) <= 90).all() or not (np.abs(lons) <= 360).all():  # inf and NaN fail both
         raise InputError(
             f"the input's grid (transform {list(transform[:6])}, {height} x {width} px) lies where its CRS has no "
             "place on Earth: check that the transform and the CRS belong together"
