@@ -155,12 +155,12 @@ FIBOA = ("parcels", "fiboa")
         # a misspelt name column failed after every shard was written
         ({"path": ("..", "si_raba_lulc_88polygons_epsg32633.gpkg"), "class_column": "LULC_ID",
           "class_name_column": "lulc_name"}, 2,
-         ["has no column 'lulc_name' (labels.class_name_column); it has", "'LULC_NAME'"]),
+         ["has no column 'lulc_name' (labels.class_name_column); did you mean 'LULC_NAME'? it has", "'LULC_NAME'"]),
         # a misspelt class or id column: exit 1 without the file's name, or "labels:"
         ({"path": ("..", "si_raba_lulc_88polygons_epsg32633.gpkg"), "class_column": "lulc_id"}, 2,
-         ["labels: ", "has no column 'lulc_id' (labels.class_column); it has", "'LULC_ID'"]),
+         ["labels: ", "has no column 'lulc_id' (labels.class_column); did you mean 'LULC_ID'? it has", "'LULC_ID'"]),
         ({"path": ("..", "si_raba_lulc_88polygons_epsg32633.gpkg"), "class_column": "LULC_ID", "id_column": "pid"},
-         2, ["has no column 'pid' (labels.id_column)", "or leave it out"]),
+         2, ["has no column 'pid' (labels.id_column); it has", "or leave it out"]),
         # a layer the file lacks: "expected a GeoPackage" about a GeoPackage
         ({"path": ("..", "si_raba_lulc_88polygons_epsg32633.gpkg"), "class_column": "LULC_ID", "layer": "fields"},
          2, ["has no layer 'fields' (labels.layer); it has ['LULC']: name one of them"]),

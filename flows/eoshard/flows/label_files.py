@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import warnings
@@ -85,11 +86,22 @@ def _check_columns(config: BuildConfig, parcels: gpd.GeoDataFrame) -> None:
              "id_column": labels.id_column}  # fmt: skip
     for option, column in named.items():
         if column is not None and column not in parcels.columns:
+            held = sorted(map(str, parcels.columns))
+            close = _close_column(column, held)
             raise ConfigError(
-                f"labels: {labels.path} has no column {column!r} (labels.{option}); it has "
-                f"{sorted(map(str, parcels.columns))}: name one of them"
+                f"labels: {labels.path} has no column {column!r} (labels.{option}); "
+                + (f"did you mean {close!r}? " if close else "")
+                + f"it has {held}: name one of them"
                 + (", or leave it out" if option != "class_column" else "")
             )
+
+
+def _close_column(column: str, held: list[str]) -> str | None:
+    """The column ``column`` was likely meant to name: the same but for case (national LPIS files differ there:
+    ``CODE_CULTU``, ``code_cultu``), else the closest spelling."""
+    same = [c for c in held if c.casefold() == column.casefold()]
+    close = same or difflib.get_close_matches(column, held, n=1)
+    return close[0] if close else None
 
 
 def check_labels(config: BuildConfig, parcels: gpd.GeoDataFrame, grid: GeoBox) -> None:
