@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, cast
 
@@ -19,6 +19,7 @@ from safetensors.numpy import load
 
 from eoshard.catalog.credentials import redact_text
 from eoshard.flows.config import BuildConfig
+from eoshard.flows.words import counted
 from eoshard.pipeline.errors import AssetReadError, DatasetError, read_remedy
 from eoshard.pipeline.grid import grid_of
 from eoshard.pipeline.shards.layout import BUILD_DIR
@@ -230,6 +231,20 @@ def compare_with_sources(
     return problems
 
 
+def source_samples(manifest: Mapping[str, Any], n_source: int) -> int:
+    """How many samples ``verify_dataset`` re-reads from the sources when asked for ``n_source``: no more than the
+    dataset holds, and none without Zarr (whose slots the comparison reads)."""
+    return min(max(n_source, 0), int(manifest["n_samples"])) if manifest["formats"].get("zarr") else 0
+
+
+def verified_parts(manifest: Mapping[str, Any], n_source: int) -> str:
+    """What ``verify_dataset`` checked, in words (``checksums, LMDB, Zarr and 4 source samples``)."""
+    formats = [name for name, key in (("LMDB", "lmdb"), ("Zarr", "zarr")) if manifest["formats"].get(key)]
+    return (
+        f"{', '.join(['checksums', *formats])} and {counted(source_samples(manifest, n_source), 'source sample')}"
+    )
+
+
 def verify_dataset(
     path: Path, n_source: int = 4, seed: int = 0, on_progress: Callable[[int, int], None] | None = None
 ) -> list[str]:
@@ -239,8 +254,8 @@ def verify_dataset(
         manifest = dataset.layout.to_manifest()
         index = dataset.index()
         chosen: list[int] = []
-        if manifest["formats"]["zarr"] and n_source > 0 and len(index):
-            picked = np.random.default_rng(seed).choice(len(index), size=min(n_source, len(index)), replace=False)
+        if n_read := min(source_samples(manifest, n_source), len(index)):
+            picked = np.random.default_rng(seed).choice(len(index), size=n_read, replace=False)
             chosen = sorted(int(i) for i in picked)
         if chosen and not (path / BUILD_DIR / "plan.json").is_file():
             raise DatasetError(

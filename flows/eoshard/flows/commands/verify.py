@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated
 
@@ -14,12 +15,14 @@ from eoshard.flows.app import app, errors, say, user_errors
 @app.command()
 def verify(
     dataset: Annotated[Path, typer.Argument(help="dataset folder (holds dataset.json)")],
-    sources: Annotated[int, typer.Option(help="samples whose pixels are re-read from the source products")] = 4,
+    sources: Annotated[
+        int, typer.Option(min=0, help="samples whose pixels are re-read from the source products")
+    ] = 4,
     seed: Annotated[int, typer.Option(help="seed of the choice of those samples")] = 0,
 ) -> None:
     """Check a dataset bit for bit; exits 1 on any difference."""
     from eoshard.flows.commands.build import progress_bar, progress_callback
-    from eoshard.flows.verify import verify_dataset
+    from eoshard.flows.verify import verified_parts, verify_dataset
 
     with user_errors():
         with progress_bar() as progress:  # minutes at a whole tile
@@ -32,4 +35,5 @@ def verify(
                 f"[bold red]error:[/] {len(problems)} difference(s) in {escape(str(dataset))}", highlight=False
             )
             raise typer.Exit(1)
-        say(f"{dataset}: checksums, LMDB, Zarr and {sources} source samples verified, no difference")
+        manifest = json.loads((dataset / "dataset.json").read_text())  # read and checked by verify_dataset
+        say(f"{dataset}: {verified_parts(manifest, sources)} verified, no difference")
