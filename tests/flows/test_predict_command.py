@@ -316,6 +316,24 @@ def test_a_device_that_is_not_there_is_refused_before_the_stack_is_written(demo_
     assert "Traceback" not in result.output and not scene.exists()
 
 
+@pytest.mark.parametrize(
+    ("tiling", "said"),
+    [(["--block", "0"], "block=0 overlap=64 margin=16"), (["--overlap", "-3"], "block=256 overlap=-3 margin=16")],
+)
+def test_a_tiling_that_cannot_be_is_refused_before_the_stack_is_read(
+    tmp_path: Path, tiling: list[str], said: str
+) -> None:
+    """eoshard-train refused it once the whole input was read from the catalog (minutes at a real AOI)."""
+    result = CliRunner().invoke(app, ["predict", str(tmp_path / "pkg"), str(tmp_path / "map.tif"), "--source", "x",
+                                      "--aoi", "11.96,48.0,11.97,48.01", "--start", "2024-04-01", "--end",
+                                      "2024-09-30", *tiling])  # fmt: skip
+    assert result.exit_code == 2, result.output  # before the package is even read: none is there
+    assert " ".join(result.output.split()) == (
+        f"error: tiling needs 0 <= 2*margin <= overlap < block, got {said}: give --block, --overlap and --margin "
+        "that fit"
+    )
+
+
 def test_a_failing_model_side_shows_its_own_error_and_exits_non_zero(demo_data, tmp_path: Path, capfd) -> None:
     """``eoshard-train predict`` runs in a child process whose messages (progress, error) reach the terminal."""
     package = _package(tmp_path, n_dates=1)

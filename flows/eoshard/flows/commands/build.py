@@ -66,7 +66,9 @@ SchedulerOption = Annotated[
         help="address of an existing Dask scheduler, tcp://HOST:PORT (default: a LocalCluster)",
     ),
 ]
-WorkersOption = Annotated[int | None, typer.Option(help="workers of the LocalCluster (default: one per core)")]
+WorkersOption = Annotated[
+    int | None, typer.Option(min=1, help="workers of the LocalCluster (default: one per core)")
+]
 
 
 def time_columns() -> tuple[ProgressColumn, ...]:

@@ -83,6 +83,11 @@ def predict_command(
                 f"the output {output} ends in {output.suffix or 'no suffix'}: give a .tif (a Cloud-Optimized GeoTIFF) "
                 "or a .zarr path"
             )
+        if not 0 <= 2 * margin <= overlap < block:  # eoshard-train's Tiling rule, told before the input is read
+            raise ConfigError(
+                f"tiling needs 0 <= 2*margin <= overlap < block, got block={block} overlap={overlap} margin={margin}: "
+                "give --block, --overlap and --margin that fit"
+            )
         spec = ModelInput.read(package)
         if mask:
             check_mask(mask, spec)
