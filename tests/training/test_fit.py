@@ -204,6 +204,7 @@ def test_a_batch_too_big_for_the_memory_says_to_lower_batch_size(
     with pytest.raises(ConfigError) as told:
         fit(_config(shards, tmp_path / "run", epochs=1, batch_size=4096))
     assert str(told.value) == (
-        "a batch of 4096 samples needs more memory than the device (cpu) has (CUDA out of memory. Tried to allocate 9.00 GiB "
-        "(GPU 0; 79.1 GiB total)): lower batch_size in the config, then fit again (--overwrite starts the run over)"
+        "a batch of 4096 samples needs more memory than the device (cpu) has (CUDA out of memory. Tried to allocate "
+        "9.00 GiB (GPU 0; 79.1 GiB total)): lower batch_size in the config, then fit again (--overwrite starts the "
+        "run over)"
     )

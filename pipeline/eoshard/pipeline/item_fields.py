@@ -106,12 +106,12 @@ def check_one_band(data: Mapping[str, Any], assets: Sequence[str]) -> None:
     for key in assets:
         rasters = data["assets"].get(key, {}).get("raster:bands")
         if isinstance(rasters, list) and len(rasters) != 1:
-            raise _refused(data, f"asset {key!r}: raster:bands describes {len(rasters)} bands, eoshard reads files "
-                                 "of one band (name the single-band assets in bands)")  # fmt: skip
+            said = f"raster:bands describes {len(rasters)} bands, eoshard reads files of one band"
+            raise _refused(data, f"asset {key!r}: {said} (name the single-band assets in bands)")
 
 
 def _refused(data: Mapping[str, Any], problem: str) -> ItemFieldError:
     return ItemFieldError(
-        f"product {data.get('id')} {problem}; fix the item (a saved selection is JSON you can edit, or select again "
-        f"from a catalog that publishes it correctly), or {LEAVE_OUT}"
+        f"product {data.get('id')} {problem}; fix the item (a saved selection is JSON you can edit, or select "
+        f"again from a catalog that publishes it correctly), or {LEAVE_OUT}"
     )

@@ -192,8 +192,8 @@ def fit(
         if not out_of_memory(err):
             raise
         raise ConfigError(
-            f"a batch of {config.batch_size} samples needs more memory than the device ({runtime.device}) has ({said(err)}): "
-            "lower batch_size in the config, then fit again (--overwrite starts the run over)"
+            f"a batch of {config.batch_size} samples needs more memory than the device ({runtime.device}) has "
+            f"({said(err)}): lower batch_size in the config, then fit again (--overwrite starts the run over)"
         ) from err
     finally:
         torch.use_deterministic_algorithms(before, warn_only=warn)

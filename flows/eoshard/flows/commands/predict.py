@@ -85,8 +85,8 @@ def predict_command(
             )
         if not 0 <= 2 * margin <= overlap < block:  # eoshard-train's Tiling rule, told before the input is read
             raise ConfigError(
-                f"tiling needs 0 <= 2*margin <= overlap < block, got block={block} overlap={overlap} margin={margin}: "
-                "give --block, --overlap and --margin that fit"
+                f"tiling needs 0 <= 2*margin <= overlap < block, got block={block} overlap={overlap} "
+                f"margin={margin}: give --block, --overlap and --margin that fit"
             )
         spec = ModelInput.read(package)
         if mask:
