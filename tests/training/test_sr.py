@@ -166,6 +166,8 @@ def test_sr_config_pairs_bands_one_to_one(tmp_path: Path) -> None:
         SRConfig.load(tmp_path / "c.yaml")
 
 
+@pytest.mark.slow
+@pytest.mark.needs_build
 def test_a_batch_of_pairs_too_big_for_the_memory_says_to_lower_batch_size(
     pairs_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
