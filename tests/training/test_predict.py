@@ -15,7 +15,7 @@ import zarr
 
 from eoshard.training.errors import ConfigError
 from eoshard.training.predict import Tiling, blend, model_fn, padded_read
-from eoshard.training.scene import UnnamedBandsWarning, predict
+from eoshard.training.scene import EmptyMapWarning, UnnamedBandsWarning, predict
 
 from .helpers import BANDS, peak_in_fresh_interpreter, random_package
 
@@ -144,6 +144,29 @@ def test_no_data_in_the_input_is_nodata_out_and_reaches_no_neighbour(tmp_path: P
     assert (got[none] == 255).all()
     np.testing.assert_array_equal(got[~none], reference[~none])
     assert set(np.unique(reference[none])) <= set(range(7)) and (reference != 255).all()
+
+
+def test_a_map_of_nodata_alone_is_said(tmp_path: Path) -> None:
+    """A scene of no data (a swath's empty corner), or a mask over every pixel, gave a map of nodata in silence."""
+    package = random_package(tmp_path)
+    empty = np.full((4, 30, 40), np.nan, "float32")
+    arr = zarr.create_array(str(tmp_path / "empty.zarr"), shape=empty.shape, dtype="float32", chunks=(4, 32, 32))
+    arr[:] = empty
+    arr.attrs.update({"bands": BANDS, "crs": "EPSG:32632", "transform": TRANSFORM})
+    out = tmp_path / "empty-out.zarr"
+    with pytest.warns(EmptyMapWarning) as said:
+        predict(package, tmp_path / "empty.zarr", out, Tiling(48, 16, 4))
+    assert [str(w.message) for w in said] == [f"no pixel of the input holds data: {out} is nodata throughout"]
+    assert (zarr.open_array(str(out), mode="r")[:] == 255).all()
+    src = _zarr_input(tmp_path / "in.zarr", _scene(30, 40))
+    with pytest.warns(EmptyMapWarning) as said:
+        predict(package, src, tmp_path / "masked.zarr", Tiling(48, 16, 4), mask="B02 > -1")
+    assert [str(w.message) for w in said] == [
+        f"the mask 'B02 > -1' covers every pixel: {tmp_path / 'masked.zarr'} is nodata throughout"
+    ]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", EmptyMapWarning)  # a mask that leaves a pixel says nothing
+        predict(package, src, tmp_path / "kept.zarr", Tiling(48, 16, 4), mask="B02 > 1e9")
 
 
 def test_zarr_scene_class_map_and_x4_georeferencing(tmp_path: Path) -> None:

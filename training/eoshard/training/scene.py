@@ -62,6 +62,10 @@ class UnnamedBandsWarning(UserWarning):
     """A scene's bands carry no names: they are taken in the file's order."""
 
 
+class EmptyMapWarning(UserWarning):
+    """Every pixel of a prediction is nodata: the input holds none, or the mask covers it all."""
+
+
 def _in_file_order(wanted: list[str], n_dates: int) -> str:
     order = ", ".join(wanted) + (f" for each of {n_dates} dates in turn" if n_dates > 1 else "")
     return (
@@ -325,6 +329,7 @@ def _predict_scene(
         scene.crs, transform, None if floats else package.classes, (package.out_bands or package.bands) if sr else None, tiling.block * s,
         scene.dates,
     )  # fmt: skip
+    holding = mapped = 0  # input pixels that hold data, and those the mask leaves too
     with open_writer(spec) as write:
         for row, col, values in blend(
             run, scene.read, scene.height, scene.width, n_out, tiling, s, on_tile=on_tile, batch=batch
@@ -332,10 +337,15 @@ def _predict_scene(
             h, w = values.shape[1] // s, values.shape[2] // s
             block = scene.read(row // s, col // s, h, w)
             off = ~valid_pixels(block, scene.nodata)
+            holding += off.size - int(off.sum())
             if tree is not None:
                 off |= evaluate_mask(tree, band_means(block, package.bands, package.n_dates, scene.nodata))
+            mapped += off.size - int(off.sum())
             off = off.repeat(s, 0).repeat(s, 1) if s > 1 else off
             out = values.astype("float32") if floats else values.argmax(0)[None].astype("uint8")
             out[:, off] = spec.nodata
             write(row, col, out)
+    if not mapped:
+        why = "no pixel of the input holds data" if not holding else f"the mask {expression!r} covers every pixel"
+        warnings.warn(EmptyMapWarning(f"{why}: {output} is nodata throughout"), stacklevel=3)
     return Path(output)
