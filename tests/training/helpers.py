@@ -6,7 +6,9 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import NoReturn
 
 import torch
 from safetensors.torch import save_file
@@ -89,3 +91,12 @@ def fake_run(tmp: Path, sr: bool = False) -> Path:
     (run / "config.json").write_text(json.dumps(config))
     (run / "stats.json").write_text(json.dumps(stats))
     return run
+
+
+def raising(error: BaseException) -> Callable[..., NoReturn]:
+    """A stand-in for a model step or forward pass that fails with ``error`` (an out-of-memory, say)."""
+
+    def fail(*args: object, **kwargs: object) -> NoReturn:
+        raise error
+
+    return fail

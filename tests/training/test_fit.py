@@ -15,6 +15,8 @@ from eoshard.training.data import make_dataset, split_indices
 from eoshard.training.fit import fit, majority_accuracy
 from eoshard.training.manifest import Manifest
 
+from .helpers import raising
+
 pytestmark = pytest.mark.needs_build
 
 
@@ -197,10 +199,8 @@ def test_a_batch_too_big_for_the_memory_says_to_lower_batch_size(
     import eoshard.training.fit as fit_module
     from eoshard.training.errors import ConfigError
 
-    def no_room(*args: object, **kwargs: object) -> torch.Tensor:
-        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 9.00 GiB (GPU 0; 79.1 GiB total)")
-
-    monkeypatch.setattr(fit_module, "forward", no_room)
+    no_room = torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 9.00 GiB (GPU 0; 79.1 GiB total)")
+    monkeypatch.setattr(fit_module, "forward", raising(no_room))
     with pytest.raises(ConfigError) as told:
         fit(_config(shards, tmp_path / "run", epochs=1, batch_size=4096))
     assert str(told.value) == (

@@ -5,7 +5,6 @@ from __future__ import annotations
 import resource
 import tracemalloc
 import warnings
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +16,7 @@ from eoshard.training.errors import ConfigError
 from eoshard.training.predict import Tiling, blend, model_fn, padded_read
 from eoshard.training.scene import EmptyMapWarning, UnnamedBandsWarning, predict
 
-from .helpers import BANDS, peak_in_fresh_interpreter, random_package
+from .helpers import BANDS, peak_in_fresh_interpreter, raising, random_package
 
 TRANSFORM = [10.0, 0.0, 720240.0, 0.0, -10.0, 5325240.0]
 
@@ -348,13 +347,8 @@ def test_tiles_too_big_for_the_memory_are_refused_with_what_to_change(tmp_path: 
         "with a smaller --block (256 by default) or --batch-size"
     )
 
-    def no_room(*args: object, **kwargs: object) -> Callable[[torch.Tensor], torch.Tensor]:
-        def run(x: torch.Tensor) -> torch.Tensor:
-            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 79.1 GiB total)")
-
-        return run
-
-    monkeypatch.setattr(scene_module, "model_fn", no_room)
+    no_room = torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 79.1 GiB total)")
+    monkeypatch.setattr(scene_module, "model_fn", lambda *args, **kwargs: raising(no_room))
     with pytest.raises(ConfigError, match=r"^tiles of 512 x 512 px, 8 at a time, need more memory than there is "
                        r"\(CUDA out of memory\. Tried to allocate 2\.00 GiB"):  # fmt: skip
         predict(package, src, tmp_path / "gpu.tif", Tiling(512, 64, 16), batch_size=8)

@@ -22,6 +22,8 @@ from eoshard.training.scene import predict
 from eoshard.training.sr import FeatureNet, SRConfig, evaluate_pairs, ssim
 from eoshard.training.sr_fit import fit_pairs
 
+from .helpers import raising
+
 LR, HR = ["B04", "B03", "B02"], ["red", "green", "blue"]
 
 
@@ -173,11 +175,9 @@ def test_a_batch_of_pairs_too_big_for_the_memory_says_to_lower_batch_size(
 ) -> None:
     import eoshard.training.sr_fit as sr_fit_module
 
-    def no_room(*args: object, **kwargs: object) -> tuple[float, float]:
-        raise RuntimeError("[enforce fail at alloc_cpu.cpp:118] DefaultCPUAllocator: can't allocate memory: you tried "
-                           "to allocate 81604378624 bytes. Error code 12 (Cannot allocate memory)")  # fmt: skip
-
-    monkeypatch.setattr(sr_fit_module, "_step", no_room)
+    no_room = RuntimeError("[enforce fail at alloc_cpu.cpp:118] DefaultCPUAllocator: can't allocate memory: you "
+                           "tried to allocate 81604378624 bytes. Error code 12 (Cannot allocate memory)")  # fmt: skip
+    monkeypatch.setattr(sr_fit_module, "_step", raising(no_room))
     with pytest.raises(ConfigError) as told:
         fit_pairs(_config(pairs_dataset, tmp_path / "run", epochs=1, batch_size=512))
     assert str(told.value) == (

@@ -25,7 +25,7 @@ from eoshard.training.distributed import Runtime
 from eoshard.training.errors import ConfigError
 from eoshard.training.foundation import resolve_input
 from eoshard.training.manifest import Manifest
-from eoshard.training.memory_errors import out_of_memory, said
+from eoshard.training.memory_errors import out_of_memory_told
 from eoshard.training.models import Discriminator, build_model, forward, gradient_penalty, in_channels, sr_loss
 from eoshard.training.normalisation import foundation_stats
 from eoshard.training.runs import (
@@ -187,14 +187,14 @@ def fit(
         torch.is_deterministic_algorithms_warn_only_enabled(),
     )
     try:
-        return _Run(config, runtime, checkpoint).train(stop_after_steps)
-    except (MemoryError, RuntimeError) as err:
-        if not out_of_memory(err):
-            raise
-        raise ConfigError(
-            f"a batch of {config.batch_size} samples needs more memory than the device ({runtime.device}) has "
-            f"({said(err)}): lower batch_size in the config, then fit again (--overwrite starts the run over)"
-        ) from err
+        with out_of_memory_told(
+            lambda said: (
+                f"a batch of {config.batch_size} samples needs more memory than the device "
+                f"({runtime.device}) has ({said}): lower batch_size in the config, then fit again (--overwrite starts "
+                "the run over)"
+            )
+        ):
+            return _Run(config, runtime, checkpoint).train(stop_after_steps)
     finally:
         torch.use_deterministic_algorithms(before, warn_only=warn)
         distributed.stop(runtime)

@@ -14,7 +14,7 @@ from eoshard.training.allocator import keep_freed_memory
 from eoshard.training.band_names import bands_named, described
 from eoshard.training.distributed import pick_device
 from eoshard.training.errors import ConfigError, InputError
-from eoshard.training.memory_errors import out_of_memory, said
+from eoshard.training.memory_errors import out_of_memory_told
 from eoshard.training.outputs import OutputSpec, need_rasterio, open_writer
 from eoshard.training.package import ModelPackage
 from eoshard.training.predict import PAD_MODES, Reader, Tiling, blend, model_fn, padded_read
@@ -285,18 +285,15 @@ def predict(
         )
     keep_freed_memory()
     scene = open_scene(Path(source), package, index, pad)
+    at_once = f"{batch_size} at a time" if batch_size is not None else "as many at a time as the device's default"
     try:
-        return _predict_scene(scene, package, output, tiling, probabilities, mask, on_tile, device, batch_size)
-    except (MemoryError, RuntimeError) as err:
-        if not out_of_memory(err):
-            raise
-        at_once = (
-            f"{batch_size} at a time" if batch_size is not None else "as many at a time as the device's default"
-        )
-        raise ConfigError(
-            f"tiles of {tiling.block} x {tiling.block} px, {at_once}, need more memory than there is ({said(err)}): "
-            "predict with a smaller --block (256 by default) or --batch-size"
-        ) from err
+        with out_of_memory_told(
+            lambda said: (
+                f"tiles of {tiling.block} x {tiling.block} px, {at_once}, need more memory than there is "
+                f"({said}): predict with a smaller --block (256 by default) or --batch-size"
+            )
+        ):
+            return _predict_scene(scene, package, output, tiling, probabilities, mask, on_tile, device, batch_size)
     finally:
         scene.close()
 

@@ -15,9 +15,8 @@ import torch
 import torch.nn.functional as F  # noqa: N812 - the usual torch spelling
 from torch import nn
 
-from eoshard.training.errors import ConfigError
 from eoshard.training.manifest import Manifest
-from eoshard.training.memory_errors import out_of_memory, said
+from eoshard.training.memory_errors import out_of_memory_told
 from eoshard.training.models import Discriminator, build_model, gradient_penalty
 from eoshard.training.runs import (
     Stateful,
@@ -52,14 +51,13 @@ def fit_pairs(
     checkpoint = run_start(Path(config.output), resume, overwrite, "fit-sr", CHECKPOINT_KEYS)
     before = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
     try:
-        return _SRRun(config, checkpoint).train(stop_after_epochs)
-    except (MemoryError, RuntimeError) as err:
-        if not out_of_memory(err):
-            raise
-        raise ConfigError(
-            f"a batch of {config.batch_size} pairs needs more memory than there is ({said(err)}): lower batch_size "
-            "in the config, then fit-sr again (--overwrite starts the run over)"
-        ) from err
+        with out_of_memory_told(
+            lambda said: (
+                f"a batch of {config.batch_size} pairs needs more memory than there is ({said}): lower "
+                "batch_size in the config, then fit-sr again (--overwrite starts the run over)"
+            )
+        ):
+            return _SRRun(config, checkpoint).train(stop_after_epochs)
     finally:
         torch.use_deterministic_algorithms(before[0], warn_only=before[1])
 
