@@ -24,7 +24,7 @@ from eoshard.flows.errors import FlowsError
 from eoshard.flows.finalize import finalize
 from eoshard.flows.signing import can_sign_again, modifier_names, signed_again
 from eoshard.pipeline.cube import stackstac_ready
-from eoshard.pipeline.direct import release_build
+from eoshard.pipeline.direct import release_build, tune_malloc_for_commits
 from eoshard.pipeline.errors import (
     AssetReadError,
     PipelineError,
@@ -360,6 +360,7 @@ def _lmdb_writers(plan: BuildPlan, out: Path) -> dict[str, LmdbWriter]:
     if "lmdb" not in plan.config.output.formats:
         return {}
     parts = [part_name(i) for i in range(plan.config.output.lmdb_parts)]
+    tune_malloc_for_commits()  # each value's LMDB pages reused from commit to commit, not faulted in afresh
     return {part: LmdbWriter(out / LMDB_DIR / part) for part in parts}
 
 

@@ -5,7 +5,7 @@ the same pixels: `GroupSource` describes one resolution group as the cube engine
 `read_group_window` returns a window of it as numpy, bit-identical to the stackstac engine's values.
 """
 
-from eoshard.pipeline.direct.allocator import tune_malloc
+from eoshard.pipeline.direct.allocator import tune_malloc, tune_malloc_for_commits
 from eoshard.pipeline.direct.blocks import (
     STORE_PREFIX,
     drop_retired_blocks,
@@ -40,6 +40,7 @@ __all__ = [
     "remove_block_store",
     "store_name",
     "tune_malloc",
+    "tune_malloc_for_commits",
     "use_block_cache",
     "use_block_store",
     "use_open_files",
