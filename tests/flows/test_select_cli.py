@@ -180,7 +180,6 @@ def test_exclude_leaves_products_out_by_id_and_names_ids_it_did_not_find(demo_da
             "LinearRing do not form a closed linestring; features counted from 0 in the file's order)",
         ),
         (("--aoi", "11.955,48.0,12.035,48.04", "--kind", "stac-api"), "is not an http(s) URL"),
-        (("--aoi", "11.955,48.0,12.035,48.04", "--max-cloud", "-5"), "max_cloud is a percentage, 0..100, not -5"),
         (
             ("--aoi", "11.955,48.0,12.035,48.04", "--end", "2024-03-01"),
             "--end 2024-03-01 is before --start 2024-04-01",
@@ -205,6 +204,25 @@ def test_wrong_input_is_one_line_without_a_traceback(
     assert result.returncode in (1, 2) and "Traceback" not in result.stderr
     assert message in " ".join(result.stderr.split())
     assert result.stderr.startswith("error: "), result.stderr  # no GDAL warning before it
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "bound"),
+    [
+        ("--max-cloud", "-5", "greater than or equal to 0"),
+        ("--max-cloud", "150", "less than or equal to 100"),
+        ("--dates", "0", "greater than or equal to 1"),
+        ("--min-aoi-coverage", "2", "less than or equal to 1"),
+    ],
+)
+def test_an_option_out_of_its_range_is_named_before_any_search(
+    demo_data, option: str, value: str, bound: str
+) -> None:
+    result = _run("--source", str(demo_data.catalog), "--aoi", "11.955,48.0,12.035,48.04", "--start", "2024-04-01",
+                  "--end", "2024-09-30", option, value)  # fmt: skip
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    told = " ".join(result.stderr.replace("│", "").split())  # typer's box, unwrapped
+    assert f"Invalid value for '{option}': Input should be {bound}" in told
 
 
 def test_a_config_and_the_options_it_replaces_are_not_mixed(demo_data, tmp_path: Path) -> None:

@@ -64,11 +64,17 @@ def select_command(
     aoi: Annotated[str | None, typer.Option(help="vector file, or minx,miny,maxx,maxy (use --aoi=-1,...)")] = None,
     start: Annotated[str | None, typer.Option(help="first day, YYYY-MM-DD")] = None,
     end: Annotated[str | None, typer.Option(help="last day, YYYY-MM-DD")] = None,
-    max_cloud: Annotated[float | None, typer.Option(help="highest cloud cover kept, percent")] = None,
-    dates: Annotated[int | None, typer.Option(help="choose up to this many dates spread over the period")] = None,
+    max_cloud: Annotated[
+        float | None, typer.Option(min=0, max=100, help="highest cloud cover kept, percent")
+    ] = None,
+    dates: Annotated[
+        int | None, typer.Option(min=1, help="choose up to this many dates spread over the period")
+    ] = None,
     min_aoi_coverage: Annotated[
         float | None,
-        typer.Option(help="leave out dates covering less of the AOI, 0..1 (config: catalog.min_aoi_coverage)"),
+        typer.Option(
+            min=0, max=1, help="leave out dates covering less of the AOI, 0..1 (config: catalog.min_aoi_coverage)"
+        ),
     ] = None,
     exclude: Annotated[
         list[str] | None,
@@ -129,8 +135,6 @@ def select_command(
         else:  # the server filters area, period and collection; cloudy items still come, to be shown as dropped
             items = list(search(source_path, area=area_4326, start=first, end=last, collection=collection,
                                 kind=source_kind, options=options))  # fmt: skip
-        if not 0 <= (min_aoi_coverage or 0.0) <= 1:
-            raise ConfigError(f"--min-aoi-coverage must be between 0 and 1, not {min_aoi_coverage}")
         unknown_exclusions(exclude or [], [i.id for i in items])
         selection = select(items, area_4326, first, last, max_cloud=max_cloud, dates=dates,
                            min_aoi_coverage=min_aoi_coverage or 0.0, exclude=exclude or ())  # fmt: skip
