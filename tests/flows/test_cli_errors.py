@@ -243,12 +243,16 @@ def test_a_warning_under_a_spinner_gets_a_line_of_its_own_in_a_terminal(monkeypa
     [
         (["build", "x.yaml", "--workers", "0"], "'--workers': Input should be greater than or equal to 1"),
         (["refresh", "x.yaml", "--workers", "-2"], "'--workers': Input should be greater than or equal to 1"),
+        (
+            ["convert", "bigearthnet", "--target", "t", "--s2", ".", "--workers", "-2"],
+            "'--workers': Input should be greater than or equal to 1",
+        ),
         (["verify", "x", "--sources", "-1"], "'--sources': Input should be greater than or equal to 0"),
     ],
 )
 def test_counts_below_their_least_are_refused(args: list[str], said: str) -> None:
-    """``--workers 0`` started a cluster of the default size, ``--workers -2`` one of none; ``verify --sources -1``
-    said it verified -1 source samples."""
+    """``--workers 0`` started a cluster of the default size, ``--workers -2`` one of none (a conversion waited for
+    it forever); ``verify --sources -1`` said it verified -1 source samples."""
     from typer.testing import CliRunner
 
     from eoshard.flows.cli import app

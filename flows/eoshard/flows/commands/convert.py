@@ -12,7 +12,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from eoshard.flows.app import app, console, say, user_errors
-from eoshard.flows.commands.build import time_columns
+from eoshard.flows.commands.build import SchedulerOption, WorkersOption, time_columns
 from eoshard.flows.words import counted
 
 if TYPE_CHECKING:  # the converters (zarr, lmdb, distributed) load when a conversion runs, not with every command
@@ -32,8 +32,8 @@ class Format(StrEnum):
 
 Target = Annotated[Path, typer.Option("--target", help="output folder (created; must not hold a conversion)")]
 FormatOpt = Annotated[Format, typer.Option("--format", help="lmdb (rico-hdl layout) or zarr (sharded Zarr v3)")]
-Scheduler = Annotated[str | None, typer.Option(help="address of a Dask scheduler (default: a LocalCluster)")]
-Workers = Annotated[int | None, typer.Option(help="workers of the LocalCluster (default: one per core)")]
+Scheduler = SchedulerOption  # as every command that runs on a cluster takes them (the workers: at least 1)
+Workers = WorkersOption
 Folder = Annotated[Path | None, typer.Option(file_okay=False)]
 
 
