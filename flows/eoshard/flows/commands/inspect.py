@@ -30,7 +30,10 @@ def inspect(
             "OUT's name with -classes (default: DATASET/classes.png)"
         ),
     ] = None,
-    samples: Annotated[int, typer.Option(help="samples in the quicklook grid")] = 8,
+    samples: Annotated[
+        # one row each: 64 make a PNG 15,000 px tall, and all of a dataset's took minutes
+        int, typer.Option(min=1, max=64, help="samples in the quicklook grid, one row each")
+    ] = 8,
 ) -> None:
     """Summarise a dataset and draw quicklooks of some samples with their labels."""
     from eoshard.flows.commands.build import print_summary
