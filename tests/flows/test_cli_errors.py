@@ -249,12 +249,13 @@ def test_a_warning_under_a_spinner_gets_a_line_of_its_own_in_a_terminal(monkeypa
         ),
         (["verify", "x", "--sources", "-1"], "'--sources': Input should be greater than or equal to 0"),
         (["inspect", "x", "--samples", "0"], "'--samples': Input should be greater than or equal to 1"),
+        (["verify", "x", "--seed", "-1"], "'--seed': Input should be greater than or equal to 0"),
     ],
 )
 def test_counts_below_their_least_are_refused(args: list[str], said: str) -> None:
     """``--workers 0`` started a cluster of the default size, ``--workers -2`` one of none (a conversion waited for
-    it forever); ``verify --sources -1`` said it verified -1 source samples; ``inspect --samples 0`` ended in
-    matplotlib's traceback."""
+    it forever); ``verify --sources -1`` said it verified -1 source samples; ``inspect --samples 0`` and
+    ``verify --seed -1`` ended in matplotlib's and numpy's tracebacks."""
     from typer.testing import CliRunner
 
     from eoshard.flows.cli import app

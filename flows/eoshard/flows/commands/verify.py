@@ -18,7 +18,7 @@ def verify(
     sources: Annotated[
         int, typer.Option(min=0, help="samples whose pixels are re-read from the source products")
     ] = 4,
-    seed: Annotated[int, typer.Option(help="seed of the choice of those samples")] = 0,
+    seed: Annotated[int, typer.Option(min=0, help="seed of the choice of those samples")] = 0,
 ) -> None:
     """Check a dataset bit for bit; exits 1 on any difference."""
     from eoshard.flows.commands.build import progress_bar, progress_callback
