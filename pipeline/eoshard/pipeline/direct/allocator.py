@@ -15,7 +15,7 @@ RSS: 5.3 GB with a 64 MiB threshold, 4.2 GB with 2 MiB, at the same CPU time).
 The process that commits the shards (a build's driver) takes big buffers by the thousand: the shards' results
 from Dask, and the pages LMDB mallocs for each value it copies in and frees at the commit (2.2 MB for a sample of
 the tile benchmark; a quarter of the driver's page faults). Under glibc's own settings a quarter-tile build's
-driver faulted in 0.45-0.92 M pages; with buffers under 64 MiB from the heap, and the heap trimmed above 128 MiB
+driver faulted in 0.44-0.92 M pages; with buffers under 64 MiB from the heap, and the heap trimmed above 128 MiB
 free, 0.13 M, and the driver took about 1.3 CPU s less (3 builds each, alternating: 10.8 s median against
 12.3). The heap keeps at most the trim threshold beyond what the driver holds.
 """
