@@ -296,6 +296,45 @@ def test_verify_finds_a_manifest_that_does_not_describe_its_store(
     )
 
 
+def _statistics_edited(copy: Path) -> None:
+    manifest = json.loads((copy / "dataset.json").read_text())
+    manifest["statistics"]["B04"]["mean"] += 1.0  # written as the build writes it: only the value differs
+    (copy / "dataset.json").write_text(json.dumps(manifest, indent=2))
+
+
+def _a_split_moved(copy: Path) -> None:
+    index = gpd.read_parquet(copy / "index.parquet")
+    index.loc[index.index[0], "split"] = "test" if index["split"].iloc[0] != "test" else "train"
+    index.to_parquet(copy / "index.parquet")
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (_statistics_edited, "dataset.json is not the file the build wrote (its SHA-256 differs from the one "
+         "croissant.json records): it was changed since; restore it, or rebuild the dataset"),
+        (_a_split_moved, "index.parquet is not the file the build wrote"),
+        (lambda copy: (copy / "collection.json").write_text("{}"),
+         "collection.json is not the file the build wrote"),
+        (lambda copy: (copy / "croissant.json").write_text("{"),
+         "croissant.json cannot be read (JSONDecodeError: "),
+    ],
+)  # fmt: skip
+def test_verify_finds_statistics_splits_or_cards_changed_after_the_build(
+    built: Path, tmp_path: Path, change, expected: str
+) -> None:
+    """The manifest's checksums cover the shard files: a normalisation value or a sample's split changed afterwards
+    passed verify, and every reader took it; the card's digests of the dataset's own files catch it."""
+    copy = tmp_path / "copy"
+    shutil.copytree(built, copy)
+    change(copy)
+    result = CliRunner().invoke(app, ["verify", str(copy), "--sources", "0"])
+    shown = " ".join(result.output.split())
+    assert result.exit_code == 1, shown
+    assert f"difference: {expected}" in shown
+    assert shown.count("difference:") == 1, shown  # the samples themselves are intact
+
+
 def test_a_copy_without_its_build_folder_verifies_its_own_files_and_says_why_not_its_sources(
     built: Path, tmp_path: Path
 ) -> None:

@@ -22,7 +22,7 @@ from eoshard.flows.config import BuildConfig
 from eoshard.flows.words import counted
 from eoshard.pipeline.errors import AssetReadError, DatasetError, read_remedy
 from eoshard.pipeline.grid import grid_of
-from eoshard.pipeline.shards.layout import BUILD_DIR
+from eoshard.pipeline.shards.layout import BUILD_DIR, CARD_FILE
 from eoshard.pipeline.shards.reader import ShardedDataset, open_shards, read_layout
 from eoshard.pipeline.shards.samples import time_mask_of
 
@@ -60,6 +60,33 @@ def check_checksums(path: Path, manifest: dict[str, Any], step: Callable[[], Non
                 if hashlib.file_digest(f, "sha256").hexdigest() != expected:
                     problems.append(f"checksum mismatch in {name}")
         step()
+    return problems
+
+
+def check_card_digests(path: Path) -> list[str]:
+    """``dataset.json``, ``collection.json`` and ``index.parquet`` against the SHA-256 that ``croissant.json``
+    recorded of them at the end of the build: the manifest's checksums cover the shard files only, so statistics or
+    splits changed afterwards (by hand, or by another tool) passed. A dataset written before the card has none."""
+    card = path / CARD_FILE
+    if not card.is_file():
+        return []
+    try:
+        files = [f for f in json.loads(card.read_bytes())["distribution"] if "sha256" in f]
+        recorded = {str(f["contentUrl"]): str(f["sha256"]) for f in files}
+    except (ValueError, KeyError, TypeError) as err:  # not JSON, or not a card's shape
+        return [f"{CARD_FILE} cannot be read ({type(err).__name__}: {err}): restore it, or rebuild the dataset"]
+    problems = []
+    for name, expected in sorted(recorded.items()):
+        file = path / name
+        if "/" in name or not file.is_file():
+            problems.append(f"{CARD_FILE} names {name!r}, which is not a file of the dataset")
+            continue
+        with file.open("rb") as f:
+            if hashlib.file_digest(f, "sha256").hexdigest() != expected:
+                problems.append(
+                    f"{name} is not the file the build wrote (its SHA-256 differs from the one {CARD_FILE} "
+                    "records): it was changed since; restore it, or rebuild the dataset"
+                )
     return problems
 
 
@@ -272,7 +299,7 @@ def verify_dataset(
             if on_progress is not None:
                 on_progress(done, total)
 
-        problems = check_checksums(path, manifest, step)
+        problems = check_checksums(path, manifest, step) + check_card_digests(path)
         try:
             if manifest["formats"]["zarr"]:
                 problems += check_store_record(dataset.zarr_group(), manifest)
