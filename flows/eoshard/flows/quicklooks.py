@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import geopandas as gpd
 import matplotlib as mpl
 import numpy as np
 from matplotlib.colors import ListedColormap
@@ -76,13 +77,22 @@ def _sample(shards: ShardedDataset, row: Any) -> dict[str, np.ndarray]:
     return sample
 
 
+def spread_over_the_aoi(index: gpd.GeoDataFrame, count: int) -> gpd.GeoDataFrame:
+    """``count`` samples spread over the AOI, in the index's order: the middles of ``count`` equal runs of the
+    samples along a Hilbert curve through their footprints' centres. Evenly spaced in the index's order (row by
+    row), a count close to a divisor of the row length picked one column of the AOI."""
+    if len(index) <= count:
+        return index
+    along = np.argsort(index.geometry.hilbert_distance().to_numpy(), kind="stable")
+    middles = ((np.arange(count) + 0.5) * len(index) / count).astype(int)
+    return index.iloc[np.sort(along[middles])]
+
+
 def draw_quicklooks(dataset: Path, manifest: dict[str, Any], out: Path, count: int) -> int:
     """Save a grid of ``count`` samples (image and labels) as a PNG; returns how many were drawn."""
     with open_shards(dataset) as shards:
         index = shards.index()
-        rows = (
-            index.iloc[np.linspace(0, len(index) - 1, min(count, len(index))).astype(int)] if len(index) else index
-        )
+        rows = spread_over_the_aoi(index, count)
         with_labels = bool(manifest["labels"])
         colours = ClassColours(manifest["labels"]) if with_labels else None
         cols = 2 if with_labels else 1
