@@ -276,6 +276,10 @@ def test_verify_passes_then_catches_a_flipped_byte(built: Path, tmp_path: Path) 
         (lambda m: m.update(dates=m["dates"][::-1]), "dataset.json's dates is not the Zarr store's (entry 0: '"),
         (lambda m: m["groups"]["s2_10m"]["bands"].reverse(), "dataset.json's groups is not the Zarr store's ({'s2_10m': ["),
         (lambda m: m.update(keys=m["keys"][:-1]), "dataset.json's keys is not the Zarr store's ("),
+        # an HR section the store was built without (verify's KeyError 'hr', found by the fuzz test of manifests)
+        (lambda m: m.update(hr={"bands": ["B"], "tensors": ["hr_B"], "resolution": 2.5, "factor": 4,
+                                "shape": [1, 256, 256], "dtype": "uint16", "products": []}),
+         "the samples cannot be read back: dataset.json names the Zarr array hr, which the store does not hold"),
     ],
 )  # fmt: skip
 def test_verify_finds_a_manifest_that_does_not_describe_its_store(

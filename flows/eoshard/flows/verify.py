@@ -179,7 +179,14 @@ class _ShardSlots:
 
     def slot(self, name: str, n: int) -> np.ndarray:
         if name not in self._read:
-            self._read[name] = np.asarray(cast(zarr.Array, self.group[name])[self.start : self.stop])
+            try:
+                array = cast(zarr.Array, self.group[name])
+            except KeyError:  # dataset.json names an array (an HR or label layer) the store was built without
+                raise DatasetError(
+                    f"dataset.json names the Zarr array {name}, which the store does not hold: the manifest was "
+                    "changed, or is another dataset's; restore it, or rebuild the dataset"
+                ) from None
+            self._read[name] = np.asarray(array[self.start : self.stop])
         return self._read[name][n - self.start]
 
 

@@ -52,6 +52,10 @@ def test_format_md_names_the_files_and_group_fields_of_the_layout() -> None:
     assert "also has expressions {index: formula}" in _block("## dataset.json")
 
 
+HR = {"bands": ["B"], "tensors": ["hr_B"], "resolution": 2.5, "factor": 4, "shape": [1, 192, 192], "dtype": "uint16",
+      "products": []}  # fmt: skip
+
+
 def _layout(**changes: object) -> layout.DatasetLayout:
     grid = GeoBox.from_bbox((600_000, 5_000_000, 600_960, 5_000_480), "EPSG:32633", resolution=10)
     values: dict[str, object] = dict(
@@ -94,6 +98,12 @@ def test_a_manifest_round_trips_through_json_and_keeps_unknown_keys(tmp_path: Pa
     assert json.dumps(again.to_manifest(), indent=2) == (tmp_path / "dataset.json").read_text()
     assert again.groups["s2_20m"].grid(again.grid).shape == (24, 48)
     assert again.lmdb_paths(tmp_path) == [tmp_path / "data.lmdb" / "part-00"]
+
+
+def test_a_manifest_with_hr_layers_round_trips(tmp_path: Path) -> None:
+    value = _layout(hr={**HR, "nodata": 0, "dates": ["2024-05-01T10:00:00"]})
+    (tmp_path / "dataset.json").write_text(json.dumps(value.to_manifest(), indent=2))
+    assert read_layout(tmp_path).hr == {**HR, "nodata": 0, "dates": ["2024-05-01T10:00:00"]}
 
 
 def test_a_1_1_manifest_keeps_the_s1_dates_beside_the_s2_dates(tmp_path: Path) -> None:
@@ -142,6 +152,12 @@ def test_a_1_1_manifest_keeps_the_s1_dates_beside_the_s2_dates(tmp_path: Path) -
         (
             lambda m: m.update(bands=[]),
             r"bands: list should have at least 1 item after validation, not 0, got \[\]",
+        ),
+        # the fuzz test again (forty-seventh session): an HR section without its fields, verify's KeyError 'hr'
+        (lambda m: m.update(hr={}), r"hr.bands is missing \(docs/format.md\)"),
+        (
+            lambda m: m.update(hr={**HR, "shape": [1, 192]}),
+            r"hr.shape: list should have at least 3 items after validation, not 2",
         ),
     ],
 )

@@ -53,6 +53,16 @@ class _Labels(_Record):
     background: int
 
 
+class _Hr(_Record):
+    bands: list[str] = Field(min_length=1)
+    tensors: list[str] = Field(min_length=1)
+    resolution: float
+    factor: Size
+    shape: Annotated[list[Count], Field(min_length=3, max_length=3)]
+    dtype: str
+    products: list[str]
+
+
 class _Zarr(_Record):
     path: str
     shard_size: Size
@@ -90,7 +100,7 @@ class _Manifest(_Record):
     splits: _Splits
     statistics: dict[str, dict[str, Any]]
     labels: _Labels | None
-    hr: dict[str, Any] | None
+    hr: _Hr | None
     formats: _Formats
     checksums: dict[str, str]
     sensor_dates: dict[str, list[str]] | None = None
