@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import copy
 import os
-from typing import Any
+import tomllib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
 
+import pytest
 from hypothesis import HealthCheck, note, settings
 from hypothesis import strategies as st
 
@@ -15,13 +19,25 @@ from hypothesis import strategies as st
 # ``EOSHARD_FUZZ`` times as many (hypothesis's local database replays what failed first).
 FUZZ_SCALE = int(os.environ.get("EOSHARD_FUZZ", "1"))
 EXPLORE = FUZZ_SCALE > 1 or os.environ.get("CI", "").lower() != "true"
+T = TypeVar("T", bound=Callable[..., Any])
+# pytest-timeout's limit of a test, for the examples CI draws
+TEST_TIMEOUT_S = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["tool"]["pytest"][
+    "ini_options"
+]["timeout"]
 
 
-def fuzz_settings(examples: int, *, slow_examples: bool = False) -> settings:
-    """``examples`` examples (times ``EOSHARD_FUZZ``), derandomized under CI unless asked to explore."""
+def fuzz_settings(examples: int, *, slow_examples: bool = False) -> Callable[[T], T]:
+    """``examples`` examples (times ``EOSHARD_FUZZ``), derandomized under CI unless asked to explore, and the
+    test's time limit as many times longer: at ``EOSHARD_FUZZ=30`` pytest-timeout stopped the saved selections'
+    300 builds mid-example, and hypothesis, replaying, reported that as a flaky strategy."""
     checks = [HealthCheck.too_slow, HealthCheck.data_too_large] if slow_examples else []
-    return settings(max_examples=examples * FUZZ_SCALE, deadline=None, derandomize=not EXPLORE, print_blob=True,
-                    suppress_health_check=checks)  # fmt: skip
+    chosen = settings(max_examples=examples * FUZZ_SCALE, deadline=None, derandomize=not EXPLORE, print_blob=True,
+                      suppress_health_check=checks)  # fmt: skip
+
+    def apply(test: T) -> T:
+        return pytest.mark.timeout(TEST_TIMEOUT_S * FUZZ_SCALE)(chosen(test))
+
+    return apply
 
 
 VALUES = st.recursive(
