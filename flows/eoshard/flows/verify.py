@@ -55,12 +55,16 @@ def check_checksums(path: Path, manifest: dict[str, Any], step: Callable[[], Non
         file = path / name
         if not file.is_file():
             problems.append(f"missing file {name}")
-        else:
-            with file.open("rb") as f:
-                if hashlib.file_digest(f, "sha256").hexdigest() != expected:
-                    problems.append(f"checksum mismatch in {name}")
+        elif _sha256(file) != expected:
+            problems.append(f"checksum mismatch in {name}")
         step()
     return problems
+
+
+def _sha256(file: Path) -> str:
+    """SHA-256 of ``file``, read in pieces (memory holds no whole file)."""
+    with file.open("rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def check_card_digests(path: Path) -> list[str]:
@@ -81,12 +85,11 @@ def check_card_digests(path: Path) -> list[str]:
         if "/" in name or not file.is_file():
             problems.append(f"{CARD_FILE} names {name!r}, which is not a file of the dataset")
             continue
-        with file.open("rb") as f:
-            if hashlib.file_digest(f, "sha256").hexdigest() != expected:
-                problems.append(
-                    f"{name} is not the file the build wrote (its SHA-256 differs from the one {CARD_FILE} "
-                    "records): it was changed since; restore it, or rebuild the dataset"
-                )
+        if _sha256(file) != expected:
+            problems.append(
+                f"{name} is not the file the build wrote (its SHA-256 differs from the one {CARD_FILE} records): "
+                "it was changed since; restore it, or rebuild the dataset"
+            )
     return problems
 
 
