@@ -44,8 +44,8 @@ def _grid_index(cols: int, rows: int, size: float = 640.0) -> gpd.GeoDataFrame:
 
 
 def test_the_quicklooks_spread_over_the_aoi_not_down_one_column() -> None:
-    """The demo's 9 x 7 patches: 8 samples evenly spaced in the index's order were 8 of its 9 columns' last
-    patches, the AOI's east edge; spread along a Hilbert curve they reach most rows and columns."""
+    """The demo's 9 x 7 patches: of 8 samples evenly spaced in the index's order, 7 were the last patches of 7
+    rows, the AOI's east edge; spread along a Hilbert curve they reach most rows and columns."""
     index = _grid_index(9, 7)
     picked = spread_over_the_aoi(index, 8)
     assert len(picked) == 8 and picked.index.is_unique and picked.index.is_monotonic_increasing
