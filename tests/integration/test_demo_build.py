@@ -322,13 +322,16 @@ def _a_split_moved(copy: Path) -> None:
          "collection.json is not the file the build wrote"),
         (lambda copy: (copy / "croissant.json").write_text("{"),
          "croissant.json cannot be read (JSONDecodeError: "),
+        (lambda copy: (copy / "croissant.json").unlink(),
+         "croissant.json is missing: the build that wrote this dataset.json wrote it beside it"),
     ],
 )  # fmt: skip
 def test_verify_finds_statistics_splits_or_cards_changed_after_the_build(
     built: Path, tmp_path: Path, change, expected: str
 ) -> None:
     """The manifest's checksums cover the shard files: a normalisation value or a sample's split changed afterwards
-    passed verify, and every reader took it; the card's digests of the dataset's own files catch it."""
+    passed verify, and every reader took it; the card's digests of the dataset's own files catch it (a deleted card
+    is named: it would turn the check off)."""
     copy = tmp_path / "copy"
     shutil.copytree(built, copy)
     change(copy)

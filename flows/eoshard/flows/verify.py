@@ -67,13 +67,20 @@ def _sha256(file: Path) -> str:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
 
-def check_card_digests(path: Path) -> list[str]:
+def check_card_digests(path: Path, manifest: Mapping[str, Any]) -> list[str]:
     """``dataset.json``, ``collection.json`` and ``index.parquet`` against the SHA-256 that ``croissant.json``
     recorded of them at the end of the build: the manifest's checksums cover the shard files only, so statistics or
-    splits changed afterwards (by hand, or by another tool) passed. A dataset written before the card has none."""
+    splits changed afterwards (by hand, or by another tool) passed. A dataset written before the card has none; one
+    written since (its manifest records ``band_metadata``, as every build that writes the card does) has it."""
     card = path / CARD_FILE
     if not card.is_file():
-        return []
+        if "band_metadata" not in manifest:
+            return []
+        return [
+            f"{CARD_FILE} is missing: the build that wrote this dataset.json wrote it beside it, with the SHA-256 "
+            "of the dataset's own files that verify checks; restore it (from the dataset this was copied from?), "
+            "or rebuild the dataset"
+        ]
     try:
         files = [f for f in json.loads(card.read_bytes())["distribution"] if "sha256" in f]
         recorded = {str(f["contentUrl"]): str(f["sha256"]) for f in files}
@@ -309,7 +316,7 @@ def verify_dataset(
             if on_progress is not None:
                 on_progress(done, total)
 
-        problems = check_checksums(path, manifest, step) + check_card_digests(path)
+        problems = check_checksums(path, manifest, step) + check_card_digests(path, manifest)
         try:
             if manifest["formats"]["zarr"]:
                 problems += check_store_record(dataset.zarr_group(), manifest)
