@@ -85,7 +85,8 @@ def _mount_tmpfs(folder: Path, size: str) -> None:
 
 
 def test_a_full_disk_stops_cleanly_and_a_rerun_with_space_finishes(demo_data, tmp_path: Path) -> None:
-    """A real ENOSPC: the output (4.4 MiB when done) lies on a 2 MiB tmpfs (the tests run as root, as CI does)."""
+    """A real ENOSPC: the output (4.4 MiB when done) lies on a 2 MiB tmpfs (the tests run as root, as CI does).
+    The build warns once its first shards show that the disk will fill, before it does."""
     disk = tmp_path / "disk"
     _mount_tmpfs(disk, "2m")
     try:
@@ -95,6 +96,9 @@ def test_a_full_disk_stops_cleanly_and_a_rerun_with_space_finishes(demo_data, tm
         assert code == 1, output
         assert "No space left on device" in output
         assert "rerun" in output and "Traceback" not in output
+        shown = " ".join(output.split())
+        warned = shown.find("warning: the output's disk will fill before the build ends: its first ")
+        assert -1 < warned < shown.find("No space left on device"), shown  # said while there was time to act
         records = [json.loads(p.read_text()) for p in (out / "_build" / "commits").glob("shard-*.json")]
         committed = len(records)
         assert committed > 0  # it stopped mid-build
@@ -108,6 +112,7 @@ def test_a_full_disk_stops_cleanly_and_a_rerun_with_space_finishes(demo_data, tm
         subprocess.run(["mount", "-o", "remount,size=64m", str(disk)], check=True)
         code, output = _build(config)
         assert code == 0, output
+        assert "disk will fill" not in output  # 64 MiB hold the rest
         assert len(list((out / "_build" / "commits").glob("shard-*.json"))) == 19 > committed
         _verify(out)
     finally:

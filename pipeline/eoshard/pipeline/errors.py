@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import shutil
+from pathlib import Path
 
 
 class PipelineError(Exception):
@@ -179,6 +181,27 @@ def read_remedy(message: str, then: str = BUILD_AGAIN, leave_out: str | None = L
 
 class ShardWriteError(PipelineError, OSError):
     """A shard could not be written (full disk, permissions)."""
+
+
+def readable_bytes(n: float) -> str:
+    """Bytes in the unit people read them in: ``1.4 GB``, ``310 MB``, ``12 kB`` (decimal, as ``df -H``)."""
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}" if n < 10 * scale else f"{n / scale:.0f} {unit}"
+    return f"{n:.0f} bytes"
+
+
+def full_disk_note(path: Path, needed: int) -> str:
+    """`` (its disk has N free, less than this write needs, about M: it is full)`` when that is so, else nothing:
+    a full disk does not always say so (LMDB reports a write it cut short as an input/output error)."""
+    try:
+        free = shutil.disk_usage(path).free
+    except OSError:
+        return ""
+    if free >= needed:
+        return ""
+    left, asked = readable_bytes(free), readable_bytes(needed)
+    return f" ({path}'s disk has {left} free, less than this write needs, about {asked}: it is full)"
 
 
 class DatasetError(PipelineError, FileNotFoundError):

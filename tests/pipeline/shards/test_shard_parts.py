@@ -6,6 +6,7 @@ import ctypes
 import json
 import math
 import mmap
+import subprocess
 from pathlib import Path
 
 import lmdb
@@ -16,7 +17,7 @@ from affine import Affine
 from odc.geo.geobox import GeoBox
 from safetensors.numpy import load
 
-from eoshard.pipeline.errors import ShardWriteError
+from eoshard.pipeline.errors import ShardWriteError, full_disk_note
 from eoshard.pipeline.patches import patch_grid
 from eoshard.pipeline.shards import lmdb_store, stats
 from eoshard.pipeline.shards.commits import CommitLog, PlanMismatchError
@@ -73,6 +74,29 @@ def test_lmdb_map_grows_when_full_and_keeps_existing_keys(tmp_path: Path) -> Non
     with env.begin() as txn:
         assert txn.get(b"k0") == bytes([0]) * 50_000 and txn.stat()["entries"] == 20
     env.close()
+
+
+def test_an_lmdb_commit_that_fills_the_disk_says_it_is_full(tmp_path: Path) -> None:
+    """LMDB reports a write a full disk cut short as "Input/output error": the message adds the disk's free space.
+    A real 1 MiB tmpfs (the tests run as root, as CI does)."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(disk)], check=True)
+    try:
+        writer = LmdbWriter(disk / "part-00")
+        with pytest.raises(ShardWriteError) as raised:
+            writer.put_many([("k0", bytes(3_000_000))])
+        writer.close()
+        message = str(raised.value)
+        assert message.startswith(f"could not write to LMDB {disk / 'part-00'}: mdb_txn_commit: ")
+        assert f"({disk / 'part-00'}'s disk has " in message
+        assert "free, less than this write needs, about 4.0 MB: it is full); what was committed before" in message
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+def test_a_write_with_room_gets_no_full_disk_note(tmp_path: Path) -> None:
+    assert full_disk_note(tmp_path, 4096) == ""
 
 
 def _resident_bytes(path: Path) -> int:

@@ -22,6 +22,7 @@ from rich.table import Table
 
 from eoshard.flows.app import RESUME_NOTE, app, console, user_errors
 from eoshard.flows.config import load_config
+from eoshard.flows.disk_watch import DiskWatch
 from eoshard.flows.words import counted
 from eoshard.flows.writable import check_writable_folder
 
@@ -56,6 +57,18 @@ def resume_note(update: Callable[[int, int], None]) -> Callable[[int, int], None
         update(done, total)
 
     return note_then_update
+
+
+def disk_watched(update: Callable[[int, int], None], output: Path) -> Callable[[int, int], None]:
+    """``update``, and a warning once the shards written so far say that the output's disk will not hold the
+    rest (``DiskWatch``)."""
+    watch = DiskWatch(output, lambda note: console.print(f"[yellow]warning:[/] {escape(note)}", highlight=False))
+
+    def update_then_watch(done: int, total: int) -> None:
+        update(done, total)
+        watch(done, total)
+
+    return update_then_watch
 
 
 # The cluster options that every command running a build takes.
@@ -119,7 +132,8 @@ def build(
                     console.print(note, style="yellow")
             console.print(dashboard_note(client))
             with progress_bar() as progress:
-                result = run_build(plan, client, resume_note(progress_callback(progress, "writing shards")))
+                update = disk_watched(progress_callback(progress, "writing shards"), cfg.output.path)
+                result = run_build(plan, client, resume_note(update))
         if cfg.output.url is not None:  # object-store output: publish the staged dataset (storage.py)
             from eoshard.flows.storage import publish, redact_url
 

@@ -14,6 +14,7 @@ from eoshard.flows.app import RESUME_NOTE, app, console, say, user_errors
 from eoshard.flows.commands.build import (
     SchedulerOption,
     WorkersOption,
+    disk_watched,
     print_summary,
     progress_bar,
     progress_callback,
@@ -36,7 +37,7 @@ def refresh(
     with user_errors(interrupted=RESUME_NOTE):
         cfg = load_config(config)
         check_writable_folder(cfg.output.path, "output.path")
-        bar = _LazyBar()
+        bar = _LazyBar(cfg.output.path)
         try:
             result = refresh_dataset(cfg, partial(dask_client, scheduler, workers), bar)
         finally:
@@ -60,7 +61,8 @@ def refresh(
 class _LazyBar:
     """A progress bar that appears with the first shard (a refresh with nothing to do shows none)."""
 
-    def __init__(self) -> None:
+    def __init__(self, output: Path) -> None:
+        self.output = output  # the disk the shards go to, watched (a staging folder beside the dataset)
         self.progress: Progress | None = None
         self.update: Callable[[int, int], None] | None = None
 
@@ -68,7 +70,7 @@ class _LazyBar:
         if self.progress is None or self.update is None:
             self.progress = progress_bar()
             self.progress.start()
-            self.update = progress_callback(self.progress, "writing shards")
+            self.update = disk_watched(progress_callback(self.progress, "writing shards"), self.output)
         self.update(done, total)
 
     def stop(self) -> None:

@@ -13,7 +13,7 @@ from types import TracebackType
 
 import lmdb
 
-from eoshard.pipeline.errors import ShardWriteError
+from eoshard.pipeline.errors import ShardWriteError, full_disk_note
 from eoshard.pipeline.shards.direct_io import BYPASS
 
 _MIN_MAP_SIZE = 16 * 2**20
@@ -56,7 +56,8 @@ class LmdbWriter:
         return self._write(list(items), strict=True)
 
     def _write(self, batch: list[tuple[str, bytes | memoryview]], *, strict: bool) -> int | None:
-        self._ensure_room(sum(len(k) + len(v) for k, v in batch))
+        incoming = sum(len(k) + len(v) for k, v in batch)
+        self._ensure_room(incoming)
         while True:
             try:
                 with self.env.begin(write=True) as txn:
@@ -74,8 +75,9 @@ class LmdbWriter:
                 self._grow(self.env.info()["map_size"] * 2)
             except lmdb.Error as err:
                 raise ShardWriteError(
-                    f"could not write to LMDB {self.path}: {err}; what was committed before stays valid, "
-                    "fix the cause (e.g. free disk space) and rerun the same build"
+                    f"could not write to LMDB {self.path}: {err}{full_disk_note(self.path, incoming + _SLACK)}; "
+                    "what was committed before stays valid, fix the cause (e.g. free disk space) and rerun the "
+                    "same build"
                 ) from err
 
     def _ensure_room(self, incoming: int) -> None:
