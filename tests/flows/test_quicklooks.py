@@ -43,15 +43,35 @@ def _grid_index(cols: int, rows: int, size: float = 640.0) -> gpd.GeoDataFrame:
                             crs="EPSG:32632")  # fmt: skip
 
 
+def _farthest(index: gpd.GeoDataFrame, picked: gpd.GeoDataFrame, size: float = 640.0) -> float:
+    """How far the patch farthest from every pick lies from its nearest one, in patch widths."""
+    centres = np.column_stack([index.geometry.centroid.x, index.geometry.centroid.y])
+    chosen = np.column_stack([picked.geometry.centroid.x, picked.geometry.centroid.y])
+    return float(np.sqrt(((centres[:, None] - chosen[None]) ** 2).sum(axis=2)).min(axis=1).max() / size)
+
+
 def test_the_quicklooks_spread_over_the_aoi_not_down_one_column() -> None:
     """The demo's 9 x 7 patches: of 8 samples evenly spaced in the index's order, 7 were the last patches of 7
-    rows, the AOI's east edge; spread along a Hilbert curve they reach most rows and columns."""
+    rows, the AOI's east edge; spread along a Hilbert curve they leave no patch more than 2.3 patches away."""
     index = _grid_index(9, 7)
     picked = spread_over_the_aoi(index, 8)
     assert len(picked) == 8 and picked.index.is_unique and picked.index.is_monotonic_increasing
-    assert picked["row"].nunique() >= 6 and picked["col"].nunique() >= 6, picked[["row", "col"]]
+    assert picked["row"].nunique() >= 5 and picked["col"].nunique() >= 6, picked[["row", "col"]]
+    assert _farthest(index, picked) < 2.3
     every_ninth = index.iloc[np.linspace(0, len(index) - 1, 8).astype(int)]  # what inspect drew before
-    assert every_ninth["col"].nunique() == 2
+    assert every_ninth["col"].nunique() == 2 and _farthest(index, every_ninth) > 5
+
+
+def test_the_quicklooks_of_a_quarter_tile_reach_into_every_part_of_it() -> None:
+    """A quarter tile's 42 x 42 patches: no 8 picks can leave every patch closer than about 11 patch widths to one
+    (the best covering of a square by 8 discs); these leave 11.2. The middles of the Hilbert runs lay on the edges
+    between the runs and left 15."""
+    index = _grid_index(42, 42)
+    picked = spread_over_the_aoi(index, 8)
+    assert _farthest(index, picked) < 12
+    along = np.argsort(index.geometry.hilbert_distance().to_numpy(), kind="stable")
+    middles = index.iloc[along[((np.arange(8) + 0.5) * len(index) / 8).astype(int)]]  # the choice before
+    assert _farthest(index, middles) > 14
 
 
 def test_a_dataset_of_no_more_samples_than_asked_shows_them_all() -> None:

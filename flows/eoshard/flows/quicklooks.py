@@ -78,14 +78,19 @@ def _sample(shards: ShardedDataset, row: Any) -> dict[str, np.ndarray]:
 
 
 def spread_over_the_aoi(index: gpd.GeoDataFrame, count: int) -> gpd.GeoDataFrame:
-    """``count`` samples spread over the AOI, in the index's order: the middles of ``count`` equal runs of the
-    samples along a Hilbert curve through their footprints' centres. Evenly spaced in the index's order (row by
-    row), a count close to a divisor of the row length picked one column of the AOI."""
+    """``count`` samples spread over the AOI, in the index's order: the samples nearest the centres of ``count``
+    equal runs of the samples along a Hilbert curve through their footprints. Evenly spaced in the index's order
+    (row by row), a count close to a divisor of the row length picked one column of the AOI; the middles of the
+    runs lay on the edges between the runs, often in one line."""
     if len(index) <= count:
         return index
     along = np.argsort(index.geometry.hilbert_distance().to_numpy(), kind="stable")
-    middles = ((np.arange(count) + 0.5) * len(index) / count).astype(int)
-    return index.iloc[np.sort(along[middles])]
+    centres = index.geometry.centroid
+    xy = np.column_stack([centres.x.to_numpy(), centres.y.to_numpy()])
+    picks = [
+        run[np.argmin(((xy[run] - xy[run].mean(axis=0)) ** 2).sum(axis=1))] for run in np.array_split(along, count)
+    ]
+    return index.iloc[np.sort(picks)]
 
 
 def draw_quicklooks(dataset: Path, manifest: dict[str, Any], out: Path, count: int) -> int:
