@@ -219,6 +219,27 @@ def test_a_failing_job_records_its_error(dask_cluster: Any, demo_data: Any, tmp_
     assert "failed:\nTraceback" in logs.stdout
 
 
+def test_a_job_whose_output_disk_fills_warns_in_its_log_before_it_fails(
+    dask_cluster: Any, demo_data: Any, tmp_path: Path
+) -> None:
+    """The driver runs on a worker, where no one sees a console: the disk watch's warning goes to the job's log.
+    The output (37 MB in 36 shards when done) lies on a real 6 MiB tmpfs (the tests run as root, as CI does)."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", str(disk)], check=True)
+    try:
+        with connect(dask_cluster.address) as client:
+            job_id = submit_job(client, load_config(write_config(demo_data, disk / "demo")))
+            job = wait_for_state(client, job_id, ("finished", "failed", "cancelled"), JOB_TIMEOUT)
+        assert job.state == "failed" and job.error is not None and "No space left on device" in job.error
+        logs = run_cli("jobs", "--scheduler", dask_cluster.address, "logs", job_id).stdout
+        warned = logs.find("warning: the output's disk will fill before the build ends: its first ")
+        assert -1 < warned < logs.find("failed:\n"), logs
+        assert f"and {disk / 'demo'} has " in logs
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
 def test_cancel_mid_build_keeps_what_was_written_and_closes_the_writer(
     dask_cluster: Any, demo_data: Any, tmp_path: Path
 ) -> None:

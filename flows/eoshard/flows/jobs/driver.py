@@ -12,6 +12,7 @@ from distributed import Client, get_worker, worker_client
 from eoshard.catalog.credentials import redact_text
 from eoshard.flows.build import BuildResult, plan_build, run_build
 from eoshard.flows.config import BuildConfig, parse_config
+from eoshard.flows.disk_watch import DiskWatch
 from eoshard.flows.jobs.registry import cancel_event, log, now, update
 from eoshard.flows.storage import publish, redact_url
 from eoshard.flows.words import counted
@@ -44,14 +45,18 @@ def run_job(job_id: str, config: dict[str, Any]) -> str:
         update(client, job_id, state="running", worker=worker, started=now())
         log(client, job_id, f"driver started on {worker}")
         cancel = cancel_event(job_id, client)
+        watch: DiskWatch | None = None  # the output's disk, once the config is read
 
         def on_progress(done: int, total: int) -> None:
             update(client, job_id, done=done, total=total)
+            if watch is not None:
+                watch(done, total)
             if cancel.is_set():
                 raise JobCancelled
 
         try:
             cfg = parse_config(config, Path("/"), f"job {job_id}")
+            watch = DiskWatch(cfg.output.path, lambda note: log(client, job_id, f"warning: {note}"))
             if cancel.is_set():
                 raise JobCancelled
             result = build_dataset(cfg, client, on_progress)
