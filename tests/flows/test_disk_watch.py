@@ -63,6 +63,16 @@ def test_a_resumed_build_projects_from_its_own_shards() -> None:
     assert "its first 3 shards took 60 MB, so the other 57 need about 1.1 GB" in warnings[0][1]
 
 
+def test_a_last_shard_that_will_not_fit_is_named_so() -> None:
+    # 4 shards of 300 MB, 1 GB free: the fourth does not fit (the watch projects after 3)
+    warnings = _run(_Disk(free=1_000_000_000, per_shard=300_000_000), total=4)
+    assert [done for done, _ in warnings] == [3]
+    assert (
+        "its first 3 shards took 900 MB, so the last one needs about 300 MB, and /data/out has 100 MB"
+        in (warnings[0][1])
+    )
+
+
 def test_a_build_that_frees_space_as_it_goes_is_not_warned() -> None:
     """Free space that grows (another process deleting files) gives no projection."""
     assert _run(_Disk(free=1_000_000, per_shard=-5_000), total=50) == []

@@ -50,9 +50,10 @@ class DiskWatch:
         if needed > free:
             self.warned = True
             took, need, left = (readable_bytes(n) for n in (used, needed, free))
+            rest = "the last one needs" if total - done == 1 else f"the other {total - done} need"
             self.warn(
                 f"the output's disk will fill before the build ends: its first {written} shards took {took}, so "
-                f"the other {total - done} need about {need}, and {self.path} has {left} free. The build stops "
-                "when the disk is full and keeps the shards committed: free space and run the same command again "
-                "to finish, or stop now (Ctrl-C) and give output.path a disk with room"
+                f"{rest} about {need}, and {self.path} has {left} free. The build stops when the disk is full and "
+                "keeps the shards committed: free space and run the same command again to finish, or stop now "
+                "(Ctrl-C) and give output.path a disk with room"
             )
