@@ -29,6 +29,7 @@ from typer.testing import CliRunner
 
 from eoshard.flows.cli import app
 from eoshard.flows.quicklooks import _BACKGROUND_COLOUR
+from eoshard.pipeline.errors import readable_bytes
 from tests.demo_config import demo_build_config, write_config
 from tests.pipeline.test_labels_exact import reference
 
@@ -435,6 +436,12 @@ def _lmdb_values(part: Path) -> list[bytes]:
     return found
 
 
+def _file_bytes(folder: Path) -> int:
+    """The bytes of the files under ``folder``, as ``find`` lists them (``du`` also counts the folders)."""
+    listed = subprocess.run(["find", folder, "-type", "f", "-printf", "%s\\n"], capture_output=True, text=True)
+    return sum(int(size) for size in listed.stdout.split())
+
+
 def test_inspect_prints_a_summary_and_draws_quicklooks(built: Path, tmp_path: Path) -> None:
     out = tmp_path / "looks.png"
     result = CliRunner().invoke(app, ["inspect", str(built), "--out", str(out), "--samples", "3"])
@@ -443,6 +450,9 @@ def test_inspect_prints_a_summary_and_draws_quicklooks(built: Path, tmp_path: Pa
     dropped = json.loads((built / "dataset.json").read_text())["dropped"]["too_few_dates"]
     assert f"│ dropped      │ too few dates {dropped} " in result.output  # the reason in words, not a dict
     assert "background" in result.output  # code 0, which the parcels do not name
+    zarr_size, lmdb_size = (readable_bytes(_file_bytes(built / store)) for store in ("data.zarr", "data.lmdb"))
+    packed = "".join(result.output.replace("│", "").split())  # the table wraps long paths
+    assert f"files{built / 'data.zarr'}({zarr_size}),{built / 'data.lmdb'}({lmdb_size})".replace(" ", "") in packed
     counts = json.loads((built / "dataset.json").read_text())["labels"]["class_counts"]
     assert f"{100 * counts['1'] / sum(counts.values()):.1f} %" in result.output  # winter wheat's share
     image = plt.imread(out)

@@ -25,6 +25,7 @@ from eoshard.flows.config import load_config
 from eoshard.flows.disk_watch import DiskWatch
 from eoshard.flows.words import counted
 from eoshard.flows.writable import check_writable_folder
+from eoshard.pipeline.errors import readable_bytes
 
 
 def progress_callback(progress: Progress, label: str) -> Callable[[int, int], None]:
@@ -160,6 +161,11 @@ def empty_split_note(manifest: dict[str, Any]) -> str | None:
     )
 
 
+def _bytes_under(folder: Path) -> int:
+    """The bytes of the files under ``folder`` (a store: Zarr's shard files, LMDB's parts)."""
+    return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+
+
 def print_summary(path: Path, manifest: dict[str, object]) -> None:
     """A table of what a dataset holds."""
     table = Table(title=escape(f"dataset {manifest['name']} at {path}"), show_header=False)
@@ -175,7 +181,9 @@ def print_summary(path: Path, manifest: dict[str, object]) -> None:
         table.add_row(key, shown)
     formats = manifest["formats"]
     assert isinstance(formats, dict)
-    table.add_row("files", escape(", ".join(str(path / f["path"]) for f in formats.values() if f)))
+    stores = [path / f["path"] for f in formats.values() if f]
+    sized = [f"{store} ({readable_bytes(_bytes_under(store))})" for store in stores]
+    table.add_row("files", escape(", ".join(sized)))
     splits = manifest["splits"]
     assert isinstance(splits, dict)
     table.add_row("splits", ", ".join(f"{k} {v}" for k, v in splits["counts"].items()))
