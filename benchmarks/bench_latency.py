@@ -57,7 +57,7 @@ def main() -> None:
             )
             remote = config(big, items, work / "out-remote")
             served.traffic.reset()
-            stop, seen = threading.Event(), []
+            stop, seen = threading.Event(), list[str]()
             sampler = threading.Thread(target=_each_second, args=(served.traffic, args.workers, stop, seen))
             sampler.start()
             start = time.perf_counter()
