@@ -324,7 +324,7 @@ def _a_split_moved(copy: Path) -> None:
         (lambda copy: (copy / "croissant.json").write_text("{"),
          "croissant.json cannot be read (JSONDecodeError: "),
         (lambda copy: (copy / "croissant.json").unlink(),
-         "croissant.json is missing: the build that wrote this dataset.json wrote it beside it"),
+         "croissant.json is missing, though the build that wrote this dataset.json wrote one (with the SHA-256"),
     ],
 )  # fmt: skip
 def test_verify_finds_statistics_splits_or_cards_changed_after_the_build(

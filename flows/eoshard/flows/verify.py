@@ -77,8 +77,8 @@ def check_card_digests(path: Path, manifest: Mapping[str, Any]) -> list[str]:
         if "band_metadata" not in manifest:
             return []
         return [
-            f"{CARD_FILE} is missing: the build that wrote this dataset.json wrote it beside it, with the SHA-256 "
-            "of the dataset's own files that verify checks; restore it (from the dataset this was copied from?), "
+            f"{CARD_FILE} is missing, though the build that wrote this dataset.json wrote one (with the SHA-256 "
+            "of the dataset's own files that verify checks): restore it (from the dataset this was copied from?), "
             "or rebuild the dataset"
         ]
     try:
