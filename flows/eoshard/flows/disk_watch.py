@@ -13,6 +13,7 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
+from eoshard.flows.writable import nearest_existing
 from eoshard.pipeline.errors import readable_bytes
 
 MIN_SHARDS = 3  # shards written before a projection: the first ones also create the stores
@@ -21,9 +22,7 @@ MIN_FRACTION = 0.05  # and this share of the shards to write, so that a projecti
 
 def free_bytes(path: Path) -> int:
     """Free bytes of the filesystem ``path`` (or its nearest existing folder) lies on, for its user."""
-    while not path.exists() and path != path.parent:
-        path = path.parent
-    return shutil.disk_usage(path).free
+    return shutil.disk_usage(nearest_existing(path)).free
 
 
 class DiskWatch:
