@@ -72,6 +72,22 @@ def test_local_files_are_left_to_the_read(tmp_path: Path, monkeypatch: pytest.Mo
     assert submitted == []
 
 
+def test_reads_ahead_take_the_files_last_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The reads take a window's files in mosaic order (date, product, band); the reads ahead the other way, so
+    that a cold worker's two pools fetch from both ends of a block row instead of waiting for each other."""
+    grid = GeoBox((1024, 3072), TRANSFORM, "EPSG:32632")
+    steps = tuple(
+        (ProductSource(f"p{d}", {b: AssetSource(f"http://store/d{d}/{b}.tif", None) for b in ("B04", "B08")}),)
+        for d in range(3)
+    )
+    source = GroupSource(grid, ("B04", "B08"), "uint16", 0.0, "nearest", 1024, steps)
+    submitted: list[str] = []
+    monkeypatch.setattr(mosaic._ahead, "submit", lambda _f, _s, href, *_: submitted.append(href))
+    mosaic.prefetch_group_window(source, slice(0, 1024), slice(0, 3072))
+    mosaic_order = [f"http://store/d{d}/{b}.tif" for d in range(3) for b in ("B04", "B08")]
+    assert submitted == mosaic_order[::-1]
+
+
 def test_a_read_ahead_stops_where_the_cache_would_crowd_the_blocks_at_hand(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -37,8 +37,11 @@ from eoshard.pipeline.items import grid_epsg
 
 READ_THREADS = int(os.environ.get("EOSHARD_READ_THREADS", "8"))
 _pool = ThreadPoolExecutor(max_workers=READ_THREADS, thread_name_prefix="eoshard-read")
-# reads ahead (``prefetch_group_window``) have threads of their own: a read needed now never queues behind them
-_ahead = ThreadPoolExecutor(max_workers=READ_THREADS, thread_name_prefix="eoshard-ahead")
+# reads ahead (``prefetch_group_window``) have threads of their own: a read needed now never queues behind them.
+# Twice as many: they mostly wait for the network (remote files only), and a worker far from its object store
+# fetches more blocks at once (150 ms a request: the quarter tile's build took 41.1 instead of 43.5 s)
+AHEAD_THREADS = int(os.environ.get("EOSHARD_AHEAD_THREADS", str(2 * READ_THREADS)))
+_ahead = ThreadPoolExecutor(max_workers=AHEAD_THREADS, thread_name_prefix="eoshard-ahead")
 
 
 @dataclass(frozen=True)
@@ -299,14 +302,16 @@ def prefetch_group_window(source: GroupSource, rows: slice, cols: slice, sweep: 
     """Start fetching, in the background, the blocks of remote files that ``read_group_window`` with the same
     arguments will read, into the memory cache (and the store, as that read would): called for the shards a worker
     runs next, so that a block row that comes over the network arrives while the worker still computes. Files
-    that need warping, and local files, are left to the read itself."""
+    that need warping, and local files, are left to the read itself.
+
+    The files are taken last first: the reads take them in mosaic order, so on a cold worker, whose reads and
+    reads ahead want the same block row, the two pools fetch from both ends of it instead of one waiting for the
+    other's blocks (``blocks._one_reader``)."""
     window = Window(cols.start, rows.start, cols.stop - cols.start, rows.stop - rows.start)
-    for step in source.steps:
-        for product in step:
-            for band in source.bands:
-                asset = product.assets[band]
-                if is_remote(asset.href) and _overlaps(asset, source, window):
-                    _ahead.submit(_fetch_ahead, source, asset.href, window, sweep)
+    assets = [product.assets[band] for step in source.steps for product in step for band in source.bands]
+    for asset in reversed(assets):
+        if is_remote(asset.href) and _overlaps(asset, source, window):
+            _ahead.submit(_fetch_ahead, source, asset.href, window, sweep)
 
 
 def _fetch_ahead(source: GroupSource, href: str, window: Window, sweep: Sweep) -> None:
