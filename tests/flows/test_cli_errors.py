@@ -265,3 +265,32 @@ def test_counts_out_of_their_range_are_refused(args: list[str], said: str) -> No
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 2
     assert f"Invalid value for {said}" in " ".join(result.output.replace("│", " ").split())
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "expected"),
+    [
+        (
+            "EOSHARD_READ_THREADS",
+            "eight",
+            "is 'eight', which is not a whole number of at least 1: set it to one (its default is 8)",
+        ),
+        (
+            "EOSHARD_AHEAD_THREADS",
+            "0",
+            "is '0', which is not a whole number of at least 1: set it to one (its default is 16)",
+        ),
+        ("EOSHARD_BLOCK_CACHE_MB", "1 GB", "is '1 GB', which is not a size in MiB, 0 or more (e.g. 512)"),
+        ("EOSHARD_BLOCK_STORE", "everything", "is 'everything', which is not 'shared' or 'all'"),
+    ],
+)
+def test_a_tuning_variable_that_is_not_one_is_named_before_the_build_starts(
+    config_for, tmp_path: Path, variable: str, value: str, expected: str
+) -> None:
+    """Read when the shard tasks' modules load, in the command and in each local worker: one line, from the
+    command, and nothing written."""
+    path = config_for()
+    result = _run("build", str(path), "--workers", "1", env={variable: value})
+    _assert_clean_failure(result, 1, f"error: the environment variable {variable} {expected}", "or unset it")
+    assert "Run Failed" not in result.stderr  # no worker's log of it
+    assert not (tmp_path / "out" / "dataset.json").exists()

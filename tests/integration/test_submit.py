@@ -202,6 +202,25 @@ def test_build_with_scheduler_drives_the_remote_cluster_from_here(
     assert_same_dataset(out, local_build)
 
 
+def test_workers_whose_tuning_variable_is_not_one_fail_the_build_at_once(demo_data: Any, tmp_path: Path) -> None:
+    """The command's environment is fine, its workers' is not: each shard task says so, and the build stops with
+    the one line (the workers used to fail unpickling the tasks' module, and distributed closed them: the build
+    waited for workers forever)."""
+    (tmp_path / "logs").mkdir()
+    with running_cluster(tmp_path / "logs", n_workers=1, worker_env={"EOSHARD_READ_THREADS": "many"}) as cluster:
+        result = run_cli("build", str(write_config(demo_data, tmp_path / "demo")), "--scheduler", cluster.address)
+        assert len(cluster.worker_pids()) == 1  # the worker lives on
+    assert result.returncode == 1, result.stderr
+    message = " ".join(result.stderr.split())
+    assert (
+        "error: the environment variable EOSHARD_READ_THREADS is 'many', which is not a whole number of at "
+        "least 1: set it to one (its default is 8) or unset it, where the command runs and where its Dask "
+        "workers start ("
+    ) in message
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "demo" / "dataset.json").exists()
+
+
 def test_a_failing_job_records_its_error(dask_cluster: Any, demo_data: Any, tmp_path: Path) -> None:
     path = write_config(demo_data, tmp_path / "demo")
     config = yaml.safe_load(path.read_text())

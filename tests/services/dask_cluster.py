@@ -67,18 +67,26 @@ def _stop(processes: list[subprocess.Popen[bytes]]) -> None:
             proc.wait()
 
 
-def _start(cluster: DaskCluster, args: list[str], log: Path) -> None:
+def _start(cluster: DaskCluster, args: list[str], log: Path, env: dict[str, str] | None = None) -> None:
     # `python -m dask` rather than the `dask` script: a copied venv may keep another venv's shebang
     with log.open("wb") as err:  # the child keeps its own copy of the descriptor
         cluster.processes.append(
-            subprocess.Popen([sys.executable, "-m", "dask", *args], stdout=subprocess.DEVNULL, stderr=err)
+            subprocess.Popen(
+                [sys.executable, "-m", "dask", *args],
+                stdout=subprocess.DEVNULL,
+                stderr=err,
+                env=None if env is None else {**os.environ, **env},
+            )
         )
 
 
 @contextmanager
-def running_cluster(logs: Path, n_workers: int = N_WORKERS) -> Iterator[DaskCluster]:
+def running_cluster(
+    logs: Path, n_workers: int = N_WORKERS, worker_env: dict[str, str] | None = None
+) -> Iterator[DaskCluster]:
     """``dask scheduler`` and ``n_workers`` single-threaded ``dask worker`` processes on free ports (logs in
-    ``logs``), stopped when the block ends."""
+    ``logs``; ``worker_env``: variables the workers' environment has besides this one's), stopped when the block
+    ends."""
     port, dash = free_port(), free_port()
     cluster = DaskCluster(f"tcp://127.0.0.1:{port}", f"http://127.0.0.1:{dash}/status", logs=logs)
     try:
@@ -86,7 +94,8 @@ def running_cluster(logs: Path, n_workers: int = N_WORKERS) -> Iterator[DaskClus
                          f"127.0.0.1:{dash}", "--no-show"], logs / "scheduler.log")  # fmt: skip
         for n in range(n_workers):
             _start(cluster, ["worker", cluster.address, "--host", "127.0.0.1", "--nthreads", "1", "--name",
-                             f"worker-{n}", "--no-dashboard", "--memory-limit", "3GiB"], logs / f"worker-{n}.log")  # fmt: skip
+                             f"worker-{n}", "--no-dashboard", "--memory-limit", "3GiB"], logs / f"worker-{n}.log",
+                   worker_env)  # fmt: skip
         deadline = time.monotonic() + START_TIMEOUT
         while True:
             try:

@@ -43,6 +43,7 @@ from eoshard.pipeline.masks import open_qa_valid_mask, open_valid_mask, qa_nodat
 from eoshard.pipeline.paired import open_paired
 from eoshard.pipeline.patches import STRIPE_PX, Patch, parcel_centred, patch_grid, select_labelled, stripe_order
 from eoshard.pipeline.sensors import DN_DTYPE, LS, NODATA, S1, S2, group_sensor, is_main, item_sensor
+from eoshard.pipeline.settings import check_settings
 from eoshard.pipeline.shards.derived import Derived, GroupUnits
 from eoshard.pipeline.shards.lmdb_store import part_name
 from eoshard.pipeline.shards.reads import PatchOrder, ShardSources
@@ -219,6 +220,7 @@ def plan_build(
     """Search (unless ``items`` are given), then set up the lazy cubes, labels and patches; reads no pixels but the
     files' headers. ``then``: what an error about a file that could not be read says to do once it is dealt with;
     ``leave_out``: how to leave its product out (None: no such advice)."""
+    check_settings()  # the shard tasks' tuning variables, as this process read them (its workers' are theirs)
     forget_remote_files()  # a notebook's second build reads the files as they are now, not as the first found them
     area, area_crs = read_aoi(config.aoi)
     products = list(selected_products(config) if items is None else items)

@@ -11,6 +11,10 @@ class PipelineError(Exception):
     """Base of every error raised by ``eoshard.pipeline``."""
 
 
+class SettingError(PipelineError, ValueError):
+    """An ``EOSHARD_*`` tuning variable of the environment holds no value of its kind (``pipeline.settings``)."""
+
+
 class GridError(PipelineError, ValueError):
     """An area of interest or a resolution cannot make a valid target grid."""
 

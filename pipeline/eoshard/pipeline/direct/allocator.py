@@ -24,14 +24,15 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import os
 import sys
 import threading
 
+from eoshard.pipeline.settings import env_megabytes
+
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's malloc.h
-TRIM_BYTES = int(float(os.environ.get("EOSHARD_MALLOC_TRIM_MB", "128")) * 2**20)
-MMAP_BYTES = int(float(os.environ.get("EOSHARD_MALLOC_MMAP_MB", "2")) * 2**20)
-COMMIT_MMAP_BYTES = int(float(os.environ.get("EOSHARD_COMMIT_MMAP_MB", "64")) * 2**20)  # 0: glibc's own settings
+TRIM_BYTES = env_megabytes("EOSHARD_MALLOC_TRIM_MB", 128)
+MMAP_BYTES = env_megabytes("EOSHARD_MALLOC_MMAP_MB", 2)
+COMMIT_MMAP_BYTES = env_megabytes("EOSHARD_COMMIT_MMAP_MB", 64)  # 0: glibc's own settings
 
 _lock = threading.Lock()
 _applied: dict[str, bool] = {}  # "shards" / "commits": the first call's answer, given again to every later call

@@ -36,21 +36,22 @@ from rasterio.windows import Window
 from eoshard.pipeline.direct.vsi import file_size, forget_remote_files
 from eoshard.pipeline.errors import CHANGED, AssetReadError, NoAnswerError, read_reason, shown_href, unreachable
 from eoshard.pipeline.gdal_defaults import apply_gdal_defaults
+from eoshard.pipeline.settings import env_choice, env_count, env_megabytes, is_set
 
 apply_gdal_defaults()
 
-CACHE_BYTES = int(float(os.environ.get("EOSHARD_BLOCK_CACHE_MB", "1024")) * 2**20)
-CACHE_BYTES_SET = "EOSHARD_BLOCK_CACHE_MB" in os.environ  # then a build's own estimate does not raise it
+CACHE_BYTES = env_megabytes("EOSHARD_BLOCK_CACHE_MB", 1024)
+CACHE_BYTES_SET = is_set("EOSHARD_BLOCK_CACHE_MB")  # then a build's own estimate does not raise it
 # The machine's store of decoded blocks (0: none): blocks two stripes share, and every block of a remote file when
 # EOSHARD_BLOCK_STORE=all (see design 0012)
-STORE_BYTES = int(float(os.environ.get("EOSHARD_BLOCK_STORE_MB", "4096")) * 2**20)
-STORE_BYTES_SET = "EOSHARD_BLOCK_STORE_MB" in os.environ  # then a build's own estimate does not raise it
-STORE_ALL_REMOTE = os.environ.get("EOSHARD_BLOCK_STORE", "shared") == "all"
+STORE_BYTES = env_megabytes("EOSHARD_BLOCK_STORE_MB", 4096)
+STORE_BYTES_SET = is_set("EOSHARD_BLOCK_STORE_MB")  # then a build's own estimate does not raise it
+STORE_ALL_REMOTE = env_choice("EOSHARD_BLOCK_STORE", "shared", ("shared", "all")) == "all"
 STORE_PREFIX = "eoshard-blocks-"
 STALE_STORE_SECONDS = 6 * 3600
 _HEADER = 64  # bytes before a stored block's pixels: "<dtype> <height> <width>", padded with spaces
-MAX_OPEN_FILES = int(os.environ.get("EOSHARD_MAX_OPEN_FILES", "512"))
-MAX_OPEN_FILES_SET = "EOSHARD_MAX_OPEN_FILES" in os.environ  # then a build's own count does not raise it
+MAX_OPEN_FILES = env_count("EOSHARD_MAX_OPEN_FILES", 512, minimum=1)
+MAX_OPEN_FILES_SET = is_set("EOSHARD_MAX_OPEN_FILES")  # then a build's own count does not raise it
 FILE_DESCRIPTORS_KEPT = 256  # of the process's limit, left to sockets, the store's files and the output's
 SPARE_BYTES = 64 * 2**20  # arrays the cache let go, kept to decode the next blocks into (see SparePool)
 

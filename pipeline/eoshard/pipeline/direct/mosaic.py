@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -34,13 +33,14 @@ from eoshard.pipeline.errors import (
     worth_reading_again,
 )
 from eoshard.pipeline.items import grid_epsg
+from eoshard.pipeline.settings import env_count
 
-READ_THREADS = int(os.environ.get("EOSHARD_READ_THREADS", "8"))
+READ_THREADS = env_count("EOSHARD_READ_THREADS", 8, minimum=1)
 _pool = ThreadPoolExecutor(max_workers=READ_THREADS, thread_name_prefix="eoshard-read")
 # reads ahead (``prefetch_group_window``) have threads of their own: a read needed now never queues behind them.
 # Twice as many: they mostly wait for the network (remote files only), and a worker far from its object store
 # fetches more blocks at once (150 ms a request: the quarter tile's build took 41.1 instead of 43.5 s)
-AHEAD_THREADS = int(os.environ.get("EOSHARD_AHEAD_THREADS", str(2 * READ_THREADS)))
+AHEAD_THREADS = env_count("EOSHARD_AHEAD_THREADS", 2 * READ_THREADS, minimum=1)
 _ahead = ThreadPoolExecutor(max_workers=AHEAD_THREADS, thread_name_prefix="eoshard-ahead")
 
 

@@ -18,9 +18,11 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
+from eoshard.pipeline.settings import env_choice
+
 ALIGN = 4096  # offsets, lengths and memory of O_DIRECT writes: a multiple of every logical block size in use
 # what the build writes and does not read back is kept out of the page cache (here, and LMDB's committed pages)
-BYPASS = os.environ.get("EOSHARD_DIRECT_WRITES", "1") != "0"
+BYPASS = env_choice("EOSHARD_DIRECT_WRITES", "1", ("0", "1")) == "1"
 ENABLED = BYPASS and hasattr(os, "O_DIRECT")
 
 # each thread's aligned buffer, kept from file to file (new pages cost as much as above)

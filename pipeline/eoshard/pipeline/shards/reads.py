@@ -8,7 +8,6 @@ hands numpy arrays to ``materialize_shard``, the same function the graph engine 
 from __future__ import annotations
 
 import math
-import os
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -35,6 +34,7 @@ from eoshard.pipeline.grid import nested_grid
 from eoshard.pipeline.label_windows import LabelSource, label_window, layer_values
 from eoshard.pipeline.landsat import qa_valid
 from eoshard.pipeline.scl import scl_valid
+from eoshard.pipeline.settings import check_settings, env_count
 from eoshard.pipeline.shards.task import ShardSpec, materialize_shard
 
 if TYPE_CHECKING:  # loaded with a build's sources that make reflectance or indices (xarray: see derived.py)
@@ -59,7 +59,7 @@ T = TypeVar("T")
 # How many of the shards a worker runs next a task reads ahead for (remote files only, see ``read_shard``): on the
 # quarter tile, about the time a new block row takes to come over the network (0: no reads ahead). A task is told
 # of up to ``MAX_AHEAD_SHARDS``.
-AHEAD_SHARDS = int(os.environ.get("EOSHARD_AHEAD_SHARDS", "8"))
+AHEAD_SHARDS = env_count("EOSHARD_AHEAD_SHARDS", 8)
 MAX_AHEAD_SHARDS = 16
 
 
@@ -112,6 +112,7 @@ def held(value: T, *after: Any) -> T:
     data dies with them, and the tasks that need it wait for it forever). ``after``: results it waits for, unused.
     It lives here, in the module the workers import for the shard tasks: a task's function from the flows would
     load their dataframes into every worker."""
+    check_settings()
     return value
 
 
@@ -175,6 +176,7 @@ def read_shard_windows(
     valid mask (see ``materialize_shard``). ``ahead_sources``: what the next shards will read (default ``sources``).
     """
     global _reading
+    check_settings()
     tune_malloc()
     use_block_store(sources.block_store, sources.block_store_bytes)
     use_block_cache(sources.block_cache_bytes)
