@@ -23,7 +23,7 @@ GDAL_REMOTE_DEFAULTS = {
     # share: a read finds it there, downloads the rest of its block, then takes the chunk. With a worker's 8 read
     # and 16 read-ahead threads (``direct.mosaic``) each downloading a block of 1-3 MB at once, 16 MB let the chunk
     # go in between, and GDAL downloaded it again with the next block whole (it doubles a read that follows its
-    # last one): 4-12 % more bytes. 4 MiB a thread keeps it
+    # last one): 6-11 % more bytes. 4 MiB a thread keeps it
     "CPL_VSIL_CURL_CACHE_SIZE": str(96 << 20),
     # a server that stops answering fails the read (which names the asset) instead of holding the build forever;
     # what object stores answer when busy (429, 500, 502-504) is asked again, up to 3 times, GDAL waiting 1 s and

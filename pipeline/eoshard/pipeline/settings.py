@@ -7,6 +7,7 @@ cluster whose workers all had it waited for workers forever."""
 
 from __future__ import annotations
 
+import math
 import os
 from typing import TypeVar
 
@@ -50,8 +51,8 @@ def env_megabytes(name: str, default: float) -> int:
     try:
         value = float(raw)
     except ValueError:
-        value = -1.0
-    if not value >= 0 or value == float("inf"):  # also NaN
+        value = math.nan
+    if not (math.isfinite(value) and value >= 0):
         message = _told(name, raw, "a size in MiB, 0 or more (e.g. 512)", f"{default:g}")
         return _noted(name, message, int(default * 2**20))
     return int(value * 2**20)
