@@ -16,24 +16,21 @@ import threading
 import time
 from pathlib import Path
 
+import psutil
+
 from benchmarks.bench_tile import CPU_SECONDS, build, config, remote_item_collection, world
 from eoshard.flows.demo.serve import Traffic, serve_folder
 
 
-def _cpu_ticks() -> tuple[int, int]:
-    """All and idle CPU ticks of the machine (``/proc/stat``)."""
-    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    return sum(values), values[3] + values[4]
-
-
-def _each_second(traffic: Traffic, cores: int, stop: threading.Event, seen: list[str]) -> None:
-    """Busy cores, requests and MiB answered in each second until ``stop``."""
-    ticks, requests, served = _cpu_ticks(), traffic.requests, traffic.bytes
+def _each_second(traffic: Traffic, stop: threading.Event, seen: list[str]) -> None:
+    """Busy cores of the machine, requests and MiB answered in each second until ``stop``."""
+    cores = psutil.cpu_count() or 1
+    psutil.cpu_percent()  # the next call counts from here
+    requests, served = traffic.requests, traffic.bytes
     while not stop.wait(1.0):
-        now = _cpu_ticks()
-        busy = cores * (1 - (now[1] - ticks[1]) / max(now[0] - ticks[0], 1))
+        busy = cores * psutil.cpu_percent() / 100
         seen.append(f"{busy:.1f}/{traffic.requests - requests}r/{(traffic.bytes - served) >> 20}M")
-        ticks, requests, served = now, traffic.requests, traffic.bytes
+        requests, served = traffic.requests, traffic.bytes
 
 
 def main() -> None:
@@ -58,7 +55,7 @@ def main() -> None:
             remote = config(big, items, work / "out-remote")
             served.traffic.reset()
             stop, seen = threading.Event(), list[str]()
-            sampler = threading.Thread(target=_each_second, args=(served.traffic, args.workers, stop, seen))
+            sampler = threading.Thread(target=_each_second, args=(served.traffic, stop, seen))
             sampler.start()
             start = time.perf_counter()
             remote_s, _ = build(remote, args.workers)

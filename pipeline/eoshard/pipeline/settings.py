@@ -25,12 +25,12 @@ def check_settings() -> None:
 
 def is_set(name: str) -> bool:
     """Whether the environment gives ``name`` a value (an empty one counts as unset, as the readers below take it)."""
-    return bool(os.environ.get(name, "").strip())
+    return bool(_raw(name))
 
 
 def env_count(name: str, default: int, minimum: int = 0) -> int:
     """The whole number in ``name``, at least ``minimum``; ``default`` when unset or empty (or not one: noted)."""
-    raw = os.environ.get(name, "").strip()
+    raw = _raw(name)
     if not raw:
         return default
     try:
@@ -45,7 +45,7 @@ def env_count(name: str, default: int, minimum: int = 0) -> int:
 def env_megabytes(name: str, default: float) -> int:
     """The size in MiB in ``name`` (a fraction allowed, 0 or more), in bytes; ``default`` MiB when unset, empty
     or not one (noted)."""
-    raw = os.environ.get(name, "").strip()
+    raw = _raw(name)
     if not raw:
         return int(default * 2**20)
     try:
@@ -60,12 +60,16 @@ def env_megabytes(name: str, default: float) -> int:
 
 def env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
     """One of ``choices`` in ``name``; ``default`` when unset, empty or not one (noted)."""
-    raw = os.environ.get(name, "").strip()
+    raw = _raw(name)
     if not raw:
         return default
     if raw not in choices:
         return _noted(name, _told(name, raw, " or ".join(repr(c) for c in choices), repr(default)), default)
     return raw
+
+
+def _raw(name: str) -> str:
+    return os.environ.get(name, "").strip()
 
 
 def _noted(name: str, message: str, default: T) -> T:

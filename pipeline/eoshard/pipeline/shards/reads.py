@@ -112,7 +112,6 @@ def held(value: T, *after: Any) -> T:
     data dies with them, and the tasks that need it wait for it forever). ``after``: results it waits for, unused.
     It lives here, in the module the workers import for the shard tasks: a task's function from the flows would
     load their dataframes into every worker."""
-    check_settings()
     return value
 
 
