@@ -144,11 +144,14 @@ def test_a_dataset_built_again_at_the_same_path_is_read_from_its_new_files(shard
 
     dataset = _copy(shards, tmp_path)
     n = 5
+    # the new files differ from the old ones in one byte of sample n; flipped while the old files are there: an
+    # environment open on files already deleted keeps their inode numbers in py-lmdb's "already open" guard
+    new = shutil.copytree(shards, tmp_path / "new")
+    _flip_lmdb_value(new, Manifest.read(new), n)
     make_dataset(Manifest.read(dataset), "lmdb", normalise=False)[n]  # opens its environments
     shutil.rmtree(dataset)
-    dataset = _copy(shards, tmp_path)
+    new.rename(dataset)
     manifest = Manifest.read(dataset)
-    _flip_lmdb_value(dataset, manifest, n)  # the new files differ from the old ones in one byte of sample n
     data = make_dataset(manifest, "lmdb", normalise=False)
     with pytest.raises(CorruptSampleError, match=manifest.keys[n]):
         data[n]  # read from the new files (the old environment gave the old, intact value)
