@@ -444,6 +444,10 @@ def _file_bytes(folder: Path) -> int:
 
 def test_inspect_prints_a_summary_and_draws_quicklooks(built: Path, tmp_path: Path) -> None:
     out = tmp_path / "looks.png"
+    # a path longer than the table's column: it was cut with an ellipsis (once pytest's folders reached 100)
+    (tmp_path / ("a-long-folder-name-" * 4)).mkdir()
+    (tmp_path / ("a-long-folder-name-" * 4) / "demo").symlink_to(built)
+    built = tmp_path / ("a-long-folder-name-" * 4) / "demo"
     result = CliRunner().invoke(app, ["inspect", str(built), "--out", str(out), "--samples", "3"])
     assert result.exit_code == 0, result.output
     assert "winter_wheat" in result.output and "n_samples" in result.output

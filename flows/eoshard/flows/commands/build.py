@@ -169,6 +169,8 @@ def _bytes_under(folder: Path) -> int:
 def print_summary(path: Path, manifest: dict[str, object]) -> None:
     """A table of what a dataset holds."""
     table = Table(title=escape(f"dataset {manifest['name']} at {path}"), show_header=False)
+    table.add_column()
+    table.add_column(overflow="fold")  # a path longer than the column is folded whole, not cut with an ellipsis
     patch = manifest["patch"]
     assert isinstance(patch, dict)
     table.add_row("patch", f"{patch['size']} px, mode {patch['mode']}")

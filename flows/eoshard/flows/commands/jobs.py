@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.table import Table
+from rich.table import Column, Table
 
 from eoshard.flows.app import app, console, user_errors
 from eoshard.flows.errors import FlowsError
@@ -61,7 +61,8 @@ def jobs(ctx: typer.Context, scheduler: Scheduler = None) -> None:
         for row in [JOB_COLUMNS, *rows]:
             typer.echo("\t".join(row))  # not through rich, which turns tabs into spaces
         return
-    table = Table(*JOB_COLUMNS, title=f"jobs on {address}")
+    # a value longer than its column (an output path, an error) is folded whole, not cut with an ellipsis
+    table = Table(*(Column(name, overflow="fold") for name in JOB_COLUMNS), title=f"jobs on {address}")
     for row in rows:
         table.add_row(*row)
     console.print(table)
