@@ -4,12 +4,16 @@ worker killed with SIGKILL, can be cancelled, and writes the same dataset as a l
 from __future__ import annotations
 
 import json
+import logging
 import os
+import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from datetime import datetime
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +26,10 @@ from typer.testing import CliRunner
 
 from eoshard.flows.cli import app
 from eoshard.flows.config import load_config
+from eoshard.flows.errors import FlowsError
 from eoshard.flows.jobs import cancel_job, connect, list_jobs, submit_job
 from eoshard.flows.jobs.registry import get_job, wait_for_state
-from tests.services.dask_cluster import running_cluster
+from tests.services.dask_cluster import add_worker, running_cluster
 
 EOSHARD = str(Path(sys.executable).parent / "eoshard")
 BANDS = ["B02", "B03", "B04", "B08", "B11"]
@@ -132,6 +137,13 @@ def test_submitted_job_outlives_its_client_and_equals_a_local_build(
     assert fields[:3] == [job_id, "finished", f"{N_SHARDS}/{N_SHARDS} shards"]
     assert datetime.fromisoformat(fields[3]).tzinfo is not None  # when it was submitted, in UTC
     assert fields[4:] == [str(out), "-"]
+    env = {**os.environ, "FORCE_COLOR": "1", "NO_COLOR": "1", "COLUMNS": "80"}  # a terminal 80 columns wide
+    shown = subprocess.run([EOSHARD, "jobs", "--scheduler", dask_cluster.address], capture_output=True, text=True,
+                           env=env, timeout=120, check=True).stdout  # fmt: skip
+    shown = re.sub(r"\x1b\[[0-9;]*m", "", shown)  # rich's bold and italic
+    assert "┃ job" in shown  # rich's table, whose columns fold a long value whole: no ellipsis
+    output_column = "".join(line.split("│")[5].strip() for line in shown.splitlines() if line.count("│") == 7)
+    assert str(out) in output_column and "…" not in shown
     logs = run_cli("jobs", "--scheduler", dask_cluster.address, "logs", job_id)
     assert "driver started on tcp://127.0.0.1:" in logs.stdout
     assert f"wrote 108 samples x 7 dates to {out}" in logs.stdout
@@ -219,6 +231,92 @@ def test_workers_whose_tuning_variable_is_not_one_fail_the_build_at_once(demo_da
     ) in message
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "demo" / "dataset.json").exists()
+
+
+def test_workers_without_eoshard_fail_the_build_at_once_and_live_on(demo_data: Any, tmp_path: Path) -> None:
+    """A worker whose environment has another ``eoshard`` (or none) closed on its first task, which it could not
+    unpickle, and its nanny with it: the build waited for workers forever, without a word."""
+    (tmp_path / "elsewhere" / "eoshard").mkdir(parents=True)
+    (tmp_path / "elsewhere" / "eoshard" / "__init__.py").write_text("")  # a package of that name, without ours
+    (tmp_path / "logs").mkdir()
+    out = tmp_path / "demo"
+    env = {"PYTHONPATH": str(tmp_path / "elsewhere")}
+    with running_cluster(tmp_path / "logs", n_workers=1, worker_env=env) as cluster:
+        result = run_cli("build", str(write_config(demo_data, out)), "--scheduler", cluster.address)
+        target = tmp_path / "ben.lmdb"
+        converted = run_cli("convert", "bigearthnet", "--target", str(target), "--s2", str(tmp_path / "logs"),
+                            "--scheduler", cluster.address)  # fmt: skip
+        [worker] = cluster.worker_pids()  # it lives on
+    assert converted.returncode == 1, converted.stderr
+    assert "error: 1 of 1 Dask workers cannot run eoshard's tasks" in converted.stderr
+    assert "restart them, then run the same command again" in " ".join(converted.stderr.split())
+    assert not target.exists()
+    assert result.returncode == 1, result.stderr
+    message = " ".join(result.stderr.split())
+    assert (
+        f"error: 1 of 1 Dask workers cannot run eoshard's tasks ({worker}: ModuleNotFoundError(\"No module named "
+        f"'eoshard.flows'\")): install eoshard {version('eoshard')} in the environment the workers start in "
+        "(`eoshard --version` there says which runs), restart them, then rerun the same build to finish"
+    ) in message
+    assert "Traceback" not in result.stderr
+    assert not out.exists() or not any(out.iterdir())  # nothing written
+
+
+def test_workers_of_another_eoshard_version_are_refused(
+    dask_cluster: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Samples written by two versions could differ: the workers (in their own processes) report theirs."""
+    from eoshard.flows import worker_checks
+
+    monkeypatch.setattr(worker_checks, "version", lambda _: "0.0.9")  # this process only
+    with connect(dask_cluster.address) as client, pytest.raises(FlowsError) as raised:
+        worker_checks.check_workers(client, "run it again")
+    first = sorted(dask_cluster.worker_pids())[0]
+    assert str(raised.value) == (
+        f"2 of 2 Dask workers run eoshard {version('eoshard')} ({first}) where this command runs 0.0.9: samples "
+        "written by two versions could differ. Install eoshard 0.0.9 where the workers start, restart them, then "
+        "run it again"
+    )
+
+
+def test_a_build_started_before_its_workers_says_so_and_finishes_when_one_joins(
+    demo_data: Any,
+    local_build: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A scheduler with no worker (started before them, or that lost them all) kept the build waiting, silent."""
+    from eoshard.flows import worker_checks
+
+    monkeypatch.setattr(worker_checks, "NO_WORKERS_NOTE_S", 1.0)
+    monkeypatch.setattr(worker_checks, "POLL_S", 0.1)
+    caplog.set_level(logging.WARNING, logger="eoshard.flows.worker_checks")
+    (tmp_path / "logs").mkdir()
+    out = tmp_path / "demo"
+    with running_cluster(tmp_path / "logs", n_workers=0) as cluster:
+
+        def join_once_noted() -> None:  # if the build never says so, the worker joins anyway: the test fails, ends
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and not any("no worker" in r.getMessage() for r in caplog.records):
+                time.sleep(0.1)
+            add_worker(cluster, "late")
+
+        joiner = threading.Thread(target=join_once_noted)
+        joiner.start()
+        try:
+            with pytest.warns(UserWarning, match="1 of 480 label geometries were invalid"):
+                result = CliRunner().invoke(app, ["build", str(write_config(demo_data, out)), "--scheduler",
+                                                  cluster.address])  # fmt: skip
+        finally:
+            joiner.join()
+    assert result.exit_code == 0, result.output
+    assert [r.getMessage() for r in caplog.records if r.name == "eoshard.flows.worker_checks"] == [
+        f"the Dask scheduler {cluster.address} has had no worker for 1 s: the {N_SHARDS} shards left wait for one."
+        f" Start workers (`dask worker {cluster.address}`, where eoshard {version('eoshard')} is installed), or "
+        "read their logs for why they stopped; Ctrl-C stops the build and keeps the shards committed"
+    ]
+    assert_same_dataset(out, local_build)
 
 
 def test_a_failing_job_records_its_error(dask_cluster: Any, demo_data: Any, tmp_path: Path) -> None:

@@ -46,7 +46,8 @@ class DaskCluster:
         from distributed import Client
 
         with Client(self.address, timeout="30s", set_as_default=False) as client:
-            client.wait_for_workers(n, timeout=timeout)
+            if n:  # with none, the scheduler answering is all there is to wait for
+                client.wait_for_workers(n, timeout=timeout)
 
     def kill_worker(self, address: str) -> int:
         """SIGKILL the worker process at ``address`` (its nanny starts a fresh one); returns the pid killed."""
@@ -80,6 +81,13 @@ def _start(cluster: DaskCluster, args: list[str], log: Path, env: dict[str, str]
         )
 
 
+def add_worker(cluster: DaskCluster, name: str, env: dict[str, str] | None = None) -> None:
+    """Start one more single-threaded ``dask worker`` (with a nanny) for ``cluster`` (``env``: variables its
+    environment has besides this one's); it is stopped with the cluster."""
+    _start(cluster, ["worker", cluster.address, "--host", "127.0.0.1", "--nthreads", "1", "--name", name,
+                     "--no-dashboard", "--memory-limit", "3GiB"], cluster.logs / f"{name}.log", env)  # fmt: skip
+
+
 @contextmanager
 def running_cluster(
     logs: Path, n_workers: int = N_WORKERS, worker_env: dict[str, str] | None = None
@@ -93,9 +101,7 @@ def running_cluster(
         _start(cluster, ["scheduler", "--host", "127.0.0.1", "--port", str(port), "--dashboard-address",
                          f"127.0.0.1:{dash}", "--no-show"], logs / "scheduler.log")  # fmt: skip
         for n in range(n_workers):
-            _start(cluster, ["worker", cluster.address, "--host", "127.0.0.1", "--nthreads", "1", "--name",
-                             f"worker-{n}", "--no-dashboard", "--memory-limit", "3GiB"], logs / f"worker-{n}.log",
-                   worker_env)  # fmt: skip
+            add_worker(cluster, f"worker-{n}", worker_env)
         deadline = time.monotonic() + START_TIMEOUT
         while True:
             try:

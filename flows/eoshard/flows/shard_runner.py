@@ -23,6 +23,7 @@ from eoshard.flows.block_cache import cache_bytes_for, open_files_for, smallest_
 from eoshard.flows.errors import FlowsError
 from eoshard.flows.finalize import finalize
 from eoshard.flows.signing import can_sign_again, modifier_names, signed_again
+from eoshard.flows.worker_checks import WorkerlessWatch, check_workers
 from eoshard.pipeline.cube import stackstac_ready
 from eoshard.pipeline.direct import release_build, tune_malloc_for_commits
 from eoshard.pipeline.errors import (
@@ -86,6 +87,7 @@ def run_shards(
 ) -> dict[str, Any]:
     """Write every uncommitted shard, then the index, STAC Collection and ``dataset.json`` (last). ``then``: what
     an error says to do to finish (a refresh's: run the refresh again)."""
+    check_workers(client, then)
     config = plan.config
     out = config.output.path
     log = CommitLog(out)
@@ -124,6 +126,7 @@ def run_shards(
     pending: list[Future[None]] = []
     failures: list[PipelineError] = []
     count = len(done)
+    watch = WorkerlessWatch(client, lambda: len(running))
     try:
         completed = as_completed([f for _, f in running.values()])
         for future in completed:
@@ -180,6 +183,7 @@ def run_shards(
         client.cancel([f for _, f in running.values()])
         raise
     finally:
+        watch.stop()
         for executor in executors.values():
             executor.shutdown(wait=True)
         for writer in writers.values():

@@ -100,9 +100,11 @@ def _remove_partial(target: Path, created: bool) -> None:
 def _convert(dataset: str, roots: dict[str, Path | None], target: Path, fmt: Format, scheduler: str | None,
              workers: int | None) -> None:  # fmt: skip
     from eoshard.flows.cluster import dask_client
+    from eoshard.flows.worker_checks import check_workers
 
     interrupted = f"what this run wrote to {target} was removed: run the same command again to convert it"
     with user_errors(interrupted=interrupted), dask_client(scheduler, workers) as client:
+        check_workers(client, "run the same command again")
         n = run_conversion(dataset, roots, target, fmt, client)
         say(f"wrote {counted(n, 'sample')} of {dataset} to {target} ({fmt.value})")
 
