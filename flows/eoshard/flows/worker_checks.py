@@ -36,21 +36,22 @@ def check_workers(client: Client, then: str) -> None:
     here = version("eoshard")
     answers = client.run(_eoshard_version, on_error="return")
     failed = {worker: answer for worker, answer in answers.items() if isinstance(answer, BaseException)}
+    other = {worker: answer for worker, answer in answers.items() if answer != here}
     if failed:
         worker, err = next(iter(failed.items()))
-        raise FlowsError(
-            f"{len(failed)} of {len(answers)} Dask workers cannot run eoshard's tasks ({worker}: {err}): "
-            f"install eoshard {here} in the environment the workers start in (`eoshard --version` there says "
-            f"which runs), restart them, then {then}"
+        why = (
+            f"{len(failed)} of {len(answers)} Dask workers cannot run eoshard's tasks ({worker}: {err}): install "
+            f"eoshard {here} in the environment the workers start in (`eoshard --version` there says which runs)"
         )
-    other = {worker: answer for worker, answer in answers.items() if answer != here}
-    if other:
+    elif other:
         worker, there = next(iter(other.items()))
-        raise FlowsError(
+        why = (
             f"{len(other)} of {len(answers)} Dask workers run eoshard {there} ({worker}) where this command runs "
-            f"{here}: samples written by two versions could differ. Install eoshard {here} where the workers "
-            f"start, restart them, then {then}"
+            f"{here}: samples written by two versions could differ. Install eoshard {here} where the workers start"
         )
+    else:
+        return
+    raise FlowsError(f"{why}, restart them, then {then}")
 
 
 class WorkerlessWatch:
