@@ -29,7 +29,7 @@ from eoshard.flows.config import load_config
 from eoshard.flows.errors import FlowsError
 from eoshard.flows.jobs import cancel_job, connect, list_jobs, submit_job
 from eoshard.flows.jobs.registry import get_job, wait_for_state
-from tests.services.dask_cluster import add_worker, running_cluster
+from tests.services.dask_cluster import add_worker, on_a_disk_of_its_own, running_cluster
 
 EOSHARD = str(Path(sys.executable).parent / "eoshard")
 BANDS = ["B02", "B03", "B04", "B08", "B11"]
@@ -277,6 +277,30 @@ def test_workers_of_another_eoshard_version_are_refused(
         "written by two versions could differ. Install eoshard 0.0.9 where the workers start, restart them, then "
         "run it again"
     )
+
+
+def test_a_worker_that_does_not_see_the_output_folder_stops_the_build_before_a_shard(
+    demo_data: Any, tmp_path: Path
+) -> None:
+    """A worker on another machine that shares no file system with the driver: the first shard failed with "does
+    not exist ... free space (or fix the error)", which names no cause a user could act on."""
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "output").mkdir()
+    out = tmp_path / "output" / "demo"
+    with running_cluster(tmp_path / "logs", n_workers=0) as cluster:
+        add_worker(cluster, "elsewhere", prefix=on_a_disk_of_its_own(tmp_path / "output"))
+        cluster.wait_for_workers(1)
+        result = run_cli("build", str(write_config(demo_data, out)), "--scheduler", cluster.address)
+        [worker] = cluster.worker_pids()  # it lives on
+    assert result.returncode == 1, result.stderr
+    assert (
+        f"error: 1 of 1 Dask workers do not see the output folder {out} as this machine does ({worker}: no such "
+        "file where this command has just written one): the shards they write would not reach the dataset. Set "
+        "output.path to a folder on a file system that this machine and every worker share (NFS, a cluster file "
+        "system; with output.url, it is the staging folder), then rerun the same build to finish"
+    ) in " ".join(result.stderr.split())
+    assert not (out / "data.zarr").exists() or not list((out / "data.zarr").rglob("c/*"))  # no shard written
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == []  # its check file is gone
 
 
 def test_a_build_started_before_its_workers_says_so_and_finishes_when_one_joins(

@@ -68,12 +68,18 @@ def _stop(processes: list[subprocess.Popen[bytes]]) -> None:
             proc.wait()
 
 
-def _start(cluster: DaskCluster, args: list[str], log: Path, env: dict[str, str] | None = None) -> None:
+def _start(
+    cluster: DaskCluster,
+    args: list[str],
+    log: Path,
+    env: dict[str, str] | None = None,
+    prefix: tuple[str, ...] = (),
+) -> None:
     # `python -m dask` rather than the `dask` script: a copied venv may keep another venv's shebang
     with log.open("wb") as err:  # the child keeps its own copy of the descriptor
         cluster.processes.append(
             subprocess.Popen(
-                [sys.executable, "-m", "dask", *args],
+                [*prefix, sys.executable, "-m", "dask", *args],
                 stdout=subprocess.DEVNULL,
                 stderr=err,
                 env=None if env is None else {**os.environ, **env},
@@ -81,11 +87,21 @@ def _start(cluster: DaskCluster, args: list[str], log: Path, env: dict[str, str]
         )
 
 
-def add_worker(cluster: DaskCluster, name: str, env: dict[str, str] | None = None) -> None:
+def add_worker(
+    cluster: DaskCluster, name: str, env: dict[str, str] | None = None, prefix: tuple[str, ...] = ()
+) -> None:
     """Start one more single-threaded ``dask worker`` (with a nanny) for ``cluster`` (``env``: variables its
-    environment has besides this one's); it is stopped with the cluster."""
-    _start(cluster, ["worker", cluster.address, "--host", "127.0.0.1", "--nthreads", "1", "--name", name,
-                     "--no-dashboard", "--memory-limit", "3GiB"], cluster.logs / f"{name}.log", env)  # fmt: skip
+    environment has besides this one's; ``prefix``: a command it runs under); it is stopped with the cluster."""
+    args = ["worker", cluster.address, "--host", "127.0.0.1", "--nthreads", "1", "--name", name, "--no-dashboard",
+            "--memory-limit", "3GiB"]  # fmt: skip
+    _start(cluster, args, cluster.logs / f"{name}.log", env, prefix)
+
+
+def on_a_disk_of_its_own(folder: Path) -> tuple[str, ...]:
+    """A prefix for ``add_worker``: the worker runs in a mount namespace of its own where an empty tmpfs lies over
+    ``folder``, as on another machine that shares no file system with this one (the tests run as root)."""
+    return ("unshare", "--mount", "--propagation", "private", "sh", "-c", 'mount -t tmpfs tmpfs "$0" && exec "$@"',
+            str(folder))  # fmt: skip
 
 
 @contextmanager

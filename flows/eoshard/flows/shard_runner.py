@@ -23,7 +23,7 @@ from eoshard.flows.block_cache import cache_bytes_for, open_files_for, smallest_
 from eoshard.flows.errors import FlowsError
 from eoshard.flows.finalize import finalize
 from eoshard.flows.signing import can_sign_again, modifier_names, signed_again
-from eoshard.flows.worker_checks import WorkerlessWatch, check_workers
+from eoshard.flows.worker_checks import WorkerlessWatch, check_output_shared, check_workers
 from eoshard.pipeline.cube import stackstac_ready
 from eoshard.pipeline.direct import release_build, tune_malloc_for_commits
 from eoshard.pipeline.errors import (
@@ -112,6 +112,7 @@ def run_shards(
                 nan_fill=plan.nan_fill(),
             )
         log.record_plan(fingerprint)
+    check_output_shared(client, out, then)
     shards = plan.shards()
     done = log.done()
     todo = {k: shard_task(plan, k, shard) for k, shard in enumerate(shards) if k not in done}

@@ -1,4 +1,4 @@
-"""The workers of a build: whether they can run its shard tasks, and a note while there are none.
+"""A build's workers: whether they run its shard tasks and see its output, and a note while there are none.
 
 A Dask worker that cannot unpickle a task (eoshard missing from its environment, or a module that fails to import)
 closes, and its nanny with it (distributed 2026.8): the shards would wait for workers that never come, without a
@@ -9,8 +9,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from importlib.metadata import version
+from pathlib import Path
 
 from distributed import Client
 
@@ -52,6 +54,37 @@ def check_workers(client: Client, then: str) -> None:
     else:
         return
     raise FlowsError(f"{why}, restart them, then {then}")
+
+
+def _text_of(path: str) -> str | None:
+    """What the file at ``path`` holds, as a worker sees it (None: no file there)."""
+    try:
+        return Path(path).read_text()
+    except OSError:
+        return None
+
+
+def check_output_shared(client: Client, folder: Path, then: str) -> None:
+    """Every worker of ``client`` sees ``folder`` as this process does: the shard tasks write their Zarr shards and
+    spooled values there, where this process reads them and writes the rest. A file written there now, with a token
+    of its own, must read the same on each worker; a clear error otherwise (``then``: what to do next)."""
+    token = uuid.uuid4().hex
+    marker = folder / f".seen-by-workers-{token}.tmp"  # left by a killed build: the next one removes it
+    marker.write_text(token)
+    try:
+        answers = client.run(_text_of, str(marker), on_error="return")
+    finally:
+        marker.unlink(missing_ok=True)
+    blind = {worker: answer for worker, answer in answers.items() if answer != token}
+    if blind:
+        worker, answer = next(iter(blind.items()))
+        seen = "no such file" if answer is None else "another file" if isinstance(answer, str) else answer
+        raise FlowsError(
+            f"{len(blind)} of {len(answers)} Dask workers do not see the output folder {folder} as this machine "
+            f"does ({worker}: {seen} where this command has just written one): the shards they write would not "
+            "reach the dataset. Set output.path to a folder on a file system that this machine and every worker "
+            f"share (NFS, a cluster file system; with output.url, it is the staging folder), then {then}"
+        )
 
 
 class WorkerlessWatch:
