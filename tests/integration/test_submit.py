@@ -246,7 +246,10 @@ def test_workers_without_eoshard_fail_the_build_at_once_and_live_on(demo_data: A
         target = tmp_path / "ben.lmdb"
         converted = run_cli("convert", "bigearthnet", "--target", str(target), "--s2", str(tmp_path / "logs"),
                             "--scheduler", cluster.address)  # fmt: skip
+        submitted = run_cli("submit", str(write_config(demo_data, out)), "--scheduler", cluster.address)
         [worker] = cluster.worker_pids()  # it lives on
+    assert submitted.returncode == 1, submitted.stderr  # its driver would have waited for ever, "queued"
+    assert "restart them, then submit the job again" in " ".join(submitted.stderr.split())
     assert converted.returncode == 1, converted.stderr
     assert "error: 1 of 1 Dask workers cannot run eoshard's tasks" in converted.stderr
     assert "restart them, then run the same command again" in " ".join(converted.stderr.split())

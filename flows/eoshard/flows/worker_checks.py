@@ -11,7 +11,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from importlib.metadata import version
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from distributed import Client
@@ -29,13 +29,21 @@ def _eoshard_version() -> str:
     import eoshard.pipeline.converters.reading
     import eoshard.pipeline.shards.reads  # noqa: F401
 
-    return version("eoshard")
+    return installed_version()
+
+
+def installed_version() -> str:
+    """eoshard's version, as its package metadata says (a source tree on ``PYTHONPATH`` has none)."""
+    try:
+        return version("eoshard")
+    except PackageNotFoundError:
+        return "unknown (not installed as a package)"
 
 
 def check_workers(client: Client, then: str) -> None:
     """Every worker of ``client`` imports the tasks' modules and runs this process's eoshard: a clear error
     otherwise, before a task is submitted (``then``: what to do next)."""
-    here = version("eoshard")
+    here = installed_version()
     answers = client.run(_eoshard_version, on_error="return")
     failed = {worker: answer for worker, answer in answers.items() if isinstance(answer, BaseException)}
     other = {worker: answer for worker, answer in answers.items() if answer != here}
@@ -116,7 +124,7 @@ class WorkerlessWatch:
                     "the Dask scheduler %s has had no worker for %d s: the %d shards left wait for one. Start "
                     "workers (`dask worker %s`, where eoshard %s is installed), or read their logs for why they "
                     "stopped; Ctrl-C stops the build and keeps the shards committed",
-                    address, NO_WORKERS_NOTE_S, self.left(), address, version("eoshard"),
+                    address, NO_WORKERS_NOTE_S, self.left(), address, installed_version(),
                 )  # fmt: skip
                 noted = True
 

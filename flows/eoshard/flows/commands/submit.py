@@ -20,10 +20,12 @@ def submit(config: Annotated[Path, typer.Argument(help="YAML build config")], sc
     """Run a build as a job on the cluster; the driver runs there, so this command may exit at once."""
     from eoshard.flows.cluster import dashboard_note
     from eoshard.flows.jobs import connect, submit_job
+    from eoshard.flows.worker_checks import check_workers
 
     with user_errors():
         cfg = load_config(config)
         with connect(scheduler) as client:
+            check_workers(client, "submit the job again")  # the job's driver is a task on one of them
             job_id = submit_job(client, cfg)
             say(f"job {job_id} submitted to {scheduler}")
             console.print(dashboard_note(client), soft_wrap=True)
