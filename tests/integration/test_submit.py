@@ -306,26 +306,39 @@ def test_a_worker_that_does_not_see_the_output_folder_stops_the_build_before_a_s
     assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == []  # its check file is gone
 
 
-def test_a_build_started_before_its_workers_says_so_and_finishes_when_one_joins(
+PAUSED_AT_ONCE = {
+    "DASK_DISTRIBUTED__WORKER__MEMORY__PAUSE": "0.01"
+}  # a worker paused from its start (1 % of 3 GiB)
+
+
+@pytest.mark.parametrize("stall", ["none", "paused"])
+def test_a_build_whose_workers_run_nothing_says_so_and_finishes_when_one_joins(
     demo_data: Any,
     local_build: Path,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
+    stall: str,
 ) -> None:
-    """A scheduler with no worker (started before them, or that lost them all) kept the build waiting, silent."""
+    """A scheduler with no worker (started before them, or that lost them all), or only workers that distributed
+    paused for their memory (they run no task), kept the build waiting, silent."""
     from eoshard.flows import worker_checks
 
-    monkeypatch.setattr(worker_checks, "NO_WORKERS_NOTE_S", 1.0)
+    monkeypatch.setattr(worker_checks, "STALL_NOTE_S", 1.0)
     monkeypatch.setattr(worker_checks, "POLL_S", 0.1)
     caplog.set_level(logging.WARNING, logger="eoshard.flows.worker_checks")
     (tmp_path / "logs").mkdir()
     out = tmp_path / "demo"
     with running_cluster(tmp_path / "logs", n_workers=0) as cluster:
+        if stall == "paused":
+            add_worker(cluster, "paused", PAUSED_AT_ONCE)
+            cluster.wait_for_workers(1)
 
-        def join_once_noted() -> None:  # if the build never says so, the worker joins anyway: the test fails, ends
+        def join_once_noted() -> None:  # if the build never says so, a worker joins anyway: the test fails, ends
             deadline = time.monotonic() + 60
-            while time.monotonic() < deadline and not any("no worker" in r.getMessage() for r in caplog.records):
+            while time.monotonic() < deadline and not any(
+                r.name == worker_checks.__name__ for r in caplog.records
+            ):
                 time.sleep(0.1)
             add_worker(cluster, "late")
 
@@ -338,12 +351,42 @@ def test_a_build_started_before_its_workers_says_so_and_finishes_when_one_joins(
         finally:
             joiner.join()
     assert result.exit_code == 0, result.output
-    assert [r.getMessage() for r in caplog.records if r.name == "eoshard.flows.worker_checks"] == [
-        f"the Dask scheduler {cluster.address} has had no worker for 1 s: the {N_SHARDS} shards left wait for one."
-        f" Start workers (`dask worker {cluster.address}`, where eoshard {version('eoshard')} is installed), or "
-        "read their logs for why they stopped; Ctrl-C stops the build and keeps the shards committed"
-    ]
+    notes = [r.getMessage() for r in caplog.records if r.name == worker_checks.__name__]
+    if stall == "none":
+        assert notes == [
+            f"the Dask scheduler {cluster.address} has had no worker for 1 s: the {N_SHARDS} shards left wait for "
+            f"one. Start workers (`dask worker {cluster.address}`, where eoshard {version('eoshard')} is "
+            "installed), or read their logs for why they stopped; Ctrl-C stops the build and keeps the shards "
+            "committed"
+        ]
+    else:
+        assert notes == [
+            "every Dask worker has been paused for 1 s: each holds more of its memory than its pause threshold "
+            f"allows (the smallest: 3072 MiB), and distributed runs no task on a paused worker, so the {N_SHARDS} "
+            "shards left wait. Give each worker more memory (fewer `--workers` on a machine; `dask worker "
+            "--memory-limit` on a cluster of your own); Ctrl-C stops the build and keeps the shards committed"
+        ]
     assert_same_dataset(out, local_build)
+
+
+def test_a_shard_that_needs_more_memory_than_a_worker_has_says_so(demo_data: Any, tmp_path: Path) -> None:
+    """Its task ended each worker that ran it (the nanny restarts one past its memory limit), and the build said
+    "KilledWorker: Attempted to run task ... on 4 different workers" for each shard in turn, memory unnamed."""
+    (tmp_path / "logs").mkdir()
+    killed_at = {"DASK_DISTRIBUTED__WORKER__MEMORY__TERMINATE": "0.07"}  # 215 MiB of 3 GiB: more than it imports
+    with running_cluster(tmp_path / "logs", n_workers=1, worker_env=killed_at) as cluster:
+        result = run_cli("build", str(write_config(demo_data, tmp_path / "demo")), "--scheduler", cluster.address)
+    assert result.returncode == 1, result.stderr
+    message = " ".join(result.stderr.split())
+    assert re.search(
+        r"error: shard \d+ needs more memory than a Dask worker has( \(3072 MiB each\))?: each worker that ran it "
+        r"\(4 workers, the last tcp://127\.0\.0\.1:\d+, at \d+ MiB\) passed its memory limit and its nanny "
+        r"restarted it\. Give each worker more memory \(fewer `--workers` on a machine; `dask worker "
+        r"--memory-limit` on a cluster of your own\), then rerun the same build to finish \(\d+ of 36 shards are "
+        r"committed and stay valid\)",
+        message,
+    ), message
+    assert "Traceback" not in result.stderr and "KilledWorker" not in result.stderr
 
 
 def test_a_failing_job_records_its_error(dask_cluster: Any, demo_data: Any, tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from distributed import Client, as_completed
+from distributed import Client, KilledWorker, as_completed
 from distributed import Future as DaskFuture
 from distributed.client import FutureCancelledError
 
@@ -23,7 +23,7 @@ from eoshard.flows.block_cache import cache_bytes_for, open_files_for, smallest_
 from eoshard.flows.errors import FlowsError
 from eoshard.flows.finalize import finalize
 from eoshard.flows.signing import can_sign_again, modifier_names, signed_again
-from eoshard.flows.worker_checks import WorkerlessWatch, check_output_shared, check_workers
+from eoshard.flows.worker_checks import StallWatch, check_output_shared, check_workers, killed_worker_note
 from eoshard.pipeline.cube import stackstac_ready
 from eoshard.pipeline.direct import release_build, tune_malloc_for_commits
 from eoshard.pipeline.errors import (
@@ -127,7 +127,7 @@ def run_shards(
     pending: list[Future[None]] = []
     failures: list[PipelineError] = []
     count = len(done)
-    watch = WorkerlessWatch(client, lambda: len(running))
+    watch = StallWatch(client, lambda: len(running))
     try:
         completed = as_completed([f for _, f in running.values()])
         for future in completed:
@@ -145,6 +145,9 @@ def run_shards(
                     f"{len(shards)} shards are committed and stay valid; start the scheduler and its workers again, "
                     f"then {then}"
                 ) from None
+            except KilledWorker as err:  # its workers ran out of memory, or crashed: so would the other shards'
+                count_note = f"{_committed(pending, log)} of {len(shards)} shards are committed and stay valid"
+                raise FlowsError(f"{killed_worker_note(client, shard, err, then)} ({count_note})") from None
             except Exception as err:
                 if refused(str(err)) and submitter.can_submit_again(shard):
                     again = submitter.submit_again(shard, str(err))

@@ -13,14 +13,17 @@ import uuid
 from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import Any
 
-from distributed import Client
+from distributed import Client, KilledWorker
 
+from eoshard.flows.block_cache import smallest_memory_limit
 from eoshard.flows.errors import FlowsError
 
 log = logging.getLogger(__name__)
 
-NO_WORKERS_NOTE_S = 30.0  # how long a build's scheduler may have no worker before the build says so
+STALL_NOTE_S = 30.0  # how long a build's scheduler may have no running worker before the build says so
+MEMORY_RESTART = "worker-restart-memory"  # the event of a nanny that restarted its worker for its memory
 POLL_S = 2.0
 
 
@@ -95,10 +98,16 @@ def check_output_shared(client: Client, folder: Path, then: str) -> None:
         )
 
 
-class WorkerlessWatch:
-    """A warning, once each time, when ``client``'s scheduler has had no worker for ``NO_WORKERS_NOTE_S``
-    (``left``: how many shards wait), until ``stop``. The build waits on: workers may join (an adaptive cluster
-    starts them when tasks wait)."""
+def _smallest_limit(workers: dict[str, Any], shown: str) -> str:
+    """``shown`` with the smallest memory limit of ``workers`` (``scheduler_info()["workers"]``), "" if none."""
+    limit = smallest_memory_limit(workers)
+    return shown.format(f"{limit / 2**20:.0f} MiB") if limit else ""
+
+
+class StallWatch:
+    """A warning, once each time, when ``client``'s scheduler has had no worker, or only paused ones, for
+    ``STALL_NOTE_S`` (``left``: how many shards wait), until ``stop``. The build waits on: workers may join (an
+    adaptive cluster starts them when tasks wait), and a paused worker whose memory falls runs again."""
 
     def __init__(self, client: Client, left: Callable[[], int]) -> None:
         self.client, self.left = client, left
@@ -107,27 +116,62 @@ class WorkerlessWatch:
         self._thread.start()
 
     def _watch(self) -> None:
-        since: float | None = None
-        noted = False
+        state, since, noted = "", 0.0, False
         while not self._stop.wait(POLL_S):
             try:
-                workers = len(self.client.nthreads())
+                workers = self.client.scheduler_info(n_workers=-1)["workers"]
             except Exception:  # the scheduler is lost: the build says so itself
                 return
-            if workers:
-                since, noted = None, False
-                continue
-            since = time.monotonic() if since is None else since
-            if not noted and time.monotonic() - since >= NO_WORKERS_NOTE_S:
-                address = getattr(self.client.scheduler, "address", "?")
-                log.warning(
-                    "the Dask scheduler %s has had no worker for %d s: the %d shards left wait for one. Start "
-                    "workers (`dask worker %s`, where eoshard %s is installed), or read their logs for why they "
-                    "stopped; Ctrl-C stops the build and keeps the shards committed",
-                    address, NO_WORKERS_NOTE_S, self.left(), address, installed_version(),
-                )  # fmt: skip
+            running = any(w.get("status") == "running" for w in workers.values())
+            stall = "" if running else "paused" if workers else "none"
+            if stall != state:
+                state, since, noted = stall, time.monotonic(), False
+            if stall and not noted and time.monotonic() - since >= STALL_NOTE_S:
+                log.warning(self._note(stall, workers))
                 noted = True
+
+    def _note(self, stall: str, workers: dict[str, Any]) -> str:
+        address = getattr(self.client.scheduler, "address", "?")
+        after = f"the {self.left()} shards left wait"
+        if stall == "none":
+            return (
+                f"the Dask scheduler {address} has had no worker for {STALL_NOTE_S:g} s: {after} for one. Start "
+                f"workers (`dask worker {address}`, where eoshard {installed_version()} is installed), or read "
+                "their logs for why they stopped; Ctrl-C stops the build and keeps the shards committed"
+            )
+        limit = _smallest_limit(workers, " (the smallest: {})")
+        return (
+            f"every Dask worker has been paused for {STALL_NOTE_S:g} s: each holds more of its memory than its "
+            f"pause threshold allows{limit}, and distributed runs no task on a paused worker, so {after}. Give "
+            "each worker more memory (fewer `--workers` on a machine; `dask worker --memory-limit` on a cluster "
+            "of your own); Ctrl-C stops the build and keeps the shards committed"
+        )
 
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(timeout=10)  # a call to a scheduler that hangs must not hold the build's end
+
+
+def killed_worker_note(client: Client, shard: int, err: KilledWorker, then: str) -> str:
+    """What ended every worker that ran shard ``shard``'s task: the scheduler's events say when a nanny restarted
+    the last one for its memory."""
+    last = str(getattr(err.last_worker, "address", err.last_worker))
+    try:
+        events = client.get_events(MEMORY_RESTART)
+        workers = client.scheduler_info(n_workers=-1)["workers"]
+    except Exception:  # the scheduler is going: say what is known
+        events, workers = (), {}
+    rss = [int(event.get("rss", 0)) for _, event in events if event.get("worker") == last]
+    tried = f"{err.allowed_failures + 1} workers, the last {last}"
+    if rss:
+        limit = _smallest_limit(workers, " ({} each)")
+        return (
+            f"shard {shard} needs more memory than a Dask worker has{limit}: each worker that ran it ({tried}, at "
+            f"{rss[-1] / 2**20:.0f} MiB) passed its memory limit and its nanny restarted it. Give each worker "
+            "more memory (fewer `--workers` on a machine; `dask worker --memory-limit` on a cluster of your own), "
+            f"then {then}"
+        )
+    return (
+        f"shard {shard}'s task ended each worker that ran it ({tried}): a crash in native code, or workers killed "
+        f"from outside (the kernel's out-of-memory killer); the workers' logs say which. Then {then}"
+    )
