@@ -1,8 +1,10 @@
-"""A build's workers: whether they run its shard tasks and see its output, and a note while there are none.
+"""A build's workers: whether they run its shard tasks and see its output, a note while none runs, and why a
+shard's task ended every worker that ran it.
 
-A Dask worker that cannot unpickle a task (eoshard missing from its environment, or a module that fails to import)
-closes, and its nanny with it (distributed 2026.8): the shards would wait for workers that never come, without a
-word. So do the shards of a build whose scheduler has no workers yet (started before them) or lost them all."""
+distributed closes a worker that cannot unpickle a task (eoshard missing from its environment, or a module that
+fails to import), and its nanny with it (2026.8); it runs no task on a worker paused for its memory; and a task that
+passes its worker's memory limit each time ends in ``KilledWorker``. Each left a build waiting without a word, or
+failing shard after shard in distributed's words."""
 
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ log = logging.getLogger(__name__)
 STALL_NOTE_S = 30.0  # how long a build's scheduler may have no running worker before the build says so
 MEMORY_RESTART = "worker-restart-memory"  # the event of a nanny that restarted its worker for its memory
 POLL_S = 2.0
+UNREADABLE = "a file it cannot read"
 
 
 def _eoshard_version() -> str:
@@ -71,8 +74,19 @@ def _text_of(path: str) -> str | None:
     """What the file at ``path`` holds, as a worker sees it (None: no file there)."""
     try:
         return Path(path).read_text()
-    except OSError:
+    except FileNotFoundError:
         return None
+    except OSError as err:  # there, but not for this worker's user (or its file system fails)
+        return f"{UNREADABLE}: {err}"
+
+
+def _seen(answer: object) -> str:
+    """What a worker saw of the file (``_text_of``'s answer, or the error it met), in words."""
+    if answer is None:
+        return "no such file"
+    if isinstance(answer, str):
+        return answer if answer.startswith(UNREADABLE) else "another file"
+    return str(answer)
 
 
 def check_output_shared(client: Client, folder: Path, then: str) -> None:
@@ -89,7 +103,7 @@ def check_output_shared(client: Client, folder: Path, then: str) -> None:
     blind = {worker: answer for worker, answer in answers.items() if answer != token}
     if blind:
         worker, answer = next(iter(blind.items()))
-        seen = "no such file" if answer is None else "another file" if isinstance(answer, str) else answer
+        seen = _seen(answer)
         raise FlowsError(
             f"{len(blind)} of {len(answers)} Dask workers do not see the output folder {folder} as this machine "
             f"does ({worker}: {seen} where this command has just written one): the shards they write would not "
