@@ -2,9 +2,9 @@
 shard's task ended every worker that ran it.
 
 distributed closes a worker that cannot unpickle a task (eoshard missing from its environment, or a module that
-fails to import), and its nanny with it (2026.8); it runs no task on a worker paused for its memory; and a task that
-passes its worker's memory limit each time ends in ``KilledWorker``. Each left a build waiting without a word, or
-failing shard after shard in distributed's words."""
+fails to import), and its nanny with it (2026.8); it runs no task on a worker paused for its memory; and a task
+that passes its worker's memory limit each time ends in ``KilledWorker``. Each left a build waiting without a word,
+or failing shard after shard in distributed's words."""
 
 from __future__ import annotations
 
