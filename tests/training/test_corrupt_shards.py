@@ -144,8 +144,9 @@ def test_a_dataset_built_again_at_the_same_path_is_read_from_its_new_files(shard
 
     dataset = _copy(shards, tmp_path)
     n = 5
-    # the new files differ from the old ones in one byte of sample n; flipped while the old files are there: an
-    # environment open on files already deleted keeps their inode numbers in py-lmdb's "already open" guard
+    # the new files differ from the old ones in one byte of sample n, flipped while the old files are there: while
+    # an environment is open, py-lmdb's "already open" guard keeps its lock.mdb's inode number, which no one holds
+    # once the file is deleted, and the helper's own open of a new data.mdb given that number was refused
     new = shutil.copytree(shards, tmp_path / "new")
     _flip_lmdb_value(new, Manifest.read(new), n)
     make_dataset(Manifest.read(dataset), "lmdb", normalise=False)[n]  # opens its environments
