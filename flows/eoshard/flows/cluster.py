@@ -21,6 +21,7 @@ from distributed.gc import disable_gc_diagnosis, enable_gc_diagnosis
 from distributed.proctitle import enable_proctitle_on_children
 
 from eoshard.flows.errors import FlowsError
+from eoshard.flows.worker_checks import imported_version
 from eoshard.pipeline.gdal_defaults import apply_gdal_defaults
 
 
@@ -143,8 +144,10 @@ def client_started_meanwhile(
         try:
             with dask_client(scheduler, n_workers) as client:
                 connected.set_result(None)
-                with contextlib.suppress(Exception):  # a worker that cannot import them says so in its first task
-                    client.run(_import_shard_tasks)
+                # the workers import the shard tasks' modules now; one that cannot is named by the build's own
+                # check of its workers (``worker_checks.check_workers``), before the first shard
+                with contextlib.suppress(Exception):
+                    client.run(imported_version)
                 ready.set_result(client)
                 done.wait()
         except BaseException as err:
@@ -177,10 +180,6 @@ def client_started_meanwhile(
             disable_gc_diagnosis()
     if closing:
         raise closing[0]
-
-
-def _import_shard_tasks() -> None:
-    import eoshard.pipeline.shards.reads  # noqa: F401
 
 
 class _DriverReports(logging.Filter):

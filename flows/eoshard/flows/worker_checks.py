@@ -19,7 +19,6 @@ from typing import Any
 
 from distributed import Client, KilledWorker
 
-from eoshard.flows.block_cache import smallest_memory_limit
 from eoshard.flows.errors import FlowsError
 
 log = logging.getLogger(__name__)
@@ -30,8 +29,8 @@ POLL_S = 2.0
 UNREADABLE = "a file it cannot read"
 
 
-def _eoshard_version() -> str:
-    """eoshard's version, on a worker once the modules of the shard tasks and converters import there."""
+def imported_version() -> str:
+    """Import the modules of the shard tasks and converters here (on a worker), then return eoshard's version."""
     import eoshard.pipeline.converters.reading
     import eoshard.pipeline.shards.reads  # noqa: F401
 
@@ -50,7 +49,7 @@ def check_workers(client: Client, then: str) -> None:
     """Every worker of ``client`` imports the tasks' modules and runs this process's eoshard: a clear error
     otherwise, before a task is submitted (``then``: what to do next)."""
     here = installed_version()
-    answers = client.run(_eoshard_version, on_error="return")
+    answers = client.run(imported_version, on_error="return")
     failed = {worker: answer for worker, answer in answers.items() if isinstance(answer, BaseException)}
     other = {worker: answer for worker, answer in answers.items() if answer != here}
     if failed:
@@ -114,6 +113,9 @@ def check_output_shared(client: Client, folder: Path, then: str) -> None:
 
 def _smallest_limit(workers: dict[str, Any], shown: str) -> str:
     """``shown`` with the smallest memory limit of ``workers`` (``scheduler_info()["workers"]``), "" if none."""
+    # here, not at the top: it loads the shard tasks' modules, which the driver's cluster start must not wait for
+    from eoshard.flows.block_cache import smallest_memory_limit
+
     limit = smallest_memory_limit(workers)
     return shown.format(f"{limit / 2**20:.0f} MiB") if limit else ""
 
