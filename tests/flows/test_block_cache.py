@@ -302,6 +302,7 @@ def test_the_shard_tasks_are_told_what_waits_in_their_machines_store(
     from eoshard.flows.build import plan_build
     from eoshard.flows.cluster import dask_client
     from eoshard.flows.shard_runner import ShardSubmitter
+    from eoshard.flows.worker_checks import check_output_shared
     from eoshard.pipeline.direct import blocks
     from tests.flows.test_build_plan import _config
 
@@ -311,11 +312,12 @@ def test_the_shard_tasks_are_told_what_waits_in_their_machines_store(
     # the demo's grid is narrower than one stripe: stripes of 128 px make its neighbours share blocks
     narrow = replace(plan, sources=replace(plan.sources, order=replace(plan.sources.order, width=128)))
     with dask_client(n_workers=2) as client:
-        sources = ShardSubmitter(narrow, client, {})._sources()
-        whole = ShardSubmitter(plan, client, {})._sources()
+        expected = check_output_shared(client, tmp_path, "rerun")
+        sources = ShardSubmitter(narrow, client, {}, expected)._sources()
+        whole = ShardSubmitter(plan, client, {}, expected)._sources()
         limit = smallest_memory_limit(client.scheduler_info()["workers"])
         monkeypatch.setattr(blocks, "CACHE_BYTES", 2**20)  # a default smaller than the demo's block rows
-        raised = ShardSubmitter(plan, client, {})._sources()
+        raised = ShardSubmitter(plan, client, {}, expected)._sources()
     assert sources is not None and sources.block_store_bytes == store_bytes(narrow.sources, 2) > 0
     assert whole is not None and whole.block_store_bytes == 0  # one stripe: nothing waits
     assert whole.block_cache_bytes == 0  # the demo's rows fit the default cache

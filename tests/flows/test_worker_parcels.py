@@ -11,6 +11,7 @@ import pytest
 from eoshard.flows.build import plan_build, shard_task
 from eoshard.flows.cluster import dask_client
 from eoshard.flows.shard_runner import ShardSubmitter, _meetings
+from eoshard.flows.worker_checks import check_output_shared
 from eoshard.pipeline.label_windows import label_window
 from tests.flows.test_build_plan import _config
 from tests.flows.test_local_cluster import _imported
@@ -25,7 +26,7 @@ def test_each_worker_holds_only_the_parcels_of_its_shards(demo_data, tmp_path: P
     whole = plan.sources.labels
     todo = {k: shard_task(plan, k, shard) for k, shard in enumerate(plan.shards())}
     with dask_client(n_workers=2) as client:
-        submitter = ShardSubmitter(plan, client, todo)
+        submitter = ShardSubmitter(plan, client, todo, check_output_shared(client, tmp_path, "rerun"))
         assert isinstance(submitter.shared, dict) and sorted(submitter.shared) == submitter.workers
         held = {worker: client.gather(future) for worker, future in submitter.shared.items()}
         placed = client.who_has(list(submitter.shared.values()))

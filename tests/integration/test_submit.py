@@ -12,6 +12,8 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from importlib.metadata import version
 from pathlib import Path
@@ -304,6 +306,101 @@ def test_a_worker_that_does_not_see_the_output_folder_stops_the_build_before_a_s
     ) in " ".join(result.stderr.split())
     assert not (out / "data.zarr").exists() or not list((out / "data.zarr").rglob("c/*"))  # no shard written
     assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == []  # its check file is gone
+
+
+@contextmanager
+def joining_once_tasks_wait(cluster: Any, name: str, prefix: tuple[str, ...] = ()) -> Iterator[None]:
+    """Worker ``name`` (under ``prefix``) joins ``cluster`` once its scheduler holds tasks, as an adaptive cluster
+    starts its workers: after the build checked the workers it had (none). Waited for when the block ends."""
+
+    def join() -> None:
+        from distributed import Client
+
+        deadline = time.monotonic() + 60
+        try:
+            with Client(cluster.address, timeout="30s", set_as_default=False) as client:
+                while time.monotonic() < deadline and not client.run_on_scheduler(_tasks_held):
+                    time.sleep(0.1)
+        finally:  # if the build never submits, the worker joins anyway: the test fails, and ends
+            add_worker(cluster, name, prefix=prefix)
+
+    thread = threading.Thread(target=join)
+    thread.start()
+    try:
+        yield
+    finally:
+        thread.join()
+
+
+def _tasks_held(dask_scheduler: Any) -> int:
+    return len(dask_scheduler.tasks)
+
+
+def test_a_worker_that_joins_later_and_does_not_see_the_output_folder_stops_the_build_before_it_writes(
+    demo_data: Any, local_build: Path, tmp_path: Path
+) -> None:
+    """An adaptive cluster starts its workers as tasks wait, after the build checked the workers it had: a worker
+    on a machine without the output's file system wrote its shards to a folder of its own, where the build never
+    found them. Its first shard task now says so before it writes, and the build stops; a rerun on a worker that
+    sees the folder finishes it, as a build that never met that worker."""
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "output").mkdir()
+    out = tmp_path / "output" / "demo"
+    config = str(write_config(demo_data, out))
+    with running_cluster(tmp_path / "logs", n_workers=0) as cluster:
+        with joining_once_tasks_wait(cluster, "elsewhere", on_a_disk_of_its_own(tmp_path / "output")):
+            result = run_cli("build", config, "--scheduler", cluster.address)
+        [worker] = cluster.worker_addresses()
+        assert result.returncode == 1, result.stderr
+        assert (
+            f"error: the Dask worker {worker}, which joined after the build checked its workers, does not see "
+            f"the output folder {out} as this machine does (no such file where this command keeps one while the "
+            "shards are written): the shards it writes would not reach the dataset. Set output.path to a folder "
+            "on a file system that this machine and every worker share (NFS, a cluster file system; with "
+            f"output.url, it is the staging folder), then rerun the same build to finish (0 of {N_SHARDS} shards "
+            "are committed and stay valid)"
+        ) in " ".join(result.stderr.split())
+        assert "Traceback" not in result.stderr
+        assert not list((out / "data.zarr").rglob("c/*")) and not list((out / "_build").rglob("shard-*"))
+        assert [p.name for p in out.iterdir() if p.name.startswith(".")] == []  # its check file is gone
+        add_worker(cluster, "here")
+        cluster.wait_for_workers(2)
+        again = run_cli("build", config, "--scheduler", cluster.address)  # runs on both: checked at the start
+    assert again.returncode == 1, again.stderr
+    assert "1 of 2 Dask workers do not see the output folder" in " ".join(again.stderr.split())
+    with running_cluster(tmp_path / "logs", n_workers=1) as cluster:
+        last = run_cli("build", config, "--scheduler", cluster.address)
+    assert last.returncode == 0, last.stderr
+    assert_same_dataset(out, local_build)
+    assert [p.name for p in out.iterdir() if p.name.startswith(".")] == []
+
+
+def test_a_worker_that_joins_later_with_another_eoshard_version_stops_the_build(
+    demo_data: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker started after the build checked the workers it had, from an environment with another eoshard: its
+    samples could differ from the others'. Its first shard task says so before it writes anything."""
+    from eoshard.flows import worker_checks
+
+    monkeypatch.setattr(worker_checks, "version", lambda _: "0.0.9")  # this process (the driver) only
+    (tmp_path / "logs").mkdir()
+    out = tmp_path / "demo"
+    with running_cluster(tmp_path / "logs", n_workers=0) as cluster:
+        with (
+            joining_once_tasks_wait(cluster, "other"),
+            pytest.warns(UserWarning, match="1 of 480 label geometries were invalid"),
+        ):
+            result = CliRunner().invoke(app, ["build", str(write_config(demo_data, out)), "--scheduler",
+                                              cluster.address])  # fmt: skip
+        [worker] = cluster.worker_addresses()
+    assert result.exit_code == 1, result.output
+    assert (
+        f"error: the Dask worker {worker}, which joined after the build checked its workers, runs eoshard "
+        f"{version('eoshard')} where the build's driver runs 0.0.9: samples written by two versions could differ. "
+        "Install eoshard 0.0.9 where the workers start, restart them, then rerun the same build to finish (0 of "
+        f"{N_SHARDS} shards are committed and stay valid)"
+    ) in " ".join(result.output.split())
+    assert not list((out / "data.zarr").rglob("c/*"))
 
 
 PAUSED_AT_ONCE = {

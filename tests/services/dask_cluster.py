@@ -42,6 +42,13 @@ class DaskCluster:
         with Client(self.address, timeout="10s", set_as_default=False) as client:
             return {addr: int(pid) for addr, pid in client.run(os.getpid).items()}
 
+    def worker_addresses(self) -> list[str]:
+        """The workers' addresses, as the scheduler knows them (asks no worker)."""
+        from distributed import Client
+
+        with Client(self.address, timeout="30s", set_as_default=False) as client:
+            return sorted(client.scheduler_info(n_workers=-1)["workers"])
+
     def wait_for_workers(self, n: int = N_WORKERS, timeout: float = START_TIMEOUT) -> None:
         from distributed import Client
 

@@ -23,7 +23,15 @@ from eoshard.flows.block_cache import cache_bytes_for, open_files_for, smallest_
 from eoshard.flows.errors import FlowsError
 from eoshard.flows.finalize import finalize
 from eoshard.flows.signing import can_sign_again, modifier_names, signed_again
-from eoshard.flows.worker_checks import StallWatch, check_output_shared, check_workers, killed_worker_note
+from eoshard.flows.worker_checks import (
+    Expected,
+    JoinedUnfitError,
+    StallWatch,
+    check_output_shared,
+    check_workers,
+    killed_worker_note,
+    run_checked,
+)
 from eoshard.pipeline.cube import stackstac_ready
 from eoshard.pipeline.direct import release_build, tune_malloc_for_commits
 from eoshard.pipeline.errors import (
@@ -112,13 +120,31 @@ def run_shards(
                 nan_fill=plan.nan_fill(),
             )
         log.record_plan(fingerprint)
-    check_output_shared(client, out, then)
+    expected = check_output_shared(client, out, then)
+    try:
+        submitter = _write_shards(plan, client, shard_task, on_progress, then, log, expected)
+    finally:
+        expected.remove()  # before the dataset's files are listed and summed
+    return finalize(submitter.plan, log)
+
+
+def _write_shards(
+    plan: BuildPlan,
+    client: Client,
+    shard_task: ShardTask,
+    on_progress: Callable[[int, int], None] | None,
+    then: str,
+    log: CommitLog,
+    expected: Expected,
+) -> ShardSubmitter:
+    """Submit every uncommitted shard and commit each as it completes (see ``run_shards``)."""
+    out = plan.config.output.path
     shards = plan.shards()
     done = log.done()
     todo = {k: shard_task(plan, k, shard) for k, shard in enumerate(shards) if k not in done}
     if on_progress is not None:
         on_progress(len(done), len(shards))
-    submitter = ShardSubmitter(plan, client, todo)
+    submitter = ShardSubmitter(plan, client, todo, expected)
     # shard and future by the future's key: a lookup per completion, not a scan
     running = {f.key: (k, f) for k, f in ((k, submitter.submit(k)) for k in todo)}
     writers = _lmdb_writers(plan, out)
@@ -148,6 +174,9 @@ def run_shards(
             except KilledWorker as err:  # its workers ran out of memory, or crashed: so would the other shards'
                 count_note = f"{_committed(pending, log)} of {len(shards)} shards are committed and stay valid"
                 raise FlowsError(f"{killed_worker_note(client, shard, err, then)} ({count_note})") from None
+            except JoinedUnfitError as err:  # every shard that worker takes would fail the same
+                count_note = f"{_committed(pending, log)} of {len(shards)} shards are committed and stay valid"
+                raise FlowsError(f"{err} ({count_note})") from None
             except Exception as err:
                 if refused(str(err)) and submitter.can_submit_again(shard):
                     again = submitter.submit_again(shard, str(err))
@@ -193,7 +222,7 @@ def run_shards(
         for writer in writers.values():
             writer.close()
         _release_workers(plan, client)
-    return finalize(submitter.plan, log)
+    return submitter
 
 
 def _release_workers(plan: BuildPlan, client: Client) -> None:
@@ -230,8 +259,8 @@ class ShardSubmitter:
     the shard fails with the error that says so.
     """
 
-    def __init__(self, plan: BuildPlan, client: Client, todo: dict[int, Any]) -> None:
-        self.plan, self.client, self.todo = plan, client, todo
+    def __init__(self, plan: BuildPlan, client: Client, todo: dict[int, Any], expected: Expected) -> None:
+        self.plan, self.client, self.todo, self.expected = plan, client, todo, expected
         self.workers = sorted(client.scheduler_info().get("workers", {}))
         self.per = max(1, -(-len(todo) // max(1, len(self.workers))))
         self.tasks = list(todo.values())
@@ -310,8 +339,9 @@ class ShardSubmitter:
             again = f"-{self.signatures}" if self.signatures else ""
             shared = self.shared[self._worker(position)] if isinstance(self.shared, dict) else self.shared
             return self.client.submit(
-                task.task, task.spec, shared, task.size, self.meetings, _ahead(self.tasks, position, self.per),
-                key=f"shard-{k}-{self.token}{again}", priority=-position, pure=False, **where,
+                run_checked, self.expected, task.task, task.spec, shared, task.size, self.meetings,
+                _ahead(self.tasks, position, self.per), key=f"shard-{k}-{self.token}{again}", priority=-position,
+                pure=False, **where,
             )  # fmt: skip
         # a graph's shard goes where the scheduler places it: restrictions would reach every task of its graph, and
         # distributed (2026.8) never runs again a restricted task that waits for no other (the graph's reads) once

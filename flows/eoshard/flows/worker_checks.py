@@ -1,5 +1,6 @@
-"""A build's workers: whether they run its shard tasks and see its output, a note while none runs, and why a
-shard's task ended every worker that ran it.
+"""A build's workers: whether they run its shard tasks and see its output (asked at the start, and by the first
+shard task of a worker that joins later), a note while none runs, and why a shard's task ended every worker that
+ran it.
 
 distributed closes a worker that cannot unpickle a task (eoshard missing from its environment, or a module that
 fails to import), and its nanny with it (2026.8); it runs no task on a worker paused for its memory; and a task
@@ -13,6 +14,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -88,27 +90,102 @@ def _seen(answer: object) -> str:
     return str(answer)
 
 
-def check_output_shared(client: Client, folder: Path, then: str) -> None:
+SHARED_FOLDER = (
+    "Set output.path to a folder on a file system that this machine and every worker share (NFS, a cluster file "
+    "system; with output.url, it is the staging folder)"
+)
+MARKER_GLOB = ".seen-by-workers-*.tmp"
+
+
+def check_output_shared(client: Client, folder: Path, then: str) -> Expected:
     """Every worker of ``client`` sees ``folder`` as this process does: the shard tasks write their Zarr shards and
     spooled values there, where this process reads them and writes the rest. A file written there now, with a token
-    of its own, must read the same on each worker; a clear error otherwise (``then``: what to do next)."""
+    of its own, must read the same on each worker; a clear error otherwise (``then``: what to do next).
+
+    The file stays until the caller removes it (``Expected.remove``), once the shards are written: a worker that
+    joins meanwhile checks it before its first shard (``run_checked``)."""
+    for stale in folder.glob(MARKER_GLOB):  # a killed build's (one build of an output runs at a time)
+        stale.unlink(missing_ok=True)
     token = uuid.uuid4().hex
-    marker = folder / f".seen-by-workers-{token}.tmp"  # left by a killed build: the next one removes it
-    marker.write_text(token)
+    expected = Expected(
+        installed_version(), str(folder), str(folder / f".seen-by-workers-{token}.tmp"), token, then
+    )
+    Path(expected.marker).write_text(token)
     try:
-        answers = client.run(_text_of, str(marker), on_error="return")
-    finally:
-        marker.unlink(missing_ok=True)
+        answers = client.run(_text_of, expected.marker, on_error="return")
+    except BaseException:
+        expected.remove()
+        raise
     blind = {worker: answer for worker, answer in answers.items() if answer != token}
     if blind:
+        expected.remove()
         worker, answer = next(iter(blind.items()))
         seen = _seen(answer)
         raise FlowsError(
             f"{len(blind)} of {len(answers)} Dask workers do not see the output folder {folder} as this machine "
             f"does ({worker}: {seen} where this command has just written one): the shards they write would not "
-            "reach the dataset. Set output.path to a folder on a file system that this machine and every worker "
-            f"share (NFS, a cluster file system; with output.url, it is the staging folder), then {then}"
+            f"reach the dataset. {SHARED_FOLDER}, then {then}"
         )
+    return expected
+
+
+class JoinedUnfitError(FlowsError):
+    """A worker that joined after the build checked its workers runs another eoshard, or does not see the output
+    folder: its first shard task says so before it writes anything."""
+
+
+@dataclass(frozen=True)
+class Expected:
+    """What every worker that runs a build's shard shares with the build's driver: eoshard's ``version``, and the
+    output ``folder``, where the driver keeps the file ``marker`` (holding ``token``) while the shards run."""
+
+    version: str
+    folder: str
+    marker: str
+    token: str
+    then: str  # what the build's errors say to do next
+
+    def remove(self) -> None:
+        Path(self.marker).unlink(missing_ok=True)
+
+
+_MET: set[str] = set()  # the tokens of the builds whose ``Expected`` this process has met
+
+
+def run_checked(expected: Expected, task: Callable[..., Any], *args: Any) -> Any:
+    """``task(*args)``, on a worker that meets ``expected``; checked in each worker process once per build.
+
+    ``check_workers`` and ``check_output_shared`` ask the workers a build has when it starts; an adaptive cluster
+    (``cluster.adapt()`` of dask-jobqueue or the Dask operator) starts most of its workers later, as tasks wait,
+    on machines that may lack eoshard's version or the output's file system."""
+    if expected.token not in _MET:
+        unfit = _unfit(expected)
+        if unfit is not None:
+            raise JoinedUnfitError(unfit)
+        _MET.add(expected.token)
+    return task(*args)
+
+
+def _unfit(expected: Expected) -> str | None:
+    """Why this worker cannot run the build's shards (None: it can)."""
+    from distributed import get_worker
+
+    worker = f"the Dask worker {get_worker().address}, which joined after the build checked its workers,"
+    here = installed_version()
+    if here != expected.version:
+        return (
+            f"{worker} runs eoshard {here} where the build's driver runs {expected.version}: samples written "
+            f"by two versions could differ. Install eoshard {expected.version} where the workers start, restart "
+            f"them, then {expected.then}"
+        )
+    answer = _text_of(expected.marker)
+    if answer != expected.token:
+        return (
+            f"{worker} does not see the output folder {expected.folder} as this machine does ({_seen(answer)} "
+            f"where this command keeps one while the shards are written): the shards it writes would not reach "
+            f"the dataset. {SHARED_FOLDER}, then {expected.then}"
+        )
+    return None
 
 
 def _smallest_limit(workers: dict[str, Any], shown: str) -> str:
