@@ -476,7 +476,7 @@ def test_a_shard_that_needs_more_memory_than_a_worker_has_says_so(demo_data: Any
     assert result.returncode == 1, result.stderr
     message = " ".join(result.stderr.split())
     assert re.search(
-        r"error: shard \d+ needs more memory than a Dask worker has( \(3072 MiB each\))?: each worker that ran it "
+        r"error: shard \d+ needs more memory than a Dask worker has \(3072 MiB each\): each worker that ran it "
         r"\(4 workers, the last tcp://127\.0\.0\.1:\d+, at \d+ MiB\) passed its memory limit and its nanny "
         r"restarted it\. Give each worker more memory \(fewer `--workers` on a machine; `dask worker "
         r"--memory-limit` on a cluster of your own\), then rerun the same build to finish \(\d+ of 36 shards are "

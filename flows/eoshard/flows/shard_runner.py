@@ -173,7 +173,8 @@ def _write_shards(
                 ) from None
             except KilledWorker as err:  # its workers ran out of memory, or crashed: so would the other shards'
                 count_note = f"{_committed(pending, log)} of {len(shards)} shards are committed and stay valid"
-                raise FlowsError(f"{killed_worker_note(client, shard, err, then)} ({count_note})") from None
+                note = killed_worker_note(client, shard, err, then, watch.seen)
+                raise FlowsError(f"{note} ({count_note})") from None
             except JoinedUnfitError as err:  # every shard that worker takes would fail the same
                 count_note = f"{_committed(pending, log)} of {len(shards)} shards are committed and stay valid"
                 raise FlowsError(f"{err} ({count_note})") from None

@@ -13,7 +13,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -204,6 +204,9 @@ class StallWatch:
 
     def __init__(self, client: Client, left: Callable[[], int]) -> None:
         self.client, self.left = client, left
+        # every worker the build has had, as the scheduler described it (its memory limit): a nanny that restarts
+        # its worker for its memory, four times, leaves none to ask when the build stops (``killed_worker_note``)
+        self.seen: dict[str, Any] = dict(client.scheduler_info(n_workers=-1)["workers"])
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._watch, name="eoshard-worker-watch", daemon=True)
         self._thread.start()
@@ -215,6 +218,7 @@ class StallWatch:
                 workers = self.client.scheduler_info(n_workers=-1)["workers"]
             except Exception:  # the scheduler is lost: the build says so itself
                 return
+            self.seen.update(workers)
             running = any(w.get("status") == "running" for w in workers.values())
             stall = "" if running else "paused" if workers else "none"
             if stall != state:
@@ -245,19 +249,22 @@ class StallWatch:
         self._thread.join(timeout=10)  # a call to a scheduler that hangs must not hold the build's end
 
 
-def killed_worker_note(client: Client, shard: int, err: KilledWorker, then: str) -> str:
+def killed_worker_note(
+    client: Client, shard: int, err: KilledWorker, then: str, seen: Mapping[str, Any] | None = None
+) -> str:
     """What ended every worker that ran shard ``shard``'s task: the scheduler's events say when a nanny restarted
-    the last one for its memory."""
+    the last one for its memory. ``seen``: the workers the build has had (``StallWatch.seen``), whose memory limits
+    are known when the scheduler has none left to describe."""
     last = str(getattr(err.last_worker, "address", err.last_worker))
     try:
         events = client.get_events(MEMORY_RESTART)
-        workers = client.scheduler_info(n_workers=-1)["workers"]
+        workers = {**(seen or {}), **client.scheduler_info(n_workers=-1)["workers"]}
     except Exception:  # the scheduler is going: say what is known
-        events, workers = (), {}
+        events, workers = (), dict(seen or {})
     rss = [int(event.get("rss", 0)) for _, event in events if event.get("worker") == last]
     tried = f"{err.allowed_failures + 1} workers, the last {last}"
     if rss:
-        limit = _smallest_limit(workers, " ({} each)")
+        limit = _smallest_limit({last: workers[last]} if last in workers else workers, " ({} each)")
         return (
             f"shard {shard} needs more memory than a Dask worker has{limit}: each worker that ran it ({tried}, at "
             f"{rss[-1] / 2**20:.0f} MiB) passed its memory limit and its nanny restarted it. Give each worker "
