@@ -7,6 +7,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import dask.array
 import pytest
 
 from eoshard.flows.build import BuildPlan, plan_build
@@ -17,7 +18,7 @@ from eoshard.flows.refresh.reuse import (
     read_refreshed_shard,
     refreshed_shard_task,
 )
-from eoshard.flows.shard_runner import DirectShard
+from eoshard.flows.shard_runner import DirectShard, GraphShard
 from tests.flows.test_build_plan import _config
 
 
@@ -59,4 +60,5 @@ def test_a_build_through_the_graph_refreshes_through_it(demo_data: Any, tmp_path
     assert plan.sources is None
     shard = plan.shards()[0]
     task = refreshed_shard_task(_old(plan, 2), {}, plan, 0, shard)
-    assert not isinstance(task, DirectShard) and hasattr(task, "dask")  # a Delayed over the cubes' windows
+    assert isinstance(task, GraphShard) and isinstance(task.task, partial)  # over the cubes' windows
+    assert all(isinstance(w, dask.array.Array) for windows in task.args[1].values() for w in windows)

@@ -375,11 +375,13 @@ def test_a_worker_that_joins_later_and_does_not_see_the_output_folder_stops_the_
     assert [p.name for p in out.iterdir() if p.name.startswith(".")] == []
 
 
+@pytest.mark.parametrize("reads", ["direct", "graph"])
 def test_a_worker_that_joins_later_with_another_eoshard_version_stops_the_build(
-    demo_data: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    demo_data: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, reads: str
 ) -> None:
     """A worker started after the build checked the workers it had, from an environment with another eoshard: its
-    samples could differ from the others'. Its first shard task says so before it writes anything."""
+    samples could differ from the others'. Its first shard task says so before it writes anything (through the
+    cubes' graph: once the graph's reads are done)."""
     from eoshard.flows import worker_checks
 
     monkeypatch.setattr(worker_checks, "version", lambda _: "0.0.9")  # this process (the driver) only
@@ -390,7 +392,7 @@ def test_a_worker_that_joins_later_with_another_eoshard_version_stops_the_build(
             joining_once_tasks_wait(cluster, "other"),
             pytest.warns(UserWarning, match="1 of 480 label geometries were invalid"),
         ):
-            result = CliRunner().invoke(app, ["build", str(write_config(demo_data, out)), "--scheduler",
+            result = CliRunner().invoke(app, ["build", str(write_config(demo_data, out, reads)), "--scheduler",
                                               cluster.address])  # fmt: skip
         [worker] = cluster.worker_addresses()
     assert result.exit_code == 1, result.output

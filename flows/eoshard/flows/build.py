@@ -11,7 +11,6 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-import dask
 import geopandas as gpd
 import pystac
 import xarray as xr
@@ -29,7 +28,7 @@ from eoshard.flows.masking import resolve_bands, resolve_mask
 from eoshard.flows.products import find_products, select_products
 from eoshard.flows.redaction import public_config
 from eoshard.flows.refresh.lock import LockInfo, build_lock
-from eoshard.flows.shard_runner import DirectShard, run_shards
+from eoshard.flows.shard_runner import DirectShard, GraphShard, run_shards
 from eoshard.flows.signing import modifier_of
 from eoshard.pipeline.assets import check_assets
 from eoshard.pipeline.cube import band_groups, onto_grid, open_cube, stackstac_ready
@@ -518,9 +517,9 @@ def _select_patches(
     return patches
 
 
-def shard_task(plan: BuildPlan, index: int, shard: list[Patch]) -> Any:
-    """The task that makes and writes shard ``index``: a ``DirectShard`` when the task reads its own pixels,
-    else a Delayed whose arguments are windows of the lazy cubes."""
+def shard_task(plan: BuildPlan, index: int, shard: list[Patch]) -> DirectShard | GraphShard:
+    """The task that makes and writes shard ``index``: a ``DirectShard`` when the task reads its own pixels, else a
+    ``GraphShard`` whose arguments are windows of the lazy cubes."""
     if plan.sources is not None:
         return DirectShard(shard_spec(plan, index, shard), plan.config.patches.size)
     images = {name: [cube.data[(..., *plan.window(name, p))] for p in shard] for name, cube in plan.cubes.items()}
@@ -531,9 +530,7 @@ def shard_task(plan: BuildPlan, index: int, shard: list[Patch]) -> Any:
     if plan.valid is not None:
         masks = [plan.valid.data[(slice(None), *plan.window("valid", p))] for p in shard]
     spec = shard_spec(plan, index, shard)
-    return dask.delayed(materialize_shard, pure=True)(
-        spec, images, label_windows(plan, shard), paired, masks=masks
-    )
+    return GraphShard(materialize_shard, (spec, images, label_windows(plan, shard), paired, None, masks))
 
 
 def label_windows(plan: BuildPlan, shard: list[Patch]) -> dict[str, list[Any]]:

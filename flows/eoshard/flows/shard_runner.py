@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import dask
 from distributed import Client, KilledWorker, as_completed
 from distributed import Future as DaskFuture
 from distributed.client import FutureCancelledError
@@ -248,6 +249,15 @@ class DirectShard:
     task: Callable[..., dict[str, Any]] = read_shard
 
 
+@dataclass(frozen=True)
+class GraphShard:
+    """A shard read through the cubes' graph: ``task(*args)``, whose ``args`` hold windows of the lazy cubes (the
+    cluster computes them first, as the graph's tasks)."""
+
+    task: Callable[..., dict[str, Any]]
+    args: tuple[Any, ...]
+
+
 class ShardSubmitter:
     """Submits the shard tasks: neighbours (in patch order) to the same worker, in order, so that a worker decodes
     the source blocks its shards share once (see ``eoshard.pipeline.direct.blocks``), and every task told where the
@@ -347,7 +357,8 @@ class ShardSubmitter:
         # a graph's shard goes where the scheduler places it: restrictions would reach every task of its graph, and
         # distributed (2026.8) never runs again a restricted task that waits for no other (the graph's reads) once
         # every worker it could run on has died, so the build would hang (see ``_scatter``)
-        return self.client.compute(task, priority=-position)
+        checked = dask.delayed(run_checked, pure=True)(self.expected, task.task, *task.args)
+        return self.client.compute(checked, priority=-position)
 
     def committed(self, k: int) -> None:
         if self.signed_with.get(k) == self.signatures:

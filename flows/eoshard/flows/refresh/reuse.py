@@ -25,7 +25,6 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import dask
 import numpy as np
 from safetensors.numpy import load
 
@@ -113,10 +112,10 @@ def refreshed_shard_task(
     """The task of shard ``index``: new steps of held samples, every step of the others, from the sources.
 
     A ``DirectShard`` that reads its windows as a build's shard task does (``read_refreshed_shard``) when the plan
-    reads directly, else a Delayed over windows of the lazy cubes.
+    reads directly, else a ``GraphShard`` over windows of the lazy cubes.
     """
     from eoshard.flows.build import label_windows, shard_spec
-    from eoshard.flows.shard_runner import DirectShard
+    from eoshard.flows.shard_runner import DirectShard, GraphShard
 
     fresh = old.fresh
     held = [samples.get(p.key) for p in shard]
@@ -146,7 +145,7 @@ def refreshed_shard_task(
         ]
     spec = shard_spec(plan, index, shard)
     task = partial(materialize_refreshed_shard, old=old, held=held)
-    return dask.delayed(task, pure=True)(spec, images, label_windows(plan, shard), paired, masks)
+    return GraphShard(task, (spec, images, label_windows(plan, shard), paired, masks))
 
 
 def read_refreshed_shard(
