@@ -218,7 +218,7 @@ class StallWatch:
                 workers = self.client.scheduler_info(n_workers=-1)["workers"]
             except Exception:  # the scheduler is lost: the build says so itself
                 return
-            self.seen.update(workers)
+            self.seen = {**self.seen, **workers}  # a new dict: the build's thread may be reading the last one
             running = any(w.get("status") == "running" for w in workers.values())
             stall = "" if running else "paused" if workers else "none"
             if stall != state:
