@@ -12,7 +12,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from importlib.metadata import version
@@ -309,9 +309,11 @@ def test_a_worker_that_does_not_see_the_output_folder_stops_the_build_before_a_s
 
 
 @contextmanager
-def joining_once_tasks_wait(cluster: Any, name: str, prefix: tuple[str, ...] = ()) -> Iterator[None]:
-    """Worker ``name`` (under ``prefix``) joins ``cluster`` once its scheduler holds tasks, as an adaptive cluster
-    starts its workers: after the build checked the workers it had (none). Waited for when the block ends."""
+def joining_once(
+    cluster: Any, name: str, ready: Callable[[Any], bool], prefix: tuple[str, ...] = ()
+) -> Iterator[None]:
+    """Worker ``name`` (under ``prefix``) joins ``cluster`` once ``ready(client)`` holds (polled with a client of
+    the cluster), as an adaptive cluster starts its workers. Waited for when the block ends."""
 
     def join() -> None:
         from distributed import Client
@@ -319,9 +321,9 @@ def joining_once_tasks_wait(cluster: Any, name: str, prefix: tuple[str, ...] = (
         deadline = time.monotonic() + 60
         try:
             with Client(cluster.address, timeout="30s", set_as_default=False) as client:
-                while time.monotonic() < deadline and not client.run_on_scheduler(_tasks_held):
+                while time.monotonic() < deadline and not ready(client):
                     time.sleep(0.1)
-        finally:  # if the build never submits, the worker joins anyway: the test fails, and ends
+        finally:  # if it never holds, the worker joins anyway: the test fails, and ends
             add_worker(cluster, name, prefix=prefix)
 
     thread = threading.Thread(target=join)
@@ -330,6 +332,11 @@ def joining_once_tasks_wait(cluster: Any, name: str, prefix: tuple[str, ...] = (
         yield
     finally:
         thread.join()
+
+
+def tasks_wait(client: Any) -> bool:
+    """The scheduler holds tasks: the build has checked the workers it had (none) and submitted its shards."""
+    return bool(client.run_on_scheduler(_tasks_held))
 
 
 def _tasks_held(dask_scheduler: Any) -> int:
@@ -348,7 +355,7 @@ def test_a_worker_that_joins_later_and_does_not_see_the_output_folder_stops_the_
     out = tmp_path / "output" / "demo"
     config = str(write_config(demo_data, out))
     with running_cluster(tmp_path / "logs", n_workers=0) as cluster:
-        with joining_once_tasks_wait(cluster, "elsewhere", on_a_disk_of_its_own(tmp_path / "output")):
+        with joining_once(cluster, "elsewhere", tasks_wait, on_a_disk_of_its_own(tmp_path / "output")):
             result = run_cli("build", config, "--scheduler", cluster.address)
         [worker] = cluster.worker_addresses()
         assert result.returncode == 1, result.stderr
@@ -389,7 +396,7 @@ def test_a_worker_that_joins_later_with_another_eoshard_version_stops_the_build(
     out = tmp_path / "demo"
     with running_cluster(tmp_path / "logs", n_workers=0) as cluster:
         with (
-            joining_once_tasks_wait(cluster, "other"),
+            joining_once(cluster, "other", tasks_wait),
             pytest.warns(UserWarning, match="1 of 480 label geometries were invalid"),
         ):
             result = CliRunner().invoke(app, ["build", str(write_config(demo_data, out, reads)), "--scheduler",
@@ -433,22 +440,15 @@ def test_a_build_whose_workers_run_nothing_says_so_and_finishes_when_one_joins(
             add_worker(cluster, "paused", PAUSED_AT_ONCE)
             cluster.wait_for_workers(1)
 
-        def join_once_noted() -> None:  # if the build never says so, a worker joins anyway: the test fails, ends
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline and not any(
-                r.name == worker_checks.__name__ for r in caplog.records
-            ):
-                time.sleep(0.1)
-            add_worker(cluster, "late")
+        def noted(_client: Any) -> bool:
+            return any(r.name == worker_checks.__name__ for r in caplog.records)
 
-        joiner = threading.Thread(target=join_once_noted)
-        joiner.start()
-        try:
-            with pytest.warns(UserWarning, match="1 of 480 label geometries were invalid"):
-                result = CliRunner().invoke(app, ["build", str(write_config(demo_data, out)), "--scheduler",
-                                                  cluster.address])  # fmt: skip
-        finally:
-            joiner.join()
+        with (
+            joining_once(cluster, "late", noted),
+            pytest.warns(UserWarning, match="1 of 480 label geometries were invalid"),
+        ):
+            result = CliRunner().invoke(app, ["build", str(write_config(demo_data, out)), "--scheduler",
+                                              cluster.address])  # fmt: skip
     assert result.exit_code == 0, result.output
     notes = [r.getMessage() for r in caplog.records if r.name == worker_checks.__name__]
     if stall == "none":

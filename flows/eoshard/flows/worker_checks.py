@@ -113,19 +113,17 @@ def check_output_shared(client: Client, folder: Path, then: str) -> Expected:
     Path(expected.marker).write_text(token)
     try:
         answers = client.run(_text_of, expected.marker, on_error="return")
+        blind = {worker: answer for worker, answer in answers.items() if answer != token}
+        if blind:
+            worker, answer = next(iter(blind.items()))
+            raise FlowsError(
+                f"{len(blind)} of {len(answers)} Dask workers do not see the output folder {folder} as this "
+                f"machine does ({worker}: {_seen(answer)} where this command has just written one): the shards "
+                f"they write would not reach the dataset. {SHARED_FOLDER}, then {then}"
+            )
     except BaseException:
         expected.remove()
         raise
-    blind = {worker: answer for worker, answer in answers.items() if answer != token}
-    if blind:
-        expected.remove()
-        worker, answer = next(iter(blind.items()))
-        seen = _seen(answer)
-        raise FlowsError(
-            f"{len(blind)} of {len(answers)} Dask workers do not see the output folder {folder} as this machine "
-            f"does ({worker}: {seen} where this command has just written one): the shards they write would not "
-            f"reach the dataset. {SHARED_FOLDER}, then {then}"
-        )
     return expected
 
 
