@@ -107,9 +107,7 @@ def check_output_shared(client: Client, folder: Path, then: str) -> Expected:
     for stale in folder.glob(MARKER_GLOB):  # a killed build's (one build of an output runs at a time)
         stale.unlink(missing_ok=True)
     token = uuid.uuid4().hex
-    expected = Expected(
-        installed_version(), str(folder), str(folder / f".seen-by-workers-{token}.tmp"), token, then
-    )
+    expected = Expected(installed_version(), str(folder / f".seen-by-workers-{token}.tmp"), token, then)
     Path(expected.marker).write_text(token)
     try:
         answers = client.run(_text_of, expected.marker, on_error="return")
@@ -135,13 +133,16 @@ class JoinedUnfitError(FlowsError):
 @dataclass(frozen=True)
 class Expected:
     """What every worker that runs a build's shard shares with the build's driver: eoshard's ``version``, and the
-    output ``folder``, where the driver keeps the file ``marker`` (holding ``token``) while the shards run."""
+    output folder, where the driver keeps the file ``marker`` (holding ``token``) while the shards run."""
 
     version: str
-    folder: str
     marker: str
     token: str
     then: str  # what the build's errors say to do next
+
+    @property
+    def folder(self) -> str:
+        return str(Path(self.marker).parent)
 
     def remove(self) -> None:
         Path(self.marker).unlink(missing_ok=True)
