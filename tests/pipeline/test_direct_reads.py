@@ -188,6 +188,8 @@ def _sweep_decodes(
     hints: bool,
     split: Any = None,
     tell: bool = True,
+    right_first: bool = False,
+    puts: list[tuple[Any, int]] | None = None,
 ) -> tuple[Any, Any, Any, list[int]]:
     """Read the product patch by patch in the build's stripe order (stripes of 128 px, 32 px patches) through a
     cache of 8 blocks: (decodes per block, (patch, windows) pairs, the whole grid read beforehand, the bytes held
@@ -195,7 +197,9 @@ def _sweep_decodes(
 
     ``split``: ``(row, col)`` of the patch where a second worker process takes over the sweep: it reads from there
     on first (as it starts there while the first worker starts at the top), with a memory cache of its own; then
-    the first worker reads up to there. ``tell``: both know where they meet (``meeting``)."""
+    the first worker reads up to there. ``tell``: both know where they meet (``meeting``). ``right_first``: the
+    stripes are read right to left (each top to bottom), each in another process. ``puts``: gets the key and bytes
+    of every block (or part) put into the machine's store."""
     import collections
 
     from eoshard.pipeline.direct import blocks
@@ -229,9 +233,20 @@ def _sweep_decodes(
             order, [(p.row, p.col) for p in patches[:at]], [(p.row, p.col) for p in patches[at:]], size
         )
     reading = [*patches[at:], *patches[:at]]
+    stripe = {id(p): (p.col + phase) // 128 for p in patches}
+    if right_first:
+        reading = sorted(patches, key=lambda p: -stripe[id(p)])  # stable: each stripe top to bottom
+    put = blocks.BlockStore.put
+    if puts is not None:
+
+        def recorded(store: Any, key: Any, block: Any) -> None:
+            puts.append((key, block.nbytes))
+            put(store, key, block)
+
+        monkeypatch.setattr(blocks.BlockStore, "put", recorded)
     try:
         for n, p in enumerate(reading):
-            if n == len(patches) - at:
+            if n == len(patches) - at or (right_first and n and stripe[id(p)] != stripe[id(reading[n - 1])]):
                 blocks.CACHE.clear()  # the first worker: another process, the same machine's store
             run = Run(p.row, p.col, p.col + size, ((0, p.col),))
             sweep = run_sweep(order if hints else None, run, size, tuple(grid.shape), meetings)
@@ -243,6 +258,7 @@ def _sweep_decodes(
     finally:
         blocks.remove_block_store(f"{blocks.STORE_PREFIX}sweep")
         monkeypatch.setattr(blocks, "_keep", keep)
+        monkeypatch.setattr(blocks.BlockStore, "put", put)
         close_files()
     return decodes, list(zip(reading, windows, strict=True)), whole, held
 
@@ -274,6 +290,44 @@ def test_a_stripe_sweep_decodes_each_block_once(demo_data: Any, tmp_path: Any, m
     # of B11's); those two blocks wait whole in the store for stripe 1
     assert max(held) == 5 * 64 * 64 * 2 + 64 * (16 + 8) * 2 < max(plain_held) == 8 * 64 * 64 * 2
     assert held[-1] == 0 < plain_held[-1]  # after the last patch, the sweep needs nothing more
+
+
+def test_a_stripe_read_before_the_one_left_of_it_stores_only_the_columns_that_one_reads(
+    demo_data: Any, tmp_path: Any, monkeypatch: Any
+) -> None:
+    """A block at a stripe's left edge is read whole by its stripe and in part (the columns the last patches reach
+    over the edge) by the stripe left of it. Whoever decodes it first keeps it in the machine's store for the
+    other: the stripe left of it, whole; the stripe itself, only those columns. Read either way, each block is
+    decoded once and every window is the same."""
+    items, grid = _demo(demo_data)
+    item = _small_blocks(next(i for i in items if i["properties"]["proj:epsg"] == grid.crs.epsg), tmp_path / "cog")
+    sizes: dict[bool, list[tuple[Any, int]]] = {False: [], True: []}
+    for right_first, puts in sizes.items():
+        decodes, windows, whole, _ = _sweep_decodes(
+            item, grid, tmp_path / str(right_first), monkeypatch, hints=True, right_first=right_first, puts=puts
+        )
+        for p, (b04, b11) in windows:
+            np.testing.assert_array_equal(b04, whole[1][..., p.row : p.row + 32, p.col : p.col + 32])
+            np.testing.assert_array_equal(
+                b11, whole[2][..., p.row // 2 : p.row // 2 + 16, p.col // 2 : p.col // 2 + 16]
+            )
+        assert set(decodes.values()) == {1} and len(decodes) == 8 * 9 + 4 * 5
+    # stripe edges at grid columns 80, 208, 336 and 464 (B04's block columns 2, 4, 6, 8; B11's 1, 2, 3, 4): the
+    # last patches left of each reach 16 px over it (8 px of B11); the 8 block rows of B04 and 4 of B11 under them
+    # are stored whole when the left stripe is read first, and as those columns when the right one is
+    # (the last block columns are 28 px and 14 px wide: the files are 540 and 270 px wide)
+    edges = {"B04.tif": {2: 64, 4: 64, 6: 64, 8: 28}, "B11.tif": {1: 64, 2: 64, 3: 64, 4: 14}}
+    reach = {"B04.tif": 16, "B11.tif": 8}
+    rows = {"B04.tif": 8, "B11.tif": 4}
+    for right_first, puts in sizes.items():
+        got = sorted((k[1].rsplit("/", 1)[1], k[2], k[3], k[4:], n) for k, n in puts)
+        expected = sorted(
+            (band, r, c, (0, reach[band]) if right_first else (), 64 * (reach[band] if right_first else width) * 2)
+            for band, widths in edges.items()
+            for r in range(rows[band])
+            for c, width in widths.items()
+        )
+        assert got == expected
 
 
 def test_a_run_that_ends_its_stripes_row_passes_the_blocks_right_of_it() -> None:
@@ -336,10 +390,12 @@ def test_two_workers_meeting_in_a_block_row_decode_each_block_once(
         np.testing.assert_array_equal(b04, whole[1][..., p.row : p.row + 32, p.col : p.col + 32])
     assert set(decodes.values()) == {1} and len(decodes) == 8 * 9 + 4 * 5
     untold, _, _, _ = _sweep_decodes(item, grid, tmp_path / "b", monkeypatch, hints=True, split=split, tell=False)
-    # stripe 1 reads B04's block columns 2..4 (file columns 144..271); 2 and 4 reach over its edges, so they are
-    # in the store anyway (and so are B11's): block 3 of block row 2 is the one both workers decode
+    # stripe 1 reads B04's block columns 2..4 (file columns 144..271); 4 lies over its right edge, so it goes to
+    # the store whole anyway (and so does B11's 2): block 3 of block row 2 is one both workers decode. Block 2,
+    # over its left edge, goes to the store as the columns stripe 0 reads when stripe 1 decodes it first (B11's 1
+    # too): untold, the second worker keeps only those, and the first decodes it again for the top of stripe 1
     again = {(k[1].rsplit("/", 1)[1], k[2], k[3]) for k, n in untold.items() if n > 1}
-    assert again == {("B04.tif", 2, 3)}
+    assert again == {("B04.tif", 2, 3), ("B04.tif", 2, 2), ("B11.tif", 1, 1)}
     from eoshard.pipeline.shards.reads import PatchOrder, meeting
 
     order = PatchOrder(128, 48, 32)  # the stripes' columns: 80..207 for stripe 1, the last patch reaching to 240

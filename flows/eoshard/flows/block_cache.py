@@ -44,7 +44,8 @@ def stripe_row_bytes(
 def stripe_edge_bytes(sources: ShardSources, block_px: int = BLOCK_PX) -> int:
     """Decoded bytes of the blocks two neighbouring stripes share, down the whole grid: the first block column of
     the next stripe, of every file (0 with a single stripe). They wait in the machine's store from the stripe that
-    reaches into them until the next stripe reads them."""
+    reaches into them until the next stripe reads them (a bound: where the next stripe decodes a block first, only
+    the columns the other reads wait there)."""
     order = sources.order
     height, width = sources.grid.shape
     if order is None or not order.width or width <= order.width:

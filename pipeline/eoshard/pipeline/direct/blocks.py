@@ -389,20 +389,38 @@ def _store_for(href: str, shared: bool) -> BlockStore | None:
 def _cached(key: Hashable, href: str, shared: bool = False, remember: bool = True) -> np.ndarray | None:
     """A decoded block from memory, else from this machine's store (then kept in memory too, if ``remember``)."""
     found = CACHE.get(key)
+    return found if found is not None else _from_store(key, href, shared, remember)
+
+
+def _from_store(key: Hashable, href: str, shared: bool, remember: bool) -> np.ndarray | None:
+    """A decoded block (or part) from this machine's store, if it goes there and is there."""
     store = _store_for(href, shared)
-    if found is None and store is not None:
-        found = store.get(key)
-        if found is not None and remember:
-            CACHE.put(key, found)
+    found = None if store is None else store.get(key)
+    if found is not None and remember:
+        CACHE.put(key, found)
     return found
 
 
-def _keep(key: Hashable, href: str, block: np.ndarray, shared: bool = False, remember: bool = True) -> None:
+def _keep(
+    key: Hashable,
+    href: str,
+    block: np.ndarray,
+    shared: bool = False,
+    remember: bool = True,
+    lent: tuple[Hashable, tuple[int, int]] | None = None,
+) -> None:
+    """Keep a decoded block in memory (if ``remember``) and in the machine's store when it goes there: whole, or
+    only the columns of ``lent`` (its key and columns, see ``source_block``)."""
     if remember:
         CACHE.put(key, block)
     store = _store_for(href, shared)
-    if store is not None:
+    if store is None:
+        return
+    if lent is None or (STORE_ALL_REMOTE and is_remote(href)):
         store.put(key, block)
+    else:
+        part_key, (start, stop) = lent
+        store.put(part_key, np.ascontiguousarray(block[:, start:stop]))
 
 
 @dataclass
@@ -559,13 +577,21 @@ def block_key(href: str, row: int, col: int, cols: tuple[int, int] | None = None
 
 
 def source_block(
-    href: str, row: int, col: int, *, shared: bool = False, cols: tuple[int, int] | None = None
+    href: str,
+    row: int,
+    col: int,
+    *,
+    shared: bool = False,
+    cols: tuple[int, int] | None = None,
+    lend: tuple[int, int] | None = None,
 ) -> np.ndarray:
     """Internal block ``(row, col)`` of band 1 of ``href``, decoded (cached). ``shared``: another stripe of the
     build reads it too, so it is also kept in (and looked for in) the machine's store.
 
     ``cols``: only the block's columns ``cols[0]:cols[1]`` are wanted (a stripe whose last patches reach a few
-    pixels into a block the next stripe reads): the memory cache keeps those columns, the store the whole block.
+    pixels into a block the next stripe reads): the memory cache keeps those columns, and a block decoded for them
+    goes whole to the store, for the next stripe. ``lend``: the whole block is wanted, and the stripe before reads
+    its columns ``lend`` (as its ``cols``): decoded here first, the block goes to the store as those columns only.
     """
     key, part_key = block_key(href, row, col), block_key(href, row, col, cols)
     if cols is not None and (part := CACHE.get(part_key)) is not None:
@@ -575,12 +601,17 @@ def source_block(
         if cols is not None and (part := CACHE.get(part_key)) is not None:
             return part
         remember = cols is None  # a part is kept in memory, not the whole block
-        block = _cached(key, href, shared, remember)
+        block = CACHE.get(key)
+        if block is None and cols is not None and (part := _from_store(part_key, href, shared, True)) is not None:
+            return part  # the next stripe decoded the block first and stored these columns
+        if block is None:
+            block = _from_store(key, href, shared, remember)
         if block is None:
             _unanswered_meanwhile(key, since)
             with _telling_waiters(key):
                 block = _decode(href, row, col)
-            _keep(key, href, block, shared, remember)
+            lent = None if lend is None else (block_key(href, row, col, lend), lend)
+            _keep(key, href, block, shared, remember, lent)
         if cols is None:
             return block
         part = block[:, cols[0] : cols[1]].copy()

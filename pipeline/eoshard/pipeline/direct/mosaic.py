@@ -72,9 +72,17 @@ class Sweep:
 
     def is_shared(self, y0: float, y1: float, x0: float, x1: float) -> bool:
         """Whether the block over rows ``y0:y1`` and columns ``x0:x1`` of the grid is read by two parts of the sweep."""
-        return any(x0 < b and x1 > a for a, b in self.shared) or any(
-            y1 > lo and y0 < hi and x1 > mx0 and x0 < mx1 for lo, hi, mx0, mx1 in self.meetings
-        )
+        return any(x0 < b and x1 > a for a, b in self.shared) or self.meets(y0, y1, x0, x1)
+
+    def meets(self, y0: float, y1: float, x0: float, x1: float) -> bool:
+        """Whether two workers' parts of the sweep both read the block over rows ``y0:y1``, columns ``x0:x1``."""
+        return any(y1 > lo and y0 < hi and x1 > mx0 and x0 < mx1 for lo, hi, mx0, mx1 in self.meetings)
+
+    def reach_part(self, x0: float, x1: float) -> tuple[float, float] | None:
+        """The columns of ``x0:x1`` (a block's, on the grid) that the last patches of the stripe left of it reach
+        into, where the block holds part of one stripe edge's reach; else None."""
+        parts = [(max(a, x0), min(b, x1)) for a, b in self.shared if x0 < b and x1 > a]
+        return parts[0] if len(parts) == 1 else None
 
 
 NO_SWEEP = Sweep()
@@ -98,7 +106,9 @@ def _offset(handle: OpenFile, grid_transform: Affine, epsg: int) -> tuple[int, i
 class BlockPiece:
     """What a window takes of one internal block: the block ``(row, col)``, its pixels ``ya:yb, xa:xb`` of the
     file, where its returned array starts (``y0, x0``: the block's or, for ``cols``, the part's first pixel), whether
-    other stripes read it (``shared``), the columns kept in memory (``cols``) and whether the sweep is ``done`` with it.
+    other stripes read it (``shared``), the columns kept in memory (``cols``), the columns the stripe left of it
+    reads of a block this window reads whole (``lend``, see ``source_block``) and whether the sweep is ``done``
+    with it.
     """
 
     row: int
@@ -112,6 +122,7 @@ class BlockPiece:
     shared: bool
     cols: tuple[int, int] | None
     done: bool
+    lend: tuple[int, int] | None = None
 
 
 def block_pieces(
@@ -136,12 +147,30 @@ def block_pieces(
             shared = sweep.is_shared(gy0, gy1, gx0, gx1)
             ya, yb = max(rs, y0), min(re, y0 + bh, dataset.height)
             xa, xb = max(cs, x0), min(ce, x0 + bw, dataset.width)
+            # the columns of the block that the last patches of the stripe left of it reach into, if any
+            part = sweep.reach_part(gx0, gx1)
+            lent = None
+            if part is not None:
+                lent = (max(math.floor(part[0]) - gx0, 0), min(math.ceil(part[1]) - gx0, gx1 - gx0))
             # only the columns the last patches reach over the stripe's edge, of a block the next stripe reads:
-            # memory holds those, not the whole block, while the stripe goes down (the whole one waits in the store)
+            # memory holds those, not the whole block, while the stripe goes down (the block itself waits in the
+            # store, or the next stripe, having decoded it first, stored these columns)
             reach = sweep.in_reach(xa - offset[1], xb - offset[1]) and xb - xa < gx1 - gx0
-            cols = (xa - x0, xb - x0) if reach else None
-            done = gy1 <= sweep.done_row and (gx1 <= sweep.done_col or shared)
-            pieces.append(BlockPiece(br, bc, ya, yb, xa, xb, y0, x0 if cols is None else xa, shared, cols, done))
+            cols = None
+            if reach:
+                own = (xa - x0, xb - x0)
+                # the whole reach when it holds this window's columns: the part the next stripe may have stored
+                cols = lent if lent is not None and lent[0] <= own[0] and own[1] <= lent[1] else own
+            # a block this window reads whole, which the stripe left of it reaches into: when this read decodes
+            # it, the store keeps only those columns (none where two workers' runs meet: both read it whole)
+            lend = None
+            if cols is None and lent is not None and lent[1] - lent[0] < gx1 - gx0:
+                lend = None if sweep.meets(gy0, gy1, gx0, gx1) else lent
+            # a shared block may leave memory once above the next patch row: it waits whole in the store (a lent
+            # one not: its part is there, and the patches right of this window in the row read it whole)
+            done = gy1 <= sweep.done_row and (gx1 <= sweep.done_col or (shared and lend is None))
+            start = x0 if cols is None else x0 + cols[0]
+            pieces.append(BlockPiece(br, bc, ya, yb, xa, xb, y0, start, shared, cols, done, lend))
     return pieces
 
 
@@ -166,7 +195,7 @@ def _aligned(
         out[...] = fill
     done = []
     for p in block_pieces(dataset, offset, window, sweep):
-        block = source_block(href, p.row, p.col, shared=p.shared, cols=p.cols)
+        block = source_block(href, p.row, p.col, shared=p.shared, cols=p.cols, lend=p.lend)
         out[p.ya - r0 : p.yb - r0, p.xa - c0 : p.xb - c0] = block[
             p.ya - p.y0 : p.yb - p.y0, p.xa - p.x0 : p.xb - p.x0
         ]
@@ -326,6 +355,6 @@ def _fetch_ahead(source: GroupSource, href: str, window: Window, sweep: Sweep) -
         for p in block_pieces(dataset, offset, window, sweep):
             if not CACHE.has_room(block_bytes):  # the blocks at hand come first: the read fetches the rest
                 return
-            source_block(href, p.row, p.col, shared=p.shared, cols=p.cols)
+            source_block(href, p.row, p.col, shared=p.shared, cols=p.cols, lend=p.lend)
     except Exception:  # the read itself says it: it meets the error again (the failed handle is let go), or, the
         return  # server having not answered, is told of it at once (``blocks._unanswered_meanwhile``)
