@@ -46,7 +46,12 @@ def partial_path(path: Path) -> Path:
 
 def remove_leftovers(root: Path) -> list[Path]:
     """Delete the temporary files a killed build left (ours ``.NAME.tmp``, zarr's ``NAME.<uuid>.partial``)."""
-    leftovers = [*root.rglob(".*.tmp"), *root.rglob("*.partial")]
+    leftovers = [  # one walk of the output (thousands of files for a whole tile, maybe on NFS), not one a pattern
+        Path(folder, name)
+        for folder, _, names in os.walk(root)
+        for name in names
+        if (name.startswith(".") and name.endswith(".tmp")) or name.endswith(".partial")
+    ]
     for path in leftovers:
         path.unlink(missing_ok=True)
     return leftovers
