@@ -301,8 +301,8 @@ def test_a_stripe_read_before_the_one_left_of_it_stores_only_the_columns_that_on
     decoded once and every window is the same."""
     items, grid = _demo(demo_data)
     item = _small_blocks(next(i for i in items if i["properties"]["proj:epsg"] == grid.crs.epsg), tmp_path / "cog")
-    sizes: dict[bool, list[tuple[Any, int]]] = {False: [], True: []}
-    for right_first, puts in sizes.items():
+    puts_by_order: dict[bool, list[tuple[Any, int]]] = {False: [], True: []}
+    for right_first, puts in puts_by_order.items():
         decodes, windows, whole, _ = _sweep_decodes(
             item, grid, tmp_path / str(right_first), monkeypatch, hints=True, right_first=right_first, puts=puts
         )
@@ -319,7 +319,7 @@ def test_a_stripe_read_before_the_one_left_of_it_stores_only_the_columns_that_on
     edges = {"B04.tif": {2: 64, 4: 64, 6: 64, 8: 28}, "B11.tif": {1: 64, 2: 64, 3: 64, 4: 14}}
     reach = {"B04.tif": 16, "B11.tif": 8}
     rows = {"B04.tif": 8, "B11.tif": 4}
-    for right_first, puts in sizes.items():
+    for right_first, puts in puts_by_order.items():
         got = sorted((k[1].rsplit("/", 1)[1], k[2], k[3], k[4:], n) for k, n in puts)
         expected = sorted(
             (band, r, c, (0, reach[band]) if right_first else (), 64 * (reach[band] if right_first else width) * 2)
