@@ -11,7 +11,7 @@ from affine import Affine
 from shapely.geometry import Polygon, box
 
 from eoshard.pipeline.coverage import parcel_shares, window_layers
-from eoshard.pipeline.fractions import cell_fractions
+from eoshard.pipeline.fractions import cell_claims
 from tests.conftest import shared_path
 
 
@@ -37,7 +37,9 @@ def test_a_hole_on_the_window_edge_gives_exact_shares() -> None:
     """The hole's side lies on the window's right edge: exactextract alone crashes the process on this."""
     geom = Polygon(box(3.3, 41.7, 57.1, 79.9).exterior, [box(20, 55, 31, 66).exterior])
     transform = Affine(4, 0, 0.0, 0, -4, 60.0)
-    ((rows, cols, shares),) = cell_fractions(np.array([geom]), transform, (5, 5))
+    pixel, owner, shares = cell_claims(np.array([geom]), transform, (5, 5))
+    assert set(owner.tolist()) == {0}
+    rows, cols = np.divmod(pixel, 5)
     ref_rows, ref_cols, ref_shares = parcel_shares(geom, transform, (5, 5))
     cells = list(zip(rows.tolist(), cols.tolist(), strict=True))
     assert sorted(cells) == sorted(zip(ref_rows.tolist(), ref_cols.tolist(), strict=True))

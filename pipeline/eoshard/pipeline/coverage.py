@@ -19,7 +19,7 @@ from eoshard.pipeline.fractions import (
     Claims,
     Shares,
     cell_boxes,
-    cell_fractions,
+    cell_claims,
     exact_cell_shares,
     polygonal,
     settle,
@@ -112,15 +112,17 @@ def window_shares(geoms: np.ndarray, transform: Affine, shape: tuple[int, int]) 
     """Every claim of ``geoms`` on the window's pixels (flat pixel, parcel index, share), as ``parcel_shares``
     gives them: exactextract's shares for polygons on a north-up grid, settled exactly where decisions are close."""
     fast = polygonal(geoms) if transform.b == transform.d == 0 else np.zeros(len(geoms), dtype=bool)
-    shares: list[Shares] = [
-        (np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0)) if f else parcel_shares(g, transform, shape)
-        for g, f in zip(geoms, fast, strict=True)
-    ]
-    if fast.any():
-        picked = np.flatnonzero(fast)
-        for n, found in zip(picked, cell_fractions(geoms[picked], transform, shape), strict=True):
-            shares[n] = found
-    return settle(shares, fast, geoms, transform, shape)
+    picked = np.flatnonzero(fast)
+    pixel, owner, share = cell_claims(geoms[picked], transform, shape)
+    parts = [(pixel, picked[owner], share)]
+    for n in np.flatnonzero(~fast):  # collections, or a rotated grid: GEOS alone
+        rows, cols, shares = parcel_shares(geoms[n], transform, shape)
+        parts.append((rows * shape[1] + cols, np.full(rows.size, n), shares))
+    if len(parts) > 1:  # in parcel order, as the polygons' own claims come
+        pixel, owner, share = (np.concatenate(column) for column in zip(*parts, strict=True))
+        order = np.argsort(owner, kind="stable")
+        parts = [(pixel[order], owner[order], share[order])]
+    return settle(parts[0], fast, geoms, transform, shape)
 
 
 def window_layers(

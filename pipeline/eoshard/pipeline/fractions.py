@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 import threading
-from operator import itemgetter
 
 import numpy as np
 import shapely
@@ -53,22 +52,22 @@ def polygonal(geoms: np.ndarray) -> np.ndarray:
     return np.isin(shapely.get_type_id(geoms), _POLYGONAL)
 
 
-def cell_fractions(geoms: np.ndarray, transform: Affine, shape: tuple[int, int]) -> list[Shares]:
-    """For each polygon of ``geoms``, the rows, columns and float32 shares of the window cells it covers at all.
+def cell_claims(geoms: np.ndarray, transform: Affine, shape: tuple[int, int]) -> Claims:
+    """Every window cell each polygon of ``geoms`` covers at all: flat pixel, index into ``geoms``, float32 share
+    (as float64), the polygons in order.
 
     ``transform`` must be north-up (no rotation); the window is ``shape`` cells from its origin.
     """
     from exactextract import exact_extract
     from exactextract.raster import NumPyRasterSource
 
-    from eoshard.pipeline.wkb_features import WkbFeatureSource
+    from eoshard.pipeline.wkb_features import CellWriter, WkbFeatureSource
 
     height, width = shape
     a, e = transform.a, transform.e
     some = np.flatnonzero(shapely.area(geoms) > 0)
-    out: list[Shares] = [_empty()] * len(geoms)
     if some.size == 0:
-        return out
+        return _no_claims()
     # The raster spans the polygons whole (snapped to the grid) plus a margin of one cell, whatever the window:
     # a polygon's shares then do not depend on the window asked for (labels are the same whatever the chunking),
     # and no ring can lie on the raster's edge (exactextract crashes on that: a hole's side on the edge).
@@ -86,37 +85,38 @@ def cell_fractions(geoms: np.ndarray, transform: Affine, shape: tuple[int, int])
     )
     features = WkbFeatureSource(list(zip(some.tolist(), shapely.to_wkb(geoms[some]), strict=True)))
     with _EXACTEXTRACT:
-        found = exact_extract(raster, features, ["cell_id", "coverage"], include_cols=["n"], output="geojson")
-    # GeoJSON-like features of numpy arrays, not a DataFrame: a shard task's worker loads no pandas
-    for n, ids, cover in (itemgetter("n", "cell_id", "coverage")(f["properties"]) for f in found):
-        rows, cols = np.divmod(np.asarray(ids, dtype=np.int64), c1 - c0)
-        rows, cols = rows + r0, cols + c0
-        cover = np.asarray(cover, dtype=np.float32).astype(np.float64)
-        keep = (cover > 0) & (rows >= 0) & (rows < height) & (cols >= 0) & (cols < width)
-        out[int(n)] = (rows[keep], cols[keep], cover[keep])
-    return out
+        found = exact_extract(raster, features, ["cell_id", "coverage"], include_cols=["n"], output=CellWriter())
+    if not found["n"]:
+        return _no_claims()
+    # the cells of all polygons at once: a shard task's worker loads no pandas, and no array is made per polygon
+    ids = np.concatenate(found["cell_id"]).astype(np.int64, copy=False)
+    owner = np.repeat(np.asarray(found["n"], dtype=np.int64), [c.size for c in found["cell_id"]])
+    cover = np.concatenate(found["coverage"]).astype(np.float32).astype(np.float64)
+    rows, cols = np.divmod(ids, c1 - c0)
+    rows += r0
+    cols += c0
+    keep = (cover > 0) & (rows >= 0) & (rows < height) & (cols >= 0) & (cols < width)
+    return rows[keep] * width + cols[keep], owner[keep], cover[keep]
 
 
-def _empty() -> Shares:
+def _no_claims() -> Claims:
     empty = np.empty(0, dtype=np.int64)
     return empty, empty, np.empty(0)
 
 
 def settle(
-    shares: list[Shares], approx: np.ndarray, geoms: np.ndarray, transform: Affine, shape: tuple[int, int]
+    claims: Claims, approx: np.ndarray, geoms: np.ndarray, transform: Affine, shape: tuple[int, int]
 ) -> Claims:
     """The window's claims, with exact double-precision shares wherever exactextract's could decide otherwise.
 
-    ``approx`` says which parcels' shares come from ``cell_fractions``: they are within ``MARGIN`` of the exact
+    ``approx`` says which parcels' shares come from ``cell_claims``: they are within ``MARGIN`` of the exact
     ones (measured up to 6e-8 on real parcels; slivers are found and accurate), so every claim on a pixel is
     recomputed with GEOS where a decision is that close: a share below ``MARGIN`` (the claim rule), two largest
     claims within ``2 * MARGIN`` (the tie rule) or a claim within ``MARGIN`` of full (the double-claim rule).
     """
     width = shape[1]
-    counts = np.array([s[0].size for s in shares], dtype=np.int64)
-    owner = np.repeat(np.arange(len(shares)), counts)
-    pixel = np.concatenate([r * width + c for r, c, _ in shares]) if shares else np.empty(0, np.int64)
-    share = np.concatenate([s for _, _, s in shares]) if shares else np.empty(0)
+    pixel, owner, share = claims
+    share = share.copy()  # the recomputed shares go in place
     # most pixels have one claim, which only the claim rule can make close: only the others are sorted
     several = np.bincount(pixel, minlength=shape[0] * width)[pixel] >= 2
     p, s = pixel[several], share[several]

@@ -82,24 +82,45 @@ class LabelSource:
         )
 
 
+def label_layers(source: LabelSource, sub: GeoBox, names: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
+    """The layers ``names`` (default ``source.layers``) of the window ``sub`` of the grid, each in its dtype: what
+    a shard task cuts its patches' labels from (``label_window`` stacks them for a dask chunk)."""
+    names = source.layers if names is None else names
+    shape = sub.shape
+    hits = np.sort(source.tree.query(sub.extent.geom, predicate="intersects"))
+    values = {
+        "class": np.full(shape, source.background, dtype=_DTYPES["class"]),  # codes fit int32 (classes.py)
+        "parcel_id": np.zeros(shape, dtype=_DTYPES["parcel_id"]),
+    }
+    if hits.size == 0:
+        layers = None
+    else:
+        layers = window_layers(source.geoms[hits], source.compare[hits], sub.transform, (shape[0], shape[1]))
+        some = layers.best >= 0
+        values["class"][some] = source.codes[hits][layers.best[some]]
+        values["parcel_id"][some] = source.ids[hits][layers.best[some]]
+    for name, field in (
+        ("coverage", "coverage"),
+        ("double_partial", "mixed"),
+        ("double_full", "full_and_claimed"),
+    ):
+        if name in names:
+            found = np.zeros(shape) if layers is None else getattr(layers, field)
+            values[name] = found.astype(_DTYPES[name])
+    return {name: values[name] for name in names}
+
+
 def label_window(source: LabelSource, sub: GeoBox) -> np.ndarray:
     """The five layers of the window ``sub`` of the grid, stacked as float64 (``STACKED_ROWS``: the parcel ids in
     two rows of 32 bits); ``layer_values`` gives each layer back, exactly, in its dtype."""
-    r1, c1 = sub.shape
-    out = np.zeros((STACKED_ROWS, r1, c1))
-    out[0] = source.background
-    hits = np.sort(source.tree.query(sub.extent.geom, predicate="intersects"))
-    if hits.size == 0:
-        return out
-    layers = window_layers(source.geoms[hits], source.compare[hits], sub.transform, (r1, c1))
-    some = layers.best >= 0
-    out[0][some] = source.codes[hits][layers.best[some]]
-    bits = source.ids[hits][layers.best[some]].astype(np.int64).view(np.uint64)
-    out[1][some] = bits >> np.uint64(32)
-    out[-1][some] = bits & _LOW_BITS
-    out[2] = layers.coverage
-    out[3] = layers.mixed
-    out[4] = layers.full_and_claimed
+    values = label_layers(source, sub, LAYERS)
+    bits = values["parcel_id"].view(np.uint64)
+    out = np.empty((STACKED_ROWS, *values["class"].shape))
+    out[0] = values["class"]
+    out[1] = bits >> np.uint64(32)
+    out[-1] = bits & _LOW_BITS
+    for row, name in enumerate(LAYERS[2:], start=2):
+        out[row] = values[name]
     return out
 
 

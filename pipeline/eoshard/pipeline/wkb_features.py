@@ -1,15 +1,19 @@
-"""Polygons handed to exactextract as WKB, as its own GDAL and QGIS feature sources hand them over.
+"""Polygons handed to exactextract as WKB, as its own GDAL and QGIS feature sources hand them over, and their cells
+collected as arrays.
 
 Its ``JSONFeatureSource`` takes GeoJSON-like dicts and writes each geometry as text for the C++ side to parse: on
 the quarter tile's parcels that cost half as much again as the coverage computation itself. WKB carries the same
-doubles exactly.
+doubles exactly. Its ``JSONWriter`` makes a GeoJSON-like dict of every feature's results, which the caller would
+only take apart again: ``CellWriter`` keeps the arrays alone.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 from exactextract.feature import Feature, FeatureSource
+from exactextract.writer import Writer
 
 
 class WkbFeature(Feature):
@@ -47,3 +51,36 @@ class WkbFeatureSource(FeatureSource):
 
     def srs_wkt(self) -> None:
         return None
+
+
+class _Fields(Feature):
+    """The target each result is copied to: it hands every field to its writer's lists."""
+
+    def __init__(self, lists: dict[str, list[Any]]) -> None:
+        super().__init__()
+        self.lists = lists
+
+    def set(self, name: str, value: Any) -> None:
+        self.lists[name].append(value)
+
+    def set_geometry(self, geometry: Any) -> None:
+        """The results carry no geometry (``include_geom`` off): nothing to keep."""
+
+    def set_geometry_format(self) -> str:
+        return "wkb"
+
+
+class CellWriter(Writer):
+    """The ``n``, ``cell_id`` and ``coverage`` of every feature, one list each, in the order the features come."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lists: dict[str, list[Any]] = {"n": [], "cell_id": [], "coverage": []}
+        self._fields = _Fields(self.lists)
+
+    def write(self, feature: Any) -> None:
+        feature.copy_to(self._fields)
+
+    def features(self) -> dict[str, list[Any]]:
+        """What ``exact_extract`` returns: the lists."""
+        return self.lists

@@ -31,7 +31,7 @@ from eoshard.pipeline.direct import (
     use_open_files,
 )
 from eoshard.pipeline.grid import nested_grid
-from eoshard.pipeline.label_windows import LabelSource, label_window, layer_values
+from eoshard.pipeline.label_windows import LabelSource, label_layers
 from eoshard.pipeline.landsat import qa_valid
 from eoshard.pipeline.scl import scl_valid
 from eoshard.pipeline.settings import check_settings, env_count
@@ -251,11 +251,9 @@ def _read_windows(
         if sources.labels is not None:
             z = sources.label_zoom
             grid = sources.grid if z == 1 else nested_grid(sources.grid, z)
-            stacked = label_window(
-                sources.labels, grid[rows.start * z : rows.stop * z, run.col0 * z : run.col1 * z]
-            )
-            for layer in sources.labels.layers:
-                _cut(labels[layer], run, layer_values(stacked, layer), size, 1, zoom_in=z)
+            area = grid[rows.start * z : rows.stop * z, run.col0 * z : run.col1 * z]
+            for layer, values in label_layers(sources.labels, area).items():
+                _cut(labels[layer], run, values, size, 1, zoom_in=z)
         if sources.scl is not None and masks is not None:
             valid = partial(scl_valid, invalid=sources.scl_invalid)
             _cut(masks, run, _class_window(sources.scl, sources.scl_factor, rows, run, sweep, valid), size, 1)
