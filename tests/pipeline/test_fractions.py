@@ -49,6 +49,22 @@ def test_a_hole_on_the_window_edge_gives_exact_shares() -> None:
     assert got[(4, 0)] == pytest.approx((4 - 3.3) * (44 - 41.7) / 16)  # the corner cell: 0.7 m x 2.3 m
 
 
+def test_claims_name_each_polygon_by_its_place_among_all_given() -> None:
+    """A polygon without area between two others is left out, and the others' claims keep their own indices."""
+    first = box(1.5, 2.5, 9.5, 9.0)
+    flat = Polygon([(0, 0), (10, 0), (20, 0)])  # no area: exactextract never sees it
+    last = Polygon(box(12.0, 1.0, 19.0, 8.5).exterior, [box(14, 3, 16, 5).exterior])
+    transform = Affine(4, 0, 0.0, 0, -4, 12.0)
+    pixel, owner, shares = cell_claims(np.array([first, flat, last]), transform, (3, 5))
+    assert sorted(set(owner.tolist())) == [0, 2]
+    for n, geom in ((0, first), (2, last)):
+        rows, cols, expected = parcel_shares(geom, transform, (3, 5))
+        got = dict(zip(pixel[owner == n].tolist(), shares[owner == n].tolist(), strict=True))
+        assert sorted(got) == sorted((rows * 5 + cols).tolist())
+        for p, s in zip((rows * 5 + cols).tolist(), expected.tolist(), strict=True):
+            assert got[p] == pytest.approx(s, abs=1e-7)
+
+
 def test_a_split_cell_is_decided_as_geos_decides() -> None:
     """Two triangles halve a cell along its diagonal: a tie that float32 shares cannot break as doubles do."""
     left = Polygon([(0, 0), (10, 0), (0, 10)])

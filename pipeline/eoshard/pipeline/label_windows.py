@@ -74,7 +74,7 @@ class LabelSource:
 
     def within(self, areas: np.ndarray) -> LabelSource:
         """The parcels that intersect any of ``areas`` (shapely geometries in the grid's CRS), in the same order:
-        a window inside one of them gets the same layers from these as from all (``label_window`` takes the
+        a window inside one of them gets the same layers from these as from all (``label_layers`` takes the
         parcels that intersect the window, in this order)."""
         hits = np.unique(self.tree.query(areas, predicate="intersects")[1])
         return replace(

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+import numpy as np
 from exactextract.feature import Feature, FeatureSource
 from exactextract.writer import Writer
 
@@ -54,14 +55,14 @@ class WkbFeatureSource(FeatureSource):
 
 
 class _Fields(Feature):
-    """The target each result is copied to: it hands every field to its writer's lists."""
+    """The target each result is copied to: the fields of one feature at a time."""
 
-    def __init__(self, lists: dict[str, list[Any]]) -> None:
+    def __init__(self) -> None:
         super().__init__()
-        self.lists = lists
+        self.values: dict[str, Any] = {}
 
     def set(self, name: str, value: Any) -> None:
-        self.lists[name].append(value)
+        self.values[name] = value
 
     def set_geometry(self, geometry: Any) -> None:
         """The results carry no geometry (``include_geom`` off): nothing to keep."""
@@ -71,15 +72,22 @@ class _Fields(Feature):
 
 
 class CellWriter(Writer):
-    """The ``n``, ``cell_id`` and ``coverage`` of every feature, one list each, in the order the features come."""
+    """The ``n``, ``cell_id`` and ``coverage`` of every feature, one list each, in the order the features come (a
+    feature without cells gets empty arrays, so the lists stay aligned)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.lists: dict[str, list[Any]] = {"n": [], "cell_id": [], "coverage": []}
-        self._fields = _Fields(self.lists)
+        self._fields = _Fields()
 
     def write(self, feature: Any) -> None:
+        self._fields.values = {}
         feature.copy_to(self._fields)
+        got = self._fields.values
+        self.lists["n"].append(got["n"])
+        for name, dtype in (("cell_id", np.int64), ("coverage", np.float64)):
+            found = got.get(name)
+            self.lists[name].append(np.empty(0, dtype) if found is None else found)
 
     def features(self) -> dict[str, list[Any]]:
         """What ``exact_extract`` returns: the lists."""
