@@ -65,6 +65,20 @@ def test_claims_name_each_polygon_by_its_place_among_all_given() -> None:
             assert got[p] == pytest.approx(s, abs=1e-7)
 
 
+def test_a_collection_among_polygons_is_decided_as_geos_decides() -> None:
+    """A geometry collection gets its shares from GEOS alone, beside exactextract's polygons, and the claims of
+    both decide together: ties, mixes and double claims over the pixels they share."""
+    collection = shapely.GeometryCollection([box(6.0, 2.0, 17.5, 13.0), shapely.LineString([(0, 0), (20, 20)])])
+    geoms = np.array([box(1.0, 1.0, 10.0, 10.0), collection, box(12.0, 0.5, 19.0, 19.5), box(4.0, 4.0, 8.0, 8.0)])
+    transform = Affine(2, 0, 0.0, 0, -2, 20.0)
+    attribute = np.array([1, 2, 2, 3])
+    got = window_layers(geoms, attribute, transform, (10, 10))
+    expected = geos_layers(geoms, attribute, transform, (10, 10))
+    for name, values in expected.items():
+        np.testing.assert_array_equal(getattr(got, name), values, err_msg=name)
+    assert got.mixed.any() and got.full_and_claimed.any() and (got.best == 1).any()
+
+
 def test_a_split_cell_is_decided_as_geos_decides() -> None:
     """Two triangles halve a cell along its diagonal: a tie that float32 shares cannot break as doubles do."""
     left = Polygon([(0, 0), (10, 0), (0, 10)])
