@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import dask
@@ -59,6 +61,31 @@ def test_an_error_meanwhile_closes_the_cluster_that_was_starting() -> None:
         raise ValueError("no products")  # what planning raises before it asks for the client
     assert not any(t.name == "eoshard-cluster" for t in threading.enumerate())
     assert seen[0]().status == "closed"  # it had started, and was closed on the way out
+
+
+@pytest.fixture
+def log_levels() -> Iterator[None]:
+    """The levels of the loggers an interrupt quiets, as they were before the test."""
+    loggers = [logging.getLogger(name) for name in ("distributed", "asyncio")]
+    levels = [logger.level for logger in loggers]
+    yield
+    for logger, level in zip(loggers, levels, strict=True):
+        logger.setLevel(level)
+
+
+def test_an_interrupt_quiets_the_logs_of_the_cluster_in_this_process_before_it_closes(log_levels) -> None:
+    """Ctrl-C or SIGTERM while the build runs: the scheduler, nannies and client in the driver would log the
+    workers' ends and asyncio a gather left waiting, with tracebacks; after an error asyncio still logs."""
+    with pytest.raises(ValueError), client_started_meanwhile(n_workers=1) as started:
+        started()
+        raise ValueError("no products")
+    assert logging.getLogger("asyncio").getEffectiveLevel() < logging.CRITICAL
+    with pytest.raises(KeyboardInterrupt), client_started_meanwhile(n_workers=1) as started:
+        client = started()
+        raise KeyboardInterrupt
+    assert client.status == "closed"
+    assert logging.getLogger("distributed").getEffectiveLevel() == logging.CRITICAL
+    assert logging.getLogger("asyncio").getEffectiveLevel() == logging.CRITICAL
 
 
 def test_a_scheduler_that_cannot_be_reached_is_said_before_the_caller_plans(monkeypatch) -> None:

@@ -100,7 +100,7 @@ def dask_client(scheduler: str | None = None, n_workers: int | None = None) -> I
         client_log = logging.getLogger("distributed.client")
         client_log.addFilter(CLOSING_NOISE)
         try:
-            with connect(scheduler) as client:
+            with connect(scheduler) as client, _quiet_if_interrupted():
                 yield client
         finally:
             client_log.removeFilter(CLOSING_NOISE)
@@ -118,7 +118,8 @@ def dask_client(scheduler: str | None = None, n_workers: int | None = None) -> I
         Client(cluster) as client,
     ):
         client.register_plugin(QuietTaskFailures())
-        yield client
+        with _quiet_if_interrupted():
+            yield client
         # the work is done: a worker's heartbeat racing the scheduler's shutdown would print a harmless traceback
         client.run(_quiet_shutdown)
         client.run_on_scheduler(_quiet_shutdown)
@@ -172,7 +173,8 @@ def client_started_meanwhile(
     try:
         if scheduler:  # a scheduler that does not answer is told now, not after planning
             connected.result()
-        yield ready.result
+        with _quiet_if_interrupted():
+            yield ready.result
     finally:
         done.set()
         thread.join()
@@ -216,6 +218,20 @@ class QuietTaskFailures(WorkerPlugin):
 
 def _quiet_shutdown() -> None:
     logging.getLogger("distributed").setLevel(logging.CRITICAL)
+
+
+@contextmanager
+def _quiet_if_interrupted() -> Iterator[None]:
+    """On Ctrl-C or SIGTERM (``KeyboardInterrupt``), before the client closes: this process's scheduler, nannies
+    and client would log the workers' ends, which the same signal brings, and asyncio a gather the interrupt left
+    waiting ("Task exception was never retrieved"), each with its traceback; the command says in one line what it
+    kept."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        _quiet_shutdown()
+        logging.getLogger("asyncio").setLevel(logging.CRITICAL)
+        raise
 
 
 def dashboard_note(client: Client) -> str:
