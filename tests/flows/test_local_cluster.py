@@ -65,9 +65,12 @@ def test_an_error_meanwhile_closes_the_cluster_that_was_starting() -> None:
 
 @pytest.fixture
 def log_levels() -> Iterator[None]:
-    """The levels of the loggers an interrupt quiets, as they were before the test."""
+    """The loggers an interrupt quiets, at their default level for the test (a command interrupted earlier in this
+    process quieted them) and as they were after it."""
     loggers = [logging.getLogger(name) for name in ("distributed", "asyncio")]
     levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.NOTSET)
     yield
     for logger, level in zip(loggers, levels, strict=True):
         logger.setLevel(level)
