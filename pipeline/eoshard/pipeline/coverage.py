@@ -114,15 +114,16 @@ def window_shares(geoms: np.ndarray, transform: Affine, shape: tuple[int, int]) 
     fast = polygonal(geoms) if transform.b == transform.d == 0 else np.zeros(len(geoms), dtype=bool)
     picked = np.flatnonzero(fast)
     pixel, owner, share = cell_claims(geoms[picked], transform, shape)
-    parts = [(pixel, picked[owner], share)]
-    for n in np.flatnonzero(~fast):  # collections, or a rotated grid: GEOS alone
-        rows, cols, shares = parcel_shares(geoms[n], transform, shape)
-        parts.append((rows * shape[1] + cols, np.full(rows.size, n), shares))
-    if len(parts) > 1:  # in parcel order, as the polygons' own claims come
-        pixel, owner, share = (np.concatenate(column) for column in zip(*parts, strict=True))
-        order = np.argsort(owner, kind="stable")
-        parts = [(pixel[order], owner[order], share[order])]
-    return settle(parts[0], fast, geoms, transform, shape)
+    owner = picked[owner]
+    slow = np.flatnonzero(~fast)  # collections, or a rotated grid: GEOS alone
+    if slow.size:
+        found = [parcel_shares(geoms[n], transform, shape) for n in slow]
+        pixel = np.concatenate([pixel, *(rows * shape[1] + cols for rows, cols, _ in found)])
+        owner = np.concatenate([owner, np.repeat(slow, [rows.size for rows, _, _ in found])])
+        share = np.concatenate([share, *(shares for _, _, shares in found)])
+        order = np.argsort(owner, kind="stable")  # in parcel order, as the polygons' own claims come
+        pixel, owner, share = pixel[order], owner[order], share[order]
+    return settle((pixel, owner, share), fast, geoms, transform, shape)
 
 
 def window_layers(
