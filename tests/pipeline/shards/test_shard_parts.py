@@ -306,6 +306,32 @@ def test_spooled_values_reach_lmdb_as_the_returned_ones_would(tmp_path: Path) ->
         read_spooled(spooled["spool"])
 
 
+def test_a_zarr_file_refused_while_the_values_spool_fails_the_task_and_leaves_neither_behind(
+    tmp_path: Path,
+) -> None:
+    """The Zarr files go to the disk on their own thread while the task spools its LMDB values: a file the disk
+    refuses (here one array's chunk folder is a file) fails the task as a write error naming the shard, after the
+    other arrays' files are written, and leaves no spooled values and no temporary file."""
+    images = (np.arange(2 * 3 * 1 * 4 * 4, dtype=np.uint16).reshape(2, 3, 1, 4, 4) % 50) + 1
+    dates = ("2024-01-01T00:00:00", "2024-02-01T00:00:00", "2024-03-01T00:00:00")
+    store = tmp_path / "data.zarr"
+    create_store(store, 2, LAYOUTS, shard_size=2, attrs={})
+    (store / "s2_10m" / "c").write_bytes(b"")  # where the array's shard folders go
+    grid = GeoBox((4, 8), Affine(10, 0, 0, 0, -10, 0), "EPSG:32633")
+    spec = ShardSpec(
+        out=str(tmp_path), index=0, shard_size=2, patches=tuple(patch_grid(grid, 4)), groups={"s2_10m": ["B02"]},
+        factors={"s2_10m": 1}, dates=dates, layouts=LAYOUTS, lmdb_part="part-00", write_zarr=True,
+        spool_values=True,
+    )  # fmt: skip
+    with pytest.raises(ShardWriteError, match=rf"^could not write shard 0 of {store}: .*rerun the same build"):
+        materialize_shard(spec, {"s2_10m": list(images)}, {})
+    assert not any(spool_dir(tmp_path).iterdir())
+    written = sorted(str(f.relative_to(store)) for f in store.rglob("*") if f.is_file() and f.name != "zarr.json")
+    assert written == [
+        "s2_10m/c", "sample_mask/c/0", "time_mask/c/0/0", "valid_fraction/c/0/0", "valid_mask/c/0/0/0/0"
+    ]  # fmt: skip
+
+
 def test_spooled_values_are_mapped_for_shards_of_any_size_and_a_second_run_replaces_the_file(
     tmp_path: Path,
 ) -> None:

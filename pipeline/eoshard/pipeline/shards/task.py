@@ -16,8 +16,8 @@ from eoshard.pipeline.shards import stats
 from eoshard.pipeline.shards.layout import ZARR_DIR
 from eoshard.pipeline.shards.samples import Sample, SensorSeries, empty_slot, sha256
 from eoshard.pipeline.shards.splits import block_split
-from eoshard.pipeline.shards.spool import spool_values
-from eoshard.pipeline.shards.zarr_store import write_shard
+from eoshard.pipeline.shards.spool import release_spooled, spool_values
+from eoshard.pipeline.shards.zarr_store import start_shard
 from eoshard.pipeline.timeseries import MASK_SOURCES, nodata_mask, select_dates
 
 Layouts = Mapping[str, tuple[tuple[int, ...], str]]
@@ -152,12 +152,8 @@ def materialize_shard(
                 histograms[f"{name}_{band}"].add(sample.paired[name][i])
         if "class" in sample.labels:
             class_counts.append(stats.histogram(sample.labels["class"], nodata=-(2**31)))
-    checksums = {}
-    if spec.write_zarr:
-        checksums = write_shard(Path(spec.out) / ZARR_DIR, spec.index, spec.shard_size, slots)
-    spooled = {}
-    if spec.spool_values and spec.lmdb_part is not None:
-        spooled = {"spool": spool_values(Path(spec.out), spec.index, records)}
+    checksums, spooled = _write_files(spec, slots, records)
+    if spooled:
         records = []
     return {
         **spooled,
@@ -168,6 +164,29 @@ def materialize_shard(
         "dropped": dropped,
         "checksums": checksums,
     }
+
+
+def _write_files(
+    spec: ShardSpec, slots: Sequence[Mapping[str, np.ndarray]], records: Sequence[tuple[str, bytes]]
+) -> tuple[dict[str, str], dict[str, Any]]:
+    """Write the shard's Zarr files and, while they go to the disk, spool its LMDB values (``spec.spool_values``):
+    the Zarr files' checksums and the spool (empty when the values are returned). A task that fails leaves no
+    write under way and no spool behind."""
+    zarr_files = (
+        start_shard(Path(spec.out) / ZARR_DIR, spec.index, spec.shard_size, slots) if spec.write_zarr else None
+    )
+    spooled: dict[str, Any] = {}
+    try:
+        if spec.spool_values and spec.lmdb_part is not None:
+            spooled = {"spool": spool_values(Path(spec.out), spec.index, records)}
+        checksums = {} if zarr_files is None else zarr_files.wait()
+    except BaseException:
+        if zarr_files is not None:
+            zarr_files.settle()
+        if spooled:
+            release_spooled(spooled["spool"])
+        raise
+    return checksums, spooled
 
 
 def sensor_series(spec: ShardSpec, images: Mapping[str, np.ndarray]) -> dict[str, SensorSeries]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Collection, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -101,15 +102,58 @@ def checksums(path: Path, shard_index: int, name: str | None = None) -> dict[str
 def write_shard(
     path: Path, shard_index: int, shard_size: int, samples: Sequence[Mapping[str, np.ndarray]]
 ) -> dict[str, str]:
-    """Write shard ``shard_index`` of every array in one go (a whole shard, so no other task touches it) from its
-    samples' arrays by name.
+    """Write shard ``shard_index`` of every array in one go (``start_shard``, then wait for its files). Returns the
+    SHA-256 of the shard's files."""
+    return start_shard(path, shard_index, shard_size, samples).wait()
 
-    Arrays in ``create_store``'s layout are encoded in one pass (``shard_bytes``) and written through a temporary
-    file and a rename, as zarr writes; others by zarr. Every chunk is written, fill-only ones (dropped samples)
-    too: zarr's test for an empty chunk compares each one with its fill value, which cost 17 % of the write; a fill
-    chunk read back is the same values either way. Returns the SHA-256 of the shard's files.
+
+# A shard's files go to the disk on this thread while the task that made them goes on (the next array's encoding,
+# its LMDB values): an ``O_DIRECT`` write waits for the disk, and the task's core stood idle meanwhile (design
+# record 0012). One thread: a process's files reach the disk in the order they were made.
+_writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="eoshard-zarr-write")
+
+
+class ShardWrite:
+    """The files of one shard on their way to the disk (see ``start_shard``)."""
+
+    def __init__(self, path: Path, shard_index: int) -> None:
+        self.path, self.shard_index = path, shard_index
+        self.sums: dict[str, str] = {}
+        self.pending: list[Future[None]] = []
+
+    def wait(self) -> dict[str, str]:
+        """Wait until every file is written; the SHA-256 of the shard's files in ``shard_files``' order."""
+        failed = self.settle()
+        if isinstance(failed, OSError):
+            raise self.error(failed) from failed
+        if failed is not None:
+            raise failed
+        return dict(sorted(self.sums.items(), key=lambda item: Path(item[0]).parts))
+
+    def settle(self) -> BaseException | None:
+        """Wait until no write of this shard is under way; the first that failed, if any."""
+        errors = [f.exception() for f in self.pending]
+        return next((e for e in errors if e is not None), None)
+
+    def error(self, err: OSError) -> ShardWriteError:
+        return ShardWriteError(
+            f"could not write shard {self.shard_index} of {self.path}: {err}; the shards committed before it stay "
+            "valid, free space (or fix the error) and rerun the same build to finish"
+        )
+
+
+def start_shard(
+    path: Path, shard_index: int, shard_size: int, samples: Sequence[Mapping[str, np.ndarray]]
+) -> ShardWrite:
+    """Start writing shard ``shard_index`` of every array in one go (a whole shard, so no other task touches it)
+    from its samples' arrays by name; ``wait`` on the result before the shard counts as written.
+
+    Arrays in ``create_store``'s layout are encoded in one pass (``shard_bytes``) here and written through a
+    temporary file and a rename, as zarr writes, on the writer thread; others by zarr, here. Every chunk is
+    written, fill-only ones (dropped samples) too: zarr's test for an empty chunk compares each one with its fill
+    value, which cost 17 % of the write; a fill chunk read back is the same values either way.
     """
-    sums: dict[str, str] = {}
+    writing = ShardWrite(path, shard_index)
     try:
         start = shard_index * shard_size
         for name in samples[0]:
@@ -118,23 +162,29 @@ def write_shard(
                 array = zarr.open_array(str(path / name), mode="r+", zarr_format=3)
                 target = array.with_config({"write_empty_chunks": True})
                 target[start : start + len(samples)] = np.stack([s[name] for s in samples])
-                sums.update(checksums(path, shard_index, name))
+                writing.sums.update(checksums(path, shard_index, name))
+                fault_point("zarr-shard")
             else:
                 level, dtype, key = found
                 pieces = shard_pieces([s[name] for s in samples], shard_size, level, dtype)
                 file = path / name / key(shard_index)
-                _replace(file, pieces)
                 digest = hashlib.sha256()
                 for piece in pieces:
                     digest.update(piece)
-                sums[str(file.relative_to(path.parent))] = digest.hexdigest()
-            fault_point("zarr-shard")
-        return dict(sorted(sums.items(), key=lambda item: Path(item[0]).parts))  # shard_files' order
+                writing.sums[str(file.relative_to(path.parent))] = digest.hexdigest()
+                writing.pending.append(_writer.submit(_write_piece_file, file, pieces))
     except OSError as err:
-        raise ShardWriteError(
-            f"could not write shard {shard_index} of {path}: {err}; the shards committed before it stay valid, "
-            "free space (or fix the error) and rerun the same build to finish"
-        ) from err
+        writing.settle()  # nothing of this shard is left being written when its task fails
+        raise writing.error(err) from err
+    except BaseException:
+        writing.settle()
+        raise
+    return writing
+
+
+def _write_piece_file(file: Path, pieces: Sequence[bytes]) -> None:
+    _replace(file, pieces)
+    fault_point("zarr-shard")
 
 
 OnePass = tuple[int, np.dtype[Any], Callable[[int], str]]  # zstd level, dtype, shard index -> shard file key
