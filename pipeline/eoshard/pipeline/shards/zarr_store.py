@@ -132,7 +132,7 @@ class ShardWrite:
 
     def settle(self) -> BaseException | None:
         """Wait until no write of this shard is under way; the first that failed, if any."""
-        errors = [f.exception() for f in self.pending]
+        errors = [f.exception() for f in self.pending]  # a list, not a generator: every write is waited for
         return next((e for e in errors if e is not None), None)
 
     def error(self, err: OSError) -> ShardWriteError:
